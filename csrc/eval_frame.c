@@ -1,0 +1,583 @@
+/* janus_frame._C: the PEP 523 frame hook and the per-code cache.
+ *
+ * In:  every Python frame the interpreter is about to run while some thread
+ *      has janus_frame active.
+ * Out: the frame runs as usual (chained to the eval function installed before
+ *      ours), or a cached replacement function runs in its place and its
+ *      result is the frame's result, or -- on a cache miss -- the Python
+ *      callback decides.
+ *
+ * Only interception and the cache fast path live here; every decision is made
+ * in Python (janus_frame.hook).
+ *
+ * Calling convention shared with Python. A code object with A argument slots
+ * (positional + keyword-only + *args + **kwargs) has its arguments already
+ * bound in the first A slots of the frame's localsplus when the eval function
+ * is entered. Guards and replacements are plain functions taking exactly those
+ * A values positionally, so a hit is one vectorcall on the frame's own slot
+ * array: no tuple, no dict, no copy. Closure cells and free variables reach
+ * them through the function's closure, re-bound to the frame function's
+ * closure when it differs.
+ *
+ * Per-thread state (__thread, initial-exec model so a read is one load):
+ *   callback == NULL   janus_frame off in this thread: pass straight through
+ *   callback == False  run-only: use cached entries, never compile
+ *   callback == f      compile on a miss by calling f(func, args_tuple)
+ */
+#include "compat.h"
+#include <stdint.h>
+
+enum { ACT_DEFAULT = 0, ACT_SKIP = 1, ACT_RUN_ONLY = 2 };
+
+typedef struct Entry {
+    struct Entry *next;
+    PyObject *guard;       /* strong */
+    PyObject *replacement; /* strong */
+    PyObject *owner;       /* strong: the callback that compiled this entry */
+} Entry;
+
+typedef struct {
+    Entry *head;        /* most recently hit first */
+    int cur_action;     /* for this frame */
+    int rec_action;     /* for frames it calls (while it runs) */
+    uint64_t epoch;     /* reset() bumps the global epoch; stale extras are cleared lazily */
+    uint64_t version;   /* bumped on every change of the entry list */
+    PyObject *pystate;  /* strong or NULL: the Python side's per-code record */
+} Extra;
+
+typedef struct {
+    PyObject *callback; /* strong; see the header comment */
+    int busy;           /* a guard or the callback is running: intercept nothing */
+    JF_Frame *passing;  /* frame handed to the previous eval function (cycle guard) */
+} TState;
+
+static __thread TState tls __attribute__((tls_model("initial-exec")));
+
+static Py_ssize_t extra_index = -1;
+static uint64_t global_epoch = 1;
+static Py_ssize_t active_threads = 0;
+static _PyFrameEvalFunction previous_eval = NULL;
+
+static PyObject *eval_frame_hook(PyThreadState *ts, JF_Frame *frame, int throw_flag);
+
+/* ------------------------------------------------------------------ */
+/* Installation: per interpreter, chained, present only while needed.  */
+
+static void update_install(void) {
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    _PyFrameEvalFunction cur = JF_GET_EVAL_FRAME(interp);
+    if (active_threads > 0) {
+        if (cur != eval_frame_hook) {
+            /* Another hook may already call us as its previous function; the
+             * per-frame cycle guard makes chaining on top of it safe. */
+            previous_eval = cur;
+            JF_SET_EVAL_FRAME(interp, eval_frame_hook);
+        }
+    } else if (cur == eval_frame_hook) {
+        /* Only remove ourselves when on top: a hook chained above us keeps
+         * calling us, and we then pass every frame through. */
+        JF_SET_EVAL_FRAME(interp, previous_eval);
+    }
+}
+
+/* Steals new_cb (may be NULL); returns the previous callback as a new
+ * (stolen) reference, possibly NULL. */
+static PyObject *swap_callback(PyObject *new_cb) {
+    PyObject *old = tls.callback;
+    tls.callback = new_cb;
+    if ((old == NULL) != (new_cb == NULL)) {
+        active_threads += new_cb ? 1 : -1;
+        update_install();
+    }
+    return old;
+}
+
+/* ------------------------------------------------------------------ */
+/* Per-code state in co_extra.                                          */
+
+static void entries_free(Entry *e) {
+    while (e) {
+        Entry *next = e->next;
+        Py_DECREF(e->guard);
+        Py_DECREF(e->replacement);
+        Py_DECREF(e->owner);
+        PyMem_Free(e);
+        e = next;
+    }
+}
+
+static void extra_clear(Extra *ex) {
+    Entry *head = ex->head;
+    PyObject *st = ex->pystate;
+    ex->head = NULL;
+    ex->pystate = NULL;
+    ex->cur_action = ACT_DEFAULT;
+    ex->rec_action = ACT_DEFAULT;
+    ex->epoch = global_epoch;
+    ex->version++;
+    /* Drop references last: destructors may run arbitrary code. */
+    entries_free(head);
+    Py_XDECREF(st);
+}
+
+static void extra_free(void *p) {
+    if (p == NULL) return;
+    Extra *ex = (Extra *)p;
+    entries_free(ex->head);
+    Py_XDECREF(ex->pystate);
+    PyMem_Free(ex);
+}
+
+/* Borrowed code; returns the code's Extra (created on demand) or NULL with
+ * an exception set. */
+static Extra *get_extra(PyCodeObject *code, int create) {
+    Extra *ex = (Extra *)jf_code_get_extra(code, extra_index);
+    if (ex != NULL) {
+        if (ex->epoch != global_epoch) extra_clear(ex);
+        return ex;
+    }
+    if (!create) return NULL;
+    ex = (Extra *)PyMem_Calloc(1, sizeof(Extra));
+    if (ex == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    ex->epoch = global_epoch;
+    if (JF_SET_CODE_EXTRA(code, extra_index, ex) < 0) {
+        PyMem_Free(ex);
+        return NULL;
+    }
+    return ex;
+}
+
+static inline Py_ssize_t frame_nargs(PyCodeObject *code) {
+    int flags = code->co_flags;
+    return code->co_argcount + code->co_kwonlyargcount + ((flags & CO_VARARGS) != 0) +
+           ((flags & CO_VARKEYWORDS) != 0);
+}
+
+/* Borrowed fn (a function whose code follows the calling convention) and
+ * frame_func; returns a new reference to fn, or to a copy bound to
+ * frame_func's globals and closure when those differ. */
+static PyObject *bind_to_frame(PyObject *fn, PyObject *frame_func) {
+    PyFunctionObject *f = (PyFunctionObject *)fn;
+    PyFunctionObject *ff = (PyFunctionObject *)frame_func;
+    PyCodeObject *code = (PyCodeObject *)f->func_code;
+    int needs_closure = code->co_nfreevars > 0;
+    if (f->func_globals == ff->func_globals &&
+        (!needs_closure || f->func_closure == ff->func_closure)) {
+        Py_INCREF(fn);
+        return fn;
+    }
+    PyObject *nf = PyFunction_New((PyObject *)code, ff->func_globals);
+    if (nf == NULL) return NULL;
+    if (needs_closure && PyFunction_SetClosure(nf, ff->func_closure) < 0) {
+        Py_DECREF(nf);
+        return NULL;
+    }
+    return nf;
+}
+
+/* ------------------------------------------------------------------ */
+/* Running frames.                                                      */
+
+static inline PyObject *pass_through(PyThreadState *ts, JF_Frame *frame, int throw_flag) {
+    if (previous_eval == NULL || previous_eval == _PyEval_EvalFrameDefault)
+        return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
+    /* Another eval-frame user is below us; if it chains back to us for the
+     * same frame (both installed on top of each other), the cycle guard at
+     * the top of eval_frame_hook sends the frame to the default evaluator. */
+    JF_Frame *saved = tls.passing;
+    tls.passing = frame;
+    PyObject *r = previous_eval(ts, frame, throw_flag);
+    tls.passing = saved;
+    return r;
+}
+
+/* Applies a recursive action for the duration of a call. Returns 1 if the
+ * thread's callback was swapped; *saved then owns the previous callback. */
+static inline int push_action(int rec, PyObject **saved) {
+    if (rec == ACT_DEFAULT) return 0;
+    if (rec == ACT_SKIP) {
+        /* Turning the thread off may uninstall the hook altogether when no
+         * other thread needs it: the region then runs at native speed. */
+        *saved = swap_callback(NULL);
+    } else {
+        Py_INCREF(Py_False);
+        *saved = swap_callback(Py_False);
+    }
+    return 1;
+}
+
+static inline void pop_action(PyObject *saved) {
+    PyObject *cur = swap_callback(saved);
+    Py_XDECREF(cur);
+}
+
+static PyObject *run_native(int rec, PyThreadState *ts, JF_Frame *frame, int throw_flag) {
+    PyObject *saved = NULL;
+    int pushed = push_action(rec, &saved);
+    PyObject *r = pass_through(ts, frame, throw_flag);
+    if (pushed) pop_action(saved);
+    return r;
+}
+
+/* Steals fn; borrows args. Returns the replacement's result (new ref). */
+static PyObject *run_replacement(PyObject *fn, PyObject *const *args, Py_ssize_t nargs, int rec) {
+    PyObject *saved = NULL;
+    int pushed = push_action(rec, &saved);
+    PyObject *r = PyObject_Vectorcall(fn, args, nargs, NULL);
+    if (pushed) pop_action(saved);
+    Py_DECREF(fn);
+    return r;
+}
+
+static int check_convention(PyObject *fn, const char *what, PyCodeObject *orig) {
+    if (!PyFunction_Check(fn)) {
+        PyErr_Format(PyExc_TypeError,
+                     "janus_frame: the frame callback returned a %s that is not a Python "
+                     "function (got %.100s)",
+                     what, Py_TYPE(fn)->tp_name);
+        return -1;
+    }
+    PyCodeObject *c = (PyCodeObject *)PyFunction_GET_CODE(fn);
+    Py_ssize_t want = frame_nargs(orig);
+    if (c->co_argcount != want || c->co_kwonlyargcount != 0 ||
+        (c->co_flags & (CO_VARARGS | CO_VARKEYWORDS))) {
+        PyErr_Format(PyExc_TypeError,
+                     "janus_frame: %s for %U must take exactly %zd positional arguments "
+                     "(the frame's argument slots), got a function taking %d",
+                     what, orig->co_qualname, want, c->co_argcount);
+        return -1;
+    }
+    if (c->co_nfreevars != 0 && c->co_nfreevars != orig->co_nfreevars) {
+        PyErr_Format(PyExc_TypeError,
+                     "janus_frame: %s for %U must have no free variables or the frame "
+                     "code's %d, got %d",
+                     what, orig->co_qualname, orig->co_nfreevars, c->co_nfreevars);
+        return -1;
+    }
+    return 0;
+}
+
+/* Steals nothing. Adds an entry at the front of ex for (guard, replacement)
+ * owned by owner. Returns 0, or -1 with an exception set. */
+static int add_entry(Extra *ex, PyObject *guard, PyObject *replacement, PyObject *owner) {
+    Entry *e = (Entry *)PyMem_Calloc(1, sizeof(Entry));
+    if (e == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_INCREF(guard);
+    Py_INCREF(replacement);
+    Py_INCREF(owner);
+    e->guard = guard;
+    e->replacement = replacement;
+    e->owner = owner;
+    e->next = ex->head;
+    ex->head = e;
+    ex->version++;
+    return 0;
+}
+
+/* The replacement's own frame must run as written: mark its code skipped
+ * for itself only, so frames it calls are still candidates. */
+static int mark_replacement_code(PyObject *replacement) {
+    PyCodeObject *rc = (PyCodeObject *)PyFunction_GET_CODE(replacement);
+    Extra *rex = get_extra(rc, 1);
+    if (rex == NULL) return -1;
+    rex->cur_action = ACT_SKIP;
+    return 0;
+}
+
+/* The eval-frame function. Borrowed frame; returns the frame's result (new
+ * ref) or NULL with an exception set. */
+static PyObject *eval_frame_hook(PyThreadState *ts, JF_Frame *frame, int throw_flag) {
+    TState *st = &tls;
+    if (frame == st->passing) return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
+    if (st->callback == NULL || st->busy) return pass_through(ts, frame, throw_flag);
+
+    PyCodeObject *code = JF_FRAME_CODE(frame);
+    int flags = code->co_flags;
+    if (throw_flag || !(flags & CO_OPTIMIZED) ||
+        (flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) ||
+        !JF_FRAME_NOT_STARTED(frame) || JF_FRAME_FUNC(frame) == NULL)
+        return pass_through(ts, frame, throw_flag);
+
+    Extra *ex = get_extra(code, 0);
+    int cur = ex ? ex->cur_action : ACT_DEFAULT;
+    int rec = ex ? ex->rec_action : ACT_DEFAULT;
+    if (cur == ACT_SKIP) return run_native(rec, ts, frame, throw_flag);
+
+    PyObject *func = JF_FRAME_FUNC(frame);
+    PyObject *const *args = JF_FRAME_LOCALSPLUS(frame);
+    Py_ssize_t nargs = frame_nargs(code);
+    PyObject *cb = st->callback;
+    int run_only = (cb == Py_False);
+
+    if (ex != NULL && ex->head != NULL) {
+        int restarts = 0;
+    lookup:
+        for (Entry *prev = NULL, *e = ex->head; e != NULL; prev = e, e = e->next) {
+            if (!run_only && e->owner != cb) continue;
+            PyObject *g = bind_to_frame(e->guard, func);
+            if (g == NULL) return NULL;
+            uint64_t version = ex->version;
+            st->busy = 1;
+            PyObject *r = PyObject_Vectorcall(g, args, nargs, NULL);
+            st->busy = 0;
+            Py_DECREF(g);
+            if (r == NULL) return NULL;
+            int ok = (r == Py_True) ? 1 : (r == Py_False ? 0 : PyObject_IsTrue(r));
+            Py_DECREF(r);
+            if (ok < 0) return NULL;
+            if (ex->version != version) {
+                /* A guard changed this cache (e.g. reset() from a property):
+                 * the list we were walking may be gone. */
+                if (++restarts > 3) break;
+                goto lookup;
+            }
+            if (ok) {
+                if (prev != NULL) { /* most recently hit first */
+                    prev->next = e->next;
+                    e->next = ex->head;
+                    ex->head = e;
+                }
+                PyObject *fn = bind_to_frame(e->replacement, func);
+                if (fn == NULL) return NULL;
+                return run_replacement(fn, args, nargs, rec);
+            }
+        }
+    }
+
+    if (run_only || cur == ACT_RUN_ONLY) return run_native(rec, ts, frame, throw_flag);
+
+    /* Miss: the Python callback decides. */
+    PyObject *argtuple = PyTuple_New(nargs);
+    if (argtuple == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyObject *a = args[i];
+        if (a == NULL) a = Py_None; /* cannot happen for bound arguments */
+        Py_INCREF(a);
+        PyTuple_SET_ITEM(argtuple, i, a);
+    }
+    Py_INCREF(cb);
+    st->busy = 1;
+    PyObject *res = PyObject_CallFunctionObjArgs(cb, func, argtuple, NULL);
+    st->busy = 0;
+    Py_DECREF(argtuple);
+    if (res == NULL) {
+        Py_DECREF(cb);
+        return NULL;
+    }
+    if (res == Py_None) {
+        Py_DECREF(res);
+        Py_DECREF(cb);
+        /* The callback may have set this code's strategy (skip, run-only). */
+        ex = get_extra(code, 0);
+        rec = ex ? ex->rec_action : ACT_DEFAULT;
+        return run_native(rec, ts, frame, throw_flag);
+    }
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "janus_frame: the frame callback must return None or a (guard, "
+                     "replacement) pair of functions, got %.100s",
+                     Py_TYPE(res)->tp_name);
+        Py_DECREF(res);
+        Py_DECREF(cb);
+        return NULL;
+    }
+    PyObject *guard = PyTuple_GET_ITEM(res, 0);
+    PyObject *replacement = PyTuple_GET_ITEM(res, 1);
+    if (check_convention(guard, "guard", code) < 0 ||
+        check_convention(replacement, "replacement", code) < 0 ||
+        (ex = get_extra(code, 1)) == NULL || add_entry(ex, guard, replacement, cb) < 0 ||
+        mark_replacement_code(replacement) < 0) {
+        Py_DECREF(res);
+        Py_DECREF(cb);
+        return NULL;
+    }
+    Py_DECREF(cb);
+    rec = ex->rec_action;
+    PyObject *fn = bind_to_frame(replacement, func);
+    Py_DECREF(res);
+    if (fn == NULL) return NULL;
+    return run_replacement(fn, args, nargs, rec);
+}
+
+/* ------------------------------------------------------------------ */
+/* Python API.                                                          */
+
+/* Borrows new_cb; returns the previous callback (new ref; None when off). */
+static PyObject *py_set_eval_frame(PyObject *self, PyObject *new_cb) {
+    if (new_cb != Py_None && new_cb != Py_False && !PyCallable_Check(new_cb)) {
+        PyErr_Format(PyExc_TypeError,
+                     "set_eval_frame expects None, False or a callable, got %.100s",
+                     Py_TYPE(new_cb)->tp_name);
+        return NULL;
+    }
+    PyObject *stolen = NULL;
+    if (new_cb != Py_None) {
+        Py_INCREF(new_cb);
+        stolen = new_cb;
+    }
+    PyObject *old = swap_callback(stolen);
+    if (old == NULL) Py_RETURN_NONE;
+    return old;
+}
+
+/* Returns the current thread's callback (new ref; None when off). */
+static PyObject *py_get_eval_frame(PyObject *self, PyObject *unused) {
+    PyObject *cb = tls.callback ? tls.callback : Py_None;
+    Py_INCREF(cb);
+    return cb;
+}
+
+static PyCodeObject *arg_code(PyObject *obj) {
+    if (!PyCode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "expected a code object, got %.100s", Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    return (PyCodeObject *)obj;
+}
+
+/* Borrows args; returns None (new ref). */
+static PyObject *py_set_code_strategy(PyObject *self, PyObject *args) {
+    PyObject *c;
+    int cur, rec;
+    if (!PyArg_ParseTuple(args, "Oii", &c, &cur, &rec)) return NULL;
+    PyCodeObject *code = arg_code(c);
+    if (code == NULL) return NULL;
+    if (cur < ACT_DEFAULT || cur > ACT_RUN_ONLY || rec < ACT_DEFAULT || rec > ACT_RUN_ONLY) {
+        PyErr_SetString(PyExc_ValueError, "strategy actions must be DEFAULT, SKIP or RUN_ONLY");
+        return NULL;
+    }
+    Extra *ex = get_extra(code, 1);
+    if (ex == NULL) return NULL;
+    ex->cur_action = cur;
+    ex->rec_action = rec;
+    Py_RETURN_NONE;
+}
+
+/* Borrows code; returns a new (cur, rec) tuple. */
+static PyObject *py_get_code_strategy(PyObject *self, PyObject *c) {
+    PyCodeObject *code = arg_code(c);
+    if (code == NULL) return NULL;
+    Extra *ex = get_extra(code, 0);
+    return Py_BuildValue("(ii)", ex ? ex->cur_action : 0, ex ? ex->rec_action : 0);
+}
+
+/* Borrows code; returns a new list of (guard, replacement, owner), MRU first. */
+static PyObject *py_code_entries(PyObject *self, PyObject *c) {
+    PyCodeObject *code = arg_code(c);
+    if (code == NULL) return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    Extra *ex = get_extra(code, 0);
+    for (Entry *e = ex ? ex->head : NULL; e != NULL; e = e->next) {
+        PyObject *t = PyTuple_Pack(3, e->guard, e->replacement, e->owner);
+        if (t == NULL || PyList_Append(out, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+    return out;
+}
+
+/* Borrows code; returns None. Drops entries, strategy and Python state. */
+static PyObject *py_clear_code(PyObject *self, PyObject *c) {
+    PyCodeObject *code = arg_code(c);
+    if (code == NULL) return NULL;
+    Extra *ex = get_extra(code, 0);
+    if (ex != NULL) extra_clear(ex);
+    Py_RETURN_NONE;
+}
+
+/* Borrows code; returns the Python-side state object (new ref) or None. */
+static PyObject *py_get_code_state(PyObject *self, PyObject *c) {
+    PyCodeObject *code = arg_code(c);
+    if (code == NULL) return NULL;
+    Extra *ex = get_extra(code, 0);
+    PyObject *st = (ex && ex->pystate) ? ex->pystate : Py_None;
+    Py_INCREF(st);
+    return st;
+}
+
+/* Borrows args; stores a new reference to the state object (None clears). */
+static PyObject *py_set_code_state(PyObject *self, PyObject *args) {
+    PyObject *c, *state;
+    if (!PyArg_ParseTuple(args, "OO", &c, &state)) return NULL;
+    PyCodeObject *code = arg_code(c);
+    if (code == NULL) return NULL;
+    Extra *ex = get_extra(code, 1);
+    if (ex == NULL) return NULL;
+    PyObject *old = ex->pystate;
+    if (state == Py_None) {
+        ex->pystate = NULL;
+    } else {
+        Py_INCREF(state);
+        ex->pystate = state;
+    }
+    Py_XDECREF(old);
+    Py_RETURN_NONE;
+}
+
+/* Returns None. Every code object's cache is dropped lazily (epoch bump). */
+static PyObject *py_reset(PyObject *self, PyObject *unused) {
+    global_epoch++;
+    Py_RETURN_NONE;
+}
+
+/* Returns a new dict describing the installation (for tests and diagnostics). */
+static PyObject *py_hook_info(PyObject *self, PyObject *unused) {
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    _PyFrameEvalFunction cur = JF_GET_EVAL_FRAME(interp);
+    return Py_BuildValue("{s:O,s:n,s:O}", "installed", cur == eval_frame_hook ? Py_True : Py_False,
+                         "active_threads", active_threads, "chained",
+                         (previous_eval != NULL && previous_eval != _PyEval_EvalFrameDefault)
+                             ? Py_True
+                             : Py_False);
+}
+
+static PyMethodDef methods[] = {
+    {"set_eval_frame", py_set_eval_frame, METH_O,
+     "set_eval_frame(cb) -> previous: this thread's callback (None: off, False: run-only, "
+     "callable: compile on a miss)."},
+    {"get_eval_frame", py_get_eval_frame, METH_NOARGS, "This thread's callback."},
+    {"set_code_strategy", py_set_code_strategy, METH_VARARGS,
+     "set_code_strategy(code, cur, rec): actions for this frame and for frames it calls."},
+    {"get_code_strategy", py_get_code_strategy, METH_O, "get_code_strategy(code) -> (cur, rec)."},
+    {"code_entries", py_code_entries, METH_O,
+     "code_entries(code) -> [(guard, replacement, owner)], most recently hit first."},
+    {"clear_code", py_clear_code, METH_O, "Drop a code object's entries, strategy and state."},
+    {"get_code_state", py_get_code_state, METH_O, "The Python-side state stored with a code object."},
+    {"set_code_state", py_set_code_state, METH_VARARGS, "set_code_state(code, obj)."},
+    {"reset", py_reset, METH_NOARGS, "Drop every cache entry, strategy and state (lazily)."},
+    {"hook_info", py_hook_info, METH_NOARGS, "Installation state of the hook."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "janus_frame._C", "janus_frame's PEP 523 frame hook.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__C(void) {
+    if (extra_index < 0) {
+        extra_index = JF_REQUEST_CODE_EXTRA_INDEX(extra_free);
+        if (extra_index < 0) {
+            PyErr_SetString(PyExc_RuntimeError, "janus_frame: no free code-object extra slot");
+            return NULL;
+        }
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddIntConstant(m, "DEFAULT", ACT_DEFAULT) < 0 ||
+        PyModule_AddIntConstant(m, "SKIP", ACT_SKIP) < 0 ||
+        PyModule_AddIntConstant(m, "RUN_ONLY", ACT_RUN_ONLY) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
