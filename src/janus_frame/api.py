@@ -1,0 +1,171 @@
+"""The public activation API: compile, enable, disable, reset.
+
+In: user functions, methods, callables and ``nn.Module`` instances.
+Out: wrappers that run them with this thread's frame callback set, so the C
+hook compiles the frames they run (see :mod:`janus_frame.hook`); context
+managers for global mode and for turning janus_frame off in a region.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+from . import _C
+from .hook import get_compiler, reset_stats
+
+
+def _code_of(obj) -> Any:
+    """The code object a call of ``obj`` enters first (for explicit compiles)."""
+    if inspect.ismethod(obj):
+        obj = obj.__func__
+    code = getattr(obj, "__code__", None)
+    if code is None and not inspect.isfunction(obj) and hasattr(type(obj), "__call__"):
+        code = getattr(type(obj).__call__, "__code__", None)
+    return code
+
+
+def _wrap_function(fn: Callable, compiler) -> Callable:
+    code = _code_of(fn)
+    if code is not None:
+        compiler.forced.add(code)
+
+    @functools.wraps(fn)
+    def janus_compiled(*args, **kwargs):
+        prev = _C.set_eval_frame(compiler)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _C.set_eval_frame(prev)
+
+    janus_compiled._janus_compiler = compiler
+    janus_compiled._janus_original = fn
+    return janus_compiled
+
+
+def compile(fn_or_module=None, *, backend="default", fullgraph: bool = False,
+            dynamic: bool | None = None, **options):
+    """Compile a function, method, callable or ``nn.Module`` with janus_frame.
+
+    Usable as ``compile(f)``, ``@compile`` and ``@compile(backend="eager")``.
+    ``backend`` is ``"default"`` (the fusing backend), ``"eager"``,
+    ``"inductor"`` or a callable ``backend(gm, example_inputs) -> callable``.
+    ``fullgraph=True`` raises at the first graph break instead of falling back.
+    Other keyword options override :class:`janus_frame.config.Config` fields.
+    """
+    if fn_or_module is None:
+        return lambda f: compile(f, backend=backend, fullgraph=fullgraph, dynamic=dynamic,
+                                 **options)
+    compiler = get_compiler(backend, fullgraph=fullgraph, dynamic=dynamic, **options)
+    import torch
+
+    if isinstance(fn_or_module, torch.nn.Module):
+        from .module import CompiledModule
+
+        return CompiledModule(fn_or_module, compiler)
+    if not callable(fn_or_module):
+        raise TypeError(
+            f"janus_frame.compile expects a function, callable or nn.Module, "
+            f"got {type(fn_or_module).__name__}"
+        )
+    return _wrap_function(fn_or_module, compiler)
+
+
+class enable:
+    """Global mode: every frame run in this thread inside the block is a
+    candidate (standard library, torch internals, janus_frame itself and,
+    by default, installed packages are skipped).
+
+    ``with janus_frame.enable(backend="eager"): train()``; also a decorator.
+    """
+
+    def __init__(self, *, backend="default", **options):
+        self.compiler = get_compiler(backend, global_mode=True, **options)
+        self._prev: list = []
+
+    def __enter__(self):
+        self._prev.append(_C.set_eval_frame(self.compiler))
+        return self
+
+    def __exit__(self, *exc):
+        _C.set_eval_frame(self._prev.pop())
+        return False
+
+    def __call__(self, fn):
+        compiler = self.compiler
+
+        @functools.wraps(fn)
+        def janus_enabled(*args, **kwargs):
+            prev = _C.set_eval_frame(compiler)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _C.set_eval_frame(prev)
+
+        return janus_enabled
+
+
+class _Disabled:
+    """``with janus_frame.disable():`` -- nothing in the block (including the
+    frames it calls) is intercepted; when no other thread needs the hook it
+    is uninstalled for the duration, so the block runs at native speed."""
+
+    def __init__(self) -> None:
+        self._prev: list = []
+
+    def __enter__(self):
+        self._prev.append(_C.set_eval_frame(None))
+        return self
+
+    def __exit__(self, *exc):
+        _C.set_eval_frame(self._prev.pop())
+        return False
+
+    def __call__(self, fn):
+        return disable(fn)
+
+
+def disable(fn=None):
+    """Decorator (``@disable``) or context manager (``with disable():``) that
+    turns janus_frame off for a function or region and everything it calls.
+    When a compiled frame calls a disabled function, the call runs natively."""
+    if fn is None:
+        return _Disabled()
+    if not callable(fn):
+        raise TypeError(f"janus_frame.disable expects a callable, got {type(fn).__name__}")
+
+    @functools.wraps(fn)
+    def janus_disabled(*args, **kwargs):
+        prev = _C.set_eval_frame(None)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _C.set_eval_frame(prev)
+
+    janus_disabled._janus_disabled = True
+    janus_disabled._janus_original = fn
+    return janus_disabled
+
+
+def reset() -> None:
+    """Drop every compiled entry, code strategy and statistic."""
+    _C.reset()
+    reset_stats()
+
+
+def enable_process_wide(backend=None) -> None:
+    """Global mode for this thread and every thread started later
+    (``JANUS_FRAME=1``)."""
+    import threading
+
+    comp = get_compiler(backend, global_mode=True)
+    _C.set_eval_frame(comp)
+
+    def _start_thread(*_):
+        # Runs once at the start of each new thread, then removes itself.
+        import sys
+
+        sys.setprofile(None)
+        _C.set_eval_frame(comp)
+
+    threading.setprofile(_start_thread)

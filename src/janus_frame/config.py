@@ -1,0 +1,90 @@
+"""Every setting and environment variable of janus_frame, declared in one place.
+
+In: the process environment at import time (``JANUS_*`` variables).
+Out: ``config``, a mutable :class:`Config` instance read by the rest of the
+package. Per-call options given to ``janus_frame.compile(..., **options)``
+override fields of it for that compiled function (see :meth:`Config.merged`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    v = os.environ.get(name)
+    if v is None or v == "":
+        return default
+    return v.strip().lower() not in ("0", "false", "no", "off")
+
+
+def _env_int(name: str, default: int) -> int:
+    v = os.environ.get(name)
+    if not v:
+        return default
+    try:
+        return int(v)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {v!r}") from None
+
+
+def _env_list(name: str) -> tuple[str, ...]:
+    v = os.environ.get(name, "")
+    return tuple(p.strip() for p in v.split(",") if p.strip())
+
+
+# name -> (environment variable, meaning); the registry doubles as documentation
+ENVIRONMENT = {
+    "JANUS_FRAME": "1: global mode for the whole process (via the .pth start-up hook)",
+    "JANUS_FRAME_BACKEND": "backend for global mode and the default of compile(): default|eager|inductor",
+    "JANUS_LOGS": "comma list of log artifacts: graph_breaks,recompiles,guards,graphs,bytecode,"
+    "kernels,speculation,perf ('+name' for verbose)",
+    "JANUS_STRICT": "1: internal compiler errors and graph breaks raise instead of falling back",
+    "JANUS_PROFILE": "path: profile the whole process and write the report there at exit",
+    "JANUS_FRAME_CACHE_DIR": "directory of the on-disk kernel cache",
+    "JANUS_RECOMPILE_LIMIT": "cache entries per code object before the frame runs natively (default 8)",
+    "JANUS_UNROLL_LIMIT": "iterations a Python loop may be unrolled before the frame falls back",
+    "JANUS_INLINE_DEPTH": "maximum depth of inlined user calls (bounds recursion)",
+    "JANUS_COMPILE_MODULES": "comma list of module prefixes compiled in global mode even if installed "
+    "in site-packages",
+    "JANUS_SKIP_SITE_PACKAGES": "0: in global mode, also compile code in site-packages",
+}
+
+
+@dataclasses.dataclass
+class Config:
+    backend: str = dataclasses.field(
+        default_factory=lambda: os.environ.get("JANUS_FRAME_BACKEND", "default") or "default"
+    )
+    strict: bool = dataclasses.field(default_factory=lambda: _env_bool("JANUS_STRICT", False))
+    logs: tuple[str, ...] = dataclasses.field(default_factory=lambda: _env_list("JANUS_LOGS"))
+    profile_path: str | None = dataclasses.field(
+        default_factory=lambda: os.environ.get("JANUS_PROFILE") or None
+    )
+    recompile_limit: int = dataclasses.field(
+        default_factory=lambda: _env_int("JANUS_RECOMPILE_LIMIT", 8)
+    )
+    unroll_limit: int = dataclasses.field(default_factory=lambda: _env_int("JANUS_UNROLL_LIMIT", 1000))
+    inline_depth: int = dataclasses.field(default_factory=lambda: _env_int("JANUS_INLINE_DEPTH", 32))
+    compile_modules: tuple[str, ...] = dataclasses.field(
+        default_factory=lambda: _env_list("JANUS_COMPILE_MODULES")
+    )
+    skip_site_packages: bool = dataclasses.field(
+        default_factory=lambda: _env_bool("JANUS_SKIP_SITE_PACKAGES", True)
+    )
+    # print/logging calls: False = break the graph where they are; True =
+    # defer them to after the segment, in program order.
+    reorder_logging: bool = False
+
+    def merged(self, **options) -> "Config":
+        """A copy with ``options`` applied; unknown names are an error."""
+        names = {f.name for f in dataclasses.fields(self)}
+        bad = sorted(set(options) - names)
+        if bad:
+            raise TypeError(
+                f"unknown janus_frame option(s) {', '.join(bad)}; known: {', '.join(sorted(names))}"
+            )
+        return dataclasses.replace(self, **options)
+
+
+config = Config()

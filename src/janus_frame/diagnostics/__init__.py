@@ -1,0 +1,1 @@
+"""Diagnostics: logs, explain() reports, the graph-break profiler."""

@@ -1,0 +1,362 @@
+"""Python side of interception: the frame callback, skip rules, recompile limits.
+
+In:  a frame handed over by ``janus_frame._C`` on a cache miss, as the frame's
+     function and the tuple of its argument slots (positional, keyword-only,
+     ``*args`` tuple, ``**kwargs`` dict, in that order).
+Out: ``None`` (the frame runs natively, possibly after its code was marked
+     skipped or run-only), or a ``(guard, replacement)`` pair of functions that
+     the C cache stores and runs. Both take the argument slots positionally.
+
+A :class:`FrameCompiler` is the callback for one configuration (backend and
+options). Entries in the C cache belong to the compiler that made them, so the
+same function compiled with two backends keeps two sets of entries.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import os
+import sys
+import sysconfig
+import threading
+import time
+import warnings
+import weakref
+from typing import Any, Callable
+
+from . import _C
+from .config import Config, config
+
+DEFAULT, SKIP, RUN_ONLY = _C.DEFAULT, _C.SKIP, _C.RUN_ONLY
+
+log = logging.getLogger("janus_frame")
+
+# Compiling touches shared state (fake-tensor modes, kernel caches); a thread
+# that misses while another compiles waits instead of compiling twice.
+compile_lock = threading.RLock()
+
+
+class SkipFrame(Exception):
+    """Raised by a frame transform: run this code natively from now on."""
+
+
+@dataclasses.dataclass
+class CompiledEntry:
+    """What a frame transform returns for one cache entry."""
+
+    guard: Callable
+    replacement: Callable
+    # Optional diagnostics: readable guard lines, a function explaining which
+    # guard fails for given argument slots, graphs and breaks of the entry.
+    guard_lines: list = dataclasses.field(default_factory=list)
+    explain_failure: Callable | None = None
+    graphs: list = dataclasses.field(default_factory=list)
+    breaks: list = dataclasses.field(default_factory=list)
+    compile_seconds: float = 0.0
+
+
+class CodeState:
+    """What janus_frame remembers about one code object.
+
+    Stored in the code object's extra slot (freed with it, dropped by reset()).
+    """
+
+    __slots__ = ("entries", "recompiles", "limit_warned", "__weakref__")
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[Any, CompiledEntry]] = []  # (owner compiler, entry)
+        self.recompiles: list[str] = []
+        self.limit_warned = False
+
+
+def code_state(code, create: bool = True) -> CodeState | None:
+    st = _C.get_code_state(code)
+    if st is None and create:
+        st = CodeState()
+        _C.set_code_state(code, st)
+    return st
+
+
+# ---------------------------------------------------------------------------
+# Skip rules
+
+
+def _dirs_of(*names: str) -> tuple[str, ...]:
+    out = []
+    for n in names:
+        spec = importlib.util.find_spec(n)
+        if spec and spec.submodule_search_locations:
+            out.extend(os.path.realpath(p) + os.sep for p in spec.submodule_search_locations)
+    return tuple(out)
+
+
+_OWN_DIR = os.path.realpath(os.path.dirname(__file__)) + os.sep
+_STDLIB_DIRS = tuple(
+    {os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")}
+)
+_SITE_DIRS = tuple(
+    {os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("purelib", "platlib")}
+)
+_LIB_DIRS: tuple[str, ...] | None = None  # torch and friends; resolved lazily
+
+
+def _library_dirs() -> tuple[str, ...]:
+    global _LIB_DIRS
+    if _LIB_DIRS is None:
+        _LIB_DIRS = _dirs_of("torch", "triton", "numpy", "bytecode", "sympy", "_pytest", "pytest")
+    return _LIB_DIRS
+
+
+_realpath_cache: dict[str, str] = {}
+
+
+def _real(filename: str) -> str:
+    r = _realpath_cache.get(filename)
+    if r is None:
+        r = os.path.realpath(filename) if not filename.startswith("<") else filename
+        _realpath_cache[filename] = r
+    return r
+
+
+def skip_reason(code, global_mode: bool, cfg: Config) -> str | None:
+    """Why a code object is not a compilation candidate, or None if it is."""
+    fn = code.co_filename
+    if fn.startswith("<"):
+        # exec'd or interactive code: only when compiled explicitly
+        return "generated code" if global_mode else None
+    path = _real(fn)
+    if path.startswith(_OWN_DIR):
+        return "janus_frame itself"
+    if path.startswith(_library_dirs()):
+        return "library internals (torch, triton, numpy, ...)"
+    in_site = path.startswith(_SITE_DIRS)
+    if not in_site and path.startswith(_STDLIB_DIRS):
+        return "standard library"
+    if not global_mode:
+        return None
+    cwd = os.getcwd() + os.sep
+    if path.startswith(cwd) and not in_site:
+        return None
+    if cfg.compile_modules:
+        mod = _module_of(path)
+        if mod and any(mod == p or mod.startswith(p + ".") for p in cfg.compile_modules):
+            return None
+    if in_site and cfg.skip_site_packages:
+        return "installed package (set JANUS_COMPILE_MODULES to compile it)"
+    if in_site:
+        return None
+    return "outside the working directory (set JANUS_COMPILE_MODULES to compile it)"
+
+
+def _module_of(path: str) -> str | None:
+    for base in _SITE_DIRS + tuple(os.path.realpath(p) + os.sep for p in sys.path if p):
+        if path.startswith(base):
+            rel = path[len(base):]
+            rel = rel[:-3] if rel.endswith(".py") else rel
+            parts = rel.split(os.sep)
+            if parts and parts[-1] == "__init__":
+                parts = parts[:-1]
+            return ".".join(parts)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Statistics (reset by janus_frame.reset())
+
+
+@dataclasses.dataclass
+class Stats:
+    frames_seen: int = 0
+    frames_compiled: int = 0
+    frames_skipped: int = 0
+    frames_failed: int = 0
+    recompiles: int = 0
+    compile_seconds: float = 0.0
+
+
+stats = Stats()
+
+
+def reset_stats() -> None:
+    global stats
+    stats = Stats()
+
+
+# ---------------------------------------------------------------------------
+# The callback
+
+
+def _default_transform(func, args, compiler):
+    from .frontend.convert import compile_frame
+
+    return compile_frame(func, args, compiler)
+
+
+# A test may replace the frame transform (see tests/test_hook.py); production
+# code always uses the symbolic interpreter.
+frame_transform: Callable = _default_transform
+
+
+class FrameCompiler:
+    """The frame callback for one configuration.
+
+    Called by the C hook as ``compiler(func, args)`` with re-entrancy already
+    prevented (frames run while this executes are not intercepted).
+    """
+
+    def __init__(self, cfg: Config, backend: Any, fullgraph: bool, dynamic: bool | None,
+                 global_mode: bool, listener: Callable | None = None):
+        self.config = cfg
+        self.backend_spec = backend
+        self.fullgraph = fullgraph
+        self.dynamic = dynamic
+        self.global_mode = global_mode
+        self.listener = listener  # explain(): receives every compiled entry / break
+        self.forced: weakref.WeakSet = weakref.WeakSet()  # codes compiled explicitly
+        self._backend_fn: Callable | None = None
+
+    def __repr__(self) -> str:
+        mode = "global" if self.global_mode else "compile"
+        return f"<janus_frame compiler backend={self.backend_name!r} mode={mode}>"
+
+    @property
+    def backend_name(self) -> str:
+        b = self.backend_spec
+        return b if isinstance(b, str) else getattr(b, "__name__", type(b).__name__)
+
+    @property
+    def backend_fn(self) -> Callable:
+        if self._backend_fn is None:
+            from .backends import lookup_backend
+
+            self._backend_fn = lookup_backend(self.backend_spec)
+        return self._backend_fn
+
+    @property
+    def strict(self) -> bool:
+        return self.fullgraph or self.config.strict
+
+    def __call__(self, func, args):
+        code = func.__code__
+        stats.frames_seen += 1
+        if code not in self.forced:
+            reason = skip_reason(code, self.global_mode, self.config)
+            if reason is not None:
+                _C.set_code_strategy(code, SKIP, DEFAULT)
+                stats.frames_skipped += 1
+                return None
+        st = code_state(code)
+        mine = [e for owner, e in st.entries if owner is self]
+        if len(mine) >= self.config.recompile_limit:
+            if not st.limit_warned:
+                st.limit_warned = True
+                last = st.recompiles[-1] if st.recompiles else "unknown"
+                warnings.warn(
+                    f"janus_frame: {code.co_qualname} ({code.co_filename}:{code.co_firstlineno}) "
+                    f"reached the recompile limit ({self.config.recompile_limit}); it now runs "
+                    f"from its cached entries or natively. Last guard failure: {last}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            _C.set_code_strategy(code, RUN_ONLY, DEFAULT)
+            return None
+        if mine:
+            self._note_recompile(code, st, mine, args)
+        with compile_lock:
+            t0 = time.perf_counter()
+            try:
+                entry = frame_transform(func, args, self)
+            except SkipFrame as e:
+                log.debug("skipping %s: %s", code.co_qualname, e)
+                _C.set_code_strategy(code, SKIP, DEFAULT)
+                stats.frames_skipped += 1
+                return None
+            except Exception as e:  # noqa: BLE001 - never break the user's program
+                from .frontend.breaks import GraphBreak
+
+                stats.frames_failed += 1
+                if isinstance(e, GraphBreak):
+                    if self.listener is not None:
+                        self.listener("break", code, e)
+                    if self.strict:
+                        raise
+                    log.info("%s runs natively: %s", code.co_qualname, e)
+                    _C.set_code_strategy(code, SKIP, DEFAULT)
+                    return None
+                if self.strict:
+                    raise
+                warnings.warn(
+                    f"janus_frame: internal error while compiling {code.co_qualname} "
+                    f"({code.co_filename}:{code.co_firstlineno}); running it natively: "
+                    f"{type(e).__name__}: {e}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                _C.set_code_strategy(code, SKIP, DEFAULT)
+                return None
+            dt = time.perf_counter() - t0
+        if entry is None:
+            return None
+        entry.compile_seconds = dt
+        stats.frames_compiled += 1
+        stats.compile_seconds += dt
+        st.entries.append((self, entry))
+        if self.listener is not None:
+            self.listener("entry", code, entry)
+        return (entry.guard, entry.replacement)
+
+    def _note_recompile(self, code, st: CodeState, mine, args) -> None:
+        reasons = []
+        for e in mine:
+            why = e.explain_failure(args) if e.explain_failure is not None else None
+            reasons.append(why or "guard failed")
+        msg = "; ".join(reasons)
+        st.recompiles.append(msg)
+        stats.recompiles += 1
+        if self.listener is not None:
+            self.listener("recompile", code, msg)
+        from .diagnostics.logs import artifact_logger
+
+        lg = artifact_logger("recompiles")
+        if lg is not None:
+            lg.info(
+                "recompiling %s (%s:%d): %s",
+                code.co_qualname, code.co_filename, code.co_firstlineno, msg,
+            )
+
+
+_compilers: dict[tuple, FrameCompiler] = {}
+
+
+def get_compiler(backend: Any, fullgraph: bool = False, dynamic: bool | None = None,
+                 global_mode: bool = False, **options) -> FrameCompiler:
+    """The canonical compiler for a configuration, so that ``compile(f)`` and
+    ``compile(g)`` with equal settings share cache entries."""
+    if backend is None:
+        backend = config.backend
+    if isinstance(backend, str):
+        from .backends import BACKENDS
+
+        if backend not in BACKENDS:
+            raise ValueError(
+                f"unknown janus_frame backend {backend!r}; choose one of "
+                f"{', '.join(sorted(BACKENDS))} or pass a callable backend(gm, example_inputs)"
+            )
+    elif not callable(backend):
+        raise TypeError(f"backend must be a name or a callable, got {type(backend).__name__}")
+    cfg = config.merged(**options)
+    try:
+        key = (backend if isinstance(backend, str) else id(backend), fullgraph, dynamic,
+               global_mode, tuple(sorted((k, repr(v)) for k, v in options.items())))
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in _compilers:
+        c = _compilers[key]
+        if isinstance(backend, str) or c.backend_spec is backend:
+            return c
+    c = FrameCompiler(cfg, backend, fullgraph, dynamic, global_mode)
+    if key is not None:
+        _compilers[key] = c
+    return c

@@ -1,0 +1,62 @@
+"""``janus_frame.compile(module)``: an ``nn.Module`` wrapper.
+
+In: an ``nn.Module`` and the compiler for its configuration.
+Out: a module whose calls run the original module with the frame callback
+set, so its ``forward`` (and whatever runs natively below it) is compiled.
+Parameters, buffers, ``state_dict`` keys, attribute access and
+``train()/eval()`` are the original module's.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _C
+
+
+class CompiledModule(torch.nn.Module):
+    def __init__(self, mod: torch.nn.Module, compiler) -> None:
+        super().__init__()
+        self._orig_mod = mod  # a registered child: parameters()/train()/to() reach it
+        object.__setattr__(self, "_janus_compiler", compiler)
+        fwd = getattr(type(mod).forward, "__code__", None)
+        if fwd is not None:
+            compiler.forced.add(fwd)
+
+    def forward(self, *args, **kwargs):
+        prev = _C.set_eval_frame(self._janus_compiler)
+        try:
+            return self._orig_mod(*args, **kwargs)
+        finally:
+            _C.set_eval_frame(prev)
+
+    # The original's names, not "_orig_mod."-prefixed ones.
+    def state_dict(self, *args, **kwargs):
+        return self._orig_mod.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, *args, **kwargs):
+        return self._orig_mod.load_state_dict(*args, **kwargs)
+
+    def named_parameters(self, *args, **kwargs):
+        return self._orig_mod.named_parameters(*args, **kwargs)
+
+    def named_buffers(self, *args, **kwargs):
+        return self._orig_mod.named_buffers(*args, **kwargs)
+
+    def named_modules(self, *args, **kwargs):
+        return self._orig_mod.named_modules(*args, **kwargs)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["_orig_mod"], name)
+
+    def __setattr__(self, name, value):
+        if name in ("_orig_mod",) or name.startswith("_janus"):
+            return super().__setattr__(name, value)
+        if "_orig_mod" in self.__dict__.get("_modules", {}):
+            return setattr(self._modules["_orig_mod"], name, value)
+        return super().__setattr__(name, value)
+
+    def __repr__(self):
+        return f"janus_frame.compile({self._orig_mod!r})"
