@@ -1,0 +1,275 @@
+"""Turns a results JSON document into the markdown table and the PNG chart.
+
+In:  the dict written by bench/run.py (``{"meta": ..., "workloads": [...]}``,
+     see run.py for the schema).
+Out: ``markdown(doc) -> str`` (a summary table of speedups plus one detail
+     table per workload, every n/a and WRONG with its reason) and
+     ``chart(doc, path)`` (speedup vs eager per workload and system, PNG).
+     ``python -m bench.report results.json`` re-renders both from a JSON file.
+
+Definitions used throughout:
+  speedup          eager median / system median (higher is better)
+  vs torch.compile torch.compile median / system median (> 1: faster than it)
+  first call       wall time of the first call in a fresh process with a fresh
+                   cache directory, after the system's start-up was paid by a
+                   trivial probe compile (start-up is its own column)
+  warm first call  the same after the frontend's in-memory caches were reset,
+                   in the warm process (on-disk caches warm)
+  recompiles       frames compiled after the first call during the main run
+                   (same shapes every step)
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+SYSTEM_ORDER = ["eager", "janus", "torch.compile", "janus+inductor", "dynamo+janus"]
+
+
+def _num(x):
+    if isinstance(x, (int, float)) and math.isfinite(x):
+        return x
+    return None
+
+
+def _fmt_time(s, unit):
+    if _num(s) is None:
+        return "–"
+    return f"{s * 1e6:.1f} µs" if unit == "us" else f"{s * 1e3:.2f} ms"
+
+
+def _fmt_s(s):
+    return "–" if _num(s) is None else (f"{s:.2f}" if s < 10 else f"{s:.1f}")
+
+
+def systems_of(doc) -> list[str]:
+    seen = []
+    for wl in doc["workloads"]:
+        for s in wl.get("systems", {}):
+            if s not in seen:
+                seen.append(s)
+    return sorted(seen, key=lambda s: SYSTEM_ORDER.index(s) if s in SYSTEM_ORDER else 99)
+
+
+def speedups(wl) -> dict[str, float | None]:
+    """eager median / system median for every system with a trustworthy time."""
+    systems = wl.get("systems", {})
+    eager = systems.get("eager", {})
+    base = _num(eager.get("median_s"))
+    out = {}
+    for name, r in systems.items():
+        med = _num(r.get("median_s"))
+        out[name] = base / med if (base and med and r.get("status") == "ok") else None
+    return out
+
+
+def _cell(r, sp) -> str:
+    st = r.get("status")
+    if st == "WRONG":
+        return "**WRONG**"
+    if st != "ok":
+        return "n/a"
+    return f"{sp:.2f}×" if sp is not None else "–"
+
+
+def _short(reason: str | None, n: int = 160) -> str:
+    if not reason:
+        return ""
+    reason = reason.replace("|", "/").replace("\n", " ")
+    return reason if len(reason) <= n else reason[: n - 1] + "…"
+
+
+def markdown(doc) -> str:
+    meta = doc["meta"]
+    m = meta["machine"]
+    systems = systems_of(doc)
+    lines = []
+    title = "janus_frame benchmark" + (" (QUICK: tiny sizes, not comparable)" if meta.get("quick") else "")
+    lines.append(f"# {title}")
+    lines.append("")
+    lines.append(f"- date: {meta['date']}  ")
+    lines.append(f"- command: `{meta['command']}`  ")
+    lines.append(f"- machine: {m['cpu_model']}, {m['cores']} cores, {m.get('mem_gib')} GiB, "
+                 f"caches {', '.join(f'{k} {v}' for k, v in (m.get('caches') or {}).items())}  ")
+    lines.append(f"- torch {m['torch']}, Python {m['python']}, {meta.get('threads')} threads; "
+                 f"git {meta.get('git', '?')}  ")
+    bw = next((wl["copy_bandwidth"] for wl in doc["workloads"] if wl.get("copy_bandwidth")), None)
+    if bw:
+        lines.append(f"- copy bandwidth (read+write): DRAM {bw['dram_copy_GBps']} GB/s, "
+                     f"in-cache {bw['cache_copy_GBps']} GB/s  ")
+    loads = [wl.get("load_average_start") for wl in doc["workloads"] if wl.get("load_average_start")]
+    if loads:
+        peak = max(l[0] for l in loads)
+        warn = " — **the machine was busy: 2-thread timings are unreliable**" if peak > 0.7 * (m["cores"] or 1) + 0.3 else ""
+        lines.append(f"- 1-min load average at workload start: max {peak:.2f}{warn}  ")
+    lines.append("")
+    lines.append("Speedup vs eager per training step (inference call for the pointwise rows); "
+                 "higher is better. n/a and WRONG are explained in the detail tables below.")
+    lines.append("")
+    lines.append("| workload | size | eager | " + " | ".join(s for s in systems if s != "eager") + " |")
+    lines.append("|---|---|---|" + "---|" * (len(systems) - 1))
+    for wl in doc["workloads"]:
+        sy = wl.get("systems", {})
+        sp = speedups(wl)
+        e = sy.get("eager", {})
+        eager_cell = _fmt_time(e.get("median_s"), wl.get("unit")) if e.get("status") == "ok" else "n/a"
+        cells = [_cell(sy.get(s, {"status": "n/a"}), sp.get(s)) for s in systems if s != "eager"]
+        lines.append(f"| {wl['name']} | {wl.get('size') or '–'} | {eager_cell} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Columns of the detail tables: median step time (min–max over the samples); speedup = "
+                 "eager / system; vs tc = torch.compile / system (> 1: faster than torch.compile); "
+                 "start-up = trivial probe compile; 1st call = first call in a fresh process with a cold "
+                 "cache dir, start-up excluded; warm = first call again after the frontend's caches were "
+                 "reset; graphs/breaks from explain on a fresh copy; recompiles = frames compiled after the "
+                 "first call with unchanged shapes; var = compiles and total seconds over the "
+                 "variable-size run; mem = peak tensor memory of one step above its start; correct = max "
+                 "relative error vs eager after the first steps (loss and all parameters/state).")
+    lines.append("")
+    for wl in doc["workloads"]:
+        lines.extend(_detail(wl, systems))
+    return "\n".join(lines) + "\n"
+
+
+def _detail(wl, systems) -> list[str]:
+    unit = wl.get("unit")
+    out = [f"### {wl['name']}: {wl.get('title', '')}", ""]
+    out.append(f"Size: {wl.get('size') or '–'}." + (f" Variable-size run: {wl['var_desc']}." if wl.get("var_desc") else ""))
+    if wl.get("error"):
+        out.append(f"Workload error: {_short(wl['error'], 400)}")
+    out.append("")
+    sy = wl.get("systems", {})
+    sp = speedups(wl)
+    tc = _num(sy.get("torch.compile", {}).get("median_s")) if sy.get("torch.compile", {}).get("status") == "ok" else None
+    extra_keys = sorted({k for r in sy.values() for k in (r.get("extra") or {})})
+    head = ["system", "median (min–max)", "speedup", "vs tc", "start-up s", "1st call s", "warm s",
+            "graphs/breaks", "recompiles", "var", "mem MiB", "correct"] + extra_keys
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "---|" * len(head))
+    notes = []
+    for s in systems:
+        r = sy.get(s)
+        if r is None:
+            continue
+        st = r.get("status")
+        if st == "n/a":
+            out.append(f"| {s} | n/a: {_short(r.get('reason'))} |" + " |" * (len(head) - 2))
+            continue
+        med = _num(r.get("median_s"))
+        timing = (f"{_fmt_time(med, unit)} ({_fmt_time(r.get('min_s'), unit)}–{_fmt_time(r.get('max_s'), unit)})"
+                  if med else "–")
+        if st == "WRONG":
+            speed, vs = "**WRONG**", "–"
+        else:
+            speed = f"{sp[s]:.2f}×" if sp.get(s) else "–"
+            vs = f"{tc / med:.2f}" if (tc and med and s != "eager") else "–"
+        ex = r.get("explain") or {}
+        if ex.get("error"):
+            gb = "n/a"
+            notes.append(f"{s}: explain failed: {_short(ex['error'])}")
+        elif ex:
+            gb = f"{ex.get('graphs', '?')}/{ex.get('breaks', '?')}"
+        else:
+            gb = "–"
+        var = r.get("var")
+        var_s = "–"
+        if var:
+            c = var.get("compiles")
+            var_s = (f"{var.get('calls')} calls" if c is None else f"{c} in {var.get('calls')}") + \
+                f", {_fmt_s(var.get('total_s'))} s"
+            if var.get("ok") is False:
+                var_s += " **WRONG**"
+        corr = r.get("correct") or {}
+        if corr.get("reference"):
+            corr_s = "reference"
+        elif corr:
+            e = corr.get("max_rel_err")
+            corr_s = (f"{e:.1e}" if isinstance(e, (int, float)) else str(e)) + (" ok" if corr.get("ok") else " **WRONG**")
+        else:
+            corr_s = "–"
+        mem = r.get("peak_step_mem_mib")
+        row = [s, timing, speed, vs, _fmt_s(r.get("startup_s")) if r.get("startup_s") else "–",
+               _fmt_s(r.get("first_call_s")), _fmt_s(r.get("warm_first_call_s")), gb,
+               str(r.get("recompiles", "–")), var_s, f"{mem:.1f}" if _num(mem) is not None else "–", corr_s]
+        row += [str((r.get("extra") or {}).get(k, "–")) for k in extra_keys]
+        out.append("| " + " | ".join(row) + " |")
+        if st == "WRONG":
+            notes.append(f"{s}: WRONG — {_short(r.get('reason'), 300)}")
+        for n in r.get("notes") or []:
+            notes.append(f"{s}: {n}")
+        brk = ex.get("break_reasons") or []
+        if brk:
+            notes.append(f"{s}: breaks: " + "; ".join(_short(b, 120) for b in brk[:3]))
+    out.append("")
+    for n in notes:
+        out.append(f"- {n}")
+    if notes:
+        out.append("")
+    return out
+
+
+def chart(doc, path: str) -> None:
+    """Grouped bar chart of speedup vs eager (log scale), n/a and WRONG labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = [s for s in systems_of(doc) if s != "eager"]
+    wls = doc["workloads"]
+    colors = {"janus": "#1f77b4", "torch.compile": "#ff7f0e", "janus+inductor": "#2ca02c",
+              "dynamo+janus": "#9467bd"}
+    width = 0.8 / max(len(systems), 1)
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(wls) + 2), 4.8))
+    vals = [v for wl in wls for v in speedups(wl).values() if v]
+    lo = min(vals + [0.5]) / 1.5
+    hi = max(vals + [2.0]) * 1.5
+    for j, s in enumerate(systems):
+        for i, wl in enumerate(wls):
+            x = i - 0.4 + width * (j + 0.5)
+            r = wl.get("systems", {}).get(s)
+            v = speedups(wl).get(s)
+            if r is None:
+                continue
+            if r.get("status") == "ok" and v:
+                ax.bar(x, v, width, color=colors.get(s, "gray"), label=s if i == 0 else None,
+                       bottom=0)
+            else:
+                label = "WRONG" if r.get("status") == "WRONG" else "n/a"
+                ax.text(x, lo * 1.08, label, rotation=90, ha="center", va="bottom", fontsize=7,
+                        color="red" if label == "WRONG" else "gray")
+        ax.bar([], [], color=colors.get(s, "gray"), label=s)  # legend entry even if all n/a
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
+    ax.set_xticks(range(len(wls)))
+    ax.set_xticklabels([wl["name"] for wl in wls], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("speedup vs eager (log)")
+    meta = doc["meta"]
+    ax.set_title(f"janus_frame benchmark — {meta['machine']['cpu_model']}, {meta['machine']['cores']} cores, "
+                 f"torch {meta['machine']['torch']}" + (" (QUICK)" if meta.get("quick") else ""), fontsize=9)
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=8, ncol=len(uniq))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print("usage: python -m bench.report RESULTS.json", file=sys.stderr)
+        return 2
+    with open(argv[0]) as f:
+        doc = json.load(f)
+    base = argv[0][: -len(".json")] if argv[0].endswith(".json") else argv[0]
+    with open(base + ".md", "w") as f:
+        f.write(markdown(doc))
+    chart(doc, base + ".png")
+    print(base + ".md", base + ".png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

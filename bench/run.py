@@ -1,0 +1,268 @@
+"""The benchmark command: every workload x every system, one table.
+
+Usage (from the repository root):
+    python -m bench [--only mlp,lstm] [--systems eager,janus,...] [--quick]
+                    [--out DIR] [--threads 2] [--timeout S] [--list]
+    python bench/run.py ...            (same thing)
+
+In:  the workloads of bench/workloads and the systems of bench/systems.py.
+Out: in DIR (default bench/results):
+     <date>T<HHMM>-<machine>.json   every figure, the machine, the exact command
+     <date>T<HHMM>-<machine>.md     summary + detail tables (n/a and WRONG with reasons)
+     <date>T<HHMM>-<machine>.png    speedup vs eager per workload and system
+     latest.md / latest.png         copies of the newest full (non --quick) run
+     logs/<stamp>-<workload>.log    each worker's stderr (compiler output, tracebacks)
+--quick runs use tiny sizes and few steps (the smoke test); their files end
+in -quick and never replace latest.*.
+
+Each workload runs in a fresh subprocess (bench/worker.py) with fresh cache
+directories (JANUS_FRAME_CACHE_DIR, TORCHINDUCTOR_CACHE_DIR), so the first
+call of each system is a cold compile and peak memory is per workload. A
+progress bar on stderr shows the workload, phase and system being run.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+if __package__ in (None, ""):
+    # `python bench/run.py`: make the `bench` package importable.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "bench"
+
+from bench.machine import machine_info, machine_slug  # noqa: E402
+from bench.report import chart, markdown  # noqa: E402
+from bench.systems import SYSTEMS  # noqa: E402
+from bench.workloads import WORKLOADS  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "bench", "results")
+
+
+class Progress:
+    """A one-line progress bar on stderr (one line per update when not a tty)."""
+
+    def __init__(self, total: float) -> None:
+        self.total = max(total, 1e-9)
+        self.done = 0.0
+        self.t0 = time.time()
+        self.tty = sys.stderr.isatty()
+        self.last = ""
+
+    def show(self, label: str, frac_in_item: float = 0.0) -> None:
+        frac = min((self.done + frac_in_item) / self.total, 1.0)
+        n = 28
+        fill = int(frac * n)
+        el = int(time.time() - self.t0)
+        line = f"[{'#' * fill}{'.' * (n - fill)}] {frac * 100:5.1f}% {el // 60:02d}:{el % 60:02d} {label}"
+        if self.tty:
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            sys.stderr.write("\r" + line[:width].ljust(width))
+        elif line != self.last:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        self.last = line
+
+    def finish(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _git_rev() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+def _command() -> str:
+    prog = "python -m bench" if __name__ != "__main__" or sys.argv[0].endswith("__main__.py") else "python bench/run.py"
+    return " ".join([prog] + sys.argv[1:])
+
+
+def run_workload(name: str, systems: list[str], args, progress: Progress, log_path: str) -> dict:
+    """Run one workload in a fresh worker process; collect its events."""
+    cache_root = tempfile.mkdtemp(prefix=f"janus-bench-{name}-")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = str(args.threads)
+    # On 2 cores Inductor's compile worker pool competes with the workload
+    # and distorts timings; compile in-process instead.
+    env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
+    env["JANUS_FRAME_CACHE_DIR"] = os.path.join(cache_root, "janus")
+    env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache_root, "inductor")
+    cmd = [sys.executable, "-m", "bench.worker", "--workload", name, "--systems", ",".join(systems),
+           "--threads", str(args.threads), "--cache-root", cache_root]
+    if args.quick:
+        cmd.append("--quick")
+    wl: dict = {"name": name, "title": WORKLOADS[name].title, "systems": {}}
+    rounds = 2 if args.quick else 5
+    n = len(systems) + (0 if "eager" in systems else 1)
+    expected = n * (6 + rounds) + 3
+    seen = 0
+    phase = "starting"
+    t0 = time.time()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+                                start_new_session=True)
+        q: queue.Queue = queue.Queue()
+
+        def reader():
+            for line in proc.stdout:
+                q.put(line)
+            q.put(None)
+
+        threading.Thread(target=reader, daemon=True).start()
+        deadline = t0 + args.timeout
+        fatal = None
+        done = False
+        while True:
+            try:
+                line = q.get(timeout=1.0)
+            except queue.Empty:
+                if time.time() > deadline:
+                    os.killpg(proc.pid, 9)  # the worker's own process group, started above
+                    fatal = f"timed out after {args.timeout:.0f} s during {phase}"
+                    break
+                progress.show(f"{name}: {phase}", min(seen / expected, 0.99))
+                continue
+            if line is None:
+                break
+            try:
+                e = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            kind = e.pop("event", None)
+            if kind == "progress":
+                seen += 1
+                phase = f"{e.get('phase')} · {e.get('system') or ''}".rstrip(" ·")
+                progress.show(f"{name}: {phase}", min(seen / expected, 0.99))
+            elif kind == "header":
+                wl.update(e)
+            elif kind == "result":
+                wl["systems"][e["system"]] = e["data"]
+            elif kind == "done":
+                wl["load_average_end"] = e.get("load_average_end")
+                wl["maxrss_mib"] = e.get("maxrss_mib")
+                done = True
+            elif kind == "fatal":
+                fatal = f"worker failed: {e.get('reason')}"
+                wl["traceback"] = e.get("traceback")
+        proc.wait()
+    shutil.rmtree(cache_root, ignore_errors=True)
+    wl["wall_s"] = round(time.time() - t0, 1)
+    if not done and fatal is None:
+        tail = ""
+        try:
+            with open(log_path) as f:
+                tail = " ".join(f.read().strip().splitlines()[-3:])[-300:]
+        except OSError:
+            pass
+        fatal = f"worker exited with code {proc.returncode} before finishing: {tail}"
+    if fatal:
+        wl["error"] = fatal
+    all_systems = (["eager"] if "eager" not in systems else []) + systems
+    for s in all_systems:
+        if s not in wl["systems"]:
+            wl["systems"][s] = {"system": s, "status": "n/a", "reason": fatal or "no result"}
+    return wl
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench", description="janus_frame benchmark suite")
+    ap.add_argument("--only", default="", help="comma list of workloads (default: all); see --list")
+    ap.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of: {', '.join(SYSTEMS)}")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes and few steps (smoke test)")
+    ap.add_argument("--out", default=RESULTS, help="results directory (default bench/results)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--timeout", type=float, default=None,
+                    help="seconds per workload process (default 3600, 600 with --quick)")
+    ap.add_argument("--list", action="store_true", help="list workloads and systems, then exit")
+    args = ap.parse_args(argv)
+    if args.timeout is None:
+        args.timeout = 600.0 if args.quick else 3600.0
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for name, cls in WORKLOADS.items():
+            print(f"{name:26s} {cls.title}")
+        print()
+        for name, s in SYSTEMS.items():
+            print(f"{name:26s} {s.doc}")
+        return 0
+    only = [w for w in args.only.split(",") if w] or list(WORKLOADS)
+    bad = [w for w in only if w not in WORKLOADS]
+    systems = [s for s in args.systems.split(",") if s]
+    bad += [s for s in systems if s not in SYSTEMS]
+    if bad:
+        print(f"unknown workload/system: {', '.join(bad)} (see --list)", file=sys.stderr)
+        return 2
+    os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    info = machine_info()
+    now = datetime.datetime.now()
+    stamp = f"{now:%Y-%m-%dT%H%M}-{machine_slug(info)}" + ("-quick" if args.quick else "")
+    doc = {"meta": {"date": now.isoformat(timespec="seconds"), "command": _command(),
+                    "quick": args.quick, "threads": args.threads, "systems": systems,
+                    "workloads": only, "machine": info, "git": _git_rev()},
+           "workloads": []}
+    progress = Progress(len(only))
+    t0 = time.time()
+    base = os.path.join(args.out, stamp)
+    for i, name in enumerate(only):
+        progress.done = i
+        progress.show(f"{name}: starting")
+        wl = run_workload(name, systems, args, progress, os.path.join(args.out, "logs", f"{stamp}-{name}.log"))
+        doc["workloads"].append(wl)
+        doc["meta"]["total_s"] = round(time.time() - t0, 1)
+        # Written after every workload, so an interrupted run keeps what it measured.
+        write(doc, base, latest=False)
+    progress.done = len(only)
+    progress.show("done")
+    progress.finish()
+    write(doc, base, latest=not args.quick)
+    print(f"wrote {base}.json, {base}.md, {base}.png")
+    return 0
+
+
+def write(doc: dict, base: str, latest: bool) -> None:
+    with open(base + ".json.tmp", "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(base + ".json.tmp", base + ".json")
+    md = markdown(doc)
+    with open(base + ".md", "w") as f:
+        f.write(md)
+    try:
+        chart(doc, base + ".png")
+    except Exception as e:  # noqa: BLE001 - a missing matplotlib must not lose the results
+        print(f"chart not written: {type(e).__name__}: {e} (pip install matplotlib)", file=sys.stderr)
+    if latest:
+        out = os.path.dirname(base)
+        shutil.copyfile(base + ".md", os.path.join(out, "latest.md"))
+        if os.path.exists(base + ".png"):
+            shutil.copyfile(base + ".png", os.path.join(out, "latest.png"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

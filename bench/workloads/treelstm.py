@@ -1,0 +1,102 @@
+"""Workload 3: binary TreeLSTM (Tai et al. 2015, N-ary with N=2), training step.
+
+The model recurses over a tree of plain Python ``Node`` objects; each leaf
+holds a word id. Size: 16 leaves (31 nodes), vocab 500, embedding 64,
+hidden 128, 5 classes at the root, SGD. Variable-size run: 50 different
+random trees with 16 leaves (every one a new shape for a tracer that
+specialises on the tree). Quick: 4 leaves, hidden 8, 5 trees.
+"""
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Instance, Workload, fresh_function, params_state
+
+
+class Node:
+    __slots__ = ("left", "right", "word")
+
+    def __init__(self, left=None, right=None, word=None):
+        self.left, self.right, self.word = left, right, word
+
+
+def random_tree(rng: random.Random, leaves: int, vocab: int) -> Node:
+    if leaves == 1:
+        return Node(word=rng.randrange(vocab))
+    k = rng.randint(1, leaves - 1)
+    return Node(random_tree(rng, k, vocab), random_tree(rng, leaves - k, vocab))
+
+
+def balanced_tree(rng: random.Random, leaves: int, vocab: int) -> Node:
+    if leaves == 1:
+        return Node(word=rng.randrange(vocab))
+    k = leaves // 2
+    return Node(balanced_tree(rng, k, vocab), balanced_tree(rng, leaves - k, vocab))
+
+
+class BinaryTreeLSTM(nn.Module):
+    def __init__(self, vocab, emb, hidden, classes):
+        super().__init__()
+        self.hidden = hidden
+        self.embed = nn.Embedding(vocab, emb)
+        self.leaf = nn.Linear(emb, 3 * hidden)          # i, o, u
+        self.left = nn.Linear(hidden, 5 * hidden)        # i, f_l, f_r, o, u
+        self.right = nn.Linear(hidden, 5 * hidden, bias=False)
+        self.classify = nn.Linear(hidden, classes)
+
+    def node(self, tree):
+        if tree.word is not None:
+            x = self.embed.weight[tree.word].unsqueeze(0)
+            i, o, u = self.leaf(x).chunk(3, dim=1)
+            c = torch.sigmoid(i) * torch.tanh(u)
+            return torch.sigmoid(o) * torch.tanh(c), c
+        hl, cl = self.node(tree.left)
+        hr, cr = self.node(tree.right)
+        i, fl, fr, o, u = (self.left(hl) + self.right(hr)).chunk(5, dim=1)
+        c = torch.sigmoid(i) * torch.tanh(u) + torch.sigmoid(fl) * cl + torch.sigmoid(fr) * cr
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+    def forward(self, tree):
+        h, _ = self.node(tree)
+        return self.classify(h)
+
+
+class TreeLSTMTrain(Workload):
+    name = "treelstm"
+    title = "TreeLSTM over Python trees, SGD"
+    kind = "train"
+    var_desc = "50 different trees"
+
+    def __init__(self, quick=False):
+        super().__init__(quick)
+        self.leaves = 4 if quick else 16
+        self.vocab, self.emb, self.hidden, self.classes = (50, 8, 8, 5) if quick else (500, 64, 128, 5)
+        self.size = f"{self.leaves} leaves ({2 * self.leaves - 1} nodes), hidden {self.hidden}"
+        rng = random.Random(3)
+        # The main run uses one fixed tree: its shape stays the same while the
+        # label changes, so the timing measures the steady state.
+        tree = balanced_tree(rng, self.leaves, self.vocab)
+        self.data = [(tree, torch.tensor([rng.randrange(self.classes)])) for _ in range(8)]
+        self.var = [(random_tree(rng, self.leaves, self.vocab), torch.tensor([rng.randrange(self.classes)]))
+                    for _ in range(5 if quick else 50)]
+
+    def instance(self) -> Instance:
+        torch.manual_seed(0)
+        model = BinaryTreeLSTM(self.vocab, self.emb, self.hidden, self.classes)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+
+        def train_step(tree, label):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(tree), label)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return Instance(step=fresh_function(train_step),
+                        args=lambda i: self.data[i % len(self.data)],
+                        state=lambda: params_state(model),
+                        var_args=self.var)
