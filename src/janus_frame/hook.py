@@ -123,8 +123,9 @@ def skip_reason(code, global_mode: bool, cfg: Config) -> str | None:
     """Why a code object is not a compilation candidate, or None if it is."""
     fn = code.co_filename
     if fn.startswith("<"):
-        # exec'd or interactive code: only when compiled explicitly
-        return "generated code" if global_mode else None
+        # exec'd, interactive or generated code (fx graphs, guards): only
+        # when compiled explicitly, which bypasses these rules
+        return "generated code"
     path = _real(fn)
     if path.startswith(_OWN_DIR):
         return "janus_frame itself"
@@ -262,7 +263,7 @@ class FrameCompiler:
             _C.set_code_strategy(code, RUN_ONLY, DEFAULT)
             return None
         if mine:
-            self._note_recompile(code, st, mine, args)
+            self._note_recompile(func, st, mine, args)
         with compile_lock:
             t0 = time.perf_counter()
             try:
@@ -306,10 +307,11 @@ class FrameCompiler:
             self.listener("entry", code, entry)
         return (entry.guard, entry.replacement)
 
-    def _note_recompile(self, code, st: CodeState, mine, args) -> None:
+    def _note_recompile(self, func, st: CodeState, mine, args) -> None:
+        code = func.__code__
         reasons = []
         for e in mine:
-            why = e.explain_failure(args) if e.explain_failure is not None else None
+            why = e.explain_failure(func, args) if e.explain_failure is not None else None
             reasons.append(why or "guard failed")
         msg = "; ".join(reasons)
         st.recompiles.append(msg)

@@ -1,0 +1,167 @@
+"""The graph-break registry and the exception that carries a break.
+
+In: a registered break ID plus a detail string, raised by an opcode handler.
+Out: a :class:`GraphBreak` that knows its ID, one-line explanation, hint for
+the user, and (filled in by the interpreter) the user's file, line, source
+text and frame name.
+
+The registry is the documentation: every ID below has a title, an
+explanation and a hint, and a test that triggers it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import linecache
+
+
+@dataclasses.dataclass(frozen=True)
+class BreakKind:
+    id: str
+    title: str
+    explanation: str
+    hint: str
+
+
+REGISTRY: dict[str, BreakKind] = {}
+
+
+def _register(id: str, title: str, explanation: str, hint: str) -> None:
+    assert id not in REGISTRY, id
+    REGISTRY[id] = BreakKind(id, title, explanation, hint)
+
+
+_register(
+    "JF001", "unsupported bytecode",
+    "the interpreter has no handler for this bytecode instruction",
+    "rewrite the construct, or move it out of the compiled function",
+)
+_register(
+    "JF002", "call to an untraceable function",
+    "the callee is implemented in C (or is otherwise opaque) and is not known to be safe to "
+    "run at trace time or to put in a graph",
+    "move the call out of the compiled region, or wrap it with janus_frame.disable",
+)
+_register(
+    "JF003", "print or logging call",
+    "printing and logging have to happen in the user's order, so they cannot be in a graph",
+    "remove the call from the hot path, or compile with reorder_logging=True to run it "
+    "after the graph",
+)
+_register(
+    "JF004", "tensor value needed in Python",
+    "the program converts a tensor to a Python value (.item(), .tolist(), bool(), int(), "
+    "float(), .numpy()), which needs the tensor's data at trace time",
+    "keep the value as a tensor (e.g. torch.where instead of if), or compute it outside "
+    "the compiled region",
+)
+_register(
+    "JF005", "branch on a tensor value",
+    "an if/while/and/or depends on the contents of a tensor",
+    "use torch.where for element-wise choices; janus_frame speculates on such branches "
+    "when speculation is available for the site",
+)
+_register(
+    "JF006", "data-dependent output shape",
+    "the operator's output shape depends on tensor contents (nonzero, boolean-mask "
+    "indexing, unique, ...)",
+    "use a fixed-shape formulation (torch.where, masked arithmetic) in the hot path",
+)
+_register(
+    "JF007", "loop too long to unroll",
+    "a Python loop ran more iterations than the unroll limit while tracing",
+    "raise JANUS_UNROLL_LIMIT, or make the loop's trip count small",
+)
+_register(
+    "JF008", "inlining too deep",
+    "user calls nested deeper than the inline limit (usually unbounded recursion)",
+    "raise JANUS_INLINE_DEPTH, or restructure the recursion",
+)
+_register(
+    "JF009", "unsupported object or operation",
+    "an operation on a Python object the interpreter does not model",
+    "keep such objects outside the compiled function, or pass tensors instead",
+)
+_register(
+    "JF010", "call to a disabled function",
+    "the function is marked with janus_frame.disable, so it always runs natively",
+    "remove janus_frame.disable if the function should be compiled",
+)
+_register(
+    "JF011", "mutation of Python state",
+    "the program mutates a Python object, global or closure cell that outlives the frame",
+    "return the new value instead of mutating, or keep the mutation outside the compiled "
+    "function",
+)
+_register(
+    "JF012", "exception handling",
+    "try/except/finally or raise inside a traced region",
+    "move error handling outside the compiled function",
+)
+_register(
+    "JF013", "generator or coroutine",
+    "generators, coroutines and yield cannot be inlined into a graph",
+    "materialise the values with a list before the compiled function, or use a loop",
+)
+_register(
+    "JF014", "module hooks",
+    "the nn.Module has forward hooks or pre-hooks, which run natively",
+    "remove the hooks while compiling, or compile the module's submodules instead",
+)
+_register(
+    "JF015", "unsupported argument",
+    "a function was called with arguments the interpreter cannot model "
+    "(e.g. a non-constant where a constant is required)",
+    "pass constants or tensors",
+)
+_register(
+    "JF016", "unsupported context manager",
+    "a with-block whose context manager is not grad mode, autocast or another known one",
+    "move the with-block out of the compiled function",
+)
+
+
+class GraphBreak(Exception):
+    """A graph break with a registered ID and where it happened."""
+
+    def __init__(self, id: str, detail: str = "") -> None:
+        if id not in REGISTRY:
+            raise ValueError(f"unregistered graph-break id {id}")
+        self.kind = REGISTRY[id]
+        self.detail = detail
+        self.filename: str | None = None
+        self.lineno: int | None = None
+        self.frame_name: str | None = None
+        self.graph_count = 0
+        super().__init__(detail)
+
+    @property
+    def id(self) -> str:
+        return self.kind.id
+
+    @property
+    def reason(self) -> str:
+        return f"{self.kind.title}: {self.detail}" if self.detail else self.kind.title
+
+    @property
+    def hint(self) -> str:
+        return self.kind.hint
+
+    @property
+    def source_line(self) -> str:
+        if self.filename and self.lineno:
+            return linecache.getline(self.filename, self.lineno).strip()
+        return ""
+
+    def locate(self, filename: str, lineno: int | None, frame_name: str) -> "GraphBreak":
+        if self.filename is None:
+            self.filename, self.lineno, self.frame_name = filename, lineno, frame_name
+        return self
+
+    def __str__(self) -> str:
+        where = f"{self.filename}:{self.lineno}" if self.filename else "<unknown>"
+        text = f"[{self.id}] {self.reason}\n  at {where} in {self.frame_name}"
+        src = self.source_line
+        if src:
+            text += f"\n    {src}"
+        text += f"\n  why: {self.kind.explanation}\n  hint: {self.hint}"
+        return text

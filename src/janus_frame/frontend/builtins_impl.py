@@ -1,0 +1,327 @@
+"""Python builtins on symbolic values.
+
+In: the Translator, symbolic positional and keyword arguments.
+Out: the symbolic result of ``len``, ``isinstance``, ``range``, ``zip``,
+``enumerate``, ``min``/``max``, ``getattr``/``hasattr``, ``super`` ... Values
+made of constants fold at trace time; conversions of tensors to Python
+values (``int(t)``, ``bool(t)``) are graph breaks (JF004).
+"""
+from __future__ import annotations
+
+import builtins
+import math
+import operator
+
+import torch
+
+from .breaks import GraphBreak
+from .values import (
+    Const, DictV, FunctionV, IterV, ListV, MethodV, NewObjV, ObjV, SetV, SuperV, TensorV,
+    TupleV, Value,
+)
+
+BUILTIN_HANDLERS: dict = {}
+
+
+def handles(*fns):
+    def deco(f):
+        for fn in fns:
+            BUILTIN_HANDLERS[fn] = f
+        return f
+    return deco
+
+
+# Side-effect-free functions folded when every argument is a constant
+PURE_FUNCTIONS = {
+    abs, round, divmod, pow, hash, repr, ascii, format, chr, ord, bin, hex, oct, sorted,
+    frozenset,
+}
+
+
+def _const(tx, v):
+    from .ops_arith import _NO
+
+    x = tx.as_python(v)
+    if x is _NO:
+        raise GraphBreak("JF015", f"a constant is needed here, got {v.python_type().__name__}")
+    return x
+
+
+@handles(len)
+def _len(tx, args, kwargs):
+    return Const(tx.length(args[0]))
+
+
+@handles(isinstance)
+def _isinstance(tx, args, kwargs):
+    v, cls = args
+    classes = _const(tx, cls)
+    return Const(issubclass(_type_of(tx, v), classes))
+
+
+@handles(issubclass)
+def _issubclass(tx, args, kwargs):
+    return Const(issubclass(_const(tx, args[0]), _const(tx, args[1])))
+
+
+def _type_of(tx, v: Value) -> type:
+    if isinstance(v, ObjV):
+        return type(v.obj)
+    return v.python_type()
+
+
+@handles(type)
+def _type(tx, args, kwargs):
+    if len(args) != 1 or kwargs:
+        raise GraphBreak("JF009", "type() with three arguments")
+    return ObjV(_type_of(tx, args[0]))
+
+
+@handles(callable)
+def _callable(tx, args, kwargs):
+    v = args[0]
+    if isinstance(v, (FunctionV, MethodV)):
+        return Const(True)
+    if isinstance(v, ObjV):
+        return Const(callable(v.obj))
+    if isinstance(v, TensorV):
+        return Const(False)
+    return Const(callable(_const(tx, v)))
+
+
+@handles(range)
+def _range(tx, args, kwargs):
+    return Const(range(*[_const(tx, a) for a in args]))
+
+
+@handles(slice)
+def _slice(tx, args, kwargs):
+    from .values import SliceV
+
+    parts = list(args) + [Const(None)] * (3 - len(args))
+    if len(args) == 1:
+        parts = [Const(None), args[0], Const(None)]
+    return SliceV(*parts[:3])
+
+
+@handles(enumerate)
+def _enumerate(tx, args, kwargs):
+    start = _const(tx, args[1]) if len(args) > 1 else _const(tx, kwargs.get("start", Const(0)))
+    items = tx.iterate(args[0])
+    return IterV([TupleV([Const(start + i), x]) for i, x in enumerate(items)])
+
+
+@handles(zip)
+def _zip(tx, args, kwargs):
+    if kwargs.get("strict") and _const(tx, kwargs["strict"]):
+        lists = [tx.iterate(a) for a in args]
+        if len({len(x) for x in lists}) > 1:
+            raise GraphBreak("JF012", "zip(strict=True) of unequal lengths")
+    lists = [tx.iterate(a) for a in args]
+    return IterV([TupleV(list(t)) for t in zip(*lists)])
+
+
+@handles(reversed)
+def _reversed(tx, args, kwargs):
+    return IterV(list(reversed(tx.iterate(args[0]))))
+
+
+@handles(iter)
+def _iter(tx, args, kwargs):
+    if len(args) != 1:
+        raise GraphBreak("JF009", "iter() with a sentinel")
+    v = args[0]
+    return v if isinstance(v, IterV) else IterV(tx.iterate(v))
+
+
+@handles(next)
+def _next(tx, args, kwargs):
+    it = args[0]
+    if not isinstance(it, IterV):
+        raise GraphBreak("JF009", f"next() of {it.python_type().__name__}")
+    if it.pos < len(it.items):
+        it.pos += 1
+        return it.items[it.pos - 1]
+    if len(args) > 1:
+        return args[1]
+    raise GraphBreak("JF012", "StopIteration")
+
+
+@handles(list)
+def _list(tx, args, kwargs):
+    return ListV(tx.iterate(args[0]) if args else [])
+
+
+@handles(tuple)
+def _tuple(tx, args, kwargs):
+    return TupleV(tx.iterate(args[0]) if args else [])
+
+
+@handles(set)
+def _set(tx, args, kwargs):
+    items = tx.iterate(args[0]) if args else []
+    return SetV(tx._dedup(items))
+
+
+@handles(dict)
+def _dict(tx, args, kwargs):
+    items = {}
+    if args:
+        a = args[0]
+        if isinstance(a, (DictV,)):
+            items.update(a.items)
+        else:
+            for pair in tx.iterate(a):
+                k, v = tx.iterate(pair)
+                items[tx.const_key(k)] = v
+    items.update(kwargs)
+    return DictV(items)
+
+
+def _scalar_conv(pytype):
+    def conv(tx, args, kwargs):
+        if not args:
+            return Const(pytype())
+        v = args[0]
+        if isinstance(v, TensorV):
+            raise GraphBreak("JF004", f"{pytype.__name__}() of a tensor")
+        return tx.fold(pytype, *[_const(tx, a) for a in args])
+    return conv
+
+
+for _t in (int, float, bool, str, complex):
+    BUILTIN_HANDLERS[_t] = _scalar_conv(_t)
+
+
+def _minmax(fn):
+    def impl(tx, args, kwargs):
+        items = tx.iterate(args[0]) if len(args) == 1 else list(args)
+        if any(isinstance(x, TensorV) for x in items):
+            raise GraphBreak("JF004", f"{fn.__name__}() compares tensors in Python")
+        vals = [_const(tx, x) for x in items]
+        kw = {k: _const(tx, v) for k, v in kwargs.items()}
+        return tx.fold(lambda: fn(vals, **kw))
+    return impl
+
+
+BUILTIN_HANDLERS[min] = _minmax(min)
+BUILTIN_HANDLERS[max] = _minmax(max)
+
+
+@handles(sum)
+def _sum(tx, args, kwargs):
+    items = tx.iterate(args[0])
+    acc = args[1] if len(args) > 1 else kwargs.get("start", Const(0))
+    for x in items:
+        acc = tx.binary(operator.add, acc, x)
+    return acc
+
+
+def _anyall_impl(fn):
+    def impl(tx, args, kwargs):
+        items = tx.iterate(args[0])
+        truths = [tx.truth(x) for x in items]
+        return Const(fn(truths))
+    return impl
+
+
+BUILTIN_HANDLERS[any] = _anyall_impl(any)
+BUILTIN_HANDLERS[all] = _anyall_impl(all)
+
+
+@handles(abs)
+def _abs(tx, args, kwargs):
+    v = args[0]
+    if isinstance(v, TensorV):
+        return tx.output.call("call_function", operator.abs, (v,), {})
+    return tx.fold(abs, _const(tx, v))
+
+
+@handles(getattr)
+def _getattr(tx, args, kwargs):
+    name = _const(tx, args[1])
+    if len(args) > 2:
+        if not _hasattr(tx, args[0], name):
+            return args[2]
+    return tx.getattr_value(args[0], name)
+
+
+def _hasattr(tx, v: Value, name: str) -> bool:
+    if isinstance(v, TensorV):
+        return hasattr(v.fake, name)
+    if isinstance(v, ObjV):
+        found = hasattr(v.obj, name)
+        if v.source is not None and not isinstance(v.obj, (type(math), type)):
+            tx.output.guards.add(f"__jf_h_hasattr({v.source.expr()}, {name!r}) is {found!r}",
+                                 f"hasattr({v.source.name()}, {name!r}) is {found!r}")
+        return found
+    if isinstance(v, NewObjV):
+        return name in v.attrs or hasattr(v.cls, name)
+    if isinstance(v, Const):
+        return hasattr(v.value, name)
+    try:
+        tx.getattr_value(v, name)
+        return True
+    except GraphBreak:
+        return False
+
+
+@handles(hasattr)
+def _hasattr_handler(tx, args, kwargs):
+    return Const(_hasattr(tx, args[0], _const(tx, args[1])))
+
+
+@handles(setattr)
+def _setattr(tx, args, kwargs):
+    obj, name, value = args
+    if isinstance(obj, NewObjV):
+        obj.attrs[_const(tx, name)] = value
+        return Const(None)
+    raise GraphBreak("JF011", "setattr() on an object that outlives the frame")
+
+
+@handles(super)
+def _super(tx, args, kwargs):
+    if args:
+        cls = _const(tx, args[0])
+        return SuperV(cls, args[1])
+    # zero-argument form: the __class__ cell and the first argument
+    code = tx.code
+    if "__class__" not in code.co_freevars or code.co_argcount == 0:
+        raise GraphBreak("JF009", "super() without a __class__ cell")
+    cell = tx.cell("__class__")
+    first = code.co_varnames[0]
+    obj = tx.local(first)
+    if obj is None and first in tx.cells:
+        obj = tx.cells[first].contents
+    if obj is None:
+        raise GraphBreak("JF009", "super() without self")
+    return SuperV(_const(tx, cell.contents), obj)
+
+
+@handles(id)
+def _id(tx, args, kwargs):
+    raise GraphBreak("JF009", "id() of a traced value")
+
+
+# operator.* called as functions (functools.reduce(operator.add, ...), etc.)
+def _operator_binary(fn):
+    def impl(tx, args, kwargs):
+        return tx.binary(fn, args[0], args[1])
+    return impl
+
+
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and_",
+              "or_", "xor", "lshift", "rshift", "iadd", "isub", "imul", "itruediv"):
+    BUILTIN_HANDLERS[getattr(operator, _name)] = _operator_binary(getattr(operator, _name))
+for _name in ("lt", "le", "eq", "ne", "gt", "ge"):
+    _f = getattr(operator, _name)
+    BUILTIN_HANDLERS[_f] = (lambda f: lambda tx, a, k: tx.compare(f, a[0], a[1]))(_f)
+BUILTIN_HANDLERS[operator.getitem] = lambda tx, a, k: tx.getitem(a[0], a[1])
+BUILTIN_HANDLERS[operator.neg] = lambda tx, a, k: (
+    tx.output.call("call_function", operator.neg, (a[0],), {})
+    if isinstance(a[0], TensorV) else tx.fold(operator.neg, _const(tx, a[0])))
+BUILTIN_HANDLERS[operator.not_] = lambda tx, a, k: Const(not tx.truth(a[0]))
+BUILTIN_HANDLERS[operator.truth] = lambda tx, a, k: Const(tx.truth(a[0]))
+
+__all__ = ["BUILTIN_HANDLERS", "PURE_FUNCTIONS", "builtins", "torch"]

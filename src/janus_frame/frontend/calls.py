@@ -1,0 +1,435 @@
+"""What a call means: graph operations, trace-time folding, inlining.
+
+In: a symbolic callable with symbolic positional and keyword arguments.
+Out: the symbolic result. torch functions and Tensor methods become graph
+nodes (run on fake tensors for metadata); pure builtins and ``math`` fold on
+constants; user functions, methods and ``nn.Module`` forwards are inlined by
+a child interpreter; known context managers become ``CtxV`` values; anything
+opaque is a graph break with an ID.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import math
+import operator
+import types
+
+import torch
+
+from .breaks import GraphBreak
+from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
+from .sources import AttrSource, CellContentsSource, ItemSource
+from .values import (
+    CellV, Const, CtxV, DictV, ExitV, FunctionV, ListV, MethodV, NewObjV, ObjV, SuperV,
+    TensorV, TupleV, Value,
+)
+
+# Tensor methods that need the tensor's data in Python
+_DATA_DEPENDENT = {"item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__",
+                   "data_ptr", "__array__", "__len__"}
+# Tensor methods answered from metadata
+_TENSOR_META_METHODS = {"size", "dim", "ndimension", "numel", "nelement", "stride",
+                        "is_contiguous", "element_size", "is_floating_point", "is_complex",
+                        "get_device", "storage_offset", "is_signed", "has_names",
+                        "is_inference"}
+# torch functions that must not be run at trace time nor put in a graph
+_TORCH_DENY = {
+    "manual_seed", "seed", "initial_seed", "set_rng_state", "get_rng_state", "save", "load",
+    "compile", "set_default_dtype", "set_default_device", "set_printoptions", "set_num_threads",
+    "use_deterministic_algorithms", "set_grad_enabled_", "grad", "backward",
+}
+_TORCH_DENY_MODULES = ("torch.autograd", "torch.utils", "torch.distributed", "torch.jit",
+                       "torch.optim", "torch.cuda", "torch.random", "torch.serialization",
+                       "torch.hub", "torch.onnx", "torch.export", "torch.fx", "torch.compiler",
+                       "torch.overrides", "torch._dynamo", "torch.profiler")
+
+_module_call = torch.nn.Module.__call__
+
+
+class CallDispatch:
+    def call_value(self, fn: Value, args: list, kwargs: dict) -> Value:
+        if isinstance(fn, MethodV):
+            return self.call_method(fn, args, kwargs)
+        if isinstance(fn, FunctionV):
+            return self.inline_function_value(fn, args, kwargs)
+        if isinstance(fn, ExitV):
+            self.exit_context(fn)
+            return Const(None)
+        if isinstance(fn, (ObjV, Const)):
+            obj = fn.obj if isinstance(fn, ObjV) else fn.value
+            return self.call_object(fn, obj, args, kwargs)
+        raise GraphBreak("JF009", f"call of {fn.python_type().__name__}")
+
+    # -- methods ---------------------------------------------------------------------
+    def call_method(self, m: MethodV, args, kwargs) -> Value:
+        recv = m.receiver
+        if m.func is not None:
+            return self.inline_function(m.func, [recv] + list(args), kwargs, None)
+        if isinstance(recv, TensorV):
+            return self.tensor_method(recv, m.name, args, kwargs)
+        if isinstance(recv, (ListV, TupleV, DictV)):
+            return self.container_method(recv, m.name, args, kwargs)
+        raise GraphBreak("JF009", f"method {m.name} of {recv.python_type().__name__}")
+
+    def tensor_method(self, t: TensorV, name: str, args, kwargs) -> Value:
+        if name in _DATA_DEPENDENT:
+            if name == "__len__":
+                return Const(self.length(t))
+            raise GraphBreak("JF004", f"Tensor.{name}()")
+        if name in ("backward", "register_hook", "retain_grad", "register_post_accumulate_grad_hook"):
+            raise GraphBreak("JF002", f"Tensor.{name}() runs outside any graph")
+        if name in _TENSOR_META_METHODS:
+            fake_args = [self.as_python(a) for a in args]
+            return self.fold(getattr(t.fake, name), *fake_args)
+        out = self.output.call("call_method", name, (t, *args), kwargs)
+        if name.endswith("_") and not name.endswith("__") and isinstance(out, TensorV):
+            return t  # in-place: the result is the receiver itself
+        return out
+
+    def container_method(self, c: Value, name: str, args, kwargs) -> Value:
+        if isinstance(c, ListV):
+            if name in ("append", "extend", "insert", "pop", "remove", "clear", "reverse",
+                        "sort"):
+                self.mutate_list(c)
+            if name == "append":
+                c.items.append(args[0])
+                return Const(None)
+            if name == "extend":
+                c.items.extend(self.iterate(args[0]))
+                return Const(None)
+            if name == "insert":
+                c.items.insert(self.as_python(args[0]), args[1])
+                return Const(None)
+            if name == "pop":
+                idx = self.as_python(args[0]) if args else -1
+                return c.items.pop(idx)
+            if name == "clear":
+                c.items.clear()
+                return Const(None)
+            if name == "reverse":
+                c.items.reverse()
+                return Const(None)
+            if name == "copy":
+                return ListV(c.items)
+        if isinstance(c, (ListV, TupleV)) and name in ("index", "count"):
+            py = self.as_python(c)
+            key = self.as_python(args[0])
+            return self.fold(getattr(py, name), key)
+        if isinstance(c, DictV):
+            if name in ("keys", "values", "items"):
+                if name == "keys":
+                    return ListV([Const(k) for k in c.items])
+                if name == "values":
+                    return ListV(list(c.items.values()))
+                return ListV([TupleV([Const(k), v]) for k, v in c.items.items()])
+            if name == "get":
+                key = self.as_python(args[0])
+                default = args[1] if len(args) > 1 else Const(None)
+                return c.items.get(key, default)
+            if name in ("pop", "update", "setdefault", "clear", "popitem", "__setitem__"):
+                self.mutate_dict(c)
+            if name == "pop":
+                key = self.as_python(args[0])
+                if key in c.items:
+                    return c.items.pop(key)
+                if len(args) > 1:
+                    return args[1]
+                raise GraphBreak("JF012", f"KeyError {key!r}")
+            if name == "update":
+                if args:
+                    c.items.update(self.dict_items(args[0]))
+                c.items.update(kwargs)
+                return Const(None)
+            if name == "setdefault":
+                key = self.as_python(args[0])
+                return c.items.setdefault(key, args[1] if len(args) > 1 else Const(None))
+            if name == "copy":
+                return DictV(c.items, cls=c.cls)
+            if name == "__setitem__":
+                c.items[self.as_python(args[0])] = args[1]
+                return Const(None)
+        raise GraphBreak("JF009", f"{c.python_type().__name__}.{name}()")
+
+    # -- real callables ------------------------------------------------------------------
+    def call_object(self, fnv: Value, obj, args, kwargs) -> Value:
+        if getattr(obj, "_janus_disabled", False):
+            raise GraphBreak("JF010", getattr(obj, "__qualname__", repr(obj)))
+        orig = getattr(obj, "_janus_original", None)
+        if orig is not None and getattr(obj, "_janus_compiler", None) is not None:
+            # a janus_frame.compile wrapper called from compiled code: inline the original
+            return self.call_object(ObjV(orig), orig, args, kwargs)
+        handler = BUILTIN_HANDLERS.get(_key(obj))
+        if handler is not None:
+            return handler(self, args, kwargs)
+        if obj is print:
+            raise GraphBreak("JF003", "print()")
+        if isinstance(obj, torch.nn.Module):
+            return self.call_module(fnv, obj, args, kwargs)
+        if isinstance(obj, type):
+            return self.call_class(fnv, obj, args, kwargs)
+        if isinstance(obj, types.MethodType):
+            self_v = self.output.wrap(obj.__self__, AttrSource(fnv.source, "__self__")
+                                      if fnv.source is not None else None)
+            func = obj.__func__
+            if isinstance(func, types.FunctionType):
+                if _is_logging(func):
+                    raise GraphBreak("JF003", func.__qualname__)
+                return self.inline_function(func, [self_v] + list(args), kwargs,
+                                            AttrSource(fnv.source, "__func__")
+                                            if fnv.source is not None else None)
+            return self.call_object(ObjV(func), func, [self_v] + list(args), kwargs)
+        if isinstance(obj, functools.partial):
+            src = fnv.source
+            pargs = [self.output.wrap(a, ItemSource(AttrSource(src, "args"), i) if src else None)
+                     for i, a in enumerate(obj.args)]
+            pkw = {k: self.output.wrap(a, ItemSource(AttrSource(src, "keywords"), k)
+                                       if src else None)
+                   for k, a in obj.keywords.items()}
+            func_v = self.output.wrap(obj.func, AttrSource(src, "func") if src else None)
+            return self.call_value(func_v, pargs + list(args), {**pkw, **kwargs})
+        if _is_torch_op(obj):
+            return self.call_torch(obj, args, kwargs)
+        if obj in PURE_FUNCTIONS or getattr(obj, "__module__", None) == "math":
+            return self.fold_call(obj, args, kwargs)
+        if isinstance(obj, types.FunctionType):
+            if _is_logging(obj):
+                raise GraphBreak("JF003", obj.__qualname__)
+            return self.inline_function(obj, args, kwargs, fnv.source)
+        if isinstance(obj, (types.BuiltinFunctionType, types.BuiltinMethodType,
+                            types.MethodWrapperType)):
+            recv = getattr(obj, "__self__", None)
+            if isinstance(recv, (str, bytes, tuple, int, float, frozenset, torch.Size)):
+                return self.fold_call(obj, args, kwargs)
+            if isinstance(recv, logging.Logger):
+                raise GraphBreak("JF003", obj.__qualname__)
+            raise GraphBreak("JF002", getattr(obj, "__qualname__", repr(obj)))
+        call = getattr(type(obj), "__call__", None)
+        if isinstance(call, types.FunctionType):
+            return self.inline_function(call, [fnv] + list(args), kwargs, None)
+        raise GraphBreak("JF002", f"call of {type(obj).__name__}")
+
+    def fold_call(self, fn, args, kwargs) -> Value:
+        pa = [self.as_python(a) for a in args]
+        pk = {k: self.as_python(v) for k, v in kwargs.items()}
+        if any(isinstance(a, TensorV) for a in args) or any(
+                isinstance(a, TensorV) for a in kwargs.values()):
+            raise GraphBreak("JF004", f"{getattr(fn, '__name__', fn)}() of a tensor")
+        from .ops_arith import _NO
+
+        if any(a is _NO for a in pa) or any(v is _NO for v in pk.values()):
+            raise GraphBreak("JF015", f"{getattr(fn, '__name__', fn)}() of non-constant values")
+        return self.fold(functools.partial(fn, **pk) if pk else fn, *pa)
+
+    def call_torch(self, fn, args, kwargs) -> Value:
+        if fn is torch.is_grad_enabled:
+            return Const(self.output.grad_enabled)
+        if fn is torch.get_default_dtype:
+            return Const(torch.get_default_dtype())
+        if fn in (torch.no_grad, torch.enable_grad):
+            return CtxV("grad", fn is torch.enable_grad)
+        if fn is torch.set_grad_enabled:
+            return self.call_class(ObjV(fn), fn, args, kwargs)
+        if fn is torch.is_tensor:
+            return Const(isinstance(args[0], TensorV))
+        if fn is torch._C._get_tracing_state or fn is torch.jit.is_scripting:
+            return Const(False if fn is torch.jit.is_scripting else None)
+        return self.output.call("call_function", fn, tuple(args), kwargs)
+
+    def call_module(self, fnv: Value, mod: torch.nn.Module, args, kwargs) -> Value:
+        from torch.nn.modules import module as M
+
+        if (mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks or
+                mod._backward_pre_hooks or M._global_forward_hooks or
+                M._global_forward_pre_hooks or M._global_backward_hooks or
+                M._global_backward_pre_hooks):
+            raise GraphBreak("JF014", type(mod).__name__)
+        call = type(mod).__call__
+        if call is not _module_call:
+            return self.inline_function(call, [fnv] + list(args), kwargs, None)
+        fwd = type(mod).forward
+        if "forward" in mod.__dict__:
+            raise GraphBreak("JF009", "forward replaced on the instance")
+        return self.inline_function(fwd, [fnv] + list(args), kwargs, None)
+
+    def call_class(self, fnv: Value, cls: type, args, kwargs) -> Value:
+        if cls in (torch.no_grad, torch.enable_grad) and not args and not kwargs:
+            return CtxV("grad", cls is torch.enable_grad)
+        if cls is torch.set_grad_enabled:
+            mode = self.as_python(args[0] if args else kwargs.get("mode"))
+            if not isinstance(mode, bool):
+                raise GraphBreak("JF015", "set_grad_enabled with a non-constant mode")
+            prev = self.output.grad_enabled
+            self.set_grad_mode(mode)  # takes effect at construction, like torch
+            return CtxV("grad_set", prev)
+        if cls is torch.autocast or cls is torch.amp.autocast or cls is torch.cpu.amp.autocast:
+            return self.autocast_ctx(cls, args, kwargs)
+        if cls is contextlib.nullcontext:
+            return CtxV("null", None)
+        if cls in (torch.Size, torch.device, torch.dtype, slice, range):
+            return self.fold_call(cls, args, kwargs)
+        if issubclass(cls, BaseException):
+            raise GraphBreak("JF012", f"constructing exception {cls.__name__}")
+        if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+            bound = _bind(inspect.signature(cls), args, kwargs)
+            return TupleV([bound[f] for f in cls._fields], cls=cls)
+        if issubclass(cls, torch.nn.Module) or issubclass(cls, torch.Tensor):
+            raise GraphBreak("JF009", f"constructing {cls.__name__} inside a compiled frame")
+        if cls.__module__ == "builtins" or _is_torch_op(cls):
+            raise GraphBreak("JF002", f"constructing {cls.__name__}")
+        if issubclass(cls, dict):
+            return self.construct_dict_subclass(cls, args, kwargs)
+        if cls.__new__ is not object.__new__ or type(cls) is not type:
+            raise GraphBreak("JF009", f"class {cls.__name__} has a custom __new__ or metaclass")
+        obj = NewObjV(cls)
+        init = cls.__init__
+        if init is not object.__init__:
+            if not isinstance(init, types.FunctionType):
+                raise GraphBreak("JF009", f"{cls.__name__}.__init__ is not a Python function")
+            self.inline_function(init, [obj] + list(args), kwargs, None)
+        elif args or kwargs:
+            raise GraphBreak("JF012", f"{cls.__name__}() takes no arguments")
+        return obj
+
+    def construct_dict_subclass(self, cls, args, kwargs) -> Value:
+        items = {}
+        if args:
+            items.update(self.dict_items(args[0]))
+        items.update(kwargs)
+        return DictV(items, cls=cls)
+
+    def autocast_ctx(self, cls, args, kwargs) -> Value:
+        bound = {}
+        names = ["device_type", "dtype", "enabled", "cache_enabled"]
+        for n, a in zip(names, args):
+            bound[n] = self.as_python(a)
+        for k, v in kwargs.items():
+            bound[k] = self.as_python(v)
+        if cls is torch.cpu.amp.autocast:
+            bound.setdefault("device_type", "cpu")
+        dev = bound.get("device_type", "cpu")
+        dtype = bound.get("dtype") or torch.get_autocast_dtype(dev)
+        return CtxV("autocast", (dev, dtype, bound.get("enabled", True),
+                                 bound.get("cache_enabled", None)))
+
+    # -- inlining --------------------------------------------------------------------------
+    def inline_function(self, fn: types.FunctionType, args, kwargs, fn_source) -> Value:
+        code = fn.__code__
+        src = fn_source
+        defaults = tuple(
+            self.output.wrap(d, ItemSource(AttrSource(src, "__defaults__"), i) if src else None)
+            for i, d in enumerate(fn.__defaults__ or ()))
+        kwdefaults = {
+            k: self.output.wrap(d, ItemSource(AttrSource(src, "__kwdefaults__"), k)
+                                if src else None)
+            for k, d in (fn.__kwdefaults__ or {}).items()}
+        cells = {}
+        for i, name in enumerate(code.co_freevars):
+            real = fn.__closure__[i]
+            csrc = CellContentsSource(ItemSource(AttrSource(src, "__closure__"), i)) \
+                if src else None
+            cells[name] = CellV(None, name, external=True, pending=(real, csrc))
+        locals_ = self.bind_args(code, fn.__name__, defaults, kwdefaults, args, kwargs)
+        return self.inline_code(code, fn.__globals__, locals_, cells, fn_source=src)
+
+    def inline_function_value(self, fn: FunctionV, args, kwargs) -> Value:
+        cells = {name: c for name, c in zip(fn.code.co_freevars, fn.closure)}
+        locals_ = self.bind_args(fn.code, fn.code.co_name, fn.defaults, fn.kwdefaults, args,
+                                 kwargs)
+        return self.inline_code(fn.code, fn.globals, locals_, cells)
+
+    def bind_args(self, code, name, defaults, kwdefaults, args, kwargs) -> dict:
+        """Argument binding with Python's own rules (inspect.Signature), on
+        symbolic values."""
+        sig = _signature(code, name, len(defaults), tuple(kwdefaults))
+        try:
+            ba = sig.bind(*args, **kwargs)
+        except TypeError as e:
+            raise GraphBreak("JF012", f"{name}(): {e}") from None
+        out = {}
+        params = sig.parameters
+        pos = [p for p in params.values()
+               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        first_default = len(pos) - len(defaults)
+        for pname, p in params.items():
+            if pname in ba.arguments:
+                val = ba.arguments[pname]
+                if p.kind == p.VAR_POSITIONAL:
+                    val = TupleV(list(val))
+                elif p.kind == p.VAR_KEYWORD:
+                    val = DictV(dict(val))
+                out[pname] = val
+            elif p.kind == p.VAR_POSITIONAL:
+                out[pname] = TupleV([])
+            elif p.kind == p.VAR_KEYWORD:
+                out[pname] = DictV({})
+            elif p.kind == p.KEYWORD_ONLY:
+                out[pname] = kwdefaults[pname]
+            else:
+                out[pname] = defaults[pos.index(p) - first_default]
+        return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _signature(code, name, ndefaults, kwnames) -> inspect.Signature:
+    """The signature of a code object (defaults only marked as present)."""
+    P = inspect.Parameter
+    names = code.co_varnames
+    argc, kwc = code.co_argcount, code.co_kwonlyargcount
+    params = []
+    for i in range(argc):
+        kind = P.POSITIONAL_ONLY if i < code.co_posonlyargcount else P.POSITIONAL_OR_KEYWORD
+        has_default = i >= argc - ndefaults
+        params.append(P(names[i], kind, default=i if has_default else P.empty))
+    i = argc + kwc
+    if code.co_flags & 0x04:
+        params.append(P(names[i], P.VAR_POSITIONAL))
+        i += 1
+    for n in names[argc:argc + kwc]:
+        params.append(P(n, P.KEYWORD_ONLY, default=0 if n in kwnames else P.empty))
+    if code.co_flags & 0x08:
+        params.append(P(names[i], P.VAR_KEYWORD))
+    return inspect.Signature(params)
+
+
+def _bind(sig: inspect.Signature, args, kwargs) -> dict:
+    try:
+        ba = sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise GraphBreak("JF012", str(e)) from None
+    ba.apply_defaults()
+    return {k: v if isinstance(v, Value) else Const(v) for k, v in ba.arguments.items()}
+
+
+def _key(obj):
+    try:
+        hash(obj)
+    except TypeError:
+        return None
+    return obj
+
+
+def _is_torch_op(obj) -> bool:
+    mod = getattr(obj, "__module__", None) or ""
+    if not (mod == "torch" or mod.startswith("torch.") or mod.startswith("torch._C")):
+        # methods of torch._C.TensorBase accessed unbound (torch.Tensor.add)
+        objclass = getattr(obj, "__objclass__", None)
+        if objclass is not None and issubclass(objclass, torch._C.TensorBase):
+            return True
+        return False
+    if mod.startswith(_TORCH_DENY_MODULES):
+        return False
+    name = getattr(obj, "__name__", "")
+    if name in _TORCH_DENY:
+        return False
+    return callable(obj) and not isinstance(obj, type)
+
+
+def _is_logging(fn) -> bool:
+    return getattr(fn, "__module__", "") == "logging" or (
+        isinstance(fn, types.FunctionType) and fn.__globals__.get("__name__") == "logging")
+
+
+__all__ = ["CallDispatch", "math", "operator", "SuperV"]

@@ -1,0 +1,131 @@
+"""Guards: the conditions under which a compiled entry is valid.
+
+In: checks registered while tracing, each on a source the trace actually read
+(tensor metadata, specialised constants, object identity and type, container
+lengths and keys, global torch state).
+Out: one generated function over the frame's argument slots that evaluates
+all checks as a single boolean expression, plus a verbose twin that names the
+first failing check (for recompile logs), and readable guard lines.
+"""
+from __future__ import annotations
+
+import math
+import types
+
+import torch
+
+from .codegen import FunctionBuilder
+from .sources import Source
+
+
+class Guards:
+    def __init__(self, orig_code: types.CodeType, nargs: int) -> None:
+        self.fb = FunctionBuilder(orig_code, nargs)
+        self._clauses: dict[str, str] = {}  # expression -> readable description
+
+    def add(self, expr: str, desc: str) -> None:
+        if expr not in self._clauses:
+            self._clauses[expr] = desc
+
+    def __len__(self) -> int:
+        return len(self._clauses)
+
+    # -- kinds ---------------------------------------------------------------
+
+    def type_is(self, src: Source, obj) -> None:
+        t = type(obj)
+        self.add(f"__jf_h_type({src.expr()}) is {self.fb.const(t)}",
+                 f"type({src.name()}) is {t.__qualname__}")
+
+    def identity(self, src: Source, obj) -> None:
+        self.add(f"{src.expr()} is {self.fb.const(obj)}",
+                 f"{src.name()} is the same object ({_short(obj)})")
+
+    def same_object(self, src: Source, other: Source) -> None:
+        self.add(f"{src.expr()} is {other.expr()}", f"{src.name()} is {other.name()}")
+
+    def constant(self, src: Source, value) -> None:
+        """Type and value of a specialised Python constant."""
+        e = src.expr()
+        if value is None or isinstance(value, bool):
+            self.add(f"{e} is {value!r}", f"{src.name()} is {value!r}")
+            return
+        t = type(value)
+        tc = self.fb.const(t)
+        if isinstance(value, float) and math.isnan(value):
+            self.add(f"(__jf_h_type({e}) is {tc} and {e} != {e})", f"{src.name()} is nan")
+            return
+        lit = repr(value) if t in (int, float, str, bytes, complex) else self.fb.const(value)
+        self.add(f"(__jf_h_type({e}) is {tc} and {e} == {lit})",
+                 f"{src.name()} == {value!r} ({t.__name__})")
+
+    def length(self, src: Source, obj) -> None:
+        self.type_is(src, obj)
+        self.add(f"__jf_h_len({src.expr()}) == {len(obj)}", f"len({src.name()}) == {len(obj)}")
+
+    def dict_keys(self, src: Source, obj: dict) -> None:
+        self.type_is(src, obj)
+        keys = list(obj.keys())
+        self.add(f"__jf_h_list({src.expr()}) == {self.fb.const(keys)}",
+                 f"keys of {src.name()} == {keys!r}")
+
+    def tensor(self, src: Source, t: torch.Tensor) -> None:
+        e = src.expr()
+        parts = [
+            f"__jf_h_type({e}) is {self.fb.const(type(t))}",
+            f"{e}.dtype is {self.fb.const(t.dtype)}",
+            f"{e}.shape == {tuple(t.shape)!r}",
+            f"{e}.stride() == {tuple(t.stride())!r}",
+            f"{e}.requires_grad is {t.requires_grad!r}",
+            f"{e}.device == {self.fb.const(t.device)}",
+        ]
+        self.add(
+            "(" + " and ".join(parts) + ")",
+            f"{src.name()}: {type(t).__name__} {t.dtype} {tuple(t.shape)} stride "
+            f"{tuple(t.stride())} requires_grad={t.requires_grad} on {t.device}",
+        )
+
+    def global_state(self) -> None:
+        """Ambient torch state every graph depends on."""
+        k = self.fb.const
+        self.add(f"{k(torch.is_grad_enabled)}() is {torch.is_grad_enabled()!r}",
+                 f"grad mode is {'on' if torch.is_grad_enabled() else 'off'}")
+        self.add(f"{k(torch.get_default_dtype)}() is {k(torch.get_default_dtype())}",
+                 f"default dtype is {torch.get_default_dtype()}")
+        ac = torch.is_autocast_enabled("cpu")
+        self.add(f"{k(torch.is_autocast_enabled)}('cpu') is {ac!r}",
+                 f"cpu autocast is {'on' if ac else 'off'}")
+
+    # -- output ----------------------------------------------------------------
+
+    def lines(self) -> list[str]:
+        return list(self._clauses.values())
+
+    def build(self, lineno: int, globals_: dict):
+        """Returns (guard_fn, explain_failure(func, args) -> str | None)."""
+        exprs = list(self._clauses)
+        body = ["return (" + "\n        and ".join(exprs) + ")" if exprs else "return True"]
+        guard = self.fb.build("__jf_guard", body, lineno, "guard", globals_)
+        vbody = []
+        for i, ex in enumerate(exprs):
+            vbody.append(f"if not ({ex}): return {i}")
+        vbody.append("return -1")
+        verbose = self.fb.build("__jf_guard_verbose", vbody, lineno, "guard", globals_)
+        descs = list(self._clauses.values())
+
+        def explain_failure(func, args) -> str | None:
+            # bound like the hook binds guards: the frame function's closure
+            fn = types.FunctionType(verbose.__code__, func.__globals__, verbose.__name__, None,
+                                    func.__closure__ if verbose.__code__.co_freevars else None)
+            try:
+                i = fn(*args)
+            except Exception as e:  # noqa: BLE001 - diagnostics only
+                return f"guard raised {type(e).__name__}: {e}"
+            return None if i < 0 else descs[i]
+
+        return guard, explain_failure
+
+
+def _short(obj) -> str:
+    name = getattr(obj, "__qualname__", None) or type(obj).__name__
+    return f"{name} at {id(obj):#x}"

@@ -1,0 +1,135 @@
+"""The symbolic bytecode interpreter: frame state and the dispatch loop.
+
+In: a code object (read with the ``bytecode`` package), its globals, and
+symbolic values for its locals and closure cells.
+Out: the symbolic return value; tensor operations are recorded into the
+shared :class:`OutputGraph` on the way. A :class:`GraphBreak` is raised at
+anything that cannot be captured, located at the user's file and line.
+
+Handlers are methods named after the opcode, grouped by topic in the
+``ops_*`` mixins; an opcode with no handler is a graph break (JF001).
+User functions are inlined by running a child Translator on the same
+OutputGraph (``inline_function``).
+"""
+from __future__ import annotations
+
+import types
+import weakref
+
+from bytecode import Bytecode, Instr, Label
+
+from .breaks import GraphBreak
+from .ops_basic import BasicOps
+from .ops_calls import CallOps
+from .ops_containers import ContainerOps
+from .ops_control import ControlOps
+from .ops_arith import ArithOps
+from .output import OutputGraph
+from .values import CellV, Value
+
+_instr_cache: "weakref.WeakKeyDictionary[types.CodeType, tuple]" = weakref.WeakKeyDictionary()
+
+
+def load_instructions(code: types.CodeType) -> tuple[list[Instr], dict[Label, int]]:
+    """Instructions of ``code`` with labels resolved to instruction indices."""
+    hit = _instr_cache.get(code)
+    if hit is None:
+        instrs: list[Instr] = []
+        labels: dict[Label, int] = {}
+        for item in Bytecode.from_code(code):
+            if isinstance(item, Label):
+                labels[item] = len(instrs)
+            elif isinstance(item, Instr):
+                instrs.append(item)
+        hit = (instrs, labels)
+        _instr_cache[code] = hit
+    return hit
+
+
+class _Return(Exception):
+    pass
+
+
+class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
+    def __init__(self, output: OutputGraph, code: types.CodeType, f_globals: dict,
+                 locals_: dict[str, Value], cells: dict[str, CellV], *,
+                 parent: "Translator | None" = None, root_func=None,
+                 fn_source=None) -> None:
+        self.output = output
+        self.code = code
+        self.f_globals = f_globals
+        self.f_builtins = f_globals.get("__builtins__", __builtins__)
+        if isinstance(self.f_builtins, types.ModuleType):
+            self.f_builtins = self.f_builtins.__dict__
+        self.instrs, self.labels = load_instructions(code)
+        self.ip = 0
+        self.stack: list[Value] = []
+        self.locals = locals_
+        self.cells = cells
+        self.kw_names: tuple | None = None
+        self.parent = parent
+        self.depth = 0 if parent is None else parent.depth + 1
+        self.root_func = root_func  # the real function of the compiled frame (root only)
+        self.fn_source = fn_source
+        self.lineno = code.co_firstlineno
+        self.backedges = 0
+        self.return_value: Value | None = None
+        self.lazy_args: dict = {}  # root frame: argument name -> (object, source)
+
+    # -- stack helpers ------------------------------------------------------------
+
+    def push(self, v: Value) -> None:
+        self.stack.append(v)
+
+    def pop(self) -> Value:
+        return self.stack.pop()
+
+    def popn(self, n: int) -> list[Value]:
+        if n == 0:
+            return []
+        items = self.stack[-n:]
+        del self.stack[-n:]
+        return items
+
+    def jump(self, label: Label) -> None:
+        self.ip = self.labels[label]
+
+    @property
+    def config(self):
+        return self.output.compiler.config
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self) -> Value:
+        instrs = self.instrs
+        try:
+            while True:
+                ins = instrs[self.ip]
+                self.ip += 1
+                if ins.lineno is not None:
+                    self.lineno = ins.lineno
+                handler = getattr(self, ins.name, None)
+                if handler is None:
+                    raise GraphBreak("JF001", f"{ins.name} is not supported")
+                handler(ins)
+        except _Return:
+            return self.return_value
+        except GraphBreak as gb:
+            gb.locate(self.code.co_filename, self.lineno, self.code.co_qualname)
+            raise
+
+    def RETURN_VALUE(self, ins) -> None:
+        self.return_value = self.pop()
+        raise _Return()
+
+    # -- inlining -----------------------------------------------------------------
+
+    def inline_code(self, code: types.CodeType, f_globals: dict, locals_: dict,
+                    cells: dict, fn_source=None) -> Value:
+        if self.depth + 1 > self.config.inline_depth:
+            raise GraphBreak("JF008", f"{code.co_qualname} at depth {self.depth + 1}")
+        if code.co_flags & (0x20 | 0x80 | 0x100 | 0x200):
+            raise GraphBreak("JF013", f"{code.co_qualname} is a generator or coroutine")
+        child = Translator(self.output, code, f_globals, locals_, cells, parent=self,
+                           fn_source=fn_source)
+        return child.run()

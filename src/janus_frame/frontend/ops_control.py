@@ -1,0 +1,163 @@
+"""Opcode handlers: jumps, loops and with-blocks.
+
+Conditions on Python values are decided at trace time (the guards keep the
+decision valid); a condition on a tensor is a graph break (JF005). Loops are
+unrolled, with a cap (JF007). ``with`` supports grad-mode and autocast
+context managers, which become mode switches inside the graph.
+
+In/out: the Translator's stack and instruction pointer.
+"""
+from __future__ import annotations
+
+import torch
+
+from .breaks import GraphBreak
+from .values import Const, CtxV, ExitV, IterV, TensorV
+
+
+class ControlOps:
+    # -- jumps ---------------------------------------------------------------------
+    def JUMP_FORWARD(self, ins):
+        self.jump(ins.arg)
+
+    def JUMP_BACKWARD(self, ins):
+        self.backedges += 1
+        if self.backedges > self.config.unroll_limit:
+            raise GraphBreak("JF007", f"more than {self.config.unroll_limit} iterations")
+        self.jump(ins.arg)
+
+    JUMP_BACKWARD_NO_INTERRUPT = JUMP_BACKWARD
+
+    def JUMP(self, ins):
+        self.jump(ins.arg)
+
+    def _pop_jump_if(self, ins, when: bool):
+        v = self.pop()
+        if self.truth(v) == when:
+            if ins.name.startswith("POP_JUMP_BACKWARD"):
+                self.JUMP_BACKWARD(ins)
+            else:
+                self.jump(ins.arg)
+
+    def POP_JUMP_FORWARD_IF_TRUE(self, ins):
+        self._pop_jump_if(ins, True)
+
+    def POP_JUMP_FORWARD_IF_FALSE(self, ins):
+        self._pop_jump_if(ins, False)
+
+    POP_JUMP_BACKWARD_IF_TRUE = POP_JUMP_FORWARD_IF_TRUE
+    POP_JUMP_BACKWARD_IF_FALSE = POP_JUMP_FORWARD_IF_FALSE
+    POP_JUMP_IF_TRUE = POP_JUMP_FORWARD_IF_TRUE
+    POP_JUMP_IF_FALSE = POP_JUMP_FORWARD_IF_FALSE
+
+    def _is_none(self, v) -> bool:
+        if isinstance(v, Const):
+            return v.value is None
+        return False  # every other symbolic value is a real, non-None object
+
+    def _pop_jump_if_none(self, ins, when: bool):
+        v = self.pop()
+        if self._is_none(v) == when:
+            if ins.name.startswith("POP_JUMP_BACKWARD"):
+                self.JUMP_BACKWARD(ins)
+            else:
+                self.jump(ins.arg)
+
+    def POP_JUMP_FORWARD_IF_NONE(self, ins):
+        self._pop_jump_if_none(ins, True)
+
+    def POP_JUMP_FORWARD_IF_NOT_NONE(self, ins):
+        self._pop_jump_if_none(ins, False)
+
+    POP_JUMP_BACKWARD_IF_NONE = POP_JUMP_FORWARD_IF_NONE
+    POP_JUMP_BACKWARD_IF_NOT_NONE = POP_JUMP_FORWARD_IF_NOT_NONE
+    POP_JUMP_IF_NONE = POP_JUMP_FORWARD_IF_NONE
+    POP_JUMP_IF_NOT_NONE = POP_JUMP_FORWARD_IF_NOT_NONE
+
+    def JUMP_IF_TRUE_OR_POP(self, ins):
+        if self.truth(self.stack[-1]):
+            self.jump(ins.arg)
+        else:
+            self.pop()
+
+    def JUMP_IF_FALSE_OR_POP(self, ins):
+        if not self.truth(self.stack[-1]):
+            self.jump(ins.arg)
+        else:
+            self.pop()
+
+    # -- loops ------------------------------------------------------------------------
+    def GET_ITER(self, ins):
+        v = self.pop()
+        self.push(v if isinstance(v, IterV) else IterV(self.iterate(v)))
+
+    def FOR_ITER(self, ins):
+        it = self.stack[-1]
+        if not isinstance(it, IterV):
+            raise GraphBreak("JF009", f"iteration over {it.python_type().__name__}")
+        if it.pos < len(it.items):
+            self.push(it.items[it.pos])
+            it.pos += 1
+        else:
+            self.pop()
+            self.jump(ins.arg)
+
+    # -- with-blocks --------------------------------------------------------------------
+    def BEFORE_WITH(self, ins):
+        ctx = self.pop()
+        if not isinstance(ctx, CtxV):
+            raise GraphBreak("JF016", f"context manager of type {ctx.python_type().__name__}")
+        restore = self.enter_context(ctx)
+        self.push(ExitV(ctx, restore))
+        self.push(Const(None))
+
+    def enter_context(self, ctx: CtxV):
+        """Apply a context manager's entry inside the graph; returns what the
+        exit needs to restore."""
+        out = self.output
+        if ctx.kind == "grad":
+            prev = out.grad_enabled
+            self.set_grad_mode(ctx.arg)
+            return prev
+        if ctx.kind == "grad_set":  # set_grad_enabled(): applied at construction
+            return ctx.arg
+        if ctx.kind == "autocast":
+            node = out.graph.call_function(torch.amp.autocast_mode._enter_autocast,
+                                           tuple(ctx.arg))
+            out.autocast.append(ctx.arg)
+            return node
+        if ctx.kind == "null":
+            return None
+        raise GraphBreak("JF016", ctx.kind)
+
+    def exit_context(self, ex: ExitV) -> None:
+        ctx = ex.ctx
+        if ctx.kind in ("grad", "grad_set"):
+            self.set_grad_mode(ex.restore)
+        elif ctx.kind == "autocast":
+            self.output.graph.call_function(torch.amp.autocast_mode._exit_autocast, (ex.restore,))
+            self.output.autocast.pop()
+
+    def set_grad_mode(self, enabled: bool) -> None:
+        out = self.output
+        if out.grad_enabled != enabled:
+            out.graph.call_function(torch._C._set_grad_enabled, (bool(enabled),))
+            out.grad_enabled = bool(enabled)
+
+    # exception-handling opcodes are only reached on exceptional paths, which
+    # are never traced; reaching one means the program raised while tracing
+    def _exceptional(self, ins):
+        raise GraphBreak("JF012", f"{ins.name}")
+
+    PUSH_EXC_INFO = POP_EXCEPT = RERAISE = CHECK_EXC_MATCH = WITH_EXCEPT_START = _exceptional
+    PREP_RERAISE_STAR = CHECK_EG_MATCH = _exceptional
+
+    def _generator(self, ins):
+        raise GraphBreak("JF013", ins.name)
+
+    RETURN_GENERATOR = YIELD_VALUE = SEND = GET_AWAITABLE = GET_AITER = GET_ANEXT = _generator
+    ASYNC_GEN_WRAP = GET_YIELD_FROM_ITER = END_ASYNC_FOR = BEFORE_ASYNC_WITH = _generator
+
+
+def tensor_cond(v) -> bool:
+    return isinstance(v, TensorV)

@@ -1,0 +1,254 @@
+"""The graph under construction for one compiled frame.
+
+In: real objects read from the frame (wrapped into symbolic values with their
+sources and guards), and tensor operations recorded by the opcode handlers.
+Out: an ``fx.GraphModule`` whose placeholders are the tensors the trace read
+(parameters included, never baked in), the real example inputs in placeholder
+order with their sources, and the guards of everything read.
+
+Every recorded operation is also run on fake tensors (FakeTensorMode), which
+gives the result's shape, dtype and strides without touching real data.
+"""
+from __future__ import annotations
+
+import contextlib
+import enum
+import functools
+import operator
+import re
+import types
+
+import torch
+import torch.fx as fx
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensorMode,
+)
+
+from .breaks import GraphBreak
+from .guards import Guards
+from .sources import ItemSource, Source
+from .values import (
+    Const, DictV, ListV, ObjV, SliceV, TensorV, TupleV, Value,
+)
+
+_CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
+_TORCH_CONST_TYPES = (torch.dtype, torch.device, torch.Size, torch.memory_format, torch.layout)
+
+
+class OutputGraph:
+    def __init__(self, compiler, code: types.CodeType, nargs: int) -> None:
+        self.compiler = compiler
+        self.code = code
+        self.graph = fx.Graph()
+        self.fake_mode = FakeTensorMode()
+        self.guards = Guards(code, nargs)
+        self.guards.global_state()
+        self.inputs: list[tuple[TensorV, torch.Tensor]] = []
+        self._wrapped: dict[int, tuple[Value, Source, object]] = {}  # id(obj) -> value
+        self._names: set[str] = set()
+        self.grad_enabled = torch.is_grad_enabled()
+        self.autocast: list[tuple] = []  # active torch.autocast argument tuples
+        self.op_count = 0
+
+    # -- wrapping real objects ------------------------------------------------
+
+    def wrap(self, obj, source: Source | None) -> Value:
+        """A symbolic value for a real object found at ``source``; installs
+        the guards that make later uses of it valid."""
+        t = type(obj)
+        if t in _CONST_TYPES or isinstance(obj, _TORCH_CONST_TYPES) or t in (slice, range):
+            if source is not None:
+                if isinstance(obj, (torch.dtype, torch.layout, torch.memory_format)):
+                    self.guards.identity(source, obj)
+                else:
+                    self.guards.constant(source, obj)
+            return Const(obj, source)
+        if isinstance(obj, torch.Tensor):
+            return self.tensor_input(obj, source)
+        if source is not None:
+            seen = self._wrapped.get(id(obj))
+            if seen is not None and seen[2] is obj:
+                if seen[1] is not source:
+                    self.guards.same_object(source, seen[1])
+                return seen[0]
+        v = self._wrap_new(obj, source)
+        if source is not None:
+            self._wrapped[id(obj)] = (v, source, obj)
+        return v
+
+    def _wrap_new(self, obj, source: Source | None) -> Value:
+        t = type(obj)
+        if t is tuple or t is list or (isinstance(obj, tuple) and hasattr(t, "_fields")):
+            if source is not None:
+                self.guards.length(source, obj)
+            items = [self.wrap(x, ItemSource(source, i) if source is not None else None)
+                     for i, x in enumerate(obj)]
+            if t is list:
+                return ListV(items, source)
+            return TupleV(items, source, cls=None if t is tuple else t)
+        if t is dict:
+            if not all(type(k) in _CONST_TYPES for k in obj):
+                if source is not None:
+                    self.guards.identity(source, obj)
+                return ObjV(obj, source)
+            if source is not None:
+                self.guards.dict_keys(source, obj)
+            return DictV({k: self.wrap(v, ItemSource(source, k) if source is not None else None)
+                          for k, v in obj.items()}, source)
+        if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.ModuleType,
+                            type, types.MethodType, functools.partial, enum.Enum,
+                            torch.nn.Module)) or callable(obj) and not hasattr(obj, "__dict__"):
+            if source is not None:
+                self.guards.identity(source, obj)
+            return ObjV(obj, source)
+        if source is not None:
+            self.guards.type_is(source, obj)
+        return ObjV(obj, source)
+
+    def tensor_input(self, t: torch.Tensor, source: Source | None) -> TensorV:
+        if source is None:
+            raise GraphBreak("JF009", "a tensor with no known source (created outside the "
+                             "traced code and not reachable from the frame)")
+        seen = self._wrapped.get(id(t))
+        if seen is not None and seen[2] is t:
+            if seen[1] is not source:
+                self.guards.same_object(source, seen[1])
+            return seen[0]
+        if type(t) not in (torch.Tensor, torch.nn.Parameter) and not isinstance(
+                t, torch.nn.parameter.Buffer):
+            raise GraphBreak("JF009", f"tensor subclass {type(t).__name__}")
+        self.guards.tensor(source, t)
+        name = self._unique_name(re.sub(r"\W+", "_", source.name()).strip("_") or "input")
+        node = self.graph.placeholder(name)
+        fake = self.fake_mode.from_tensor(t)
+        node.meta["example_value"] = fake
+        v = TensorV(node, fake, source, cls=type(t))
+        self.inputs.append((v, t))
+        self._wrapped[id(t)] = (v, source, t)
+        return v
+
+    def _unique_name(self, base: str) -> str:
+        name, i = base, 1
+        while name in self._names:
+            i += 1
+            name = f"{base}_{i}"
+        self._names.add(name)
+        return name
+
+    # -- recording operations --------------------------------------------------
+
+    def call(self, kind: str, target, args: tuple, kwargs: dict) -> Value:
+        """Record ``target(*args, **kwargs)`` (``call_function``) or
+        ``args[0].target(*args[1:], **kwargs)`` (``call_method``)."""
+        node_args = tuple(to_node(a) for a in args)
+        node_kwargs = {k: to_node(v) for k, v in kwargs.items()}
+        fake_args = tuple(to_fake(a) for a in args)
+        fake_kwargs = {k: to_fake(v) for k, v in kwargs.items()}
+        try:
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(self.fake_mode)
+                stack.enter_context(torch.set_grad_enabled(self.grad_enabled))
+                for dev, dtype, enabled, cache in self.autocast:
+                    stack.enter_context(torch.autocast(dev, dtype=dtype, enabled=enabled,
+                                                       cache_enabled=cache))
+                if kind == "call_function":
+                    out = target(*fake_args, **fake_kwargs)
+                else:
+                    out = getattr(fake_args[0], target)(*fake_args[1:], **fake_kwargs)
+        except DynamicOutputShapeException as e:
+            raise GraphBreak("JF006", f"{_target_name(target)}: {e}") from None
+        except DataDependentOutputException as e:
+            raise GraphBreak("JF004", f"{_target_name(target)}: {e}") from None
+        except GraphBreak:
+            raise
+        except Exception as e:  # noqa: BLE001
+            # The program would raise here too; run it natively so the user
+            # gets eager's exception from their own line.
+            raise GraphBreak("JF012", f"{_target_name(target)} raised {type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        node = self.graph.create_node(kind, target, node_args, node_kwargs)
+        self.op_count += 1
+        return self._wrap_result(node, out)
+
+    def _wrap_result(self, node: fx.Node, out) -> Value:
+        if isinstance(out, torch.Tensor):
+            node.meta["example_value"] = out
+            return TensorV(node, out)
+        if isinstance(out, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in out):
+            node.meta["example_value"] = out
+            items = []
+            for i, o in enumerate(out):
+                g = self.graph.call_function(operator.getitem, (node, i))
+                g.meta["example_value"] = o
+                items.append(TensorV(g, o))
+            if hasattr(type(out), "_fields"):
+                return TupleV(items, cls=type(out))
+            return TupleV(items) if isinstance(out, tuple) else ListV(items)
+        if out is None or isinstance(out, (bool, int, float, torch.Size)):
+            # a metadata result (e.g. from a method returning a size): the
+            # node is dead; keep the constant
+            self.graph.erase_node(node)
+            self.op_count -= 1
+            return Const(out)
+        raise GraphBreak("JF009", f"operation returned {type(out).__name__}")
+
+    # -- finishing ---------------------------------------------------------------
+
+    def finish(self, outputs: list[TensorV]) -> tuple[fx.GraphModule, list]:
+        """Close the graph with ``outputs``; drop unused inputs. Returns the
+        GraphModule and the used (TensorV, real tensor) inputs in order."""
+        self.graph.output(tuple(v.node for v in outputs))
+        used = []
+        for v, real in self.inputs:
+            if v.node.users:
+                used.append((v, real))
+            else:
+                self.graph.erase_node(v.node)
+        self.graph.lint()
+        gm = fx.GraphModule(torch.nn.Module(), self.graph)
+        return gm, used
+
+
+def _target_name(target) -> str:
+    if isinstance(target, str):
+        return f".{target}()"
+    return getattr(target, "__qualname__", None) or getattr(target, "__name__", repr(target))
+
+
+def to_node(v):
+    """A value as an fx argument."""
+    if isinstance(v, TensorV):
+        return v.node
+    if isinstance(v, Const):
+        return v.value
+    if isinstance(v, TupleV):
+        return tuple(to_node(x) for x in v.items)
+    if isinstance(v, ListV):
+        return [to_node(x) for x in v.items]
+    if isinstance(v, SliceV):
+        return slice(to_node(v.start), to_node(v.stop), to_node(v.step))
+    if isinstance(v, DictV):
+        return {k: to_node(x) for k, x in v.items.items()}
+    if isinstance(v, ObjV) and isinstance(v.obj, (torch.dtype, torch.device)):
+        return v.obj
+    raise GraphBreak("JF015", f"{type(v).__name__} passed to a tensor operation")
+
+
+def to_fake(v):
+    if isinstance(v, TensorV):
+        return v.fake
+    if isinstance(v, Const):
+        return v.value
+    if isinstance(v, TupleV):
+        return tuple(to_fake(x) for x in v.items)
+    if isinstance(v, ListV):
+        return [to_fake(x) for x in v.items]
+    if isinstance(v, SliceV):
+        return slice(to_fake(v.start), to_fake(v.stop), to_fake(v.step))
+    if isinstance(v, DictV):
+        return {k: to_fake(x) for k, x in v.items.items()}
+    if isinstance(v, ObjV) and isinstance(v.obj, (torch.dtype, torch.device)):
+        return v.obj
+    raise GraphBreak("JF015", f"{type(v).__name__} passed to a tensor operation")

@@ -1,0 +1,120 @@
+"""Sources: how to fetch a value again at run time.
+
+In: where the interpreter found a value (an argument slot, a global, a closure
+cell, an attribute or item of another source).
+Out: a Python expression that re-reads it inside generated guard and
+replacement functions, and a readable name for messages.
+
+Generated functions are compiled from Python source in which placeholder
+names are rewritten at the bytecode level (see codegen.py): ``__jf_k<N>``
+becomes a constant object, ``__jf_h_<name>`` the builtin ``<name>`` as a
+constant (immune to user globals shadowing it), ``__jf_g_<name>`` a global
+(or builtin) lookup and ``__jf_c_<name>`` a closure-cell read. So ``expr()``
+never collides with user names and needs no dictionary of helpers.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+class Source:
+    def expr(self) -> str:
+        raise NotImplementedError
+
+    def name(self) -> str:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.name()
+
+
+@dataclasses.dataclass(frozen=True)
+class ArgSource(Source):
+    """An argument slot of the compiled frame (positional, keyword-only,
+    ``*args`` tuple or ``**kwargs`` dict)."""
+
+    var: str
+    index: int
+
+    def expr(self) -> str:
+        return f"__jf_a{self.index}"
+
+    def name(self) -> str:
+        return f"L[{self.var!r}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalSource(Source):
+    var: str
+
+    def expr(self) -> str:
+        return f"__jf_g_{self.var}"
+
+    def name(self) -> str:
+        return f"G[{self.var!r}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClosureSource(Source):
+    """The contents of a free variable's cell of the compiled frame."""
+
+    var: str
+
+    def expr(self) -> str:
+        return f"__jf_c_{self.var}"
+
+    def name(self) -> str:
+        return f"C[{self.var!r}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class AttrSource(Source):
+    base: Source
+    attr: str
+
+    def expr(self) -> str:
+        if self.attr.isidentifier() and not self.attr.startswith("__"):
+            return f"{self.base.expr()}.{self.attr}"
+        return f"__jf_h_getattr({self.base.expr()}, {self.attr!r})"
+
+    def name(self) -> str:
+        return f"{self.base.name()}.{self.attr}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemSource(Source):
+    """``base[key]`` for a constant key (int or str or other literal)."""
+
+    base: Source
+    key: object
+
+    def expr(self) -> str:
+        return f"{self.base.expr()}[{self.key!r}]"
+
+    def name(self) -> str:
+        return f"{self.base.name()}[{self.key!r}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class CellContentsSource(Source):
+    """``base.cell_contents`` where base is a cell object (closures of
+    functions reached through other sources)."""
+
+    base: Source
+
+    def expr(self) -> str:
+        return f"{self.base.expr()}.cell_contents"
+
+    def name(self) -> str:
+        return f"{self.base.name()}.cell_contents"
+
+
+@dataclasses.dataclass(frozen=True)
+class TypeSource(Source):
+    base: Source
+
+    def expr(self) -> str:
+        return f"__jf_h_type({self.base.expr()})"
+
+    def name(self) -> str:
+        return f"type({self.base.name()})"

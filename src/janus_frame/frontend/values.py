@@ -1,0 +1,298 @@
+"""Symbolic values: what the interpreter keeps on its stack and in its locals.
+
+In: real Python objects read from the frame (wrapped with the source they
+came from) and results of symbolic operations.
+Out: values the opcode handlers operate on. Each carries ``source`` (how to
+fetch it again at run time, or None for values created while tracing).
+
+- ``Const``: a Python value known at trace time (int, float, str, None, dtype,
+  torch.Size, ...), specialised and guarded when it came from the frame.
+- ``TensorV``: an fx node plus its fake tensor (shape, dtype, strides).
+- ``ListV`` / ``TupleV`` / ``DictV`` / ``SetV`` / ``SliceV``: containers of values.
+- ``IterV``: a materialised iterator (loops are unrolled at trace time).
+- ``ObjV``: a real Python object used as is (functions, classes, modules,
+  nn.Modules, user objects); attribute reads go to the real object.
+- ``FunctionV``: a function created by MAKE_FUNCTION during tracing.
+- ``CellV``: a closure cell created during tracing.
+- ``NullV``: the NULL that 3.11 pushes below callables.
+- ``MethodV``: a bound method of a symbolic receiver (tensor methods,
+  container methods, user methods on ObjV).
+- ``CtxV``: a known context manager (grad mode, autocast).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .sources import Source
+
+
+class Value:
+    source: Source | None = None
+
+    def python_type(self) -> type:
+        raise NotImplementedError
+
+    def is_const(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._repr()})"
+
+    def _repr(self) -> str:
+        return ""
+
+
+class Const(Value):
+    __slots__ = ("value", "source")
+
+    def __init__(self, value: Any, source: Source | None = None) -> None:
+        self.value = value
+        self.source = source
+
+    def python_type(self) -> type:
+        return type(self.value)
+
+    def is_const(self) -> bool:
+        return True
+
+    def _repr(self) -> str:
+        return repr(self.value)
+
+
+class TensorV(Value):
+    """A tensor in the graph: ``node`` is an fx.Node, ``fake`` its fake tensor."""
+
+    __slots__ = ("node", "fake", "source", "cls")
+
+    def __init__(self, node, fake, source: Source | None = None, cls: type | None = None) -> None:
+        self.node = node
+        self.fake = fake
+        self.source = source
+        self.cls = cls  # the real class of an input (Parameter, Buffer, Tensor)
+
+    def python_type(self) -> type:
+        import torch
+
+        return self.cls or torch.Tensor
+
+    def _repr(self) -> str:
+        return f"{self.node.name}: {tuple(self.fake.shape)} {self.fake.dtype}"
+
+
+class _Seq(Value):
+    __slots__ = ("items", "source")
+
+    def __init__(self, items, source: Source | None = None) -> None:
+        self.items = list(items)
+        self.source = source
+
+    def _repr(self) -> str:
+        return ", ".join(map(repr, self.items))
+
+
+class ListV(_Seq):
+    def python_type(self) -> type:
+        return list
+
+
+class TupleV(_Seq):
+    """A tuple; ``cls`` is set for namedtuples (then built as ``cls(*items)``)."""
+
+    __slots__ = ("cls",)
+
+    def __init__(self, items, source: Source | None = None, cls: type | None = None) -> None:
+        super().__init__(items, source)
+        self.cls = cls
+
+    def python_type(self) -> type:
+        return self.cls or tuple
+
+
+class SetV(_Seq):
+    def python_type(self) -> type:
+        return set
+
+
+class DictV(Value):
+    """A dict with constant keys; ``cls`` for dict subclasses (e.g. ModelOutput)."""
+
+    __slots__ = ("items", "source", "cls")
+
+    def __init__(self, items: dict, source: Source | None = None, cls: type = dict) -> None:
+        self.items = dict(items)
+        self.source = source
+        self.cls = cls
+
+    def python_type(self) -> type:
+        return self.cls
+
+    def _repr(self) -> str:
+        return ", ".join(f"{k!r}: {v!r}" for k, v in self.items.items())
+
+
+class SliceV(Value):
+    __slots__ = ("start", "stop", "step", "source")
+
+    def __init__(self, start: Value, stop: Value, step: Value) -> None:
+        self.start, self.stop, self.step = start, stop, step
+        self.source = None
+
+    def python_type(self) -> type:
+        return slice
+
+
+class IterV(Value):
+    """A materialised iterator over symbolic items."""
+
+    __slots__ = ("items", "pos", "source")
+
+    def __init__(self, items) -> None:
+        self.items = list(items)
+        self.pos = 0
+        self.source = None
+
+    def python_type(self) -> type:
+        return type(iter([]))
+
+
+class ObjV(Value):
+    __slots__ = ("obj", "source")
+
+    def __init__(self, obj: Any, source: Source | None = None) -> None:
+        self.obj = obj
+        self.source = source
+
+    def python_type(self) -> type:
+        return type(self.obj)
+
+    def _repr(self) -> str:
+        return f"{type(self.obj).__name__} {getattr(self.obj, '__qualname__', '')}"
+
+
+class NewObjV(Value):
+    """An instance of a user class created while tracing (``object.__new__``
+    plus attribute stores); rebuilt after the graph if it escapes."""
+
+    __slots__ = ("cls", "attrs", "source")
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.attrs: dict[str, Value] = {}
+        self.source = None
+
+    def python_type(self) -> type:
+        return self.cls
+
+
+class FunctionV(Value):
+    """A function made by MAKE_FUNCTION while tracing."""
+
+    __slots__ = ("code", "qualname", "defaults", "kwdefaults", "closure", "globals", "source")
+
+    def __init__(self, code, qualname, defaults, kwdefaults, closure, globals_) -> None:
+        self.code = code
+        self.qualname = qualname
+        self.defaults = defaults  # tuple of Value
+        self.kwdefaults = kwdefaults  # dict name -> Value
+        self.closure = closure  # tuple of CellV
+        self.globals = globals_
+        self.source = None
+
+    def python_type(self) -> type:
+        import types
+
+        return types.FunctionType
+
+
+class CellV(Value):
+    """A closure cell. ``external`` cells belong to a function that outlives
+    the frame (stores to them are side effects); ``pending`` holds a real
+    cell and its source until the contents are first read."""
+
+    __slots__ = ("contents", "source", "name", "external", "pending")
+
+    def __init__(self, contents: Value | None, name: str = "", *, external: bool = False,
+                 pending=None) -> None:
+        self.contents = contents
+        self.name = name
+        self.source = None
+        self.external = external
+        self.pending = pending
+
+    def python_type(self) -> type:
+        import types
+
+        return types.CellType
+
+
+class NullV(Value):
+    def python_type(self) -> type:
+        return type(None)
+
+
+NULL = NullV()
+
+
+class MethodV(Value):
+    """``receiver.name`` for a symbolic receiver; ``func`` is the underlying
+    function object when known (user methods), else None."""
+
+    __slots__ = ("receiver", "name", "func", "source")
+
+    def __init__(self, receiver: Value, name: str, func: Any = None) -> None:
+        self.receiver = receiver
+        self.name = name
+        self.func = func
+        self.source = None
+
+    def python_type(self) -> type:
+        import types
+
+        return types.MethodType
+
+
+class SuperV(Value):
+    """``super(cls, obj)``: attribute lookups start after ``cls`` in the MRO."""
+
+    __slots__ = ("cls", "obj", "source")
+
+    def __init__(self, cls: type, obj: Value) -> None:
+        self.cls = cls
+        self.obj = obj
+        self.source = None
+
+    def python_type(self) -> type:
+        return super
+
+
+class CtxV(Value):
+    """A known context manager: ``kind`` is 'grad' (``arg`` = enabled) or
+    'autocast' (``arg`` = kwargs for torch.autocast) or 'nullcontext'."""
+
+    __slots__ = ("kind", "arg", "source")
+
+    def __init__(self, kind: str, arg: Any) -> None:
+        self.kind = kind
+        self.arg = arg
+        self.source = None
+
+    def python_type(self) -> type:
+        return object
+
+
+class ExitV(Value):
+    """The ``__exit__`` BEFORE_WITH leaves on the stack for a CtxV."""
+
+    __slots__ = ("ctx", "restore", "source")
+
+    def __init__(self, ctx: CtxV, restore: Any) -> None:
+        self.ctx = ctx
+        self.restore = restore
+        self.source = None
+
+    def python_type(self) -> type:
+        return object
+
+
+def is_tensor(v: Value) -> bool:
+    return isinstance(v, TensorV)
