@@ -80,6 +80,8 @@ class AttrOps:
     # -- tensors -------------------------------------------------------------------
     def tensor_attr(self, t: TensorV, name: str) -> Value:
         if name in _TENSOR_META:
+            if name == "shape":
+                check_static(t)
             if name == "requires_grad" and t.node.op != "placeholder":
                 return Const(t.fake.requires_grad)
             return Const(getattr(t.fake, name))
@@ -210,6 +212,12 @@ class AttrOps:
                     return MethodV(s.obj, name, _object_init)
                 raise GraphBreak("JF009", f"super().{name} of type {type(attr).__name__}")
         raise GraphBreak("JF012", f"super() has no attribute {name!r}")
+
+
+def check_static(t: TensorV) -> None:
+    """Sizes read into Python must be known numbers, not data-dependent."""
+    if any(not isinstance(d, int) for d in t.fake.shape):
+        raise GraphBreak("JF006", "reading the size of a tensor whose shape depends on data")
 
 
 def _object_init(self):

@@ -19,6 +19,7 @@ import types
 
 import torch
 
+from .attrs import check_static
 from .breaks import GraphBreak
 from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
 from .sources import AttrSource, CellContentsSource, ItemSource
@@ -45,6 +46,14 @@ _TORCH_DENY_MODULES = ("torch.autograd", "torch.utils", "torch.distributed", "to
                        "torch.optim", "torch.cuda", "torch.random", "torch.serialization",
                        "torch.hub", "torch.onnx", "torch.export", "torch.fx", "torch.compiler",
                        "torch.overrides", "torch._dynamo", "torch.profiler")
+
+# Python functions of these packages are never inlined: they run natively
+# (optimizers, autograd, distributed, compiler entry points, ...)
+_NO_INLINE_MODULES = ("torch.optim", "torch.autograd", "torch._compile", "torch._dynamo",
+                      "torch.distributed", "torch.cuda", "torch.jit", "torch.fx",
+                      "torch.profiler", "torch.serialization", "torch.hub", "torch.onnx",
+                      "torch.export", "torch.compiler", "torch._tensor", "torch.random",
+                      "torch.utils.data", "torch.utils.checkpoint", "torch.utils.hooks")
 
 _module_call = torch.nn.Module.__call__
 
@@ -82,6 +91,7 @@ class CallDispatch:
         if name in ("backward", "register_hook", "retain_grad", "register_post_accumulate_grad_hook"):
             raise GraphBreak("JF002", f"Tensor.{name}() runs outside any graph")
         if name in _TENSOR_META_METHODS:
+            check_static(t)
             fake_args = [self.as_python(a) for a in args]
             return self.fold(getattr(t.fake, name), *fake_args)
         out = self.output.call("call_method", name, (t, *args), kwargs)
@@ -316,6 +326,11 @@ class CallDispatch:
 
     # -- inlining --------------------------------------------------------------------------
     def inline_function(self, fn: types.FunctionType, args, kwargs, fn_source) -> Value:
+        mod = fn.__globals__.get("__name__") or ""
+        if mod.startswith(_NO_INLINE_MODULES):
+            raise GraphBreak("JF002", f"{fn.__qualname__} ({mod}) runs natively")
+        if getattr(fn, "_janus_disabled", False):
+            raise GraphBreak("JF010", fn.__qualname__)
         code = fn.__code__
         src = fn_source
         defaults = tuple(
@@ -350,6 +365,8 @@ class CallDispatch:
             raise GraphBreak("JF012", f"{name}(): {e}") from None
         out = {}
         params = sig.parameters
+        real_names = {(n if n.isidentifier() else f"_jf_arg{i}"): n
+                      for i, n in enumerate(code.co_varnames)}
         pos = [p for p in params.values()
                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         first_default = len(pos) - len(defaults)
@@ -360,15 +377,15 @@ class CallDispatch:
                     val = TupleV(list(val))
                 elif p.kind == p.VAR_KEYWORD:
                     val = DictV(dict(val))
-                out[pname] = val
             elif p.kind == p.VAR_POSITIONAL:
-                out[pname] = TupleV([])
+                val = TupleV([])
             elif p.kind == p.VAR_KEYWORD:
-                out[pname] = DictV({})
+                val = DictV({})
             elif p.kind == p.KEYWORD_ONLY:
-                out[pname] = kwdefaults[pname]
+                val = kwdefaults[pname]
             else:
-                out[pname] = defaults[pos.index(p) - first_default]
+                val = defaults[pos.index(p) - first_default]
+            out[real_names.get(pname, pname)] = val
         return out
 
 
@@ -376,7 +393,9 @@ class CallDispatch:
 def _signature(code, name, ndefaults, kwnames) -> inspect.Signature:
     """The signature of a code object (defaults only marked as present)."""
     P = inspect.Parameter
-    names = code.co_varnames
+    # comprehension code takes its iterator as '.0': not an identifier
+    names = tuple(n if n.isidentifier() else f"_jf_arg{i}"
+                  for i, n in enumerate(code.co_varnames))
     argc, kwc = code.co_argcount, code.co_kwonlyargcount
     params = []
     for i in range(argc):

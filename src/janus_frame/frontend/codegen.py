@@ -45,13 +45,20 @@ class FunctionBuilder:
         return name
 
     def build(self, name: str, body: list[str], lineno: int, kind: str,
-              globals_: dict) -> types.FunctionType:
+              globals_: dict, closure: tuple | None = None) -> types.FunctionType:
+        """``closure`` is the frame function's (the hook re-binds it when a
+        later frame's function has another closure)."""
         params = ", ".join(f"__jf_a{i}" for i in range(self.nargs))
         src = f"def {name}({params}):\n" + "".join(f"    {line}\n" for line in body)
         ns: dict = {}
         exec(compile(src, f"<janus_frame {kind}>", "exec"), ns)
         code = self._patch(ns[name].__code__, lineno, kind)
-        fn = types.FunctionType(code, globals_, name)
+        if code.co_freevars:
+            if closure is None or len(closure) != len(code.co_freevars):
+                closure = tuple(types.CellType() for _ in code.co_freevars)
+        else:
+            closure = None
+        fn = types.FunctionType(code, globals_, name, None, closure)
         fn._janus_source = src  # for explain() and logs
         lg = artifact_logger("bytecode")
         if lg is not None:

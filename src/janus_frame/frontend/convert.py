@@ -60,8 +60,10 @@ def compile_frame(func, args: tuple, compiler) -> CompiledEntry:
     compiled = compiler.backend_fn(gm, [real for _, real in used])
     input_exprs = ", ".join(v.source.expr() for v, _ in used)
     body = [f"__jf_o = {fb.const(compiled)}({input_exprs})", f"return {ret_expr}"]
-    replacement = fb.build("__jf_replacement", body, lineno, "replacement", func.__globals__)
-    guard, explain_failure = output.guards.build(code.co_firstlineno, func.__globals__)
+    replacement = fb.build("__jf_replacement", body, lineno, "replacement", func.__globals__,
+                           func.__closure__)
+    guard, explain_failure = output.guards.build(code.co_firstlineno, func.__globals__,
+                                                 func.__closure__)
 
     lg = artifact_logger("guards")
     if lg is not None:

@@ -101,16 +101,16 @@ class Guards:
     def lines(self) -> list[str]:
         return list(self._clauses.values())
 
-    def build(self, lineno: int, globals_: dict):
+    def build(self, lineno: int, globals_: dict, closure: tuple | None = None):
         """Returns (guard_fn, explain_failure(func, args) -> str | None)."""
         exprs = list(self._clauses)
         body = ["return (" + "\n        and ".join(exprs) + ")" if exprs else "return True"]
-        guard = self.fb.build("__jf_guard", body, lineno, "guard", globals_)
+        guard = self.fb.build("__jf_guard", body, lineno, "guard", globals_, closure)
         vbody = []
         for i, ex in enumerate(exprs):
             vbody.append(f"if not ({ex}): return {i}")
         vbody.append("return -1")
-        verbose = self.fb.build("__jf_guard_verbose", vbody, lineno, "guard", globals_)
+        verbose = self.fb.build("__jf_guard_verbose", vbody, lineno, "guard", globals_, closure)
         descs = list(self._clauses.values())
 
         def explain_failure(func, args) -> str | None:

@@ -76,11 +76,11 @@ class CallOps(AttrOps, CallDispatch):
     def MAKE_FUNCTION(self, ins):
         flags = ins.arg
         code = self.pop().value
-        closure = self.pop().items if flags & 0x08 else ()
+        closure = self.iterate(self.pop()) if flags & 0x08 else ()
         if flags & 0x04:
             self.pop()  # annotations are not needed to run the function
-        kwdefaults = self.pop().items if flags & 0x02 else {}
-        defaults = tuple(self.pop().items) if flags & 0x01 else ()
+        kwdefaults = self.dict_items(self.pop()) if flags & 0x02 else {}
+        defaults = tuple(self.iterate(self.pop())) if flags & 0x01 else ()
         for c in closure:
             if not isinstance(c, CellV):
                 raise GraphBreak("JF009", "closure of non-cells")

@@ -26,6 +26,8 @@ from torch._subclasses.fake_tensor import (
     FakeTensorMode,
 )
 
+from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
 from .breaks import GraphBreak
 from .guards import Guards
 from .sources import ItemSource, Source
@@ -42,7 +44,10 @@ class OutputGraph:
         self.compiler = compiler
         self.code = code
         self.graph = fx.Graph()
-        self.fake_mode = FakeTensorMode()
+        # A shape environment lets data-dependent output sizes (boolean-mask
+        # indexing, nonzero) be captured with unbacked symbolic sizes; inputs
+        # stay static.
+        self.fake_mode = FakeTensorMode(shape_env=ShapeEnv())
         self.guards = Guards(code, nargs)
         self.guards.global_state()
         self.inputs: list[tuple[TensorV, torch.Tensor]] = []
@@ -122,7 +127,7 @@ class OutputGraph:
         self.guards.tensor(source, t)
         name = self._unique_name(re.sub(r"\W+", "_", source.name()).strip("_") or "input")
         node = self.graph.placeholder(name)
-        fake = self.fake_mode.from_tensor(t)
+        fake = self.fake_mode.from_tensor(t, static_shapes=True)
         node.meta["example_value"] = fake
         v = TensorV(node, fake, source, cls=type(t))
         self.inputs.append((v, t))
@@ -186,9 +191,12 @@ class OutputGraph:
             if hasattr(type(out), "_fields"):
                 return TupleV(items, cls=type(out))
             return TupleV(items) if isinstance(out, tuple) else ListV(items)
-        if out is None or isinstance(out, (bool, int, float, torch.Size)):
-            # a metadata result (e.g. from a method returning a size): the
-            # node is dead; keep the constant
+        if out is None:
+            # mutation-only operations (setitem, in-place initialisers) stay
+            return Const(None)
+        if isinstance(out, (bool, int, float, torch.Size)):
+            # a metadata result (e.g. a size or a dtype query): the node is
+            # dead; keep the constant
             self.graph.erase_node(node)
             self.op_count -= 1
             return Const(out)

@@ -1,0 +1,237 @@
+"""Python control flow specialised at trace time, and calls: torch functions,
+tensor methods and properties, builtins, inlined user functions, methods,
+objects and with-blocks. Each test captures the frame as one graph."""
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import janus_frame as jf
+
+
+def test_if_on_constants_shapes_isinstance(jit):
+    def f(x, mode, scale=None):
+        if x.shape[0] > 2:
+            x = x * 2
+        else:
+            x = x - 1
+        if isinstance(mode, str) and mode == "relu":
+            x = torch.relu(x)
+        elif mode is None:
+            x = -x
+        y = x if scale is None else x * scale
+        return y + (1 if x.ndim == 2 and x.dim() == 2 else 0)
+    jit(f, torch.randn(4, 3), "relu", opcodes={"POP_JUMP_FORWARD_IF_FALSE", "POP_JUMP_FORWARD_IF_NOT_NONE"})
+    jit.backend.graphs.clear()
+    jit(f, torch.randn(2, 3), None, 0.5)
+
+
+def test_for_loops_over_python_iterables(jit):
+    def f(x, ws, d):
+        for i in range(3):
+            x = x + i
+        for w in ws:
+            x = x * w
+        for t in (1, 2):
+            x = x - t
+        for k, v in d.items():
+            x = x + v
+        for k in d:
+            x = x + d[k]
+        for i, w in enumerate(ws):
+            x = x + i * w
+        for a, b in zip(ws, reversed(ws)):
+            x = x + a * b
+        return x
+    jit(f, torch.randn(3), [torch.randn(3), torch.randn(3)], {"a": torch.randn(3), "b": 2.0},
+        opcodes={"GET_ITER", "FOR_ITER", "JUMP_BACKWARD"})
+
+
+def test_while_break_continue(jit):
+    def f(x, n):
+        i = 0
+        while i < n:
+            i += 1
+            if i == 2:
+                continue
+            if i > 4:
+                break
+            x = x * 1.5
+        return x, i
+    jit(f, torch.randn(3), 10, opcodes={"JUMP_BACKWARD"})
+
+
+def test_unroll_cap_falls_back():
+    def f(x):
+        for i in range(50):
+            x = x + i
+        return x
+    cf = jf.compile(f, backend="eager", unroll_limit=10)
+    x = torch.randn(3)
+    torch.testing.assert_close(cf(x), f(x))
+    report = jf.explain(jf.compile(f, unroll_limit=10))(x)
+    assert report.graph_count == 1  # explain uses the default limit: captured
+    with pytest.raises(Exception, match="JF007"):
+        jf.compile(f, backend="eager", fullgraph=True, unroll_limit=10)(x)
+
+
+def test_module_containers(jit):
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)])
+            self.heads = nn.ModuleDict({"a": nn.Linear(4, 2), "b": nn.Linear(4, 2)})
+            self.seq = nn.Sequential(nn.Linear(4, 4), nn.Tanh())
+
+        def forward(self, x):
+            for layer in self.layers:
+                x = torch.relu(layer(x))
+            x = self.seq(x) + self.layers[-1](x)
+            return {k: h(x) for k, h in self.heads.items()}, len(self.layers)
+    m = M()
+    jit(m.forward, torch.randn(2, 4))
+    assert len(jit.backend.placeholders()) == 1 + 2 * 3 + 2 * 2 + 2  # x + parameters
+
+
+def test_torch_functions_and_tensor_methods(jit):
+    def f(x, y):
+        a = torch.cat([x, y], dim=0).view(-1, 2).transpose(0, 1).contiguous()
+        b = F.softmax(a, dim=-1) + F.gelu(a) + torch.where(a > 0, a, torch.zeros_like(a))
+        c = x.T @ y + x.size(0) + x.numel() + x.to(torch.float64).double().float()
+        return b.sum(dim=1, keepdim=True), c.mean(), x.dtype, x.device, x.ndim, x.shape
+    jit(f, torch.randn(4, 4), torch.randn(4, 4))
+
+
+def test_user_functions_and_methods_inlined(jit):
+    class Helper:
+        def __init__(self, k):
+            self.k = k
+
+        def scale(self, x):
+            return x * self.k
+
+        @staticmethod
+        def shift(x):
+            return x + 1
+
+        @classmethod
+        def name(cls):
+            return cls.__name__
+
+        @property
+        def double_k(self):
+            return self.k * 2
+
+    h = Helper(3)
+
+    def helper(x, n=2):
+        return x ** n
+
+    def f(x):
+        return helper(x), h.scale(x), Helper.shift(x), h.name(), x * h.double_k
+    jit(f, torch.randn(3))
+
+
+def test_recursion_is_inlined_and_bounded():
+    def fact(x, n):
+        return x if n == 0 else fact(x * n, n - 1)
+    rec = jf.compile(fact, backend="eager", fullgraph=True)
+    torch.testing.assert_close(rec(torch.ones(2), 5), fact(torch.ones(2), 5))
+    deep = jf.compile(fact, backend="eager", fullgraph=True, inline_depth=3)
+    jf.reset()
+    with pytest.raises(Exception, match="JF008"):
+        deep(torch.ones(2), 10)
+
+
+def test_super_and_module_inheritance(jit):
+    class Base(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.lin(x)
+
+    class Child(Base):
+        def forward(self, x):
+            return super().forward(x) * 2 + super(Child, self).forward(x)
+    m = Child()
+    jit(m.forward, torch.randn(2, 3))
+
+
+def test_no_grad_enable_grad_set_grad_enabled(jit):
+    def f(x, w):
+        with torch.no_grad():
+            a = x * w
+            with torch.enable_grad():
+                b = x * w
+        with torch.set_grad_enabled(False):
+            c = x * w
+        d = x * w
+        return a.requires_grad, b.requires_grad, c.requires_grad, d.requires_grad, a + b + c + d
+    jit(f, torch.randn(3), torch.randn(3, requires_grad=True), opcodes={"BEFORE_WITH"})
+
+
+def test_autocast_region(jit):
+    def f(x, w):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = x @ w
+        return y.float() + 1, y.dtype
+    jit(f, torch.randn(4, 4), torch.randn(4, 4), opcodes={"BEFORE_WITH"})
+
+
+Point = collections.namedtuple("Point", ["x", "y"])
+
+
+@dataclasses.dataclass
+class Cfg:
+    scale: float
+    bias: float = 1.0
+
+
+class Plain:
+    def __init__(self):
+        self.alpha = 0.5
+
+
+def test_dataclass_namedtuple_object_reads(jit):
+    def f(t, p, cfg, obj):
+        q = Point(p.x * 2, p.y)
+        return t * cfg.scale + cfg.bias + p.x + obj.alpha * p.y, q, q.x
+    jit(f, torch.randn(3), Point(torch.randn(3), 2.0), Cfg(2.0), Plain())
+
+
+class Output(collections.OrderedDict):
+    """A ModelOutput-style dict subclass."""
+
+
+@dataclasses.dataclass
+class DataOutput(dict):
+    logits: torch.Tensor = None
+    loss: torch.Tensor = None
+
+    def __post_init__(self):
+        self.update({k: v for k, v in vars(self).items() if v is not None})
+
+
+def test_dict_subclass_return_values(jit):
+    def f(x):
+        return Output(logits=x * 2, hidden=x + 1)
+    out = jit(f, torch.randn(3))
+    assert type(out(torch.randn(3))) is Output
+
+
+def test_frames_without_tensor_ops_are_skipped():
+    from janus_frame import _C
+
+    def f(a, b):
+        return a + b
+    cf = jf.compile(f, backend="eager")
+    assert cf(1, 2) == 3
+    assert _C.get_code_strategy(f.__code__)[0] == _C.SKIP
+    assert _C.code_entries(f.__code__) == []
