@@ -1,0 +1,243 @@
+"""The fusing backend: ``janus_backend(gm, example_inputs) -> callable``.
+
+In: an ``fx.GraphModule`` and example inputs (the torch.compile backend
+protocol).  Out: a callable with the graph's calling convention.
+
+Inference (no input requires grad, or grad mode off): the graph is traced to
+functional aten with our decomposition table (skipped when it already is),
+lowered to the loop IR, verified, scheduled into fused kernels, printed as C
+(CPU tensors) or Triton (CUDA tensors), built and wrapped.  Training:
+AOTAutograd with a rematerialising min-cut partition; both halves go through
+the same steps.  Any internal error falls back to running the graph as
+captured, with a warning (``JANUS_STRICT=1`` raises instead).
+
+For tests and tools: ``compile_graph`` (one aten graph -> CompiledGraph) and
+``stats`` (every graph compiled in this process, with its kernels).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import torch
+import torch.fx
+
+from . import ir
+from .decomp import decomposition_table, needs_decomposition
+
+log = logging.getLogger("janus_frame.kernels")
+warn_log = logging.getLogger("janus_frame.backend")
+
+__all__ = ["janus_backend", "compile_graph", "stats", "reset_stats"]
+
+
+class Stats:
+    """Every graph compiled in this process (most recent last)."""
+
+    def __init__(self):
+        self.graphs = []
+        self.fallbacks = []
+
+    @property
+    def kernel_counts(self):
+        return [g.num_kernels for g in self.graphs]
+
+    def clear(self):
+        self.graphs.clear()
+        self.fallbacks.clear()
+
+
+stats = Stats()
+
+
+def reset_stats():
+    stats.clear()
+
+
+def _strict():
+    try:
+        from ...config import config
+
+        return bool(config.strict)
+    except Exception:
+        return False
+
+
+def _device_of(gm, example_inputs):
+    for x in example_inputs:
+        if isinstance(x, torch.Tensor):
+            return x.device.type
+    for n in gm.graph.nodes:
+        v = n.meta.get("val")
+        if isinstance(v, torch.Tensor):
+            return v.device.type
+    return "cpu"
+
+
+def compile_graph(gm: torch.fx.GraphModule, device: str | None = None):
+    """Compile one functional, decomposed aten graph (meta['val'] on every
+    placeholder) into a :class:`runtime.CompiledGraph`."""
+    from .lowering import lower
+    from .scheduler import schedule, Kernel
+    from .runtime import CompiledGraph
+
+    t0 = time.perf_counter()
+    prog = lower(gm)
+    ir.verify(prog)
+    sched = schedule(prog)
+    if device is None:
+        device = "cpu"
+        for b in prog.inputs:
+            pass
+        for n in gm.graph.nodes:
+            v = n.meta.get("val")
+            if isinstance(v, torch.Tensor):
+                device = v.device.type
+                break
+    kernels = [s for s in sched.steps if isinstance(s, Kernel)]
+    if device == "cuda" or _force_triton():
+        from .codegen_triton import generate_triton
+
+        tk = generate_triton(sched)
+        cg = CompiledGraph(prog, sched, None, None, backend="triton", triton_kernels=tk)
+        text = "\n\n".join(k.source for k in tk.values())
+    else:
+        from .codegen_cpp import generate
+        from .cpp_build import Build
+
+        seg_plan = []
+        cur = None
+        for s in sched.steps:
+            if isinstance(s, Kernel):
+                if cur is None:
+                    cur = (f"seg{len(seg_plan)}", [])
+                    seg_plan.append(cur)
+                cur[1].append(s)
+            else:
+                cur = None
+        csrc = generate(sched, seg_plan)
+        build = Build(csrc.text) if kernels else None
+        cg = CompiledGraph(prog, sched, csrc if kernels else None, build)
+        if not kernels:
+            cg.csource = None
+        text = csrc.text
+    cg.compile_seconds = time.perf_counter() - t0
+    if log.isEnabledFor(logging.DEBUG) or _logs_on():
+        log.info("graph IR:\n%s\nschedule:\n%s\nsource:\n%s", prog.format(), sched.format(), text)
+    stats.graphs.append(cg)
+    return cg
+
+
+def _logs_on():
+    try:
+        from ...diagnostics.logs import artifact_logger
+
+        return artifact_logger("kernels") is not None
+    except Exception:
+        return False
+
+
+_FORCE_TRITON = [False]
+
+
+@contextlib.contextmanager
+def force_triton():
+    """Generate Triton kernels even for CPU tensors (for TRITON_INTERPRET=1 tests)."""
+    old = _FORCE_TRITON[0]
+    _FORCE_TRITON[0] = True
+    try:
+        yield
+    finally:
+        _FORCE_TRITON[0] = old
+
+
+def _force_triton():
+    return _FORCE_TRITON[0]
+
+
+def _placeholder_vals(gm):
+    return [n.meta.get("val", n.meta.get("example_value")) for n in gm.graph.nodes if n.op == "placeholder"]
+
+
+def _is_decomposed_aten(gm):
+    for n in gm.graph.nodes:
+        if n.op in ("call_method", "call_module", "get_attr"):
+            return False
+        if n.op == "call_function":
+            t = n.target
+            if isinstance(t, torch._ops.OpOverload):
+                if needs_decomposition(t) or t._schema.is_mutable:
+                    return False
+            elif not (getattr(t, "__module__", "") == "_operator"):
+                return False
+        if n.op in ("placeholder", "call_function") and "val" not in n.meta:
+            return False
+    return True
+
+
+def to_aten(gm, example_inputs):
+    """Functional, decomposed aten graph of ``gm`` (traced with make_fx)."""
+    from torch._guards import detect_fake_mode
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    vals = _placeholder_vals(gm)
+    if any(v is None for v in vals):
+        vals = list(example_inputs)
+    symbolic = any(isinstance(v, torch.SymInt) or (isinstance(v, torch.Tensor) and any(
+        isinstance(s, torch.SymInt) for s in list(v.shape) + list(v.stride()))) for v in vals)
+    fake_mode = detect_fake_mode(vals)
+    mode = "symbolic" if symbolic else ("fake" if fake_mode is not None else "fake")
+    fn = torch.func.functionalize(gm, remove="mutations")
+    ctx = fake_mode if fake_mode is not None else contextlib.nullcontext()
+    with ctx:
+        g = make_fx(fn, decomposition_table=decomposition_table(), tracing_mode=mode,
+                    _allow_non_fake_inputs=True)(*vals)
+    return g
+
+
+def _needs_grad(example_inputs):
+    return torch.is_grad_enabled() and any(
+        isinstance(x, torch.Tensor) and x.requires_grad for x in example_inputs)
+
+
+def _compile_inference(gm, example_inputs):
+    g = gm if _is_decomposed_aten(gm) else to_aten(gm, example_inputs)
+    cg = compile_graph(g, _device_of(gm, example_inputs))
+    # the protocol: same positional inputs; dynamo-captured graphs return tuples
+    return cg
+
+
+def _compile_training(gm, example_inputs):
+    from torch._functorch.aot_autograd import aot_module_simplified
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+    graphs = []
+
+    def inner(g, ex):
+        cg = compile_graph(g, _device_of(g, ex))
+        graphs.append(cg)
+        f = cg.boxed
+        f._boxed_call = True
+        return f
+
+    fn = aot_module_simplified(gm, example_inputs, fw_compiler=inner, bw_compiler=inner,
+                               decompositions=decomposition_table(),
+                               partition_fn=min_cut_rematerialization_partition,
+                               keep_inference_input_mutations=True)
+    fn.janus_graphs = graphs
+    return fn
+
+
+def janus_backend(gm: torch.fx.GraphModule, example_inputs):
+    """The torch.compile backend protocol; never rejects a graph."""
+    try:
+        if _needs_grad(example_inputs):
+            return _compile_training(gm, example_inputs)
+        return _compile_inference(gm, example_inputs)
+    except Exception as e:  # noqa: BLE001 -- never break the user's program
+        if _strict():
+            raise
+        stats.fallbacks.append(repr(e))
+        warn_log.warning("janus backend: running graph eagerly after internal error: %r", e)
+        return gm.forward

@@ -1,0 +1,649 @@
+"""C/C++ code generation for CPU kernels.
+
+In: a :class:`scheduler.Scheduler` (steps, stores, arena plan).  Out:
+:class:`CSource` -- one translation unit holding one static function per fused
+kernel and one exported entry point per *segment* (a maximal run of kernels
+between extern calls), with the argument list each entry point expects.
+
+Loops: size-1 axes are dropped and adjacent axes merged whenever every access
+of the kernel is linear across them, so contiguous work becomes one long inner
+loop marked ``omp simd``.  The outer loop is ``omp parallel for`` only when the
+kernel has enough elements to amortise fork/join.  Reduction kernels run their
+passes per row: each pass is one loop over the reduced axes, with SIMD
+reduction clauses (NaN-propagating max/min via a NaN flag).  Kernel-local
+values stay in registers; loads of values produced earlier in the same
+kernel read the register or the just-written row.
+
+The source is a C11 / C++ common subset (compiled as C for speed).
+"""
+from __future__ import annotations
+
+import math
+
+import sympy
+import torch
+
+from . import ir
+from .cmath_prelude import PRELUDE
+from .ir import Affine
+from .scheduler import Kernel
+
+PARALLEL_MIN_WORK = 32768
+
+CTYPES = {
+    torch.float32: "float", torch.float64: "double", torch.int64: "int64_t",
+    torch.int32: "int32_t", torch.int16: "int16_t", torch.int8: "int8_t", torch.uint8: "uint8_t",
+    torch.bool: "bool",
+}
+
+
+class CodegenError(Exception):
+    pass
+
+
+def cexpr(x) -> str:
+    """A size expression (int or sympy) as C int64 arithmetic."""
+    if isinstance(x, int):
+        return str(x) if -(2 ** 31) < x < 2 ** 31 else f"{x}LL"
+    if isinstance(x, sympy.Integer):
+        return cexpr(int(x))
+    if isinstance(x, sympy.Symbol):
+        return str(x)
+    if isinstance(x, sympy.Add):
+        return "(" + " + ".join(cexpr(a) for a in x.args) + ")"
+    if isinstance(x, sympy.Mul):
+        return "(" + " * ".join(cexpr(a) for a in x.args) + ")"
+    if isinstance(x, sympy.Pow) and x.exp.is_Integer and int(x.exp) > 0:
+        return "(" + " * ".join([cexpr(x.base)] * int(x.exp)) + ")"
+    name = type(x).__name__
+    if name in ("FloorDiv", "CleanDiv", "IntTrueDiv") and len(x.args) == 2:
+        return f"({cexpr(x.args[0])} / {cexpr(x.args[1])})"
+    if name in ("Mod", "PythonMod") and len(x.args) == 2:
+        return f"({cexpr(x.args[0])} % {cexpr(x.args[1])})"
+    if name == "CeilDiv" and len(x.args) == 2:
+        a, b = cexpr(x.args[0]), cexpr(x.args[1])
+        return f"(({a} + {b} - 1) / {b})"
+    if name in ("Max", "Min") and len(x.args) == 2:
+        a, b = cexpr(x.args[0]), cexpr(x.args[1])
+        op = ">" if name == "Max" else "<"
+        return f"(({a}) {op} ({b}) ? ({a}) : ({b}))"
+    raise CodegenError(f"cannot print size expression {x!r} ({name})")
+
+
+def cconst(v, dtype):
+    if dtype == torch.bool:
+        return "true" if v else "false"
+    if dtype.is_floating_point:
+        suffix = "f" if dtype == torch.float32 else ""
+        if math.isnan(v):
+            return "NAN" if suffix else "((double)NAN)"
+        if math.isinf(v):
+            s = "INFINITY" if suffix else "((double)INFINITY)"
+            return s if v > 0 else "(-" + s + ")"
+        r = repr(float(v))
+        if "e" not in r and "." not in r:
+            r += ".0"
+        return f"({r}{suffix})"
+    v = int(v)
+    if dtype == torch.int64:
+        if v == -(2 ** 63):
+            return "(-9223372036854775807LL - 1)"
+        return f"((int64_t){v}LL)"
+    return f"(({CTYPES[dtype]}){v})"
+
+
+def affine_c(a: Affine) -> str:
+    parts = []
+    for v, c in a.terms:
+        parts.append(v if (isinstance(c, int) and c == 1) else f"{cexpr(c)} * {v}")
+    if not (isinstance(a.offset, int) and a.offset == 0) or not parts:
+        parts.append(cexpr(a.offset))
+    return "(" + " + ".join(parts) + ")"
+
+
+_F32_FN = {"exp": "jf_exp", "log": "jf_log", "tanh": "jf_tanh", "sigmoid": "jf_sigmoid",
+           "erf": "jf_erf", "log1p": "jf_log1p", "expm1": "jf_expm1"}
+_LIBM = {"exp2", "log2", "log10", "erfc", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
+         "cosh", "asinh", "acosh", "atanh", "atan2", "hypot", "copysign", "fmod"}
+
+
+def op_c(kind, dtype, a, arg_dtypes):
+    """C text of one op on already-printed operands ``a``."""
+    T = CTYPES[dtype]
+    f32 = dtype == torch.float32
+    flt = dtype.is_floating_point
+    if kind == "add":
+        return f"({a[0]} + {a[1]})"
+    if kind == "sub":
+        return f"({a[0]} - {a[1]})"
+    if kind == "mul":
+        return f"({a[0]} * {a[1]})"
+    if kind == "div":
+        if flt:
+            return f"({a[0]} / {a[1]})"
+        return f"({a[1]} == 0 ? ({T})0 : ({T})({a[0]} / {a[1]}))"
+    if kind == "truncdiv":
+        return f"({a[1]} == 0 ? ({T})0 : ({T})({a[0]} / {a[1]}))"
+    if kind == "floordiv":
+        return f"(({T})jf_floordiv_i64({a[0]}, {a[1]}))"
+    if kind == "neg":
+        return f"(-{a[0]})"
+    if kind == "abs":
+        return f"__builtin_fabs{'f' if f32 else ''}({a[0]})" if flt else f"({a[0]} < 0 ? -{a[0]} : {a[0]})"
+    if kind in ("maximum", "minimum"):
+        op = ">" if kind == "maximum" else "<"
+        if flt:
+            return f"(({a[0]} != {a[0]} || {a[0]} {op} {a[1]}) ? {a[0]} : {a[1]})"
+        return f"({a[0]} {op} {a[1]} ? {a[0]} : {a[1]})"
+    if kind in ("fmax", "fmin"):
+        return f"{kind}{'f' if f32 else ''}({a[0]}, {a[1]})" if flt else op_c(kind[1:] + "imum", dtype, a, arg_dtypes)
+    if kind in ("lt", "le", "gt", "ge", "eq", "ne"):
+        op = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}[kind]
+        return f"({a[0]} {op} {a[1]})"
+    if kind == "and":
+        return f"({a[0]} && {a[1]})"
+    if kind == "or":
+        return f"({a[0]} || {a[1]})"
+    if kind == "xor":
+        return f"({a[0]} != {a[1]})"
+    if kind == "not":
+        return f"(!{a[0]})"
+    if kind == "bitwise_and":
+        return f"({T})({a[0]} & {a[1]})"
+    if kind == "bitwise_or":
+        return f"({T})({a[0]} | {a[1]})"
+    if kind == "bitwise_xor":
+        return f"({T})({a[0]} ^ {a[1]})"
+    if kind == "bitwise_not":
+        return f"({T})(~{a[0]})"
+    if kind == "lshift":
+        return f"({T})({a[0]} << {a[1]})"
+    if kind == "rshift":
+        return f"({T})({a[0]} >> {a[1]})"
+    if kind == "where":
+        return f"({a[0]} ? {a[1]} : {a[2]})"
+    if kind == "cast":
+        src = arg_dtypes[0]
+        if dtype == torch.bool:
+            return f"({a[0]} != 0)"
+        if src.is_floating_point and not flt:
+            return f"(({T})({a[0]}))"
+        return f"(({T})({a[0]}))"
+    if kind == "relu":
+        return f"({a[0]} < 0 ? ({T})0 : {a[0]})"
+    if kind == "sign":
+        # torch.sign(nan) is 0, which this gives too
+        return f"(({T})(({a[0]} > 0) - ({a[0]} < 0)))"
+    if kind == "reciprocal":
+        return f"(({T})1 / {a[0]})"
+    if kind == "sqrt":
+        return f"__builtin_sqrt{'f' if f32 else ''}({a[0]})"
+    if kind == "rsqrt":
+        return f"(({T})1 / __builtin_sqrt{'f' if f32 else ''}({a[0]}))"
+    if kind in ("floor", "ceil", "trunc"):
+        return f"__builtin_{kind}{'f' if f32 else ''}({a[0]})"
+    if kind == "round":
+        return f"__builtin_rint{'f' if f32 else ''}({a[0]})"
+    if kind == "isnan":
+        return f"({a[0]} != {a[0]})"
+    if kind == "isinf":
+        return f"(__builtin_fabs{'f' if arg_dtypes[0] == torch.float32 else ''}({a[0]}) == INFINITY)"
+    if kind == "isfinite":
+        return f"(__builtin_fabs{'f' if arg_dtypes[0] == torch.float32 else ''}({a[0]}) < INFINITY)"
+    if kind == "signbit":
+        return f"(__builtin_signbit({a[0]}) != 0)"
+    if kind == "pow":
+        if not flt:
+            return f"(({T})jf_pow_i64({a[0]}, {a[1]}))"
+        return f"jf_pow({a[0]}, {a[1]})" if f32 else f"pow({a[0]}, {a[1]})"
+    if kind == "remainder":
+        if not flt:
+            return f"(({T})jf_mod_i64({a[0]}, {a[1]}))"
+        return f"jf_remainder_{'f' if f32 else 'd'}({a[0]}, {a[1]})"
+    if kind == "fmod" and not flt:
+        return f"({a[1]} == 0 ? ({T})0 : ({T})({a[0]} % {a[1]}))"
+    if f32 and kind in _F32_FN:
+        return f"{_F32_FN[kind]}({a[0]})"
+    if kind == "sigmoid":
+        return f"jf_sigmoid_d({a[0]})"
+    if kind in _F32_FN or kind in _LIBM:
+        return f"{kind}{'f' if f32 else ''}({', '.join(a)})"
+    raise CodegenError(f"no C for op {kind} on {dtype}")
+
+
+class Body:
+    """Statements of one loop body with CSE over expression nodes."""
+
+    def __init__(self, bufvar, locals_, indent):
+        self.lines = []
+        self.memo = {}
+        self.bufvar = bufvar  # buffer name -> C pointer name
+        self.locals = locals_  # (buffer name, Affine key) -> C variable
+        self.indent = indent
+        self.n = 0
+
+    def tmp(self, ctype, text, prefix="t"):
+        name = f"{prefix}{self.indent}_{self.n}"
+        self.n += 1
+        self.lines.append(f"{'  ' * self.indent}const {ctype} {name} = {text};")
+        return name
+
+    def emit(self, e):
+        # ids are only stable while ``e`` is alive (one call); across calls
+        # common subexpressions are found by structure
+        ids = {}
+        for x in ir.walk(e):
+            args = tuple(ids[id(a)] for a in x.args)
+            aux = x.aux
+            if x.kind == "const":
+                aux = (type(aux).__name__, repr(aux))
+            elif x.kind in ("load", "mload"):
+                aux = (aux[0], aux[1]._key)
+            elif x.kind == "index":
+                aux = aux._key
+            key = (x.kind, x.dtype, aux, args)
+            name = self.memo.get(key)
+            if name is None:
+                self._ids = ids
+                name = self._one(x)
+                self.memo[key] = name
+            ids[id(x)] = name
+        return ids[id(e)]
+
+    def _one(self, x):
+        k = x.kind
+        T = CTYPES[x.dtype]
+        if k == "const":
+            return cconst(x.aux, x.dtype)
+        if k == "sym":
+            return f"(({T}){cexpr(x.aux)})"
+        if k == "index":
+            return f"(({T}){affine_c(x.aux)})"
+        if k in ("load", "mload"):
+            buf, idx = x.aux
+            loc = self.locals.get((buf, idx._key))
+            if loc is not None:
+                text = loc
+            else:
+                text = f"{self.bufvar[buf]}[{affine_c(idx)}]"
+            if k == "mload":
+                text = f"({self._ids[id(x.args[0])]} ? {text} : ({T})0)"
+            return self.tmp(T, text)
+        args = [self._ids[id(a)] for a in x.args]
+        return self.tmp(T, op_c(k, x.dtype, args, [a.dtype for a in x.args]))
+
+
+def _loops(axes, sizes, accesses):
+    """Merge adjacent loop axes (outer to inner order) when every access is
+    linear across them.  Returns [(loop var, size, [axes])] and a substitution
+    axis var -> Affine over loop vars."""
+    groups = []
+    for ax in axes:
+        if isinstance(sizes[ax], int) and sizes[ax] == 1:
+            continue
+        groups.append([ax])
+    merged = True
+    while merged:
+        merged = False
+        for gi in range(len(groups) - 1):
+            outer, inner = groups[gi], groups[gi + 1]
+            o, i = outer[-1], inner[0]
+            # merged dims must keep a_o * c_o == a_i-block * c_i * size(inner group)
+            inner_size = ir.prod([sizes[a] for a in inner])
+            ok = True
+            for acc in accesses:
+                co, ci = acc.coeff(f"a{o}"), acc.coeff(f"a{inner[-1]}")
+                if not _eq(co, ci * inner_size):
+                    ok = False
+                    break
+                # inside the inner group the coefficients must already be linear
+            if ok:
+                groups[gi] = outer + inner
+                del groups[gi + 1]
+                merged = True
+                break
+    loops = []
+    sub = {}
+    for ax in axes:
+        if isinstance(sizes[ax], int) and sizes[ax] == 1:
+            sub[f"a{ax}"] = Affine(0)
+    for g in groups:
+        lv = f"i{g[0]}"
+        size = ir.prod([sizes[a] for a in g])
+        loops.append((lv, size, g))
+        # a linear access over the merged loop only uses the innermost coefficient
+        for a in g[:-1]:
+            sub[f"a{a}"] = Affine(0)
+        sub[f"a{g[-1]}"] = Affine.var(lv)
+    return loops, sub
+
+
+def _eq(a, b):
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    try:
+        return sympy.expand(sympy.sympify(a) - sympy.sympify(b)) == 0
+    except Exception:
+        return False
+
+
+class CppKernelGen:
+    def __init__(self, sched, kernel: Kernel, bufvar):
+        self.s = sched
+        self.k = kernel
+        self.bufvar = bufvar
+        self.out = []
+
+    def accesses(self):
+        acc = []
+        for m in self.k.members:
+            for e in ir.walk(ir.subst_vars(m.node.expr, m.amap)):
+                if e.kind in ("load", "mload"):
+                    acc.append(e.aux[1])
+                elif e.kind == "index":
+                    acc.append(e.aux)
+            acc.append(m.node.store.subst(m.amap))
+            if isinstance(m.node, ir.Reduction) and m.node.rtype in ("argmax", "argmin"):
+                acc.append(self._flat_red_index())
+        return acc
+
+    def _flat_red_index(self):
+        k = self.k
+        a = Affine(0)
+        for ax in k.red_axes:
+            a = a.scale(k.full_shape[ax]) + Affine.var(f"a{ax}")
+        return a
+
+    def gen(self):
+        k = self.k
+        sizes = k.full_shape
+        acc = self.accesses()
+        if not k.is_reduction:
+            return self.gen_pointwise(sizes, acc)
+        return self.gen_reduction(sizes, acc)
+
+    def _store_line(self, m, sub, val, ind):
+        idx = m.node.store.subst(m.amap).subst(sub)
+        return f"{'  ' * ind}{self.bufvar[m.node.out.name]}[{affine_c(idx)}] = {val};"
+
+    def _open_loops(self, loops, ind, parallel_work, simd_clause, par_clause=""):
+        lines = []
+        n = len(loops)
+        for li, (lv, size, _) in enumerate(loops):
+            if li == 0 and parallel_work is not None:
+                cond = parallel_work
+                collapse = ""
+                if n > 1 and li == 0 and isinstance(size, int) and size < 16:
+                    collapse = " collapse(2)" if n > 2 or simd_clause is None else ""
+                if n == 1 and simd_clause is not None:
+                    lines.append(f"{'  ' * ind}#pragma omp parallel for simd{par_clause}{cond}")
+                else:
+                    lines.append(f"{'  ' * ind}#pragma omp parallel for{collapse}{par_clause}{cond}")
+            elif li == n - 1 and simd_clause is not None:
+                lines.append(f"{'  ' * ind}#pragma omp simd{simd_clause}")
+            lines.append(f"{'  ' * ind}for (int64_t {lv} = 0; {lv} < {cexpr(size)}; ++{lv}) {{")
+            ind += 1
+        return lines, ind
+
+    def _parallel(self, work, outer_numel):
+        """'' for serial; an if() clause, or always-on, for parallel loops."""
+        if isinstance(work, int):
+            if work < PARALLEL_MIN_WORK or (isinstance(outer_numel, int) and outer_numel < 2):
+                return None
+            return ""
+        return f" if({cexpr(work)} >= {PARALLEL_MIN_WORK})"
+
+    def gen_pointwise(self, sizes, acc):
+        k = self.k
+        loops, sub = _loops(list(range(len(sizes))), sizes, acc)
+        numel = ir.prod(sizes)
+        par = self._parallel(numel, numel)
+        lines, ind = self._open_loops(loops, 1, par, "")
+        body = Body(self.bufvar, {}, ind)
+        for m in k.members:
+            e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
+            v = body.emit(e)
+            out = m.node.out.name
+            body.locals[(out, m.node.store.subst(m.amap).subst(sub)._key)] = v
+            if out in k.stored:
+                body.lines.append(self._store_line(m, sub, v, ind))
+        lines += body.lines
+        for _ in loops:
+            ind -= 1
+            lines.append(f"{'  ' * ind}}}")
+        return lines
+
+    def gen_reduction(self, sizes, acc):
+        k = self.k
+        outer_axes = k.outer_axes
+        red_axes = list(k.red_axes)
+        oloops, osub = _loops(outer_axes, sizes, acc)
+        rloops, rsub = _loops(red_axes, sizes, acc)
+        sub = dict(osub)
+        sub.update(rsub)
+        outer_numel = ir.prod([sizes[a] for a in outer_axes])
+        red_numel = ir.prod([sizes[a] for a in red_axes])
+        work = ir.prod(sizes)
+        passes = sorted({m.pass_ for m in k.members})
+        reds = [m for m in k.members if isinstance(m.node, ir.Reduction)]
+        row_parallel = len(oloops) > 0
+        par = self._parallel(work, outer_numel) if row_parallel else None
+        scalar_parallel = (not row_parallel and len(passes) == 1 and len(reds) >= 1
+                           and all(r.node.rtype not in ("argmax", "argmin") for r in reds)
+                           and self._parallel(work, 2) is not None and len(rloops) >= 1)
+        lines, ind = self._open_loops(oloops, 1, par, None)
+        locals_ = {}
+        for p in passes:
+            pm = [m for m in k.members if m.pass_ == p]
+            full = [m for m in pm if m.role == "full"]
+            outer = [m for m in pm if m.role == "outer"]
+            red_here = [m for m in full if isinstance(m.node, ir.Reduction)]
+            decls, clauses, finals = [], [], []
+            for m in red_here:
+                d, c, f = self._acc_decl(m, red_numel)
+                decls += d
+                clauses += c
+                finals += f
+            if full:
+                lines += [f"{'  ' * ind}{d}" for d in decls]
+                argred = any(m.node.rtype in ("argmax", "argmin") for m in red_here)
+                simd = None if argred else (" " + " ".join(clauses) if clauses else "")
+                par_clause = ""
+                if scalar_parallel and red_here:
+                    par_clause = " " + " ".join(clauses)
+                    rl, rind = self._open_loops(rloops, ind, "" if isinstance(work, int) else f" if({cexpr(work)} >= {PARALLEL_MIN_WORK})", simd, par_clause)
+                    if len(rloops) > 1 and simd is not None:
+                        rl = [ln.replace(" collapse(2)", "") for ln in rl]
+                else:
+                    rl, rind = self._open_loops(rloops, ind, None, simd)
+                lines += rl
+                body = Body(self.bufvar, locals_, rind)
+                local_keys = []
+                for m in full:
+                    e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
+                    v = body.emit(e)
+                    if isinstance(m.node, ir.Reduction):
+                        body.lines += self._acc_update(m, v, rind, sub)
+                    else:
+                        key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
+                        locals_[key] = v
+                        local_keys.append(key)
+                        if m.node.out.name in k.stored:
+                            body.lines.append(self._store_line(m, sub, v, rind))
+                lines += body.lines
+                for key in local_keys:
+                    del locals_[key]  # register values do not outlive the body
+                for _ in rloops:
+                    rind -= 1
+                    lines.append(f"{'  ' * rind}}}")
+                lines += [f"{'  ' * ind}{f}" for f in finals]
+                for m in red_here:
+                    v = self._acc_final(m)
+                    key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
+                    locals_[key] = v
+                    if m.node.out.name in k.stored:
+                        lines.append(self._store_line(m, sub, v, ind))
+            if outer:
+                body = Body(self.bufvar, locals_, ind)
+                body.n = 1000 + p * 100
+                for m in outer:
+                    e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
+                    v = body.emit(e)
+                    locals_[(m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)] = v
+                    if m.node.out.name in k.stored:
+                        body.lines.append(self._store_line(m, sub, v, ind))
+                lines += body.lines
+        for _ in oloops:
+            ind -= 1
+            lines.append(f"{'  ' * ind}}}")
+        return lines
+
+    # accumulators --------------------------------------------------------
+    def _acc_name(self, m):
+        return f"acc_{m.node.out.name}"
+
+    def _acc_type(self, m, red_numel):
+        d = m.node.expr.dtype
+        if m.node.rtype in ("sum", "prod") and d == torch.float32:
+            if not isinstance(red_numel, int) or red_numel > 4096:
+                return "double"
+        if m.node.rtype in ("any", "all"):
+            return "int"
+        return CTYPES[d]
+
+    def _acc_decl(self, m, red_numel):
+        a = self._acc_name(m)
+        rt = m.node.rtype
+        d = m.node.expr.dtype
+        T = self._acc_type(m, red_numel)
+        flt = d.is_floating_point
+        if rt == "sum":
+            return [f"{T} {a} = 0;"], [f"reduction(+:{a})"], []
+        if rt == "prod":
+            return [f"{T} {a} = 1;"], [f"reduction(*:{a})"], []
+        if rt == "any":
+            return [f"int {a} = 0;"], [f"reduction(|:{a})"], []
+        if rt == "all":
+            return [f"int {a} = 1;"], [f"reduction(&:{a})"], []
+        if rt in ("max", "min"):
+            init = cconst(ir.dtype_min(d) if rt == "max" else ir.dtype_max(d), d)
+            decl = [f"{T} {a} = {init};"]
+            cl = [f"reduction({rt}:{a})"]
+            fin = []
+            if flt:
+                decl.append(f"int {a}_nan = 0;")
+                cl.append(f"reduction(|:{a}_nan)")
+                fin.append(f"if ({a}_nan) {a} = NAN;")
+            return decl, cl, fin
+        if rt in ("argmax", "argmin"):
+            init = cconst(ir.dtype_min(d) if rt == "argmax" else ir.dtype_max(d), d)
+            return [f"{T} {a}_v = {init};", f"int64_t {a} = 0;"], [], []
+        raise CodegenError(rt)
+
+    def _acc_update(self, m, v, ind, sub):
+        a = self._acc_name(m)
+        rt = m.node.rtype
+        sp = "  " * ind
+        flt = m.node.expr.dtype.is_floating_point
+        if rt == "sum":
+            return [f"{sp}{a} += {v};"]
+        if rt == "prod":
+            return [f"{sp}{a} *= {v};"]
+        if rt == "any":
+            return [f"{sp}{a} |= ({v} != 0);"]
+        if rt == "all":
+            return [f"{sp}{a} &= ({v} != 0);"]
+        if rt in ("max", "min"):
+            op = ">" if rt == "max" else "<"
+            out = [f"{sp}{a} = {v} {op} {a} ? {v} : {a};"]
+            if flt:
+                out.append(f"{sp}{a}_nan |= ({v} != {v});")
+            return out
+        op = ">" if rt == "argmax" else "<"
+        idx = affine_c(self._flat_red_index().subst(sub))
+        nan = f" || ({v} != {v} && {a}_v == {a}_v)" if flt else ""
+        return [f"{sp}if ({v} {op} {a}_v{nan}) {{ {a}_v = {v}; {a} = {idx}; }}"]
+
+    def _acc_final(self, m):
+        a = self._acc_name(m)
+        T = CTYPES[m.node.out.dtype]
+        return f"(({T}){a})"
+
+
+def _kernel_bufs(k):
+    """Buffers a kernel needs a pointer to: everything it reads from outside,
+    and what it stores; values kept in registers need none."""
+    local = {m.node.out.name for m in k.members if m.node.out.name not in k.stored}
+    used = []
+    for m in k.members:
+        names = set(m.node.reads()) - local
+        if m.node.out.name in k.stored:
+            names.add(m.node.out.name)
+        for b in sorted(names):
+            if b not in used:
+                used.append(b)
+    return used
+
+
+class CSource:
+    def __init__(self):
+        self.text = ""
+        self.segments = []  # list of (function name, [arg specs])
+        self.kernel_names = []
+
+
+def generate(sched, seg_plan):
+    """``seg_plan``: list of (segment name, [Kernel]); returns CSource.
+
+    A segment function takes the base pointers of the buffers it touches that
+    live outside the workspace (inputs, outputs, extern results, tensor
+    temps; in ``CSource.segments`` order), then the workspace base if any,
+    then one int64 per size symbol."""
+    prog = sched.prog
+    src = CSource()
+    parts = [PRELUDE]
+    syms = [str(s) for s, _ in prog.symbols]
+    for seg_name, kernels in seg_plan:
+        ptr_bufs = []
+        for k in kernels:
+            for b in _kernel_bufs(k):
+                if b not in ptr_bufs:
+                    ptr_bufs.append(b)
+        external = [b for b in ptr_bufs if b not in sched.arena]
+        uses_ws = any(b in sched.arena for b in ptr_bufs)
+        bufvar = {b: f"p_{b}" for b in ptr_bufs}
+        for k in kernels:
+            used = _kernel_bufs(k)
+            written = {m.node.out.name for m in k.members if m.node.out.name in k.stored}
+            params = []
+            for b in used:
+                T = CTYPES[prog.buffers[b].dtype]
+                const = "" if b in written else "const "
+                params.append(f"{const}{T}* JF_RESTRICT {bufvar[b]}")
+            params += [f"const int64_t {s}" for s in syms]
+            body = CppKernelGen(sched, k, bufvar).gen()
+            parts.append(f"/* {k.name}: {len(k.members)} node(s) */")
+            parts.append(f"static void {k.name}({', '.join(params) or 'void'}) {{")
+            parts += body
+            parts.append("}")
+            k.c_params = used
+            src.kernel_names.append(k.name)
+        params = [f"void* a_{b}" for b in external] + (["void* ws_base"] if uses_ws else [])
+        params += [f"const int64_t {s}" for s in syms]
+        lines = [f"void {seg_name}({', '.join(params) or 'void'}) {{"]
+        for b in external:
+            lines.append(f"  {CTYPES[prog.buffers[b].dtype]}* {bufvar[b]} = ({CTYPES[prog.buffers[b].dtype]}*)a_{b};")
+        if uses_ws:
+            lines.append("  char* ws = (char*)ws_base;")
+            for b in ptr_bufs:
+                if b in sched.arena:
+                    T = CTYPES[prog.buffers[b].dtype]
+                    lines.append(f"  {T}* {bufvar[b]} = ({T}*)(ws + {cexpr(sched.arena[b])});")
+        for k in kernels:
+            args = [bufvar[b] for b in k.c_params] + syms
+            lines.append(f"  {k.name}({', '.join(args)});")
+        lines.append("}")
+        parts += lines
+        src.segments.append((seg_name, external, uses_ws))
+    src.text = "\n".join(parts) + "\n"
+    return src

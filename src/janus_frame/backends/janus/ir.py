@@ -1,0 +1,573 @@
+"""The loop-level IR of the fusing backend.
+
+In: nothing (lowering builds it). Out: a :class:`Program` of buffers and nodes:
+
+- :class:`Buffer` -- a named allocation with shape/strides/dtype and a kind
+  (``input``, ``output``, ``temp``, ``extern``, ``sym``).  Sizes and strides are
+  ints, or sympy expressions over the graph's symbolic sizes.
+- :class:`Affine` -- an index expression ``offset + sum(coeff * var)``; views
+  (permute, expand, slice, select, reshape that splits dims) are compositions
+  of these index maps, never copies.
+- :class:`E` -- a scalar expression DAG: ``load`` (buffer + Affine index),
+  ``const``, ``index`` (the value of an Affine), ``sym`` (a size symbol) and
+  arithmetic/transcendental ops.  Every ``E`` carries its dtype.
+- Nodes: :class:`Pointwise` (ranges + expression, stored contiguously into its
+  buffer), :class:`Reduction` (outer ranges, reduction ranges, a reduction type
+  and the expression of its input), :class:`Extern` (an aten call on realized
+  buffers).
+
+``Program.format()`` prints it; ``verify(program)`` checks its invariants and
+raises :class:`IRError` on the first violation.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+REDUCTION_TYPES = ("sum", "max", "min", "argmax", "argmin", "prod", "any", "all")
+
+# op name -> arity; the set codegen (C and Triton) must implement
+UNARY_OPS = {
+    "neg", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "tanh", "sigmoid", "erf",
+    "sqrt", "rsqrt", "reciprocal", "abs", "sign", "floor", "ceil", "round", "trunc", "sin", "cos",
+    "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "erfc", "relu",
+    "isnan", "isinf", "isfinite", "not", "bitwise_not", "cast", "signbit",
+}
+BINARY_OPS = {
+    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "fmax", "fmin", "lt", "le", "gt",
+    "ge", "eq", "ne", "and", "or", "xor", "bitwise_and", "bitwise_or", "bitwise_xor", "fmod",
+    "remainder", "floordiv", "truncdiv", "atan2", "copysign", "lshift", "rshift", "hypot",
+}
+TERNARY_OPS = {"where"}
+LEAF_KINDS = {"const", "load", "index", "sym"}
+
+
+class IRError(Exception):
+    pass
+
+
+def size_str(s) -> str:
+    return str(s)
+
+
+def is_static(s) -> bool:
+    return isinstance(s, int)
+
+
+def prod(sizes):
+    p = 1
+    for s in sizes:
+        p = p * s
+    return p
+
+
+class Affine:
+    """``offset + sum(coeff * var)``; vars are loop-variable names."""
+
+    __slots__ = ("offset", "terms", "_key")
+
+    def __init__(self, offset=0, terms=()):
+        # drop zero coefficients; keep terms sorted so equal maps compare equal
+        t = tuple(sorted((v, c) for v, c in terms if not (isinstance(c, int) and c == 0)))
+        self.offset = offset
+        self.terms = t
+        self._key = (offset, t)
+
+    @staticmethod
+    def var(name):
+        return Affine(0, ((name, 1),))
+
+    def __add__(self, other):
+        if not isinstance(other, Affine):
+            return Affine(self.offset + other, self.terms)
+        d = dict(self.terms)
+        for v, c in other.terms:
+            d[v] = d.get(v, 0) + c
+        return Affine(self.offset + other.offset, d.items())
+
+    def scale(self, k):
+        return Affine(self.offset * k, [(v, c * k) for v, c in self.terms])
+
+    def subst(self, mapping):
+        """Replace vars by Affines (``mapping``: var -> Affine); unmapped vars stay."""
+        out = Affine(self.offset)
+        for v, c in self.terms:
+            out = out + (mapping[v].scale(c) if v in mapping else Affine(0, ((v, c),)))
+        return out
+
+    def rename(self, mapping):
+        return Affine(self.offset, [(mapping.get(v, v), c) for v, c in self.terms])
+
+    def coeff(self, v):
+        for name, c in self.terms:
+            if name == v:
+                return c
+        return 0
+
+    def vars(self):
+        return [v for v, _ in self.terms]
+
+    @property
+    def is_const(self):
+        return not self.terms
+
+    def __eq__(self, other):
+        return isinstance(other, Affine) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __repr__(self):
+        parts = [f"{c}*{v}" if not (isinstance(c, int) and c == 1) else v for v, c in self.terms]
+        if not (isinstance(self.offset, int) and self.offset == 0) or not parts:
+            parts.append(str(self.offset))
+        return " + ".join(parts)
+
+
+class E:
+    """One scalar expression node.  ``kind`` is an op name or a leaf kind;
+    ``aux`` holds the leaf payload (const value, (buffer, Affine), Affine,
+    sympy symbol) or, for ``cast``, nothing (the target is ``dtype``)."""
+
+    __slots__ = ("kind", "dtype", "args", "aux", "_h")
+
+    def __init__(self, kind, dtype, args=(), aux=None):
+        self.kind = kind
+        self.dtype = dtype
+        self.args = tuple(args)
+        self.aux = aux
+        self._h = None
+
+    def key(self):
+        aux = self.aux
+        if self.kind == "const":
+            v = aux
+            # distinguish 0.0 from -0.0 and NaN from itself
+            aux = (type(v).__name__, repr(v))
+        return (self.kind, self.dtype, aux, tuple(id(a) for a in self.args))
+
+    def __repr__(self):
+        return format_expr(self)
+
+
+def const(value, dtype):
+    if dtype.is_floating_point:
+        value = float(value)
+    elif dtype == torch.bool:
+        value = bool(value)
+    else:
+        value = int(value)
+    return E("const", dtype, (), value)
+
+
+def load(buf, index, dtype):
+    return E("load", dtype, (), (buf, index))
+
+
+def walk(expr):
+    """Every node of the DAG once, children before parents."""
+    seen = set()
+    order = []
+    stack = [(expr, False)]
+    while stack:
+        e, done = stack.pop()
+        if done:
+            order.append(e)
+            continue
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        stack.append((e, True))
+        for a in reversed(e.args):
+            if id(a) not in seen:
+                stack.append((a, False))
+    return order
+
+
+def loads_of(expr):
+    """Loads (plain and masked) of ``expr``."""
+    return [e for e in walk(expr) if e.kind in ("load", "mload")]
+
+
+def subst_vars(expr, mapping, memo=None):
+    """A copy of ``expr`` whose Affine indices have vars replaced by Affines."""
+    if memo is None:
+        memo = {}
+    k = id(expr)
+    if k in memo:
+        return memo[k]
+    if expr.kind in ("load", "mload"):
+        buf, idx = expr.aux
+        args = [subst_vars(a, mapping, memo) for a in expr.args]
+        out = E(expr.kind, expr.dtype, args, (buf, idx.subst(mapping)))
+    elif expr.kind == "index":
+        out = E("index", expr.dtype, (), expr.aux.subst(mapping))
+    elif expr.args:
+        out = E(expr.kind, expr.dtype, [subst_vars(a, mapping, memo) for a in expr.args], expr.aux)
+    else:
+        out = expr
+    memo[k] = out
+    return out
+
+
+def rename_vars(expr, mapping, memo=None):
+    """A copy of ``expr`` whose Affine indices have their vars renamed."""
+    if memo is None:
+        memo = {}
+    k = id(expr)
+    if k in memo:
+        return memo[k]
+    if expr.kind in ("load", "mload"):
+        buf, idx = expr.aux
+        args = [rename_vars(a, mapping, memo) for a in expr.args]
+        out = E(expr.kind, expr.dtype, args, (buf, idx.rename(mapping)))
+    elif expr.kind == "index":
+        out = E("index", expr.dtype, (), expr.aux.rename(mapping))
+    elif expr.args:
+        out = E(expr.kind, expr.dtype, [rename_vars(a, mapping, memo) for a in expr.args], expr.aux)
+    else:
+        out = expr
+    memo[k] = out
+    return out
+
+
+def op_count(expr):
+    return sum(1 for e in walk(expr) if e.kind not in LEAF_KINDS)
+
+
+TRANSCENDENTAL = {"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "tanh", "sigmoid", "erf",
+                  "erfc", "pow", "sin", "cos", "tan", "atan", "atan2", "asin", "acos"}
+
+
+def format_expr(expr):
+    names = {}
+    lines = []
+    for e in walk(expr):
+        if e.kind == "const":
+            s = repr(e.aux)
+        elif e.kind == "load":
+            s = f"{e.aux[0]}[{e.aux[1]!r}]"
+        elif e.kind == "mload":
+            s = f"{e.aux[0]}[{e.aux[1]!r}] if {names[id(e.args[0])]} else 0"
+        elif e.kind == "index":
+            s = f"idx({e.aux!r})"
+        elif e.kind == "sym":
+            s = f"sym({e.aux})"
+        else:
+            s = f"{e.kind}({', '.join(names[id(a)] for a in e.args)})"
+        if e.kind in LEAF_KINDS and e is not expr:
+            names[id(e)] = s
+            continue
+        n = f"t{len(lines)}"
+        names[id(e)] = n
+        lines.append(f"{n}:{str(e.dtype).replace('torch.', '')} = {s}")
+    return "; ".join(lines) if lines else names[id(expr)]
+
+
+class Buffer:
+    """A named allocation.  ``kind``: input (graph argument), output (fresh
+    per call), temp (workspace arena), extern (returned by a library call),
+    view (an input or extern seen through ``base`` with offset/strides)."""
+
+    __slots__ = ("name", "shape", "strides", "dtype", "kind", "offset", "base", "index")
+
+    def __init__(self, name, shape, strides, dtype, kind, offset=0, base=None, index=None):
+        self.name = name
+        self.shape = tuple(shape)
+        self.strides = tuple(strides)
+        self.dtype = dtype
+        self.kind = kind
+        self.offset = offset
+        self.base = base
+        self.index = index  # position among graph inputs / outputs
+
+    @property
+    def numel(self):
+        return prod(self.shape)
+
+    def __repr__(self):
+        d = str(self.dtype).replace("torch.", "")
+        return f"{self.name}: {self.kind} {d}{list(self.shape)} strides={list(self.strides)}"
+
+
+def contiguous_strides(shape):
+    st = []
+    acc = 1
+    for s in reversed(shape):
+        st.append(acc)
+        acc = acc * s
+    return tuple(reversed(st))
+
+
+class Node:
+    __slots__ = ("name", "out")
+
+
+class Pointwise(Node):
+    """``out[store_index(v)] = expr(v)`` for v over ``ranges`` (vars ``v0..``)."""
+
+    __slots__ = ("ranges", "expr", "store")
+
+    def __init__(self, name, out, ranges, expr, store=None):
+        self.name = name
+        self.out = out
+        self.ranges = tuple(ranges)
+        self.expr = expr
+        self.store = store if store is not None else store_index(out, ["v%d" % i for i in range(len(ranges))])
+
+    @property
+    def vars(self):
+        return ["v%d" % i for i in range(len(self.ranges))]
+
+    def reads(self):
+        return {e.aux[0] for e in loads_of(self.expr)}
+
+    def format(self):
+        return f"{self.name} = pointwise{list(self.ranges)} -> {self.out.name}[{self.store!r}]: {format_expr(self.expr)}"
+
+
+class Reduction(Node):
+    """``out[store_index(v)] = reduce_{r}(expr(v, r))``: vars ``v0..`` over
+    ``ranges`` (kept dims) and ``r0..`` over ``rranges`` (reduced dims).
+    ``full_shape``/``red_axes`` record the input's iteration space so that
+    pointwise nodes of that shape can join the same kernel."""
+
+    __slots__ = ("ranges", "rranges", "rtype", "expr", "store", "full_shape", "red_axes")
+
+    def __init__(self, name, out, ranges, rranges, rtype, expr, full_shape, red_axes):
+        self.name = name
+        self.out = out
+        self.ranges = tuple(ranges)
+        self.rranges = tuple(rranges)
+        self.rtype = rtype
+        self.expr = expr
+        self.full_shape = tuple(full_shape)
+        self.red_axes = tuple(red_axes)
+        self.store = store_index(out, ["v%d" % i for i in range(len(ranges))], self.ranges)
+
+    @property
+    def vars(self):
+        return ["v%d" % i for i in range(len(self.ranges))]
+
+    @property
+    def rvars(self):
+        return ["r%d" % i for i in range(len(self.rranges))]
+
+    def reads(self):
+        return {e.aux[0] for e in loads_of(self.expr)}
+
+    def format(self):
+        return (f"{self.name} = {self.rtype}{list(self.ranges)}x{list(self.rranges)} -> "
+                f"{self.out.name}[{self.store!r}]: {format_expr(self.expr)}")
+
+
+class Extern(Node):
+    """An aten call.  ``args``/``kwargs`` hold python values where tensors are
+    replaced by :class:`BufArg`; ``outs`` are the buffers it returns (a tuple
+    result gives one per tensor element, ``None`` for non-tensor elements)."""
+
+    __slots__ = ("op", "args", "kwargs", "outs", "multi")
+
+    def __init__(self, name, op, args, kwargs, outs, multi):
+        self.name = name
+        self.op = op
+        self.args = args
+        self.kwargs = kwargs
+        self.outs = outs
+        self.multi = multi
+        self.out = outs[0] if outs else None
+
+    def reads(self):
+        names = set()
+
+        def visit(a):
+            if isinstance(a, BufArg):
+                names.add(a.buf.name)
+            elif isinstance(a, (list, tuple)):
+                for x in a:
+                    visit(x)
+
+        visit(self.args)
+        visit(list(self.kwargs.values()))
+        return names
+
+    def format(self):
+        outs = ", ".join(o.name if o is not None else "_" for o in self.outs)
+        return f"{self.name} = extern {self.op}({self.args!r}, {self.kwargs!r}) -> ({outs})"
+
+
+class BufArg:
+    """A tensor argument of an extern: ``buf`` seen with shape/strides/offset."""
+
+    __slots__ = ("buf", "shape", "strides", "offset")
+
+    def __init__(self, buf, shape, strides, offset):
+        self.buf = buf
+        self.shape = tuple(shape)
+        self.strides = tuple(strides)
+        self.offset = offset
+
+    @property
+    def is_plain(self):
+        b = self.buf
+        return self.shape == b.shape and self.strides == b.strides and self.offset == b.offset
+
+    def __repr__(self):
+        if self.is_plain:
+            return self.buf.name
+        return f"view({self.buf.name}, {list(self.shape)}, {list(self.strides)}, {self.offset})"
+
+
+def store_index(buf, vars_, ranges=None):
+    """Index of element ``vars_`` in ``buf`` (size-1 dims of the buffer that
+    have no var -- keepdim reductions -- are skipped)."""
+    shape = buf.shape
+    if ranges is not None and len(ranges) != len(shape):
+        # reduction output with keepdim: buffer dims of size 1 have no var
+        dims = [i for i, s in enumerate(shape) if not (isinstance(s, int) and s == 1)]
+        if len(dims) != len(vars_):
+            dims = list(range(len(shape)))[: len(vars_)]
+        terms = [(v, buf.strides[d]) for v, d in zip(vars_, dims)]
+        return Affine(buf.offset, terms)
+    return Affine(buf.offset, [(v, st) for v, st in zip(vars_, buf.strides)])
+
+
+class Program:
+    """Buffers and nodes of one graph, in execution order; ``outputs`` lists
+    what the graph returns: ("buf", BufArg) or ("const", python value)."""
+
+    def __init__(self):
+        self.buffers: dict[str, Buffer] = {}
+        self.nodes: list[Node] = []
+        self.inputs: list = []  # Buffer (tensor or sym) per graph input, in order
+        self.outputs: list = []
+        self.symbols: list = []  # sympy symbols used in sizes, with their input position
+
+    def new_buffer(self, prefix, shape, strides, dtype, kind, **kw):
+        name = f"{prefix}{len(self.buffers)}"
+        b = Buffer(name, shape, strides, dtype, kind, **kw)
+        self.buffers[name] = b
+        return b
+
+    def format(self):
+        lines = ["inputs: " + ", ".join(repr(b) for b in self.inputs)]
+        for b in self.buffers.values():
+            if b.kind not in ("input",):
+                lines.append("  " + repr(b))
+        for n in self.nodes:
+            lines.append(n.format())
+        lines.append("return " + ", ".join(repr(o[1]) for o in self.outputs))
+        return "\n".join(lines)
+
+
+def _check(cond, msg):
+    if not cond:
+        raise IRError(msg)
+
+
+def verify(prog: Program):
+    """Check the IR's invariants: every load reads a buffer that exists and is
+    written before it is read, every index only uses the node's own loop vars
+    and stays inside the buffer for static sizes, dtypes of ops are consistent,
+    and every buffer is written at most once."""
+    written = {b.name for b in prog.inputs if b is not None}
+    written |= {b.name for b in prog.buffers.values() if b.kind in ("sym", "const")}
+    for n in prog.nodes:
+        if isinstance(n, Extern):
+            for r in n.reads():
+                _check(r in written, f"{n.name}: extern reads {r} before it is written")
+            for o in n.outs:
+                if o is not None:
+                    _check(o.name not in written, f"{n.name}: {o.name} written twice")
+                    written.add(o.name)
+            continue
+        _check(isinstance(n, (Pointwise, Reduction)), f"unknown node {n!r}")
+        allowed = set(n.vars) | (set(n.rvars) if isinstance(n, Reduction) else set())
+        if isinstance(n, Reduction):
+            _check(n.rtype in REDUCTION_TYPES, f"{n.name}: unknown reduction {n.rtype}")
+            _check(len(n.full_shape) == len(n.ranges) + len(n.rranges),
+                   f"{n.name}: full shape {n.full_shape} vs ranges {n.ranges}+{n.rranges}")
+        for e in walk(n.expr):
+            if e.kind == "mload":
+                _check(len(e.args) == 1 and e.args[0].dtype == torch.bool, f"{n.name}: mload mask")
+                _check(e.aux[0] in written, f"{n.name}: reads {e.aux[0]} before it is written")
+            elif e.kind == "load":
+                buf, idx = e.aux
+                _check(buf in prog.buffers, f"{n.name}: load from unknown buffer {buf}")
+                _check(buf in written, f"{n.name}: reads {buf} before it is written")
+                _check(set(idx.vars()) <= allowed, f"{n.name}: index {idx!r} uses foreign vars")
+                _check(e.dtype == prog.buffers[buf].dtype,
+                       f"{n.name}: load of {buf} as {e.dtype}, buffer is {prog.buffers[buf].dtype}")
+                _check_bounds(n, prog.buffers[buf], idx)
+            elif e.kind == "index":
+                _check(set(e.aux.vars()) <= allowed, f"{n.name}: index value uses foreign vars")
+            elif e.kind in LEAF_KINDS:
+                pass
+            else:
+                arity = 1 if e.kind in UNARY_OPS else 2 if e.kind in BINARY_OPS else 3 if e.kind in TERNARY_OPS else None
+                _check(arity is not None, f"{n.name}: unknown op {e.kind}")
+                _check(len(e.args) == arity, f"{n.name}: {e.kind} takes {arity} args, got {len(e.args)}")
+                if e.kind in ("lt", "le", "gt", "ge", "eq", "ne", "and", "or", "xor", "not",
+                              "isnan", "isinf", "isfinite", "signbit"):
+                    _check(e.dtype == torch.bool, f"{n.name}: {e.kind} must produce bool")
+                elif e.kind == "where":
+                    _check(e.args[0].dtype == torch.bool, f"{n.name}: where condition not bool")
+                    _check(e.args[1].dtype == e.dtype == e.args[2].dtype,
+                           f"{n.name}: where branches {e.args[1].dtype}/{e.args[2].dtype} vs {e.dtype}")
+                elif e.kind != "cast":
+                    for a in e.args:
+                        _check(a.dtype == e.dtype,
+                               f"{n.name}: {e.kind} operand {a.dtype} differs from result {e.dtype} (cast first)")
+        _check(n.out.name not in written, f"{n.name}: {n.out.name} written twice")
+        _check(n.out.kind in ("temp", "output"), f"{n.name}: writes a {n.out.kind} buffer")
+        if isinstance(n, Reduction) and n.rtype in ("argmax", "argmin"):
+            _check(n.out.dtype == torch.int64, f"{n.name}: {n.rtype} must produce int64")
+        written.add(n.out.name)
+    for kind, o in prog.outputs:
+        if kind == "buf":
+            _check(o.buf.name in written, f"output {o.buf.name} never written")
+
+
+def _check_bounds(node, buf, idx):
+    """For static sizes: the index range over the node's loop ranges must lie
+    inside the buffer's storage extent."""
+    ranges = dict(zip(node.vars, node.ranges))
+    if isinstance(node, Reduction):
+        ranges.update(zip(node.rvars, node.rranges))
+    if not all(isinstance(x, int) for x in ranges.values()) or not isinstance(idx.offset, int):
+        return
+    if not all(isinstance(s, int) for s in buf.shape + buf.strides) or not isinstance(buf.offset, int):
+        return
+    if any(s == 0 for s in ranges.values()) or any(s == 0 for s in buf.shape):
+        return
+    lo = hi = idx.offset
+    for v, c in idx.terms:
+        if not isinstance(c, int):
+            return
+        span = c * (ranges[v] - 1)
+        lo += min(0, span)
+        hi += max(0, span)
+    blo = bhi = buf.offset
+    for s, st in zip(buf.shape, buf.strides):
+        span = st * (s - 1)
+        blo += min(0, span)
+        bhi += max(0, span)
+    _check(blo <= lo and hi <= bhi,
+           f"{node.name}: index {idx!r} spans [{lo}, {hi}] outside {buf.name}'s [{blo}, {bhi}]")
+
+
+def dtype_min(dtype):
+    if dtype.is_floating_point:
+        return -math.inf
+    if dtype == torch.bool:
+        return False
+    return torch.iinfo(dtype).min
+
+
+def dtype_max(dtype):
+    if dtype.is_floating_point:
+        return math.inf
+    if dtype == torch.bool:
+        return True
+    return torch.iinfo(dtype).max

@@ -1,0 +1,616 @@
+"""Per-op lowerings: aten OpOverload -> function(ctx, *args, **kwargs) -> TV.
+
+In: a :class:`.lowering.Lowering` context (its ``node`` is the fx node being
+lowered, whose ``meta['val']`` gives the result shape and dtype) and the op's
+arguments with tensors already turned into :class:`.lowering.TV`.
+Out: ``LOWERINGS``.  A lowering returning ``None`` (or raising
+NotImplementedError) makes the op an extern call instead.
+
+Dtype rule: arithmetic is computed in the result dtype eager reports
+(``meta['val'].dtype``, i.e. after type promotion); comparisons in the
+promoted dtype of their operands.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import ir
+from .ir import Affine, E
+from .lowering import (TV, as_tv, broadcast_to, cast, lazy, permute, reshape, select, slice_,
+                       squeeze_dims, sz, unsqueeze, view_of)
+
+aten = torch.ops.aten
+prims = torch.ops.prims
+LOWERINGS = {}
+_NATIVE = (torch.float32, torch.float64, torch.int64, torch.int32, torch.int16, torch.int8,
+           torch.uint8, torch.bool)
+
+
+def register(*ops):
+    def deco(fn):
+        for op in ops:
+            if isinstance(op, torch._ops.OpOverloadPacket):
+                for o in op.overloads():
+                    LOWERINGS[getattr(op, o)] = fn
+            else:
+                LOWERINGS[op] = fn
+        return fn
+
+    return deco
+
+
+def meta(ctx):
+    v = ctx.node.meta.get("val")
+    if not isinstance(v, torch.Tensor):
+        raise NotImplementedError
+    if v.dtype not in _NATIVE or v.device.type != "cpu" and v.device.type != "cuda":
+        raise NotImplementedError
+    return tuple(sz(s) for s in v.shape), v.dtype
+
+
+def _check_inputs(args):
+    for a in args:
+        if isinstance(a, TV) and a.dtype not in _NATIVE:
+            raise NotImplementedError
+
+
+def _scalar_kind(x):
+    if isinstance(x, bool):
+        return torch.bool
+    if isinstance(x, (int, torch.SymInt)):
+        return torch.int64
+    return torch.float64
+
+
+def promote(args):
+    """torch's promotion of tensors and python scalars (for comparisons)."""
+    metas = []
+    for a in args:
+        if isinstance(a, TV):
+            metas.append(torch.empty((1,) if a.ndim else (), dtype=a.dtype, device="meta"))
+        else:
+            metas.append(a if not isinstance(a, torch.SymInt) else 1)
+    r = metas[0]
+    if len(metas) == 1:
+        return r.dtype if isinstance(r, torch.Tensor) else _scalar_kind(r)
+    d = torch.result_type(metas[0], metas[1])
+    return d
+
+
+def pointwise(ctx, kind, args, cdt=None, out_kind_dtype=None):
+    """``kind`` applied elementwise to broadcast ``args`` computed in ``cdt``
+    (default: the result dtype); ``out_kind_dtype`` is the dtype the op itself
+    produces (bool for comparisons) before the final cast to the result."""
+    _check_inputs(args)
+    shape, odt = meta(ctx)
+    cdt = cdt or odt
+    kdt = out_kind_dtype or cdt
+    tvs = [broadcast_to(as_tv(ctx, a, None), shape) for a in args]
+
+    def fn(idx):
+        es = [cast(t.load(idx), cdt) for t in tvs]
+        return cast(make(kind, kdt, es), odt)
+
+    return lazy(shape, odt, fn)
+
+
+def make(kind, dtype, es):
+    """An op node with bool-arithmetic mapped to logic (as torch does)."""
+    if dtype == torch.bool and kind in ("add", "maximum"):
+        kind = "or"
+    elif dtype == torch.bool and kind in ("mul", "minimum"):
+        kind = "and"
+    return E(kind, dtype, es)
+
+
+def _unary(kind, float_only=True):
+    def low(ctx, x, *rest, **kw):
+        return pointwise(ctx, kind, [x])
+
+    return low
+
+
+for _op, _k in [(aten.exp, "exp"), (aten.exp2, "exp2"), (aten.expm1, "expm1"), (aten.log, "log"),
+                (aten.log2, "log2"), (aten.log10, "log10"), (aten.log1p, "log1p"),
+                (aten.tanh, "tanh"), (aten.sigmoid, "sigmoid"), (aten.erf, "erf"),
+                (aten.erfc, "erfc"), (aten.sqrt, "sqrt"), (aten.rsqrt, "rsqrt"),
+                (aten.reciprocal, "reciprocal"), (aten.abs, "abs"), (aten.neg, "neg"),
+                (aten.sin, "sin"), (aten.cos, "cos"), (aten.tan, "tan"), (aten.asin, "asin"),
+                (aten.acos, "acos"), (aten.atan, "atan"), (aten.sinh, "sinh"), (aten.cosh, "cosh"),
+                (aten.asinh, "asinh"), (aten.acosh, "acosh"), (aten.atanh, "atanh"),
+                (aten.relu, "relu"), (aten.sign, "sign"), (aten.sgn, "sign")]:
+    register(_op.default)(_unary(_k))
+
+
+@register(aten.floor.default, aten.ceil.default, aten.round.default, aten.trunc.default)
+def _rounding(ctx, x):
+    shape, odt = meta(ctx)
+    if not odt.is_floating_point:
+        return broadcast_to(x, shape)
+    return pointwise(ctx, ctx.node.target._opname, [x])
+
+
+@register(aten.isnan.default, aten.isinf.default, aten.isfinite.default, aten.signbit.default)
+def _float_pred(ctx, x):
+    if not x.dtype.is_floating_point:
+        shape, _ = meta(ctx)
+        v = ctx.node.target._opname in ("isfinite",)
+        return lazy(shape, torch.bool, lambda idx: ir.const(v, torch.bool))
+    return pointwise(ctx, ctx.node.target._opname, [x], cdt=x.dtype, out_kind_dtype=torch.bool)
+
+
+@register(aten.logical_not.default, aten.bitwise_not.default)
+def _not(ctx, x):
+    shape, odt = meta(ctx)
+    if ctx.node.target._opname == "logical_not" or odt == torch.bool:
+        return pointwise(ctx, "not", [x], cdt=torch.bool, out_kind_dtype=torch.bool)
+    return pointwise(ctx, "bitwise_not", [x])
+
+
+def _alpha(ctx, b, alpha):
+    if alpha is None or alpha == 1:
+        return b
+    shape, odt = meta(ctx)
+    bt = as_tv(ctx, b)
+    a = ir.const(alpha, odt)
+    return lazy(bt.shape, odt, lambda idx: E("mul", odt, (cast(bt.load(idx), odt), a)))
+
+
+@register(aten.add.Tensor, aten.add.Scalar)
+def _add(ctx, a, b, alpha=None):
+    return pointwise(ctx, "add", [a, _alpha(ctx, b, alpha)])
+
+
+@register(aten.sub.Tensor, aten.sub.Scalar)
+def _sub(ctx, a, b, alpha=None):
+    return pointwise(ctx, "sub", [a, _alpha(ctx, b, alpha)])
+
+
+@register(aten.rsub.Scalar, aten.rsub.Tensor)
+def _rsub(ctx, a, b, alpha=None):
+    return pointwise(ctx, "sub", [b, _alpha(ctx, a, alpha)])
+
+
+@register(aten.mul.Tensor, aten.mul.Scalar)
+def _mul(ctx, a, b):
+    return pointwise(ctx, "mul", [a, b])
+
+
+@register(aten.div.Tensor, aten.div.Scalar)
+def _div(ctx, a, b):
+    return pointwise(ctx, "div", [a, b])
+
+
+@register(aten.div.Tensor_mode, aten.div.Scalar_mode)
+def _div_mode(ctx, a, b, rounding_mode=None):
+    shape, odt = meta(ctx)
+    if rounding_mode is None:
+        return pointwise(ctx, "div", [a, b])
+    if odt.is_floating_point:
+        q = pointwise(ctx, "div", [a, b])
+        return lazy(shape, odt, lambda idx: E(rounding_mode, odt, (q.load(idx),)))
+    return pointwise(ctx, "truncdiv" if rounding_mode == "trunc" else "floordiv", [a, b])
+
+
+@register(aten.floor_divide.default, aten.floor_divide.Scalar)
+def _floordiv(ctx, a, b):
+    shape, odt = meta(ctx)
+    if odt.is_floating_point:
+        q = pointwise(ctx, "div", [a, b])
+        return lazy(shape, odt, lambda idx: E("floor", odt, (q.load(idx),)))
+    return pointwise(ctx, "floordiv", [a, b])
+
+
+for _op, _k in [(aten.maximum, "maximum"), (aten.minimum, "minimum"), (aten.fmax, "fmax"),
+                (aten.fmin, "fmin"), (aten.fmod, "fmod"), (aten.remainder, "remainder"),
+                (aten.atan2, "atan2"), (aten.copysign, "copysign"), (aten.hypot, "hypot")]:
+    register(_op)((lambda k: lambda ctx, a, b: pointwise(ctx, k, [a, b]))(_k))
+
+for _op, _k in [(aten.bitwise_and, "bitwise_and"), (aten.bitwise_or, "bitwise_or"),
+                (aten.bitwise_xor, "bitwise_xor")]:
+    def _bw(ctx, a, b, _k=_k):
+        shape, odt = meta(ctx)
+        if odt == torch.bool:
+            return pointwise(ctx, _k.split("_")[1], [a, b], cdt=torch.bool)
+        return pointwise(ctx, _k, [a, b])
+
+    register(_op)(_bw)
+
+for _op, _k in [(aten.bitwise_left_shift, "lshift"), (aten.bitwise_right_shift, "rshift")]:
+    register(_op)((lambda k: lambda ctx, a, b: pointwise(ctx, k, [a, b]))(_k))
+
+for _op, _k in [(aten.logical_and, "and"), (aten.logical_or, "or"), (aten.logical_xor, "xor")]:
+    register(_op.default)((lambda k: lambda ctx, a, b: pointwise(ctx, k, [a, b], cdt=torch.bool))(_k))
+
+for _op, _k in [(aten.lt, "lt"), (aten.le, "le"), (aten.gt, "gt"), (aten.ge, "ge"),
+                (aten.eq, "eq"), (aten.ne, "ne")]:
+    def _cmp(ctx, a, b, _k=_k):
+        _check_inputs([a, b])
+        return pointwise(ctx, _k, [a, b], cdt=promote([a, b]), out_kind_dtype=torch.bool)
+
+    register(_op.Tensor, _op.Scalar)(_cmp)
+
+
+@register(aten.pow.Tensor_Scalar)
+def _pow_scalar(ctx, x, p):
+    shape, odt = meta(ctx)
+    xt = broadcast_to(as_tv(ctx, x), shape)
+    if isinstance(p, (int, float)) and not isinstance(p, bool):
+        fp = float(p)
+        if odt.is_floating_point:
+            special = {2.0: lambda e: E("mul", odt, (e, e)),
+                       3.0: lambda e: E("mul", odt, (E("mul", odt, (e, e)), e)),
+                       1.0: lambda e: e, 0.5: lambda e: E("sqrt", odt, (e,)),
+                       -0.5: lambda e: E("rsqrt", odt, (e,)),
+                       -1.0: lambda e: E("reciprocal", odt, (e,)),
+                       0.0: lambda e: ir.const(1.0, odt)}
+            if fp in special:
+                f = special[fp]
+                return lazy(shape, odt, lambda idx: f(cast(xt.load(idx), odt)))
+        elif fp == 2.0:
+            return lazy(shape, odt, lambda idx: E("mul", odt, (cast(xt.load(idx), odt),) * 2))
+    return pointwise(ctx, "pow", [x, p])
+
+
+@register(aten.pow.Tensor_Tensor, aten.pow.Scalar)
+def _pow(ctx, a, b):
+    return pointwise(ctx, "pow", [a, b])
+
+
+@register(aten.where.self, aten.where.ScalarSelf, aten.where.ScalarOther, aten.where.Scalar)
+def _where(ctx, c, a, b):
+    shape, odt = meta(ctx)
+    _check_inputs([c, a, b])
+    ct, at, bt = (broadcast_to(as_tv(ctx, v), shape) for v in (c, a, b))
+
+    def fn(idx):
+        return E("where", odt, (cast(ct.load(idx), torch.bool), cast(at.load(idx), odt),
+                                cast(bt.load(idx), odt)))
+
+    return lazy(shape, odt, fn)
+
+
+@register(aten.clamp.default, aten.clamp.Tensor, aten.clamp_min.default, aten.clamp_max.default,
+          aten.clamp_min.Tensor, aten.clamp_max.Tensor)
+def _clamp(ctx, x, lo=None, hi=None):
+    name = ctx.node.target._opname
+    if name == "clamp_max":
+        lo, hi = None, lo
+    shape, odt = meta(ctx)
+    _check_inputs([x, lo, hi])
+    xt = broadcast_to(as_tv(ctx, x), shape)
+    lt = broadcast_to(as_tv(ctx, lo), shape) if lo is not None else None
+    ht = broadcast_to(as_tv(ctx, hi), shape) if hi is not None else None
+
+    def fn(idx):
+        e = cast(xt.load(idx), odt)
+        if lt is not None:
+            e = make("maximum", odt, (e, cast(lt.load(idx), odt)))
+        if ht is not None:
+            e = make("minimum", odt, (e, cast(ht.load(idx), odt)))
+        return e
+
+    return lazy(shape, odt, fn)
+
+
+# ------------------------------------------------------------------ creation
+def _fill(ctx, value):
+    shape, odt = meta(ctx)
+    if isinstance(value, TV):
+        raise NotImplementedError
+    if isinstance(value, torch.SymInt):
+        t = as_tv(ctx, value)
+        return lazy(shape, odt, lambda idx: cast(t.load([]), odt))
+    c = ir.const(value, odt)
+    return lazy(shape, odt, lambda idx: c)
+
+
+@register(aten.full.default)
+def _full(ctx, size, value, **kw):
+    return _fill(ctx, value)
+
+
+@register(aten.full_like.default)
+def _full_like(ctx, x, value, **kw):
+    return _fill(ctx, value)
+
+
+@register(aten.scalar_tensor.default)
+def _scalar_tensor(ctx, value, **kw):
+    return _fill(ctx, value)
+
+
+@register(aten.zeros.default, aten.zeros_like.default, aten.new_zeros.default,
+          aten.empty.memory_format, aten.empty_like.default, aten.new_empty.default,
+          aten.empty_strided.default, aten.new_empty_strided.default)
+def _zeros(ctx, *a, **kw):
+    return _fill(ctx, 0)
+
+
+@register(aten.ones.default, aten.ones_like.default, aten.new_ones.default)
+def _ones(ctx, *a, **kw):
+    return _fill(ctx, 1)
+
+
+@register(aten.new_full.default)
+def _new_full(ctx, x, size, value, **kw):
+    return _fill(ctx, value)
+
+
+@register(aten.arange.start_step, aten.arange.start, aten.arange.default)
+def _arange(ctx, *args, **kw):
+    shape, odt = meta(ctx)
+    vals = list(args)
+    if len(vals) == 1:
+        vals = [0, vals[0], 1]
+    elif len(vals) == 2:
+        vals = [vals[0], vals[1], 1]
+    start, _, step = vals[:3]
+    if any(isinstance(v, (TV, torch.SymInt, torch.SymFloat)) for v in (start, step)):
+        raise NotImplementedError
+
+    def fn(idx):
+        i = E("index", torch.int64, (), idx[0])
+        if odt.is_floating_point:
+            return E("add", odt, (E("mul", odt, (cast(i, odt), ir.const(step, odt))), ir.const(start, odt)))
+        return cast(E("add", torch.int64, (E("mul", torch.int64, (i, ir.const(step, torch.int64))),
+                                           ir.const(start, torch.int64))), odt)
+
+    return lazy(shape, odt, fn)
+
+
+@register(prims.iota.default)
+def _iota(ctx, length, *, start, step, dtype, device, requires_grad):
+    return _arange(ctx, start, start + step * length, step)
+
+
+# ------------------------------------------------------------------ copies and casts
+@register(aten._to_copy.default)
+def _to_copy(ctx, x, **kw):
+    v = ctx.node.meta.get("val")
+    if not isinstance(x, TV) or v is None or v.device.type != "cpu" and "device" in kw:
+        return None
+    shape, odt = meta(ctx)
+    _check_inputs([x])
+    return lazy(shape, odt, lambda idx: cast(x.load(idx), odt))
+
+
+@register(aten.clone.default, aten.alias.default, aten.lift_fresh_copy.default, aten.detach.default,
+          aten.contiguous.default, prims.view_of.default, aten.positive.default)
+def _identity(ctx, x, **kw):
+    return x if isinstance(x, TV) else None
+
+
+@register(aten.copy.default)
+def _copy(ctx, dst, src, non_blocking=False):
+    shape, odt = meta(ctx)
+    s = broadcast_to(as_tv(ctx, src), shape)
+    return lazy(shape, odt, lambda idx: cast(s.load(idx), odt))
+
+
+# ------------------------------------------------------------------ views
+@register(aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.view_copy.default)
+def _view(ctx, x, size):
+    if not isinstance(x, TV) or x.dtype not in _NATIVE:
+        return None
+    return reshape(ctx, x, [sz(s) if not (isinstance(s, int) and s == -1) else -1 for s in size])
+
+
+@register(aten.permute.default, aten.permute_copy.default)
+def _permute(ctx, x, dims):
+    return permute(x, dims)
+
+
+@register(aten.t.default)
+def _t(ctx, x):
+    return permute(x, [1, 0]) if x.ndim == 2 else x
+
+
+@register(aten.transpose.int)
+def _transpose(ctx, x, a, b):
+    if x.ndim < 2:
+        return x
+    p = list(range(x.ndim))
+    a, b = a % x.ndim, b % x.ndim
+    p[a], p[b] = p[b], p[a]
+    return permute(x, p)
+
+
+@register(aten.expand.default, aten.expand_copy.default)
+def _expand(ctx, x, size, implicit=False):
+    lead = len(size) - x.ndim
+    shape = []
+    for i, s in enumerate(size):
+        if isinstance(s, int) and s == -1:
+            shape.append(x.shape[i - lead])
+        else:
+            shape.append(sz(s))
+    return broadcast_to(x, shape)
+
+
+@register(aten.unsqueeze.default, aten.unsqueeze_copy.default)
+def _unsqueeze(ctx, x, dim):
+    return unsqueeze(x, dim % (x.ndim + 1))
+
+
+@register(aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.squeeze_copy.dims)
+def _squeeze(ctx, x, dims=None):
+    if dims is None:
+        dims = list(range(x.ndim))
+    elif isinstance(dims, int):
+        dims = [dims]
+    return squeeze_dims(x, dims)
+
+
+def _clamp_index(i, n, default):
+    if i is None:
+        return default
+    if isinstance(i, torch.SymInt):
+        i = sz(i)
+    if not isinstance(i, int) or not isinstance(n, int):
+        if isinstance(i, int) and i >= 0 and not isinstance(n, int) and i < 2 ** 62:
+            return i if i < 2 ** 60 else n
+        if isinstance(i, int) and i >= 2 ** 60:
+            return n
+        if not isinstance(i, int):
+            return i
+        raise NotImplementedError
+    if i < 0:
+        i += n
+    return min(max(i, 0), n)
+
+
+@register(aten.slice.Tensor, aten.slice_copy.Tensor)
+def _slice(ctx, x, dim=0, start=None, end=None, step=1):
+    dim %= x.ndim
+    n = x.shape[dim]
+    s = _clamp_index(start, n, 0)
+    e = _clamp_index(end, n, n)
+    if isinstance(s, int) and isinstance(e, int) and e < s:
+        e = s
+    return slice_(x, dim, s, e, step)
+
+
+@register(aten.select.int, aten.select_copy.int)
+def _select(ctx, x, dim, index):
+    dim %= x.ndim
+    index = sz(index)
+    if isinstance(index, int) and index < 0:
+        n = x.shape[dim]
+        if not isinstance(n, int):
+            raise NotImplementedError
+        index += n
+    return select(x, dim, index)
+
+
+@register(aten.split.Tensor, aten.split_with_sizes.default)
+def _split(ctx, x, sizes, dim=0):
+    dim %= x.ndim
+    n = x.shape[dim]
+    if isinstance(sizes, int):
+        if not isinstance(n, int):
+            raise NotImplementedError
+        sizes = [min(sizes, n - i) for i in range(0, n, sizes)]
+    out = []
+    off = 0
+    for s in sizes:
+        s = sz(s)
+        out.append(slice_(x, dim, off, off + s, 1))
+        off = off + s
+    return out
+
+
+@register(aten.unbind.int)
+def _unbind(ctx, x, dim=0):
+    dim %= x.ndim
+    n = x.shape[dim]
+    if not isinstance(n, int):
+        raise NotImplementedError
+    return [select(x, dim, i) for i in range(n)]
+
+
+@register(aten.as_strided.default)
+def _as_strided(ctx, x, size, stride, storage_offset=None):
+    if not x.is_view or x.buf.kind != "input":
+        return None
+    v = ctx.node.args[0].meta.get("val")
+    base = 0
+    if isinstance(v, torch.Tensor) and x.buf.offset == 0:
+        base = sz(v.storage_offset())
+    off = x.offset if storage_offset is None else sz(storage_offset) - base
+    return TV([sz(s) for s in size], x.dtype, buf=x.buf, strides=[sz(s) for s in stride], offset=off)
+
+
+def mask_loads(expr, mask, memo=None):
+    """``expr`` with every load guarded by ``mask`` (reads nothing when false),
+    for cat/pad branches whose indices are out of range where not selected."""
+    if memo is None:
+        memo = {}
+    k = id(expr)
+    if k in memo:
+        return memo[k]
+    if expr.kind == "load":
+        out = E("mload", expr.dtype, (mask,), expr.aux)
+    elif expr.kind == "mload":
+        out = E("mload", expr.dtype, (E("and", torch.bool, (mask, expr.args[0])),), expr.aux)
+    elif expr.args:
+        out = E(expr.kind, expr.dtype, [mask_loads(a, mask, memo) for a in expr.args], expr.aux)
+    else:
+        out = expr
+    memo[k] = out
+    return out
+
+
+def _in_range(i, lo, hi):
+    """bool expression lo <= i < hi (either bound may be None)."""
+    iv = E("index", torch.int64, (), i)
+    conds = []
+    if lo is not None:
+        conds.append(E("ge", torch.bool, (iv, _int_e(lo))))
+    if hi is not None:
+        conds.append(E("lt", torch.bool, (iv, _int_e(hi))))
+    c = conds[0]
+    for x in conds[1:]:
+        c = E("and", torch.bool, (c, x))
+    return c
+
+
+def _int_e(v):
+    if isinstance(v, int):
+        return ir.const(v, torch.int64)
+    return E("sym", torch.int64, (), v)
+
+
+@register(aten.cat.default)
+def _cat(ctx, tensors, dim=0):
+    shape, odt = meta(ctx)
+    tvs = [t for t in tensors if not (t.ndim == 1 and isinstance(t.shape[0], int) and t.shape[0] == 0 and len(shape) != 1)]
+    dim %= len(shape)
+    if len(tvs) == 1:
+        return lazy(shape, odt, lambda idx: cast(tvs[0].load(idx), odt))
+    offs = [0]
+    for t in tvs:
+        offs.append(offs[-1] + t.shape[dim])
+
+    def fn(idx):
+        e = None
+        for k in reversed(range(len(tvs))):
+            sub = list(idx)
+            sub[dim] = idx[dim] + (-offs[k])
+            lo = offs[k] if k > 0 else None
+            hi = offs[k + 1] if k < len(tvs) - 1 else None
+            v = cast(tvs[k].load(sub), odt)
+            cond = _in_range(idx[dim], lo, hi)
+            v = mask_loads(v, cond)
+            e = v if e is None else E("where", odt, (E("lt", torch.bool, (E("index", torch.int64, (), idx[dim]), _int_e(offs[k + 1]))), v, e))
+        return e
+
+    return lazy(shape, odt, fn)
+
+
+@register(aten.constant_pad_nd.default)
+def _pad(ctx, x, pad, value=0):
+    shape, odt = meta(ctx)
+    pads = {}
+    for i in range(len(pad) // 2):
+        pads[x.ndim - 1 - i] = (sz(pad[2 * i]), sz(pad[2 * i + 1]))
+    fill = ir.const(value, odt)
+
+    def fn(idx):
+        sub = list(idx)
+        cond = None
+        for d, (left, _) in pads.items():
+            sub[d] = idx[d] + (-left)
+            c = _in_range(sub[d], 0, x.shape[d])
+            cond = c if cond is None else E("and", torch.bool, (cond, c))
+        v = cast(x.load(sub), odt)
+        if cond is None:
+            return v
+        return E("where", odt, (cond, mask_loads(v, cond), fill))
+
+    return lazy(shape, odt, fn)
+
+
+from . import lowering_reduce  # noqa: E402,F401  (registers the reductions)

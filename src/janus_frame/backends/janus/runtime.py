@@ -1,0 +1,231 @@
+"""The per-graph runtime wrapper.
+
+In: a scheduled program, the C segment list and a pending :class:`Build`.
+Out: :class:`CompiledGraph`, a callable taking the graph's positional inputs
+and returning its outputs as a tuple.  Its body is one generated Python
+function: it reads size symbols from the inputs, allocates outputs and one
+workspace tensor, and per segment makes a single ctypes call with
+pre-declared argument types; extern ops are called directly between segments.
+Nothing is decided per call.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+
+import sympy
+import torch
+
+from . import ir
+from .lowering import SymArg
+from .scheduler import Kernel
+
+log = logging.getLogger("janus_frame.kernels")
+
+
+def pyexpr(x) -> str:
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, sympy.Integer):
+        return str(int(x))
+    if isinstance(x, sympy.Symbol):
+        return str(x)
+    if isinstance(x, sympy.Add):
+        return "(" + " + ".join(pyexpr(a) for a in x.args) + ")"
+    if isinstance(x, sympy.Mul):
+        return "(" + " * ".join(pyexpr(a) for a in x.args) + ")"
+    if isinstance(x, sympy.Pow) and x.exp.is_Integer and int(x.exp) > 0:
+        return "(" + " * ".join([pyexpr(x.base)] * int(x.exp)) + ")"
+    name = type(x).__name__
+    if name in ("FloorDiv", "CleanDiv", "IntTrueDiv"):
+        return f"({pyexpr(x.args[0])} // {pyexpr(x.args[1])})"
+    if name in ("Mod", "PythonMod"):
+        return f"({pyexpr(x.args[0])} % {pyexpr(x.args[1])})"
+    if name == "CeilDiv":
+        return f"(-((-{pyexpr(x.args[0])}) // {pyexpr(x.args[1])}))"
+    if name in ("Max", "Min"):
+        return f"{name.lower()}({', '.join(pyexpr(a) for a in x.args)})"
+    raise ValueError(f"cannot evaluate size expression {x!r}")
+
+
+def _tuple(xs):
+    items = [pyexpr(x) for x in xs]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+class CompiledGraph:
+    """A compiled graph: call it with the graph's inputs (positional)."""
+
+    def __init__(self, prog, sched, csource, build, backend="cpp", triton_kernels=None):
+        self.prog = prog
+        self.sched = sched
+        self.csource = csource
+        self.build = build
+        self.backend = backend
+        self.kernels = [s.name for s in sched.steps if isinstance(s, Kernel)]
+        self.externs = [str(s.op) for s in sched.steps if isinstance(s, ir.Extern)]
+        self.source = csource.text if csource is not None else ""
+        self.triton_kernels = triton_kernels or {}
+        self._fn = None
+        self._wrapper_src = None
+
+    @property
+    def num_kernels(self):
+        return len(self.kernels)
+
+    def _prepare(self):
+        ns = {"torch": torch, "_empty": torch.empty, "_empty_strided": torch.empty_strided,
+              "_u8": torch.uint8}
+        lib = self.build.lib() if self.build is not None else None
+        self._fn = make_wrapper(self.prog, self.sched, self.csource, lib, ns,
+                                self.triton_kernels, self)
+        return self._fn
+
+    def __call__(self, *args):
+        fn = self._fn or self._prepare()
+        return fn(*args)
+
+    def boxed(self, args):
+        """AOTAutograd's calling convention: one list, which we may clear."""
+        fn = self._fn or self._prepare()
+        out = fn(*args)
+        args.clear()
+        return out
+
+
+def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
+    L = []
+    nin = len(prog.inputs)
+    L.append("def call(*args):")
+    for i, b in enumerate(prog.inputs):
+        L.append(f"    {b.name} = args[{i}]")
+    for sym, src in prog.symbols:
+        if src[0] == "arg":
+            L.append(f"    {sym} = int(args[{src[1]}])")
+        elif src[0] == "size":
+            L.append(f"    {sym} = args[{src[1]}].shape[{src[2]}]")
+        else:
+            L.append(f"    {sym} = args[{src[1]}].stride({src[2]})")
+    syms = [str(s) for s, _ in prog.symbols]
+    # dtypes used
+    for b in prog.buffers.values():
+        ns[f"_dt_{str(b.dtype).replace('torch.', '')}"] = b.dtype
+
+    def dt(b):
+        return f"_dt_{str(b.dtype).replace('torch.', '')}"
+
+    def alloc(b):
+        if tuple(b.strides) == ir.contiguous_strides(b.shape):
+            return f"    {b.name} = _empty({_tuple(b.shape)}, dtype={dt(b)})"
+        return f"    {b.name} = _empty_strided({_tuple(b.shape)}, {_tuple(b.strides)}, dtype={dt(b)})"
+
+    for b in prog.buffers.values():
+        if b.kind == "const":
+            ns[b.name] = b.index
+    # outputs and tensor temps are allocated up front, the workspace once
+    for b in prog.buffers.values():
+        if b.kind in ("output", "ttemp"):
+            L.append(alloc(b))
+    if sched.arena:
+        L.append(f"    ws = _empty(({pyexpr(sched.arena_bytes)},), dtype=_u8)")
+    seg_by_kernel = {}
+    if csource is not None:
+        for (name, external, uses_ws) in csource.segments:
+            fn = getattr(lib, name)
+            fn.restype = None
+            fn.argtypes = [ctypes.c_void_p] * (len(external) + (1 if uses_ws else 0)) + [ctypes.c_int64] * len(syms)
+            ns[f"_{name}"] = fn
+    seg_iter = iter(csource.segments if csource is not None else [])
+    steps = sched.steps
+    i = 0
+    while i < len(steps):
+        s = steps[i]
+        if isinstance(s, Kernel):
+            j = i
+            while j < len(steps) and isinstance(steps[j], Kernel):
+                j += 1
+            if csource is not None:
+                name, external, uses_ws = next(seg_iter)
+                args = [f"{b}.data_ptr()" for b in external]
+                if uses_ws:
+                    args.append("ws.data_ptr()")
+                args += syms
+                L.append(f"    _{name}({', '.join(args)})")
+            else:
+                for k in steps[i:j]:
+                    tk = triton_kernels[k.name]
+                    ns[f"_tk_{k.name}"] = tk
+                    bufs = [f"{b}" if b not in sched.arena else f"_wsview(ws, {pyexpr(sched.arena[b])}, {dt(prog.buffers[b])})" for b in tk.buffers]
+                    ns["_wsview"] = _wsview
+                    L.append(f"    _tk_{k.name}({', '.join(bufs + syms)})")
+            i = j
+            continue
+        # extern
+        ns[f"_op_{s.name}"] = s.op
+        args = _py_args(s.args)
+        kwargs = ", ".join(f"{k}={_py_arg(v)}" for k, v in s.kwargs.items())
+        call = f"_op_{s.name}({args}{', ' if args and kwargs else ''}{kwargs})"
+        outs = s.outs
+        if s.multi:
+            names = [o.name if o is not None else "_" for o in outs]
+            L.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = {call}")
+        else:
+            L.append(f"    {outs[0].name} = {call}")
+        i += 1
+    rets = []
+    for kind, o in prog.outputs:
+        if kind == "buf":
+            rets.append(_bufarg_expr(o))
+        elif kind == "sym":
+            rets.append(pyexpr(o))
+        else:
+            ns[f"_c{len(rets)}"] = o
+            rets.append(f"_c{len(rets)}")
+    L.append(f"    return ({', '.join(rets)}{',' if len(rets) == 1 else ''})")
+    src = "\n".join(L)
+    owner._wrapper_src = src
+    code = compile(src, f"<janus_frame wrapper {id(owner):x}>", "exec")
+    exec(code, ns)
+    del nin
+    return ns["call"]
+
+
+def _wsview(ws, off, dtype):
+    return ws[off:].view(dtype)
+
+
+def _bufarg_expr(a: ir.BufArg):
+    b = a.buf
+    if a.is_plain:
+        return b.name
+    return (f"{b.name}.as_strided({_tuple(a.shape)}, {_tuple(a.strides)}, "
+            f"{b.name}.storage_offset() + {pyexpr(a.offset - b.offset) if not isinstance(a.offset, int) or not isinstance(b.offset, int) else a.offset - b.offset})")
+
+
+def _py_arg(v):
+    if isinstance(v, ir.BufArg):
+        return _bufarg_expr(v)
+    if isinstance(v, SymArg):
+        return pyexpr(v.expr)
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(_py_arg(x) for x in v)
+        return ("[" + inner + "]") if isinstance(v, list) else ("(" + inner + ("," if len(v) == 1 else "") + ")")
+    if isinstance(v, torch.dtype):
+        return str(v)
+    if isinstance(v, torch.device):
+        return f"torch.device({str(v)!r})"
+    if isinstance(v, torch.layout):
+        return str(v)
+    if isinstance(v, torch.memory_format):
+        return str(v)
+    if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            return f"float({str(v)!r})"
+        return repr(v)
+    if isinstance(v, (int, bool, str)) or v is None:
+        return repr(v)
+    raise ValueError(f"cannot pass {type(v).__name__} to an extern")
+
+
+def _py_args(args):
+    return ", ".join(_py_arg(a) for a in args)

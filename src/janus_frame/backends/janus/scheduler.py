@@ -1,0 +1,342 @@
+"""Scheduler: groups IR nodes into fused kernels and plans buffers.
+
+In: a verified :class:`ir.Program`.  Out: a :class:`Schedule` -- a list of
+steps (:class:`Kernel` or :class:`ir.Extern`) in execution order, and for
+every temp buffer whether it is stored at all and where (workspace arena
+offset, or its own tensor when an extern reads it).
+
+A kernel has one iteration space: ``full_shape`` with ``red_axes`` (None for
+pure pointwise kernels).  Members take a *role*: ``full`` (pointwise over the
+full shape, or the reduction itself) or ``outer`` (pointwise over the kept
+dims, computed once per row) and a *pass* (reduction kernels loop over the
+reduced dims once per pass; a value reduced in pass p is usable from pass
+p+1).  A node joins a kernel only if every value it reads from the kernel is
+read at exactly the index it was stored at (so the value can stay in a
+register or in the row just written), and if nothing it reads is produced by a
+later step.  Vertical fusion (consumer joins producer) is tried first, then
+horizontal fusion (siblings reading the same large buffer).
+"""
+from __future__ import annotations
+
+import sympy
+import torch
+
+from . import ir
+from .ir import Affine
+
+MAX_KERNEL_NODES = 64
+HORIZONTAL_MIN_NUMEL = 1024
+
+
+def _shape_eq(a, b):
+    return len(a) == len(b) and all(x == y for x, y in zip(a, b))
+
+
+class Member:
+    __slots__ = ("node", "role", "pass_", "amap")
+
+    def __init__(self, node, role, pass_, amap):
+        self.node = node
+        self.role = role
+        self.pass_ = pass_
+        self.amap = amap  # node var -> Affine over axis vars a0..
+
+
+class Kernel:
+    def __init__(self, name, full_shape, red_axes):
+        self.name = name
+        self.full_shape = tuple(full_shape)
+        self.red_axes = red_axes
+        self.members: list[Member] = []
+        self.stored = set()  # buffers written to memory
+
+    @property
+    def is_reduction(self):
+        return self.red_axes is not None
+
+    @property
+    def outer_axes(self):
+        ra = self.red_axes or ()
+        return [i for i in range(len(self.full_shape)) if i not in ra]
+
+    def produces(self):
+        return {m.node.out.name: m for m in self.members}
+
+    @property
+    def nodes(self):
+        return [m.node for m in self.members]
+
+    def format(self):
+        kind = "reduction" if self.is_reduction else "pointwise"
+        head = f"kernel {self.name} {kind} {list(self.full_shape)}"
+        if self.is_reduction:
+            head += f" reduce axes {list(self.red_axes)}"
+        lines = [head]
+        for m in self.members:
+            st = "store" if m.node.out.name in self.stored else "local"
+            lines.append(f"  [{m.role} pass {m.pass_} {st}] {m.node.format()}")
+        return "\n".join(lines)
+
+
+def _axis_map(node, full_shape, red_axes):
+    """Map a node's vars to axis vars of a kernel, with its role; None if the
+    node does not fit the iteration space."""
+    nd = len(full_shape)
+    if isinstance(node, ir.Reduction):
+        if not _shape_eq(node.full_shape, full_shape) or tuple(node.red_axes) != tuple(red_axes or ()):
+            return None
+        keep = [i for i in range(nd) if i not in node.red_axes]
+        amap = {f"v{k}": Affine.var(f"a{d}") for k, d in enumerate(keep)}
+        amap.update({f"r{k}": Affine.var(f"a{d}") for k, d in enumerate(node.red_axes)})
+        return "full", amap
+    rng = node.ranges
+    if _shape_eq(rng, full_shape):
+        return "full", {f"v{i}": Affine.var(f"a{i}") for i in range(nd)}
+    if red_axes is None:
+        return None
+    keep = [i for i in range(nd) if i not in red_axes]
+    if _shape_eq(rng, [full_shape[i] for i in keep]):
+        return "outer", {f"v{k}": Affine.var(f"a{d}") for k, d in enumerate(keep)}
+    kd = [1 if i in red_axes else full_shape[i] for i in range(nd)]
+    if _shape_eq(rng, kd):
+        return "outer", {f"v{i}": (Affine(0) if i in red_axes else Affine.var(f"a{i}")) for i in range(nd)}
+    return None
+
+
+def _loads_by_buf(expr, amap):
+    out = {}
+    for e in ir.loads_of(expr):
+        out.setdefault(e.aux[0], []).append(e.aux[1].subst(amap))
+    return out
+
+
+class Scheduler:
+    def __init__(self, prog: ir.Program):
+        self.prog = prog
+        self.steps: list = []
+        self.step_of = {}  # buffer name -> step index of its producer
+        self.barrier = 0  # no fusion into steps before this index
+
+    def run(self):
+        for node in self.prog.nodes:
+            if isinstance(node, ir.Extern):
+                self._append(node)
+                for o in node.outs:
+                    if o is not None:
+                        self.step_of[o.name] = len(self.steps) - 1
+                if node.op._schema.is_mutable:
+                    self.barrier = len(self.steps)
+                continue
+            if not self._try_fuse(node):
+                k = self._new_kernel(node)
+                self._append(k)
+            self.step_of[node.out.name] = self._step_index(node)
+        self._decide_stores()
+        return self
+
+    def _append(self, step):
+        self.steps.append(step)
+
+    def _step_index(self, node):
+        for i in range(len(self.steps) - 1, -1, -1):
+            s = self.steps[i]
+            if isinstance(s, Kernel) and any(m.node is node for m in s.members):
+                return i
+        raise AssertionError
+
+    def _new_kernel(self, node):
+        if isinstance(node, ir.Reduction):
+            k = Kernel(f"k{len(self.steps)}", node.full_shape, tuple(node.red_axes))
+        else:
+            k = Kernel(f"k{len(self.steps)}", node.ranges, None)
+        role, amap = _axis_map(node, k.full_shape, k.red_axes)
+        k.members.append(Member(node, role, 0, amap))
+        return k
+
+    def _try_fuse(self, node):
+        reads = node.reads()
+        producers = {self.step_of[b] for b in reads if b in self.step_of}
+        latest = max(producers) if producers else -1
+        cands = [i for i in range(len(self.steps)) if isinstance(self.steps[i], Kernel)
+                 and i >= self.barrier and i >= latest]
+        # vertical first: kernels that produce something this node reads
+        vertical = [i for i in cands if i in producers]
+        for i in sorted(vertical, reverse=True):
+            if self._fuse_into(self.steps[i], node):
+                return True
+        if isinstance(node, ir.Pointwise) or isinstance(node, ir.Reduction):
+            for i in sorted(cands, reverse=True):
+                k = self.steps[i]
+                if i in producers:
+                    continue
+                shared = [b for b in reads if any(b in m.node.reads() for m in k.members)]
+                big = [b for b in shared if self._numel(b) is None or self._numel(b) >= HORIZONTAL_MIN_NUMEL]
+                if big and self._fuse_into(k, node):
+                    return True
+            # independent work over the same iteration space shares the loop
+            # (one fork/join and one pass over the rows instead of two)
+            for i in sorted(cands, reverse=True):
+                k = self.steps[i]
+                if i not in producers and self._same_space(k, node) and self._fuse_into(k, node):
+                    return True
+        return False
+
+    def _same_space(self, k, node):
+        if isinstance(node, ir.Reduction):
+            return k.is_reduction and _shape_eq(node.full_shape, k.full_shape) and \
+                tuple(node.red_axes) == tuple(k.red_axes)
+        return not k.is_reduction and _shape_eq(node.ranges, k.full_shape)
+
+    def _numel(self, b):
+        n = self.prog.buffers[b].numel
+        return n if isinstance(n, int) else None
+
+    def _fuse_into(self, k, node):
+        if len(k.members) >= MAX_KERNEL_NODES:
+            return False
+        converting = False
+        if isinstance(node, ir.Reduction) and not k.is_reduction:
+            # a pointwise kernel over the same space becomes a reduction kernel;
+            # only for reductions over the innermost axis, so that the existing
+            # pointwise loop keeps a contiguous inner loop
+            if not _shape_eq(node.full_shape, k.full_shape):
+                return False
+            if (len(node.full_shape) - 1) not in node.red_axes:
+                return False
+            converting = True
+            red_axes = tuple(node.red_axes)
+        else:
+            red_axes = k.red_axes
+        fit = _axis_map(node, k.full_shape, red_axes)
+        if fit is None:
+            return False
+        role, amap = fit
+        produced = k.produces()
+        loads = _loads_by_buf(node.expr, amap)
+        pass_ = 0
+        for b, idxs in loads.items():
+            m = produced.get(b)
+            if m is None:
+                continue
+            store = m.node.store.subst(m.amap)
+            if any(ix != store for ix in idxs):
+                return False
+            pkind = "red" if isinstance(m.node, ir.Reduction) else m.role
+            if role == "full":
+                need = m.pass_ + 1 if pkind in ("red", "outer") else m.pass_
+            else:
+                if pkind == "full":
+                    return False
+                need = m.pass_
+            pass_ = max(pass_, need)
+        if converting:
+            k.red_axes = red_axes
+            for m in k.members:
+                m.amap = _axis_map(m.node, k.full_shape, red_axes)[1]
+        k.members.append(Member(node, role, pass_, amap))
+        return True
+
+    def _decide_stores(self):
+        """A member's buffer is stored when it is a graph output, read outside
+        its kernel, or read inside it from another pass or role."""
+        readers = {}  # buffer -> list of (step index, member or None)
+        for i, s in enumerate(self.steps):
+            if isinstance(s, Kernel):
+                for m in s.members:
+                    for b in m.node.reads():
+                        readers.setdefault(b, []).append((i, m))
+            else:
+                for b in s.reads():
+                    readers.setdefault(b, []).append((i, None))
+        outs = {o[1].buf.name for o in self.prog.outputs if o[0] == "buf"}
+        for i, s in enumerate(self.steps):
+            if not isinstance(s, Kernel):
+                continue
+            for m in s.members:
+                b = m.node.out.name
+                need = b in outs or m.node.out.kind == "output"
+                for (j, r) in readers.get(b, []):
+                    if j != i or r is None:
+                        need = True
+                    elif isinstance(m.node, ir.Reduction) or m.role != r.role or m.pass_ != r.pass_:
+                        # reductions are finalised once per row; readers in the
+                        # same kernel use the local value, not memory
+                        if not (isinstance(m.node, ir.Reduction) or m.role == "outer"):
+                            need = True
+                if need:
+                    s.stored.add(b)
+        self.readers = readers
+
+    # ------------------------------------------------------------ buffers
+    def plan(self):
+        """Assign arena offsets to stored temps (reusing dead buffers' space
+        for static sizes); temps read by externs become their own tensors."""
+        prog = self.prog
+        last_use = {}
+        for b, rs in self.readers.items():
+            last_use[b] = max(j for j, _ in rs)
+        extern_read = {b for b, rs in self.readers.items() if any(r is None for _, r in rs)}
+        self.arena = {}  # buffer -> offset (bytes)
+        self.tensor_temps = []
+        free = []  # (offset, size) static blocks
+        top = 0
+        symbolic_top = None
+        live = []
+        for i, s in enumerate(self.steps):
+            if not isinstance(s, Kernel):
+                continue
+            for b in sorted(s.stored):
+                buf = prog.buffers[b]
+                if buf.kind != "temp":
+                    continue
+                if b in extern_read:
+                    buf.kind = "ttemp"
+                    self.tensor_temps.append(b)
+                    continue
+                nbytes = buf.numel * buf.dtype.itemsize
+                if isinstance(nbytes, int):
+                    nbytes = (nbytes + 63) // 64 * 64
+                    slot = None
+                    for fi, (off, size) in enumerate(free):
+                        if size >= nbytes:
+                            slot = fi
+                            break
+                    if slot is not None:
+                        off, size = free.pop(slot)
+                        if size > nbytes:
+                            free.append((off + nbytes, size - nbytes))
+                        self.arena[b] = off
+                    else:
+                        self.arena[b] = top
+                        top += nbytes
+                    live.append((b, nbytes))
+                else:
+                    # symbolic sizes: no reuse; 8 bytes per element keeps every
+                    # following buffer aligned whatever its dtype
+                    base = top if symbolic_top is None else symbolic_top
+                    self.arena[b] = base
+                    symbolic_top = base + buf.numel * 8 + 64
+            # buffers whose last reader is this step die after it
+            for b, nbytes in list(live):
+                if last_use.get(b, -1) <= i and prog.buffers[b].kind == "temp":
+                    live.remove((b, nbytes))
+                    free.append((self.arena[b], nbytes))
+        self.arena_bytes = top if symbolic_top is None else symbolic_top
+        return self
+
+    def format(self):
+        out = []
+        for s in self.steps:
+            out.append(s.format())
+        return "\n".join(out)
+
+    @property
+    def kernels(self):
+        return [s for s in self.steps if isinstance(s, Kernel)]
+
+
+def schedule(prog):
+    return Scheduler(prog).run().plan()
+
+
+_ = (sympy, torch)
