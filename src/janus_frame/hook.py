@@ -282,9 +282,17 @@ class FrameCompiler:
                         self.listener("break", code, e)
                     if self.strict:
                         raise
-                    log.info("%s runs natively: %s", code.co_qualname, e)
-                    _C.set_code_strategy(code, SKIP, DEFAULT)
-                    return None
+                    from .diagnostics.logs import artifact_logger
+
+                    lg = artifact_logger("graph_breaks")
+                    if lg is not None:
+                        lg.info("%s", e)
+                    # The fallback depends on this compiler's options (unroll
+                    # and inline limits, ...), so it is cached as this
+                    # compiler's entry, not as a strategy of the code.
+                    entry = native_entry(func)
+                    st.entries.append((self, entry))
+                    return (entry.guard, entry.replacement)
                 if self.strict:
                     raise
                 warnings.warn(
@@ -326,6 +334,25 @@ class FrameCompiler:
                 "recompiling %s (%s:%d): %s",
                 code.co_qualname, code.co_filename, code.co_firstlineno, msg,
             )
+
+
+def native_entry(func) -> CompiledEntry:
+    """An entry that runs the frame's original bytecode, unconditionally.
+
+    The replacement is the original code with its argument slots made
+    positional (the hook's calling convention); frames it calls are still
+    intercepted."""
+    code = func.__code__
+    n = code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & 0x04) + \
+        bool(code.co_flags & 0x08)
+    native = code.replace(co_argcount=n, co_posonlyargcount=0, co_kwonlyargcount=0,
+                          co_flags=code.co_flags & ~(0x04 | 0x08))
+    import types
+
+    rep = types.FunctionType(native, func.__globals__, code.co_name, None, func.__closure__)
+    ns: dict = {}
+    exec(f"def always({', '.join(f'a{i}' for i in range(n))}):\n    return True", ns)
+    return CompiledEntry(guard=ns["always"], replacement=rep, guard_lines=["(runs natively)"])
 
 
 _compilers: dict[tuple, FrameCompiler] = {}

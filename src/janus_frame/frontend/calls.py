@@ -291,6 +291,8 @@ class CallDispatch:
             raise GraphBreak("JF002", f"constructing {cls.__name__}")
         if issubclass(cls, dict):
             return self.construct_dict_subclass(cls, args, kwargs)
+        if hasattr(cls, "__enter__") and hasattr(cls, "__exit__"):
+            raise GraphBreak("JF016", f"{cls.__qualname__}")
         if cls.__new__ is not object.__new__ or type(cls) is not type:
             raise GraphBreak("JF009", f"class {cls.__name__} has a custom __new__ or metaclass")
         obj = NewObjV(cls)

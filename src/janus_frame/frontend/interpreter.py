@@ -25,7 +25,7 @@ from .ops_containers import ContainerOps
 from .ops_control import ControlOps
 from .ops_arith import ArithOps
 from .output import OutputGraph
-from .values import CellV, Value
+from .values import CellV, Const, IterV, Value
 
 _instr_cache: "weakref.WeakKeyDictionary[types.CodeType, tuple]" = weakref.WeakKeyDictionary()
 
@@ -75,6 +75,7 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
         self.backedges = 0
         self.return_value: Value | None = None
         self.lazy_args: dict = {}  # root frame: argument name -> (object, source)
+        self.yields: list | None = None  # generator being run to exhaustion
 
     # -- stack helpers ------------------------------------------------------------
 
@@ -128,8 +129,30 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
                     cells: dict, fn_source=None) -> Value:
         if self.depth + 1 > self.config.inline_depth:
             raise GraphBreak("JF008", f"{code.co_qualname} at depth {self.depth + 1}")
-        if code.co_flags & (0x20 | 0x80 | 0x100 | 0x200):
-            raise GraphBreak("JF013", f"{code.co_qualname} is a generator or coroutine")
+        if code.co_flags & (0x80 | 0x100 | 0x200):
+            raise GraphBreak("JF013", f"{code.co_qualname} is a coroutine")
         child = Translator(self.output, code, f_globals, locals_, cells, parent=self,
                            fn_source=fn_source)
+        if code.co_flags & 0x20:
+            # A generator is run to exhaustion when called and its items are
+            # handed to the consumer, which is exact for the pure, finite
+            # generators (genexps) this applies to; the unroll limit bounds it.
+            child.yields = []
+            child.run()
+            return IterV(child.yields)
         return child.run()
+
+    # -- generators (run to exhaustion by inline_code) ----------------------------------
+    def RETURN_GENERATOR(self, ins):
+        if self.yields is None:
+            raise GraphBreak("JF013", "generator")
+        self.push(Const(None))
+
+    def YIELD_VALUE(self, ins):
+        if self.yields is None:
+            raise GraphBreak("JF013", "yield")
+        self.yields.append(self.pop())
+        if len(self.yields) > self.config.unroll_limit:
+            raise GraphBreak("JF007", f"generator produced more than {self.config.unroll_limit} "
+                             "items")
+        self.push(Const(None))  # the value send() would deliver

@@ -155,7 +155,7 @@ class ControlOps:
     def _generator(self, ins):
         raise GraphBreak("JF013", ins.name)
 
-    RETURN_GENERATOR = YIELD_VALUE = SEND = GET_AWAITABLE = GET_AITER = GET_ANEXT = _generator
+    SEND = GET_AWAITABLE = GET_AITER = GET_ANEXT = _generator
     ASYNC_GEN_WRAP = GET_YIELD_FROM_ITER = END_ASYNC_FOR = BEFORE_ASYNC_WITH = _generator
 
 

@@ -1,0 +1,197 @@
+"""Every graph-break ID in the registry has a test that triggers it: the
+frame falls back to native execution with eager's result and side effects,
+explain() reports the ID with the user's line, and fullgraph=True raises."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+
+import janus_frame as jf
+from janus_frame.frontend.breaks import REGISTRY, GraphBreak
+
+
+class Plain:
+    pass
+
+
+class Roundable:
+    def __round__(self, ndigits=None):
+        return 2
+
+
+def _gen(x):
+    yield from [x * 2]  # delegation to a sub-iterator is not modelled
+
+
+@jf.disable
+def _disabled(x):
+    return x + 1
+
+
+def _deep(x, n):
+    return x if n == 0 else _deep(x + 1, n - 1)
+
+
+def _hooked():
+    m = nn.Linear(3, 3)
+    m.register_forward_hook(lambda mod, inp, out: None)
+    return m
+
+
+_HOOKED = _hooked()
+_ROUNDABLE = Roundable()
+
+
+def f_jf001(x):
+    class Local:  # LOAD_BUILD_CLASS
+        pass
+    return x + 1
+
+
+def f_jf002(x):
+    return x * time.perf_counter() * 0 + 1
+
+
+def f_jf003(x):
+    print("value")
+    return x + 1
+
+
+def f_jf004(x):
+    return x * x.sum().item()
+
+
+def f_jf005(x):
+    if x.sum() > 0:
+        return x + 1
+    return x - 1
+
+
+def f_jf006(x):
+    return x[x > 0].shape[0] + x
+
+
+def f_jf007(x):
+    for i in range(10_000):
+        x = x + 1
+    return x
+
+
+def f_jf008(x):
+    return _deep(x, 100)
+
+
+def f_jf009(x):
+    return x + id(x) * 0
+
+
+def f_jf010(x):
+    return _disabled(x) * 2
+
+
+def f_jf011(x, out):
+    out.append(x * 2)
+    return x
+
+
+def f_jf012(x):
+    if x.shape[0] == 3:
+        raise ValueError("three")
+    return x
+
+
+def f_jf013(x):
+    return list(_gen(x))[0]
+
+
+def f_jf014(x):
+    return _HOOKED(x)
+
+
+def f_jf015(x):
+    return x * round(_ROUNDABLE)
+
+
+def f_jf016(x):
+    with contextlib.suppress(ValueError):
+        x = x + 1
+    return x
+
+
+CASES = {
+    "JF001": (f_jf001, lambda: (torch.randn(3),)),
+    "JF002": (f_jf002, lambda: (torch.randn(3),)),
+    "JF003": (f_jf003, lambda: (torch.randn(3),)),
+    "JF004": (f_jf004, lambda: (torch.randn(3),)),
+    "JF005": (f_jf005, lambda: (torch.randn(3),)),
+    "JF006": (f_jf006, lambda: (torch.randn(3),)),
+    "JF007": (f_jf007, lambda: (torch.randn(3),)),
+    "JF008": (f_jf008, lambda: (torch.randn(3),)),
+    "JF009": (f_jf009, lambda: (torch.randn(3),)),
+    "JF010": (f_jf010, lambda: (torch.randn(3),)),
+    "JF011": (f_jf011, lambda: (torch.randn(3), [])),
+    "JF012": (f_jf012, lambda: (torch.randn(3),)),
+    "JF013": (f_jf013, lambda: (torch.randn(3),)),
+    "JF014": (f_jf014, lambda: (torch.randn(2, 3),)),
+    "JF015": (f_jf015, lambda: (torch.randn(3),)),
+    "JF016": (f_jf016, lambda: (torch.randn(3),)),
+}
+
+
+def test_every_registered_id_has_a_case():
+    assert set(CASES) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("bid", sorted(CASES))
+def test_break_falls_back_with_eager_result(bid, capsys):
+    fn, make = CASES[bid]
+    torch.manual_seed(0)
+    args = make()
+    args2 = copy.deepcopy(args)
+    expected_exc = None
+    try:
+        expected = fn(*args)
+    except Exception as e:  # noqa: BLE001
+        expected_exc = e
+    eager_out = capsys.readouterr().out
+    cf = jf.compile(fn, backend="eager", unroll_limit=1000, inline_depth=32)
+    if expected_exc is not None:
+        with pytest.raises(type(expected_exc), match=str(expected_exc)):
+            cf(*args2)
+    else:
+        got = cf(*args2)
+        torch.testing.assert_close(got, expected)
+        if bid == "JF011":
+            assert len(args2[1]) == 1 and len(args[1]) == 1
+    assert capsys.readouterr().out == eager_out  # printed output equal too
+
+
+@pytest.mark.parametrize("bid", sorted(CASES))
+def test_break_is_reported_and_fullgraph_raises(bid):
+    fn, make = CASES[bid]
+    report = jf.explain(fn)(*make()) if bid != "JF012" else None
+    if report is not None:
+        ids = [b.id for b in report.breaks]
+        assert bid in ids, f"{bid} not reported: {report}"
+        b = report.breaks[ids.index(bid)]
+        assert b.filename and b.lineno and b.hint and b.reason
+    jf.reset()
+    with pytest.raises(GraphBreak) as info:
+        jf.compile(fn, backend="eager", fullgraph=True)(*make())
+    err = info.value
+    assert err.id == bid
+    assert err.filename is not None and err.lineno is not None
+    text = str(err)
+    assert bid in text and err.hint in text
+
+
+def test_break_points_at_user_line():
+    with pytest.raises(GraphBreak) as info:
+        jf.compile(f_jf003, backend="eager", fullgraph=True)(torch.randn(3))
+    assert info.value.filename == __file__
+    assert info.value.source_line == 'print("value")'

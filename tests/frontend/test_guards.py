@@ -1,0 +1,162 @@
+"""Guards: what changes between calls must recompile (and stay correct);
+what the trace did not read must not."""
+from __future__ import annotations
+
+import logging
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+
+import janus_frame as jf
+from janus_frame.diagnostics.logs import set_logs
+from conftest import Recorder
+
+SCALE = 2.0
+
+
+def scaled(x):
+    return x * SCALE
+
+
+def compiled(fn, **kw):
+    rec = Recorder()
+    return jf.compile(fn, backend=rec, **kw), rec
+
+
+def test_shape_dtype_requires_grad_device_changes_recompile():
+    def f(x):
+        return x * 2 + 1
+    cf, rec = compiled(f)
+    inputs = [torch.randn(3), torch.randn(4), torch.randn(4, dtype=torch.float64),
+              torch.randn(4, requires_grad=True), torch.randn(4, device="meta"),
+              torch.randn(4, 2).t()]
+    for x in inputs:
+        got = cf(x)
+        assert got.shape == x.shape and got.dtype == x.dtype and got.device == x.device
+        if x.device.type != "meta":
+            torch.testing.assert_close(got, f(x))
+    assert len(rec.graphs) == len(inputs)
+    for x in inputs:  # every entry is reused: no further compiles
+        cf(x)
+    assert len(rec.graphs) == len(inputs)
+
+
+def test_unread_arguments_are_not_guarded():
+    def f(x, unused):
+        return x + 1
+    cf, rec = compiled(f)
+    cf(torch.randn(3), torch.randn(2))
+    cf(torch.randn(3), torch.randn(7, 7))
+    cf(torch.randn(3), "anything")
+    assert len(rec.graphs) == 1
+
+
+def test_global_change_recompiles():
+    global SCALE
+    cf, rec = compiled(scaled)
+    x = torch.randn(3)
+    torch.testing.assert_close(cf(x), x * 2.0)
+    SCALE = 5.0
+    try:
+        torch.testing.assert_close(cf(x), x * 5.0)
+    finally:
+        SCALE = 2.0
+    assert len(rec.graphs) == 2
+
+
+def test_python_value_specialised_and_guarded():
+    def f(x, n):
+        return x * n
+    cf, rec = compiled(f)
+    x = torch.randn(3)
+    torch.testing.assert_close(cf(x, 2), x * 2)
+    torch.testing.assert_close(cf(x, 3), x * 3)
+    torch.testing.assert_close(cf(x, 2.0), x * 2.0)
+    assert len(rec.graphs) == 3
+
+
+class Scaler(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.scale = 2.0
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(self.lin(x)) * self.scale
+
+
+def test_module_attribute_and_train_eval_and_requires_grad():
+    m = Scaler()
+    rec = Recorder()
+    cm = jf.compile(m, backend=rec)
+    x = torch.randn(4, 3)
+    m.eval()
+    torch.testing.assert_close(cm(x), m(x))
+    m.scale = 3.0
+    torch.testing.assert_close(cm(x), m(x))
+    assert len(rec.graphs) == 2
+    m.train()
+    torch.manual_seed(1)
+    got = cm(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(got, m(x))
+    assert len(rec.graphs) == 3
+    m.lin.weight.requires_grad_(False)
+    m.eval()
+    out = cm(x)
+    assert len(rec.graphs) == 4
+    torch.testing.assert_close(out, m(x))
+    m.lin = nn.Linear(3, 3)  # a new submodule
+    torch.testing.assert_close(cm(x), m(x))
+    assert len(rec.graphs) == 5
+
+
+def test_grad_mode_is_guarded():
+    def f(x):
+        return x * 2
+    cf, rec = compiled(f)
+    w = torch.randn(3, requires_grad=True)
+    assert cf(w).requires_grad
+    with torch.no_grad():
+        assert not cf(w).requires_grad
+    assert len(rec.graphs) == 2
+
+
+def test_recompile_limit_and_reason_logged(caplog):
+    def f(x):
+        return x + 1
+    set_logs("recompiles")
+    try:
+        cf, rec = compiled(f, recompile_limit=3)
+        with warnings.catch_warnings(record=True) as w, \
+                caplog.at_level(logging.INFO, logger="janus_frame"):
+            warnings.simplefilter("always")
+            for n in range(1, 8):
+                x = torch.randn(n)
+                torch.testing.assert_close(cf(x), x + 1)
+        limit_warnings = [m for m in w if "recompile limit" in str(m.message)]
+        assert len(limit_warnings) == 1
+        assert len(rec.graphs) == 3
+        assert any("size" in r.getMessage() or "shape" in r.getMessage() or "(1,)" in
+                   r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+        assert cf(torch.randn(2)).shape == (2,)  # cached entries still used
+    finally:
+        set_logs("")
+
+
+def test_aliased_arguments_are_guarded():
+    def f(a, b):
+        a.add_(1)
+        return b * 2
+    cf, rec = compiled(f)
+    x = torch.zeros(3)
+    out = cf(x, x)  # same tensor twice: b sees a's update
+    torch.testing.assert_close(out, torch.full((3,), 2.0))
+    y, z = torch.zeros(3), torch.zeros(3)
+    out = cf(y, z)
+    torch.testing.assert_close(out, torch.zeros(3))
+    torch.testing.assert_close(y, torch.ones(3))
+    assert len(rec.graphs) == 2
