@@ -1,95 +1,11 @@
-"""Fixtures for the symbolic interpreter's differential tests.
-
-``jit`` compiles a function with a backend that records every graph it is
-given (and runs it as is), runs it and the plain function on copies of the
-same inputs, and compares results, mutated inputs and graph counts.
-"""
+"""Fixtures for the symbolic interpreter's differential tests (helpers in jfutil.py)."""
 from __future__ import annotations
-
-import copy
-import dis
 
 import pytest
 import torch
 
 import janus_frame as jf
-
-
-class Recorder:
-    """A torch.compile-protocol backend that keeps the graphs it is given."""
-
-    def __init__(self):
-        self.graphs = []
-
-    def __call__(self, gm, example_inputs):
-        self.graphs.append(gm)
-        return gm.forward
-
-    def ops(self, i=-1):
-        return [n.target if n.op == "call_function" else n.target
-                for n in self.graphs[i].graph.nodes if n.op in ("call_function", "call_method")]
-
-    def placeholders(self, i=-1):
-        return [n.name for n in self.graphs[i].graph.nodes if n.op == "placeholder"]
-
-
-def opnames(fn) -> set[str]:
-    code = getattr(fn, "__code__", None) or fn.forward.__code__
-    names = set()
-    stack = [code]
-    while stack:  # nested code objects too (comprehensions, lambdas)
-        c = stack.pop()
-        for ins in dis.get_instructions(c):
-            names.add(ins.opname)
-        stack.extend(k for k in c.co_consts if hasattr(k, "co_code"))
-    return names
-
-
-def assert_same(a, b, path="result"):
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor), f"{path}: {type(b)} is not a tensor"
-        assert a.dtype == b.dtype and a.shape == b.shape, f"{path}: {a.dtype}{tuple(a.shape)} vs " \
-            f"{b.dtype}{tuple(b.shape)}"
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, equal_nan=True, msg=path)
-    elif isinstance(a, (list, tuple)):
-        assert type(a) is type(b), f"{path}: {type(a)} vs {type(b)}"
-        assert len(a) == len(b), f"{path}: length {len(a)} vs {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{path}[{i}]")
-    elif isinstance(a, dict):
-        assert type(a) is type(b) and list(a) == list(b), f"{path}: keys {list(a)} vs {list(b)}"
-        for k in a:
-            assert_same(a[k], b[k], f"{path}[{k!r}]")
-    elif hasattr(a, "__dict__") and not isinstance(a, type) and not callable(a):
-        assert type(a) is type(b), f"{path}: {type(a)} vs {type(b)}"
-        assert_same(vars(a), vars(b), f"{path}.__dict__")
-    else:
-        assert type(a) is type(b) and a == b, f"{path}: {a!r} vs {b!r}"
-
-
-class Jit:
-    def __init__(self):
-        self.backend = Recorder()
-
-    def __call__(self, fn, *args, graphs=1, opcodes=(), calls=1, **kwargs):
-        """Differential check of ``fn(*args, **kwargs)``; returns the compiled fn."""
-        if opcodes:
-            present = opnames(fn)
-            missing = set(opcodes) - present
-            assert not missing, f"opcodes {missing} not in the function's bytecode: the test " \
-                f"would pass vacuously"
-        cf = jf.compile(fn, backend=self.backend, fullgraph=True)
-        for _ in range(calls):
-            a1, k1 = copy.deepcopy((args, kwargs))
-            a2, k2 = copy.deepcopy((args, kwargs))
-            expected = fn(*a1, **k1)
-            got = cf(*a2, **k2)
-            assert_same(expected, got)
-            assert_same(a1, a2, "inputs after the call")
-            assert_same(k1, k2, "keyword inputs after the call")
-        assert len(self.backend.graphs) == graphs, \
-            f"expected {graphs} graph(s), got {len(self.backend.graphs)}"
-        return cf
+from jfutil import Jit
 
 
 @pytest.fixture(autouse=True)

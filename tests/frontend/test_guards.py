@@ -11,7 +11,7 @@ import torch.nn as nn
 
 import janus_frame as jf
 from janus_frame.diagnostics.logs import set_logs
-from conftest import Recorder
+from jfutil import Recorder
 
 SCALE = 2.0
 

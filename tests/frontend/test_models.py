@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import janus_frame as jf
-from conftest import Recorder, assert_same
+from jfutil import Recorder, assert_same
 
 
 class MLP(nn.Module):
