@@ -211,6 +211,12 @@ def op_c(kind, dtype, a, arg_dtypes):
     raise CodegenError(f"no C for op {kind} on {dtype}")
 
 
+def _akey(a, ids):
+    if not a.dynamic_terms():
+        return a._key
+    return (a.offset, tuple((v if isinstance(v, str) else ("dyn", ids[id(v)]), c) for v, c in a.terms))
+
+
 class Body:
     """Statements of one loop body with CSE over expression nodes."""
 
@@ -238,9 +244,9 @@ class Body:
             if x.kind == "const":
                 aux = (type(aux).__name__, repr(aux))
             elif x.kind in ("load", "mload"):
-                aux = (aux[0], aux[1]._key)
+                aux = (aux[0], _akey(aux[1], ids))
             elif x.kind == "index":
-                aux = aux._key
+                aux = _akey(aux, ids)
             key = (x.kind, x.dtype, aux, args)
             name = self.memo.get(key)
             if name is None:
@@ -250,6 +256,17 @@ class Body:
             ids[id(x)] = name
         return ids[id(e)]
 
+    def affine(self, a):
+        """C text of an index; data-dependent terms use their emitted temps."""
+        if not a.dynamic_terms():
+            return affine_c(a)
+        parts = []
+        for v, c in a.terms:
+            name = v if isinstance(v, str) else self._ids[id(v)]
+            parts.append(name if (isinstance(c, int) and c == 1) else f"{cexpr(c)} * {name}")
+        parts.append(cexpr(a.offset))
+        return "(" + " + ".join(parts) + ")"
+
     def _one(self, x):
         k = x.kind
         T = CTYPES[x.dtype]
@@ -258,14 +275,14 @@ class Body:
         if k == "sym":
             return f"(({T}){cexpr(x.aux)})"
         if k == "index":
-            return f"(({T}){affine_c(x.aux)})"
+            return f"(({T}){self.affine(x.aux)})"
         if k in ("load", "mload"):
             buf, idx = x.aux
             loc = self.locals.get((buf, idx._key))
             if loc is not None:
                 text = loc
             else:
-                text = f"{self.bufvar[buf]}[{affine_c(idx)}]"
+                text = f"{self.bufvar[buf]}[{self.affine(idx)}]"
             if k == "mload":
                 text = f"({self._ids[id(x.args[0])]} ? {text} : ({T})0)"
             return self.tmp(T, text)

@@ -68,8 +68,11 @@ class Affine:
     __slots__ = ("offset", "terms", "_key")
 
     def __init__(self, offset=0, terms=()):
-        # drop zero coefficients; keep terms sorted so equal maps compare equal
-        t = tuple(sorted((v, c) for v, c in terms if not (isinstance(c, int) and c == 0)))
+        # drop zero coefficients; keep terms sorted so equal maps compare equal.
+        # A var is a loop-variable name, or an int64 E (data-dependent index,
+        # e.g. gather): those sort after names, by identity.
+        t = tuple(sorted(((v, c) for v, c in terms if not (isinstance(c, int) and c == 0)),
+                         key=_term_key))
         self.offset = offset
         self.terms = t
         self._key = (offset, t)
@@ -93,11 +96,18 @@ class Affine:
         """Replace vars by Affines (``mapping``: var -> Affine); unmapped vars stay."""
         out = Affine(self.offset)
         for v, c in self.terms:
-            out = out + (mapping[v].scale(c) if v in mapping else Affine(0, ((v, c),)))
+            if not isinstance(v, str):
+                out = out + Affine(0, ((subst_vars(v, mapping), c),))
+            else:
+                out = out + (mapping[v].scale(c) if v in mapping else Affine(0, ((v, c),)))
         return out
 
     def rename(self, mapping):
-        return Affine(self.offset, [(mapping.get(v, v), c) for v, c in self.terms])
+        return Affine(self.offset, [(mapping.get(v, v) if isinstance(v, str) else rename_vars(v, mapping), c)
+                                    for v, c in self.terms])
+
+    def dynamic_terms(self):
+        return [(v, c) for v, c in self.terms if not isinstance(v, str)]
 
     def coeff(self, v):
         for name, c in self.terms:
@@ -106,7 +116,7 @@ class Affine:
         return 0
 
     def vars(self):
-        return [v for v, _ in self.terms]
+        return [v for v, _ in self.terms if isinstance(v, str)]
 
     @property
     def is_const(self):
@@ -119,10 +129,18 @@ class Affine:
         return hash(self._key)
 
     def __repr__(self):
-        parts = [f"{c}*{v}" if not (isinstance(c, int) and c == 1) else v for v, c in self.terms]
+        parts = []
+        for v, c in self.terms:
+            name = v if isinstance(v, str) else "(" + format_expr(v) + ")"
+            parts.append(name if (isinstance(c, int) and c == 1) else f"{c}*{name}")
         if not (isinstance(self.offset, int) and self.offset == 0) or not parts:
             parts.append(str(self.offset))
         return " + ".join(parts)
+
+
+def _term_key(t):
+    v = t[0]
+    return (0, v, 0) if isinstance(v, str) else (1, "", id(v))
 
 
 class E:
@@ -179,10 +197,20 @@ def walk(expr):
             continue
         seen.add(id(e))
         stack.append((e, True))
-        for a in reversed(e.args):
+        for a in reversed(children(e)):
             if id(a) not in seen:
                 stack.append((a, False))
     return order
+
+
+def children(e):
+    """Operands, plus the data-dependent index terms of loads/index values."""
+    if e.kind in ("load", "mload"):
+        dyn = [v for v, _ in e.aux[1].terms if not isinstance(v, str)]
+        return list(e.args) + dyn if dyn else e.args
+    if e.kind == "index":
+        return [v for v, _ in e.aux.terms if not isinstance(v, str)]
+    return e.args
 
 
 def loads_of(expr):
@@ -543,7 +571,7 @@ def _check_bounds(node, buf, idx):
         return
     lo = hi = idx.offset
     for v, c in idx.terms:
-        if not isinstance(c, int):
+        if not isinstance(c, int) or not isinstance(v, str):
             return
         span = c * (ranges[v] - 1)
         lo += min(0, span)

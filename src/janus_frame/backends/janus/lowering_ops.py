@@ -613,4 +613,50 @@ def _pad(ctx, x, pad, value=0):
     return lazy(shape, odt, fn)
 
 
+def _safe_index(iv, n):
+    """A gathered index clamped into [0, n): out-of-range indices are an error
+    in eager; here they must at least never read outside the buffer."""
+    iv = cast(iv, torch.int64)
+    hi = ir.const(n - 1, torch.int64) if isinstance(n, int) else E(
+        "sub", torch.int64, (E("sym", torch.int64, (), n), ir.const(1, torch.int64)))
+    return E("minimum", torch.int64, (E("maximum", torch.int64, (iv, ir.const(0, torch.int64))), hi))
+
+
+@register(aten.gather.default)
+def _gather(ctx, x, dim, index, sparse_grad=False):
+    shape, odt = meta(ctx)
+    if not isinstance(x, TV) or not isinstance(index, TV) or x.ndim == 0:
+        return None
+    dim %= x.ndim
+
+    def fn(idx):
+        iv = _safe_index(index.load(idx), x.shape[dim])
+        sub = list(idx)
+        sub[dim] = Affine(0, ((iv, 1),))
+        return cast(x.load(sub), odt)
+
+    return lazy(shape, odt, fn)
+
+
+@register(aten.index_select.default)
+def _index_select(ctx, x, dim, index):
+    shape, odt = meta(ctx)
+    if not isinstance(x, TV) or not isinstance(index, TV) or x.ndim == 0 or index.ndim > 1:
+        return None
+    dim %= x.ndim
+
+    def fn(idx):
+        iv = _safe_index(index.load([idx[dim]] if index.ndim else []), x.shape[dim])
+        sub = list(idx)
+        sub[dim] = Affine(0, ((iv, 1),))
+        return cast(x.load(sub), odt)
+
+    return lazy(shape, odt, fn)
+
+
+@register(prims.squeeze.default)
+def _prims_squeeze(ctx, x, dims):
+    return squeeze_dims(x, dims)
+
+
 from . import lowering_reduce  # noqa: E402,F401  (registers the reductions)

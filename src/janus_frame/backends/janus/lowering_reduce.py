@@ -72,7 +72,7 @@ def _count(x, dims):
 
 
 def _num(n, dtype):
-    if isinstance(n, int):
+    if isinstance(n, (int, float)):
         return ir.const(n, dtype)
     return cast(E("sym", torch.int64, (), n), dtype)
 
@@ -147,7 +147,7 @@ def _var(ctx, x, dims, correction, keepdim, odt):
 
     ss = reduce(ctx, lazy(x.shape, odt, sq), dims, True, "sum", odt)
     denom = n - correction
-    if isinstance(denom, int):
+    if isinstance(denom, (int, float)):
         denom = max(denom, 0)
     var_k = lazy(ss.shape, odt, lambda idx: E("div", odt, (ss.load(idx), _num(denom, odt))))
     if keepdim:

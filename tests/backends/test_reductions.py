@@ -1,0 +1,140 @@
+"""Reductions and fusion around them (C++ path): differential tests over axes,
+keepdim, strides and dtypes; kernel counts for softmax, layer norm,
+log-softmax + NLL and bias+GELU after a matmul."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import assert_close, graphs, jcompile
+
+RED = [lambda x, d: x.sum(d), lambda x, d: x.mean(d, keepdim=True), lambda x, d: x.amax(d),
+       lambda x, d: x.amin(d, keepdim=True), lambda x, d: x.max(d).values + x.max(d).indices,
+       lambda x, d: x.argmax(d), lambda x, d: x.argmin(d), lambda x, d: x.var(d),
+       lambda x, d: x.std(d, correction=0), lambda x, d: torch.var_mean(x, d)[1],
+       lambda x, d: torch.logsumexp(x, d), lambda x, d: (x > 0).any(d),
+       lambda x, d: (x > -2).all(d), lambda x, d: x.prod(d), lambda x, d: (x * x).sum()]
+
+
+@pytest.mark.parametrize("i", range(len(RED)))
+@pytest.mark.parametrize("dim", [-1, 0, 1])
+def test_reductions_over_axes_and_strides(i, dim):
+    op = RED[i]
+
+    def f(x, y):
+        return op(x * 1.0 + 0.5, dim), op(y, dim)
+
+    cf = jcompile(f)
+    g = torch.Generator().manual_seed(i)
+    x = torch.randn(6, 9, 17, generator=g)
+    y = torch.randn(17, 9, 6, generator=g).permute(2, 1, 0)  # non-contiguous
+    if i == 13:
+        x, y = x.clamp(0.5, 1.5), y.clamp(0.5, 1.5)
+    assert_close(cf(x, y), f(x, y), rtol=1e-4, atol=1e-5)
+
+
+def test_reduction_nan_inf_semantics():
+    def f(x):
+        return x.amax(-1), x.argmax(-1), x.sum(-1), torch.softmax(x, -1), x.amin(-1)
+
+    cf = jcompile(f)
+    x = torch.randn(5, 40)
+    x[0, 3] = float("nan")
+    x[1, :] = float("-inf")
+    x[2, 7] = float("inf")
+    x[3, :20] = float("-inf")  # masked softmax row
+    x[4, 10] = float("nan")
+    x[4, 30] = float("nan")
+    assert_close(cf(x), f(x))
+
+
+def test_large_reductions_parallel_and_accurate():
+    def f(x):
+        return x.sum(), x.mean(0), x.amax(), torch.softmax(x, -1)
+
+    cf = jcompile(f)
+    x = torch.randn(1024, 2048)
+    assert_close(cf(x), f(x), rtol=1e-4, atol=1e-4)
+
+
+def test_softmax_is_one_kernel():
+    cf = jcompile(lambda x: torch.softmax(x, -1))
+    x = torch.randn(64, 1000)
+    assert_close(cf(x), torch.softmax(x, -1), rtol=1e-5, atol=1e-7)
+    assert graphs()[-1].num_kernels == 1
+    assert not graphs()[-1].externs
+
+
+def test_softmax_inner_dim_of_4d_is_one_kernel():
+    cf = jcompile(lambda x: torch.softmax(x, 1))
+    x = torch.randn(2, 7, 3, 5)
+    assert_close(cf(x), torch.softmax(x, 1))
+    assert graphs()[-1].num_kernels == 1
+
+
+def test_layer_norm_forward_is_one_kernel():
+    ln = torch.nn.LayerNorm(256)
+    with torch.no_grad():
+        ln.weight.uniform_(0.5, 1.5)
+        ln.bias.uniform_(-0.5, 0.5)
+
+    def f(x):
+        return ln(x)
+
+    cf = jcompile(f)
+    x = torch.randn(4, 32, 256) * 2 + 1
+    with torch.no_grad():
+        assert_close(cf(x), f(x), rtol=1e-4, atol=1e-5)
+    assert graphs()[-1].num_kernels == 1
+
+
+def test_log_softmax_nll_is_one_kernel():
+    def f(x, t):
+        return F.nll_loss(F.log_softmax(x, -1), t, reduction="none")
+
+    cf = jcompile(f)
+    x = torch.randn(32, 10)
+    t = torch.randint(0, 10, (32,))
+    assert_close(cf(x, t), f(x, t), rtol=1e-5, atol=1e-6)
+    g = graphs()[-1]
+    assert g.num_kernels == 1, g.sched.format()
+
+
+def test_bias_gelu_after_matmul_is_extern_plus_one_kernel():
+    def f(x, w, b):
+        return F.gelu(x @ w + b)
+
+    cf = jcompile(f)
+    x, w, b = torch.randn(64, 128), torch.randn(128, 256), torch.randn(256)
+    assert_close(cf(x, w, b), f(x, w, b), rtol=1e-5, atol=1e-5)
+    g = graphs()[-1]
+    assert g.num_kernels == 1
+    assert len(g.externs) == 1 and "mm" in g.externs[0]
+
+
+def test_batchnorm_eval_and_train_forward():
+    bn = torch.nn.BatchNorm2d(8)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+
+    def f(x):
+        return torch.relu(bn(x))
+
+    x = torch.randn(4, 8, 6, 6)
+    bn.eval()
+    cf = jcompile(f)
+    with torch.no_grad():
+        assert_close(cf(x), f(x), rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()
+    bn.train()
+    bn2 = torch.nn.BatchNorm2d(8)
+    bn2.load_state_dict(bn.state_dict())
+    cf = jcompile(f)
+    with torch.no_grad():
+        out = cf(x)
+        bn_state = {k: v.clone() for k, v in bn.state_dict().items()}
+        bn.load_state_dict(bn2.state_dict())
+        ref = f(x)
+    assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    for k, v in bn.state_dict().items():
+        assert_close(bn_state[k], v, rtol=1e-4, atol=1e-6)
