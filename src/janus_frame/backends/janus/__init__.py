@@ -217,8 +217,11 @@ def _compile_training(gm, example_inputs):
     def inner(g, ex):
         cg = compile_graph(g, _device_of(g, ex))
         graphs.append(cg)
-        f = cg.boxed
+        def f(args, _cg=cg):
+            return _cg.boxed(args)
+
         f._boxed_call = True
+        f.janus_graph = cg
         return f
 
     fn = aot_module_simplified(gm, example_inputs, fw_compiler=inner, bw_compiler=inner,

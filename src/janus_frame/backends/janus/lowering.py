@@ -331,7 +331,7 @@ def reshape(ctx, tv, new_shape):
 
             return lazy(new_shape, tv.dtype, fn2)
     # merging non-contiguous dims: materialise contiguously, then view
-    r = ctx.realize(tv)
+    r = ctx.realize(tv, copy=True)
     st = ir.contiguous_strides(new_shape)
     return TV(new_shape, tv.dtype, buf=r.buf, strides=st, offset=r.buf.offset)
 
@@ -377,10 +377,11 @@ class Lowering:
         self.extern_count = 0
 
     # ----------------------------------------------------------- buffers
-    def realize(self, tv, out=None):
+    def realize(self, tv, out=None, copy=False):
         """Materialise ``tv`` into a buffer (a fresh contiguous temp, or ``out``)
-        and return a view of it.  Views of buffers are returned unchanged."""
-        if tv.is_view and out is None:
+        and return a view of it.  Views of buffers are returned unchanged
+        unless ``copy`` (a reshape that no strides can express)."""
+        if tv.is_view and out is None and not copy:
             return tv
         if out is None:
             out = self.prog.new_buffer("buf", tv.shape, ir.contiguous_strides(tv.shape), tv.dtype, "temp")
