@@ -1,0 +1,133 @@
+"""IR printer/verifier, build cache, runtime wrapper and dynamic sizes."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import assert_close, graphs, jcompile
+from janus_frame.backends.janus import ir
+from janus_frame.backends.janus.cpp_build import Build, cache_dir, cache_key
+
+
+def _prog():
+    p = ir.Program()
+    a = p.new_buffer("in", (4, 8), (8, 1), torch.float32, "input", index=0)
+    p.inputs = [a]
+    out = p.new_buffer("out", (4, 8), (8, 1), torch.float32, "output")
+    e = ir.E("exp", torch.float32, (ir.load(a.name, ir.Affine(0, (("v0", 8), ("v1", 1))), torch.float32),))
+    p.nodes.append(ir.Pointwise("n0", out, (4, 8), e))
+    p.outputs = [("buf", ir.BufArg(out, out.shape, out.strides, 0))]
+    return p, a, out
+
+
+def test_verifier_accepts_valid_and_printer_shows_nodes():
+    p, a, out = _prog()
+    ir.verify(p)
+    text = p.format()
+    assert "pointwise[4, 8]" in text and "exp(" in text
+
+
+@pytest.mark.parametrize("bad", ["oob", "foreign_var", "dtype", "unwritten", "double_write"])
+def test_verifier_rejects_broken_programs(bad):
+    p, a, out = _prog()
+    n = p.nodes[0]
+    if bad == "oob":
+        n.expr = ir.load(a.name, ir.Affine(1, (("v0", 8), ("v1", 1))), torch.float32)
+    elif bad == "foreign_var":
+        n.expr = ir.load(a.name, ir.Affine(0, (("r0", 1),)), torch.float32)
+    elif bad == "dtype":
+        n.expr = ir.E("add", torch.float32, (n.expr, ir.const(1, torch.int64)))
+    elif bad == "unwritten":
+        t = p.new_buffer("buf", (4, 8), (8, 1), torch.float32, "temp")
+        n.expr = ir.load(t.name, n.store, torch.float32)
+    else:
+        p.nodes.append(ir.Pointwise("n1", out, (4, 8), n.expr))
+    with pytest.raises(ir.IRError):
+        ir.verify(p)
+
+
+def test_cache_key_covers_source_and_flags():
+    assert cache_key("int x;") != cache_key("int y;")
+    assert cache_key("int x;", ["-O2"]) != cache_key("int x;", ["-O3"])
+
+
+def test_build_is_cached_on_disk_and_reused():
+    src = "int janus_probe_%d(void) { return 7; }\n" % os.getpid()
+    b = Build(src)
+    assert not b.cached
+    assert b.lib()["janus_probe_%d" % os.getpid()]() == 7
+    assert os.path.exists(b.path) and b.path.startswith(cache_dir())
+    b2 = Build(src)
+    assert b2.cached and b2.path == b.path
+    leftovers = [f for f in os.listdir(cache_dir()) if f.endswith(".c")]
+    assert not leftovers
+
+
+def test_concurrent_processes_build_same_key_safely(tmp_path):
+    script = (
+        "import os, sys\n"
+        "from janus_frame.backends.janus.cpp_build import Build\n"
+        "b = Build('int janus_conc(void){return 42;}\\n')\n"
+        "sys.exit(0 if b.lib().janus_conc() == 42 else 1)\n")
+    env = dict(os.environ, JANUS_FRAME_CACHE_DIR=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env) for _ in range(4)]
+    assert all(p.wait() == 0 for p in procs)
+    assert len([f for f in os.listdir(tmp_path) if f.endswith(".so")]) == 1
+
+
+def test_second_compile_of_same_graph_hits_cache():
+    def f(x):
+        return torch.sigmoid(x) * 3 + 1
+
+    x = torch.randn(8, 8)
+    jcompile(f)(x)
+    g1 = graphs()[-1]
+    torch._dynamo.reset()
+    jcompile(f)(x)
+    g2 = graphs()[-1]
+    assert g1.build.key == g2.build.key and g2.build.cached
+
+
+def test_generated_source_is_also_valid_cpp():
+    def f(x):
+        return torch.softmax(x, -1) + torch.erf(x).sum(0)
+
+    x = torch.randn(8, 16)
+    jcompile(f)(x)
+    src = graphs()[-1].source
+    b = Build(src, cpp=True)
+    b.wait()
+
+
+def test_per_call_path_is_one_ctypes_call_per_segment():
+    def f(x):
+        y = x
+        for i in range(10):
+            y = y * 1.01 + 0.5
+        return y
+
+    x = torch.randn(4)
+    cf = jcompile(f)
+    assert_close(cf(x), f(x))
+    g = graphs()[-1]
+    assert g.num_kernels == 1
+    assert g._wrapper_src.count("_seg") == 1
+
+
+def test_dynamic_sizes_are_kernel_arguments():
+    def f(x):
+        return torch.softmax(x, -1) * 2 + x.sum(0)
+
+    cf = jcompile(f, dynamic=True)
+    for n in (5, 9, 17):
+        x = torch.randn(n, n + 3)
+        assert_close(cf(x), f(x), rtol=1e-5, atol=1e-6)
+    g = graphs()[-1]
+    assert g.prog.symbols, "expected symbolic sizes"
+    src = g.source
+    # sizes are parameters of the kernels, not literals baked into the loops
+    for s, _ in g.prog.symbols:
+        assert f"const int64_t {s}" in src
+    assert len(graphs()) == 1  # one compile served every size
