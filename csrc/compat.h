@@ -19,6 +19,7 @@
 #define Py_BUILD_CORE
 #include <internal/pycore_frame.h>
 #include <internal/pycore_code.h>
+#include <internal/pycore_interp.h> /* PyInterpreterState.eval_frame */
 #undef Py_BUILD_CORE
 
 typedef struct _PyInterpreterFrame JF_Frame;
@@ -50,6 +51,8 @@ static inline void *jf_code_get_extra(PyCodeObject *code, Py_ssize_t index) {
 #define JF_SET_CODE_EXTRA(code, index, p) _PyCode_SetExtra((PyObject *)(code), (index), (p))
 
 #define JF_GET_EVAL_FRAME(interp) _PyInterpreterState_GetEvalFrameFunc(interp)
+/* The installed eval function, read directly (NULL means the default one). */
+#define JF_INTERP_EVAL_FRAME(interp) ((interp)->eval_frame)
 #define JF_SET_EVAL_FRAME(interp, fn) _PyInterpreterState_SetEvalFrameFunc((interp), (fn))
 
 #endif

@@ -40,6 +40,7 @@ typedef struct {
     Entry *head;        /* most recently hit first */
     int cur_action;     /* for this frame */
     int rec_action;     /* for frames it calls (while it runs) */
+    int is_replacement; /* our own generated code: its frame is never handed to another hook */
     uint64_t epoch;     /* reset() bumps the global epoch; stale extras are cleared lazily */
     uint64_t version;   /* bumped on every change of the entry list */
     PyObject *pystate;  /* strong or NULL: the Python side's per-code record */
@@ -77,6 +78,7 @@ static void update_install(void) {
         /* Only remove ourselves when on top: a hook chained above us keeps
          * calling us, and we then pass every frame through. */
         JF_SET_EVAL_FRAME(interp, previous_eval);
+        previous_eval = NULL;
     }
 }
 
@@ -113,6 +115,7 @@ static void extra_clear(Extra *ex) {
     ex->pystate = NULL;
     ex->cur_action = ACT_DEFAULT;
     ex->rec_action = ACT_DEFAULT;
+    ex->is_replacement = 0;
     ex->epoch = global_epoch;
     ex->version++;
     /* Drop references last: destructors may run arbitrary code. */
@@ -169,7 +172,7 @@ static PyObject *bind_to_frame(PyObject *fn, PyObject *frame_func) {
         Py_INCREF(fn);
         return fn;
     }
-    PyObject *nf = PyFunction_New((PyObject *)code, ff->func_globals);
+    PyObject *nf = PyFunction_NewWithQualName((PyObject *)code, ff->func_globals, f->func_qualname);
     if (nf == NULL) return NULL;
     if (needs_closure && PyFunction_SetClosure(nf, ff->func_closure) < 0) {
         Py_DECREF(nf);
@@ -222,6 +225,29 @@ static PyObject *run_native(int rec, PyThreadState *ts, JF_Frame *frame, int thr
     return r;
 }
 
+/* Calls fn(args) (both borrowed; returns a new reference or NULL) with
+ * janus_frame's own Python work hidden from every eval-frame hook: our hook
+ * sees st->busy and evaluates natively, and when another hook is installed
+ * above ours (e.g. TorchDynamo's) the interpreter's eval function is set to
+ * the default one for the duration, so that hook does not trace or compile
+ * our guards and our compiler. While hidden, other threads are not
+ * intercepted either (they run natively, which is always correct); the
+ * function is restored only if nobody changed it meanwhile. */
+static PyObject *call_hidden(PyThreadState *ts, PyObject *fn, PyObject *const *args,
+                             Py_ssize_t nargs) {
+    PyInterpreterState *interp = ts->interp;
+    _PyFrameEvalFunction top = JF_GET_EVAL_FRAME(interp);
+    int swapped = (top != eval_frame_hook && top != _PyEval_EvalFrameDefault);
+    if (swapped) JF_SET_EVAL_FRAME(interp, _PyEval_EvalFrameDefault);
+    int was_busy = tls.busy;
+    tls.busy = 1;
+    PyObject *r = PyObject_Vectorcall(fn, args, nargs, NULL);
+    tls.busy = was_busy;
+    if (swapped && JF_GET_EVAL_FRAME(interp) == _PyEval_EvalFrameDefault)
+        JF_SET_EVAL_FRAME(interp, top);
+    return r;
+}
+
 /* Steals fn; borrows args. Returns the replacement's result (new ref). */
 static PyObject *run_replacement(PyObject *fn, PyObject *const *args, Py_ssize_t nargs, int rec) {
     PyObject *saved = NULL;
@@ -241,6 +267,14 @@ static int check_convention(PyObject *fn, const char *what, PyCodeObject *orig) 
         return -1;
     }
     PyCodeObject *c = (PyCodeObject *)PyFunction_GET_CODE(fn);
+    if (c == orig && what[0] == 'r') {
+        /* Calling it would re-enter this very cache entry forever. */
+        PyErr_Format(PyExc_TypeError,
+                     "janus_frame: the replacement for %U must not be the frame's own code "
+                     "object (return None to run the frame natively)",
+                     orig->co_qualname);
+        return -1;
+    }
     Py_ssize_t want = frame_nargs(orig);
     if (c->co_argcount != want || c->co_kwonlyargcount != 0 ||
         (c->co_flags & (CO_VARARGS | CO_VARKEYWORDS))) {
@@ -260,19 +294,45 @@ static int check_convention(PyObject *fn, const char *what, PyCodeObject *orig) 
     return 0;
 }
 
-/* Steals nothing. Adds an entry at the front of ex for (guard, replacement)
- * owned by owner. Returns 0, or -1 with an exception set. */
+/* Holds __name__ only: the globals of every function stored in the cache. */
+static PyObject *detached_globals = NULL;
+
+/* Borrows fn (a checked Python function); returns a new reference to a copy
+ * of it bound to detached_globals, without closure, sharing fn's __dict__.
+ *
+ * Why: the cache lives in the code object's extra slot, which the cycle
+ * collector cannot see. A cached function holding the user's globals would
+ * close an invisible cycle (code -> entry -> globals -> function -> code)
+ * and keep every dynamically created function (exec, notebooks) alive
+ * forever. Every call binds the frame's own globals and closure anyway. */
+static PyObject *detach(PyObject *fn) {
+    PyFunctionObject *f = (PyFunctionObject *)fn;
+    PyObject *nf = PyFunction_NewWithQualName(f->func_code, detached_globals, f->func_qualname);
+    if (nf == NULL) return NULL;
+    if (f->func_dict != NULL) {
+        Py_INCREF(f->func_dict);
+        ((PyFunctionObject *)nf)->func_dict = f->func_dict;
+    }
+    return nf;
+}
+
+/* Borrows guard, replacement and owner. Adds an entry at the front of ex for
+ * detached copies of (guard, replacement) owned by owner (new reference).
+ * Returns 0, or -1 with an exception set. */
 static int add_entry(Extra *ex, PyObject *guard, PyObject *replacement, PyObject *owner) {
     Entry *e = (Entry *)PyMem_Calloc(1, sizeof(Entry));
     if (e == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    Py_INCREF(guard);
-    Py_INCREF(replacement);
+    e->guard = detach(guard);
+    e->replacement = e->guard ? detach(replacement) : NULL;
+    if (e->replacement == NULL) {
+        Py_XDECREF(e->guard);
+        PyMem_Free(e);
+        return -1;
+    }
     Py_INCREF(owner);
-    e->guard = guard;
-    e->replacement = replacement;
     e->owner = owner;
     e->next = ex->head;
     ex->head = e;
@@ -287,6 +347,7 @@ static int mark_replacement_code(PyObject *replacement) {
     Extra *rex = get_extra(rc, 1);
     if (rex == NULL) return -1;
     rex->cur_action = ACT_SKIP;
+    rex->is_replacement = 1;
     return 0;
 }
 
@@ -294,8 +355,13 @@ static int mark_replacement_code(PyObject *replacement) {
  * ref) or NULL with an exception set. */
 static PyObject *eval_frame_hook(PyThreadState *ts, JF_Frame *frame, int throw_flag) {
     TState *st = &tls;
-    if (frame == st->passing) return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
-    if (st->callback == NULL || st->busy) return pass_through(ts, frame, throw_flag);
+    /* Our own guards and compiler run natively, never seen by a hook below us. */
+    if (frame == st->passing || st->busy) return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
+    /* Off in this thread, or a hook installed above ours handed us this frame:
+     * the hook on top owns the frames of its region (it has already seen and
+     * possibly transformed this one), so we do not compile what it runs. */
+    if (st->callback == NULL || JF_INTERP_EVAL_FRAME(ts->interp) != eval_frame_hook)
+        return pass_through(ts, frame, throw_flag);
 
     PyCodeObject *code = JF_FRAME_CODE(frame);
     int flags = code->co_flags;
@@ -307,7 +373,13 @@ static PyObject *eval_frame_hook(PyThreadState *ts, JF_Frame *frame, int throw_f
     Extra *ex = get_extra(code, 0);
     int cur = ex ? ex->cur_action : ACT_DEFAULT;
     int rec = ex ? ex->rec_action : ACT_DEFAULT;
-    if (cur == ACT_SKIP) return run_native(rec, ts, frame, throw_flag);
+    if (cur == ACT_SKIP) {
+        /* A replacement's own frame is ours: run it as written rather than
+         * offering it to another JIT below us (which would compile it again). */
+        if (ex->is_replacement && rec == ACT_DEFAULT)
+            return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
+        return run_native(rec, ts, frame, throw_flag);
+    }
 
     PyObject *func = JF_FRAME_FUNC(frame);
     PyObject *const *args = JF_FRAME_LOCALSPLUS(frame);
@@ -323,9 +395,7 @@ static PyObject *eval_frame_hook(PyThreadState *ts, JF_Frame *frame, int throw_f
             PyObject *g = bind_to_frame(e->guard, func);
             if (g == NULL) return NULL;
             uint64_t version = ex->version;
-            st->busy = 1;
-            PyObject *r = PyObject_Vectorcall(g, args, nargs, NULL);
-            st->busy = 0;
+            PyObject *r = call_hidden(ts, g, args, nargs);
             Py_DECREF(g);
             if (r == NULL) return NULL;
             int ok = (r == Py_True) ? 1 : (r == Py_False ? 0 : PyObject_IsTrue(r));
@@ -362,9 +432,8 @@ static PyObject *eval_frame_hook(PyThreadState *ts, JF_Frame *frame, int throw_f
         PyTuple_SET_ITEM(argtuple, i, a);
     }
     Py_INCREF(cb);
-    st->busy = 1;
-    PyObject *res = PyObject_CallFunctionObjArgs(cb, func, argtuple, NULL);
-    st->busy = 0;
+    PyObject *cbargs[2] = {func, argtuple};
+    PyObject *res = call_hidden(ts, cb, cbargs, 2);
     Py_DECREF(argtuple);
     if (res == NULL) {
         Py_DECREF(cb);
@@ -392,14 +461,14 @@ static PyObject *eval_frame_hook(PyThreadState *ts, JF_Frame *frame, int throw_f
     if (check_convention(guard, "guard", code) < 0 ||
         check_convention(replacement, "replacement", code) < 0 ||
         (ex = get_extra(code, 1)) == NULL || add_entry(ex, guard, replacement, cb) < 0 ||
-        mark_replacement_code(replacement) < 0) {
+        mark_replacement_code(ex->head->replacement) < 0) {
         Py_DECREF(res);
         Py_DECREF(cb);
         return NULL;
     }
     Py_DECREF(cb);
     rec = ex->rec_action;
-    PyObject *fn = bind_to_frame(replacement, func);
+    PyObject *fn = bind_to_frame(ex->head->replacement, func);
     Py_DECREF(res);
     if (fn == NULL) return NULL;
     return run_replacement(fn, args, nargs, rec);
@@ -564,6 +633,10 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__C(void) {
+    if (detached_globals == NULL) {
+        detached_globals = Py_BuildValue("{s:s}", "__name__", "janus_frame._detached");
+        if (detached_globals == NULL) return NULL;
+    }
     if (extra_index < 0) {
         extra_index = JF_REQUEST_CODE_EXTRA_INDEX(extra_free);
         if (extra_index < 0) {
