@@ -7,8 +7,12 @@ and with dynamo's caches reset so each test compiles its own graphs.
 """
 import os
 
-import pytest
-import torch
+# Triton kernels are checked on CPU tensors by the interpreter (no GPU here);
+# it must be chosen before anything imports triton.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
