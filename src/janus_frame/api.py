@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from typing import Any, Callable
 
 from . import _C
@@ -53,13 +54,16 @@ def compile(fn_or_module=None, *, backend="default", fullgraph: bool = False,
     ``fullgraph=True`` raises at the first graph break instead of falling back.
     Other keyword options override :class:`janus_frame.config.Config` fields.
     """
+    # Resolve the configuration first: an unknown backend or option is an
+    # error at the call, also in the decorator-with-arguments form.
+    compiler = get_compiler(backend, fullgraph=fullgraph, dynamic=dynamic, **options)
     if fn_or_module is None:
         return lambda f: compile(f, backend=backend, fullgraph=fullgraph, dynamic=dynamic,
                                  **options)
-    compiler = get_compiler(backend, fullgraph=fullgraph, dynamic=dynamic, **options)
-    import torch
-
-    if isinstance(fn_or_module, torch.nn.Module):
+    # Only an already imported torch can have made an nn.Module: compiling a
+    # plain function does not import torch.
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(fn_or_module, torch.nn.Module):
         from .module import CompiledModule
 
         return CompiledModule(fn_or_module, compiler)

@@ -54,6 +54,10 @@ class CompiledModule(torch.nn.Module):
     def __setattr__(self, name, value):
         if name in ("_orig_mod",) or name.startswith("_janus"):
             return super().__setattr__(name, value)
+        if name == "training":
+            # train()/eval() set the wrapper's own flag, then the children's:
+            # both must read back the same.
+            super().__setattr__(name, value)
         if "_orig_mod" in self.__dict__.get("_modules", {}):
             return setattr(self._modules["_orig_mod"], name, value)
         return super().__setattr__(name, value)

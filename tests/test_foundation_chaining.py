@@ -1,0 +1,109 @@
+"""Chaining with another PEP 523 user in the same process: TorchDynamo.
+
+A function under ``torch.compile`` and one under ``janus_frame.compile`` are
+called alternately and nested in both orders. Each JIT compiles its own
+frames, results equal the plain functions', and afterwards neither hook is
+left installed.
+
+Known limit: when a ``torch.compile``'d function calls a janus_frame-compiled
+one, Dynamo traces *through* janus_frame's Python wrapper and may capture the
+callee in its own graph, so janus_frame does not compile that call (only the
+result is checked there). While Dynamo's hook sits above ours, frames it
+hands down are Dynamo's and are not intercepted, in any thread.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import janus_frame as jf
+from janus_frame import _C
+
+from foundation_util import MARK, MARK_REPLACED  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("clean_state")
+
+
+def _idle():
+    info = _C.hook_info()
+    return info["installed"] is False and info["active_threads"] == 0
+
+
+def test_alternate_and_nested_with_torch_compile(marking_transform):
+    dynamo_graphs = []
+
+    def counting_eager(gm, example_inputs):  # backend="eager", counted
+        dynamo_graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    x = torch.arange(4.0)
+
+    def dyn_plain(t):
+        return t * 5
+
+    def jf_plain(t):
+        return MARK, t + 1
+
+    dyn = torch.compile(dyn_plain, backend=counting_eager)
+    jfc = jf.compile(jf_plain, backend="eager")
+
+    # alternately
+    for _ in range(3):
+        torch.testing.assert_close(dyn(x), x * 5)
+        r = jfc(x)
+        assert r[0] == "replaced"
+        torch.testing.assert_close(r[1], x + 1)
+        assert _idle()
+    assert len(dynamo_graphs) == 1
+    assert marking_transform.names().count("jf_plain") == 1
+
+    # janus_frame outside, torch.compile inside: both compile their own
+    def jf_outer(t):
+        return MARK, dyn(t + 1)
+
+    jfo = jf.compile(jf_outer, backend="eager")
+    for _ in range(2):
+        r = jfo(x)
+        assert r[0] == "replaced"
+        torch.testing.assert_close(r[1], (x + 1) * 5)
+        assert _idle()
+    assert marking_transform.names().count("jf_outer") == 1
+    # Dynamo's frames are Dynamo's: janus_frame compiled none of them
+    assert "dyn_plain" not in marking_transform.names()
+
+    # torch.compile outside, janus_frame inside
+    def dyn_outer(t):
+        return jfc(t * 2)[1] * 3
+
+    dyo = torch.compile(dyn_outer, backend=counting_eager)
+    for _ in range(2):
+        torch.testing.assert_close(dyo(x), (x * 2 + 1) * 3)
+        assert _idle()
+    assert len(dynamo_graphs) >= 2  # dyn_outer has graphs of its own
+
+    # and the plain ones still work alone afterwards
+    torch.testing.assert_close(dyn(x), x * 5)
+    assert jfc(x)[0] == "replaced"
+    assert _idle()
+    assert _C.hook_info()["chained"] is False
+    torch._dynamo.reset()
+
+
+def test_janus_region_survives_dynamo_region(marking_transform):
+    """A torch.compile'd call inside ``enable()`` removes Dynamo's hook on exit,
+    leaving janus_frame's installed and intercepting."""
+    torch._dynamo.reset()
+
+    def leaf():
+        return MARK
+
+    dyn = torch.compile(lambda t: t + 1, backend="eager")
+    with jf.enable(backend="eager"):
+        assert leaf() == "replaced"
+        dyn(torch.ones(2))
+        assert _C.hook_info()["installed"] is True
+        jf.reset()
+        assert leaf() == "replaced"
+    assert _idle()
+    torch._dynamo.reset()
