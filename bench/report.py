@@ -24,7 +24,7 @@ import json
 import math
 import sys
 
-SYSTEM_ORDER = ["eager", "janus", "torch.compile", "janus+inductor", "dynamo+janus"]
+SYSTEM_ORDER = ["eager", "janus", "torch.compile", "janus+inductor", "dynamo+janus", "selftest-wrong"]
 
 
 def _num(x):

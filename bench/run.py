@@ -41,7 +41,7 @@ if __package__ in (None, ""):
 
 from bench.machine import machine_info, machine_slug  # noqa: E402
 from bench.report import chart, markdown  # noqa: E402
-from bench.systems import SYSTEMS  # noqa: E402
+from bench.systems import DEFAULT_SYSTEMS, SYSTEMS  # noqa: E402
 from bench.workloads import WORKLOADS  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,28 +49,43 @@ RESULTS = os.path.join(REPO, "bench", "results")
 
 
 class Progress:
-    """A one-line progress bar on stderr (one line per update when not a tty)."""
+    """A one-line progress bar on stderr (one line per update when not a tty).
 
-    def __init__(self, total: float) -> None:
-        self.total = max(total, 1e-9)
-        self.done = 0.0
+    Thread-safe: with --jobs > 1 several workloads report at once; the bar
+    counts finished workloads plus the fraction done of those in flight.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = max(total, 1)
+        self.finished = 0
+        self.inflight: dict[str, float] = {}
         self.t0 = time.time()
         self.tty = sys.stderr.isatty()
         self.last = ""
+        self.lock = threading.Lock()
 
-    def show(self, label: str, frac_in_item: float = 0.0) -> None:
-        frac = min((self.done + frac_in_item) / self.total, 1.0)
-        n = 28
-        fill = int(frac * n)
-        el = int(time.time() - self.t0)
-        line = f"[{'#' * fill}{'.' * (n - fill)}] {frac * 100:5.1f}% {el // 60:02d}:{el % 60:02d} {label}"
-        if self.tty:
-            width = shutil.get_terminal_size((100, 20)).columns - 1
-            sys.stderr.write("\r" + line[:width].ljust(width))
-        elif line != self.last:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-        self.last = line
+    def show(self, name: str, label: str, frac_in_item: float | None = None) -> None:
+        with self.lock:
+            if frac_in_item is not None:
+                self.inflight[name] = frac_in_item
+            frac = min((self.finished + sum(self.inflight.values())) / self.total, 1.0)
+            n = 28
+            fill = int(frac * n)
+            el = int(time.time() - self.t0)
+            line = (f"[{'#' * fill}{'.' * (n - fill)}] {frac * 100:5.1f}% {el // 60:02d}:{el % 60:02d} "
+                    f"{self.finished}/{self.total} {name}: {label}")
+            if self.tty:
+                width = shutil.get_terminal_size((100, 20)).columns - 1
+                sys.stderr.write("\r" + line[:width].ljust(width))
+            elif line != self.last:
+                sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+            self.last = line
+
+    def complete(self, name: str) -> None:
+        with self.lock:
+            self.inflight.pop(name, None)
+            self.finished += 1
 
     def finish(self) -> None:
         if self.tty:
@@ -117,6 +132,8 @@ def run_workload(name: str, systems: list[str], args, progress: Progress, log_pa
     expected = n * (6 + rounds) + 3
     seen = 0
     phase = "starting"
+    phase_s: dict[str, float] = {}
+    last_phase, last_t = None, 0.0
     t0 = time.time()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
@@ -140,7 +157,7 @@ def run_workload(name: str, systems: list[str], args, progress: Progress, log_pa
                     os.killpg(proc.pid, 9)  # the worker's own process group, started above
                     fatal = f"timed out after {args.timeout:.0f} s during {phase}"
                     break
-                progress.show(f"{name}: {phase}", min(seen / expected, 0.99))
+                progress.show(name, phase, min(seen / expected, 0.99))
                 continue
             if line is None:
                 break
@@ -149,10 +166,20 @@ def run_workload(name: str, systems: list[str], args, progress: Progress, log_pa
             except json.JSONDecodeError:
                 continue
             kind = e.pop("event", None)
+            t_ev = e.pop("t", None)
+            if t_ev is not None and kind in ("progress", "done", "header"):
+                # Seconds per phase: a progress event starts a phase, the next
+                # one (or "done") ends it; "setup" is imports + building data.
+                if last_phase is not None:
+                    phase_s[last_phase] = round(phase_s.get(last_phase, 0.0) + t_ev - last_t, 3)
+                elif kind == "header":
+                    phase_s["setup"] = t_ev
+                if kind == "progress":
+                    last_phase, last_t = str(e.get("phase", "")).split(" ")[0], t_ev
             if kind == "progress":
                 seen += 1
                 phase = f"{e.get('phase')} · {e.get('system') or ''}".rstrip(" ·")
-                progress.show(f"{name}: {phase}", min(seen / expected, 0.99))
+                progress.show(name, phase, min(seen / expected, 0.99))
             elif kind == "header":
                 wl.update(e)
             elif kind == "result":
@@ -167,6 +194,7 @@ def run_workload(name: str, systems: list[str], args, progress: Progress, log_pa
         proc.wait()
     shutil.rmtree(cache_root, ignore_errors=True)
     wl["wall_s"] = round(time.time() - t0, 1)
+    wl["phase_s"] = phase_s
     if not done and fatal is None:
         tail = ""
         try:
@@ -187,12 +215,15 @@ def run_workload(name: str, systems: list[str], args, progress: Progress, log_pa
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench", description="janus_frame benchmark suite")
     ap.add_argument("--only", default="", help="comma list of workloads (default: all); see --list")
-    ap.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of: {', '.join(SYSTEMS)}")
+    ap.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
+                    help=f"comma list of: {', '.join(SYSTEMS)} (default: {', '.join(DEFAULT_SYSTEMS)})")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and few steps (smoke test)")
     ap.add_argument("--out", default=RESULTS, help="results directory (default bench/results)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds per workload process (default 3600, 600 with --quick)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="workloads run at once (default 1; > 1 makes timings meaningless: smoke tests only)")
     ap.add_argument("--list", action="store_true", help="list workloads and systems, then exit")
     args = ap.parse_args(argv)
     if args.timeout is None:
@@ -224,22 +255,35 @@ def main(argv=None) -> int:
     now = datetime.datetime.now()
     stamp = f"{now:%Y-%m-%dT%H%M}-{machine_slug(info)}" + ("-quick" if args.quick else "")
     doc = {"meta": {"date": now.isoformat(timespec="seconds"), "command": _command(),
-                    "quick": args.quick, "threads": args.threads, "systems": systems,
+                    "quick": args.quick, "threads": args.threads, "jobs": args.jobs, "systems": systems,
                     "workloads": only, "machine": info, "git": _git_rev()},
            "workloads": []}
     progress = Progress(len(only))
     t0 = time.time()
     base = os.path.join(args.out, stamp)
-    for i, name in enumerate(only):
-        progress.done = i
-        progress.show(f"{name}: starting")
+    results: dict[str, dict] = {}
+    lock = threading.Lock()
+
+    def one(name: str) -> None:
+        progress.show(name, "starting", 0.0)
         wl = run_workload(name, systems, args, progress, os.path.join(args.out, "logs", f"{stamp}-{name}.log"))
-        doc["workloads"].append(wl)
-        doc["meta"]["total_s"] = round(time.time() - t0, 1)
-        # Written after every workload, so an interrupted run keeps what it measured.
-        write(doc, base, latest=False)
-    progress.done = len(only)
-    progress.show("done")
+        progress.complete(name)
+        with lock:
+            results[name] = wl
+            doc["workloads"] = [results[n] for n in only if n in results]
+            doc["meta"]["total_s"] = round(time.time() - t0, 1)
+            # Written after every workload, so an interrupted run keeps what it measured.
+            write(doc, base, latest=False)
+
+    if args.jobs <= 1:
+        for name in only:
+            one(name)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(one, only))
+    progress.show("all", "done")
     progress.finish()
     write(doc, base, latest=not args.quick)
     print(f"wrote {base}.json, {base}.md, {base}.png")

@@ -55,6 +55,19 @@ def _dynamo_janus(fn):
     return torch.compile(fn, backend=jf.backend)
 
 
+def _selftest_wrong(fn):
+    # A deliberately wrong "compiler" (outputs scaled by 1.01) that lets the
+    # test suite check the harness reports WRONG instead of a speedup.
+    # Never part of the default system list.
+    import torch
+
+    def wrong(*args):
+        out = fn(*args)
+        return out * 1.01 if isinstance(out, torch.Tensor) else out
+
+    return wrong
+
+
 SYSTEMS: dict[str, System] = {
     s.name: s
     for s in (
@@ -63,8 +76,12 @@ SYSTEMS: dict[str, System] = {
         System("torch.compile", "dynamo", _torch_compile, "Dynamo + Inductor"),
         System("janus+inductor", "janus", _janus_inductor, 'jf.compile(backend="inductor")'),
         System("dynamo+janus", "dynamo", _dynamo_janus, "torch.compile(backend=jf.backend)"),
+        System("selftest-wrong", None, _selftest_wrong, "harness self-test: eager with outputs x1.01"),
     )
 }
+
+# What `python -m bench` compares unless --systems says otherwise.
+DEFAULT_SYSTEMS = ["eager", "janus", "torch.compile", "janus+inductor", "dynamo+janus"]
 
 
 def reset_frontend(frontend: str | None) -> None:
