@@ -160,3 +160,25 @@ def test_aliased_arguments_are_guarded():
     torch.testing.assert_close(out, torch.zeros(3))
     torch.testing.assert_close(y, torch.ones(3))
     assert len(rec.graphs) == 2
+
+
+def test_internal_error_falls_back_with_warning_and_strict_raises(monkeypatch):
+    from janus_frame.frontend.interpreter import Translator
+
+    def broken(self, ins):
+        raise RuntimeError("injected interpreter bug")
+    monkeypatch.setattr(Translator, "BINARY_OP", broken)
+
+    def f(x):
+        return x * 2
+    x = torch.randn(3)
+    with pytest.warns(RuntimeWarning, match="injected interpreter bug"):
+        out = jf.compile(f, backend="eager")(x)
+    torch.testing.assert_close(out, x * 2)
+    jf.reset()
+    with pytest.raises(RuntimeError, match="injected"):
+        jf.compile(f, backend="eager", fullgraph=True)(x)
+    jf.reset()
+    monkeypatch.setenv("JANUS_STRICT", "1")
+    with pytest.raises(RuntimeError, match="injected"):
+        jf.compile(f, backend="eager", strict=True)(x)

@@ -118,6 +118,12 @@ _register(
     "a with-block whose context manager is not grad mode, autocast or another known one",
     "move the with-block out of the compiled function",
 )
+_register(
+    "JF017", "loop continued after a graph break",
+    "a loop whose body has a graph break continues over a run-time iterator: each "
+    "iteration runs as compiled segments between the breaks",
+    "remove the break from the loop body to get the whole loop into one graph",
+)
 
 
 class GraphBreak(Exception):
@@ -132,6 +138,9 @@ class GraphBreak(Exception):
         self.lineno: int | None = None
         self.frame_name: str | None = None
         self.graph_count = 0
+        # index of the compiled frame's own instruction during which the
+        # break happened (a CALL when the break was inside an inlined callee)
+        self.root_ip: int | None = None
         super().__init__(detail)
 
     @property

@@ -4,15 +4,24 @@ In: the frame's function and its argument slots (from the hook), and the
 compiler (configuration and backend).
 Out: a :class:`CompiledEntry`: a guard over the argument slots, and a
 replacement that loads the graph's inputs through their sources, calls the
-backend's compiled graph, and rebuilds the frame's return value.
+backend's compiled graph, and then either rebuilds the frame's return value
+or -- after a graph break -- rebuilds the Python stack and the live locals,
+runs the unsupported instruction natively and continues in a resume function
+(see resume.py) that the hook compiles in turn.
 
-Raises :class:`SkipFrame` when the frame records no tensor operation, and
-:class:`GraphBreak` when something cannot be captured (the whole frame then
-runs natively; resuming after the break is a later stage).
+A break is found by tracing the whole frame; the frame is then traced again
+up to the instruction during which the break happened (its own instruction,
+e.g. the CALL when the break was inside an inlined callee), so the state the
+segment ends with is exactly the state before that instruction.
+
+Raises :class:`SkipFrame` when the frame records no tensor operation and has
+no break, and :class:`GraphBreak` when the break cannot be resumed from (the
+whole frame then runs natively).
 """
 from __future__ import annotations
 
 import math
+import operator
 import time
 
 from ..diagnostics.logs import artifact_logger
@@ -20,112 +29,321 @@ from ..hook import CompiledEntry, SkipFrame
 from .breaks import GraphBreak
 from .codegen import FunctionBuilder, nargs_of, slot_names
 from .interpreter import Translator
+from .ops_arith import BINARY, COMPARE
 from .output import OutputGraph
+from .resume import RESUME_CODES, TailCall, live_locals, make_function, original_position, \
+    resume_code, trampoline, try_regions
 from .sources import ArgSource, ClosureSource
 from .values import (
-    CellV, Const, DictV, ListV, NewObjV, ObjV, SetV, SliceV, TensorV, TupleV, Value,
+    NULL, CellV, Const, DictV, IterV, ListV, MethodV, NewObjV, NullV, ObjV, SetV, SliceV,
+    TensorV, TupleV, Value,
 )
 
 _LITERAL_TYPES = (int, str, bool, type(None), bytes)
+_SENTINEL = object()
+# instructions a segment can end at: each is re-expressed natively in the
+# replacement (see _native_step)
+_RESUMABLE = {
+    "CALL", "CALL_FUNCTION_EX", "LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR", "STORE_SUBSCR",
+    "DELETE_SUBSCR", "BINARY_SUBSCR", "BINARY_OP", "COMPARE_OP", "UNARY_NOT", "GET_ITER",
+    "FOR_ITER", "POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE",
+    "POP_JUMP_BACKWARD_IF_TRUE", "POP_JUMP_BACKWARD_IF_FALSE", "JUMP_IF_TRUE_OR_POP",
+    "JUMP_IF_FALSE_OR_POP",
+}
 
 
 def compile_frame(func, args: tuple, compiler) -> CompiledEntry:
+    try:
+        return _build(func, args, compiler, None)
+    except GraphBreak as gb:
+        if compiler.strict or _not_resumable(func.__code__, gb) is not None:
+            raise
+        brk = gb
+    entry = _build(func, args, compiler, brk)
+    entry.breaks.append(brk)
+    lg = artifact_logger("graph_breaks")
+    if lg is not None:
+        lg.info("%s", brk)
+    return entry
+
+
+def _not_resumable(code, gb: GraphBreak) -> str | None:
+    """Why the frame cannot continue after ``gb`` (None if it can)."""
+    if gb.root_ip is None:
+        return "no location"
+    from .interpreter import load_instructions
+
+    instrs, _ = load_instructions(code)
+    ins = instrs[gb.root_ip]
+    if ins.name not in _RESUMABLE:
+        return f"{ins.name} cannot run on its own"
+    if code.co_cellvars:
+        return "the frame has closure cells"
+    if try_regions(code)[gb.root_ip]:
+        return "inside a try or with block"
+    return None
+
+
+def _trace(func, args, compiler, stop_at):
     code = func.__code__
-    nargs = nargs_of(code)
     names = slot_names(code)
-    output = OutputGraph(compiler, code, nargs)
+    output = OutputGraph(compiler, code, nargs_of(code))
     cells = {}
     for i, name in enumerate(code.co_freevars):
         cells[name] = CellV(None, name, external=True,
                             pending=(func.__closure__[i], ClosureSource(name)))
     tx = Translator(output, code, func.__globals__, {}, cells, root_func=func)
     tx.lazy_args = {name: (args[i], ArgSource(name, i)) for i, name in enumerate(names)}
-    t0 = time.perf_counter()
+    tx.stop_at = stop_at
     result = tx.run()
-    if output.op_count == 0:
-        raise SkipFrame("no tensor operations")
-    lineno = tx.lineno
+    return output, tx, result
 
-    fb = FunctionBuilder(code, nargs)
-    outputs: list[TensorV] = []
-    out_index: dict = {}
-    ret_expr = _rebuild(result, fb, outputs, out_index)
-    gm, used = output.finish(outputs)
 
-    lg = artifact_logger("graphs")
-    if lg is not None:
-        lg.info("graph for %s (%s:%d)\n%s", code.co_qualname, code.co_filename,
-                code.co_firstlineno, gm.print_readable(print_output=False))
-
-    compiled = compiler.backend_fn(gm, [real for _, real in used])
-    input_exprs = ", ".join(v.source.expr() for v, _ in used)
-    body = [f"__jf_o = {fb.const(compiled)}({input_exprs})", f"return {ret_expr}"]
-    replacement = fb.build("__jf_replacement", body, lineno, "replacement", func.__globals__,
+def _build(func, args, compiler, brk: GraphBreak | None) -> CompiledEntry:
+    t0 = time.perf_counter()
+    code = func.__code__
+    output, tx, result = _trace(func, args, compiler, brk.root_ip if brk else None)
+    fb = FunctionBuilder(code, nargs_of(code))
+    rb = Rebuilder(fb)
+    if brk is None:
+        if output.op_count == 0:
+            raise SkipFrame("no tensor operations")
+        tail = [f"return {rb.expr(result)}"]
+    else:
+        if not tx.stopped:
+            raise brk
+        tail = _break_tail(func, tx, rb, compiler)
+    gm, used = output.finish(rb.outputs)
+    body = []
+    graphs = []
+    if output.op_count or rb.outputs:
+        lg = artifact_logger("graphs")
+        if lg is not None:
+            lg.info("graph for %s (%s:%d)\n%s", code.co_qualname, code.co_filename,
+                    code.co_firstlineno, gm.print_readable(print_output=False))
+        compiled = compiler.backend_fn(gm, [real for _, real in used])
+        inputs = ", ".join(v.source.expr() for v, _ in used)
+        body.append(f"__jf_o = {fb.const(compiled)}({inputs})")
+        graphs.append(gm)
+    body += rb.lines + tail
+    replacement = fb.build("__jf_replacement", body, tx.lineno, "replacement", func.__globals__,
                            func.__closure__)
     guard, explain_failure = output.guards.build(code.co_firstlineno, func.__globals__,
                                                  func.__closure__)
-
     lg = artifact_logger("guards")
     if lg is not None:
         lg.info("guards for %s (%s:%d)\n  %s", code.co_qualname, code.co_filename,
                 code.co_firstlineno, "\n  ".join(output.guards.lines()))
     return CompiledEntry(
-        guard=guard,
-        replacement=replacement,
-        guard_lines=output.guards.lines(),
-        explain_failure=explain_failure,
-        graphs=[gm],
-        breaks=[],
+        guard=guard, replacement=replacement, guard_lines=output.guards.lines(),
+        explain_failure=explain_failure, graphs=graphs, breaks=[],
         compile_seconds=time.perf_counter() - t0,
     )
 
 
-def _rebuild(v: Value, fb: FunctionBuilder, outputs: list, out_index: dict) -> str:
-    """A Python expression rebuilding ``v`` after the graph ran (``__jf_o``
-    holds the graph's outputs)."""
-    if isinstance(v, TensorV):
-        if v.node.op == "placeholder" and v.source is not None:
-            return v.source.expr()  # the input object itself, identity kept
-        i = out_index.get(v.node)
-        if i is None:
-            i = out_index[v.node] = len(outputs)
-            outputs.append(v)
-        return f"__jf_o[{i}]"
-    if v.source is not None and isinstance(v, (ListV, TupleV, DictV, ObjV, Const)):
-        return v.source.expr()
-    if isinstance(v, Const):
-        x = v.value
-        if type(x) in _LITERAL_TYPES or (type(x) is float and math.isfinite(x)):
-            return repr(x)
-        return fb.const(x)
-    if isinstance(v, TupleV):
-        inner = "".join(_rebuild(x, fb, outputs, out_index) + ", " for x in v.items)
-        if v.cls is not None:
-            return f"{fb.const(v.cls)}({inner})"
-        return f"({inner})"
-    if isinstance(v, ListV):
-        return "[" + ", ".join(_rebuild(x, fb, outputs, out_index) for x in v.items) + "]"
-    if isinstance(v, SetV):
-        inner = ", ".join(_rebuild(x, fb, outputs, out_index) for x in v.items)
-        return f"{{{inner}}}" if v.items else "__jf_h_set()"
-    if isinstance(v, DictV):
-        inner = ", ".join(f"{k!r}: {_rebuild(x, fb, outputs, out_index)}" if type(k) in
-                          _LITERAL_TYPES else
-                          f"{fb.const(k)}: {_rebuild(x, fb, outputs, out_index)}"
-                          for k, x in v.items.items())
-        if v.cls is dict:
-            return f"{{{inner}}}"
-        return f"{fb.const(_build_dict_subclass)}({fb.const(v.cls)}, {{{inner}}})"
-    if isinstance(v, SliceV):
-        parts = ", ".join(_rebuild(x, fb, outputs, out_index) for x in (v.start, v.stop, v.step))
-        return f"__jf_h_slice({parts})"
-    if isinstance(v, NewObjV):
-        inner = ", ".join(f"{k!r}: {_rebuild(x, fb, outputs, out_index)}"
-                          for k, x in v.attrs.items())
-        return f"{fb.const(_build_object)}({fb.const(v.cls)}, {{{inner}}})"
-    if isinstance(v, ObjV):
-        return fb.const(v.obj)
-    raise GraphBreak("JF009", f"returning a {v.python_type().__name__} built while tracing")
+# ---------------------------------------------------------------------------
+# After a break: run the instruction natively, then continue
+
+
+class _Result:
+    """The value an instruction run natively leaves on the stack."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _break_tail(func, tx: Translator, rb: "Rebuilder", compiler) -> list[str]:
+    code = func.__code__
+    idx = tx.stop_at
+    ins = tx.instrs[idx]
+    stack = list(tx.stack)
+    e = rb.expr
+    lines: list[str] = []
+    name = ins.name
+    R = _Result("__jf_r")
+    fallthrough = idx + 1
+
+    def cont(stack_after, at):
+        return _continue(func, tx, rb, compiler, stack_after, at)
+
+    if name == "CALL":
+        n = ins.arg
+        vals = stack[len(stack) - n - 2:]
+        a, b, cargs = vals[0], vals[1], vals[2:]
+        fn, pos = (b, cargs) if isinstance(a, NullV) else (a, [b] + cargs)
+        kwn = tx.kw_names or ()
+        kw = pos[len(pos) - len(kwn):] if kwn else []
+        pos = pos[:len(pos) - len(kwn)] if kwn else pos
+        call_args = [e(x) for x in pos] + [f"{k}={e(x)}" for k, x in zip(kwn, kw)]
+        lines.append(f"__jf_r = {e(fn)}({', '.join(call_args)})")
+        lines += cont(stack[:len(stack) - n - 2] + [R], fallthrough)
+    elif name == "CALL_FUNCTION_EX":
+        k = 4 if ins.arg & 1 else 3
+        vals = stack[len(stack) - k:]
+        fn, cargs = vals[1], vals[2]
+        kwpart = f", **{e(vals[3])}" if ins.arg & 1 else ""
+        lines.append(f"__jf_r = {e(fn)}(*{e(cargs)}{kwpart})")
+        lines += cont(stack[:len(stack) - k] + [R], fallthrough)
+    elif name in ("LOAD_ATTR", "LOAD_METHOD"):
+        lines.append(f"__jf_r = __jf_h_getattr({e(stack[-1])}, {ins.arg!r})")
+        after = [NULL, R] if name == "LOAD_METHOD" else [R]
+        lines += cont(stack[:-1] + after, fallthrough)
+    elif name == "STORE_ATTR":
+        lines.append(f"__jf_h_setattr({e(stack[-1])}, {ins.arg!r}, {e(stack[-2])})")
+        lines += cont(stack[:-2], fallthrough)
+    elif name == "STORE_SUBSCR":
+        lines.append(f"{e(stack[-2])}[{e(stack[-1])}] = {e(stack[-3])}")
+        lines += cont(stack[:-3], fallthrough)
+    elif name == "DELETE_SUBSCR":
+        lines.append(f"del {e(stack[-2])}[{e(stack[-1])}]")
+        lines += cont(stack[:-2], fallthrough)
+    elif name == "BINARY_SUBSCR":
+        lines.append(f"__jf_r = {e(stack[-2])}[{e(stack[-1])}]")
+        lines += cont(stack[:-2] + [R], fallthrough)
+    elif name in ("BINARY_OP", "COMPARE_OP"):
+        op = (BINARY if name == "BINARY_OP" else COMPARE)[ins.arg.name]
+        lines.append(f"__jf_r = {rb.fb.const(op)}({e(stack[-2])}, {e(stack[-1])})")
+        lines += cont(stack[:-2] + [R], fallthrough)
+    elif name == "UNARY_NOT":
+        lines.append(f"__jf_r = not {e(stack[-1])}")
+        lines += cont(stack[:-1] + [R], fallthrough)
+    elif name == "GET_ITER":
+        lines.append(f"__jf_r = __jf_h_iter({e(stack[-1])})")
+        lines += cont(stack[:-1] + [R], fallthrough)
+    elif name == "FOR_ITER":
+        it = stack[-1]
+        sentinel = rb.fb.const(_SENTINEL)
+        lines.append(f"__jf_r = __jf_h_next({e(it)}, {sentinel})")
+        lines.append(f"if __jf_r is {sentinel}:")
+        lines += ["    " + x for x in cont(stack[:-1], tx.labels[ins.arg])]
+        lines += cont(stack + [R], fallthrough)
+    elif name.startswith("POP_JUMP"):
+        cond = e(stack[-1])
+        jump_when = name.endswith("TRUE")
+        target = tx.labels[ins.arg]
+        lines.append(f"if {'' if jump_when else 'not '}{cond}:")
+        lines += ["    " + x for x in cont(stack[:-1], target)]
+        lines += cont(stack[:-1], fallthrough)
+    elif name in ("JUMP_IF_TRUE_OR_POP", "JUMP_IF_FALSE_OR_POP"):
+        cond = e(stack[-1])
+        jump_when = name == "JUMP_IF_TRUE_OR_POP"
+        lines.append(f"if {'' if jump_when else 'not '}{cond}:")
+        lines += ["    " + x for x in cont(stack, tx.labels[ins.arg])]
+        lines += cont(stack[:-1], fallthrough)
+    else:  # guarded by _RESUMABLE
+        raise AssertionError(name)
+    return lines
+
+
+def _continue(func, tx: Translator, rb: "Rebuilder", compiler, stack_after: list, at: int):
+    """Lines that hand the stack and the live locals to the resume function
+    for instruction ``at`` and return its result."""
+    code = func.__code__
+    is_resume = code in RESUME_CODES
+    orig, at = original_position(code, at)
+    live = []
+    values = []
+    for name in sorted(live_locals(orig, at)):
+        if name in tx.locals:
+            live.append(name)
+            values.append(rb.expr(tx.locals[name]))
+        elif name in tx.lazy_args:
+            live.append(name)
+            values.append(tx.lazy_args[name][1].expr())
+    null_slots = tuple(isinstance(v, NullV) for v in stack_after)
+    stack_vals = [v.name if isinstance(v, _Result) else rb.expr(v)
+                  for v in stack_after if not isinstance(v, NullV)]
+    rcode = resume_code(orig, at, null_slots, tuple(live))
+    compiler.forced.add(rcode)
+    fb = rb.fb
+    if code.co_freevars:
+        cells = "".join(f"__jf_cell_{n}, " for n in code.co_freevars)
+        fn = f"{fb.const(make_function)}({fb.const(rcode)}, __jf_h_globals(), ({cells}))"
+    else:
+        fn = fb.const(make_function(rcode, func.__globals__, None))
+    call = fb.const(TailCall if is_resume else trampoline)
+    args = "".join(x + ", " for x in stack_vals + values)
+    return [f"return {call}({fn}, ({args}))"]
+
+
+# ---------------------------------------------------------------------------
+# Rebuilding Python values after the graph ran
+
+
+class Rebuilder:
+    """Python source that rebuilds symbolic values after the graph ran
+    (``__jf_o`` holds the graph's outputs). Objects whose identity matters
+    (containers, objects built while tracing) are built once into a
+    temporary, so every reference sees the same object."""
+
+    def __init__(self, fb: FunctionBuilder) -> None:
+        self.fb = fb
+        self.outputs: list[TensorV] = []
+        self._out_index: dict = {}
+        self.lines: list[str] = []
+        self._memo: dict[int, str] = {}
+
+    def expr(self, v: Value) -> str:
+        hit = self._memo.get(id(v))
+        if hit is not None:
+            return hit
+        text, needs_temp = self._build(v)
+        if needs_temp:
+            name = f"__jf_v{len(self._memo)}"
+            self.lines.append(f"{name} = {text}")
+            self._memo[id(v)] = name
+            return name
+        return text
+
+    def _build(self, v: Value) -> tuple[str, bool]:
+        fb, e = self.fb, self.expr
+        if isinstance(v, TensorV):
+            if v.node.op == "placeholder" and v.source is not None:
+                return v.source.expr(), False  # the input object itself
+            i = self._out_index.get(v.node)
+            if i is None:
+                i = self._out_index[v.node] = len(self.outputs)
+                self.outputs.append(v)
+            return f"__jf_o[{i}]", False
+        if v.source is not None and isinstance(v, (ListV, TupleV, DictV, ObjV, Const)):
+            return v.source.expr(), False
+        if isinstance(v, Const):
+            x = v.value
+            if type(x) in _LITERAL_TYPES or (type(x) is float and math.isfinite(x)):
+                return repr(x), False
+            return fb.const(x), False
+        if isinstance(v, TupleV):
+            inner = "".join(e(x) + ", " for x in v.items)
+            if v.cls is not None:
+                return f"{fb.const(v.cls)}({inner})", False
+            return f"({inner})", False
+        if isinstance(v, ListV):
+            return "[" + ", ".join(e(x) for x in v.items) + "]", True
+        if isinstance(v, SetV):
+            inner = ", ".join(e(x) for x in v.items)
+            return (f"{{{inner}}}" if v.items else "__jf_h_set()"), True
+        if isinstance(v, DictV):
+            inner = ", ".join(
+                f"{k!r}: {e(x)}" if type(k) in _LITERAL_TYPES else f"{fb.const(k)}: {e(x)}"
+                for k, x in v.items.items())
+            if v.cls is dict:
+                return f"{{{inner}}}", True
+            return f"{fb.const(_build_dict_subclass)}({fb.const(v.cls)}, {{{inner}}})", True
+        if isinstance(v, SliceV):
+            parts = ", ".join(e(x) for x in (v.start, v.stop, v.step))
+            return f"__jf_h_slice({parts})", False
+        if isinstance(v, NewObjV):
+            inner = ", ".join(f"{k!r}: {e(x)}" for k, x in v.attrs.items())
+            return f"{fb.const(_build_object)}({fb.const(v.cls)}, {{{inner}}})", True
+        if isinstance(v, IterV):
+            rest = "".join(e(x) + ", " for x in v.items[v.pos:])
+            return f"__jf_h_iter(({rest}))", True
+        if isinstance(v, MethodV):
+            return f"__jf_h_getattr({e(v.receiver)}, {v.name!r})", False
+        if isinstance(v, ObjV):
+            return fb.const(v.obj), False
+        raise GraphBreak("JF009", f"a {v.python_type().__name__} built while tracing cannot "
+                         "be handed back to Python")
 
 
 def _build_object(cls, attrs: dict):
@@ -143,3 +361,6 @@ def _build_dict_subclass(cls, items: dict):
     if dataclasses.is_dataclass(cls):
         return cls(**items)
     return cls(items)
+
+
+__all__ = ["compile_frame", "operator"]

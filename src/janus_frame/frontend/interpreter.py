@@ -76,6 +76,8 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
         self.return_value: Value | None = None
         self.lazy_args: dict = {}  # root frame: argument name -> (object, source)
         self.yields: list | None = None  # generator being run to exhaustion
+        self.stop_at: int | None = None  # root frame: stop before this instruction
+        self.stopped = False
 
     # -- stack helpers ------------------------------------------------------------
 
@@ -103,8 +105,12 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
 
     def run(self) -> Value:
         instrs = self.instrs
+        stop_at = self.stop_at
         try:
             while True:
+                if self.ip == stop_at:
+                    self.stopped = True
+                    return None
                 ins = instrs[self.ip]
                 self.ip += 1
                 if ins.lineno is not None:
@@ -117,6 +123,8 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
             return self.return_value
         except GraphBreak as gb:
             gb.locate(self.code.co_filename, self.lineno, self.code.co_qualname)
+            if self.parent is None and gb.root_ip is None:
+                gb.root_ip = self.ip - 1
             raise
 
     def RETURN_VALUE(self, ins) -> None:

@@ -94,7 +94,10 @@ class ControlOps:
     def FOR_ITER(self, ins):
         it = self.stack[-1]
         if not isinstance(it, IterV):
-            raise GraphBreak("JF009", f"iteration over {it.python_type().__name__}")
+            # a real iterator handed over by a resume function: next() runs
+            # natively and each iteration continues in its own segment
+            raise GraphBreak("JF017", f"iteration over a run-time "
+                             f"{it.python_type().__name__}")
         if it.pos < len(it.items):
             self.push(it.items[it.pos])
             it.pos += 1

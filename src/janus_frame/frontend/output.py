@@ -64,12 +64,13 @@ class OutputGraph:
         the guards that make later uses of it valid."""
         t = type(obj)
         if t in _CONST_TYPES or isinstance(obj, _TORCH_CONST_TYPES) or t in (slice, range):
-            if source is not None:
-                if isinstance(obj, (torch.dtype, torch.layout, torch.memory_format)):
-                    self.guards.identity(source, obj)
-                else:
-                    self.guards.constant(source, obj)
-            return Const(obj, source)
+            if source is None:
+                return Const(obj)
+            if isinstance(obj, (torch.dtype, torch.layout, torch.memory_format)):
+                guard = functools.partial(self.guards.identity, source, obj)
+            else:
+                guard = functools.partial(self.guards.constant, source, obj)
+            return Const(obj, source, guard=guard)
         if isinstance(obj, torch.Tensor):
             return self.tensor_input(obj, source)
         if source is not None:
@@ -86,22 +87,33 @@ class OutputGraph:
     def _wrap_new(self, obj, source: Source | None) -> Value:
         t = type(obj)
         if t is tuple or t is list or (isinstance(obj, tuple) and hasattr(t, "_fields")):
-            if source is not None:
-                self.guards.length(source, obj)
-            items = [self.wrap(x, ItemSource(source, i) if source is not None else None)
-                     for i, x in enumerate(obj)]
+            def realize():
+                if source is not None:
+                    self.guards.length(source, obj)
+                return [self.wrap(x, ItemSource(source, i) if source is not None else None)
+                        for i, x in enumerate(obj)]
+            cls = None if t in (tuple, list) else t
+            if source is None:
+                return ListV(realize()) if t is list else TupleV(realize(), cls=cls)
+            tg = functools.partial(self.guards.type_is, source, obj)
             if t is list:
-                return ListV(items, source)
-            return TupleV(items, source, cls=None if t is tuple else t)
+                return ListV(None, source, lazy=realize, type_guard=tg)
+            return TupleV(None, source, cls=cls, lazy=realize, type_guard=tg)
         if t is dict:
             if not all(type(k) in _CONST_TYPES for k in obj):
                 if source is not None:
                     self.guards.identity(source, obj)
                 return ObjV(obj, source)
-            if source is not None:
-                self.guards.dict_keys(source, obj)
-            return DictV({k: self.wrap(v, ItemSource(source, k) if source is not None else None)
-                          for k, v in obj.items()}, source)
+
+            def realize_dict():
+                if source is not None:
+                    self.guards.dict_keys(source, obj)
+                return {k: self.wrap(v, ItemSource(source, k) if source is not None else None)
+                        for k, v in obj.items()}
+            if source is None:
+                return DictV(realize_dict())
+            return DictV(None, source, lazy=realize_dict,
+                         type_guard=functools.partial(self.guards.type_is, source, obj))
         if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.ModuleType,
                             type, types.MethodType, functools.partial, enum.Enum,
                             torch.nn.Module)) or callable(obj) and not hasattr(obj, "__dict__"):

@@ -43,11 +43,24 @@ class Value:
 
 
 class Const(Value):
-    __slots__ = ("value", "source")
+    """``guard`` (for values read from the frame) installs the guard on the
+    value the first time the trace uses it: a constant that is only passed
+    along (to a native call, or back to Python) is never specialised."""
 
-    def __init__(self, value: Any, source: Source | None = None) -> None:
-        self.value = value
+    __slots__ = ("_value", "source", "_guard")
+
+    def __init__(self, value: Any, source: Source | None = None, guard=None) -> None:
+        self._value = value
         self.source = source
+        self._guard = guard
+
+    @property
+    def value(self) -> Any:
+        g = self._guard
+        if g is not None:
+            self._guard = None
+            g()
+        return self._value
 
     def python_type(self) -> type:
         return type(self.value)
@@ -56,7 +69,7 @@ class Const(Value):
         return True
 
     def _repr(self) -> str:
-        return repr(self.value)
+        return repr(self._value)
 
 
 class TensorV(Value):
@@ -79,19 +92,53 @@ class TensorV(Value):
         return f"{self.node.name}: {tuple(self.fake.shape)} {self.fake.dtype}"
 
 
-class _Seq(Value):
-    __slots__ = ("items", "source")
+class _Lazy:
+    """Containers read from the frame realise their items (and install the
+    guards on length/keys and items) only when the trace looks inside; a
+    container only passed along costs at most a type guard."""
 
-    def __init__(self, items, source: Source | None = None) -> None:
-        self.items = list(items)
+    __slots__ = ()
+
+    def _realize(self):
+        if self._lazy is not None:
+            realize, self._lazy = self._lazy, None
+            self._tguard = None
+            self._items = realize()
+        return self._items
+
+    @property
+    def items(self):
+        return self._items if self._lazy is None else self._realize()
+
+    @items.setter
+    def items(self, value) -> None:
+        self._lazy = None
+        self._items = value
+
+    def _type_guard(self) -> None:
+        g = self._tguard
+        if g is not None:
+            self._tguard = None
+            g()
+
+
+class _Seq(_Lazy, Value):
+    __slots__ = ("_items", "source", "_lazy", "_tguard")
+
+    def __init__(self, items, source: Source | None = None, *, lazy=None,
+                 type_guard=None) -> None:
+        self._items = list(items) if items is not None else None
         self.source = source
+        self._lazy = lazy
+        self._tguard = type_guard
 
     def _repr(self) -> str:
-        return ", ".join(map(repr, self.items))
+        return "<lazy>" if self._lazy is not None else ", ".join(map(repr, self._items))
 
 
 class ListV(_Seq):
     def python_type(self) -> type:
+        self._type_guard()
         return list
 
 
@@ -100,11 +147,13 @@ class TupleV(_Seq):
 
     __slots__ = ("cls",)
 
-    def __init__(self, items, source: Source | None = None, cls: type | None = None) -> None:
-        super().__init__(items, source)
+    def __init__(self, items, source: Source | None = None, cls: type | None = None, *,
+                 lazy=None, type_guard=None) -> None:
+        super().__init__(items, source, lazy=lazy, type_guard=type_guard)
         self.cls = cls
 
     def python_type(self) -> type:
+        self._type_guard()
         return self.cls or tuple
 
 
@@ -113,21 +162,27 @@ class SetV(_Seq):
         return set
 
 
-class DictV(Value):
+class DictV(_Lazy, Value):
     """A dict with constant keys; ``cls`` for dict subclasses (e.g. ModelOutput)."""
 
-    __slots__ = ("items", "source", "cls")
+    __slots__ = ("_items", "source", "cls", "_lazy", "_tguard")
 
-    def __init__(self, items: dict, source: Source | None = None, cls: type = dict) -> None:
-        self.items = dict(items)
+    def __init__(self, items: dict | None, source: Source | None = None, cls: type = dict, *,
+                 lazy=None, type_guard=None) -> None:
+        self._items = dict(items) if items is not None else None
         self.source = source
         self.cls = cls
+        self._lazy = lazy
+        self._tguard = type_guard
 
     def python_type(self) -> type:
+        self._type_guard()
         return self.cls
 
     def _repr(self) -> str:
-        return ", ".join(f"{k!r}: {v!r}" for k, v in self.items.items())
+        if self._lazy is not None:
+            return "<lazy>"
+        return ", ".join(f"{k!r}: {v!r}" for k, v in self._items.items())
 
 
 class SliceV(Value):
