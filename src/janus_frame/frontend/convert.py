@@ -30,7 +30,7 @@ from .breaks import GraphBreak
 from .codegen import FunctionBuilder, nargs_of, slot_names
 from .interpreter import Translator
 from .ops_arith import BINARY, COMPARE
-from .output import OutputGraph
+from .output import NeedsShapeEnv, OutputGraph
 from .resume import RESUME_CODES, TailCall, live_locals, make_function, original_position, \
     resume_code, trampoline, try_regions
 from .sources import ArgSource, ClosureSource
@@ -54,12 +54,19 @@ _RESUMABLE = {
 
 def compile_frame(func, args: tuple, compiler) -> CompiledEntry:
     try:
-        return _build(func, args, compiler, None)
+        return _compile(func, args, compiler, symbolic=False)
+    except NeedsShapeEnv:
+        return _compile(func, args, compiler, symbolic=True)
+
+
+def _compile(func, args, compiler, symbolic: bool) -> CompiledEntry:
+    try:
+        return _build(func, args, compiler, None, symbolic)
     except GraphBreak as gb:
         if compiler.strict or _not_resumable(func.__code__, gb) is not None:
             raise
         brk = gb
-    entry = _build(func, args, compiler, brk)
+    entry = _build(func, args, compiler, brk, symbolic)
     entry.breaks.append(brk)
     lg = artifact_logger("graph_breaks")
     if lg is not None:
@@ -84,10 +91,10 @@ def _not_resumable(code, gb: GraphBreak) -> str | None:
     return None
 
 
-def _trace(func, args, compiler, stop_at):
+def _trace(func, args, compiler, stop_at, symbolic):
     code = func.__code__
     names = slot_names(code)
-    output = OutputGraph(compiler, code, nargs_of(code))
+    output = OutputGraph(compiler, code, nargs_of(code), symbolic)
     cells = {}
     for i, name in enumerate(code.co_freevars):
         cells[name] = CellV(None, name, external=True,
@@ -99,10 +106,10 @@ def _trace(func, args, compiler, stop_at):
     return output, tx, result
 
 
-def _build(func, args, compiler, brk: GraphBreak | None) -> CompiledEntry:
+def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False) -> CompiledEntry:
     t0 = time.perf_counter()
     code = func.__code__
-    output, tx, result = _trace(func, args, compiler, brk.root_ip if brk else None)
+    output, tx, result = _trace(func, args, compiler, brk.root_ip if brk else None, symbolic)
     fb = FunctionBuilder(code, nargs_of(code))
     rb = Rebuilder(fb)
     if brk is None:

@@ -39,15 +39,22 @@ _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis
 _TORCH_CONST_TYPES = (torch.dtype, torch.device, torch.Size, torch.memory_format, torch.layout)
 
 
+class NeedsShapeEnv(Exception):
+    """An operator's output shape depends on data: trace again with a shape
+    environment (kept off by default: creating one costs a second of imports
+    the first time)."""
+
+
 class OutputGraph:
-    def __init__(self, compiler, code: types.CodeType, nargs: int) -> None:
+    def __init__(self, compiler, code: types.CodeType, nargs: int,
+                 symbolic: bool = False) -> None:
         self.compiler = compiler
         self.code = code
         self.graph = fx.Graph()
         # A shape environment lets data-dependent output sizes (boolean-mask
         # indexing, nonzero) be captured with unbacked symbolic sizes; inputs
         # stay static.
-        self.fake_mode = FakeTensorMode(shape_env=ShapeEnv())
+        self.fake_mode = FakeTensorMode(shape_env=ShapeEnv() if symbolic else None)
         self.guards = Guards(code, nargs)
         self.guards.global_state()
         self.inputs: list[tuple[TensorV, torch.Tensor]] = []
@@ -175,6 +182,8 @@ class OutputGraph:
                 else:
                     out = getattr(fake_args[0], target)(*fake_args[1:], **fake_kwargs)
         except DynamicOutputShapeException as e:
+            if self.fake_mode.shape_env is None:
+                raise NeedsShapeEnv() from None
             raise GraphBreak("JF006", f"{_target_name(target)}: {e}") from None
         except DataDependentOutputException as e:
             raise GraphBreak("JF004", f"{_target_name(target)}: {e}") from None
