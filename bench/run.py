@@ -72,15 +72,16 @@ class Progress:
             n = 28
             fill = int(frac * n)
             el = int(time.time() - self.t0)
+            label = f"{self.finished}/{self.total} {name}: {label}"
             line = (f"[{'#' * fill}{'.' * (n - fill)}] {frac * 100:5.1f}% {el // 60:02d}:{el % 60:02d} "
-                    f"{self.finished}/{self.total} {name}: {label}")
+                    f"{label}")
             if self.tty:
                 width = shutil.get_terminal_size((100, 20)).columns - 1
                 sys.stderr.write("\r" + line[:width].ljust(width))
-            elif line != self.last:
+            elif label != self.last:  # a log file: one line per new phase, not per second
                 sys.stderr.write(line + "\n")
             sys.stderr.flush()
-            self.last = line
+            self.last = label
 
     def complete(self, name: str) -> None:
         with self.lock:
@@ -94,12 +95,20 @@ class Progress:
 
 
 def _git_rev() -> str:
+    """Revision of the janus_frame source being measured (its own checkout,
+    which need not be the directory this bench/ copy runs from)."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+        import janus_frame
+
+        where = os.path.dirname(os.path.abspath(janus_frame.__file__))
+    except Exception:  # noqa: BLE001
+        where = REPO
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
                                capture_output=True, text=True, timeout=10).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
+        return (rev or "?") + ("+dirty" if dirty else "")
     except Exception:  # noqa: BLE001
         return "?"
 

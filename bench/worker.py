@@ -203,7 +203,16 @@ def run(args, ev: Events) -> None:
 
     def do_probe(r):
         set_cache_dirs(r)
-        r.result["startup_s"] = probe(r.system) if r.system.frontend else 0.0
+        if not r.system.frontend:
+            r.result["startup_s"] = 0.0
+            return
+        try:
+            r.result["startup_s"] = probe(r.system)
+        except Exception as e:  # noqa: BLE001
+            # Not fatal: the workload itself may still run, and if it fails
+            # too, its own error is the more useful reason.
+            r.result["startup_s"] = None
+            r.result["notes"].append(f"start-up probe failed: {_reason(e)}")
 
     def do_correct(r):
         set_cache_dirs(r)

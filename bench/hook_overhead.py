@@ -1,0 +1,357 @@
+"""Overhead of janus_frame's frame hook on code it does not compile, and the cost of a cache hit.
+
+In:  nothing (pure-Python workloads defined here; torch is imported only for
+     TorchDynamo's comparison row, skipped with --no-dynamo).
+Out: a table printed to stdout and the same numbers, with the machine and the
+     command, in bench/results/hook_overhead-<host>.json. Nothing is asserted.
+
+Rows (time relative to the same code with no hook installed):
+  fib(25) / mix      -- plain recursive calls / a realistic pure-Python mix
+  no hook            -- baseline: no eval-frame function installed
+  floor              -- our hook installed (another thread is enabled) but this
+                        thread off: the hook's cheapest path, one TLS load and a
+                        call of the default evaluator. On 3.11 any installed hook
+                        disables inlined Python-to-Python calls, which is most
+                        of the cost; this row is the floor for the others.
+  skipped            -- this thread enabled, every frame's code marked SKIP
+                        (the state after the skip rules ran once)
+  dynamo run-only    -- TorchDynamo's shim with torch._dynamo.run() (run-only
+                        mode, nothing cached): the incumbent's equivalent
+  disable()          -- inside janus_frame.disable() with no other thread
+                        enabled: the hook uninstalls itself (native speed)
+  recursive SKIP     -- a code marked SKIP for itself and its callees; the hook
+                        stands aside for the duration (native speed)
+  recursive SKIP, other thread enabled -- the hook must stay installed
+Cache hit: per-call time of a compiled function whose entry is an always-true
+guard plus the original code, minus a plain call, through the
+janus_frame.compile wrapper and (hook only) inside an enable() region.
+
+    .venv/bin/python bench/hook_overhead.py [--rounds N] [--no-dynamo]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import types
+
+import janus_frame
+from janus_frame import _C, hook
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# ---------------------------------------------------------------------------
+# Workloads
+
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+class Token:
+    __slots__ = ("kind", "text")
+
+    def __init__(self, kind, text):
+        self.kind = kind
+        self.text = text
+
+    def is_word(self):
+        return self.kind == "word"
+
+
+def tokenize(line):
+    out = []
+    for part in line.split():
+        kind = "num" if part.isdigit() else "word"
+        out.append(Token(kind, part.lower()))
+    return out
+
+
+def count_words(tokens, counts):
+    for t in tokens:
+        if t.is_word():
+            counts[t.text] = counts.get(t.text, 0) + 1
+
+
+def score(counts):
+    return sum(len(k) * v for k, v in sorted(counts.items())[:50])
+
+
+class Stack:
+    def __init__(self):
+        self.items = []
+
+    def push(self, x):
+        self.items.append(x)
+
+    def pop(self):
+        return self.items.pop()
+
+    def __len__(self):
+        return len(self.items)
+
+
+def balanced(s):
+    st = Stack()
+    pairs = {")": "(", "]": "["}
+    for ch in s:
+        if ch in "([":
+            st.push(ch)
+        elif ch in pairs:
+            if not len(st) or st.pop() != pairs[ch]:
+                return False
+    return len(st) == 0
+
+
+LINES = [f"the quick brown fox {i} jumps over the lazy dog {i * 7} again and again"
+         for i in range(400)]
+BRACKETS = ["([]" * 5 + "])" * 5 + "[()]" * 3] * 200
+
+
+def mix():
+    counts = {}
+    for line in LINES:
+        count_words(tokenize(line), counts)
+    ok = sum(1 for s in BRACKETS if balanced(s))
+    return score(counts) + ok + fib(15)
+
+
+WORKLOADS = {"fib(25)": lambda: fib(25), "mix": mix}
+ALL_CODES = [f.__code__ for f in (fib, tokenize, count_words, score, balanced, mix)] + [
+    Token.__init__.__code__, Token.is_word.__code__, Stack.__init__.__code__,
+    Stack.push.__code__, Stack.pop.__code__, Stack.__len__.__code__,
+]
+
+
+# ---------------------------------------------------------------------------
+# Timing
+
+
+def best_of(fn, reps=3):
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+class OtherThreadEnabled:
+    """Keeps a second thread in janus_frame's global mode, so the hook stays
+    installed while this thread is off."""
+
+    def __enter__(self):
+        self.ready, self.stop = threading.Event(), threading.Event()
+
+        def run():
+            with janus_frame.enable(backend="eager"):
+                self.ready.set()
+                self.stop.wait()
+
+        self.t = threading.Thread(target=run, daemon=True)
+        self.t.start()
+        self.ready.wait()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.t.join()
+
+
+def _skip_all(func, args, compiler):
+    raise hook.SkipFrame("benchmark: measure the hook alone")
+
+
+def configs(dynamo: bool):
+    """name -> context-manager factory; the workload runs inside."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def none():
+        yield
+
+    @contextlib.contextmanager
+    def floor():
+        with OtherThreadEnabled():
+            assert _C.hook_info()["installed"]
+            yield
+
+    @contextlib.contextmanager
+    def skipped():
+        janus_frame.reset()
+        for c in ALL_CODES:
+            _C.set_code_strategy(c, hook.SKIP, hook.DEFAULT)
+        with janus_frame.enable(backend="eager"):
+            yield
+        janus_frame.reset()
+
+    @contextlib.contextmanager
+    def disabled():
+        with janus_frame.enable(backend="eager"):
+            with janus_frame.disable():
+                assert not _C.hook_info()["installed"]
+                yield
+
+    @contextlib.contextmanager
+    def recursive_skip(other=False):
+        janus_frame.reset()
+        ctx = OtherThreadEnabled() if other else contextlib.nullcontext()
+        with ctx:
+            with janus_frame.enable(backend="eager"):
+                yield "recursive"
+        janus_frame.reset()
+
+    out = {"no hook": none, "floor": floor, "skipped": skipped}
+    if dynamo:
+        out["dynamo run-only"] = "dynamo"
+    out["disable()"] = disabled
+    out["recursive SKIP"] = recursive_skip
+    out["recursive SKIP, other thread enabled"] = lambda: recursive_skip(True)
+    return out
+
+
+def run_workload(name, wl, cfg, dynamo_run):
+    if cfg == "dynamo":
+        return best_of(lambda: dynamo_run(wl))
+    with cfg() as mode:
+        if mode == "recursive":
+            # A trampoline marked SKIP for itself and everything it calls.
+            def region(w=wl):
+                return w()
+            _C.set_code_strategy(region.__code__, hook.SKIP, hook.SKIP)
+            return best_of(region)
+        return best_of(wl)
+
+
+def bench_overhead(rounds: int, dynamo: bool) -> dict:
+    dynamo_run = None
+    if dynamo:
+        import torch  # noqa: F401
+        import torch._dynamo
+
+        def dynamo_run(fn):
+            return torch._dynamo.run(fn)()
+
+        dynamo_run(lambda: fib(5))
+    cfgs = configs(dynamo)
+    times = {w: {c: [] for c in cfgs} for w in WORKLOADS}
+    for _ in range(rounds):  # interleaved, so drift hits every row alike
+        for w, wl in WORKLOADS.items():
+            for c, cfg in cfgs.items():
+                times[w][c].append(run_workload(w, wl, cfg, dynamo_run))
+    out = {}
+    for w in WORKLOADS:
+        base = statistics.median(times[w]["no hook"])
+        out[w] = {c: {"ms": statistics.median(v) * 1e3, "ratio": statistics.median(v) / base}
+                  for c, v in times[w].items()}
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Cache hit
+
+
+def _identity_transform(func, args, compiler):
+    code = func.__code__
+    n = len(args)
+    new = code.replace(co_argcount=n, co_posonlyargcount=0, co_kwonlyargcount=0,
+                       co_flags=code.co_flags & ~0x0C)
+    rep = types.FunctionType(new, func.__globals__, code.co_name, None, func.__closure__)
+    ns: dict = {}
+    exec(f"def guard({', '.join(f'a{i}' for i in range(n))}):\n    return True\n", ns)
+    return hook.CompiledEntry(guard=ns["guard"], replacement=rep)
+
+
+def target(a, b):
+    return a
+
+
+def bench_hit(n: int = 200_000) -> dict:
+    saved = hook.frame_transform
+    hook.frame_transform = _identity_transform
+    try:
+        janus_frame.reset()
+        compiled = janus_frame.compile(target, backend="eager")
+        compiled(1, 2)
+        assert _C.code_entries(target.__code__)
+
+        def loop_plain():
+            f = target
+            for _ in range(n):
+                f(1, 2)
+
+        def loop_compiled():
+            f = compiled
+            for _ in range(n):
+                f(1, 2)
+
+        def loop_enabled():
+            with janus_frame.enable(backend="eager"):
+                f = target
+                for _ in range(n):
+                    f(1, 2)
+
+        res = {}
+        for name, fn in (("plain", loop_plain), ("compile() wrapper", loop_compiled),
+                         ("inside enable()", loop_enabled)):
+            res[name] = min(best_of(fn) for _ in range(3)) / n * 1e6
+        return {"us_per_call": res,
+                "hit_cost_us": {k: v - res["plain"] for k, v in res.items() if k != "plain"}}
+    finally:
+        hook.frame_transform = saved
+        janus_frame.reset()
+
+
+# ---------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0],
+            "platform": platform.platform(), "host": platform.node(),
+            "loadavg": os.getloadavg()}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--no-dynamo", action="store_true")
+    ap.add_argument("--out", default=None, help="results file (default bench/results/...)")
+    a = ap.parse_args(argv)
+    t0 = time.time()
+    over = bench_overhead(a.rounds, not a.no_dynamo)
+    hit = bench_hit()
+    res = {"command": " ".join([os.path.relpath(sys.executable), *sys.argv]),
+           "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+           "overhead": over, "cache_hit": hit, "seconds": round(time.time() - t0, 1)}
+    print(f"machine: {res['machine']['cpu']} ({res['machine']['cores']} cores), "
+          f"Python {res['machine']['python']}, load {res['machine']['loadavg']}")
+    for w, rows in over.items():
+        print(f"\n{w}: median of {a.rounds} interleaved rounds (each best of 3)")
+        for c, r in rows.items():
+            print(f"  {c:40s} {r['ms']:9.2f} ms  {r['ratio']:5.2f}x")
+    print("\ncache hit, per call:")
+    for k, v in hit["us_per_call"].items():
+        extra = f"  (+{hit['hit_cost_us'][k]:.3f} us over a plain call)" if k in hit["hit_cost_us"] else ""
+        print(f"  {k:40s} {v:7.3f} us{extra}")
+    out = a.out or os.path.join(HERE, "results", f"hook_overhead-{platform.node() or 'host'}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(res, f, indent=1)
+    print(f"\nwritten to {os.path.relpath(out)}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
