@@ -111,6 +111,9 @@ class AttrOps:
     def object_attr(self, v: ObjV, name: str) -> Value:
         obj = v.obj
         src = v.source
+        pending = self.output.effects.pending_attr(obj, name)
+        if pending is not None:  # written earlier in this trace
+            return pending
         if isinstance(obj, torch.nn.Module):
             d = obj.__dict__
             for store in ("_parameters", "_buffers", "_modules"):

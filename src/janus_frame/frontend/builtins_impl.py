@@ -274,10 +274,8 @@ def _hasattr_handler(tx, args, kwargs):
 @handles(setattr)
 def _setattr(tx, args, kwargs):
     obj, name, value = args
-    if isinstance(obj, NewObjV):
-        obj.attrs[_const(tx, name)] = value
-        return Const(None)
-    raise GraphBreak("JF011", "setattr() on an object that outlives the frame")
+    tx.store_attr(obj, _const(tx, name), value)
+    return Const(None)
 
 
 @handles(super)

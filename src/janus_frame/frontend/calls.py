@@ -100,6 +100,18 @@ class CallDispatch:
         return out
 
     def container_method(self, c: Value, name: str, args, kwargs) -> Value:
+        if c.source is not None and c._lazy is not None and not kwargs:
+            # a list/dict read from the frame and not looked into: record the
+            # operation itself (replayed as is; no guard on length or keys)
+            if isinstance(c, ListV) and name in ("append", "extend") and len(args) == 1:
+                arg = args[0] if name == "append" else TupleV(self.iterate(args[0]))
+                c.pending.append((name, [arg]))
+                self.output.effects.container_mutated(c)
+                return Const(None)
+            if isinstance(c, DictV) and name == "update" and len(args) == 1:
+                c.pending.append((name, [DictV(self.dict_items(args[0]))]))
+                self.output.effects.container_mutated(c)
+                return Const(None)
         if isinstance(c, ListV):
             if name in ("append", "extend", "insert", "pop", "remove", "clear", "reverse",
                         "sort"):

@@ -35,8 +35,8 @@ from .resume import RESUME_CODES, TailCall, live_locals, make_function, original
     resume_code, trampoline, try_regions
 from .sources import ArgSource, ClosureSource
 from .values import (
-    NULL, CellV, Const, DictV, IterV, ListV, MethodV, NewObjV, NullV, ObjV, SetV, SliceV,
-    TensorV, TupleV, Value,
+    NULL, CellV, Const, DerivedConst, DictV, IterV, ListV, MethodV, NewObjV, NullV, ObjV, SetV,
+    SliceV, TensorV, TupleV, Value,
 )
 
 _LITERAL_TYPES = (int, str, bool, type(None), bytes)
@@ -113,13 +113,14 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
     fb = FunctionBuilder(code, nargs_of(code))
     rb = Rebuilder(fb)
     if brk is None:
-        if output.op_count == 0:
+        if output.op_count == 0 and not output.effects:
             raise SkipFrame("no tensor operations")
         tail = [f"return {rb.expr(result)}"]
     else:
         if not tx.stopped:
             raise brk
         tail = _break_tail(func, tx, rb, compiler)
+    replay = output.effects.replay(rb)  # before finish: it may need graph outputs
     gm, used = output.finish(rb.outputs)
     body = []
     graphs = []
@@ -132,7 +133,7 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
         inputs = ", ".join(v.source.expr() for v, _ in used)
         body.append(f"__jf_o = {fb.const(compiled)}({inputs})")
         graphs.append(gm)
-    body += rb.lines + tail
+    body += rb.lines + replay + tail
     replacement = fb.build("__jf_replacement", body, tx.lineno, "replacement", func.__globals__,
                            func.__closure__)
     guard, explain_failure = output.guards.build(code.co_firstlineno, func.__globals__,
@@ -290,6 +291,10 @@ class Rebuilder:
         self.lines: list[str] = []
         self._memo: dict[int, str] = {}
 
+    def snapshot(self, v: Value) -> str:
+        """An expression for ``v`` safe to use after side effects are replayed."""
+        return self.expr(v)
+
     def expr(self, v: Value) -> str:
         hit = self._memo.get(id(v))
         if hit is not None:
@@ -312,7 +317,13 @@ class Rebuilder:
                 i = self._out_index[v.node] = len(self.outputs)
                 self.outputs.append(v)
             return f"__jf_o[{i}]", False
-        if v.source is not None and isinstance(v, (ListV, TupleV, DictV, ObjV, Const)):
+        if v.source is not None and isinstance(v, Const):
+            # read now, before any side effect is replayed: value semantics
+            return v.source.expr(), True
+        if isinstance(v, DerivedConst):
+            args = ", ".join(e(a) for a in v.args)
+            return f"{fb.const(v.fn)}({args})", True
+        if v.source is not None and isinstance(v, (ListV, TupleV, DictV, ObjV)):
             return v.source.expr(), False
         if isinstance(v, Const):
             x = v.value

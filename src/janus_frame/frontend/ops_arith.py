@@ -13,8 +13,8 @@ import torch
 from .breaks import GraphBreak
 from .sources import AttrSource, ItemSource
 from .values import (
-    NULL, CellV, Const, DictV, FunctionV, IterV, ListV, MethodV, NewObjV, NullV, ObjV, SetV,
-    SliceV, TensorV, TupleV, Value,
+    NULL, CellV, Const, DerivedConst, DictV, FunctionV, IterV, ListV, MethodV, NewObjV, NullV,
+    ObjV, SetV, SliceV, TensorV, TupleV, Value, unguarded,
 )
 
 BINARY = {
@@ -49,7 +49,7 @@ class ArithOps:
         if isinstance(a, TensorV) or isinstance(b, TensorV):
             return self.output.call("call_function", fn, (a, b), {})
         if isinstance(a, Const) and isinstance(b, Const):
-            return self.fold(fn, a.value, b.value)
+            return self.fold_lazy(fn, a, b)
         if isinstance(a, (ListV, TupleV)) and fn in (operator.add, operator.iadd):
             if isinstance(b, type(a)) or (isinstance(b, (ListV, TupleV)) and fn is operator.iadd
                                           and isinstance(a, ListV)):
@@ -74,6 +74,17 @@ class ArithOps:
         raise GraphBreak("JF009", f"operator {fn.__name__} on {a.python_type().__name__} and "
                          f"{b.python_type().__name__}")
 
+    def fold_lazy(self, fn, a: Const, b: Const) -> Const:
+        """Fold, keeping the operands' guards pending when they are (see
+        DerivedConst)."""
+        if (unguarded(a) or unguarded(b)) and isinstance(a._value, (int, float)) and \
+                isinstance(b._value, (int, float)):
+            try:
+                return DerivedConst(fn, [a, b])
+            except Exception:  # noqa: BLE001 - e.g. ZeroDivisionError: fold reports it
+                pass
+        return self.fold(fn, a.value, b.value)
+
     def fold(self, fn, *args) -> Const:
         try:
             return Const(fn(*args))
@@ -82,12 +93,16 @@ class ArithOps:
                              f"{type(e).__name__}: {e}") from None
 
     def mutate_list(self, v: ListV) -> None:
+        """``v`` is about to change in place; a list read from the frame is
+        realised and replayed after the graph."""
         if v.source is not None:
-            raise GraphBreak("JF011", f"in-place change of list {v.source.name()}")
+            v.items  # noqa: B018 - realise: the change is applied to the items
+            self.output.effects.container_mutated(v)
 
     def mutate_dict(self, v: DictV) -> None:
         if v.source is not None:
-            raise GraphBreak("JF011", f"in-place change of dict {v.source.name()}")
+            v.items  # noqa: B018
+            self.output.effects.container_mutated(v)
 
     def COMPARE_OP(self, ins):
         b = self.pop()
@@ -100,7 +115,7 @@ class ArithOps:
                 return Const(fn is operator.ne)
             return self.output.call("call_function", fn, (a, b), {})
         if isinstance(a, Const) and isinstance(b, Const):
-            return self.fold(fn, a.value, b.value)
+            return self.fold_lazy(fn, a, b)
         ca, cb = self.as_python(a), self.as_python(b)
         if ca is not _NO and cb is not _NO:
             return self.fold(fn, ca, cb)
@@ -338,6 +353,10 @@ class ArithOps:
                 obj.items[k] = value
             return
         if isinstance(obj, DictV) and k is not _NO:
+            if obj.source is not None and obj._lazy is not None:
+                obj.pending.append(("__setitem__", [Const(k), value]))
+                self.output.effects.container_mutated(obj)
+                return
             self.mutate_dict(obj)
             obj.items[k] = value
             return

@@ -84,6 +84,10 @@ class BasicOps:
         return t
 
     def load_global(self, name: str):
+        if self.f_globals is self.root().f_globals:
+            pending = self.output.effects.pending_global(name)
+            if pending is not None:
+                return pending
         if name in self.f_globals:
             return self.output.wrap(self.f_globals[name], self.global_source(name))
         if name in self.f_builtins:
@@ -97,7 +101,10 @@ class BasicOps:
         self.push(self.load_global(name))
 
     def STORE_GLOBAL(self, ins):
-        raise GraphBreak("JF011", f"assignment to global {ins.arg!r}")
+        value = self.pop()
+        if self.f_globals is not self.root().f_globals:
+            raise GraphBreak("JF011", f"assignment to global {ins.arg!r} of another module")
+        self.output.effects.store_global(ins.arg, value)
 
     def DELETE_GLOBAL(self, ins):
         raise GraphBreak("JF011", f"deletion of global {ins.arg!r}")
@@ -131,10 +138,15 @@ class BasicOps:
 
     def STORE_DEREF(self, ins):
         c = self.cell(ins.arg.name)
-        if getattr(c, "external", False):
-            raise GraphBreak("JF011", f"assignment to nonlocal variable {ins.arg.name!r} of "
-                             "an enclosing function that outlives this frame")
-        c.contents = self.pop()
+        value = self.pop()
+        if c.external:
+            if c.write_target is None:
+                raise GraphBreak("JF011", f"assignment to nonlocal variable {ins.arg.name!r} "
+                                 "of a function with no known source")
+            c.contents = value
+            self.output.effects.store_cell(c)
+            return
+        c.contents = value
 
     def DELETE_DEREF(self, ins):
         raise GraphBreak("JF011", f"deletion of closure variable {ins.arg.name!r}")

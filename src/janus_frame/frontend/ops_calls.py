@@ -9,7 +9,9 @@ from __future__ import annotations
 from .attrs import AttrOps
 from .breaks import GraphBreak
 from .calls import CallDispatch
-from .values import NULL, CellV, Const, DictV, FunctionV, NewObjV, NullV, TupleV
+import types
+
+from .values import NULL, CellV, Const, DictV, FunctionV, NewObjV, NullV, ObjV, TupleV
 
 
 class CallOps(AttrOps, CallDispatch):
@@ -26,10 +28,17 @@ class CallOps(AttrOps, CallDispatch):
     def STORE_ATTR(self, ins):
         obj = self.pop()
         value = self.pop()
+        self.store_attr(obj, ins.arg, value)
+
+    def store_attr(self, obj, name: str, value) -> None:
         if isinstance(obj, NewObjV):
-            obj.attrs[ins.arg] = value
+            obj.attrs[name] = value
             return
-        raise GraphBreak("JF011", f"attribute assignment {ins.arg!r} on "
+        if isinstance(obj, ObjV) and obj.source is not None and not isinstance(
+                obj.obj, (type, types.ModuleType, types.FunctionType)):
+            self.output.effects.store_attr(obj, name, value)
+            return
+        raise GraphBreak("JF011", f"attribute assignment {name!r} on "
                          f"{obj.python_type().__name__}")
 
     def DELETE_ATTR(self, ins):

@@ -29,6 +29,7 @@ from torch._subclasses.fake_tensor import (
 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
 from .breaks import GraphBreak
+from .effects import SideEffects
 from .guards import Guards
 from .sources import ItemSource, Source
 from .values import (
@@ -62,6 +63,7 @@ class OutputGraph:
         self._names: set[str] = set()
         self.grad_enabled = torch.is_grad_enabled()
         self.autocast: list[tuple] = []  # active torch.autocast argument tuples
+        self.effects = SideEffects()
         self.op_count = 0
 
     # -- wrapping real objects ------------------------------------------------

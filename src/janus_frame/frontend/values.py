@@ -72,6 +72,30 @@ class Const(Value):
         return repr(self._value)
 
 
+class DerivedConst(Const):
+    """A Python value computed from constants read from the frame, whose guards
+    are still pending (``self.counter + 1``). If the trace never uses its
+    value, nothing is specialised: it is recomputed from its operands after
+    the graph (so a counter that changes every call costs no recompile)."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn, args: list) -> None:
+        raw = [a._value for a in args]
+        super().__init__(fn(*raw), None, guard=self._guard_args)
+        self.fn = fn
+        self.args = args
+
+    def _guard_args(self) -> None:
+        for a in self.args:
+            a.value  # noqa: B018 - installs the operand's guard
+
+
+def unguarded(v) -> bool:
+    """A constant from the frame whose value the trace has not used yet."""
+    return isinstance(v, Const) and v._guard is not None
+
+
 class TensorV(Value):
     """A tensor in the graph: ``node`` is an fx.Node, ``fake`` its fake tensor."""
 
@@ -104,6 +128,17 @@ class _Lazy:
             realize, self._lazy = self._lazy, None
             self._tguard = None
             self._items = realize()
+            for name, args in self.pending:  # mutations recorded before realising
+                if name == "append":
+                    self._items.append(args[0])
+                elif name == "extend":
+                    self._items.extend(args[0].items)
+                elif name == "__setitem__":
+                    self._items[args[0].value] = args[1]
+                elif name == "update":
+                    self._items.update(args[0].items)
+                else:
+                    raise AssertionError(name)
         return self._items
 
     @property
@@ -123,7 +158,7 @@ class _Lazy:
 
 
 class _Seq(_Lazy, Value):
-    __slots__ = ("_items", "source", "_lazy", "_tguard")
+    __slots__ = ("_items", "source", "_lazy", "_tguard", "pending")
 
     def __init__(self, items, source: Source | None = None, *, lazy=None,
                  type_guard=None) -> None:
@@ -131,6 +166,7 @@ class _Seq(_Lazy, Value):
         self.source = source
         self._lazy = lazy
         self._tguard = type_guard
+        self.pending: list = []  # (method, args) recorded while not realised
 
     def _repr(self) -> str:
         return "<lazy>" if self._lazy is not None else ", ".join(map(repr, self._items))
@@ -165,7 +201,7 @@ class SetV(_Seq):
 class DictV(_Lazy, Value):
     """A dict with constant keys; ``cls`` for dict subclasses (e.g. ModelOutput)."""
 
-    __slots__ = ("_items", "source", "cls", "_lazy", "_tguard")
+    __slots__ = ("_items", "source", "cls", "_lazy", "_tguard", "pending")
 
     def __init__(self, items: dict | None, source: Source | None = None, cls: type = dict, *,
                  lazy=None, type_guard=None) -> None:
@@ -174,6 +210,7 @@ class DictV(_Lazy, Value):
         self.cls = cls
         self._lazy = lazy
         self._tguard = type_guard
+        self.pending: list = []
 
     def python_type(self) -> type:
         self._type_guard()
@@ -264,7 +301,7 @@ class CellV(Value):
     the frame (stores to them are side effects); ``pending`` holds a real
     cell and its source until the contents are first read."""
 
-    __slots__ = ("contents", "source", "name", "external", "pending")
+    __slots__ = ("contents", "source", "name", "external", "pending", "write_target")
 
     def __init__(self, contents: Value | None, name: str = "", *, external: bool = False,
                  pending=None) -> None:
@@ -273,6 +310,8 @@ class CellV(Value):
         self.source = None
         self.external = external
         self.pending = pending
+        # where a store to an external cell is replayed (None: cannot be)
+        self.write_target = pending[1] if pending is not None else None
 
     def python_type(self) -> type:
         import types

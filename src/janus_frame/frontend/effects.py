@@ -1,0 +1,148 @@
+"""Side effects: mutations of Python state recorded while tracing, replayed
+after the graph segment ran.
+
+In: mutations the opcode handlers report -- list/dict changes on containers
+read from the frame, attribute stores on objects and modules, global stores,
+stores to closure cells of enclosing functions.
+Out: Python statements (for the generated replacement) that leave Python
+state exactly as eager execution would, plus the bookkeeping that lets later
+reads in the same trace see the written values.
+
+Replay happens after every value the replacement hands back has been
+evaluated (so a value read before a write keeps its old value), in program
+order. Appends to a list that the trace never looked into are replayed as
+appends: the list's length is never guarded, so a list that grows every step
+(losses.append(...)) costs no recompile.
+"""
+from __future__ import annotations
+
+import types
+
+import torch
+
+from .breaks import GraphBreak
+from .sources import CellContentsSource, ClosureSource, Source
+from .values import CellV, DictV, ListV, ObjV, SetV, Value
+
+_module_setattr = torch.nn.Module.__setattr__
+
+
+class SideEffects:
+    def __init__(self) -> None:
+        self._order: list[tuple] = []  # (kind, key) in program order of first effect
+        self._containers: dict[int, Value] = {}
+        self._attrs: dict[int, tuple[ObjV, dict[str, Value]]] = {}
+        self._globals: dict[str, Value] = {}
+        self._cells: dict[int, CellV] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._order)
+
+    # -- recording ---------------------------------------------------------------
+    def container_mutated(self, v: Value) -> None:
+        """A container read from the frame changed (realised or pending ops)."""
+        if id(v) not in self._containers:
+            self._containers[id(v)] = v
+            self._order.append(("container", id(v)))
+
+    def store_attr(self, obj: ObjV, name: str, value: Value) -> None:
+        real = obj.obj
+        cls = type(real)
+        setattr_impl = cls.__setattr__
+        if setattr_impl is not object.__setattr__ and setattr_impl is not _module_setattr:
+            raise GraphBreak("JF011", f"{cls.__name__} customises attribute assignment")
+        descr = getattr(cls, name, None)
+        if descr is not None and hasattr(type(descr), "__set__"):
+            raise GraphBreak("JF011", f"assignment through the descriptor {cls.__name__}.{name}")
+        if isinstance(real, torch.nn.Module) and isinstance(value, ObjV) and isinstance(
+                value.obj, torch.nn.Module):
+            raise GraphBreak("JF011", "assigning a submodule")
+        entry = self._attrs.get(id(real))
+        if entry is None:
+            entry = self._attrs[id(real)] = (obj, {})
+        entry[1][name] = value
+        self._order.append(("attr", (id(real), name)))
+
+    def pending_attr(self, real, name: str) -> Value | None:
+        entry = self._attrs.get(id(real))
+        if entry is not None and entry[0].obj is real:
+            return entry[1].get(name)
+        return None
+
+    def store_global(self, name: str, value: Value) -> None:
+        self._globals[name] = value
+        self._order.append(("global", name))
+
+    def pending_global(self, name: str) -> Value | None:
+        return self._globals.get(name)
+
+    def store_cell(self, cell: CellV) -> None:
+        if id(cell) not in self._cells:
+            self._cells[id(cell)] = cell
+        self._order.append(("cell", id(cell)))
+
+    # -- replay ---------------------------------------------------------------------
+    def replay(self, rb) -> list[str]:
+        """Statements leaving Python state as eager leaves it. Values are
+        evaluated through ``rb`` first (into temporaries), writes follow."""
+        stmts: list[str] = []
+        done_attrs: set = set()
+        for kind, key in _dedup_keep_last(self._order):
+            if kind == "container":
+                stmts += self._replay_container(self._containers[key], rb)
+            elif kind == "attr":
+                if key in done_attrs:
+                    continue
+                done_attrs.add(key)
+                obj, writes = self._attrs[key[0]]
+                val = rb.snapshot(writes[key[1]])
+                stmts.append(f"__jf_h_setattr({obj.source.expr()}, {key[1]!r}, {val})")
+            elif kind == "global":
+                val = rb.snapshot(self._globals[key])
+                stmts.append(f"__jf_h_globals()[{key!r}] = {val}")
+            elif kind == "cell":
+                cell = self._cells[key]
+                val = rb.snapshot(cell.contents)
+                target = cell.write_target
+                if isinstance(target, ClosureSource):
+                    stmts.append(f"__jf_c_{target.var} = {val}")
+                else:
+                    stmts.append(f"{target.expr()} = {val}")
+        return stmts
+
+    def _replay_container(self, v: Value, rb) -> list[str]:
+        src = v.source.expr()
+        if isinstance(v, (ListV, DictV)) and v._lazy is not None:
+            # never looked into: replay the operations themselves
+            out = []
+            for name, args in v.pending:
+                vals = ", ".join(rb.snapshot(a) for a in args)
+                out.append(f"{src}.{name}({vals})")
+            return out
+        if isinstance(v, ListV):
+            return [f"{src}[:] = [{', '.join(rb.snapshot(x) for x in v.items)}]"]
+        if isinstance(v, DictV):
+            items = ", ".join(f"{rb.fb.const(k)}: {rb.snapshot(x)}" for k, x in v.items.items())
+            return [f"{src}.clear()", f"{src}.update({{{items}}})"]
+        if isinstance(v, SetV):
+            items = ", ".join(rb.snapshot(x) for x in v.items)
+            return [f"{src}.clear()", f"{src}.update(({items},))"]
+        raise AssertionError(type(v))
+
+
+def _dedup_keep_last(order):
+    """Program order of effects, each (kind, key) once at its first place."""
+    seen = set()
+    out = []
+    for item in order:
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out
+
+
+def cell_target(cell: CellV) -> Source | None:
+    return getattr(cell, "write_target", None)
+
+
+__all__ = ["SideEffects", "CellContentsSource", "types"]
