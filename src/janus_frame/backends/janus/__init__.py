@@ -25,6 +25,7 @@ import torch.fx
 
 from . import ir
 from .decomp import decomposition_table, needs_decomposition
+from .runtime import not_traced
 
 log = logging.getLogger("janus_frame.kernels")
 warn_log = logging.getLogger("janus_frame.backend")
@@ -75,6 +76,15 @@ def _device_of(gm, example_inputs):
     return "cpu"
 
 
+def _not_traced(fn):
+    """Backend code must never be traced by a frame-evaluation frontend: the
+    backward graph is compiled lazily, from inside user frames that are being
+    compiled (``loss.backward()`` in a compiled step).  ``torch.compiler.disable``
+    is the public way to mark that (our own frontend skips backend modules)."""
+    return not_traced(fn)
+
+
+@_not_traced
 def compile_graph(gm: torch.fx.GraphModule, device: str | None = None):
     """Compile one functional, decomposed aten graph (meta['val'] on every
     placeholder) into a :class:`runtime.CompiledGraph`."""

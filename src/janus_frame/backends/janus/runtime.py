@@ -11,7 +11,9 @@ Nothing is decided per call.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
+import sys
 
 import sympy
 import torch
@@ -21,6 +23,20 @@ from .lowering import SymArg
 from .scheduler import Kernel
 
 log = logging.getLogger("janus_frame.kernels")
+
+
+def not_traced(fn):
+    """``fn`` run with torch.compile's frame hook standing aside, when that hook
+    is loaded at all (checked per call, so importing this package never
+    imports torch._dynamo)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "torch._dynamo" not in sys.modules:
+            return fn(*args, **kwargs)
+        return torch.compiler.disable(fn, recursive=True)(*args, **kwargs)
+
+    return wrapper
 
 
 def pyexpr(x) -> str:
@@ -74,6 +90,9 @@ class CompiledGraph:
         return len(self.kernels)
 
     def _prepare(self):
+        return not_traced(self._prepare_inner)()
+
+    def _prepare_inner(self):
         ns = {"torch": torch, "_empty": torch.empty, "_empty_strided": torch.empty_strided,
               "_u8": torch.uint8}
         lib = self.build.lib() if self.build is not None else None
