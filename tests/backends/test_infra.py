@@ -131,3 +131,19 @@ def test_dynamic_sizes_are_kernel_arguments():
     for s, _ in g.prog.symbols:
         assert f"const int64_t {s}" in src
     assert len(graphs()) == 1  # one compile served every size
+
+
+def test_hand_built_fx_graph_single_output_and_symbolic_trace():
+    from janus_frame.backends.janus import janus_backend
+
+    class M(torch.nn.Module):
+        def forward(self, x, y):
+            return torch.nn.functional.layer_norm(x + y, (16,)) * torch.sigmoid(y)
+
+    gm = torch.fx.symbolic_trace(M())
+    x, y = torch.randn(4, 16), torch.randn(4, 16)
+    fn = janus_backend(gm, [x, y])
+    out = fn(x, y)
+    assert isinstance(out, torch.Tensor)
+    assert_close(out, M()(x, y), rtol=1e-5, atol=1e-5)
+    assert graphs()[-1].num_kernels == 1

@@ -549,6 +549,10 @@ class Lowering:
         return tvs if multi else tvs[0]
 
     def output(self, outs):
+        # a graph returning one bare value (hand-built graphs) keeps that shape
+        self.prog.single_output = not isinstance(outs, (list, tuple))
+        if self.prog.single_output:
+            outs = [outs]
         res = []
         claimed = set()
         for o in outs:

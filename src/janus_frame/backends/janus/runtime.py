@@ -200,7 +200,10 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
         else:
             ns[f"_c{len(rets)}"] = o
             rets.append(f"_c{len(rets)}")
-    L.append(f"    return ({', '.join(rets)}{',' if len(rets) == 1 else ''})")
+    if getattr(prog, "single_output", False):
+        L.append(f"    return {rets[0]}")
+    else:
+        L.append(f"    return ({', '.join(rets)}{',' if len(rets) == 1 else ''})")
     src = "\n".join(L)
     owner._wrapper_src = src
     code = compile(src, f"<janus_frame wrapper {id(owner):x}>", "exec")
