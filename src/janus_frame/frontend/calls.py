@@ -186,8 +186,12 @@ class CallDispatch:
         handler = BUILTIN_HANDLERS.get(_key(obj))
         if handler is not None:
             return handler(self, args, kwargs)
-        if obj is print:
-            raise GraphBreak("JF003", "print()")
+        if obj is print or (isinstance(obj, types.MethodType) and
+                             isinstance(obj.__self__, logging.Logger)):
+            if self.config.reorder_logging:
+                self.output.effects.defer_call(fnv, list(args), dict(kwargs))
+                return Const(None)
+            raise GraphBreak("JF003", f"{getattr(obj, '__qualname__', 'print')}()")
         if isinstance(obj, torch.nn.Module):
             return self.call_module(fnv, obj, args, kwargs)
         if isinstance(obj, type):

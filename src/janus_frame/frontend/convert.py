@@ -23,7 +23,11 @@ from __future__ import annotations
 import math
 import operator
 import time
+import weakref
 
+import torch
+
+from .. import _C
 from ..diagnostics.logs import artifact_logger
 from ..hook import CompiledEntry, SkipFrame
 from .breaks import GraphBreak
@@ -35,7 +39,7 @@ from .resume import RESUME_CODES, TailCall, live_locals, make_function, original
     resume_code, trampoline, try_regions
 from .sources import ArgSource, ClosureSource
 from .values import (
-    NULL, CellV, Const, DerivedConst, DictV, IterV, ListV, MethodV, NewObjV, NullV, ObjV, SetV,
+    NULL, CellV, Const, DerivedConst, DictV, ExitV, IterV, ListV, MethodV, NewObjV, NullV, ObjV, SetV,
     SliceV, TensorV, TupleV, Value,
 )
 
@@ -111,7 +115,7 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
     code = func.__code__
     output, tx, result = _trace(func, args, compiler, brk.root_ip if brk else None, symbolic)
     fb = FunctionBuilder(code, nargs_of(code))
-    rb = Rebuilder(fb)
+    rb = Rebuilder(fb, output.initial_grad_enabled)
     if brk is None:
         if output.op_count == 0 and not output.effects:
             raise SkipFrame("no tensor operations")
@@ -120,6 +124,7 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
         if not tx.stopped:
             raise brk
         tail = _break_tail(func, tx, rb, compiler)
+    rb.set_grad_mode(output.grad_enabled)  # the mode the frame is in at this point
     replay = output.effects.replay(rb)  # before finish: it may need graph outputs
     gm, used = output.finish(rb.outputs)
     body = []
@@ -131,7 +136,8 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
                     code.co_firstlineno, gm.print_readable(print_output=False))
         compiled = compiler.backend_fn(gm, [real for _, real in used])
         inputs = ", ".join(v.source.expr() for v, _ in used)
-        body.append(f"__jf_o = {fb.const(compiled)}({inputs})")
+        call = f"__jf_o = {fb.const(compiled)}({inputs})"
+        body += _guarded_call(func, fb, gm, call)
         graphs.append(gm)
     body += rb.lines + replay + tail
     replacement = fb.build("__jf_replacement", body, tx.lineno, "replacement", func.__globals__,
@@ -147,6 +153,59 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
         explain_failure=explain_failure, graphs=graphs, breaks=[],
         compile_seconds=time.perf_counter() - t0,
     )
+
+
+_RANDOM_HINTS = ("rand", "dropout", "bernoulli", "normal", "multinomial", "uniform",
+                 "exponential", "cauchy", "geometric", "poisson")
+
+
+def _guarded_call(func, fb: FunctionBuilder, gm, call: str) -> list[str]:
+    """The graph call. If the graph raises, nothing visible has happened yet
+    (side effects are replayed after it) unless it mutates tensors in place:
+    then the frame reruns natively from its original bytecode, so the user
+    gets eager's side effects and exception from their own line; the RNG
+    state is restored first if the graph drew random numbers."""
+    nodes = [n for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
+    names = [n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+             for n in nodes]
+    mutates = any(n.endswith("_") and not n.endswith("__") or n in ("setitem", "iadd", "isub",
+                  "imul", "itruediv", "ifloordiv", "imod", "ipow", "imatmul", "iand", "ior",
+                  "ixor", "ilshift", "irshift") for n in names)
+    if mutates:
+        return [call]
+    random = any(h in n.lower() for n in names for h in _RANDOM_HINTS)
+    native = _native_code(func.__code__)
+    nargs = nargs_of(func.__code__)
+    slots = "".join(f"__jf_a{i}, " for i in range(nargs))
+    if func.__code__.co_freevars:
+        cells = "".join(f"__jf_cell_{n}, " for n in func.__code__.co_freevars)
+        fn = f"{fb.const(make_function)}({fb.const(native)}, __jf_h_globals(), ({cells}))"
+    else:
+        fn = fb.const(make_function(native, func.__globals__, None))
+    lines = []
+    if random:
+        lines.append(f"__jf_rng = {fb.const(torch.get_rng_state)}()")
+    lines += ["try:", f"    {call}", "except Exception:"]
+    if random:
+        lines.append(f"    {fb.const(torch.set_rng_state)}(__jf_rng)")
+    lines.append(f"    return {fn}({slots})")
+    return lines
+
+
+_native_codes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _native_code(code):
+    """The frame's original bytecode with its argument slots positional (the
+    replacement's calling convention), marked to run natively."""
+    native = _native_codes.get(code)
+    if native is None:
+        n = nargs_of(code)
+        native = code.replace(co_argcount=n, co_posonlyargcount=0, co_kwonlyargcount=0,
+                              co_flags=code.co_flags & ~(0x04 | 0x08))
+        _native_codes[code] = native
+    _C.set_code_strategy(native, _C.SKIP, _C.DEFAULT)  # again after a reset()
+    return native
 
 
 # ---------------------------------------------------------------------------
@@ -284,12 +343,35 @@ class Rebuilder:
     (containers, objects built while tracing) are built once into a
     temporary, so every reference sees the same object."""
 
-    def __init__(self, fb: FunctionBuilder) -> None:
+    def __init__(self, fb: FunctionBuilder, grad_enabled: bool) -> None:
         self.fb = fb
         self.outputs: list[TensorV] = []
         self._out_index: dict = {}
         self.lines: list[str] = []
         self._memo: dict[int, str] = {}
+        self.native_grad = grad_enabled  # grad mode after the graph (it restores the entry's)
+
+    def set_grad_mode(self, enabled: bool) -> None:
+        if self.native_grad != enabled:
+            self.lines.append(f"{self.fb.const(torch._C._set_grad_enabled)}({enabled!r})")
+            self.native_grad = enabled
+
+    def reenter(self, ex: ExitV) -> str:
+        """Enter the with-block of ``ex`` natively; its ``__exit__`` goes
+        back on the stack for the resume function."""
+        ctx = ex.ctx
+        if ctx.kind not in ("grad", "grad_set"):
+            raise GraphBreak("JF016", f"a graph break inside a {ctx.kind} with-block")
+        self.set_grad_mode(ex.restore)
+        name = f"__jf_ctx{len(self._memo)}"
+        if ctx.kind == "grad":
+            cls = torch.enable_grad if ctx.arg else torch.no_grad
+            self.lines.append(f"{name} = {self.fb.const(cls)}()")
+        else:
+            self.lines.append(f"{name} = {self.fb.const(torch.set_grad_enabled)}({ctx.arg!r})")
+        self.lines.append(f"{name}.__enter__()")
+        self.native_grad = bool(ctx.arg)
+        return f"{name}.__exit__"
 
     def snapshot(self, v: Value) -> str:
         """An expression for ``v`` safe to use after side effects are replayed."""
@@ -358,6 +440,8 @@ class Rebuilder:
             return f"__jf_h_iter(({rest}))", True
         if isinstance(v, MethodV):
             return f"__jf_h_getattr({e(v.receiver)}, {v.name!r})", False
+        if isinstance(v, ExitV):
+            return self.reenter(v), True
         if isinstance(v, ObjV):
             return fb.const(v.obj), False
         raise GraphBreak("JF009", f"a {v.python_type().__name__} built while tracing cannot "

@@ -76,6 +76,12 @@ class SideEffects:
     def pending_global(self, name: str) -> Value | None:
         return self._globals.get(name)
 
+    def defer_call(self, fn: Value, args: list, kwargs: dict) -> None:
+        """A call (print, logging) moved to after the graph (reorder_logging)."""
+        self._calls = getattr(self, "_calls", [])
+        self._calls.append((fn, args, kwargs))
+        self._order.append(("call", len(self._calls) - 1))
+
     def store_cell(self, cell: CellV) -> None:
         if id(cell) not in self._cells:
             self._cells[id(cell)] = cell
@@ -100,6 +106,11 @@ class SideEffects:
             elif kind == "global":
                 val = rb.snapshot(self._globals[key])
                 stmts.append(f"__jf_h_globals()[{key!r}] = {val}")
+            elif kind == "call":
+                fn, args, kwargs = self._calls[key]
+                parts = [rb.snapshot(a) for a in args]
+                parts += [f"{k}={rb.snapshot(a)}" for k, a in kwargs.items()]
+                stmts.append(f"{rb.snapshot(fn)}({', '.join(parts)})")
             elif kind == "cell":
                 cell = self._cells[key]
                 val = rb.snapshot(cell.contents)

@@ -31,9 +31,9 @@ from torch.fx.experimental.symbolic_shapes import ShapeEnv
 from .breaks import GraphBreak
 from .effects import SideEffects
 from .guards import Guards
-from .sources import ItemSource, Source
+from .sources import AttrSource, ItemSource, Source
 from .values import (
-    Const, DictV, ListV, ObjV, SliceV, TensorV, TupleV, Value,
+    Const, CtxV, DictV, ExitV, ListV, ObjV, SliceV, TensorV, TupleV, Value,
 )
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
@@ -62,6 +62,7 @@ class OutputGraph:
         self._wrapped: dict[int, tuple[Value, Source, object]] = {}  # id(obj) -> value
         self._names: set[str] = set()
         self.grad_enabled = torch.is_grad_enabled()
+        self.initial_grad_enabled = self.grad_enabled
         self.autocast: list[tuple] = []  # active torch.autocast argument tuples
         self.effects = SideEffects()
         self.op_count = 0
@@ -95,6 +96,16 @@ class OutputGraph:
 
     def _wrap_new(self, obj, source: Source | None) -> Value:
         t = type(obj)
+        if t is types.MethodType and obj.__name__ == "__exit__" and type(obj.__self__) in (
+                torch.no_grad, torch.enable_grad, torch.set_grad_enabled) and source is not None:
+            # a grad-mode context entered natively before a resume function
+            ctx = obj.__self__
+            self_src = AttrSource(source, "__self__")
+            self.guards.type_is(self_src, ctx)
+            self.guards.constant(AttrSource(self_src, "prev"), ctx.prev)
+            kind = "grad_set" if type(ctx) is torch.set_grad_enabled else "grad"
+            mode = type(ctx) is torch.enable_grad if kind == "grad" else ctx.mode
+            return ExitV(CtxV(kind, mode), ctx.prev)
         if t is tuple or t is list or (isinstance(obj, tuple) and hasattr(t, "_fields")):
             def realize():
                 if source is not None:
@@ -229,7 +240,14 @@ class OutputGraph:
 
     def finish(self, outputs: list[TensorV]) -> tuple[fx.GraphModule, list]:
         """Close the graph with ``outputs``; drop unused inputs. Returns the
-        GraphModule and the used (TensorV, real tensor) inputs in order."""
+        GraphModule and the used (TensorV, real tensor) inputs in order.
+
+        The graph leaves global state as it found it (backends need not
+        preserve mode switches): the replacement sets what must persist."""
+        if self.autocast:
+            raise GraphBreak("JF016", "a graph break inside an autocast region")
+        if self.grad_enabled != self.initial_grad_enabled:
+            self.graph.call_function(torch._C._set_grad_enabled, (self.initial_grad_enabled,))
         self.graph.output(tuple(v.node for v in outputs))
         used = []
         for v, real in self.inputs:

@@ -72,16 +72,27 @@ _NO_FALLTHROUGH = _JUMP_ALWAYS | {"RETURN_VALUE", "RAISE_VARARGS", "RERAISE"}
 
 def try_regions(code: types.CodeType) -> list[bool]:
     """For each instruction index: is it covered by an exception-table entry
-    (try body, with body, or handler)?"""
+    other than a with-block's cleanup (a try body or an exception handler)?
+    A with-block's body can be resumed in: the resume prologue puts the
+    context's ``__exit__`` back on the stack and the copied exception table
+    still covers the body."""
+    items = list(Bytecode.from_code(code))
+    with_handlers = set()
+    for pos, item in enumerate(items):
+        if isinstance(item, Label):
+            following = [x.name for x in items[pos + 1:pos + 6] if isinstance(x, Instr)][:2]
+            if following == ["PUSH_EXC_INFO", "WITH_EXCEPT_START"]:
+                with_handlers.add(item)
     out = []
-    depth = 0
-    for item in Bytecode.from_code(code):
+    open_regions: list[bool] = []  # per open TryBegin: is it a plain try/handler?
+    for item in items:
         if isinstance(item, TryBegin):
-            depth += 1
+            open_regions.append(item.target not in with_handlers)
         elif isinstance(item, TryEnd):
-            depth -= 1
+            if open_regions:
+                open_regions.pop()
         elif isinstance(item, Instr):
-            out.append(depth > 0)
+            out.append(any(open_regions))
     return out
 
 
