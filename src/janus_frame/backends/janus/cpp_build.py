@@ -25,7 +25,7 @@ import torch
 
 log = logging.getLogger("janus_frame.kernels")
 
-COMPILER = os.environ.get("CXX_JANUS", "g++")
+COMPILER = "g++"
 # Compiled as C (the generated source is a C/C++ common subset): cc1 starts
 # ~3x faster than cc1plus.  No -ffast-math: inf/NaN semantics must hold.
 LANG_FLAGS = ["-x", "c", "-std=gnu11"]
