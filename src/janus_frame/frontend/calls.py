@@ -76,6 +76,11 @@ class CallDispatch:
     def call_method(self, m: MethodV, args, kwargs) -> Value:
         recv = m.receiver
         if m.func is not None:
+            if _is_logging(m.func):
+                if self.config.reorder_logging:
+                    self.output.effects.defer_call(m, list(args), dict(kwargs))
+                    return Const(None)
+                raise GraphBreak("JF003", m.func.__qualname__)
             return self.inline_function(m.func, [recv] + list(args), kwargs, None)
         if isinstance(recv, TensorV):
             return self.tensor_method(recv, m.name, args, kwargs)

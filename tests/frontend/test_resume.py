@@ -1,0 +1,365 @@
+"""Graph breaks with resume functions and side effects replayed in order.
+
+Each test compares compiled and plain runs (results, printed output, Python
+state) and checks the number of graphs, so that a frame that silently fell
+back whole would fail."""
+from __future__ import annotations
+
+import copy
+import logging
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import janus_frame as jf
+from janus_frame.diagnostics.logs import set_logs
+from jfutil import Recorder, assert_same
+
+
+def run_both(fn, *args, calls=1, **options):
+    """Run plain and compiled (on copies), compare everything; returns the
+    recorder and the outputs printed by the compiled runs."""
+    rec = Recorder()
+    cf = jf.compile(fn, backend=rec, **options)
+    for _ in range(calls):
+        a1 = copy.deepcopy(args)
+        a2 = copy.deepcopy(args)
+        exp = fn(*a1)
+        got = cf(*a2)
+        assert_same(exp, got)
+        assert_same(a1, a2, "inputs after the call")
+    return rec
+
+
+def test_break_in_straight_line_code(capsys):
+    def f(x):
+        y = torch.sin(x) * 2
+        print("y computed", y.shape)
+        return torch.cos(y) + 1
+    rec = run_both(f, torch.randn(4), calls=3)
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["y computed torch.Size([4])"] * 6  # same text, eager and compiled
+    assert len(rec.graphs) == 2
+    assert [n.target for n in rec.graphs[0].graph.nodes if n.op == "call_function"] == \
+        [torch.sin, __import__("operator").mul]
+
+
+def test_several_breaks(capsys):
+    def f(x):
+        a = x + 1
+        print("one")
+        b = a * 2
+        v = b.sum().item()  # data-dependent: breaks
+        c = b - v
+        print("two", round(v, 3))
+        return c.exp()
+    rec = run_both(f, torch.randn(3), calls=2)
+    assert len(rec.graphs) == 4
+    report = jf.explain(f)(torch.randn(3))
+    assert [b.id for b in report.breaks] == ["JF003", "JF004", "JF003"]
+
+
+def test_break_inside_for_loop_continues_every_iteration(capsys):
+    def f(x, ws):
+        acc = x
+        for i, w in enumerate(ws):
+            acc = acc * w
+            print("step", i)
+            acc = torch.tanh(acc + 1)  # (i in the graph would specialise per iteration)
+        return acc
+    ws = [torch.randn(3) for _ in range(6)]
+    rec = run_both(f, torch.randn(3), ws, calls=2)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [f"step {i}" for i in range(6)] * 4
+    # segments: before the loop + first body half, the body's second half
+    # with the next iteration step, the loop body after the real iterator
+    assert 2 <= len(rec.graphs) <= 4
+    report = jf.explain(f)(torch.randn(3), ws)
+    assert report.graph_count >= 2 and "JF017" in [b.id for b in report.breaks]
+
+
+def test_long_loop_with_break_does_not_grow_the_stack(capsys):
+    def f(x, n):
+        for i in range(n):
+            x = x + 1
+            print(i)
+        return x
+    cf = jf.compile(f, backend="eager")
+    out = cf(torch.zeros(1), 3000)  # far beyond the recursion limit if resumes nested
+    assert out.item() == 3000
+
+
+def helper_with_break(x):
+    y = x * 3
+    print("inside helper")
+    return y + 1
+
+
+def test_break_inside_inlined_callee():
+    def outer(x):
+        a = torch.sin(x)
+        b = helper_with_break(a)
+        return torch.cos(b)
+    rec = run_both(outer, torch.randn(3), calls=2)
+    # outer prefix, helper prefix, helper resume, outer resume
+    assert len(rec.graphs) == 4
+
+
+def test_break_inside_no_grad():
+    def f(x, w):
+        a = x * w
+        with torch.no_grad():
+            b = x * w
+            print("inside", torch.is_grad_enabled())
+            c = b * w
+        return a * c, b.requires_grad, c.requires_grad, torch.is_grad_enabled()
+    rec = run_both(f, torch.randn(3), torch.randn(3, requires_grad=True), calls=2)
+    assert len(rec.graphs) == 2
+    assert torch.is_grad_enabled()
+
+
+def test_break_inside_try_falls_back_correctly():
+    def f(x, fail):
+        y = x * 2
+        try:
+            print("trying")
+            if fail:
+                raise ValueError("boom")
+            y = y + 1
+        except ValueError:
+            y = y - 1
+        finally:
+            y = y * 3
+        return y
+    run_both(f, torch.randn(3), False, calls=2)
+    run_both(f, torch.randn(3), True, calls=2)
+
+
+def test_break_on_tensor_if_compiles_each_branch_lazily():
+    def f(x):
+        y = x * 2
+        if y.sum() > 0:
+            z = y + 1
+        else:
+            z = y - 1
+        return z * 3
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec)
+    pos, neg = torch.ones(3), -torch.ones(3)
+    torch.testing.assert_close(cf(pos), f(pos))
+    assert len(rec.graphs) == 2  # the condition's segment and the taken branch only
+    torch.testing.assert_close(cf(pos), f(pos))
+    assert len(rec.graphs) == 2
+    torch.testing.assert_close(cf(neg), f(neg))
+    assert len(rec.graphs) == 3
+    cond_graph = rec.graphs[0]
+    assert any(n.target.__name__ == "gt" for n in cond_graph.graph.nodes if n.op == "call_function")
+
+
+def test_print_and_logging_break_by_default_and_reorder_when_asked(capsys, caplog):
+    log = logging.getLogger("janus_test")
+
+    def f(x):
+        y = x + 1
+        print("a", y.shape)
+        log.warning("b %s", tuple(y.shape))
+        return y * 2
+    rec = run_both(f, torch.randn(2))
+    assert len(rec.graphs) == 2  # two breaks, the middle segment has no op
+    jf.reset()
+    capsys.readouterr()
+    caplog.clear()
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec, reorder_logging=True)
+    with caplog.at_level(logging.WARNING, logger="janus_test"):
+        out = cf(torch.ones(2))
+    torch.testing.assert_close(out, torch.full((2,), 4.0))
+    assert len(rec.graphs) == 1
+    assert capsys.readouterr().out == "a torch.Size([2])\n"
+    assert [r.getMessage() for r in caplog.records] == ["b (2,)"]
+
+
+def test_graph_breaks_log_once_with_user_line(caplog):
+    def f(x):
+        print("hi")
+        return x + 1
+    set_logs("graph_breaks")
+    try:
+        with caplog.at_level(logging.INFO, logger="janus_frame"):
+            cf = jf.compile(f, backend="eager")
+            for _ in range(3):
+                cf(torch.randn(2))
+        msgs = [r.getMessage() for r in caplog.records if "JF003" in r.getMessage()]
+        assert len(msgs) == 1
+        assert __file__ in msgs[0] and 'print("hi")' in msgs[0]
+    finally:
+        set_logs("")
+
+
+# -- side effects -------------------------------------------------------------------
+
+COUNTER = 0
+
+
+class Box:
+    def __init__(self):
+        self.n = 0
+        self.items = []
+
+
+def test_side_effects_replayed_with_no_break():
+    def f(x, lst, d, box):
+        global COUNTER
+        lst.append(x * 2)
+        lst.extend([x + 1])
+        d["k"] = x.sum()
+        d.update({"j": 3})
+        box.n += 1
+        box.latest = x * 4
+        box.items.append(box.n)  # reads after the write see it
+        COUNTER = COUNTER + 1
+        return box.n, COUNTER
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec, fullgraph=True)
+    global COUNTER
+    states = []
+    for fn in (f, cf):
+        COUNTER = 0
+        lst, d, box = [], {}, Box()
+        torch.manual_seed(0)
+        outs = [fn(torch.randn(2), lst, d, box) for _ in range(4)]
+        states.append((outs, lst, d, box.n, box.items, box.latest, COUNTER))
+    assert_same(states[0], states[1])
+    assert len(rec.graphs) == 1  # one entry for all calls: no guard on lengths or counts
+
+
+def test_nonlocal_and_new_objects():
+    def make():
+        total = torch.zeros(2)
+        calls = 0
+
+        def step(x):
+            nonlocal total, calls
+            total = total + x
+            calls += 1
+            return Box2(total * 2, calls)
+        return step
+
+    step_plain, step_c = make(), make()
+    cf = jf.compile(step_c, backend="eager", fullgraph=True)
+    for _ in range(3):
+        x = torch.randn(2)
+        a, b = step_plain(x), cf(x)
+        assert_same(vars(a), vars(b))
+    assert_same(step_plain.__closure__[1].cell_contents, step_c.__closure__[1].cell_contents)
+
+
+class Box2:
+    def __init__(self, value, count):
+        self.value = value
+        self.count = count
+
+
+def test_tensor_mutation_across_breaks():
+    def f(x):
+        view = x[:2]
+        x.add_(1)
+        print("after add")
+        view.mul_(2)  # alias of x, after the break
+        return x.sum(), view
+    run_both(f, torch.randn(4), calls=2)
+
+
+def test_exception_in_segment_keeps_eager_side_effects():
+    def f(x, idx, log):
+        log.append("before")
+        y = x[idx]  # raises at run time for an index out of range
+        log.append("after")
+        return y
+    x = torch.randn(3)
+    log_e, log_c = [], []
+    with pytest.raises(IndexError) as e1:
+        f(x, torch.tensor([5]), log_e)
+    cf = jf.compile(f, backend="eager")
+    cf(x, torch.tensor([1]), [])  # compile with a valid index
+    with pytest.raises(IndexError) as e2:
+        cf(x, torch.tensor([5]), log_c)
+    assert log_c == log_e == ["before"]
+    assert e2.traceback[-1].lineno == e1.traceback[-1].lineno
+
+
+def test_side_effects_no_recompile_training_step():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(8, 4)
+            self.steps = 0
+            self.register_buffer("running", torch.zeros(4))
+
+        def forward(self, x, losses):
+            out = self.lin(x)
+            loss = out.pow(2).mean()
+            self.steps += 1
+            self.running.mul_(0.9).add_(out.mean(0).detach(), alpha=0.1)
+            losses.append(loss.detach())
+            return loss
+
+    a = Net()
+    b = copy.deepcopy(a)
+    rec = Recorder()
+    cb = jf.compile(b, backend=rec)
+    la, lb = [], []
+    opt_a = torch.optim.SGD(a.parameters(), lr=0.1)
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.1)
+    for _ in range(20):
+        x = torch.randn(5, 8)
+        for m, opt, losses in ((a, opt_a, la), (cb, opt_b, lb)):
+            opt.zero_grad()
+            m(x, losses).backward()
+            opt.step()
+    assert len(rec.graphs) == 1
+    assert a.steps == b.steps == 20
+    torch.testing.assert_close(torch.stack(la), torch.stack(lb))
+    torch.testing.assert_close(a.running, b.running)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_training_step_with_print_and_loss_list(capsys):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    ref = copy.deepcopy(model)
+
+    def make_step(m):
+        opt = torch.optim.SGD(m.parameters(), lr=0.05)
+        losses = []
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.cross_entropy(m(x), y)
+            print(f"loss {loss.item():.6f}")
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            return loss
+        return step, losses
+
+    ref_step, ref_losses = make_step(ref)
+    step, losses = make_step(model)
+    rec = Recorder()
+    cstep = jf.compile(step, backend=rec)
+    batches = [(torch.randn(8, 6), torch.randint(0, 3, (8,))) for _ in range(5)]
+    for x, y in batches:
+        ref_step(x, y)
+    eager_text = capsys.readouterr().out
+    for x, y in batches:
+        cstep(x, y)
+    assert capsys.readouterr().out == eager_text
+    assert losses == pytest.approx(ref_losses, rel=1e-5)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    # the forward and the loss are captured (not run natively)
+    assert any(n.op == "call_function" and "linear" in str(n.target)
+               for g in rec.graphs for n in g.graph.nodes)
