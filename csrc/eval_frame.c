@@ -28,6 +28,9 @@
 #include <stdint.h>
 
 enum { ACT_DEFAULT = 0, ACT_SKIP = 1, ACT_RUN_ONLY = 2 };
+/* Precomputed from (cur_action, rec_action, is_replacement) so a skipped
+ * frame costs a handful of loads in the hook's fast path. */
+enum { FAST_NONE = 0, FAST_PASS = 1, FAST_DEFAULT = 2 };
 
 typedef struct Entry {
     struct Entry *next;
@@ -41,6 +44,7 @@ typedef struct {
     int cur_action;     /* for this frame */
     int rec_action;     /* for frames it calls (while it runs) */
     int is_replacement; /* our own generated code: its frame is never handed to another hook */
+    int fast;           /* FAST_*: what the hook's fast path may do without looking further */
     uint64_t epoch;     /* reset() bumps the global epoch; stale extras are cleared lazily */
     uint64_t version;   /* bumped on every change of the entry list */
     PyObject *pystate;  /* strong or NULL: the Python side's per-code record */
@@ -108,6 +112,13 @@ static void entries_free(Entry *e) {
     }
 }
 
+static void extra_update_fast(Extra *ex) {
+    if (ex->cur_action == ACT_SKIP && ex->rec_action == ACT_DEFAULT)
+        ex->fast = ex->is_replacement ? FAST_DEFAULT : FAST_PASS;
+    else
+        ex->fast = FAST_NONE;
+}
+
 static void extra_clear(Extra *ex) {
     Entry *head = ex->head;
     PyObject *st = ex->pystate;
@@ -116,6 +127,7 @@ static void extra_clear(Extra *ex) {
     ex->cur_action = ACT_DEFAULT;
     ex->rec_action = ACT_DEFAULT;
     ex->is_replacement = 0;
+    ex->fast = FAST_NONE;
     ex->epoch = global_epoch;
     ex->version++;
     /* Drop references last: destructors may run arbitrary code. */
@@ -348,12 +360,33 @@ static int mark_replacement_code(PyObject *replacement) {
     if (rex == NULL) return -1;
     rex->cur_action = ACT_SKIP;
     rex->is_replacement = 1;
+    extra_update_fast(rex);
     return 0;
 }
 
-/* The eval-frame function. Borrowed frame; returns the frame's result (new
- * ref) or NULL with an exception set. */
+static PyObject *eval_frame_slow(PyThreadState *ts, JF_Frame *frame, int throw_flag);
+
+/* The eval-frame function: the fast path only, small enough that the common
+ * cases (thread off, code skipped, our own frames) cost a few loads and a
+ * tail call; everything else is in eval_frame_slow. Borrowed frame; returns
+ * the frame's result (new ref) or NULL with an exception set. */
 static PyObject *eval_frame_hook(PyThreadState *ts, JF_Frame *frame, int throw_flag) {
+    TState *st = &tls;
+    if (__builtin_expect(st->busy || frame == st->passing, 0))
+        return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
+    if (st->callback == NULL) return pass_through(ts, frame, throw_flag);
+    Extra *ex = (Extra *)jf_code_get_extra(JF_FRAME_CODE(frame), extra_index);
+    if (ex != NULL && ex->epoch == global_epoch && !throw_flag) {
+        if (ex->fast == FAST_PASS) return pass_through(ts, frame, throw_flag);
+        if (ex->fast == FAST_DEFAULT) return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
+    }
+    return eval_frame_slow(ts, frame, throw_flag);
+}
+
+/* Borrowed frame; returns the frame's result (new ref) or NULL with an
+ * exception set. */
+__attribute__((noinline)) static PyObject *eval_frame_slow(PyThreadState *ts, JF_Frame *frame,
+                                                           int throw_flag) {
     TState *st = &tls;
     /* Our own guards and compiler run natively, never seen by a hook below us. */
     if (frame == st->passing || st->busy) return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
@@ -525,6 +558,7 @@ static PyObject *py_set_code_strategy(PyObject *self, PyObject *args) {
     if (ex == NULL) return NULL;
     ex->cur_action = cur;
     ex->rec_action = rec;
+    extra_update_fast(ex);
     Py_RETURN_NONE;
 }
 
