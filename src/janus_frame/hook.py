@@ -291,7 +291,7 @@ class FrameCompiler:
                     # and inline limits, ...), so it is cached as this
                     # compiler's entry, not as a strategy of the code.
                     entry = native_entry(func)
-                    st.entries.append((self, entry))
+                    st.entries.append((self, _kept(entry)))
                     return (entry.guard, entry.replacement)
                 if self.strict:
                     raise
@@ -310,7 +310,7 @@ class FrameCompiler:
         entry.compile_seconds = dt
         stats.frames_compiled += 1
         stats.compile_seconds += dt
-        st.entries.append((self, entry))
+        st.entries.append((self, _kept(entry)))
         if self.listener is not None:
             self.listener("entry", code, entry)
         return (entry.guard, entry.replacement)
@@ -334,6 +334,16 @@ class FrameCompiler:
                 "recompiling %s (%s:%d): %s",
                 code.co_qualname, code.co_filename, code.co_firstlineno, msg,
             )
+
+
+def _kept(entry: CompiledEntry) -> CompiledEntry:
+    """What the code's state keeps of an entry: not its guard and replacement.
+
+    The state lives in the code object's extra slot, invisible to the cycle
+    collector; the functions hold the user's globals, which hold the function
+    and so the code: keeping them would leak every dynamically created
+    function. The C cache keeps detached copies (``_C.code_entries``)."""
+    return dataclasses.replace(entry, guard=None, replacement=None)
 
 
 def native_entry(func) -> CompiledEntry:
