@@ -54,6 +54,7 @@ typedef struct {
     PyObject *callback; /* strong; see the header comment */
     int busy;           /* a guard or the callback is running: intercept nothing */
     JF_Frame *passing;  /* frame handed to the previous eval function (cycle guard) */
+    int exit_watch;     /* a ThreadExitWatch sits in this thread's state dict */
 } TState;
 
 static __thread TState tls __attribute__((tls_model("initial-exec")));
@@ -86,6 +87,8 @@ static void update_install(void) {
     }
 }
 
+static void watch_thread_exit(void);
+
 /* Steals new_cb (may be NULL); returns the previous callback as a new
  * (stolen) reference, possibly NULL. */
 static PyObject *swap_callback(PyObject *new_cb) {
@@ -94,8 +97,60 @@ static PyObject *swap_callback(PyObject *new_cb) {
     if ((old == NULL) != (new_cb == NULL)) {
         active_threads += new_cb ? 1 : -1;
         update_install();
+        if (new_cb != NULL && !tls.exit_watch) watch_thread_exit();
     }
     return old;
+}
+
+/* A thread that ends with janus_frame on (e.g. every thread under
+ * JANUS_FRAME=1) would stay counted in active_threads forever, keeping the
+ * hook installed. A small object stored in the thread's state dict is
+ * destroyed when the thread's state is cleared, in that thread, with the GIL
+ * held: its deallocator turns the thread off. */
+typedef struct {
+    PyObject_HEAD
+    unsigned long thread; /* the watched thread */
+} ThreadExitWatch;
+
+static void thread_exit_watch_dealloc(PyObject *self) {
+    /* At finalization (or after fork) another thread may clear this state:
+     * only the watched thread's own exit turns its callback off. */
+    if (((ThreadExitWatch *)self)->thread != PyThread_get_thread_ident()) {
+        PyObject_Free(self);
+        return;
+    }
+    tls.exit_watch = 0;
+    if (tls.callback != NULL) {
+        PyObject *old = swap_callback(NULL);
+        /* During finalization the compiler object may no longer be safe to
+         * destroy; leaking one reference at exit is harmless. */
+        if (!_Py_IsFinalizing()) Py_XDECREF(old);
+    }
+    PyObject_Free(self);
+}
+
+static PyTypeObject ThreadExitWatch_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "janus_frame._C.ThreadExitWatch",
+    .tp_basicsize = sizeof(ThreadExitWatch),
+    .tp_dealloc = thread_exit_watch_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};
+
+/* Puts a ThreadExitWatch in the current thread's state dict (once per thread).
+ * Never fails: an error leaves the thread unwatched (documented leak of one
+ * active_threads count) and any pending exception untouched. */
+static void watch_thread_exit(void) {
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyObject *d = PyThreadState_GetDict(); /* borrowed */
+    PyObject *w = d ? (PyObject *)PyObject_New(ThreadExitWatch, &ThreadExitWatch_Type) : NULL;
+    if (w != NULL) {
+        ((ThreadExitWatch *)w)->thread = PyThread_get_thread_ident();
+        if (PyDict_SetItemString(d, "janus_frame.thread_exit_watch", w) == 0) tls.exit_watch = 1;
+        Py_DECREF(w);
+    }
+    PyErr_Clear();
+    PyErr_Restore(et, ev, tb);
 }
 
 /* ------------------------------------------------------------------ */
@@ -678,6 +733,7 @@ PyMODINIT_FUNC PyInit__C(void) {
             return NULL;
         }
     }
+    if (PyType_Ready(&ThreadExitWatch_Type) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     if (PyModule_AddIntConstant(m, "DEFAULT", ACT_DEFAULT) < 0 ||

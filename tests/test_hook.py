@@ -597,3 +597,26 @@ def test_c_side_refcounts_do_not_grow(identity_transform):
     for i in range(5000):
         g(i)
     assert (sys.getrefcount(guard), sys.getrefcount(repl)) == base
+
+
+def test_thread_ending_while_enabled_is_uncounted():
+    """A thread that ends with janus_frame on (as every thread does under
+    JANUS_FRAME=1) no longer counts as needing the hook."""
+    def cb(func, args):
+        return None
+
+    def run():
+        _C.set_eval_frame(cb)  # never turned off
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert info() == {"installed": False, "active_threads": 0, "chained": False}
+    # the main thread's own state is untouched by other threads' exits
+    with jf.enable(backend="eager"):
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+        assert info()["active_threads"] == 1 and _C.get_eval_frame() is not None
