@@ -15,9 +15,18 @@
  * bound in the first A slots of the frame's localsplus when the eval function
  * is entered. Guards and replacements are plain functions taking exactly those
  * A values positionally, so a hit is one vectorcall on the frame's own slot
- * array: no tuple, no dict, no copy. Closure cells and free variables reach
- * them through the function's closure, re-bound to the frame function's
- * closure when it differs.
+ * array: no tuple, no dict, no copy. They run with the frame function's
+ * globals and closure (cells and free variables reach them that way): the
+ * cache stores copies detached from any globals and binds each call to the
+ * frame's function, so one entry serves every closure and every globals dict
+ * sharing the code object, and the cache never keeps user globals alive.
+ * A replacement's own code is marked SKIP for itself only (frames it calls
+ * are still candidates) and is never handed to another hook.
+ *
+ * Guards and the callback run hidden from every hook (our own and any other
+ * installed above ours); see call_hidden(). After the 3.11 calling protocol
+ * the caller of the eval function clears the frame, so a hit simply returns
+ * the replacement's result without evaluating the frame.
  *
  * Per-thread state (__thread, initial-exec model so a read is one load):
  *   callback == NULL   janus_frame off in this thread: pass straight through
@@ -251,6 +260,8 @@ static PyObject *bind_to_frame(PyObject *fn, PyObject *frame_func) {
 /* ------------------------------------------------------------------ */
 /* Running frames.                                                      */
 
+/* Runs the frame with the eval function installed before ours. Borrows frame;
+ * returns the frame's result (new ref) or NULL with an exception set. */
 static inline PyObject *pass_through(PyThreadState *ts, JF_Frame *frame, int throw_flag) {
     if (previous_eval == NULL || previous_eval == _PyEval_EvalFrameDefault)
         return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
@@ -284,6 +295,8 @@ static inline void pop_action(PyObject *saved) {
     Py_XDECREF(cur);
 }
 
+/* pass_through under the recursive action rec. Borrows frame; returns the
+ * frame's result (new ref) or NULL with an exception set. */
 static PyObject *run_native(int rec, PyThreadState *ts, JF_Frame *frame, int throw_flag) {
     PyObject *saved = NULL;
     int pushed = push_action(rec, &saved);
@@ -325,6 +338,8 @@ static PyObject *run_replacement(PyObject *fn, PyObject *const *args, Py_ssize_t
     return r;
 }
 
+/* Borrows fn and orig. Returns 0 if fn is a Python function following the
+ * calling convention for orig's frames, else -1 with TypeError set. */
 static int check_convention(PyObject *fn, const char *what, PyCodeObject *orig) {
     if (!PyFunction_Check(fn)) {
         PyErr_Format(PyExc_TypeError,
@@ -409,6 +424,7 @@ static int add_entry(Extra *ex, PyObject *guard, PyObject *replacement, PyObject
 
 /* The replacement's own frame must run as written: mark its code skipped
  * for itself only, so frames it calls are still candidates. */
+/* Borrows replacement. Returns 0, or -1 with an exception set. */
 static int mark_replacement_code(PyObject *replacement) {
     PyCodeObject *rc = (PyCodeObject *)PyFunction_GET_CODE(replacement);
     Extra *rex = get_extra(rc, 1);
@@ -590,6 +606,7 @@ static PyObject *py_get_eval_frame(PyObject *self, PyObject *unused) {
     return cb;
 }
 
+/* Borrows obj; returns it (borrowed) as a code object, or NULL with TypeError. */
 static PyCodeObject *arg_code(PyObject *obj) {
     if (!PyCode_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "expected a code object, got %.100s", Py_TYPE(obj)->tp_name);
@@ -644,7 +661,7 @@ static PyObject *py_code_entries(PyObject *self, PyObject *c) {
     return out;
 }
 
-/* Borrows code; returns None. Drops entries, strategy and Python state. */
+/* Borrows code; returns None (new ref). Drops entries, strategy and Python state. */
 static PyObject *py_clear_code(PyObject *self, PyObject *c) {
     PyCodeObject *code = arg_code(c);
     if (code == NULL) return NULL;
@@ -682,7 +699,9 @@ static PyObject *py_set_code_state(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* Returns None. Every code object's cache is dropped lazily (epoch bump). */
+/* Returns None (new ref). Every code object's cache is dropped lazily: the
+ * epoch bump makes get_extra() clear a stale extra on its next use, so
+ * reset() costs O(1) however many code objects have state. */
 static PyObject *py_reset(PyObject *self, PyObject *unused) {
     global_epoch++;
     Py_RETURN_NONE;
@@ -721,6 +740,7 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "janus_frame._C", "janus_frame's PEP 523 frame hook.", -1, methods,
 };
 
+/* Returns the new module (new ref), or NULL with an exception set. */
 PyMODINIT_FUNC PyInit__C(void) {
     if (detached_globals == NULL) {
         detached_globals = Py_BuildValue("{s:s}", "__name__", "janus_frame._detached");
