@@ -26,22 +26,28 @@ def _code_of(obj) -> Any:
     return code
 
 
+def _wrapper(fn: Callable, callback) -> Callable:
+    """``fn`` run with this thread's callback set to ``callback`` (None: off).
+
+    A C callable (``_C.Wrapper``): no Python frame of its own, so a JIT tracing
+    the caller (TorchDynamo) cannot trace through it into ``fn``; binds as a
+    method in a class; carries ``fn``'s name, docstring and ``__wrapped__``."""
+    w = _C.Wrapper(fn, callback)
+    try:
+        functools.update_wrapper(w, fn)
+    except AttributeError:  # callables without __name__ etc.
+        w.__wrapped__ = fn
+    return w
+
+
 def _wrap_function(fn: Callable, compiler) -> Callable:
     code = _code_of(fn)
     if code is not None:
         compiler.forced.add(code)
-
-    @functools.wraps(fn)
-    def janus_compiled(*args, **kwargs):
-        prev = _C.set_eval_frame(compiler)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _C.set_eval_frame(prev)
-
-    janus_compiled._janus_compiler = compiler
-    janus_compiled._janus_original = fn
-    return janus_compiled
+    w = _wrapper(fn, compiler)
+    w._janus_compiler = compiler
+    w._janus_original = fn
+    return w
 
 
 def compile(fn_or_module=None, *, backend="default", fullgraph: bool = False,
@@ -96,17 +102,7 @@ class enable:
         return False
 
     def __call__(self, fn):
-        compiler = self.compiler
-
-        @functools.wraps(fn)
-        def janus_enabled(*args, **kwargs):
-            prev = _C.set_eval_frame(compiler)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                _C.set_eval_frame(prev)
-
-        return janus_enabled
+        return _wrapper(fn, self.compiler)
 
 
 class _Disabled:
@@ -138,14 +134,7 @@ def disable(fn=None):
     if not callable(fn):
         raise TypeError(f"janus_frame.disable expects a callable, got {type(fn).__name__}")
 
-    @functools.wraps(fn)
-    def janus_disabled(*args, **kwargs):
-        prev = _C.set_eval_frame(None)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _C.set_eval_frame(prev)
-
+    janus_disabled = _wrapper(fn, None)
     janus_disabled._janus_disabled = True
     janus_disabled._janus_original = fn
     return janus_disabled
