@@ -143,3 +143,35 @@ def test_reset_drops_compiled_state(marking_transform):
     assert _C.code_entries(f.__code__) == []
     g(3)
     assert marking_transform.names() == ["f", "f"]
+
+
+def test_wrapper_metadata_binding_and_lifetime(marking_transform):
+    import gc
+    import inspect
+    import weakref
+
+    def f(a, b=2, *, c=3):
+        """doc of f"""
+        return MARK, a + b + c
+
+    g = jf.compile(f, backend="eager")
+    assert g.__name__ == "f" and g.__doc__ == "doc of f" and g.__wrapped__ is f
+    assert str(inspect.signature(g)) == "(a, b=2, *, c=3)"
+    assert g._janus_original is f
+    assert g(1, c=1) == ("replaced", 4)
+
+    class K:
+        m = jf.compile(lambda self, x: (MARK, x), backend="eager")
+        off = jf.disable(lambda self: _C.get_eval_frame())
+
+    k = K()
+    assert k.m(5) == ("replaced", 5)
+    assert K.m(k, 6) == ("replaced", 6)
+    assert k.off() is None
+    # wrappers take part in garbage collection (a cycle through __dict__)
+    h = jf.compile(lambda: None, backend="eager")
+    h.self_ref = h
+    r = weakref.ref(h)
+    del h
+    gc.collect()
+    assert r() is None
