@@ -54,6 +54,7 @@ class CompiledEntry:
     graphs: list = dataclasses.field(default_factory=list)
     breaks: list = dataclasses.field(default_factory=list)
     compile_seconds: float = 0.0
+    site: Any = None  # diagnostics.probe.Site: what the profiler reports for this entry
 
 
 class CodeState:
@@ -278,8 +279,7 @@ class FrameCompiler:
 
                 stats.frames_failed += 1
                 if isinstance(e, GraphBreak):
-                    if self.listener is not None:
-                        self.listener("break", code, e)
+                    self._notify("break", code, e)
                     if self.strict:
                         raise
                     from .diagnostics.logs import artifact_logger
@@ -311,9 +311,17 @@ class FrameCompiler:
         stats.frames_compiled += 1
         stats.compile_seconds += dt
         st.entries.append((self, _kept(entry)))
-        if self.listener is not None:
-            self.listener("entry", code, entry)
+        self._notify("entry", code, entry)
         return (entry.guard, entry.replacement)
+
+    def _notify(self, event: str, code, payload) -> None:
+        """Tell this compiler's listener (explain) and the global listeners
+        (profilers): events "entry", "break" (whole frame natively) and
+        "recompile" (payload: the failed guards)."""
+        if self.listener is not None:
+            self.listener(event, code, payload)
+        for fn in tuple(listeners):
+            fn(event, code, payload)
 
     def _note_recompile(self, func, st: CodeState, mine, args) -> None:
         code = func.__code__
@@ -324,8 +332,7 @@ class FrameCompiler:
         msg = "; ".join(reasons)
         st.recompiles.append(msg)
         stats.recompiles += 1
-        if self.listener is not None:
-            self.listener("recompile", code, msg)
+        self._notify("recompile", code, msg)
         from .diagnostics.logs import artifact_logger
 
         lg = artifact_logger("recompiles")
@@ -364,6 +371,9 @@ def native_entry(func) -> CompiledEntry:
     exec(f"def always({', '.join(f'a{i}' for i in range(n))}):\n    return True", ns)
     return CompiledEntry(guard=ns["always"], replacement=rep, guard_lines=["(runs natively)"])
 
+
+# Functions called with every compile event of every compiler (see _notify).
+listeners: list[Callable] = []
 
 _compilers: dict[tuple, FrameCompiler] = {}
 

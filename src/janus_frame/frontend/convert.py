@@ -29,6 +29,7 @@ import torch
 
 from .. import _C
 from ..diagnostics.logs import artifact_logger
+from ..diagnostics.probe import PROBE, Site
 from ..hook import CompiledEntry, SkipFrame
 from .breaks import GraphBreak
 from .codegen import FunctionBuilder, nargs_of, slot_names
@@ -129,6 +130,7 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
     gm, used = output.finish(rb.outputs)
     body = []
     graphs = []
+    site = _site(code, output, brk)
     if output.op_count or rb.outputs:
         lg = artifact_logger("graphs")
         if lg is not None:
@@ -137,8 +139,16 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
         compiled = compiler.backend_fn(gm, [real for _, real in used])
         inputs = ", ".join(v.source.expr() for v, _ in used)
         call = f"__jf_o = {fb.const(compiled)}({inputs})"
+        p = fb.const(PROBE)
+        body.append(f"__jf_t = {p}.clock() if {p}.active else 0.0")
         body += _guarded_call(func, fb, gm, call)
+        body.append(f"if __jf_t: __jf_t = {p}.graph_done({fb.const(site)}, __jf_t)")
         graphs.append(gm)
+    elif brk is not None:
+        p = fb.const(PROBE)
+        body.append(f"__jf_t = {p}.clock() if {p}.active else 0.0")
+    if brk is not None:  # time the instruction left to Python (the cost of the break)
+        tail = _time_native(tail, fb.const(PROBE), fb.const(site))
     body += rb.lines + replay + tail
     replacement = fb.build("__jf_replacement", body, tx.lineno, "replacement", func.__globals__,
                            func.__closure__)
@@ -148,11 +158,34 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
     if lg is not None:
         lg.info("guards for %s (%s:%d)\n  %s", code.co_qualname, code.co_filename,
                 code.co_firstlineno, "\n  ".join(output.guards.lines()))
-    return CompiledEntry(
+    site.compile_seconds = time.perf_counter() - t0
+    entry = CompiledEntry(
         guard=guard, replacement=replacement, guard_lines=output.guards.lines(),
         explain_failure=explain_failure, graphs=graphs, breaks=[],
-        compile_seconds=time.perf_counter() - t0,
+        compile_seconds=site.compile_seconds, site=site,
     )
+    return entry
+
+
+def _site(code, output, brk) -> Site:
+    s = Site(code.co_qualname, code.co_filename, code.co_firstlineno, output.op_count)
+    if brk is not None:
+        s.break_id, s.break_reason, s.break_hint = brk.id, brk.reason, brk.hint
+        s.break_lineno, s.break_source = brk.lineno, brk.source_line
+    return s
+
+
+def _time_native(tail: list[str], probe: str, site: str) -> list[str]:
+    """Report the time from the graph's end to each hand-over to the resume
+    function (the native instruction and the rebuilding around it)."""
+    out = []
+    for line in tail:
+        stripped = line.lstrip()
+        if stripped.startswith("return "):
+            indent = line[:len(line) - len(stripped)]
+            out.append(f"{indent}if __jf_t: {probe}.native_done({site}, __jf_t)")
+        out.append(line)
+    return out
 
 
 _RANDOM_HINTS = ("rand", "dropout", "bernoulli", "normal", "multinomial", "uniform",
