@@ -53,6 +53,9 @@ static inline void *jf_code_get_extra(PyCodeObject *code, Py_ssize_t index) {
 #define JF_GET_EVAL_FRAME(interp) _PyInterpreterState_GetEvalFrameFunc(interp)
 /* The installed eval function, read directly (NULL means the default one). */
 #define JF_INTERP_EVAL_FRAME(interp) ((interp)->eval_frame)
+/* 3.13: Py_IsFinalizing() */
+#define JF_IS_FINALIZING() _Py_IsFinalizing()
+
 #define JF_SET_EVAL_FRAME(interp, fn) _PyInterpreterState_SetEvalFrameFunc((interp), (fn))
 
 #endif

@@ -135,7 +135,7 @@ static void thread_exit_watch_dealloc(PyObject *self) {
         PyObject *old = swap_callback(NULL);
         /* During finalization the compiler object may no longer be safe to
          * destroy; leaking one reference at exit is harmless. */
-        if (!_Py_IsFinalizing()) Py_XDECREF(old);
+        if (!JF_IS_FINALIZING()) Py_XDECREF(old);
     }
     PyObject_Free(self);
 }
@@ -264,17 +264,22 @@ static PyObject *bind_to_frame(PyObject *fn, PyObject *frame_func) {
 
 /* Runs the frame with the eval function installed before ours. Borrows frame;
  * returns the frame's result (new ref) or NULL with an exception set. */
-static inline PyObject *pass_through(PyThreadState *ts, JF_Frame *frame, int throw_flag) {
-    if (previous_eval == NULL || previous_eval == _PyEval_EvalFrameDefault)
+static inline PyObject *pass_to(_PyFrameEvalFunction prev, PyThreadState *ts, JF_Frame *frame,
+                               int throw_flag) {
+    if (prev == NULL || prev == _PyEval_EvalFrameDefault)
         return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
     /* Another eval-frame user is below us; if it chains back to us for the
      * same frame (both installed on top of each other), the cycle guard at
      * the top of eval_frame_hook sends the frame to the default evaluator. */
     JF_Frame *saved = tls.passing;
     tls.passing = frame;
-    PyObject *r = previous_eval(ts, frame, throw_flag);
+    PyObject *r = prev(ts, frame, throw_flag);
     tls.passing = saved;
     return r;
+}
+
+static inline PyObject *pass_through(PyThreadState *ts, JF_Frame *frame, int throw_flag) {
+    return pass_to(previous_eval, ts, frame, throw_flag);
 }
 
 /* Applies a recursive action for the duration of a call. Returns 1 if the
@@ -301,8 +306,11 @@ static inline void pop_action(PyObject *saved) {
  * frame's result (new ref) or NULL with an exception set. */
 static PyObject *run_native(int rec, PyThreadState *ts, JF_Frame *frame, int throw_flag) {
     PyObject *saved = NULL;
+    /* Read before push_action: turning the thread off may uninstall us and
+     * forget the previous eval function, which this frame must still get. */
+    _PyFrameEvalFunction prev = previous_eval;
     int pushed = push_action(rec, &saved);
-    PyObject *r = pass_through(ts, frame, throw_flag);
+    PyObject *r = pass_to(prev, ts, frame, throw_flag);
     if (pushed) pop_action(saved);
     return r;
 }

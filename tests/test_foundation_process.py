@@ -95,6 +95,7 @@ def test_bad_callback_results_raise_type_error_not_crash():
 
 SCRIPT = '''
 import sys
+import threading
 from janus_frame import _C, hook
 
 def step(x):
@@ -110,6 +111,11 @@ def main():
     # main's own frame was intercepted and compiled (step may be inlined into it)
     print("main-compiled", bool(_C.code_entries(main.__code__)))
     print("total", total)
+    t = threading.Thread(target=lambda: print("thread-on", _C.get_eval_frame() is not None))
+    t.start()
+    t.join()
+    # the ended thread no longer counts as needing the hook
+    print("active", _C.hook_info()["active_threads"])
 
 main()
 '''
@@ -125,6 +131,7 @@ def test_env_var_activation(tmp_path):
     assert "callback FrameCompiler True" in out
     assert "seen True" in out and "main-compiled True" in out
     assert "total 9" in out
+    assert "thread-on True" in out and "active 1" in out
 
 
 def test_env_var_off_values_do_not_activate(tmp_path):
