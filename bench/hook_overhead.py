@@ -40,6 +40,7 @@ other jobs; `.venv/bin/python bench/hook_overhead.py --rounds 7`):
   mix: skipped 1.08x, dynamo run-only 1.39x
   cache hit: +0.30 us per call inside enable(), +0.32 us through compile()'s
   wrapper (Python wrapper before: +0.55 us)
+  .pth line with JANUS_FRAME unset: 1.7 us per interpreter start (start: 18 ms)
 
 Instructions in _C per frame, callgrind (`valgrind --tool=callgrind` on
 fib(20), 21891 frames): thread off 37 -> 20, code skipped 112 -> 40, after
@@ -335,6 +336,40 @@ def bench_hit(n: int = 200_000) -> dict:
 # ---------------------------------------------------------------------------
 
 
+def bench_startup_line() -> dict:
+    """Cost of the installed .pth start-up line when JANUS_FRAME is unset
+    (site.py runs it once per interpreter start), and of a bare interpreter
+    start for scale."""
+    import site
+    import subprocess
+    import timeit
+
+    line = None
+    for d in site.getsitepackages():
+        p = os.path.join(d, "janus_frame_startup.pth")
+        if os.path.exists(p):
+            with open(p) as f:
+                line = f.read().strip()
+    if line is None:
+        return {}
+    env = dict(os.environ)
+    env.pop("JANUS_FRAME", None)
+    saved = os.environ.pop("JANUS_FRAME", None)
+    try:
+        code = compile(line, "janus_frame_startup.pth", "exec")
+        n = 20000
+        per = min(timeit.repeat(lambda: exec(code, {}), number=n, repeat=5)) / n
+    finally:
+        if saved is not None:
+            os.environ["JANUS_FRAME"] = saved
+    starts = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
+        starts.append(time.perf_counter() - t0)
+    return {"pth_line_us": per * 1e6, "interpreter_start_ms": min(starts) * 1e3}
+
+
 def machine() -> dict:
     cpu = platform.processor()
     try:
@@ -356,9 +391,10 @@ def main(argv=None) -> dict:
     t0 = time.time()
     over = bench_overhead(a.rounds, not a.no_dynamo)
     hit = bench_hit()
+    startup = bench_startup_line()
     res = {"command": " ".join([os.path.relpath(sys.executable), *sys.argv]),
            "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-           "overhead": over, "cache_hit": hit, "seconds": round(time.time() - t0, 1)}
+           "overhead": over, "cache_hit": hit, "startup": startup, "seconds": round(time.time() - t0, 1)}
     print(f"machine: {res['machine']['cpu']} ({res['machine']['cores']} cores), "
           f"Python {res['machine']['python']}, load {res['machine']['loadavg']}")
     for w, rows in over.items():
@@ -369,6 +405,9 @@ def main(argv=None) -> dict:
     for k, v in hit["us_per_call"].items():
         extra = f"  (+{hit['hit_cost_us'][k]:.3f} us over a plain call)" if k in hit["hit_cost_us"] else ""
         print(f"  {k:40s} {v:7.3f} us{extra}")
+    if startup:
+        print(f"\n.pth start-up line with JANUS_FRAME unset: {startup['pth_line_us']:.2f} us "
+              f"(interpreter start: {startup['interpreter_start_ms']:.1f} ms)")
     out = a.out or os.path.join(HERE, "results", f"hook_overhead-{platform.node() or 'host'}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
