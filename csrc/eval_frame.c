@@ -574,16 +574,20 @@ __attribute__((noinline)) static PyObject *eval_frame_slow(PyThreadState *ts, JF
     PyObject *replacement = PyTuple_GET_ITEM(res, 1);
     if (check_convention(guard, "guard", code) < 0 ||
         check_convention(replacement, "replacement", code) < 0 ||
-        (ex = get_extra(code, 1)) == NULL || add_entry(ex, guard, replacement, cb) < 0 ||
-        mark_replacement_code(ex->head->replacement) < 0) {
+        (ex = get_extra(code, 1)) == NULL || add_entry(ex, guard, replacement, cb) < 0) {
         Py_DECREF(res);
         Py_DECREF(cb);
         return NULL;
     }
-    Py_DECREF(cb);
-    rec = ex->rec_action;
-    PyObject *fn = bind_to_frame(ex->head->replacement, func);
     Py_DECREF(res);
+    Py_DECREF(cb);
+    /* Our own reference: marking may clear another code's stale state, whose
+     * destructors could drop this entry. */
+    PyObject *repl = ex->head->replacement;
+    Py_INCREF(repl);
+    rec = ex->rec_action;
+    PyObject *fn = mark_replacement_code(repl) < 0 ? NULL : bind_to_frame(repl, func);
+    Py_DECREF(repl);
     if (fn == NULL) return NULL;
     return run_replacement(fn, args, nargs, rec);
 }
