@@ -214,43 +214,50 @@ def chart(doc, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     systems = [s for s in systems_of(doc) if s != "eager"]
     wls = doc["workloads"]
     colors = {"janus": "#1f77b4", "torch.compile": "#ff7f0e", "janus+inductor": "#2ca02c",
-              "dynamo+janus": "#9467bd"}
+              "dynamo+janus": "#9467bd", "selftest-wrong": "#7f7f7f"}
     width = 0.8 / max(len(systems), 1)
     fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(wls) + 2), 4.8))
     vals = [v for wl in wls for v in speedups(wl).values() if v]
-    lo = min(vals + [0.5]) / 1.5
-    hi = max(vals + [2.0]) * 1.5
-    for j, s in enumerate(systems):
-        for i, wl in enumerate(wls):
+    lo = min(vals + [0.5]) / 1.6
+    hi = max(vals + [2.0]) * 1.6
+    for i, wl in enumerate(wls):
+        sp = speedups(wl)
+        for j, s in enumerate(systems):
             x = i - 0.4 + width * (j + 0.5)
             r = wl.get("systems", {}).get(s)
-            v = speedups(wl).get(s)
             if r is None:
                 continue
+            v = sp.get(s)
             if r.get("status") == "ok" and v:
-                ax.bar(x, v, width, color=colors.get(s, "gray"), label=s if i == 0 else None,
-                       bottom=0)
+                ax.bar(x, v, width, color=colors.get(s, "gray"))
+                ax.text(x, v * 1.03, f"{v:.2g}", ha="center", va="bottom", fontsize=6, rotation=90)
             else:
                 label = "WRONG" if r.get("status") == "WRONG" else "n/a"
-                ax.text(x, lo * 1.08, label, rotation=90, ha="center", va="bottom", fontsize=7,
+                ax.text(x, lo * 1.1, label, rotation=90, ha="center", va="bottom", fontsize=7,
                         color="red" if label == "WRONG" else "gray")
-        ax.bar([], [], color=colors.get(s, "gray"), label=s)  # legend entry even if all n/a
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_ylim(lo, hi)
+    ax.set_xlim(-0.5, len(wls) - 0.5)
+    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if lo <= t <= hi]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xticks(range(len(wls)))
     ax.set_xticklabels([wl["name"] for wl in wls], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("speedup vs eager (log)")
+    ax.set_ylabel("speedup vs eager (log scale)")
     meta = doc["meta"]
-    ax.set_title(f"janus_frame benchmark — {meta['machine']['cpu_model']}, {meta['machine']['cores']} cores, "
-                 f"torch {meta['machine']['torch']}" + (" (QUICK)" if meta.get("quick") else ""), fontsize=9)
-    handles, labels = ax.get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
-    ax.legend(uniq.values(), uniq.keys(), fontsize=8, ncol=len(uniq))
+    ax.set_title(f"janus_frame benchmark {meta['date'][:10]} — {meta['machine']['cpu_model']}, "
+                 f"{meta['machine']['cores']} cores, {meta.get('threads')} threads, torch "
+                 f"{meta['machine']['torch']}" + (" (QUICK)" if meta.get("quick") else ""), fontsize=9)
+    ax.legend(handles=[Patch(color=colors.get(s, "gray"), label=s) for s in systems], fontsize=8,
+              ncol=len(systems), loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import statistics
@@ -161,14 +162,36 @@ def run(args, ev: Events) -> None:
     rmap = {r.name: r for r in runs}
     ref = rmap["eager"]
 
+    # janus_frame reports some fallbacks (e.g. the backend running a graph
+    # eagerly after an internal error) through logging, not warnings: collect
+    # its WARNING records so they reach the results as well.
+    log_records: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record):
+            try:
+                log_records.append(record.getMessage())
+            except Exception:  # noqa: BLE001
+                pass
+
+    jf_logger = logging.getLogger("janus_frame")
+    jf_logger.addHandler(_Collect(level=logging.WARNING))
+
     # Every call of a system is bracketed by its frontend's counters; deltas
     # are accumulated per system because two systems share each frontend.
     def call(r: SystemRun, args_, phase_counts: dict | None = None):
         before = counters(r.system.frontend)
+        del log_records[:]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             out = r.fn(*args_)
         after = counters(r.system.frontend)
+        if log_records:
+            r.result["log_warnings"] = r.result.get("log_warnings", 0) + len(log_records)
+            for text in log_records:
+                if text[:500] not in r.result["warnings"] and len(r.result["warnings"]) < 10:
+                    r.result["warnings"].append(text[:500])
+            del log_records[:]
         for k in after:
             d = after[k] - before.get(k, 0.0)
             r.counter_totals[k] = r.counter_totals.get(k, 0.0) + d
@@ -271,6 +294,9 @@ def run(args, ev: Events) -> None:
             r.fail("compile", f"fell back to eager: {fallbacks[0]}")
         elif r.system.frontend and fc.get("frames_compiled", 1) == 0:
             r.result["notes"].append("no frame compiled on the first call (ran natively)")
+        eager_graphs = [m for m in r.result["warnings"] if "running graph eagerly" in m]
+        if eager_graphs:
+            r.result["notes"].append(f"backend ran graph(s) eagerly after an internal error: {eager_graphs[0][:200]}")
     ref.result["correct"] = _clean({"steps": n_check, "max_rel_err": 0.0, "where": "", "rtol": w.rtol,
                                     "ok": True, "reference": True,
                                     "noise_threads": noise_threads,
