@@ -117,6 +117,8 @@ def markdown(doc) -> str:
         cells = [_cell(sy.get(s, {"status": "n/a"}), sp.get(s)) for s in systems if s != "eager"]
         lines.append(f"| {wl['name']} | {wl.get('size') or '–'} | {eager_cell} | " + " | ".join(cells) + " |")
     lines.append("")
+    if "janus" in systems and "torch.compile" in systems:
+        lines.extend(_goals(doc))
     lines.append("Columns of the detail tables: median step time (min–max over the samples); speedup = "
                  "eager / system; vs tc = torch.compile / system (> 1: faster than torch.compile); "
                  "start-up = trivial probe compile; 1st call = first call in a fresh process with a cold "
@@ -129,6 +131,37 @@ def markdown(doc) -> str:
     for wl in doc["workloads"]:
         lines.extend(_detail(wl, systems))
     return "\n".join(lines) + "\n"
+
+
+def _goals(doc) -> list[str]:
+    """janus vs torch.compile on the DESIGN.md goals: speed, compile time, recompiles."""
+    out = ["janus vs torch.compile (DESIGN.md §4 goals: faster than torch.compile, first call ≤ 1/5 of "
+           "its time, at most one recompile over a variable-size run):", "",
+           "| workload | janus speed vs tc (> 1: janus faster) | janus 1st call s | tc 1st call s | compile ratio | "
+           "janus var compiles | tc var compiles |", "|---|---|---|---|---|---|---|"]
+    for wl in doc["workloads"]:
+        j = wl.get("systems", {}).get("janus", {})
+        t = wl.get("systems", {}).get("torch.compile", {})
+
+        def st(r):
+            return r.get("status", "n/a")
+
+        speed = "–"
+        if st(j) != "ok" or st(t) != "ok":
+            speed = st(j) if st(j) != "ok" else f"tc {st(t)}"
+        elif _num(j.get("median_s")) and _num(t.get("median_s")):
+            speed = f"{t['median_s'] / j['median_s']:.2f}×"
+        jf, tf = _num(j.get("first_call_s")), _num(t.get("first_call_s"))
+        ratio = f"{jf / tf:.2f}" if (jf and tf and st(j) != "n/a" and st(t) != "n/a") else "–"
+
+        def var(r):
+            v = r.get("var") or {}
+            return "–" if v.get("compiles") is None or st(r) == "n/a" else f"{v['compiles']} in {v['calls']}"
+
+        out.append(f"| {wl['name']} | {speed} | {_fmt_s(jf) if st(j) != 'n/a' else 'n/a'} | "
+                   f"{_fmt_s(tf) if st(t) != 'n/a' else 'n/a'} | {ratio} | {var(j)} | {var(t)} |")
+    out.append("")
+    return out
 
 
 def _detail(wl, systems) -> list[str]:

@@ -108,9 +108,11 @@ def test_markdown_and_chart_written(smoke):
     with open(base + ".md") as f:
         md = f.read()
     assert "QUICK" in md and doc["meta"]["command"] in md
-    summary = md.split("### ")[0]
+    lines = md.splitlines()
+    start = lines.index(next(l for l in lines if l.startswith("| workload | size | eager |")))
+    summary = lines[start:lines.index("", start)]
     for wl in doc["workloads"]:
-        rows = [l for l in summary.splitlines() if l.startswith(f"| {wl['name']} |")]
+        rows = [l for l in summary if l.startswith(f"| {wl['name']} |")]
         assert len(rows) == 1, wl["name"]
         assert rows[0].count("|") == 5  # workload, size, eager, janus
         if wl["systems"]["janus"]["status"] == "n/a":
@@ -133,8 +135,10 @@ def test_wrong_system_is_reported_wrong(tmp_path):
         assert "differs from eager" in r["reason"]
         assert r["correct"]["ok"] is False
     with open(base + ".md") as f:
-        summary = f.read().split("### ")[0]
-    assert summary.count("**WRONG**") == 2
+        lines = f.read().splitlines()
+    start = lines.index(next(l for l in lines if l.startswith("| workload | size | eager |")))
+    summary = lines[start:lines.index("", start)]
+    assert sum(l.count("**WRONG**") for l in summary) == 2
 
 
 def test_judge_tolerates_only_eager_own_noise():
