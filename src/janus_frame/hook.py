@@ -183,6 +183,9 @@ stats = Stats()
 def reset_stats() -> None:
     global stats
     stats = Stats()
+    spec = sys.modules.get("janus_frame.frontend.speculation")
+    if spec is not None:  # branch-site profiles go with the caches they shaped
+        spec.reset()
 
 
 # ---------------------------------------------------------------------------

@@ -59,6 +59,13 @@ class Probe:
             sink.graph(site, t1 - t0)
         return t1
 
+    def speculation(self, site, hit: bool) -> None:
+        """A speculated branch site was checked (``frontend.speculation.Site``)."""
+        sink = self._sink
+        fn = getattr(sink, "speculation", None)
+        if fn is not None:
+            fn(site, hit)
+
     def native_done(self, site: Site, t0: float) -> None:
         t1 = time.perf_counter()
         sink = self._sink

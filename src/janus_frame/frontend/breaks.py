@@ -141,6 +141,7 @@ class GraphBreak(Exception):
         # index of the compiled frame's own instruction during which the
         # break happened (a CALL when the break was inside an inlined callee)
         self.root_ip: int | None = None
+        self.spec_site = None  # a branch site observing outcomes (speculation.Site)
         super().__init__(detail)
 
     @property

@@ -58,10 +58,16 @@ _RESUMABLE = {
 
 
 def compile_frame(func, args: tuple, compiler) -> CompiledEntry:
-    try:
-        return _compile(func, args, compiler, symbolic=False)
-    except NeedsShapeEnv:
-        return _compile(func, args, compiler, symbolic=True)
+    symbolic = False
+    for _ in range(3):
+        try:
+            return _compile(func, args, compiler, symbolic)
+        except NeedsShapeEnv:
+            symbolic = True
+        except _UnsafeSpeculation as e:
+            for site in e.args[0]:  # those sites break the graph from now on
+                site.form = "relaxed"
+    raise GraphBreak("JF009", "could not settle the frame's speculation")
 
 
 def _compile(func, args, compiler, symbolic: bool) -> CompiledEntry:
@@ -117,6 +123,10 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
     output, tx, result = _trace(func, args, compiler, brk.root_ip if brk else None, symbolic)
     fb = FunctionBuilder(code, nargs_of(code))
     rb = Rebuilder(fb, output.initial_grad_enabled)
+    # a speculated branch's predicate is a graph output, checked first
+    checks = [f"__jf_h_bool({rb.expr(pred)}) is not {predicted!r}"
+              for pred, predicted, _ in output.speculations]
+    spec_sites = [site for _, _, site in output.speculations]
     if brk is None:
         if output.op_count == 0 and not output.effects:
             raise SkipFrame("no tensor operations")
@@ -141,7 +151,8 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
         call = f"__jf_o = {fb.const(compiled)}({inputs})"
         p = fb.const(PROBE)
         body.append(f"__jf_t = {p}.clock() if {p}.active else 0.0")
-        body += _guarded_call(func, fb, gm, call)
+        input_exprs = {v.node.name: v.source.expr() for v, _ in used}
+        body += _guarded_call(func, fb, gm, call, checks, spec_sites, input_exprs)
         body.append(f"if __jf_t: __jf_t = {p}.graph_done({fb.const(site)}, __jf_t)")
         graphs.append(gm)
     elif brk is not None:
@@ -152,6 +163,10 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
     body += rb.lines + replay + tail
     replacement = fb.build("__jf_replacement", body, tx.lineno, "replacement", func.__globals__,
                            func.__closure__)
+    for spec in output.spec_codes:  # a branch site changing form recompiles this entry
+        g = output.guards
+        g.add(f"{g.fb.const(spec)}.epoch == {spec.epoch}",
+              f"speculation state of {code.co_qualname} unchanged (epoch {spec.epoch})")
     guard, explain_failure = output.guards.build(code.co_firstlineno, func.__globals__,
                                                  func.__closure__)
     lg = artifact_logger("guards")
@@ -192,36 +207,80 @@ _RANDOM_HINTS = ("rand", "dropout", "bernoulli", "normal", "multinomial", "unifo
                  "exponential", "cauchy", "geometric", "poisson")
 
 
-def _guarded_call(func, fb: FunctionBuilder, gm, call: str) -> list[str]:
-    """The graph call. If the graph raises, nothing visible has happened yet
-    (side effects are replayed after it) unless it mutates tensors in place:
-    then the frame reruns natively from its original bytecode, so the user
-    gets eager's side effects and exception from their own line; the RNG
-    state is restored first if the graph drew random numbers."""
-    nodes = [n for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
+_INPLACE_FUNCTIONS = {"setitem", "iadd", "isub", "imul", "itruediv", "ifloordiv", "imod",
+                      "ipow", "imatmul", "iand", "ior", "ixor", "ilshift", "irshift",
+                      "_set_grad_enabled"}
+
+
+def _mutations(gm) -> tuple[list[str], bool]:
+    """(placeholders mutated in place, whether anything else is mutated in
+    place -- a view that may alias an input)."""
+    direct, other = [], False
+    for n in gm.graph.nodes:
+        if n.op not in ("call_function", "call_method"):
+            continue
+        name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+        if name == "_set_grad_enabled":
+            continue
+        if (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_FUNCTIONS:
+            target = n.args[0] if n.args else None
+            if getattr(target, "op", None) == "placeholder":
+                if target.name not in direct:
+                    direct.append(target.name)
+            else:
+                other = True
+    return direct, other
+
+
+class _UnsafeSpeculation(Exception):
+    """The segment mutates tensors that cannot be restored on a miss."""
+
+
+def _guarded_call(func, fb: FunctionBuilder, gm, call: str, checks: list[str],
+                  sites: list, input_exprs: dict) -> list[str]:
+    """The graph call, and what happens when the segment's assumptions fail.
+
+    Nothing visible has happened when the graph returns (side effects are
+    replayed after it) except in-place tensor updates. If the graph raises,
+    or a speculated branch went the other way (``checks``), the segment's
+    results are discarded -- inputs it updated in place restored, the RNG
+    state restored if it drew random numbers -- and the frame reruns from its
+    original bytecode: the call gives exactly eager's results, side effects
+    and exceptions (from the user's own line)."""
+    direct, other = _mutations(gm)
+    if other or (direct and not checks):
+        if checks:
+            raise _UnsafeSpeculation(sites)
+        return [call]  # cannot be undone: no rerun (the exception propagates)
     names = [n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
-             for n in nodes]
-    mutates = any(n.endswith("_") and not n.endswith("__") or n in ("setitem", "iadd", "isub",
-                  "imul", "itruediv", "ifloordiv", "imod", "ipow", "imatmul", "iand", "ior",
-                  "ixor", "ilshift", "irshift") for n in names)
-    if mutates:
-        return [call]
+             for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
     random = any(h in n.lower() for n in names for h in _RANDOM_HINTS)
     native = _native_code(func.__code__)
-    nargs = nargs_of(func.__code__)
-    slots = "".join(f"__jf_a{i}, " for i in range(nargs))
+    slots = "".join(f"__jf_a{i}, " for i in range(nargs_of(func.__code__)))
     if func.__code__.co_freevars:
         cells = "".join(f"__jf_cell_{n}, " for n in func.__code__.co_freevars)
         fn = f"{fb.const(make_function)}({fb.const(native)}, __jf_h_globals(), ({cells}))"
     else:
         fn = fb.const(make_function(native, func.__globals__, None))
+    undo = []
     lines = []
     if random:
         lines.append(f"__jf_rng = {fb.const(torch.get_rng_state)}()")
+        undo.append(f"{fb.const(torch.set_rng_state)}(__jf_rng)")
+    for i, name in enumerate(direct):
+        lines.append(f"__jf_saved{i} = {input_exprs[name]}.clone()")
+        undo.append(f"{input_exprs[name]}.copy_(__jf_saved{i})")
     lines += ["try:", f"    {call}", "except Exception:"]
-    if random:
-        lines.append(f"    {fb.const(torch.set_rng_state)}(__jf_rng)")
+    lines += ["    " + u for u in undo]
     lines.append(f"    return {fn}({slots})")
+    for check, site in zip(checks, sites):
+        k = fb.const(site)
+        lines.append(f"if {check}:")
+        lines.append(f"    {k}.miss()")
+        lines += ["    " + u for u in undo]
+        lines.append(f"    return {fn}({slots})")
+    for site in sites:
+        lines.append(f"{fb.const(site)}.hit()")
     return lines
 
 
@@ -318,14 +377,14 @@ def _break_tail(func, tx: Translator, rb: "Rebuilder", compiler) -> list[str]:
         lines += ["    " + x for x in cont(stack[:-1], tx.labels[ins.arg])]
         lines += cont(stack + [R], fallthrough)
     elif name.startswith("POP_JUMP"):
-        cond = e(stack[-1])
+        cond = _observed(tx, rb, e(stack[-1]), lines)
         jump_when = name.endswith("TRUE")
         target = tx.labels[ins.arg]
         lines.append(f"if {'' if jump_when else 'not '}{cond}:")
         lines += ["    " + x for x in cont(stack[:-1], target)]
         lines += cont(stack[:-1], fallthrough)
     elif name in ("JUMP_IF_TRUE_OR_POP", "JUMP_IF_FALSE_OR_POP"):
-        cond = e(stack[-1])
+        cond = _observed(tx, rb, e(stack[-1]), lines)
         jump_when = name == "JUMP_IF_TRUE_OR_POP"
         lines.append(f"if {'' if jump_when else 'not '}{cond}:")
         lines += ["    " + x for x in cont(stack, tx.labels[ins.arg])]
@@ -333,6 +392,22 @@ def _break_tail(func, tx: Translator, rb: "Rebuilder", compiler) -> list[str]:
     else:  # guarded by _RESUMABLE
         raise AssertionError(name)
     return lines
+
+
+def _observed(tx: Translator, rb: "Rebuilder", cond: str, lines: list) -> str:
+    """A branch condition evaluated once; a tensor condition at a site that
+    is still being profiled records its outcome (see speculation.py)."""
+    if not isinstance(tx.stack[-1], TensorV):
+        return cond
+    from . import speculation
+
+    orig, index = original_position(tx.code, tx.stop_at)
+    site = speculation.site(orig, index, tx.lineno, tx.code.co_qualname)
+    tx.output.spec_codes.add(site.code_spec)
+    lines.append(f"__jf_c = __jf_h_bool({cond})")
+    if site.form == "observe":
+        lines.append(f"{rb.fb.const(site)}.observe(__jf_c)")
+    return "__jf_c"
 
 
 def _continue(func, tx: Translator, rb: "Rebuilder", compiler, stack_after: list, at: int):

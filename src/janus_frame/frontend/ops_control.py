@@ -31,9 +31,27 @@ class ControlOps:
     def JUMP(self, ins):
         self.jump(ins.arg)
 
+    def branch_truth(self, v) -> bool:
+        """Truth of a branch condition; a tensor condition is speculated on
+        when its site has been predictable, else it breaks the graph."""
+        if not isinstance(v, TensorV):
+            return self.truth(v)
+        from . import speculation
+        from .resume import original_position
+
+        orig, index = original_position(self.code, self.ip - 1)
+        site = speculation.site(orig, index, self.lineno, self.code.co_qualname)
+        self.output.spec_codes.add(site.code_spec)
+        if site.form == "speculate" and v.fake.numel() == 1:
+            self.output.speculations.append((v, site.predicted, site))
+            return site.predicted
+        gb = GraphBreak("JF005", "condition is a tensor")
+        gb.spec_site = site if site.form == "observe" else None
+        raise gb
+
     def _pop_jump_if(self, ins, when: bool):
         v = self.pop()
-        if self.truth(v) == when:
+        if self.branch_truth(v) == when:
             if ins.name.startswith("POP_JUMP_BACKWARD"):
                 self.JUMP_BACKWARD(ins)
             else:
@@ -75,13 +93,13 @@ class ControlOps:
     POP_JUMP_IF_NOT_NONE = POP_JUMP_FORWARD_IF_NOT_NONE
 
     def JUMP_IF_TRUE_OR_POP(self, ins):
-        if self.truth(self.stack[-1]):
+        if self.branch_truth(self.stack[-1]):
             self.jump(ins.arg)
         else:
             self.pop()
 
     def JUMP_IF_FALSE_OR_POP(self, ins):
-        if not self.truth(self.stack[-1]):
+        if not self.branch_truth(self.stack[-1]):
             self.jump(ins.arg)
         else:
             self.pop()
@@ -161,6 +179,3 @@ class ControlOps:
     SEND = GET_AWAITABLE = GET_AITER = GET_ANEXT = _generator
     ASYNC_GEN_WRAP = GET_YIELD_FROM_ITER = END_ASYNC_FOR = BEFORE_ASYNC_WITH = _generator
 
-
-def tensor_cond(v) -> bool:
-    return isinstance(v, TensorV)

@@ -65,6 +65,8 @@ class OutputGraph:
         self.initial_grad_enabled = self.grad_enabled
         self.autocast: list[tuple] = []  # active torch.autocast argument tuples
         self.effects = SideEffects()
+        self.speculations: list = []  # (predicate TensorV, predicted bool, site)
+        self.spec_codes: set = set()  # speculation states whose epoch the entry depends on
         self.op_count = 0
 
     # -- wrapping real objects ------------------------------------------------

@@ -1,0 +1,128 @@
+"""Speculation on tensor-dependent branches (JANUS's profile, speculate,
+check, fall back, relax).
+
+In: branch sites -- (original code, instruction index) of a conditional jump
+on a tensor -- and what compiled code observes at them at run time.
+Out: per site, the current form and its statistics:
+
+- ``observe``: the branch breaks the graph; the native jump in the replacement
+  records each outcome. After ``SPECULATE_AFTER`` identical outcomes the site
+  becomes ``speculate`` and the frames that reached it recompile.
+- ``speculate``: the trace follows the predicted side in the same graph; the
+  predicate is a graph output checked after the segment. A hit commits (side
+  effects replayed, results returned); a miss discards the segment's results
+  (input tensors mutated in place are restored, the RNG state too) and reruns
+  the frame from its original bytecode, so the call gives exactly eager's
+  results and side effects.
+- ``relaxed``: after more than ``MISS_LIMIT`` misses, final: the branch breaks
+  the graph and each side continues in its own resume function (no
+  flip-flopping back to speculation).
+
+Recompiles are triggered through an epoch per code object: entries whose
+trace met a site of that code guard on the epoch, and a site changing form
+bumps it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import weakref
+
+from ..diagnostics.logs import artifact_logger
+from ..diagnostics.probe import PROBE
+
+SPECULATE_AFTER = 3
+MISS_LIMIT = 2
+
+
+class CodeSpec:
+    """The speculation state of one original code object."""
+
+    __slots__ = ("epoch", "sites", "__weakref__")
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.sites: dict[int, Site] = {}
+
+
+@dataclasses.dataclass(eq=False)
+class Site:
+    code_spec: CodeSpec
+    filename: str
+    lineno: int | None
+    frame: str
+    form: str = "observe"  # observe | speculate | relaxed
+    predicted: bool | None = None
+    seen: list = dataclasses.field(default_factory=lambda: [0, 0])  # outcomes False/True
+    hits: int = 0
+    misses: int = 0
+    streak_value: bool | None = None
+    streak: int = 0
+
+    def observe(self, outcome: bool) -> None:
+        """Called by compiled code at a branch that broke the graph."""
+        outcome = bool(outcome)
+        self.seen[outcome] += 1
+        if self.form != "observe":
+            return
+        if outcome == self.streak_value:
+            self.streak += 1
+        else:
+            self.streak_value, self.streak = outcome, 1
+        if self.streak >= SPECULATE_AFTER:
+            self._change("speculate", outcome)
+
+    def hit(self) -> None:
+        self.hits += 1
+        if PROBE.active:
+            PROBE.speculation(self, True)
+
+    def miss(self) -> None:
+        self.misses += 1
+        if PROBE.active:
+            PROBE.speculation(self, False)
+        if self.misses > MISS_LIMIT and self.form == "speculate":
+            self._change("relaxed", None)
+
+    def _change(self, form: str, predicted) -> None:
+        self.form = form
+        self.predicted = predicted
+        self.code_spec.epoch += 1
+        lg = artifact_logger("speculation")
+        if lg is not None:
+            lg.info("%s:%s in %s: now %s%s (taken %d, not taken %d, hits %d, misses %d)",
+                    self.filename, self.lineno, self.frame, form,
+                    f" on {predicted}" if predicted is not None else "", self.seen[1],
+                    self.seen[0], self.hits, self.misses)
+
+    def describe(self) -> str:
+        assumption = f"condition is {self.predicted}" if self.form == "speculate" else "-"
+        return (f"{self.filename}:{self.lineno} in {self.frame}: form={self.form} "
+                f"assumption={assumption} hits={self.hits} misses={self.misses} "
+                f"observed true/false={self.seen[1]}/{self.seen[0]}")
+
+
+_specs: "weakref.WeakKeyDictionary[types.CodeType, CodeSpec]" = weakref.WeakKeyDictionary()
+
+
+def code_spec(code: types.CodeType) -> CodeSpec:
+    spec = _specs.get(code)
+    if spec is None:
+        spec = _specs[code] = CodeSpec()
+    return spec
+
+
+def site(code: types.CodeType, index: int, lineno, frame: str) -> Site:
+    spec = code_spec(code)
+    s = spec.sites.get(index)
+    if s is None:
+        s = spec.sites[index] = Site(spec, code.co_filename, lineno, frame)
+    return s
+
+
+def all_sites() -> list[Site]:
+    return [s for spec in list(_specs.values()) for s in spec.sites.values()]
+
+
+def reset() -> None:
+    _specs.clear()
