@@ -28,6 +28,19 @@
  * the caller of the eval function clears the frame, so a hit simply returns
  * the replacement's result without evaluating the frame.
  *
+ * Chaining with another eval-frame user (e.g. TorchDynamo). We install on top
+ * of whatever function is installed and pass frames we do not take to it. The
+ * hook on top owns its region: a frame handed to us by a hook above ours is
+ * passed through, not compiled (that hook saw it first and may have
+ * transformed it), so while such a hook is installed above ours no thread's
+ * frames are intercepted by us -- except inside our wrappers, which reinstall
+ * us on top for their call. Known limit: the protocol has no registry, each
+ * user remembers one "previous" function; install/uninstall in non-LIFO
+ * order across two users (possible with several threads, or disable() inside
+ * another JIT's region inside ours) can leave the other user's function
+ * installed after it thinks it has removed itself. Results stay correct; the
+ * cost is its idle overhead until its next activation.
+ *
  * Per-thread state (__thread, initial-exec model so a read is one load):
  *   callback == NULL   janus_frame off in this thread: pass straight through
  *   callback == False  run-only: use cached entries, never compile

@@ -620,3 +620,18 @@ def test_thread_ending_while_enabled_is_uncounted():
         t.start()
         t.join()
         assert info()["active_threads"] == 1 and _C.get_eval_frame() is not None
+
+
+def test_tls_uses_the_initial_exec_model():
+    """The per-thread state is read on every frame: it must be one load off
+    the thread pointer (initial-exec), not a __tls_get_addr call."""
+    import shutil
+    import subprocess
+
+    if shutil.which("readelf") is None:
+        pytest.skip("readelf not available")
+    so = _C.__file__
+    relocs = subprocess.run(["readelf", "-r", "-W", so], capture_output=True, text=True).stdout
+    dyn = subprocess.run(["readelf", "-d", "-W", so], capture_output=True, text=True).stdout
+    assert "TPOFF" in relocs and "STATIC_TLS" in dyn
+    assert "__tls_get_addr" not in relocs
