@@ -63,9 +63,10 @@ class CodeState:
     Stored in the code object's extra slot (freed with it, dropped by reset()).
     """
 
-    __slots__ = ("entries", "recompiles", "limit_warned", "__weakref__")
+    __slots__ = ("entries", "recompiles", "limit_warned", "dynamic", "__weakref__")
 
     def __init__(self) -> None:
+        self.dynamic: set[str] = set()  # sources of ints traced as graph inputs
         self.entries: list[tuple[Any, CompiledEntry]] = []  # (owner compiler, entry)
         self.recompiles: list[str] = []
         self.limit_warned = False
@@ -332,6 +333,8 @@ class FrameCompiler:
         for e in mine:
             why = e.explain_failure(func, args) if e.explain_failure is not None else None
             reasons.append(why or "guard failed")
+            if getattr(why, "dynamic_source", None):  # automatic dynamic: one recompile
+                st.dynamic.add(why.dynamic_source)
         msg = "; ".join(reasons)
         st.recompiles.append(msg)
         stats.recompiles += 1

@@ -82,8 +82,20 @@ def f_jf007(x):
     return x
 
 
+def _make_chain(n):
+    """n distinct functions calling each other: deep inlining, no recursion."""
+    src = "def c0(x):\n    return x + 1\n" + "".join(
+        f"def c{i}(x):\n    return c{i - 1}(x) * 1\n" for i in range(1, n))
+    ns: dict = {}
+    exec(src, ns)
+    return ns[f"c{n - 1}"]
+
+
+_CHAIN = _make_chain(40)
+
+
 def f_jf008(x):
-    return _deep(x, 100)
+    return _CHAIN(x)
 
 
 def f_jf009(x):
@@ -131,6 +143,10 @@ def f_jf017(x):
     return x
 
 
+def f_jf018(x):
+    return _deep(x, 5)
+
+
 CASES = {
     "JF001": (f_jf001, lambda: (torch.randn(3),)),
     "JF002": (f_jf002, lambda: (torch.randn(3),)),
@@ -149,6 +165,7 @@ CASES = {
     "JF015": (f_jf015, lambda: (torch.randn(3),)),
     "JF016": (f_jf016, lambda: (torch.randn(3),)),
     "JF017": (f_jf017, lambda: (torch.randn(3),)),
+    "JF018": (f_jf018, lambda: (torch.randn(3),)),
 }
 
 

@@ -137,15 +137,13 @@ def test_user_functions_and_methods_inlined(jit):
     jit(f, torch.randn(3))
 
 
-def test_recursion_is_inlined_and_bounded():
+def test_recursion_runs_as_cached_frames():
     def fact(x, n):
         return x if n == 0 else fact(x * n, n - 1)
-    rec = jf.compile(fact, backend="eager", fullgraph=True)
+    rec = jf.compile(fact, backend="eager")
     torch.testing.assert_close(rec(torch.ones(2), 5), fact(torch.ones(2), 5))
-    deep = jf.compile(fact, backend="eager", fullgraph=True, inline_depth=3)
-    jf.reset()
-    with pytest.raises(Exception, match="JF008"):
-        deep(torch.ones(2), 10)
+    with pytest.raises(Exception, match="JF018"):
+        jf.compile(fact, backend="eager", fullgraph=True)(torch.ones(2), 10)
 
 
 def test_super_and_module_inheritance(jit):

@@ -124,6 +124,13 @@ _register(
     "iteration runs as compiled segments between the breaks",
     "remove the break from the loop body to get the whole loop into one graph",
 )
+_register(
+    "JF018", "recursive call",
+    "a function calls itself (directly or not): instead of unrolling the recursion into "
+    "one graph guarded on the data structure's exact shape, each call runs as its own "
+    "compiled frame, with one cache entry per kind of call (e.g. leaf / inner node)",
+    "nothing to do: recursion over trees and lists is compiled once per kind of node",
+)
 
 
 class GraphBreak(Exception):

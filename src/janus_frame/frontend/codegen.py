@@ -96,6 +96,10 @@ class FunctionBuilder:
                 elif gname.startswith("__jf_c_"):
                     uses_free = True
                     out.append(Instr("LOAD_DEREF", FreeVar(gname[7:]), lineno=lineno))
+                elif gname == "__jf_torch":
+                    import torch
+
+                    out.append(Instr("LOAD_CONST", torch, lineno=lineno))
                 elif gname.startswith("__jf_cell_"):
                     # the cell object itself (to bind a resume function's closure)
                     uses_free = True

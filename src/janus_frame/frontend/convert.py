@@ -105,7 +105,10 @@ def _not_resumable(code, gb: GraphBreak) -> str | None:
 def _trace(func, args, compiler, stop_at, symbolic):
     code = func.__code__
     names = slot_names(code)
-    output = OutputGraph(compiler, code, nargs_of(code), symbolic)
+    from ..hook import code_state
+
+    output = OutputGraph(compiler, code, nargs_of(code), symbolic,
+                         frozenset(code_state(code).dynamic))
     cells = {}
     for i, name in enumerate(code.co_freevars):
         cells[name] = CellV(None, name, external=True,
@@ -128,7 +131,9 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
               for pred, predicted, _ in output.speculations]
     spec_sites = [site for _, _, site in output.speculations]
     if brk is None:
-        if output.op_count == 0 and not output.effects:
+        if output.op_count == 0 and not output.effects and not output.inputs:
+            # pure Python: skipped for good. (A frame that only passes tensors
+            # along gets an entry under its guards: other inputs may need ops.)
             raise SkipFrame("no tensor operations")
         tail = [f"return {rb.expr(result)}"]
     else:

@@ -22,6 +22,7 @@ class Guards:
     def __init__(self, orig_code: types.CodeType, nargs: int) -> None:
         self.fb = FunctionBuilder(orig_code, nargs)
         self._clauses: dict[str, str] = {}  # expression -> readable description
+        self._dynamic_ok: dict[str, str] = {}  # int-value clause -> its source's name
 
     def add(self, expr: str, desc: str) -> None:
         if expr not in self._clauses:
@@ -56,8 +57,10 @@ class Guards:
             self.add(f"(__jf_h_type({e}) is {tc} and {e} != {e})", f"{src.name()} is nan")
             return
         lit = repr(value) if t in (int, float, str, bytes, complex) else self.fb.const(value)
-        self.add(f"(__jf_h_type({e}) is {tc} and {e} == {lit})",
-                 f"{src.name()} == {value!r} ({t.__name__})")
+        expr = f"(__jf_h_type({e}) is {tc} and {e} == {lit})"
+        self.add(expr, f"{src.name()} == {value!r} ({t.__name__})")
+        if t is int:  # if this fails, the recompile may make the int a graph input
+            self._dynamic_ok[expr] = src.name()
 
     def length(self, src: Source, obj) -> None:
         self.type_is(src, obj)
@@ -112,6 +115,7 @@ class Guards:
         vbody.append("return -1")
         verbose = self.fb.build("__jf_guard_verbose", vbody, lineno, "guard", globals_, closure)
         descs = list(self._clauses.values())
+        dyn = [self._dynamic_ok.get(ex) for ex in exprs]
 
         def explain_failure(func, args) -> str | None:
             # bound like the hook binds guards: the frame function's closure
@@ -121,9 +125,23 @@ class Guards:
                 i = fn(*args)
             except Exception as e:  # noqa: BLE001 - diagnostics only
                 return f"guard raised {type(e).__name__}: {e}"
-            return None if i < 0 else descs[i]
+            if i < 0:
+                return None
+            return FailedGuard(descs[i], dyn[i])
 
         return guard, explain_failure
+
+
+class FailedGuard(str):
+    """The readable text of a failed guard; ``dynamic_source`` names the int
+    whose value differed, which the recompile then treats as a graph input."""
+
+    dynamic_source: str | None
+
+    def __new__(cls, text: str, dynamic_source: str | None):
+        self = super().__new__(cls, text)
+        self.dynamic_source = dynamic_source
+        return self
 
 
 def _short(obj) -> str:

@@ -139,6 +139,11 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
             raise GraphBreak("JF008", f"{code.co_qualname} at depth {self.depth + 1}")
         if code.co_flags & (0x80 | 0x100 | 0x200):
             raise GraphBreak("JF013", f"{code.co_qualname} is a coroutine")
+        t = self
+        while t is not None:
+            if t.code is code:
+                raise GraphBreak("JF018", f"{code.co_qualname} calls itself")
+            t = t.parent
         child = Translator(self.output, code, f_globals, locals_, cells, parent=self,
                            fn_source=fn_source)
         if code.co_flags & 0x20:

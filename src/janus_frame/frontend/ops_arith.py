@@ -156,6 +156,15 @@ class ArithOps:
         if a is b:
             return True
         if isinstance(a, Const) and isinstance(b, Const):
+            for x, y in ((a, b), (b, a)):
+                # `v is None` on a value read from the frame guards only that,
+                # not the value (an int that varies stays unspecialised)
+                if y._guard is None and y._value is None and unguarded(x) and \
+                        x.source is not None:
+                    result = x._value is None
+                    self.output.guards.add(f"({x.source.expr()} is None) is {result!r}",
+                                           f"{x.source.name()} is {'' if result else 'not '}None")
+                    return result
             return a.value is b.value
         if isinstance(a, ObjV) and isinstance(b, ObjV):
             return a.obj is b.obj

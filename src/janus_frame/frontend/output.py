@@ -31,9 +31,9 @@ from torch.fx.experimental.symbolic_shapes import ShapeEnv
 from .breaks import GraphBreak
 from .effects import SideEffects
 from .guards import Guards
-from .sources import AttrSource, ItemSource, Source
+from .sources import AttrSource, IntTensorSource, ItemSource, Source
 from .values import (
-    Const, CtxV, DictV, ExitV, ListV, ObjV, SliceV, TensorV, TupleV, Value,
+    Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SliceV, TensorV, TupleV, Value,
 )
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
@@ -48,7 +48,7 @@ class NeedsShapeEnv(Exception):
 
 class OutputGraph:
     def __init__(self, compiler, code: types.CodeType, nargs: int,
-                 symbolic: bool = False) -> None:
+                 symbolic: bool = False, dynamic: frozenset = frozenset()) -> None:
         self.compiler = compiler
         self.code = code
         self.graph = fx.Graph()
@@ -65,6 +65,8 @@ class OutputGraph:
         self.initial_grad_enabled = self.grad_enabled
         self.autocast: list[tuple] = []  # active torch.autocast argument tuples
         self.effects = SideEffects()
+        self.dynamic = dynamic  # names of sources whose ints are graph inputs
+        self._int_inputs: dict[int, TensorV] = {}
         self.speculations: list = []  # (predicate TensorV, predicted bool, site)
         self.spec_codes: set = set()  # speculation states whose epoch the entry depends on
         self.op_count = 0
@@ -82,6 +84,8 @@ class OutputGraph:
                 guard = functools.partial(self.guards.identity, source, obj)
             else:
                 guard = functools.partial(self.guards.constant, source, obj)
+            if t is int and source.name() in self.dynamic:
+                return DynInt(obj, source, guard=guard)
             return Const(obj, source, guard=guard)
         if isinstance(obj, torch.Tensor):
             return self.tensor_input(obj, source)
@@ -181,6 +185,33 @@ class OutputGraph:
     def call(self, kind: str, target, args: tuple, kwargs: dict) -> Value:
         """Record ``target(*args, **kwargs)`` (``call_function``) or
         ``args[0].target(*args[1:], **kwargs)`` (``call_method``)."""
+        if any(isinstance(a, DynInt) and a._guard is not None for a in args):
+            # try the varying ints as graph inputs; an operator that needs a
+            # Python int (a size, a dim) specialises them instead
+            tensorized = tuple(self.int_input(a) if isinstance(a, DynInt) and
+                               a._guard is not None else a for a in args)
+            try:
+                return self._call(kind, target, tensorized, kwargs)
+            except GraphBreak:
+                pass
+        return self._call(kind, target, args, kwargs)
+
+    def int_input(self, c: "DynInt") -> TensorV:
+        v = self._int_inputs.get(id(c))
+        if v is None:
+            src = IntTensorSource(c.source)
+            self.guards.type_is(c.source, c._value)
+            node = self.graph.placeholder(self._unique_name(
+                re.sub(r"\W+", "_", c.source.name()).strip("_") + "_int"))
+            real = torch.tensor(c._value)
+            fake = self.fake_mode.from_tensor(real, static_shapes=True)
+            node.meta["example_value"] = fake
+            v = TensorV(node, fake, src)
+            self.inputs.append((v, real))
+            self._int_inputs[id(c)] = v
+        return v
+
+    def _call(self, kind: str, target, args: tuple, kwargs: dict) -> Value:
         node_args = tuple(to_node(a) for a in args)
         node_kwargs = {k: to_node(v) for k, v in kwargs.items()}
         fake_args = tuple(to_fake(a) for a in args)

@@ -118,3 +118,17 @@ class TypeSource(Source):
 
     def name(self) -> str:
         return f"type({self.base.name()})"
+
+
+@dataclasses.dataclass(frozen=True)
+class IntTensorSource(Source):
+    """An int read from ``base`` handed to the graph as a 0-d int64 tensor
+    (an int whose value varies between calls, see output.py)."""
+
+    base: Source
+
+    def expr(self) -> str:
+        return f"__jf_torch.tensor({self.base.expr()})"
+
+    def name(self) -> str:
+        return f"tensor({self.base.name()})"

@@ -72,6 +72,14 @@ class Const(Value):
         return repr(self._value)
 
 
+class DynInt(Const):
+    """An int read from the frame whose value changed between calls before
+    (automatic dynamic): tensor operations receive it as a graph input
+    instead of a constant; any other use specialises it as usual."""
+
+    __slots__ = ()
+
+
 class DerivedConst(Const):
     """A Python value computed from constants read from the frame, whose guards
     are still pending (``self.counter + 1``). If the trace never uses its
