@@ -399,6 +399,21 @@ static int check_convention(PyObject *fn, const char *what, PyCodeObject *orig) 
     return 0;
 }
 
+/* Moves e to the front of ex's list (most recently hit first). The
+ * predecessor is searched afresh: while our guard ran, another thread may
+ * have reordered the list (reordering does not bump the version, so that
+ * concurrent hits do not force each other to recompile). */
+static void mru_move(Extra *ex, Entry *e) {
+    for (Entry **pp = &ex->head; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == e) {
+            *pp = e->next;
+            e->next = ex->head;
+            ex->head = e;
+            return;
+        }
+    }
+}
+
 /* Holds __name__ only: the globals of every function stored in the cache. */
 static PyObject *detached_globals = NULL;
 
@@ -517,7 +532,7 @@ __attribute__((noinline)) static PyObject *eval_frame_slow(PyThreadState *ts, JF
     if (ex != NULL && ex->head != NULL) {
         int restarts = 0;
     lookup:
-        for (Entry *prev = NULL, *e = ex->head; e != NULL; prev = e, e = e->next) {
+        for (Entry *e = ex->head; e != NULL; e = e->next) {
             if (!run_only && e->owner != cb) continue;
             PyObject *g = bind_to_frame(e->guard, func);
             if (g == NULL) return NULL;
@@ -535,11 +550,7 @@ __attribute__((noinline)) static PyObject *eval_frame_slow(PyThreadState *ts, JF
                 goto lookup;
             }
             if (ok) {
-                if (prev != NULL) { /* most recently hit first */
-                    prev->next = e->next;
-                    e->next = ex->head;
-                    ex->head = e;
-                }
+                if (e != ex->head) mru_move(ex, e);
                 PyObject *fn = bind_to_frame(e->replacement, func);
                 if (fn == NULL) return NULL;
                 return run_replacement(fn, args, nargs, rec);

@@ -635,3 +635,53 @@ def test_tls_uses_the_initial_exec_model():
     dyn = subprocess.run(["readelf", "-d", "-W", so], capture_output=True, text=True).stdout
     assert "TPOFF" in relocs and "STATIC_TLS" in dyn
     assert "__tls_get_addr" not in relocs
+
+
+def test_concurrent_hits_on_a_shared_cache(monkeypatch):
+    """Two threads hitting (and reordering) the same code's entries while the
+    GIL switches inside guards: every call returns the right result."""
+    def value_guard_transform(func, args, compiler):
+        new = relayout(func.__code__, name_suffix="__v")
+        repl = types.FunctionType(new, func.__globals__, new.co_name, None, func.__closure__)
+        ns: dict = {}
+        exec("def guard(a0):\n    x = 0\n    for i in range(20):\n        x += i\n"
+             "    return a0 == 'K'\n", ns)
+        code = ns["guard"].__code__
+        consts = tuple(args[0] if c == "K" else c for c in code.co_consts)
+        return hook.CompiledEntry(guard=types.FunctionType(code.replace(co_consts=consts), {}),
+                                  replacement=repl)
+
+    monkeypatch.setattr(hook, "frame_transform", value_guard_transform)
+
+    def f(k):
+        return k * 10
+
+    g = jf.compile(f, backend="eager", recompile_limit=64)
+    for k in range(6):
+        assert g(k) == k * 10
+    errors = []
+
+    def worker(offset):
+        try:
+            for i in range(3000):
+                k = (i * 7 + offset) % 6
+                r = g(k)
+                if r != k * 10:
+                    errors.append((k, r))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        ts = [threading.Thread(target=worker, args=(o,)) for o in (0, 3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []
+    entries = _C.code_entries(f.__code__)
+    assert 6 <= len(entries) <= 12  # a racing miss may compile a value twice
+    assert info()["active_threads"] == 0
