@@ -13,7 +13,7 @@ import torch
 from .breaks import GraphBreak
 from .sources import AttrSource, ItemSource
 from .values import (
-    NULL, CellV, Const, DerivedConst, DictV, FunctionV, IterV, ListV, MethodV, NewObjV, NullV,
+    NULL, CellV, Const, DerivedConst, DictV, DynInt, FunctionV, IterV, ListV, MethodV, NewObjV, NullV,
     ObjV, SetV, SliceV, TensorV, TupleV, Value, unguarded,
 )
 
@@ -297,6 +297,15 @@ class ArithOps:
 
     def getitem(self, obj: Value, key: Value) -> Value:
         if isinstance(obj, TensorV):
+            if isinstance(key, DynInt) and key._guard is not None and key._value >= 0 \
+                    and obj.fake.dim() > 0:
+                # an int that varies between calls indexes through a graph input
+                src = key.source
+                self.output.guards.add(f"{src.expr()} >= 0", f"{src.name()} >= 0")
+                idx = self.output.int_input(key, vector=True)
+                sel = self.output.call("call_function", torch.index_select, (obj, Const(0), idx),
+                                       {})
+                return self.output.call("call_method", "squeeze", (sel, Const(0)), {})
             return self.output.call("call_function", operator.getitem, (obj, key), {})
         k = self.as_python(key)
         if isinstance(obj, (ListV, TupleV)):

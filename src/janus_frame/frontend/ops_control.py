@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .breaks import GraphBreak
-from .values import Const, CtxV, ExitV, IterV, TensorV
+from .values import Const, CtxV, ExitV, IterV, TensorV, unguarded
 
 
 class ControlOps:
@@ -70,6 +70,12 @@ class ControlOps:
 
     def _is_none(self, v) -> bool:
         if isinstance(v, Const):
+            if unguarded(v) and v.source is not None:
+                # guard only on None-ness: an int that varies stays unspecialised
+                result = v._value is None
+                self.output.guards.add(f"({v.source.expr()} is None) is {result!r}",
+                                       f"{v.source.name()} is {'' if result else 'not '}None")
+                return result
             return v.value is None
         return False  # every other symbolic value is a real, non-None object
 

@@ -92,7 +92,7 @@ class OutputGraph:
         if source is not None:
             seen = self._wrapped.get(id(obj))
             if seen is not None and seen[2] is obj:
-                if seen[1] is not source:
+                if seen[1] != source:
                     self.guards.same_object(source, seen[1])
                 return seen[0]
         v = self._wrap_new(obj, source)
@@ -156,7 +156,7 @@ class OutputGraph:
                              "traced code and not reachable from the frame)")
         seen = self._wrapped.get(id(t))
         if seen is not None and seen[2] is t:
-            if seen[1] is not source:
+            if seen[1] != source:
                 self.guards.same_object(source, seen[1])
             return seen[0]
         if type(t) not in (torch.Tensor, torch.nn.Parameter) and not isinstance(
@@ -196,19 +196,19 @@ class OutputGraph:
                 pass
         return self._call(kind, target, args, kwargs)
 
-    def int_input(self, c: "DynInt") -> TensorV:
-        v = self._int_inputs.get(id(c))
+    def int_input(self, c: "DynInt", vector: bool = False) -> TensorV:
+        v = self._int_inputs.get((id(c), vector))
         if v is None:
-            src = IntTensorSource(c.source)
+            src = IntTensorSource(c.source, vector)
             self.guards.type_is(c.source, c._value)
             node = self.graph.placeholder(self._unique_name(
                 re.sub(r"\W+", "_", c.source.name()).strip("_") + "_int"))
-            real = torch.tensor(c._value)
+            real = torch.tensor([c._value] if vector else c._value)
             fake = self.fake_mode.from_tensor(real, static_shapes=True)
             node.meta["example_value"] = fake
             v = TensorV(node, fake, src)
             self.inputs.append((v, real))
-            self._int_inputs[id(c)] = v
+            self._int_inputs[(id(c), vector)] = v
         return v
 
     def _call(self, kind: str, target, args: tuple, kwargs: dict) -> Value:

@@ -126,9 +126,11 @@ class IntTensorSource(Source):
     (an int whose value varies between calls, see output.py)."""
 
     base: Source
+    vector: bool = False  # [v] (an index for index_select) instead of a 0-d tensor
 
     def expr(self) -> str:
-        return f"__jf_torch.tensor({self.base.expr()})"
+        v = f"[{self.base.expr()}]" if self.vector else self.base.expr()
+        return f"__jf_torch.tensor({v})"
 
     def name(self) -> str:
-        return f"tensor({self.base.name()})"
+        return f"tensor({'[' if self.vector else ''}{self.base.name()}{']' if self.vector else ''})"
