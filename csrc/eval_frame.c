@@ -873,11 +873,16 @@ static PyObject *py_reset(PyObject *self, PyObject *unused) {
 static PyObject *py_hook_info(PyObject *self, PyObject *unused) {
     PyInterpreterState *interp = PyInterpreterState_Get();
     _PyFrameEvalFunction cur = JF_GET_EVAL_FRAME(interp);
-    return Py_BuildValue("{s:O,s:n,s:O}", "installed", cur == eval_frame_hook ? Py_True : Py_False,
-                         "active_threads", active_threads, "chained",
+    const char *top = cur == eval_frame_hook              ? "janus_frame"
+                      : cur == _PyEval_EvalFrameDefault ? "default"
+                                                        : "other";
+    return Py_BuildValue("{s:O,s:n,s:O,s:s}", "installed",
+                         cur == eval_frame_hook ? Py_True : Py_False, "active_threads",
+                         active_threads, "chained",
                          (previous_eval != NULL && previous_eval != _PyEval_EvalFrameDefault)
                              ? Py_True
-                             : Py_False);
+                             : Py_False,
+                         "eval_frame", top);
 }
 
 static PyMethodDef methods[] = {

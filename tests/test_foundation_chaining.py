@@ -117,3 +117,54 @@ def test_janus_region_survives_dynamo_region(marking_transform):
         assert leaf() == "replaced"
     assert _idle()
     torch._dynamo.reset()
+
+
+def test_cycle_guard_when_both_hooks_chain_to_each_other(marking_transform):
+    """Another thread keeps janus_frame installed; Dynamo installs above it
+    (its previous function is ours); a janus_frame wrapper called inside
+    Dynamo's region reinstalls ours above Dynamo's (our previous function is
+    Dynamo's). Each hook now hands frames it does not take to the other: a
+    frame both skip (standard library) must run once, natively, not bounce
+    between them forever."""
+    import os.path
+    import threading
+
+    torch._dynamo.reset()
+    inside, release = threading.Event(), threading.Event()
+
+    def keep_enabled():
+        with jf.enable(backend="eager"):
+            inside.set()
+            release.wait(30)
+
+    t = threading.Thread(target=keep_enabled)
+    t.start()
+    inside.wait(10)
+    try:
+        def jf_inner(t_):
+            # os.path.join: skipped by janus_frame (stdlib) and by Dynamo
+            return MARK, os.path.join("a", "b"), t_ + 1
+
+        jfi = jf.compile(jf_inner, backend="eager")
+
+        def dyn_outer(t_):
+            tag, p, r = jfi(t_ * 2)
+            return tag, p, r * 3
+
+        dyo = torch.compile(dyn_outer, backend="eager")
+        x = torch.arange(3.0)
+        for _ in range(2):
+            tag, p, r = dyo(x)
+            assert (tag, p) == ("replaced", "a/b")
+            torch.testing.assert_close(r, (x * 2 + 1) * 3)
+        assert _C.hook_info()["active_threads"] == 1
+    finally:
+        release.set()
+        t.join()
+    assert _idle()
+    # The known limit of the chaining protocol (see eval_frame.c): this
+    # non-LIFO order may leave Dynamo's function installed though Dynamo is
+    # idle. Dynamo's next activation cycle removes it.
+    torch.compile(lambda t_: t_ + 1, backend="eager")(torch.ones(1))
+    assert _C.hook_info()["eval_frame"] == "default"
+    torch._dynamo.reset()

@@ -37,7 +37,8 @@ def info():
 
 
 def test_hook_installed_only_while_needed(identity_transform):
-    assert info() == {"installed": False, "active_threads": 0, "chained": False}
+    assert info() == {"installed": False, "active_threads": 0, "chained": False,
+                    "eval_frame": "default"}
     seen = []
 
     def f(x):
@@ -46,7 +47,8 @@ def test_hook_installed_only_while_needed(identity_transform):
 
     g = jf.compile(f, backend="eager")
     assert g(1) == 2
-    assert seen == [{"installed": True, "active_threads": 1, "chained": False}]
+    assert seen == [{"installed": True, "active_threads": 1, "chained": False,
+                     "eval_frame": "janus_frame"}]
     assert info()["installed"] is False and info()["active_threads"] == 0
     with jf.enable(backend="eager"):
         assert info()["installed"] is True
@@ -180,7 +182,8 @@ def test_two_enabled_threads_count_and_uninstall(identity_transform):
             assert info()["installed"] is True and info()["active_threads"] == 1
     release.set()
     t.join()
-    assert info() == {"installed": False, "active_threads": 0, "chained": False}
+    assert info() == {"installed": False, "active_threads": 0, "chained": False,
+                    "eval_frame": "default"}
 
 
 # ---------------------------------------------------------------------------
@@ -613,7 +616,8 @@ def test_thread_ending_while_enabled_is_uncounted():
         t.start()
     for t in threads:
         t.join()
-    assert info() == {"installed": False, "active_threads": 0, "chained": False}
+    assert info() == {"installed": False, "active_threads": 0, "chained": False,
+                    "eval_frame": "default"}
     # the main thread's own state is untouched by other threads' exits
     with jf.enable(backend="eager"):
         t = threading.Thread(target=run)
