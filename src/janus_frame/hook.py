@@ -414,4 +414,25 @@ def get_compiler(backend: Any, fullgraph: bool = False, dynamic: bool | None = N
     c = FrameCompiler(cfg, backend, fullgraph, dynamic, global_mode)
     if key is not None:
         _compilers[key] = c
+    _warm_up()
     return c
+
+
+_warmed = False
+
+
+def _warm_up() -> None:
+    """Load the interpreter and torch's fake-tensor stack when a compiler is
+    made (like torch.compile, which loads its own when called), not inside
+    the first compiled call: the first construction of a fake-tensor mode
+    imports about a second of torch modules. Skipped in programs that have
+    not imported torch."""
+    global _warmed
+    if _warmed or "torch" not in sys.modules:
+        return
+    _warmed = True
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from .frontend import convert  # noqa: F401
+
+    FakeTensorMode()

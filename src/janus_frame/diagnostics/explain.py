@@ -12,6 +12,7 @@ The call really runs (side effects happen), with a fresh compiler of its own
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from ..config import config
 
@@ -42,6 +43,7 @@ class ExplainReport:
     guards: list[list[str]] = dataclasses.field(default_factory=list)
     frames: list[str] = dataclasses.field(default_factory=list)
     compile_seconds: float = 0.0
+    speculation: list = dataclasses.field(default_factory=list)  # branch sites touched
 
     @property
     def graph_count(self) -> int:
@@ -83,6 +85,9 @@ class ExplainReport:
         if self.recompiles:
             lines.append("Recompiles:")
             lines.extend(f"  {r}" for r in self.recompiles)
+        if self.speculation:
+            lines.append("Speculation sites:")
+            lines.extend(f"  {s.describe()}" for s in self.speculation)
         return "\n".join(lines)
 
 
@@ -112,6 +117,11 @@ def explain(fn):
             CompiledModule(mod, compiler)(*args, **kwargs)
         else:
             _wrap_function(target, compiler)(*args, **kwargs)
+        spec = sys.modules.get("janus_frame.frontend.speculation")
+        if spec is not None:
+            names = {f.split(" (")[0] for f in report.frames}
+            report.speculation = [s for s in spec.all_sites()
+                                  if s.frame in names or s.frame.split(".<resume")[0] in names]
         return report
 
     return run

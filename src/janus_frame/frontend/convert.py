@@ -78,6 +78,9 @@ def _compile(func, args, compiler, symbolic: bool) -> CompiledEntry:
             raise
         brk = gb
     entry = _build(func, args, compiler, brk, symbolic)
+    # kept for diagnostics: without its traceback, whose frames hold the
+    # tracer and through it the user's globals
+    brk.__traceback__ = brk.__context__ = brk.__cause__ = None
     entry.breaks.append(brk)
     lg = artifact_logger("graph_breaks")
     if lg is not None:
@@ -262,11 +265,7 @@ def _guarded_call(func, fb: FunctionBuilder, gm, call: str, checks: list[str],
     random = any(h in n.lower() for n in names for h in _RANDOM_HINTS)
     native = _native_code(func.__code__)
     slots = "".join(f"__jf_a{i}, " for i in range(nargs_of(func.__code__)))
-    if func.__code__.co_freevars:
-        cells = "".join(f"__jf_cell_{n}, " for n in func.__code__.co_freevars)
-        fn = f"{fb.const(make_function)}({fb.const(native)}, __jf_h_globals(), ({cells}))"
-    else:
-        fn = fb.const(make_function(native, func.__globals__, None))
+    fn = _function_expr(fb, native, func.__code__.co_freevars)
     undo = []
     lines = []
     if random:
@@ -399,6 +398,16 @@ def _break_tail(func, tx: Translator, rb: "Rebuilder", compiler) -> list[str]:
     return lines
 
 
+def _function_expr(fb: FunctionBuilder, code, freevars) -> str:
+    """An expression making a function of ``code`` in the running frame's
+    globals (and closure cells). Made at run time: a function object kept as
+    a constant would tie the cache (invisible to the garbage collector) to
+    the user's globals."""
+    cells = "".join(f"__jf_cell_{n}, " for n in freevars)
+    closure = f"({cells})" if freevars else "None"
+    return f"{fb.const(make_function)}({fb.const(code)}, __jf_h_globals(), {closure})"
+
+
 def _observed(tx: Translator, rb: "Rebuilder", cond: str, lines: list) -> str:
     """A branch condition evaluated once; a tensor condition at a site that
     is still being profiled records its outcome (see speculation.py)."""
@@ -436,11 +445,7 @@ def _continue(func, tx: Translator, rb: "Rebuilder", compiler, stack_after: list
     rcode = resume_code(orig, at, null_slots, tuple(live))
     compiler.forced.add(rcode)
     fb = rb.fb
-    if code.co_freevars:
-        cells = "".join(f"__jf_cell_{n}, " for n in code.co_freevars)
-        fn = f"{fb.const(make_function)}({fb.const(rcode)}, __jf_h_globals(), ({cells}))"
-    else:
-        fn = fb.const(make_function(rcode, func.__globals__, None))
+    fn = _function_expr(fb, rcode, code.co_freevars)
     call = fb.const(TailCall if is_resume else trampoline)
     args = "".join(x + ", " for x in stack_vals + values)
     return [f"return {call}({fn}, ({args}))"]

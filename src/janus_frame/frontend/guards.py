@@ -113,14 +113,16 @@ class Guards:
         for i, ex in enumerate(exprs):
             vbody.append(f"if not ({ex}): return {i}")
         vbody.append("return -1")
-        verbose = self.fb.build("__jf_guard_verbose", vbody, lineno, "guard", globals_, closure)
+        # only its code is kept: a function would hold the user's globals
+        verbose_code = self.fb.build("__jf_guard_verbose", vbody, lineno, "guard", globals_,
+                                     closure).__code__
         descs = list(self._clauses.values())
         dyn = [self._dynamic_ok.get(ex) for ex in exprs]
 
         def explain_failure(func, args) -> str | None:
             # bound like the hook binds guards: the frame function's closure
-            fn = types.FunctionType(verbose.__code__, func.__globals__, verbose.__name__, None,
-                                    func.__closure__ if verbose.__code__.co_freevars else None)
+            fn = types.FunctionType(verbose_code, func.__globals__, verbose_code.co_name, None,
+                                    func.__closure__ if verbose_code.co_freevars else None)
             try:
                 i = fn(*args)
             except Exception as e:  # noqa: BLE001 - diagnostics only
