@@ -233,3 +233,15 @@ def test_frames_without_tensor_ops_are_skipped():
     assert cf(1, 2) == 3
     assert _C.get_code_strategy(f.__code__)[0] == _C.SKIP
     assert _C.code_entries(f.__code__) == []
+
+
+def test_getattr_hasattr_builtins(jit):
+    class Obj:
+        scale = 2.0
+
+    o = Obj()
+
+    def f(x):
+        s = getattr(o, "scale") * getattr(o, "missing", 3.0)
+        return x * s, hasattr(o, "scale"), hasattr(o, "nope"), hasattr(x, "shape")
+    jit(f, torch.randn(3))

@@ -363,3 +363,29 @@ def test_training_step_with_print_and_loss_list(capsys):
     # the forward and the loss are captured (not run natively)
     assert any(n.op == "call_function" and "linear" in str(n.target)
                for g in rec.graphs for n in g.graph.nodes)
+
+
+def test_set_side_effects_replayed():
+    def f(x, seen, tags):
+        seen.add(3)
+        seen.discard(1)
+        tags.update({"a", "b"})
+        return x + len(seen)
+    rec = run_both(f, torch.zeros(1), {1, 2}, set(), calls=2)
+    assert len(rec.graphs) == 1
+
+
+def test_break_records_count_graphs_of_their_frame():
+    def f(x):
+        y = x * 2
+        print("a")
+        z = y + 1
+        print("b")
+        return z * 3
+    report = jf.explain(f)(torch.ones(2))
+    assert report.graph_count == 3 and report.break_count == 2
+    assert [b.graph_count for b in report.breaks] == [3, 3]
+    b = report.breaks[0]
+    assert (b.id, b.lineno, b.source_line) == ("JF003", f.__code__.co_firstlineno + 2,
+                                               'print("a")')
+    assert "3 graphs in this frame" in str(report)

@@ -26,10 +26,12 @@ class BreakRecord:
     lineno: int | None
     source_line: str
     frame: str | None
+    graph_count: int = 0  # graphs the break's frame was split into (with its resumes)
 
     def __str__(self) -> str:
         where = f"{self.filename}:{self.lineno}" if self.filename else "<unknown>"
-        text = f"[{self.id}] {self.reason}\n    at {where} in {self.frame}"
+        text = (f"[{self.id}] {self.reason}\n    at {where} in {self.frame} "
+                f"({self.graph_count} graph{'s' if self.graph_count != 1 else ''} in this frame)")
         if self.source_line:
             text += f"\n      {self.source_line}"
         return text + f"\n    hint: {self.hint}"
@@ -44,6 +46,7 @@ class ExplainReport:
     frames: list[str] = dataclasses.field(default_factory=list)
     compile_seconds: float = 0.0
     speculation: list = dataclasses.field(default_factory=list)  # branch sites touched
+    graph_owner: list = dataclasses.field(default_factory=list)  # frame of each graph
 
     @property
     def graph_count(self) -> int:
@@ -63,6 +66,7 @@ class ExplainReport:
         where = f"{code.co_qualname} ({code.co_filename}:{code.co_firstlineno})"
         if event == "entry":
             self.graphs.extend(payload.graphs)
+            self.graph_owner.extend([code.co_qualname] * len(payload.graphs))
             self.guards.append(list(payload.guard_lines))
             self.frames.append(where)
             self.compile_seconds += payload.compile_seconds
@@ -91,6 +95,11 @@ class ExplainReport:
         return "\n".join(lines)
 
 
+def _root(frame: str | None) -> str:
+    """The user's frame a resume function continues."""
+    return (frame or "").split(".<resume")[0]
+
+
 def _record(b) -> BreakRecord:
     return BreakRecord(b.id, b.reason, b.hint, b.filename, b.lineno, b.source_line,
                        b.frame_name)
@@ -117,6 +126,9 @@ def explain(fn):
             CompiledModule(mod, compiler)(*args, **kwargs)
         else:
             _wrap_function(target, compiler)(*args, **kwargs)
+        roots = [_root(f.split(" (")[0]) for f in report.frames]
+        for b in report.breaks:
+            b.graph_count = sum(1 for r, g in zip(roots, report.graph_owner) if r == _root(b.frame))
         spec = sys.modules.get("janus_frame.frontend.speculation")
         if spec is not None:
             names = {f.split(" (")[0] for f in report.frames}

@@ -24,7 +24,7 @@ from .breaks import GraphBreak
 from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
 from .sources import AttrSource, CellContentsSource, ItemSource
 from .values import (
-    CellV, Const, CtxV, DictV, ExitV, FunctionV, ListV, MethodV, NewObjV, ObjV, SuperV,
+    CellV, Const, CtxV, DictV, ExitV, FunctionV, ListV, MethodV, NewObjV, ObjV, SetV, SuperV,
     TensorV, TupleV, Value,
 )
 
@@ -84,7 +84,7 @@ class CallDispatch:
             return self.inline_function(m.func, [recv] + list(args), kwargs, None)
         if isinstance(recv, TensorV):
             return self.tensor_method(recv, m.name, args, kwargs)
-        if isinstance(recv, (ListV, TupleV, DictV)):
+        if isinstance(recv, (ListV, TupleV, DictV, SetV)):
             return self.container_method(recv, m.name, args, kwargs)
         raise GraphBreak("JF009", f"method {m.name} of {recv.python_type().__name__}")
 
@@ -141,6 +141,35 @@ class CallDispatch:
                 return Const(None)
             if name == "copy":
                 return ListV(c.items)
+        if isinstance(c, SetV):
+            if name in ("add", "discard", "remove", "update", "clear", "pop",
+                        "difference_update", "intersection_update"):
+                if c.source is not None:
+                    c.items  # noqa: B018 - realise
+                    self.output.effects.container_mutated(c)
+                py = self.as_python(c)
+                vals = [self.as_python(a) if name != "update" else
+                        [self.as_python(x) for x in self.iterate(a)] for a in args]
+                if name == "update":
+                    vals = [x for group in vals for x in group]
+                    py.update(vals)
+                elif name == "clear":
+                    py.clear()
+                elif name in ("difference_update", "intersection_update"):
+                    getattr(py, name)(*[set(self.as_python(x) for x in self.iterate(a))
+                                        for a in args])
+                elif name == "pop":
+                    raise GraphBreak("JF009", "set.pop() order")
+                else:
+                    self.fold(getattr(py, name), *vals)
+                c.items = [Const(x) for x in py]
+                return Const(None)
+            if name in ("union", "intersection", "difference", "issubset", "issuperset",
+                        "isdisjoint", "copy"):
+                py = self.as_python(c)
+                others = [set(self.as_python(x) for x in self.iterate(a)) for a in args]
+                out = self.fold(getattr(py, name), *others).value
+                return SetV([Const(x) for x in out]) if isinstance(out, set) else Const(out)
         if isinstance(c, (ListV, TupleV)) and name in ("index", "count"):
             py = self.as_python(c)
             key = self.as_python(args[0])

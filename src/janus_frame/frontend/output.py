@@ -33,7 +33,7 @@ from .effects import SideEffects
 from .guards import Guards
 from .sources import AttrSource, IntTensorSource, ItemSource, Source
 from .values import (
-    Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SliceV, TensorV, TupleV, Value,
+    Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SetV, SliceV, TensorV, TupleV, Value,
 )
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
@@ -125,6 +125,21 @@ class OutputGraph:
             if t is list:
                 return ListV(None, source, lazy=realize, type_guard=tg)
             return TupleV(None, source, cls=cls, lazy=realize, type_guard=tg)
+        if t is set:
+            if not all(type(k) in _CONST_TYPES for k in obj):
+                if source is not None:
+                    self.guards.identity(source, obj)
+                return ObjV(obj, source)
+
+            def realize_set():
+                if source is not None:
+                    self.guards.add(f"{source.expr()} == {self.guards.fb.const(frozenset(obj))}",
+                                    f"{source.name()} == {set(obj)!r}")
+                return [Const(x) for x in obj]
+            if source is None:
+                return SetV(realize_set())
+            return SetV(None, source, lazy=realize_set,
+                        type_guard=functools.partial(self.guards.type_is, source, obj))
         if t is dict:
             if not all(type(k) in _CONST_TYPES for k in obj):
                 if source is not None:

@@ -143,8 +143,10 @@ class _Lazy:
                     self._items.extend(args[0].items)
                 elif name == "__setitem__":
                     self._items[args[0].value] = args[1]
-                elif name == "update":
+                elif name == "update" and isinstance(self._items, dict):
                     self._items.update(args[0].items)
+                elif name in ("add", "discard", "update"):  # sets: no Python set of Values
+                    raise AssertionError("set operations realise the set first")
                 else:
                     raise AssertionError(name)
         return self._items
@@ -202,7 +204,10 @@ class TupleV(_Seq):
 
 
 class SetV(_Seq):
+    """A set of constants (items deduplicated by value)."""
+
     def python_type(self) -> type:
+        self._type_guard()
         return set
 
 
