@@ -11,7 +11,10 @@ frontends differ:
   (d 128, 4 heads, seq 64, batch 8);
 - per-call time of a 10-op elementwise function on a 4-element tensor:
   eager, the captured graph called directly, janus_frame, torch.compile.
-  janus_frame's overhead = its time minus the graph's own.
+  janus_frame's overhead = its time minus the graph's own;
+- a training step with graph breaks (forward, a print of the loss, a Python
+  list of losses, backward, SGD) on the MLP: graphs, first-call time and
+  median step time, janus_frame vs torch.compile, both with the eager backend.
 
 Run: ``python bench/frontend_overhead.py [--out bench/results]``; writes
 ``frontend-<date>-<host>.json`` and prints a markdown table. Numbers are
@@ -119,6 +122,58 @@ def child_compile(system: str, model: str) -> dict:
     return {"first_call_s": first, "graphs": len(graphs), "correct": ok}
 
 
+def child_train(system: str) -> dict:
+    """In a fresh process: the training step with breaks, compiled whole."""
+    import contextlib
+    import io
+
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(2)
+    model, _ = build("mlp")
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    losses = []
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        print(f"loss {loss.item():.4f}")
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+        return loss
+
+    graphs = []
+
+    def counting(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    if system == "eager":
+        fn = step
+    elif system == "janus":
+        import janus_frame as jf
+
+        fn = jf.compile(step, backend=counting)
+    else:
+        fn = torch.compile(step, backend=counting)
+    x, y = torch.randn(64, 784), torch.randint(0, 10, (64,))
+    with contextlib.redirect_stdout(io.StringIO()):
+        t0 = time.perf_counter()
+        fn(x, y)
+        first = time.perf_counter() - t0
+        for _ in range(5):
+            fn(x, y)
+        times = []
+        for _ in range(30):
+            t0 = time.perf_counter()
+            fn(x, y)
+            times.append(time.perf_counter() - t0)
+    return {"first_call_s": first, "graphs": len(graphs),
+            "median_ms": statistics.median(times) * 1e3}
+
+
 def overhead() -> dict:
     import torch
 
@@ -177,12 +232,16 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--overhead-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--train-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child_compile(*args.child)))
         return
     if args.overhead_child:
         print(json.dumps(overhead()))
+        return
+    if args.train_child:
+        print(json.dumps(child_train(args.train_child)))
         return
 
     def child(*extra):
@@ -197,6 +256,8 @@ def main() -> None:
         results["compile"][model] = {s: child("--child", s, model)
                                      for s in ("janus", "torch.compile")}
     results["overhead_us"] = child("--overhead-child")
+    results["train_step_with_breaks"] = {s: child("--train-child", s)
+                                         for s in ("eager", "janus", "torch.compile")}
     results["machine"] = {"cpu": platform.processor() or platform.machine(),
                           "cores": os.cpu_count(), "python": platform.python_version(),
                           "host": socket.gethostname()}
@@ -214,6 +275,7 @@ def main() -> None:
               f"{d.get('first_call_s', float('nan')):.3f} | {d.get('graphs')} |")
     print()
     print("per call (us):", {k: round(v, 2) for k, v in (results["overhead_us"] or {}).items()})
+    print("training step with breaks:", json.dumps(results["train_step_with_breaks"]))
     print("written:", path)
 
 
