@@ -70,7 +70,17 @@ _JUMP_ALWAYS = {"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "
 _NO_FALLTHROUGH = _JUMP_ALWAYS | {"RETURN_VALUE", "RAISE_VARARGS", "RERAISE"}
 
 
+_try_cache: "weakref.WeakKeyDictionary[types.CodeType, list]" = weakref.WeakKeyDictionary()
+
+
 def try_regions(code: types.CodeType) -> list[bool]:
+    hit = _try_cache.get(code)
+    if hit is None:
+        hit = _try_cache[code] = _try_regions(code)
+    return hit
+
+
+def _try_regions(code: types.CodeType) -> list[bool]:
     """For each instruction index: is it covered by an exception-table entry
     other than a with-block's cleanup (a try body or an exception handler)?
     A with-block's body can be resumed in: the resume prologue puts the
