@@ -208,8 +208,10 @@ def _detail(wl, systems) -> list[str]:
         var_s = "–"
         if var:
             c = var.get("compiles")
-            var_s = (f"{var.get('calls')} calls" if c is None else f"{c} in {var.get('calls')}") + \
-                f", {_fmt_s(var.get('total_s'))} s"
+            calls = var.get("calls")
+            if var.get("of") and var["of"] != calls:
+                calls = f"{calls}/{var['of']} (time budget)"
+            var_s = (f"{calls} calls" if c is None else f"{c} in {calls}") + f", {_fmt_s(var.get('total_s'))} s"
             if var.get("ok") is False:
                 var_s += " **WRONG**"
         corr = r.get("correct") or {}

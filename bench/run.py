@@ -135,6 +135,7 @@ def run_workload(name: str, systems: list[str], args, progress: Progress, log_pa
            "--threads", str(args.threads), "--cache-root", cache_root]
     if args.quick:
         cmd.append("--quick")
+    cmd += ["--var-budget", str(args.var_budget)]
     wl: dict = {"name": name, "title": WORKLOADS[name].title, "systems": {}}
     rounds = 2 if args.quick else 5
     n = len(systems) + (0 if "eager" in systems else 1)
@@ -231,6 +232,9 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds per workload process (default 3600, 600 with --quick)")
+    ap.add_argument("--var-budget", type=float, default=300.0,
+                    help="seconds per system for a variable-size run before it stops early "
+                         "(default 300; 0: no limit); the table shows 'k/n calls' when it stopped")
     ap.add_argument("--jobs", type=int, default=1,
                     help="workloads run at once (default 1; > 1 makes timings meaningless: smoke tests only)")
     ap.add_argument("--list", action="store_true", help="list workloads and systems, then exit")
