@@ -5,7 +5,10 @@ In:  the dict written by bench/run.py (``{"meta": ..., "workloads": [...]}``,
 Out: ``markdown(doc) -> str`` (a summary table of speedups plus one detail
      table per workload, every n/a and WRONG with its reason) and
      ``chart(doc, path)`` (speedup vs eager per workload and system, PNG).
-     ``python -m bench.report results.json`` re-renders both from a JSON file.
+     ``python -m bench.report results.json`` re-renders both from a JSON file;
+     ``python -m bench.report --merge OUT.json A.json B.json [--latest]``
+     joins runs on the same machine (e.g. one interrupted, one resumed with
+     --only) into one table, each workload keeping its run's command.
 
 Definitions used throughout:
   speedup          eager median / system median (higher is better)
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 
 SYSTEM_ORDER = ["eager", "janus", "torch.compile", "janus+inductor", "dynamo+janus", "selftest-wrong"]
@@ -89,11 +93,16 @@ def markdown(doc) -> str:
     lines.append(f"# {title}")
     lines.append("")
     lines.append(f"- date: {meta['date']}  ")
-    lines.append(f"- command: `{meta['command']}`  ")
+    if meta.get("runs"):
+        for run in meta["runs"]:
+            lines.append(f"- command ({run['date']}, git {run.get('git')}): `{run['command']}` — "
+                         f"{', '.join(run['workloads'])}  ")
+    else:
+        lines.append(f"- command: `{meta['command']}`  ")
     lines.append(f"- machine: {m['cpu_model']}, {m['cores']} cores, {m.get('mem_gib')} GiB, "
                  f"caches {', '.join(f'{k} {v}' for k, v in (m.get('caches') or {}).items())}  ")
-    lines.append(f"- torch {m['torch']}, Python {m['python']}, {meta.get('threads')} threads; "
-                 f"git {meta.get('git', '?')}  ")
+    lines.append(f"- torch {m['torch']}, Python {m['python']}, {meta.get('threads')} threads"
+                 + ("" if meta.get("runs") else f"; git {meta.get('git', '?')}") + "  ")
     bw = next((wl["copy_bandwidth"] for wl in doc["workloads"] if wl.get("copy_bandwidth")), None)
     if bw:
         lines.append(f"- copy bandwidth (read+write): DRAM {bw['dram_copy_GBps']} GB/s, "
@@ -298,17 +307,63 @@ def chart(doc, path: str) -> None:
     plt.close(fig)
 
 
+def merge(docs: list[dict]) -> dict:
+    """One document from several runs on the same machine (later runs win
+    for a workload measured twice). Every workload keeps the command and date
+    of the run that measured it; meta lists all runs."""
+    if len({bool(d["meta"].get("quick")) for d in docs}) > 1:
+        raise ValueError("cannot merge --quick runs with full runs (sizes differ)")
+    runs = [{"command": d["meta"]["command"], "date": d["meta"]["date"], "git": d["meta"].get("git"),
+             "workloads": [wl["name"] for wl in d["workloads"]]} for d in docs]
+    by_name: dict[str, dict] = {}
+    order: list[str] = []
+    for d in docs:
+        for wl in d["workloads"]:
+            wl = dict(wl, run_command=d["meta"]["command"], run_date=d["meta"]["date"])
+            if wl["name"] not in by_name:
+                order.append(wl["name"])
+            by_name[wl["name"]] = wl
+    meta = dict(docs[-1]["meta"])
+    meta["command"] = " ; ".join(r["command"] for r in runs)
+    meta["runs"] = runs
+    meta["workloads"] = order
+    return {"meta": meta, "workloads": [by_name[n] for n in order]}
+
+
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """``python -m bench.report RESULTS.json`` re-renders RESULTS.{md,png};
+    ``python -m bench.report --merge OUT.json A.json B.json [--latest]``
+    merges runs into OUT.{json,md,png} (and latest.{md,png} beside it)."""
+    import shutil
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    latest = "--latest" in argv
+    argv = [a for a in argv if a != "--latest"]
     if not argv:
-        print("usage: python -m bench.report RESULTS.json", file=sys.stderr)
+        print(main.__doc__, file=sys.stderr)
         return 2
-    with open(argv[0]) as f:
-        doc = json.load(f)
-    base = argv[0][: -len(".json")] if argv[0].endswith(".json") else argv[0]
+    if argv[0] == "--merge":
+        out, inputs = argv[1], argv[2:]
+        docs = []
+        for path in inputs:
+            with open(path) as f:
+                docs.append(json.load(f))
+        doc = merge(docs)
+        with open(out, "w") as f:
+            json.dump(doc, f, indent=1)
+        target = out
+    else:
+        target = argv[0]
+        with open(target) as f:
+            doc = json.load(f)
+    base = target[: -len(".json")] if target.endswith(".json") else target
     with open(base + ".md", "w") as f:
         f.write(markdown(doc))
     chart(doc, base + ".png")
+    if latest:
+        d = os.path.dirname(os.path.abspath(base))
+        shutil.copyfile(base + ".md", os.path.join(d, "latest.md"))
+        shutil.copyfile(base + ".png", os.path.join(d, "latest.png"))
     print(base + ".md", base + ".png")
     return 0
 
