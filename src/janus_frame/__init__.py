@@ -7,7 +7,7 @@ from .api import compile, disable, enable, reset
 from .diagnostics.logs import set_logs as _set_logs
 from .config import config as _config
 
-__all__ = ["compile", "enable", "disable", "reset", "explain", "backend"]
+__all__ = ["compile", "enable", "disable", "reset", "explain", "profile", "backend"]
 __version__ = "0.1.0"
 
 if _config.logs:
@@ -23,4 +23,8 @@ def __getattr__(name):
         from .diagnostics.explain import explain
 
         return explain
+    if name == "profile":
+        from .diagnostics.profiler import profile
+
+        return profile
     raise AttributeError(f"module 'janus_frame' has no attribute {name!r}")

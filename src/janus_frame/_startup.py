@@ -10,3 +10,8 @@ from .api import enable_process_wide
 from .config import config
 
 enable_process_wide(config.backend)
+
+if config.profile_path:
+    from .diagnostics.profiler import start_process_profiler
+
+    start_process_profiler(config.profile_path)
