@@ -136,7 +136,7 @@ def skip_reason(code, global_mode: bool, cfg: Config) -> str | None:
     in_site = path.startswith(_SITE_DIRS)
     if not in_site and path.startswith(_STDLIB_DIRS):
         return "standard library"
-    if not global_mode:
+    if not global_mode and not in_site:
         return None
     cwd = os.getcwd() + os.sep
     if path.startswith(cwd) and not in_site:
@@ -145,11 +145,26 @@ def skip_reason(code, global_mode: bool, cfg: Config) -> str | None:
         mod = _module_of(path)
         if mod and any(mod == p or mod.startswith(p + ".") for p in cfg.compile_modules):
             return None
-    if in_site and cfg.skip_site_packages:
-        return "installed package (set JANUS_COMPILE_MODULES to compile it)"
     if in_site:
+        mod = _module_of(path) or ""
+        if mod.split(".", 1)[0] in _INFRASTRUCTURE:
+            return "packaging and import machinery"
+        if not global_mode:
+            return None  # like torch.compile: library model code is compiled
+        if cfg.skip_site_packages:
+            return "installed package (set JANUS_COMPILE_MODULES to compile it)"
+        return None
+    if not global_mode:
         return None
     return "outside the working directory (set JANUS_COMPILE_MODULES to compile it)"
+
+
+# installed packages that never hold model code: import hooks, packaging
+_INFRASTRUCTURE = frozenset({
+    "_janus_frame_editable", "_distutils_hack", "setuptools", "pkg_resources", "pip",
+    "importlib_metadata", "importlib_resources", "typing_extensions", "packaging",
+    "filelock", "fsspec", "tqdm", "huggingface_hub", "safetensors", "tokenizers", "regex",
+})
 
 
 def _module_of(path: str) -> str | None:

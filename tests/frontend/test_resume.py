@@ -389,3 +389,32 @@ def test_break_records_count_graphs_of_their_frame():
     assert (b.id, b.lineno, b.source_line) == ("JF003", f.__code__.co_firstlineno + 2,
                                                'print("a")')
     assert "3 graphs in this frame" in str(report)
+
+
+class _Layer(nn.Module):
+    """A __call__ override using zero-argument super(), like transformers'
+    gradient-checkpointing layers."""
+
+    def __call__(self, *args, **kwargs):
+        if kwargs.get("flag"):
+            print("flagged")
+        return super().__call__(*args, **kwargs)
+
+
+class _Lin(_Layer):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x, flag=False):
+        return self.lin(x)
+
+
+def test_break_before_zero_argument_super_in_resume_function(capsys):
+    m = _Lin()
+    x = torch.randn(2, 3)
+
+    def f(x):
+        return m(x, flag=True) * 2
+    run_both(f, x, calls=2)
+    assert capsys.readouterr().out == "flagged\n" * 4

@@ -147,7 +147,18 @@ class AttrOps:
         cls = type(obj)
         if cls.__getattribute__ is not object.__getattribute__ and not isinstance(
                 obj, torch.nn.Module):
-            raise GraphBreak("JF009", f"{cls.__name__} customises attribute access")
+            # read through the class's own attribute access (config objects,
+            # ModelOutput); the guard re-reads it the same way
+            if src is None:
+                raise GraphBreak("JF009", f"{cls.__name__} customises attribute access")
+            try:
+                value = getattr(obj, name)
+            except Exception as e:  # noqa: BLE001
+                raise GraphBreak("JF012", f"{cls.__name__}.{name} raised "
+                                 f"{type(e).__name__}") from None
+            if isinstance(value, types.MethodType) and value.__self__ is obj:
+                return MethodV(v, name, value.__func__)
+            return self.output.wrap(value, AttrSource(src, name))
         try:
             static = inspect.getattr_static(obj, name)
         except AttributeError:

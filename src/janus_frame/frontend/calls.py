@@ -294,8 +294,11 @@ class CallDispatch:
             return self.call_class(ObjV(fn), fn, args, kwargs)
         if fn is torch.is_tensor:
             return Const(isinstance(args[0], TensorV))
-        if fn is torch._C._get_tracing_state or fn is torch.jit.is_scripting:
-            return Const(False if fn is torch.jit.is_scripting else None)
+        if fn is torch._C._get_tracing_state:
+            return Const(None)
+        if getattr(fn, "__name__", "") in ("is_scripting", "is_tracing", "is_compiling",
+                                           "is_dynamo_compiling", "is_exporting"):
+            return Const(False)  # not TorchScript, not a tracer, not torch.compile
         return self.output.call("call_function", fn, tuple(args), kwargs)
 
     def call_module(self, fnv: Value, mod: torch.nn.Module, args, kwargs) -> Value:
@@ -379,6 +382,10 @@ class CallDispatch:
     # -- inlining --------------------------------------------------------------------------
     def inline_function(self, fn: types.FunctionType, args, kwargs, fn_source) -> Value:
         mod = fn.__globals__.get("__name__") or ""
+        if mod.startswith("torch") and fn.__name__ in ("is_scripting", "is_tracing",
+                                                       "is_compiling", "is_dynamo_compiling",
+                                                       "is_exporting"):
+            return Const(False)
         if mod.startswith(_NO_INLINE_MODULES):
             raise GraphBreak("JF002", f"{fn.__qualname__} ({mod}) runs natively")
         if getattr(fn, "_janus_disabled", False):

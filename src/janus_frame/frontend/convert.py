@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import operator
 import time
+import types
 import weakref
 
 import torch
@@ -36,8 +37,8 @@ from .codegen import FunctionBuilder, nargs_of, slot_names
 from .interpreter import Translator
 from .ops_arith import BINARY, COMPARE
 from .output import NeedsShapeEnv, OutputGraph
-from .resume import RESUME_CODES, TailCall, live_locals, make_function, original_position, \
-    resume_code, trampoline, try_regions
+from .resume import RESUME_CODES, TailCall, leading_argument, live_locals, make_function, \
+    original_position, resume_code, trampoline, try_regions
 from .sources import ArgSource, ClosureSource
 from .values import (
     NULL, CellV, Const, DerivedConst, DictV, ExitV, IterV, ListV, MethodV, NewObjV, NullV, ObjV, SetV,
@@ -432,7 +433,12 @@ def _continue(func, tx: Translator, rb: "Rebuilder", compiler, stack_after: list
     orig, at = original_position(code, at)
     live = []
     values = []
-    for name in sorted(live_locals(orig, at)):
+    lead = leading_argument(orig)
+    names = sorted(live_locals(orig, at) | ({lead} if lead else set()))
+    if lead:
+        names.remove(lead)
+        names.insert(0, lead)
+    for name in names:
         if name in tx.locals:
             live.append(name)
             values.append(rb.expr(tx.locals[name]))
@@ -447,7 +453,8 @@ def _continue(func, tx: Translator, rb: "Rebuilder", compiler, stack_after: list
     fb = rb.fb
     fn = _function_expr(fb, rcode, code.co_freevars)
     call = fb.const(TailCall if is_resume else trampoline)
-    args = "".join(x + ", " for x in stack_vals + values)
+    ordered = values[:1] + stack_vals + values[1:] if lead else stack_vals + values
+    args = "".join(x + ", " for x in ordered)
     return [f"return {call}({fn}, ({args}))"]
 
 
@@ -557,6 +564,10 @@ class Rebuilder:
             rest = "".join(e(x) + ", " for x in v.items[v.pos:])
             return f"__jf_h_iter(({rest}))", True
         if isinstance(v, MethodV):
+            if v.func is not None:
+                # the function the trace resolved (it may come from super()):
+                # looking the name up again could find an override
+                return f"{fb.const(types.MethodType)}({fb.const(v.func)}, {e(v.receiver)})", False
             return f"__jf_h_getattr({e(v.receiver)}, {v.name!r})", False
         if isinstance(v, ExitV):
             return self.reenter(v), True

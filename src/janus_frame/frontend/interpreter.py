@@ -25,7 +25,7 @@ from .ops_containers import ContainerOps
 from .ops_control import ControlOps
 from .ops_arith import ArithOps
 from .output import OutputGraph
-from .values import CellV, Const, IterV, Value
+from .values import CellV, Const, IterV, ObjV, Value
 
 _instr_cache: "weakref.WeakKeyDictionary[types.CodeType, tuple]" = weakref.WeakKeyDictionary()
 
@@ -44,6 +44,17 @@ def load_instructions(code: types.CodeType) -> tuple[list[Instr], dict[Label, in
         hit = (instrs, labels)
         _instr_cache[code] = hit
     return hit
+
+
+def _same_receiver(t: "Translator", code, receiver) -> bool:
+    """Recursion, unless a method runs on another object (a Sequential inside
+    a Sequential is nesting, bounded by the inline depth, not recursion)."""
+    if code.co_argcount == 0 or code.co_varnames[0] != "self":
+        return True
+    other = t.locals.get("self")
+    if isinstance(receiver, ObjV) and isinstance(other, ObjV):
+        return receiver.obj is other.obj
+    return receiver is other
 
 
 class _Return(Exception):
@@ -139,9 +150,10 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
             raise GraphBreak("JF008", f"{code.co_qualname} at depth {self.depth + 1}")
         if code.co_flags & (0x80 | 0x100 | 0x200):
             raise GraphBreak("JF013", f"{code.co_qualname} is a coroutine")
+        receiver = locals_.get(code.co_varnames[0]) if code.co_argcount else None
         t = self
         while t is not None:
-            if t.code is code:
+            if t.code is code and _same_receiver(t, code, receiver):
                 raise GraphBreak("JF018", f"{code.co_qualname} calls itself")
             t = t.parent
         child = Translator(self.output, code, f_globals, locals_, cells, parent=self,

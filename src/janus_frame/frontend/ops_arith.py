@@ -237,6 +237,16 @@ class ArithOps:
                     return self.length(v) > 0
                 return True
             if hasattr(t, "__bool__") or hasattr(t, "__len__"):
+                if isinstance(obj, (dict, list, tuple, set, frozenset, str, bytes)) and \
+                        t.__len__ in (dict.__len__, list.__len__, tuple.__len__, set.__len__,
+                                      frozenset.__len__, str.__len__, bytes.__len__):
+                    # a builtin container subclass (OrderedDict, ...): guard its emptiness
+                    result = bool(obj)
+                    if v.source is not None:
+                        self.output.guards.add(
+                            f"__jf_h_bool({v.source.expr()}) is {result!r}",
+                            f"{v.source.name()} is {'non-' if result else ''}empty")
+                    return result
                 if t.__module__ == "builtins" and v.source is None:
                     return bool(obj)
                 raise GraphBreak("JF009", f"truth value of a {t.__name__}")

@@ -263,10 +263,15 @@ class OutputGraph:
         if isinstance(out, torch.Tensor):
             node.meta["example_value"] = out
             return TensorV(node, out)
-        if isinstance(out, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in out):
+        if isinstance(out, (tuple, list)) and all(
+                isinstance(o, torch.Tensor) or o is None or isinstance(o, (bool, int, float))
+                for o in out) and any(isinstance(o, torch.Tensor) for o in out):
             node.meta["example_value"] = out
             items = []
             for i, o in enumerate(out):
+                if not isinstance(o, torch.Tensor):
+                    items.append(Const(o))  # e.g. attention weights not asked for
+                    continue
                 g = self.graph.call_function(operator.getitem, (node, i))
                 g.meta["example_value"] = o
                 items.append(TensorV(g, o))
@@ -276,7 +281,8 @@ class OutputGraph:
         if out is None:
             # mutation-only operations (setitem, in-place initialisers) stay
             return Const(None)
-        if isinstance(out, (bool, int, float, torch.Size)):
+        if isinstance(out, (bool, int, float, torch.Size, torch.dtype, torch.device,
+                            torch.layout, torch.memory_format)):
             # a metadata result (e.g. a size or a dtype query): the node is
             # dead; keep the constant
             self.graph.erase_node(node)

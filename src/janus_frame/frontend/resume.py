@@ -128,6 +128,14 @@ def live_locals(code: types.CodeType, start: int) -> set[str]:
     return names
 
 
+def leading_argument(code: types.CodeType) -> str | None:
+    """The argument a resume function of ``code`` must take first: the
+    original first argument when the code may call zero-argument super()."""
+    if code.co_argcount and "__class__" in code.co_freevars:
+        return code.co_varnames[0]
+    return None
+
+
 def original_position(code: types.CodeType, index: int) -> tuple[types.CodeType, int]:
     """(original code, instruction index in it) for an index of ``code``,
     which may itself be a resume code."""
@@ -163,6 +171,7 @@ def resume_code(orig: types.CodeType, index: int, null_slots: tuple[bool, ...],
                 break
     loc = InstrLocation(lineno, lineno, None, None)
     stack_args = [f"__jf_s{i}" for i, is_null in enumerate(null_slots) if not is_null]
+    lead = leading_argument(orig)
     prologue = []
     if orig.co_freevars:
         prologue.append(Instr("COPY_FREE_VARS", len(orig.co_freevars), location=loc))
@@ -187,7 +196,9 @@ def resume_code(orig: types.CodeType, index: int, null_slots: tuple[bool, ...],
             skipping = False
         body.append(item)
     bc[:] = prologue + body
-    bc.argnames = stack_args + list(live)
+    # zero-argument super() reads the frame's first local: keep the original
+    # first argument in that slot
+    bc.argnames = ([lead] if lead else []) + stack_args + [n for n in live if n != lead]
     bc.argcount = len(bc.argnames)
     bc.posonlyargcount = 0
     bc.kwonlyargcount = 0
