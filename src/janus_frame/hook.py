@@ -147,7 +147,8 @@ def skip_reason(code, global_mode: bool, cfg: Config) -> str | None:
             return None
     if in_site:
         mod = _module_of(path) or ""
-        if mod.split(".", 1)[0] in _INFRASTRUCTURE:
+        top = mod.split(".", 1)[0]
+        if top in _INFRASTRUCTURE or top.startswith("_editable"):
             return "packaging and import machinery"
         if not global_mode:
             return None  # like torch.compile: library model code is compiled
@@ -161,7 +162,7 @@ def skip_reason(code, global_mode: bool, cfg: Config) -> str | None:
 
 # installed packages that never hold model code: import hooks, packaging
 _INFRASTRUCTURE = frozenset({
-    "_janus_frame_editable", "_distutils_hack", "setuptools", "pkg_resources", "pip",
+    "_editable_skbc_janus_frame", "_distutils_hack", "setuptools", "pkg_resources", "pip",
     "importlib_metadata", "importlib_resources", "typing_extensions", "packaging",
     "filelock", "fsspec", "tqdm", "huggingface_hub", "safetensors", "tokenizers", "regex",
 })
