@@ -47,6 +47,7 @@
  *   callback == f      compile on a miss by calling f(func, args_tuple)
  */
 #include "compat.h"
+#include "hook.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <structmember.h>
@@ -115,7 +116,7 @@ static void watch_thread_exit(void);
 
 /* Steals new_cb (may be NULL); returns the previous callback as a new
  * (stolen) reference, possibly NULL. */
-static PyObject *swap_callback(PyObject *new_cb) {
+PyObject *jf_swap_callback(PyObject *new_cb) {
     PyObject *old = tls.callback;
     tls.callback = new_cb;
     if ((old == NULL) != (new_cb == NULL)) {
@@ -126,55 +127,20 @@ static PyObject *swap_callback(PyObject *new_cb) {
     return old;
 }
 
-/* A thread that ends with janus_frame on (e.g. every thread under
- * JANUS_FRAME=1) would stay counted in active_threads forever, keeping the
- * hook installed. A small object stored in the thread's state dict is
- * destroyed when the thread's state is cleared, in that thread, with the GIL
- * held: its deallocator turns the thread off. */
-typedef struct {
-    PyObject_HEAD
-    unsigned long thread; /* the watched thread */
-} ThreadExitWatch;
-
-static void thread_exit_watch_dealloc(PyObject *self) {
-    /* At finalization (or after fork) another thread may clear this state:
-     * only the watched thread's own exit turns its callback off. */
-    if (((ThreadExitWatch *)self)->thread != PyThread_get_thread_ident()) {
-        PyObject_Free(self);
-        return;
-    }
+/* Called (by threads.c) when a thread whose callback may be set exits:
+ * turns it off so active_threads stays exact. */
+void jf_thread_exited(void) {
     tls.exit_watch = 0;
     if (tls.callback != NULL) {
-        PyObject *old = swap_callback(NULL);
+        PyObject *old = jf_swap_callback(NULL);
         /* During finalization the compiler object may no longer be safe to
          * destroy; leaking one reference at exit is harmless. */
         if (!JF_IS_FINALIZING()) Py_XDECREF(old);
     }
-    PyObject_Free(self);
 }
 
-static PyTypeObject ThreadExitWatch_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "janus_frame._C.ThreadExitWatch",
-    .tp_basicsize = sizeof(ThreadExitWatch),
-    .tp_dealloc = thread_exit_watch_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-};
-
-/* Puts a ThreadExitWatch in the current thread's state dict (once per thread).
- * Never fails: an error leaves the thread unwatched (documented leak of one
- * active_threads count) and any pending exception untouched. */
 static void watch_thread_exit(void) {
-    PyObject *et, *ev, *tb;
-    PyErr_Fetch(&et, &ev, &tb);
-    PyObject *d = PyThreadState_GetDict(); /* borrowed */
-    PyObject *w = d ? (PyObject *)PyObject_New(ThreadExitWatch, &ThreadExitWatch_Type) : NULL;
-    if (w != NULL) {
-        ((ThreadExitWatch *)w)->thread = PyThread_get_thread_ident();
-        if (PyDict_SetItemString(d, "janus_frame.thread_exit_watch", w) == 0) tls.exit_watch = 1;
-        Py_DECREF(w);
-    }
-    PyErr_Clear();
-    PyErr_Restore(et, ev, tb);
+    if (jf_watch_thread_exit() == 0) tls.exit_watch = 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -302,16 +268,16 @@ static inline int push_action(int rec, PyObject **saved) {
     if (rec == ACT_SKIP) {
         /* Turning the thread off may uninstall the hook altogether when no
          * other thread needs it: the region then runs at native speed. */
-        *saved = swap_callback(NULL);
+        *saved = jf_swap_callback(NULL);
     } else {
         Py_INCREF(Py_False);
-        *saved = swap_callback(Py_False);
+        *saved = jf_swap_callback(Py_False);
     }
     return 1;
 }
 
 static inline void pop_action(PyObject *saved) {
-    PyObject *cur = swap_callback(saved);
+    PyObject *cur = jf_swap_callback(saved);
     Py_XDECREF(cur);
 }
 
@@ -617,130 +583,6 @@ __attribute__((noinline)) static PyObject *eval_frame_slow(PyThreadState *ts, JF
 }
 
 /* ------------------------------------------------------------------ */
-/* Wrapper: the callable returned by compile(), disable() and enable().   */
-
-/* Runs fn with this thread's callback set to `callback` (None: off) for the
- * duration of the call. It is a C callable on purpose: it has no Python
- * frame, so another JIT tracing its caller (TorchDynamo) cannot trace through
- * it and capture the wrapped function in its own graph; the wrapped
- * function's frame reaches our hook first. It is also cheaper than a Python
- * wrapper. Carries a __dict__ (functools.update_wrapper) and binds as a
- * method when stored in a class. */
-typedef struct {
-    PyObject_HEAD
-    PyObject *fn;       /* strong */
-    PyObject *callback; /* strong; None = janus_frame off */
-    PyObject *dict;     /* strong or NULL: instance __dict__ */
-    PyObject *weakreflist;
-    vectorcallfunc vectorcall;
-} Wrapper;
-
-/* Borrows self and args; returns fn's result (new ref) or NULL. */
-static PyObject *wrapper_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
-                                    PyObject *kwnames) {
-    Wrapper *w = (Wrapper *)self;
-    PyObject *cb = w->callback == Py_None ? NULL : w->callback;
-    Py_XINCREF(cb);
-    PyObject *prev = swap_callback(cb);
-    PyObject *r = PyObject_Vectorcall(w->fn, args, nargsf, kwnames);
-    PyObject *mine = swap_callback(prev);
-    Py_XDECREF(mine);
-    return r;
-}
-
-/* Borrows type/args/kwds; returns a new Wrapper (new ref) or NULL. */
-static PyObject *wrapper_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    PyObject *fn, *cb;
-    if (!PyArg_ParseTuple(args, "OO:Wrapper", &fn, &cb)) return NULL;
-    if (!PyCallable_Check(fn) || (cb != Py_None && cb != Py_False && !PyCallable_Check(cb))) {
-        PyErr_SetString(PyExc_TypeError, "Wrapper(fn, callback): fn must be callable and "
-                                         "callback None, False or a callable");
-        return NULL;
-    }
-    Wrapper *w = (Wrapper *)type->tp_alloc(type, 0);
-    if (w == NULL) return NULL;
-    Py_INCREF(fn);
-    Py_INCREF(cb);
-    w->fn = fn;
-    w->callback = cb;
-    w->vectorcall = wrapper_vectorcall;
-    return (PyObject *)w;
-}
-
-static int wrapper_traverse(PyObject *self, visitproc visit, void *arg) {
-    Wrapper *w = (Wrapper *)self;
-    Py_VISIT(w->fn);
-    Py_VISIT(w->callback);
-    Py_VISIT(w->dict);
-    return 0;
-}
-
-static int wrapper_clear(PyObject *self) {
-    Wrapper *w = (Wrapper *)self;
-    Py_CLEAR(w->fn);
-    Py_CLEAR(w->callback);
-    Py_CLEAR(w->dict);
-    return 0;
-}
-
-static void wrapper_dealloc(PyObject *self) {
-    PyObject_GC_UnTrack(self);
-    if (((Wrapper *)self)->weakreflist != NULL) PyObject_ClearWeakRefs(self);
-    wrapper_clear(self);
-    Py_TYPE(self)->tp_free(self);
-}
-
-/* Borrows self and obj; returns self (new ref) or a bound method (new ref). */
-static PyObject *wrapper_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
-    if (obj == NULL || obj == Py_None) {
-        Py_INCREF(self);
-        return self;
-    }
-    return PyMethod_New(self, obj);
-}
-
-/* Borrows self; returns a new string. */
-static PyObject *wrapper_repr(PyObject *self) {
-    Wrapper *w = (Wrapper *)self;
-    return PyUnicode_FromFormat("<janus_frame wrapper of %R>", w->fn);
-}
-
-static PyMemberDef wrapper_members[] = {
-    {"__janus_fn__", T_OBJECT, offsetof(Wrapper, fn), READONLY, "the wrapped callable"},
-    {"__janus_callback__", T_OBJECT, offsetof(Wrapper, callback), READONLY,
-     "the callback set while it runs"},
-    {"__dictoffset__", T_PYSSIZET, offsetof(Wrapper, dict), READONLY},
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(Wrapper, weakreflist), READONLY},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Wrapper, vectorcall), READONLY},
-    {NULL},
-};
-
-static PyGetSetDef wrapper_getset[] = {
-    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
-    {NULL},
-};
-
-static PyTypeObject Wrapper_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "janus_frame._C.Wrapper",
-    .tp_basicsize = sizeof(Wrapper),
-    .tp_dealloc = wrapper_dealloc,
-    .tp_vectorcall_offset = offsetof(Wrapper, vectorcall),
-    .tp_repr = wrapper_repr,
-    .tp_call = PyVectorcall_Call,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
-                Py_TPFLAGS_METHOD_DESCRIPTOR,
-    .tp_doc = "Wrapper(fn, callback): calls fn with this thread's janus_frame callback set.",
-    .tp_traverse = wrapper_traverse,
-    .tp_clear = wrapper_clear,
-    .tp_weaklistoffset = offsetof(Wrapper, weakreflist),
-    .tp_members = wrapper_members,
-    .tp_getset = wrapper_getset,
-    .tp_descr_get = wrapper_descr_get,
-    .tp_dictoffset = offsetof(Wrapper, dict),
-    .tp_new = wrapper_new,
-};
-
-/* ------------------------------------------------------------------ */
 /* Python API.                                                          */
 
 /* Borrows new_cb; returns the previous callback (new ref; None when off). */
@@ -756,7 +598,7 @@ static PyObject *py_set_eval_frame(PyObject *self, PyObject *new_cb) {
         Py_INCREF(new_cb);
         stolen = new_cb;
     }
-    PyObject *old = swap_callback(stolen);
+    PyObject *old = jf_swap_callback(stolen);
     if (old == NULL) Py_RETURN_NONE;
     return old;
 }
@@ -920,12 +762,12 @@ PyMODINIT_FUNC PyInit__C(void) {
             return NULL;
         }
     }
-    if (PyType_Ready(&ThreadExitWatch_Type) < 0 || PyType_Ready(&Wrapper_Type) < 0) return NULL;
+    if (PyType_Ready(&JF_ThreadExitWatch_Type) < 0 || PyType_Ready(&JF_Wrapper_Type) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    Py_INCREF(&Wrapper_Type);
-    if (PyModule_AddObject(m, "Wrapper", (PyObject *)&Wrapper_Type) < 0) {
-        Py_DECREF(&Wrapper_Type);
+    Py_INCREF(&JF_Wrapper_Type);
+    if (PyModule_AddObject(m, "Wrapper", (PyObject *)&JF_Wrapper_Type) < 0) {
+        Py_DECREF(&JF_Wrapper_Type);
         Py_DECREF(m);
         return NULL;
     }
