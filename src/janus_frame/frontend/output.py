@@ -320,38 +320,31 @@ def _target_name(target) -> str:
     return getattr(target, "__qualname__", None) or getattr(target, "__name__", repr(target))
 
 
-def to_node(v):
-    """A value as an fx argument."""
+def _unwrap(v, tensor):
+    """A value as an operator argument: tensors through ``tensor`` (to their
+    fx node, or to their fake tensor), containers rebuilt around them."""
     if isinstance(v, TensorV):
-        return v.node
+        return tensor(v)
     if isinstance(v, Const):
         return v.value
     if isinstance(v, TupleV):
-        return tuple(to_node(x) for x in v.items)
+        return tuple(_unwrap(x, tensor) for x in v.items)
     if isinstance(v, ListV):
-        return [to_node(x) for x in v.items]
+        return [_unwrap(x, tensor) for x in v.items]
     if isinstance(v, SliceV):
-        return slice(to_node(v.start), to_node(v.stop), to_node(v.step))
+        return slice(_unwrap(v.start, tensor), _unwrap(v.stop, tensor), _unwrap(v.step, tensor))
     if isinstance(v, DictV):
-        return {k: to_node(x) for k, x in v.items.items()}
+        return {k: _unwrap(x, tensor) for k, x in v.items.items()}
     if isinstance(v, ObjV) and isinstance(v.obj, (torch.dtype, torch.device)):
         return v.obj
     raise GraphBreak("JF015", f"{type(v).__name__} passed to a tensor operation")
+
+
+def to_node(v):
+    """A value as an fx argument."""
+    return _unwrap(v, lambda t: t.node)
 
 
 def to_fake(v):
-    if isinstance(v, TensorV):
-        return v.fake
-    if isinstance(v, Const):
-        return v.value
-    if isinstance(v, TupleV):
-        return tuple(to_fake(x) for x in v.items)
-    if isinstance(v, ListV):
-        return [to_fake(x) for x in v.items]
-    if isinstance(v, SliceV):
-        return slice(to_fake(v.start), to_fake(v.stop), to_fake(v.step))
-    if isinstance(v, DictV):
-        return {k: to_fake(x) for k, x in v.items.items()}
-    if isinstance(v, ObjV) and isinstance(v.obj, (torch.dtype, torch.device)):
-        return v.obj
-    raise GraphBreak("JF015", f"{type(v).__name__} passed to a tensor operation")
+    """A value as an argument of the operator run on fake tensors."""
+    return _unwrap(v, lambda t: t.fake)
