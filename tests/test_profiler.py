@@ -20,7 +20,7 @@ import torch
 import janus_frame as jf
 from janus_frame import hook
 from janus_frame.diagnostics import profiler as P
-from janus_frame.diagnostics.probe import PROBE, Site
+from janus_frame.diagnostics.probe import PROBE
 from janus_frame.diagnostics.schema import report_schema, validate
 
 
@@ -143,20 +143,46 @@ def test_recompiles_and_whole_frame_fallbacks():
 
 
 def test_speculation_hits_and_misses_per_site():
-    site = Site("spec_fn", __file__, 1, 3, break_id="JF005", break_reason="branch",
-                break_hint="h", break_lineno=2, break_source="if x.sum() > 0:")
-    twin = Site("spec_fn", __file__, 1, 3, break_id="JF005", break_reason="branch",
-                break_hint="h", break_lineno=2, break_source="if x.sum() > 0:")
-    prof = P.Profiler()
-    prof.speculation(site, True)
-    prof.speculation(site, True)
-    prof.speculation(twin, False)  # a recompile of the same site: merged by Site.key
-    with prof:
-        P.speculation(site, True)  # the module-level entry point reaches running profilers
-    P.speculation(site, True)  # none running: ignored
-    (s,) = prof.report().sites
-    assert (s.speculation_hits, s.speculation_misses) == (3, 1) and s.entries == 2
-    assert "speculation: 3 hits, 1 misses" in str(prof.report())
+    class Branch:  # what frontend.speculation reports: one object per branch site
+        def __init__(self, frame):
+            self.filename, self.lineno, self.frame, self.form = __file__, 2, frame, "speculate"
+
+    # two sites on the same line of the same function (the function and one
+    # of its resume functions) merge
+    a, b = Branch("spec_fn"), Branch("spec_fn.<resume at line 1>")
+    with jf.profile() as prof:
+        for hit in (True, True, False):
+            PROBE.speculation(a, hit)
+        PROBE.speculation(b, True)
+    PROBE.speculation(a, True)  # no profiler running: ignored
+    rep = prof.report()
+    (sp,) = rep.speculation
+    assert (sp.frame, sp.lineno, sp.hits, sp.misses) == ("spec_fn", 2, 3, 1)
+    assert f"{sp.where} in spec_fn: 3 hits, 1 misses" in str(rep)
+    assert validate(json.loads(rep.to_json())) == []
+    assert "Speculated branches" in rep.to_html()
+
+
+def rnn_like(h):
+    for _ in range(6):
+        h = h * 0.5 + 1
+        if h.sum() > 0:  # LINE_BRANCH
+            h = h - 0.1
+        else:
+            h = h + 0.1
+    return h
+
+
+def test_speculated_branch_is_counted_end_to_end():
+    f = jf.compile(rnn_like, backend="eager")
+    with jf.profile() as prof:
+        for _ in range(6):
+            f(torch.ones(3))
+    rep = prof.report()
+    line = _line(rnn_like, "LINE_BRANCH")
+    specs = [sp for sp in rep.speculation if sp.lineno == line]
+    assert specs, str(rep)
+    assert specs[0].hits > 0 and specs[0].misses == 0
 
 
 def test_profile_attaches_and_detaches_and_nests():

@@ -5,8 +5,8 @@ for time inside a compiled segment, ``native(site, seconds)`` for the time from
 a segment's end through the instruction a graph break left to Python, up to
 the hand-over to the next resume function), compile events from the hook
 (``hook.listeners``: new entries, frames that fell back natively whole,
-recompiles with the failing guard) and, from the speculation work,
-``speculation(site, hit)`` per checked assumption.
+recompiles with the failing guard) and ``speculation(site, hit)`` per run-time
+check of a speculated branch (``PROBE.speculation``).
 
 Out: :class:`ProfileReport` (``Profiler.report()``): break sites ranked by the
 native time they cost, per compiled frame its segments, graphs, op counts,
@@ -151,6 +151,23 @@ class FallbackStats:
 
 
 @dataclasses.dataclass
+class SpeculationStats:
+    """One speculated branch (``frontend.speculation.Site``): how often the
+    assumption held (hit) or failed (miss: the frame re-ran natively)."""
+
+    frame: str
+    filename: str
+    lineno: int | None
+    form: str  # observe | speculate | relaxed, at report time
+    hits: int = 0
+    misses: int = 0
+
+    @property
+    def where(self) -> str:
+        return f"{_display_path(self.filename)}:{self.lineno}"
+
+
+@dataclasses.dataclass
 class RecompileStats:
     frame: str  # the user's function
     code: str  # the recompiled code (the function or one of its resume functions)
@@ -212,6 +229,7 @@ class ProfileReport:
     fallbacks: list  # FallbackStats
     graphs: list  # GraphText of graphs compiled while profiling
     kernels: list  # kernel source text compiled while profiling (fusing backend)
+    speculation: list = dataclasses.field(default_factory=list)  # SpeculationStats
 
     @property
     def graph_seconds(self) -> float:
@@ -275,6 +293,11 @@ class ProfileReport:
                     f" {f.graphs:>6} {_cut(ops, 12):>12} {runs:>7} {f.graph_seconds * 1e3:>10.3f} "
                     f"{f.native_seconds * 1e3:>10.3f} {f.compile_seconds * 1e3:>10.3f} "
                     f"{len(f.recompiles):>6}")
+        if self.speculation:
+            lines += ["", "Speculated branches:"]
+            for sp in self.speculation:
+                lines.append(f"  {sp.where} in {sp.frame}: {sp.hits} hits, {sp.misses} misses "
+                             f"(now: {sp.form})")
         if self.recompiles:
             lines += ["", "Recompiles (guard that failed):"]
             for r in self.recompiles:
@@ -316,6 +339,8 @@ class ProfileReport:
             "fallbacks": [dataclasses.asdict(f) for f in self.fallbacks],
             "graphs": [dataclasses.asdict(g) for g in self.graphs],
             "kernels": list(self.kernels),
+            "speculation": [dict(dataclasses.asdict(sp), where=sp.where)
+                            for sp in self.speculation],
         }
 
     def to_json(self, path: str | None = None) -> str:
@@ -414,9 +439,10 @@ class Profiler:
         a[3] += seconds - self._nest(seconds)
         a[4] += seconds
 
-    def speculation(self, site: Site, hit: bool) -> None:
-        """A speculative assumption at ``site`` was checked at run time:
-        ``hit`` when it held, else the frame was re-run natively."""
+    def speculation(self, site, hit: bool) -> None:
+        """A speculated branch (``frontend.speculation.Site``: ``filename``,
+        ``lineno``, ``frame``, ``form``) was checked at run time: ``hit`` when
+        the assumption held, else the frame re-ran natively."""
         s = self._spec.get(site)
         if s is None:
             s = self._spec[site] = [0, 0]
@@ -540,7 +566,7 @@ class Profiler:
     def report(self) -> ProfileReport:
         wall = self.wall_seconds
         merged: dict = {}  # Site.key -> SiteStats
-        sites = set(self._acc) | set(self._entries) | set(self._spec)
+        sites = set(self._acc) | set(self._entries)
         for site in sorted(sites, key=lambda s: (s.filename, s.lineno, s.frame)):
             k = site.key
             s = merged.get(k)
@@ -563,11 +589,20 @@ class Profiler:
             infos = self._entries.get(site)
             s.compile_seconds += (sum(i.compile_seconds for i in infos) if infos
                                   else site.compile_seconds)
-            sp = self._spec.get(site)
-            if sp is not None:
-                s.speculation_hits += sp[0]
-                s.speculation_misses += sp[1]
+        spec: dict = {}  # (filename, lineno, frame) -> SpeculationStats
+        for site, (hits, misses) in self._spec.items():
+            k = (site.filename, site.lineno, user_frame(site.frame))
+            sp = spec.get(k)
+            if sp is None:
+                sp = spec[k] = SpeculationStats(k[2], site.filename, site.lineno,
+                                                getattr(site, "form", "?"))
+            sp.hits += hits
+            sp.misses += misses
         for s in merged.values():
+            # a branch that broke the graph before (or after) it was speculated on
+            sp = spec.get((s.filename, s.lineno, s.frame))
+            if sp is not None and s.break_id:
+                s.speculation_hits, s.speculation_misses = sp.hits, sp.misses
             s.share = s.native_seconds / wall if wall > 0 else 0.0
 
         frames: dict = {}
@@ -604,6 +639,7 @@ class Profiler:
             fallbacks=fallbacks,
             graphs=graphs,
             kernels=list(self._kernels),
+            speculation=sorted(spec.values(), key=lambda x: -(x.hits + x.misses)),
         )
 
 
@@ -667,16 +703,6 @@ def _detach(p: Profiler) -> None:
         if p in _active:
             _active.remove(p)
         _reattach()
-
-
-def speculation(site: Site, hit: bool) -> None:
-    """Report one run-time check of a speculative assumption at ``site`` to
-    the running profilers (the speculation work calls this; costs a branch
-    when none runs)."""
-    if PROBE.active:
-        sink = PROBE._sink
-        if sink is not None:
-            sink.speculation(site, hit)
 
 
 def profile() -> Profiler:

@@ -4,7 +4,8 @@ In: a :class:`~janus_frame.diagnostics.profiler.ProfileReport`.
 Out: HTML text with inline CSS only (no scripts, fonts, images or other
 network assets, no external URLs): the summary, the ranked break table with
 the source lines around each break, a timeline of compiled vs native time per
-frame (CSS bars), the recompiles with the guard that failed, frames that run
+frame (CSS bars), the speculated branches' hits and misses, the recompiles with the guard
+that failed, frames that run
 natively whole, and the graphs' and kernels' text inside ``<details>`` (shown
 on demand).
 """
@@ -117,6 +118,17 @@ def render(report) -> str:
             f'<td class="n">{_ms(f.compile_seconds)}</td><td class="n">{len(f.recompiles)}</td>'
             f"<td>{segs}</td></tr>")
     out.append("</table>")
+
+    out.append("<h2>Speculated branches</h2>")
+    if report.speculation:
+        out.append("<table><tr><th>branch</th><th>hits</th><th>misses</th><th>now</th></tr>")
+        for sp in report.speculation:
+            out.append(f"<tr><td><code>{_e(sp.where)}</code> in {_e(sp.frame)}"
+                       f"{_snippet(sp.filename, sp.lineno, 0)}</td><td class=\"n\">{sp.hits}</td>"
+                       f"<td class=\"n\">{sp.misses}</td><td>{_e(sp.form)}</td></tr>")
+        out.append("</table>")
+    else:
+        out.append("<p>No speculated branch was checked while profiling.</p>")
 
     out.append("<h2>Recompiles</h2>")
     if report.recompiles:
