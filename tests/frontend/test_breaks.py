@@ -24,8 +24,12 @@ class Roundable:
         return 2
 
 
+async def _coro(x):
+    return x * 2
+
+
 def _gen(x):
-    yield from [x * 2]  # delegation to a sub-iterator is not modelled
+    yield _coro(x)  # a coroutine object escaping into the program
 
 
 @jf.disable
@@ -118,7 +122,9 @@ def f_jf012(x):
 
 
 def f_jf013(x):
-    return list(_gen(x))[0]
+    c = _coro(x)  # calling an async function inside the compiled frame
+    c.close()
+    return x + 1
 
 
 def f_jf014(x):

@@ -245,3 +245,18 @@ def test_getattr_hasattr_builtins(jit):
         s = getattr(o, "scale") * getattr(o, "missing", 3.0)
         return x * s, hasattr(o, "scale"), hasattr(o, "nope"), hasattr(x, "shape")
     jit(f, torch.randn(3))
+
+
+def _delegating(xs):
+    yield from xs
+    yield from (x * 2 for x in xs)
+
+
+def test_generators_with_yield_from(jit):
+    from jfutil import opnames
+
+    assert {"GET_YIELD_FROM_ITER", "SEND"} <= opnames(_delegating)
+
+    def f(a, b):
+        return sum(_delegating([a, b])), list(_delegating((1, 2)))
+    jit(f, torch.randn(3), torch.randn(3))

@@ -22,6 +22,7 @@ import torch
 from .attrs import check_static
 from .breaks import GraphBreak
 from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
+from .ops_arith import _NO
 from .sources import AttrSource, CellContentsSource, ItemSource
 from .values import (
     CellV, Const, CtxV, DictV, ExitV, FunctionV, ListV, MethodV, NewObjV, ObjV, SetV, SuperV,
@@ -142,33 +143,29 @@ class CallDispatch:
             if name == "copy":
                 return ListV(c.items)
         if isinstance(c, SetV):
-            if name in ("add", "discard", "remove", "update", "clear", "pop",
-                        "difference_update", "intersection_update"):
+            if name in ("add", "discard", "remove", "update", "clear"):
                 if c.source is not None:
                     c.items  # noqa: B018 - realise
                     self.output.effects.container_mutated(c)
-                py = self.as_python(c)
-                vals = [self.as_python(a) if name != "update" else
-                        [self.as_python(x) for x in self.iterate(a)] for a in args]
-                if name == "update":
-                    vals = [x for group in vals for x in group]
-                    py.update(vals)
+                if name == "add":
+                    c.items = self._dedup(c.items + [args[0]])
+                elif name == "update":
+                    c.items = self._dedup(c.items + [x for a in args for x in self.iterate(a)])
                 elif name == "clear":
-                    py.clear()
-                elif name in ("difference_update", "intersection_update"):
-                    getattr(py, name)(*[set(self.as_python(x) for x in self.iterate(a))
-                                        for a in args])
-                elif name == "pop":
-                    raise GraphBreak("JF009", "set.pop() order")
+                    c.items = []
                 else:
-                    self.fold(getattr(py, name), *vals)
-                c.items = [Const(x) for x in py]
+                    kept = [x for x in c.items if not self._same_member(x, args[0])]
+                    if name == "remove" and len(kept) == len(c.items):
+                        raise GraphBreak("JF012", "KeyError in set.remove()")
+                    c.items = kept
                 return Const(None)
             if name in ("union", "intersection", "difference", "issubset", "issuperset",
                         "isdisjoint", "copy"):
                 py = self.as_python(c)
-                others = [set(self.as_python(x) for x in self.iterate(a)) for a in args]
-                out = self.fold(getattr(py, name), *others).value
+                others = [self.as_python(TupleV(self.iterate(a))) for a in args]
+                if py is _NO or any(o is _NO for o in others):
+                    raise GraphBreak("JF009", f"set.{name}() of non-constant members")
+                out = self.fold(getattr(py, name), *[set(o) for o in others]).value
                 return SetV([Const(x) for x in out]) if isinstance(out, set) else Const(out)
         if isinstance(c, (ListV, TupleV)) and name in ("index", "count"):
             py = self.as_python(c)
@@ -208,6 +205,12 @@ class CallDispatch:
                 c.items[self.as_python(args[0])] = args[1]
                 return Const(None)
         raise GraphBreak("JF009", f"{c.python_type().__name__}.{name}()")
+
+    def _same_member(self, a: Value, b: Value) -> bool:
+        if isinstance(a, ObjV) and isinstance(b, ObjV):
+            return a.obj is b.obj
+        x, y = self.as_python(a), self.as_python(b)
+        return x is not _NO and y is not _NO and x == y
 
     # -- real callables ------------------------------------------------------------------
     def call_object(self, fnv: Value, obj, args, kwargs) -> Value:

@@ -173,6 +173,25 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
             raise GraphBreak("JF013", "generator")
         self.push(Const(None))
 
+    def GET_YIELD_FROM_ITER(self, ins):
+        if self.yields is None:
+            raise GraphBreak("JF013", "yield from")
+        v = self.pop()
+        self.push(v if isinstance(v, IterV) else IterV(self.iterate(v)))
+
+    def SEND(self, ins):
+        """``yield from``: the next item of the delegate, or its end."""
+        if self.yields is None:
+            raise GraphBreak("JF013", "send")
+        self.pop()  # the value sent in: always None when run to exhaustion
+        it = self.stack[-1]
+        if it.pos < len(it.items):
+            self.push(it.items[it.pos])
+            it.pos += 1
+        else:
+            self.stack[-1] = Const(None)  # the delegate's return value
+            self.jump(ins.arg)
+
     def YIELD_VALUE(self, ins):
         if self.yields is None:
             raise GraphBreak("JF013", "yield")

@@ -195,6 +195,9 @@ class ArithOps:
                 if x is item or (isinstance(x, TensorV) and isinstance(item, TensorV) and
                                  x.node is item.node):
                     return True
+            if isinstance(item, ObjV) and type(item.obj).__eq__ is object.__eq__:
+                # objects compared by identity (modules, plain objects)
+                return any(isinstance(x, ObjV) and x.obj is item.obj for x in container.items)
             key = self.as_python(item)
             vals = [self.as_python(x) for x in container.items]
             if key is _NO or any(isinstance(x, TensorV) for x in container.items):
@@ -266,6 +269,14 @@ class ArithOps:
             if v.fake.dim() == 0:
                 raise GraphBreak("JF012", "len() of a 0-d tensor")
             return v.fake.shape[0]
+        if isinstance(v, ObjV) and isinstance(v.obj, (dict, list, tuple, set, frozenset)) and \
+                type(v.obj).__len__ in (dict.__len__, list.__len__, tuple.__len__, set.__len__,
+                                        frozenset.__len__):
+            n = len(v.obj)  # a builtin container subclass (OrderedDict, ...)
+            if v.source is not None:
+                self.output.guards.add(f"__jf_h_len({v.source.expr()}) == {n}",
+                                       f"len({v.source.name()}) == {n}")
+            return n
         if isinstance(v, ObjV) and isinstance(v.obj, torch.nn.Module) and \
                 hasattr(type(v.obj), "__len__"):
             n = len(v.obj)

@@ -27,8 +27,14 @@ class ContainerOps:
         self.push(SetV(self._dedup(items)))
 
     def _dedup(self, items):
-        out, seen = [], set()
+        out, seen, seen_ids = [], set(), set()
         for x in items:
+            if isinstance(x, ObjV) and type(x.obj).__eq__ is object.__eq__:
+                if id(x.obj) in seen_ids:  # identity-hashed objects (modules, ...)
+                    continue
+                seen_ids.add(id(x.obj))
+                out.append(x)
+                continue
             k = self.as_python(x)
             if k is not _NO:
                 if k in seen:

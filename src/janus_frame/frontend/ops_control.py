@@ -182,6 +182,6 @@ class ControlOps:
     def _generator(self, ins):
         raise GraphBreak("JF013", ins.name)
 
-    SEND = GET_AWAITABLE = GET_AITER = GET_ANEXT = _generator
-    ASYNC_GEN_WRAP = GET_YIELD_FROM_ITER = END_ASYNC_FOR = BEFORE_ASYNC_WITH = _generator
+    GET_AWAITABLE = GET_AITER = GET_ANEXT = _generator
+    ASYNC_GEN_WRAP = END_ASYNC_FOR = BEFORE_ASYNC_WITH = _generator
 
