@@ -56,9 +56,11 @@ def test_profile_ranks_breaks_and_writes_reports(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "steps=3" in r.stdout
     table = r.stdout.split("Graph breaks, most expensive first:")[1]
-    rows = re.findall(r"^\s+\d+\s+three_breaks\.py:(\d+)\s+(JF\d+)\s+(\d+)\s", table, re.M)
-    # step's own three break sites come first, in order of cost, once per step
-    assert [(int(ln), i, int(c)) for ln, i, c in rows[:3]] == \
+    rows = re.findall(r"^\s+\d+\s+three_breaks\.py:(\d+)\s+(JF\d+)\s+(\d+)\s.*\n.*\n.*\(in (\w+)",
+                      table, re.M)
+    # step's own three break sites, in order of cost, once per step (main's
+    # sites, which call step natively on its first run, may rank anywhere)
+    assert [(int(ln), i, int(c)) for ln, i, c, fr in rows if fr == "step"] == \
         [(ln, "JF002", 3) for ln in sleep_lines()]
     data = json.loads(js.read_text())
     assert validate(data) == []
