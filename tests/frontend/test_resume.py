@@ -418,3 +418,35 @@ def test_break_before_zero_argument_super_in_resume_function(capsys):
         return m(x, flag=True) * 2
     run_both(f, x, calls=2)
     assert capsys.readouterr().out == "flagged\n" * 4
+
+
+def test_hand_written_optimizer_step_is_captured():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
+    ref = copy.deepcopy(model)
+
+    def make(m):
+        @torch.no_grad()
+        def sgd(lr):
+            for p in m.parameters():
+                p -= lr * p.grad
+                p.grad = None
+
+        def step(x, y, lr=0.1):
+            loss = F.cross_entropy(m(x), y)
+            loss.backward()
+            sgd(lr)
+            return loss.detach()
+        return step
+
+    rec = Recorder()
+    ref_step, step = make(ref), jf.compile(make(model), backend=rec)
+    for _ in range(5):
+        x, y = torch.randn(4, 8), torch.randint(0, 2, (4,))
+        torch.testing.assert_close(step(x, y), ref_step(x, y))
+        for p, q in zip(model.parameters(), ref.parameters()):
+            torch.testing.assert_close(p, q)
+            assert p.grad is None and q.grad is None
+    # forward+loss, then the whole update loop after backward: two graphs
+    assert len(rec.graphs) == 2
+    assert sum(1 for n in rec.graphs[1].graph.nodes if n.op == "call_function") >= 4

@@ -90,6 +90,9 @@ class AttrOps:
         if name == "grad":
             if t.source is not None and t.node.op == "placeholder":
                 real = self.real_of(t)
+                pending = self.output.effects.pending_attr(real, "grad")
+                if pending is not None:  # assigned earlier in this trace
+                    return pending
                 return self.output.wrap(real.grad, AttrSource(t.source, "grad"))
             raise GraphBreak("JF009", ".grad of a tensor computed in the graph")
         if name in ("grad_fn", "_version", "_base"):

@@ -45,14 +45,17 @@ class SideEffects:
             self._containers[id(v)] = v
             self._order.append(("container", id(v)))
 
-    def store_attr(self, obj: ObjV, name: str, value: Value) -> None:
+    def store_attr(self, obj: ObjV, name: str, value: Value,
+                   through_descriptor: bool = False) -> None:
+        """``through_descriptor``: the caller knows the descriptor's setter
+        is a plain store (Tensor.grad)."""
         real = obj.obj
         cls = type(real)
         setattr_impl = cls.__setattr__
         if setattr_impl is not object.__setattr__ and setattr_impl is not _module_setattr:
             raise GraphBreak("JF011", f"{cls.__name__} customises attribute assignment")
         descr = getattr(cls, name, None)
-        if descr is not None and hasattr(type(descr), "__set__"):
+        if descr is not None and hasattr(type(descr), "__set__") and not through_descriptor:
             raise GraphBreak("JF011", f"assignment through the descriptor {cls.__name__}.{name}")
         if isinstance(real, torch.nn.Module) and isinstance(value, ObjV) and isinstance(
                 value.obj, torch.nn.Module):

@@ -33,7 +33,7 @@ BINARY = {
 }
 COMPARE = {"LT": operator.lt, "LE": operator.le, "EQ": operator.eq, "NE": operator.ne,
            "GT": operator.gt, "GE": operator.ge}
-_NOT_INPLACE = {operator.iadd: operator.add, operator.imul: operator.mul}
+_INPLACE = {f for name, f in BINARY.items() if name.startswith("INPLACE_")}
 
 _SEQ_MODULES = (torch.nn.ModuleList, torch.nn.Sequential)
 
@@ -47,7 +47,10 @@ class ArithOps:
 
     def binary(self, fn, a: Value, b: Value) -> Value:
         if isinstance(a, TensorV) or isinstance(b, TensorV):
-            return self.output.call("call_function", fn, (a, b), {})
+            out = self.output.call("call_function", fn, (a, b), {})
+            if fn in _INPLACE and isinstance(a, TensorV) and isinstance(out, TensorV):
+                return a  # `x += y` on a tensor updates x itself: same object after
+            return out
         if isinstance(a, Const) and isinstance(b, Const):
             return self.fold_lazy(fn, a, b)
         if isinstance(a, (ListV, TupleV)) and fn in (operator.add, operator.iadd):
@@ -195,6 +198,8 @@ class ArithOps:
                 if x is item or (isinstance(x, TensorV) and isinstance(item, TensorV) and
                                  x.node is item.node):
                     return True
+            if isinstance(item, TensorV) and isinstance(container, SetV):
+                return False  # tensors hash by identity: not the same tensor, not in the set
             if isinstance(item, ObjV) and type(item.obj).__eq__ is object.__eq__:
                 # objects compared by identity (modules, plain objects)
                 return any(isinstance(x, ObjV) and x.obj is item.obj for x in container.items)

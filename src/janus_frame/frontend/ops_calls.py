@@ -11,7 +11,7 @@ from .breaks import GraphBreak
 from .calls import CallDispatch
 import types
 
-from .values import NULL, CellV, Const, DictV, FunctionV, NewObjV, NullV, ObjV, TupleV
+from .values import NULL, CellV, Const, DictV, FunctionV, NewObjV, NullV, ObjV, TensorV, TupleV
 
 
 class CallOps(AttrOps, CallDispatch):
@@ -37,6 +37,12 @@ class CallOps(AttrOps, CallDispatch):
         if isinstance(obj, ObjV) and obj.source is not None and not isinstance(
                 obj.obj, (type, types.ModuleType, types.FunctionType)):
             self.output.effects.store_attr(obj, name, value)
+            return
+        if isinstance(obj, TensorV) and name == "grad" and obj.source is not None and \
+                obj.node.op == "placeholder":
+            # `p.grad = None` / `p.grad = g` on an input (optimizers): replayed
+            self.output.effects.store_attr(ObjV(self.real_of(obj), obj.source), name, value,
+                                           through_descriptor=True)
             return
         raise GraphBreak("JF011", f"attribute assignment {name!r} on "
                          f"{obj.python_type().__name__}")

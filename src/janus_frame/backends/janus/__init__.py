@@ -25,7 +25,7 @@ import torch.fx
 
 from . import ir
 from .decomp import decomposition_table, needs_decomposition
-from .runtime import not_traced
+from .runtime import not_traced, stand_aside
 
 log = logging.getLogger("janus_frame.kernels")
 warn_log = logging.getLogger("janus_frame.backend")
@@ -186,14 +186,16 @@ def _is_decomposed_aten(gm):
     return True
 
 
-def to_aten(gm, example_inputs):
-    """Functional, decomposed aten graph of ``gm`` (traced with make_fx)."""
+def to_aten(gm, example_inputs, vals=None):
+    """Functional, decomposed aten graph of ``gm`` (traced with make_fx);
+    ``vals``: the placeholders' values when they carry none."""
     from torch._guards import detect_fake_mode
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    vals = _placeholder_vals(gm)
-    if any(v is None for v in vals):
-        vals = list(example_inputs)
+    if vals is None:
+        vals = _placeholder_vals(gm)
+        if any(v is None for v in vals):
+            vals = list(example_inputs)
     symbolic = any(isinstance(v, torch.SymInt) or (isinstance(v, torch.Tensor) and any(
         isinstance(s, torch.SymInt) for s in list(v.shape) + list(v.stride()))) for v in vals)
     fake_mode = detect_fake_mode(vals)
@@ -211,11 +213,105 @@ def _needs_grad(example_inputs):
         isinstance(x, torch.Tensor) and x.requires_grad for x in example_inputs)
 
 
+def _attr(gm, target):
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def lift_tensor_attrs(gm):
+    """``(lifted, targets)``: a copy of ``gm`` whose tensor attributes are
+    leading placeholders, and their attribute paths (the extra inputs to pass,
+    read from ``gm`` at call time).
+
+    Dynamo leaves parameters, buffers and optimizer state as attributes of the
+    graph module, and the optimizer step mutates them in place
+    (``p.add_(g)``, ``torch._foreach_mul_(bufs, m)``).  Traced as attributes
+    they are real tensors inside the trace: functionalization either refuses
+    them (a functional value written into a real tensor) or, when the update
+    reads only attributes, performs it on the real tensor at compile time and
+    leaves it out of the graph.  As inputs, their updates are traced like any
+    other input mutation: a ``copy_`` into the input at the end of the graph."""
+    targets = []
+    for n in gm.graph.nodes:
+        if n.op == "get_attr" and isinstance(_attr(gm, n.target), torch.Tensor) \
+                and n.target not in targets:
+            targets.append(n.target)
+    if not targets:
+        return gm, []
+    g = torch.fx.Graph()
+    env = {}
+    lifted = {t: g.placeholder(f"attr_{i}") for i, t in enumerate(targets)}
+    for n in gm.graph.nodes:
+        if n.op == "get_attr" and n.target in lifted:
+            env[n] = lifted[n.target]
+        else:
+            env[n] = g.node_copy(n, lambda a: env[a])
+    return torch.fx.GraphModule(gm, g), targets
+
+
+def _fake_attrs(gm, targets, vals):
+    from torch._guards import detect_fake_mode
+
+    attrs = [_attr(gm, t).detach() for t in targets]
+    fake_mode = detect_fake_mode([v for v in vals if v is not None])
+    if fake_mode is None:
+        return attrs  # make_fx fakes real inputs itself
+    with fake_mode:
+        return [fake_mode.from_tensor(a, static_shapes=True) for a in attrs]
+
+
+def _check_no_aliasing(tensors):
+    """Functionalization assumes inputs do not share memory: an update written
+    back into one input would be missed by a kernel reading another view of
+    it.  Such graphs run eagerly (rare: tied or viewed parameters)."""
+    seen = {}
+    for i, t in enumerate(tensors):
+        if not isinstance(t, torch.Tensor) or t.numel() == 0:
+            continue
+        key = t.untyped_storage().data_ptr()
+        if key in seen:
+            raise NotImplementedError(f"inputs {seen[key]} and {i} share storage")
+        seen[key] = i
+
+
+def _writes_back(g):
+    return any(n.op == "call_function" and n.target is torch.ops.aten.copy_.default
+               and n.args[0].op == "placeholder" for n in g.graph.nodes)
+
+
 def _compile_inference(gm, example_inputs):
-    g = gm if _is_decomposed_aten(gm) else to_aten(gm, example_inputs)
+    if _is_decomposed_aten(gm):
+        return compile_graph(gm, _device_of(gm, example_inputs))
+    lifted, targets = lift_tensor_attrs(gm)
+    if not targets:
+        g = to_aten(gm, example_inputs)
+        if _writes_back(g):
+            _check_no_aliasing(example_inputs)
+        return compile_graph(g, _device_of(gm, example_inputs))
+    vals = _placeholder_vals(gm)
+    if any(v is None for v in vals):
+        vals = list(example_inputs)
+    g = to_aten(lifted, None, _fake_attrs(gm, targets, vals) + vals)
+    if _writes_back(g):
+        _check_no_aliasing([_attr(gm, t) for t in targets] + list(example_inputs))
     cg = compile_graph(g, _device_of(gm, example_inputs))
-    # the protocol: same positional inputs; dynamo-captured graphs return tuples
-    return cg
+    # the protocol: the graph's own positional inputs; attributes are read per
+    # call (a module may rebind them; in-place updates are seen either way)
+    getters = [_attr_getter(t) for t in targets]
+
+    def call(*args):
+        return cg(*[get(gm) for get in getters], *args)
+
+    call.janus_graph = cg
+    return call
+
+
+def _attr_getter(target):
+    import operator
+
+    return operator.attrgetter(target)
 
 
 def _compile_training(gm, example_inputs):
@@ -227,9 +323,7 @@ def _compile_training(gm, example_inputs):
     def inner(g, ex):
         cg = compile_graph(g, _device_of(g, ex))
         graphs.append(cg)
-        def f(args, _cg=cg):
-            return _cg.boxed(args)
-
+        f = stand_aside(cg.boxed)
         f._boxed_call = True
         f.janus_graph = cg
         return f

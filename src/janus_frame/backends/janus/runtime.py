@@ -39,6 +39,19 @@ def not_traced(fn):
     return wrapper
 
 
+def stand_aside(fn):
+    """``fn`` for calling at run time, never traced by torch.compile's frame hook.
+
+    A compiled backward runs inside the user's frame (``loss.backward()`` in a
+    step passed to ``torch.compile``), where that hook is live: it would trace
+    our generated wrapper as user code and replace its ctypes calls and buffer
+    handling by graphs of its own, which computed wrong gradients.  When the
+    hook is already loaded the check is made once, here; otherwise per call."""
+    if "torch._dynamo" in sys.modules:
+        return torch.compiler.disable(fn, recursive=True)
+    return not_traced(fn)
+
+
 def pyexpr(x) -> str:
     if isinstance(x, int):
         return str(x)
