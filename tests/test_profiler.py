@@ -281,9 +281,6 @@ def test_html_report_parses_contains_every_site_and_is_offline(ranked):
     assert "Timeline" in body and "Recompiles" in body and "graph 0" in body
 
 
-@pytest.mark.xfail(strict=True, reason="the graph_breaks log keeps GraphBreak's innermost "
-                   "location, also when that is janus_frame's or torch's own inlined code; "
-                   "the profiler maps it to the user's line (user_location), the log does not")
 def test_break_log_inside_inlined_library_code_points_at_user_line(caplog):
     import logging
 

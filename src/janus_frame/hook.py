@@ -113,12 +113,15 @@ def _library_dirs() -> tuple[str, ...]:
 _realpath_cache: dict[str, str] = {}
 
 
-def _real(filename: str) -> str:
-    r = _realpath_cache.get(filename)
-    if r is None:
-        r = os.path.realpath(filename) if not filename.startswith("<") else filename
-        _realpath_cache[filename] = r
-    return r
+def is_internal_file(filename: str) -> bool:
+    """janus_frame's own code, torch and friends, or the standard library:
+    never the place to show a user."""
+    if filename.startswith("<frozen"):
+        return True
+    path = _real(filename)
+    if path.startswith(_OWN_DIR) or path.startswith(_library_dirs()):
+        return True
+    return not path.startswith(_SITE_DIRS) and path.startswith(_STDLIB_DIRS)
 
 
 def skip_reason(code, global_mode: bool, cfg: Config) -> str | None:

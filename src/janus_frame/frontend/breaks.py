@@ -170,7 +170,13 @@ class GraphBreak(Exception):
         return ""
 
     def locate(self, filename: str, lineno: int | None, frame_name: str) -> "GraphBreak":
-        if self.filename is None:
+        """Called from the innermost frame outwards: the innermost frame of
+        user code wins, so a break inside inlined library code (torch,
+        janus_frame) points at the user's line that called into it."""
+        from ..hook import is_internal_file
+
+        if self.filename is None or (is_internal_file(self.filename) and
+                                     not is_internal_file(filename)):
             self.filename, self.lineno, self.frame_name = filename, lineno, frame_name
         return self
 
