@@ -113,6 +113,14 @@ def _library_dirs() -> tuple[str, ...]:
 _realpath_cache: dict[str, str] = {}
 
 
+def _real(filename: str) -> str:
+    r = _realpath_cache.get(filename)
+    if r is None:
+        r = os.path.realpath(filename) if not filename.startswith("<") else filename
+        _realpath_cache[filename] = r
+    return r
+
+
 def is_internal_file(filename: str) -> bool:
     """janus_frame's own code, torch and friends, or the standard library:
     never the place to show a user."""
