@@ -450,3 +450,16 @@ def test_hand_written_optimizer_step_is_captured():
     # forward+loss, then the whole update loop after backward: two graphs
     assert len(rec.graphs) == 2
     assert sum(1 for n in rec.graphs[1].graph.nodes if n.op == "call_function") >= 4
+
+
+def test_break_inside_autocast_region(capsys):
+    def f(x, w):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = x @ w
+            print("inside", y.dtype, torch.is_autocast_enabled("cpu"))
+            z = y @ w
+        return z.float() + 1, z.dtype, torch.is_autocast_enabled("cpu")
+    rec = run_both(f, torch.randn(4, 4), torch.randn(4, 4), calls=2)
+    assert capsys.readouterr().out == "inside torch.bfloat16 True\n" * 4
+    assert not torch.is_autocast_enabled("cpu")
+    assert 2 <= len(rec.graphs) <= 3

@@ -485,10 +485,17 @@ class Rebuilder:
         """Enter the with-block of ``ex`` natively; its ``__exit__`` goes
         back on the stack for the resume function."""
         ctx = ex.ctx
+        name = f"__jf_ctx{len(self._memo)}"
+        if ctx.kind == "autocast":
+            dev, dtype, enabled, cache = ctx.arg
+            self.lines.append(
+                f"{name} = {self.fb.const(torch.autocast)}({dev!r}, dtype={self.fb.const(dtype)}, "
+                f"enabled={enabled!r}, cache_enabled={cache!r})")
+            self.lines.append(f"{name}.__enter__()")
+            return f"{name}.__exit__"
         if ctx.kind not in ("grad", "grad_set"):
             raise GraphBreak("JF016", f"a graph break inside a {ctx.kind} with-block")
         self.set_grad_mode(ex.restore)
-        name = f"__jf_ctx{len(self._memo)}"
         if ctx.kind == "grad":
             cls = torch.enable_grad if ctx.arg else torch.no_grad
             self.lines.append(f"{name} = {self.fb.const(cls)}()")
@@ -570,6 +577,8 @@ class Rebuilder:
                 return f"{fb.const(types.MethodType)}({fb.const(v.func)}, {e(v.receiver)})", False
             return f"__jf_h_getattr({e(v.receiver)}, {v.name!r})", False
         if isinstance(v, ExitV):
+            if v.source is not None:  # entered natively before: the same object
+                return v.source.expr(), False
             return self.reenter(v), True
         if isinstance(v, ObjV):
             return fb.const(v.obj), False

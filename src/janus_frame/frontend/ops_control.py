@@ -151,7 +151,7 @@ class ControlOps:
         if ctx.kind == "autocast":
             node = out.graph.call_function(torch.amp.autocast_mode._enter_autocast,
                                            tuple(ctx.arg))
-            out.autocast.append(ctx.arg)
+            out.autocast.append((ctx.arg, node))
             return node
         if ctx.kind == "null":
             return None
@@ -164,6 +164,9 @@ class ControlOps:
         elif ctx.kind == "autocast":
             self.output.graph.call_function(torch.amp.autocast_mode._exit_autocast, (ex.restore,))
             self.output.autocast.pop()
+        elif ctx.kind == "autocast_native":
+            # entered natively before this segment: its exit runs natively too
+            raise GraphBreak("JF016", "the end of an autocast region entered before the graph")
 
     def set_grad_mode(self, enabled: bool) -> None:
         out = self.output

@@ -63,7 +63,8 @@ class OutputGraph:
         self._names: set[str] = set()
         self.grad_enabled = torch.is_grad_enabled()
         self.initial_grad_enabled = self.grad_enabled
-        self.autocast: list[tuple] = []  # active torch.autocast argument tuples
+        self.autocast: list[tuple] = []  # (torch.autocast args, enter node) entered in the graph
+        self.native_autocast: list[tuple] = []  # args of autocasts entered before it
         self.effects = SideEffects()
         self.dynamic = dynamic  # names of sources whose ints are graph inputs
         self._int_inputs: dict[int, TensorV] = {}
@@ -112,6 +113,20 @@ class OutputGraph:
             kind = "grad_set" if type(ctx) is torch.set_grad_enabled else "grad"
             mode = type(ctx) is torch.enable_grad if kind == "grad" else ctx.mode
             return ExitV(CtxV(kind, mode), ctx.prev)
+        if t is types.MethodType and obj.__name__ == "__exit__" and \
+                type(obj.__self__) is torch.autocast and source is not None:
+            # an autocast region entered natively before a resume function:
+            # ops are traced under it, its exit runs natively
+            ctx = obj.__self__
+            args = (ctx.device, ctx.fast_dtype, ctx._enabled, ctx._cache_enabled)
+            self.guards.type_is(AttrSource(source, "__self__"), ctx)
+            k = self.guards.fb.const
+            self.guards.add(f"{k(torch.get_autocast_dtype)}({ctx.device!r}) is {k(ctx.fast_dtype)}",
+                            f"{ctx.device} autocast dtype is {ctx.fast_dtype}")
+            self.native_autocast.append(args)
+            ex = ExitV(CtxV("autocast_native", args), None)
+            ex.source = source
+            return ex
         if t is tuple or t is list or (isinstance(obj, tuple) and hasattr(t, "_fields")):
             def realize():
                 if source is not None:
@@ -235,7 +250,8 @@ class OutputGraph:
             with contextlib.ExitStack() as stack:
                 stack.enter_context(self.fake_mode)
                 stack.enter_context(torch.set_grad_enabled(self.grad_enabled))
-                for dev, dtype, enabled, cache in self.autocast:
+                for dev, dtype, enabled, cache in self.native_autocast + [
+                        a for a, _ in self.autocast]:
                     stack.enter_context(torch.autocast(dev, dtype=dtype, enabled=enabled,
                                                        cache_enabled=cache))
                 if kind == "call_function":
@@ -298,8 +314,8 @@ class OutputGraph:
 
         The graph leaves global state as it found it (backends need not
         preserve mode switches): the replacement sets what must persist."""
-        if self.autocast:
-            raise GraphBreak("JF016", "a graph break inside an autocast region")
+        for _, node in reversed(self.autocast):  # the replacement re-enters them natively
+            self.graph.call_function(torch.amp.autocast_mode._exit_autocast, (node,))
         if self.grad_enabled != self.initial_grad_enabled:
             self.graph.call_function(torch._C._set_grad_enabled, (self.initial_grad_enabled,))
         self.graph.output(tuple(v.node for v in outputs))
