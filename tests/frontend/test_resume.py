@@ -463,3 +463,50 @@ def test_break_inside_autocast_region(capsys):
     assert capsys.readouterr().out == "inside torch.bfloat16 True\n" * 4
     assert not torch.is_autocast_enabled("cpu")
     assert 2 <= len(rec.graphs) <= 3
+
+
+class _Recorder:
+    """A user context manager: entered and exited natively around segments."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def __enter__(self):
+        self.log.append("enter")
+        return self
+
+    def __exit__(self, *exc):
+        self.log.append(f"exit {exc[0].__name__ if exc[0] else None}")
+        return False
+
+
+def test_user_context_managers_around_graph_segments():
+    import contextlib
+
+    @contextlib.contextmanager
+    def tag(log, name):
+        log.append("open " + name)
+        yield name
+        log.append("close " + name)
+
+    def f(x, log):
+        y = x * 2
+        with _Recorder(log):
+            z = y + 1
+            with tag(log, "inner") as n:
+                w = z * 3
+        return w - 1, n
+
+    def g(x, log):
+        with _Recorder(log):
+            x = x + 1
+            raise ValueError("boom")
+
+    rec = run_both(f, torch.ones(2), [], calls=2)
+    assert len(rec.graphs) >= 2
+    log_e, log_c = [], []
+    with pytest.raises(ValueError):
+        g(torch.ones(1), log_e)
+    with pytest.raises(ValueError):
+        jf.compile(g, backend="eager")(torch.ones(1), log_c)
+    assert log_c == log_e == ["enter", "exit ValueError"]

@@ -54,7 +54,7 @@ _RESUMABLE = {
     "DELETE_SUBSCR", "BINARY_SUBSCR", "BINARY_OP", "COMPARE_OP", "UNARY_NOT", "GET_ITER",
     "FOR_ITER", "POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE",
     "POP_JUMP_BACKWARD_IF_TRUE", "POP_JUMP_BACKWARD_IF_FALSE", "JUMP_IF_TRUE_OR_POP",
-    "JUMP_IF_FALSE_OR_POP",
+    "JUMP_IF_FALSE_OR_POP", "BEFORE_WITH",
 }
 
 
@@ -78,7 +78,17 @@ def _compile(func, args, compiler, symbolic: bool) -> CompiledEntry:
         if compiler.strict or _not_resumable(func.__code__, gb) is not None:
             raise
         brk = gb
-    entry = _build(func, args, compiler, brk, symbolic)
+    try:
+        entry = _build(func, args, compiler, brk, symbolic)
+    except (GraphBreak, NeedsShapeEnv, _UnsafeSpeculation):
+        raise
+    except Exception as e:  # noqa: BLE001
+        # no resume function could be made here (e.g. bytecode whose stack
+        # the assembler cannot follow): the frame runs natively after all
+        import logging
+
+        logging.getLogger("janus_frame").debug("cannot resume after %s: %s", brk.id, e)
+        raise brk from None
     # kept for diagnostics: without its traceback, whose frames hold the
     # tracer and through it the user's globals
     brk.__traceback__ = brk.__context__ = brk.__cause__ = None
@@ -371,6 +381,12 @@ def _break_tail(func, tx: Translator, rb: "Rebuilder", compiler) -> list[str]:
     elif name == "UNARY_NOT":
         lines.append(f"__jf_r = not {e(stack[-1])}")
         lines += cont(stack[:-1] + [R], fallthrough)
+    elif name == "BEFORE_WITH":
+        mgr = e(stack[-1])
+        # as the interpreter does: __exit__ looked up before __enter__ runs
+        lines.append(f"__jf_x = __jf_h_type({mgr}).__exit__.__get__({mgr})")
+        lines.append(f"__jf_r = __jf_h_type({mgr}).__enter__({mgr})")
+        lines += cont(stack[:-1] + [_Result("__jf_x"), R], fallthrough)
     elif name == "GET_ITER":
         lines.append(f"__jf_r = __jf_h_iter({e(stack[-1])})")
         lines += cont(stack[:-1] + [R], fallthrough)

@@ -131,9 +131,12 @@ class ControlOps:
 
     # -- with-blocks --------------------------------------------------------------------
     def BEFORE_WITH(self, ins):
+        if not isinstance(self.stack[-1], CtxV):
+            # entered natively; the block goes on in a resume function and
+            # the manager's own __exit__ runs when the block ends
+            raise GraphBreak("JF016", f"context manager of type "
+                             f"{self.stack[-1].python_type().__name__}")
         ctx = self.pop()
-        if not isinstance(ctx, CtxV):
-            raise GraphBreak("JF016", f"context manager of type {ctx.python_type().__name__}")
         restore = self.enter_context(ctx)
         self.push(ExitV(ctx, restore))
         self.push(Const(None))

@@ -170,6 +170,12 @@ class OutputGraph:
                 return DictV(realize_dict())
             return DictV(None, source, lazy=realize_dict,
                          type_guard=functools.partial(self.guards.type_is, source, obj))
+        if t is types.MethodType and source is not None:
+            # a bound method is a new object each time it is looked up:
+            # guard what it binds, not its identity
+            self.guards.identity(AttrSource(source, "__func__"), obj.__func__)
+            self.guards.type_is(AttrSource(source, "__self__"), obj.__self__)
+            return ObjV(obj, source)
         if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.ModuleType,
                             type, types.MethodType, functools.partial, enum.Enum,
                             torch.nn.Module)) or callable(obj) and not hasattr(obj, "__dict__"):
