@@ -114,9 +114,11 @@ _register(
     "pass constants or tensors",
 )
 _register(
-    "JF016", "unsupported context manager",
-    "a with-block whose context manager is not grad mode, autocast or another known one",
-    "move the with-block out of the compiled function",
+    "JF016", "context manager run natively",
+    "a with-block whose context manager is not grad mode or autocast (or the end of an "
+    "autocast region entered before the graph): __enter__ and __exit__ run natively and the "
+    "block's body continues in compiled segments",
+    "nothing to do unless the block is hot; grad-mode and autocast blocks are captured whole",
 )
 _register(
     "JF017", "loop continued after a graph break",
