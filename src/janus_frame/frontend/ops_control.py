@@ -42,7 +42,12 @@ class ControlOps:
         orig, index = original_position(self.code, self.ip - 1)
         site = speculation.site(orig, index, self.lineno, self.code.co_qualname)
         self.output.spec_codes.add(site.code_spec)
-        if site.form == "speculate" and v.fake.numel() == 1:
+        loop_edge = self.instrs[self.ip - 1].name.startswith("POP_JUMP_BACKWARD")
+        speculated_here = any(s is site for _, _, s in self.output.speculations)
+        # one speculated visit per site and segment: a loop condition predicted
+        # to hold would otherwise unroll its loop without end
+        if site.form == "speculate" and v.fake.numel() == 1 and not loop_edge and \
+                not speculated_here:
             self.output.speculations.append((v, site.predicted, site))
             return site.predicted
         gb = GraphBreak("JF005", "condition is a tensor")
