@@ -37,8 +37,12 @@ OPTIMIZERS = {
 }
 
 
-@pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
-def test_whole_training_step_matches_eager(opt_name):
+# set_to_none=False: gradients are zeroed and accumulated into in place, so a
+# momentum buffer sharing memory with a gradient would be seen to change
+@pytest.mark.parametrize("opt_name,set_to_none", [
+    ("sgd", True), ("sgd_momentum", True), ("sgd_momentum", False), ("adamw", True),
+    ("adamw", False)])
+def test_whole_training_step_matches_eager(opt_name, set_to_none):
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
                       nn.Linear(512, 10))
@@ -47,7 +51,7 @@ def test_whole_training_step_matches_eager(opt_name):
 
     def make_step(model, o):
         def step(x, y):
-            o.zero_grad()
+            o.zero_grad(set_to_none=set_to_none)
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             o.step()
@@ -132,6 +136,57 @@ def test_fallback_runs_the_graph_exactly(monkeypatch):
             assert torch.equal(a, b)
         assert torch.equal(x, rx)
     assert jb.stats.fallbacks and "injected" in jb.stats.fallbacks[0]
+
+
+def test_optimizer_state_never_shares_memory_with_gradients():
+    """SGD's first momentum buffer is ``grad.clone()``: an output of the
+    update graph that must not be the gradient itself (gradients kept and
+    overwritten in place between steps, as with ``zero_grad(set_to_none=False)``)."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+    ref = copy.deepcopy(m)
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    ropt = torch.optim.SGD(ref.parameters(), lr=0.01, momentum=0.9)
+    step = jcompile(opt.step)
+    for _ in range(3):
+        for p, rp in zip(m.parameters(), ref.parameters()):
+            g = torch.randn_like(p)
+            if p.grad is None:
+                p.grad, rp.grad = g.clone(), g.clone()
+            else:
+                p.grad.copy_(g)
+                rp.grad.copy_(g)
+        step()
+        ropt.step()
+        for p, rp in zip(m.parameters(), ref.parameters()):
+            torch.testing.assert_close(p, rp, rtol=1e-6, atol=1e-6)
+            buf = opt.state[p]["momentum_buffer"]
+            assert buf.untyped_storage().data_ptr() != p.grad.untyped_storage().data_ptr()
+
+
+def _clone_of_input(x):
+    return x.clone(), x.t(), x
+
+
+def _clone_then_mutate(x):
+    y = x.clone()
+    x.add_(1)
+    return y, x * 2
+
+
+@pytest.mark.parametrize("fn", [_clone_of_input, _clone_then_mutate])
+def test_outputs_alias_inputs_exactly_when_eager_outputs_do(fn):
+    x = torch.randn(3, 4)
+    rx = x.clone()
+    with torch.no_grad():
+        out = jb.janus_backend(fx.symbolic_trace(fn), [x])(x)
+        ref = fn(rx)
+    for a, b in zip(out, ref):
+        assert torch.equal(a, b)
+    assert torch.equal(x, rx)
+    shares = [o.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() for o in out]
+    rshares = [o.untyped_storage().data_ptr() == rx.untyped_storage().data_ptr() for o in ref]
+    assert shares == rshares
 
 
 def test_backward_inside_compiled_frame_matches_eager():

@@ -111,8 +111,12 @@ def test_views_as_index_maps_not_copies():
     x = _inputs(0, (3, 5, 4))
     y = _inputs(1, (2, 3))
     assert_close(cf(x, y), f(x, y))
-    # no copy kernels for pure views: at most one kernel per output here
-    assert graphs()[-1].num_kernels <= 5
+    # no copy kernels for pure views: one kernel per output, plus one for the
+    # reshape of a lazy value (the last output is a fresh contiguous tensor in
+    # eager, so it is written too, not returned as a transposed view of x)
+    assert graphs()[-1].num_kernels <= 6
+    out = cf(x, y)[-1]
+    assert out.is_contiguous() and out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
 
 
 def test_twenty_op_pointwise_chain_is_one_kernel():

@@ -375,6 +375,8 @@ class Lowering:
         self.sym_sources = {}  # sympy symbol -> ("arg", i) | ("size", i, dim) | ("stride", i, dim)
         self.node = None
         self.extern_count = 0
+        self.order = {}  # fx node -> position (liveness across mutations)
+        self.storage_of = {}  # input buffer name -> its placeholder's storage
 
     # ----------------------------------------------------------- buffers
     def realize(self, tv, out=None, copy=False):
@@ -422,6 +424,7 @@ class Lowering:
             if n.op == "placeholder":
                 inputs.append(self.placeholder(n, len(inputs)))
         self.prog.inputs = inputs
+        self.order = {n: i for i, n in enumerate(g.nodes)}
         for n in g.nodes:
             if n.op == "placeholder":
                 continue
@@ -457,6 +460,7 @@ class Lowering:
             if isinstance(s, sympy.Symbol):
                 self.sym_sources.setdefault(s, ("stride", i, d))
         b = self.prog.new_buffer("in", shape, strides, val.dtype, "input", index=i)
+        self.storage_of[b.name] = _storage(val)
         self.env[n] = view_of(b)
         return b
 
@@ -503,6 +507,10 @@ class Lowering:
                 return out
         return self.extern(n, target, args, kwargs)
 
+    def _read_later(self, k):
+        here = self.order.get(self.node, -1)
+        return any(self.order.get(u, -1) > here for u in k.users)
+
     def _unsupported(self, n):
         raise Unsupported(f"symbolic arithmetic on tensors: {n.format_node()}")
 
@@ -510,10 +518,24 @@ class Lowering:
         if not isinstance(op, torch._ops.OpOverload):
             raise Unsupported(f"non-aten call {op}")
         if op._schema.is_mutable:
-            # mutation: lazily-read values must see the data as it is now
+            # mutation: lazily-read values must see the data as it is now,
+            # and so must values held as views of a written buffer without
+            # sharing its memory in the program (a ``clone`` lowers to its
+            # input) if they are read after the write
+            written = {}
+            for i, a in enumerate(op._schema.arguments):
+                if i < len(args) and a.alias_info is not None and a.alias_info.is_write \
+                        and isinstance(args[i], TV) and args[i].is_view:
+                    written[args[i].buf.name] = _storage_of_node(n.args[i])
             for k, v in list(self.env.items()):
-                if isinstance(v, TV) and not v.is_view:
+                if not isinstance(v, TV):
+                    continue
+                if not v.is_view:
                     self.env[k] = self.realize(v)
+                elif v.buf.name in written and self._read_later(k):
+                    mine, theirs = _storage_of_node(k), written[v.buf.name]
+                    if mine is not None and theirs is not None and mine != theirs:
+                        self.env[k] = self.realize(v, copy=True)
 
         def conv(a):
             if isinstance(a, TV):
@@ -554,7 +576,7 @@ class Lowering:
         if self.prog.single_output:
             outs = [outs]
         res = []
-        claimed = set()
+        claimed = {}  # buffer name -> storage of the first output using it
         for o in outs:
             v = self.arg(o)
             meta = o.meta.get("val") if isinstance(o, torch.fx.Node) else None
@@ -565,12 +587,15 @@ class Lowering:
                 else:
                     res.append(("const", v))
                 continue
-            if v.is_view:
+            if v.is_view and self._may_alias(v.buf, meta, claimed):
                 b = v.buf
                 producer = self._producer(b)
                 if b.kind == "temp" and producer is not None and b.name not in claimed:
                     b.kind = "output"
-                    claimed.add(b.name)
+                if isinstance(meta, torch.Tensor):
+                    claimed.setdefault(b.name, _storage(meta))
+                else:
+                    claimed.setdefault(b.name, None)
                 res.append(("buf", ir.BufArg(b, v.shape, v.strides, v.offset)))
                 continue
             strides = ir.contiguous_strides(v.shape)
@@ -579,10 +604,28 @@ class Lowering:
                 if _dense_non_overlapping(v.shape, ms):
                     strides = tuple(ms)
             out = self.prog.new_buffer("out", v.shape, strides, v.dtype, "output")
-            claimed.add(out.name)
+            claimed[out.name] = _storage(meta) if isinstance(meta, torch.Tensor) else None
             self.realize(v, out)
             res.append(("buf", ir.BufArg(out, out.shape, out.strides, out.offset)))
         self.prog.outputs = res
+
+    def _may_alias(self, b, meta, claimed):
+        """May an output whose value is a view of ``b`` be returned as that
+        view?  Only if the graph's own output aliases the same memory: the
+        lowering drops ``clone`` and friends, but a caller keeps the output
+        (an optimizer's new momentum buffer, ``grad.clone()``) and must not
+        find it to be the input, or another output, it was copied from."""
+        if not isinstance(meta, torch.Tensor):
+            return True  # no metadata (hand-built graphs): as before
+        mine = _storage(meta)
+        if b.kind == "input":
+            theirs = self.storage_of.get(b.name)
+            return theirs is not None and theirs == mine
+        if b.kind == "const":
+            return False
+        if b.name in claimed:
+            return claimed[b.name] is not None and claimed[b.name] == mine
+        return True
 
     def _producer(self, b):
         for n in self.prog.nodes:
@@ -601,6 +644,21 @@ class SymArg:
 
     def __repr__(self):
         return f"sym({self.expr})"
+
+
+def _storage(val):
+    """An identity for ``val``'s memory (fake tensors: views share it)."""
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    try:
+        return StorageWeakRef(val.untyped_storage())
+    except Exception:  # noqa: BLE001 -- e.g. sparse or opaque tensors
+        return None
+
+
+def _storage_of_node(n):
+    val = n.meta.get("val") if isinstance(n, torch.fx.Node) else None
+    return _storage(val) if isinstance(val, torch.Tensor) else None
 
 
 def _dense_non_overlapping(shape, strides):
