@@ -206,14 +206,20 @@ def run(args, ev: Events) -> None:
         r.steps += 1
         return out
 
-    def phase(name: str, r: SystemRun, body) -> None:
+    def phase(name: str, r: SystemRun, body, fatal: bool = True) -> None:
         if not r.alive:
             return
         ev.send(event="progress", phase=name, system=r.name)
         try:
             body(r)
         except Exception as e:  # noqa: BLE001
-            r.fail(name, e)
+            if fatal:
+                r.fail(name, e)
+            else:
+                # Phases after the timing (memory, warm compile) do not void
+                # what was already measured: the failure is a note.
+                r.result["notes"].append(f"{name} phase failed: {_reason(e)}")
+                r.result.setdefault("phase_errors", {})[name] = "".join(traceback.format_exception(e))[-2000:]
 
     def set_cache_dirs(r: SystemRun) -> None:
         # A fresh cache directory per system and process: "first call" is a
@@ -368,7 +374,7 @@ def run(args, ev: Events) -> None:
                 warnings.simplefilter("ignore")
                 r.result["peak_step_mem_mib"] = measure.step_peak_memory(r.fn, a)
             r.steps += 1
-        phase("memory", r, do_mem)
+        phase("memory", r, do_mem, fatal=False)
 
     # -- variable-size run -----------------------------------------------------
     var_args = ref.inst.var_args if ref.inst is not None else None
@@ -435,7 +441,7 @@ def run(args, ev: Events) -> None:
                 r.result["warm_first_call_s"] = time.perf_counter() - t
             if "median_s" in r.result:
                 r.result["warm_compile_s"] = max(r.result["warm_first_call_s"] - r.result["median_s"], 0.0)
-        phase("warm", r, do_warmcompile)
+        phase("warm", r, do_warmcompile, fatal=False)
 
     for r in runs:
         r.result["steps_run"] = r.steps
