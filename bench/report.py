@@ -165,7 +165,10 @@ def _goals(doc) -> list[str]:
 
         def var(r):
             v = r.get("var") or {}
-            return "–" if v.get("compiles") is None or st(r) == "n/a" else f"{v['compiles']} in {v['calls']}"
+            if v.get("compiles") is None or st(r) == "n/a":
+                return "–"
+            stopped = f" of {v['of']} (time budget)" if v.get("of") and v["of"] != v["calls"] else ""
+            return f"{v['compiles']} in {v['calls']}{stopped}"
 
         out.append(f"| {wl['name']} | {speed} | {_fmt_s(jf) if st(j) != 'n/a' else 'n/a'} | "
                    f"{_fmt_s(tf) if st(t) != 'n/a' else 'n/a'} | {ratio} | {var(j)} | {var(t)} |")
