@@ -182,3 +182,16 @@ def test_internal_error_falls_back_with_warning_and_strict_raises(monkeypatch):
     monkeypatch.setenv("JANUS_STRICT", "1")
     with pytest.raises(RuntimeError, match="injected"):
         jf.compile(f, backend="eager", strict=True)(x)
+
+
+def test_inductor_backend_calling_convention():
+    # Inductor's compiled functions take one list ("boxed"): the adapter
+    # must hand them the graph's inputs correctly, several calls in a row
+    def f(x, w, lst):
+        lst.append(1)
+        return torch.relu(x @ w) * 2 + x.sum()
+
+    cf = jf.compile(f, backend="inductor")
+    for _ in range(3):
+        x, w = torch.randn(4, 4), torch.randn(4, 4)
+        torch.testing.assert_close(cf(x, w, []), f(x, w, []))

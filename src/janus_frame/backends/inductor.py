@@ -2,7 +2,9 @@
 imports ``torch._inductor``).
 
 In: an fx.GraphModule with tensor placeholders and real example inputs.
-Out: Inductor's compiled callable.
+Out: a callable taking the graph's inputs positionally (Inductor's own
+compiled function may use the "boxed" convention: one list argument that it
+empties; that is adapted here).
 """
 from __future__ import annotations
 
@@ -10,4 +12,10 @@ from __future__ import annotations
 def compile_inductor(gm, example_inputs):
     from torch._inductor.compile_fx import compile_fx
 
-    return compile_fx(gm, example_inputs)
+    compiled = compile_fx(gm, list(example_inputs))
+    if getattr(compiled, "_boxed_call", False):
+        def call_boxed(*args):
+            return compiled(list(args))
+
+        return call_boxed
+    return compiled
