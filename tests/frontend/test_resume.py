@@ -510,3 +510,36 @@ def test_user_context_managers_around_graph_segments():
     with pytest.raises(ValueError):
         jf.compile(g, backend="eager")(torch.ones(1), log_c)
     assert log_c == log_e == ["enter", "exit ValueError"]
+
+
+def test_nonlocal_writes_replayed_without_falling_back(monkeypatch):
+    from janus_frame.frontend import convert
+
+    made = []
+
+    def counting_make_function(*a):
+        made.append(a)  # the native rerun path builds a function: must not run
+        return convert.make_function.__wrapped__(*a)
+
+    import janus_frame.frontend.resume as resume_mod
+    counting_make_function.__wrapped__ = resume_mod.make_function
+    monkeypatch.setattr(convert, "make_function", counting_make_function)
+
+    def make():
+        total = torch.zeros(2)
+        calls = 0
+
+        def step(x):
+            nonlocal total, calls
+            total = total + x
+            calls += 1
+            return total * 2
+        return step
+
+    s = make()
+    cf = jf.compile(s, backend="eager", fullgraph=True)
+    for _ in range(3):
+        cf(torch.ones(2))
+    assert s.__closure__[0].cell_contents == 3
+    torch.testing.assert_close(s.__closure__[1].cell_contents, torch.full((2,), 3.0))
+    assert made == []

@@ -83,6 +83,13 @@ class FunctionBuilder:
             if ins.name in ("LOAD_FAST", "STORE_FAST", "DELETE_FAST") and ins.arg in rename:
                 ins.arg = rename[ins.arg]
                 out.append(ins)
+            elif ins.name in ("LOAD_FAST", "STORE_FAST") and isinstance(ins.arg, str) and \
+                    ins.arg.startswith("__jf_c_"):
+                # a closure cell written by replayed side effects (an assigned
+                # name compiles as a local; it is the frame's free variable)
+                uses_free = True
+                op = "LOAD_DEREF" if ins.name == "LOAD_FAST" else "STORE_DEREF"
+                out.append(Instr(op, FreeVar(ins.arg[7:]), lineno=lineno))
             elif ins.name == "LOAD_GLOBAL" and ins.arg[1].startswith("__jf_"):
                 push_null, gname = ins.arg
                 if push_null:
