@@ -203,6 +203,7 @@ class Stats:
     frames_failed: int = 0
     recompiles: int = 0
     compile_seconds: float = 0.0
+    reruns: int = 0  # graphs that raised and made their frame rerun natively
 
 
 stats = Stats()

@@ -272,6 +272,7 @@ def test_tensor_mutation_across_breaks():
     run_both(f, torch.randn(4), calls=2)
 
 
+@pytest.mark.reruns_ok
 def test_exception_in_segment_keeps_eager_side_effects():
     def f(x, idx, log):
         log.append("before")

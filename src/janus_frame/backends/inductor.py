@@ -2,20 +2,13 @@
 imports ``torch._inductor``).
 
 In: an fx.GraphModule with tensor placeholders and real example inputs.
-Out: a callable taking the graph's inputs positionally (Inductor's own
-compiled function may use the "boxed" convention: one list argument that it
-empties; that is adapted here).
+Out: Inductor's compiled callable, which behaves like the graph module
+(inputs positionally).
 """
 from __future__ import annotations
 
 
 def compile_inductor(gm, example_inputs):
-    from torch._inductor.compile_fx import compile_fx
+    from torch._inductor import compile as inductor_compile
 
-    compiled = compile_fx(gm, list(example_inputs))
-    if getattr(compiled, "_boxed_call", False):
-        def call_boxed(*args):
-            return compiled(list(args))
-
-        return call_boxed
-    return compiled
+    return inductor_compile(gm, list(example_inputs))

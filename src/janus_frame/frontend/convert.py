@@ -165,13 +165,20 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
         if lg is not None:
             lg.info("graph for %s (%s:%d)\n%s", code.co_qualname, code.co_filename,
                     code.co_firstlineno, gm.print_readable(print_output=False))
-        compiled = compiler.backend_fn(gm, [real for _, real in used])
-        inputs = ", ".join(v.source.expr() for v, _ in used)
+        # the backend's code (Inductor's generated modules, runtime wrappers)
+        # runs with janus_frame off: it is not the user's to compile
+        compiled = _C.Wrapper(compiler.backend_fn(gm, [real for _, real in used]), None)
+        # inputs are loaded before the guarded call: their sources were just
+        # validated by the guard, so a failure there is a bug to surface, not
+        # a reason to rerun the frame natively
+        for i, (v, _) in enumerate(used):
+            body.append(f"__jf_i{i} = {v.source.expr()}")
+        inputs = ", ".join(f"__jf_i{i}" for i in range(len(used)))
         call = f"__jf_o = {fb.const(compiled)}({inputs})"
         p = fb.const(PROBE)
         body.append(f"__jf_t = {p}.clock() if {p}.active else 0.0")
-        input_exprs = {v.node.name: v.source.expr() for v, _ in used}
-        body += _guarded_call(func, fb, gm, call, checks, spec_sites, input_exprs)
+        input_exprs = {v.node.name: f"__jf_i{i}" for i, (v, _) in enumerate(used)}
+        body += _guarded_call(func, fb, gm, call, checks, spec_sites, input_exprs, site)
         body.append(f"if __jf_t: __jf_t = {p}.graph_done({fb.const(site)}, __jf_t)")
         graphs.append(gm)
     elif brk is not None:
@@ -256,7 +263,7 @@ class _UnsafeSpeculation(Exception):
 
 
 def _guarded_call(func, fb: FunctionBuilder, gm, call: str, checks: list[str],
-                  sites: list, input_exprs: dict) -> list[str]:
+                  sites: list, input_exprs: dict, probe_site) -> list[str]:
     """The graph call, and what happens when the segment's assumptions fail.
 
     Nothing visible has happened when the graph returns (side effects are
@@ -287,6 +294,7 @@ def _guarded_call(func, fb: FunctionBuilder, gm, call: str, checks: list[str],
         undo.append(f"{input_exprs[name]}.copy_(__jf_saved{i})")
     lines += ["try:", f"    {call}", "except Exception:"]
     lines += ["    " + u for u in undo]
+    lines.append(f"    {fb.const(_note_rerun)}({fb.const(probe_site)})")
     lines.append(f"    return {fn}({slots})")
     for check, site in zip(checks, sites):
         k = fb.const(site)
@@ -297,6 +305,18 @@ def _guarded_call(func, fb: FunctionBuilder, gm, call: str, checks: list[str],
     for site in sites:
         lines.append(f"{fb.const(site)}.hit()")
     return lines
+
+
+def _note_rerun(site) -> None:
+    """A graph raised: the frame reruns natively (counted, and logged under
+    JANUS_LOGS=perf, so a segment that keeps failing is visible)."""
+    from .. import hook
+
+    hook.stats.reruns += 1
+    lg = artifact_logger("perf")
+    if lg is not None:
+        lg.info("graph of %s (%s:%s) raised; the frame reran natively", site.frame,
+                site.filename, site.lineno)
 
 
 _native_codes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
