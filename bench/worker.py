@@ -147,7 +147,8 @@ def run(args, ev: Events) -> None:
     if missing:
         reason = (f"needs {', '.join(missing)} (pip install -e '.[bench]' -- "
                   f"installs without changing torch)")
-        ev.send(event="header", **header, size=None, error=reason)
+        # the workload's size does not need the package: the row still says it
+        ev.send(event="header", **header, size=cls(quick=quick).size, error=reason)
         for n in names:
             ev.send(event="result", system=n, data={"system": n, "status": "n/a", "reason": reason})
         ev.send(event="done")
