@@ -544,3 +544,46 @@ def test_nonlocal_writes_replayed_without_falling_back(monkeypatch):
     assert s.__closure__[0].cell_contents == 3
     torch.testing.assert_close(s.__closure__[1].cell_contents, torch.full((2,), 3.0))
     assert made == []
+
+
+def test_break_in_frame_with_closure_cells(capsys):
+    def f(x, k):
+        scale = k * 2
+        g = lambda t: t * scale  # noqa: E731 - `scale` becomes a cell variable
+        y = g(x)
+        print("between")
+        scale = scale + 1  # written after the break: the closure must see it
+        return g(y), scale
+
+    def h(x):
+        acc = x + 1
+        print("p")
+
+        def inner():
+            return acc * 2
+        acc = acc + 1
+        return inner()
+
+    rec = run_both(f, torch.ones(2), 3, calls=2)
+    assert len(rec.graphs) >= 2  # resumed after the break, not run natively whole
+    rec = run_both(h, torch.ones(2), calls=2)
+    assert len(rec.graphs) == 2
+
+
+def test_closure_cell_shared_with_inlined_function():
+    def make():
+        count = torch.zeros(1)
+
+        def bump():
+            nonlocal count
+            count = count + 1
+
+        def step(x):
+            bump()  # inlined: writes the cell `step` reads next
+            return x * count
+        return step
+
+    s_e, s_c = make(), make()
+    cf = jf.compile(s_c, backend="eager", fullgraph=True)
+    for _ in range(3):
+        torch.testing.assert_close(cf(torch.ones(2)), s_e(torch.ones(2)))

@@ -407,7 +407,7 @@ class CallDispatch:
             real = fn.__closure__[i]
             csrc = CellContentsSource(ItemSource(AttrSource(src, "__closure__"), i)) \
                 if src else None
-            cells[name] = CellV(None, name, external=True, pending=(real, csrc))
+            cells[name] = self.output.real_cell(real, name, csrc)
         locals_ = self.bind_args(code, fn.__name__, defaults, kwdefaults, args, kwargs)
         return self.inline_code(code, fn.__globals__, locals_, cells, fn_source=src)
 

@@ -41,8 +41,8 @@ from .resume import RESUME_CODES, TailCall, leading_argument, live_locals, make_
     original_position, resume_code, trampoline, try_regions
 from .sources import ArgSource, ClosureSource
 from .values import (
-    NULL, CellV, Const, DerivedConst, DictV, ExitV, IterV, ListV, MethodV, NewObjV, NullV, ObjV, SetV,
-    SliceV, TensorV, TupleV, Value,
+    NULL, CellV, Const, DerivedConst, DictV, ExitV, FunctionV, IterV, ListV, MethodV, NewObjV,
+    NullV, ObjV, SetV, SliceV, TensorV, TupleV, Value,
 )
 
 _LITERAL_TYPES = (int, str, bool, type(None), bytes)
@@ -80,7 +80,12 @@ def _compile(func, args, compiler, symbolic: bool) -> CompiledEntry:
         brk = gb
     try:
         entry = _build(func, args, compiler, brk, symbolic)
-    except (GraphBreak, NeedsShapeEnv, _UnsafeSpeculation):
+    except GraphBreak as e:
+        if e.filename is None:  # the state at the break cannot be handed back
+            brk.detail += f" (the frame then runs natively: {e.reason})"
+            raise brk from None
+        raise
+    except (NeedsShapeEnv, _UnsafeSpeculation):
         raise
     except Exception as e:  # noqa: BLE001
         # no resume function could be made here (e.g. bytecode whose stack
@@ -109,8 +114,6 @@ def _not_resumable(code, gb: GraphBreak) -> str | None:
     ins = instrs[gb.root_ip]
     if ins.name not in _RESUMABLE:
         return f"{ins.name} cannot run on its own"
-    if code.co_cellvars:
-        return "the frame has closure cells"
     if try_regions(code)[gb.root_ip]:
         return "inside a try or with block"
     return None
@@ -125,8 +128,7 @@ def _trace(func, args, compiler, stop_at, symbolic):
                          frozenset(code_state(code).dynamic))
     cells = {}
     for i, name in enumerate(code.co_freevars):
-        cells[name] = CellV(None, name, external=True,
-                            pending=(func.__closure__[i], ClosureSource(name)))
+        cells[name] = output.real_cell(func.__closure__[i], name, ClosureSource(name))
     tx = Translator(output, code, func.__globals__, {}, cells, root_func=func)
     tx.lazy_args = {name: (args[i], ArgSource(name, i)) for i, name in enumerate(names)}
     tx.stop_at = stop_at
@@ -283,7 +285,7 @@ def _guarded_call(func, fb: FunctionBuilder, gm, call: str, checks: list[str],
     random = any(h in n.lower() for n in names for h in _RANDOM_HINTS)
     native = _native_code(func.__code__)
     slots = "".join(f"__jf_a{i}, " for i in range(nargs_of(func.__code__)))
-    fn = _function_expr(fb, native, func.__code__.co_freevars)
+    fn = _function_expr(fb, native, [f"__jf_cell_{n}" for n in func.__code__.co_freevars])
     undo = []
     lines = []
     if random:
@@ -435,13 +437,12 @@ def _break_tail(func, tx: Translator, rb: "Rebuilder", compiler) -> list[str]:
     return lines
 
 
-def _function_expr(fb: FunctionBuilder, code, freevars) -> str:
+def _function_expr(fb: FunctionBuilder, code, cells) -> str:
     """An expression making a function of ``code`` in the running frame's
-    globals (and closure cells). Made at run time: a function object kept as
-    a constant would tie the cache (invisible to the garbage collector) to
-    the user's globals."""
-    cells = "".join(f"__jf_cell_{n}, " for n in freevars)
-    closure = f"({cells})" if freevars else "None"
+    globals, with closure ``cells`` (cell expressions). Made at run time: a
+    function object kept as a constant would tie the cache (invisible to the
+    garbage collector) to the user's globals."""
+    closure = "(" + "".join(f"{c}, " for c in cells) + ")" if cells else "None"
     return f"{fb.const(make_function)}({fb.const(code)}, __jf_h_globals(), {closure})"
 
 
@@ -487,7 +488,15 @@ def _continue(func, tx: Translator, rb: "Rebuilder", compiler, stack_after: list
     rcode = resume_code(orig, at, null_slots, tuple(live))
     compiler.forced.add(rcode)
     fb = rb.fb
-    fn = _function_expr(fb, rcode, code.co_freevars)
+    cells = []
+    for name in orig.co_cellvars + orig.co_freevars:
+        if name in code.co_freevars:
+            cells.append(f"__jf_cell_{name}")
+        else:  # a cell of this frame: one new cell holding its current contents,
+            # shared with the functions built here that captured it
+            c = tx.cells.get(name)
+            cells.append(rb.expr(c) if c is not None else f"{fb.const(types.CellType)}()")
+    fn = _function_expr(fb, rcode, cells)
     call = fb.const(TailCall if is_resume else trampoline)
     ordered = values[:1] + stack_vals + values[1:] if lead else stack_vals + values
     args = "".join(x + ", " for x in ordered)
@@ -618,8 +627,27 @@ class Rebuilder:
             return self.reenter(v), True
         if isinstance(v, ObjV):
             return fb.const(v.obj), False
+        if isinstance(v, CellV) and not v.external:
+            contents = "" if v.contents is None else e(v.contents)
+            return f"{fb.const(types.CellType)}({contents})", True
+        if isinstance(v, FunctionV):
+            closure = "(" + "".join(e(c) + ", " for c in v.closure) + ")" if v.closure else "None"
+            defaults = "(" + "".join(e(d) + ", " for d in v.defaults) + ")"
+            kwdefaults = "{" + ", ".join(f"{k!r}: {e(d)}" for k, d in v.kwdefaults.items()) + "}"
+            return (f"{fb.const(_build_function)}({fb.const(v.code)}, __jf_h_globals(), "
+                    f"{v.qualname!r}, {defaults}, {kwdefaults}, {closure})"), True
         raise GraphBreak("JF009", f"a {v.python_type().__name__} built while tracing cannot "
                          "be handed back to Python")
+
+
+def _build_function(code, globals_, qualname, defaults, kwdefaults, closure):
+    """Rebuild a function made by MAKE_FUNCTION while tracing (its cells are
+    the ones the frame and its resume function share)."""
+    fn = types.FunctionType(code, globals_, code.co_name, defaults or None, closure)
+    fn.__qualname__ = qualname
+    if kwdefaults:
+        fn.__kwdefaults__ = kwdefaults
+    return fn
 
 
 def _build_object(cls, attrs: dict):

@@ -33,7 +33,7 @@ from .effects import SideEffects
 from .guards import Guards
 from .sources import AttrSource, IntTensorSource, ItemSource, Source
 from .values import (
-    Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SetV, SliceV, TensorV, TupleV, Value,
+    CellV, Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SetV, SliceV, TensorV, TupleV, Value,
 )
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
@@ -61,6 +61,8 @@ class OutputGraph:
         self.inputs: list[tuple[TensorV, torch.Tensor]] = []
         self._wrapped: dict[int, tuple[Value, Source, object]] = {}  # id(obj) -> value
         self._names: set[str] = set()
+        self._cells: dict[int, CellV] = {}  # id(real cell) -> its symbolic cell
+        self._cells_keep: list = []  # the real cells, alive while their ids are keys
         self.grad_enabled = torch.is_grad_enabled()
         self.initial_grad_enabled = self.grad_enabled
         self.autocast: list[tuple] = []  # (torch.autocast args, enter node) entered in the graph
@@ -71,6 +73,16 @@ class OutputGraph:
         self.speculations: list = []  # (predicate TensorV, predicted bool, site)
         self.spec_codes: set = set()  # speculation states whose epoch the entry depends on
         self.op_count = 0
+
+    def real_cell(self, cell, name: str, source) -> CellV:
+        """The one symbolic cell for a real closure cell: functions sharing a
+        cell (a frame and the closures it made) see each other's writes."""
+        v = self._cells.get(id(cell))
+        if v is None or v.pending is not None and v.pending[0] is not cell:
+            v = CellV(None, name, external=True, pending=(cell, source))
+            self._cells[id(cell)] = v
+            self._cells_keep.append(cell)
+        return v
 
     # -- wrapping real objects ------------------------------------------------
 

@@ -20,7 +20,7 @@ import dataclasses
 import types
 import weakref
 
-from bytecode import Bytecode, Instr, Label, TryBegin, TryEnd
+from bytecode import Bytecode, CellVar, FreeVar, Instr, Label, TryBegin, TryEnd
 from bytecode.instr import InstrLocation
 
 from .interpreter import load_instructions
@@ -172,9 +172,12 @@ def resume_code(orig: types.CodeType, index: int, null_slots: tuple[bool, ...],
     loc = InstrLocation(lineno, lineno, None, None)
     stack_args = [f"__jf_s{i}" for i, is_null in enumerate(null_slots) if not is_null]
     lead = leading_argument(orig)
+    # the original's cell variables become free variables: the replacement
+    # hands over their cells (with their contents) in the closure
+    free_all = list(orig.co_cellvars) + list(orig.co_freevars)
     prologue = []
-    if orig.co_freevars:
-        prologue.append(Instr("COPY_FREE_VARS", len(orig.co_freevars), location=loc))
+    if free_all:
+        prologue.append(Instr("COPY_FREE_VARS", len(free_all), location=loc))
     prologue.append(Instr("RESUME", 0, location=loc))
     for i, is_null in enumerate(null_slots):
         if is_null:
@@ -195,6 +198,12 @@ def resume_code(orig: types.CodeType, index: int, null_slots: tuple[bool, ...],
         if isinstance(item, Instr):
             skipping = False
         body.append(item)
+    if orig.co_cellvars:
+        for item in body:
+            if isinstance(item, Instr) and isinstance(item.arg, CellVar):
+                item.arg = FreeVar(item.arg.name)
+        bc.cellvars = []
+        bc.freevars = free_all
     bc[:] = prologue + body
     # zero-argument super() reads the frame's first local: keep the original
     # first argument in that slot
