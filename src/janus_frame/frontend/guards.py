@@ -80,6 +80,8 @@ class Guards:
             f"{e}.shape == {tuple(t.shape)!r}",
             f"{e}.stride() == {tuple(t.stride())!r}",
             f"{e}.requires_grad is {t.requires_grad!r}",
+            # the CPU is one device: a flag read is a third of a device comparison
+            f"{e}.is_cpu is True" if t.device.type == "cpu" else
             f"{e}.device == {self.fb.const(t.device)}",
         ]
         self.add(
