@@ -587,3 +587,20 @@ def test_closure_cell_shared_with_inlined_function():
     cf = jf.compile(s_c, backend="eager", fullgraph=True)
     for _ in range(3):
         torch.testing.assert_close(cf(torch.ones(2)), s_e(torch.ones(2)))
+
+
+def test_printed_values_are_not_specialised(capsys):
+    def f(x):
+        y = (x * 2).sum()
+        v = y.item()  # a new float every call
+        print(f"value {v:.3f} ({v!r})")
+        return x + 1
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec)
+    for i in range(12):
+        x = torch.full((2,), float(i))
+        torch.testing.assert_close(cf(x), f(x))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0::2] == out[1::2]  # compiled and eager printed the same text
+    assert jf.hook.stats.recompiles == 0  # the float was never guarded on

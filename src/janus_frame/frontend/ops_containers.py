@@ -12,7 +12,26 @@ import torch
 from .breaks import GraphBreak
 from .ops_arith import _NO
 from .sources import AttrSource, ItemSource
-from .values import Const, DictV, IterV, ListV, ObjV, SetV, SliceV, TensorV, TupleV, Value
+from .values import (
+    Const, DerivedConst, DictV, IterV, ListV, ObjV, SetV, SliceV, TensorV, TupleV, Value,
+    unguarded,
+)
+
+
+def _format(value, conv: int, spec: str) -> str:
+    """FORMAT_VALUE: an f-string field (conversion 1 str, 2 repr, 3 ascii)."""
+    if conv == 1:
+        value = str(value)
+    elif conv == 2:
+        value = repr(value)
+    elif conv == 3:
+        value = ascii(value)
+    return format(value, spec)
+
+
+def _concat(*parts: str) -> str:
+    """BUILD_STRING."""
+    return "".join(parts)
 
 
 class ContainerOps:
@@ -76,25 +95,31 @@ class ContainerOps:
 
     def BUILD_STRING(self, ins):
         parts = self.popn(ins.arg)
-        if not all(isinstance(p, Const) and isinstance(p.value, str) for p in parts):
+        if not all(isinstance(p, Const) and isinstance(p._value, str) for p in parts):
             raise GraphBreak("JF009", "f-string of non-constant values")
+        if any(unguarded(p) for p in parts):
+            # built again after the graph from its unspecialised parts
+            self.push(DerivedConst(_concat, parts))
+            return
         self.push(Const("".join(p.value for p in parts)))
 
     def FORMAT_VALUE(self, ins):
         flags = ins.arg
-        spec = self.pop().value if flags & 0x04 else ""
+        spec = self.pop() if flags & 0x04 else Const("")
         v = self.pop()
+        conv = Const(flags & 0x03)
+        if unguarded(v) and isinstance(spec, Const) and not unguarded(spec):
+            # a value read from the frame only formatted (e.g. a loss printed
+            # after .item()): not specialised, formatted again at run time
+            try:
+                self.push(DerivedConst(_format, [v, conv, spec]))
+                return
+            except Exception:  # noqa: BLE001 - fold below reports the error
+                pass
         val = self.as_python(v)
         if val is _NO or isinstance(v, TensorV):
             raise GraphBreak("JF009", "f-string of a non-constant value")
-        conv = flags & 0x03
-        if conv == 1:
-            val = str(val)
-        elif conv == 2:
-            val = repr(val)
-        elif conv == 3:
-            val = ascii(val)
-        self.push(Const(format(val, spec)))
+        self.push(self.fold(_format, val, conv.value, spec.value))
 
     def LIST_APPEND(self, ins):
         item = self.pop()
