@@ -218,8 +218,8 @@ def loads_of(expr):
     return [e for e in walk(expr) if e.kind in ("load", "mload")]
 
 
-def subst_vars(expr, mapping, memo=None):
-    """A copy of ``expr`` whose Affine indices have vars replaced by Affines."""
+def map_indices(expr, fn, memo=None):
+    """A copy of ``expr`` with every Affine index replaced by ``fn(index)``."""
     if memo is None:
         memo = {}
     k = id(expr)
@@ -227,37 +227,26 @@ def subst_vars(expr, mapping, memo=None):
         return memo[k]
     if expr.kind in ("load", "mload"):
         buf, idx = expr.aux
-        args = [subst_vars(a, mapping, memo) for a in expr.args]
-        out = E(expr.kind, expr.dtype, args, (buf, idx.subst(mapping)))
+        args = [map_indices(a, fn, memo) for a in expr.args]
+        out = E(expr.kind, expr.dtype, args, (buf, fn(idx)))
     elif expr.kind == "index":
-        out = E("index", expr.dtype, (), expr.aux.subst(mapping))
+        out = E("index", expr.dtype, (), fn(expr.aux))
     elif expr.args:
-        out = E(expr.kind, expr.dtype, [subst_vars(a, mapping, memo) for a in expr.args], expr.aux)
+        out = E(expr.kind, expr.dtype, [map_indices(a, fn, memo) for a in expr.args], expr.aux)
     else:
         out = expr
     memo[k] = out
     return out
+
+
+def subst_vars(expr, mapping, memo=None):
+    """A copy of ``expr`` whose Affine indices have vars replaced by Affines."""
+    return map_indices(expr, lambda idx: idx.subst(mapping), memo)
 
 
 def rename_vars(expr, mapping, memo=None):
     """A copy of ``expr`` whose Affine indices have their vars renamed."""
-    if memo is None:
-        memo = {}
-    k = id(expr)
-    if k in memo:
-        return memo[k]
-    if expr.kind in ("load", "mload"):
-        buf, idx = expr.aux
-        args = [rename_vars(a, mapping, memo) for a in expr.args]
-        out = E(expr.kind, expr.dtype, args, (buf, idx.rename(mapping)))
-    elif expr.kind == "index":
-        out = E("index", expr.dtype, (), expr.aux.rename(mapping))
-    elif expr.args:
-        out = E(expr.kind, expr.dtype, [rename_vars(a, mapping, memo) for a in expr.args], expr.aux)
-    else:
-        out = expr
-    memo[k] = out
-    return out
+    return map_indices(expr, lambda idx: idx.rename(mapping), memo)
 
 
 def op_count(expr):
