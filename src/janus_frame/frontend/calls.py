@@ -25,7 +25,7 @@ from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
 from .ops_arith import _NO
 from .sources import AttrSource, CellContentsSource, ItemSource
 from .values import (
-    CellV, Const, CtxV, DictV, ExitV, FunctionV, ListV, MethodV, NewObjV, ObjV, SetV, SuperV,
+    Const, CtxV, DictV, ExitV, FunctionV, ListV, MethodV, NewObjV, ObjV, SetV, SuperV,
     TensorV, TupleV, Value,
 )
 

@@ -349,7 +349,6 @@ class _Result:
 
 
 def _break_tail(func, tx: Translator, rb: "Rebuilder", compiler) -> list[str]:
-    code = func.__code__
     idx = tx.stop_at
     ins = tx.instrs[idx]
     stack = list(tx.stack)

@@ -16,12 +16,10 @@ appends: the list's length is never guarded, so a list that grows every step
 """
 from __future__ import annotations
 
-import types
-
 import torch
 
 from .breaks import GraphBreak
-from .sources import CellContentsSource, ClosureSource, Source
+from .sources import ClosureSource
 from .values import CellV, DictV, ListV, ObjV, SetV, Value
 
 _module_setattr = torch.nn.Module.__setattr__
@@ -155,8 +153,3 @@ def _dedup_keep_last(order):
     return out
 
 
-def cell_target(cell: CellV) -> Source | None:
-    return getattr(cell, "write_target", None)
-
-
-__all__ = ["SideEffects", "CellContentsSource", "types"]

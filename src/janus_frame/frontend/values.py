@@ -32,9 +32,6 @@ class Value:
     def python_type(self) -> type:
         raise NotImplementedError
 
-    def is_const(self) -> bool:
-        return False
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._repr()})"
 
@@ -64,9 +61,6 @@ class Const(Value):
 
     def python_type(self) -> type:
         return type(self.value)
-
-    def is_const(self) -> bool:
-        return True
 
     def _repr(self) -> str:
         return repr(self._value)
@@ -400,6 +394,3 @@ class ExitV(Value):
     def python_type(self) -> type:
         return object
 
-
-def is_tensor(v: Value) -> bool:
-    return isinstance(v, TensorV)

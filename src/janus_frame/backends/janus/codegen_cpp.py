@@ -211,13 +211,7 @@ def op_c(kind, dtype, a, arg_dtypes):
     raise CodegenError(f"no C for op {kind} on {dtype}")
 
 
-def _akey(a, ids):
-    if not a.dynamic_terms():
-        return a._key
-    return (a.offset, tuple((v if isinstance(v, str) else ("dyn", ids[id(v)]), c) for v, c in a.terms))
-
-
-class Body:
+class Body(ir.CSEEmitter):
     """Statements of one loop body with CSE over expression nodes."""
 
     def __init__(self, bufvar, locals_, indent):
@@ -234,27 +228,6 @@ class Body:
         self.lines.append(f"{'  ' * self.indent}const {ctype} {name} = {text};")
         return name
 
-    def emit(self, e):
-        # ids are only stable while ``e`` is alive (one call); across calls
-        # common subexpressions are found by structure
-        ids = {}
-        for x in ir.walk(e):
-            args = tuple(ids[id(a)] for a in x.args)
-            aux = x.aux
-            if x.kind == "const":
-                aux = (type(aux).__name__, repr(aux))
-            elif x.kind in ("load", "mload"):
-                aux = (aux[0], _akey(aux[1], ids))
-            elif x.kind == "index":
-                aux = _akey(aux, ids)
-            key = (x.kind, x.dtype, aux, args)
-            name = self.memo.get(key)
-            if name is None:
-                self._ids = ids
-                name = self._one(x)
-                self.memo[key] = name
-            ids[id(x)] = name
-        return ids[id(e)]
 
     def affine(self, a):
         """C text of an index; data-dependent terms use their emitted temps."""

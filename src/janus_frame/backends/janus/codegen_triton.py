@@ -26,7 +26,7 @@ import os
 import torch
 
 from . import ir
-from .codegen_cpp import CodegenError, _akey
+from .codegen_cpp import CodegenError
 from .cpp_build import cache_dir
 from .ir import Affine
 from .runtime import pyexpr
@@ -184,7 +184,7 @@ def _next_pow2(n):
     return 1 << max(0, (int(n) - 1).bit_length())
 
 
-class TBody:
+class TBody(ir.CSEEmitter):
     def __init__(self, ptr, locals_, sub_index):
         self.lines = []
         self.memo = {}
@@ -208,24 +208,6 @@ class TBody:
         parts.append(pyexpr(a.offset))
         return "(" + " + ".join(parts) + ")"
 
-    def emit(self, e):
-        ids = {}
-        for x in ir.walk(e):
-            aux = x.aux
-            if x.kind == "const":
-                aux = (type(aux).__name__, repr(aux))
-            elif x.kind in ("load", "mload"):
-                aux = (aux[0], _akey(aux[1], ids))
-            elif x.kind == "index":
-                aux = _akey(aux, ids)
-            key = (x.kind, x.dtype, aux, tuple(ids[id(a)] for a in x.args))
-            name = self.memo.get(key)
-            if name is None:
-                self._ids = ids
-                name = self._one(x)
-                self.memo[key] = name
-            ids[id(x)] = name
-        return ids[id(e)]
 
     def _one(self, x):
         k = x.kind
@@ -237,7 +219,7 @@ class TBody:
             return self.tmp(self.idx(x.aux))
         if k in ("load", "mload"):
             buf, a = x.aux
-            loc = self.locals.get((buf, _akey(a, self._ids)))
+            loc = self.locals.get((buf, ir.index_key(a, self._ids)))
             if loc is not None:
                 return loc
             mask = self.mask
@@ -280,7 +262,6 @@ def _axis_text(var_axes, sizes, flat, prefix):
 
 
 def gen_kernel(sched, k: Kernel, syms):
-    prog = sched.prog
     local_bufs = {m.node.out.name for m in k.members if m.node.out.name not in k.stored}
     bufs = []
     for m in k.members:

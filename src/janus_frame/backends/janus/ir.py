@@ -588,3 +588,37 @@ def dtype_max(dtype):
     if dtype == torch.bool:
         return True
     return torch.iinfo(dtype).max
+
+
+def index_key(a, ids):
+    """Structural key of an index; data-dependent terms by their emitted names."""
+    if not a.dynamic_terms():
+        return a._key
+    return (a.offset, tuple((v if isinstance(v, str) else ("dyn", ids[id(v)]), c)
+                            for v, c in a.terms))
+
+
+class CSEEmitter:
+    """Emits an expression DAG once per distinct subexpression (shared by the
+    C and Triton code generators; subclasses provide ``memo`` and ``_one``)."""
+
+    def emit(self, e):
+        # ids are only stable while ``e`` is alive (one call); across calls
+        # common subexpressions are found by structure
+        ids = {}
+        for x in walk(e):
+            aux = x.aux
+            if x.kind == "const":
+                aux = (type(aux).__name__, repr(aux))
+            elif x.kind in ("load", "mload"):
+                aux = (aux[0], index_key(aux[1], ids))
+            elif x.kind == "index":
+                aux = index_key(aux, ids)
+            key = (x.kind, x.dtype, aux, tuple(ids[id(a)] for a in x.args))
+            name = self.memo.get(key)
+            if name is None:
+                self._ids = ids
+                name = self._one(x)
+                self.memo[key] = name
+            ids[id(x)] = name
+        return ids[id(e)]

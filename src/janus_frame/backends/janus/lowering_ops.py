@@ -12,14 +12,13 @@ promoted dtype of their operands.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 
 from . import ir
 from .ir import Affine, E
 from .lowering import (TV, as_tv, broadcast_to, cast, lazy, permute, reshape, select, slice_,
-                       squeeze_dims, sz, unsqueeze, view_of)
+                       squeeze_dims, sz, unsqueeze)
 
 aten = torch.ops.aten
 prims = torch.ops.prims

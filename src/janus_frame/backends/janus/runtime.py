@@ -160,7 +160,6 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
             L.append(alloc(b))
     if sched.arena:
         L.append(f"    ws = _empty(({pyexpr(sched.arena_bytes)},), dtype=_u8)")
-    seg_by_kernel = {}
     if csource is not None:
         for (name, external, uses_ws) in csource.segments:
             fn = getattr(lib, name)
