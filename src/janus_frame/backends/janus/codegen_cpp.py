@@ -29,6 +29,7 @@ from .ir import Affine
 from .scheduler import Kernel
 
 PARALLEL_MIN_WORK = 32768
+OUTER_BLOCK = 512  # columns per block of an interchanged (outer-axis) reduction
 
 CTYPES = {
     torch.float32: "float", torch.float64: "double", torch.int64: "int64_t",
@@ -323,6 +324,7 @@ class CppKernelGen:
         self.k = kernel
         self.bufvar = bufvar
         self.out = []
+        self.omp_api = False  # calls omp_get_thread_num()
 
     def accesses(self):
         acc = []
@@ -350,6 +352,8 @@ class CppKernelGen:
         acc = self.accesses()
         if not k.is_reduction:
             return self.gen_pointwise(sizes, acc)
+        if outer_reduction_layout(k, acc):
+            return self.gen_outer_reduction(sizes, acc)
         return self.gen_reduction(sizes, acc)
 
     def _store_line(self, m, sub, val, ind):
@@ -488,6 +492,162 @@ class CppKernelGen:
             lines.append(f"{'  ' * ind}}}")
         return lines
 
+    def gen_outer_reduction(self, sizes, acc):
+        """A reduction over outer axes with the kept axes innermost (a bias
+        gradient: sum over the batch of [batch, features]), loops interchanged:
+        the kept extent is cut into blocks of ``OUTER_BLOCK`` columns, each
+        block keeps a vector of partial results, and the reduced axes are the
+        outer loops, so every inner loop runs contiguously over one row of
+        the block (``omp simd``).  Threads split the kept extent (never the
+        reduction: results are bitwise independent of the thread count).
+        Pass structure as in :meth:`gen_reduction`; values of an earlier pass
+        live in per-block arrays."""
+        k = self.k
+        outer_axes = k.outer_axes
+        oloops, osub = _loops(outer_axes, sizes, acc)
+        rloops, rsub = _loops(list(k.red_axes), sizes, acc)
+        (lv, K, _), = oloops
+        sub = dict(osub)
+        sub.update(rsub)
+        red_numel = ir.prod([sizes[a] for a in k.red_axes])
+        work = ir.prod(sizes)
+        B = OUTER_BLOCK
+        lines = []
+        ind = 1
+        sp = "  " * ind
+        par = None
+        if isinstance(work, int):
+            if work >= PARALLEL_MIN_WORK and (not isinstance(K, int) or K >= 2 * 16):
+                par = ""
+        else:
+            par = f" if({cexpr(work)} >= {PARALLEL_MIN_WORK})"
+        Kc = cexpr(K)
+        if par is not None:
+            self.omp_api = True
+            lines.append(f"{sp}#pragma omp parallel{par}")
+            lines.append(f"{sp}{{")
+            ind += 1
+            sp = "  " * ind
+            lines.append(f"{sp}const int64_t nt_ = omp_get_num_threads(), tid_ = omp_get_thread_num();")
+            lines.append(f"{sp}const int64_t ch_ = ({Kc} + nt_ - 1) / nt_ + 15 & ~(int64_t)15;")
+            lines.append(f"{sp}const int64_t lo_ = tid_ * ch_ < {Kc} ? tid_ * ch_ : {Kc};")
+            lines.append(f"{sp}const int64_t hi_ = lo_ + ch_ < {Kc} ? lo_ + ch_ : {Kc};")
+        else:
+            lines.append(f"{sp}const int64_t lo_ = 0, hi_ = {Kc};")
+        lines.append(f"{sp}for (int64_t kb_ = lo_; kb_ < hi_; kb_ += {B}) {{")
+        ind += 1
+        sp = "  " * ind
+        lines.append(f"{sp}const int64_t ke_ = kb_ + {B} < hi_ ? kb_ + {B} : hi_;")
+        kloop = f"for (int64_t {lv} = kb_; {lv} < ke_; ++{lv}) {{"
+        slot = f"{lv} - kb_"
+        locals_ = {}
+        passes = sorted({m.pass_ for m in k.members})
+        for p in passes:
+            pm = [m for m in k.members if m.pass_ == p]
+            full = [m for m in pm if m.role == "full"]
+            outer = [m for m in pm if m.role == "outer"]
+            reds = [m for m in full if isinstance(m.node, ir.Reduction)]
+            if reds:
+                for m in reds:
+                    a = self._acc_name(m)
+                    lines.append(f"{sp}{self._acc_type(m, red_numel)} {a}[{B}];")
+                lines.append(f"{sp}#pragma omp simd")
+                lines.append(f"{sp}{kloop}")
+                for m in reds:
+                    lines.append(f"{sp}  {self._acc_name(m)}[{slot}] = {self._vec_init(m)};")
+                lines.append(f"{sp}}}")
+            if full:
+                rl, rind = self._open_loops(rloops, ind, None, None)
+                lines += rl
+                lines.append(f"{'  ' * rind}#pragma omp simd")
+                lines.append(f"{'  ' * rind}{kloop}")
+                rind += 1
+                body = Body(self.bufvar, locals_, rind)
+                local_keys = []
+                for m in full:
+                    e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
+                    v = body.emit(e)
+                    if isinstance(m.node, ir.Reduction):
+                        body.lines += self._vec_update(m, v, f"{self._acc_name(m)}[{slot}]", rind)
+                    else:
+                        key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
+                        locals_[key] = v
+                        local_keys.append(key)
+                        if m.node.out.name in k.stored:
+                            body.lines.append(self._store_line(m, sub, v, rind))
+                lines += body.lines
+                for key in local_keys:
+                    del locals_[key]
+                rind -= 1
+                lines.append(f"{'  ' * rind}}}")
+                for _ in rloops:
+                    rind -= 1
+                    lines.append(f"{'  ' * rind}}}")
+            for m in reds:
+                T = CTYPES[m.node.out.dtype]
+                locals_[(m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)] = \
+                    f"(({T}){self._acc_name(m)}[{slot}])"
+            stores = [m for m in reds if m.node.out.name in k.stored]
+            if stores or outer:
+                for m in outer:
+                    lines.append(f"{sp}{CTYPES[m.node.out.dtype]} loc_{m.node.out.name}[{B}];")
+                lines.append(f"{sp}#pragma omp simd")
+                lines.append(f"{sp}{kloop}")
+                body = Body(self.bufvar, locals_, ind + 1)
+                body.n = 1000 + p * 100
+                for m in stores:
+                    v = body.emit(ir.load(m.node.out.name, m.node.store.subst(m.amap).subst(sub),
+                                          m.node.out.dtype))
+                    body.lines.append(self._store_line(m, sub, v, ind + 1))
+                for m in outer:
+                    e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
+                    v = body.emit(e)
+                    name = m.node.out.name
+                    body.lines.append(f"{'  ' * (ind + 1)}loc_{name}[{slot}] = {v};")
+                    if name in k.stored:
+                        body.lines.append(self._store_line(m, sub, v, ind + 1))
+                lines += body.lines
+                lines.append(f"{sp}}}")
+                for m in outer:
+                    locals_[(m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)] = \
+                        f"loc_{m.node.out.name}[{slot}]"
+        ind -= 1
+        lines.append(f"{'  ' * ind}}}")
+        if par is not None:
+            ind -= 1
+            lines.append(f"{'  ' * ind}}}")
+        return lines
+
+    def _vec_init(self, m):
+        rt = m.node.rtype
+        d = m.node.expr.dtype
+        if rt == "sum":
+            return "0"
+        if rt == "prod":
+            return "1"
+        if rt == "any":
+            return "0"
+        if rt == "all":
+            return "1"
+        return cconst(ir.dtype_min(d) if rt == "max" else ir.dtype_max(d), d)
+
+    def _vec_update(self, m, v, a, ind):
+        """Update of one slot of a vector accumulator (no SIMD reduction
+        clause: NaN propagates through the select itself)."""
+        rt = m.node.rtype
+        sp = "  " * ind
+        if rt == "sum":
+            return [f"{sp}{a} += {v};"]
+        if rt == "prod":
+            return [f"{sp}{a} *= {v};"]
+        if rt == "any":
+            return [f"{sp}{a} |= ({v} != 0);"]
+        if rt == "all":
+            return [f"{sp}{a} &= ({v} != 0);"]
+        op = ">" if rt == "max" else "<"
+        nan = f" || {v} != {v}" if m.node.expr.dtype.is_floating_point else ""
+        return [f"{sp}{a} = ({v} {op} {a}{nan}) ? {v} : {a};"]
+
     # accumulators --------------------------------------------------------
     def _acc_name(self, m):
         return f"acc_{m.node.out.name}"
@@ -560,6 +720,33 @@ class CppKernelGen:
         return f"(({T}){a})"
 
 
+def outer_reduction_layout(k, accesses):
+    """Should reduction kernel ``k`` run with its loops interchanged
+    (:meth:`CppKernelGen.gen_outer_reduction`)?  Yes when every reduced axis
+    lies outside every kept axis (size-1 axes ignored), the kept axes form one
+    loop, no member is an arg-reduction, and more accesses run contiguously
+    along the innermost kept axis than along the innermost reduced one."""
+    sizes = k.full_shape
+    live = [a for a in range(len(sizes)) if not (isinstance(sizes[a], int) and sizes[a] == 1)]
+    red = [a for a in live if a in k.red_axes]
+    kept = [a for a in live if a not in k.red_axes]
+    if not red or not kept or max(red) > min(kept):
+        return False
+    if any(isinstance(m.node, ir.Reduction) and m.node.rtype in ("argmax", "argmin")
+           for m in k.members):
+        return False
+    oloops, _ = _loops(kept, sizes, accesses)
+    if len(oloops) != 1:
+        return False
+    along_kept = sum(1 for a in accesses if _unit(a.coeff(f"a{kept[-1]}")))
+    along_red = sum(1 for a in accesses if _unit(a.coeff(f"a{red[-1]}")))
+    return along_kept > 0 and along_kept >= along_red
+
+
+def _unit(c):
+    return isinstance(c, int) and abs(c) == 1
+
+
 def _kernel_bufs(k):
     """Buffers a kernel needs a pointer to: everything it reads from outside,
     and what it stores; values kept in registers need none."""
@@ -592,6 +779,7 @@ def generate(sched, seg_plan):
     prog = sched.prog
     src = CSource()
     parts = [PRELUDE]
+    omp_api = False
     syms = [str(s) for s, _ in prog.symbols]
     for seg_name, kernels in seg_plan:
         ptr_bufs = []
@@ -611,7 +799,9 @@ def generate(sched, seg_plan):
                 const = "" if b in written else "const "
                 params.append(f"{const}{T}* JF_RESTRICT {bufvar[b]}")
             params += [f"const int64_t {s}" for s in syms]
-            body = CppKernelGen(sched, k, bufvar).gen()
+            gen = CppKernelGen(sched, k, bufvar)
+            body = gen.gen()
+            omp_api = omp_api or gen.omp_api
             parts.append(f"/* {k.name}: {len(k.members)} node(s) */")
             parts.append(f"static void {k.name}({', '.join(params) or 'void'}) {{")
             parts += body
@@ -635,5 +825,7 @@ def generate(sched, seg_plan):
         lines.append("}")
         parts += lines
         src.segments.append((seg_name, external, uses_ws))
+    if omp_api:
+        parts.insert(1, "#include <omp.h>")
     src.text = "\n".join(parts) + "\n"
     return src

@@ -54,7 +54,7 @@ def is_one(s):
 class TV:
     """A tensor value: a view of a buffer (``buf`` set) or lazy (``fn`` set)."""
 
-    __slots__ = ("shape", "dtype", "buf", "strides", "offset", "fn", "_memo", "cost")
+    __slots__ = ("shape", "dtype", "buf", "strides", "offset", "fn", "_memo", "cost", "realized")
 
     def __init__(self, shape, dtype, buf=None, strides=None, offset=0, fn=None):
         self.shape = tuple(shape)
@@ -65,6 +65,7 @@ class TV:
         self.fn = fn
         self._memo = {}
         self.cost = None
+        self.realized = None  # a lazy value's buffer view, once stored
 
     @property
     def is_view(self):
@@ -385,6 +386,8 @@ class Lowering:
         unless ``copy`` (a reshape that no strides can express)."""
         if tv.is_view and out is None and not copy:
             return tv
+        if out is None and not copy and tv.realized is not None:
+            return tv.realized  # stored once, however many consumers need a buffer
         if out is None:
             out = self.prog.new_buffer("buf", tv.shape, ir.contiguous_strides(tv.shape), tv.dtype, "temp")
         vars_ = [Affine.var("v%d" % i) for i in range(tv.ndim)]
@@ -393,13 +396,21 @@ class Lowering:
             expr = cast(expr, out.dtype)
         node = ir.Pointwise(f"n{len(self.prog.nodes)}", out, tv.shape, expr)
         self.prog.nodes.append(node)
-        return view_of(out)
+        r = view_of(out)
+        if not tv.is_view and out.kind == "temp":
+            tv.realized = r
+        return r
 
     def maybe_realize_shared(self, tv, fx_node):
         """Realize a lazy value used several times when recomputing it in every
         consumer would cost more than storing it once."""
         if tv.is_view:
             return tv
+        if _feeds_library_call(fx_node, self.lowerings):
+            # a library call needs it in memory anyway: store it once, in its
+            # natural layout, and let every consumer (a transposed matmul
+            # operand, a reduction, the graph output) read that buffer
+            return self.realize(tv)
         users = len(fx_node.users)
         if users <= 1:
             return tv
@@ -579,6 +590,8 @@ class Lowering:
         claimed = {}  # buffer name -> storage of the first output using it
         for o in outs:
             v = self.arg(o)
+            if isinstance(v, TV) and not v.is_view and v.realized is not None:
+                v = v.realized
             meta = o.meta.get("val") if isinstance(o, torch.fx.Node) else None
             if v is None or not isinstance(v, TV):
                 if isinstance(v, torch.SymInt):
@@ -632,6 +645,28 @@ class Lowering:
             if n.out is b:
                 return n
         return None
+
+
+# ops that only re-index their first argument (lowered as index maps)
+_VIEW_OPS = {aten.view.default, aten._unsafe_view.default, aten.reshape.default,
+             aten.permute.default, aten.t.default, aten.transpose.int, aten.expand.default,
+             aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default,
+             aten.slice.Tensor, aten.select.int, aten.alias.default, aten.clone.default}
+
+
+def _feeds_library_call(n, lowerings, depth=0):
+    """Is the value of fx node ``n`` an argument of an op without a lowering
+    (an extern), directly or through view ops?"""
+    for u in n.users:
+        if u.op != "call_function":
+            continue
+        t = u.target
+        if t in _VIEW_OPS:
+            if u.args and u.args[0] is n and depth < 8 and _feeds_library_call(u, lowerings, depth + 1):
+                return True
+        elif isinstance(t, torch._ops.OpOverload) and t not in lowerings:
+            return True
+    return False
 
 
 class SymArg:

@@ -103,6 +103,21 @@ def _axis_map(node, full_shape, red_axes):
     return None
 
 
+def _outer_reduction_of_rows(node):
+    """A reduction over outer axes only (size-1 axes ignored) whose loads all
+    run contiguously along its innermost kept axis."""
+    shape = node.full_shape
+    live = [a for a in range(len(shape)) if not (isinstance(shape[a], int) and shape[a] == 1)]
+    red = [a for a in live if a in node.red_axes]
+    kept = [a for a in live if a not in node.red_axes]
+    if not red or not kept or max(red) > min(kept):
+        return False
+    keep = [i for i in range(len(shape)) if i not in node.red_axes]
+    inner = f"v{keep.index(kept[-1])}"
+    loads = ir.loads_of(node.expr)
+    return bool(loads) and all(e.aux[1].coeff(inner) == 1 for e in loads)
+
+
 def _loads_by_buf(expr, amap):
     out = {}
     for e in ir.loads_of(expr):
@@ -196,12 +211,15 @@ class Scheduler:
             return False
         converting = False
         if isinstance(node, ir.Reduction) and not k.is_reduction:
-            # a pointwise kernel over the same space becomes a reduction kernel;
-            # only for reductions over the innermost axis, so that the existing
+            # a pointwise kernel over the same space becomes a reduction kernel:
+            # for reductions over the innermost axis, or over outer axes of
+            # a reduction read contiguously along the kept ones (the code
+            # generator interchanges those loops), so that the existing
             # pointwise loop keeps a contiguous inner loop
             if not _shape_eq(node.full_shape, k.full_shape):
                 return False
-            if (len(node.full_shape) - 1) not in node.red_axes:
+            if (len(node.full_shape) - 1) not in node.red_axes and \
+                    not _outer_reduction_of_rows(node):
                 return False
             converting = True
             red_axes = tuple(node.red_axes)
