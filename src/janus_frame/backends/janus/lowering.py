@@ -378,6 +378,7 @@ class Lowering:
         self.extern_count = 0
         self.order = {}  # fx node -> position (liveness across mutations)
         self.storage_of = {}  # input buffer name -> its placeholder's storage
+        self.inputs_written = set()  # input buffers a kernel stores into
 
     # ----------------------------------------------------------- buffers
     def realize(self, tv, out=None, copy=False):
@@ -504,6 +505,9 @@ class Lowering:
             return n.meta.get("val", target(*args)) if not any(isinstance(a, TV) for a in args) else self._unsupported(n)
         if target in (aten.sym_size.int, aten.sym_stride.int, aten.sym_numel.default):
             return n.meta["val"]
+        if target is aten.size.default:  # left by decompositions of symbolic graphs
+            v = n.meta.get("val")
+            return list(v) if v is not None else list(self.arg(n.args[0]).shape)
         args = [self.arg(a) for a in n.args]
         kwargs = {k: self.arg(v) for k, v in n.kwargs.items()}
         low = self.lowerings.get(target)
@@ -522,31 +526,76 @@ class Lowering:
         here = self.order.get(self.node, -1)
         return any(self.order.get(u, -1) > here for u in k.users)
 
+    def _before_write(self, written, keep=None, exact=False):
+        """Before a mutation of the buffers ``written`` (name -> storage of
+        the written fx value): lazily-read values must see the data as it is
+        now, and so must values held as views of a written buffer without
+        sharing its memory in the program (a ``clone`` lowers to its input)
+        if they are read after the write.  ``keep``: a lazy value the write
+        itself stores (not realized separately); ``exact``: no other buffer
+        shares memory with the written ones, so lazy values reading none of
+        them stay lazy."""
+        for k, v in list(self.env.items()):
+            if not isinstance(v, TV) or v is keep or not self._read_later(k):
+                continue
+            if not v.is_view:
+                if exact and not any(e.aux[0] in written for e in ir.loads_of(v.canonical_expr())):
+                    continue
+                self.env[k] = self.realize(v)
+            elif v.buf.name in written:
+                mine, theirs = _storage_of_node(k), written[v.buf.name]
+                if mine is not None and theirs is not None and mine != theirs:
+                    self.env[k] = self.realize(v, copy=True)
+
+    def _copy_into_input(self, n, args):
+        """``copy_(input, value)`` (the write-back of a functionalized
+        mutation, e.g. an optimizer's parameter update) with ``value`` lazy
+        and elementwise in the input: the kernel computing ``value`` stores
+        straight into the input's memory, instead of into a temporary that
+        a library copy then moves (one pass over the data instead of three).
+        Returns False when that does not apply (the copy stays an extern)."""
+        dst, src = args[0], args[1] if len(args) > 1 else None
+        if not (isinstance(dst, TV) and isinstance(src, TV) and dst.is_view and not src.is_view):
+            return False
+        b = dst.buf
+        if b.kind != "input" or b.name in self.inputs_written or dst.shape != b.shape \
+                or dst.strides != b.strides or dst.offset != b.offset or b.dtype not in _native():
+            return False
+        if src.shape != dst.shape:
+            src = broadcast_to(src, dst.shape)
+        vars_ = ["v%d" % i for i in range(len(b.shape))]
+        expr = cast(src.load([Affine.var(v) for v in vars_]), b.dtype)
+        store = ir.store_index(b, vars_)
+        if any(e.aux[0] == b.name and e.aux[1] != store for e in ir.loads_of(expr)):
+            return False  # reads the input elsewhere than where it writes
+        if any(isinstance(x, ir.Extern) and any(r.alias_info is not None for r in x.op._schema.returns)
+               for x in self.prog.nodes):
+            return False  # a library view may share the input's memory
+        self._before_write({b.name: _storage_of_node(n.args[0])}, keep=args[1], exact=True)
+        self.prog.nodes.append(ir.Pointwise(f"n{len(self.prog.nodes)}", b, b.shape, expr, store))
+        self.inputs_written.add(b.name)
+        new = view_of(b)
+        for k, v in list(self.env.items()):
+            if v is args[1]:
+                self.env[k] = new  # the value now lives in the input
+        self.env_value_of_write = new
+        return True
+
     def _unsupported(self, n):
         raise Unsupported(f"symbolic arithmetic on tensors: {n.format_node()}")
 
     def extern(self, n, op, args, kwargs):
         if not isinstance(op, torch._ops.OpOverload):
             raise Unsupported(f"non-aten call {op}")
+        if op is aten.copy_.default and self._copy_into_input(n, args):
+            return self.env_value_of_write
         if op._schema.is_mutable:
-            # mutation: lazily-read values must see the data as it is now,
-            # and so must values held as views of a written buffer without
-            # sharing its memory in the program (a ``clone`` lowers to its
-            # input) if they are read after the write
             written = {}
             for i, a in enumerate(op._schema.arguments):
                 if i < len(args) and a.alias_info is not None and a.alias_info.is_write \
                         and isinstance(args[i], TV) and args[i].is_view:
                     written[args[i].buf.name] = _storage_of_node(n.args[i])
-            for k, v in list(self.env.items()):
-                if not isinstance(v, TV):
-                    continue
-                if not v.is_view:
-                    self.env[k] = self.realize(v)
-                elif v.buf.name in written and self._read_later(k):
-                    mine, theirs = _storage_of_node(k), written[v.buf.name]
-                    if mine is not None and theirs is not None and mine != theirs:
-                        self.env[k] = self.realize(v, copy=True)
+            self._before_write(written)
 
         def conv(a):
             if isinstance(a, TV):
@@ -665,6 +714,9 @@ def _feeds_library_call(n, lowerings, depth=0):
             if u.args and u.args[0] is n and depth < 8 and _feeds_library_call(u, lowerings, depth + 1):
                 return True
         elif isinstance(t, torch._ops.OpOverload) and t not in lowerings:
+            if t is aten.copy_.default and len(u.args) > 1 and u.args[1] is n \
+                    and u.args[0].op == "placeholder":
+                continue  # a write-back into an input: stored there in place
             return True
     return False
 
@@ -706,6 +758,12 @@ def _dense_non_overlapping(shape, strides):
             return False
         expect *= s
     return True
+
+
+def _native():
+    from .lowering_ops import _NATIVE
+
+    return _NATIVE
 
 
 def lower(gm) -> ir.Program:

@@ -202,6 +202,16 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
             L.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = {call}")
         else:
             L.append(f"    {outs[0].name} = {call}")
+        # Kernels index an extern's result with the strides its fake tensor
+        # had; a library may lay it out otherwise (its layout can follow the
+        # inputs' strides, which the lowering may have made contiguous), so a
+        # different layout is copied into the expected one.
+        ns["_restride"] = _restride
+        for o in outs:
+            if o is not None and len(o.shape) > 1:
+                st = _tuple(o.strides)
+                L.append(f"    if {o.name}.stride() != {st}: "
+                         f"{o.name} = _restride({o.name}, {st})")
         i += 1
     rets = []
     for kind, o in prog.outputs:
@@ -222,6 +232,10 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
     exec(code, ns)
     del nin
     return ns["call"]
+
+
+def _restride(t, strides):
+    return torch.empty_strided(t.shape, strides, dtype=t.dtype, device=t.device).copy_(t)
 
 
 def _wsview(ws, off, dtype):
