@@ -90,3 +90,62 @@ def test_gradcheck_fp64_linear_relu_bias_grad():
     w = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(cf, (x, w, b))
+
+
+def _in_place_nodes(g):
+    return [n for n in g.prog.nodes if getattr(n, "out", None) is not None and n.out.kind == "input"]
+
+
+def test_parameter_update_is_stored_in_place():
+    def f(p, g, q, h):
+        p.add_(g, alpha=-0.1)
+        q.mul_(0.9).add_(h)
+        return None
+
+    cf = jcompile(f)
+    p, g = torch.randn(40, 30), torch.randn(40, 30)
+    q, h = torch.randn(30, 40).t(), torch.randn(30)  # non-contiguous input, broadcast operand
+    rp, rq = p.clone(), q.clone()
+    with torch.no_grad():
+        cf(p, g, q, h)
+        f(rp, g, rq, h)
+    assert_close(p, rp)
+    assert_close(q, rq)
+    cg = graphs()[-1]
+    assert len(_in_place_nodes(cg)) == 2
+    assert "aten.copy_.default" not in cg.externs
+
+
+def test_in_place_update_reading_elsewhere_or_read_afterwards():
+    def f(x, y):
+        old = x * 1.0
+        x.add_(x.t().clone())  # reads the input transposed: not elementwise in place
+        y.mul_(2.0)
+        return old + y.sum(), x
+
+    cf = jcompile(f)
+    x, y = torch.randn(16, 16), torch.randn(16, 16)
+    rx, ry = x.clone(), y.clone()
+    with torch.no_grad():
+        out = cf(x, y)
+        ref = f(rx, ry)
+    assert_close(out, ref)
+    assert_close(x, rx)
+    assert_close(y, ry)
+    assert [n.out.name for n in _in_place_nodes(graphs()[-1])] == ["in1"] or \
+        len(_in_place_nodes(graphs()[-1])) == 1
+
+
+def test_in_place_update_triton():
+    from janus_frame.backends.janus import force_triton
+
+    def f(p, g):
+        p.add_(g * g, alpha=-0.5)
+
+    p, g = torch.randn(8, 24), torch.randn(8, 24)
+    rp = p.clone()
+    with force_triton(), torch.no_grad():
+        jcompile(f)(p, g)
+        f(rp, g)
+    assert_close(p, rp)
+    assert len(_in_place_nodes(graphs()[-1])) == 1

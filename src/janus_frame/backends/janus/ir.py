@@ -487,9 +487,11 @@ def verify(prog: Program):
     """Check the IR's invariants: every load reads a buffer that exists and is
     written before it is read, every index only uses the node's own loop vars
     and stays inside the buffer for static sizes, dtypes of ops are consistent,
-    and every buffer is written at most once."""
+    and every buffer is written at most once (an input may be updated once,
+    in place, by a pointwise node reading it only where it writes)."""
     written = {b.name for b in prog.inputs if b is not None}
     written |= {b.name for b in prog.buffers.values() if b.kind in ("sym", "const")}
+    rewritten = set()
     for n in prog.nodes:
         if isinstance(n, Extern):
             for r in n.reads():
@@ -536,6 +538,15 @@ def verify(prog: Program):
                     for a in e.args:
                         _check(a.dtype == e.dtype,
                                f"{n.name}: {e.kind} operand {a.dtype} differs from result {e.dtype} (cast first)")
+        if n.out.kind == "input":
+            # a mutated input updated in place: once, elementwise
+            _check(isinstance(n, Pointwise) and n.out.name not in rewritten,
+                   f"{n.name}: input {n.out.name} written twice or by a reduction")
+            _check(all(e.aux[1] == n.store for e in walk(n.expr)
+                       if e.kind in ("load", "mload") and e.aux[0] == n.out.name),
+                   f"{n.name}: reads {n.out.name} elsewhere than where it writes it")
+            rewritten.add(n.out.name)
+            continue
         _check(n.out.name not in written, f"{n.name}: {n.out.name} written twice")
         _check(n.out.kind in ("temp", "output"), f"{n.name}: writes a {n.out.kind} buffer")
         if isinstance(n, Reduction) and n.rtype in ("argmax", "argmin"):

@@ -547,6 +547,15 @@ class Lowering:
                 if mine is not None and theirs is not None and mine != theirs:
                     self.env[k] = self.realize(v, copy=True)
 
+    def _library_views(self, names=None):
+        """Has an extern returned a view of one of the buffers ``names`` (of
+        any buffer when None): memory shared under another name?"""
+        for x in self.prog.nodes:
+            if isinstance(x, ir.Extern) and any(r.alias_info is not None for r in x.op._schema.returns):
+                if names is None or x.reads() & set(names):
+                    return True
+        return False
+
     def _copy_into_input(self, n, args):
         """``copy_(input, value)`` (the write-back of a functionalized
         mutation, e.g. an optimizer's parameter update) with ``value`` lazy
@@ -568,8 +577,7 @@ class Lowering:
         store = ir.store_index(b, vars_)
         if any(e.aux[0] == b.name and e.aux[1] != store for e in ir.loads_of(expr)):
             return False  # reads the input elsewhere than where it writes
-        if any(isinstance(x, ir.Extern) and any(r.alias_info is not None for r in x.op._schema.returns)
-               for x in self.prog.nodes):
+        if self._library_views([b.name]):
             return False  # a library view may share the input's memory
         self._before_write({b.name: _storage_of_node(n.args[0])}, keep=args[1], exact=True)
         self.prog.nodes.append(ir.Pointwise(f"n{len(self.prog.nodes)}", b, b.shape, expr, store))
@@ -595,7 +603,9 @@ class Lowering:
                 if i < len(args) and a.alias_info is not None and a.alias_info.is_write \
                         and isinstance(args[i], TV) and args[i].is_view:
                     written[args[i].buf.name] = _storage_of_node(n.args[i])
-            self._before_write(written)
+            exact = all(self.prog.buffers[b].kind == "input" for b in written) \
+                and not self._library_views(written)
+            self._before_write(written, exact=exact)
 
         def conv(a):
             if isinstance(a, TV):

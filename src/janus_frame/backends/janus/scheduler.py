@@ -118,6 +118,12 @@ def _outer_reduction_of_rows(node):
     return bool(loads) and all(e.aux[1].coeff(inner) == 1 for e in loads)
 
 
+def _step_reads(step):
+    if isinstance(step, Kernel):
+        return {b for m in step.members for b in m.node.reads()}
+    return step.reads()
+
+
 def _loads_by_buf(expr, amap):
     out = {}
     for e in ir.loads_of(expr):
@@ -172,6 +178,11 @@ class Scheduler:
         reads = node.reads()
         producers = {self.step_of[b] for b in reads if b in self.step_of}
         latest = max(producers) if producers else -1
+        if node.out.kind == "input":
+            # an in-place update: after every step that reads the old data
+            # (a kernel reading it exactly where it is written may share the loop)
+            latest = max([latest] + [i for i, s in enumerate(self.steps)
+                                     if node.out.name in _step_reads(s)])
         cands = [i for i in range(len(self.steps)) if isinstance(self.steps[i], Kernel)
                  and i >= self.barrier and i >= latest]
         # vertical first: kernels that produce something this node reads
@@ -231,6 +242,16 @@ class Scheduler:
         role, amap = fit
         produced = k.produces()
         loads = _loads_by_buf(node.expr, amap)
+        for b in loads:
+            m = produced.get(b)
+            if m is not None and m.node.out.kind == "input":
+                return False  # data updated in place is read by later steps only
+        if node.out.kind == "input":
+            store = node.store.subst(amap)
+            for m in k.members:
+                for ix in _loads_by_buf(m.node.expr, m.amap).get(node.out.name, []):
+                    if ix != store:
+                        return False
         pass_ = 0
         for b, idxs in loads.items():
             m = produced.get(b)
@@ -272,7 +293,7 @@ class Scheduler:
                 continue
             for m in s.members:
                 b = m.node.out.name
-                need = b in outs or m.node.out.kind == "output"
+                need = b in outs or m.node.out.kind in ("output", "input")
                 for (j, r) in readers.get(b, []):
                     if j != i or r is None:
                         need = True
