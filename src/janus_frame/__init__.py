@@ -3,11 +3,12 @@
 The public API, re-exported; nothing else lives here. ``backend`` (the fusing
 backend) is resolved lazily so importing janus_frame stays light.
 """
-from .api import compile, disable, enable, reset
+from .api import compile, disable, enable, mark_dynamic, reset
 from .diagnostics.logs import set_logs as _set_logs
 from .config import config as _config
 
-__all__ = ["compile", "enable", "disable", "reset", "explain", "profile", "backend"]
+__all__ = ["compile", "enable", "disable", "reset", "mark_dynamic", "explain", "profile",
+           "backend"]
 __version__ = "0.1.0"
 
 if _config.logs:

@@ -50,6 +50,27 @@ def _wrap_function(fn: Callable, compiler) -> Callable:
     return w
 
 
+def mark_dynamic(t, dim) -> None:
+    """Trace dimension ``dim`` (an int or a sequence of ints) of tensor ``t``
+    with a symbolic size from the first compile on, so that other sizes reuse
+    the compiled code. Sizes 0 and 1 are still specialised; a non-contiguous
+    tensor keeps static sizes."""
+    import torch
+
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"mark_dynamic expects a tensor, got {type(t).__name__}")
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    marked = set(getattr(t, "_jf_dynamic_dims", ()))
+    for d in dims:
+        if not isinstance(d, int) or isinstance(d, bool):
+            raise TypeError(f"mark_dynamic: dimension must be an int, got {d!r}")
+        if not -t.dim() <= d < t.dim():
+            raise IndexError(f"mark_dynamic: dimension {d} out of range for a "
+                             f"{t.dim()}-d tensor")
+        marked.add(d % t.dim())
+    t._jf_dynamic_dims = marked
+
+
 def compile(fn_or_module=None, *, backend="default", fullgraph: bool = False,
             dynamic: bool | None = None, **options):
     """Compile a function, method, callable or ``nn.Module`` with janus_frame.
@@ -58,6 +79,12 @@ def compile(fn_or_module=None, *, backend="default", fullgraph: bool = False,
     ``backend`` is ``"default"`` (the fusing backend), ``"eager"``,
     ``"inductor"`` or a callable ``backend(gm, example_inputs) -> callable``.
     ``fullgraph=True`` raises at the first graph break instead of falling back.
+    ``dynamic``: None (default) compiles static sizes first and makes a tensor
+    dimension or int argument symbolic once it is seen to change (one
+    recompile); True traces every dimension of argument tensors and every int
+    argument symbolically from the first compile; False never does (each new
+    size compiles again, up to the cache limit). ``mark_dynamic`` applies in
+    every mode.
     Other keyword options override :class:`janus_frame.config.Config` fields.
     """
     # Resolve the configuration first: an unknown backend or option is an

@@ -66,7 +66,9 @@ class CodeState:
     __slots__ = ("entries", "recompiles", "limit_warned", "dynamic", "__weakref__")
 
     def __init__(self) -> None:
-        self.dynamic: set[str] = set()  # sources of ints traced as graph inputs
+        # automatic dynamic: names of int sources traced as graph inputs, and
+        # (name, dim) of tensor sizes traced as symbols
+        self.dynamic: set = set()
         self.entries: list[tuple[Any, CompiledEntry]] = []  # (owner compiler, entry)
         self.recompiles: list[str] = []
         self.limit_warned = False
@@ -176,6 +178,9 @@ _INFRASTRUCTURE = frozenset({
     "_editable_skbc_janus_frame", "_distutils_hack", "setuptools", "pkg_resources", "pip",
     "importlib_metadata", "importlib_resources", "typing_extensions", "packaging",
     "filelock", "fsspec", "tqdm", "huggingface_hub", "safetensors", "tokenizers", "regex",
+    # compiler libraries (reached when a backend compiles lazily, e.g. the
+    # backward graph inside loss.backward())
+    "sympy", "mpmath", "networkx", "jinja2", "markupsafe", "triton",
 })
 
 
@@ -361,8 +366,11 @@ class FrameCompiler:
         for e in mine:
             why = e.explain_failure(func, args) if e.explain_failure is not None else None
             reasons.append(why or "guard failed")
+            if self.dynamic is False:  # dynamic=False: every new value recompiles
+                continue
             if getattr(why, "dynamic_source", None):  # automatic dynamic: one recompile
                 st.dynamic.add(why.dynamic_source)
+            st.dynamic.update(getattr(why, "dynamic_dims", ()))
         msg = "; ".join(reasons)
         st.recompiles.append(msg)
         stats.recompiles += 1

@@ -130,7 +130,7 @@ def test_recompile_limit_and_reason_logged(caplog):
         return x + 1
     set_logs("recompiles")
     try:
-        cf, rec = compiled(f, recompile_limit=3)
+        cf, rec = compiled(f, recompile_limit=3, dynamic=False)  # every size compiles
         with warnings.catch_warnings(record=True) as w, \
                 caplog.at_level(logging.INFO, logger="janus_frame"):
             warnings.simplefilter("always")

@@ -82,6 +82,7 @@ class AttrOps:
         if name in _TENSOR_META:
             if name == "shape":
                 check_static(t)
+                return self.output.size_of(t)
             if name == "requires_grad" and t.node.op != "placeholder":
                 return Const(t.fake.requires_grad)
             return Const(getattr(t.fake, name))
@@ -232,8 +233,9 @@ class AttrOps:
 
 
 def check_static(t: TensorV) -> None:
-    """Sizes read into Python must be known numbers, not data-dependent."""
-    if any(not isinstance(d, int) for d in t.fake.shape):
+    """Sizes read into Python must be known numbers or sizes of dynamic
+    dimensions (backed by the inputs' sizes), not data-dependent."""
+    if any(not isinstance(d, int) and not d.node.has_hint() for d in t.fake.shape):
         raise GraphBreak("JF006", "reading the size of a tensor whose shape depends on data")
 
 

@@ -49,6 +49,8 @@ def _const(tx, v):
 
 @handles(len)
 def _len(tx, args, kwargs):
+    if isinstance(args[0], TensorV) and args[0].fake.dim() > 0:
+        return tx.output.size_of(args[0], 0)  # symbolic when dim 0 is dynamic
     return Const(tx.length(args[0]))
 
 

@@ -26,7 +26,7 @@ from .ops_arith import _NO
 from .sources import AttrSource, CellContentsSource, ItemSource
 from .values import (
     Const, CtxV, DictV, ExitV, FunctionV, ListV, MethodV, NewObjV, ObjV, SetV, SuperV,
-    TensorV, TupleV, Value,
+    SymV, TensorV, TupleV, Value,
 )
 
 # Tensor methods that need the tensor's data in Python
@@ -92,14 +92,27 @@ class CallDispatch:
     def tensor_method(self, t: TensorV, name: str, args, kwargs) -> Value:
         if name in _DATA_DEPENDENT:
             if name == "__len__":
-                return Const(self.length(t))
+                return self.output.size_of(t, 0) if t.fake.dim() else Const(self.length(t))
             raise GraphBreak("JF004", f"Tensor.{name}()")
         if name in ("backward", "register_hook", "retain_grad", "register_post_accumulate_grad_hook"):
             raise GraphBreak("JF002", f"Tensor.{name}() runs outside any graph")
         if name in _TENSOR_META_METHODS:
             check_static(t)
             fake_args = [self.as_python(a) for a in args]
-            return self.fold(getattr(t.fake, name), *fake_args)
+            if name == "size" and not kwargs and len(fake_args) <= 1 and \
+                    all(isinstance(a, int) for a in fake_args):
+                if fake_args and not -t.fake.dim() <= fake_args[0] < max(t.fake.dim(), 1):
+                    raise GraphBreak("JF012", "Tensor.size(): dimension out of range")
+                return self.output.size_of(t, fake_args[0] if fake_args else None)
+            if name in ("numel", "nelement") and not args and not kwargs:
+                return self.output.sym_value(t.fake.numel(), lambda: self.output.graph.
+                                             call_function(torch.ops.aten.sym_numel.default, (t.node,)))
+            out = self.fold(getattr(t.fake, name), *fake_args)
+            if isinstance(out.value, torch.SymInt) or isinstance(out.value, tuple) and any(
+                    isinstance(x, torch.SymInt) for x in out.value):
+                # strides and offsets of dynamic tensors: specialised
+                out = Const(_specialise(out.value))
+            return out
         out = self.output.call("call_method", name, (t, *args), kwargs)
         if name.endswith("_") and not name.endswith("__") and isinstance(out, TensorV):
             return t  # in-place: the result is the receiver itself
@@ -334,6 +347,10 @@ class CallDispatch:
             return self.autocast_ctx(cls, args, kwargs)
         if cls is contextlib.nullcontext:
             return CtxV("null", None)
+        if cls is torch.Size and len(args) == 1 and not kwargs and \
+                isinstance(args[0], (ListV, TupleV)) and any(
+                    isinstance(x, SymV) for x in args[0].items):
+            return TupleV(list(args[0].items), cls=torch.Size)  # dynamic sizes stay symbolic
         if cls in (torch.Size, torch.device, torch.dtype, slice, range):
             return self.fold_call(cls, args, kwargs)
         if issubclass(cls, BaseException):
@@ -473,6 +490,16 @@ def _signature(code, name, ndefaults, kwnames) -> inspect.Signature:
     if code.co_flags & 0x08:
         params.append(P(names[i], P.VAR_KEYWORD))
     return inspect.Signature(params)
+
+
+def _specialise(x):
+    """A metadata result as plain ints (SymInts are guarded to their value)."""
+    if isinstance(x, torch.SymInt):
+        return int(x)
+    if isinstance(x, tuple):
+        return type(x)(_specialise(y) for y in x) if type(x) is tuple else torch.Size(
+            _specialise(y) for y in x) if isinstance(x, torch.Size) else x
+    return x
 
 
 def _bind(sig: inspect.Signature, args, kwargs) -> dict:

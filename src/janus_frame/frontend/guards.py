@@ -23,6 +23,7 @@ class Guards:
         self.fb = FunctionBuilder(orig_code, nargs)
         self._clauses: dict[str, str] = {}  # expression -> readable description
         self._dynamic_ok: dict[str, str] = {}  # int-value clause -> its source's name
+        self._tensor_shapes: dict[str, tuple] = {}  # tensor clause -> (name, expr, shape)
 
     def add(self, expr: str, desc: str) -> None:
         if expr not in self._clauses:
@@ -56,7 +57,10 @@ class Guards:
         if isinstance(value, float) and math.isnan(value):
             self.add(f"(__jf_h_type({e}) is {tc} and {e} != {e})", f"{src.name()} is nan")
             return
-        lit = repr(value) if t in (int, float, str, bytes, complex) else self.fb.const(value)
+        # repr of inf (and of complex infinities) is not a Python literal
+        literal = t in (int, str, bytes) or t is float and math.isfinite(value) or \
+            t is complex and math.isfinite(value.real) and math.isfinite(value.imag)
+        lit = repr(value) if literal else self.fb.const(value)
         expr = f"(__jf_h_type({e}) is {tc} and {e} == {lit})"
         self.add(expr, f"{src.name()} == {value!r} ({t.__name__})")
         if t is int:  # if this fails, the recompile may make the int a graph input
@@ -72,23 +76,35 @@ class Guards:
         self.add(f"__jf_h_list({src.expr()}) == {self.fb.const(keys)}",
                  f"keys of {src.name()} == {keys!r}")
 
-    def tensor(self, src: Source, t: torch.Tensor) -> None:
+    def tensor(self, src: Source, t: torch.Tensor, dynamic: list[int] = ()) -> None:
+        """Type, dtype, sizes, strides, requires_grad and device of an input.
+        ``dynamic`` dimensions are not checked here: the shape environment's
+        guards (``OutputGraph.shape_guards``) constrain them; such a tensor is
+        contiguous and stays so."""
         e = src.expr()
+        if dynamic:
+            layout = [f"{e}.dim() == {t.dim()}"] + [
+                f"{e}.shape[{d}] == {n}" for d, n in enumerate(t.shape) if d not in dynamic]
+            layout.append(f"{e}.is_contiguous()")
+            shape_desc = tuple("*" if d in dynamic else n for d, n in enumerate(t.shape))
+            stride_desc = "contiguous"
+        else:
+            layout = [f"{e}.shape == {tuple(t.shape)!r}", f"{e}.stride() == {tuple(t.stride())!r}"]
+            shape_desc, stride_desc = tuple(t.shape), f"stride {tuple(t.stride())}"
         parts = [
             f"__jf_h_type({e}) is {self.fb.const(type(t))}",
             f"{e}.dtype is {self.fb.const(t.dtype)}",
-            f"{e}.shape == {tuple(t.shape)!r}",
-            f"{e}.stride() == {tuple(t.stride())!r}",
+            *layout,
             f"{e}.requires_grad is {t.requires_grad!r}",
             # the CPU is one device: a flag read is a third of a device comparison
             f"{e}.is_cpu is True" if t.device.type == "cpu" else
             f"{e}.device == {self.fb.const(t.device)}",
         ]
-        self.add(
-            "(" + " and ".join(parts) + ")",
-            f"{src.name()}: {type(t).__name__} {t.dtype} {tuple(t.shape)} stride "
-            f"{tuple(t.stride())} requires_grad={t.requires_grad} on {t.device}",
-        )
+        expr = "(" + " and ".join(parts) + ")"
+        self.add(expr, f"{src.name()}: {type(t).__name__} {t.dtype} {shape_desc} "
+                       f"{stride_desc} requires_grad={t.requires_grad} on {t.device}")
+        # if this fails on sizes alone, the recompile makes those dims dynamic
+        self._tensor_shapes[expr] = (src.name(), e, tuple(t.shape))
 
     def global_state(self) -> None:
         """Ambient torch state every graph depends on."""
@@ -111,40 +127,63 @@ class Guards:
         exprs = list(self._clauses)
         body = ["return (" + "\n        and ".join(exprs) + ")" if exprs else "return True"]
         guard = self.fb.build("__jf_guard", body, lineno, "guard", globals_, closure)
-        vbody = []
+        # Failing tensor checks are all collected with the new sizes (every
+        # input whose size changed becomes dynamic in one recompile); any
+        # other failure ends the walk (later checks may assume it held).
+        vbody = ["__jf_bad = []"]
         for i, ex in enumerate(exprs):
-            vbody.append(f"if not ({ex}): return {i}")
-        vbody.append("return -1")
+            shape = self._tensor_shapes.get(ex)
+            if shape is not None:
+                vbody.append(f"if not ({ex}): __jf_bad.append(({i}, "
+                             f"__jf_h_getattr({shape[1]}, 'shape', None)))")
+            else:
+                vbody.append(f"if not ({ex}): return __jf_bad + [({i}, None)]")
+        vbody.append("return __jf_bad")
         # only its code is kept: a function would hold the user's globals
         verbose_code = self.fb.build("__jf_guard_verbose", vbody, lineno, "guard", globals_,
                                      closure).__code__
         descs = list(self._clauses.values())
         dyn = [self._dynamic_ok.get(ex) for ex in exprs]
+        shapes = [self._tensor_shapes.get(ex) for ex in exprs]
 
         def explain_failure(func, args) -> str | None:
             # bound like the hook binds guards: the frame function's closure
             fn = types.FunctionType(verbose_code, func.__globals__, verbose_code.co_name, None,
                                     func.__closure__ if verbose_code.co_freevars else None)
             try:
-                i = fn(*args)
+                failed = fn(*args)
             except Exception as e:  # noqa: BLE001 - diagnostics only
                 return f"guard raised {type(e).__name__}: {e}"
-            if i < 0:
+            if not failed:
                 return None
-            return FailedGuard(descs[i], dyn[i])
+            texts, dims = [], []
+            for i, new_shape in failed:
+                text = descs[i]
+                if shapes[i] is not None and new_shape is not None:
+                    name, _, old = shapes[i]
+                    if len(new_shape) == len(old):
+                        dims += [(name, d) for d, (a, b) in enumerate(zip(old, new_shape))
+                                 if a != b]
+                    text += f" (now sizes {tuple(new_shape)})"
+                texts.append(text)
+            return FailedGuard("; ".join(texts), dyn[failed[-1][0]], tuple(dims))
 
         return guard, explain_failure
 
 
 class FailedGuard(str):
     """The readable text of a failed guard; ``dynamic_source`` names the int
-    whose value differed, which the recompile then treats as a graph input."""
+    whose value differed, which the recompile then treats as a graph input,
+    ``dynamic_dims`` the tensor dimensions whose sizes differed, which the
+    recompile traces with symbolic sizes."""
 
     dynamic_source: str | None
+    dynamic_dims: tuple  # (source name, dim) of tensor sizes that changed
 
-    def __new__(cls, text: str, dynamic_source: str | None):
+    def __new__(cls, text: str, dynamic_source: str | None, dynamic_dims: tuple = ()):
         self = super().__new__(cls, text)
         self.dynamic_source = dynamic_source
+        self.dynamic_dims = dynamic_dims
         return self
 
 

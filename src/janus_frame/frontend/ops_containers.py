@@ -212,7 +212,7 @@ class ContainerOps:
         if isinstance(v, TensorV):
             if v.fake.dim() == 0:
                 raise GraphBreak("JF012", "iteration over a 0-d tensor")
-            n = v.fake.shape[0]
+            n = int(v.fake.shape[0])  # unrolled: a dynamic size is specialised
             return [self.output.call("call_function", operator.getitem, (v, Const(i)), {})
                     for i in range(n)]
         if isinstance(v, ObjV):

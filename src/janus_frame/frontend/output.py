@@ -33,7 +33,8 @@ from .effects import SideEffects
 from .guards import Guards
 from .sources import AttrSource, IntTensorSource, ItemSource, Source
 from .values import (
-    CellV, Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SetV, SliceV, TensorV, TupleV, Value,
+    CellV, Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SetV, SliceV, SymV, TensorV, TupleV,
+    Value,
 )
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
@@ -55,7 +56,17 @@ class OutputGraph:
         # A shape environment lets data-dependent output sizes (boolean-mask
         # indexing, nonzero) be captured with unbacked symbolic sizes; inputs
         # stay static.
-        self.fake_mode = FakeTensorMode(shape_env=ShapeEnv() if symbolic else None)
+        # Dimensions made dynamic (automatic dynamic, mark_dynamic, dynamic=True)
+        # get symbolic sizes from the same environment. No duck sizing: two
+        # dimensions equal by chance must not become one symbol.
+        self.dynamic = dynamic  # names of int sources, (name, dim) of tensor sizes
+        self.dynamic_all = getattr(compiler, "dynamic", None)
+        symbolic = symbolic or self.dynamic_all is True or any(
+            isinstance(d, tuple) for d in dynamic)
+        self.fake_mode = FakeTensorMode(
+            shape_env=ShapeEnv(duck_shape=False) if symbolic else None)
+        self.sym_inputs: list = []  # (fake, source) of inputs with symbolic sizes
+        self.sym_names: dict = {}  # sympy symbol -> Python expression of its size
         self.guards = Guards(code, nargs)
         self.guards.global_state()
         self.inputs: list[tuple[TensorV, torch.Tensor]] = []
@@ -68,9 +79,9 @@ class OutputGraph:
         self.autocast: list[tuple] = []  # (torch.autocast args, enter node) entered in the graph
         self.native_autocast: list[tuple] = []  # args of autocasts entered before it
         self.effects = SideEffects()
-        self.dynamic = dynamic  # names of sources whose ints are graph inputs
         self._int_inputs: dict[int, TensorV] = {}
         self.speculations: list = []  # (predicate TensorV, predicted bool, site)
+        self.predicating = None  # the site whose sides are being traced (predication.py)
         self.spec_codes: set = set()  # speculation states whose epoch the entry depends on
         self.op_count = 0
 
@@ -97,7 +108,8 @@ class OutputGraph:
                 guard = functools.partial(self.guards.identity, source, obj)
             else:
                 guard = functools.partial(self.guards.constant, source, obj)
-            if t is int and source.name() in self.dynamic:
+            if t is int and (source.name() in self.dynamic or self.dynamic_all is True and
+                             _is_argument(source)):
                 return DynInt(obj, source, guard=guard)
             return Const(obj, source, guard=guard)
         if isinstance(obj, torch.Tensor):
@@ -210,15 +222,122 @@ class OutputGraph:
         if type(t) not in (torch.Tensor, torch.nn.Parameter) and not isinstance(
                 t, torch.nn.parameter.Buffer):
             raise GraphBreak("JF009", f"tensor subclass {type(t).__name__}")
-        self.guards.tensor(source, t)
+        dims = self._dynamic_dims(t, source)
+        if dims and self.fake_mode.shape_env is None:
+            raise NeedsShapeEnv()
         name = self._unique_name(re.sub(r"\W+", "_", source.name()).strip("_") or "input")
         node = self.graph.placeholder(name)
-        fake = self.fake_mode.from_tensor(t, static_shapes=True)
+        if dims:
+            fake = self._symbolic_fake(t, source, dims)
+            dims = [d for d, n in enumerate(fake.shape) if isinstance(n, torch.SymInt)]
+        else:
+            fake = self.fake_mode.from_tensor(t, static_shapes=True)
+        self.guards.tensor(source, t, dims)
         node.meta["example_value"] = fake
         v = TensorV(node, fake, source, cls=type(t))
         self.inputs.append((v, t))
         self._wrapped[id(t)] = (v, source, t)
         return v
+
+    def _dynamic_dims(self, t: torch.Tensor, source: Source) -> list[int]:
+        """The dimensions of input ``t`` traced with symbolic sizes: marked
+        with ``mark_dynamic``, seen to change before (automatic dynamic), or
+        all dimensions of argument tensors under ``dynamic=True``. Only
+        contiguous tensors: their strides follow from their sizes."""
+        marked = getattr(t, "_jf_dynamic_dims", None)
+        dims = set(marked) if marked else set()
+        if self.dynamic_all is not False:
+            name = source.name()
+            dims |= {d[1] for d in self.dynamic if isinstance(d, tuple) and d[0] == name}
+        if self.dynamic_all is True and _is_argument(source):
+            dims |= set(range(t.dim()))
+        if not dims or t.layout is not torch.strided or not t.is_contiguous():
+            return []
+        return sorted(d for d in dims if d < t.dim())
+
+    def _symbolic_fake(self, t: torch.Tensor, source: Source, dims: list[int]):
+        from torch.fx.experimental.symbolic_shapes import DimDynamic, StatelessSymbolicContext
+
+        ctx = StatelessSymbolicContext(dynamic_sizes=[
+            DimDynamic.DYNAMIC if d in dims else DimDynamic.STATIC for d in range(t.dim())])
+        fake = self.fake_mode.from_tensor(t, symbolic_context=ctx,
+                                          source=_shape_source(source.expr()))
+        for d, n in enumerate(fake.shape):
+            if isinstance(n, torch.SymInt) and n.node.expr.is_Symbol:
+                self.sym_names.setdefault(n.node.expr, f"{source.expr()}.shape[{d}]")
+        self.sym_inputs.append((fake, source))
+        return fake
+
+    def sym_value(self, x, node_fn) -> Value:
+        """A size read from a fake tensor as a value: ints stay constants, a
+        SymInt becomes a SymV computed by ``node_fn()`` in the graph."""
+        if isinstance(x, torch.SymInt):
+            if x.node.expr.is_number:
+                return Const(int(x.node.expr))
+            node = node_fn()
+            node.meta["example_value"] = x
+            return SymV(node, x)
+        return Const(x)
+
+    def size_of(self, t: TensorV, dim: int | None = None) -> Value:
+        """``t.shape`` / ``t.size()`` (a torch.Size of values) or ``t.size(dim)``."""
+        shape = t.fake.shape
+        if dim is not None:
+            d = dim + len(shape) if dim < 0 else dim
+            return self.sym_value(shape[d], lambda: self.graph.call_function(
+                torch.ops.aten.sym_size.int, (t.node, d)))
+        if all(isinstance(n, int) for n in shape):
+            return Const(shape)
+        return TupleV([self.size_of(t, d) for d in range(len(shape))], cls=torch.Size)
+
+    def sym_call(self, fn, a: Value, b: Value | None = None) -> Value:
+        """Size arithmetic (``B * T``, ``n // 2``, ``-n``) kept in the graph."""
+        args = (a,) if b is None else (a, b)
+        fake = fn(*(to_fake(x) for x in args))
+        return self.sym_value(fake, lambda: self.graph.call_function(
+            fn, tuple(to_node(x) for x in args)))
+
+    def shape_guards(self) -> None:
+        """The shape environment's conditions on the symbolic sizes (relations
+        found while tracing, ranges, specialisations), as guard clauses. Called
+        after the backend compiled: it may add conditions of its own."""
+        env = self.fake_mode.shape_env
+        if env is None or not self.sym_inputs:
+            return
+        fakes = [f for f, _ in self.sym_inputs]
+        sources = [_shape_source(s.expr()) for _, s in self.sym_inputs]
+        names = {_shape_source(s.expr()): s.name() for _, s in self.sym_inputs}
+        exprs = env.produce_guards(fakes, sources, source_ref=_source_ref)
+        readable = env.produce_guards(fakes, sources,
+                                      source_ref=lambda s: _source_ref(s, names))
+        # A dynamic dimension whose size the trace used as a Python int is
+        # now a constant of the environment: check it like a static size
+        # (produce_guards leaves sizes it considers static to the caller).
+        for fake, src in self.sym_inputs:
+            for d, n in enumerate(fake.shape):
+                if isinstance(n, torch.SymInt):
+                    value = env.simplify(n.node.expr)
+                    if value.is_number:
+                        exprs.append(f"{src.expr()}.shape[{d}] == {int(value)}")
+                        readable.append(f"{src.name()}.size({d}) == {int(value)}")
+        for ex, desc in zip(exprs, readable):
+            self.guards.add(_bind_sympy_helpers(ex, self.guards.fb.const), desc)
+
+    def sym_text(self, v: "SymV") -> str | None:
+        """A Python expression recomputing a symbolic size from the frame's
+        inputs after the graph (None when it is not a function of them)."""
+        from torch.utils._sympy.printers import PythonPrinter
+
+        env = self.fake_mode.shape_env
+        expr = env.simplify(v.sym.node.expr) if env is not None else v.sym.node.expr
+        if not expr.free_symbols <= set(self.sym_names):
+            return None
+        text = PythonPrinter().doprint(expr)
+        for sym in sorted(expr.free_symbols, key=lambda s: -len(s.name)):
+            text = re.sub(rf"\b{sym.name}\b", self.sym_names[sym], text)
+        if re.search(r"\b(?!__jf_)[A-Za-z_]\w*\s*\(", text):
+            return None  # a sympy function without a plain Python spelling
+        return f"({text})"
 
     def _unique_name(self, base: str) -> str:
         name, i = base, 1
@@ -315,6 +434,14 @@ class OutputGraph:
         if out is None:
             # mutation-only operations (setitem, in-place initialisers) stay
             return Const(None)
+        if isinstance(out, torch.SymInt):
+            node.meta["example_value"] = out
+            return SymV(node, out) if not out.node.expr.is_number else Const(int(out))
+        if isinstance(out, torch.Size) and not all(isinstance(n, int) for n in out):
+            node.meta["example_value"] = out
+            return TupleV([self.sym_value(n, functools.partial(
+                self.graph.call_function, operator.getitem, (node, i)))
+                for i, n in enumerate(out)], cls=torch.Size)
         if isinstance(out, (bool, int, float, torch.Size, torch.dtype, torch.device,
                             torch.layout, torch.memory_format)):
             # a metadata result (e.g. a size or a dtype query): the node is
@@ -359,6 +486,8 @@ def _unwrap(v, tensor):
     fx node, or to their fake tensor), containers rebuilt around them."""
     if isinstance(v, TensorV):
         return tensor(v)
+    if isinstance(v, SymV):
+        return v.node if tensor is _node_of else v.sym
     if isinstance(v, Const):
         return v.value
     if isinstance(v, TupleV):
@@ -374,11 +503,84 @@ def _unwrap(v, tensor):
     raise GraphBreak("JF015", f"{type(v).__name__} passed to a tensor operation")
 
 
+def _node_of(t: TensorV):
+    return t.node
+
+
 def to_node(v):
     """A value as an fx argument."""
-    return _unwrap(v, lambda t: t.node)
+    return _unwrap(v, _node_of)
 
 
 def to_fake(v):
     """A value as an argument of the operator run on fake tensors."""
     return _unwrap(v, lambda t: t.fake)
+
+
+def _is_argument(source: Source) -> bool:
+    """Reached from the frame's arguments through items only (not a module's
+    parameter or buffer): what ``dynamic=True`` makes dynamic."""
+    from .sources import ArgSource
+
+    while isinstance(source, ItemSource):
+        source = source.base
+    return isinstance(source, ArgSource)
+
+
+@functools.lru_cache(maxsize=None)
+def _shape_source(text: str):
+    """The shape environment names symbols after torch._guards sources; this
+    one stands for an input by its expression in the generated guard."""
+    return _ShapeSource(text)
+
+
+def _make_shape_source_class():
+    import dataclasses
+
+    from torch._guards import GuardSource
+    from torch._guards import Source as TorchSource
+
+    @dataclasses.dataclass(frozen=True)
+    class ShapeSource(TorchSource):
+        text: str
+
+        @property
+        def _name_template(self) -> str:
+            return self.text
+
+        @property
+        def guard_source(self):
+            return GuardSource.LOCAL
+
+    return ShapeSource
+
+
+_ShapeSource = _make_shape_source_class()
+
+
+def _source_ref(s, names: dict | None = None) -> str:
+    """A shape-environment source as Python: ``x.shape[0]`` for a size (the
+    fastest spelling), a readable name when ``names`` maps our inputs."""
+    prop = getattr(s, "prop", None)
+    if prop is not None:
+        base = _source_ref(s.base, names)
+        kind = prop.name
+        if kind == "SIZE":
+            return f"{base}.shape[{s.idx}]" if names is None else f"{base}.size({s.idx})"
+        if kind == "STRIDE":
+            return f"{base}.stride({s.idx})"
+        return f"{base}.storage_offset()"
+    if names is not None and s in names:
+        return names[s]
+    return s.name
+
+
+def _bind_sympy_helpers(text: str, const) -> str:
+    """Guard text from the shape environment may call its helper functions
+    and modules (``math.floor``): bind them as constants of the guard."""
+    from torch.fx.experimental.symbolic_shapes import SYMPY_INTERP
+
+    def sub(m):
+        name = m.group(1)
+        return const(SYMPY_INTERP[name]) if name in SYMPY_INTERP else name
+    return re.sub(r"(?<![\w.])([A-Za-z_]\w*)\b", sub, text)

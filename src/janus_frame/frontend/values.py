@@ -8,6 +8,8 @@ fetch it again at run time, or None for values created while tracing).
 - ``Const``: a Python value known at trace time (int, float, str, None, dtype,
   torch.Size, ...), specialised and guarded when it came from the frame.
 - ``TensorV``: an fx node plus its fake tensor (shape, dtype, strides).
+- ``SymV``: a size of a tensor with dynamic dimensions (a SymInt and the fx
+  node computing it); any use as a Python value specialises it.
 - ``ListV`` / ``TupleV`` / ``DictV`` / ``SetV`` / ``SliceV``: containers of values.
 - ``IterV``: a materialised iterator (loops are unrolled at trace time).
 - ``ObjV``: a real Python object used as is (functions, classes, modules,
@@ -91,6 +93,34 @@ class DerivedConst(Const):
     def _guard_args(self) -> None:
         for a in self.args:
             a.value  # noqa: B018 - installs the operand's guard
+
+
+class SymV(Const):
+    """A symbolic size (``x.shape[0]`` of a dynamic dimension, ``B * T``).
+
+    ``node`` computes it in the graph (``sym_size`` and operator nodes), ``sym``
+    is the SymInt of the shape environment. Tensor operations and size
+    arithmetic keep it symbolic; reading ``value`` (any use as a Python int:
+    ``range``, indexing a list, printing) specialises the size: the shape
+    environment records ``sym == value`` and the entry's guards check it."""
+
+    __slots__ = ("node", "sym")
+
+    def __init__(self, node, sym) -> None:
+        super().__init__(sym.node.hint, None, guard=self._specialise)
+        self.node = node
+        self.sym = sym
+
+    def _specialise(self) -> None:
+        from torch.fx.experimental.symbolic_shapes import guard_int
+
+        guard_int(self.sym)
+
+    def python_type(self) -> type:
+        return int
+
+    def _repr(self) -> str:
+        return f"{self.sym} (now {self._value})"
 
 
 def unguarded(v) -> bool:
