@@ -158,7 +158,7 @@ class SpeculationStats:
     frame: str
     filename: str
     lineno: int | None
-    form: str  # observe | speculate | relaxed, at report time
+    form: str  # observe | speculate | predicated | break, at report time
     hits: int = 0
     misses: int = 0
 
@@ -595,7 +595,7 @@ class Profiler:
             sp = spec.get(k)
             if sp is None:
                 sp = spec[k] = SpeculationStats(k[2], site.filename, site.lineno,
-                                                getattr(site, "form", "?"))
+                                                getattr(site, "current_form", "?"))
             sp.hits += hits
             sp.misses += misses
         for s in merged.values():

@@ -20,6 +20,8 @@ whole frame then runs natively).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import operator
 import time
@@ -37,12 +39,13 @@ from .codegen import FunctionBuilder, nargs_of, slot_names
 from .interpreter import Translator
 from .ops_arith import BINARY, COMPARE
 from .output import NeedsShapeEnv, OutputGraph
+from .predication import NoPredication
 from .resume import RESUME_CODES, TailCall, leading_argument, live_locals, make_function, \
     original_position, resume_code, trampoline, try_regions
 from .sources import ArgSource, ClosureSource
 from .values import (
     NULL, CellV, Const, DerivedConst, DictV, ExitV, FunctionV, IterV, ListV, MethodV, NewObjV,
-    NullV, ObjV, SetV, SliceV, TensorV, TupleV, Value,
+    NullV, ObjV, SetV, SliceV, SymV, TensorV, TupleV, Value,
 )
 
 _LITERAL_TYPES = (int, str, bool, type(None), bytes)
@@ -60,7 +63,7 @@ _RESUMABLE = {
 
 def compile_frame(func, args: tuple, compiler) -> CompiledEntry:
     symbolic = False
-    for _ in range(3):
+    for _ in range(8):  # each retrace settles one question (shape env, a site)
         try:
             return _compile(func, args, compiler, symbolic)
         except NeedsShapeEnv:
@@ -68,6 +71,10 @@ def compile_frame(func, args: tuple, compiler) -> CompiledEntry:
         except _UnsafeSpeculation as e:
             for site in e.args[0]:  # those sites break the graph from now on
                 site.form = "relaxed"
+        except NoPredication as e:  # the site breaks the graph from now on
+            e.site.predicated = False
+            logging.getLogger("janus_frame.speculation").debug(
+                "%s:%s: not predicated: %s", e.site.filename, e.site.lineno, e)
     raise GraphBreak("JF009", "could not settle the frame's speculation")
 
 
@@ -85,7 +92,7 @@ def _compile(func, args, compiler, symbolic: bool) -> CompiledEntry:
             brk.detail += f" (the frame then runs natively: {e.reason})"
             raise brk from None
         raise
-    except (NeedsShapeEnv, _UnsafeSpeculation):
+    except (NeedsShapeEnv, _UnsafeSpeculation, NoPredication):
         raise
     except Exception as e:  # noqa: BLE001
         # no resume function could be made here (e.g. bytecode whose stack
@@ -142,6 +149,7 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
     output, tx, result = _trace(func, args, compiler, brk.root_ip if brk else None, symbolic)
     fb = FunctionBuilder(code, nargs_of(code))
     rb = Rebuilder(fb, output.initial_grad_enabled)
+    rb.sym_text = output.sym_text
     # a speculated branch's predicate is a graph output, checked first
     checks = [f"__jf_h_bool({rb.expr(pred)}) is not {predicted!r}"
               for pred, predicted, _ in output.speculations]
@@ -169,7 +177,8 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
                     code.co_firstlineno, gm.print_readable(print_output=False))
         # the backend's code (Inductor's generated modules, runtime wrappers)
         # runs with janus_frame off: it is not the user's to compile
-        compiled = _C.Wrapper(compiler.backend_fn(gm, [real for _, real in used]), None)
+        with _tracing(output):
+            compiled = _C.Wrapper(compiler.backend_fn(gm, [real for _, real in used]), None)
         # inputs are loaded before the guarded call: their sources were just
         # validated by the guard, so a failure there is a bug to surface, not
         # a reason to rerun the frame natively
@@ -195,6 +204,7 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
         g = output.guards
         g.add(f"{g.fb.const(spec)}.epoch == {spec.epoch}",
               f"speculation state of {code.co_qualname} unchanged (epoch {spec.epoch})")
+    output.shape_guards()  # after the backend: it may have added conditions
     guard, explain_failure = output.guards.build(code.co_firstlineno, func.__globals__,
                                                  func.__closure__)
     lg = artifact_logger("guards")
@@ -208,6 +218,18 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
         compile_seconds=site.compile_seconds, site=site,
     )
     return entry
+
+
+def _tracing(output):
+    """Backends see the graph's fake inputs through the tracing context:
+    AOTAutograd and Inductor then reuse the symbolic sizes of dynamic inputs
+    (and compile size-generic code) instead of specialising on the example
+    inputs' sizes."""
+    if not output.sym_inputs:
+        return contextlib.nullcontext()
+    from torch._guards import TracingContext, tracing
+
+    return tracing(TracingContext(output.fake_mode))
 
 
 def _site(code, output, brk) -> Site:
@@ -519,6 +541,7 @@ class Rebuilder:
         self.lines: list[str] = []
         self._memo: dict[int, str] = {}
         self.native_grad = grad_enabled  # grad mode after the graph (it restores the entry's)
+        self.sym_text = None  # SymV -> Python expression over the inputs' sizes
 
     def set_grad_mode(self, enabled: bool) -> None:
         if self.native_grad != enabled:
@@ -575,6 +598,11 @@ class Rebuilder:
                 i = self._out_index[v.node] = len(self.outputs)
                 self.outputs.append(v)
             return f"__jf_o[{i}]", False
+        if isinstance(v, SymV):
+            text = self.sym_text(v) if self.sym_text is not None else None
+            if text is not None:
+                return text, True
+            return repr(v.value), False  # not a function of the inputs' sizes: specialised
         if v.source is not None and isinstance(v, Const):
             # read now, before any side effect is replayed: value semantics
             return v.source.expr(), True
@@ -590,6 +618,8 @@ class Rebuilder:
             return fb.const(x), False
         if isinstance(v, TupleV):
             inner = "".join(e(x) + ", " for x in v.items)
+            if v.cls is torch.Size:
+                return f"{fb.const(v.cls)}(({inner}))", False
             if v.cls is not None:
                 return f"{fb.const(v.cls)}({inner})", False
             return f"({inner})", False

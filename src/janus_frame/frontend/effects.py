@@ -32,6 +32,7 @@ class SideEffects:
         self._attrs: dict[int, tuple[ObjV, dict[str, Value]]] = {}
         self._globals: dict[str, Value] = {}
         self._cells: dict[int, CellV] = {}
+        self.version = 0  # counts recordings (predication checks a side records none)
 
     def __bool__(self) -> bool:
         return bool(self._order)
@@ -39,6 +40,7 @@ class SideEffects:
     # -- recording ---------------------------------------------------------------
     def container_mutated(self, v: Value) -> None:
         """A container read from the frame changed (realised or pending ops)."""
+        self.version += 1
         if id(v) not in self._containers:
             self._containers[id(v)] = v
             self._order.append(("container", id(v)))
@@ -47,6 +49,7 @@ class SideEffects:
                    through_descriptor: bool = False) -> None:
         """``through_descriptor``: the caller knows the descriptor's setter
         is a plain store (Tensor.grad)."""
+        self.version += 1
         real = obj.obj
         cls = type(real)
         setattr_impl = cls.__setattr__
@@ -71,6 +74,7 @@ class SideEffects:
         return None
 
     def store_global(self, name: str, value: Value) -> None:
+        self.version += 1
         self._globals[name] = value
         self._order.append(("global", name))
 
@@ -79,11 +83,13 @@ class SideEffects:
 
     def defer_call(self, fn: Value, args: list, kwargs: dict) -> None:
         """A call (print, logging) moved to after the graph (reorder_logging)."""
+        self.version += 1
         self._calls = getattr(self, "_calls", [])
         self._calls.append((fn, args, kwargs))
         self._order.append(("call", len(self._calls) - 1))
 
     def store_cell(self, cell: CellV) -> None:
+        self.version += 1
         if id(cell) not in self._cells:
             self._cells[id(cell)] = cell
         self._order.append(("cell", id(cell)))

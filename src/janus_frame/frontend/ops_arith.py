@@ -12,9 +12,10 @@ import torch
 
 from .breaks import GraphBreak
 from .sources import AttrSource, ItemSource
+from .output import to_fake
 from .values import (
     NULL, CellV, Const, DerivedConst, DictV, DynInt, FunctionV, IterV, ListV, MethodV, NewObjV, NullV,
-    ObjV, SetV, SliceV, TensorV, TupleV, Value, unguarded,
+    ObjV, SetV, SliceV, SymV, TensorV, TupleV, Value, unguarded,
 )
 
 BINARY = {
@@ -36,6 +37,16 @@ COMPARE = {"LT": operator.lt, "LE": operator.le, "EQ": operator.eq, "NE": operat
 _INPLACE = {f for name, f in BINARY.items() if name.startswith("INPLACE_")}
 
 _SEQ_MODULES = (torch.nn.ModuleList, torch.nn.Sequential)
+# int arithmetic on sizes that stays symbolic (``x.view(B * T, -1)``)
+_SIZE_ARITH = {operator.add: operator.add, operator.sub: operator.sub,
+               operator.mul: operator.mul, operator.floordiv: operator.floordiv,
+               operator.mod: operator.mod, operator.iadd: operator.add,
+               operator.isub: operator.sub, operator.imul: operator.mul,
+               operator.ifloordiv: operator.floordiv, operator.imod: operator.mod}
+
+
+def _int_like(v: Value) -> bool:
+    return isinstance(v, SymV) or isinstance(v, Const) and type(v._value) is int
 
 
 class ArithOps:
@@ -51,6 +62,9 @@ class ArithOps:
             if fn in _INPLACE and isinstance(a, TensorV) and isinstance(out, TensorV):
                 return a  # `x += y` on a tensor updates x itself: same object after
             return out
+        if (isinstance(a, SymV) or isinstance(b, SymV)) and fn in _SIZE_ARITH and \
+                _int_like(a) and _int_like(b):
+            return self.output.sym_call(_SIZE_ARITH[fn], a, b)
         if isinstance(a, Const) and isinstance(b, Const):
             return self.fold_lazy(fn, a, b)
         if isinstance(a, (ListV, TupleV)) and fn in (operator.add, operator.iadd):
@@ -98,11 +112,19 @@ class ArithOps:
     def mutate_list(self, v: ListV) -> None:
         """``v`` is about to change in place; a list read from the frame is
         realised and replayed after the graph."""
+        if self.output.predicating is not None:
+            from .predication import NoPredication
+
+            raise NoPredication(self.output.predicating, "a side mutates a container")
         if v.source is not None:
             v.items  # noqa: B018 - realise: the change is applied to the items
             self.output.effects.container_mutated(v)
 
     def mutate_dict(self, v: DictV) -> None:
+        if self.output.predicating is not None:
+            from .predication import NoPredication
+
+            raise NoPredication(self.output.predicating, "a side mutates a container")
         if v.source is not None:
             v.items  # noqa: B018
             self.output.effects.container_mutated(v)
@@ -117,6 +139,9 @@ class ArithOps:
             if fn in (operator.eq, operator.ne) and (_is_none(a) or _is_none(b)):
                 return Const(fn is operator.ne)
             return self.output.call("call_function", fn, (a, b), {})
+        if (isinstance(a, SymV) or isinstance(b, SymV)) and _int_like(a) and _int_like(b):
+            # a condition on sizes: the shape environment guards it
+            return Const(bool(fn(to_fake(a), to_fake(b))))
         if isinstance(a, Const) and isinstance(b, Const):
             return self.fold_lazy(fn, a, b)
         ca, cb = self.as_python(a), self.as_python(b)
@@ -137,6 +162,8 @@ class ArithOps:
             if any(x is _NO for x in items):
                 return _NO
             if isinstance(v, TupleV):
+                if v.cls is torch.Size:
+                    return torch.Size(items)
                 return v.cls(*items) if v.cls else tuple(items)
             return list(items) if isinstance(v, ListV) else set(items)
         if isinstance(v, DictV):
@@ -227,6 +254,8 @@ class ArithOps:
 
     # -- truth ----------------------------------------------------------------------
     def truth(self, v: Value) -> bool:
+        if isinstance(v, SymV):
+            return bool(v.sym != 0)  # a condition on the size, not its value
         if isinstance(v, Const):
             return bool(v.value)
         if isinstance(v, TensorV):
@@ -273,7 +302,7 @@ class ArithOps:
         if isinstance(v, TensorV):
             if v.fake.dim() == 0:
                 raise GraphBreak("JF012", "len() of a 0-d tensor")
-            return v.fake.shape[0]
+            return int(v.fake.shape[0])  # a dynamic size is specialised
         if isinstance(v, ObjV) and isinstance(v.obj, (dict, list, tuple, set, frozenset)) and \
                 type(v.obj).__len__ in (dict.__len__, list.__len__, tuple.__len__, set.__len__,
                                         frozenset.__len__):
@@ -301,6 +330,8 @@ class ArithOps:
         v = self.pop()
         if isinstance(v, TensorV):
             self.push(self.output.call("call_function", fn, (v,), {}))
+        elif isinstance(v, SymV) and fn in (operator.neg, operator.pos):
+            self.push(self.output.sym_call(fn, v))
         elif isinstance(v, Const):
             self.push(self.fold(fn, v.value))
         else:

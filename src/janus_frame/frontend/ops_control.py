@@ -54,8 +54,28 @@ class ControlOps:
         gb.spec_site = site if site.form == "observe" else None
         raise gb
 
+    def _predicate(self, v: TensorV, ins, when: bool) -> bool:
+        """A relaxed site of a forward branch: both sides into the graph,
+        merged with torch.where (predication.py), when they are fit."""
+        if ins.name.startswith("POP_JUMP_BACKWARD") or v.fake.numel() != 1 or \
+                self.output.predicating is not None:
+            return False
+        from . import speculation
+        from .predication import predicate_branch
+        from .resume import original_position
+
+        orig, index = original_position(self.code, self.ip - 1)
+        site = speculation.site(orig, index, self.lineno, self.code.co_qualname)
+        if site.form != "relaxed" or site.predicated is False:
+            return False
+        self.output.spec_codes.add(site.code_spec)
+        predicate_branch(self, v, ins, when, site)
+        return True
+
     def _pop_jump_if(self, ins, when: bool):
         v = self.pop()
+        if isinstance(v, TensorV) and self._predicate(v, ins, when):
+            return
         if self.branch_truth(v) == when:
             if ins.name.startswith("POP_JUMP_BACKWARD"):
                 self.JUMP_BACKWARD(ins)

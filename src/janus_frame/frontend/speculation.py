@@ -33,6 +33,7 @@ from ..diagnostics.probe import PROBE
 
 SPECULATE_AFTER = 3
 MISS_LIMIT = 2
+RELAX_MIXED = 3  # observed sites with both outcomes this often, never a run: relaxed
 
 
 class CodeSpec:
@@ -58,6 +59,7 @@ class Site:
     misses: int = 0
     streak_value: bool | None = None
     streak: int = 0
+    predicated: bool | None = None  # relaxed: both sides in the graph (predication.py)
 
     def observe(self, outcome: bool) -> None:
         """Called by compiled code at a branch that broke the graph."""
@@ -71,6 +73,9 @@ class Site:
             self.streak_value, self.streak = outcome, 1
         if self.streak >= SPECULATE_AFTER:
             self._change("speculate", outcome)
+        elif min(self.seen) >= RELAX_MIXED:
+            # both outcomes keep occurring without a run to speculate on
+            self._change("relaxed", None)
 
     def hit(self) -> None:
         self.hits += 1
@@ -95,9 +100,16 @@ class Site:
                     f" on {predicted}" if predicted is not None else "", self.seen[1],
                     self.seen[0], self.hits, self.misses)
 
+    @property
+    def current_form(self) -> str:
+        """observe | speculate | predicated | break (relaxed to a graph break)"""
+        if self.form == "relaxed":
+            return "predicated" if self.predicated else "break"
+        return self.form
+
     def describe(self) -> str:
         assumption = f"condition is {self.predicted}" if self.form == "speculate" else "-"
-        return (f"{self.filename}:{self.lineno} in {self.frame}: form={self.form} "
+        return (f"{self.filename}:{self.lineno} in {self.frame}: form={self.current_form} "
                 f"assumption={assumption} hits={self.hits} misses={self.misses} "
                 f"observed true/false={self.seen[1]}/{self.seen[0]}")
 

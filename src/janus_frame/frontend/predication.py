@@ -1,0 +1,189 @@
+"""Predication of relaxed branch sites: both sides of an ``if`` on a tensor
+traced into the same graph, the results selected with ``torch.where``.
+
+In: a Translator at a forward conditional jump on a one-element tensor whose
+site is relaxed (its outcome keeps changing, so speculation does not pay).
+Out: the Translator past the join point of the two sides, every value that
+differs between them merged with ``torch.where(cond, if_true, if_false)``;
+or ``NoPredication`` when the sides are not fit for it, and the frame is
+traced again with the site breaking the graph (one resume function per side).
+
+Fit means: both sides only compute (no side effect, no container or tensor
+mutation, no random numbers, no return, no loop back-edge, no break of their
+own); the values they leave differ only in tensors of the same shape, dtype
+and device; and every operation has a finite derivative wherever its inputs
+are finite (``where`` backpropagates zero times the unselected side's local
+gradient, so a side computing ``sqrt`` or ``log`` of what the other side
+guards against would turn gradients into NaN).
+"""
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from .breaks import GraphBreak
+from .values import Const, TensorV
+
+# Opcodes a side may run: pure data flow. Everything else (stores to
+# attributes/items/globals/cells, deletes, returns, yields, with-blocks,
+# imports, raising) makes the side unfit.
+_SIDE_OPS = {
+    "NOP", "RESUME", "CACHE", "LOAD_FAST", "STORE_FAST", "LOAD_CONST", "LOAD_GLOBAL",
+    "LOAD_DEREF", "LOAD_CLOSURE", "LOAD_ATTR", "LOAD_METHOD", "LOAD_NAME", "BINARY_OP",
+    "COMPARE_OP", "UNARY_NEGATIVE", "UNARY_POSITIVE", "UNARY_NOT", "UNARY_INVERT",
+    "BINARY_SUBSCR", "BUILD_TUPLE", "BUILD_LIST", "BUILD_SLICE", "UNPACK_SEQUENCE",
+    "PRECALL", "CALL", "PUSH_NULL", "KW_NAMES", "POP_TOP", "COPY", "SWAP",
+    "JUMP_FORWARD", "POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE",
+    "POP_JUMP_FORWARD_IF_NONE", "POP_JUMP_FORWARD_IF_NOT_NONE", "JUMP_IF_TRUE_OR_POP",
+    "JUMP_IF_FALSE_OR_POP", "IS_OP", "CONTAINS_OP", "FORMAT_VALUE", "BUILD_STRING",
+}
+
+# Operations with a finite derivative wherever their inputs are finite
+_SAFE_FUNCTIONS = {
+    operator.add, operator.sub, operator.mul, operator.neg, operator.pos, operator.getitem,
+    operator.matmul, torch.add, torch.sub,
+    torch.mul, torch.neg, torch.tanh, torch.sigmoid, torch.relu, torch.clamp, torch.where,
+    torch.matmul, torch.mm, torch.bmm, torch.cat, torch.stack, torch.zeros_like,
+    torch.ones_like, torch.maximum, torch.minimum, torch.abs, torch.sum, torch.mean,
+    torch.transpose, torch.reshape, torch.flatten, torch.squeeze, torch.unsqueeze,
+    torch.nn.functional.linear, torch.nn.functional.relu, torch.nn.functional.leaky_relu,
+    torch.nn.functional.hardtanh, torch.nn.functional.gelu, torch.nn.functional.silu,
+    torch._C._nn.linear, torch._C._nn.gelu, torch._C._nn.leaky_relu, torch._C._nn.hardtanh,
+    # comparisons and sizes carry no gradient
+    operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne,
+    torch.ops.aten.sym_size.int,
+}
+_SAFE_METHODS = {
+    "add", "sub", "mul", "neg", "tanh", "sigmoid", "relu", "clamp", "clip", "abs", "sum",
+    "mean", "view", "reshape", "transpose", "t", "permute", "unsqueeze", "squeeze", "expand",
+    "expand_as", "contiguous", "flatten", "matmul", "mm", "bmm", "__getitem__", "clone",
+    "detach", "float", "double", "to", "type_as", "maximum", "minimum",
+}
+
+
+class NoPredication(Exception):
+    """The sides of this site cannot be predicated: trace the frame again
+    with the site breaking the graph."""
+
+    def __init__(self, site, why: str) -> None:
+        super().__init__(why)
+        self.site = site
+
+
+def predicate_branch(tx, v: TensorV, ins, when: bool, site) -> None:
+    """Trace both sides of the jump ``ins`` (taken when ``bool(v) == when``)
+    and merge them; leaves ``tx`` at the join point."""
+    out = tx.output
+    jump_ip, fall_ip = tx.labels[ins.arg], tx.ip
+    stack0, locals0 = list(tx.stack), dict(tx.locals)
+    lazy0 = dict(tx.lazy_args)  # arguments not read yet: a side may read them
+    nodes0 = len(out.graph.nodes)
+    effects0, specs0 = out.effects.version, len(out.speculations)
+
+    # the fall-through side ends where the other starts (no else), or with
+    # the jump over the else side (its target is the join point)
+    out.predicating = site  # container mutations end the attempt (ops_arith)
+    try:
+        join = _run_side(tx, site, fall_ip, jump_ip, None)
+        fall_state = (list(tx.stack), dict(tx.locals))
+        tx.stack, tx.locals = list(stack0), dict(locals0)
+        lazy_fall, tx.lazy_args = tx.lazy_args, dict(lazy0)
+        tx.ip = jump_ip
+        if join != jump_ip:
+            _run_side(tx, site, jump_ip, join, join)
+        jump_state = (list(tx.stack), dict(tx.locals))
+    finally:
+        out.predicating = None
+
+    if out.effects.version != effects0 or len(out.speculations) != specs0:
+        raise NoPredication(site, "a side has side effects")
+    for node in list(out.graph.nodes)[nodes0:]:
+        if not _grad_safe(node):
+            raise NoPredication(site, f"{node.target} in a side")
+    true_state, false_state = (jump_state, fall_state) if when else (fall_state, jump_state)
+    cond = _condition(tx, v)
+    tx.stack = [_merge(tx, site, cond, a, b) for a, b in _zip(site, true_state[0],
+                                                             false_state[0])]
+    # an argument read on one side only is the same value on the other
+    read = {k for k in lazy0 if k not in lazy_fall or k not in tx.lazy_args}
+    for k in read:
+        for state in (true_state, false_state):
+            if k not in state[1]:
+                other = false_state if state is true_state else true_state
+                state[1][k] = other[1][k]
+    tx.lazy_args = {k: v for k, v in lazy0.items() if k not in read}
+    if set(true_state[1]) != set(false_state[1]):
+        raise NoPredication(site, "a local is set on one side only")
+    tx.locals = {k: _merge(tx, site, cond, true_state[1][k], false_state[1][k])
+                 for k in true_state[1]}
+    tx.ip = join
+    site.predicated = True
+
+
+def _run_side(tx, site, start: int, end: int, join: int | None) -> int:
+    """Run instructions from ``start`` until ``end`` is reached (the join
+    point when known); the fall-through side may instead end with a forward
+    jump past ``end``, whose target is returned as the join point."""
+    instrs = tx.instrs
+    tx.ip = start
+    while tx.ip != end:
+        if not start <= tx.ip < end:
+            raise NoPredication(site, "a side leaves the branch")
+        ins = instrs[tx.ip]
+        if ins.name not in _SIDE_OPS:
+            raise NoPredication(site, f"{ins.name} in a side")
+        if join is None and ins.name == "JUMP_FORWARD" and tx.labels[ins.arg] > end:
+            tx.ip += 1
+            return tx.labels[ins.arg]  # the end of the else side
+        tx.ip += 1
+        if ins.lineno is not None:
+            tx.lineno = ins.lineno
+        try:
+            getattr(tx, ins.name)(ins)
+        except GraphBreak as gb:
+            raise NoPredication(site, f"a side breaks the graph: {gb.reason}") from None
+    return end
+
+
+def _zip(site, a: list, b: list):
+    if len(a) != len(b):
+        raise NoPredication(site, "the sides leave different stacks")
+    return zip(a, b)
+
+
+def _condition(tx, v: TensorV) -> TensorV:
+    call = tx.output.call
+    if v.fake.dim():
+        v = call("call_method", "reshape", (v, Const(())), {})
+    if v.fake.dtype is not torch.bool:
+        v = call("call_function", operator.ne, (v, Const(0)), {})
+    return v
+
+
+def _merge(tx, site, cond: TensorV, a, b):
+    if a is b:
+        return a
+    if isinstance(a, TensorV) and isinstance(b, TensorV):
+        fa, fb = a.fake, b.fake
+        if fa.shape != fb.shape or fa.dtype != fb.dtype or fa.device != fb.device:
+            raise NoPredication(site, "the sides leave tensors of different shapes or types")
+        return tx.output.call("call_function", torch.where, (cond, a, b), {})
+    if isinstance(a, Const) and isinstance(b, Const) and not isinstance(a._value, torch.SymInt):
+        x, y = a.value, b.value
+        if type(x) is type(y) and (x is y or x == y):
+            return a
+    raise NoPredication(site, f"the sides leave different {type(a).__name__} values")
+
+
+def _grad_safe(node) -> bool:
+    if node.op == "placeholder" or node.op == "get_attr":
+        return True
+    if node.op == "call_method":
+        return node.target in _SAFE_METHODS
+    if node.op != "call_function":
+        return False
+    if node.target in (operator.truediv, torch.div) and len(node.args) == 2 and \
+            not hasattr(node.args[1], "op"):
+        return True  # division by a Python number
+    return node.target in _SAFE_FUNCTIONS

@@ -1,0 +1,157 @@
+"""Predication: a relaxed branch site whose sides are pure computations is
+traced with both sides in one graph and the results selected with
+torch.where; sides that are not fit keep breaking the graph. Compared with
+eager on values and gradients over mixed outcomes."""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+import janus_frame as jf
+from janus_frame.frontend import speculation
+from jfutil import Recorder
+
+
+def _sites(name):
+    return [s for s in speculation.all_sites() if s.frame.endswith(name)]
+
+
+def _mixed(n, gen):
+    # outcomes alternating in runs too short to speculate on
+    signs = [1, -1, -1, 1, -1, 1, 1, -1, 1, -1, -1, 1] * 3
+    return [(torch.rand(4, generator=gen) + 0.1) * signs[i] for i in range(n)]
+
+
+class Cell(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = torch.tanh(self.lin(x))
+        if h.sum() > 0:
+            h = h * 0.9
+            k = 2
+        else:
+            h = h + 0.1
+            k = 2
+        return (h * k).sum()
+
+
+def test_relaxed_if_is_predicated_into_one_graph_with_equal_gradients():
+    torch.manual_seed(0)
+    ref = Cell()
+    model = copy.deepcopy(ref)
+    rec = Recorder()
+    cm = jf.compile(model, backend=rec)
+    gen = torch.Generator().manual_seed(0)
+    for x in _mixed(24, gen):
+        x = x * 4
+        got, want = cm(x), ref(x)
+        torch.testing.assert_close(got, want)
+        g1 = torch.autograd.grad(got, list(model.parameters()))
+        g2 = torch.autograd.grad(want, list(ref.parameters()))
+        for a, b in zip(g1, g2):
+            torch.testing.assert_close(a, b)
+    site = _sites("Cell.forward")[0]
+    assert site.current_form == "predicated", site.describe()
+    last = rec.graphs[-1]
+    assert torch.where in [n.target for n in last.graph.nodes]
+    # after predication the whole forward is one graph with no break left
+    n_graphs = len(rec.graphs)
+    for x in _mixed(6, gen):
+        torch.testing.assert_close(cm(x * 4), ref(x * 4))
+    assert len(rec.graphs) == n_graphs
+
+
+def test_side_with_side_effect_is_not_predicated():
+    log = []
+
+    def f(x):
+        y = x * 2
+        if y.sum() > 0:
+            log.append("pos")
+            y = y + 1
+        else:
+            y = y - 1
+        return y
+
+    cf = jf.compile(f, backend=Recorder())
+    gen = torch.Generator().manual_seed(1)
+    want_log = []
+    for x in _mixed(16, gen):
+        got = cf(x)
+        ref_log = log[:]
+        log.clear()
+        log.extend(ref_log)
+        torch.testing.assert_close(got, f.__wrapped__(x) if hasattr(f, "__wrapped__") else
+                                   (x * 2 + 1 if (x * 2).sum() > 0 else x * 2 - 1))
+        if (x * 2).sum() > 0:
+            want_log.append("pos")
+    assert log == want_log
+    site = _sites("not_predicated.<locals>.f")[0]
+    assert site.form == "relaxed" and site.current_form == "break", site.describe()
+
+
+def test_side_with_unbounded_derivative_is_not_predicated():
+    def f(x):
+        if x.sum() > 0:
+            y = torch.sqrt(x)  # NaN gradient through where for negative x
+        else:
+            y = x * 0
+        return y.sum()
+
+    cf = jf.compile(f, backend=Recorder())
+    gen = torch.Generator().manual_seed(2)
+    for x in _mixed(16, gen):
+        x1 = x.clone().requires_grad_()
+        x2 = x.clone().requires_grad_()
+        a, b = cf(x1), f(x2)
+        torch.testing.assert_close(a, b)
+        if x.sum() > 0:
+            a.backward()
+            b.backward()
+            torch.testing.assert_close(x1.grad, x2.grad)
+    site = _sites("derivative_is_not_predicated.<locals>.f")[0]
+    assert site.current_form == "break", site.describe()
+
+
+def test_sides_leaving_different_shapes_are_not_predicated():
+    def f(x):
+        if x.sum() > 0:
+            y = x[:2]
+        else:
+            y = x
+        return y * 2
+
+    cf = jf.compile(f, backend=Recorder())
+    gen = torch.Generator().manual_seed(3)
+    for x in _mixed(16, gen):
+        want = (x[:2] if x.sum() > 0 else x) * 2
+        torch.testing.assert_close(cf(x), want)
+    assert _sites("shapes_are_not_predicated.<locals>.f")[0].current_form == "break"
+
+
+def test_if_without_else_and_nested_python_condition():
+    def f(x, flag):
+        y = x + 1
+        if y.mean() > 1:
+            if flag:
+                y = y * 3
+            y = y - 2
+        return y
+
+    cf = jf.compile(f, backend=Recorder())
+    gen = torch.Generator().manual_seed(4)
+    for i, x in enumerate(_mixed(20, gen)):
+        x = x * 3
+        flag = i % 2 == 0
+        y = x + 1
+        if y.mean() > 1:
+            if flag:
+                y = y * 3
+            y = y - 2
+        torch.testing.assert_close(cf(x, flag), y)
+    assert _sites("nested_python_condition.<locals>.f")[0].current_form == "predicated"
