@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import assert_close, graphs, jcompile
 from janus_frame.backends.janus.ir import op_count
@@ -193,3 +194,27 @@ def test_input_mutation_is_applied():
 
 def test_math_constants_are_finite():
     assert math.isfinite(1.0)
+
+
+@pytest.mark.parametrize("dt", [torch.float32, torch.float64])
+def test_signed_zero_and_gelu_at_infinity_match_eager(dt):
+    """tanh(-0) is -0; gelu at +-inf is what eager gives (NaN in float32's
+    vectorised kernel, +inf/NaN in float64), forward and backward."""
+    def f(x):
+        return (torch.tanh(x), F.gelu(x), F.gelu(x, approximate="tanh"), x.clamp(min=0.0),
+                F.hardtanh(x), torch.sign(x), x * -1.0)
+
+    x = torch.tensor([-0.0, 0.0, float("inf"), float("-inf"), float("nan"), 1.0, -1.0, 1e-30,
+                      -3.0, 50.0] * 3, dtype=dt)
+    with torch.no_grad():
+        got, ref = jcompile(f)(x), f(x)
+    for a, e in zip(got, ref):
+        assert_close(a, e)
+        num = ~e.isnan()
+        assert torch.equal(torch.signbit(a)[num], torch.signbit(e)[num])
+    torch._dynamo.reset()
+    xg = x.clone().requires_grad_()
+    rg = x.clone().requires_grad_()
+    jcompile(lambda t: F.gelu(t).sum())(xg).backward()
+    F.gelu(rg).sum().backward()
+    assert_close(xg.grad, rg.grad)

@@ -93,7 +93,7 @@ JF_INLINE float jf_tanh(float x) {
   p = p * z - 5.37397155531e-2f;
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
-  float small = x + x * z * p;
+  float small = __builtin_copysignf(x + x * z * p, x); /* odd: tanh(-0) = -0 */
   float e = jf_exp(2.0f * (a < 44.0f ? a : 44.0f));
   float big = 1.0f - 2.0f / (e + 1.0f);
   big = x < 0.0f ? -big : big;

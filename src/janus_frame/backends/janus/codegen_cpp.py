@@ -132,6 +132,8 @@ def op_c(kind, dtype, a, arg_dtypes):
     if kind == "abs":
         return f"__builtin_fabs{'f' if f32 else ''}({a[0]})" if flt else f"({a[0]} < 0 ? -{a[0]} : {a[0]})"
     if kind in ("maximum", "minimum"):
+        # NaN from either side; on ties (0.0 vs -0.0) the second operand, as
+        # eager's vectorised loops give (its scalar tail gives the first)
         op = ">" if kind == "maximum" else "<"
         if flt:
             return f"(({a[0]} != {a[0]} || {a[0]} {op} {a[1]}) ? {a[0]} : {a[1]})"

@@ -57,6 +57,7 @@ def _jf_tanh(x):
     e = tl.exp(2.0 * tl.minimum(a, 44.0))
     big = 1.0 - 2.0 / (e + 1.0)
     big = tl.where(x < 0, -big, big)
+    small = tl.where(x == 0, x, small)  # odd: tanh(-0) = -0
     return tl.where(x != x, x, tl.where(a < 0.625, small, big))
 
 
@@ -150,6 +151,8 @@ def op_t(kind, dtype, a, adt):
             return f"({a[0]} / {a[1]})"
         return f"tl.where({a[1]} == 0, 0, {a[0]} // tl.where({a[1]} == 0, 1, {a[1]}))"
     if kind in ("maximum", "minimum"):
+        # NaN from either side; on ties (0.0 vs -0.0) the second operand, as
+        # eager's vectorised loops give (its scalar tail gives the first)
         op = ">" if kind == "maximum" else "<"
         if flt:
             return f"tl.where(({a[0]} != {a[0]}) | ({a[0]} {op} {a[1]}), {a[0]}, {a[1]})"

@@ -18,7 +18,7 @@ aten = torch.ops.aten
 
 # finer splits, taken from torch's full decomposition table
 _EXTRA = [
-    aten._softmax, aten._log_softmax, aten.native_layer_norm, aten.gelu,
+    aten._softmax, aten._log_softmax, aten.native_layer_norm,
     aten._native_batch_norm_legit_functional, aten._native_batch_norm_legit_no_training,
     aten._native_batch_norm_legit, aten.native_batch_norm, aten.native_group_norm,
     aten.clamp, aten.hardtanh, aten.leaky_relu, aten.elu, aten.linalg_vector_norm,
@@ -34,6 +34,7 @@ _KEEP = [
     aten.mean.dim, aten.var_mean.correction, aten.var.correction, aten.relu, aten._to_copy,
     aten.cat, aten.index_select, aten.native_dropout, aten.max_pool2d_with_indices,
     aten.max_pool2d_with_indices_backward, aten._adaptive_avg_pool2d, aten.avg_pool2d,
+    aten.gelu,
 ]
 
 

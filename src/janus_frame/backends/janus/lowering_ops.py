@@ -294,6 +294,33 @@ def _clamp(ctx, x, lo=None, hi=None):
     return lazy(shape, odt, fn)
 
 
+@register(aten.gelu.default)
+def _gelu(ctx, x, approximate="none"):
+    """The formulas of torch's decomposition; at +-inf the exact form is NaN
+    in float32, as eager's vectorised kernel gives (float64 eager: +inf)."""
+    shape, odt = meta(ctx)
+    if not odt.is_floating_point or approximate not in ("none", "tanh"):
+        raise NotImplementedError
+    xt = broadcast_to(as_tv(ctx, x), shape)
+
+    def c(v):
+        return ir.const(v, odt)
+
+    def fn(idx):
+        v = cast(xt.load(idx), odt)
+        if approximate == "tanh":
+            cube = E("mul", odt, (E("mul", odt, (v, v)), v))
+            inner = E("mul", odt, (c(1.41421356237309504880 * 1.12837916709551257390 * 0.5), E("add", odt, (v, E("mul", odt, (c(0.044715), cube))))))
+            return E("mul", odt, (E("mul", odt, (v, c(0.5))), E("add", odt, (c(1.0), E("tanh", odt, (inner,))))))
+        cdf = E("add", odt, (c(1.0), E("erf", odt, (E("mul", odt, (v, c(0.7071067811865476))),))))
+        y = E("mul", odt, (E("mul", odt, (v, c(0.5))), cdf))
+        if odt == torch.float32:
+            y = E("where", odt, (E("isinf", torch.bool, (v,)), c(float("nan")), y))
+        return y
+
+    return lazy(shape, odt, fn)
+
+
 # ------------------------------------------------------------------ creation
 def _fill(ctx, value):
     shape, odt = meta(ctx)
