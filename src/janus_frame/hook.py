@@ -108,8 +108,26 @@ _LIB_DIRS: tuple[str, ...] | None = None  # torch and friends; resolved lazily
 def _library_dirs() -> tuple[str, ...]:
     global _LIB_DIRS
     if _LIB_DIRS is None:
-        _LIB_DIRS = _dirs_of("torch", "triton", "numpy", "bytecode", "sympy", "_pytest", "pytest")
+        _LIB_DIRS = _dirs_of("torch", "triton", "numpy", "bytecode", "sympy", "_pytest",
+                             "pytest") + (_inductor_cache_dir(),)
     return _LIB_DIRS
+
+
+def _inductor_cache_dir() -> str:
+    """Where Inductor writes the modules it generates (their ``call`` runs
+    a compiled backward lazily, inside ``loss.backward()`` of user code)."""
+    import getpass
+    import re
+    import tempfile
+
+    d = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not d:
+        try:
+            user = re.sub(r'[\\/:*?"<>|]', "_", getpass.getuser())
+        except Exception:  # noqa: BLE001 - no user name (containers)
+            user = "unknown"
+        d = os.path.join(tempfile.gettempdir(), "torchinductor_" + user)
+    return os.path.realpath(d) + os.sep
 
 
 _realpath_cache: dict[str, str] = {}

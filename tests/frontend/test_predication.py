@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -155,3 +156,70 @@ def test_if_without_else_and_nested_python_condition():
             y = y - 2
         torch.testing.assert_close(cf(x, flag), y)
     assert _sites("nested_python_condition.<locals>.f")[0].current_form == "predicated"
+
+
+class Shrink(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x, limit: float):
+        h = self.lin(x)
+        while h.norm() > limit:
+            h = h * 0.5
+        return h.sum()
+
+
+def _shrink_case(scale, seed):
+    return (torch.rand(4, generator=torch.Generator().manual_seed(seed)) + 0.1) * scale
+
+
+@pytest.mark.reruns_ok  # a loop longer than unrolled reruns natively, by design
+def test_while_on_tensor_is_unrolled_with_predicated_iterations():
+    torch.manual_seed(0)
+    ref = Shrink()
+    model = copy.deepcopy(ref)
+    rec = Recorder()
+    cm = jf.compile(model, backend=rec)
+    # 0 to 3 halvings, then (scale 60) a loop longer than the first unrolling
+    scales = [1, 4, 0.5, 8, 2, 16, 1, 4, 8, 0.5, 16, 2] + [60, 60, 4, 1]
+    for i, s in enumerate(scales):
+        x = _shrink_case(s, i)
+        got, want = cm(x, 1.0), ref(x, 1.0)
+        torch.testing.assert_close(got, want)
+        g1 = torch.autograd.grad(got, list(model.parameters()))
+        g2 = torch.autograd.grad(want, list(ref.parameters()))
+        for a, b in zip(g1, g2):
+            torch.testing.assert_close(a, b)
+    site = _sites("Shrink.forward")[0]
+    assert site.current_form == "predicated", site.describe()
+    assert site.misses >= 1 and site.trip_limit > 4, site.describe()
+    graphs = len(rec.graphs)
+    for i, s in enumerate([1, 4, 8, 2]):  # no new graph: one graph per call
+        x = _shrink_case(s, 100 + i)
+        torch.testing.assert_close(cm(x, 1.0), ref(x, 1.0))
+    assert len(rec.graphs) == graphs
+
+
+def test_while_with_side_effect_in_body_is_not_predicated():
+    log = []
+
+    def f(x):
+        h = x * 1.0
+        while h.norm() > 1:
+            h = h * 0.5
+            log.append(1)
+        return h
+
+    cf = jf.compile(f, backend=Recorder())
+    expected = 0
+    for i, s in enumerate([1, 4, 0.5, 8, 2, 16, 1, 4, 8, 0.5]):
+        x = _shrink_case(s, i)
+        h = x * 1.0
+        while h.norm() > 1:
+            h = h * 0.5
+            expected += 1
+        torch.testing.assert_close(cf(x), h)
+    assert len(log) == expected
+    site = _sites("not_predicated.<locals>.f")[0]
+    assert site.current_form != "predicated", site.describe()

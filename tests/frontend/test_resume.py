@@ -604,3 +604,17 @@ def test_printed_values_are_not_specialised(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0::2] == out[1::2]  # compiled and eager printed the same text
     assert jf.hook.stats.recompiles == 0  # the float was never guarded on
+
+
+def test_values_read_through_items_are_taken_before_replayed_effects():
+    # `x, w = args; args.clear()`: at the break, x and w are still needed,
+    # but args[0] no longer exists once the clear is replayed
+    def call(args):
+        x, w = args
+        args.clear()
+        y = x * 2
+        n = len(y.tolist())  # a break with x live after it
+        return F.linear(y, w) + x.sum() + n
+
+    rec = run_both(call, [torch.randn(3, 4), torch.randn(2, 4)], calls=2)
+    assert len(rec.graphs) == 2

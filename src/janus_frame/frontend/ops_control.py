@@ -61,15 +61,20 @@ class ControlOps:
                 self.output.predicating is not None:
             return False
         from . import speculation
-        from .predication import predicate_branch
+        from .predication import is_loop_entry, predicate_branch, predicate_loop
         from .resume import original_position
 
         orig, index = original_position(self.code, self.ip - 1)
         site = speculation.site(orig, index, self.lineno, self.code.co_qualname)
-        if site.form != "relaxed" or site.predicated is False:
+        loop = is_loop_entry(self, ins)
+        if site.predicated is False or site.form != "relaxed" and not (
+                loop and site.form == "speculate"):
             return False
         self.output.spec_codes.add(site.code_spec)
-        predicate_branch(self, v, ins, when, site)
+        if loop:
+            predicate_loop(self, v, ins, when, site)
+        else:
+            predicate_branch(self, v, ins, when, site)
         return True
 
     def _pop_jump_if(self, ins, when: bool):

@@ -1,5 +1,7 @@
 """Predication of relaxed branch sites: both sides of an ``if`` on a tensor
-traced into the same graph, the results selected with ``torch.where``.
+traced into the same graph, the results selected with ``torch.where``; a
+``while`` on a tensor unrolled a bounded number of times, each iteration
+selected by whether the loop is still running (with the bound speculated).
 
 In: a Translator at a forward conditional jump on a one-element tensor whose
 site is relaxed (its outcome keeps changing, so speculation does not pay).
@@ -98,9 +100,7 @@ def predicate_branch(tx, v: TensorV, ins, when: bool, site) -> None:
 
     if out.effects.version != effects0 or len(out.speculations) != specs0:
         raise NoPredication(site, "a side has side effects")
-    for node in list(out.graph.nodes)[nodes0:]:
-        if not _grad_safe(node):
-            raise NoPredication(site, f"{node.target} in a side")
+    new_nodes = set(list(out.graph.nodes)[nodes0:])
     true_state, false_state = (jump_state, fall_state) if when else (fall_state, jump_state)
     cond = _condition(tx, v)
     tx.stack = [_merge(tx, site, cond, a, b) for a, b in _zip(site, true_state[0],
@@ -117,8 +117,82 @@ def predicate_branch(tx, v: TensorV, ins, when: bool, site) -> None:
         raise NoPredication(site, "a local is set on one side only")
     tx.locals = {k: _merge(tx, site, cond, true_state[1][k], false_state[1][k])
                  for k in true_state[1]}
+    _check_selected(site, out, new_nodes, nodes0)
     tx.ip = join
     site.predicated = True
+
+
+def is_loop_entry(tx, ins) -> bool:
+    """``while cond: body`` in 3.11: a forward jump to the exit, the body,
+    the condition again and a backward jump to the body's start."""
+    jump_ip = tx.labels[ins.arg]
+    back = tx.instrs[jump_ip - 1] if jump_ip > tx.ip else None
+    return back is not None and back.name in ("POP_JUMP_BACKWARD_IF_TRUE",
+                                              "POP_JUMP_BACKWARD_IF_FALSE") and \
+        tx.labels[back.arg] == tx.ip
+
+
+def predicate_loop(tx, v: TensorV, ins, when: bool, site) -> None:
+    """A while loop on a tensor condition, unrolled ``site.trip_limit``
+    times with every iteration predicated on the loop still running; that
+    it has stopped by then is speculated (checked after the segment, a miss
+    reruns the frame natively and doubles the limit)."""
+    out = tx.output
+    jump_ip, body_ip = tx.labels[ins.arg], tx.ip
+    back = tx.instrs[jump_ip - 1]
+    stay = back.name == "POP_JUMP_BACKWARD_IF_TRUE"  # the back-edge's polarity
+    nodes0 = len(out.graph.nodes)
+    effects0, specs0 = out.effects.version, len(out.speculations)
+    running = _condition(tx, v)
+    if when:  # the entry jump leaves the loop when bool(v) is True
+        running = out.call("call_function", torch.logical_not, (running,), {})
+    out.predicating = site
+    try:
+        for _ in range(site.trip_limit):
+            stack0, locals0, lazy0 = list(tx.stack), dict(tx.locals), dict(tx.lazy_args)
+            _run_side(tx, site, body_ip, jump_ip - 1, jump_ip - 1)
+            again = tx.stack.pop()
+            if not isinstance(again, TensorV) or again.fake.numel() != 1:
+                raise NoPredication(site, "the loop condition is not a one-element tensor")
+            for k in lazy0:
+                if k not in tx.lazy_args and k not in locals0:
+                    locals0[k] = tx.locals[k]  # read in the body: the same value before
+            if set(tx.locals) != set(locals0):
+                raise NoPredication(site, "the body sets a local it did not have")
+            tx.stack = [_merge(tx, site, running, a, b) for a, b in _zip(site, tx.stack, stack0)]
+            tx.locals = {k: _merge(tx, site, running, tx.locals[k], locals0[k])
+                         for k in tx.locals}
+            again = _condition(tx, again)
+            if not stay:
+                again = out.call("call_function", torch.logical_not, (again,), {})
+            running = out.call("call_function", torch.logical_and, (running, again), {})
+    finally:
+        out.predicating = None
+    if out.effects.version != effects0 or len(out.speculations) != specs0:
+        raise NoPredication(site, "the loop body has side effects")
+    _check_selected(site, out, set(list(out.graph.nodes)[nodes0:]), nodes0)
+    out.speculations.append((running, False, site))  # stopped within the limit
+    tx.ip = jump_ip
+    site.predicated = True
+
+
+def _check_selected(site, out, new_nodes: set, nodes0: int) -> None:
+    """Every operation computing a value that ``where`` selects must have a
+    finite derivative (conditions carry no gradient)."""
+    todo = [a for n in list(out.graph.nodes)[nodes0:]
+            if n.op == "call_function" and n.target is torch.where for a in n.args[1:]]
+    seen = set()
+    while todo:
+        n = todo.pop()
+        if not hasattr(n, "op") or n in seen or n not in new_nodes:
+            continue
+        seen.add(n)
+        if not _grad_safe(n):
+            raise NoPredication(site, f"{n.target} in a side")
+        if n.op == "call_function" and n.target is torch.where:
+            todo += list(n.args[1:])
+        else:
+            todo += [a for a in n.all_input_nodes]
 
 
 def _run_side(tx, site, start: int, end: int, join: int | None) -> int:

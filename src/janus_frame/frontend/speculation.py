@@ -14,9 +14,14 @@ Out: per site, the current form and its statistics:
   (input tensors mutated in place are restored, the RNG state too) and reruns
   the frame from its original bytecode, so the call gives exactly eager's
   results and side effects.
-- ``relaxed``: after more than ``MISS_LIMIT`` misses, final: the branch breaks
-  the graph and each side continues in its own resume function (no
-  flip-flopping back to speculation).
+- ``relaxed``: after more than ``MISS_LIMIT`` misses (or both outcomes seen
+  ``RELAX_MIXED`` times without a run to speculate on), final: both sides are
+  traced and merged with torch.where when they are fit (predication.py),
+  otherwise the branch breaks the graph and each side continues in its own
+  resume function (no flip-flopping back to speculation).
+- a ``while`` on a tensor, once its entry has been observed, is unrolled
+  ``trip_limit`` times with predicated iterations; the loop having stopped
+  by then is checked like a speculation, and a miss doubles the limit.
 
 Recompiles are triggered through an epoch per code object: entries whose
 trace met a site of that code guard on the epoch, and a site changing form
@@ -33,6 +38,7 @@ from ..diagnostics.probe import PROBE
 
 SPECULATE_AFTER = 3
 MISS_LIMIT = 2
+MAX_TRIP_LIMIT = 32  # predicated loops: most iterations unrolled
 RELAX_MIXED = 3  # observed sites with both outcomes this often, never a run: relaxed
 
 
@@ -60,6 +66,7 @@ class Site:
     streak_value: bool | None = None
     streak: int = 0
     predicated: bool | None = None  # relaxed: both sides in the graph (predication.py)
+    trip_limit: int = 4  # a predicated while loop: iterations unrolled
 
     def observe(self, outcome: bool) -> None:
         """Called by compiled code at a branch that broke the graph."""
@@ -86,7 +93,14 @@ class Site:
         self.misses += 1
         if PROBE.active:
             PROBE.speculation(self, False)
-        if self.misses > MISS_LIMIT and self.form == "speculate":
+        if self.predicated:
+            # a predicated loop ran longer than unrolled: unroll more, up to a
+            # bound past which it breaks the graph per iteration again
+            self.trip_limit *= 2
+            if self.trip_limit > MAX_TRIP_LIMIT:
+                self.predicated = False
+            self._change(self.form, self.predicted)
+        elif self.misses > MISS_LIMIT and self.form == "speculate":
             self._change("relaxed", None)
 
     def _change(self, form: str, predicted) -> None:
@@ -103,9 +117,9 @@ class Site:
     @property
     def current_form(self) -> str:
         """observe | speculate | predicated | break (relaxed to a graph break)"""
-        if self.form == "relaxed":
-            return "predicated" if self.predicated else "break"
-        return self.form
+        if self.predicated:
+            return "predicated"
+        return "break" if self.form == "relaxed" else self.form
 
     def describe(self) -> str:
         assumption = f"condition is {self.predicted}" if self.form == "speculate" else "-"
