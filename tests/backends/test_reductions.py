@@ -64,6 +64,40 @@ def test_softmax_is_one_kernel():
     assert not graphs()[-1].externs
 
 
+def test_softmax_exp_computed_once_in_a_row_scratch():
+    """exp(x - max) is stored once per row in a scratch array and read back by
+    the normalisation: one kernel, no workspace, one exp in the C source."""
+    def f(x):
+        return torch.softmax(x, -1), torch.exp(x - x.amax(-1, keepdim=True)) / 3.0
+
+    cf = jcompile(f)
+    x = torch.randn(33, 1000)
+    x[0, 5] = float("nan")
+    x[1, :] = float("-inf")
+    x[2, 3] = float("inf")
+    x[3, :] = -1e30  # row sum 1000 * exp(0)
+    assert_close(cf(x), f(x), rtol=1e-5, atol=1e-7)
+    g = graphs()[-1]
+    assert g.num_kernels == 1
+    k = g.sched.kernels[0]
+    assert k.row_local and not g.sched.arena
+    body = g.source[g.source.index("/* k"):]
+    assert body.count("jf_exp(") == 2, body  # one per exp(x - max), not one per use
+
+
+def test_softmax_wide_rows_and_tiny_row_sums():
+    def f(x, y):
+        return torch.softmax(x, -1), y / y.sum(-1, keepdim=True)
+
+    cf = jcompile(f)
+    x = torch.randn(3, 20000)  # wider than a row scratch
+    y = torch.rand(4, 8)
+    y[0] = 1e-41  # subnormal sum: its reciprocal overflows
+    y[1] = 0.0
+    y[2, 0] = float("inf")
+    assert_close(cf(x, y), f(x, y), rtol=1e-5, atol=1e-7)
+
+
 def test_softmax_inner_dim_of_4d_is_one_kernel():
     cf = jcompile(lambda x: torch.softmax(x, 1))
     x = torch.randn(2, 7, 3, 5)

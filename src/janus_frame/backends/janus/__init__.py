@@ -95,18 +95,17 @@ def compile_graph(gm: torch.fx.GraphModule, device: str | None = None):
     t0 = time.perf_counter()
     prog = lower(gm)
     ir.verify(prog)
-    sched = schedule(prog)
     if device is None:
         device = "cpu"
-        for b in prog.inputs:
-            pass
         for n in gm.graph.nodes:
             v = n.meta.get("val")
             if isinstance(v, torch.Tensor):
                 device = v.device.type
                 break
+    triton = device == "cuda" or _force_triton()
+    sched = schedule(prog, row_scratch=not triton)
     kernels = [s for s in sched.steps if isinstance(s, Kernel)]
-    if device == "cuda" or _force_triton():
+    if triton:
         from .codegen_triton import generate_triton
 
         tk = generate_triton(sched)

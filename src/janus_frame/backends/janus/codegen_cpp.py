@@ -224,6 +224,8 @@ class Body(ir.CSEEmitter):
         self.locals = locals_  # (buffer name, Affine key) -> C variable
         self.indent = indent
         self.n = 0
+        self.row_sub = {}  # row-local buffer -> substitution giving its in-row index
+        self.inner = ()  # vars of the innermost loop around these statements
 
     def tmp(self, ctype, text, prefix="t"):
         name = f"{prefix}{self.indent}_{self.n}"
@@ -258,12 +260,35 @@ class Body(ir.CSEEmitter):
             if loc is not None:
                 text = loc
             else:
+                if buf in self.row_sub:
+                    idx = idx.subst(self.row_sub[buf])
                 text = f"{self.bufvar[buf]}[{self.affine(idx)}]"
             if k == "mload":
                 text = f"({self._ids[id(x.args[0])]} ? {text} : ({T})0)"
             return self.tmp(T, text)
         args = [self._ids[id(a)] for a in x.args]
+        if k == "div" and x.dtype.is_floating_point and self.inner and x.args[1].kind != "const" \
+                and self._invariant(x.args[1]):
+            # a divisor fixed across the inner loop (a softmax's row sum):
+            # one reciprocal, hoisted by the compiler, and a multiply per
+            # element, as eager's row kernels do (within an ulp of dividing);
+            # a divisor so small that its reciprocal overflows divides (the
+            # test is loop-invariant: gcc unswitches the loop on it)
+            r = self.tmp(T, f"(({T})1 / {args[1]})")
+            fl = "f" if x.dtype == torch.float32 else ""
+            return self.tmp(T, f"(__builtin_fabs{fl}({r}) < INFINITY || {args[1]} == 0 ? "
+                               f"{args[0]} * {r} : {args[0]} / {args[1]})")
         return self.tmp(T, op_c(k, x.dtype, args, [a.dtype for a in x.args]))
+
+    def _invariant(self, e):
+        inner = set(self.inner)
+        for x in ir.walk(e):
+            if x.kind in ("load", "mload"):
+                if inner & set(x.aux[1].vars()):
+                    return False
+            elif x.kind == "index" and inner & set(x.aux.vars()):
+                return False
+        return True
 
 
 def _loops(axes, sizes, accesses):
@@ -324,7 +349,10 @@ class CppKernelGen:
     def __init__(self, sched, kernel: Kernel, bufvar):
         self.s = sched
         self.k = kernel
-        self.bufvar = bufvar
+        self.bufvar = dict(bufvar)
+        for b in kernel.row_local:
+            self.bufvar[b] = f"row_{b}"
+        self.row_sub = {}
         self.out = []
         self.omp_api = False  # calls omp_get_thread_num()
 
@@ -360,6 +388,8 @@ class CppKernelGen:
 
     def _store_line(self, m, sub, val, ind):
         idx = m.node.store.subst(m.amap).subst(sub)
+        if m.node.out.name in self.row_sub:
+            idx = idx.subst(self.row_sub[m.node.out.name])
         return f"{'  ' * ind}{self.bufvar[m.node.out.name]}[{affine_c(idx)}] = {val};"
 
     def _open_loops(self, loops, ind, parallel_work, simd_clause, par_clause=""):
@@ -396,6 +426,7 @@ class CppKernelGen:
         par = self._parallel(numel, numel)
         lines, ind = self._open_loops(loops, 1, par, "")
         body = Body(self.bufvar, {}, ind)
+        body.inner = tuple(lv for lv, _, _ in loops[-1:])
         for m in k.members:
             e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
             v = body.emit(e)
@@ -428,6 +459,11 @@ class CppKernelGen:
                            and all(r.node.rtype not in ("argmax", "argmin") for r in reds)
                            and self._parallel(work, 2) is not None and len(rloops) >= 1)
         lines, ind = self._open_loops(oloops, 1, par, None)
+        for b in sorted(k.row_local):
+            # one row of a temp only later passes read: the reduced axes are
+            # innermost and contiguous, so its in-row index drops the row vars
+            self.row_sub[b] = {lv: Affine(0) for lv, _, _ in oloops}
+            lines.append(f"{'  ' * ind}{CTYPES[self.s.prog.buffers[b].dtype]} row_{b}[{cexpr(red_numel)}];")
         locals_ = {}
         for p in passes:
             pm = [m for m in k.members if m.pass_ == p]
@@ -454,6 +490,8 @@ class CppKernelGen:
                     rl, rind = self._open_loops(rloops, ind, None, simd)
                 lines += rl
                 body = Body(self.bufvar, locals_, rind)
+                body.row_sub = self.row_sub
+                body.inner = tuple(lv for lv, _, _ in rloops[-1:])
                 local_keys = []
                 for m in full:
                     e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
@@ -481,6 +519,7 @@ class CppKernelGen:
                         lines.append(self._store_line(m, sub, v, ind))
             if outer:
                 body = Body(self.bufvar, locals_, ind)
+                body.row_sub = self.row_sub
                 body.n = 1000 + p * 100
                 for m in outer:
                     e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
@@ -565,6 +604,7 @@ class CppKernelGen:
                 lines.append(f"{'  ' * rind}{kloop}")
                 rind += 1
                 body = Body(self.bufvar, locals_, rind)
+                body.inner = (lv,)
                 local_keys = []
                 for m in full:
                     e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
@@ -751,12 +791,12 @@ def _unit(c):
 
 def _kernel_bufs(k):
     """Buffers a kernel needs a pointer to: everything it reads from outside,
-    and what it stores; values kept in registers need none."""
-    local = {m.node.out.name for m in k.members if m.node.out.name not in k.stored}
+    and what it stores; values kept in registers or row scratch need none."""
+    local = {m.node.out.name for m in k.members if m.node.out.name not in k.stored} | k.row_local
     used = []
     for m in k.members:
         names = set(m.node.reads()) - local
-        if m.node.out.name in k.stored:
+        if m.node.out.name in k.stored and m.node.out.name not in k.row_local:
             names.add(m.node.out.name)
         for b in sorted(names):
             if b not in used:

@@ -420,7 +420,7 @@ class Lowering:
         ops = sum(1 for x in nodes if x.kind not in ir.LEAF_KINDS)
         heavy = any(x.kind in ir.TRANSCENDENTAL for x in nodes)
         nloads = len({x.aux[0] for x in nodes if x.kind == "load"})
-        if ops > 24 or nloads > 4 or (heavy and users > 1 and ops > 2):
+        if ops > 24 or nloads > 4 or (heavy and users > 1 and ops >= 2):
             return self.realize(tv)
         return tv
 

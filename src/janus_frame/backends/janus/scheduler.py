@@ -26,6 +26,7 @@ from .ir import Affine
 
 MAX_KERNEL_NODES = 64
 HORIZONTAL_MIN_NUMEL = 1024
+ROW_SCRATCH_MAX = 16384  # elements of a per-row scratch buffer (on the stack)
 
 
 def _shape_eq(a, b):
@@ -49,6 +50,7 @@ class Kernel:
         self.red_axes = red_axes
         self.members: list[Member] = []
         self.stored = set()  # buffers written to memory
+        self.row_local = set()  # stored temps living in a per-row scratch buffer
 
     @property
     def is_reduction(self):
@@ -132,8 +134,9 @@ def _loads_by_buf(expr, amap):
 
 
 class Scheduler:
-    def __init__(self, prog: ir.Program):
+    def __init__(self, prog: ir.Program, row_scratch=False):
         self.prog = prog
+        self.row_scratch = row_scratch
         self.steps: list = []
         self.step_of = {}  # buffer name -> step index of its producer
         self.barrier = 0  # no fusion into steps before this index
@@ -305,6 +308,33 @@ class Scheduler:
                 if need:
                     s.stored.add(b)
         self.readers = readers
+        if self.row_scratch:
+            for i, s in enumerate(self.steps):
+                if isinstance(s, Kernel) and s.is_reduction:
+                    self._find_row_local(i, s, outs)
+
+    def _find_row_local(self, i, k, outs):
+        """Temps of an inner-axis reduction kernel that only later passes of
+        the same kernel read (softmax's exp(x - max), read by the sum and
+        again by the normalisation): the code generator keeps one row of
+        them in a scratch array instead of the whole buffer in memory."""
+        shape = k.full_shape
+        live = [a for a in range(len(shape)) if not (isinstance(shape[a], int) and shape[a] == 1)]
+        red = [a for a in live if a in k.red_axes]
+        kept = [a for a in live if a not in k.red_axes]
+        if not red or (kept and max(kept) > min(red)):
+            return
+        row = ir.prod([shape[a] for a in k.red_axes])
+        if not isinstance(row, int) or row > ROW_SCRATCH_MAX:
+            return
+        for m in k.members:
+            b = m.node.out
+            if b.name not in k.stored or b.name in outs or b.kind != "temp" or m.role != "full" \
+                    or isinstance(m.node, ir.Reduction) or not _shape_eq(b.shape, shape) \
+                    or tuple(b.strides) != ir.contiguous_strides(b.shape):
+                continue
+            if all(j == i and r is not None for j, r in self.readers.get(b.name, [])):
+                k.row_local.add(b.name)
 
     # ------------------------------------------------------------ buffers
     def plan(self):
@@ -326,7 +356,7 @@ class Scheduler:
                 continue
             for b in sorted(s.stored):
                 buf = prog.buffers[b]
-                if buf.kind != "temp":
+                if buf.kind != "temp" or b in s.row_local:
                     continue
                 if b in extern_read:
                     buf.kind = "ttemp"
@@ -374,8 +404,10 @@ class Scheduler:
         return [s for s in self.steps if isinstance(s, Kernel)]
 
 
-def schedule(prog):
-    return Scheduler(prog).run().plan()
+def schedule(prog, row_scratch=False):
+    """``row_scratch``: the code generator supports per-row scratch buffers
+    (:attr:`Kernel.row_local`; the C one does)."""
+    return Scheduler(prog, row_scratch).run().plan()
 
 
 _ = (sympy, torch)
