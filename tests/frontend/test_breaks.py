@@ -153,6 +153,17 @@ def f_jf018(x):
     return _deep(x, 5)
 
 
+def f_jf019(x):
+    for i in range(x.shape[0]):  # x's dim 0 is dynamic (marked)
+        x = x + i
+    return x
+
+
+def _dynamic_rows(t):
+    jf.mark_dynamic(t, 0)
+    return t
+
+
 CASES = {
     "JF001": (f_jf001, lambda: (torch.randn(3),)),
     "JF002": (f_jf002, lambda: (torch.randn(3),)),
@@ -172,6 +183,7 @@ CASES = {
     "JF016": (f_jf016, lambda: (torch.randn(3),)),
     "JF017": (f_jf017, lambda: (torch.randn(3),)),
     "JF018": (f_jf018, lambda: (torch.randn(3),)),
+    "JF019": (f_jf019, lambda: (_dynamic_rows(torch.randn(3, 2)),)),
 }
 
 

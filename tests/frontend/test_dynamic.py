@@ -4,6 +4,8 @@ specialisations; sizes used as Python values; every backend compiles
 size-generic code. Each test compares with eager on every size."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -145,16 +147,43 @@ def test_sizes_zero_and_one_stay_specialised():
 
 
 def test_size_used_as_python_int_is_specialised_and_guarded():
+    weights = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+
     def f(x):
-        out = x.new_zeros(())
-        for i in range(x.shape[0]):  # unrolled: the trace depends on the size
-            out = out + x[i] * i
-        return out
+        return x * weights[x.shape[0]]  # a list index needs the value itself
 
     cf = jf.compile(f, backend=Recorder())
     run_sizes(f, cf, lambda n: (torch.randn(n, 2),), [2, 3, 4, 3, 5, 2])
-    # every size needs its own unrolled graph, never another size's
+    # every size needs its own entry, never another size's
     assert entries(f) == 4
+    assert "L['x'].size(0) == 3" in " ".join(hook.code_state(f.__code__).entries[1][1].guard_lines)
+
+
+def test_condition_on_a_size_is_a_guard_not_a_specialisation():
+    def f(x):
+        if x.shape[0] % 2 == 0:
+            return x * 2
+        return x - 1
+
+    cf = jf.compile(f, backend=Recorder())
+    run_sizes(f, cf, lambda n: (torch.randn(n),), [2, 4, 6, 8, 3, 5, 7])
+    assert entries(f) == 3  # static 2, even sizes, odd sizes
+
+
+def test_loop_over_a_dynamic_size_compiles_its_body_once():
+    def f(x):
+        acc = x.new_zeros(x.shape[1])
+        rows = []
+        for i in range(x.shape[0]):
+            acc = acc + x[i] * i
+            rows.append(acc)
+        return torch.stack(rows).sum(0)
+
+    cf = jf.compile(f, backend=Recorder())
+    run_sizes(f, cf, lambda n: (torch.randn(n, 3),), [2, 3, 4, 7, 5, 9])
+    assert hook.stats.recompiles == 1  # the size change; the loop body is shared
+    report = jf.explain(f)(torch.randn(6, 3))
+    assert "JF019" in [b.id for b in report.breaks]
 
 
 def test_sizes_returned_and_formatted_without_recompiling():
@@ -247,3 +276,85 @@ def test_float_constant_infinity_is_guarded():
     for c in [float("inf"), float("-inf"), 1.5, float("inf")]:
         x = torch.randn(3)
         assert_same(cf(x, c), f(x, c))
+
+
+class _Cell(nn.Module):
+    def __init__(self, inp, hidden):
+        super().__init__()
+        self.w_ih = nn.Parameter(torch.randn(inp, 4 * hidden) / inp ** 0.5)
+        self.w_hh = nn.Parameter(torch.randn(hidden, 4 * hidden) / hidden ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(4 * hidden))
+
+    def forward(self, x, h, c):
+        i, f, g, o = (x @ self.w_ih + h @ self.w_hh + self.bias).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+class _LSTMLM(nn.Module):
+    def __init__(self, vocab=40, emb=8, hidden=12):
+        super().__init__()
+        self.hidden = hidden
+        self.embed = nn.Embedding(vocab, emb)
+        self.cell = _Cell(emb, hidden)
+        self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, tokens):  # (T, B)
+        T, B = tokens.shape
+        h = tokens.new_zeros(B, self.hidden, dtype=torch.float32)
+        c = tokens.new_zeros(B, self.hidden, dtype=torch.float32)
+        emb = self.embed(tokens)
+        outs = []
+        for t in range(T):
+            h, c = self.cell(emb[t], h, c)
+            outs.append(h)
+        return self.out(torch.stack(outs))
+
+
+@pytest.mark.parametrize("backend", ["eager", "default"])
+def test_lstm_lm_over_sequence_lengths_recompiles_at_most_once(backend):
+    torch.manual_seed(0)
+    model = _LSTMLM()
+    ref = copy.deepcopy(model)
+
+    def make_step(m):
+        opt = torch.optim.SGD(m.parameters(), lr=0.1)
+
+        def step(tokens):
+            opt.zero_grad()
+            logits = m(tokens[:-1])
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                   tokens[1:].reshape(-1))
+            loss.backward()
+            opt.step()
+            return loss.detach()
+        return step
+
+    cstep = jf.compile(make_step(model), backend=backend)
+    rstep = make_step(ref)
+    before = hook.stats.recompiles
+    gen = torch.Generator().manual_seed(1)
+    for T in [8, 16, 24, 32, 40, 13, 57]:
+        tokens = torch.randint(0, 40, (T + 1, 2), generator=gen)
+        torch.testing.assert_close(cstep(tokens), rstep(tokens), rtol=1e-4, atol=1e-5)
+    assert hook.stats.recompiles - before <= 1
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_list_of_varying_length_is_one_stacked_input():
+    def f(xs):
+        return torch.stack(xs).sum(0) + torch.cat(xs, 0).mean() + xs[-1] + len(xs)
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec)
+    for n in [2, 3, 5, 8]:
+        xs = [torch.randn(3) for _ in range(n)]
+        assert_same(cf(xs), f(xs))
+    assert recompiles(f) == 1 and entries(f) == 2
+    lines = " ".join(guard_lines(f))
+    assert "list of >= 2 tensors" in lines, lines
+    # other lengths of the same kind of list reuse the entry; a list of
+    # other tensors does not match it
+    xs = [torch.randn(4) for _ in range(3)]
+    assert_same(cf(xs), f(xs))

@@ -135,6 +135,16 @@ _register(
 )
 
 
+_register(
+    "JF019", "loop over a dynamic size",
+    "a for loop over range() of a dynamic size (a dimension that varies between calls): "
+    "unrolling it would compile once per size, so the loop runs over a real range and its "
+    "body as a compiled segment per iteration, shared by every size",
+    "nothing to do for a varying length; a size that is really fixed stays static (it is "
+    "only made dynamic after it changed, or by mark_dynamic / dynamic=True)",
+)
+
+
 class GraphBreak(Exception):
     """A graph break with a registered ID and where it happened."""
 

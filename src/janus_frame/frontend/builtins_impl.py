@@ -16,8 +16,8 @@ import torch
 
 from .breaks import GraphBreak
 from .values import (
-    Const, DictV, FunctionV, IterV, ListV, MethodV, NewObjV, ObjV, SetV, SuperV, TensorV,
-    TupleV, Value,
+    Const, DictV, FunctionV, IterV, ListV, MethodV, NewObjV, ObjV, SetV, SuperV, SymV,
+    TensorListV, TensorV, TupleV, Value,
 )
 
 BUILTIN_HANDLERS: dict = {}
@@ -51,6 +51,8 @@ def _const(tx, v):
 def _len(tx, args, kwargs):
     if isinstance(args[0], TensorV) and args[0].fake.dim() > 0:
         return tx.output.size_of(args[0], 0)  # symbolic when dim 0 is dynamic
+    if isinstance(args[0], TensorListV) and args[0].symbolic:
+        return args[0].length
     return Const(tx.length(args[0]))
 
 
@@ -93,6 +95,10 @@ def _callable(tx, args, kwargs):
 
 @handles(range)
 def _range(tx, args, kwargs):
+    if any(isinstance(a, SymV) and a._guard is not None for a in args):
+        # unrolling would compile once per size: the loop runs over a real
+        # range, its body compiled once for every size
+        raise GraphBreak("JF019", "range() of a dynamic size")
     return Const(range(*[_const(tx, a) for a in args]))
 
 

@@ -70,6 +70,8 @@ def compile_frame(func, args: tuple, compiler) -> CompiledEntry:
             symbolic = True
         except _UnsafeSpeculation as e:
             for site in e.args[0]:  # those sites break the graph from now on
+                if site.form == "relaxed":
+                    site.predicated = False  # a predicated loop's bound cannot be checked
                 site.form = "relaxed"
         except NoPredication as e:  # the site breaks the graph from now on
             e.site.predicated = False
@@ -270,8 +272,8 @@ def _mutations(gm) -> tuple[list[str], bool]:
         if n.op not in ("call_function", "call_method"):
             continue
         name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
-        if name == "_set_grad_enabled":
-            continue
+        if name == "_set_grad_enabled" or n.target in (operator.and_, operator.or_):
+            continue  # `a & b`, `a | b`: the operator module's names end in "_"
         if (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_FUNCTIONS:
             target = n.args[0] if n.args else None
             if getattr(target, "op", None) == "placeholder":
@@ -392,6 +394,7 @@ def _break_tail(func, tx: Translator, rb: "Rebuilder", compiler) -> list[str]:
         kw = pos[len(pos) - len(kwn):] if kwn else []
         pos = pos[:len(pos) - len(kwn)] if kwn else pos
         call_args = [e(x) for x in pos] + [f"{k}={e(x)}" for k, x in zip(kwn, kw)]
+        _call_hand_over(tx, fn, pos)
         lines.append(f"__jf_r = {e(fn)}({', '.join(call_args)})")
         lines += cont(stack[:len(stack) - n - 2] + [R], fallthrough)
     elif name == "CALL_FUNCTION_EX":
@@ -508,6 +511,8 @@ def _continue(func, tx: Translator, rb: "Rebuilder", compiler, stack_after: list
                   for v in stack_after if not isinstance(v, NullV)]
     rcode = resume_code(orig, at, null_slots, tuple(live))
     compiler.forced.add(rcode)
+    if tx.output.sym_inputs or tx.output.dynamic:
+        _hand_over_dynamic(rcode, tx, live, stack_after)
     fb = rb.fb
     cells = []
     for name in orig.co_cellvars + orig.co_freevars:
@@ -592,7 +597,9 @@ class Rebuilder:
         fb, e = self.fb, self.expr
         if isinstance(v, TensorV):
             if v.node.op == "placeholder" and v.source is not None:
-                return v.source.expr(), False  # the input object itself
+                # the input object itself, read before side effects are
+                # replayed (``x = lst[0]; lst.clear()``: lst[0] is gone after)
+                return v.source.expr(), _derived(v.source)
             i = self._out_index.get(v.node)
             if i is None:
                 i = self._out_index[v.node] = len(self.outputs)
@@ -610,7 +617,7 @@ class Rebuilder:
             args = ", ".join(e(a) for a in v.args)
             return f"{fb.const(v.fn)}({args})", True
         if v.source is not None and isinstance(v, (ListV, TupleV, DictV, ObjV)):
-            return v.source.expr(), False
+            return v.source.expr(), _derived(v.source)
         if isinstance(v, Const):
             x = v.value
             if type(x) in _LITERAL_TYPES or (type(x) is float and math.isfinite(x)):
@@ -667,6 +674,69 @@ class Rebuilder:
                     f"{v.qualname!r}, {defaults}, {kwdefaults}, {closure})"), True
         raise GraphBreak("JF009", f"a {v.python_type().__name__} built while tracing cannot "
                          "be handed back to Python")
+
+
+def _hand_over_dynamic(rcode, tx, live: list, stack_after: list) -> None:
+    """A trace with dynamic sizes hands its dynamism to the resume function
+    it continues in, instead of letting it find out by recompiling: tensors
+    keep their dynamic dimensions, sizes and the values a loop produces
+    (``__jf_r`` of FOR_ITER) stay dynamic ints, lists (grown in a loop over
+    a dynamic size) get a dynamic length."""
+    from ..hook import code_state
+
+    dyn = code_state(rcode).dynamic
+    mine = tx.output.dynamic
+    for n in live:
+        if n not in tx.locals:  # an argument the trace did not read: as it came
+            name = f"L[{n!r}]"
+            dyn.update(d for d in mine if d == name or isinstance(d, tuple) and d[0] == name)
+    if not tx.output.sym_inputs:
+        return
+    named = [(f"L[{n!r}]", tx.locals[n]) for n in live if n in tx.locals]
+    named += [(f"L['__jf_s{i}']", v) for i, v in enumerate(stack_after)
+              if not isinstance(v, NullV)]
+    for name, v in named:
+        if isinstance(v, TensorV):
+            dyn.update((name, d) for d, n in enumerate(v.fake.shape)
+                       if isinstance(n, torch.SymInt))
+        elif isinstance(v, (SymV, _Result, ListV)):
+            dyn.add(name)
+        if isinstance(v, _Result):
+            # the result of a native call on dynamic inputs: its leading
+            # (batch / sequence) dimensions are dynamic too if it is a tensor
+            dyn.update(((name, 0), (name, 1)))
+
+
+def _call_hand_over(tx, fn, args: list) -> None:
+    """A call run natively at a break (its callee broke while inlined) gets
+    the dynamic dimensions of its tensor arguments as its own from the start."""
+    if not tx.output.sym_inputs:
+        return
+    obj = fn.obj if isinstance(fn, ObjV) else None
+    func = getattr(fn, "func", None) if isinstance(fn, MethodV) else None
+    skip = 1 if func is not None else 0
+    if isinstance(obj, torch.nn.Module):
+        func, skip = getattr(type(obj).forward, "__func__", type(obj).forward), 1
+    elif isinstance(obj, types.FunctionType):
+        func = obj
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return
+    from ..hook import code_state
+
+    dyn = code_state(code).dynamic
+    names = code.co_varnames[skip:code.co_argcount]
+    for name, v in zip(names, args):
+        if isinstance(v, TensorV):
+            dyn.update((f"L[{name!r}]", d) for d, n in enumerate(v.fake.shape)
+                       if isinstance(n, torch.SymInt))
+
+
+def _derived(source) -> bool:
+    """Is ``source`` read through an item or attribute (which replayed side
+    effects may change)?"""
+    return not isinstance(source, (ArgSource, ClosureSource)) and \
+        type(source).__name__ != "GlobalSource"
 
 
 def _build_function(code, globals_, qualname, defaults, kwdefaults, closure):

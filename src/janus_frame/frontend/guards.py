@@ -68,7 +68,10 @@ class Guards:
 
     def length(self, src: Source, obj) -> None:
         self.type_is(src, obj)
-        self.add(f"__jf_h_len({src.expr()}) == {len(obj)}", f"len({src.name()}) == {len(obj)}")
+        expr = f"__jf_h_len({src.expr()}) == {len(obj)}"
+        self.add(expr, f"len({src.name()}) == {len(obj)}")
+        if type(obj) is list:  # a list of tensors whose length varies: stacked (output.py)
+            self._dynamic_ok[expr] = src.name()
 
     def dict_keys(self, src: Source, obj: dict) -> None:
         self.type_is(src, obj)

@@ -15,7 +15,7 @@ from .sources import AttrSource, ItemSource
 from .output import to_fake
 from .values import (
     NULL, CellV, Const, DerivedConst, DictV, DynInt, FunctionV, IterV, ListV, MethodV, NewObjV, NullV,
-    ObjV, SetV, SliceV, SymV, TensorV, TupleV, Value, unguarded,
+    ObjV, SetV, SliceV, SymV, TensorListV, TensorV, TupleV, Value, unguarded,
 )
 
 BINARY = {
@@ -353,6 +353,10 @@ class ArithOps:
         self.push(self.getitem(obj, key))
 
     def getitem(self, obj: Value, key: Value) -> Value:
+        if isinstance(obj, TensorListV) and obj.symbolic and isinstance(key, Const) and \
+                not isinstance(key, SymV) and type(key.value) is int:
+            # an item of a stacked list: a row of the stack (the same values)
+            return self.output.call("call_function", operator.getitem, (obj.stacked, key), {})
         if isinstance(obj, TensorV):
             if isinstance(key, DynInt) and key._guard is not None and key._value >= 0 \
                     and obj.fake.dim() > 0:

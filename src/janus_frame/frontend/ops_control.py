@@ -142,6 +142,12 @@ class ControlOps:
 
     # -- loops ------------------------------------------------------------------------
     def GET_ITER(self, ins):
+        v = self.stack[-1]
+        if isinstance(v, Const) and type(v._value) is range and v.source is not None and \
+                v.source.name() in self.output.dynamic:
+            # the range of a dynamic size handed over by a JF019 break: iterated
+            # natively, not unrolled for this one length
+            raise GraphBreak("JF019", "iteration over range() of a dynamic size")
         v = self.pop()
         self.push(v if isinstance(v, IterV) else IterV(self.iterate(v)))
 

@@ -31,10 +31,10 @@ from torch.fx.experimental.symbolic_shapes import ShapeEnv
 from .breaks import GraphBreak
 from .effects import SideEffects
 from .guards import Guards
-from .sources import AttrSource, IntTensorSource, ItemSource, Source
+from .sources import AttrSource, IntTensorSource, ItemSource, Source, StackSource
 from .values import (
-    CellV, Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SetV, SliceV, SymV, TensorV, TupleV,
-    Value,
+    CellV, Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SetV, SliceV, SymV, TensorListV,
+    TensorV, TupleV, Value,
 )
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
@@ -151,6 +151,10 @@ class OutputGraph:
             ex = ExitV(CtxV("autocast_native", args), None)
             ex.source = source
             return ex
+        if t is list and source is not None and source.name() in self.dynamic:
+            v = self._tensor_list(obj, source)
+            if v is not None:
+                return v
         if t is tuple or t is list or (isinstance(obj, tuple) and hasattr(t, "_fields")):
             def realize():
                 if source is not None:
@@ -239,6 +243,65 @@ class OutputGraph:
         self._wrapped[id(t)] = (v, source, t)
         return v
 
+    def _tensor_list(self, obj: list, source: Source) -> "TensorListV | None":
+        """A list whose length changed before (automatic dynamic), made of
+        tensors alike in everything but values: one stacked input with a
+        symbolic length (see values.TensorListV); None when it does not fit."""
+        if len(obj) < 2 or any(type(x) is not torch.Tensor for x in obj):
+            return None
+        first = obj[0]
+        meta = (first.dtype, first.shape, first.device, first.requires_grad, first.layout)
+        if meta[4] is not torch.strided or any(
+                (x.dtype, x.shape, x.device, x.requires_grad, x.layout) != meta for x in obj):
+            return None
+        if self.fake_mode.shape_env is None:
+            raise NeedsShapeEnv()
+        k = self.guards.fb.const
+        e = source.expr()
+        self.guards.add(
+            f"{k(_uniform_tensors)}({e}, {k(first.dtype)}, {tuple(first.shape)!r}, "
+            f"{first.requires_grad!r}, {k(first.device)})",
+            f"{source.name()}: list of >= 2 tensors {first.dtype} {tuple(first.shape)} "
+            f"requires_grad={first.requires_grad} on {first.device}")
+        src = StackSource(source)
+        real = torch.stack(obj)
+        name = self._unique_name(re.sub(r"\W+", "_", source.name()).strip("_") + "_stacked")
+        node = self.graph.placeholder(name)
+        fake = self._symbolic_fake(real, src, [0], length_of=e)
+        node.meta["example_value"] = fake
+        stacked = TensorV(node, fake, src)
+        self.inputs.append((stacked, real))
+        length = self.size_of(stacked, 0)
+
+        def realize():  # items one by one: the length becomes a constant
+            if isinstance(length, SymV):
+                length.value  # noqa: B018 - specialises (guarded by the shape environment)
+            return [self.wrap(x, ItemSource(source, i)) for i, x in enumerate(obj)]
+        return TensorListV(source, stacked, length, realize, None)
+
+    def list_op(self, target, args: tuple, kwargs: dict) -> Value | None:
+        """``torch.stack`` / ``torch.cat`` over a symbolic TensorListV."""
+        lst = args[0] if args else kwargs.get("tensors")
+        if not (isinstance(lst, TensorListV) and lst.symbolic) or len(args) > 2 or \
+                set(kwargs) - {"tensors", "dim"}:
+            return None
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", Const(0))
+        if not isinstance(dim, Const) or type(dim.value) is not int:
+            return None
+        d, n = dim.value, lst.stacked.fake.dim() - 1  # n: an item's dims
+        s = lst.stacked
+        if target is torch.stack:
+            d = d + n + 1 if d < 0 else d
+            if not 0 <= d <= n:
+                return None
+            return s if d == 0 else self.call("call_method", "movedim", (s, Const(0), Const(d)), {})
+        d = d + n if d < 0 else d
+        if n == 0 or not 0 <= d < n:
+            return None
+        if d:
+            s = self.call("call_method", "movedim", (s, Const(0), Const(d)), {})
+        return self.call("call_method", "flatten", (s, Const(d), Const(d + 1)), {})
+
     def _dynamic_dims(self, t: torch.Tensor, source: Source) -> list[int]:
         """The dimensions of input ``t`` traced with symbolic sizes: marked
         with ``mark_dynamic``, seen to change before (automatic dynamic), or
@@ -255,16 +318,18 @@ class OutputGraph:
             return []
         return sorted(d for d in dims if d < t.dim())
 
-    def _symbolic_fake(self, t: torch.Tensor, source: Source, dims: list[int]):
+    def _symbolic_fake(self, t: torch.Tensor, source: Source, dims: list[int],
+                       length_of: str | None = None):
         from torch.fx.experimental.symbolic_shapes import DimDynamic, StatelessSymbolicContext
 
         ctx = StatelessSymbolicContext(dynamic_sizes=[
             DimDynamic.DYNAMIC if d in dims else DimDynamic.STATIC for d in range(t.dim())])
         fake = self.fake_mode.from_tensor(t, symbolic_context=ctx,
-                                          source=_shape_source(source.expr()))
+                                          source=_shape_source(source.expr(), length_of))
         for d, n in enumerate(fake.shape):
             if isinstance(n, torch.SymInt) and n.node.expr.is_Symbol:
-                self.sym_names.setdefault(n.node.expr, f"{source.expr()}.shape[{d}]")
+                self.sym_names.setdefault(n.node.expr, f"__jf_h_len({length_of})" if
+                                          length_of and d == 0 else f"{source.expr()}.shape[{d}]")
         self.sym_inputs.append((fake, source))
         return fake
 
@@ -305,8 +370,8 @@ class OutputGraph:
         if env is None or not self.sym_inputs:
             return
         fakes = [f for f, _ in self.sym_inputs]
-        sources = [_shape_source(s.expr()) for _, s in self.sym_inputs]
-        names = {_shape_source(s.expr()): s.name() for _, s in self.sym_inputs}
+        sources = [_shape_source(s.expr(), _length_of(s)) for _, s in self.sym_inputs]
+        names = {_shape_source(s.expr(), _length_of(s)): s.name() for _, s in self.sym_inputs}
         exprs = env.produce_guards(fakes, sources, source_ref=_source_ref)
         readable = env.produce_guards(fakes, sources,
                                       source_ref=lambda s: _source_ref(s, names))
@@ -318,7 +383,9 @@ class OutputGraph:
                 if isinstance(n, torch.SymInt):
                     value = env.simplify(n.node.expr)
                     if value.is_number:
-                        exprs.append(f"{src.expr()}.shape[{d}] == {int(value)}")
+                        at = f"__jf_h_len({_length_of(src)})" if d == 0 and _length_of(src) \
+                            else f"{src.expr()}.shape[{d}]"
+                        exprs.append(f"{at} == {int(value)}")
                         readable.append(f"{src.name()}.size({d}) == {int(value)}")
         for ex, desc in zip(exprs, readable):
             self.guards.add(_bind_sympy_helpers(ex, self.guards.fb.const), desc)
@@ -352,6 +419,10 @@ class OutputGraph:
     def call(self, kind: str, target, args: tuple, kwargs: dict) -> Value:
         """Record ``target(*args, **kwargs)`` (``call_function``) or
         ``args[0].target(*args[1:], **kwargs)`` (``call_method``)."""
+        if kind == "call_function" and target in (torch.stack, torch.cat):
+            out = self.list_op(target, args, kwargs)
+            if out is not None:
+                return out
         if any(isinstance(a, DynInt) and a._guard is not None for a in args):
             # try the varying ints as graph inputs; an operator that needs a
             # Python int (a size, a dim) specialises them instead
@@ -528,10 +599,26 @@ def _is_argument(source: Source) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _shape_source(text: str):
+def _shape_source(text: str, length_of: str | None = None):
     """The shape environment names symbols after torch._guards sources; this
-    one stands for an input by its expression in the generated guard."""
-    return _ShapeSource(text)
+    one stands for an input by its expression in the generated guard
+    (``length_of``: a stacked list, whose dim 0 is read as the list's len)."""
+    return _ShapeSource(text, length_of)
+
+
+def _length_of(source: Source) -> str | None:
+    return source.base.expr() if isinstance(source, StackSource) else None
+
+
+def _uniform_tensors(lst, dtype, shape, requires_grad, device) -> bool:
+    """Guard of a stacked list: a list of >= 2 plain tensors alike."""
+    if type(lst) is not list or len(lst) < 2:
+        return False
+    for x in lst:
+        if type(x) is not torch.Tensor or x.dtype is not dtype or x.shape != shape or \
+                x.requires_grad is not requires_grad or x.device != device:
+            return False
+    return True
 
 
 def _make_shape_source_class():
@@ -543,6 +630,7 @@ def _make_shape_source_class():
     @dataclasses.dataclass(frozen=True)
     class ShapeSource(TorchSource):
         text: str
+        length_of: str | None = None
 
         @property
         def _name_template(self) -> str:
@@ -565,6 +653,9 @@ def _source_ref(s, names: dict | None = None) -> str:
     if prop is not None:
         base = _source_ref(s.base, names)
         kind = prop.name
+        length_of = getattr(s.base, "length_of", None)
+        if kind == "SIZE" and s.idx == 0 and length_of is not None:  # a stacked list
+            return f"__jf_h_len({length_of})" if names is None else f"len({base})"
         if kind == "SIZE":
             return f"{base}.shape[{s.idx}]" if names is None else f"{base}.size({s.idx})"
         if kind == "STRIDE":

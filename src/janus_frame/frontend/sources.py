@@ -134,3 +134,17 @@ class IntTensorSource(Source):
 
     def name(self) -> str:
         return f"tensor({'[' if self.vector else ''}{self.base.name()}{']' if self.vector else ''})"
+
+
+@dataclasses.dataclass(frozen=True)
+class StackSource(Source):
+    """``torch.stack(base)``: a list of tensors whose length varies, handed
+    to the graph as one tensor (see values.TensorListV)."""
+
+    base: Source
+
+    def expr(self) -> str:
+        return f"__jf_torch.stack({self.base.expr()})"
+
+    def name(self) -> str:
+        return f"stack({self.base.name()})"

@@ -212,6 +212,26 @@ class ListV(_Seq):
         return list
 
 
+class TensorListV(ListV):
+    """A list of same-shaped tensors whose length varies between calls (a
+    list grown in a loop over a dynamic size). It enters the graph as one
+    stacked input of symbolic length: ``torch.stack``/``torch.cat`` over it,
+    ``len`` and constant indexing stay symbolic; any other use realises the
+    items (specialising the length, like any list)."""
+
+    __slots__ = ("stacked", "length")
+
+    def __init__(self, source: Source, stacked, length, realize, type_guard) -> None:
+        super().__init__(None, source, lazy=realize, type_guard=type_guard)
+        self.stacked = stacked  # TensorV: torch.stack of the items
+        self.length = length  # SymV: the list's length
+
+    @property
+    def symbolic(self) -> bool:
+        """Still one stacked tensor (its items never looked at one by one)."""
+        return self._lazy is not None and not self.pending
+
+
 class TupleV(_Seq):
     """A tuple; ``cls`` is set for namedtuples (then built as ``cls(*items)``)."""
 
