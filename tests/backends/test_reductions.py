@@ -172,3 +172,40 @@ def test_batchnorm_eval_and_train_forward():
     assert_close(out, ref, rtol=1e-4, atol=1e-5)
     for k, v in bn.state_dict().items():
         assert_close(bn_state[k], v, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [5, 16, 37, 4100])
+def test_variance_is_single_pass_welford_and_stable(n):
+    """var/std/var_mean: mean and M2 by Welford in one pass over the row (one
+    pass of the kernel); a large offset costs no precision (float64 reference)."""
+    def f(x):
+        return x.var(-1), x.std(-1, correction=0), torch.var_mean(x, -1, keepdim=True)
+
+    cf = jcompile(f)
+    g = torch.Generator().manual_seed(n)
+    x = 1e4 + torch.randn(6, n, generator=g)
+    out = cf(x)
+    ref = f(x.double())
+    for a, e in zip(out[:2] + tuple(out[2]), ref[:2] + tuple(ref[2])):
+        torch.testing.assert_close(a.double(), e, rtol=2e-3, atol=1e-3)
+    assert_close(cf(x * 0 + 3.0), f(x * 0 + 3.0))  # constant rows: exactly zero variance
+    k = graphs()[-1].sched.kernels[0]
+    reds = [m for m in k.members if m.node.__class__.__name__ == "Reduction"]
+    assert {m.node.rtype for m in reds} == {"wmean", "wm2"}
+    assert {m.pass_ for m in reds} == {0}
+
+
+def test_variance_dynamic_shapes_and_layer_norm_grad_fp64():
+    cf = jcompile(lambda x: torch.var_mean(x, 1), dynamic=True)
+    for shape in [(3, 7), (4, 40), (2, 1)]:
+        x = torch.randn(*shape)
+        assert_close(cf(x), torch.var_mean(x, 1), rtol=1e-4, atol=1e-6)
+    torch._dynamo.reset()
+
+    def ln(x, w, b):
+        return F.layer_norm(x, (x.shape[-1],), w, b)
+
+    x = torch.randn(4, 21, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(21, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(21, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(jcompile(ln), (x, w, b))

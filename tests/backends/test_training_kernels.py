@@ -27,7 +27,7 @@ def test_outer_axis_reductions_match_eager(i, shape):
     if i == 4:
         x = x.clamp(0.9, 1.1)
     x.view(-1)[3] = float("nan")
-    if x.shape[-1] > 5 and i != 7:
+    if x.shape[-1] > 5:
         x[..., 5] = float("-inf")
     assert_close(jcompile(f)(x), f(x), rtol=1e-4, atol=1e-5)
 

@@ -112,3 +112,15 @@ def test_triton_source_is_logged():
         lg.removeHandler(h)
         lg.setLevel(old)
     assert any("@triton.jit" in r for r in records)
+
+
+def test_triton_welford_variance_persistent_and_looped():
+    def f(x, y):
+        return torch.var_mean(x, -1), y.var(-1), y.std(0)
+
+    x, y = torch.randn(4, 33) + 100.0, torch.randn(3, 1500) + 100.0
+    out = jcompile(f)(x, y)
+    assert graphs()[-1].backend == "triton"
+    ref = f(x.double(), y.double())
+    for a, e in zip(tuple(out[0]) + out[1:], tuple(ref[0]) + ref[1:]):
+        torch.testing.assert_close(a.double(), e, rtol=1e-3, atol=1e-3)

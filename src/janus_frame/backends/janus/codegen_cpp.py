@@ -30,6 +30,7 @@ from .scheduler import Kernel
 
 PARALLEL_MIN_WORK = 32768
 OUTER_BLOCK = 512  # columns per block of an interchanged (outer-axis) reduction
+WELFORD_LANES = 16  # interleaved partial results of a row's Welford reduction
 
 CTYPES = {
     torch.float32: "float", torch.float64: "double", torch.int64: "int64_t",
@@ -456,7 +457,8 @@ class CppKernelGen:
         row_parallel = len(oloops) > 0
         par = self._parallel(work, outer_numel) if row_parallel else None
         scalar_parallel = (not row_parallel and len(passes) == 1 and len(reds) >= 1
-                           and all(r.node.rtype not in ("argmax", "argmin") for r in reds)
+                           and all(r.node.rtype not in ("argmax", "argmin", "wmean", "wm2")
+                                   for r in reds)
                            and self._parallel(work, 2) is not None and len(rloops) >= 1)
         lines, ind = self._open_loops(oloops, 1, par, None)
         for b in sorted(k.row_local):
@@ -472,6 +474,8 @@ class CppKernelGen:
             red_here = [m for m in full if isinstance(m.node, ir.Reduction)]
             decls, clauses, finals = [], [], []
             for m in red_here:
+                if m.node.rtype in ("wmean", "wm2"):
+                    continue
                 d, c, f = self._acc_decl(m, red_numel)
                 decls += d
                 clauses += c
@@ -480,39 +484,75 @@ class CppKernelGen:
                 lines += [f"{'  ' * ind}{d}" for d in decls]
                 argred = any(m.node.rtype in ("argmax", "argmin") for m in red_here)
                 simd = None if argred else (" " + " ".join(clauses) if clauses else "")
-                par_clause = ""
-                if scalar_parallel and red_here:
-                    par_clause = " " + " ".join(clauses)
-                    rl, rind = self._open_loops(rloops, ind, "" if isinstance(work, int) else f" if({cexpr(work)} >= {PARALLEL_MIN_WORK})", simd, par_clause)
-                    if len(rloops) > 1 and simd is not None:
-                        rl = [ln.replace(" collapse(2)", "") for ln in rl]
+                wf = self._welford_groups(red_here)
+                lanes = bool(wf) and len(rloops) == 1
+                for lead in dict.fromkeys(wf.values()):
+                    lines += [f"{'  ' * ind}{d}" for d in self._wf_decl(lead, red_numel, lanes)]
+
+                def emit_body(rind, mode):
+                    body = Body(self.bufvar, locals_, rind)
+                    body.row_sub = self.row_sub
+                    body.inner = tuple(lv for lv, _, _ in rloops[-1:])
+                    local_keys = []
+                    for m in full:
+                        e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
+                        v = body.emit(e)
+                        if m in wf:
+                            if wf[m] is m:
+                                body.lines += self._wf_update(m, v, rind, mode, rloops)
+                        elif isinstance(m.node, ir.Reduction):
+                            body.lines += self._acc_update(m, v, rind, sub)
+                        else:
+                            key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
+                            locals_[key] = v
+                            local_keys.append(key)
+                            if m.node.out.name in k.stored:
+                                body.lines.append(self._store_line(m, sub, v, rind))
+                    for key in local_keys:
+                        del locals_[key]  # register values do not outlive the body
+                    return body.lines
+
+                if lanes:
+                    # Welford over WELFORD_LANES interleaved partial results:
+                    # every lane has seen the same count, so one reciprocal per
+                    # step serves all lanes; lanes are merged (Chan et al.)
+                    # and the remainder of the row is added one by one
+                    (rv, rsize, _), = rloops
+                    W = WELFORD_LANES
+                    sp = "  " * ind
+                    lines.append(f"{sp}const int64_t nv_ = {cexpr(rsize)} / {W};")
+                    lines.append(f"{sp}for (int64_t j_ = 0; j_ < nv_; ++j_) {{")
+                    T = self._wf_widest(wf)
+                    lines.append(f"{sp}  const {T} winv_ = ({T})1 / ({T})(j_ + 1);")
+                    if simd is not None:
+                        lines.append(f"{sp}  #pragma omp simd{simd}")
+                    lines.append(f"{sp}  for (int64_t l_ = 0; l_ < {W}; ++l_) {{")
+                    lines.append(f"{sp}    const int64_t {rv} = {W} * j_ + l_;")
+                    lines += emit_body(ind + 2, "lanes")
+                    lines.append(f"{sp}  }}")
+                    lines.append(f"{sp}}}")
+                    for lead in dict.fromkeys(wf.values()):
+                        lines += [f"{sp}{ln}" for ln in self._wf_merge_lanes(lead)]
+                    lines.append(f"{sp}for (int64_t {rv} = {W} * nv_; {rv} < {cexpr(rsize)}; ++{rv}) {{")
+                    lines += emit_body(ind + 1, "tail")
+                    lines.append(f"{sp}}}")
                 else:
-                    rl, rind = self._open_loops(rloops, ind, None, simd)
-                lines += rl
-                body = Body(self.bufvar, locals_, rind)
-                body.row_sub = self.row_sub
-                body.inner = tuple(lv for lv, _, _ in rloops[-1:])
-                local_keys = []
-                for m in full:
-                    e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
-                    v = body.emit(e)
-                    if isinstance(m.node, ir.Reduction):
-                        body.lines += self._acc_update(m, v, rind, sub)
+                    par_clause = ""
+                    if scalar_parallel and red_here and not wf:
+                        par_clause = " " + " ".join(clauses)
+                        rl, rind = self._open_loops(rloops, ind, "" if isinstance(work, int) else f" if({cexpr(work)} >= {PARALLEL_MIN_WORK})", simd, par_clause)
+                        if len(rloops) > 1 and simd is not None:
+                            rl = [ln.replace(" collapse(2)", "") for ln in rl]
                     else:
-                        key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
-                        locals_[key] = v
-                        local_keys.append(key)
-                        if m.node.out.name in k.stored:
-                            body.lines.append(self._store_line(m, sub, v, rind))
-                lines += body.lines
-                for key in local_keys:
-                    del locals_[key]  # register values do not outlive the body
-                for _ in rloops:
-                    rind -= 1
-                    lines.append(f"{'  ' * rind}}}")
+                        rl, rind = self._open_loops(rloops, ind, None, None if wf else simd)
+                    lines += rl
+                    lines += emit_body(rind, "serial")
+                    for _ in rloops:
+                        rind -= 1
+                        lines.append(f"{'  ' * rind}}}")
                 lines += [f"{'  ' * ind}{f}" for f in finals]
                 for m in red_here:
-                    v = self._acc_final(m)
+                    v = self._wf_final(m, wf[m], red_numel, "") if m in wf else self._acc_final(m)
                     key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
                     locals_[key] = v
                     if m.node.out.name in k.stored:
@@ -588,18 +628,32 @@ class CppKernelGen:
             full = [m for m in pm if m.role == "full"]
             outer = [m for m in pm if m.role == "outer"]
             reds = [m for m in full if isinstance(m.node, ir.Reduction)]
+            wf = self._welford_groups(reds)
+            leads = list(dict.fromkeys(wf.values()))
             if reds:
                 for m in reds:
-                    a = self._acc_name(m)
-                    lines.append(f"{sp}{self._acc_type(m, red_numel)} {a}[{B}];")
+                    if m not in wf:
+                        lines.append(f"{sp}{self._acc_type(m, red_numel)} {self._acc_name(m)}[{B}];")
+                for m in leads:
+                    T = self._wf_type(m, red_numel)
+                    lines.append(f"{sp}{T} wm_{m.node.out.name}[{B}], wq_{m.node.out.name}[{B}];")
                 lines.append(f"{sp}#pragma omp simd")
                 lines.append(f"{sp}{kloop}")
                 for m in reds:
-                    lines.append(f"{sp}  {self._acc_name(m)}[{slot}] = {self._vec_init(m)};")
+                    if m not in wf:
+                        lines.append(f"{sp}  {self._acc_name(m)}[{slot}] = {self._vec_init(m)};")
+                for m in leads:
+                    n = m.node.out.name
+                    lines.append(f"{sp}  wm_{n}[{slot}] = 0; wq_{n}[{slot}] = 0;")
                 lines.append(f"{sp}}}")
             if full:
                 rl, rind = self._open_loops(rloops, ind, None, None)
                 lines += rl
+                if leads:
+                    # every column has seen the same count: one reciprocal per row
+                    T = self._wf_widest(wf)
+                    flat = affine_c(self._flat_red_index().subst(sub))
+                    lines.append(f"{'  ' * rind}const {T} winv_ = ({T})1 / ({T})({flat} + 1);")
                 lines.append(f"{'  ' * rind}#pragma omp simd")
                 lines.append(f"{'  ' * rind}{kloop}")
                 rind += 1
@@ -609,7 +663,15 @@ class CppKernelGen:
                 for m in full:
                     e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
                     v = body.emit(e)
-                    if isinstance(m.node, ir.Reduction):
+                    if m in wf:
+                        if wf[m] is m:
+                            n = m.node.out.name
+                            T = self._wf_type(m, red_numel)
+                            sp2 = "  " * rind
+                            body.lines += [f"{sp2}const {T} wd_{n} = ({T}){v} - wm_{n}[{slot}];",
+                                           f"{sp2}wm_{n}[{slot}] += wd_{n} * winv_;",
+                                           f"{sp2}wq_{n}[{slot}] += wd_{n} * (({T}){v} - wm_{n}[{slot}]);"]
+                    elif isinstance(m.node, ir.Reduction):
                         body.lines += self._vec_update(m, v, f"{self._acc_name(m)}[{slot}]", rind)
                     else:
                         key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
@@ -627,8 +689,11 @@ class CppKernelGen:
                     lines.append(f"{'  ' * rind}}}")
             for m in reds:
                 T = CTYPES[m.node.out.dtype]
-                locals_[(m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)] = \
-                    f"(({T}){self._acc_name(m)}[{slot}])"
+                key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
+                if m in wf:
+                    locals_[key] = self._wf_final(m, wf[m], red_numel, f"[{slot}]")
+                else:
+                    locals_[key] = f"(({T}){self._acc_name(m)}[{slot}])"
             stores = [m for m in reds if m.node.out.name in k.stored]
             if stores or outer:
                 for m in outer:
@@ -689,6 +754,79 @@ class CppKernelGen:
         op = ">" if rt == "max" else "<"
         nan = f" || {v} != {v}" if m.node.expr.dtype.is_floating_point else ""
         return [f"{sp}{a} = ({v} {op} {a}{nan}) ? {v} : {a};"]
+
+    # Welford (var/std/var_mean: mean and sum of squared deviations, one pass)
+    def _welford_groups(self, reds):
+        """Welford members -> the member owning the accumulators: a mean and
+        an M2 of the same expression share one."""
+        out = {}
+        lead = {}
+        for m in reds:
+            if m.node.rtype in ("wmean", "wm2"):
+                key = ir.format_expr(ir.subst_vars(m.node.expr, m.amap))
+                out[m] = lead.setdefault(key, m)
+        return out
+
+    def _wf_type(self, lead, red_numel):
+        d = lead.node.expr.dtype
+        if d == torch.float32 and (not isinstance(red_numel, int) or red_numel > 4096):
+            return "double"
+        return CTYPES[d]
+
+    def _wf_widest(self, wf):
+        return "double" if any(self._wf_type(m, self._red_numel()) == "double"
+                               for m in wf.values()) else "float"
+
+    def _red_numel(self):
+        return ir.prod([self.k.full_shape[a] for a in self.k.red_axes])
+
+    def _wf_decl(self, lead, red_numel, lanes):
+        T = self._wf_type(lead, red_numel)
+        n = lead.node.out.name
+        if lanes:
+            W = WELFORD_LANES
+            return [f"{T} wlm_{n}[{W}] = {{0}}, wlq_{n}[{W}] = {{0}};"]
+        return [f"{T} wm_{n} = 0, wq_{n} = 0;", f"int64_t wn_{n} = 0;"]
+
+    def _wf_update(self, lead, v, ind, mode, rloops):
+        n = lead.node.out.name
+        T = self._wf_type(lead, self._red_numel())
+        sp = "  " * ind
+        if mode == "lanes":
+            m, q = f"wlm_{n}[l_]", f"wlq_{n}[l_]"
+            return [f"{sp}const {T} wd_{n} = ({T}){v} - {m};",
+                    f"{sp}{m} += wd_{n} * winv_;",
+                    f"{sp}{q} += wd_{n} * (({T}){v} - {m});"]
+        if mode == "tail":
+            cnt = f"({T})({rloops[0][0]} + 1)"
+        else:
+            cnt = f"({T})(++wn_{n})"
+        return [f"{sp}const {T} wd_{n} = ({T}){v} - wm_{n};",
+                f"{sp}wm_{n} += wd_{n} / {cnt};",
+                f"{sp}wq_{n} += wd_{n} * (({T}){v} - wm_{n});"]
+
+    def _wf_merge_lanes(self, lead):
+        n = lead.node.out.name
+        T = self._wf_type(lead, self._red_numel())
+        W = WELFORD_LANES
+        return [f"{T} wm_{n} = 0, wq_{n} = 0;",
+                "if (nv_ > 0) {",
+                f"  for (int l_ = 0; l_ < {W}; ++l_) wm_{n} += wlm_{n}[l_];",
+                f"  wm_{n} /= ({T}){W};",
+                f"  for (int l_ = 0; l_ < {W}; ++l_) {{",
+                f"    const {T} we_ = wlm_{n}[l_] - wm_{n};",
+                f"    wq_{n} += wlq_{n}[l_] + ({T})nv_ * we_ * we_;",
+                "  }",
+                "}"]
+
+    def _wf_final(self, m, lead, red_numel, slot):
+        """``slot``: '' for scalars, '[i]' for the interchanged vectors."""
+        n = lead.node.out.name
+        T = CTYPES[m.node.out.dtype]
+        v = f"wm_{n}{slot}" if m.node.rtype == "wmean" else f"wq_{n}{slot}"
+        if m.node.rtype == "wmean":  # the mean of nothing is NaN, as sum / 0
+            return f"({cexpr(red_numel)} > 0 ? ({T}){v} : ({T})NAN)"
+        return f"(({T}){v})"
 
     # accumulators --------------------------------------------------------
     def _acc_name(self, m):

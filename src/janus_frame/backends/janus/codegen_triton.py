@@ -347,6 +347,9 @@ def gen_kernel(sched, k: Kernel, syms):
                 for m in reds:
                     init = _init(m)
                     L.append(f"    acc_{m.node.out.name} = tl.full([XBLOCK, RBLOCK], {init}, {TL[_accdt(m)]})")
+                    if m.node.rtype in ("wmean", "wm2"):  # per-lane Welford: M2 and count
+                        L.append(f"    q_{m.node.out.name} = tl.zeros([XBLOCK, RBLOCK], {TL[_accdt(m)]})")
+                        L.append(f"    c_{m.node.out.name} = tl.zeros([XBLOCK, RBLOCK], {TL[_accdt(m)]})")
                     if m.node.expr.dtype.is_floating_point and m.node.rtype in ("max", "min"):
                         L.append(f"    nan_{m.node.out.name} = tl.zeros([XBLOCK, RBLOCK], tl.int32)")
                     if m.node.rtype in ("argmax", "argmin"):
@@ -364,7 +367,7 @@ def gen_kernel(sched, k: Kernel, syms):
                     v = b.emit(e)
                     name = m.node.out.name
                     if isinstance(m.node, ir.Reduction):
-                        b.lines += _reduce_lines(m, v, persistent)
+                        b.lines += _reduce_lines(m, v, persistent, pyexpr(R))
                     else:
                         st = m.node.store.subst(m.amap)
                         key = (name, st._key)
@@ -410,7 +413,7 @@ def _accdt(m):
 def _init(m):
     rt = m.node.rtype
     d = m.node.expr.dtype
-    if rt == "sum" or rt == "any":
+    if rt in ("sum", "any", "wmean", "wm2"):
         return "0"
     if rt == "all":
         return "1"
@@ -425,11 +428,22 @@ def _init(m):
     return str(int(v))
 
 
-def _reduce_lines(m, v, persistent):
+def _reduce_lines(m, v, persistent, R):
     n = m.node.out.name
     rt = m.node.rtype
     flt = m.node.expr.dtype.is_floating_point
     mk = "xmask & rmask"
+    if rt in ("wmean", "wm2"):
+        if persistent:  # the row is in registers: exact two-pass
+            out = [f"    red_{n} = tl.sum(tl.where({mk}, {v}, 0), 1)[:, None] / {R}"]
+            if rt == "wm2":
+                out.append(f"    wd_{n} = tl.where({mk}, {v} - red_{n}, 0)")
+                out.append(f"    red_{n} = tl.sum(wd_{n} * wd_{n}, 1)[:, None]")
+            return out
+        return [f"    c_{n} = c_{n} + tl.where({mk}, 1.0, 0.0)",
+                f"    wd_{n} = {v} - acc_{n}",
+                f"    acc_{n} = tl.where({mk}, acc_{n} + wd_{n} / tl.maximum(c_{n}, 1.0), acc_{n})",
+                f"    q_{n} = tl.where({mk}, q_{n} + wd_{n} * ({v} - acc_{n}), q_{n})"]
     if persistent:
         if rt == "sum":
             return [f"    red_{n} = tl.sum(tl.where({mk}, {v}, 0), 1)[:, None]"]
@@ -463,6 +477,12 @@ def _reduce_lines(m, v, persistent):
 def _final_looped(m):
     n = m.node.out.name
     rt = m.node.rtype
+    if rt in ("wmean", "wm2"):  # lanes merged (Chan et al.)
+        out = [f"    wt_{n} = tl.sum(c_{n}, 1)[:, None]",
+               f"    red_{n} = tl.sum(acc_{n} * c_{n}, 1)[:, None] / wt_{n}"]
+        if rt == "wm2":
+            out.append(f"    red_{n} = tl.sum(q_{n} + c_{n} * (acc_{n} - red_{n}) * (acc_{n} - red_{n}), 1)[:, None]")
+        return out
     if rt == "sum":
         return [f"    red_{n} = tl.sum(acc_{n}, 1)[:, None]"]
     if rt in ("max", "min"):

@@ -25,7 +25,9 @@ import math
 
 import torch
 
-REDUCTION_TYPES = ("sum", "max", "min", "argmax", "argmin", "prod", "any", "all")
+# wmean/wm2: the mean and the sum of squared deviations from it (M2), both by
+# Welford's single-pass update; a pair over one expression shares the work
+REDUCTION_TYPES = ("sum", "max", "min", "argmax", "argmin", "prod", "any", "all", "wmean", "wm2")
 
 # op name -> arity; the set codegen (C and Triton) must implement
 UNARY_OPS = {

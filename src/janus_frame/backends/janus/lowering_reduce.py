@@ -5,8 +5,9 @@ In: a lowering context and a :class:`.lowering.TV` input.  Out: a view of the
 reduction's output buffer (keepdim dims re-inserted as index maps).  The input
 expression is inlined into the reduction (a fused prologue); mean and variance
 are a sum reduction followed by a lazy division, so later consumers inline the
-division (a fused epilogue).  Variance is two-pass (sum of squared deviations
-from the mean), both passes landing in one kernel.
+division (a fused epilogue).  Variance is Welford's single pass: a ``wmean``
+and a ``wm2`` (sum of squared deviations) reduction of the same expression,
+which the code generators compute together.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 
 from . import ir
 from .ir import Affine, E
-from .lowering import as_tv, broadcast_to, cast, lazy, sz, unsqueeze, view_of
+from .lowering import as_tv, cast, lazy, sz, unsqueeze, view_of
 from .lowering_ops import _NATIVE, meta, register
 
 aten = torch.ops.aten
@@ -136,16 +137,11 @@ def _var(ctx, x, dims, correction, keepdim, odt):
     if correction is None:
         correction = 1
     x = as_tv(ctx, x)
+    if not odt.is_floating_point:
+        raise NotImplementedError
     n = _count(x, dims)
-    s = reduce(ctx, x, dims, True, "sum", odt)
-    mean_k = lazy(s.shape, odt, lambda idx: E("div", odt, (s.load(idx), _num(n, odt))))
-    mb = broadcast_to(mean_k, x.shape)
-
-    def sq(idx):
-        d = E("sub", odt, (cast(x.load(idx), odt), mb.load(idx)))
-        return E("mul", odt, (d, d))
-
-    ss = reduce(ctx, lazy(x.shape, odt, sq), dims, True, "sum", odt)
+    mean_k = reduce(ctx, x, dims, True, "wmean", odt)
+    ss = reduce(ctx, x, dims, True, "wm2", odt)
     denom = n - correction
     if isinstance(denom, (int, float)):
         denom = max(denom, 0)
