@@ -247,3 +247,44 @@ def test_type_polymorphic_function_and_cache_limit():
     with pytest.warns(RuntimeWarning, match="recompile limit"):
         with pytest.raises(TypeError):
             cf("ab")  # runs natively past the limit: eager's error
+
+
+def test_comparison_on_item_is_a_speculation_site():
+    seen = []
+
+    def f(x):
+        y = torch.tanh(x) * 3
+        if y.sum().item() > 0:
+            z = y * 2
+        else:
+            z = y - 1
+        seen.append(1)
+        return z + 1
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec)
+    pos = torch.ones(4)
+    for _ in range(speculation.SPECULATE_AFTER + 3):
+        torch.testing.assert_close(cf(pos), f(pos))
+    site = [s for s in speculation.all_sites() if s.frame.endswith("item_is_a_speculation_site"
+                                                                    ".<locals>.f")][0]
+    assert site.form == "speculate" and site.predicted is True and site.hits > 0
+    # the speculated graph holds the whole function: no .item() left in Python
+    assert torch.tanh in [n.target for n in rec.graphs[-1].graph.nodes]
+    neg = -torch.ones(4)
+    torch.testing.assert_close(cf(neg), f(neg))  # a miss: eager's result
+    assert site.misses == 1
+    assert len(seen) == 2 * (speculation.SPECULATE_AFTER + 4)
+
+
+def test_item_used_as_a_number_still_breaks_there():
+    def f(x):
+        v = x.sum().item()
+        return x * v + 1
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec)
+    x = torch.randn(3)
+    torch.testing.assert_close(cf(x), f(x))
+    report = jf.explain(f)(x)
+    assert "JF004" in [b.id for b in report.breaks]

@@ -25,7 +25,7 @@ from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
 from .ops_arith import _NO
 from .sources import AttrSource, CellContentsSource, ItemSource
 from .values import (
-    Const, CtxV, DictV, ExitV, FunctionV, ListV, MethodV, NewObjV, ObjV, SetV, SuperV,
+    Const, CtxV, DictV, ExitV, FunctionV, ItemV, ListV, MethodV, NewObjV, ObjV, SetV, SuperV,
     SymV, TensorV, TupleV, Value,
 )
 
@@ -93,6 +93,9 @@ class CallDispatch:
         if name in _DATA_DEPENDENT:
             if name == "__len__":
                 return self.output.size_of(t, 0) if t.fake.dim() else Const(self.length(t))
+            if name == "item" and not args and not kwargs and self._compared_for_branch() and \
+                    t.fake.numel() == 1 and not t.fake.is_complex():
+                return ItemV(t)
             raise GraphBreak("JF004", f"Tensor.{name}()")
         if name in ("backward", "register_hook", "retain_grad", "register_post_accumulate_grad_hook"):
             raise GraphBreak("JF002", f"Tensor.{name}() runs outside any graph")
@@ -117,6 +120,14 @@ class CallDispatch:
         if name.endswith("_") and not name.endswith("__") and isinstance(out, TensorV):
             return t  # in-place: the result is the receiver itself
         return out
+
+    def _compared_for_branch(self) -> bool:
+        """Do the next instructions compare the value just computed with a
+        loaded operand and branch on the result (``if t.item() > 0:``)?"""
+        nxt = [ins.name for ins in self.instrs[self.ip:self.ip + 3]]
+        return len(nxt) == 3 and nxt[0] in ("LOAD_CONST", "LOAD_FAST", "LOAD_GLOBAL",
+                                             "LOAD_DEREF") and nxt[1] == "COMPARE_OP" and \
+            nxt[2].startswith(("POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE"))
 
     def container_method(self, c: Value, name: str, args, kwargs) -> Value:
         if c.source is not None and c._lazy is not None and not kwargs:

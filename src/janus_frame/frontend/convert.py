@@ -45,7 +45,7 @@ from .resume import RESUME_CODES, TailCall, leading_argument, live_locals, make_
 from .sources import ArgSource, ClosureSource
 from .values import (
     NULL, CellV, Const, DerivedConst, DictV, ExitV, FunctionV, IterV, ListV, MethodV, NewObjV,
-    NullV, ObjV, SetV, SliceV, SymV, TensorV, TupleV, Value,
+    ItemV, NullV, ObjV, SetV, SliceV, SymV, TensorV, TupleV, Value,
 )
 
 _LITERAL_TYPES = (int, str, bool, type(None), bytes)
@@ -605,6 +605,8 @@ class Rebuilder:
                 i = self._out_index[v.node] = len(self.outputs)
                 self.outputs.append(v)
             return f"__jf_o[{i}]", False
+        if isinstance(v, ItemV):  # the number, read after the graph
+            return f"{e(v.tensor)}.item()", True
         if isinstance(v, SymV):
             text = self.sym_text(v) if self.sym_text is not None else None
             if text is not None:

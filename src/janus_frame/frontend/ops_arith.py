@@ -15,7 +15,7 @@ from .sources import AttrSource, ItemSource
 from .output import to_fake
 from .values import (
     NULL, CellV, Const, DerivedConst, DictV, DynInt, FunctionV, IterV, ListV, MethodV, NewObjV, NullV,
-    ObjV, SetV, SliceV, SymV, TensorListV, TensorV, TupleV, Value, unguarded,
+    ItemV, ObjV, SetV, SliceV, SymV, TensorListV, TensorV, TupleV, Value, unguarded,
 )
 
 BINARY = {
@@ -135,6 +135,15 @@ class ArithOps:
         self.push(self.compare(COMPARE[ins.arg.name], a, b))
 
     def compare(self, fn, a: Value, b: Value) -> Value:
+        if isinstance(a, ItemV) or isinstance(b, ItemV):
+            # `t.item() > c` for a branch: compared as tensors (a speculation site)
+            x, y = (a.tensor if isinstance(a, ItemV) else a), (b.tensor if isinstance(b, ItemV)
+                                                              else b)
+            if fn in (operator.lt, operator.le, operator.gt, operator.ge, operator.eq,
+                      operator.ne) and all(isinstance(v, TensorV) or isinstance(v, Const) and
+                                           type(v._value) in (int, float, bool) for v in (x, y)):
+                return self.output.call("call_function", fn, (x, y), {})
+            raise GraphBreak("JF004", "Tensor.item() compared with a non-number")
         if isinstance(a, TensorV) or isinstance(b, TensorV):
             if fn in (operator.eq, operator.ne) and (_is_none(a) or _is_none(b)):
                 return Const(fn is operator.ne)

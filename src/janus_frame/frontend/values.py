@@ -148,6 +148,26 @@ class TensorV(Value):
         return f"{self.node.name}: {tuple(self.fake.shape)} {self.fake.dtype}"
 
 
+class ItemV(Value):
+    """``t.item()`` of a one-element tensor about to be compared for a branch
+    (``if loss.item() > 0``): the comparison is made on the tensor, so the
+    branch is a speculation site like ``if loss > 0``; any other use needs
+    the number and breaks the graph there (the value is read after it)."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: TensorV) -> None:
+        self.tensor = tensor
+
+    def python_type(self) -> type:
+        dt = self.tensor.fake.dtype
+        return bool if dt is __import__("torch").bool else (
+            float if dt.is_floating_point else int)
+
+    def _repr(self) -> str:
+        return f"{self.tensor.node.name}.item()"
+
+
 class _Lazy:
     """Containers read from the frame realise their items (and install the
     guards on length/keys and items) only when the trace looks inside; a
