@@ -358,3 +358,33 @@ def test_list_of_varying_length_is_one_stacked_input():
     # other tensors does not match it
     xs = [torch.randn(4) for _ in range(3)]
     assert_same(cf(xs), f(xs))
+
+
+def test_compiled_loop_runs_without_a_cache_lookup_per_iteration(monkeypatch):
+    from janus_frame.frontend.resume import TailCall
+
+    def f(x):
+        acc = x.new_zeros(x.shape[1])
+        for i in range(x.shape[0]):
+            acc = torch.tanh(acc + x[i])
+        return acc
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec)
+    for n in (3, 5):  # the second size makes the length dynamic
+        cf(torch.randn(n, 4))
+    # every hand-over to another segment goes through a TailCall (and the
+    # cache); a loop body iterating in place makes none
+    handed = []
+    init = TailCall.__init__
+
+    def counting(self, fn, args):
+        handed.append(fn.__code__.co_varnames[:fn.__code__.co_argcount])
+        init(self, fn, args)
+    # the counter itself runs natively (it is called from compiled code)
+    jf._C.set_code_strategy(counting.__code__, hook.SKIP, hook.SKIP)
+    monkeypatch.setattr(TailCall, "__init__", counting)
+    x = torch.randn(40, 4)
+    torch.testing.assert_close(cf(x), f(x))
+    # into the loop, the first iteration, the loop body (once), out of it
+    assert len(handed) <= 4, handed

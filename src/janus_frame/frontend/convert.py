@@ -200,6 +200,10 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
     if brk is not None:  # time the instruction left to Python (the cost of the break)
         tail = _time_native(tail, fb.const(PROBE), fb.const(site))
     body += rb.lines + replay + tail
+    if rb.loop_guard is not None:
+        # a loop body continuing in itself: the replacement loops, checking
+        # its own guard instead of going through the trampoline and the cache
+        body = ["while True:"] + ["    " + line for line in body]
     replacement = fb.build("__jf_replacement", body, tx.lineno, "replacement", func.__globals__,
                            func.__closure__)
     for spec in output.spec_codes:  # a branch site changing form recompiles this entry
@@ -209,6 +213,8 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
     output.shape_guards()  # after the backend: it may have added conditions
     guard, explain_failure = output.guards.build(code.co_firstlineno, func.__globals__,
                                                  func.__closure__)
+    if rb.loop_guard is not None:
+        rb.loop_guard[0] = guard
     lg = artifact_logger("guards")
     if lg is not None:
         lg.info("guards for %s (%s:%d)\n  %s", code.co_qualname, code.co_filename,
@@ -248,7 +254,7 @@ def _time_native(tail: list[str], probe: str, site: str) -> list[str]:
     out = []
     for line in tail:
         stripped = line.lstrip()
-        if stripped.startswith("return "):
+        if stripped.startswith("return ") or stripped == "continue":
             indent = line[:len(line) - len(stripped)]
             out.append(f"{indent}if __jf_t: {probe}.native_done({site}, __jf_t)")
         out.append(line)
@@ -526,6 +532,20 @@ def _continue(func, tx: Translator, rb: "Rebuilder", compiler, stack_after: list
     call = fb.const(TailCall if is_resume else trampoline)
     ordered = values[:1] + stack_vals + values[1:] if lead else stack_vals + values
     args = "".join(x + ", " for x in ordered)
+    if rcode is code and not code.co_freevars and not code.co_cellvars and \
+            code.co_argcount == len(ordered):
+        # the next iteration of a loop whose body is this very segment: when
+        # this entry's guard holds for the next arguments, run again in
+        # place (no tail call, no cache lookup); else hand over as usual
+        if rb.loop_guard is None:
+            rb.loop_guard = [None]
+        holder = fb.const(rb.loop_guard)
+        slots = "".join(f"__jf_a{i}, " for i in range(len(ordered)))
+        return [f"__jf_next = ({args})",
+                f"if {holder}[0](*__jf_next):",
+                f"    {slots}= __jf_next",
+                "    continue",
+                f"return {call}({fn}, __jf_next)"]
     return [f"return {call}({fn}, ({args}))"]
 
 
@@ -547,6 +567,7 @@ class Rebuilder:
         self._memo: dict[int, str] = {}
         self.native_grad = grad_enabled  # grad mode after the graph (it restores the entry's)
         self.sym_text = None  # SymV -> Python expression over the inputs' sizes
+        self.loop_guard = None  # [guard] when the replacement loops (see _continue)
 
     def set_grad_mode(self, enabled: bool) -> None:
         if self.native_grad != enabled:
