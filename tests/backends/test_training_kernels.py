@@ -149,3 +149,23 @@ def test_in_place_update_triton():
         f(rp, g)
     assert_close(p, rp)
     assert len(_in_place_nodes(graphs()[-1])) == 1
+
+
+def test_epilogue_stored_over_library_result_only_when_nothing_else_reads_it():
+    def f(x, w, v):
+        a = torch.relu(x @ w)               # stored over the matmul's result
+        b = x @ v
+        c = torch.tanh(b) + b.t().sum(0)    # b read twice: keeps its memory
+        d = x @ w
+        return a, c, d * 2.0, d             # d returned: keeps its memory
+
+    cf = jcompile(f)
+    x, w, v = torch.randn(16, 16), torch.randn(16, 16), torch.randn(16, 16)
+    with torch.no_grad():
+        out, ref = cf(x, w, v), f(x, w, v)
+    assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    cg = graphs()[-1]
+    assert len(cg.sched.alias) == 1
+    (o, e), = cg.sched.alias.items()
+    assert cg.prog.buffers[e].kind == "extern"
+    assert out[0].data_ptr() != out[3].data_ptr()

@@ -103,7 +103,7 @@ def compile_graph(gm: torch.fx.GraphModule, device: str | None = None):
                 device = v.device.type
                 break
     triton = device == "cuda" or _force_triton()
-    sched = schedule(prog, row_scratch=not triton)
+    sched = schedule(prog, cpp=not triton)
     kernels = [s for s in sched.steps if isinstance(s, Kernel)]
     if triton:
         from .codegen_triton import generate_triton

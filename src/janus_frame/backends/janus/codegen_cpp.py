@@ -927,9 +927,11 @@ def _unit(c):
     return isinstance(c, int) and abs(c) == 1
 
 
-def _kernel_bufs(k):
+def _kernel_bufs(k, alias=None):
     """Buffers a kernel needs a pointer to: everything it reads from outside,
-    and what it stores; values kept in registers or row scratch need none."""
+    and what it stores; values kept in registers or row scratch need none.
+    A buffer stored over a library result (``alias``) uses that one's pointer."""
+    alias = alias or {}
     local = {m.node.out.name for m in k.members if m.node.out.name not in k.stored} | k.row_local
     used = []
     for m in k.members:
@@ -937,6 +939,7 @@ def _kernel_bufs(k):
         if m.node.out.name in k.stored and m.node.out.name not in k.row_local:
             names.add(m.node.out.name)
         for b in sorted(names):
+            b = alias.get(b, b)
             if b not in used:
                 used.append(b)
     return used
@@ -962,17 +965,20 @@ def generate(sched, seg_plan):
     omp_api = False
     syms = [str(s) for s, _ in prog.symbols]
     for seg_name, kernels in seg_plan:
+        alias = getattr(sched, "alias", {})
         ptr_bufs = []
         for k in kernels:
-            for b in _kernel_bufs(k):
+            for b in _kernel_bufs(k, alias):
                 if b not in ptr_bufs:
                     ptr_bufs.append(b)
         external = [b for b in ptr_bufs if b not in sched.arena]
         uses_ws = any(b in sched.arena for b in ptr_bufs)
         bufvar = {b: f"p_{b}" for b in ptr_bufs}
+        bufvar.update({o: f"p_{e}" for o, e in alias.items() if e in ptr_bufs})
         for k in kernels:
-            used = _kernel_bufs(k)
-            written = {m.node.out.name for m in k.members if m.node.out.name in k.stored}
+            used = _kernel_bufs(k, alias)
+            written = {alias.get(m.node.out.name, m.node.out.name) for m in k.members
+                       if m.node.out.name in k.stored}
             params = []
             for b in used:
                 T = CTYPES[prog.buffers[b].dtype]

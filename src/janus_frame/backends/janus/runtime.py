@@ -154,8 +154,12 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
         if b.kind == "const":
             ns[b.name] = b.index
     # outputs and tensor temps are allocated up front, the workspace once
+    alias = getattr(sched, "alias", {})
+    taken_over = {}  # library result -> buffers stored over it
+    for o, e in alias.items():
+        taken_over.setdefault(e, []).append(o)
     for b in prog.buffers.values():
-        if b.kind in ("output", "ttemp"):
+        if b.kind in ("output", "ttemp") and b.name not in alias:
             L.append(alloc(b))
     if sched.arena:
         L.append(f"    ws = _empty(({pyexpr(sched.arena_bytes)},), dtype=_u8)")
@@ -214,6 +218,10 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
                 st = _tuple(o.strides)
                 L.append(f"    if {o.name}.stride() != {st}: "
                          f"{o.name} = _restride({o.name}, {st})")
+        for o in outs:
+            if o is not None:
+                for name in taken_over.get(o.name, ()):
+                    L.append(f"    {name} = {o.name}")  # a kernel stores over it
         i += 1
     rets = []
     for kind, o in prog.outputs:

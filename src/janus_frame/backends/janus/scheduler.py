@@ -134,9 +134,10 @@ def _loads_by_buf(expr, amap):
 
 
 class Scheduler:
-    def __init__(self, prog: ir.Program, row_scratch=False):
+    def __init__(self, prog: ir.Program, cpp=False):
         self.prog = prog
-        self.row_scratch = row_scratch
+        self.cpp = cpp
+        self.alias = {}  # buffer -> library result whose memory it takes over
         self.steps: list = []
         self.step_of = {}  # buffer name -> step index of its producer
         self.barrier = 0  # no fusion into steps before this index
@@ -308,10 +309,44 @@ class Scheduler:
                 if need:
                     s.stored.add(b)
         self.readers = readers
-        if self.row_scratch:
+        if self.cpp:
             for i, s in enumerate(self.steps):
                 if isinstance(s, Kernel) and s.is_reduction:
                     self._find_row_local(i, s, outs)
+            self._find_reuse(outs)
+
+    def _find_reuse(self, outs):
+        """A pointwise result computed from a library call's result that
+        nothing else reads, elementwise where it stores (relu after addmm,
+        the relu-backward mask after a matmul): it is stored over that
+        result instead of into fresh memory (half the footprint; the value
+        is still in cache)."""
+        prog = self.prog
+        for i, s in enumerate(self.steps):
+            if not isinstance(s, Kernel):
+                continue
+            for m in s.members:
+                o = m.node.out
+                if not isinstance(m.node, ir.Pointwise) or o.name not in s.stored \
+                        or o.kind not in ("temp", "output") or o.name in s.row_local:
+                    continue
+                store = m.node.store.subst(m.amap)
+                for b, idxs in _loads_by_buf(m.node.expr, m.amap).items():
+                    e = prog.buffers[b]
+                    if e.kind != "extern" or b in outs or b in self.alias.values() \
+                            or e.dtype != o.dtype or tuple(e.shape) != tuple(o.shape) \
+                            or tuple(e.strides) != tuple(o.strides) or e.offset != 0 or o.offset != 0:
+                        continue
+                    if any(ix != store for ix in idxs):
+                        continue
+                    readers = self.readers.get(b, [])
+                    if any(r is not m for _, r in readers):
+                        continue  # read by another node or step
+                    producer = self.steps[self.step_of[b]]
+                    if any(r.alias_info is not None for r in producer.op._schema.returns):
+                        continue  # a view of someone else's memory
+                    self.alias[o.name] = b
+                    break
 
     def _find_row_local(self, i, k, outs):
         """Temps of an inner-axis reduction kernel that only later passes of
@@ -356,7 +391,7 @@ class Scheduler:
                 continue
             for b in sorted(s.stored):
                 buf = prog.buffers[b]
-                if buf.kind != "temp" or b in s.row_local:
+                if buf.kind != "temp" or b in s.row_local or b in self.alias:
                     continue
                 if b in extern_read:
                     buf.kind = "ttemp"
@@ -404,10 +439,11 @@ class Scheduler:
         return [s for s in self.steps if isinstance(s, Kernel)]
 
 
-def schedule(prog, row_scratch=False):
-    """``row_scratch``: the code generator supports per-row scratch buffers
-    (:attr:`Kernel.row_local`; the C one does)."""
-    return Scheduler(prog, row_scratch).run().plan()
+def schedule(prog, cpp=False):
+    """``cpp``: for the C code generator, which supports per-row scratch
+    buffers (:attr:`Kernel.row_local`) and results stored over a library
+    call's result (:attr:`Scheduler.alias`)."""
+    return Scheduler(prog, cpp).run().plan()
 
 
 _ = (sympy, torch)
