@@ -369,8 +369,15 @@ def test_compiled_loop_runs_without_a_cache_lookup_per_iteration(monkeypatch):
             acc = torch.tanh(acc + x[i])
         return acc
 
-    rec = Recorder()
-    cf = jf.compile(f, backend=rec)
+    runs = []
+
+    def backend(gm, example_inputs):  # counts graph runs
+        def run(*args):
+            runs.append(gm)
+            return gm.forward(*args)
+        return run
+
+    cf = jf.compile(f, backend=backend)
     for n in (3, 5):  # the second size makes the length dynamic
         cf(torch.randn(n, 4))
     # every hand-over to another segment goes through a TailCall (and the
@@ -385,6 +392,9 @@ def test_compiled_loop_runs_without_a_cache_lookup_per_iteration(monkeypatch):
     jf._C.set_code_strategy(counting.__code__, hook.SKIP, hook.SKIP)
     monkeypatch.setattr(TailCall, "__init__", counting)
     x = torch.randn(40, 4)
+    runs.clear()
     torch.testing.assert_close(cf(x), f(x))
     # into the loop, the first iteration, the loop body (once), out of it
     assert len(handed) <= 4, handed
+    # and every iteration ran compiled (none fell back to the original code)
+    assert len(runs) >= 40, len(runs)

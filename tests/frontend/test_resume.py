@@ -618,3 +618,46 @@ def test_values_read_through_items_are_taken_before_replayed_effects():
 
     rec = run_both(call, [torch.randn(3, 4), torch.randn(2, 4)], calls=2)
     assert len(rec.graphs) == 2
+
+
+def test_segment_continuing_in_itself_stays_compiled():
+    # A loop body segment whose continuation is itself (the loop over a
+    # dynamic size); with a closure cell it hands over through the
+    # trampoline every iteration, and every iteration must run compiled
+    runs = []
+
+    def backend(gm, example_inputs):
+        def run(*args):
+            runs.append(1)
+            return gm.forward(*args)
+        return run
+
+    def f(x):
+        k = 0.5
+        scale = lambda t: t * k  # noqa: E731 - makes k a cell
+        acc = x.new_zeros(x.shape[1])
+        for i in range(x.shape[0]):
+            acc = torch.tanh(scale(acc) + x[i])
+        return acc
+
+    cf = jf.compile(f, backend=backend)
+    for n in (3, 5):
+        cf(torch.randn(n, 4))
+    runs.clear()
+    x = torch.randn(30, 4)
+    torch.testing.assert_close(cf(x), f(x))
+    assert len(runs) >= 30, len(runs)
+
+
+def test_native_copy_of_a_code_is_not_merged_with_it():
+    # generated functions hold both a code (to continue in it) and its
+    # natively-run copy (to rerun on failure); equal constants are merged by
+    # the assembler, so the copy must differ by value
+    from janus_frame.frontend.convert import _native_code
+
+    def g(a, b):
+        return a + b
+
+    native = _native_code(g.__code__)
+    assert native is not g.__code__ and native != g.__code__
+    assert native.co_name == g.__code__.co_name and native.co_filename == g.__code__.co_filename

@@ -360,8 +360,13 @@ def _native_code(code):
     native = _native_codes.get(code)
     if native is None:
         n = nargs_of(code)
+        # The extra constant keeps it distinct from the original when both are
+        # constants of one generated function: the bytecode assembler merges
+        # constants that marshal alike, and a resume function continuing in
+        # itself would then hand over to this natively-run copy.
         native = code.replace(co_argcount=n, co_posonlyargcount=0, co_kwonlyargcount=0,
-                              co_flags=code.co_flags & ~(0x04 | 0x08))
+                              co_flags=code.co_flags & ~(0x04 | 0x08),
+                              co_consts=code.co_consts + ("janus_frame: runs natively",))
         _native_codes[code] = native
     _C.set_code_strategy(native, _C.SKIP, _C.DEFAULT)  # again after a reset()
     return native
