@@ -169,3 +169,33 @@ def test_epilogue_stored_over_library_result_only_when_nothing_else_reads_it():
     (o, e), = cg.sched.alias.items()
     assert cg.prog.buffers[e].kind == "extern"
     assert out[0].data_ptr() != out[3].data_ptr()
+
+
+def test_scatter_value_one_hot_is_fused():
+    def f(x, i1, i2, i3):
+        return (torch.zeros_like(x).scatter(1, i1, -1.0) * x,
+                x.scatter(0, i2, 2.5) + 1.0,
+                x.scatter(1, i3, 7.0))  # index narrower than x: a library call
+
+    cf = jcompile(f)
+    x = torch.randn(6, 5)
+    i1 = torch.randint(0, 5, (6, 1))
+    i2 = torch.randint(0, 6, (2, 5))
+    i3 = torch.randint(0, 5, (3, 2))
+    assert_close(cf(x, i1, i2, i3), f(x, i1, i2, i3))
+    assert graphs()[-1].externs.count("aten.scatter.value") == 1
+
+
+def test_cross_entropy_backward_is_one_kernel():
+    def f(z, t):
+        return F.cross_entropy(z, t)
+
+    z = torch.randn(32, 10, requires_grad=True)
+    t = torch.randint(0, 10, (32,))
+    t[3] = -100  # ignored
+    jcompile(f)(z, t).backward()
+    zr = z.detach().clone().requires_grad_()
+    f(zr, t).backward()
+    assert_close(z.grad, zr.grad)
+    bw = graphs()[-1]
+    assert bw.num_kernels == 1 and not bw.externs

@@ -664,6 +664,37 @@ def _gather(ctx, x, dim, index, sparse_grad=False):
     return lazy(shape, odt, fn)
 
 
+@register(aten.scatter.value)
+def _scatter_value(ctx, x, dim, index, value):
+    """``x`` with ``value`` where some index along ``dim`` names the position
+    (a one-hot, as in cross-entropy's backward): a select per element, for a
+    few static indices per row; other shapes stay a library call."""
+    shape, odt = meta(ctx)
+    if not isinstance(x, TV) or not isinstance(index, TV) or isinstance(value, TV) \
+            or x.ndim == 0 or index.ndim != x.ndim:
+        return None
+    dim %= x.ndim
+    k = index.shape[dim]
+    if not isinstance(k, int) or not 1 <= k <= 8:
+        return None
+    from .lowering import size_eq
+    if not all(size_eq(index.shape[d], x.shape[d]) for d in range(x.ndim) if d != dim):
+        return None
+    v = ir.const(value, odt)
+
+    def fn(idx):
+        pos = E("index", torch.int64, (), idx[dim])
+        hit = None
+        for j in range(k):
+            sub = list(idx)
+            sub[dim] = Affine(j)
+            c = E("eq", torch.bool, (cast(index.load(sub), torch.int64), pos))
+            hit = c if hit is None else E("or", torch.bool, (hit, c))
+        return E("where", odt, (hit, v, cast(x.load(idx), odt)))
+
+    return lazy(shape, odt, fn)
+
+
 @register(aten.index_select.default)
 def _index_select(ctx, x, dim, index):
     shape, odt = meta(ctx)
