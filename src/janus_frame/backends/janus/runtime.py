@@ -195,7 +195,7 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
             i = j
             continue
         # extern
-        ns[f"_op_{s.name}"] = s.op
+        ns[f"_op_{s.name}"] = _callable_of(s.op)
         args = _py_args(s.args)
         kwargs = ", ".join(f"{k}={_py_arg(v)}" for k, v in s.kwargs.items())
         call = f"_op_{s.name}({args}{', ' if args and kwargs else ''}{kwargs})"
@@ -243,6 +243,19 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
     del nin
     return ns["call"]
 
+
+def _callable_of(op):
+    """The cheapest callable running aten op ``op``: the torch function with
+    the same schema for the matmuls (about 1.2 us less per call than the
+    OpOverload's Python ``__call__``), else the overload's C++ operation."""
+    fn = _PUBLIC.get(op)
+    if fn is not None:
+        return fn
+    return getattr(op, "_op", op)
+
+
+_PUBLIC = {torch.ops.aten.mm.default: torch.mm, torch.ops.aten.addmm.default: torch.addmm,
+           torch.ops.aten.bmm.default: torch.bmm, torch.ops.aten.baddbmm.default: torch.baddbmm}
 
 _CONTIGUOUS_RESULT = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default,
                       torch.ops.aten.bmm.default, torch.ops.aten.baddbmm.default}
