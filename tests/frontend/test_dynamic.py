@@ -398,3 +398,15 @@ def test_compiled_loop_runs_without_a_cache_lookup_per_iteration(monkeypatch):
     assert len(handed) <= 4, handed
     # and every iteration ran compiled (none fell back to the original code)
     assert len(runs) >= 40, len(runs)
+
+
+def test_size_that_depends_on_data_breaks_instead_of_guessing():
+    def f(x):
+        y = x[x > 0]  # its length is known only when the graph runs
+        return y * len(y), y.shape[0]
+
+    cf = jf.compile(f, backend=Recorder())
+    for seed in range(3):
+        x = torch.randn(8, generator=torch.Generator().manual_seed(seed))
+        assert_same(cf(x), f(x))
+    assert "JF006" in [b.id for b in jf.explain(f)(torch.randn(8)).breaks]

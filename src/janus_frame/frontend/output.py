@@ -339,6 +339,8 @@ class OutputGraph:
         if isinstance(x, torch.SymInt):
             if x.node.expr.is_number:
                 return Const(int(x.node.expr))
+            if not x.node.has_hint():
+                raise GraphBreak("JF006", "reading a size that depends on data")
             node = node_fn()
             node.meta["example_value"] = x
             return SymV(node, x)
@@ -506,8 +508,14 @@ class OutputGraph:
             # mutation-only operations (setitem, in-place initialisers) stay
             return Const(None)
         if isinstance(out, torch.SymInt):
+            if out.node.expr.is_number:
+                self.graph.erase_node(node)
+                self.op_count -= 1
+                return Const(int(out.node.expr))
+            if not out.node.has_hint():
+                raise GraphBreak("JF006", "an operation returned a size that depends on data")
             node.meta["example_value"] = out
-            return SymV(node, out) if not out.node.expr.is_number else Const(int(out))
+            return SymV(node, out)
         if isinstance(out, torch.Size) and not all(isinstance(n, int) for n in out):
             node.meta["example_value"] = out
             return TupleV([self.sym_value(n, functools.partial(
