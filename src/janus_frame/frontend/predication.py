@@ -25,7 +25,7 @@ import operator
 import torch
 
 from .breaks import GraphBreak
-from .values import Const, TensorV
+from .values import Const, SymV, TensorV
 
 # Opcodes a side may run: pure data flow. Everything else (stores to
 # attributes/items/globals/cells, deletes, returns, yields, with-blocks,
@@ -243,7 +243,8 @@ def _merge(tx, site, cond: TensorV, a, b):
         if fa.shape != fb.shape or fa.dtype != fb.dtype or fa.device != fb.device:
             raise NoPredication(site, "the sides leave tensors of different shapes or types")
         return tx.output.call("call_function", torch.where, (cond, a, b), {})
-    if isinstance(a, Const) and isinstance(b, Const) and not isinstance(a._value, torch.SymInt):
+    if isinstance(a, Const) and isinstance(b, Const) and not isinstance(a, SymV) and \
+            not isinstance(b, SymV):
         x, y = a.value, b.value
         if type(x) is type(y) and (x is y or x == y):
             return a
