@@ -67,8 +67,10 @@ class ControlOps:
         orig, index = original_position(self.code, self.ip - 1)
         site = speculation.site(orig, index, self.lineno, self.code.co_qualname)
         loop = is_loop_entry(self, ins)
+        # a loop speculated to be entered is unrolled with predicated
+        # iterations; one speculated to be skipped stays a plain speculation
         if site.predicated is False or site.form != "relaxed" and not (
-                loop and site.form == "speculate"):
+                loop and site.form == "speculate" and site.predicted != when):
             return False
         self.output.spec_codes.add(site.code_spec)
         if loop:
