@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import janus_frame as jf
+from jfutil import Jit
 
 
 def test_if_on_constants_shapes_isinstance(jit):
@@ -260,3 +261,60 @@ def test_generators_with_yield_from(jit):
     def f(a, b):
         return sum(_delegating([a, b])), list(_delegating((1, 2)))
     jit(f, torch.randn(3), torch.randn(3))
+
+
+class _Layer(__import__("abc").ABC):
+    @__import__("abc").abstractmethod
+    def scale(self): ...
+
+
+class _Doubling(_Layer):
+    def __init__(self, k):
+        self.k = k
+
+    def scale(self):
+        return 2 * self.k
+
+
+class _Mode(str, __import__("enum").Enum):
+    FAST = "fast"
+    SLOW = "slow"
+
+
+def test_abstract_base_class_instances_and_str_enums_in_one_graph(jit):
+    def f(x, mode):
+        layer = _Doubling(3)  # a concrete class under ABCMeta
+        if mode == _Mode.FAST:
+            x = x * layer.scale()
+        if mode in (_Mode.SLOW, _Mode.FAST):
+            x = x + 1
+        if mode not in (_Mode.SLOW,):
+            x = x - 0.5
+        return x
+
+    jit(f, torch.randn(3), _Mode.FAST, opcodes={"CONTAINS_OP", "COMPARE_OP"})
+    jf.reset()
+    Jit()(f, torch.randn(3), _Mode.SLOW)
+
+
+def _logged(fn):
+    def wrapped(*args, **kwargs):  # one code object for every decorated function
+        return fn(*args, **kwargs)
+    return wrapped
+
+
+@_logged
+def _inner(x):
+    return torch.tanh(x)
+
+
+@_logged
+def _outer(x):
+    return _inner(x) * 2
+
+
+def test_decorator_wrappers_around_different_functions_are_not_recursion(jit):
+    def f(x):
+        return _outer(x) + 1
+
+    jit(f, torch.randn(4))

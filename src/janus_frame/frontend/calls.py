@@ -9,6 +9,7 @@ opaque is a graph break with an ID.
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 import functools
 import inspect
@@ -377,7 +378,10 @@ class CallDispatch:
             return self.construct_dict_subclass(cls, args, kwargs)
         if hasattr(cls, "__enter__") and hasattr(cls, "__exit__"):
             raise GraphBreak("JF016", f"{cls.__qualname__}")
-        if cls.__new__ is not object.__new__ or type(cls) is not type:
+        # abstract base classes construct like plain classes (ABCMeta adds
+        # only the check that no abstract method is left)
+        if cls.__new__ is not object.__new__ or type(cls) not in (type, abc.ABCMeta) or \
+                getattr(cls, "__abstractmethods__", None):
             raise GraphBreak("JF009", f"class {cls.__name__} has a custom __new__ or metaclass")
         obj = NewObjV(cls)
         init = cls.__init__

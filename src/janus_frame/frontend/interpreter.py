@@ -153,7 +153,10 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
         receiver = locals_.get(code.co_varnames[0]) if code.co_argcount else None
         t = self
         while t is not None:
-            if t.code is code and _same_receiver(t, code, receiver):
+            # the same code over other closure cells is another function (a
+            # decorator's wrapper around each decorated function), not recursion
+            if t.code is code and _same_receiver(t, code, receiver) and all(
+                    t.cells.get(n) is cells.get(n) for n in code.co_freevars):
                 raise GraphBreak("JF018", f"{code.co_qualname} calls itself")
             t = t.parent
         child = Translator(self.output, code, f_globals, locals_, cells, parent=self,

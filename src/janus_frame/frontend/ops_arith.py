@@ -6,6 +6,7 @@ In/out: the Translator's stack.
 """
 from __future__ import annotations
 
+import enum
 import operator
 
 import torch
@@ -159,6 +160,10 @@ class ArithOps:
         if fn in (operator.eq, operator.ne) and isinstance(a, ObjV) and isinstance(b, ObjV):
             if type(a.obj).__eq__ is object.__eq__:
                 return Const((a.obj is b.obj) == (fn is operator.eq))
+            if isinstance(a.obj, enum.Enum) and isinstance(b.obj, enum.Enum):
+                # members are singletons guarded by identity: their equality
+                # (also of str/int-valued enums) is a constant of the trace
+                return Const(fn(a.obj, b.obj))
         raise GraphBreak("JF009", f"comparison {fn.__name__} of {a.python_type().__name__} and "
                          f"{b.python_type().__name__}")
 
@@ -239,6 +244,13 @@ class ArithOps:
             if isinstance(item, ObjV) and type(item.obj).__eq__ is object.__eq__:
                 # objects compared by identity (modules, plain objects)
                 return any(isinstance(x, ObjV) and x.obj is item.obj for x in container.items)
+            if isinstance(item, ObjV) and isinstance(item.obj, enum.Enum):
+                # an enum member (guarded by identity) among constants and members
+                vals = [x.obj if isinstance(x, ObjV) else self.as_python(x)
+                        for x in container.items]
+                if not any(v is _NO or isinstance(x, TensorV)
+                           for v, x in zip(vals, container.items)):
+                    return any(v == item.obj for v in vals)
             key = self.as_python(item)
             vals = [self.as_python(x) for x in container.items]
             if key is _NO or any(isinstance(x, TensorV) for x in container.items):
