@@ -1,0 +1,328 @@
+"""C text of the pieces of a kernel: types, size and index expressions,
+constants, one op on printed operands, and the statements of one loop body
+(with common subexpressions emitted once); plus the merging of loop axes.
+
+In: IR expressions (:mod:`.ir`).  Out: strings of C, for :mod:`.codegen_cpp`.
+"""
+from __future__ import annotations
+
+import math
+
+import sympy
+import torch
+
+from . import ir
+from .ir import Affine
+
+CTYPES = {
+    torch.float32: "float", torch.float64: "double", torch.int64: "int64_t",
+    torch.int32: "int32_t", torch.int16: "int16_t", torch.int8: "int8_t", torch.uint8: "uint8_t",
+    torch.bool: "bool",
+}
+
+
+class CodegenError(Exception):
+    pass
+
+
+def cexpr(x) -> str:
+    """A size expression (int or sympy) as C int64 arithmetic."""
+    if isinstance(x, int):
+        return str(x) if -(2 ** 31) < x < 2 ** 31 else f"{x}LL"
+    if isinstance(x, sympy.Integer):
+        return cexpr(int(x))
+    if isinstance(x, sympy.Symbol):
+        return str(x)
+    if isinstance(x, sympy.Add):
+        return "(" + " + ".join(cexpr(a) for a in x.args) + ")"
+    if isinstance(x, sympy.Mul):
+        return "(" + " * ".join(cexpr(a) for a in x.args) + ")"
+    if isinstance(x, sympy.Pow) and x.exp.is_Integer and int(x.exp) > 0:
+        return "(" + " * ".join([cexpr(x.base)] * int(x.exp)) + ")"
+    name = type(x).__name__
+    if name in ("FloorDiv", "CleanDiv", "IntTrueDiv") and len(x.args) == 2:
+        return f"({cexpr(x.args[0])} / {cexpr(x.args[1])})"
+    if name in ("Mod", "PythonMod") and len(x.args) == 2:
+        return f"({cexpr(x.args[0])} % {cexpr(x.args[1])})"
+    if name == "CeilDiv" and len(x.args) == 2:
+        a, b = cexpr(x.args[0]), cexpr(x.args[1])
+        return f"(({a} + {b} - 1) / {b})"
+    if name in ("Max", "Min") and len(x.args) == 2:
+        a, b = cexpr(x.args[0]), cexpr(x.args[1])
+        op = ">" if name == "Max" else "<"
+        return f"(({a}) {op} ({b}) ? ({a}) : ({b}))"
+    raise CodegenError(f"cannot print size expression {x!r} ({name})")
+
+
+def cconst(v, dtype):
+    if dtype == torch.bool:
+        return "true" if v else "false"
+    if dtype.is_floating_point:
+        suffix = "f" if dtype == torch.float32 else ""
+        if math.isnan(v):
+            return "NAN" if suffix else "((double)NAN)"
+        if math.isinf(v):
+            s = "INFINITY" if suffix else "((double)INFINITY)"
+            return s if v > 0 else "(-" + s + ")"
+        r = repr(float(v))
+        if "e" not in r and "." not in r:
+            r += ".0"
+        return f"({r}{suffix})"
+    v = int(v)
+    if dtype == torch.int64:
+        if v == -(2 ** 63):
+            return "(-9223372036854775807LL - 1)"
+        return f"((int64_t){v}LL)"
+    return f"(({CTYPES[dtype]}){v})"
+
+
+def affine_c(a: Affine) -> str:
+    parts = []
+    for v, c in a.terms:
+        parts.append(v if (isinstance(c, int) and c == 1) else f"{cexpr(c)} * {v}")
+    if not (isinstance(a.offset, int) and a.offset == 0) or not parts:
+        parts.append(cexpr(a.offset))
+    return "(" + " + ".join(parts) + ")"
+
+
+_F32_FN = {"exp": "jf_exp", "log": "jf_log", "tanh": "jf_tanh", "sigmoid": "jf_sigmoid",
+           "erf": "jf_erf", "log1p": "jf_log1p", "expm1": "jf_expm1"}
+_LIBM = {"exp2", "log2", "log10", "erfc", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
+         "cosh", "asinh", "acosh", "atanh", "atan2", "hypot", "copysign", "fmod"}
+
+
+def op_c(kind, dtype, a, arg_dtypes):
+    """C text of one op on already-printed operands ``a``."""
+    T = CTYPES[dtype]
+    f32 = dtype == torch.float32
+    flt = dtype.is_floating_point
+    if kind == "add":
+        return f"({a[0]} + {a[1]})"
+    if kind == "sub":
+        return f"({a[0]} - {a[1]})"
+    if kind == "mul":
+        return f"({a[0]} * {a[1]})"
+    if kind == "div":
+        if flt:
+            return f"({a[0]} / {a[1]})"
+        return f"({a[1]} == 0 ? ({T})0 : ({T})({a[0]} / {a[1]}))"
+    if kind == "truncdiv":
+        return f"({a[1]} == 0 ? ({T})0 : ({T})({a[0]} / {a[1]}))"
+    if kind == "floordiv":
+        return f"(({T})jf_floordiv_i64({a[0]}, {a[1]}))"
+    if kind == "neg":
+        return f"(-{a[0]})"
+    if kind == "abs":
+        return f"__builtin_fabs{'f' if f32 else ''}({a[0]})" if flt else f"({a[0]} < 0 ? -{a[0]} : {a[0]})"
+    if kind in ("maximum", "minimum"):
+        # NaN from either side; on ties (0.0 vs -0.0) the second operand, as
+        # eager's vectorised loops give (its scalar tail gives the first)
+        op = ">" if kind == "maximum" else "<"
+        if flt:
+            return f"(({a[0]} != {a[0]} || {a[0]} {op} {a[1]}) ? {a[0]} : {a[1]})"
+        return f"({a[0]} {op} {a[1]} ? {a[0]} : {a[1]})"
+    if kind in ("fmax", "fmin"):
+        return f"{kind}{'f' if f32 else ''}({a[0]}, {a[1]})" if flt else op_c(kind[1:] + "imum", dtype, a, arg_dtypes)
+    if kind in ("lt", "le", "gt", "ge", "eq", "ne"):
+        op = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}[kind]
+        return f"({a[0]} {op} {a[1]})"
+    if kind == "and":
+        return f"({a[0]} && {a[1]})"
+    if kind == "or":
+        return f"({a[0]} || {a[1]})"
+    if kind == "xor":
+        return f"({a[0]} != {a[1]})"
+    if kind == "not":
+        return f"(!{a[0]})"
+    if kind == "bitwise_and":
+        return f"({T})({a[0]} & {a[1]})"
+    if kind == "bitwise_or":
+        return f"({T})({a[0]} | {a[1]})"
+    if kind == "bitwise_xor":
+        return f"({T})({a[0]} ^ {a[1]})"
+    if kind == "bitwise_not":
+        return f"({T})(~{a[0]})"
+    if kind == "lshift":
+        return f"({T})({a[0]} << {a[1]})"
+    if kind == "rshift":
+        return f"({T})({a[0]} >> {a[1]})"
+    if kind == "where":
+        return f"({a[0]} ? {a[1]} : {a[2]})"
+    if kind == "cast":
+        src = arg_dtypes[0]
+        if dtype == torch.bool:
+            return f"({a[0]} != 0)"
+        if src.is_floating_point and not flt:
+            return f"(({T})({a[0]}))"
+        return f"(({T})({a[0]}))"
+    if kind == "relu":
+        return f"({a[0]} < 0 ? ({T})0 : {a[0]})"
+    if kind == "sign":
+        # torch.sign(nan) is 0, which this gives too
+        return f"(({T})(({a[0]} > 0) - ({a[0]} < 0)))"
+    if kind == "reciprocal":
+        return f"(({T})1 / {a[0]})"
+    if kind == "sqrt":
+        return f"__builtin_sqrt{'f' if f32 else ''}({a[0]})"
+    if kind == "rsqrt":
+        return f"(({T})1 / __builtin_sqrt{'f' if f32 else ''}({a[0]}))"
+    if kind in ("floor", "ceil", "trunc"):
+        return f"__builtin_{kind}{'f' if f32 else ''}({a[0]})"
+    if kind == "round":
+        return f"__builtin_rint{'f' if f32 else ''}({a[0]})"
+    if kind == "isnan":
+        return f"({a[0]} != {a[0]})"
+    if kind == "isinf":
+        return f"(__builtin_fabs{'f' if arg_dtypes[0] == torch.float32 else ''}({a[0]}) == INFINITY)"
+    if kind == "isfinite":
+        return f"(__builtin_fabs{'f' if arg_dtypes[0] == torch.float32 else ''}({a[0]}) < INFINITY)"
+    if kind == "signbit":
+        return f"(__builtin_signbit({a[0]}) != 0)"
+    if kind == "pow":
+        if not flt:
+            return f"(({T})jf_pow_i64({a[0]}, {a[1]}))"
+        return f"jf_pow({a[0]}, {a[1]})" if f32 else f"pow({a[0]}, {a[1]})"
+    if kind == "remainder":
+        if not flt:
+            return f"(({T})jf_mod_i64({a[0]}, {a[1]}))"
+        return f"jf_remainder_{'f' if f32 else 'd'}({a[0]}, {a[1]})"
+    if kind == "fmod" and not flt:
+        return f"({a[1]} == 0 ? ({T})0 : ({T})({a[0]} % {a[1]}))"
+    if f32 and kind in _F32_FN:
+        return f"{_F32_FN[kind]}({a[0]})"
+    if kind == "sigmoid":
+        return f"jf_sigmoid_d({a[0]})"
+    if kind in _F32_FN or kind in _LIBM:
+        return f"{kind}{'f' if f32 else ''}({', '.join(a)})"
+    raise CodegenError(f"no C for op {kind} on {dtype}")
+
+
+class Body(ir.CSEEmitter):
+    """Statements of one loop body with CSE over expression nodes."""
+
+    def __init__(self, bufvar, locals_, indent):
+        self.lines = []
+        self.memo = {}
+        self.bufvar = bufvar  # buffer name -> C pointer name
+        self.locals = locals_  # (buffer name, Affine key) -> C variable
+        self.indent = indent
+        self.n = 0
+        self.row_sub = {}  # row-local buffer -> substitution giving its in-row index
+        self.inner = ()  # vars of the innermost loop around these statements
+
+    def tmp(self, ctype, text, prefix="t"):
+        name = f"{prefix}{self.indent}_{self.n}"
+        self.n += 1
+        self.lines.append(f"{'  ' * self.indent}const {ctype} {name} = {text};")
+        return name
+
+
+    def affine(self, a):
+        """C text of an index; data-dependent terms use their emitted temps."""
+        if not a.dynamic_terms():
+            return affine_c(a)
+        parts = []
+        for v, c in a.terms:
+            name = v if isinstance(v, str) else self._ids[id(v)]
+            parts.append(name if (isinstance(c, int) and c == 1) else f"{cexpr(c)} * {name}")
+        parts.append(cexpr(a.offset))
+        return "(" + " + ".join(parts) + ")"
+
+    def _one(self, x):
+        k = x.kind
+        T = CTYPES[x.dtype]
+        if k == "const":
+            return cconst(x.aux, x.dtype)
+        if k == "sym":
+            return f"(({T}){cexpr(x.aux)})"
+        if k == "index":
+            return f"(({T}){self.affine(x.aux)})"
+        if k in ("load", "mload"):
+            buf, idx = x.aux
+            loc = self.locals.get((buf, idx._key))
+            if loc is not None:
+                text = loc
+            else:
+                if buf in self.row_sub:
+                    idx = idx.subst(self.row_sub[buf])
+                text = f"{self.bufvar[buf]}[{self.affine(idx)}]"
+            if k == "mload":
+                text = f"({self._ids[id(x.args[0])]} ? {text} : ({T})0)"
+            return self.tmp(T, text)
+        args = [self._ids[id(a)] for a in x.args]
+        if k == "div" and x.dtype.is_floating_point and self.inner and x.args[1].kind != "const" \
+                and self._invariant(x.args[1]):
+            # a divisor fixed across the inner loop (a softmax's row sum):
+            # one reciprocal, hoisted by the compiler, and a multiply per
+            # element, as eager's row kernels do (within an ulp of dividing);
+            # a divisor so small that its reciprocal overflows divides (the
+            # test is loop-invariant: gcc unswitches the loop on it)
+            r = self.tmp(T, f"(({T})1 / {args[1]})")
+            fl = "f" if x.dtype == torch.float32 else ""
+            return self.tmp(T, f"(__builtin_fabs{fl}({r}) < INFINITY || {args[1]} == 0 ? "
+                               f"{args[0]} * {r} : {args[0]} / {args[1]})")
+        return self.tmp(T, op_c(k, x.dtype, args, [a.dtype for a in x.args]))
+
+    def _invariant(self, e):
+        inner = set(self.inner)
+        for x in ir.walk(e):
+            if x.kind in ("load", "mload"):
+                if inner & set(x.aux[1].vars()):
+                    return False
+            elif x.kind == "index" and inner & set(x.aux.vars()):
+                return False
+        return True
+
+
+def _loops(axes, sizes, accesses):
+    """Merge adjacent loop axes (outer to inner order) when every access is
+    linear across them.  Returns [(loop var, size, [axes])] and a substitution
+    axis var -> Affine over loop vars."""
+    groups = []
+    for ax in axes:
+        if isinstance(sizes[ax], int) and sizes[ax] == 1:
+            continue
+        groups.append([ax])
+    merged = True
+    while merged:
+        merged = False
+        for gi in range(len(groups) - 1):
+            outer, inner = groups[gi], groups[gi + 1]
+            o, i = outer[-1], inner[0]
+            # merged dims must keep a_o * c_o == a_i-block * c_i * size(inner group)
+            inner_size = ir.prod([sizes[a] for a in inner])
+            ok = True
+            for acc in accesses:
+                co, ci = acc.coeff(f"a{o}"), acc.coeff(f"a{inner[-1]}")
+                if not _eq(co, ci * inner_size):
+                    ok = False
+                    break
+                # inside the inner group the coefficients must already be linear
+            if ok:
+                groups[gi] = outer + inner
+                del groups[gi + 1]
+                merged = True
+                break
+    loops = []
+    sub = {}
+    for ax in axes:
+        if isinstance(sizes[ax], int) and sizes[ax] == 1:
+            sub[f"a{ax}"] = Affine(0)
+    for g in groups:
+        lv = f"i{g[0]}"
+        size = ir.prod([sizes[a] for a in g])
+        loops.append((lv, size, g))
+        # a linear access over the merged loop only uses the innermost coefficient
+        for a in g[:-1]:
+            sub[f"a{a}"] = Affine(0)
+        sub[f"a{g[-1]}"] = Affine.var(lv)
+    return loops, sub
+
+
+def _eq(a, b):
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    try:
+        return sympy.expand(sympy.sympify(a) - sympy.sympify(b)) == 0
+    except Exception:
+        return False
