@@ -3,7 +3,9 @@
 Runs each workload side by side in one process through torch.compile with the
 same frontend (dynamo) and prints a table: median time per call, speedup over
 eager, GB/s for the bandwidth-bound chain, and first-call compile times (cold
-kernel cache vs warm).  Numbers are recorded, never asserted.
+kernel cache vs warm); the last row is an MLP training step (forward,
+backward through AOTAutograd, SGD update).  Numbers are recorded, never
+asserted.
 
     .venv/bin/python bench/backend_micro.py [--quick] [--no-inductor]
 """
@@ -54,6 +56,58 @@ def tiny_chain(x):
     for _ in range(10):
         x = x * 1.01 + 0.5
     return x
+
+
+def mlp_training_step():
+    """A fresh MLP 784-512-512-10 with SGD and a training step on it (the
+    same seed for every backend, so all start from the same weights)."""
+    nn, F = torch.nn, torch.nn.functional
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                      nn.Linear(512, 10))
+    opt = torch.optim.SGD(m.parameters(), lr=0.01)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(m(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def bench_training(backends, janus_backend, quick):
+    """One row: a training step (forward, backward, SGD update) per backend,
+    each on its own model; the loss after the same number of steps is compared."""
+    x, y = torch.randn(64, 784), torch.randint(0, 10, (64,))
+    steps = {"eager": mlp_training_step()}
+    ctimes = {}
+    for bname, be in backends:
+        torch._dynamo.reset()
+        cf = torch.compile(mlp_training_step(), backend=be)
+        t0 = time.perf_counter()
+        cf(x, y)
+        ctimes[bname] = time.perf_counter() - t0
+        steps[bname] = cf
+    steps["eager"](x, y)
+    for f in steps.values():
+        for _ in range(10):
+            f(x, y)
+    reps, inner = (7, 50) if not quick else (5, 20)
+    res = {}
+    for _ in range(2):  # interleave
+        for bname, f in steps.items():
+            res.setdefault(bname, []).append(bench(f, (x, y), reps, inner))
+    losses = {b: f(x, y).item() for b, f in steps.items()}
+    te = min(res["eager"])
+    cols = [f"{min(res[b]) * 1e3:8.2f}ms {te / min(res[b]):7.2f}x" for b, _ in backends]
+    name = "MLP 784-512-512-10 train step, b64"
+    err = abs(losses["janus"] - losses["eager"])
+    print(f"{name:38s} {te * 1e3:8.2f}ms " + " ".join(cols)
+          + f"          -        {ctimes['janus']:6.2f} / {'-':>5s}          "
+          + f"{ctimes.get('inductor', float('nan')):8.2f}   (loss diff {err:.1e})")
+    sys.stdout.flush()
 
 
 def bench(fn, args, reps, inner):
@@ -128,6 +182,7 @@ def main():
         print(f"{name:38s} {te * (1e6 if tiny else 1e3):8.2f}{'us' if tiny else 'ms'} " + " ".join(cols)
               + f"   {gbs}        {ctimes['janus']:6.2f} / {warm:5.2f}          {ind}   (max err {err:.1e})")
         sys.stdout.flush()
+    bench_training(backends, janus_backend, a.quick)
     print("kernels per janus graph:", stats.kernel_counts[-6:])
 
 
