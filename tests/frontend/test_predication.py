@@ -223,3 +223,57 @@ def test_while_with_side_effect_in_body_is_not_predicated():
     assert len(log) == expected
     site = _sites("not_predicated.<locals>.f")[0]
     assert site.current_form != "predicated", site.describe()
+
+
+class ControlRNN(nn.Module):
+    """The JANUS RNN: a tensor `if` and a tensor `while` every time step."""
+
+    def __init__(self, inp=4, hidden=8, classes=3):
+        super().__init__()
+        self.w_in = nn.Linear(inp, hidden)
+        self.w_h = nn.Linear(hidden, hidden, bias=False)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, xs):
+        h = xs.new_zeros(xs.shape[1], self.w_h.in_features)
+        for t in range(xs.shape[0]):
+            h = torch.tanh(self.w_in(xs[t]) + self.w_h(h))
+            if h.sum() > 0:
+                h = h * 0.9
+            else:
+                h = h + 0.1
+            while h.norm() > 1.0:
+                h = h * 0.5
+        return self.head(h)
+
+
+@pytest.mark.reruns_ok  # mispredictions rerun natively, by design
+def test_rnn_training_with_if_and_while_predicated_equals_eager():
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    ref = ControlRNN()
+    model = copy.deepcopy(ref)
+    opt_r = torch.optim.SGD(ref.parameters(), lr=0.05)
+    opt_c = torch.optim.SGD(model.parameters(), lr=0.05)
+
+    def step(m, opt, xs, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(m(xs), y)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    cstep = jf.compile(step)
+    gen = torch.Generator().manual_seed(5)
+    for i in range(20):
+        # input scale varies: both branch outcomes and 0 to 4 halvings occur
+        xs = torch.randn(3, 2, 4, generator=gen) * (1 + 2 * (i % 3))
+        y = torch.randint(0, 3, (2,), generator=gen)
+        torch.testing.assert_close(cstep(model, opt_c, xs, y), step(ref, opt_r, xs, y),
+                                   rtol=1e-4, atol=1e-5)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    sites = {s.lineno: s for s in _sites("ControlRNN.forward")}
+    forms = {s.current_form for s in sites.values()}
+    assert forms == {"predicated"}, [s.describe() for s in sites.values()]
