@@ -199,3 +199,20 @@ def test_cross_entropy_backward_is_one_kernel():
     assert_close(z.grad, zr.grad)
     bw = graphs()[-1]
     assert bw.num_kernels == 1 and not bw.externs
+
+
+def test_epilogue_stored_over_matmul_result_of_another_shape():
+    """[B*T, C] from the matmul, [B, T, C] for relu: the same dense memory."""
+    lin1, lin2 = torch.nn.Linear(12, 24), torch.nn.Linear(24, 6)
+
+    def f(x):
+        return lin2(torch.relu(lin1(x)))
+
+    x = torch.randn(3, 5, 12, requires_grad=True)
+    out = jcompile(f)(x)
+    out.square().sum().backward()
+    got = x.grad.clone()
+    x.grad = None
+    f(x).square().sum().backward()
+    assert_close(got, x.grad, rtol=1e-5, atol=1e-6)
+    assert all(g.sched.alias for g in graphs())
