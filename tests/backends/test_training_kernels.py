@@ -216,3 +216,14 @@ def test_epilogue_stored_over_matmul_result_of_another_shape():
     f(x).square().sum().backward()
     assert_close(got, x.grad, rtol=1e-5, atol=1e-6)
     assert all(g.sched.alias for g in graphs())
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gradcheck_fp64_gelu_and_scatter_and_var(approximate):
+    def f(x, i):
+        y = F.gelu(x, approximate=approximate)
+        return y.scatter(1, i, 0.5) * x.var(0) + torch.var_mean(x, 1, keepdim=True)[0]
+
+    x = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    i = torch.randint(0, 7, (5, 1))
+    assert torch.autograd.gradcheck(jcompile(f), (x, i))
