@@ -661,3 +661,28 @@ def test_native_copy_of_a_code_is_not_merged_with_it():
     native = _native_code(g.__code__)
     assert native is not g.__code__ and native != g.__code__
     assert native.co_name == g.__code__.co_name and native.co_filename == g.__code__.co_filename
+
+
+class _Doubled(dict):
+    def __init__(self, **kw):
+        super().__init__({k: v * 2 for k, v in kw.items()})
+
+
+def test_dict_subclass_with_own_init_and_comprehension_frames():
+    # a dict subclass whose __init__ stores something else than its
+    # arguments is built natively; its __init__'s dict comprehension then
+    # runs as its own frame over a run-time iterator, each item added in a
+    # segment of its own to the dict handed over between them
+    def f(x):
+        d = _Doubled(a=x, b=x + 1)
+        return d["a"] + d["b"]
+
+    rec = run_both(f, torch.ones(3), calls=2)
+    assert rec.graphs
+
+    import types
+    comps = [c for c in _Doubled.__init__.__code__.co_consts if isinstance(c, types.CodeType)]
+    comp = types.FunctionType(comps[0], globals())
+    cf = jf.compile(comp, backend=Recorder())
+    x = torch.ones(2)
+    assert_same(cf(iter({"a": x, "b": x}.items())), comp(iter({"a": x, "b": x}.items())))

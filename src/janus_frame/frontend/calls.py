@@ -10,6 +10,7 @@ opaque is a graph break with an ID.
 from __future__ import annotations
 
 import abc
+import collections
 import contextlib
 import functools
 import inspect
@@ -394,6 +395,13 @@ class CallDispatch:
         return obj
 
     def construct_dict_subclass(self, cls, args, kwargs) -> Value:
+        # only the construction dict itself does: a class with its own
+        # __init__/__new__/__setitem__ may store something else entirely
+        for name in ("__init__", "__new__", "__setitem__", "update"):
+            if getattr(cls, name) not in (getattr(dict, name), getattr(collections.OrderedDict,
+                                                                       name)):
+                raise GraphBreak("JF009", f"constructing {cls.__qualname__}, a dict with its "
+                                 f"own {name}")
         items = {}
         if args:
             items.update(self.dict_items(args[0]))

@@ -130,12 +130,14 @@ class ContainerOps:
     def SET_ADD(self, ins):
         item = self.pop()
         s = self.stack[-ins.arg]
+        self.mutate_list(s)  # a comprehension's set handed over by a resume function
         s.items = self._dedup(s.items + [item])
 
     def MAP_ADD(self, ins):
         value = self.pop()
         key = self.pop()
         d = self.stack[-ins.arg]
+        self.mutate_dict(d)  # a comprehension's dict handed over by a resume function
         d.items[self.const_key(key)] = value
 
     def LIST_EXTEND(self, ins):
@@ -147,11 +149,13 @@ class ContainerOps:
     def SET_UPDATE(self, ins):
         it = self.pop()
         s = self.stack[-ins.arg]
+        self.mutate_list(s)
         s.items = self._dedup(s.items + self.iterate(it))
 
     def DICT_UPDATE(self, ins):
         upd = self.pop()
         d = self.stack[-ins.arg]
+        self.mutate_dict(d)
         d.items.update(self.dict_items(upd))
 
     def DICT_MERGE(self, ins):
@@ -161,6 +165,7 @@ class ContainerOps:
         dup = set(items) & set(d.items)
         if dup:
             raise GraphBreak("JF012", f"got multiple values for keyword argument {dup.pop()!r}")
+        self.mutate_dict(d)
         d.items.update(items)
 
     def dict_items(self, v: Value) -> dict:
