@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import operator
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import janus_frame as jf
-from jfutil import Jit
+from jfutil import Jit, Recorder
 
 
 def test_if_on_constants_shapes_isinstance(jit):
@@ -318,3 +319,58 @@ def test_decorator_wrappers_around_different_functions_are_not_recursion(jit):
         return _outer(x) + 1
 
     jit(f, torch.randn(4))
+
+
+def _model_output_module():
+    """A stand-in for transformers.utils.generic.ModelOutput with its
+    semantics: a dataclass whose non-None fields are its dict items."""
+    import types
+
+    class ModelOutput(collections.OrderedDict):
+        def __post_init__(self):
+            for f in dataclasses.fields(self):
+                v = getattr(self, f.name)
+                if v is not None:
+                    collections.OrderedDict.__setitem__(self, f.name, v)
+
+        def __getitem__(self, k):
+            if isinstance(k, str):
+                return dict(self.items())[k]
+            return self.to_tuple()[k]
+
+        def to_tuple(self):
+            return tuple(self[k] for k in self.keys())
+
+    mod = types.ModuleType("transformers.utils.generic")
+    mod.ModelOutput = ModelOutput
+    return mod
+
+
+def test_model_output_records_stay_in_the_graph(monkeypatch):
+    mod = _model_output_module()
+    monkeypatch.setitem(__import__("sys").modules, "transformers.utils.generic", mod)
+
+    @dataclasses.dataclass
+    class Out(mod.ModelOutput):
+        loss: torch.Tensor = None
+        logits: torch.Tensor = None
+        hidden: torch.Tensor = None
+
+    def f(x):
+        out = Out(logits=x * 2, hidden=x + 1)
+        first = out[0]  # the first non-None field
+        return first + out.hidden + out["logits"] + sum(out.to_tuple()), out.loss is None, out
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec)
+    x = torch.randn(3)
+    got, want = cf(x), f(x)
+    torch.testing.assert_close(got[0], want[0])
+    assert got[1] is want[1] is True
+    assert type(got[2]) is Out and list(got[2].keys()) == ["logits", "hidden"]
+    torch.testing.assert_close(got[2].logits, want[2].logits)
+    assert got[2].loss is None
+    # f itself is one graph (the returned record is built natively after it)
+    report = jf.explain(f)(x)
+    assert not [b for b in report.breaks if b.frame.endswith("stay_in_the_graph.<locals>.f")]
+    assert operator.mul in [n.target for n in rec.graphs[0].graph.nodes]

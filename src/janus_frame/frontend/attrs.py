@@ -16,7 +16,8 @@ import torch
 from .breaks import GraphBreak
 from .sources import AttrSource, ItemSource
 from .values import (
-    Const, DictV, FunctionV, ListV, MethodV, NewObjV, ObjV, SetV, SuperV, TensorV, TupleV, Value,
+    Const, DictV, FunctionV, ListV, MethodV, NewObjV, ObjV, RecordDictV, SetV, SuperV, TensorV,
+    TupleV, Value,
 )
 
 # Tensor attributes that are metadata (constants under the static-shape guards)
@@ -51,6 +52,12 @@ class AttrOps:
             except AttributeError:
                 raise GraphBreak("JF012", f"{type(obj.value).__name__} has no attribute "
                                  f"{name!r}") from None
+        if isinstance(obj, RecordDictV):
+            if name in obj.fields:
+                return obj.fields[name]
+            attr = inspect.getattr_static(obj.cls, name, None)
+            if isinstance(attr, types.FunctionType):  # to_tuple() and other methods
+                return MethodV(obj, name, attr)
         if isinstance(obj, (ListV, DictV, SetV)) or (isinstance(obj, TupleV) and obj.cls is None):
             if not hasattr(obj.python_type(), name):
                 raise GraphBreak("JF012", f"{obj.python_type().__name__} has no attribute "

@@ -12,6 +12,8 @@ from __future__ import annotations
 import abc
 import collections
 import contextlib
+import sys
+import dataclasses
 import functools
 import inspect
 import logging
@@ -27,8 +29,8 @@ from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
 from .ops_arith import _NO
 from .sources import AttrSource, CellContentsSource, ItemSource
 from .values import (
-    Const, CtxV, DictV, ExitV, FunctionV, ItemV, ListV, MethodV, NewObjV, ObjV, SetV, SuperV,
-    SymV, TensorV, TupleV, Value,
+    Const, CtxV, DictV, ExitV, FunctionV, ItemV, ListV, MethodV, NewObjV, ObjV, RecordDictV,
+    SetV, SuperV, SymV, TensorV, TupleV, Value,
 )
 
 # Tensor methods that need the tensor's data in Python
@@ -394,7 +396,36 @@ class CallDispatch:
             raise GraphBreak("JF012", f"{cls.__name__}() takes no arguments")
         return obj
 
+    def construct_record(self, cls, args, kwargs) -> Value:
+        """A ModelOutput: its dataclass __init__ and __post_init__ (fields as
+        attributes, non-None fields as items) without running them."""
+        names = [f.name for f in dataclasses.fields(cls) if f.init]
+        if len(args) > len(names) or set(kwargs) - set(names):
+            raise GraphBreak("JF012", f"{cls.__qualname__}() arguments")
+        values = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k in values:
+                raise GraphBreak("JF012", f"{cls.__qualname__}() got {k!r} twice")
+            values[k] = v
+        fields = {}
+        for f in dataclasses.fields(cls):
+            if f.name in values:
+                fields[f.name] = values[f.name]
+            elif f.default is not dataclasses.MISSING and f.default is None:
+                fields[f.name] = Const(None)
+            else:
+                raise GraphBreak("JF009", f"{cls.__qualname__} field {f.name} without a None "
+                                 "default")
+        given = [v for v in fields.values() if not (isinstance(v, Const) and v.value is None)]
+        first = next(iter(fields.values()), None)
+        if len(given) == 1 and given[0] is first and not isinstance(first, TensorV):
+            # __post_init__ then reads the first field as a dict or iterable of pairs
+            raise GraphBreak("JF009", f"{cls.__qualname__} built from one non-tensor field")
+        return RecordDictV(cls, fields)
+
     def construct_dict_subclass(self, cls, args, kwargs) -> Value:
+        if _is_model_output(cls):
+            return self.construct_record(cls, args, kwargs)
         # only the construction dict itself does: a class with its own
         # __init__/__new__/__setitem__ may store something else entirely
         for name in ("__init__", "__new__", "__setitem__", "update"):
@@ -513,6 +544,14 @@ def _signature(code, name, ndefaults, kwnames) -> inspect.Signature:
     if code.co_flags & 0x08:
         params.append(P(names[i], P.VAR_KEYWORD))
     return inspect.Signature(params)
+
+
+def _is_model_output(cls) -> bool:
+    """A transformers ModelOutput subclass (transformers already imported)."""
+    mod = sys.modules.get("transformers.utils.generic")
+    base = getattr(mod, "ModelOutput", None) if mod is not None else None
+    return base is not None and isinstance(cls, type) and issubclass(cls, base) and \
+        dataclasses.is_dataclass(cls)
 
 
 def _specialise(x):

@@ -16,7 +16,7 @@ from .sources import AttrSource, ItemSource
 from .output import to_fake
 from .values import (
     NULL, CellV, Const, DerivedConst, DictV, DynInt, FunctionV, IterV, ListV, MethodV, NewObjV, NullV,
-    ItemV, ObjV, SetV, SliceV, SymV, TensorListV, TensorV, TupleV, Value, unguarded,
+    ItemV, ObjV, RecordDictV, SetV, SliceV, SymV, TensorListV, TensorV, TupleV, Value, unguarded,
 )
 
 BINARY = {
@@ -400,6 +400,15 @@ class ArithOps:
                 return (ListV if isinstance(obj, ListV) else TupleV)(obj.items[k])
             if isinstance(key, TensorV):
                 raise GraphBreak("JF004", "indexing a Python list with a tensor")
+        if isinstance(obj, RecordDictV) and isinstance(k, (int, slice)) and \
+                not isinstance(k, bool):
+            values = list(obj.items.values())  # ModelOutput: by position among non-None
+            if isinstance(k, slice):
+                return TupleV(values[k])
+            try:
+                return values[k]
+            except IndexError:
+                raise GraphBreak("JF012", "index out of range") from None
         if isinstance(obj, DictV) and k is not _NO:
             try:
                 return obj.items[k]

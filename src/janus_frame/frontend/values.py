@@ -464,3 +464,17 @@ class ExitV(Value):
     def python_type(self) -> type:
         return object
 
+
+
+class RecordDictV(DictV):
+    """A transformers ``ModelOutput`` built while tracing: a dataclass whose
+    fields are attributes, and whose non-None fields, in field order, are also
+    its dict items (``out.loss``, ``out["logits"]``, ``out[0]`` = the first
+    non-None field, ``out.to_tuple()``)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, cls: type, fields: dict) -> None:
+        super().__init__({k: v for k, v in fields.items()
+                          if not (isinstance(v, Const) and v.value is None)}, cls=cls)
+        self.fields = fields
