@@ -482,7 +482,12 @@ class Lowering:
         t = getattr(self.gm, n.target)
         if not isinstance(t, torch.Tensor):
             raise Unsupported(f"get_attr of {type(t).__name__}")
-        t = t.detach()
+        # a real constant (e.g. an empty tensor the model built), lowered
+        # while AOTAutograd's fake mode may still be active
+        from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+        with unset_fake_temporarily():
+            t = t.detach()
         b = self.prog.new_buffer("const", list(t.shape), list(t.stride()), t.dtype, "const")
         b.index = t
         return view_of(b)
