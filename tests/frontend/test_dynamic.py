@@ -410,3 +410,26 @@ def test_size_that_depends_on_data_breaks_instead_of_guessing():
         x = torch.randn(8, generator=torch.Generator().manual_seed(seed))
         assert_same(cf(x), f(x))
     assert "JF006" in [b.id for b in jf.explain(f)(torch.randn(8)).breaks]
+
+
+def test_batchnorm_with_a_dynamic_batch_compiles_in_the_fusing_backend():
+    # BatchNorm's 1/N is a symbolic float: the backend evaluates it in the
+    # kernel from the size arguments instead of falling back to eager
+    from janus_frame.backends.janus import stats
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+    ref = copy.deepcopy(net)
+    stats.clear()
+    cnet = jf.compile(net, dynamic=True)
+    for n in [2, 3, 5]:
+        x = torch.randn(n, 3, 6, 6)
+        got, want = cnet(x), ref(x)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        g1 = torch.autograd.grad(got.square().sum(), list(net.parameters()))
+        g2 = torch.autograd.grad(want.square().sum(), list(ref.parameters()))
+        for a, b in zip(g1, g2):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert not stats.fallbacks, stats.fallbacks
+    assert any(g.prog.symbols for g in stats.graphs)
+    assert_same(net.state_dict(), ref.state_dict())

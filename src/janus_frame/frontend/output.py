@@ -62,6 +62,7 @@ class OutputGraph(ShapeMixin):
             shape_env=ShapeEnv(duck_shape=False) if symbolic else None)
         self.sym_inputs: list = []  # (fake, source) of inputs with symbolic sizes
         self.sym_names: dict = {}  # sympy symbol -> Python expression of its size
+        self.sym_ints: dict = {}  # sympy symbol -> (its SymInt, readable name)
         self.guards = Guards(code, nargs)
         self.guards.global_state()
         self.inputs: list[tuple[TensorV, torch.Tensor]] = []
@@ -379,6 +380,9 @@ class OutputGraph(ShapeMixin):
                 used.append((v, real))
             else:
                 self.graph.erase_node(v.node)
+        if used and any(isinstance(d, torch.SymInt) for v, _ in used
+                        for d in getattr(v.fake, "shape", ())):
+            used += self.size_inputs()  # kept even if unused: see size_inputs
         self.graph.lint()
         gm = fx.GraphModule(torch.nn.Module(), self.graph)
         return gm, used

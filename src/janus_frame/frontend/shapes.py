@@ -18,7 +18,7 @@ import re
 import torch
 
 from .breaks import GraphBreak
-from .sources import ArgSource, ItemSource, Source, StackSource
+from .sources import ArgSource, ExprSource, ItemSource, Source, StackSource
 from .values import Const, SymV, TensorListV, TensorV, TupleV, Value
 
 
@@ -26,6 +26,16 @@ class NeedsShapeEnv(Exception):
     """An operator's output shape depends on data, or an input has dynamic
     sizes: trace again with a shape environment (kept off by default:
     creating one costs a second of imports the first time)."""
+
+
+class SizeInput:
+    """A graph input holding a size (an int at run time)."""
+
+    __slots__ = ("node", "source")
+
+    def __init__(self, node, source) -> None:
+        self.node = node
+        self.source = source
 
 
 class ShapeMixin:
@@ -114,8 +124,10 @@ class ShapeMixin:
                                           source=_shape_source(source.expr(), length_of))
         for d, n in enumerate(fake.shape):
             if isinstance(n, torch.SymInt) and n.node.expr.is_Symbol:
-                self.sym_names.setdefault(n.node.expr, f"__jf_h_len({length_of})" if
-                                          length_of and d == 0 else f"{source.expr()}.shape[{d}]")
+                if n.node.expr not in self.sym_names:
+                    self.sym_names[n.node.expr] = f"__jf_h_len({length_of})" if \
+                        length_of and d == 0 else f"{source.expr()}.shape[{d}]"
+                    self.sym_ints[n.node.expr] = (n, f"{source.name()}.size({d})")
         self.sym_inputs.append((fake, source))
         return fake
 
@@ -179,6 +191,28 @@ class ShapeMixin:
                         readable.append(f"{src.name()}.size({d}) == {int(value)}")
         for ex, desc in zip(exprs, readable):
             self.guards.add(_bind_sympy_helpers(ex, self.guards.fb.const), desc)
+
+    def size_inputs(self) -> list:
+        """One SymInt placeholder per free size symbol (as Dynamo's graphs
+        have): AOTAutograd's passes look symbols up among the graph's nodes,
+        e.g. to turn a symbolic float (BatchNorm's 1/N) into a tensor. Returns
+        (value, real int) pairs for the inputs list."""
+        env = self.fake_mode.shape_env
+        if env is None or not self.sym_ints:
+            return []
+        last = [n for n in self.graph.nodes if n.op == "placeholder"][-1]
+        out = []
+        for sym, (sym_int, name) in self.sym_ints.items():
+            if not env.simplify(sym).is_Symbol:
+                continue  # specialised while tracing
+            with self.graph.inserting_after(last):
+                node = self.graph.placeholder(self._unique_name(str(sym)))
+            node.meta["example_value"] = sym_int
+            last = node
+            # the example input is the SymInt itself: AOTAutograd then keeps
+            # the symbol instead of making a new one for a plain int
+            out.append((SizeInput(node, ExprSource(self.sym_names[sym], name)), sym_int))
+        return out
 
     def sym_text(self, v: "SymV") -> str | None:
         """A Python expression recomputing a symbolic size from the frame's

@@ -148,3 +148,18 @@ class StackSource(Source):
 
     def name(self) -> str:
         return f"stack({self.base.name()})"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExprSource(Source):
+    """A value computed from other sources by a fixed expression (a tensor
+    size handed to the graph as an int input)."""
+
+    text: str
+    readable: str
+
+    def expr(self) -> str:
+        return self.text
+
+    def name(self) -> str:
+        return self.readable

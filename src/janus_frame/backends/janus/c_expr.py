@@ -288,7 +288,7 @@ def _loops(axes, sizes, accesses):
         merged = False
         for gi in range(len(groups) - 1):
             outer, inner = groups[gi], groups[gi + 1]
-            o, i = outer[-1], inner[0]
+            o = outer[-1]
             # merged dims must keep a_o * c_o == a_i-block * c_i * size(inner group)
             inner_size = ir.prod([sizes[a] for a in inner])
             ok = True

@@ -337,6 +337,39 @@ def reshape(ctx, tv, new_shape):
     return TV(new_shape, tv.dtype, buf=r.buf, strides=st, offset=r.buf.offset)
 
 
+def sym_float(x) -> E:
+    """A float-valued sympy expression over size symbols as an IR expression
+    in float64: integer parts become ``sym`` leaves, the rest float ops."""
+    f64 = torch.float64
+    if x.is_number:
+        return ir.const(float(x), f64)
+    if x.is_integer and x.free_symbols:
+        return cast(E("sym", torch.int64, (), x), f64)
+    name = type(x).__name__
+    if isinstance(x, sympy.Add):
+        out = sym_float(x.args[0])
+        for a in x.args[1:]:
+            out = E("add", f64, (out, sym_float(a)))
+        return out
+    if isinstance(x, sympy.Mul):
+        out = sym_float(x.args[0])
+        for a in x.args[1:]:
+            out = E("mul", f64, (out, sym_float(a)))
+        return out
+    if isinstance(x, sympy.Pow) and x.exp.is_Integer:
+        n = int(x.exp)
+        base = sym_float(x.base)
+        out = base
+        for _ in range(abs(n) - 1):
+            out = E("mul", f64, (out, base))
+        return E("div", f64, (ir.const(1.0, f64), out)) if n < 0 else out
+    if name in ("ToFloat",) and len(x.args) == 1:
+        return sym_float(x.args[0])
+    if name in ("FloatTrueDiv", "IntTrueDiv") and len(x.args) == 2:
+        return E("div", f64, (sym_float(x.args[0]), sym_float(x.args[1])))
+    raise Unsupported(f"symbolic float scalar {x} ({name})")
+
+
 def as_tv(ctx, x, dtype=None):
     """Turn a python scalar / SymInt into a 0-d lazy value."""
     if isinstance(x, TV):
@@ -349,7 +382,11 @@ def as_tv(ctx, x, dtype=None):
             e = E("sym", torch.int64, (), s)
             return lazy((), torch.int64 if dtype is None else dtype, lambda idx: cast(e, torch.int64 if dtype is None else dtype))
     if isinstance(x, torch.SymFloat):
-        raise Unsupported("symbolic float scalar")
+        # e.g. BatchNorm's 1/N with a dynamic batch: float arithmetic over
+        # the graph's int size symbols, evaluated in the kernel
+        e = sym_float(x.node.expr)
+        d = torch.get_default_dtype() if dtype is None else dtype
+        return lazy((), d, lambda idx: cast(e, d))
     if isinstance(x, bool):
         d = torch.bool
     elif isinstance(x, int):
