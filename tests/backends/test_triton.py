@@ -124,3 +124,25 @@ def test_triton_welford_variance_persistent_and_looped():
     ref = f(x.double(), y.double())
     for a, e in zip(tuple(out[0]) + out[1:], tuple(ref[0]) + ref[1:]):
         torch.testing.assert_close(a.double(), e, rtol=1e-3, atol=1e-3)
+
+
+def test_triton_symbolic_sizes_and_symbolic_float_scalar():
+    # batch norm in training over a dynamic batch: its running variance uses
+    # the symbolic float n / (n - 1)
+    import janus_frame as jf
+
+    mean, var = torch.zeros(4), torch.ones(4)
+    rm, rv = mean.clone(), var.clone()
+
+    def f(x, m, v):
+        return F.batch_norm(x, m, v, training=True, momentum=0.1) * 2
+
+    cf = jf.compile(f, dynamic=True)
+    for n in (3, 5):
+        x = torch.randn(n, 4)
+        assert_close(cf(x, mean, var), f(x, rm, rv), rtol=1e-5, atol=1e-6)
+        assert_close(mean, rm, rtol=1e-5, atol=1e-6)
+        assert_close(var, rv, rtol=1e-5, atol=1e-6)
+    g = graphs()[-1]
+    assert g.backend == "triton" and g.prog.symbols
+    jf.reset()
