@@ -115,7 +115,9 @@ def _library_dirs() -> tuple[str, ...]:
 
 def _inductor_cache_dir() -> str:
     """Where Inductor writes the modules it generates (their ``call`` runs
-    a compiled backward lazily, inside ``loss.backward()`` of user code)."""
+    a compiled backward lazily, inside ``loss.backward()`` of user code).
+    The same rule as torch's ``cache_dir_utils.default_cache_dir``, which is
+    not imported: it would pull in torch._inductor and torch._dynamo."""
     import getpass
     import re
     import tempfile

@@ -3,9 +3,12 @@ tensor methods and properties, builtins, inlined user functions, methods,
 objects and with-blocks. Each test captures the frame as one graph."""
 from __future__ import annotations
 
+import abc
 import collections
 import dataclasses
+import enum
 import operator
+import sys
 
 import pytest
 import torch
@@ -264,8 +267,8 @@ def test_generators_with_yield_from(jit):
     jit(f, torch.randn(3), torch.randn(3))
 
 
-class _Layer(__import__("abc").ABC):
-    @__import__("abc").abstractmethod
+class _Layer(abc.ABC):
+    @abc.abstractmethod
     def scale(self): ...
 
 
@@ -277,7 +280,7 @@ class _Doubling(_Layer):
         return 2 * self.k
 
 
-class _Mode(str, __import__("enum").Enum):
+class _Mode(str, enum.Enum):
     FAST = "fast"
     SLOW = "slow"
 
@@ -348,7 +351,7 @@ def _model_output_module():
 
 def test_model_output_records_stay_in_the_graph(monkeypatch):
     mod = _model_output_module()
-    monkeypatch.setitem(__import__("sys").modules, "transformers.utils.generic", mod)
+    monkeypatch.setitem(sys.modules, "transformers.utils.generic", mod)
 
     @dataclasses.dataclass
     class Out(mod.ModelOutput):

@@ -558,9 +558,8 @@ def _specialise(x):
     """A metadata result as plain ints (SymInts are guarded to their value)."""
     if isinstance(x, torch.SymInt):
         return int(x)
-    if isinstance(x, tuple):
-        return type(x)(_specialise(y) for y in x) if type(x) is tuple else torch.Size(
-            _specialise(y) for y in x) if isinstance(x, torch.Size) else x
+    if type(x) in (tuple, torch.Size):
+        return type(x)(_specialise(y) for y in x)
     return x
 
 

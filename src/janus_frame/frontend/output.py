@@ -61,8 +61,8 @@ class OutputGraph(ShapeMixin):
         self.fake_mode = FakeTensorMode(
             shape_env=ShapeEnv(duck_shape=False) if symbolic else None)
         self.sym_inputs: list = []  # (fake, source) of inputs with symbolic sizes
-        self.sym_names: dict = {}  # sympy symbol -> Python expression of its size
-        self.sym_ints: dict = {}  # sympy symbol -> (its SymInt, readable name)
+        # sympy symbol -> SizeSymbol (the input size it stands for)
+        self.size_symbols: dict = {}
         self.guards = Guards(code, nargs)
         self.guards.global_state()
         self.inputs: list[tuple[TensorV, torch.Tensor]] = []

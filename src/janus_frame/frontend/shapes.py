@@ -28,6 +28,16 @@ class NeedsShapeEnv(Exception):
     creating one costs a second of imports the first time)."""
 
 
+class SizeSymbol:
+    """A size symbol of an input: its SymInt and how to read it at run time."""
+
+    __slots__ = ("sym_int", "source")
+
+    def __init__(self, sym_int, source) -> None:
+        self.sym_int = sym_int
+        self.source = source
+
+
 class SizeInput:
     """A graph input holding a size (an int at run time)."""
 
@@ -124,10 +134,11 @@ class ShapeMixin:
                                           source=_shape_source(source.expr(), length_of))
         for d, n in enumerate(fake.shape):
             if isinstance(n, torch.SymInt) and n.node.expr.is_Symbol:
-                if n.node.expr not in self.sym_names:
-                    self.sym_names[n.node.expr] = f"__jf_h_len({length_of})" if \
-                        length_of and d == 0 else f"{source.expr()}.shape[{d}]"
-                    self.sym_ints[n.node.expr] = (n, f"{source.name()}.size({d})")
+                if n.node.expr not in self.size_symbols:
+                    expr = f"__jf_h_len({length_of})" if length_of and d == 0 else \
+                        f"{source.expr()}.shape[{d}]"
+                    self.size_symbols[n.node.expr] = SizeSymbol(
+                        n, ExprSource(expr, f"{source.name()}.size({d})"))
         self.sym_inputs.append((fake, source))
         return fake
 
@@ -198,20 +209,20 @@ class ShapeMixin:
         e.g. to turn a symbolic float (BatchNorm's 1/N) into a tensor. Returns
         (value, real int) pairs for the inputs list."""
         env = self.fake_mode.shape_env
-        if env is None or not self.sym_ints:
+        if env is None or not self.size_symbols:
             return []
         last = [n for n in self.graph.nodes if n.op == "placeholder"][-1]
         out = []
-        for sym, (sym_int, name) in self.sym_ints.items():
+        for sym, size in self.size_symbols.items():
             if not env.simplify(sym).is_Symbol:
                 continue  # specialised while tracing
             with self.graph.inserting_after(last):
                 node = self.graph.placeholder(self._unique_name(str(sym)))
-            node.meta["example_value"] = sym_int
+            node.meta["example_value"] = size.sym_int
             last = node
             # the example input is the SymInt itself: AOTAutograd then keeps
             # the symbol instead of making a new one for a plain int
-            out.append((SizeInput(node, ExprSource(self.sym_names[sym], name)), sym_int))
+            out.append((SizeInput(node, size.source), size.sym_int))
         return out
 
     def sym_text(self, v: "SymV") -> str | None:
@@ -221,11 +232,11 @@ class ShapeMixin:
 
         env = self.fake_mode.shape_env
         expr = env.simplify(v.sym.node.expr) if env is not None else v.sym.node.expr
-        if not expr.free_symbols <= set(self.sym_names):
+        if not expr.free_symbols <= set(self.size_symbols):
             return None
         text = PythonPrinter().doprint(expr)
         for sym in sorted(expr.free_symbols, key=lambda s: -len(s.name)):
-            text = re.sub(rf"\b{sym.name}\b", self.sym_names[sym], text)
+            text = re.sub(rf"\b{sym.name}\b", self.size_symbols[sym].source.expr(), text)
         if re.search(r"\b(?!__jf_)[A-Za-z_]\w*\s*\(", text):
             return None  # a sympy function without a plain Python spelling
         return f"({text})"

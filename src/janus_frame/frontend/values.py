@@ -160,9 +160,12 @@ class ItemV(Value):
         self.tensor = tensor
 
     def python_type(self) -> type:
+        import torch
+
         dt = self.tensor.fake.dtype
-        return bool if dt is __import__("torch").bool else (
-            float if dt.is_floating_point else int)
+        if dt is torch.bool:
+            return bool
+        return float if dt.is_floating_point else int
 
     def _repr(self) -> str:
         return f"{self.tensor.node.name}.item()"

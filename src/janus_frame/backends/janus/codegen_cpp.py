@@ -124,9 +124,7 @@ class CppKernelGen:
             if out in k.stored:
                 body.lines.append(self._store_line(m, sub, v, ind))
         lines += body.lines
-        for _ in loops:
-            ind -= 1
-            lines.append(f"{'  ' * ind}}}")
+        ind = _close_loops(lines, ind, len(loops))
         return lines
 
     def gen_reduction(self, sizes, acc):
@@ -235,9 +233,7 @@ class CppKernelGen:
                         rl, rind = self._open_loops(rloops, ind, None, None if wf else simd)
                     lines += rl
                     lines += emit_body(rind, "serial")
-                    for _ in rloops:
-                        rind -= 1
-                        lines.append(f"{'  ' * rind}}}")
+                    rind = _close_loops(lines, rind, len(rloops))
                 lines += [f"{'  ' * ind}{f}" for f in finals]
                 for m in red_here:
                     v = self._wf_final(m, wf[m], red_numel, "") if m in wf else self._acc_final(m)
@@ -256,9 +252,7 @@ class CppKernelGen:
                     if m.node.out.name in k.stored:
                         body.lines.append(self._store_line(m, sub, v, ind))
                 lines += body.lines
-        for _ in oloops:
-            ind -= 1
-            lines.append(f"{'  ' * ind}}}")
+        ind = _close_loops(lines, ind, len(oloops))
         return lines
 
     def gen_outer_reduction(self, sizes, acc):
@@ -372,9 +366,7 @@ class CppKernelGen:
                     del locals_[key]
                 rind -= 1
                 lines.append(f"{'  ' * rind}}}")
-                for _ in rloops:
-                    rind -= 1
-                    lines.append(f"{'  ' * rind}}}")
+                rind = _close_loops(lines, rind, len(rloops))
             for m in reds:
                 T = CTYPES[m.node.out.dtype]
                 key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
@@ -703,3 +695,12 @@ def generate(sched, seg_plan):
         parts.insert(1, "#include <omp.h>")
     src.text = "\n".join(parts) + "\n"
     return src
+
+
+def _close_loops(lines: list, ind: int, n: int) -> int:
+    """Close ``n`` nested loops opened at indentation ``ind``; returns the
+    indentation after them."""
+    for _ in range(n):
+        ind -= 1
+        lines.append(f"{'  ' * ind}}}")
+    return ind

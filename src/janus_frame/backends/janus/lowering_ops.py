@@ -17,8 +17,8 @@ import torch
 
 from . import ir
 from .ir import Affine, E
-from .lowering import (TV, as_tv, broadcast_to, cast, lazy, permute, reshape, select, slice_,
-                       squeeze_dims, sz, unsqueeze)
+from .tensor_values import (TV, as_tv, broadcast_to, cast, lazy, permute, reshape, select,
+                            slice_, squeeze_dims, sz, unsqueeze)
 
 aten = torch.ops.aten
 prims = torch.ops.prims
@@ -677,7 +677,7 @@ def _scatter_value(ctx, x, dim, index, value):
     k = index.shape[dim]
     if not isinstance(k, int) or not 1 <= k <= 8:
         return None
-    from .lowering import size_eq
+    from .tensor_values import size_eq
     if not all(size_eq(index.shape[d], x.shape[d]) for d in range(x.ndim) if d != dim):
         return None
     v = ir.const(value, odt)

@@ -15,7 +15,7 @@ import torch
 
 from . import ir
 from .ir import Affine, E
-from .lowering import as_tv, cast, lazy, sz, unsqueeze, view_of
+from .tensor_values import as_tv, cast, lazy, sz, unsqueeze, view_of
 from .lowering_ops import _NATIVE, meta, register
 
 aten = torch.ops.aten
@@ -148,7 +148,7 @@ def _var(ctx, x, dims, correction, keepdim, odt):
     var_k = lazy(ss.shape, odt, lambda idx: E("div", odt, (ss.load(idx), _num(denom, odt))))
     if keepdim:
         return var_k, mean_k
-    from .lowering import squeeze_dims
+    from .tensor_values import squeeze_dims
 
     ds = _dims(x, dims)
     return squeeze_dims(var_k, ds), squeeze_dims(mean_k, ds)
