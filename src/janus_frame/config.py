@@ -48,6 +48,8 @@ ENVIRONMENT = {
     "JANUS_COMPILE_MODULES": "comma list of module prefixes compiled in global mode even if installed "
     "in site-packages",
     "JANUS_SKIP_SITE_PACKAGES": "0: in global mode, also compile code in site-packages",
+    "JANUS_FRAME_MALLOC_TUNING": "0: leave glibc malloc's mmap/trim thresholds alone when the C "
+    "backend first runs (see backends/janus/runtime.py, tune_malloc)",
 }
 
 
@@ -71,6 +73,9 @@ class Config:
     )
     skip_site_packages: bool = dataclasses.field(
         default_factory=lambda: _env_bool("JANUS_SKIP_SITE_PACKAGES", True)
+    )
+    malloc_tuning: bool = dataclasses.field(
+        default_factory=lambda: _env_bool("JANUS_FRAME_MALLOC_TUNING", True)
     )
     # print/logging calls: False = break the graph where they are; True =
     # defer them to after the segment, in program order.

@@ -92,8 +92,10 @@ def compile_graph(gm: torch.fx.GraphModule, device: str | None = None):
     from .scheduler import schedule, Kernel
     from .runtime import CompiledGraph
 
+    from .graph_passes import fold_add_into_addmm
+
     t0 = time.perf_counter()
-    prog = lower(gm)
+    prog = lower(fold_add_into_addmm(gm))
     ir.verify(prog)
     if device is None:
         device = "cpu"

@@ -119,17 +119,20 @@ def op_c(kind, dtype, a, arg_dtypes):
         # eager's vectorised loops give (its scalar tail gives the first)
         op = ">" if kind == "maximum" else "<"
         if flt:
-            return f"(({a[0]} != {a[0]} || {a[0]} {op} {a[1]}) ? {a[0]} : {a[1]})"
+            return f"(({a[0]} != {a[0]} | {a[0]} {op} {a[1]}) ? {a[0]} : {a[1]})"
         return f"({a[0]} {op} {a[1]} ? {a[0]} : {a[1]})"
     if kind in ("fmax", "fmin"):
         return f"{kind}{'f' if f32 else ''}({a[0]}, {a[1]})" if flt else op_c(kind[1:] + "imum", dtype, a, arg_dtypes)
     if kind in ("lt", "le", "gt", "ge", "eq", "ne"):
         op = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}[kind]
         return f"({a[0]} {op} {a[1]})"
+    # operands are bools and side-effect free: the bitwise forms keep the
+    # loop free of branches (gcc does not if-convert short-circuit || / &&,
+    # which stops vectorisation)
     if kind == "and":
-        return f"({a[0]} && {a[1]})"
+        return f"({a[0]} & {a[1]})"
     if kind == "or":
-        return f"({a[0]} || {a[1]})"
+        return f"({a[0]} | {a[1]})"
     if kind == "xor":
         return f"({a[0]} != {a[1]})"
     if kind == "not":
@@ -209,12 +212,45 @@ class Body(ir.CSEEmitter):
         self.n = 0
         self.row_sub = {}  # row-local buffer -> substitution giving its in-row index
         self.inner = ()  # vars of the innermost loop around these statements
+        # Statements not depending on the innermost loop go to ``hoisted``
+        # when the caller places them before that loop (``hoist_tag`` set):
+        # scalar loads left inside are sunk by gcc under a select into masked
+        # loads of an invariant address, which it then cannot vectorise.
+        self.hoisted = []
+        self.hoist_tag = None  # unique per kernel scope: names of hoisted temps
+        self.written = frozenset()  # buffers stored by the kernel (never hoisted)
+        self._hoisted_names = set()
 
-    def tmp(self, ctype, text, prefix="t"):
+    def tmp(self, ctype, text, prefix="t", hoist=False):
+        if hoist and self.hoist_tag is not None:
+            name = f"h{self.hoist_tag}_{self.n}"
+            self.n += 1
+            self.hoisted.append(f"{'  ' * (self.indent - 1)}const {ctype} {name} = {text};")
+            self._hoisted_names.add(name)
+            return name
         name = f"{prefix}{self.indent}_{self.n}"
         self.n += 1
         self.lines.append(f"{'  ' * self.indent}const {ctype} {name} = {text};")
         return name
+
+    def _loop_invariant(self, x) -> bool:
+        """Whether node ``x`` (its arguments already emitted) can be computed
+        once before the innermost loop."""
+        if self.hoist_tag is None or not self.inner:
+            return False
+        inner = set(self.inner)
+        if x.kind == "load":
+            buf, idx = x.aux
+            return (buf not in self.written and buf not in self.row_sub
+                    and (buf, idx._key) not in self.locals
+                    and not idx.dynamic_terms() and not inner & set(idx.vars()))
+        if x.kind in ("mload", "index", "const", "sym") or not x.args:
+            return False
+        return all(a.kind in ("const", "sym")
+                   or (a.kind == "index" and not a.aux.dynamic_terms()
+                       and not inner & set(a.aux.vars()))
+                   or self._ids[id(a)] in self._hoisted_names
+                   for a in x.args)
 
 
     def affine(self, a):
@@ -248,18 +284,21 @@ class Body(ir.CSEEmitter):
                 text = f"{self.bufvar[buf]}[{self.affine(idx)}]"
             if k == "mload":
                 text = f"({self._ids[id(x.args[0])]} ? {text} : ({T})0)"
-            return self.tmp(T, text)
+            return self.tmp(T, text, hoist=self._loop_invariant(x))
         args = [self._ids[id(a)] for a in x.args]
+        if self._loop_invariant(x):
+            return self.tmp(T, op_c(k, x.dtype, args, [a.dtype for a in x.args]), hoist=True)
         if k == "div" and x.dtype.is_floating_point and self.inner and x.args[1].kind != "const" \
                 and self._invariant(x.args[1]):
             # a divisor fixed across the inner loop (a softmax's row sum):
             # one reciprocal, hoisted by the compiler, and a multiply per
             # element, as eager's row kernels do (within an ulp of dividing);
-            # a divisor so small that its reciprocal overflows divides (the
-            # test is loop-invariant: gcc unswitches the loop on it)
-            r = self.tmp(T, f"(({T})1 / {args[1]})")
+            # a divisor so small that its reciprocal overflows divides.  The
+            # test is a select, not a short-circuit ||: control flow in the
+            # loop stops vectorisation (gcc does not unswitch a loop this big)
+            r = self.tmp(T, f"(({T})1 / {args[1]})", hoist=args[1] in self._hoisted_names)
             fl = "f" if x.dtype == torch.float32 else ""
-            return self.tmp(T, f"(__builtin_fabs{fl}({r}) < INFINITY || {args[1]} == 0 ? "
+            return self.tmp(T, f"(__builtin_fabs{fl}({r}) < INFINITY | {args[1]} == 0 ? "
                                f"{args[0]} * {r} : {args[0]} / {args[1]})")
         return self.tmp(T, op_c(k, x.dtype, args, [a.dtype for a in x.args]))
 

@@ -116,6 +116,7 @@ class CppKernelGen:
         lines, ind = self._open_loops(loops, 1, par, "")
         body = Body(self.bufvar, {}, ind)
         body.inner = tuple(lv for lv, _, _ in loops[-1:])
+        self._allow_hoisting(body, lines, "p")
         for m in k.members:
             e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
             v = body.emit(e)
@@ -123,9 +124,21 @@ class CppKernelGen:
             body.locals[(out, m.node.store.subst(m.amap).subst(sub)._key)] = v
             if out in k.stored:
                 body.lines.append(self._store_line(m, sub, v, ind))
+        _place_hoisted(lines, body)
         lines += body.lines
         ind = _close_loops(lines, ind, len(loops))
         return lines
+
+    def _allow_hoisting(self, body, header, tag):
+        """Let ``body`` compute loop-invariant values before the innermost
+        loop of ``header`` (not when that loop is collapsed into its parent:
+        nothing may stand between collapsed loops)."""
+        if not header or any("collapse" in ln for ln in header):
+            return
+        body.hoist_tag = tag
+        alias = getattr(self.s, "alias", {})
+        outs = {m.node.out.name for m in self.k.members}
+        body.written = frozenset(outs | {alias[b] for b in outs if b in alias})
 
     def gen_reduction(self, sizes, acc):
         k = self.k
@@ -175,10 +188,12 @@ class CppKernelGen:
                 for lead in dict.fromkeys(wf.values()):
                     lines += [f"{'  ' * ind}{d}" for d in self._wf_decl(lead, red_numel, lanes)]
 
-                def emit_body(rind, mode):
+                def emit_body(rind, mode, header=None, tag=None):
                     body = Body(self.bufvar, locals_, rind)
                     body.row_sub = self.row_sub
                     body.inner = tuple(lv for lv, _, _ in rloops[-1:])
+                    if header is not None:
+                        self._allow_hoisting(body, header, tag)
                     local_keys = []
                     for m in full:
                         e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
@@ -196,7 +211,7 @@ class CppKernelGen:
                                 body.lines.append(self._store_line(m, sub, v, rind))
                     for key in local_keys:
                         del locals_[key]  # register values do not outlive the body
-                    return body.lines
+                    return body if header is not None else body.hoisted + body.lines
 
                 if lanes:
                     # Welford over WELFORD_LANES interleaved partial results:
@@ -231,8 +246,10 @@ class CppKernelGen:
                             rl = [ln.replace(" collapse(2)", "") for ln in rl]
                     else:
                         rl, rind = self._open_loops(rloops, ind, None, None if wf else simd)
+                    body = emit_body(rind, "serial", rl, f"r{p}")
+                    _place_hoisted(rl, body)
                     lines += rl
-                    lines += emit_body(rind, "serial")
+                    lines += body.lines
                     rind = _close_loops(lines, rind, len(rloops))
                 lines += [f"{'  ' * ind}{f}" for f in finals]
                 for m in red_here:
@@ -432,7 +449,7 @@ class CppKernelGen:
         if rt == "all":
             return [f"{sp}{a} &= ({v} != 0);"]
         op = ">" if rt == "max" else "<"
-        nan = f" || {v} != {v}" if m.node.expr.dtype.is_floating_point else ""
+        nan = f" | {v} != {v}" if m.node.expr.dtype.is_floating_point else ""
         return [f"{sp}{a} = ({v} {op} {a}{nan}) ? {v} : {a};"]
 
     # Welford (var/std/var_mean: mean and sum of squared deviations, one pass)
@@ -695,6 +712,17 @@ def generate(sched, seg_plan):
         parts.insert(1, "#include <omp.h>")
     src.text = "\n".join(parts) + "\n"
     return src
+
+
+def _place_hoisted(header: list, body) -> None:
+    """Insert ``body``'s hoisted statements into ``header`` (loop-opening
+    lines) just before the innermost loop and its pragma."""
+    if not body.hoisted:
+        return
+    i = max(j for j, ln in enumerate(header) if ln.lstrip().startswith("for ("))
+    if i > 0 and header[i - 1].lstrip().startswith("#pragma"):
+        i -= 1
+    header[i:i] = body.hoisted
 
 
 def _close_loops(lines: list, ind: int, n: int) -> int:

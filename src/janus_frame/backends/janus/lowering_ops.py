@@ -589,6 +589,9 @@ def _int_e(v):
     return E("sym", torch.int64, (), v)
 
 
+CAT_FUSE_MAX = 4
+
+
 @register(aten.cat.default)
 def _cat(ctx, tensors, dim=0):
     shape, odt = meta(ctx)
@@ -596,6 +599,11 @@ def _cat(ctx, tensors, dim=0):
     dim %= len(shape)
     if len(tvs) == 1:
         return lazy(shape, odt, lambda idx: cast(tvs[0].load(idx), odt))
+    if len(tvs) > CAT_FUSE_MAX:
+        # every element of a fused cat evaluates one masked load per input:
+        # past a few inputs (an RNN's torch.stack of its T states) the
+        # library's copy of each slab is cheaper
+        return None
     offs = [0]
     for t in tvs:
         offs.append(offs[-1] + t.shape[dim])

@@ -52,6 +52,44 @@ def stand_aside(fn):
     return not_traced(fn)
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_malloc_tuned = False
+
+
+def tune_malloc() -> None:
+    """Pin glibc malloc's mmap and trim thresholds at the ceilings of its own
+    dynamic adjustment (32 MiB, 64 MiB), once per process.
+
+    A training step frees several MiB of activations and gradients and
+    allocates them again in the next step.  With glibc's defaults, whether that
+    memory stays in the heap depends on where the last long-lived small object
+    landed: if the freed block ends up at the top of the heap it is trimmed
+    (returned to the OS) and every page is faulted in again next step.  Which
+    case a process gets is decided by allocation order at start-up, so the same
+    LSTM step ran at 21 ms in some processes and 36 ms in others (the slow
+    ones spent ~15% of their time in the kernel's page-fault path under MKL's
+    sgemm writing fresh output pages).  Fixed thresholds make it deterministic.
+    The cost is that up to 64 MiB of free heap at the top may stay mapped.
+    Eager code in the same process sees the same allocator; set
+    ``JANUS_FRAME_MALLOC_TUNING=0`` to leave malloc alone."""
+    global _malloc_tuned
+    if _malloc_tuned:
+        return
+    _malloc_tuned = True
+    from ...config import config
+    if not config.malloc_tuning or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # glibc only: musl's malloc has no such knobs
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    ok = mallopt(_M_MMAP_THRESHOLD, 32 << 20) and mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+    log.debug("malloc thresholds pinned (mmap 32 MiB, trim 64 MiB): %s", bool(ok))
+
+
 def pyexpr(x) -> str:
     if isinstance(x, int):
         return str(x)
@@ -109,6 +147,8 @@ class CompiledGraph:
         ns = {"torch": torch, "_empty": torch.empty, "_empty_strided": torch.empty_strided,
               "_u8": torch.uint8}
         lib = self.build.lib() if self.build is not None else None
+        if lib is not None:
+            tune_malloc()
         self._fn = make_wrapper(self.prog, self.sched, self.csource, lib, ns,
                                 self.triton_kernels, self)
         return self._fn
@@ -195,10 +235,16 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
             i = j
             continue
         # extern
-        ns[f"_op_{s.name}"] = _callable_of(s.op)
-        args = _py_args(s.args)
-        kwargs = ", ".join(f"{k}={_py_arg(v)}" for k, v in s.kwargs.items())
-        call = f"_op_{s.name}({args}{', ' if args and kwargs else ''}{kwargs})"
+        if s.name in getattr(sched, "accumulate", ()):
+            # c + a @ b into c's own memory (the scheduler checked nothing
+            # else reads c): no copy of c into a fresh result
+            ns["_addmm_"] = torch.Tensor.addmm_
+            call = f"_addmm_({_py_args(s.args)})"
+        else:
+            ns[f"_op_{s.name}"] = _callable_of(s.op)
+            args = _py_args(s.args)
+            kwargs = ", ".join(f"{k}={_py_arg(v)}" for k, v in s.kwargs.items())
+            call = f"_op_{s.name}({args}{', ' if args and kwargs else ''}{kwargs})"
         outs = s.outs
         if s.multi:
             names = [o.name if o is not None else "_" for o in outs]

@@ -148,6 +148,7 @@ class Scheduler:
         self.prog = prog
         self.cpp = cpp
         self.alias = {}  # buffer -> library result whose memory it takes over
+        self.accumulate = set()  # addmm steps adding into their bias operand in place
         self.steps: list = []
         self.step_of = {}  # buffer name -> step index of its producer
         self.barrier = 0  # no fusion into steps before this index
@@ -167,7 +168,38 @@ class Scheduler:
                 self._append(k)
             self.step_of[node.out.name] = self._step_index(node)
         self._decide_stores()
+        self._find_accumulators()
         return self
+
+    def _find_accumulators(self):
+        """``addmm(c, a, b)`` whose ``c`` is a library result read by nothing
+        else and laid out like the product: the library adds the product into
+        ``c`` in place (``c.addmm_(a, b)``) instead of copying ``c`` into a
+        fresh result first.  Chains of gradient sums folded into addmm (see
+        graph_passes) then accumulate in one buffer."""
+        outs = {o[1].buf.name for o in self.prog.outputs if o[0] == "buf"}
+        taken = set(self.alias) | set(self.alias.values())
+        for i, s in enumerate(self.steps):
+            if not (isinstance(s, ir.Extern) and s.op is torch.ops.aten.addmm.default):
+                continue
+            if any(s.kwargs.get(k, 1) != 1 for k in ("alpha", "beta")) or len(s.args) != 3:
+                continue
+            c, a, b = s.args
+            if not isinstance(c, ir.BufArg) or not c.is_plain:
+                continue
+            cb = c.buf
+            if (cb.kind != "extern" or cb.name in outs or cb.name in taken
+                    or cb.dtype != s.out.dtype or cb.shape != s.out.shape
+                    or cb.strides != s.out.strides):
+                continue
+            if any(isinstance(x, ir.BufArg) and x.buf is cb for x in (a, b)):
+                continue
+            if any(j != i for j, _ in self.readers.get(cb.name, [])):
+                continue  # read elsewhere: its value must survive
+            producer = self.steps[self.step_of[cb.name]]
+            if any(r.alias_info is not None for r in producer.op._schema.returns):
+                continue  # a view of memory someone else owns
+            self.accumulate.add(s.name)
 
     def _append(self, step):
         self.steps.append(step)

@@ -1,0 +1,123 @@
+"""Matmul sums folded into accumulating library calls, many-input cats, and
+loop-invariant values computed before the innermost loop; each against eager
+(forward and gradients), with the rewrite itself asserted."""
+import torch
+
+from conftest import assert_close, graphs, jcompile
+
+aten = torch.ops.aten
+
+
+def _externs(cg):
+    return [str(n.op) for n in cg.prog.nodes if hasattr(n, "op")]
+
+
+def test_sum_of_products_becomes_accumulating_addmm():
+    def f(x, w, h, u, b):
+        return torch.tanh(x @ w + h @ u + b)
+
+    x, h = torch.randn(16, 32), torch.randn(16, 24)
+    w, u, b = torch.randn(32, 48), torch.randn(24, 48), torch.randn(48)
+    cf = jcompile(f)
+    assert_close(cf(x, w, h, u, b), f(x, w, h, u, b), rtol=1e-5, atol=1e-5)
+    cg = graphs()[-1]
+    ops = _externs(cg)
+    assert ops.count("aten.mm.default") == 1 and ops.count("aten.addmm.default") == 1
+    # the product x @ w is read only by the addmm: it is accumulated into in place
+    assert len(cg.sched.accumulate) == 1 and "_addmm_(" in cg._wrapper_src
+
+
+def test_weight_gradient_of_an_unrolled_cell_accumulates_in_one_buffer():
+    w = torch.randn(20, 20, requires_grad=True)
+
+    def f(xs):
+        h = torch.zeros(4, 20)
+        for t in range(xs.shape[0]):
+            h = torch.tanh(xs[t] @ w + h @ w)
+        return h.sum()
+
+    xs = torch.randn(6, 4, 20)
+    cf = jcompile(f)
+    cf(xs).backward()
+    g = w.grad.clone()
+    w.grad = None
+    f(xs).backward()
+    # sums of six products in another order: an absolute tolerance at the
+    # scale of the largest entries
+    assert_close(g, w.grad, rtol=1e-4, atol=1e-4 * float(w.grad.abs().max()))
+    bw = graphs()[-1]
+    ops = _externs(bw)
+    assert "aten.add.Tensor" not in ops
+    assert ops.count("aten.addmm.default") >= 6
+    assert len(bw.sched.accumulate) >= 5
+
+
+def test_fold_keeps_products_read_elsewhere_and_broadcast_sums():
+    def f(x, w, v, u, c, r):
+        p = x @ w
+        return p + c, p * 2, (x @ v) + r, (x @ u) + x[:, :1]
+
+    x, w, v, u = (torch.randn(8, 8) for _ in range(4))
+    c, r = torch.randn(8), torch.randn(1, 8)
+    cf = jcompile(f)
+    assert_close(cf(x, w, v, u, c, r), f(x, w, v, u, c, r), rtol=1e-5, atol=1e-5)
+    ops = _externs(graphs()[-1])
+    # p has two readers: it stays an mm; the broadcast biases fold
+    assert ops.count("aten.mm.default") == 1 and ops.count("aten.addmm.default") == 2
+
+
+def test_fold_leaves_other_dtypes_and_alpha_alone():
+    def f(x, w, c, d):
+        return torch.add(x @ w, c, alpha=2), (x @ w) + d
+
+    x, w = torch.randn(5, 6), torch.randn(6, 7)
+    c, d = torch.randn(5, 7), torch.randn(5, 7, dtype=torch.float64)
+    cf = jcompile(f)
+    assert_close(cf(x, w, c, d), f(x, w, c, d), rtol=1e-5, atol=1e-5)
+    assert "aten.addmm.default" not in _externs(graphs()[-1])
+
+
+def test_accumulating_addmm_under_dynamic_sizes():
+    def f(x, w, h, u):
+        return x @ w + h @ u
+
+    cf = jcompile(f, dynamic=True)
+    w, u = torch.randn(12, 9), torch.randn(7, 9)
+    for n in (3, 10, 17):
+        x, h = torch.randn(n, 12), torch.randn(n, 7)
+        assert_close(cf(x, w, h, u), f(x, w, h, u), rtol=1e-5, atol=1e-5)
+
+
+def test_stack_of_many_states_is_a_library_cat_and_few_stay_fused():
+    def many(xs):
+        return torch.stack([torch.sigmoid(xs[i]) * 2 for i in range(12)]).sum(-1)
+
+    def few(a, b):
+        return torch.cat([a * 2, b + 1], 1).exp()
+
+    xs = torch.randn(12, 5, 33)
+    assert_close(jcompile(many)(xs), many(xs), rtol=1e-5, atol=1e-5)
+    assert "aten.cat.default" in _externs(graphs()[-1])
+    a, b = torch.randn(4, 3), torch.randn(4, 5)
+    assert_close(jcompile(few)(a, b), few(a, b))
+    assert "aten.cat.default" not in _externs(graphs()[-1])
+    assert graphs()[-1].num_kernels == 1
+
+
+def test_loop_invariant_values_are_computed_before_the_inner_loop():
+    # a per-row scale from a scalar tensor and a per-row target: the
+    # cross-entropy backward pattern that was left scalar by gcc
+    def f(x, scale, tgt):
+        onehot = (tgt[:, None] == torch.arange(x.shape[1])).float()
+        return (torch.exp(x) * (scale / 3.0) - onehot * torch.where(tgt[:, None] >= 0, scale, 0.0)).sum(1)
+
+    x = torch.randn(64, 300)
+    scale = torch.tensor(1.5)
+    tgt = torch.randint(-1, 300, (64,))
+    cf = jcompile(f)
+    assert_close(cf(x, scale, tgt), f(x, scale, tgt), rtol=1e-5, atol=1e-5)
+    src = graphs()[-1].csource.text
+    assert "const float hr0_" in src or "const float hp_" in src
+    # tiny divisors still divide (their reciprocal overflows)
+    tiny = torch.tensor(1e-39)
+    assert_close(cf(x, tiny, tgt), f(x, tiny, tgt), rtol=1e-5, atol=1e-5)
