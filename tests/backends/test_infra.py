@@ -147,3 +147,28 @@ def test_hand_built_fx_graph_single_output_and_symbolic_trace():
     assert isinstance(out, torch.Tensor)
     assert_close(out, M()(x, y), rtol=1e-5, atol=1e-5)
     assert graphs()[-1].num_kernels == 1
+
+
+_MALLOC_PROBE = """
+import torch
+from janus_frame.backends.janus import janus_backend, runtime
+f = torch.compile(lambda x: (x * 2).exp(), backend=janus_backend)
+f(torch.randn(8))
+heap = [l.split()[0] for l in open('/proc/self/maps') if l.rstrip().endswith('[heap]')]
+lo, hi = (int(v, 16) for v in heap[0].split('-')) if heap else (0, 0)
+t = torch.empty(1 << 20)  # 4 MiB: mmapped under glibc's initial threshold
+print(runtime.malloc_state, lo <= t.data_ptr() < hi)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_malloc_thresholds_pinned_once_the_c_backend_runs(setting):
+    env = dict(os.environ, JANUS_FRAME_MALLOC_TUNING=setting)
+    out = subprocess.run([sys.executable, "-c", _MALLOC_PROBE], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    if setting == "0":
+        assert out[0] == "disabled"
+    else:
+        # a block of a few MiB now comes from the heap, not a fresh mapping
+        assert out == ["pinned", "True"]

@@ -27,29 +27,47 @@ def test_sum_of_products_becomes_accumulating_addmm():
     assert len(cg.sched.accumulate) == 1 and "_addmm_(" in cg._wrapper_src
 
 
-def test_weight_gradient_of_an_unrolled_cell_accumulates_in_one_buffer():
-    w = torch.randn(20, 20, requires_grad=True)
+def _cell_grads(T, hidden, batch):
+    torch.manual_seed(T)
+    w = torch.randn(hidden, hidden, requires_grad=True)
+    u = torch.randn(hidden, hidden, requires_grad=True)
 
     def f(xs):
-        h = torch.zeros(4, 20)
+        h = torch.zeros(batch, hidden)
         for t in range(xs.shape[0]):
-            h = torch.tanh(xs[t] @ w + h @ w)
+            h = torch.tanh(xs[t] @ w + h @ u)
         return h.sum()
 
-    xs = torch.randn(6, 4, 20)
+    xs = torch.randn(T, batch, hidden)
     cf = jcompile(f)
     cf(xs).backward()
-    g = w.grad.clone()
-    w.grad = None
+    got = w.grad.clone(), u.grad.clone()
+    w.grad = u.grad = None
     f(xs).backward()
-    # sums of six products in another order: an absolute tolerance at the
-    # scale of the largest entries
-    assert_close(g, w.grad, rtol=1e-4, atol=1e-4 * float(w.grad.abs().max()))
-    bw = graphs()[-1]
+    for g, ref in zip(got, (w.grad, u.grad)):
+        # sums of T products in another order: an absolute tolerance at the
+        # scale of the largest entries
+        assert_close(g, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+    return graphs()[-2], graphs()[-1]
+
+
+def test_weight_gradients_of_a_short_chain_accumulate_in_place():
+    _, bw = _cell_grads(T=2, hidden=20, batch=4)
+    ops = _externs(bw)
+    assert "aten.add.Tensor" not in ops and ops.count("aten.addmm.default") >= 2
+    assert len(bw.sched.accumulate) >= 1
+
+
+def test_weight_gradients_summed_over_steps_become_one_product():
+    fw, bw = _cell_grads(T=6, hidden=20, batch=4)
+    # forward: xs[t] @ w for every t is one product over all rows
+    assert _externs(fw).count("aten.mm.default") == 1
     ops = _externs(bw)
     assert "aten.add.Tensor" not in ops
-    assert ops.count("aten.addmm.default") >= 6
-    assert len(bw.sched.accumulate) >= 5
+    # per step only the recurrence's product remains; the weight gradients
+    # are one product each of the stacked per-step operands (stacked once)
+    assert ops.count("aten.addmm.default") + ops.count("aten.mm.default") <= 6 + 2 + 1
+    assert ops.count("aten.cat.default") == 3
 
 
 def test_fold_keeps_products_read_elsewhere_and_broadcast_sums():
@@ -121,3 +139,33 @@ def test_loop_invariant_values_are_computed_before_the_inner_loop():
     # tiny divisors still divide (their reciprocal overflows)
     tiny = torch.tensor(1e-39)
     assert_close(cf(x, tiny, tgt), f(x, tiny, tgt), rtol=1e-5, atol=1e-5)
+
+
+def test_products_sharing_a_weight_outside_the_recurrence_are_batched():
+    def f(x, u, w):
+        h, outs = x, []
+        for t in range(6):
+            h = torch.tanh(h @ u)
+            outs.append(h @ w)   # read by nothing in the recurrence
+        return torch.stack(outs).sum(0) * 2, h
+
+    x, u, w = torch.randn(5, 8), torch.randn(8, 8) * 0.5, torch.randn(8, 3)
+    cf = jcompile(f)
+    assert_close(cf(x, u, w), f(x, u, w), rtol=1e-5, atol=1e-5)
+    ops = _externs(graphs()[-1])
+    assert ops.count("aten.mm.default") == 6 + 1
+
+
+def test_products_feeding_their_own_operands_are_not_batched():
+    def f(x, w):
+        h = x
+        for t in range(6):
+            h = torch.tanh(h @ w) + h * 0.5
+        return h
+
+    x, w = torch.randn(5, 8), torch.randn(8, 8) * 0.5
+    cf = jcompile(f)
+    assert_close(cf(x, w), f(x, w), rtol=1e-5, atol=1e-5)
+    ops = _externs(graphs()[-1])
+    assert ops.count("aten.mm.default") + ops.count("aten.addmm.default") == 6
+    assert "aten.cat.default" not in ops

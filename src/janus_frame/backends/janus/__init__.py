@@ -92,10 +92,10 @@ def compile_graph(gm: torch.fx.GraphModule, device: str | None = None):
     from .scheduler import schedule, Kernel
     from .runtime import CompiledGraph
 
-    from .graph_passes import fold_add_into_addmm
+    from .graph_passes import optimize
 
     t0 = time.perf_counter()
-    prog = lower(fold_add_into_addmm(gm))
+    prog = lower(optimize(gm))
     ir.verify(prog)
     if device is None:
         device = "cpu"

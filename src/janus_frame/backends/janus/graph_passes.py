@@ -14,11 +14,31 @@ unrolled over T steps has, per weight, T matrix products summed by T - 1
 adds of the whole gradient; folded, it is one chain of accumulating library
 calls (and one live accumulator instead of T products).  The same holds for
 ``x @ w_ih + h @ w_hh`` in the forward graph.
+
+``merge_product_chains``: such a chain ``c + a1 @ b1 + ... + aT @ bT`` whose
+inner dimensions are small (a weight gradient summed over T time steps of a
+batch of 16) becomes ``c + cat(a) @ cat(b)``: one well-shaped product
+instead of T thin ones each reading and writing the whole accumulator.
+
+``batch_row_products``: ``base[t] @ w`` for every t of a contiguous
+``base`` (an RNN's input projection at each step) becomes one product
+``base.view(T*M, K) @ w`` whose rows are selected per step.
+
+``batch_shared_operand``: products ``l_i @ w`` sharing ``w`` whose left
+operands do not depend on any of the products (an RNN backward's
+``dgates_t @ w_ih.T`` for the input gradient at each step, while the
+recurrence runs through ``w_hh``) become one product of the stacked left
+operands, placed after the last of them; the nodes reading the products are
+moved after it (legal because nothing the operands depend on reads them).
+
+``optimize`` runs them in the order: row products, shared operands, fold,
+merge.
 """
 from __future__ import annotations
 
 import torch
 import torch.fx
+from torch._guards import detect_fake_mode
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 aten = torch.ops.aten
@@ -72,14 +92,52 @@ def _foldable(add):
     return None
 
 
+def _copy(gm):
+    graph = torch.fx.Graph()
+    out, old_output = graph.graph_copy(gm.graph, {}, return_output_node=True)
+    graph.output(out).meta = dict(old_output.meta)
+    return graph
+
+
+def _call(graph, target, args, fake_mode):
+    """A new node computing ``target(*args)``, with its fake value."""
+    n = graph.call_function(target, args)
+    vals = torch.fx.node.map_arg(args, lambda a: a.meta["val"])
+    with fake_mode:
+        n.meta["val"] = target(*vals)
+    return n
+
+
+def optimize(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """The caller's module when nothing applies, else a rewritten copy."""
+    graph = None
+    cats = {}
+    if any(_row_product_groups(gm.graph)):
+        graph = _copy(gm)
+        _batch_row_products(graph)
+    if any(_shared_operand_plans(graph or gm.graph)):
+        graph = graph or _copy(gm)
+        _batch_shared_operand(graph, cats)
+    if any(_foldable(n) for n in (graph or gm.graph).nodes):
+        graph = graph or _copy(gm)
+        _fold(graph)
+    if graph is not None and any(_merge_plan(n) for n in graph.nodes):
+        _merge_chains(graph, cats)
+    if graph is None:
+        return gm
+    graph.lint()
+    return torch.fx.GraphModule(gm, graph)
+
+
 def fold_add_into_addmm(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     if not any(_foldable(n) for n in gm.graph.nodes):
         return gm
-    graph = torch.fx.Graph()
-    env = {}
-    out, old_output = graph.graph_copy(gm.graph, env, return_output_node=True)
-    graph.output(out).meta = dict(old_output.meta)
-    folded = 0
+    graph = _copy(gm)
+    _fold(graph)
+    return torch.fx.GraphModule(gm, graph)
+
+
+def _fold(graph):
     for n in list(graph.nodes):
         hit = _foldable(n)
         if hit is None:
@@ -91,5 +149,213 @@ def fold_add_into_addmm(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
         n.replace_all_uses_with(new)
         graph.erase_node(n)
         graph.erase_node(mm)
-        folded += 1
-    return torch.fx.GraphModule(gm, graph)
+
+
+# -- merging chains of accumulated products ---------------------------------
+
+MERGE_MIN_TERMS = 3
+
+
+def _is_mm(n):
+    return isinstance(n, torch.fx.Node) and n.op == "call_function" and n.target is aten.mm.default
+
+
+def _is_plain_addmm(n):
+    return (isinstance(n, torch.fx.Node) and n.op == "call_function"
+            and n.target is aten.addmm.default and not n.kwargs and len(n.args) == 3)
+
+
+def _static(*xs):
+    return all(isinstance(x, int) for x in xs)
+
+
+def _merge_plan(tail):
+    """(terms [(a, b)], bias or None, chain nodes) for a chain ending at
+    ``tail`` worth merging, else None."""
+    if not _is_plain_addmm(tail):
+        return None
+    users = list(tail.users)
+    if len(users) == 1 and _is_plain_addmm(users[0]) and users[0].args[0] is tail:
+        return None  # not the end of its chain
+    terms, nodes, bias, n = [], [], None, tail
+    while True:
+        nodes.append(n)
+        if _is_mm(n):
+            terms.append((n.args[0], n.args[1]))
+            break
+        terms.append((n.args[1], n.args[2]))
+        c = n.args[0]
+        if (_is_mm(c) or _is_plain_addmm(c)) and len(c.users) == 1:
+            n = c
+            continue
+        bias = c
+        break
+    if len(terms) < MERGE_MIN_TERMS:
+        return None
+    out = _val(tail)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        return None
+    m, n_ = out.shape
+    ks = []
+    for a, b in terms:
+        av, bv = _val(a), _val(b)
+        if not (isinstance(av, torch.Tensor) and isinstance(bv, torch.Tensor)):
+            return None
+        if av.dtype != out.dtype or bv.dtype != out.dtype:
+            return None
+        ks.append(av.shape[1])
+    if not _static(m, n_, *ks):
+        return None
+    # copying the operands side by side costs sum(K) * (M + N) elements; the
+    # chain reads and writes the M x N accumulator once per term
+    if sum(ks) * (m + n_) >= 2 * len(terms) * m * n_:
+        return None
+    terms.reverse()
+    return terms, bias, nodes
+
+
+def _cat(graph, cats, parts, dim, fake_mode):
+    """One cat node per distinct list of parts (the gradients of w_ih and
+    w_hh, and the input gradient, all stack the same per-step operand); a
+    cat made earlier in the graph serves later uses."""
+    key = (tuple(parts), dim)
+    if key not in cats:
+        cats[key] = _call(graph, aten.cat.default, (list(parts), dim), fake_mode)
+    return cats[key]
+
+
+def _merge_chains(graph, cats):
+    fake_mode = None
+
+    def cat(parts, dim):
+        return _cat(graph, cats, parts, dim, fake_mode)
+
+    for tail in list(graph.nodes):
+        plan = _merge_plan(tail)
+        if plan is None:
+            continue
+        terms, bias, nodes = plan
+        fake_mode = fake_mode or detect_fake_mode([_val(n) for n in nodes])
+        with graph.inserting_before(tail):
+            a = cat([t[0] for t in terms], 1)
+            b = cat([t[1] for t in terms], 0)
+            if bias is None:
+                new = _call(graph, aten.mm.default, (a, b), fake_mode)
+            else:
+                new = _call(graph, aten.addmm.default, (bias, a, b), fake_mode)
+        tail.replace_all_uses_with(new)
+        for n in nodes:  # tail first: each node's only user is erased before it
+            graph.erase_node(n)
+
+
+# -- one product for the rows of every step ----------------------------------
+
+def _row_product_groups(graph):
+    """{(base, w): [(t, mm node)]} for products ``select(base, 0, t) @ w``
+    covering every t of a contiguous 3-D ``base`` exactly once."""
+    groups = {}
+    for n in graph.nodes:
+        if not _is_mm(n) or not isinstance(n.args[1], torch.fx.Node):
+            continue
+        sel = n.args[0]
+        if not (isinstance(sel, torch.fx.Node) and sel.op == "call_function"
+                and sel.target is aten.select.int and sel.args[1] == 0):
+            continue
+        bv = _val(sel.args[0])
+        if not isinstance(bv, torch.Tensor) or bv.dim() != 3 or not _static(*bv.shape):
+            continue
+        if not bv.is_contiguous():
+            continue
+        groups.setdefault((sel.args[0], n.args[1]), []).append((sel.args[2], n))
+    out = {}
+    for (base, w), members in groups.items():
+        T = _val(base).shape[0]
+        ts = [t if t >= 0 else t + T for t, _ in members if isinstance(t, int)]
+        if len(ts) == len(members) == T and sorted(ts) == list(range(T)) and T >= 2:
+            out[(base, w)] = members
+    return out
+
+
+def _batch_row_products(graph):
+    groups = _row_product_groups(graph)
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for (base, w), members in groups.items():
+        first = min((mm for _, mm in members), key=order.__getitem__)
+        fake_mode = detect_fake_mode([_val(base), _val(w)])
+        T, M, K = _val(base).shape
+        with graph.inserting_before(first):
+            flat = _call(graph, aten.view.default, (base, [T * M, K]), fake_mode)
+            big = _call(graph, aten.mm.default, (flat, w), fake_mode)
+            N = _val(big).shape[1]
+            rows = _call(graph, aten.view.default, (big, [T, M, N]), fake_mode)
+        for t, mm in members:
+            with graph.inserting_before(mm):
+                sel = _call(graph, aten.select.int, (rows, 0, t), fake_mode)
+            mm.replace_all_uses_with(sel)
+            graph.erase_node(mm)
+
+
+# -- one product for left operands sharing a right operand --------------------
+
+SHARED_MIN_MEMBERS = 4
+
+
+def _shared_operand_plans(graph):
+    """[(w, members in graph order, node after which the product goes,
+    nodes to move after it)] for products sharing right operand ``w``."""
+    by_w = {}
+    for n in graph.nodes:
+        if _is_mm(n) and isinstance(n.args[0], torch.fx.Node) and isinstance(n.args[1], torch.fx.Node):
+            by_w.setdefault(n.args[1], []).append(n)
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    plans = []
+    for w, members in by_w.items():
+        if len(members) < SHARED_MIN_MEMBERS:
+            continue
+        vals = [_val(m.args[0]) for m in members]
+        if not all(isinstance(v, torch.Tensor) and v.dim() == 2 and _static(*v.shape) for v in vals):
+            continue
+        if len({v.shape[1] for v in vals}) != 1 or len({v.dtype for v in vals}) != 1:
+            continue
+        lefts = [m.args[0] for m in members]
+        if len(set(lefts)) != len(lefts):
+            continue
+        # every node from the first product on that depends on a product
+        first = order[members[0]]
+        last = max(order[x] for x in lefts)
+        member_set = set(members)
+        dependent = []
+        dep = set()
+        ok = True
+        for n in list(graph.nodes)[first:last + 1]:
+            if n in member_set or any(a in dep for a in n.all_input_nodes):
+                if n.op != "call_function" or (isinstance(n.target, torch._ops.OpOverload)
+                                                and n.target._schema.is_mutable):
+                    ok = False
+                    break
+                dep.add(n)
+                dependent.append(n)
+        if not ok or any(x in dep for x in lefts):
+            continue  # a left operand depends on a product: a recurrence
+        plans.append((w, members, list(graph.nodes)[last], dependent))
+    return plans
+
+
+def _batch_shared_operand(graph, cats):
+    for w, members, after, dependent in _shared_operand_plans(graph):
+        fake_mode = detect_fake_mode([_val(m) for m in members])
+        lefts = [m.args[0] for m in members]
+        rows = [_val(x).shape[0] for x in lefts]
+        anchor = after.next
+        for n in dependent:  # keeps their order, now after the last operand
+            anchor.prepend(n)
+        with graph.inserting_before(dependent[0]):
+            big = _call(graph, aten.mm.default, (_cat(graph, cats, lefts, 0, fake_mode), w),
+                        fake_mode)
+            start = 0
+            for m, r in zip(members, rows):
+                part = _call(graph, aten.slice.Tensor, (big, 0, start, start + r), fake_mode)
+                start += r
+                m.replace_all_uses_with(part)
+        for m in members:
+            graph.erase_node(m)

@@ -54,12 +54,13 @@ def stand_aside(fn):
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_malloc_tuned = False
+malloc_state = "untouched"  # then "pinned", "disabled" or "unavailable"
 
 
-def tune_malloc() -> None:
+def tune_malloc() -> str:
     """Pin glibc malloc's mmap and trim thresholds at the ceilings of its own
-    dynamic adjustment (32 MiB, 64 MiB), once per process.
+    dynamic adjustment (32 MiB, 64 MiB), once per process; returns what was
+    done.
 
     A training step frees several MiB of activations and gradients and
     allocates them again in the next step.  With glibc's defaults, whether that
@@ -73,21 +74,26 @@ def tune_malloc() -> None:
     The cost is that up to 64 MiB of free heap at the top may stay mapped.
     Eager code in the same process sees the same allocator; set
     ``JANUS_FRAME_MALLOC_TUNING=0`` to leave malloc alone."""
-    global _malloc_tuned
-    if _malloc_tuned:
-        return
-    _malloc_tuned = True
+    global malloc_state
+    if malloc_state != "untouched":
+        return malloc_state
     from ...config import config
-    if not config.malloc_tuning or not sys.platform.startswith("linux"):
-        return
+    if not config.malloc_tuning:
+        malloc_state = "disabled"
+        return malloc_state
+    malloc_state = "unavailable"
+    if not sys.platform.startswith("linux"):
+        return malloc_state
     try:
         libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # glibc only: musl's malloc has no such knobs
         mallopt = libc.mallopt
     except (OSError, AttributeError):
-        return
-    ok = mallopt(_M_MMAP_THRESHOLD, 32 << 20) and mallopt(_M_TRIM_THRESHOLD, 64 << 20)
-    log.debug("malloc thresholds pinned (mmap 32 MiB, trim 64 MiB): %s", bool(ok))
+        return malloc_state
+    if mallopt(_M_MMAP_THRESHOLD, 32 << 20) and mallopt(_M_TRIM_THRESHOLD, 64 << 20):
+        malloc_state = "pinned"
+    log.debug("malloc thresholds (mmap 32 MiB, trim 64 MiB): %s", malloc_state)
+    return malloc_state
 
 
 def pyexpr(x) -> str:
