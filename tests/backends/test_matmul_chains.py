@@ -84,6 +84,14 @@ def test_fold_keeps_products_read_elsewhere_and_broadcast_sums():
     assert ops.count("aten.mm.default") == 1 and ops.count("aten.addmm.default") == 2
 
 
+def test_a_product_added_to_itself_is_not_folded_into_itself():
+    def f(x, w):
+        return x @ w + x @ w  # one product after common-subexpression elimination
+
+    x, w = torch.randn(6, 5), torch.randn(5, 4)
+    assert_close(jcompile(f)(x, w), f(x, w))
+
+
 def test_fold_leaves_other_dtypes_and_alpha_alone():
     def f(x, w, c, d):
         return torch.add(x @ w, c, alpha=2), (x @ w) + d

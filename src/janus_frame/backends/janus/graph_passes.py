@@ -77,8 +77,8 @@ def _foldable(add):
     # gradient sums the running sum is then always the bias operand
     for mm, c in ((add.args[1], add.args[0]), (add.args[0], add.args[1])):
         if not (isinstance(mm, torch.fx.Node) and mm.op == "call_function"
-                and mm.target is aten.mm.default and len(mm.users) == 1):
-            continue
+                and mm.target is aten.mm.default and len(mm.users) == 1) or c is mm:
+            continue  # (p + p: the product is read twice by one node)
         p, cv = _val(mm), _val(c)
         if not (isinstance(p, torch.Tensor) and isinstance(cv, torch.Tensor)):
             continue
