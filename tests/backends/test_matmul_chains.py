@@ -177,3 +177,15 @@ def test_products_feeding_their_own_operands_are_not_batched():
     ops = _externs(graphs()[-1])
     assert ops.count("aten.mm.default") + ops.count("aten.addmm.default") == 6
     assert "aten.cat.default" not in ops
+
+
+def test_products_returned_as_outputs_stay_separate_tensors():
+    def f(xs, w):
+        return [xs[t] @ w for t in range(xs.shape[0])]
+
+    xs, w = torch.randn(5, 3, 4), torch.randn(4, 6)
+    outs = jcompile(f)(xs, w)
+    assert_close(outs, f(xs, w))
+    assert len({o.untyped_storage().data_ptr() for o in outs}) == 5
+    outs[0].add_(1)  # in place on one output leaves the others alone
+    assert_close(outs[1], xs[1] @ w)

@@ -195,6 +195,28 @@ def test_variance_is_single_pass_welford_and_stable(n):
     assert {m.pass_ for m in reds} == {0}
 
 
+@pytest.mark.parametrize("shape", [(5, 3, 37), (16, 4, 64), (7, 2, 3), (3, 5, 2, 21)])
+def test_variance_over_non_adjacent_axes_merges_rows(shape):
+    """Batch-norm statistics (reduced axes around the kept one): each inner
+    row is reduced in vectorised lanes, rows merged into a running total;
+    rows shorter than the lane count, tails and a large offset included."""
+    dims = (0, 2) if len(shape) == 3 else (0, 2, 3)
+
+    def f(x):
+        return torch.var_mean(x, dims, correction=0), x.var(dims)
+
+    cf = jcompile(f)
+    g = torch.Generator().manual_seed(sum(shape))
+    x = 1e4 + torch.randn(*shape, generator=g)
+    out, ref = cf(x), f(x.double())
+    for a, e in zip(tuple(out[0]) + (out[1],), tuple(ref[0]) + (ref[1],)):
+        torch.testing.assert_close(a.double(), e, rtol=2e-3, atol=1e-3)
+    assert_close(cf(x * 0 + 3.0), f(x * 0 + 3.0))
+    y = torch.randn(*shape, generator=g)
+    y.view(-1)[1] = float("nan")
+    assert_close(cf(y), f(y), rtol=1e-4, atol=1e-5)
+
+
 def test_variance_dynamic_shapes_and_layer_norm_grad_fp64():
     cf = jcompile(lambda x: torch.var_mean(x, 1), dynamic=True)
     for shape in [(3, 7), (4, 40), (2, 1)]:

@@ -184,9 +184,13 @@ class CppKernelGen:
                 argred = any(m.node.rtype in ("argmax", "argmin") for m in red_here)
                 simd = None if argred else (" " + " ".join(clauses) if clauses else "")
                 wf = self._welford_groups(red_here)
-                lanes = bool(wf) and len(rloops) == 1
+                lanes = bool(wf) and len(rloops) >= 1
+                rows = rloops[:-1] if lanes else []  # outer reduced loops: one merge per row
                 for lead in dict.fromkeys(wf.values()):
-                    lines += [f"{'  ' * ind}{d}" for d in self._wf_decl(lead, red_numel, lanes)]
+                    if rows:
+                        lines += [f"{'  ' * ind}{d}" for d in self._wf_total_decl(lead)]
+                    else:
+                        lines += [f"{'  ' * ind}{d}" for d in self._wf_decl(lead, red_numel, lanes)]
 
                 def emit_body(rind, mode, header=None, tag=None):
                     body = Body(self.bufvar, locals_, rind)
@@ -218,9 +222,18 @@ class CppKernelGen:
                     # every lane has seen the same count, so one reciprocal per
                     # step serves all lanes; lanes are merged (Chan et al.)
                     # and the remainder of the row is added one by one
-                    (rv, rsize, _), = rloops
+                    # With reduced axes that are not adjacent (batch norm: N
+                    # and H*W around C) the outer ones run serially and each
+                    # row's lane statistics are merged into a running total.
+                    rv, rsize, _ = rloops[-1]
                     W = WELFORD_LANES
-                    sp = "  " * ind
+                    lind = ind
+                    if rows:
+                        rl, lind = self._open_loops(rows, ind, None, None)
+                        lines += rl
+                        for lead in dict.fromkeys(wf.values()):
+                            lines += [f"{'  ' * lind}{d}" for d in self._wf_decl(lead, red_numel, True)]
+                    sp = "  " * lind
                     lines.append(f"{sp}const int64_t nv_ = {cexpr(rsize)} / {W};")
                     lines.append(f"{sp}for (int64_t j_ = 0; j_ < nv_; ++j_) {{")
                     T = self._wf_widest(wf)
@@ -229,14 +242,20 @@ class CppKernelGen:
                         lines.append(f"{sp}  #pragma omp simd{simd}")
                     lines.append(f"{sp}  for (int64_t l_ = 0; l_ < {W}; ++l_) {{")
                     lines.append(f"{sp}    const int64_t {rv} = {W} * j_ + l_;")
-                    lines += emit_body(ind + 2, "lanes")
+                    lines += emit_body(lind + 2, "lanes")
                     lines.append(f"{sp}  }}")
                     lines.append(f"{sp}}}")
                     for lead in dict.fromkeys(wf.values()):
                         lines += [f"{sp}{ln}" for ln in self._wf_merge_lanes(lead)]
                     lines.append(f"{sp}for (int64_t {rv} = {W} * nv_; {rv} < {cexpr(rsize)}; ++{rv}) {{")
-                    lines += emit_body(ind + 1, "tail")
+                    lines += emit_body(lind + 1, "tail")
                     lines.append(f"{sp}}}")
+                    if rows:
+                        for lead in dict.fromkeys(wf.values()):
+                            lines += [f"{sp}{ln}" for ln in self._wf_merge_row(lead, rsize)]
+                        _close_loops(lines, lind, len(rows))
+                        for lead in dict.fromkeys(wf.values()):
+                            lines += [f"{'  ' * ind}{ln}" for ln in self._wf_total_final(lead)]
                 else:
                     par_clause = ""
                     if scalar_parallel and red_here and not wf:
@@ -494,13 +513,37 @@ class CppKernelGen:
             return [f"{sp}const {T} wd_{n} = ({T}){v} - {m};",
                     f"{sp}{m} += wd_{n} * winv_;",
                     f"{sp}{q} += wd_{n} * (({T}){v} - {m});"]
-        if mode == "tail":
-            cnt = f"({T})({rloops[0][0]} + 1)"
+        if mode == "tail":  # the row's lanes have seen W * nv_ elements
+            cnt = f"({T})({rloops[-1][0]} + 1)"
         else:
             cnt = f"({T})(++wn_{n})"
         return [f"{sp}const {T} wd_{n} = ({T}){v} - wm_{n};",
                 f"{sp}wm_{n} += wd_{n} / {cnt};",
                 f"{sp}wq_{n} += wd_{n} * (({T}){v} - wm_{n});"]
+
+    def _wf_total_decl(self, lead):
+        n = lead.node.out.name
+        T = self._wf_type(lead, self._red_numel())
+        return [f"{T} wtm_{n} = 0, wtq_{n} = 0;", f"int64_t wtn_{n} = 0;"]
+
+    def _wf_merge_row(self, lead, rsize):
+        """Chan et al.'s merge of one row's (mean, M2) over ``rsize``
+        elements into the running total."""
+        n = lead.node.out.name
+        T = self._wf_type(lead, self._red_numel())
+        r = cexpr(rsize)
+        return [f"if ({r} > 0) {{",
+                f"  const {T} na_ = ({T})wtn_{n}, nb_ = ({T})({r}), nt_ = na_ + nb_;",
+                f"  const {T} dl_ = wm_{n} - wtm_{n};",
+                f"  wtm_{n} += dl_ * (nb_ / nt_);",
+                f"  wtq_{n} += wq_{n} + dl_ * dl_ * (na_ * nb_ / nt_);",
+                f"  wtn_{n} += {r};",
+                "}"]
+
+    def _wf_total_final(self, lead):
+        n = lead.node.out.name
+        T = self._wf_type(lead, self._red_numel())
+        return [f"{T} wm_{n} = wtm_{n}, wq_{n} = wtq_{n};"]
 
     def _wf_merge_lanes(self, lead):
         n = lead.node.out.name

@@ -250,12 +250,18 @@ def _merge_chains(graph, cats):
 
 # -- one product for the rows of every step ----------------------------------
 
+def _is_output(n):
+    # a graph output must stay a tensor of its own: a view of a shared
+    # product would alias the other outputs (AOTAutograd planned them fresh)
+    return any(u.op == "output" for u in n.users)
+
+
 def _row_product_groups(graph):
     """{(base, w): [(t, mm node)]} for products ``select(base, 0, t) @ w``
     covering every t of a contiguous 3-D ``base`` exactly once."""
     groups = {}
     for n in graph.nodes:
-        if not _is_mm(n) or not isinstance(n.args[1], torch.fx.Node):
+        if not _is_mm(n) or not isinstance(n.args[1], torch.fx.Node) or _is_output(n):
             continue
         sel = n.args[0]
         if not (isinstance(sel, torch.fx.Node) and sel.op == "call_function"
@@ -305,7 +311,8 @@ def _shared_operand_plans(graph):
     nodes to move after it)] for products sharing right operand ``w``."""
     by_w = {}
     for n in graph.nodes:
-        if _is_mm(n) and isinstance(n.args[0], torch.fx.Node) and isinstance(n.args[1], torch.fx.Node):
+        if _is_mm(n) and isinstance(n.args[0], torch.fx.Node) and \
+                isinstance(n.args[1], torch.fx.Node) and not _is_output(n):
             by_w.setdefault(n.args[1], []).append(n)
     order = {n: i for i, n in enumerate(graph.nodes)}
     plans = []
