@@ -189,3 +189,21 @@ def test_products_returned_as_outputs_stay_separate_tensors():
     assert len({o.untyped_storage().data_ptr() for o in outs}) == 5
     outs[0].add_(1)  # in place on one output leaves the others alone
     assert_close(outs[1], xs[1] @ w)
+
+
+def test_two_weights_shared_outside_the_recurrence_are_batched_one_after_the_other():
+    def f(x, u, w, v):
+        h, a, b = x, [], []
+        for t in range(5):
+            h = torch.tanh(h @ u)
+            p = h @ w              # batched over t (reads no product of v)
+            a.append(p)
+            b.append((p * 2) @ v)  # batched over t too, after the first group
+        return torch.stack(a).sum(0), torch.stack(b).sum(0), h
+
+    x, u = torch.randn(4, 6), torch.randn(6, 6) * 0.5
+    w, v = torch.randn(6, 6), torch.randn(6, 3)
+    cf = jcompile(f)
+    assert_close(cf(x, u, w, v), f(x, u, w, v), rtol=1e-5, atol=1e-5)
+    ops = _externs(graphs()[-1])
+    assert ops.count("aten.mm.default") == 5 + 2

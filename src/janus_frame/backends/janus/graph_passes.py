@@ -5,7 +5,7 @@ every node.  Out: the same module when nothing applies, else a new module over
 a rewritten copy of the graph (the caller's graph is never modified: an
 inference graph may be the very module the frontend captured).
 
-``fold_add_into_addmm``: ``add(mm(a, b), c)`` becomes ``addmm(c, a, b)`` when
+Folding (``_fold``): ``add(mm(a, b), c)`` becomes ``addmm(c, a, b)`` when
 the product has no other reader and ``c`` has the product's dtype and
 broadcasts to its shape.  The library then adds ``c`` while writing the
 product, instead of a separate pass reading two matrices and writing a third.
@@ -15,16 +15,16 @@ adds of the whole gradient; folded, it is one chain of accumulating library
 calls (and one live accumulator instead of T products).  The same holds for
 ``x @ w_ih + h @ w_hh`` in the forward graph.
 
-``merge_product_chains``: such a chain ``c + a1 @ b1 + ... + aT @ bT`` whose
+Merging (``_merge_chains``): such a chain ``c + a1 @ b1 + ... + aT @ bT`` whose
 inner dimensions are small (a weight gradient summed over T time steps of a
 batch of 16) becomes ``c + cat(a) @ cat(b)``: one well-shaped product
 instead of T thin ones each reading and writing the whole accumulator.
 
-``batch_row_products``: ``base[t] @ w`` for every t of a contiguous
+Row products (``_batch_row_products``): ``base[t] @ w`` for every t of a contiguous
 ``base`` (an RNN's input projection at each step) becomes one product
 ``base.view(T*M, K) @ w`` whose rows are selected per step.
 
-``batch_shared_operand``: products ``l_i @ w`` sharing ``w`` whose left
+Shared operands (``_batch_shared_operand``): products ``l_i @ w`` sharing ``w`` whose left
 operands do not depend on any of the products (an RNN backward's
 ``dgates_t @ w_ih.T`` for the input gradient at each step, while the
 recurrence runs through ``w_hh``) become one product of the stacked left
@@ -32,7 +32,8 @@ operands, placed after the last of them; the nodes reading the products are
 moved after it (legal because nothing the operands depend on reads them).
 
 ``optimize`` runs them in the order: row products, shared operands, fold,
-merge.
+merge.  New nodes get fake values from the graph's fake mode; a graph whose
+values are not fake tensors is left alone by the rewrites that need them.
 """
 from __future__ import annotations
 
@@ -126,14 +127,6 @@ def optimize(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     if graph is None:
         return gm
     graph.lint()
-    return torch.fx.GraphModule(gm, graph)
-
-
-def fold_add_into_addmm(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    if not any(_foldable(n) for n in gm.graph.nodes):
-        return gm
-    graph = _copy(gm)
-    _fold(graph)
     return torch.fx.GraphModule(gm, graph)
 
 
@@ -236,6 +229,8 @@ def _merge_chains(graph, cats):
             continue
         terms, bias, nodes = plan
         fake_mode = fake_mode or detect_fake_mode([_val(n) for n in nodes])
+        if fake_mode is None:
+            return
         with graph.inserting_before(tail):
             a = cat([t[0] for t in terms], 1)
             b = cat([t[1] for t in terms], 0)
@@ -288,6 +283,8 @@ def _batch_row_products(graph):
     for (base, w), members in groups.items():
         first = min((mm for _, mm in members), key=order.__getitem__)
         fake_mode = detect_fake_mode([_val(base), _val(w)])
+        if fake_mode is None:
+            continue
         T, M, K = _val(base).shape
         with graph.inserting_before(first):
             flat = _call(graph, aten.view.default, (base, [T * M, K]), fake_mode)
@@ -349,8 +346,18 @@ def _shared_operand_plans(graph):
 
 
 def _batch_shared_operand(graph, cats):
-    for w, members, after, dependent in _shared_operand_plans(graph):
+    # one group at a time, planned afresh: applying a group moves nodes,
+    # which changes where another group's operands are defined
+    skipped = set()
+    while True:
+        plans = [p for p in _shared_operand_plans(graph) if p[0] not in skipped]
+        if not plans:
+            return
+        w, members, after, dependent = plans[0]
         fake_mode = detect_fake_mode([_val(m) for m in members])
+        if fake_mode is None:
+            skipped.add(w)
+            continue
         lefts = [m.args[0] for m in members]
         rows = [_val(x).shape[0] for x in lefts]
         anchor = after.next
