@@ -220,6 +220,9 @@ class Body(ir.CSEEmitter):
         self.hoist_tag = None  # unique per kernel scope: names of hoisted temps
         self.written = frozenset()  # buffers stored by the kernel (never hoisted)
         self._hoisted_names = set()
+        # register values that exist before this body: finals of earlier
+        # passes, defined outside the innermost loop
+        self.outer_locals = frozenset(locals_)
 
     def tmp(self, ctype, text, prefix="t", hoist=False):
         if hoist and self.hoist_tag is not None:
@@ -241,6 +244,8 @@ class Body(ir.CSEEmitter):
         inner = set(self.inner)
         if x.kind == "load":
             buf, idx = x.aux
+            if (buf, idx._key) in self.outer_locals:
+                return True  # a value an earlier pass finished (a row's max or sum)
             return (buf not in self.written and buf not in self.row_sub
                     and (buf, idx._key) not in self.locals
                     and not idx.dynamic_terms() and not inner & set(idx.vars()))
@@ -296,10 +301,20 @@ class Body(ir.CSEEmitter):
             # a divisor so small that its reciprocal overflows divides.  The
             # test is a select, not a short-circuit ||: control flow in the
             # loop stops vectorisation (gcc does not unswitch a loop this big)
-            r = self.tmp(T, f"(({T})1 / {args[1]})", hoist=args[1] in self._hoisted_names)
+            a, b = args
             fl = "f" if x.dtype == torch.float32 else ""
-            return self.tmp(T, f"(__builtin_fabs{fl}({r}) < INFINITY | {args[1]} == 0 ? "
-                               f"{args[0]} * {r} : {args[0]} / {args[1]})")
+            if b in self._hoisted_names:
+                # computed before the loop: the reciprocal of 2^64 b when 1/b
+                # overflows, and the factor 2^64 to apply after multiplying
+                # (exact: a power of two), so no element divides
+                r = self.tmp(T, f"(({T})1 / {b})", hoist=True)
+                ok = f"(__builtin_fabs{fl}({r}) < INFINITY | {b} == 0)"
+                rr = self.tmp(T, f"({ok} ? {r} : ({T})1 / ({b} * ({T})0x1p64))", hoist=True)
+                sc = self.tmp(T, f"({ok} ? ({T})1 : ({T})0x1p64)", hoist=True)
+                return self.tmp(T, f"({a} * {rr}) * {sc}")
+            r = self.tmp(T, f"(({T})1 / {b})")
+            return self.tmp(T, f"(__builtin_fabs{fl}({r}) < INFINITY | {b} == 0 ? "
+                               f"{a} * {r} : {a} / {b})")
         return self.tmp(T, op_c(k, x.dtype, args, [a.dtype for a in x.args]))
 
     def _invariant(self, e):
