@@ -40,7 +40,9 @@ JF_INLINE float jf_exp(float x) {
   p = p * r + 5.0000001201e-1f;
   float y = p * r * r + r + 1.0f;
   int32_t ki = (int32_t)k;
-  int32_t k1 = ki / 2;
+  int32_t k1 = ki >> 1;  /* floor(ki/2): either half keeps y 2^k1 normal; no
+                           sign fix-up as for / (bit-identical results over
+                           every third float) */
   int32_t k2 = ki - k1;
   y = y * jf_i2f((k1 + 127) << 23);
   y = y * jf_i2f((k2 + 127) << 23);
