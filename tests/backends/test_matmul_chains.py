@@ -207,3 +207,74 @@ def test_two_weights_shared_outside_the_recurrence_are_batched_one_after_the_oth
     assert_close(cf(x, u, w, v), f(x, u, w, v), rtol=1e-5, atol=1e-5)
     ops = _externs(graphs()[-1])
     assert ops.count("aten.mm.default") == 5 + 2
+
+
+def test_products_sharing_a_weight_with_every_operand_ready_before_the_first():
+    def f(x, w):
+        a, b, c, d = x + 1, x * 2, x - 3, x.sin()
+        return (a @ w).relu() + (b @ w).relu() + (c @ w).relu() + (d @ w).relu()
+
+    x, w = torch.randn(8, 5), torch.randn(5, 6)
+    assert_close(jcompile(f)(x, w), f(x, w), rtol=1e-5, atol=1e-5)
+    assert _externs(graphs()[-1]).count("aten.mm.default") == 1
+
+
+def test_batched_input_gradients_in_a_backward_graph():
+    # cat's backward emits every slice before the products reading them
+    def f(a, b, c, d, w):
+        return torch.cat([(t * 2) @ w for t in (a, b, c, d)], 0).tanh().sum()
+
+    xs = [torch.randn(8, 5, requires_grad=True) for _ in range(4)]
+    w = torch.randn(5, 6, requires_grad=True)
+    jcompile(f)(*xs, w).backward()
+    got = [t.grad.clone() for t in xs + [w]]
+    for t in xs + [w]:
+        t.grad = None
+    f(*xs, w).backward()
+    for g, t in zip(got, xs + [w]):
+        assert_close(g, t.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_a_running_sum_that_is_also_an_operand_is_not_merged_away():
+    def f(a, b, w, c, d, e, g):
+        p = a @ b
+        return p + p @ w + c @ d + e @ g
+
+    a, c, e = torch.randn(64, 2), torch.randn(64, 2), torch.randn(64, 2)
+    b, d, g = torch.randn(2, 4), torch.randn(2, 4), torch.randn(2, 4)
+    w = torch.randn(4, 4)
+    assert_close(jcompile(f)(a, b, w, c, d, e, g), f(a, b, w, c, d, e, g), rtol=1e-5, atol=1e-5)
+
+
+def test_two_weights_sharing_the_same_operands_are_each_one_product():
+    def f(x, w1, w2):
+        s = 0
+        for i in range(4):
+            l = x[i] * 2
+            s = s + (l @ w1).tanh().sum() + (l @ w2).sin().sum()
+        return s
+
+    x, w1, w2 = torch.randn(4, 8, 5), torch.randn(5, 6), torch.randn(5, 3)
+    assert_close(jcompile(f)(x, w1, w2), f(x, w1, w2), rtol=1e-5, atol=1e-4)
+    # one product per weight (the stack of 4 operands is a fused kernel)
+    assert _externs(graphs()[-1]).count("aten.mm.default") == 2
+
+
+def test_batching_keeps_random_draws_in_eager_order():
+    import torch.nn.functional as F
+
+    def f(x, w):
+        outs = []
+        for i in range(4):
+            l = F.dropout(x[i], 0.5, training=True)
+            outs.append(torch.normal(l @ w, 1.0).sum())
+        return torch.stack(outs)
+
+    x, w = torch.randn(4, 8, 5), torch.randn(5, 6)
+    cf = jcompile(f)
+    cf(x, w)
+    for seed in range(2):
+        torch.manual_seed(seed)
+        ref = f(x, w)
+        torch.manual_seed(seed)
+        assert_close(cf(x, w), ref, rtol=1e-4, atol=1e-4)

@@ -178,7 +178,9 @@ def _merge_plan(tail):
             break
         terms.append((n.args[1], n.args[2]))
         c = n.args[0]
-        if (_is_mm(c) or _is_plain_addmm(c)) and len(c.users) == 1:
+        # the running sum read once: not also an operand of the next product
+        # (users counts nodes, not uses: p + p @ w reads p twice)
+        if (_is_mm(c) or _is_plain_addmm(c)) and len(c.users) == 1 and c not in n.args[1:]:
             n = c
             continue
         bias = c
@@ -207,12 +209,18 @@ def _merge_plan(tail):
     return terms, bias, nodes
 
 
-def _cat(graph, cats, parts, dim, fake_mode):
+def _cat(graph, cats, parts, dim, fake_mode, before):
     """One cat node per distinct list of parts (the gradients of w_ih and
-    w_hh, and the input gradient, all stack the same per-step operand); a
-    cat made earlier in the graph serves later uses."""
+    w_hh, and the input gradient, all stack the same per-step operand),
+    reused when it already stands before ``before`` (the node the caller
+    inserts ahead of); else a new one there."""
     key = (tuple(parts), dim)
-    if key not in cats:
+    cached = cats.get(key)
+    if cached is not None and cached.graph is graph:
+        order = {n: i for i, n in enumerate(graph.nodes)}
+        if cached in order and order[cached] < order[before]:
+            return cached
+    with graph.inserting_before(before):
         cats[key] = _call(graph, aten.cat.default, (list(parts), dim), fake_mode)
     return cats[key]
 
@@ -220,8 +228,6 @@ def _cat(graph, cats, parts, dim, fake_mode):
 def _merge_chains(graph, cats):
     fake_mode = None
 
-    def cat(parts, dim):
-        return _cat(graph, cats, parts, dim, fake_mode)
 
     for tail in list(graph.nodes):
         plan = _merge_plan(tail)
@@ -231,9 +237,9 @@ def _merge_chains(graph, cats):
         fake_mode = fake_mode or detect_fake_mode([_val(n) for n in nodes])
         if fake_mode is None:
             return
+        a = _cat(graph, cats, [t[0] for t in terms], 1, fake_mode, tail)
+        b = _cat(graph, cats, [t[1] for t in terms], 0, fake_mode, tail)
         with graph.inserting_before(tail):
-            a = cat([t[0] for t in terms], 1)
-            b = cat([t[1] for t in terms], 0)
             if bias is None:
                 new = _call(graph, aten.mm.default, (a, b), fake_mode)
             else:
@@ -326,15 +332,16 @@ def _shared_operand_plans(graph):
             continue
         # every node from the first product on that depends on a product
         first = order[members[0]]
-        last = max(order[x] for x in lefts)
+        # the product goes after the last left operand, or just before the
+        # first product when every operand is defined before it
+        last = max(max(order[x] for x in lefts), first - 1)
         member_set = set(members)
         dependent = []
         dep = set()
         ok = True
         for n in list(graph.nodes)[first:last + 1]:
             if n in member_set or any(a in dep for a in n.all_input_nodes):
-                if n.op != "call_function" or (isinstance(n.target, torch._ops.OpOverload)
-                                                and n.target._schema.is_mutable):
+                if n.op != "call_function" or not _movable(n):
                     ok = False
                     break
                 dep.add(n)
@@ -343,6 +350,15 @@ def _shared_operand_plans(graph):
             continue  # a left operand depends on a product: a recurrence
         plans.append((w, members, list(graph.nodes)[last], dependent))
     return plans
+
+
+def _movable(n) -> bool:
+    """May ``n`` run later than it does?  Not if it mutates, nor if it draws
+    random numbers (moving it past another draw changes both results)."""
+    t = n.target
+    if isinstance(t, torch._ops.OpOverload):
+        return not t._schema.is_mutable and torch.Tag.nondeterministic_seeded not in t.tags
+    return getattr(t, "__module__", "") == "_operator"  # getitem and friends
 
 
 def _batch_shared_operand(graph, cats):
@@ -363,9 +379,10 @@ def _batch_shared_operand(graph, cats):
         anchor = after.next
         for n in dependent:  # keeps their order, now after the last operand
             anchor.prepend(n)
-        with graph.inserting_before(dependent[0]):
-            big = _call(graph, aten.mm.default, (_cat(graph, cats, lefts, 0, fake_mode), w),
-                        fake_mode)
+        here = after.next  # the first moved node, or the first product
+        stacked = _cat(graph, cats, lefts, 0, fake_mode, here)
+        with graph.inserting_before(here):
+            big = _call(graph, aten.mm.default, (stacked, w), fake_mode)
             start = 0
             for m, r in zip(members, rows):
                 part = _call(graph, aten.slice.Tensor, (big, 0, start, start + r), fake_mode)

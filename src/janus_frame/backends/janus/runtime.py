@@ -36,17 +36,27 @@ def not_traced(fn):
             return fn(*args, **kwargs)
         return torch.compiler.disable(fn, recursive=True)(*args, **kwargs)
 
+    api = _hook_api()
+    if api is not None:
+        api[1](wrapper.__code__)  # the check itself is never traced
     return wrapper
 
 
-def _hook_callback():
-    """Getter of torch.compile's current frame callback (a C function of
-    torch._C: reading it imports nothing), or None where torch lacks it."""
+def _hook_api():
+    """torch.compile's frame-hook controls from torch._C (reading them imports
+    nothing): (current callback getter, skip-this-code function), or None
+    where torch lacks them."""
     try:
-        from torch._C._dynamo.eval_frame import get_eval_frame_callback
+        from torch._C._dynamo.eval_frame import (_FrameAction, _FrameExecStrategy,
+                                                 get_eval_frame_callback,
+                                                 set_code_exec_strategy)
     except ImportError:
         return None
-    return get_eval_frame_callback
+
+    def skip(code):
+        set_code_exec_strategy(code, _FrameExecStrategy(_FrameAction.SKIP, _FrameAction.DEFAULT))
+
+    return get_eval_frame_callback, skip
 
 
 def stand_aside(fn):
@@ -59,10 +69,12 @@ def stand_aside(fn):
     aside costs ~5 us per call (the hook is swapped out and back), paid once
     per graph call: a TreeLSTM step makes 66.  So the hook's callback is read
     first (40 ns) and ``fn`` runs directly when no torch.compile frame is
-    being evaluated (no callback, or run-only mode)."""
-    callback = _hook_callback()
-    if callback is None:
+    being evaluated (no callback, or run-only mode).  The check itself must
+    not be traced either: its code is marked to be skipped by the hook."""
+    api = _hook_api()
+    if api is None:
         return not_traced(fn)
+    callback, skip = api
     disabled = []
 
     @functools.wraps(fn)
@@ -74,12 +86,13 @@ def stand_aside(fn):
             disabled.append(torch.compiler.disable(fn, recursive=True))
         return disabled[0](*args, **kwargs)
 
+    skip(wrapper.__code__)  # (one code object shared by every wrapper; marking is idempotent)
     return wrapper
 
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-malloc_state = "untouched"  # then "pinned", "disabled" or "unavailable"
+malloc_state = "untouched"  # then "pinned", "partly pinned", "disabled" or "unavailable"
 
 
 def tune_malloc() -> str:
@@ -115,8 +128,10 @@ def tune_malloc() -> str:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return malloc_state
-    if mallopt(_M_MMAP_THRESHOLD, 32 << 20) and mallopt(_M_TRIM_THRESHOLD, 64 << 20):
-        malloc_state = "pinned"
+    mmap_ok = bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20))
+    trim_ok = bool(mallopt(_M_TRIM_THRESHOLD, 64 << 20))
+    if mmap_ok or trim_ok:
+        malloc_state = "pinned" if mmap_ok and trim_ok else "partly pinned"
     log.debug("malloc thresholds (mmap 32 MiB, trim 64 MiB): %s", malloc_state)
     return malloc_state
 
