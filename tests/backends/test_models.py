@@ -165,7 +165,10 @@ def test_gradcheck_fp64_per_family(fam):
 
 def test_backward_inside_a_torch_compile_frame_matches_eager():
     # the compiled backward runs from inside the user's frame while
-    # torch.compile's hook is live: the runtime wrapper must stand aside
+    # torch.compile's hook is live: the runtime wrappers must stand aside,
+    # and never be traced themselves
+    from janus_frame.backends.janus.runtime import not_traced, stand_aside
+
     torch.manual_seed(0)
     m, x, t = _data("mlp")
     ref = copy.deepcopy(m)
@@ -183,22 +186,6 @@ def test_backward_inside_a_torch_compile_frame_matches_eager():
         for p, rp in zip(m.parameters(), ref.parameters()):
             assert_close(p.grad, rp.grad, rtol=1e-4, atol=1e-5)
     assert len(graphs()) >= 2
-
-
-def test_runtime_wrappers_are_never_traced_by_torch_compile():
-    from janus_frame.backends.janus.runtime import not_traced, stand_aside
-
-    torch.manual_seed(0)
-    m, x, t = _data("mlp")
-
-    def step(model, x, t):
-        loss = _loss(model, x, t)
-        loss.backward()
-        return loss
-
-    cstep = jcompile(step)
-    for _ in range(2):
-        cstep(m, x, t)
     entries = torch._C._dynamo.eval_frame._debug_get_cache_entry_list
     for wrap in (stand_aside, not_traced):
         assert entries(wrap(lambda: None).__code__) == []

@@ -152,12 +152,9 @@ def op_c(kind, dtype, a, arg_dtypes):
     if kind == "where":
         return f"({a[0]} ? {a[1]} : {a[2]})"
     if kind == "cast":
-        src = arg_dtypes[0]
         if dtype == torch.bool:
             return f"({a[0]} != 0)"
-        if src.is_floating_point and not flt:
-            return f"(({T})({a[0]}))"
-        return f"(({T})({a[0]}))"
+        return f"(({T})({a[0]}))"  # C truncates float -> int as torch does
     if kind == "relu":
         return f"({a[0]} < 0 ? ({T})0 : {a[0]})"
     if kind == "sign":

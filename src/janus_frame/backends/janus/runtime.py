@@ -17,6 +17,7 @@ import sys
 
 import sympy
 import torch
+from torch.utils._sympy.printers import PythonPrinter
 
 from . import ir
 from .lowering import SymArg
@@ -136,29 +137,17 @@ def tune_malloc() -> str:
     return malloc_state
 
 
+_PY_PRINTER = PythonPrinter()
+
+
 def pyexpr(x) -> str:
+    """A size expression (int or sympy) as Python source, by torch's sympy
+    printer (FloorDiv as //, Max as max(), ...)."""
     if isinstance(x, int):
         return str(x)
-    if isinstance(x, sympy.Integer):
-        return str(int(x))
-    if isinstance(x, sympy.Symbol):
+    if isinstance(x, (sympy.Integer, sympy.Symbol)):
         return str(x)
-    if isinstance(x, sympy.Add):
-        return "(" + " + ".join(pyexpr(a) for a in x.args) + ")"
-    if isinstance(x, sympy.Mul):
-        return "(" + " * ".join(pyexpr(a) for a in x.args) + ")"
-    if isinstance(x, sympy.Pow) and x.exp.is_Integer and int(x.exp) > 0:
-        return "(" + " * ".join([pyexpr(x.base)] * int(x.exp)) + ")"
-    name = type(x).__name__
-    if name in ("FloorDiv", "CleanDiv", "IntTrueDiv"):
-        return f"({pyexpr(x.args[0])} // {pyexpr(x.args[1])})"
-    if name in ("Mod", "PythonMod"):
-        return f"({pyexpr(x.args[0])} % {pyexpr(x.args[1])})"
-    if name == "CeilDiv":
-        return f"(-((-{pyexpr(x.args[0])}) // {pyexpr(x.args[1])}))"
-    if name in ("Max", "Min"):
-        return f"{name.lower()}({', '.join(pyexpr(a) for a in x.args)})"
-    raise ValueError(f"cannot evaluate size expression {x!r}")
+    return f"({_PY_PRINTER.doprint(x)})"
 
 
 def _tuple(xs):
