@@ -319,7 +319,12 @@ def _compile_training(gm, example_inputs):
     from torch._functorch.aot_autograd import aot_module_simplified
     from torch._functorch.partitioners import min_cut_rematerialization_partition
 
+    from .training import compile_lean
+
     graphs = []
+    lean = compile_lean(gm, example_inputs, compile_graph, _device_of(gm, example_inputs), graphs)
+    if lean is not None:
+        return lean
 
     def inner(g, ex):
         cg = compile_graph(g, _device_of(g, ex))
