@@ -54,10 +54,22 @@ def _hook_api():
     except ImportError:
         return None
 
-    def skip(code):
-        set_code_exec_strategy(code, _FrameExecStrategy(_FrameAction.SKIP, _FrameAction.DEFAULT))
+    def skip(code, callees=False):
+        set_code_exec_strategy(code, _FrameExecStrategy(
+            _FrameAction.SKIP, _FrameAction.SKIP if callees else _FrameAction.DEFAULT))
 
     return get_eval_frame_callback, skip
+
+
+def never_traced(*fns):
+    """Mark run-time functions of ours (and everything they call) to be
+    skipped by torch.compile's frame hook: the autograd engine runs them from
+    inside user frames that torch.compile may be evaluating
+    (``loss.backward()`` in a compiled step)."""
+    api = _hook_api()
+    if api is not None:
+        for fn in fns:
+            api[1](fn.__code__, callees=True)
 
 
 def stand_aside(fn):

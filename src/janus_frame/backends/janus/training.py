@@ -30,7 +30,8 @@ import torch
 import torch.fx
 
 
-from .runtime import _hook_api, stand_aside
+from .grad_accumulation import plan as plan_deferred, stash, usable
+from .runtime import never_traced, stand_aside
 
 log = logging.getLogger("janus_frame.backend")
 
@@ -39,10 +40,14 @@ class _Plan:
     """What one compiled training graph needs at run time (fixed at compile time)."""
 
     __slots__ = ("fw", "bw", "make_bw", "n_out", "saved", "syms", "non_diff",
-                 "bw_args", "tangent_of", "layouts")
+                 "bw_args", "tangent_of", "layouts", "params", "deferred", "bw_deferred",
+                 "make_bw_deferred", "n_grads", "edges")
 
     def __init__(self):
         self.bw = None
+        self.params = ()
+        self.deferred = None
+        self.bw_deferred = None
 
 
 class _Compiled(torch.autograd.Function):
@@ -62,6 +67,8 @@ class _Compiled(torch.autograd.Function):
         ctx.save_for_backward(*outs[plan.saved])
         if plan.syms is not None:
             ctx.syms = outs[plan.syms]
+        if plan.params:
+            ctx.params = [args[i] for i in plan.params]
         user = outs[:plan.n_out]
         if plan.non_diff:
             ctx.mark_non_differentiable(*[user[i] for i in plan.non_diff])
@@ -70,7 +77,6 @@ class _Compiled(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         plan = ctx.plan
-        bw = plan.bw or _build_backward(plan)
         saved = ctx.saved_tensors
         if plan.syms is not None:
             saved = saved + tuple(ctx.syms)
@@ -91,6 +97,13 @@ class _Compiled(torch.autograd.Function):
                     g = torch.empty_strided(g.shape, strides, dtype=g.dtype,
                                             device=g.device).copy_(g)
                 args.append(g)
+        if plan.deferred is not None and usable(
+                ctx.params, [ctx.next_functions[i][0] for i in plan.edges]):
+            res = (plan.bw_deferred or _build_deferred(plan))(*args)
+            n = plan.n_grads
+            stash(ctx.params, plan.deferred, res[n:])
+            return (None, *res[:n])
+        bw = plan.bw or _build_backward(plan)
         if not torch.is_grad_enabled():
             return (None, *bw(*args))
         # create_graph=True: the compiled backward has no derivative of its
@@ -125,18 +138,14 @@ def _build_backward(plan):
     return plan.bw
 
 
-def _skip_frames():
-    """The Function's code runs from the autograd engine, possibly inside a
-    frame torch.compile is tracing: mark it to be skipped by that hook."""
-    api = _hook_api()
-    if api is None:
-        return
-    for code in (_Compiled.forward.__code__, _Compiled.backward.__code__,
-                 _build_backward.__code__):
-        api[1](code)
+def _build_deferred(plan):
+    plan.bw_deferred = plan.make_bw_deferred()
+    plan.make_bw_deferred = None
+    return plan.bw_deferred
 
 
-_skip_frames()
+# run by the autograd engine, possibly inside a frame torch.compile is tracing
+never_traced(_Compiled.forward, _Compiled.backward)
 
 
 def compile_lean(gm, example_inputs, compile_graph, device, graphs):
@@ -239,6 +248,24 @@ def compile_lean(gm, example_inputs, compile_graph, device, graphs):
         return stand_aside(bw.__call__)
 
     plan.make_bw = make_bw
+    leaves = [i for i, x in enumerate(example_inputs)
+              if isinstance(x, torch.Tensor) and x.is_leaf and x.requires_grad]
+    specs, variant = plan_deferred(bw_gm, leaves)
+    if specs:
+        plan.deferred = specs
+        plan.params = tuple(spec.index for spec in specs)
+        # the backward node's next_functions list the tensor inputs only
+        tensor_pos = {i: k for k, i in enumerate(
+            i for i, x in enumerate(example_inputs) if isinstance(x, torch.Tensor))}
+        plan.edges = tuple(tensor_pos[i] for i in plan.params)
+        plan.n_grads = len(vals)
+
+        def make_bw_deferred():
+            bw = compile_graph(variant, device)
+            graphs.append(bw)
+            return stand_aside(bw.__call__)
+
+        plan.make_bw_deferred = make_bw_deferred
     apply = _Compiled.apply
 
     def call(*args):

@@ -1,0 +1,161 @@
+"""Parameter gradients of a small graph called many times per step, summed
+once at the end of backward (grad_accumulation), against eager: every way
+of asking autograd for gradients, with whether the sum was deferred
+asserted."""
+import pytest
+import torch
+
+from conftest import assert_close
+
+from janus_frame.backends.janus import grad_accumulation as ga
+
+
+def _cell(x, h, w, u, b):
+    return torch.tanh(x @ w.t() + h @ u.t() + b)
+
+
+def _model(seed=0, hidden=12, inp=7):
+    g = torch.Generator().manual_seed(seed)
+    params = [torch.randn(hidden, inp, generator=g) * 0.3, torch.randn(hidden, hidden, generator=g) * 0.3,
+              torch.randn(hidden, generator=g) * 0.1]
+    xs = [torch.randn(1, inp, generator=g) for _ in range(6)]
+    return [p.requires_grad_(True) for p in params], xs
+
+
+def _loss(cell, params, xs):
+    h = torch.zeros(1, params[1].shape[0])
+    for x in xs:  # one graph call per step, batch 1: thin weight gradients
+        h = cell(x, h, *params)
+    return (h * torch.arange(1.0, h.shape[1] + 1)).sum()
+
+
+@pytest.fixture
+def compiled_cell():
+    from janus_frame.backends.janus import janus_backend
+
+    return torch.compile(_cell, backend=janus_backend)
+
+
+def _twins():
+    pa, xs = _model()
+    pb = [p.detach().clone().requires_grad_(True) for p in pa]
+    return pa, pb, xs
+
+
+def test_backward_sums_once_per_pass(compiled_cell):
+    pa, pb, xs = _twins()
+    before = dict(ga.counts)
+    _loss(compiled_cell, pa, xs).backward()
+    _loss(_cell, pb, xs).backward()
+    # every cell call left its three gradients to the end of the pass,
+    # summed there once per parameter
+    assert ga.counts["calls"] - before["calls"] == len(xs)
+    assert ga.counts["sums"] - before["sums"] == 3
+    for a, b in zip(pa, pb):
+        assert a.grad.shape == b.grad.shape and a.grad.stride() == b.grad.stride()
+        assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)
+    # a second pass adds into the existing .grad, as eager does
+    _loss(compiled_cell, pa, xs).backward()
+    _loss(_cell, pb, xs).backward()
+    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-6)
+
+
+def test_retained_graph_backward_twice(compiled_cell):
+    pa, pb, xs = _twins()
+    la, lb = _loss(compiled_cell, pa, xs), _loss(_cell, pb, xs)
+    for _ in range(2):
+        la.backward(retain_graph=True)
+        lb.backward(retain_graph=True)
+    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-6)
+
+
+def test_autograd_grad_returns_dense_gradients(compiled_cell):
+    pa, pb, xs = _twins()
+    before = ga.counts["calls"]
+    ga_ = torch.autograd.grad(_loss(compiled_cell, pa, xs), pa)
+    gb = torch.autograd.grad(_loss(_cell, pb, xs), pb)
+    assert ga.counts["calls"] == before  # nothing accumulates: nothing deferred
+    assert_close(ga_, gb, rtol=1e-5, atol=1e-6)
+    assert all(p.grad is None for p in pa)
+
+
+def test_backward_with_inputs_leaving_parameters_out(compiled_cell):
+    pa, pb, xs = _twins()
+    xa = [x.clone().requires_grad_(True) for x in xs]
+    xb = [x.clone().requires_grad_(True) for x in xs]
+    _loss(compiled_cell, pa, xa).backward(inputs=xa)
+    _loss(_cell, pb, xb).backward(inputs=xb)
+    assert all(p.grad is None for p in pa)
+    assert_close([x.grad for x in xa], [x.grad for x in xb], rtol=1e-5, atol=1e-6)
+    # and with only one parameter asked for
+    _loss(compiled_cell, pa, xs).backward(inputs=[pa[1]])
+    _loss(_cell, pb, xs).backward(inputs=[pb[1]])
+    assert pa[0].grad is None and pa[2].grad is None
+    assert_close(pa[1].grad, pb[1].grad, rtol=1e-5, atol=1e-6)
+
+
+def test_hooks_see_what_they_see_in_eager(compiled_cell):
+    pa, pb, xs = _twins()
+    seen = {"a": [], "b": []}
+    for key, ps in (("a", pa), ("b", pb)):
+        ps[0].register_hook(lambda g: g * 2)
+        ps[1].register_post_accumulate_grad_hook(lambda p, k=key: seen[k].append(p.grad.clone()))
+    before = ga.counts["calls"]
+    _loss(compiled_cell, pa, xs).backward()
+    _loss(_cell, pb, xs).backward()
+    assert ga.counts["calls"] == before  # watched parameters: dense gradients
+    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-6)
+    assert len(seen["a"]) == len(seen["b"]) == 1  # once per pass, with the sum
+    assert_close(seen["a"], seen["b"], rtol=1e-5, atol=1e-6)
+
+
+def test_create_graph_is_never_deferred(compiled_cell):
+    pa, _, xs = _twins()
+    before = ga.counts["calls"]
+    with pytest.raises(RuntimeError, match="cannot be differentiated again"):
+        gs = torch.autograd.grad(_loss(compiled_cell, pa, xs), pa, create_graph=True)
+        sum(g.sum() for g in gs).backward()
+    assert ga.counts["calls"] == before
+
+
+def test_a_failed_pass_leaves_nothing_behind(compiled_cell):
+    pa, pb, xs = _twins()
+
+    def boom(g):
+        raise ValueError("hook failed")
+
+    h0 = torch.zeros(1, 12, requires_grad=True)
+    h0.register_hook(boom)
+
+    def loss(cell, ps):
+        h = h0 * 1
+        for x in xs:
+            h = cell(x, h, *ps)
+        return h.sum()
+
+    with pytest.raises(ValueError, match="hook failed"):
+        loss(compiled_cell, pa).backward()  # the cells' factors were stashed
+    for p in pa:
+        p.grad = None
+    _loss(compiled_cell, pa, xs).backward()
+    _loss(_cell, pb, xs).backward()
+    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-6)
+
+
+def test_wide_products_keep_dense_gradients():
+    from janus_frame.backends.janus import janus_backend
+
+    cell = torch.compile(_cell, backend=janus_backend)
+    pa, pb, _ = _twins()
+    xs = [torch.randn(ga.THIN + 1, 7) for _ in range(3)]  # a batch wider than THIN
+    before = ga.counts["calls"]
+    h = torch.zeros(ga.THIN + 1, 12)
+    for x in xs:
+        h = cell(x, h, *pa)
+    h.sum().backward()
+    h = torch.zeros(ga.THIN + 1, 12)
+    for x in xs:
+        h = _cell(x, h, *pb)
+    h.sum().backward()
+    assert ga.counts["calls"] == before
+    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-5)
