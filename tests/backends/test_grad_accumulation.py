@@ -159,3 +159,28 @@ def test_wide_products_keep_dense_gradients():
     h.sum().backward()
     assert ga.counts["calls"] == before
     assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-5)
+
+
+def test_row_gradients_are_added_straight_into_grad():
+    # an embedding lookup per call: its gradient is a zero table with the
+    # looked-up rows added; repeated rows must add up
+    from janus_frame.backends.janus import janus_backend
+
+    def leaf(table, word, w):
+        return torch.tanh(table[word] @ w)
+
+    cleaf = torch.compile(leaf, backend=janus_backend)
+    g = torch.Generator().manual_seed(5)
+    ta, wa = torch.randn(20, 6, generator=g), torch.randn(6, 4, generator=g)
+    tb, wb = ta.clone(), wa.clone()
+    for t in (ta, wa, tb, wb):
+        t.requires_grad_(True)
+    words = [torch.tensor([k]) for k in (3, 7, 3, 19, 0)]
+    before = dict(ga.counts)
+    for _ in range(2):  # the second pass adds into the first one's .grad
+        sum(cleaf(ta, w_, wa).sum() * (i + 1) for i, w_ in enumerate(words)).backward()
+        sum(leaf(tb, w_, wb).sum() * (i + 1) for i, w_ in enumerate(words)).backward()
+    assert ga.counts["calls"] - before["calls"] == 2 * len(words)
+    assert ga.counts["sums"] - before["sums"] == 2 * 2  # table and w, once per pass
+    assert_close([ta.grad, wa.grad], [tb.grad, wb.grad], rtol=1e-5, atol=1e-6)
+    assert int((ta.grad.abs().sum(1) > 0).sum()) == 4

@@ -5,7 +5,8 @@ forward inputs) and the positions of the forward inputs that are leaves
 requiring grad (parameters).
 Out: :func:`plan` gives, per parameter whose gradient the graph computes as a
 thin product ``L @ R`` (inner dimension at most ``THIN``: one tree node's or
-one RNN step's batch) or a sum over a thin first axis (a bias), a
+one RNN step's batch), a sum over a thin first axis (a bias) or rows added
+into a zero table (an embedding), a
 :class:`Deferred` spec, plus a variant of the backward graph that returns
 those factors in place of the dense gradients.  At run time :func:`usable`
 says whether this backward call may use the variant and :func:`stash` takes
@@ -19,6 +20,10 @@ backward.  Because ``sum_n L_n @ R_n == cat(L) @ cat(R)``, the factors of every
 call are kept and one product per weight runs when the backward pass ends
 (autograd's ``queue_callback``), reading and writing the gradient once
 (TreeLSTM step: 5.0 -> 4.6 ms; 94 -> 51 matrix products, 95 -> 23 additions).
+An embedding's gradient (a zero table with the looked-up rows added: written,
+copied by the out-of-place ``index_put`` and added into ``.grad``, 128 KB
+three times per TreeLSTM leaf) becomes one ``index_put_`` of all rows into
+``.grad`` (4.6 -> 4.05 ms).
 
 When: only in a ``.backward()`` that accumulates into the parameter's
 ``.grad`` (``torch._C._will_engine_execute_node`` on its AccumulateGrad node;
@@ -49,8 +54,10 @@ _VIEWS = {aten.permute.default, aten.t.default, aten.view.default, aten.reshape.
 
 class Deferred:
     """How parameter ``index``'s gradient is rebuilt from stacked factors:
-    ``kind`` "mm" (factors L [M, k], R [k, N]: ``L @ R``) or "sum" (factor A
-    [k, ...]: ``A.sum(0, keepdim)``), then the view ops of ``chain``."""
+    ``kind`` "mm" (factors L [M, k], R [k, N]: ``L @ R``), "sum" (factor A
+    [k, ...]: ``A.sum(0, keepdim)``) or "index" (factors idx [k], rows
+    [k, ...]: rows added at idx, straight into ``.grad``), then the view ops
+    of ``chain``."""
 
     __slots__ = ("index", "kind", "keepdim", "chain", "nfactors", "key")
 
@@ -59,7 +66,7 @@ class Deferred:
         self.kind = kind
         self.keepdim = keepdim
         self.chain = chain
-        self.nfactors = 2 if kind == "mm" else 1
+        self.nfactors = 1 if kind == "sum" else 2
         self.key = (kind, keepdim, tuple((str(op), repr(args)) for op, args in chain))
 
 
@@ -73,6 +80,21 @@ def _thin(node, dim):
     v = node.meta.get("val")
     return isinstance(v, torch.Tensor) and v.dim() == 2 and isinstance(v.shape[dim], int) \
         and v.shape[dim] <= THIN
+
+
+def _scatter_of_rows(node):
+    """``index_put(zeros, [idx], rows, accumulate=True)``: an embedding's (or
+    any row gather's) gradient, a dense zero tensor with a few rows added."""
+    base, indices, rows = node.args[:3]
+    accumulate = node.args[3] if len(node.args) > 3 else False
+    if not (accumulate is True and isinstance(base, torch.fx.Node) and len(base.users) == 1
+            and base.target is aten.full.default and base.args[1] == 0
+            and len(indices) == 1 and isinstance(indices[0], torch.fx.Node)):
+        return False
+    b, i, r = base.meta.get("val"), indices[0].meta.get("val"), rows.meta.get("val")
+    return (isinstance(b, torch.Tensor) and isinstance(i, torch.Tensor) and isinstance(r, torch.Tensor)
+            and i.dtype == torch.int64 and i.dim() == 1 and _static(list(b.shape) + list(r.shape))
+            and list(r.shape) == [i.shape[0]] + list(b.shape[1:]))
 
 
 def plan(bw_gm: torch.fx.GraphModule, params):
@@ -92,6 +114,8 @@ def plan(bw_gm: torch.fx.GraphModule, params):
             continue
         if node.target is aten.mm.default and _thin(node.args[0], 1):
             found.append((Deferred(p, "mm", False, chain[::-1]), list(node.args)))
+        elif node.target is aten.index_put.default and not chain and _scatter_of_rows(node):
+            found.append((Deferred(p, "index", False, []), [node.args[1][0], node.args[2]]))
         elif (node.target is aten.sum.dim_IntList and list(node.args[1]) == [0]
               and _thin(node.args[0], 0) and outs.count(outs[p]) == 1):
             keepdim = bool(node.args[2]) if len(node.args) > 2 else False
@@ -171,7 +195,10 @@ def _flush(tid):
         return
     with torch.no_grad():
         for w, spec, calls in groups.values():
-            _accumulate(w, _gradient(spec, calls))
+            if spec.kind == "index":
+                _add_rows(w, calls)
+            else:
+                _accumulate(w, _gradient(spec, calls))
             counts["sums"] += 1
 
 
@@ -205,3 +232,11 @@ def _accumulate(w, g):
         w.grad = g
     else:
         w.grad.add_(g)
+
+
+def _add_rows(w, calls):
+    idx = calls[0][0] if len(calls) == 1 else torch.cat([c[0] for c in calls])
+    rows = calls[0][1] if len(calls) == 1 else torch.cat([c[1] for c in calls])
+    if w.grad is None:
+        w.grad = torch.zeros_like(w, memory_format=torch.preserve_format)
+    w.grad.index_put_((idx,), rows, accumulate=True)
