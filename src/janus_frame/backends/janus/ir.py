@@ -490,8 +490,11 @@ def verify(prog: Program):
     written before it is read, every index only uses the node's own loop vars
     and stays inside the buffer for static sizes, dtypes of ops are consistent,
     and every buffer is written at most once (an input may be updated once,
-    in place, by a pointwise node reading it only where it writes)."""
+    in place, by a pointwise node reading it only where it writes; a cat's
+    buffer is written in slices by consecutive pointwise nodes before anything
+    reads it)."""
     written = {b.name for b in prog.inputs if b is not None}
+    sliced = set()  # written by pointwise nodes and not read since
     written |= {b.name for b in prog.buffers.values() if b.kind in ("sym", "const")}
     rewritten = set()
     for n in prog.nodes:
@@ -510,6 +513,8 @@ def verify(prog: Program):
             _check(len(n.full_shape) == len(n.ranges) + len(n.rranges),
                    f"{n.name}: full shape {n.full_shape} vs ranges {n.ranges}+{n.rranges}")
         for e in walk(n.expr):
+            if e.kind in ("load", "mload"):
+                sliced.discard(e.aux[0])
             if e.kind == "mload":
                 _check(len(e.args) == 1 and e.args[0].dtype == torch.bool, f"{n.name}: mload mask")
                 _check(e.aux[0] in written, f"{n.name}: reads {e.aux[0]} before it is written")
@@ -549,10 +554,15 @@ def verify(prog: Program):
                    f"{n.name}: reads {n.out.name} elsewhere than where it writes it")
             rewritten.add(n.out.name)
             continue
-        _check(n.out.name not in written, f"{n.name}: {n.out.name} written twice")
+        _check(n.out.name not in written or n.out.name in sliced,
+               f"{n.name}: {n.out.name} written twice")
         _check(n.out.kind in ("temp", "output"), f"{n.name}: writes a {n.out.kind} buffer")
         if isinstance(n, Reduction) and n.rtype in ("argmax", "argmin"):
             _check(n.out.dtype == torch.int64, f"{n.name}: {n.rtype} must produce int64")
+        if isinstance(n, Pointwise) and (tuple(n.ranges) != tuple(n.out.shape)
+                                         or n.store != store_index(n.out, n.vars)):
+            _check_bounds(n, n.out, n.store)  # a slice: inside the buffer
+            sliced.add(n.out.name)
         written.add(n.out.name)
     for kind, o in prog.outputs:
         if kind == "buf":

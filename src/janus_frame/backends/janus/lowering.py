@@ -66,6 +66,23 @@ class Lowering:
             tv.realized = r
         return r
 
+    def cat_into(self, tvs, dim, shape, dtype):
+        """``cat(tvs, dim)`` as one buffer that each input is computed
+        straight into (a slice each, one pointwise node per input), or None
+        when the slices' offsets are not static.  Later steps read the buffer
+        only after its last writer (the scheduler orders by the latest)."""
+        if not all(isinstance(t.shape[dim], int) for t in tvs):
+            return None
+        out = self.prog.new_buffer("buf", shape, ir.contiguous_strides(shape), dtype, "temp")
+        start = 0
+        for tv in tvs:
+            names = ["v%d" % i for i in range(tv.ndim)]
+            expr = cast(tv.load([Affine.var(v) for v in names]), dtype)
+            store = ir.store_index(out, names) + Affine(start * out.strides[dim])
+            self.prog.nodes.append(ir.Pointwise(f"n{len(self.prog.nodes)}", out, tv.shape, expr, store))
+            start += tv.shape[dim]
+        return view_of(out)
+
     def maybe_realize_shared(self, tv, fx_node):
         """Realize a lazy value used several times when recomputing it in every
         consumer would cost more than storing it once."""

@@ -601,9 +601,9 @@ def _cat(ctx, tensors, dim=0):
         return lazy(shape, odt, lambda idx: cast(tvs[0].load(idx), odt))
     if len(tvs) > CAT_FUSE_MAX:
         # every element of a fused cat evaluates one masked load per input:
-        # past a few inputs (an RNN's torch.stack of its T states) the
-        # library's copy of each slab is cheaper
-        return None
+        # past a few inputs (an RNN's torch.stack of its T states) each
+        # input is computed into its slice of one buffer instead
+        return ctx.cat_into(tvs, dim, shape, odt)
     offs = [0]
     for t in tvs:
         offs.append(offs[-1] + t.shape[dim])

@@ -166,7 +166,9 @@ class Scheduler:
             if not self._try_fuse(node):
                 k = self._new_kernel(node)
                 self._append(k)
-            self.step_of[node.out.name] = self._step_index(node)
+            # a buffer written in slices (a cat) is ready after its latest writer
+            self.step_of[node.out.name] = max(self._step_index(node),
+                                              self.step_of.get(node.out.name, -1))
         self._decide_stores()
         self._find_accumulators()
         return self
@@ -334,12 +336,17 @@ class Scheduler:
                 for b in s.reads():
                     readers.setdefault(b, []).append((i, None))
         outs = {o[1].buf.name for o in self.prog.outputs if o[0] == "buf"}
+        writers = {}
+        for n in self.prog.nodes:
+            if not isinstance(n, ir.Extern):
+                writers[n.out.name] = writers.get(n.out.name, 0) + 1
         for i, s in enumerate(self.steps):
             if not isinstance(s, Kernel):
                 continue
             for m in s.members:
                 b = m.node.out.name
-                need = b in outs or m.node.out.kind in ("output", "input")
+                # a buffer written in slices is read whole from memory
+                need = b in outs or m.node.out.kind in ("output", "input") or writers[b] > 1
                 for (j, r) in readers.get(b, []):
                     if j != i or r is None:
                         need = True
@@ -435,8 +442,9 @@ class Scheduler:
                 continue
             for b in sorted(s.stored):
                 buf = prog.buffers[b]
-                if buf.kind != "temp" or b in s.row_local or b in self.alias:
-                    continue
+                if buf.kind != "temp" or b in s.row_local or b in self.alias \
+                        or b in self.arena or b in self.tensor_temps:
+                    continue  # (a buffer written in slices by several kernels: placed once)
                 if b in extern_read:
                     buf.kind = "ttemp"
                     self.tensor_temps.append(b)
