@@ -184,3 +184,34 @@ def test_row_gradients_are_added_straight_into_grad():
     assert ga.counts["sums"] - before["sums"] == 2 * 2  # table and w, once per pass
     assert_close([ta.grad, wa.grad], [tb.grad, wb.grad], rtol=1e-5, atol=1e-6)
     assert int((ta.grad.abs().sum(1) > 0).sum()) == 4
+
+
+def test_an_intermediate_where_the_graph_saw_a_parameter_gets_its_gradient():
+    # the compiled callable is reused for whatever its caller passes: a
+    # graph compiled with leaf weights, called with a scaled weight, must
+    # hand that intermediate its gradient (nothing to accumulate into)
+    import torch.fx as fx
+
+    from janus_frame.backends.janus import janus_backend
+
+    pa, pb, xs = _twins()
+    # (the raw callable has no guards: every call keeps the example's
+    # requires_grad pattern, the state included)
+    h0 = torch.zeros(1, 12, requires_grad=True)
+    fn = janus_backend(fx.symbolic_trace(_cell), [xs[0], h0, *pa])
+    sa, sb = (torch.tensor(2.0, requires_grad=True) for _ in range(2))
+    before = ga.counts["calls"]
+
+    def loss(cell, ps, s):
+        ws = [ps[0] * s, ps[1], ps[2]]
+        h = h0
+        for x in xs:
+            out = cell(x, h, *ws)
+            h = out[0] if isinstance(out, (tuple, list)) else out
+        return h.sum()
+
+    loss(fn, pa, sa).backward()
+    loss(_cell, pb, sb).backward()
+    assert ga.counts["calls"] == before  # one input is no parameter: dense gradients
+    assert_close([sa.grad] + [p.grad for p in pa], [sb.grad] + [p.grad for p in pb],
+                 rtol=1e-5, atol=1e-6)

@@ -145,10 +145,11 @@ def usable(params, nodes) -> bool:
     if torch.is_grad_enabled():
         return False  # create_graph: gradients must carry history
     for w, node in zip(params, nodes):
-        if w._backward_hooks or getattr(w, "_post_accumulate_grad_hooks", None):
-            return False
+        if not w.is_leaf or w._backward_hooks or getattr(w, "_post_accumulate_grad_hooks", None):
+            return False  # (a graph compiled for a parameter may be called with an intermediate)
         g = w.grad
-        if g is not None and (g.requires_grad or g.layout != torch.strided or g.shape != w.shape):
+        if g is not None and (g.requires_grad or g.layout != torch.strided or g.shape != w.shape
+                              or g.dtype != w.dtype):
             return False
         try:
             if node is None or not torch._C._will_engine_execute_node(node):
