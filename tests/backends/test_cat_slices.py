@@ -1,4 +1,4 @@
-"""A cat of many inputs lowered to one buffer that each input is computed
+"""A cat of several inputs (5 to 8) lowered to one buffer that each input is computed
 into (a slice per input), against eager, in C++ and in Triton-interpreter
 mode: producers in different kernels and orders, readers fused after the
 last writer, views of inputs, type promotion, a middle axis, the cat as a

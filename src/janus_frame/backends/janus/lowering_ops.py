@@ -590,6 +590,7 @@ def _int_e(v):
 
 
 CAT_FUSE_MAX = 4
+CAT_SLICES_MAX = 8
 
 
 @register(aten.cat.default)
@@ -601,8 +602,13 @@ def _cat(ctx, tensors, dim=0):
         return lazy(shape, odt, lambda idx: cast(tvs[0].load(idx), odt))
     if len(tvs) > CAT_FUSE_MAX:
         # every element of a fused cat evaluates one masked load per input:
-        # past a few inputs (an RNN's torch.stack of its T states) each
-        # input is computed into its slice of one buffer instead
+        # past a few inputs each input is computed into its slice of one
+        # buffer instead (a TreeLSTM's five gate gradients); past a few more
+        # (an RNN's torch.stack of its 32 states, built in 32 kernels) the
+        # library's copy of each slab measured faster, and g++ took twice as
+        # long on the kernels writing the slices
+        if len(tvs) > CAT_SLICES_MAX:
+            return None
         return ctx.cat_into(tvs, dim, shape, odt)
     offs = [0]
     for t in tvs:
