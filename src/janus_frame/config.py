@@ -77,6 +77,11 @@ class Config:
     malloc_tuning: bool = dataclasses.field(
         default_factory=lambda: _env_bool("JANUS_FRAME_MALLOC_TUNING", True)
     )
+    # parameter gradients of small graphs summed once at the end of backward
+    # (backends/janus/grad_accumulation.py); False: per call, as autograd does
+    defer_grads: bool = dataclasses.field(
+        default_factory=lambda: _env_bool("JANUS_FRAME_DEFER_GRADS", True)
+    )
     # print/logging calls: False = break the graph where they are; True =
     # defer them to after the segment, in program order.
     reorder_logging: bool = False

@@ -81,3 +81,14 @@ def test_dynamic_cat_axis_stays_a_library_cat():
         ts = [torch.randn(n + i, 4) for i in range(6)]
         assert_close(cf(*ts), f(*ts))
     assert "aten.cat.default" in _externs(graphs()[-1])
+
+
+def test_channels_last_inputs_give_eager_layout():
+    def f(*ts):
+        return torch.cat([t * 2 for t in ts], 1)
+
+    ts = [torch.randn(2, 3, 5, 4).contiguous(memory_format=torch.channels_last) for _ in range(5)]
+    got, ref = jcompile(f)(*ts), f(*ts)
+    assert_close(got, ref)
+    assert got.stride() == ref.stride()
+    assert _sliced(graphs()[-1]) == [5]

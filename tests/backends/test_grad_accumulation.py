@@ -215,3 +215,20 @@ def test_an_intermediate_where_the_graph_saw_a_parameter_gets_its_gradient():
     assert ga.counts["calls"] == before  # one input is no parameter: dense gradients
     assert_close([sa.grad] + [p.grad for p in pa], [sb.grad] + [p.grad for p in pb],
                  rtol=1e-5, atol=1e-6)
+
+
+def test_switched_off_by_config_and_under_torch_distributed(compiled_cell, monkeypatch):
+    from janus_frame.config import config
+
+    pa, pb, xs = _twins()
+    before = ga.counts["calls"]
+    monkeypatch.setattr(config, "defer_grads", False)
+    _loss(compiled_cell, pa, xs).backward()
+    monkeypatch.setattr(config, "defer_grads", True)
+    # DDP/FSDP/ZeRO hook AccumulateGrad nodes and read .grad during the pass
+    monkeypatch.setattr(ga, "_distributed", lambda: True)
+    _loss(compiled_cell, pa, xs).backward()
+    for _ in range(2):
+        _loss(_cell, pb, xs).backward()
+    assert ga.counts["calls"] == before
+    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-6)

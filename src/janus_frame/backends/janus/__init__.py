@@ -322,7 +322,14 @@ def _compile_training(gm, example_inputs):
     from .training import compile_lean
 
     graphs = []
-    lean = compile_lean(gm, example_inputs, compile_graph, _device_of(gm, example_inputs), graphs)
+    try:
+        lean = compile_lean(gm, example_inputs, compile_graph, _device_of(gm, example_inputs), graphs)
+    except Exception as e:  # noqa: BLE001 -- AOTAutograd's runtime below is the general path
+        if _strict():
+            raise
+        warn_log.debug("lean training runtime failed (%r): AOTAutograd runtime", e)
+        lean = None
+        graphs.clear()
     if lean is not None:
         return lean
 

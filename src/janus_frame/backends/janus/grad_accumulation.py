@@ -28,8 +28,13 @@ three times per TreeLSTM leaf) becomes one ``index_put_`` of all rows into
 When: only in a ``.backward()`` that accumulates into the parameter's
 ``.grad`` (``torch._C._will_engine_execute_node`` on its AccumulateGrad node;
 not ``autograd.grad``, not ``backward(inputs=...)`` leaving it out, not
-``create_graph``), for parameters with no hooks; otherwise the dense variant
-runs as usual.  Factors are kept per thread and per backward pass (graph task
+``create_graph``), for parameters with no hooks, and never while
+``torch.distributed`` is initialised; otherwise the dense variant runs as
+usual.  The difference that remains: ``.grad`` of such a parameter is
+written when the pass ends, not when its last contribution arrives, so code
+reading ``.grad`` during the pass, or a hook registered on the AccumulateGrad
+node itself (which cannot be seen from Python), sees it late;
+``JANUS_FRAME_DEFER_GRADS=0`` (``config.defer_grads``) turns this off.  Factors are kept per thread and per backward pass (graph task
 id), so a nested backward (reentrant checkpointing) flushes only its own; a
 pass that raised never flushes, and its factors are dropped after a few
 later passes.
@@ -144,6 +149,8 @@ def usable(params, nodes) -> bool:
     watches them, and their ``.grad`` is absent or a plain dense tensor."""
     if torch.is_grad_enabled():
         return False  # create_graph: gradients must carry history
+    if not _enabled() or _distributed():
+        return False  # (DDP/FSDP/ZeRO hook the AccumulateGrad nodes and read .grad mid-pass)
     for w, node in zip(params, nodes):
         if not w.is_leaf or w._backward_hooks or getattr(w, "_post_accumulate_grad_hooks", None):
             return False  # (a graph compiled for a parameter may be called with an intermediate)
@@ -159,14 +166,42 @@ def usable(params, nodes) -> bool:
     return True
 
 
+def _enabled():
+    return _config().defer_grads
+
+
+@functools.lru_cache(maxsize=None)
+def _config():
+    from ...config import config
+
+    return config
+
+
+def _distributed():
+    return _dist_initialized() is True
+
+
+@functools.lru_cache(maxsize=None)
+def _dist_probe():
+    dist = getattr(torch, "distributed", None)
+    if dist is None or not dist.is_available():
+        return lambda: False
+    return dist.is_initialized
+
+
+def _dist_initialized():
+    return _dist_probe()()
+
+
 class _State(threading.local):
     def __init__(self):
         self.passes = {}  # graph task id -> {(id(w), key): [w, spec, [factors...]]}
 
 
 _state = _State()
+_LOCK = threading.Lock()
 counts = {"calls": 0, "sums": 0}  # backward calls deferred, gradients summed at pass end
-_MAX_PENDING = 8  # passes that raised never flush: forget the oldest beyond this
+_MAX_PENDING = 4  # passes that raised never flush: forget the oldest beyond this
 
 
 def stash(params, specs, factors):
@@ -194,7 +229,9 @@ def _flush(tid):
     groups = _state.passes.pop(tid, None)
     if not groups:
         return
-    with torch.no_grad():
+    # passes on other threads may add into the same .grad (AccumulateGrad
+    # holds a lock per parameter for the same reason)
+    with _LOCK, torch.no_grad():
         for w, spec, calls in groups.values():
             if spec.kind == "index":
                 _add_rows(w, calls)

@@ -73,7 +73,15 @@ class Lowering:
         only after its last writer (the scheduler orders by the latest)."""
         if not all(isinstance(t.shape[dim], int) for t in tvs):
             return None
-        out = self.prog.new_buffer("buf", shape, ir.contiguous_strides(shape), dtype, "temp")
+        # laid out as eager lays the cat out (channels-last inputs give a
+        # channels-last result), so later steps see the strides they traced
+        strides = ir.contiguous_strides(shape)
+        v = self.node.meta.get("val") if self.node is not None else None
+        if isinstance(v, torch.Tensor):
+            ms = tuple(sz(x) for x in v.stride())
+            if _dense_non_overlapping(shape, ms):
+                strides = ms
+        out = self.prog.new_buffer("buf", shape, strides, dtype, "temp")
         start = 0
         for tv in tvs:
             names = ["v%d" % i for i in range(tv.ndim)]

@@ -293,6 +293,10 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
             kwargs = ", ".join(f"{k}={_py_arg(v)}" for k, v in s.kwargs.items())
             call = f"_op_{s.name}({args}{', ' if args and kwargs else ''}{kwargs})"
         outs = s.outs
+        if not any(o is not None for o in outs):
+            L.append(f"    {call}")  # an op returning nothing (a check)
+            i += 1
+            continue
         if s.multi:
             names = [o.name if o is not None else "_" for o in outs]
             L.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = {call}")

@@ -148,14 +148,14 @@ def _restride_to(g, strides):
 
 
 def _build_backward(plan):
+    # (two threads in their first backward may both build it: the disk
+    # cache makes the second build a load)
     plan.bw = plan.make_bw()
-    plan.make_bw = None
     return plan.bw
 
 
 def _build_deferred(plan):
     plan.bw_deferred = plan.make_bw_deferred()
-    plan.make_bw_deferred = None
     return plan.bw_deferred
 
 
@@ -188,9 +188,20 @@ def compile_lean(gm, example_inputs, compile_graph, device, graphs):
         if isinstance(x, torch.Tensor) and (v.requires_grad != x.requires_grad
                                             or type(x) not in (torch.Tensor, torch.nn.Parameter)):
             return None
-    with torch.enable_grad():
-        joint, meta, _, _ = aot_autograd._aot_export_function(
-            gm, tuple(vals), decompositions=decomposition_table(), trace_joint=True)
+    try:
+        with torch.enable_grad():
+            joint, meta, _, _ = aot_autograd._aot_export_function(
+                gm, tuple(vals), decompositions=decomposition_table(), trace_joint=True)
+    except Exception as e:  # noqa: BLE001 -- export refuses what AOTAutograd's runtime handles
+        log.debug("lean training path refused (%r): AOTAutograd runtime", e)
+        return None
+    # export-mode tracing records dtype conversions as metadata assertions
+    # (no result, nothing to compute): checked at trace time already
+    for n in list(joint.graph.nodes):
+        if n.op == "call_function" and n.target is torch.ops.aten._assert_tensor_metadata.default \
+                and not n.users:
+            joint.graph.erase_node(n)
+    joint.recompile()
     if (any(i.mutates_data or i.mutates_metadata for i in meta.input_info)
             or any(o.output_type != OutputType.non_alias for o in meta.output_info)
             or meta.num_intermediate_bases or meta.tokens or meta.is_rng_op_functionalized):
@@ -252,6 +263,7 @@ def compile_lean(gm, example_inputs, compile_graph, device, graphs):
     plan.gather = _gatherer(bw_args, tangent_of, layouts)
 
     fw = compile_graph(fw_gm, device)
+    fw._prepare()  # built now: a failure falls back here, not in the user's first call
     graphs.append(fw)
     plan.fw = stand_aside(fw.__call__)
 
