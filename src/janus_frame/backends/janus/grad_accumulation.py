@@ -47,7 +47,7 @@ import threading
 import torch
 import torch.fx
 
-from .runtime import never_traced
+from .runtime import _restride, never_traced
 
 aten = torch.ops.aten
 
@@ -122,7 +122,7 @@ def plan(bw_gm: torch.fx.GraphModule, params):
         elif node.target is aten.index_put.default and not chain and _scatter_of_rows(node):
             found.append((Deferred(p, "index", False, []), [node.args[1][0], node.args[2]]))
         elif (node.target is aten.sum.dim_IntList and list(node.args[1]) == [0]
-              and _thin(node.args[0], 0) and outs.count(outs[p]) == 1):
+              and _thin(node.args[0], 0)):
             keepdim = bool(node.args[2]) if len(node.args) > 2 else False
             found.append((Deferred(p, "sum", keepdim, chain[::-1]), [node.args[0]]))
     if not found:
@@ -149,7 +149,7 @@ def usable(params, nodes) -> bool:
     watches them, and their ``.grad`` is absent or a plain dense tensor."""
     if torch.is_grad_enabled():
         return False  # create_graph: gradients must carry history
-    if not _enabled() or _distributed():
+    if not _config().defer_grads or _distributed():
         return False  # (DDP/FSDP/ZeRO hook the AccumulateGrad nodes and read .grad mid-pass)
     for w, node in zip(params, nodes):
         if not w.is_leaf or w._backward_hooks or getattr(w, "_post_accumulate_grad_hooks", None):
@@ -166,10 +166,6 @@ def usable(params, nodes) -> bool:
     return True
 
 
-def _enabled():
-    return _config().defer_grads
-
-
 @functools.lru_cache(maxsize=None)
 def _config():
     from ...config import config
@@ -178,19 +174,17 @@ def _config():
 
 
 def _distributed():
-    return _dist_initialized() is True
+    return _dist_probe()()
 
 
 @functools.lru_cache(maxsize=None)
 def _dist_probe():
+    """``torch.distributed.is_initialized`` (looked up once), or a stand-in
+    where torch is built without it."""
     dist = getattr(torch, "distributed", None)
     if dist is None or not dist.is_available():
         return lambda: False
     return dist.is_initialized
-
-
-def _dist_initialized():
-    return _dist_probe()()
 
 
 class _State(threading.local):
@@ -243,15 +237,16 @@ def _flush(tid):
 never_traced(_flush)  # called by the engine (see runtime.never_traced)
 
 
+def _stacked(calls, k, dim=0):
+    """Factor ``k`` of every call, concatenated along ``dim`` (no copy for one call)."""
+    return calls[0][k] if len(calls) == 1 else torch.cat([c[k] for c in calls], dim)
+
+
 def _gradient(spec, calls):
     if spec.kind == "mm":
-        if len(calls) == 1:
-            g = torch.mm(calls[0][0], calls[0][1])
-        else:
-            g = torch.mm(torch.cat([c[0] for c in calls], 1), torch.cat([c[1] for c in calls], 0))
+        g = torch.mm(_stacked(calls, 0, 1), _stacked(calls, 1))
     else:
-        a = calls[0][0] if len(calls) == 1 else torch.cat([c[0] for c in calls], 0)
-        g = a.sum(0, keepdim=spec.keepdim)
+        g = _stacked(calls, 0).sum(0, keepdim=spec.keepdim)
     for op, args in spec.chain:
         g = op(g, *args)
     return g
@@ -266,15 +261,13 @@ def _accumulate(w, g):
                 and b.storage_offset() == g.storage_offset():
             g = b  # a chain of transposes that cancel out
         if g.stride() != w.stride() or g._base is not None:
-            g = torch.empty_strided(w.shape, w.stride(), dtype=w.dtype, device=w.device).copy_(g)
+            g = _restride(g, w.stride())
         w.grad = g
     else:
         w.grad.add_(g)
 
 
 def _add_rows(w, calls):
-    idx = calls[0][0] if len(calls) == 1 else torch.cat([c[0] for c in calls])
-    rows = calls[0][1] if len(calls) == 1 else torch.cat([c[1] for c in calls])
     if w.grad is None:
         w.grad = torch.zeros_like(w, memory_format=torch.preserve_format)
-    w.grad.index_put_((idx,), rows, accumulate=True)
+    w.grad.index_put_((_stacked(calls, 0),), _stacked(calls, 1), accumulate=True)

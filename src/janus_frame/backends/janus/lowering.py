@@ -75,13 +75,8 @@ class Lowering:
             return None
         # laid out as eager lays the cat out (channels-last inputs give a
         # channels-last result), so later steps see the strides they traced
-        strides = ir.contiguous_strides(shape)
-        v = self.node.meta.get("val") if self.node is not None else None
-        if isinstance(v, torch.Tensor):
-            ms = tuple(sz(x) for x in v.stride())
-            if _dense_non_overlapping(shape, ms):
-                strides = ms
-        out = self.prog.new_buffer("buf", shape, strides, dtype, "temp")
+        meta = self.node.meta.get("val") if self.node is not None else None
+        out = self.prog.new_buffer("buf", shape, _layout(shape, meta), dtype, "temp")
         start = 0
         for tv in tvs:
             names = ["v%d" % i for i in range(tv.ndim)]
@@ -364,12 +359,7 @@ class Lowering:
                     claimed.setdefault(b.name, None)
                 res.append(("buf", ir.BufArg(b, v.shape, v.strides, v.offset)))
                 continue
-            strides = ir.contiguous_strides(v.shape)
-            if isinstance(meta, torch.Tensor):
-                ms = [sz(s) for s in meta.stride()]
-                if _dense_non_overlapping(v.shape, ms):
-                    strides = tuple(ms)
-            out = self.prog.new_buffer("out", v.shape, strides, v.dtype, "output")
+            out = self.prog.new_buffer("out", v.shape, _layout(v.shape, meta), v.dtype, "output")
             claimed[out.name] = _storage(meta) if isinstance(meta, torch.Tensor) else None
             self.realize(v, out)
             res.append(("buf", ir.BufArg(out, out.shape, out.strides, out.offset)))
@@ -450,6 +440,16 @@ def _storage(val):
 def _storage_of_node(n):
     val = n.meta.get("val") if isinstance(n, torch.fx.Node) else None
     return _storage(val) if isinstance(val, torch.Tensor) else None
+
+
+def _layout(shape, meta):
+    """Strides for a new buffer of ``shape``: those of the traced value
+    ``meta`` when they are dense and non-overlapping, else row-major."""
+    if isinstance(meta, torch.Tensor):
+        ms = tuple(sz(s) for s in meta.stride())
+        if _dense_non_overlapping(shape, ms):
+            return ms
+    return ir.contiguous_strides(shape)
 
 
 def _dense_non_overlapping(shape, strides):

@@ -442,8 +442,7 @@ class Scheduler:
                 continue
             for b in sorted(s.stored):
                 buf = prog.buffers[b]
-                if buf.kind != "temp" or b in s.row_local or b in self.alias \
-                        or b in self.arena or b in self.tensor_temps:
+                if buf.kind != "temp" or b in s.row_local or b in self.alias or b in self.arena:
                     continue  # (a buffer written in slices by several kernels: placed once)
                 if b in extern_read:
                     buf.kind = "ttemp"

@@ -29,9 +29,8 @@ import logging
 import torch
 import torch.fx
 
-
 from .grad_accumulation import plan as plan_deferred, stash, usable
-from .runtime import never_traced, stand_aside
+from .runtime import _restride, never_traced, stand_aside
 
 log = logging.getLogger("janus_frame.backend")
 
@@ -142,9 +141,7 @@ def _contiguous(g):
 
 
 def _restride_to(g, strides):
-    if g.stride() == strides:
-        return g
-    return torch.empty_strided(g.shape, strides, dtype=g.dtype, device=g.device).copy_(g)
+    return g if g.stride() == strides else _restride(g, strides)
 
 
 def _build_backward(plan):
