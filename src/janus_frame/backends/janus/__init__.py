@@ -25,6 +25,7 @@ import torch.fx
 
 from . import ir
 from .decomp import decomposition_table, needs_decomposition
+from .layout import channels_last_convs
 from .runtime import not_traced, stand_aside
 
 log = logging.getLogger("janus_frame.kernels")
@@ -352,9 +353,16 @@ def _compile_training(gm, example_inputs):
 def janus_backend(gm: torch.fx.GraphModule, example_inputs):
     """The torch.compile backend protocol; never rejects a graph."""
     try:
-        if _needs_grad(example_inputs):
-            return _compile_training(gm, example_inputs)
-        return _compile_inference(gm, example_inputs)
+        compile_ = _compile_training if _needs_grad(example_inputs) else _compile_inference
+        nhwc = channels_last_convs(gm)
+        if nhwc is not gm:
+            try:
+                return compile_(nhwc, example_inputs)
+            except Exception as e:  # noqa: BLE001 -- stride-sensitive code: keep the captured layout
+                if _strict():
+                    raise
+                warn_log.debug("channels-last convolutions refused (%r): captured layout", e)
+        return compile_(gm, example_inputs)
     except Exception as e:  # noqa: BLE001 -- never break the user's program
         if _strict():
             raise

@@ -27,14 +27,14 @@ import torch
 from . import ir
 from .c_expr import CTYPES, Body, CodegenError, _loops, affine_c, cconst, cexpr
 from .cmath_prelude import PRELUDE
+from .codegen_cpp_outer import (PARALLEL_MIN_WORK, OuterReductionGen, _close_loops, loop_order,
+                                outer_reduction_layout)
 from .ir import Affine
 from .scheduler import Kernel
 
-PARALLEL_MIN_WORK = 32768
-OUTER_BLOCK = 512  # columns per block of an interchanged (outer-axis) reduction
 WELFORD_LANES = 16  # interleaved partial results of a row's Welford reduction
 
-class CppKernelGen:
+class CppKernelGen(OuterReductionGen):
     def __init__(self, sched, kernel: Kernel, bufvar):
         self.s = sched
         self.k = kernel
@@ -45,7 +45,7 @@ class CppKernelGen:
         self.out = []
         self.omp_api = False  # calls omp_get_thread_num()
 
-    def accesses(self):
+    def accesses(self, stores_twice=False):
         acc = []
         for m in self.k.members:
             for e in ir.walk(ir.subst_vars(m.node.expr, m.amap)):
@@ -53,15 +53,17 @@ class CppKernelGen:
                     acc.append(e.aux[1])
                 elif e.kind == "index":
                     acc.append(e.aux)
-            acc.append(m.node.store.subst(m.amap))
+            acc += [m.node.store.subst(m.amap)] * (2 if stores_twice else 1)
             if isinstance(m.node, ir.Reduction) and m.node.rtype in ("argmax", "argmin"):
                 acc.append(self._flat_red_index())
         return acc
 
-    def _flat_red_index(self):
+    def _flat_red_index(self, in_loop_order=False):
+        """Flat index of the reduced axes: row-major (an arg-reduction's
+        result), or in the order the loops visit them (a running count)."""
         k = self.k
         a = Affine(0)
-        for ax in k.red_axes:
+        for ax in (self._ordered(k.red_axes) if in_loop_order else k.red_axes):
             a = a.scale(k.full_shape[ax]) + Affine.var(f"a{ax}")
         return a
 
@@ -69,11 +71,17 @@ class CppKernelGen:
         k = self.k
         sizes = k.full_shape
         acc = self.accesses()
+        # row scratch arrays (scheduler._find_row_local) assume row-major rows
+        self.order = list(range(len(sizes))) if k.row_local else loop_order(k, self.accesses(stores_twice=True))
         if not k.is_reduction:
             return self.gen_pointwise(sizes, acc)
-        if outer_reduction_layout(k, acc):
+        if outer_reduction_layout(k, acc, self.order):
             return self.gen_outer_reduction(sizes, acc)
         return self.gen_reduction(sizes, acc)
+
+    def _ordered(self, axes):
+        pos = {a: i for i, a in enumerate(self.order)}
+        return sorted(axes, key=pos.__getitem__)
 
     def _store_line(self, m, sub, val, ind):
         idx = m.node.store.subst(m.amap).subst(sub)
@@ -110,7 +118,7 @@ class CppKernelGen:
 
     def gen_pointwise(self, sizes, acc):
         k = self.k
-        loops, sub = _loops(list(range(len(sizes))), sizes, acc)
+        loops, sub = _loops(self.order, sizes, acc)
         numel = ir.prod(sizes)
         par = self._parallel(numel, numel)
         lines, ind = self._open_loops(loops, 1, par, "")
@@ -142,8 +150,8 @@ class CppKernelGen:
 
     def gen_reduction(self, sizes, acc):
         k = self.k
-        outer_axes = k.outer_axes
-        red_axes = list(k.red_axes)
+        outer_axes = self._ordered(k.outer_axes)
+        red_axes = self._ordered(k.red_axes)
         oloops, osub = _loops(outer_axes, sizes, acc)
         rloops, rsub = _loops(red_axes, sizes, acc)
         sub = dict(osub)
@@ -290,186 +298,6 @@ class CppKernelGen:
                 lines += body.lines
         ind = _close_loops(lines, ind, len(oloops))
         return lines
-
-    def gen_outer_reduction(self, sizes, acc):
-        """A reduction over outer axes with the kept axes innermost (a bias
-        gradient: sum over the batch of [batch, features]), loops interchanged:
-        the kept extent is cut into blocks of ``OUTER_BLOCK`` columns, each
-        block keeps a vector of partial results, and the reduced axes are the
-        outer loops, so every inner loop runs contiguously over one row of
-        the block (``omp simd``).  Threads split the kept extent (never the
-        reduction: results are bitwise independent of the thread count).
-        Pass structure as in :meth:`gen_reduction`; values of an earlier pass
-        live in per-block arrays."""
-        k = self.k
-        outer_axes = k.outer_axes
-        oloops, osub = _loops(outer_axes, sizes, acc)
-        rloops, rsub = _loops(list(k.red_axes), sizes, acc)
-        (lv, K, _), = oloops
-        sub = dict(osub)
-        sub.update(rsub)
-        red_numel = ir.prod([sizes[a] for a in k.red_axes])
-        work = ir.prod(sizes)
-        B = OUTER_BLOCK
-        lines = []
-        ind = 1
-        sp = "  " * ind
-        par = None
-        if isinstance(work, int):
-            if work >= PARALLEL_MIN_WORK and (not isinstance(K, int) or K >= 2 * 16):
-                par = ""
-        else:
-            par = f" if({cexpr(work)} >= {PARALLEL_MIN_WORK})"
-        Kc = cexpr(K)
-        if par is not None:
-            self.omp_api = True
-            lines.append(f"{sp}#pragma omp parallel{par}")
-            lines.append(f"{sp}{{")
-            ind += 1
-            sp = "  " * ind
-            lines.append(f"{sp}const int64_t nt_ = omp_get_num_threads(), tid_ = omp_get_thread_num();")
-            lines.append(f"{sp}const int64_t ch_ = ({Kc} + nt_ - 1) / nt_ + 15 & ~(int64_t)15;")
-            lines.append(f"{sp}const int64_t lo_ = tid_ * ch_ < {Kc} ? tid_ * ch_ : {Kc};")
-            lines.append(f"{sp}const int64_t hi_ = lo_ + ch_ < {Kc} ? lo_ + ch_ : {Kc};")
-        else:
-            lines.append(f"{sp}const int64_t lo_ = 0, hi_ = {Kc};")
-        lines.append(f"{sp}for (int64_t kb_ = lo_; kb_ < hi_; kb_ += {B}) {{")
-        ind += 1
-        sp = "  " * ind
-        lines.append(f"{sp}const int64_t ke_ = kb_ + {B} < hi_ ? kb_ + {B} : hi_;")
-        kloop = f"for (int64_t {lv} = kb_; {lv} < ke_; ++{lv}) {{"
-        slot = f"{lv} - kb_"
-        locals_ = {}
-        passes = sorted({m.pass_ for m in k.members})
-        for p in passes:
-            pm = [m for m in k.members if m.pass_ == p]
-            full = [m for m in pm if m.role == "full"]
-            outer = [m for m in pm if m.role == "outer"]
-            reds = [m for m in full if isinstance(m.node, ir.Reduction)]
-            wf = self._welford_groups(reds)
-            leads = list(dict.fromkeys(wf.values()))
-            if reds:
-                for m in reds:
-                    if m not in wf:
-                        lines.append(f"{sp}{self._acc_type(m, red_numel)} {self._acc_name(m)}[{B}];")
-                for m in leads:
-                    T = self._wf_type(m, red_numel)
-                    lines.append(f"{sp}{T} wm_{m.node.out.name}[{B}], wq_{m.node.out.name}[{B}];")
-                lines.append(f"{sp}#pragma omp simd")
-                lines.append(f"{sp}{kloop}")
-                for m in reds:
-                    if m not in wf:
-                        lines.append(f"{sp}  {self._acc_name(m)}[{slot}] = {self._vec_init(m)};")
-                for m in leads:
-                    n = m.node.out.name
-                    lines.append(f"{sp}  wm_{n}[{slot}] = 0; wq_{n}[{slot}] = 0;")
-                lines.append(f"{sp}}}")
-            if full:
-                rl, rind = self._open_loops(rloops, ind, None, None)
-                lines += rl
-                if leads:
-                    # every column has seen the same count: one reciprocal per row
-                    T = self._wf_widest(wf)
-                    flat = affine_c(self._flat_red_index().subst(sub))
-                    lines.append(f"{'  ' * rind}const {T} winv_ = ({T})1 / ({T})({flat} + 1);")
-                lines.append(f"{'  ' * rind}#pragma omp simd")
-                lines.append(f"{'  ' * rind}{kloop}")
-                rind += 1
-                body = Body(self.bufvar, locals_, rind)
-                body.inner = (lv,)
-                local_keys = []
-                for m in full:
-                    e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
-                    v = body.emit(e)
-                    if m in wf:
-                        if wf[m] is m:
-                            n = m.node.out.name
-                            T = self._wf_type(m, red_numel)
-                            sp2 = "  " * rind
-                            body.lines += [f"{sp2}const {T} wd_{n} = ({T}){v} - wm_{n}[{slot}];",
-                                           f"{sp2}wm_{n}[{slot}] += wd_{n} * winv_;",
-                                           f"{sp2}wq_{n}[{slot}] += wd_{n} * (({T}){v} - wm_{n}[{slot}]);"]
-                    elif isinstance(m.node, ir.Reduction):
-                        body.lines += self._vec_update(m, v, f"{self._acc_name(m)}[{slot}]", rind)
-                    else:
-                        key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
-                        locals_[key] = v
-                        local_keys.append(key)
-                        if m.node.out.name in k.stored:
-                            body.lines.append(self._store_line(m, sub, v, rind))
-                lines += body.lines
-                for key in local_keys:
-                    del locals_[key]
-                rind -= 1
-                lines.append(f"{'  ' * rind}}}")
-                rind = _close_loops(lines, rind, len(rloops))
-            for m in reds:
-                T = CTYPES[m.node.out.dtype]
-                key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
-                if m in wf:
-                    locals_[key] = self._wf_final(m, wf[m], red_numel, f"[{slot}]")
-                else:
-                    locals_[key] = f"(({T}){self._acc_name(m)}[{slot}])"
-            stores = [m for m in reds if m.node.out.name in k.stored]
-            if stores or outer:
-                for m in outer:
-                    lines.append(f"{sp}{CTYPES[m.node.out.dtype]} loc_{m.node.out.name}[{B}];")
-                lines.append(f"{sp}#pragma omp simd")
-                lines.append(f"{sp}{kloop}")
-                body = Body(self.bufvar, locals_, ind + 1)
-                body.n = 1000 + p * 100
-                for m in stores:
-                    v = body.emit(ir.load(m.node.out.name, m.node.store.subst(m.amap).subst(sub),
-                                          m.node.out.dtype))
-                    body.lines.append(self._store_line(m, sub, v, ind + 1))
-                for m in outer:
-                    e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
-                    v = body.emit(e)
-                    name = m.node.out.name
-                    body.lines.append(f"{'  ' * (ind + 1)}loc_{name}[{slot}] = {v};")
-                    if name in k.stored:
-                        body.lines.append(self._store_line(m, sub, v, ind + 1))
-                lines += body.lines
-                lines.append(f"{sp}}}")
-                for m in outer:
-                    locals_[(m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)] = \
-                        f"loc_{m.node.out.name}[{slot}]"
-        ind -= 1
-        lines.append(f"{'  ' * ind}}}")
-        if par is not None:
-            ind -= 1
-            lines.append(f"{'  ' * ind}}}")
-        return lines
-
-    def _vec_init(self, m):
-        rt = m.node.rtype
-        d = m.node.expr.dtype
-        if rt == "sum":
-            return "0"
-        if rt == "prod":
-            return "1"
-        if rt == "any":
-            return "0"
-        if rt == "all":
-            return "1"
-        return cconst(ir.dtype_min(d) if rt == "max" else ir.dtype_max(d), d)
-
-    def _vec_update(self, m, v, a, ind):
-        """Update of one slot of a vector accumulator (no SIMD reduction
-        clause: NaN propagates through the select itself)."""
-        rt = m.node.rtype
-        sp = "  " * ind
-        if rt == "sum":
-            return [f"{sp}{a} += {v};"]
-        if rt == "prod":
-            return [f"{sp}{a} *= {v};"]
-        if rt == "any":
-            return [f"{sp}{a} |= ({v} != 0);"]
-        if rt == "all":
-            return [f"{sp}{a} &= ({v} != 0);"]
-        op = ">" if rt == "max" else "<"
-        nan = f" | {v} != {v}" if m.node.expr.dtype.is_floating_point else ""
-        return [f"{sp}{a} = ({v} {op} {a}{nan}) ? {v} : {a};"]
 
     # Welford (var/std/var_mean: mean and sum of squared deviations, one pass)
     def _welford_groups(self, reds):
@@ -640,33 +468,6 @@ class CppKernelGen:
         return f"(({T}){a})"
 
 
-def outer_reduction_layout(k, accesses):
-    """Should reduction kernel ``k`` run with its loops interchanged
-    (:meth:`CppKernelGen.gen_outer_reduction`)?  Yes when every reduced axis
-    lies outside every kept axis (size-1 axes ignored), the kept axes form one
-    loop, no member is an arg-reduction, and more accesses run contiguously
-    along the innermost kept axis than along the innermost reduced one."""
-    sizes = k.full_shape
-    live = [a for a in range(len(sizes)) if not (isinstance(sizes[a], int) and sizes[a] == 1)]
-    red = [a for a in live if a in k.red_axes]
-    kept = [a for a in live if a not in k.red_axes]
-    if not red or not kept or max(red) > min(kept):
-        return False
-    if any(isinstance(m.node, ir.Reduction) and m.node.rtype in ("argmax", "argmin")
-           for m in k.members):
-        return False
-    oloops, _ = _loops(kept, sizes, accesses)
-    if len(oloops) != 1:
-        return False
-    along_kept = sum(1 for a in accesses if _unit(a.coeff(f"a{kept[-1]}")))
-    along_red = sum(1 for a in accesses if _unit(a.coeff(f"a{red[-1]}")))
-    return along_kept > 0 and along_kept >= along_red
-
-
-def _unit(c):
-    return isinstance(c, int) and abs(c) == 1
-
-
 def _kernel_bufs(k, alias=None):
     """Buffers a kernel needs a pointer to: everything it reads from outside,
     and what it stores; values kept in registers or row scratch need none.
@@ -766,12 +567,3 @@ def _place_hoisted(header: list, body) -> None:
     if i > 0 and header[i - 1].lstrip().startswith("#pragma"):
         i -= 1
     header[i:i] = body.hoisted
-
-
-def _close_loops(lines: list, ind: int, n: int) -> int:
-    """Close ``n`` nested loops opened at indentation ``ind``; returns the
-    indentation after them."""
-    for _ in range(n):
-        ind -= 1
-        lines.append(f"{'  ' * ind}}}")
-    return ind

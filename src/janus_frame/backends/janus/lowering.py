@@ -46,15 +46,19 @@ class Lowering:
 
     # ----------------------------------------------------------- buffers
     def realize(self, tv, out=None, copy=False):
-        """Materialise ``tv`` into a buffer (a fresh contiguous temp, or ``out``)
-        and return a view of it.  Views of buffers are returned unchanged
-        unless ``copy`` (a reshape that no strides can express)."""
+        """Materialise ``tv`` into a buffer (a fresh temp laid out as the value
+        it was traced as, channels-last for instance, else row-major; or
+        ``out``) and return a view of it.  Views of buffers are returned
+        unchanged unless ``copy``: a row-major copy (for a reshape that no
+        strides can express)."""
         if tv.is_view and out is None and not copy:
             return tv
         if out is None and not copy and tv.realized is not None:
             return tv.realized  # stored once, however many consumers need a buffer
         if out is None:
-            out = self.prog.new_buffer("buf", tv.shape, ir.contiguous_strides(tv.shape), tv.dtype, "temp")
+            # a copy is asked for to be read row-major (a reshape)
+            layout = ir.contiguous_strides(tv.shape) if copy else _layout(tv.shape, tv.traced)
+            out = self.prog.new_buffer("buf", tv.shape, layout, tv.dtype, "temp")
         vars_ = [Affine.var("v%d" % i) for i in range(tv.ndim)]
         expr = tv.load(vars_)
         if expr.dtype != out.dtype:
@@ -207,6 +211,8 @@ class Lowering:
                 out = None
             if out is not None:
                 if isinstance(out, TV):
+                    if out.traced is None and not out.is_view:
+                        out.traced = n.meta.get("val")
                     out = self.maybe_realize_shared(out, n)
                 return out
         return self.extern(n, target, args, kwargs)
@@ -445,7 +451,8 @@ def _storage_of_node(n):
 def _layout(shape, meta):
     """Strides for a new buffer of ``shape``: those of the traced value
     ``meta`` when they are dense and non-overlapping, else row-major."""
-    if isinstance(meta, torch.Tensor):
+    if isinstance(meta, torch.Tensor) and len(meta.shape) == len(shape) \
+            and all(sz(a) == b for a, b in zip(meta.shape, shape)):
         ms = tuple(sz(s) for s in meta.stride())
         if _dense_non_overlapping(shape, ms):
             return ms

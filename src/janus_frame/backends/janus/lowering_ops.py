@@ -403,10 +403,30 @@ def _to_copy(ctx, x, **kw):
     return lazy(shape, odt, lambda idx: cast(x.load(idx), odt))
 
 
-@register(aten.clone.default, aten.alias.default, aten.lift_fresh_copy.default, aten.detach.default,
+@register(aten.alias.default, aten.lift_fresh_copy.default, aten.detach.default,
           aten.contiguous.default, prims.view_of.default, aten.positive.default)
 def _identity(ctx, x, **kw):
     return x if isinstance(x, TV) else None
+
+
+_NHWC = (torch.channels_last, torch.channels_last_3d)
+
+
+@register(aten.clone.default)
+def _clone(ctx, x, memory_format=None):
+    """A value (views are index maps, so its layout is free), except that a
+    channels-last clone is stored channels-last: it is asked for to hand a
+    library call (a convolution) that layout."""
+    if not isinstance(x, TV):
+        return None
+    v = ctx.node.meta.get("val")
+    if memory_format not in _NHWC or not isinstance(v, torch.Tensor):
+        return x
+    if x.is_view and tuple(x.strides) == tuple(sz(s) for s in v.stride()):
+        return x
+    y = lazy(x.shape, x.dtype, x.load)
+    y.traced = v
+    return ctx.realize(y)
 
 
 @register(aten.copy.default)

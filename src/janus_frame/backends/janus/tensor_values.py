@@ -44,7 +44,7 @@ def is_one(s):
 class TV:
     """A tensor value: a view of a buffer (``buf`` set) or lazy (``fn`` set)."""
 
-    __slots__ = ("shape", "dtype", "buf", "strides", "offset", "fn", "_memo", "cost", "realized")
+    __slots__ = ("shape", "dtype", "buf", "strides", "offset", "fn", "_memo", "cost", "realized", "traced")
 
     def __init__(self, shape, dtype, buf=None, strides=None, offset=0, fn=None):
         self.shape = tuple(shape)
@@ -56,6 +56,7 @@ class TV:
         self._memo = {}
         self.cost = None
         self.realized = None  # a lazy value's buffer view, once stored
+        self.traced = None  # the fx value it was lowered from: the layout to store it in
 
     @property
     def is_view(self):

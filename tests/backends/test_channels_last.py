@@ -1,0 +1,190 @@
+"""Channels-last convolutions on CPU (``layout.channels_last_convs``) and the
+code generation they lean on: loops ordered by the strides of a kernel's
+accesses, realized values stored in their traced layout, and reductions
+over few kept columns split over fixed row chunks.
+
+Each model test compares against eager (outputs, gradients, batch-norm
+running statistics) and asserts the path taken: the convolutions of the
+compiled program return NHWC results, and the pointwise work between them
+runs as one contiguous loop.
+"""
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import assert_close, graphs, jcompile
+
+
+def _nhwc(shape, strides):
+    n, c, h, w = shape
+    return tuple(strides) == (h * w * c, 1, w * c, c)
+
+
+def _conv_layouts():
+    out = []
+    for g in graphs():
+        for node in g.prog.nodes:
+            if getattr(node, "op", None) is torch.ops.aten.convolution.default:
+                out.append(_nhwc(node.out.shape, node.out.strides))
+    return out
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.b1 = nn.BatchNorm2d(16)
+        self.c2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.b2 = nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        y = F.relu(self.b1(self.c1(x)))
+        y = F.relu(self.b2(self.c2(y)) + y)
+        return self.fc(y.mean((2, 3)))
+
+
+def _pair(seed=0):
+    torch.manual_seed(seed)
+    a = Net()
+    b = Net()
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+@pytest.mark.parametrize("in_format", [torch.contiguous_format, torch.channels_last])
+def test_training_step_matches_eager(in_format):
+    ref, net = _pair()
+    x = torch.randn(4, 3, 20, 20).contiguous(memory_format=in_format)
+    y = torch.randint(0, 5, (4,))
+
+    def step(m, x, y):
+        return F.cross_entropy(m(x), y)
+
+    cstep = jcompile(step)
+    for _ in range(2):
+        for m, f in ((ref, step), (net, cstep)):
+            m.zero_grad()
+            f(m, x, y).backward()
+    assert _conv_layouts() and all(_conv_layouts())
+    assert_close(cstep(net, x, y), step(ref, x, y), rtol=1e-4, atol=1e-5)
+    for (name, p), q in zip(net.named_parameters(), ref.parameters()):
+        assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5)
+        assert p.grad.stride() == q.grad.stride(), name
+    for b, rb in zip(net.buffers(), ref.buffers()):
+        assert_close(b, rb, rtol=1e-4, atol=1e-5)
+
+
+def test_inference_keeps_the_captured_output_layout():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 8, 3, padding=1)
+
+    def f(x):
+        return torch.sigmoid(conv(x)) * 2
+
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        torch._dynamo.reset()
+        x = torch.randn(2, 4, 9, 9).contiguous(memory_format=fmt)
+        with torch.no_grad():
+            want = f(x)
+            got = jcompile(f)(x)
+        assert_close(got, want)
+        assert got.stride() == want.stride()
+    assert all(_conv_layouts())
+
+
+def test_pointwise_between_convolutions_is_one_contiguous_loop():
+    torch.manual_seed(0)
+    c1, c2 = nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 1)
+
+    def f(x):
+        return c2(torch.tanh(c1(x)) * 3 + 1)
+
+    x = torch.randn(2, 8, 16, 16)
+    with torch.no_grad():
+        want = f(x)
+        got = jcompile(f)(x)
+    assert_close(got, want)
+    src = graphs()[-1].source
+    # 2*8*16*16 elements in one loop: the NHWC buffers are walked in memory order
+    assert "< 4096; ++" in src
+
+
+def test_stride_sensitive_code_keeps_the_captured_layout():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 6, 3)
+
+    def f(x):
+        return conv(x).view(2, -1).sum(1)  # a view NHWC strides cannot express
+
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    want = f(x)
+    want.sum().backward()
+    gx = x.grad
+    x.grad = None
+    got = jcompile(f)(x)
+    got.sum().backward()
+    assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert_close(x.grad, gx, rtol=1e-5, atol=1e-5)
+    assert _conv_layouts() and not any(_conv_layouts())
+
+
+def test_switch_off(monkeypatch):
+    monkeypatch.setenv("JANUS_FRAME_CHANNELS_LAST", "0")
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 6, 3)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert_close(jcompile(lambda x: F.relu(conv(x)))(x), F.relu(conv(x)))
+    assert _conv_layouts() == [False]
+
+
+def _split_source():
+    return [g.source for g in graphs() if "omp barrier" in g.source]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_split_reduction_is_bitwise_independent_of_threads(threads):
+    # batch-norm statistics of NHWC data: 16 kept columns, 2*40*40 rows; the
+    # rows are split over fixed chunks, so one thread and two give the same bits
+    x = torch.randn(2, 16, 40, 40).contiguous(memory_format=torch.channels_last) * 3 + 1
+
+    def f(x):
+        var, mean = torch.var_mean(x, (0, 2, 3), correction=0, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + 1e-5), x.sum((0, 2, 3)), x.amax((0, 2, 3))
+
+    want = f(x)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        got = jcompile(f)(x)
+        torch.set_num_threads(3 - threads)
+        again = jcompile(f)(x)
+    finally:
+        torch.set_num_threads(old)
+    assert _split_source()
+    assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for a, b in zip(got, again):
+        assert torch.equal(a, b)
+
+
+def test_split_reduction_over_dynamic_rows():
+    # rows are a kernel argument: few rows leave chunks empty (the Welford
+    # merge skips them), many rows run in parallel
+    def f(x):
+        return x.var(0), x.sum(0), x - x.mean(0)
+
+    cf = jcompile(f)
+    for rows in (3, 7, 5000):
+        x = torch.randn(rows, 24) * 2 - 1
+        torch._dynamo.mark_dynamic(x, 0)
+        assert_close(cf(x), f(x), rtol=1e-5, atol=1e-5)
+    assert len(graphs()) == 1
+    assert _split_source()
+
+
+if __name__ == "__main__":
+    raise SystemExit(pytest.main([os.path.abspath(__file__), "-q"]))
