@@ -202,7 +202,8 @@ def test_signed_zero_and_gelu_at_infinity_match_eager(dt):
     vectorised kernel, +inf/NaN in float64), forward and backward."""
     def f(x):
         return (torch.tanh(x), F.gelu(x), F.gelu(x, approximate="tanh"), x.clamp(min=0.0),
-                F.hardtanh(x), torch.sign(x), x * -1.0)
+                F.hardtanh(x), torch.sign(x), x * -1.0, x.clamp(-1.0, 1.0), x.clamp(max=-0.0),
+                torch.clamp(x, min=x.flip(0)), torch.clamp(x, max=x.flip(0)))  # NaN bounds too
 
     x = torch.tensor([-0.0, 0.0, float("inf"), float("-inf"), float("nan"), 1.0, -1.0, 1e-30,
                       -3.0, 50.0] * 3, dtype=dt)

@@ -230,6 +230,12 @@ class TBody(ir.CSEEmitter):
                 mask = f"({mask}) & ({self._ids[id(x.args[0])]})"
             return self.tmp(f"tl.load({self.ptr[buf]} + {self.idx(a)}, mask={mask}, other=0)")
         args = [self._ids[id(a)] for a in x.args]
+        c = x.args[0]
+        if k in ("maximum", "minimum") and c.kind == "const" and c.aux == c.aux:
+            # a clamp's constant bound first: no NaN to test for (and a scalar's
+            # NaN test is a plain bool, which a tensor cannot be or-ed with)
+            op = ">" if k == "maximum" else "<"
+            return self.tmp(f"tl.where({args[0]} {op} {args[1]}, {args[0]}, {args[1]})")
         return self.tmp(op_t(k, x.dtype, args, [a.dtype for a in x.args]))
 
 

@@ -21,7 +21,7 @@ _EXTRA = [
     aten._softmax, aten._log_softmax, aten.native_layer_norm,
     aten._native_batch_norm_legit_functional, aten._native_batch_norm_legit_no_training,
     aten._native_batch_norm_legit, aten.native_batch_norm, aten.native_group_norm,
-    aten.clamp, aten.hardtanh, aten.leaky_relu, aten.elu, aten.linalg_vector_norm,
+    aten.hardtanh, aten.leaky_relu, aten.elu, aten.linalg_vector_norm,
     aten.squeeze.dims, aten.hardsigmoid, aten.mish, aten.logit, aten.glu,
 ]
 

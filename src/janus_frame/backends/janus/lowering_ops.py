@@ -283,12 +283,15 @@ def _clamp(ctx, x, lo=None, hi=None):
     lt = broadcast_to(as_tv(ctx, lo), shape) if lo is not None else None
     ht = broadcast_to(as_tv(ctx, hi), shape) if hi is not None else None
 
+    # the bound first: NaN from either side and, on ties (0.0 vs -0.0), x,
+    # as eager's kernels; with a constant bound the compiler folds the
+    # bound's NaN test away, leaving one compare-and-select (vmaxps)
     def fn(idx):
         e = cast(xt.load(idx), odt)
         if lt is not None:
-            e = make("maximum", odt, (e, cast(lt.load(idx), odt)))
+            e = make("maximum", odt, (cast(lt.load(idx), odt), e))
         if ht is not None:
-            e = make("minimum", odt, (e, cast(ht.load(idx), odt)))
+            e = make("minimum", odt, (cast(ht.load(idx), odt), e))
         return e
 
     return lazy(shape, odt, fn)
