@@ -5,15 +5,18 @@ In: a :class:`scheduler.Scheduler` (steps, stores, arena plan).  Out:
 kernel and one exported entry point per *segment* (a maximal run of kernels
 between extern calls), with the argument list each entry point expects.
 
-Loops: size-1 axes are dropped and adjacent axes merged whenever every access
-of the kernel is linear across them, so contiguous work becomes one long inner
-loop marked ``omp simd``.  The outer loop is ``omp parallel for`` only when the
+Loops: axes are visited in the order the strides of the kernel's accesses
+call for (:func:`codegen_cpp_outer.loop_order`: row-major buffers keep it,
+channels-last ones put the channels innermost); size-1 axes are dropped and
+adjacent axes merged whenever every access of the kernel is linear across
+them, so contiguous work becomes one long inner loop marked ``omp simd``.  The outer loop is ``omp parallel for`` only when the
 kernel has enough elements to amortise fork/join.  Reduction kernels run their
 passes per row: each pass is one loop over the reduced axes, with SIMD
 reduction clauses (NaN-propagating max/min via a NaN flag).  Kernel-local
 values stay in registers; loads of values produced earlier in the same
 kernel read the register or the just-written row.  Reductions over outer axes
-(bias gradients) run with interchanged loops over blocks of kept columns;
+(bias gradients, channels-last batch-norm statistics) run with interchanged
+loops over blocks of kept columns (:mod:`.codegen_cpp_outer`);
 variance is Welford's single pass; a temp only later passes of a row
 reduction read lives in a per-row scratch array.  Expressions are printed by
 :mod:`.c_expr`.

@@ -116,12 +116,28 @@ def _restore(g, a, env, downstream):
     v = _value(a)
     if a not in downstream or not isinstance(v, torch.Tensor) or v.dim() != 4:
         return env[a]
-    if v.is_contiguous():
-        fmt = torch.contiguous_format
-    elif v.is_contiguous(memory_format=torch.channels_last):
-        fmt = torch.channels_last
-    else:
+    fmt = _format_of(v)
+    if fmt is None:
         return env[a]
     c = g.call_method("contiguous", (env[a],), {"memory_format": fmt})
     c.meta = dict(a.meta)
     return c
+
+
+def _format_of(v):
+    """The memory format of a captured 4-D value, decided without adding
+    guards on symbolic sizes (the frontend has already rendered its guards):
+    None when it is neither layout or that cannot be known statically."""
+    from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+    size, stride = v.shape, v.stride()
+    for fmt, order in ((torch.contiguous_format, (3, 2, 1, 0)), (torch.channels_last, (1, 3, 2, 0))):
+        expect, ok = 1, True
+        for d in order:
+            if not statically_known_true(size[d] == 1) and not statically_known_true(stride[d] == expect):
+                ok = False
+                break
+            expect = expect * size[d]
+        if ok:
+            return fmt
+    return None
