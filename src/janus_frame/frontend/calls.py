@@ -23,6 +23,7 @@ import types
 
 import torch
 
+from . import polyfills
 from .attrs import check_static
 from .breaks import GraphBreak
 from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
@@ -78,8 +79,32 @@ class CallDispatch:
         raise GraphBreak("JF009", f"call of {fn.python_type().__name__}")
 
     # -- methods ---------------------------------------------------------------------
+    def stand_in(self, recv: ObjV, name: str, func) -> Value | None:
+        """Inline the traceable stand-in for ``recv.name()`` (polyfills.py:
+        an optimizer step) when it applies now; None when there is none; a
+        graph break when it does not apply yet (the call runs natively),
+        carrying a guard that it still does not."""
+        found = polyfills.for_call(recv.obj, name, func)
+        if found is None or recv.source is None:
+            return None
+        stand_in, ready = found
+        if ready(recv.obj):
+            return self.inline_function(stand_in, [recv], {}, None)
+        gb = GraphBreak("JF002", f"{type(recv.obj).__qualname__}.{name} (torch.optim) runs "
+                        "natively: its traced stand-in does not apply yet (first step, step "
+                        "hooks, sparse or complex gradients, or options it does not reproduce)")
+        # the entry made at this break re-checks, so the step is traced once it applies
+        gb.guard_calls = [(ready, recv.source, False, f"{recv.source.name()}.{name}() "
+                                                       "still runs natively")]
+        raise gb
+
     def call_method(self, m: MethodV, args, kwargs) -> Value:
         recv = m.receiver
+        if isinstance(recv, ObjV) and m.func is not None and not args and not kwargs:
+            # (the receiver's type is guarded by the attribute lookup that found m.func)
+            out = self.stand_in(recv, m.name, m.func)
+            if out is not None:
+                return out
         if m.func is not None:
             if _is_logging(m.func):
                 if self.config.reorder_logging:
@@ -265,6 +290,13 @@ class CallDispatch:
             self_v = self.output.wrap(obj.__self__, AttrSource(fnv.source, "__self__")
                                       if fnv.source is not None else None)
             func = obj.__func__
+            if isinstance(self_v, ObjV) and not args and not kwargs and \
+                    polyfills.for_call(obj.__self__, obj.__name__, func) is not None:
+                self.output.guards.type_is(AttrSource(fnv.source, "__self__"), obj.__self__)
+                self.output.guards.identity(AttrSource(fnv.source, "__func__"), func)
+                out = self.stand_in(self_v, obj.__name__, func)
+                if out is not None:
+                    return out
             if isinstance(func, types.FunctionType):
                 if _is_logging(func):
                     raise GraphBreak("JF003", func.__qualname__)

@@ -210,6 +210,9 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
         g = output.guards
         g.add(f"{g.fb.const(spec)}.epoch == {spec.epoch}",
               f"speculation state of {code.co_qualname} unchanged (epoch {spec.epoch})")
+    for fn, src, expected, desc in getattr(brk, "guard_calls", ()):
+        g = output.guards  # a condition the break depends on (calls.stand_in)
+        g.add(f"{g.fb.const(fn)}({src.expr()}) is {expected!r}", desc)
     output.shape_guards()  # after the backend: it may have added conditions
     guard, explain_failure = output.guards.build(code.co_firstlineno, func.__globals__,
                                                  func.__closure__)

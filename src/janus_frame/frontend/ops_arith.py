@@ -12,7 +12,7 @@ import operator
 import torch
 
 from .breaks import GraphBreak
-from .sources import AttrSource, ItemSource
+from .sources import AttrSource, ItemSource, KeyedItemSource
 from .output import to_fake
 from .values import (
     NULL, CellV, Const, DerivedConst, DictV, DynInt, FunctionV, IterV, ListV, MethodV, NewObjV, NullV,
@@ -229,6 +229,15 @@ class ArithOps:
         self.push(Const(self.contains(container, item) != bool(ins.arg)))
 
     def contains(self, container: Value, item: Value) -> bool:
+        keyed = self._tensor_keyed(container, item)
+        if keyed is not None:
+            real, key = keyed
+            found = key in real
+            # the answer, guarded (identity of the key: tensors hash by id)
+            expr = f"__jf_h_dict.__contains__({container.source.expr()}, {item.source.expr()})"
+            self.output.guards.add(f"{expr} is {found}", f"{item.source.name()} "
+                                   f"{'in' if found else 'not in'} {container.source.name()}")
+            return found
         if isinstance(container, DictV):
             key = self.as_python(item)
             if key is _NO:
@@ -373,7 +382,26 @@ class ArithOps:
         obj = self.pop()
         self.push(self.getitem(obj, key))
 
+    def _tensor_keyed(self, obj: Value, key: Value):
+        """``(dict, tensor)`` when ``obj`` is a real dict reached from the frame
+        and ``key`` one of the graph's input tensors as it was passed in
+        (dicts keyed by parameters: ``optimizer.state[p]``); else None."""
+        if not (isinstance(obj, ObjV) and isinstance(obj.obj, dict) and obj.source is not None
+                and isinstance(key, TensorV) and key.source is not None):
+            return None
+        for v, t in self.output.inputs:
+            if v is key:
+                return obj.obj, t
+        return None
+
     def getitem(self, obj: Value, key: Value) -> Value:
+        keyed = self._tensor_keyed(obj, key)
+        if keyed is not None:
+            real, t = keyed
+            if t not in real:  # (a defaultdict would insert: not a pure read)
+                raise GraphBreak("JF012", f"KeyError: {key.source.name()} not in "
+                                 f"{obj.source.name()}")
+            return self.output.wrap(real[t], KeyedItemSource(obj.source, key.source))
         if isinstance(obj, TensorListV) and obj.symbolic and isinstance(key, Const) and \
                 not isinstance(key, SymV) and type(key.value) is int:
             # an item of a stacked list: a row of the stack (the same values)

@@ -96,6 +96,23 @@ class ItemSource(Source):
 
 
 @dataclasses.dataclass(frozen=True)
+class KeyedItemSource(Source):
+    """``base[key]`` where ``key`` is itself a value found at a source (a
+    dict keyed by tensors: an optimizer's ``state[param]``).  Read with
+    ``dict.get``, so a guard never inserts into a ``defaultdict`` and a
+    missing key reads as None (failing the guards on what was read from it)."""
+
+    base: Source
+    key: Source
+
+    def expr(self) -> str:
+        return f"__jf_h_dict.get({self.base.expr()}, {self.key.expr()})"
+
+    def name(self) -> str:
+        return f"{self.base.name()}[{self.key.name()}]"
+
+
+@dataclasses.dataclass(frozen=True)
 class CellContentsSource(Source):
     """``base.cell_contents`` where base is a cell object (closures of
     functions reached through other sources)."""
