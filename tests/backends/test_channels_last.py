@@ -107,7 +107,9 @@ def test_pointwise_between_convolutions_is_one_contiguous_loop():
     with torch.no_grad():
         want = f(x)
         got = jcompile(f)(x)
-    assert_close(got, want)
+    # (eager's own 1x1 convolutions here differ by up to 1.2e-4 between calls
+    # in one process: oneDNN picks its kernel at run time)
+    assert_close(got, want, rtol=1e-4, atol=2e-4)
     src = graphs()[-1].source
     # 2*8*16*16 elements in one loop: the NHWC buffers are walked in memory order
     assert "< 4096; ++" in src
@@ -130,6 +132,63 @@ def test_stride_sensitive_code_keeps_the_captured_layout():
     assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert_close(x.grad, gx, rtol=1e-5, atol=1e-5)
     assert _conv_layouts() and not any(_conv_layouts())
+
+
+def test_operand_updated_in_place_between_convolutions():
+    torch.manual_seed(0)
+    w1, w2 = torch.randn(4, 3, 3, 3), torch.randn(5, 3, 3, 3)
+
+    def f(x, w):
+        h = x * 2
+        y1 = F.conv2d(h, w1)
+        h.add_(1)  # the second convolution must see the update
+        y2 = F.conv2d(h, w2)
+        w.mul_(3)
+        y3 = F.conv2d(h, w)
+        return y1, y2, y3
+
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3)
+    with torch.no_grad():
+        want = f(x, w.clone())
+        got = jcompile(f)(x, w.clone())
+    assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert all(_conv_layouts())
+
+
+def test_outputs_in_eager_layout():
+    torch.manual_seed(0)
+    c1, c2 = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1)
+
+    def f(x, w):
+        a = c1(x)                       # a library result returned as is
+        y = F.relu(c2(a))               # stored, and read by the next convolution
+        z = c2(y)
+        t = x[0, 0].t() * 2             # transposed, realized for the matmul
+        return a, y, z, a.flatten(2), t @ w, t.contiguous()
+
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(8, 5)
+    for grad in (False, True):
+        torch._dynamo.reset()
+        with torch.set_grad_enabled(grad):
+            want = f(x, w)
+            got = jcompile(f)(x, w)
+        for g, e in zip(got, want):
+            assert_close(g, e, rtol=1e-5, atol=1e-5)
+            assert g.stride() == e.stride()
+        got[-1].view(-1)  # row-major, as eager's
+
+
+def test_as_strided_function_keeps_the_captured_layout():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3)
+
+    def f(x):
+        return torch.as_strided(conv(x), (2, 4, 3), (144, 36, 1)) * 1
+
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert_close(jcompile(f)(x), f(x))
+    assert not any(_conv_layouts())
 
 
 def test_switch_off(monkeypatch):

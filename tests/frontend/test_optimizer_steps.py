@@ -11,6 +11,7 @@ identity, and a refused stand-in's guard carried by the graph break.
 """
 from __future__ import annotations
 
+import collections
 import copy
 
 import pytest
@@ -18,6 +19,7 @@ import torch
 
 import janus_frame as jf
 from jfutil import Recorder
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 
 def _model():
@@ -165,6 +167,27 @@ def test_hook_added_later_is_seen():
     assert seen == [2, 3]
 
 
+def test_global_hook_registered_after_compiling_runs():
+    a, oa, b, ob = _pair(lambda p: torch.optim.SGD(p, lr=0.1))
+    seen = []
+    cstep = jf.compile(lambda o: o.step(), backend=Recorder())
+    handle = None
+    try:
+        for i in range(4):
+            if i == 2:
+                handle = register_optimizer_step_post_hook(
+                    lambda opt, args, kwargs: seen.append(opt is ob))
+            _grads(a, i)
+            _grads(b, i)
+            oa.step()
+            cstep(ob)
+            _same(a, oa, b, ob)
+    finally:
+        if handle is not None:
+            handle.remove()
+    assert seen == [False, True, False, True]  # eager's step, then ours, twice
+
+
 def test_closure_runs_the_real_step():
     a, oa, b, ob = _pair(lambda p: torch.optim.SGD(p, lr=0.1))
     x = torch.randn(4, 6)
@@ -241,3 +264,21 @@ def test_dict_keyed_by_parameters():
         del table[v]
         assert torch.equal(cf(v, table), v)  # the membership guard fails: no graph
     assert len(rec.graphs) == 1
+
+
+def test_missing_parameter_key_raises_as_eagerly():
+    w = torch.nn.Parameter(torch.randn(3))
+    v = torch.nn.Parameter(torch.randn(3))
+
+    def f(p, table):
+        s = table[p]  # read, not otherwise used: the key's presence must be guarded
+        return p * 2
+
+    cf = jf.compile(f, backend=Recorder())
+    table = collections.defaultdict(dict, {w: {}})
+    with torch.no_grad():
+        cf(w, table)
+        cf(v, table)  # a defaultdict inserts, as eagerly
+        assert v in table
+        with pytest.raises(KeyError):
+            cf(v, {w: {}})

@@ -89,6 +89,10 @@ class CallDispatch:
             return None
         stand_in, ready = found
         if ready(recv.obj):
+            g = self.output.guards
+            # module state of torch.optim: constants to the tracer, so guarded here
+            g.add(f"{g.fb.const(polyfills.no_global_hooks)}()",
+                  "no global optimizer step hooks")
             return self.inline_function(stand_in, [recv], {}, None)
         gb = GraphBreak("JF002", f"{type(recv.obj).__qualname__}.{name} (torch.optim) runs "
                         "natively: its traced stand-in does not apply yet (first step, step "

@@ -401,6 +401,9 @@ class ArithOps:
             if t not in real:  # (a defaultdict would insert: not a pure read)
                 raise GraphBreak("JF012", f"KeyError: {key.source.name()} not in "
                                  f"{obj.source.name()}")
+            self.output.guards.add(
+                f"__jf_h_dict.__contains__({obj.source.expr()}, {key.source.expr()})",
+                f"{key.source.name()} in {obj.source.name()}")
             return self.output.wrap(real[t], KeyedItemSource(obj.source, key.source))
         if isinstance(obj, TensorListV) and obj.symbolic and isinstance(key, Const) and \
                 not isinstance(key, SymV) and type(key.value) is int:

@@ -7,11 +7,14 @@ before: ``torch.optim`` code runs natively, a graph break).
 
 Optimizer steps.  ``SGD.step``, ``Adam.step`` and ``AdamW.step`` of torch's own
 classes (not subclasses, not a patched ``step``) are replaced by the update
-their default implementation performs (``torch.optim``'s multi-tensor path,
-op for op: the same in-place updates of parameters and state, the step
-counter incremented in place, bias corrections in float64 as eager computes
-them in Python floats), so the update joins a graph: one fused kernel per
-parameter instead of a dozen library passes over every parameter.
+their implementations perform (the math of torch's single-tensor path, the
+CPU default, and of its multi-tensor path: the same in-place updates of
+parameters and state, the step counter incremented in place, bias
+corrections in float64 as eager computes them in Python floats), so the
+update joins a graph: one fused kernel per parameter instead of a dozen
+library passes over every parameter.  (With a tensor learning rate the
+step size is computed in float64 where eager uses the lr's dtype: last-bit
+differences.)
 Everything the update depends on is read by the traced code, so it is
 guarded like any other read: hyper-parameters (a learning rate that changes
 every step recompiles every step), the parameter lists, ``.grad`` being None
@@ -40,9 +43,14 @@ def _native(opt):
     return type(opt).step(opt)
 
 
+def no_global_hooks():
+    """No step hook registered for every optimizer?  (torch.optim's module
+    state: read natively, by a guard of its own; see ``calls.stand_in``.)"""
+    return not (_optimizer._global_optimizer_pre_hooks or _optimizer._global_optimizer_post_hooks)
+
+
 def _hooked(opt):
-    return (len(_optimizer._global_optimizer_pre_hooks) > 0
-            or len(_optimizer._global_optimizer_post_hooks) > 0
+    return (not no_global_hooks()
             or len(opt._optimizer_step_pre_hooks) > 0
             or len(opt._optimizer_step_post_hooks) > 0
             or getattr(opt, "grad_scale", None) is not None

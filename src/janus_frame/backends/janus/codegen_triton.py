@@ -231,7 +231,9 @@ class TBody(ir.CSEEmitter):
             return self.tmp(f"tl.load({self.ptr[buf]} + {self.idx(a)}, mask={mask}, other=0)")
         args = [self._ids[id(a)] for a in x.args]
         c = x.args[0]
-        if k in ("maximum", "minimum") and c.kind == "const" and c.aux == c.aux:
+        if k in ("maximum", "minimum") and c.kind == "const" and c.aux != c.aux:
+            return self.tmp(f"({args[0]} + 0 * {args[1]})")  # a NaN bound: NaN everywhere
+        if k in ("maximum", "minimum") and c.kind == "const":
             # a clamp's constant bound first: no NaN to test for (and a scalar's
             # NaN test is a plain bool, which a tensor cannot be or-ed with)
             op = ">" if k == "maximum" else "<"

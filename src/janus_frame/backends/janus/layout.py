@@ -5,8 +5,8 @@ In: the graph handed to the backend (torch-level ops, ``example_value`` or
 nothing applies, else a rewritten copy in which every 2-D convolution of a
 floating-point CPU tensor reads its input and weight channels-last
 (``.contiguous(memory_format=torch.channels_last)``, a no-op for tensors
-already laid out so), and every 4-D graph output that depends on one is
-given back in the layout it had when captured.
+already laid out so), and every graph output that depends on one is given
+back in the layout it had when captured (row-major, or channels-last).
 
 Why: oneDNN's CPU convolutions, forward and backward, run on NHWC data and
 convert NCHW tensors on every call; on the benchmark's CNN (16x3x32x32,
@@ -35,6 +35,7 @@ import torch.fx
 
 _CONV2D = (torch.conv2d, torch.convolution)
 _VIEWS = ("view", "view_as", "as_strided")
+_VIEW_FUNCS = (torch.Tensor.view, torch.Tensor.view_as, torch.Tensor.as_strided, torch.as_strided)
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -70,7 +71,6 @@ def channels_last_convs(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
         return gm
     g = torch.fx.Graph()
     env = {}
-    converted = {}
     downstream = set()  # nodes whose layout may now differ from the captured one
     for n in gm.graph.nodes:
         if n.op == "output":
@@ -83,15 +83,15 @@ def channels_last_convs(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
             args = list(new.args)
             kwargs = dict(new.kwargs)
             for pos, name, src in ((0, "input", ops[0]), (1, "weight", ops[1])):
-                if src not in converted:
-                    with g.inserting_before(new):
-                        c = g.call_method("contiguous", (env[src],), {"memory_format": torch.channels_last})
-                    c.meta = dict(src.meta)
-                    converted[src] = c
+                # one conversion per use: the operand may be updated in place
+                # between two convolutions (a no-op when it is NHWC already)
+                with g.inserting_before(new):
+                    c = g.call_method("contiguous", (env[src],), {"memory_format": torch.channels_last})
+                c.meta = dict(src.meta)
                 if pos < len(args):
-                    args[pos] = converted[src]
+                    args[pos] = c
                 else:
-                    kwargs[name] = converted[src]
+                    kwargs[name] = c
             new.args, new.kwargs = tuple(args), kwargs
             downstream.add(n)
         elif any(a in downstream for a in n.all_input_nodes):
@@ -107,14 +107,14 @@ def channels_last_convs(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
 def _is_view(n):
     if n.op == "call_method":
         return n.target in _VIEWS
-    return n.op == "call_function" and getattr(n.target, "__name__", None) in _VIEWS \
-        and n.target in (getattr(torch.Tensor, v) for v in _VIEWS)
+    return n.op == "call_function" and any(n.target is f for f in _VIEW_FUNCS)
 
 
 def _restore(g, a, env, downstream):
-    """A graph output in the layout it was captured with."""
+    """A graph output in the layout it was captured with (the lowering
+    stores an output whose buffer is laid out otherwise into one that is)."""
     v = _value(a)
-    if a not in downstream or not isinstance(v, torch.Tensor) or v.dim() != 4:
+    if a not in downstream or not isinstance(v, torch.Tensor):
         return env[a]
     fmt = _format_of(v)
     if fmt is None:
@@ -125,13 +125,16 @@ def _restore(g, a, env, downstream):
 
 
 def _format_of(v):
-    """The memory format of a captured 4-D value, decided without adding
+    """The memory format of a captured value, decided without adding
     guards on symbolic sizes (the frontend has already rendered its guards):
     None when it is neither layout or that cannot be known statically."""
     from torch.fx.experimental.symbolic_shapes import statically_known_true
 
     size, stride = v.shape, v.stride()
-    for fmt, order in ((torch.contiguous_format, (3, 2, 1, 0)), (torch.channels_last, (1, 3, 2, 0))):
+    orders = [(torch.contiguous_format, tuple(range(v.dim() - 1, -1, -1)))]
+    if v.dim() == 4:
+        orders.append((torch.channels_last, (1, 3, 2, 0)))
+    for fmt, order in orders:
         expect, ok = 1, True
         for d in order:
             if not statically_known_true(size[d] == 1) and not statically_known_true(stride[d] == expect):

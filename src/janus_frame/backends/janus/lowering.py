@@ -354,7 +354,8 @@ class Lowering:
                 else:
                     res.append(("const", v))
                 continue
-            if v.is_view and self._may_alias(v.buf, meta, claimed):
+            if v.is_view and self._may_alias(v.buf, meta, claimed) and (
+                    v.buf.kind == "input" or _same_layout(v, meta)):
                 b = v.buf
                 producer = self._producer(b)
                 if b.kind == "temp" and producer is not None and b.name not in claimed:
@@ -457,6 +458,19 @@ def _layout(shape, meta):
         if _dense_non_overlapping(shape, ms):
             return ms
     return ir.contiguous_strides(shape)
+
+
+def _same_layout(v, meta):
+    """Are view ``v``'s strides those of the traced output ``meta`` (size-1
+    dims aside)?  A stored value may be laid out otherwise (channels-last
+    from a convolution, transposed for a matmul) than the output the graph
+    promises (a ``.contiguous()`` the lowering treats as a no-op)."""
+    if not isinstance(meta, torch.Tensor) or len(meta.shape) != len(v.shape):
+        return True
+    for size, st, mst in zip(v.shape, v.strides, meta.stride()):
+        if not (isinstance(size, int) and size == 1) and st != sz(mst):
+            return False
+    return True
 
 
 def _dense_non_overlapping(shape, strides):

@@ -284,8 +284,9 @@ def _clamp(ctx, x, lo=None, hi=None):
     ht = broadcast_to(as_tv(ctx, hi), shape) if hi is not None else None
 
     # the bound first: NaN from either side and, on ties (0.0 vs -0.0), x,
-    # as eager's kernels; with a constant bound the compiler folds the
-    # bound's NaN test away, leaving one compare-and-select (vmaxps)
+    # as eager's kernels with a scalar bound (with a tensor bound eager gives
+    # the bound); with a constant bound the compiler folds the bound's NaN
+    # test away, leaving one compare-and-select (vmaxps)
     def fn(idx):
         e = cast(xt.load(idx), odt)
         if lt is not None:
