@@ -214,3 +214,25 @@ def test_backward_inside_compiled_frame_matches_eager():
         assert _rel_err(p.grad, rp.grad) <= 1e-5, name
     # forward and backward only: the hook never turned our wrapper into graphs
     assert len(graphs()) == 2
+
+
+@pytest.mark.parametrize("shape", [(64, 16), (4096, 16), (64, 600)])
+def test_input_updated_in_a_reduction_kernel_then_read(shape):
+    # a running average updated from a reduction and read by the same graph
+    # afterwards: the update must land once, and what reads the buffer after
+    # the update must see it (one kernel would otherwise store the new value
+    # in its per-column pass and recompute it from that in the next pass)
+    def f(x, rm):
+        m = x.mean(0)
+        rm.mul_(0.9).add_(m, alpha=0.1)
+        return x * rm, x.sum(0) - rm
+
+    x = torch.randn(*shape)
+    rm_e = torch.randn(shape[1])
+    rm_c = rm_e.clone()
+    with torch.no_grad():
+        want = f(x, rm_e)
+        got = jcompile(f)(x, rm_c)
+    for a, b in zip(got, want):
+        assert _rel_err(a, b) < 1e-5
+    assert _rel_err(rm_c, rm_e) < 1e-6

@@ -316,6 +316,15 @@ class Scheduler:
                     return False
                 need = m.pass_
             pass_ = max(pass_, need)
+        if node.out.kind == "input":
+            # an in-place update must run after every member reading the old
+            # data: in a later pass, or per column (outer) after a full loop
+            # of the same pass, a reader would see the new value
+            mine = (pass_, role != "full")
+            for m in k.members:
+                if node.out.name in _loads_by_buf(m.node.expr, m.amap) and \
+                        (m.pass_, m.role != "full") > mine:
+                    return False
         if converting:
             k.red_axes = red_axes
             for m in k.members:
