@@ -50,6 +50,10 @@ ENVIRONMENT = {
     "JANUS_SKIP_SITE_PACKAGES": "0: in global mode, also compile code in site-packages",
     "JANUS_FRAME_MALLOC_TUNING": "0: leave glibc malloc's mmap/trim thresholds alone when the C "
     "backend first runs (see backends/janus/runtime.py, tune_malloc)",
+    "JANUS_FRAME_DEFER_GRADS": "0: parameter gradients of small graphs added per call, not once "
+    "per backward pass (backends/janus/grad_accumulation.py)",
+    "JANUS_FRAME_CHANNELS_LAST": "0: CPU convolutions keep the captured memory layout "
+    "(backends/janus/layout.py)",
 }
 
 
