@@ -101,7 +101,8 @@ def test_step_matches_eager(make_opt):
 
 def test_param_groups_and_missing_grads():
     a, oa, b, ob = _pair(lambda p: torch.optim.AdamW(p, lr=0.01), groups=True)
-    cstep = jf.compile(lambda o: o.step(), backend=Recorder())
+    rec = Recorder()
+    cstep = jf.compile(lambda o: o.step(), backend=rec)
     for i in range(4):
         _grads(a, i)
         _grads(b, i)
@@ -111,6 +112,7 @@ def test_param_groups_and_missing_grads():
         oa.step()
         cstep(ob)
         _same(a, oa, b, ob)
+    assert len(rec.graphs) == 2  # traced from step 2; a grad turning None retraces
 
 
 def test_learning_rate_change_recompiles():
@@ -155,9 +157,11 @@ def test_step_hooks_run_the_real_step():
 def test_hook_added_later_is_seen():
     a, oa, b, ob = _pair(lambda p: torch.optim.SGD(p, lr=0.1))
     seen = []
-    cstep = jf.compile(lambda o: o.step(), backend=Recorder())
+    rec = Recorder()
+    cstep = jf.compile(lambda o: o.step(), backend=rec)
     for i in range(4):
         if i == 2:
+            assert len(rec.graphs) == 1  # traced until the hook appears
             ob.register_step_pre_hook(lambda opt, args, kwargs: seen.append(i))
         _grads(a, i)
         _grads(b, i)
@@ -200,12 +204,15 @@ def test_closure_runs_the_real_step():
             return loss
         return closure
 
-    cstep = jf.compile(lambda o, c: o.step(c), backend=Recorder())
+    rec = Recorder()
+    cstep = jf.compile(lambda o, c: o.step(c), backend=rec)
     for _ in range(3):
         la = oa.step(closure_of(a, oa))
         lb = cstep(ob, closure_of(b, ob))
         torch.testing.assert_close(la, lb)
         _same(a, oa, b, ob)
+    assert not any(n.op == "call_method" and n.target == "add_"
+                   for g in rec.graphs for n in g.graph.nodes)  # the real step ran
 
 
 def test_subclass_keeps_its_own_step():

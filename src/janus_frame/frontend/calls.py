@@ -298,9 +298,7 @@ class CallDispatch:
                     polyfills.for_call(obj.__self__, obj.__name__, func) is not None:
                 self.output.guards.type_is(AttrSource(fnv.source, "__self__"), obj.__self__)
                 self.output.guards.identity(AttrSource(fnv.source, "__func__"), func)
-                out = self.stand_in(self_v, obj.__name__, func)
-                if out is not None:
-                    return out
+                return self.stand_in(self_v, obj.__name__, func)
             if isinstance(func, types.FunctionType):
                 if _is_logging(func):
                     raise GraphBreak("JF003", func.__qualname__)

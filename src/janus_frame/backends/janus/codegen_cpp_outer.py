@@ -108,66 +108,15 @@ class OuterReductionGen:
                     lines.append(f"{'  ' * rind}const {T} winv_ = ({T})1 / ({T})({flat} + 1);")
                 lines.append(f"{'  ' * rind}#pragma omp simd")
                 lines.append(f"{'  ' * rind}{kloop}")
-                rind += 1
-                body = Body(self.bufvar, locals_, rind)
-                body.inner = (lv,)
-                local_keys = []
-                for m in full:
-                    e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
-                    v = body.emit(e)
-                    if m in wf:
-                        if wf[m] is m:
-                            n = m.node.out.name
-                            T = self._wf_type(m, red_numel)
-                            sp2 = "  " * rind
-                            body.lines += [f"{sp2}const {T} wd_{n} = ({T}){v} - wm_{n}[{slot}];",
-                                           f"{sp2}wm_{n}[{slot}] += wd_{n} * winv_;",
-                                           f"{sp2}wq_{n}[{slot}] += wd_{n} * (({T}){v} - wm_{n}[{slot}]);"]
-                    elif isinstance(m.node, ir.Reduction):
-                        body.lines += self._vec_update(m, v, f"{self._acc_name(m)}[{slot}]", rind)
-                    else:
-                        key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
-                        locals_[key] = v
-                        local_keys.append(key)
-                        if m.node.out.name in k.stored:
-                            body.lines.append(self._store_line(m, sub, v, rind))
-                lines += body.lines
-                for key in local_keys:
-                    del locals_[key]
-                rind -= 1
+                lines += self._column_body(full, wf, sub, locals_, rind + 1, slot, lv, "acc_", "w")
                 lines.append(f"{'  ' * rind}}}")
                 rind = _close_loops(lines, rind, len(rloops))
-            for m in reds:
-                T = CTYPES[m.node.out.dtype]
-                key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
-                if m in wf:
-                    locals_[key] = self._wf_final(m, wf[m], red_numel, f"[{slot}]")
-                else:
-                    locals_[key] = f"(({T}){self._acc_name(m)}[{slot}])"
+            self._column_totals(reds, wf, sub, locals_, red_numel, slot)
             stores = [m for m in reds if m.node.out.name in k.stored]
             if stores or outer:
                 for m in outer:
                     lines.append(f"{sp}{CTYPES[m.node.out.dtype]} loc_{m.node.out.name}[{B}];")
-                lines.append(f"{sp}#pragma omp simd")
-                lines.append(f"{sp}{kloop}")
-                body = Body(self.bufvar, locals_, ind + 1)
-                body.n = 1000 + p * 100
-                for m in stores:
-                    v = body.emit(ir.load(m.node.out.name, m.node.store.subst(m.amap).subst(sub),
-                                          m.node.out.dtype))
-                    body.lines.append(self._store_line(m, sub, v, ind + 1))
-                for m in outer:
-                    e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
-                    v = body.emit(e)
-                    name = m.node.out.name
-                    body.lines.append(f"{'  ' * (ind + 1)}loc_{name}[{slot}] = {v};")
-                    if name in k.stored:
-                        body.lines.append(self._store_line(m, sub, v, ind + 1))
-                lines += body.lines
-                lines.append(f"{sp}}}")
-                for m in outer:
-                    locals_[(m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)] = \
-                        f"loc_{m.node.out.name}[{slot}]"
+                lines += self._column_epilogue(stores, outer, sub, locals_, ind, kloop, slot, p)
         ind -= 1
         lines.append(f"{'  ' * ind}}}")
         if par is not None:
@@ -245,32 +194,8 @@ class OuterReductionGen:
                     T = self._wf_widest(pwf)
                     lines.append(f"{cs}  const {T} winv_ = ({T})1 / ({T})({rv} - r0_ + 1);")
                 lines += [f"{cs}  #pragma omp simd", f"{cs}  {kloop}"]
-                bind = len(cs) // 2 + 2
-                body = Body(self.bufvar, locals_, bind)
-                body.inner = (lv,)
-                local_keys = []
-                b_sp = "  " * bind
-                for m in full:
-                    e = ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub)
-                    v = body.emit(e)
-                    n = m.node.out.name
-                    if m in pwf:
-                        if pwf[m] is m:
-                            T = self._wf_type(m, red_numel)
-                            body.lines += [f"{b_sp}const {T} wd_{n} = ({T}){v} - cm_{n}[{slot}];",
-                                           f"{b_sp}cm_{n}[{slot}] += wd_{n} * winv_;",
-                                           f"{b_sp}cq_{n}[{slot}] += wd_{n} * (({T}){v} - cm_{n}[{slot}]);"]
-                    elif isinstance(m.node, ir.Reduction):
-                        body.lines += self._vec_update(m, v, f"ca_{n}[{slot}]", bind)
-                    else:
-                        key = (n, m.node.store.subst(m.amap).subst(sub)._key)
-                        locals_[key] = v
-                        local_keys.append(key)
-                        if n in k.stored:
-                            body.lines.append(self._store_line(m, sub, v, bind))
-                lines += body.lines
-                for key in local_keys:
-                    del locals_[key]
+                lines += self._column_body(full, pwf, sub, locals_, len(cs) // 2 + 2, slot, lv,
+                                           "ca_", "c")
                 lines += [f"{cs}  }}", f"{cs}}}"]
                 if here:
                     lines += [f"{cs}#pragma omp simd", f"{cs}{kloop}"]
@@ -297,33 +222,80 @@ class OuterReductionGen:
                 for m in pleads:
                     lines += [f"{ss}  {ln}" for ln in self._wf_merge_chunks(m, red_numel, R, K, slot)]
                 lines.append(f"{ss}}}")
-            for m in here:
-                key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
-                T = CTYPES[m.node.out.dtype]
-                locals_[key] = (self._wf_final(m, wf[m], red_numel, f"[{slot}]") if m in wf
-                                else f"(({T}){self._acc_name(m)}[{slot}])")
+            self._column_totals(here, wf, sub, locals_, red_numel, slot)
             stores = [m for m in here if m.node.out.name in k.stored]
             if stores or outer:
-                lines += [f"{ss}#pragma omp simd", f"{ss}{kloop}"]
-                body = Body(self.bufvar, locals_, len(ss) // 2 + 1)
-                body.n = 1000 + p * 100
-                for m in stores:
-                    v = body.emit(ir.load(m.node.out.name, m.node.store.subst(m.amap).subst(sub),
-                                          m.node.out.dtype))
-                    body.lines.append(self._store_line(m, sub, v, len(ss) // 2 + 1))
-                for m in outer:
-                    v = body.emit(ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub))
-                    name = m.node.out.name
-                    body.lines.append(f"{ss}  loc_{name}[{slot}] = {v};")
-                    if name in k.stored:
-                        body.lines.append(self._store_line(m, sub, v, len(ss) // 2 + 1))
-                lines += body.lines
-                lines.append(f"{ss}}}")
-                for m in outer:
-                    locals_[(m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)] = \
-                        f"loc_{m.node.out.name}[{slot}]"
+                lines += self._column_epilogue(stores, outer, sub, locals_, len(ss) // 2, kloop,
+                                               slot, p)
             lines.append(f"{sp}}}")  # the single's closing barrier publishes the totals
         lines.append("  }")
+        return lines
+
+    def _column_body(self, full, wf, sub, locals_, ind, slot, lv, acc, wf_prefix):
+        """The loop body over one row of the kept columns: members over the
+        full space, reductions updating column ``slot`` of their vector
+        (``<acc><name>``; Welford's mean and M2 in ``<wf_prefix>m_`` /
+        ``<wf_prefix>q_`` arrays, stepped by ``winv_``)."""
+        k = self.k
+        red_numel = self._red_numel()
+        body = Body(self.bufvar, locals_, ind)
+        body.inner = (lv,)
+        local_keys = []
+        sp = "  " * ind
+        for m in full:
+            v = body.emit(ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub))
+            n = m.node.out.name
+            if m in wf:
+                if wf[m] is m:
+                    T = self._wf_type(m, red_numel)
+                    mean, m2 = f"{wf_prefix}m_{n}[{slot}]", f"{wf_prefix}q_{n}[{slot}]"
+                    body.lines += [f"{sp}const {T} wd_{n} = ({T}){v} - {mean};",
+                                   f"{sp}{mean} += wd_{n} * winv_;",
+                                   f"{sp}{m2} += wd_{n} * (({T}){v} - {mean});"]
+            elif isinstance(m.node, ir.Reduction):
+                body.lines += self._vec_update(m, v, f"{acc}{n}[{slot}]", ind)
+            else:
+                key = (n, m.node.store.subst(m.amap).subst(sub)._key)
+                locals_[key] = v
+                local_keys.append(key)
+                if n in k.stored:
+                    body.lines.append(self._store_line(m, sub, v, ind))
+        for key in local_keys:
+            del locals_[key]  # register values do not outlive the body
+        return body.lines
+
+    def _column_totals(self, reds, wf, sub, locals_, red_numel, slot):
+        """Later members read each reduction's total for column ``slot``."""
+        for m in reds:
+            key = (m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)
+            T = CTYPES[m.node.out.dtype]
+            locals_[key] = (self._wf_final(m, wf[m], red_numel, f"[{slot}]") if m in wf
+                            else f"(({T}){self._acc_name(m)}[{slot}])")
+
+    def _column_epilogue(self, stores, outer, sub, locals_, ind, kloop, slot, p):
+        """One loop over the kept columns after a pass: reduction results
+        stored, and the per-column members (``outer``: running statistics, an
+        inverse std) computed into ``loc_<name>`` arrays declared by the
+        caller, which later passes read."""
+        sp = "  " * ind
+        lines = [f"{sp}#pragma omp simd", f"{sp}{kloop}"]
+        body = Body(self.bufvar, locals_, ind + 1)
+        body.n = 1000 + p * 100
+        for m in stores:
+            v = body.emit(ir.load(m.node.out.name, m.node.store.subst(m.amap).subst(sub),
+                                  m.node.out.dtype))
+            body.lines.append(self._store_line(m, sub, v, ind + 1))
+        for m in outer:
+            v = body.emit(ir.subst_vars(ir.subst_vars(m.node.expr, m.amap), sub))
+            name = m.node.out.name
+            body.lines.append(f"{sp}  loc_{name}[{slot}] = {v};")
+            if name in self.k.stored:
+                body.lines.append(self._store_line(m, sub, v, ind + 1))
+        lines += body.lines
+        lines.append(f"{sp}}}")
+        for m in outer:
+            locals_[(m.node.out.name, m.node.store.subst(m.amap).subst(sub)._key)] = \
+                f"loc_{m.node.out.name}[{slot}]"
         return lines
 
     def _wf_merge_chunks(self, lead, red_numel, R, K, slot):
