@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 
+from . import codegen_cpp_stages as stages
 from . import ir
 from .c_expr import CTYPES, Body, CodegenError, _loops, affine_c, cconst, cexpr
 from .cmath_prelude import PRELUDE
@@ -136,9 +137,18 @@ class CppKernelGen(OuterReductionGen):
             if out in k.stored:
                 body.lines.append(self._store_line(m, sub, v, ind))
         _place_hoisted(lines, body)
+        if stages.ENABLED:
+            stages.stage_inner_loop(lines, body.lines, self._written_ptrs())
         lines += body.lines
         ind = _close_loops(lines, ind, len(loops))
         return lines
+
+    def _written_ptrs(self):
+        """C pointer names of the buffers the kernel stores (and their aliases)."""
+        alias = getattr(self.s, "alias", {})
+        outs = {m.node.out.name for m in self.k.members}
+        return {self.bufvar[b] for b in outs | {alias[b] for b in outs if b in alias}
+                if b in self.bufvar}
 
     def _allow_hoisting(self, body, header, tag):
         """Let ``body`` compute loop-invariant values before the innermost
