@@ -2,9 +2,9 @@
 outputs and gradients, with the path taken asserted, for the cases its
 run time must get right itself (gradient layouts autograd hands over,
 outputs without gradients, unused outputs, saved sizes of dynamic shapes,
-saved tensors modified before backward, double backward), and the graphs
-that must keep AOTAutograd's runtime (input mutations, outputs aliasing
-inputs)."""
+saved tensors modified before backward, double backward, buffers updated
+in place), and the graphs that must keep AOTAutograd's runtime (mutations
+autograd must record, outputs aliasing inputs)."""
 import pytest
 import torch
 
@@ -110,7 +110,10 @@ def test_double_backward_raises_instead_of_a_wrong_answer():
     assert seen == ["lean"]
 
 
-def test_input_mutation_keeps_aotautograd_runtime():
+def test_running_statistics_update_in_the_lean_forward():
+    # BatchNorm's running statistics are inputs mutated under no_grad:
+    # AOTAutograd keeps the copy_ in the forward graph, whose kernels update
+    # them in place; no AOTAutograd epilogue is needed
     bn_ref = torch.nn.BatchNorm1d(6)
     bn = torch.nn.BatchNorm1d(6)
     bn.load_state_dict(bn_ref.state_dict())
@@ -120,13 +123,62 @@ def test_input_mutation_keeps_aotautograd_runtime():
 
     seen = []
     cf = _compile(step, seen)
-    x = torch.randn(8, 6)
-    cf(bn, x).backward()
-    step(bn_ref, x).backward()
+    for i in range(3):
+        x = torch.randn(8, 6, generator=torch.Generator().manual_seed(i))
+        cf(bn, x).backward()
+        step(bn_ref, x).backward()
+        assert_close(bn.running_mean, bn_ref.running_mean, rtol=1e-5, atol=1e-6)
+        assert_close(bn.running_var, bn_ref.running_var, rtol=1e-5, atol=1e-6)
+        assert_close(bn.weight.grad, bn_ref.weight.grad, rtol=1e-5, atol=1e-5)
+    assert bn.num_batches_tracked.item() == bn_ref.num_batches_tracked.item() == 3
+    assert seen == ["lean"]
+
+
+def test_buffer_updated_then_read_with_gradients():
+    # a buffer updated in place under no_grad and then used by the
+    # differentiable computation: the backward sees the updated value
+    def f(x, w, buf):
+        with torch.no_grad():
+            buf.mul_(0.9).add_((x @ w).mean(0), alpha=0.1)
+        return (torch.tanh(x @ w) * buf).sum()
+
+    seen = []
+    cf = _compile(f, seen)
+    g = torch.Generator().manual_seed(5)
+    w0 = torch.randn(4, 3, generator=g)
+    bufs = [torch.zeros(3), torch.zeros(3)]
+    for i in range(3):
+        x = torch.randn(6, 4, generator=g)
+        grads = []
+        for fn, buf in ((cf, bufs[0]), (f, bufs[1])):
+            xx, w = x.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+            fn(xx, w, buf).backward()
+            grads.append((xx.grad, w.grad))
+        assert_close(bufs[0], bufs[1], rtol=1e-6, atol=1e-7)
+        assert_close(list(grads[0]), list(grads[1]), rtol=1e-5, atol=1e-6)
+    assert seen == ["lean"]
+
+
+def test_mutation_autograd_must_see_keeps_aotautograd_runtime():
+    # an input requiring grad mutated with grad enabled: autograd records
+    # the in-place op on the caller's tensor, which only AOTAutograd's
+    # epilogue reproduces
+    def f(a, w):
+        a.add_(w * 2)
+        return (a * a).sum()
+
+    seen = []
+    cf = _compile(f, seen)
+    g = torch.Generator().manual_seed(6)
+    x0, w0 = torch.randn(5, generator=g), torch.randn(5, generator=g)
+    res = []
+    for fn in (cf, f):
+        x, w = x0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+        a = x * 1
+        fn(a, w).backward()
+        res.append((a.detach(), x.grad, w.grad))
     assert seen == ["aot"]
-    assert_close(bn.running_mean, bn_ref.running_mean, rtol=1e-5, atol=1e-6)
-    assert_close(bn.running_var, bn_ref.running_var, rtol=1e-5, atol=1e-6)
-    assert_close(bn.weight.grad, bn_ref.weight.grad, rtol=1e-5, atol=1e-5)
+    assert_close(list(res[0]), list(res[1]), rtol=1e-5, atol=1e-6)
 
 
 def test_output_aliasing_an_input_keeps_aotautograd_runtime():

@@ -166,7 +166,7 @@ def compile_lean(gm, example_inputs, compile_graph, device, graphs):
     CompiledGraphs are appended to ``graphs``."""
     from torch._functorch import aot_autograd
     from torch._functorch._aot_autograd.descriptors import PlainAOTOutput, TangentAOTInput
-    from torch._functorch._aot_autograd.schemas import OutputType
+    from torch._functorch._aot_autograd.schemas import MutationType, OutputType
     from torch._functorch.partitioners import min_cut_rematerialization_partition
 
     from .decomp import decomposition_table
@@ -188,7 +188,8 @@ def compile_lean(gm, example_inputs, compile_graph, device, graphs):
     try:
         with torch.enable_grad():
             joint, meta, _, _ = aot_autograd._aot_export_function(
-                gm, tuple(vals), decompositions=decomposition_table(), trace_joint=True)
+                gm, tuple(vals), decompositions=decomposition_table(), trace_joint=True,
+                keep_input_mutations=True)
     except Exception as e:  # noqa: BLE001 -- export refuses what AOTAutograd's runtime handles
         log.debug("lean training path refused (%r): AOTAutograd runtime", e)
         return None
@@ -199,7 +200,12 @@ def compile_lean(gm, example_inputs, compile_graph, device, graphs):
                 and not n.users:
             joint.graph.erase_node(n)
     joint.recompile()
-    if (any(i.mutates_data or i.mutates_metadata for i in meta.input_info)
+    # data mutations AOTAutograd keeps in the graph (inputs not requiring
+    # grad, or mutated under no_grad: buffers, running statistics) are
+    # copy_ nodes of the forward graph, done by its kernels; any other
+    # mutation needs AOTAutograd's epilogue
+    if (any(i.mutates_metadata or (i.mutates_data and i.mutation_type != MutationType.MUTATED_IN_GRAPH)
+            for i in meta.input_info)
             or any(o.output_type != OutputType.non_alias for o in meta.output_info)
             or meta.num_intermediate_bases or meta.tokens or meta.is_rng_op_functionalized):
         return None
