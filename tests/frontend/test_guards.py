@@ -195,3 +195,89 @@ def test_inductor_backend_calling_convention():
     for _ in range(3):
         x, w = torch.randn(4, 4), torch.randn(4, 4)
         torch.testing.assert_close(cf(x, w, []), f(x, w, []))
+
+
+class _Counted:
+    """An object whose attribute reads are counted (a property per name)."""
+
+    def __init__(self, log, **attrs):
+        self._log, self._attrs = log, attrs
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        self._log.append(name)
+        return self._attrs[name]
+
+
+def test_shared_reads_evaluate_each_path_once_and_keep_short_circuits():
+    from janus_frame.frontend.guards import shared_reads
+
+    clauses = ["type(o.a.b) is int and o.a.b == 3",
+               "o.a.c is None",
+               "(o.flag or o.a.d == 1)",      # o.a.d: read only when o.flag is falsy
+               "o.a.d == 1",
+               "0 < o.a.b < o.a.e",           # o.a.e: a chained comparison's tail
+               "o.a.e > 0",
+               "len([o.a.b for _ in range(2)]) == 2"]  # a comprehension: its own scope
+    text = shared_reads(clauses)
+    plain = " and ".join(f"({c})" for c in clauses)
+    for flag in (True, False):
+        for b in (3, 4):
+            runs = {}
+            for name, src in (("plain", plain), ("shared", text)):
+                log = []
+                o = _Counted(log, flag=flag, a=_Counted(log, b=b, c=None, d=1, e=5))
+                runs[name] = (eval(src, {"o": o}), log)
+            assert runs["shared"][0] == runs["plain"][0]
+            # never a read the plain expression did not do, in the same order
+            shared_log, plain_log = runs["shared"][1], runs["plain"][1]
+            it = iter(plain_log)
+            assert all(any(r == p for p in it) for r in shared_log)
+            if b == 3:
+                assert shared_log.count("a") < plain_log.count("a")
+
+
+def test_shared_reads_do_not_read_past_a_failed_check():
+    # a path whose type changed: the check before the attribute read fails
+    # and the guard returns False instead of raising
+    class A:
+        pass
+
+    class B:
+        x = 2
+
+    def f(o, t):
+        return t * o.x
+
+    cf, rec = compiled(f)
+    t = torch.ones(2)
+    torch.testing.assert_close(cf(B(), t), t * 2)
+    o = A()
+    with pytest.raises(AttributeError):
+        cf(o, t)
+    assert len(rec.graphs) == 1
+
+
+def test_module_guards_read_each_path_once():
+    # the guard of a module-heavy step re-walks module paths once each
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+                                        for _ in range(3))
+
+        def forward(self, x):
+            for b in self.blocks:
+                x = b(x)
+            return x
+
+    net = Net()
+    cf, rec = compiled(net)
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(cf(x), net(x))
+    net.blocks[1][0].weight.data.mul_(2)  # data only: no recompile
+    torch.testing.assert_close(cf(x), net(x))
+    net.blocks[2][1].eps = 1e-3  # a specialised constant: recompiles
+    torch.testing.assert_close(cf(x), net(x))
+    assert len(rec.graphs) == 2

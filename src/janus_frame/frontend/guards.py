@@ -9,6 +9,7 @@ first failing check (for recompile logs), and readable guard lines.
 """
 from __future__ import annotations
 
+import ast
 import math
 import types
 
@@ -128,7 +129,7 @@ class Guards:
     def build(self, lineno: int, globals_: dict, closure: tuple | None = None):
         """Returns (guard_fn, explain_failure(func, args) -> str | None)."""
         exprs = list(self._clauses)
-        body = ["return (" + "\n        and ".join(exprs) + ")" if exprs else "return True"]
+        body = [f"return {shared_reads(exprs)}" if exprs else "return True"]
         guard = self.fb.build("__jf_guard", body, lineno, "guard", globals_, closure)
         # Failing tensor checks are all collected with the new sizes (every
         # input whose size changed becomes dynamic in one recompile); any
@@ -172,6 +173,73 @@ class Guards:
             return FailedGuard("; ".join(texts), dyn[failed[-1][0]], tuple(dims))
 
         return guard, explain_failure
+
+
+def shared_reads(exprs: list[str]) -> str:
+    """The conjunction of ``exprs`` with every access path read more than
+    once evaluated once: its first evaluation that is sure to run (not in
+    the right operand of a nested ``and``/``or``, a conditional expression's
+    branches or a chained comparison's tail) binds it (``:=``), later
+    occurrences read the name.  Clauses of one object re-walk the same path
+    (``model._modules['blocks']._modules['0']._modules['conv1']`` for type,
+    dtype, sizes, strides ...): a CNN step's 209 guards ran 125 us before.
+    An attribute that is a property is read once instead of several times;
+    every check then sees the same object."""
+    tree = ast.parse(" and ".join(f"({e})" for e in exprs), mode="eval")
+    counts: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if _is_read(node):
+            k = ast.dump(node)
+            counts[k] = counts.get(k, 0) + 1
+    bound: dict[str, str] = {}
+
+    def visit(node, sure: bool):
+        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp,
+                             ast.GeneratorExp)):
+            return node  # own scope: a name bound outside may not be visible
+        if _is_read(node):
+            k = ast.dump(node)
+            if k in bound:
+                return ast.Name(bound[k], ast.Load())
+        if isinstance(node, ast.BoolOp):
+            node.values = [visit(v, sure and i == 0) for i, v in enumerate(node.values)]
+        elif isinstance(node, ast.IfExp):
+            node.test = visit(node.test, sure)
+            node.body, node.orelse = visit(node.body, False), visit(node.orelse, False)
+        elif isinstance(node, ast.Compare):
+            node.left = visit(node.left, sure)
+            node.comparators = [visit(c, sure and i == 0) for i, c in enumerate(node.comparators)]
+        else:
+            # every other expression evaluates its fields in their order
+            for field, value in ast.iter_fields(node):
+                if isinstance(value, ast.AST):
+                    setattr(node, field, visit(value, sure))
+                elif isinstance(value, list):
+                    setattr(node, field, [visit(v, sure) if isinstance(v, ast.AST) else v
+                                          for v in value])
+        if sure and _is_read(node) and counts[k] > 1:
+            name = bound[k] = f"__jf_r{len(bound)}"
+            return ast.NamedExpr(ast.Name(name, ast.Store()), node)
+        return node
+
+    def chain(node):
+        # the top-level conjunction, flattened: each term runs only when
+        # every earlier one held, so each is sure to run if it is reached
+        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+            return [t for v in node.values for t in chain(v)]
+        return [node]
+
+    out = [visit(c, True) for c in chain(tree.body)]
+    return "(" + "\n        and ".join(f"({ast.unparse(c)})" for c in out) + ")"
+
+
+def _is_read(node) -> bool:
+    """An attribute, a subscript, or a dict read through ``dict.get`` (sources.py)."""
+    if isinstance(node, (ast.Attribute, ast.Subscript)):
+        return isinstance(node.ctx, ast.Load)
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "__jf_h_dict"
+            and node.func.attr == "get")
 
 
 class FailedGuard(str):
