@@ -54,6 +54,8 @@ ENVIRONMENT = {
     "per backward pass (backends/janus/grad_accumulation.py)",
     "JANUS_FRAME_CHANNELS_LAST": "0: CPU convolutions keep the captured memory layout "
     "(backends/janus/layout.py)",
+    "JANUS_FRAME_LIBMVEC": "0: C kernels use inline polynomial float math instead of glibc's "
+    "vector math library (backends/janus/cmath_prelude.py)",
 }
 
 

@@ -8,7 +8,19 @@ import torch
 import torch.nn.functional as F
 
 from conftest import assert_close, graphs, jcompile
+from janus_frame.backends.janus import cpp_build
 from janus_frame.backends.janus.ir import op_count
+
+
+@pytest.fixture(params=["libmvec", "polynomial"])
+def math_impl(request, monkeypatch):
+    """The float math of the C kernels: glibc's vector library where it is
+    usable, and the inline polynomials used elsewhere (cmath_prelude)."""
+    if request.param == "polynomial":
+        monkeypatch.setattr(cpp_build, "libmvec_available", lambda: False)
+    elif not cpp_build.libmvec_available():
+        pytest.skip("glibc's vector math is not available here")
+    return request.param
 
 UNARY = [torch.exp, torch.log, torch.tanh, torch.sigmoid, torch.erf, torch.sqrt, torch.rsqrt,
          torch.abs, torch.neg, torch.relu, torch.log1p, torch.expm1, torch.floor, torch.ceil,
@@ -32,7 +44,7 @@ def _inputs(seed, shape, positive=False):
 
 
 @pytest.mark.parametrize("i", range(len(UNARY)))
-def test_unary_ops_fuzzed_and_special_values(i):
+def test_unary_ops_fuzzed_and_special_values(i, math_impl):
     op = UNARY[i]
 
     def f(x, y):
@@ -58,7 +70,7 @@ BINARY = [torch.add, torch.sub, torch.mul, torch.div, torch.maximum, torch.minim
 
 
 @pytest.mark.parametrize("i", range(len(BINARY)))
-def test_binary_ops_broadcast_and_strides(i):
+def test_binary_ops_broadcast_and_strides(i, math_impl):
     op = BINARY[i]
 
     def f(a, b, c):
@@ -219,3 +231,25 @@ def test_signed_zero_and_gelu_at_infinity_match_eager(dt):
     jcompile(lambda t: F.gelu(t).sum())(xg).backward()
     F.gelu(rg).sum().backward()
     assert_close(xg.grad, rg.grad)
+
+
+def test_vector_math_library_is_called_from_vectorised_loops():
+    # with glibc's vector math the loop calls its 16/8/4-lane variants
+    # (_ZGV<isa>N<lanes>v_<name>): a call of the scalar function per element
+    # would be several times slower than the inline polynomials
+    if not cpp_build.libmvec_available():
+        pytest.skip("glibc's vector math is not available here")
+    import re
+
+    def f(x):
+        return torch.tanh(x) * torch.erf(x) + torch.log1p(x.abs()) + torch.sigmoid(x)
+
+    x = torch.randn(64, 1000, dtype=torch.float64).float()
+    assert_close(jcompile(f)(x), f(x), rtol=1e-5, atol=1e-6)
+    lib = open(graphs()[-1].build.path, "rb").read()
+    for name in (b"tanhf", b"erff", b"log1pf", b"expf"):
+        assert re.search(rb"_ZGV[bcde]N\d+v_" + name, lib), name
+    xd = x.double()
+    assert_close(jcompile(f)(xd), f(xd), rtol=1e-12, atol=1e-14)
+    lib = open(graphs()[-1].build.path, "rb").read()
+    assert re.search(rb"_ZGV[bcde]N\d+v_tanh\b", lib)

@@ -1,10 +1,13 @@
 """Staged inner loops (codegen_cpp_stages): a pointwise body chaining several
 transcendentals runs as blocks of short loops.  The staged kernels must give
-bitwise the results of the unstaged ones (same expressions, same order per
-element) and eager's within the pointwise tolerance, over lengths that are
-not multiples of the block, strided and broadcast inputs, dynamic sizes, a
-value passed between stages as bool, float64, and an input updated in place
-(a load of a buffer the kernel writes is never repeated after the store)."""
+eager's results within the pointwise tolerance and, with the inline
+polynomial math, bitwise the results of the unstaged ones (same expressions,
+same order per element), over lengths that are not multiples of the block,
+strided and broadcast inputs, dynamic sizes, a value passed between stages as
+bool, float64, and an input updated in place (a load of a buffer the kernel
+writes is never repeated after the store).  With glibc's vector math the
+elements a loop leaves to its scalar remainder call the scalar libm function
+(another rounding): there, staged and unstaged agree to a few ulp."""
 import re
 
 import pytest
@@ -12,6 +15,23 @@ import torch
 
 from conftest import assert_close, graphs, jcompile
 from janus_frame.backends.janus import codegen_cpp_stages as stages
+from janus_frame.backends.janus import cpp_build
+
+
+@pytest.fixture(autouse=True, params=["libmvec", "polynomial"])
+def math_impl(request, monkeypatch):
+    if request.param == "polynomial":
+        monkeypatch.setattr(cpp_build, "libmvec_available", lambda: False)
+    elif not cpp_build.libmvec_available():
+        pytest.skip("glibc's vector math is not available here")
+    return request.param
+
+
+def _same(a, b, math_impl):
+    if math_impl == "polynomial":
+        assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))
+    else:
+        assert_close(a, b, rtol=1e-6, atol=5e-7)
 
 
 def chain(x, y):
@@ -43,7 +63,7 @@ def _unstaged(fn, *args, dynamic=False):
         torch._dynamo.reset()
 
 
-def test_chain_is_staged_and_bitwise_equal_to_unstaged():
+def test_chain_is_staged_and_equal_to_unstaged(math_impl):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(517, 300, generator=g) * 3, torch.randn(517, 300, generator=g) * 3
     out = jcompile(chain)(x, y)
@@ -54,11 +74,11 @@ def test_chain_is_staged_and_bitwise_equal_to_unstaged():
     assert src.count("#pragma omp simd") >= 8
     assert "parallel for simd" not in src
     assert_close(out, chain(x, y), rtol=1e-5, atol=1e-5)
-    assert torch.equal(out, _unstaged(chain, x, y))
+    _same(out, _unstaged(chain, x, y), math_impl)
 
 
 @pytest.mark.parametrize("case", ["1d-short", "1d-tail", "strided", "broadcast", "3d"])
-def test_staged_shapes(case):
+def test_staged_shapes(case, math_impl):
     g = torch.Generator().manual_seed(1)
     if case == "1d-short":
         x, y = torch.randn(37, generator=g), torch.randn(37, generator=g)
@@ -74,10 +94,10 @@ def test_staged_shapes(case):
     out = jcompile(chain)(x, y)
     assert f"+= {stages.STAGE_BLOCK})" in _kernel_src()
     assert_close(out, chain(x, y), rtol=1e-5, atol=1e-5)
-    assert torch.equal(out, _unstaged(chain, x, y))
+    _same(out, _unstaged(chain, x, y), math_impl)
 
 
-def test_staged_dynamic_sizes():
+def test_staged_dynamic_sizes(math_impl):
     cf = jcompile(chain, dynamic=True)
     g = torch.Generator().manual_seed(2)
     for n in (5, 130, 999):
@@ -85,10 +105,10 @@ def test_staged_dynamic_sizes():
         out = cf(x, y)
         assert_close(out, chain(x, y), rtol=1e-5, atol=1e-5)
     assert f"+= {stages.STAGE_BLOCK})" in _kernel_src()
-    assert torch.equal(out, _unstaged(chain, x, y, dynamic=True))
+    _same(out, _unstaged(chain, x, y, dynamic=True), math_impl)
 
 
-def test_bool_and_float64_values_cross_stages():
+def test_bool_and_float64_values_cross_stages(math_impl):
     def f(x):
         m = x > 0.25
         t = torch.tanh(torch.sigmoid(x) * 3.0)
@@ -105,7 +125,7 @@ def test_bool_and_float64_values_cross_stages():
         if dt == torch.float32:
             assert "bool s_" in src  # the mask is passed to a later stage
         assert_close(out, f(x), rtol=1e-5, atol=1e-6)
-        assert torch.equal(out.nan_to_num(7.0), _unstaged(f, x).nan_to_num(7.0))
+        _same(out, _unstaged(f, x), math_impl)
 
 
 def test_input_updated_in_place_is_passed_between_stages_not_reloaded():

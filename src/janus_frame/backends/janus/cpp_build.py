@@ -9,6 +9,11 @@ name and the result is moved into place with ``os.replace`` (atomic on POSIX),
 so concurrent processes building the same key never see a partial file.
 Compilation starts in a background process at build time; ``lib()`` waits for
 it, so the compiles of a forward and a backward graph overlap.
+
+Where glibc's vector math library is usable (:func:`libmvec_available`), the
+sources are compiled with ``-DJF_LIBMVEC`` and linked with ``-lmvec`` (see
+:mod:`.cmath_prelude`); ``JANUS_FRAME_LIBMVEC=0`` keeps the inline
+polynomials.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import hashlib
 import logging
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 
@@ -31,6 +37,10 @@ COMPILER = "g++"
 LANG_FLAGS = ["-x", "c", "-std=gnu11"]
 FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fPIC", "-shared",
          "-fno-math-errno", "-fno-trapping-math", "-fno-semantic-interposition", "-w"]
+
+MVEC_FLAGS = ["-DJF_LIBMVEC"]
+MVEC_LIBS = ["-lmvec", "-lm"]
+MVEC_MIN_GLIBC = (2, 35)  # vector tanh, erf, log1p, expm1 ... (expf and logf since 2.22)
 
 _loaded: dict[str, ctypes.CDLL] = {}
 _lock = threading.Lock()
@@ -52,6 +62,71 @@ def compiler_version() -> str:
         raise RuntimeError(f"C compiler {COMPILER!r} not usable: {e}") from e
 
 
+def _glibc_version() -> tuple:
+    try:
+        name, ver = os.confstr("CS_GNU_LIBC_VERSION").split()
+        return tuple(int(p) for p in ver.split(".")[:2]) if name == "glibc" else ()
+    except (ValueError, OSError, AttributeError):
+        return ()
+
+
+_PROBE = r"""
+#include <math.h>
+__attribute__((simd("notinbranch"), nothrow, const)) float tanhf(float);
+__attribute__((simd("notinbranch"), nothrow, const)) float erff(float);
+void probe(const float* x, float* y, long n) {
+  #pragma omp simd
+  for (long i = 0; i < n; ++i) y[i] = tanhf(x[i]) + erff(x[i]);
+}
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def libmvec_available() -> bool:
+    """Whether kernels may call glibc's vector math (libmvec): glibc 2.35 or
+    newer, and a probe library using it compiles and loads.  The probe's
+    verdict is cached on disk per compiler, flags and glibc version."""
+    if os.environ.get("JANUS_FRAME_LIBMVEC", "1") == "0":
+        return False
+    glibc = _glibc_version()
+    if not glibc or glibc < MVEC_MIN_GLIBC or not sys.platform.startswith("linux"):
+        return False
+    key = hashlib.sha256(" ".join([compiler_version(), *FLAGS, *MVEC_LIBS,
+                                   ".".join(map(str, glibc))]).encode()).hexdigest()[:24]
+    marker = os.path.join(cache_dir(), f"libmvec-{key}")
+    for verdict in (True, False):
+        if os.path.exists(f"{marker}.{'yes' if verdict else 'no'}"):
+            return verdict
+    ok = False
+    with tempfile.TemporaryDirectory() as d:
+        src, so = os.path.join(d, "probe.c"), os.path.join(d, "probe.so")
+        with open(src, "w") as f:
+            f.write(_PROBE)
+        try:
+            r = subprocess.run([COMPILER, *LANG_FLAGS, *FLAGS, src, "-o", so, *MVEC_LIBS],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                ctypes.CDLL(so)
+                ok = True
+            else:
+                log.debug("libmvec probe failed to build: %s", r.stderr[-2000:])
+        except OSError as e:
+            log.debug("libmvec probe failed: %s", e)
+    try:
+        open(f"{marker}.{'yes' if ok else 'no'}", "w").close()
+    except OSError:
+        pass
+    return ok
+
+
+def build_flags(cpp: bool = False) -> tuple[list, list]:
+    """(compile flags, libraries to link) for a generated source."""
+    flags = (["-x", "c++", "-std=gnu++17"] if cpp else LANG_FLAGS) + FLAGS
+    if libmvec_available():
+        return flags + MVEC_FLAGS, list(MVEC_LIBS)
+    return flags, []
+
+
 def cache_key(source: str, flags=None) -> str:
     flags = flags or (LANG_FLAGS + FLAGS)
     h = hashlib.sha256()
@@ -69,8 +144,8 @@ class Build:
     """One shared library: found in the cache, or being compiled."""
 
     def __init__(self, source: str, cpp: bool = False):
-        flags = (["-x", "c++", "-std=gnu++17"] if cpp else LANG_FLAGS) + FLAGS
-        self.key = cache_key(source, flags)
+        flags, libs = build_flags(cpp)
+        self.key = cache_key(source, flags + libs)
         d = cache_dir()
         self.path = os.path.join(d, self.key + ".so")
         self.cached = os.path.exists(self.path)
@@ -82,7 +157,7 @@ class Build:
         with os.fdopen(fd, "w") as f:
             f.write(source)
         self._tmp_so = self._src[:-2] + ".so"
-        self._proc = subprocess.Popen([COMPILER, *flags, self._src, "-o", self._tmp_so],
+        self._proc = subprocess.Popen([COMPILER, *flags, self._src, "-o", self._tmp_so, *libs],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def wait(self):
