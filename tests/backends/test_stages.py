@@ -166,3 +166,41 @@ def test_cost_model():
     assert stages.cost("__builtin_sqrtf(t2_8)") == 0.5
     assert stages.cost("(t2_1 * t2_3)") == 0.0
     assert stages.cost("sinf(t2_1)") == 1.0
+
+
+def test_library_call_inlined_where_many_values_stay_live():
+    # a vector-math call across which many values of the body stay live
+    # becomes the inline polynomial (the library call would spill them)
+    big = ["  for (int64_t i1 = 0; i1 < n; ++i1) {"]
+    big += [f"    const float t4_{k} = p_in{k}[(i1)];" for k in range(6)]
+    big += ["    const float t4_6 = jf_tanh(t4_0);"]
+    big += ["    const float t4_7 = (t4_6 + t4_1 + t4_2 + t4_3 + t4_4 + t4_5);",
+            "    p_out[(i1)] = t4_7;", "  }"]
+    small = ["  for (int64_t i1 = 0; i1 < n; ++i1) {",
+             "    const float t3_0 = p_in0[(i1)];", "    const float t3_1 = jf_exp((t3_0 - h1));",
+             "    row[(i1)] = t3_1;", "    acc += t3_1;", "  }"]
+    lines = ["void k(void) {", *big, *small, "}"]
+    stages.inline_math(lines)
+    text = "\n".join(lines)
+    assert "jf_tanh_p(t4_0)" in text
+    assert "jf_exp((t3_0 - h1))" in text and "jf_exp_p" not in text
+
+
+def test_inlined_polynomials_in_a_large_body_match_eager(math_impl):
+    # the LSTM gate gradient: four slices of one concatenated result, one
+    # of them through tanh, summed over the batch in the same kernel
+    def f(d, a, b, c, e, g):
+        gi = d * a * (1 - a)
+        gf = d * b * (1 - b)
+        gg = d * c * (1 - c * c)
+        go = e * torch.tanh(g) * a * (1 - a)
+        cat = torch.cat([gi, gf, gg, go], 1)
+        return cat, cat.sum(0)
+
+    gen = torch.Generator().manual_seed(7)
+    args = [torch.randn(16, 256, generator=gen) for _ in range(6)]
+    out = jcompile(f)(*args)
+    assert_close(out, f(*args), rtol=1e-5, atol=1e-5)
+    src = _kernel_src()
+    if math_impl == "libmvec" and "jf_tanh" in src:
+        assert "jf_tanh_p(" in src

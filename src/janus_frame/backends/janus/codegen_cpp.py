@@ -541,6 +541,7 @@ def generate(sched, seg_plan):
             params += [f"const int64_t {s}" for s in syms]
             gen = CppKernelGen(sched, k, bufvar)
             body = gen.gen()
+            stages.inline_math(body)
             omp_api = omp_api or gen.omp_api
             parts.append(f"/* {k.name}: {len(k.members)} node(s) */")
             parts.append(f"static void {k.name}({', '.join(params) or 'void'}) {{")

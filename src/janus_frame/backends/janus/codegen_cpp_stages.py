@@ -161,3 +161,51 @@ def stage_inner_loop(header: list, body: list, written_ptrs, min_stages: int = 2
         out.append(f"{inner}}}")
     body[:] = out
     return True
+
+
+# -- library calls or inline polynomials -------------------------------------
+
+LIVE_MAX = 4  # values live across a call beyond which the polynomial is inlined
+_LIB_CALL = re.compile(r"\bjf_(exp|log|sigmoid|tanh|erf|log1p|expm1)\(")
+_ACC = re.compile(r"^(\w+) (?:[-+*|&]|max|min)?=")
+
+
+def inline_math(lines: list) -> None:
+    """In every innermost loop of a kernel's ``lines``, a call of the vector
+    math library (``jf_tanh`` ...) across which more than ``LIVE_MAX`` values
+    of the loop body stay live becomes the inline polynomial (``jf_tanh_p``).
+    The vector functions follow the vector ABI, in which every vector
+    register is the caller's to save: a library call in the middle of a large
+    body (a concatenated gate gradient computing tanh for one of four slices)
+    spilled and reloaded the body's values around each call, and the LSTM
+    step ran 8% slower than with the polynomials.  Short bodies -- staged
+    loops, a softmax's exp pass -- keep the library call.  Changes ``lines``
+    in place."""
+    stack = []  # (index of a line opening a block, whether it contains a block)
+    for i, ln in enumerate(lines):
+        s = ln.strip()
+        if s.endswith("{"):
+            if stack:
+                stack[-1][1] = True
+            stack.append([i, False])
+        elif s == "}" and stack:
+            start, nested = stack.pop()
+            if not nested and lines[start].strip().startswith("for ("):
+                _inline_in_body(lines, start + 1, i)
+
+
+def _inline_in_body(lines, lo, hi):
+    body = [ln.strip() for ln in lines[lo:hi]]
+    if not any(_LIB_CALL.search(s) for s in body):
+        return
+    defs = [(_DEF.match(s).group(2) if _DEF.match(s) else None) for s in body]
+    uses = [set(_IDENT.findall(_DEF.match(s).group(3) if _DEF.match(s) else s)) for s in body]
+    for j, s in enumerate(body):
+        if not _LIB_CALL.search(s):
+            continue
+        later = set().union(*uses[j + 1:]) if j + 1 < len(body) else set()
+        live = sum(1 for d in defs[:j] if d is not None and d in later)
+        # running sums and flags of a reduction stay in registers too
+        live += sum(1 for t in body[j + 1:] if _ACC.match(t) and "[" not in t.split("=")[0])
+        if live > LIVE_MAX:
+            lines[lo + j] = _LIB_CALL.sub(lambda m: f"jf_{m.group(1)}_p(", lines[lo + j])
