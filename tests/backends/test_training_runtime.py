@@ -159,6 +159,44 @@ def test_buffer_updated_then_read_with_gradients():
     assert seen == ["lean"]
 
 
+def test_buffer_updated_after_being_saved_elsewhere_raises_as_in_eager():
+    # eager code saves buf for a gradient; a compiled training graph then
+    # updates buf in place: backward must refuse (version check), as it does
+    # when the update runs eagerly, not use the new value silently
+    def upd(w, buf):
+        with torch.no_grad():
+            buf.mul_(0.5)
+        return (w * 2).sum()
+
+    seen = []
+    cupd = _compile(upd, seen)
+    for fn in (upd, cupd):
+        x = torch.randn(5, requires_grad=True)
+        w = torch.randn(5, requires_grad=True)
+        buf = torch.randn(5)
+        y = (x * buf).sum()
+        fn(w, buf).backward()
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            y.backward()
+    assert seen == ["lean"]
+
+
+def test_running_statistics_versions_move():
+    bn_ref, bn = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    seen = []
+    cf = _compile(lambda m, x: m(x).sum(), seen)
+    x = torch.randn(4, 3)
+    before = [b._version for b in bn.buffers()], [b._version for b in bn_ref.buffers()]
+    cf(bn, x).backward()
+    bn_ref(x).sum().backward()
+    got = [b._version - v for b, v in zip(bn.buffers(), before[0])]
+    ref = [b._version - v for b, v in zip(bn_ref.buffers(), before[1])]
+    assert seen == ["lean"]
+    # every buffer the graph updated moved (as under AOTAutograd's runtime);
+    # eager's batch norm kernel moves num_batches_tracked's only
+    assert ref == [0, 0, 1] and all(g >= 1 for g in got)
+
+
 def test_mutation_autograd_must_see_keeps_aotautograd_runtime():
     # an input requiring grad mutated with grad enabled: autograd records
     # the in-place op on the caller's tensor, which only AOTAutograd's

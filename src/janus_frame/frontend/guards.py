@@ -197,6 +197,8 @@ def shared_reads(exprs: list[str]) -> str:
         if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp,
                              ast.GeneratorExp)):
             return node  # own scope: a name bound outside may not be visible
+        if isinstance(node, ast.Dict):
+            return node  # evaluates key, value, key, ...: not its fields' order
         if _is_read(node):
             k = ast.dump(node)
             if k in bound:

@@ -17,9 +17,9 @@ chosen when the library is compiled:
   the calling loop.
 
 Both are compiled without ``-ffast-math``: inf/NaN inputs give the results
-eager gives.  Accuracy is a few ulp (checked against torch in
-tests/backends/test_math.py, for the implementation in use and for the
-polynomials).  Only standard headers are included, which keeps a compile at a
+eager gives.  Accuracy is a few ulp (checked against torch, special values
+included, by the unary and binary tests of tests/backends/test_pointwise.py,
+for both implementations).  Only standard headers are included, which keeps a compile at a
 fraction of a second.
 """
 

@@ -22,6 +22,7 @@ import functools
 import hashlib
 import logging
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -83,20 +84,23 @@ void probe(const float* x, float* y, long n) {
 
 @functools.lru_cache(maxsize=None)
 def libmvec_available() -> bool:
-    """Whether kernels may call glibc's vector math (libmvec): glibc 2.35 or
-    newer, and a probe library using it compiles and loads.  The probe's
-    verdict is cached on disk per compiler, flags and glibc version."""
+    """Whether kernels may call glibc's vector math (libmvec): x86-64, glibc
+    2.35 or newer, and a probe library that declares two of its functions
+    ``simd`` compiles, calls their vector variants and loads.  A positive
+    verdict is remembered on disk per compiler, flags, machine and glibc
+    version; a failed probe is retried by the next process (it may have
+    failed for a passing reason: a full disk, a killed compiler)."""
     if os.environ.get("JANUS_FRAME_LIBMVEC", "1") == "0":
         return False
     glibc = _glibc_version()
-    if not glibc or glibc < MVEC_MIN_GLIBC or not sys.platform.startswith("linux"):
+    if not glibc or glibc < MVEC_MIN_GLIBC or not sys.platform.startswith("linux") \
+            or platform.machine() not in ("x86_64", "AMD64"):
         return False
-    key = hashlib.sha256(" ".join([compiler_version(), *FLAGS, *MVEC_LIBS,
+    key = hashlib.sha256(" ".join([compiler_version(), *FLAGS, *MVEC_LIBS, platform.machine(),
                                    ".".join(map(str, glibc))]).encode()).hexdigest()[:24]
-    marker = os.path.join(cache_dir(), f"libmvec-{key}")
-    for verdict in (True, False):
-        if os.path.exists(f"{marker}.{'yes' if verdict else 'no'}"):
-            return verdict
+    marker = os.path.join(cache_dir(), f"libmvec-{key}.yes")
+    if os.path.exists(marker):
+        return True
     ok = False
     with tempfile.TemporaryDirectory() as d:
         src, so = os.path.join(d, "probe.c"), os.path.join(d, "probe.so")
@@ -105,17 +109,23 @@ def libmvec_available() -> bool:
         try:
             r = subprocess.run([COMPILER, *LANG_FLAGS, *FLAGS, src, "-o", so, *MVEC_LIBS],
                                capture_output=True, text=True)
-            if r.returncode == 0:
-                ctypes.CDLL(so)
-                ok = True
+            if r.returncode != 0:
+                log.info("glibc's vector math not usable (probe build failed), inline "
+                         "polynomials instead: %s", r.stderr[-2000:])
             else:
-                log.debug("libmvec probe failed to build: %s", r.stderr[-2000:])
+                with open(so, "rb") as f:
+                    vectorised = b"_ZGV" in f.read()  # the vector variants are called
+                ctypes.CDLL(so)
+                ok = vectorised
+                if not ok:
+                    log.info("the compiler does not call glibc's vector math: inline polynomials")
         except OSError as e:
-            log.debug("libmvec probe failed: %s", e)
-    try:
-        open(f"{marker}.{'yes' if ok else 'no'}", "w").close()
-    except OSError:
-        pass
+            log.info("glibc's vector math not usable (%s): inline polynomials", e)
+    if ok:
+        try:
+            open(marker, "w").close()
+        except OSError:
+            pass
     return ok
 
 
