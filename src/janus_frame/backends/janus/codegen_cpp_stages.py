@@ -56,6 +56,11 @@ def cost(text: str) -> float:
     return c
 
 
+def _math_call(text: str) -> bool:
+    """Whether a statement calls a math function (not an integer helper)."""
+    return any(f in _COSTS for f in _CALL.findall(text)) or bool(_LIBM.search(text))
+
+
 def _stages(stmts):
     """Greedy cut: a statement whose cost would take the current stage over
     one unit opens the next stage."""
@@ -97,7 +102,7 @@ def stage_inner_loop(header: list, body: list, written_ptrs, min_stages: int = 2
             seq.append((None, None, s, 0.0, "store"))
         else:
             return False  # a line this pass does not understand: leave the loop as it is
-    if sum(1 for _, _, x, _, _ in seq if _CALL.search(x) or _LIBM.search(x)) < 2:
+    if sum(1 for _, _, x, _, _ in seq if _math_call(x)) < 2:
         return False
     stages = _stages(seq)
     if len(stages) < min_stages:
