@@ -14,10 +14,10 @@ mutations of inputs that do not require grad (buffers, running statistics)
 stay in the forward graph as ``copy_`` nodes; their version counters are
 moved after the call.  What differs is the run time.  AOTAutograd's wrappers
 handle other input mutations, outputs aliasing inputs or each other, tensor
-subclasses, functionalised RNG and effect tokens, and they cost ~12 us per forward call and ~60 us per
-backward call (a TreeLSTM node's graphs) whether a graph needs them or not: a
-TreeLSTM step calls 33 small graphs and ran 6.8 ms through them, 5.0 ms
-without.  A graph that needs none of that (the common case) runs through
+subclasses, functionalised RNG and effect tokens, and they cost ~12 us per
+forward call and ~60 us per backward call (a TreeLSTM node's graphs) whether a
+graph needs them or not: a TreeLSTM step calls 33 small graphs and ran 6.8 ms
+through them, 5.0 ms without.  A graph that needs none of that (the common case) runs through
 :class:`_Compiled`: the forward graph's outputs are the user's outputs
 followed by the values saved for backward; the backward graph takes saved
 values and tangents by name.
