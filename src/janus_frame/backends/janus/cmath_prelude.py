@@ -14,13 +14,15 @@ chosen when the library is compiled:
   (``exp`` ...) is vectorised the same way;
 - otherwise, branch-free straight-line code on scalars (selects instead of
   branches, bit casts through memcpy), so that gcc inlines it and vectorises
-  the calling loop.
+  the calling loop.  These polynomials are always there as ``jf_*_p``: loop
+  bodies where a library call would spill many live values call them
+  (:func:`codegen_cpp_stages.inline_math`).
 
 Both are compiled without ``-ffast-math``: inf/NaN inputs give the results
 eager gives.  Accuracy is a few ulp (checked against torch, special values
 included, by the unary and binary tests of tests/backends/test_pointwise.py,
-for both implementations).  Only standard headers are included, which keeps a compile at a
-fraction of a second.
+for both implementations).  Only standard headers are included, which keeps a
+compile at a fraction of a second.
 """
 
 PRELUDE = r"""
