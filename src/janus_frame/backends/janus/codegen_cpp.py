@@ -9,8 +9,10 @@ Loops: axes are visited in the order the strides of the kernel's accesses
 call for (:func:`codegen_cpp_outer.loop_order`: row-major buffers keep it,
 channels-last ones put the channels innermost); size-1 axes are dropped and
 adjacent axes merged whenever every access of the kernel is linear across
-them, so contiguous work becomes one long inner loop marked ``omp simd``.  The outer loop is ``omp parallel for`` only when the
-kernel has enough elements to amortise fork/join.  Reduction kernels run their
+them, so contiguous work becomes one long inner loop marked ``omp simd`` (cut
+into stages when its body chains several math calls: :mod:`.codegen_cpp_stages`).
+The outer loop is ``omp parallel for`` only when the kernel has enough
+elements to amortise fork/join.  Reduction kernels run their
 passes per row: each pass is one loop over the reduced axes, with SIMD
 reduction clauses (NaN-propagating max/min via a NaN flag).  Kernel-local
 values stay in registers; loads of values produced earlier in the same
@@ -143,12 +145,15 @@ class CppKernelGen(OuterReductionGen):
         ind = _close_loops(lines, ind, len(loops))
         return lines
 
-    def _written_ptrs(self):
-        """C pointer names of the buffers the kernel stores (and their aliases)."""
+    def _written(self):
+        """Buffers the kernel stores, with the buffers they alias."""
         alias = getattr(self.s, "alias", {})
         outs = {m.node.out.name for m in self.k.members}
-        return {self.bufvar[b] for b in outs | {alias[b] for b in outs if b in alias}
-                if b in self.bufvar}
+        return frozenset(outs | {alias[b] for b in outs if b in alias})
+
+    def _written_ptrs(self):
+        """C pointer names of :meth:`_written`."""
+        return {self.bufvar[b] for b in self._written() if b in self.bufvar}
 
     def _allow_hoisting(self, body, header, tag):
         """Let ``body`` compute loop-invariant values before the innermost
@@ -157,9 +162,7 @@ class CppKernelGen(OuterReductionGen):
         if not header or any("collapse" in ln for ln in header):
             return
         body.hoist_tag = tag
-        alias = getattr(self.s, "alias", {})
-        outs = {m.node.out.name for m in self.k.members}
-        body.written = frozenset(outs | {alias[b] for b in outs if b in alias})
+        body.written = self._written()
 
     def gen_reduction(self, sizes, acc):
         k = self.k

@@ -48,17 +48,14 @@ _IDENT = re.compile(r"\b[A-Za-z_]\w*\b")
 _FOR = re.compile(r"^for \(int64_t (\w+) = 0; \1 < (.+); \+\+\1\) \{$")
 
 
+def _call_cost(text: str) -> float:
+    """Weight of the math function calls (not integer helpers) in ``text``."""
+    return sum(_COSTS.get(f, 0.0) for f in _CALL.findall(text)) + len(_LIBM.findall(text))
+
+
 def cost(text: str) -> float:
     """Latency weight of one statement's right-hand side."""
-    c = sum(_COSTS.get(f, 0.0) for f in _CALL.findall(text))
-    c += len(_LIBM.findall(text))
-    c += 0.5 * (text.count(" / ") + text.count("sqrt"))
-    return c
-
-
-def _math_call(text: str) -> bool:
-    """Whether a statement calls a math function (not an integer helper)."""
-    return any(f in _COSTS for f in _CALL.findall(text)) or bool(_LIBM.search(text))
+    return _call_cost(text) + 0.5 * (text.count(" / ") + text.count("sqrt"))
 
 
 def _stages(stmts):
@@ -77,7 +74,7 @@ def _stages(stmts):
     return stages
 
 
-def stage_inner_loop(header: list, body: list, written_ptrs, min_stages: int = 2) -> bool:
+def stage_inner_loop(header: list, body: list, written_ptrs) -> bool:
     """Rewrite the innermost loop (the last ``for`` of ``header``, with the
     ``body`` statements) as blocks of stage loops.  Returns whether it did;
     ``header`` and ``body`` are changed in place then.  ``written_ptrs``:
@@ -102,10 +99,10 @@ def stage_inner_loop(header: list, body: list, written_ptrs, min_stages: int = 2
             seq.append((None, None, s, 0.0, "store"))
         else:
             return False  # a line this pass does not understand: leave the loop as it is
-    if sum(1 for _, _, x, _, _ in seq if _math_call(x)) < 2:
+    if sum(1 for _, _, x, _, _ in seq if _call_cost(x) > 0) < 2:
         return False
     stages = _stages(seq)
-    if len(stages) < min_stages:
+    if len(stages) < 2:
         return False
     defined = {n: (t, x) for n, t, x, _, k in seq if k == "def"}
 
@@ -210,8 +207,9 @@ def _inline_in_body(lines, lo, hi):
     body = [ln.strip() for ln in lines[lo:hi]]
     if not any(_LIB_CALL.search(s) for s in body):
         return
-    defs = [(_DEF.match(s).group(2) if _DEF.match(s) else None) for s in body]
-    uses = [set(_IDENT.findall(_DEF.match(s).group(3) if _DEF.match(s) else s)) for s in body]
+    matches = [_DEF.match(s) for s in body]
+    defs = [m.group(2) if m else None for m in matches]
+    uses = [set(_IDENT.findall(m.group(3) if m else s)) for m, s in zip(matches, body)]
     for j, s in enumerate(body):
         if not _LIB_CALL.search(s):
             continue
