@@ -1,6 +1,8 @@
 """Reductions and fusion around them (C++ path): differential tests over axes,
 keepdim, strides and dtypes; kernel counts for softmax, layer norm,
 log-softmax + NLL and bias+GELU after a matmul."""
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -231,3 +233,27 @@ def test_variance_dynamic_shapes_and_layer_norm_grad_fp64():
     w = torch.randn(21, dtype=torch.float64, requires_grad=True)
     b = torch.randn(21, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(jcompile(ln), (x, w, b))
+
+
+@pytest.mark.parametrize("rows,cols", [(4096, 32), (300, 8), (200, 8)])
+def test_column_reductions_accumulate_accurately(rows, cols):
+    # a column (outer-axis) reduction walks every row with one accumulator:
+    # in float, 4096 rows of values near 10 drift ~3e-6 from the exact sums
+    # (eager's cascade: ~1e-7); past DOUBLE_ACC_MIN rows it accumulates in double
+    from janus_frame.backends.janus.codegen_cpp import DOUBLE_ACC_MIN
+
+    torch.manual_seed(0)
+    x = torch.rand(rows, cols) + 10.0
+
+    def f(x):
+        return (x.sum(0),) + tuple(torch.var_mean(x, 0))
+
+    got = jcompile(f)(x)
+    exact = f(x.double())
+    # (short float accumulations stay within the backend's 1e-5 on the variance)
+    bound = 5e-7 if rows > DOUBLE_ACC_MIN else 1e-5
+    for g, e in zip(got, exact):
+        assert g.dtype == torch.float32
+        assert ((g.double() - e).abs().max() / e.abs().max()).item() < bound
+    src = graphs()[-1].source
+    assert bool(re.search(r"double (acc|ca|cm|wm)_", src)) == (rows > DOUBLE_ACC_MIN)

@@ -39,9 +39,20 @@ from .ir import Affine
 from .scheduler import Kernel
 
 WELFORD_LANES = 16  # interleaved partial results of a row's Welford reduction
+# A float32 sum or Welford statistic accumulates in double when one
+# accumulator would take more than this many sequential updates.  A row
+# reduction keeps 16 partial results (SIMD lanes, WELFORD_LANES), so rows up
+# to 4096 stay float; a column reduction (outer axes, codegen_cpp_outer) walks
+# every row, or a fixed chunk of them, with one accumulator: in float, 4096
+# rows of batch-norm statistics (32 channels at 16x16, 16 images) left the
+# normalised values twice eager's error, and a CNN's parameters drifted 1e-3
+# from eager's within five SGD steps.
+DOUBLE_ACC_MIN = 256
+ROW_LANES = 16
 
 class CppKernelGen(OuterReductionGen):
     def __init__(self, sched, kernel: Kernel, bufvar):
+        self.acc_lanes = ROW_LANES  # set per layout by the column reductions
         self.s = sched
         self.k = kernel
         self.bufvar = dict(bufvar)
@@ -329,9 +340,14 @@ class CppKernelGen(OuterReductionGen):
 
     def _wf_type(self, lead, red_numel):
         d = lead.node.expr.dtype
-        if d == torch.float32 and (not isinstance(red_numel, int) or red_numel > 4096):
+        if d == torch.float32 and self._long_accumulation(red_numel):
             return "double"
         return CTYPES[d]
+
+    def _long_accumulation(self, red_numel):
+        """Whether an accumulator takes more than DOUBLE_ACC_MIN updates
+        (``acc_lanes``: how many accumulators share the reduced elements)."""
+        return not isinstance(red_numel, int) or red_numel > DOUBLE_ACC_MIN * self.acc_lanes
 
     def _wf_widest(self, wf):
         return "double" if any(self._wf_type(m, self._red_numel()) == "double"
@@ -419,7 +435,7 @@ class CppKernelGen(OuterReductionGen):
     def _acc_type(self, m, red_numel):
         d = m.node.expr.dtype
         if m.node.rtype in ("sum", "prod") and d == torch.float32:
-            if not isinstance(red_numel, int) or red_numel > 4096:
+            if self._long_accumulation(red_numel):
                 return "double"
         if m.node.rtype in ("any", "all"):
             return "int"

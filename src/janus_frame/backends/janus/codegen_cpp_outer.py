@@ -33,6 +33,7 @@ class OuterReductionGen:
         Pass structure as in :meth:`gen_reduction`; values of an earlier pass
         live in per-block arrays."""
         k = self.k
+        self.acc_lanes = 1  # one accumulator per column walks every row
         oloops, osub = _loops(self._ordered(k.outer_axes), sizes, acc)
         rloops, rsub = _loops(self._ordered(k.red_axes), sizes, acc)
         (lv, K, _), = oloops
@@ -141,6 +142,7 @@ class OuterReductionGen:
         lv, K, _ = oloop
         rv, R, _ = rloop
         NC = ROW_CHUNKS
+        self.acc_lanes = NC  # one accumulator per column and chunk
         slot = lv
         passes = sorted({m.pass_ for m in k.members})
         reds = [m for m in k.members if isinstance(m.node, ir.Reduction)]
