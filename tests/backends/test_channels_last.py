@@ -98,7 +98,8 @@ def test_inference_keeps_the_captured_output_layout():
 
 def test_pointwise_between_convolutions_is_one_contiguous_loop():
     torch.manual_seed(0)
-    c1, c2 = nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 1)
+    # (3x3: unpadded 1x1 convolutions of NHWC data are matrix products)
+    c1, c2 = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
 
     def f(x):
         return c2(torch.tanh(c1(x)) * 3 + 1)
@@ -107,9 +108,10 @@ def test_pointwise_between_convolutions_is_one_contiguous_loop():
     with torch.no_grad():
         want = f(x)
         got = jcompile(f)(x)
-    # (eager's own 1x1 convolutions here differ by up to 1.2e-4 between calls
+    # (eager's own convolutions here differ by up to 1.2e-4 between calls
     # in one process: oneDNN picks its kernel at run time)
     assert_close(got, want, rtol=1e-4, atol=2e-4)
+    assert _conv_layouts() and all(_conv_layouts())
     src = graphs()[-1].source
     # 2*8*16*16 elements in one loop: the NHWC buffers are walked in memory order
     assert "< 4096; ++" in src
@@ -161,7 +163,7 @@ def test_outputs_in_eager_layout():
 
     def f(x, w):
         a = c1(x)                       # a library result returned as is
-        y = F.relu(c2(a))               # stored, and read by the next convolution
+        y = F.relu(c2(a))               # stored, and read by the next 1x1 convolution (a matmul)
         z = c2(y)
         t = x[0, 0].t() * 2             # transposed, realized for the matmul
         return a, y, z, a.flatten(2), t @ w, t.contiguous()

@@ -1,12 +1,15 @@
 """1x1 convolutions of channels-last data as matrix products
 (``decomp.conv1x1`` / ``conv1x1_backward``).
 
-The decompositions are compared with the aten ops they replace (values and
-strides, every output mask, strides that crop the input), the cases they
-must leave to the library are listed, and whole training steps of a
-residual block with a strided 1x1 projection are compared with eager
-(loss, every gradient and its strides, running statistics) while asserting
-that no 1x1 convolution is left in the compiled programs.
+The decompositions are compared with the aten ops they replace, on real
+tensors and traced with fake ones (values, and strides over every dimension
+of size > 1: a [O, C, 1, 1] weight gradient's size-1 strides follow the
+input's layout in eager), for every output mask, strides that crop the
+input, one-element stride lists and dilation; the cases they must leave to
+the library are listed; and whole training steps (SGD with momentum) of a
+residual block with a strided 1x1 projection are compared with eager (loss,
+every gradient, running statistics) while asserting that no 1x1 convolution
+is left in the compiled programs.
 """
 import pytest
 import torch
@@ -24,45 +27,72 @@ def _args(stride):
     return (list(stride), [0, 0], [1, 1], False, [0, 0], 1)
 
 
-CASES = [  # (H, W, stride, bias, dtype)
-    (8, 8, (1, 1), True, torch.float32),
-    (8, 8, (2, 2), False, torch.float32),
-    (7, 9, (2, 2), True, torch.float32),  # strides that do not divide: cropped
-    (7, 9, (2, 3), False, torch.float64),
-    (5, 6, (3, 1), True, torch.float64),
+CASES = [  # (N, C, H, W, stride, bias, dtype)
+    (3, 5, 8, 8, (1, 1), True, torch.float32),
+    (3, 5, 8, 8, (2, 2), False, torch.float32),
+    (3, 5, 7, 9, (2, 2), True, torch.float32),  # strides that do not divide: cropped
+    (3, 5, 7, 9, (2, 3), False, torch.float64),
+    (3, 5, 5, 6, (3, 1), True, torch.float64),
+    (3, 5, 6, 6, (2,), True, torch.float32),  # a one-element stride list
+    (4, 5, 1, 1, (1, 1), True, torch.float32),  # a squeeze-excite style 1x1 map
 ]
+DILATION = [[1, 1], [2, 2]]
 
 
-@pytest.mark.parametrize("h,w,stride,bias,dtype", CASES)
-def test_forward_matches_convolution(h, w, stride, bias, dtype):
+def _conv_args(stride, dilation):
+    return (list(stride), [0, 0], dilation, False, [0, 0], 1)
+
+
+def _fake(fn, *args):
+    """``fn`` traced with fake tensors: the decompositions' results as the
+    compiler sees them (shapes and strides of the traced graph)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        fake = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+        return fn(*fake)
+
+
+@pytest.mark.parametrize("n,c,h,w,stride,bias,dtype", CASES)
+@pytest.mark.parametrize("dilation", DILATION)
+def test_forward_matches_convolution(n, c, h, w, stride, bias, dtype, dilation):
     torch.manual_seed(0)
-    x = torch.randn(3, 5, h, w, dtype=dtype).contiguous(memory_format=CL)
-    wt = torch.randn(6, 5, 1, 1, dtype=dtype)
+    x = torch.randn(n, c, h, w, dtype=dtype).contiguous(memory_format=CL)
+    wt = torch.randn(6, c, 1, 1, dtype=dtype)
     b = torch.randn(6, dtype=dtype) if bias else None
-    want = aten.convolution(x, wt, b, *_args(stride))
-    got = conv1x1(x, wt, b, *_args(stride))
+    args = _conv_args(stride, dilation)
+    want = aten.convolution(x, wt, b, *args)
+    got = conv1x1(x, wt, b, *args)
+    assert got is not NotImplemented
     assert_close(got, want, rtol=1e-5, atol=1e-5)
-    assert got.stride() == want.stride()
+    assert _strides(got) == _strides(want)
+    traced = _fake(conv1x1, x, wt, b, *args)
+    assert traced.shape == want.shape and _strides(traced) == _strides(want)
 
 
-@pytest.mark.parametrize("h,w,stride,bias,dtype", CASES)
-@pytest.mark.parametrize("mask", [[True, True, True], [True, False, False],
-                                  [False, True, False], [False, True, True]])
-def test_backward_matches_convolution_backward(h, w, stride, bias, dtype, mask):
+@pytest.mark.parametrize("n,c,h,w,stride,bias,dtype", CASES)
+@pytest.mark.parametrize("mask", [[True, True, True], [True, False, False], [False, True, False],
+                                  [False, True, True], [True, False, True], [False, False, True]])
+@pytest.mark.parametrize("grad_format", [CL, torch.contiguous_format])
+def test_backward_matches_convolution_backward(n, c, h, w, stride, bias, dtype, mask, grad_format):
     torch.manual_seed(0)
-    x = torch.randn(3, 5, h, w, dtype=dtype).contiguous(memory_format=CL)
-    wt = torch.randn(6, 5, 1, 1, dtype=dtype)
-    y = aten.convolution(x, wt, None, *_args(stride))
-    g = torch.randn_like(y)
+    x = torch.randn(n, c, h, w, dtype=dtype).contiguous(memory_format=CL)
+    wt = torch.randn(6, c, 1, 1, dtype=dtype)
+    args = _conv_args(stride, [1, 1])
+    y = aten.convolution(x, wt, None, *args)
+    g = torch.randn(y.shape, dtype=dtype).contiguous(memory_format=grad_format)
     bias_sizes = [6] if bias else None
-    want = aten.convolution_backward(g, x, wt, bias_sizes, *_args(stride), mask)
-    got = conv1x1_backward(g, x, wt, bias_sizes, *_args(stride), mask)
-    for a, e, on in zip(got, want, mask):
-        if not on:
-            assert a is None and e is None
+    want = aten.convolution_backward(g, x, wt, bias_sizes, *args, mask)
+    got = conv1x1_backward(g, x, wt, bias_sizes, *args, mask)
+    assert got is not NotImplemented
+    traced = _fake(conv1x1_backward, g, x, wt, bias_sizes, *args, mask)
+    for a, t, e, on in zip(got, traced, want, mask):
+        if not on:  # (eager's oneDNN path computes the weight's gradient with the bias's anyway)
+            assert a is None and t is None
             continue
         assert_close(a, e, rtol=1e-4, atol=1e-4)
         assert _strides(a) == _strides(e)
+        assert t.shape == e.shape and _strides(t) == _strides(e)
 
 
 def _strides(t):
@@ -80,6 +110,9 @@ def _operands(**kw):
 
 @pytest.mark.parametrize("why,operands,args", [
     ("NCHW input", _operands(fmt=torch.contiguous_format), _args((1, 1))),
+    ("one channel, row-major", (torch.randn(2, 1, 6, 6), torch.randn(8, 1, 1, 1)), _args((1, 1))),
+    ("no rows", (torch.randn(2, 4, 0, 6).contiguous(memory_format=CL), torch.randn(8, 4, 1, 1)),
+     _args((1, 1))),
     ("3x3 kernel", _operands(wshape=(8, 4, 3, 3)), _args((1, 1))),
     ("padding", _operands(), ([1, 1], [1, 1], [1, 1], False, [0, 0], 1)),
     ("groups", _operands(wshape=(8, 2, 1, 1)), ([1, 1], [0, 0], [1, 1], False, [0, 0], 2)),
@@ -134,13 +167,16 @@ def test_training_step_matches_eager(hw, fmt):
         return F.cross_entropy(m(x), y)
 
     cstep = jcompile(step)
-    for _ in range(3):
+    opts = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in (ref, net)]
+    for i in range(3):
         losses = []
-        for m, f, inp in ((ref, step, xr), (net, cstep, x)):
+        for m, f, inp, opt in ((ref, step, xr, opts[0]), (net, cstep, x, opts[1])):
             m.zero_grad()
             inp.grad = None
             losses.append(f(m, inp, y))
             losses[-1].backward()
+            if i < 2:  # (the last step's gradients are compared below)
+                opt.step()
         assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-5)
     assert _one_by_one_convolutions() == 0
     assert any("mm" in str(e) for g in graphs() for e in g.externs)
@@ -178,5 +214,31 @@ def test_gradcheck_float64():
     x = torch.randn(2, 2, 5, 5, dtype=torch.float64).contiguous(memory_format=CL)
     x.requires_grad_()
     cf = jcompile(f)
+    assert_close(cf(x, wt, b), f(x, wt, b), rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(cf, (x, wt, b))
     assert _one_by_one_convolutions() == 0
+
+
+def test_channels_last_off_keeps_library_convolutions(monkeypatch):
+    monkeypatch.setenv("JANUS_FRAME_CHANNELS_LAST", "0")
+    torch.manual_seed(0)
+    net = Block()
+    x = torch.randn(2, 4, 8, 8)
+    want = net(x)
+    got = jcompile(net)(x)
+    assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert _one_by_one_convolutions() > 0  # row-major inputs: oneDNN's
+
+
+def test_view_of_a_one_channel_result_keeps_eager_layout():
+    # a row-major one-channel input is no channels-last data: the product
+    # would return NHWC where eager returns NCHW, and the .view would fail
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 4, 1)
+
+    def f(x):
+        return conv(x).view(2, -1).sum(1)
+
+    x = torch.randn(2, 1, 6, 6)
+    with torch.no_grad():
+        assert_close(jcompile(f)(x), f(x), rtol=1e-5, atol=1e-5)

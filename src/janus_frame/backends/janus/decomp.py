@@ -7,8 +7,8 @@ It is torch's core-aten table plus the finer splits that let the scheduler
 fuse normalisations and activations (softmax, log-softmax, layer/batch/group
 norm, gelu, clamp family), minus the ops we keep whole as library calls
 (matmuls, convolution and its backward, embedding, attention) -- except
-1x1 convolutions of channels-last data, forward and backward, which become
-matrix products (:func:`conv1x1`).
+unpadded, ungrouped 1x1 convolutions of channels-last float data, forward
+and backward, which become matrix products (:func:`conv1x1`).
 """
 from __future__ import annotations
 
@@ -71,29 +71,42 @@ def decomposition_table():
 
 
 def needs_decomposition(op) -> bool:
-    """Whether ``op`` is always decomposed (the 1x1 convolutions' entries
-    apply to some calls only: a convolution left in a graph is no sign that
-    it was not traced through the table)."""
+    """Whether ``op`` is always decomposed.  The 1x1 convolutions' entries
+    apply to some calls only, so a convolution left in a graph is no sign
+    that the graph was not traced through the table (a graph handed over
+    already in decomposed aten form keeps its 1x1 convolutions as calls)."""
     return op in _table()
 
 
-def _as_mm(x, w, padding, transposed, groups) -> bool:
+def _pair(v):
+    v = list(v)
+    return v * 2 if len(v) == 1 else v
+
+
+def _as_mm(x, w, stride, padding, transposed, groups) -> bool:
     """Whether a convolution is a matrix product over NHWC rows: 2-D, kernel
-    1x1, no padding, one group, float CPU data laid out channels-last (as
-    :mod:`layout` makes every convolution's input) with static sizes.
+    1x1, no padding, one group, float32/64 CPU data with static, nonzero
+    sizes, laid out channels-last (as :mod:`layout` makes the input of every
+    float32 convolution) -- and so laid out by eager's own choice, which a
+    row-major input with one channel is not.
 
     oneDNN runs such convolutions far below its 3x3 rate: on the benchmark's
     CNN the 16->32 stride-2 projection took 0.10 ms forward and 0.33 ms
-    backward for 4 MFLOP (a 3x3 convolution of the same step runs at ~200
-    GFLOP/s), while the same products through sgemm take a few
-    microseconds; the gather of a strided input and the scatter of its
-    gradient are pointwise and fuse with their neighbours."""
-    return (x.dim() == 4 and w.dim() == 4 and tuple(w.shape[2:]) == (1, 1) and not transposed
-            and groups == 1 and all(p == 0 for p in padding)
+    backward (4.2 and 8.4 MFLOP; the 3x3 convolutions of the same step run
+    at ~200 GFLOP/s); through sgemm its three products take 0.14 ms in all,
+    the strided input's gather and the gradient's spreading ~0.05 ms."""
+    if x.dim() != 4 or w.dim() != 4 or transposed or groups != 1:
+        return False
+    if not all(isinstance(d, int) for d in (*x.shape, *w.shape)):
+        return False  # (first: comparing symbolic sizes would add guards)
+    from torch._prims_common import suggest_memory_format
+
+    n, c, h, wd = x.shape
+    return (tuple(w.shape[2:]) == (1, 1) and min(c, h, wd, w.shape[0]) > 0
+            and len(stride) in (1, 2) and all(p == 0 for p in padding)
             and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and w.dtype == x.dtype
-            and all(isinstance(d, int) for d in (*x.shape, *w.shape))
-            and x.is_contiguous(memory_format=torch.channels_last))
+            and w.dtype == x.dtype and x.is_contiguous(memory_format=torch.channels_last)
+            and (h * wd == 1 or suggest_memory_format(x) == torch.channels_last))
 
 
 def _rows(x, stride):
@@ -106,10 +119,11 @@ def _rows(x, stride):
 
 def conv1x1(x, w, bias, stride, padding, dilation, transposed, output_padding, groups):
     """``aten.convolution`` of a 1x1 kernel as ``rows @ W^T`` (+ bias): the
-    result is channels-last, as oneDNN's; NotImplemented otherwise."""
-    if not _as_mm(x, w, padding, transposed, groups):
+    result is channels-last, as eager's for such an input; NotImplemented
+    for every other convolution (the library call)."""
+    if not _as_mm(x, w, stride, padding, transposed, groups):
         return NotImplemented
-    rows, ho, wo = _rows(x, stride)
+    rows, ho, wo = _rows(x, _pair(stride))
     wt = aten.permute(aten.reshape(w, [w.shape[0], w.shape[1]]), [1, 0])
     y = aten.mm(rows, wt) if bias is None else aten.addmm(bias, rows, wt)
     return aten.permute(aten.view(y, [x.shape[0], ho, wo, w.shape[0]]), [0, 3, 1, 2])
@@ -119,10 +133,11 @@ def conv1x1_backward(grad, x, w, bias_sizes, stride, padding, dilation, transpos
                      output_padding, groups, output_mask):
     """``aten.convolution_backward`` of what :func:`conv1x1` computes: the
     input's gradient is ``grad_rows @ W`` spread back to the pixels the
-    stride read (zeros in between, padded and reshaped, so no scatter), the
-    weight's ``grad_rows^T @ rows``, the bias's a column sum."""
-    if not _as_mm(x, w, padding, transposed, groups):
+    stride read (zeros in between: padded, reshaped and cropped, no
+    scatter), the weight's ``grad_rows^T @ rows``, the bias's a column sum."""
+    if not _as_mm(x, w, stride, padding, transposed, groups):
         return NotImplemented
+    stride = _pair(stride)
     n, c, h, wd = x.shape
     o = w.shape[0]
     g = aten.reshape(aten.permute(grad, [0, 2, 3, 1]), [-1, o])
@@ -131,16 +146,14 @@ def conv1x1_backward(grad, x, w, bias_sizes, stride, padding, dilation, transpos
         ho, wo = grad.shape[2], grad.shape[3]
         sh, sw = stride
         gr = aten.mm(g, aten.reshape(w, [o, c]))  # [N*Ho*Wo, C]
-        if sh == 1 and sw == 1:
-            gi = aten.permute(aten.view(gr, [n, ho, wo, c]), [0, 3, 1, 2])
-        else:
-            t = aten.view(gr, [n, ho, 1, wo, 1, c])
-            t = aten.constant_pad_nd(t, [0, 0, 0, sw - 1, 0, 0, 0, sh - 1])
+        t = aten.view(gr, [n, ho, wo, c])
+        if sh != 1 or sw != 1:
+            t = aten.constant_pad_nd(aten.view(t, [n, ho, 1, wo, 1, c]),
+                                     [0, 0, 0, sw - 1, 0, 0, 0, sh - 1])
             t = aten.view(t, [n, ho * sh, wo * sw, c])
-            t = aten.slice.Tensor(aten.slice.Tensor(t, 1, 0, h), 2, 0, wd)
-            gi = aten.permute(t, [0, 3, 1, 2])
-            if ho * sh != h or wo * sw != wd:  # cropped: dense NHWC as oneDNN's
-                gi = aten.clone(gi, memory_format=torch.channels_last)
+            if ho * sh != h or wo * sw != wd:  # past the last row or column read
+                t = aten.constant_pad_nd(t, [0, 0, 0, wd - wo * sw, 0, h - ho * sh])
+        gi = aten.permute(t, [0, 3, 1, 2])  # dense NHWC, as eager's
     if output_mask[1]:
         rows, _, _ = _rows(x, stride)
         # contiguous, as eager's for row-major inputs (the usual case; a

@@ -18,6 +18,8 @@ residual adds) inherit NHWC strides through their traced values, so the
 loop IR lays those buffers out channels-last too, and the saved tensors
 and gradients of the backward convolutions are channels-last as well.
 A weight's gradient flows back through the conversion unchanged in value.
+(Unpadded 1x1 convolutions of the converted inputs are then matrix products,
+not oneDNN calls: ``decomp.conv1x1``.)
 
 Stride-sensitive user code is what this can break: ``.view`` of an NHWC
 tensor to a shape its strides cannot express raises while the graph is
