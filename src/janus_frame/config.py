@@ -56,7 +56,17 @@ ENVIRONMENT = {
     "(backends/janus/layout.py)",
     "JANUS_FRAME_LIBMVEC": "0: C kernels use inline polynomial float math instead of glibc's "
     "vector math library (backends/janus/cmath_prelude.py)",
+    "JANUS_FRAME_TRITON_AUTOTUNE": "auto (default): Triton kernels on CUDA time their block-size "
+    "list once per size and keep the fastest on disk; always: also in the interpreter; off: "
+    "defaults only (backends/janus/codegen_triton.py)",
 }
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    v = (os.environ.get(name) or default).strip().lower()
+    if v not in choices:
+        raise ValueError(f"environment variable {name} must be one of {', '.join(choices)}, got {v!r}")
+    return v
 
 
 @dataclasses.dataclass
@@ -87,6 +97,10 @@ class Config:
     # (backends/janus/grad_accumulation.py); False: per call, as autograd does
     defer_grads: bool = dataclasses.field(
         default_factory=lambda: _env_bool("JANUS_FRAME_DEFER_GRADS", True)
+    )
+    triton_autotune: str = dataclasses.field(
+        default_factory=lambda: _env_choice("JANUS_FRAME_TRITON_AUTOTUNE", "auto",
+                                            ("auto", "always", "off"))
     )
     # print/logging calls: False = break the graph where they are; True =
     # defer them to after the segment, in program order.

@@ -146,3 +146,130 @@ def test_triton_symbolic_sizes_and_symbolic_float_scalar():
     g = graphs()[-1]
     assert g.backend == "triton" and g.prog.symbols
     jf.reset()
+
+
+# ---------------------------------------------------------------- block sizes
+CASES = [  # (function, inputs): a pointwise kernel, a persistent and a looped row reduction
+    (lambda x: torch.tanh(x) * 2 + x, (torch.randn(3000),)),
+    (lambda x: torch.softmax(x, -1), (torch.randn(12, 100),)),
+    (lambda x: (x.sum(-1), torch.softmax(x, -1)), (torch.randn(3, 1500),)),
+]
+
+
+@pytest.fixture
+def tune(monkeypatch, tmp_path):
+    """Tuning on (the interpreter is timed too), in a cache directory of its own."""
+    from janus_frame.config import config
+
+    monkeypatch.setattr(config, "triton_autotune", "always")
+    monkeypatch.setenv("JANUS_FRAME_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _kernels():
+    return [k for g in graphs() for k in g.triton_kernels.values()]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_triton_every_block_config_matches_eager(case):
+    f, args = CASES[case]
+    want = f(*args)
+    cf = jcompile(f)
+    assert_close(cf(*args), want, rtol=1e-4, atol=1e-5)
+    kernels = _kernels()
+    assert kernels and all(len(k.configs) >= 2 for k in kernels)
+    for k in kernels:
+        default = k._chosen[()]
+        for cfg in k.configs:
+            k._chosen[()] = cfg
+            assert_close(cf(*args), want, rtol=1e-4, atol=1e-5)
+        k._chosen[()] = default
+
+
+def test_triton_fastest_config_is_chosen(tune, monkeypatch):
+    from janus_frame.backends.janus import codegen_triton as CT
+
+    f, args = CASES[2]
+    for pick in (lambda c: c[0], lambda c: -c[0], lambda c: c[1] * 10000 + c[0]):
+        for p in tune.glob("triton/*.tune.json"):
+            p.unlink()
+        torch._dynamo.reset()
+        monkeypatch.setattr(CT, "measure", lambda launch, a, cfg, dev, _p=pick: float(_p(cfg)))
+        assert_close(jcompile(f)(*args), f(*args), rtol=1e-4, atol=1e-5)
+        for k in _kernels():
+            best = min(k.configs, key=lambda c: (pick(c), k.configs.index(c)))
+            assert list(k._chosen.values()) == [best]
+        graphs().clear()
+
+
+def test_triton_tuning_is_kept_on_disk(tune, monkeypatch):
+    import json
+
+    from janus_frame.backends.janus import codegen_triton as CT
+
+    timed = []
+    real = CT.measure
+
+    def spy(launch, args, cfg, dev, reps=3):
+        timed.append(cfg)
+        return real(launch, args, cfg, dev, reps=1)
+
+    monkeypatch.setattr(CT, "measure", spy)
+    f, args = CASES[1]
+    assert_close(jcompile(f)(*args), f(*args))
+    k = _kernels()[0]
+    assert timed == k.configs  # every configuration timed once, the first call
+    files = list(tune.glob("triton/*.tune.json"))
+    assert len(files) == 1
+    saved = json.loads(files[0].read_text())
+    assert list(saved.values()) == [list(k._chosen[()])]
+    # a new compilation (as in another process) reads the choice back
+    torch._dynamo.reset()
+
+    def refuse(*a, **kw):
+        raise AssertionError("timed again")
+
+    monkeypatch.setattr(CT, "measure", refuse)
+    assert_close(jcompile(f)(*args), f(*args))
+    assert list(_kernels()[-1]._chosen.values()) == [k._chosen[()]]
+
+
+def test_triton_in_place_kernels_are_not_timed(tune, monkeypatch):
+    from janus_frame.backends.janus import codegen_triton as CT
+
+    def refuse(*a, **kw):
+        raise AssertionError("an in-place kernel ran more than once")
+
+    monkeypatch.setattr(CT, "measure", refuse)
+
+    def f(x, y):
+        x.mul_(2).add_(1)
+        return y * 3
+
+    x, y = torch.randn(300), torch.randn(300)
+    x0 = x.clone()
+    out = jcompile(f)(x, y)
+    assert_close(out, y * 3)
+    assert_close(x, x0 * 2 + 1)  # updated exactly once
+    assert any(not k.rerunnable for k in _kernels())
+
+
+def test_triton_auto_tunes_on_cuda_only(monkeypatch):
+    from janus_frame.backends.janus import codegen_triton as CT
+    from janus_frame.config import config
+
+    assert config.triton_autotune in ("auto", "always", "off")
+    monkeypatch.setattr(config, "triton_autotune", "auto")
+    monkeypatch.setattr(CT, "measure", lambda *a, **kw: pytest.fail("timed on CPU"))
+    f, args = CASES[0]
+    assert_close(jcompile(f)(*args), f(*args))
+    k = _kernels()[0]
+    assert list(k._chosen.values()) == [k.configs[0]]
+
+
+def test_triton_autotune_setting_is_checked(monkeypatch):
+    from janus_frame.config import Config
+
+    monkeypatch.setenv("JANUS_FRAME_TRITON_AUTOTUNE", "sometimes")
+    with pytest.raises(ValueError, match="JANUS_FRAME_TRITON_AUTOTUNE"):
+        Config()

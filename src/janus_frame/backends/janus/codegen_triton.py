@@ -14,14 +14,25 @@ pass, block accumulators, values of earlier passes re-read from memory).
 Axis indices are recovered from the flat program indices by div/mod.  Math
 uses ``tl`` core functions (libdevice is unavailable in the interpreter), with
 small helpers for tanh/log1p/expm1/pow/round.
+
+Block sizes: each kernel has a short list of (XBLOCK, RBLOCK, num_warps)
+configurations, the first its default (:func:`_configs`).  On CUDA tensors the
+first call for given dynamic sizes times every configuration and keeps the
+fastest, written next to the kernel's module in the disk cache
+(``<hash>.tune.json``, per device name and sizes), so other processes start
+tuned.  Kernels that write memory they also read (in-place updates) are never
+re-run for timing and keep the default; ``JANUS_FRAME_TRITON_AUTOTUNE``:
+``auto`` (CUDA only), ``always`` (also the interpreter), ``off``.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import math
 import os
+import time
 
 import torch
 
@@ -242,12 +253,21 @@ class TBody(ir.CSEEmitter):
 
 
 class TritonKernel:
-    def __init__(self, name, source, buffers, module_path):
+    """One generated kernel: call it with its buffers (in ``buffers`` order)
+    and the graph's size symbols.  ``configs``: its (XBLOCK, RBLOCK,
+    num_warps) choices, default first; ``rerunnable``: whether it may run
+    more than once on the same arguments (it writes no memory it reads)."""
+
+    def __init__(self, name, source, buffers, module_path, configs=((1024, 1, 4),),
+                 rerunnable=False):
         self.name = name
         self.source = source
         self.buffers = buffers
         self.path = module_path
+        self.configs = [tuple(c) for c in configs]
+        self.rerunnable = rerunnable
         self._launch = None
+        self._chosen = {}  # size symbols -> config
 
     def __call__(self, *args):
         if self._launch is None:
@@ -255,7 +275,82 @@ class TritonKernel:
             mod = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(mod)
             self._launch = mod.launch
-        return self._launch(*args)
+        key = args[len(self.buffers):]
+        cfg = self._chosen.get(key)
+        if cfg is None:
+            cfg = self._chosen[key] = self._choose(args, key)
+        xb, rb, nw = cfg
+        return self._launch(*args, XBLOCK=xb, RBLOCK=rb, num_warps=nw)
+
+    def _choose(self, args, key):
+        from ...config import config
+
+        mode = config.triton_autotune
+        device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
+        if len(self.configs) == 1 or not self.rerunnable or mode == "off" or device is None \
+                or (mode == "auto" and device.type != "cuda"):
+            return self.configs[0]
+        dev = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+        entry = f"{dev}|{','.join(str(int(k)) for k in key)}"
+        tune_path = self.path[:-3] + ".tune.json"
+        known = _read_json(tune_path)
+        if entry in known and tuple(known[entry]) in self.configs:
+            return tuple(known[entry])
+        times = [(measure(self._launch, args, c, device), i) for i, c in enumerate(self.configs)]
+        best = self.configs[min(times)[1]]
+        log.debug("triton kernel %s %s: %s", self.name, entry,
+                  ", ".join(f"{c} {t * 1e6:.1f} us" for (t, _), c in zip(times, self.configs)))
+        known = _read_json(tune_path)  # another process may have added sizes meanwhile
+        known[entry] = list(best)
+        tmp = f"{tune_path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(known, f)
+        os.replace(tmp, tune_path)
+        return best
+
+
+def measure(launch, args, cfg, device, reps=3) -> float:
+    """Seconds per launch of ``cfg`` (best of ``reps``, after one call that
+    compiles it)."""
+    xb, rb, nw = cfg
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    launch(*args, XBLOCK=xb, RBLOCK=rb, num_warps=nw)
+    best = float("inf")
+    for _ in range(reps):
+        sync()
+        t = time.perf_counter()
+        launch(*args, XBLOCK=xb, RBLOCK=rb, num_warps=nw)
+        sync()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}  # absent, or torn by a crashed writer: tune again
+
+
+def _configs(k, X, R, persistent):
+    """(XBLOCK, RBLOCK, num_warps) candidates, the default first: rows per
+    program for row reductions (the whole row in one block when persistent),
+    row block widths for looped ones, elements per program for pointwise."""
+    p2x = _next_pow2(X) if isinstance(X, int) else None
+    if k.is_reduction:
+        if persistent:
+            rb = _next_pow2(R)
+            xbs = [max(1, min(p2x or 8, max(1, 1024 // rb))), 1, max(1, min(p2x or 8, 4096 // rb))]
+            out = [(x, rb, 4 if x * rb <= 2048 else 8) for x in xbs]
+        else:
+            xb = max(1, min(p2x or 8, 4))
+            out = [(xb, 256, 4), (1, 1024, 4), (max(1, min(p2x or 8, 8)), 128, 4)]
+    else:
+        xb = min(1024, p2x) if p2x else 1024
+        out = [(xb, 1, 4), (min(xb, 256), 1, 4), (min(4096, p2x) if p2x else 4096, 1, 8)]
+    return list(dict.fromkeys(out))
 
 
 def _axis_text(var_axes, sizes, flat, prefix):
@@ -289,11 +384,7 @@ def gen_kernel(sched, k: Kernel, syms):
     X = ir.prod([sizes[a] for a in outer])
     R = ir.prod([sizes[a] for a in red])
     persistent = not k.is_reduction or (isinstance(R, int) and R <= PERSISTENT_MAX)
-    RB = _next_pow2(R) if (k.is_reduction and persistent) else 256
-    if k.is_reduction:
-        XB = max(1, min(_next_pow2(X) if isinstance(X, int) else 8, max(1, 1024 // RB)))
-    else:
-        XB = min(1024, _next_pow2(X)) if isinstance(X, int) else 1024
+    configs = _configs(k, X, R, persistent)
     params = [ptr[b] for b in bufs] + list(syms)
     L = ["@triton.jit", f"def {k.name}({', '.join(params + ['XBLOCK: tl.constexpr', 'RBLOCK: tl.constexpr'])}):"]
     if k.is_reduction:
@@ -407,11 +498,21 @@ def gen_kernel(sched, k: Kernel, syms):
                     if m.node.out.name in k.stored:
                         b.lines.append(f"    tl.store({ptr[m.node.out.name]} + {b.idx(st)}, {v}, mask=xmask)")
                 L += finish(b)
-    grid = f"triton.cdiv({pyexpr(X)}, {XB})"
-    launch = [f"def launch({', '.join(bufs + list(syms))}):",
-              f"    {k.name}[({grid},)]({', '.join(bufs + list(syms))}, XBLOCK={XB}, RBLOCK={RB})"]
+    xb, rb, nw = configs[0]
+    grid = f"triton.cdiv({pyexpr(X)}, XBLOCK)"
+    launch = [f"def launch({', '.join(bufs + list(syms))}, XBLOCK={xb}, RBLOCK={rb}, num_warps={nw}):",
+              f"    {k.name}[({grid},)]({', '.join(bufs + list(syms))}, XBLOCK=XBLOCK, "
+              f"RBLOCK=RBLOCK, num_warps=num_warps)"]
     src = HELPERS + "\n\n" + "\n".join(L) + "\n\n\n" + "\n".join(launch) + "\n"
-    return src, bufs
+    # memory that existed before the kernel, read and then written by it (an
+    # input updated in place, or a result stored over a library call's output
+    # it reads): a second run would read what the first wrote
+    alias = getattr(sched, "alias", {})
+    written = {alias.get(m.node.out.name, m.node.out.name) for m in k.members
+               if m.node.out.name in k.stored}
+    read = {alias.get(b, b) for m in k.members for b in m.node.reads()}
+    clobbered = {b for b in written & read if sched.prog.buffers[b].kind in ("input", "extern")}
+    return src, bufs, configs, not clobbered
 
 
 def _accdt(m):
@@ -514,7 +615,7 @@ def generate_triton(sched):
     d = os.path.join(cache_dir(), "triton")
     os.makedirs(d, exist_ok=True)
     for k in sched.kernels:
-        src, bufs = gen_kernel(sched, k, syms)
+        src, bufs, configs, rerunnable = gen_kernel(sched, k, syms)
         key = hashlib.sha256(src.encode()).hexdigest()[:32]
         path = os.path.join(d, f"{key}.py")
         if not os.path.exists(path):
@@ -523,7 +624,7 @@ def generate_triton(sched):
                 f.write(src)
             os.replace(tmp, path)
         log.debug("triton kernel %s:\n%s", k.name, src)
-        out[k.name] = TritonKernel(k.name, src, bufs, path)
+        out[k.name] = TritonKernel(k.name, src, bufs, path, configs, rerunnable)
     return out
 
 
