@@ -172,3 +172,34 @@ def test_malloc_thresholds_pinned_once_the_c_backend_runs(setting):
     else:
         # a block of a few MiB now comes from the heap, not a fresh mapping
         assert out == ["pinned", "True"]
+
+
+def test_lifetimes_allocate_late_and_drop_early():
+    from janus_frame.backends.janus import runtime
+
+    body = ["    _seg0(in0.data_ptr(), buf1.data_ptr())",
+            "    ext2 = _op_n1(buf1, in0)",
+            "    _seg1(ext2.data_ptr(), buf3.data_ptr(), out4.data_ptr())",
+            "    ext5 = _op_n2(buf3)",
+            "    return (out4, ext5)"]
+    deferred = {n: f"    {n} = _empty_strided((4,), (1,), dtype=_dt_float32)" for n in ("buf1", "buf3")}
+    out = runtime._lifetimes(body, deferred, {"buf1", "buf3", "ext2", "ext5"})
+    assert out == [deferred["buf1"], body[0], body[1], "    del buf1",
+                   deferred["buf3"], body[2], "    del ext2", body[3], "    del buf3", body[4]]
+
+
+def test_backward_wrapper_frees_what_it_no_longer_reads():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), torch.nn.BatchNorm2d(8),
+                              torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                              torch.nn.BatchNorm2d(8))
+    x, r = torch.randn(2, 3, 8, 8), torch.randn(2, 8, 8, 8)
+    want = torch.autograd.grad((net(x) * r).sum(), list(net.parameters()))
+    got = torch.autograd.grad(jcompile(lambda x: (net(x) * r).sum())(x), list(net.parameters()))
+    assert_close(got, want, rtol=1e-4, atol=1e-5)
+    src = graphs()[-1]._wrapper_src  # the backward graph
+    assert "\n    del " in src
+    lines = src.split("\n")
+    first_call = next(i for i, ln in enumerate(lines) if "_seg" in ln or "_op_" in ln)
+    allocs = [i for i, ln in enumerate(lines) if "_empty_strided" in ln and ln.lstrip().startswith("buf")]
+    assert allocs and max(allocs) > first_call  # a temp allocated after the first call

@@ -5,7 +5,9 @@ Out: :class:`CompiledGraph`, a callable taking the graph's positional inputs
 and returning its outputs as a tuple.  Its body is one generated Python
 function: it reads size symbols from the inputs, allocates outputs and one
 workspace tensor, and per segment makes a single ctypes call with
-pre-declared argument types; extern ops are called directly between segments.
+pre-declared argument types; extern ops are called directly between segments;
+tensors handed to them are allocated just before their first use and every
+temporary or library result is dropped after its last (:func:`_lifetimes`).
 Nothing is decided per call.
 """
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import re
 import sys
 
 import sympy
@@ -245,11 +248,15 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
     taken_over = {}  # library result -> buffers stored over it
     for o, e in alias.items():
         taken_over.setdefault(e, []).append(o)
+    deferred = {}  # tensor temps: allocated just before their first use
     for b in prog.buffers.values():
-        if b.kind in ("output", "ttemp") and b.name not in alias:
+        if b.kind == "output" and b.name not in alias:
             L.append(alloc(b))
+        elif b.kind == "ttemp" and b.name not in alias:
+            deferred[b.name] = alloc(b)
     if sched.arena:
         L.append(f"    ws = _empty(({pyexpr(sched.arena_bytes)},), dtype=_u8)")
+    body_start = len(L)
     if csource is not None:
         for (name, external, uses_ws) in csource.segments:
             fn = getattr(lib, name)
@@ -333,12 +340,46 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
         L.append(f"    return {rets[0]}")
     else:
         L.append(f"    return ({', '.join(rets)}{',' if len(rets) == 1 else ''})")
+    dead = {b.name for b in prog.buffers.values() if b.kind in ("ttemp", "extern")}
+    L = L[:body_start] + _lifetimes(L[body_start:], deferred, dead)
     src = "\n".join(L)
     owner._wrapper_src = src
     code = compile(src, f"<janus_frame wrapper {id(owner):x}>", "exec")
     exec(code, ns)
     del nin
     return ns["call"]
+
+
+_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+def _lifetimes(body: list[str], deferred: dict[str, str], dead: set[str]) -> list[str]:
+    """``body`` (the wrapper's statements from its first kernel or library
+    call to the return) with each tensor temp allocated just before its
+    first use and each temp or library result not returned dropped after its
+    last use: a backward pass holds one step's working set at a time instead
+    of all its gradients at once, and a freed block is the next allocation's
+    memory, still in cache."""
+    first, last = {}, {}
+    for i, line in enumerate(body):
+        for name in set(_NAME.findall(line)):
+            if name in deferred or name in dead:
+                first.setdefault(name, i)
+                last[name] = i
+    by_first, by_last = {}, {}
+    for n, i in first.items():
+        if n in deferred:
+            by_first.setdefault(i, []).append(n)
+    for n, i in last.items():
+        if n in dead and i < len(body) - 1:  # (read by the return: it lives on)
+            by_last.setdefault(i, []).append(n)
+    out = [deferred[n] for n in deferred if n not in first]  # (never used: kept as before)
+    for i, line in enumerate(body):
+        out += [deferred[n] for n in sorted(by_first.get(i, ()))]
+        out.append(line)
+        if i in by_last:
+            out.append(f"    del {', '.join(sorted(by_last[i]))}")
+    return out
 
 
 def _callable_of(op):
