@@ -186,6 +186,15 @@ def test_lifetimes_allocate_late_and_drop_early():
     out = runtime._lifetimes(body, deferred, {"buf1", "buf3", "ext2", "ext5"})
     assert out == [deferred["buf1"], body[0], body[1], "    del buf1",
                    deferred["buf3"], body[2], "    del ext2", body[3], "    del buf3", body[4]]
+    # a temp stored over a library result (its alias line), a restride, a view argument
+    body = ["    ext2 = _op_n1(in0)",
+            "    if ext2.stride() != (1, 4): ext2 = _restride(ext2, (1, 4))",
+            "    buf3 = ext2",
+            "    _seg0(buf3.data_ptr(), out4.data_ptr())",
+            "    ext5 = _op_n2(buf3.as_strided((2, 2), (2, 1)))",
+            "    return (out4, ext5)"]
+    out = runtime._lifetimes(body, {}, {"ext2", "buf3", "ext5"})
+    assert out == body[:3] + ["    del ext2", body[3], body[4], "    del buf3", body[5]]
 
 
 def test_backward_wrapper_frees_what_it_no_longer_reads():

@@ -340,7 +340,9 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
         L.append(f"    return {rets[0]}")
     else:
         L.append(f"    return ({', '.join(rets)}{',' if len(rets) == 1 else ''})")
-    dead = {b.name for b in prog.buffers.values() if b.kind in ("ttemp", "extern")}
+    # (a temp stored over a library result holds that memory under its own name)
+    dead = {b.name for b in prog.buffers.values() if b.kind in ("ttemp", "extern")
+            or b.name in alias and b.kind != "output"}
     L = L[:body_start] + _lifetimes(L[body_start:], deferred, dead)
     src = "\n".join(L)
     owner._wrapper_src = src
