@@ -235,13 +235,18 @@ def test_variance_dynamic_shapes_and_layer_norm_grad_fp64():
     assert torch.autograd.gradcheck(jcompile(ln), (x, w, b))
 
 
-@pytest.mark.parametrize("rows,cols", [(4096, 32), (300, 8), (200, 8)])
-def test_column_reductions_accumulate_accurately(rows, cols):
+@pytest.mark.parametrize("rows,cols,double", [
+    (4096, 32, True),   # one accumulator per column over every row
+    (300, 8, True),
+    (200, 8, False),
+    (4096, 16, True),   # few columns: rows split in 8 fixed chunks of 512
+    (2048, 24, False),  # ... of 256: float
+])
+def test_column_reductions_accumulate_accurately(rows, cols, double):
     # a column (outer-axis) reduction walks every row with one accumulator:
     # in float, 4096 rows of values near 10 drift ~3e-6 from the exact sums
-    # (eager's cascade: ~1e-7); past DOUBLE_ACC_MIN rows it accumulates in double
-    from janus_frame.backends.janus.codegen_cpp import DOUBLE_ACC_MIN
-
+    # (eager's: ~1e-7); past DOUBLE_ACC_MIN rows per accumulator it accumulates
+    # in double
     torch.manual_seed(0)
     x = torch.rand(rows, cols) + 10.0
 
@@ -251,9 +256,19 @@ def test_column_reductions_accumulate_accurately(rows, cols):
     got = jcompile(f)(x)
     exact = f(x.double())
     # (short float accumulations stay within the backend's 1e-5 on the variance)
-    bound = 5e-7 if rows > DOUBLE_ACC_MIN else 1e-5
+    bound = 5e-7 if double else 1e-5
     for g, e in zip(got, exact):
         assert g.dtype == torch.float32
         assert ((g.double() - e).abs().max() / e.abs().max()).item() < bound
     src = graphs()[-1].source
-    assert bool(re.search(r"double (acc|ca|cm|wm)_", src)) == (rows > DOUBLE_ACC_MIN)
+    assert bool(re.search(r"double (acc|ca|cm|wm)_", src)) == double
+
+
+@pytest.mark.parametrize("n,acc", [(1000, "float"), (2048, "jf_rsum_t"), (5000, "double")])
+def test_row_sum_accumulator_follows_its_partials(n, acc):
+    # a row sum keeps one partial per vector lane: up to 1024 elements float,
+    # to 4096 float only with AVX-512's 16 lanes (jf_rsum_t), then double
+    x = torch.rand(4, n) + 10.0
+    got = jcompile(lambda x: x.sum(-1))(x)
+    assert ((got.double() - x.double().sum(-1)).abs().max() / (10 * n)).item() < 1e-6
+    assert re.search(rf"\b{acc} acc_", graphs()[-1].source)

@@ -40,6 +40,15 @@ PRELUDE = r"""
 JF_INLINE float jf_i2f(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
 JF_INLINE int32_t jf_f2i(float f) { int32_t i; memcpy(&i, &f, 4); return i; }
 
+/* The accumulator of a float row sum over 1025..4096 elements: the vector
+   loop keeps one partial per lane, 16 with AVX-512 (<= 256 updates each:
+   float), fewer elsewhere (double). */
+#if defined(__AVX512F__)
+typedef float jf_rsum_t;
+#else
+typedef double jf_rsum_t;
+#endif
+
 /* Inline polynomials (the jf_*_p functions): the fallback below, and the
    choice inside loop bodies with many values live across the call, where a
    library call would spill them all (codegen_cpp_stages.inline_math). */

@@ -41,7 +41,9 @@ from .scheduler import Kernel
 WELFORD_LANES = 16  # interleaved partial results of a row's Welford reduction
 # A float32 sum or Welford statistic accumulates in double when one
 # accumulator would take more than this many sequential updates.  A row
-# reduction keeps 16 partial results (SIMD lanes, WELFORD_LANES), so rows up
+# reduction's Welford keeps WELFORD_LANES = 16 interleaved partials, and its
+# sum one partial per vector lane (16 with AVX-512; rows of 1025..4096 sum
+# into ``jf_rsum_t``, float there and double on narrower vectors), so rows up
 # to 4096 stay float; a column reduction (outer axes, codegen_cpp_outer) walks
 # every row, or a fixed chunk of them, with one accumulator: in float, 4096
 # rows of batch-norm statistics (32 channels at 16x16, 16 images) left the
@@ -437,6 +439,8 @@ class CppKernelGen(OuterReductionGen):
         if m.node.rtype in ("sum", "prod") and d == torch.float32:
             if self._long_accumulation(red_numel):
                 return "double"
+            if self.acc_lanes == ROW_LANES and red_numel > DOUBLE_ACC_MIN * 4:
+                return "jf_rsum_t"  # (a vector loop's lanes: see DOUBLE_ACC_MIN)
         if m.node.rtype in ("any", "all"):
             return "int"
         return CTYPES[d]
