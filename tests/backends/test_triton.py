@@ -273,3 +273,41 @@ def test_triton_autotune_setting_is_checked(monkeypatch):
     monkeypatch.setenv("JANUS_FRAME_TRITON_AUTOTUNE", "sometimes")
     with pytest.raises(ValueError, match="JANUS_FRAME_TRITON_AUTOTUNE"):
         Config()
+
+
+def test_triton_tuning_keyed_on_the_sizes_a_kernel_reads(tune, monkeypatch):
+    # two dynamic sizes; the kernel over y reads only y's: a new x size
+    # must not time it again
+    import janus_frame as jf
+    from janus_frame.backends.janus import codegen_triton as CT
+
+    timed = []
+    monkeypatch.setattr(CT, "measure", lambda launch, a, cfg, dev: timed.append(cfg) or 1.0)
+
+    def f(x, y):
+        return x * 2, torch.tanh(y) + 1
+
+    cf = jf.compile(f, dynamic=True)
+    for n in (5, 6, 7):
+        x, y = torch.randn(n), torch.randn(9)
+        assert_close(cf(x, y), f(x, y))
+    ky = [k for k in _kernels() if "_jf_tanh(" in k.source.split("@triton.jit")[-1]]
+    kx = [k for k in _kernels() if k not in ky]
+    assert ky and all(len(k._chosen) == 1 for k in ky)
+    assert kx and sum(len(k._chosen) for k in kx) == 3  # x's kernel: one choice per size
+
+
+def test_triton_tuning_survives_a_read_only_cache(tune, monkeypatch):
+    from janus_frame.backends.janus import codegen_triton as CT
+
+    monkeypatch.setattr(CT, "measure", lambda launch, a, cfg, dev: float(cfg[0]))
+
+    def refuse(*a, **kw):
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(CT.json, "dump", refuse)
+    f, args = CASES[0]
+    assert_close(jcompile(f)(*args), f(*args))
+    k = _kernels()[0]
+    assert list(k._chosen.values()) == [min(k.configs)]
+    assert not list(tune.glob("triton/*.tune.json*"))  # nothing half-written left behind

@@ -32,6 +32,8 @@ import json
 import logging
 import math
 import os
+import re
+import threading
 import time
 
 import torch
@@ -259,15 +261,16 @@ class TritonKernel:
     more than once on the same arguments (it writes no memory it reads)."""
 
     def __init__(self, name, source, buffers, module_path, configs=((1024, 1, 4),),
-                 rerunnable=False):
+                 rerunnable=False, sizes=()):
         self.name = name
         self.source = source
         self.buffers = buffers
         self.path = module_path
         self.configs = [tuple(c) for c in configs]
         self.rerunnable = rerunnable
+        self.sizes = tuple(sizes)  # positions, among the size symbols, of those it reads
         self._launch = None
-        self._chosen = {}  # size symbols -> config
+        self._chosen = {}  # values of those symbols -> config
 
     def __call__(self, *args):
         if self._launch is None:
@@ -275,7 +278,8 @@ class TritonKernel:
             mod = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(mod)
             self._launch = mod.launch
-        key = args[len(self.buffers):]
+        syms = args[len(self.buffers):]
+        key = tuple(syms[i] for i in self.sizes)
         cfg = self._chosen.get(key)
         if cfg is None:
             cfg = self._chosen[key] = self._choose(args, key)
@@ -293,19 +297,26 @@ class TritonKernel:
         dev = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
         entry = f"{dev}|{','.join(str(int(k)) for k in key)}"
         tune_path = self.path[:-3] + ".tune.json"
-        known = _read_json(tune_path)
-        if entry in known and tuple(known[entry]) in self.configs:
-            return tuple(known[entry])
+        saved = _read_json(tune_path).get(entry)
+        if isinstance(saved, list) and tuple(saved) in self.configs:
+            return tuple(saved)
         times = [(measure(self._launch, args, c, device), i) for i, c in enumerate(self.configs)]
         best = self.configs[min(times)[1]]
         log.debug("triton kernel %s %s: %s", self.name, entry,
                   ", ".join(f"{c} {t * 1e6:.1f} us" for (t, _), c in zip(times, self.configs)))
         known = _read_json(tune_path)  # another process may have added sizes meanwhile
         known[entry] = list(best)
-        tmp = f"{tune_path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(known, f)
-        os.replace(tmp, tune_path)
+        tmp = f"{tune_path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(known, f)
+            os.replace(tmp, tune_path)
+        except OSError as e:  # a read-only cache: tuned for this process only
+            log.debug("triton tuning of %s not saved: %s", self.name, e)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         return best
 
 
@@ -505,14 +516,17 @@ def gen_kernel(sched, k: Kernel, syms):
               f"RBLOCK=RBLOCK, num_warps=num_warps)"]
     src = HELPERS + "\n\n" + "\n".join(L) + "\n\n\n" + "\n".join(launch) + "\n"
     # memory that existed before the kernel, read and then written by it (an
-    # input updated in place, or a result stored over a library call's output
-    # it reads): a second run would read what the first wrote
+    # input updated in place; on the C path also a result stored over a
+    # library call's output, kept here in case): a second run would read what
+    # the first wrote
     alias = getattr(sched, "alias", {})
     written = {alias.get(m.node.out.name, m.node.out.name) for m in k.members
                if m.node.out.name in k.stored}
     read = {alias.get(b, b) for m in k.members for b in m.node.reads()}
     clobbered = {b for b in written & read if sched.prog.buffers[b].kind in ("input", "extern")}
-    return src, bufs, configs, not clobbered
+    body = "\n".join(L[2:])  # (after the signature, which names every symbol)
+    sizes = [i for i, s in enumerate(syms) if re.search(rf"\b{re.escape(s)}\b", body)]
+    return src, bufs, configs, not clobbered, sizes
 
 
 def _accdt(m):
@@ -615,7 +629,7 @@ def generate_triton(sched):
     d = os.path.join(cache_dir(), "triton")
     os.makedirs(d, exist_ok=True)
     for k in sched.kernels:
-        src, bufs, configs, rerunnable = gen_kernel(sched, k, syms)
+        src, bufs, configs, rerunnable, sizes = gen_kernel(sched, k, syms)
         key = hashlib.sha256(src.encode()).hexdigest()[:32]
         path = os.path.join(d, f"{key}.py")
         if not os.path.exists(path):
@@ -624,7 +638,7 @@ def generate_triton(sched):
                 f.write(src)
             os.replace(tmp, path)
         log.debug("triton kernel %s:\n%s", k.name, src)
-        out[k.name] = TritonKernel(k.name, src, bufs, path, configs, rerunnable)
+        out[k.name] = TritonKernel(k.name, src, bufs, path, configs, rerunnable, sizes)
     return out
 
 
