@@ -242,3 +242,17 @@ def test_view_of_a_one_channel_result_keeps_eager_layout():
     x = torch.randn(2, 1, 6, 6)
     with torch.no_grad():
         assert_close(jcompile(f)(x), f(x), rtol=1e-5, atol=1e-5)
+
+
+def test_dynamic_batch_keeps_library_convolutions():
+    # symbolic sizes are left to oneDNN (the products need static sizes)
+    import janus_frame as jf
+
+    torch.manual_seed(0)
+    net = Block().eval()
+    cf = jf.compile(net, dynamic=True)
+    with torch.no_grad():
+        for n in (2, 3):
+            x = torch.randn(n, 4, 8, 8)
+            assert_close(cf(x), net(x), rtol=1e-4, atol=1e-5)
+    assert _one_by_one_convolutions() > 0
