@@ -52,6 +52,7 @@ WELFORD_LANES = 16  # interleaved partial results of a row's Welford reduction
 DOUBLE_ACC_MIN = 256
 ROW_LANES = 16
 
+
 class CppKernelGen(OuterReductionGen):
     def __init__(self, sched, kernel: Kernel, bufvar):
         self.acc_lanes = ROW_LANES  # set per layout by the column reductions

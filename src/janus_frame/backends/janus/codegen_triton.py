@@ -17,11 +17,12 @@ small helpers for tanh/log1p/expm1/pow/round.
 
 Block sizes: each kernel has a short list of (XBLOCK, RBLOCK, num_warps)
 configurations, the first its default (:func:`_configs`).  On CUDA tensors the
-first call for given dynamic sizes times every configuration and keeps the
-fastest, written next to the kernel's module in the disk cache
-(``<hash>.tune.json``, per device name and sizes), so other processes start
-tuned.  Kernels that write memory they also read (in-place updates) are never
-re-run for timing and keep the default; ``JANUS_FRAME_TRITON_AUTOTUNE``:
+first call for given values of the dynamic sizes it reads times every
+configuration and keeps the fastest, written next to the kernel's module in
+the disk cache (``<hash>.tune.json``, per device name and sizes), so other
+processes start tuned.  Kernels that overwrite memory they read (in-place
+updates) are never re-run for timing and keep the default;
+``JANUS_FRAME_TRITON_AUTOTUNE``:
 ``auto`` (CUDA only), ``always`` (also the interpreter), ``off``.
 """
 from __future__ import annotations
@@ -258,7 +259,9 @@ class TritonKernel:
     """One generated kernel: call it with its buffers (in ``buffers`` order)
     and the graph's size symbols.  ``configs``: its (XBLOCK, RBLOCK,
     num_warps) choices, default first; ``rerunnable``: whether it may run
-    more than once on the same arguments (it writes no memory it reads)."""
+    more than once on the same arguments (it overwrites no memory that
+    existed before it and that it reads); ``sizes``: which size symbols
+    its code reads (the key of its tuned choices)."""
 
     def __init__(self, name, source, buffers, module_path, configs=((1024, 1, 4),),
                  rerunnable=False, sizes=()):
