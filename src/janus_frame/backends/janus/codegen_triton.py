@@ -518,15 +518,12 @@ def gen_kernel(sched, k: Kernel, syms):
               f"    {k.name}[({grid},)]({', '.join(bufs + list(syms))}, XBLOCK=XBLOCK, "
               f"RBLOCK=RBLOCK, num_warps=num_warps)"]
     src = HELPERS + "\n\n" + "\n".join(L) + "\n\n\n" + "\n".join(launch) + "\n"
-    # memory that existed before the kernel, read and then written by it (an
-    # input updated in place; on the C path also a result stored over a
-    # library call's output, kept here in case): a second run would read what
-    # the first wrote
-    alias = getattr(sched, "alias", {})
-    written = {alias.get(m.node.out.name, m.node.out.name) for m in k.members
-               if m.node.out.name in k.stored}
-    read = {alias.get(b, b) for m in k.members for b in m.node.reads()}
-    clobbered = {b for b in written & read if sched.prog.buffers[b].kind in ("input", "extern")}
+    # an input it reads and updates in place: a second run would read what the
+    # first wrote (results stored over a library call's output, the other such
+    # case, are planned for C kernels only: scheduler._find_reuse)
+    written = {m.node.out.name for m in k.members if m.node.out.name in k.stored}
+    read = {b for m in k.members for b in m.node.reads()}
+    clobbered = {b for b in written & read if sched.prog.buffers[b].kind == "input"}
     body = "\n".join(L[2:])  # (after the signature, which names every symbol)
     sizes = [i for i, s in enumerate(syms) if re.search(rf"\b{re.escape(s)}\b", body)]
     return src, bufs, configs, not clobbered, sizes

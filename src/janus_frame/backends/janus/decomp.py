@@ -101,7 +101,7 @@ def _as_mm(x, w, stride, padding, transposed, groups) -> bool:
         return False  # (first: comparing symbolic sizes would add guards)
     from torch._prims_common import suggest_memory_format
 
-    n, c, h, wd = x.shape
+    _, c, h, wd = x.shape
     return (tuple(w.shape[2:]) == (1, 1) and min(c, h, wd, w.shape[0]) > 0
             and len(stride) in (1, 2) and all(p == 0 for p in padding)
             and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
