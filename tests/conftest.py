@@ -1,19 +1,64 @@
-"""Fixtures for the foundation tests (hook, API, start-up), shared by the test tree.
+"""Fixtures shared by the whole test tree.
 
-In: the helpers of foundation_util.py. Out: ``clean_state`` (janus_frame off
+Every test runs with the internal verifiers on (``JANUS_CHECKS``) and fails
+when janus_frame silently degraded during it -- a frame whose compile failed
+internally (its warning is an error, see pyproject.toml) or a graph the
+fusing backend refused and ran as captured -- unless the test is marked
+``fallback_ok`` (it provokes that on purpose).
+
+For the foundation tests (hook, API, start-up), from the helpers of
+foundation_util.py: ``clean_state`` (janus_frame off
 and every cache empty before and after a test; used explicitly by the
 foundation modules, not autouse, so other suites are unaffected) and
 ``identity_transform`` / ``marking_transform`` (frame transforms standing in
-for the symbolic interpreter, installed with monkeypatch).
+for the symbolic interpreter, installed with ``api.frame_transform_override``).
 """
 from __future__ import annotations
+
+import contextlib
+import sys
 
 import pytest
 
 import janus_frame
-from janus_frame import _C, hook
+from janus_frame import _C, api
 
 from foundation_util import Recorder
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "fallback_ok: the test makes a frame or a graph fall back on purpose")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _checks():
+    from janus_frame.config import config
+
+    old, config.checks = config.checks, True
+    yield
+    config.checks = old
+
+
+def _backend_fallbacks() -> int:
+    mod = sys.modules.get("janus_frame.backends.janus")
+    return len(mod.stats.fallbacks) if mod is not None else 0
+
+
+@pytest.fixture(autouse=True)
+def _no_silent_fallback(request):
+    from janus_frame.cache import stats
+
+    errors, fallbacks = stats.internal_errors, _backend_fallbacks()
+    yield
+    if request.node.get_closest_marker("fallback_ok") is not None:
+        return
+    new_errors = stats.internal_errors - errors
+    assert new_errors <= 0, f"{new_errors} frame(s) failed to compile internally and ran natively"
+    new_fallbacks = _backend_fallbacks() - fallbacks
+    assert new_fallbacks <= 0, (
+        f"the fusing backend refused {new_fallbacks} graph(s): "
+        f"{sys.modules['janus_frame.backends.janus'].stats.fallbacks[-new_fallbacks:]}")
 
 
 @pytest.fixture
@@ -28,14 +73,18 @@ def clean_state():
 
 
 @pytest.fixture
-def identity_transform(monkeypatch):
-    rec = Recorder()
-    monkeypatch.setattr(hook, "frame_transform", rec)
-    return rec
+def use_transform():
+    """``use_transform(fn)``: compilers made by the public API for the rest
+    of the test use ``fn`` as their frame transform."""
+    with contextlib.ExitStack() as stack:
+        yield lambda fn: stack.enter_context(api.frame_transform_override(fn))
 
 
 @pytest.fixture
-def marking_transform(monkeypatch):
-    rec = Recorder(rename={"MARK": "MARK_REPLACED"})
-    monkeypatch.setattr(hook, "frame_transform", rec)
-    return rec
+def identity_transform(use_transform):
+    return use_transform(Recorder())
+
+
+@pytest.fixture
+def marking_transform(use_transform):
+    return use_transform(Recorder(rename={"MARK": "MARK_REPLACED"}))

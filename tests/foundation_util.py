@@ -1,7 +1,7 @@
 """Helpers for the foundation tests (the C frame hook and the activation API).
 
 In:  nothing but the installed ``janus_frame`` package.
-Out: fixtures that replace ``janus_frame.hook.frame_transform`` with small,
+Out: frame transforms that stand in for the symbolic interpreter: small,
      observable transforms, so the hook, its cache and the API can be tested
      before (and independently of) the symbolic interpreter:
 

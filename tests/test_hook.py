@@ -367,7 +367,7 @@ def test_exception_in_replacement_keeps_user_file_and_line(identity_transform):
     assert info()["active_threads"] == 0
 
 
-def test_exception_in_guard_propagates(monkeypatch):
+def test_exception_in_guard_propagates(use_transform):
     def bad_guard_transform(func, args, compiler):
         code = func.__code__
         new = relayout(code, name_suffix="__r")
@@ -376,7 +376,7 @@ def test_exception_in_guard_propagates(monkeypatch):
         exec("def guard(a0):\n    raise KeyError('guard says no')\n", ns)
         return hook.CompiledEntry(guard=ns["guard"], replacement=repl)
 
-    monkeypatch.setattr(hook, "frame_transform", bad_guard_transform)
+    use_transform(bad_guard_transform)
 
     def f(x):
         return x
@@ -389,11 +389,11 @@ def test_exception_in_guard_propagates(monkeypatch):
     assert info()["active_threads"] == 0
 
 
-def test_exception_in_transform_falls_back(monkeypatch):
+def test_exception_in_transform_falls_back(use_transform):
     def broken(func, args, compiler):
         raise RuntimeError("internal compiler error")
 
-    monkeypatch.setattr(hook, "frame_transform", broken)
+    use_transform(broken)
 
     def f(x):
         return x * 3
@@ -459,7 +459,7 @@ def test_run_only_strategy(marking_transform):
         _C.set_code_strategy(fresh.__code__, 7, 0)
 
 
-def test_recompile_limit_warns_once(monkeypatch):
+def test_recompile_limit_warns_once(use_transform):
     calls = []
 
     def failing_guard_transform(func, args, compiler):
@@ -470,7 +470,7 @@ def test_recompile_limit_warns_once(monkeypatch):
         exec("def guard(a0):\n    return False\n", ns)
         return hook.CompiledEntry(guard=ns["guard"], replacement=repl)
 
-    monkeypatch.setattr(hook, "frame_transform", failing_guard_transform)
+    use_transform(failing_guard_transform)
 
     def f(x):
         return x + 1
@@ -641,7 +641,7 @@ def test_tls_uses_the_initial_exec_model():
     assert "__tls_get_addr" not in relocs
 
 
-def test_concurrent_hits_on_a_shared_cache(monkeypatch):
+def test_concurrent_hits_on_a_shared_cache(use_transform):
     """Two threads hitting (and reordering) the same code's entries while the
     GIL switches inside guards: every call returns the right result."""
     def value_guard_transform(func, args, compiler):
@@ -655,7 +655,7 @@ def test_concurrent_hits_on_a_shared_cache(monkeypatch):
         return hook.CompiledEntry(guard=types.FunctionType(code.replace(co_consts=consts), {}),
                                   replacement=repl)
 
-    monkeypatch.setattr(hook, "frame_transform", value_guard_transform)
+    use_transform(value_guard_transform)
 
     def f(k):
         return k * 10

@@ -7,13 +7,58 @@ managers for global mode and for turning janus_frame off in a region.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import sys
 from typing import Any, Callable
 
 from . import _C
-from .hook import get_compiler, reset_stats
+from . import hook
+from .hook import reset_stats
+
+
+def _frame_transform(func, args, ctx):
+    """The symbolic interpreter, the frame transform of every compiler made
+    here (imported on first use: compiling a plain function imports no torch)."""
+    from .frontend.convert import compile_frame
+
+    return compile_frame(func, args, ctx)
+
+
+# Stand-in transforms for the foundation tests (the hook and the API tested
+# on their own, with observable transforms): see frame_transform_override.
+_transform_override: list = []
+
+
+@contextlib.contextmanager
+def frame_transform_override(transform):
+    """For tests: compilers made by the public API inside this block use
+    ``transform(func, args, ctx)`` instead of the symbolic interpreter."""
+    _transform_override.append(transform)
+    try:
+        yield transform
+    finally:
+        _transform_override.remove(transform)
+
+
+def get_compiler(backend, fullgraph: bool = False, dynamic=None, global_mode: bool = False,
+                 **options):
+    """The compiler for a configuration, with the symbolic interpreter as its
+    frame transform (see ``hook.get_compiler``)."""
+    transform = _transform_override[-1] if _transform_override else _frame_transform
+    c = hook.get_compiler(backend, fullgraph, dynamic, global_mode, transform=transform,
+                          **options)
+    _warm_up()
+    return c
+
+
+def _warm_up() -> None:
+    """Load the interpreter with the compiler (like torch.compile, which loads
+    its own when called), not inside the first compiled call. Skipped in
+    programs that have not imported torch."""
+    if "torch" in sys.modules and "janus_frame.frontend.convert" not in sys.modules:
+        from .frontend import convert  # noqa: F401 - loads the interpreter
 
 
 def _code_of(obj) -> Any:

@@ -56,10 +56,19 @@ ENVIRONMENT = {
     "(backends/janus/layout.py)",
     "JANUS_FRAME_LIBMVEC": "0: C kernels use inline polynomial float math instead of glibc's "
     "vector math library (backends/janus/cmath_prelude.py)",
+    "JANUS_CHECKS": "1: run the internal verifiers at every stage boundary (handlers' stack "
+    "effects, graph passes, lowering, scheduling); the test suite turns it on",
     "JANUS_FRAME_TRITON_AUTOTUNE": "auto (default): Triton kernels on CUDA time their block-size "
     "list once per size and keep the fastest on disk; always: also in the interpreter; off: "
     "defaults only (backends/janus/codegen_triton.py)",
 }
+
+
+def torch_environment(name: str) -> str | None:
+    """A variable of torch's own (e.g. ``TORCHINDUCTOR_CACHE_DIR``), read at
+    the time of the call, as torch reads it: this module is the one place
+    janus_frame reads the environment."""
+    return os.environ.get(name) or None
 
 
 def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -102,6 +111,7 @@ class Config:
         default_factory=lambda: _env_choice("JANUS_FRAME_TRITON_AUTOTUNE", "auto",
                                             ("auto", "always", "off"))
     )
+    checks: bool = dataclasses.field(default_factory=lambda: _env_bool("JANUS_CHECKS", False))
     # print/logging calls: False = break the graph where they are; True =
     # defer them to after the segment, in program order.
     reorder_logging: bool = False

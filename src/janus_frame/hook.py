@@ -1,4 +1,5 @@
-"""Python side of interception: the frame callback, skip rules, recompile limits.
+"""Python side of interception: the frame callback, recompile limits, the
+compiler registry.
 
 In:  a frame handed over by ``janus_frame._C`` on a cache miss, as the frame's
      function and the tuple of its argument slots (positional, keyword-only,
@@ -8,25 +9,32 @@ Out: ``None`` (the frame runs natively, possibly after its code was marked
      the C cache stores and runs. Both take the argument slots positionally.
 
 A :class:`FrameCompiler` is the callback for one configuration (backend and
-options). Entries in the C cache belong to the compiler that made them, so the
-same function compiled with two backends keeps two sets of entries.
+options). It owns the state that outlives a compile (its speculation store)
+and makes a :class:`~janus_frame.context.CompileContext` for each compile,
+which it hands to its frame transform -- the symbolic interpreter, injected
+by ``api`` (this module never imports the frontend). Entries in the C cache
+belong to the compiler that made them, so the same function compiled with two
+backends keeps two sets of entries.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import inspect
 import logging
-import os
 import sys
-import sysconfig
 import threading
 import time
+import types
 import warnings
 import weakref
 from typing import Any, Callable
 
 from . import _C
+from .cache import CodeState, CompiledEntry, FrameFallback, SkipFrame, code_state, listeners, stats
 from .config import Config, config
+from .context import CompileContext, PerCodeStore
+from .diagnostics.logs import artifact_logger
+from .trace_rules import skip_reason
 
 DEFAULT, SKIP, RUN_ONLY = _C.DEFAULT, _C.SKIP, _C.RUN_ONLY
 
@@ -36,225 +44,16 @@ log = logging.getLogger("janus_frame")
 # that misses while another compiles waits instead of compiling twice.
 compile_lock = threading.RLock()
 
-
-class SkipFrame(Exception):
-    """Raised by a frame transform: run this code natively from now on."""
-
-
-@dataclasses.dataclass
-class CompiledEntry:
-    """What a frame transform returns for one cache entry."""
-
-    guard: Callable
-    replacement: Callable
-    # Optional diagnostics: readable guard lines, a function explaining which
-    # guard fails for given argument slots, graphs and breaks of the entry.
-    guard_lines: list = dataclasses.field(default_factory=list)
-    explain_failure: Callable | None = None
-    graphs: list = dataclasses.field(default_factory=list)
-    breaks: list = dataclasses.field(default_factory=list)
-    compile_seconds: float = 0.0
-    site: Any = None  # diagnostics.probe.Site: what the profiler reports for this entry
-
-
-class CodeState:
-    """What janus_frame remembers about one code object.
-
-    Stored in the code object's extra slot (freed with it, dropped by reset()).
-    """
-
-    __slots__ = ("entries", "recompiles", "limit_warned", "dynamic", "__weakref__")
-
-    def __init__(self) -> None:
-        # automatic dynamic: names of int sources traced as graph inputs, and
-        # (name, dim) of tensor sizes traced as symbols
-        self.dynamic: set = set()
-        self.entries: list[tuple[Any, CompiledEntry]] = []  # (owner compiler, entry)
-        self.recompiles: list[str] = []
-        self.limit_warned = False
-
-
-def code_state(code, create: bool = True) -> CodeState | None:
-    st = _C.get_code_state(code)
-    if st is None and create:
-        st = CodeState()
-        _C.set_code_state(code, st)
-    return st
-
-
-# ---------------------------------------------------------------------------
-# Skip rules
-
-
-def _dirs_of(*names: str) -> tuple[str, ...]:
-    out = []
-    for n in names:
-        spec = importlib.util.find_spec(n)
-        if spec and spec.submodule_search_locations:
-            out.extend(os.path.realpath(p) + os.sep for p in spec.submodule_search_locations)
-    return tuple(out)
-
-
-_OWN_DIR = os.path.realpath(os.path.dirname(__file__)) + os.sep
-_STDLIB_DIRS = tuple(
-    {os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")}
-)
-_SITE_DIRS = tuple(
-    {os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("purelib", "platlib")}
-)
-_LIB_DIRS: tuple[str, ...] | None = None  # torch and friends; resolved lazily
-
-
-def _library_dirs() -> tuple[str, ...]:
-    global _LIB_DIRS
-    if _LIB_DIRS is None:
-        _LIB_DIRS = _dirs_of("torch", "triton", "numpy", "bytecode", "sympy", "_pytest",
-                             "pytest") + (_inductor_cache_dir(),)
-    return _LIB_DIRS
-
-
-def _inductor_cache_dir() -> str:
-    """Where Inductor writes the modules it generates (their ``call`` runs
-    a compiled backward lazily, inside ``loss.backward()`` of user code).
-    The same rule as torch's ``cache_dir_utils.default_cache_dir``, which is
-    not imported: it would pull in torch._inductor and torch._dynamo."""
-    import getpass
-    import re
-    import tempfile
-
-    d = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if not d:
-        try:
-            user = re.sub(r'[\\/:*?"<>|]', "_", getpass.getuser())
-        except Exception:  # noqa: BLE001 - no user name (containers)
-            user = "unknown"
-        d = os.path.join(tempfile.gettempdir(), "torchinductor_" + user)
-    return os.path.realpath(d) + os.sep
-
-
-_realpath_cache: dict[str, str] = {}
-
-
-def _real(filename: str) -> str:
-    r = _realpath_cache.get(filename)
-    if r is None:
-        r = os.path.realpath(filename) if not filename.startswith("<") else filename
-        _realpath_cache[filename] = r
-    return r
-
-
-def is_internal_file(filename: str) -> bool:
-    """janus_frame's own code, torch and friends, or the standard library:
-    never the place to show a user."""
-    if filename.startswith("<frozen"):
-        return True
-    path = _real(filename)
-    if path.startswith(_OWN_DIR) or path.startswith(_library_dirs()):
-        return True
-    return not path.startswith(_SITE_DIRS) and path.startswith(_STDLIB_DIRS)
-
-
-def skip_reason(code, global_mode: bool, cfg: Config) -> str | None:
-    """Why a code object is not a compilation candidate, or None if it is."""
-    fn = code.co_filename
-    if fn.startswith("<"):
-        # exec'd, interactive or generated code (fx graphs, guards): only
-        # when compiled explicitly, which bypasses these rules
-        return "generated code"
-    path = _real(fn)
-    if path.startswith(_OWN_DIR):
-        return "janus_frame itself"
-    if path.startswith(_library_dirs()):
-        return "library internals (torch, triton, numpy, ...)"
-    in_site = path.startswith(_SITE_DIRS)
-    if not in_site and path.startswith(_STDLIB_DIRS):
-        return "standard library"
-    if not global_mode and not in_site:
-        return None
-    cwd = os.getcwd() + os.sep
-    if path.startswith(cwd) and not in_site:
-        return None
-    if cfg.compile_modules:
-        mod = _module_of(path)
-        if mod and any(mod == p or mod.startswith(p + ".") for p in cfg.compile_modules):
-            return None
-    if in_site:
-        mod = _module_of(path) or ""
-        top = mod.split(".", 1)[0]
-        if top in _INFRASTRUCTURE or top.startswith("_editable"):
-            return "packaging and import machinery"
-        if not global_mode:
-            return None  # like torch.compile: library model code is compiled
-        if cfg.skip_site_packages:
-            return "installed package (set JANUS_COMPILE_MODULES to compile it)"
-        return None
-    if not global_mode:
-        return None
-    return "outside the working directory (set JANUS_COMPILE_MODULES to compile it)"
-
-
-# installed packages that never hold model code: import hooks, packaging
-_INFRASTRUCTURE = frozenset({
-    "_editable_skbc_janus_frame", "_distutils_hack", "setuptools", "pkg_resources", "pip",
-    "importlib_metadata", "importlib_resources", "typing_extensions", "packaging",
-    "filelock", "fsspec", "tqdm", "huggingface_hub", "safetensors", "tokenizers", "regex",
-    # compiler libraries (reached when a backend compiles lazily, e.g. the
-    # backward graph inside loss.backward())
-    "sympy", "mpmath", "networkx", "jinja2", "markupsafe", "triton",
-})
-
-
-def _module_of(path: str) -> str | None:
-    for base in _SITE_DIRS + tuple(os.path.realpath(p) + os.sep for p in sys.path if p):
-        if path.startswith(base):
-            rel = path[len(base):]
-            rel = rel[:-3] if rel.endswith(".py") else rel
-            parts = rel.split(os.sep)
-            if parts and parts[-1] == "__init__":
-                parts = parts[:-1]
-            return ".".join(parts)
-    return None
-
-
-# ---------------------------------------------------------------------------
-# Statistics (reset by janus_frame.reset())
-
-
-@dataclasses.dataclass
-class Stats:
-    frames_seen: int = 0
-    frames_compiled: int = 0
-    frames_skipped: int = 0
-    frames_failed: int = 0
-    recompiles: int = 0
-    compile_seconds: float = 0.0
-    reruns: int = 0  # graphs that raised and made their frame rerun natively
-
-
-stats = Stats()
+__all__ = ["CodeState", "CompiledEntry", "FrameCompiler", "SkipFrame", "code_state",
+           "get_compiler", "stats", "reset_stats"]
 
 
 def reset_stats() -> None:
-    global stats
-    stats = Stats()
-    spec = sys.modules.get("janus_frame.frontend.speculation")
-    if spec is not None:  # branch-site profiles go with the caches they shaped
-        spec.reset()
-
-
-# ---------------------------------------------------------------------------
-# The callback
-
-
-def _default_transform(func, args, compiler):
-    from .frontend.convert import compile_frame
-
-    return compile_frame(func, args, compiler)
-
-
-# A test may replace the frame transform (see tests/test_hook.py); production
-# code always uses the symbolic interpreter.
-frame_transform: Callable = _default_transform
+    """Statistics and every compiler's learned state (branch-site profiles go
+    with the caches they shaped)."""
+    stats.clear()
+    for c in list(_compilers.values()):
+        c.speculation.clear()
 
 
 class FrameCompiler:
@@ -262,17 +61,23 @@ class FrameCompiler:
 
     Called by the C hook as ``compiler(func, args)`` with re-entrancy already
     prevented (frames run while this executes are not intercepted).
+    ``transform(func, args, ctx) -> CompiledEntry`` compiles one frame (the
+    symbolic interpreter, injected by ``api``); it may raise
+    :class:`SkipFrame` or :class:`FrameFallback`.
     """
 
     def __init__(self, cfg: Config, backend: Any, fullgraph: bool, dynamic: bool | None,
-                 global_mode: bool, listener: Callable | None = None):
+                 global_mode: bool, listener: Callable | None = None, *,
+                 transform: Callable) -> None:
         self.config = cfg
         self.backend_spec = backend
         self.fullgraph = fullgraph
         self.dynamic = dynamic
         self.global_mode = global_mode
         self.listener = listener  # explain(): receives every compiled entry / break
+        self.transform = transform
         self.forced: weakref.WeakSet = weakref.WeakSet()  # codes compiled explicitly
+        self.speculation = PerCodeStore()  # branch-site profiles (frontend/speculation.py)
         self._backend_fn: Callable | None = None
 
     def __repr__(self) -> str:
@@ -295,6 +100,14 @@ class FrameCompiler:
     @property
     def strict(self) -> bool:
         return self.fullgraph or self.config.strict
+
+    def context(self, code) -> CompileContext:
+        """The context of one compile of ``code``."""
+        st = code_state(code)
+        return CompileContext(
+            config=self.config, stats=stats, speculation=self.speculation,
+            backend=self.backend_fn, hints=frozenset(st.dynamic), fullgraph=self.fullgraph,
+            dynamic=self.dynamic)
 
     def __call__(self, func, args):
         code = func.__code__
@@ -325,31 +138,29 @@ class FrameCompiler:
         with compile_lock:
             t0 = time.perf_counter()
             try:
-                entry = frame_transform(func, args, self)
+                entry = self.transform(func, args, self.context(code))
             except SkipFrame as e:
                 log.debug("skipping %s: %s", code.co_qualname, e)
                 _C.set_code_strategy(code, SKIP, DEFAULT)
                 stats.frames_skipped += 1
                 return None
-            except Exception as e:  # noqa: BLE001 - never break the user's program
-                from .frontend.breaks import GraphBreak
-
+            except FrameFallback as e:
                 stats.frames_failed += 1
-                if isinstance(e, GraphBreak):
-                    self._notify("break", code, e)
-                    if self.strict:
-                        raise
-                    from .diagnostics.logs import artifact_logger
-
-                    lg = artifact_logger("graph_breaks")
-                    if lg is not None:
-                        lg.info("%s", e)
-                    # The fallback depends on this compiler's options (unroll
-                    # and inline limits, ...), so it is cached as this
-                    # compiler's entry, not as a strategy of the code.
-                    entry = native_entry(func)
-                    st.entries.append((self, _kept(entry)))
-                    return (entry.guard, entry.replacement)
+                self._notify("break", code, e)
+                if self.strict:
+                    raise
+                lg = artifact_logger("graph_breaks")
+                if lg is not None:
+                    lg.info("%s", e)
+                # The fallback depends on this compiler's options (unroll
+                # and inline limits, ...), so it is cached as this
+                # compiler's entry, not as a strategy of the code.
+                entry = native_entry(func)
+                st.entries.append((self, _kept(entry)))
+                return (entry.guard, entry.replacement)
+            except Exception as e:  # noqa: BLE001 - never break the user's program
+                stats.frames_failed += 1
+                stats.internal_errors += 1
                 if self.strict:
                     raise
                 warnings.warn(
@@ -364,12 +175,24 @@ class FrameCompiler:
             dt = time.perf_counter() - t0
         if entry is None:
             return None
+        self._hand_over(entry)
         entry.compile_seconds = dt
         stats.frames_compiled += 1
         stats.compile_seconds += dt
         st.entries.append((self, _kept(entry)))
         self._notify("entry", code, entry)
         return (entry.guard, entry.replacement)
+
+    def _hand_over(self, entry: CompiledEntry) -> None:
+        """What the entry hands to other code objects: resume functions are
+        compiled explicitly; they (and callees run natively at a break) start
+        with the dynamic-size hints the trace found for them."""
+        for code in entry.resume_codes:
+            self.forced.add(code)
+        for code, hints in entry.handover.items():
+            if hints:
+                code_state(code).dynamic.update(hints)
+        entry.resume_codes, entry.handover = [], {}
 
     def _notify(self, event: str, code, payload) -> None:
         """Tell this compiler's listener (explain) and the global listeners
@@ -395,8 +218,6 @@ class FrameCompiler:
         st.recompiles.append(msg)
         stats.recompiles += 1
         self._notify("recompile", code, msg)
-        from .diagnostics.logs import artifact_logger
-
         lg = artifact_logger("recompiles")
         if lg is not None:
             lg.info(
@@ -415,6 +236,20 @@ def _kept(entry: CompiledEntry) -> CompiledEntry:
     return dataclasses.replace(entry, guard=None, replacement=None)
 
 
+def positional_code(code: types.CodeType, marker: str | None = None) -> types.CodeType:
+    """``code`` with its argument slots (positional, keyword-only, ``*args``,
+    ``**kwargs``) taken as plain positional parameters: the calling
+    convention of cache entries. ``marker``, an extra constant, keeps the copy
+    distinct from the original where both are constants of one function
+    (the bytecode assembler merges constants that marshal alike)."""
+    varargs = code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
+    n = code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & inspect.CO_VARARGS) + \
+        bool(code.co_flags & inspect.CO_VARKEYWORDS)
+    consts = code.co_consts + (marker,) if marker is not None else code.co_consts
+    return code.replace(co_argcount=n, co_posonlyargcount=0, co_kwonlyargcount=0,
+                        co_flags=code.co_flags & ~varargs, co_consts=consts)
+
+
 def native_entry(func) -> CompiledEntry:
     """An entry that runs the frame's original bytecode, unconditionally.
 
@@ -422,26 +257,19 @@ def native_entry(func) -> CompiledEntry:
     positional (the hook's calling convention); frames it calls are still
     intercepted."""
     code = func.__code__
-    n = code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & 0x04) + \
-        bool(code.co_flags & 0x08)
-    native = code.replace(co_argcount=n, co_posonlyargcount=0, co_kwonlyargcount=0,
-                          co_flags=code.co_flags & ~(0x04 | 0x08))
-    import types
-
+    native = positional_code(code)
     rep = types.FunctionType(native, func.__globals__, code.co_name, None, func.__closure__)
     ns: dict = {}
-    exec(f"def always({', '.join(f'a{i}' for i in range(n))}):\n    return True", ns)
+    exec(f"def always({', '.join(f'a{i}' for i in range(native.co_argcount))}):\n"
+         "    return True", ns)
     return CompiledEntry(guard=ns["always"], replacement=rep, guard_lines=["(runs natively)"])
 
-
-# Functions called with every compile event of every compiler (see _notify).
-listeners: list[Callable] = []
 
 _compilers: dict[tuple, FrameCompiler] = {}
 
 
 def get_compiler(backend: Any, fullgraph: bool = False, dynamic: bool | None = None,
-                 global_mode: bool = False, **options) -> FrameCompiler:
+                 global_mode: bool = False, *, transform: Callable, **options) -> FrameCompiler:
     """The canonical compiler for a configuration, so that ``compile(f)`` and
     ``compile(g)`` with equal settings share cache entries."""
     if backend is None:
@@ -459,7 +287,7 @@ def get_compiler(backend: Any, fullgraph: bool = False, dynamic: bool | None = N
     cfg = config.merged(**options)
     try:
         key = (backend if isinstance(backend, str) else id(backend), fullgraph, dynamic,
-               global_mode, tuple(sorted((k, repr(v)) for k, v in options.items())))
+               global_mode, transform, tuple(sorted((k, repr(v)) for k, v in options.items())))
         hash(key)
     except TypeError:
         key = None
@@ -467,7 +295,7 @@ def get_compiler(backend: Any, fullgraph: bool = False, dynamic: bool | None = N
         c = _compilers[key]
         if isinstance(backend, str) or c.backend_spec is backend:
             return c
-    c = FrameCompiler(cfg, backend, fullgraph, dynamic, global_mode)
+    c = FrameCompiler(cfg, backend, fullgraph, dynamic, global_mode, transform=transform)
     if key is not None:
         _compilers[key] = c
     _warm_up()
@@ -478,17 +306,15 @@ _warmed = False
 
 
 def _warm_up() -> None:
-    """Load the interpreter and torch's fake-tensor stack when a compiler is
-    made (like torch.compile, which loads its own when called), not inside
-    the first compiled call: the first construction of a fake-tensor mode
-    imports about a second of torch modules. Skipped in programs that have
-    not imported torch."""
+    """Load torch's fake-tensor stack when a compiler is made (like
+    torch.compile, which loads its own when called), not inside the first
+    compiled call: the first construction of a fake-tensor mode imports about
+    a second of torch modules. Skipped in programs that have not imported
+    torch."""
     global _warmed
     if _warmed or "torch" not in sys.modules:
         return
     _warmed = True
     from torch._subclasses.fake_tensor import FakeTensorMode
-
-    from .frontend import convert  # noqa: F401
 
     FakeTensorMode()

@@ -11,12 +11,15 @@ import torch
 import torch.nn as nn
 
 import janus_frame as jf
+from janus_frame import hook
 from janus_frame.frontend import speculation
 from jfutil import Recorder
 
 
 def _sites(name):
-    return [s for s in speculation.all_sites() if s.frame.endswith(name)]
+    """Sites of frames named ``name`` learned by any compiler."""
+    return [s for c in list(hook._compilers.values())
+            for s in speculation.all_sites(c.speculation) if s.frame.endswith(name)]
 
 
 def _mixed(n, gen):

@@ -76,7 +76,8 @@ def test_rnn_with_tensor_branches_equals_eager_through_speculation_and_misses():
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(model.seen, ref.seen, rtol=1e-4, atol=1e-5)
     assert model.calls == ref.calls == len(signs)
-    sites = [s for s in speculation.all_sites() if s.frame.startswith("BranchyRNN.forward")]
+    sites = [s for s in speculation.all_sites(cmodel._janus_compiler.speculation)
+             if s.frame.startswith("BranchyRNN.forward")]
     assert sites, "no branch site recorded"
     if_site = min(sites, key=lambda s: s.lineno)
     assert if_site.hits > 0, if_site.describe()  # speculation ran
@@ -103,7 +104,8 @@ def test_misprediction_gives_eager_side_effects_and_rng():
     pos = torch.ones(4)
     for _ in range(speculation.SPECULATE_AFTER + 2):
         cf(pos, [])
-    site = [s for s in speculation.all_sites() if s.frame.endswith("rng.<locals>.f")][0]
+    site = [s for s in speculation.all_sites(cf._janus_compiler.speculation)
+            if s.frame.endswith("rng.<locals>.f")][0]
     assert site.form == "speculate" and site.predicted is True
     hits = site.hits
     cf(pos, [])
@@ -266,8 +268,8 @@ def test_comparison_on_item_is_a_speculation_site():
     pos = torch.ones(4)
     for _ in range(speculation.SPECULATE_AFTER + 3):
         torch.testing.assert_close(cf(pos), f(pos))
-    site = [s for s in speculation.all_sites() if s.frame.endswith("item_is_a_speculation_site"
-                                                                    ".<locals>.f")][0]
+    site = [s for s in speculation.all_sites(cf._janus_compiler.speculation)
+            if s.frame.endswith("item_is_a_speculation_site.<locals>.f")][0]
     assert site.form == "speculate" and site.predicted is True and site.hits > 0
     # the speculated graph holds the whole function: no .item() left in Python
     assert torch.tanh in [n.target for n in rec.graphs[-1].graph.nodes]

@@ -108,7 +108,7 @@ def _record(b) -> BreakRecord:
 def explain(fn):
     import torch
 
-    from ..api import _wrap_function
+    from ..api import _frame_transform, _wrap_function
     from ..hook import FrameCompiler
 
     target = fn
@@ -118,7 +118,8 @@ def explain(fn):
     def run(*args, **kwargs) -> ExplainReport:
         report = ExplainReport()
         compiler = FrameCompiler(config.merged(), "eager", fullgraph=False, dynamic=None,
-                                 global_mode=False, listener=report._listen)
+                                 global_mode=False, listener=report._listen,
+                                 transform=_frame_transform)
         if isinstance(target, torch.nn.Module):
             from ..module import CompiledModule
 
@@ -132,7 +133,7 @@ def explain(fn):
         spec = sys.modules.get("janus_frame.frontend.speculation")
         if spec is not None:
             names = {f.split(" (")[0] for f in report.frames}
-            report.speculation = [s for s in spec.all_sites()
+            report.speculation = [s for s in spec.all_sites(compiler.speculation)
                                   if s.frame in names or s.frame.split(".<resume")[0] in names]
         return report
 

@@ -4,7 +4,7 @@ In: run-time probe events from compiled replacements (``graph(site, seconds)``
 for time inside a compiled segment, ``native(site, seconds)`` for the time from
 a segment's end through the instruction a graph break left to Python, up to
 the hand-over to the next resume function), compile events from the hook
-(``hook.listeners``: new entries, frames that fell back natively whole,
+(``cache.listeners``: new entries, frames that fell back natively whole,
 recompiles with the failing guard) and ``speculation(site, hit)`` per run-time
 check of a speculated branch (``PROBE.speculation``).
 
@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 
+from .. import cache, trace_rules
 from .probe import PROBE, Site
 
 _clock = time.perf_counter
@@ -54,10 +55,7 @@ def _internal(filename: str | None) -> bool:
     to send the user to."""
     if not filename or filename.startswith("<"):
         return False
-    from .. import hook
-
-    path = hook._real(filename)
-    return path.startswith(hook._OWN_DIR) or path.startswith(hook._library_dirs())
+    return trace_rules.is_own_or_library(filename)
 
 
 def user_location(code, gb) -> tuple:
@@ -71,7 +69,7 @@ def user_location(code, gb) -> tuple:
     lineno = None
     if gb.root_ip is not None:
         try:
-            from ..frontend.interpreter import load_instructions
+            from ..frontend.bytecode_info import load_instructions
 
             lineno = load_instructions(code)[0][gb.root_ip].lineno
         except Exception:  # noqa: BLE001 - diagnostics must not fail
@@ -468,7 +466,7 @@ class Profiler:
             _trim(starts, durs)
         return inner
 
-    # -- compile events (hook.listeners) ----------------------------------
+    # -- compile events (cache.listeners) ----------------------------------
 
     def _listen(self, event: str, code, payload) -> None:
         if event == "entry":
@@ -520,8 +518,6 @@ class Profiler:
     # -- lifetime ---------------------------------------------------------
 
     def start(self) -> "Profiler":
-        from .. import hook
-
         if self._running:
             raise RuntimeError("this profiler is already running")
         mod = sys.modules.get("janus_frame.backends.janus")
@@ -529,18 +525,16 @@ class Profiler:
         self._running = True
         self._t0 = _clock()
         self._t1 = None
-        hook.listeners.append(self._listen)
+        cache.listeners.append(self._listen)
         _attach(self)
         return self
 
     def stop(self) -> "Profiler":
-        from .. import hook
-
         if not self._running:
             return self
         _detach(self)
         try:
-            hook.listeners.remove(self._listen)
+            cache.listeners.remove(self._listen)
         except ValueError:
             pass
         self._collect_kernels()

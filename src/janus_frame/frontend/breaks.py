@@ -13,6 +13,9 @@ from __future__ import annotations
 import dataclasses
 import linecache
 
+from ..cache import FrameFallback
+from ..trace_rules import is_internal_file
+
 
 @dataclasses.dataclass(frozen=True)
 class BreakKind:
@@ -145,8 +148,9 @@ _register(
 )
 
 
-class GraphBreak(Exception):
-    """A graph break with a registered ID and where it happened."""
+class GraphBreak(FrameFallback):
+    """A graph break with a registered ID and where it happened (a frame
+    that cannot continue after it runs natively: ``cache.FrameFallback``)."""
 
     def __init__(self, id: str, detail: str = "") -> None:
         if id not in REGISTRY:
@@ -185,8 +189,6 @@ class GraphBreak(Exception):
         """Called from the innermost frame outwards: the innermost frame of
         user code wins, so a break inside inlined library code (torch,
         janus_frame) points at the user's line that called into it."""
-        from ..hook import is_internal_file
-
         if self.filename is None or (is_internal_file(self.filename) and
                                      not is_internal_file(filename)):
             self.filename, self.lineno, self.frame_name = filename, lineno, frame_name

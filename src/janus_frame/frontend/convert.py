@@ -1,7 +1,7 @@
 """Frame conversion: one frame in, one guarded cache entry out.
 
 In: the frame's function and its argument slots (from the hook), and the
-compiler (configuration and backend).
+compile context (configuration, backend, speculation store; context.py).
 Out: a :class:`CompiledEntry`: a guard over the argument slots, and a
 replacement that loads the graph's inputs through their sources, calls the
 backend's compiled graph, and then either rebuilds the frame's return value
@@ -33,15 +33,16 @@ import torch
 from .. import _C
 from ..diagnostics.logs import artifact_logger
 from ..diagnostics.probe import PROBE, Site
-from ..hook import CompiledEntry, SkipFrame
+from ..cache import CompiledEntry, SkipFrame, stats
 from .breaks import GraphBreak
 from .codegen import FunctionBuilder, nargs_of, slot_names
 from .interpreter import Translator
 from .ops_arith import BINARY, COMPARE
 from .output import NeedsShapeEnv, OutputGraph
 from .predication import NoPredication
-from .resume import RESUME_CODES, TailCall, leading_argument, live_locals, make_function, \
-    original_position, resume_code, trampoline, try_regions
+from .bytecode_info import RESUME_CODES, leading_argument, live_locals, load_instructions, \
+    original_position, try_regions
+from .resume import TailCall, make_function, resume_code, trampoline
 from .sources import ArgSource, ClosureSource
 from .values import (
     NULL, CellV, Const, DerivedConst, DictV, ExitV, FunctionV, IterV, ListV, MethodV, NewObjV,
@@ -61,11 +62,11 @@ _RESUMABLE = {
 }
 
 
-def compile_frame(func, args: tuple, compiler) -> CompiledEntry:
+def compile_frame(func, args: tuple, ctx) -> CompiledEntry:
     symbolic = False
     for _ in range(8):  # each retrace settles one question (shape env, a site)
         try:
-            return _compile(func, args, compiler, symbolic)
+            return _compile(func, args, ctx, symbolic)
         except NeedsShapeEnv:
             symbolic = True
         except _UnsafeSpeculation as e:
@@ -80,15 +81,15 @@ def compile_frame(func, args: tuple, compiler) -> CompiledEntry:
     raise GraphBreak("JF009", "could not settle the frame's speculation")
 
 
-def _compile(func, args, compiler, symbolic: bool) -> CompiledEntry:
+def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
     try:
-        return _build(func, args, compiler, None, symbolic)
+        return _build(func, args, ctx, None, symbolic)
     except GraphBreak as gb:
-        if compiler.strict or _not_resumable(func.__code__, gb) is not None:
+        if ctx.strict or _not_resumable(func.__code__, gb) is not None:
             raise
         brk = gb
     try:
-        entry = _build(func, args, compiler, brk, symbolic)
+        entry = _build(func, args, ctx, brk, symbolic)
     except GraphBreak as e:
         if e.filename is None:  # the state at the break cannot be handed back
             brk.detail += f" (the frame then runs natively: {e.reason})"
@@ -117,8 +118,6 @@ def _not_resumable(code, gb: GraphBreak) -> str | None:
     """Why the frame cannot continue after ``gb`` (None if it can)."""
     if gb.root_ip is None:
         return "no location"
-    from .interpreter import load_instructions
-
     instrs, _ = load_instructions(code)
     ins = instrs[gb.root_ip]
     if ins.name not in _RESUMABLE:
@@ -128,13 +127,10 @@ def _not_resumable(code, gb: GraphBreak) -> str | None:
     return None
 
 
-def _trace(func, args, compiler, stop_at, symbolic):
+def _trace(func, args, ctx, stop_at, symbolic):
     code = func.__code__
     names = slot_names(code)
-    from ..hook import code_state
-
-    output = OutputGraph(compiler, code, nargs_of(code), symbolic,
-                         frozenset(code_state(code).dynamic))
+    output = OutputGraph(ctx, code, nargs_of(code), symbolic, ctx.hints)
     cells = {}
     for i, name in enumerate(code.co_freevars):
         cells[name] = output.real_cell(func.__closure__[i], name, ClosureSource(name))
@@ -145,10 +141,10 @@ def _trace(func, args, compiler, stop_at, symbolic):
     return output, tx, result
 
 
-def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False) -> CompiledEntry:
+def _build(func, args, ctx, brk: GraphBreak | None, symbolic: bool = False) -> CompiledEntry:
     t0 = time.perf_counter()
     code = func.__code__
-    output, tx, result = _trace(func, args, compiler, brk.root_ip if brk else None, symbolic)
+    output, tx, result = _trace(func, args, ctx, brk.root_ip if brk else None, symbolic)
     fb = FunctionBuilder(code, nargs_of(code))
     rb = Rebuilder(fb, output.initial_grad_enabled)
     rb.sym_text = output.sym_text
@@ -165,7 +161,7 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
     else:
         if not tx.stopped:
             raise brk
-        tail = _break_tail(func, tx, rb, compiler)
+        tail = _break_tail(func, tx, rb)
     rb.set_grad_mode(output.grad_enabled)  # the mode the frame is in at this point
     replay = output.effects.replay(rb)  # before finish: it may need graph outputs
     gm, used = output.finish(rb.outputs)
@@ -180,7 +176,7 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
         # the backend's code (Inductor's generated modules, runtime wrappers)
         # runs with janus_frame off: it is not the user's to compile
         with _tracing(output):
-            compiled = _C.Wrapper(compiler.backend_fn(gm, [real for _, real in used]), None)
+            compiled = _C.Wrapper(ctx.backend(gm, [real for _, real in used]), None)
         # inputs are loaded before the guarded call: their sources were just
         # validated by the guard, so a failure there is a bug to surface, not
         # a reason to rerun the frame natively
@@ -227,6 +223,7 @@ def _build(func, args, compiler, brk: GraphBreak | None, symbolic: bool = False)
         guard=guard, replacement=replacement, guard_lines=output.guards.lines(),
         explain_failure=explain_failure, graphs=graphs, breaks=[],
         compile_seconds=site.compile_seconds, site=site,
+        resume_codes=output.resume_codes, handover=output.handover,
     )
     return entry
 
@@ -345,9 +342,7 @@ def _guarded_call(func, fb: FunctionBuilder, gm, call: str, checks: list[str],
 def _note_rerun(site) -> None:
     """A graph raised: the frame reruns natively (counted, and logged under
     JANUS_LOGS=perf, so a segment that keeps failing is visible)."""
-    from .. import hook
-
-    hook.stats.reruns += 1
+    stats.reruns += 1
     lg = artifact_logger("perf")
     if lg is not None:
         lg.info("graph of %s (%s:%s) raised; the frame reran natively", site.frame,
@@ -386,7 +381,7 @@ class _Result:
         self.name = name
 
 
-def _break_tail(func, tx: Translator, rb: "Rebuilder", compiler) -> list[str]:
+def _break_tail(func, tx: Translator, rb: "Rebuilder") -> list[str]:
     idx = tx.stop_at
     ins = tx.instrs[idx]
     stack = list(tx.stack)
@@ -397,7 +392,7 @@ def _break_tail(func, tx: Translator, rb: "Rebuilder", compiler) -> list[str]:
     fallthrough = idx + 1
 
     def cont(stack_after, at):
-        return _continue(func, tx, rb, compiler, stack_after, at)
+        return _continue(func, tx, rb, stack_after, at)
 
     if name == "CALL":
         n = ins.arg
@@ -492,7 +487,8 @@ def _observed(tx: Translator, rb: "Rebuilder", cond: str, lines: list) -> str:
     from . import speculation
 
     orig, index = original_position(tx.code, tx.stop_at)
-    site = speculation.site(orig, index, tx.lineno, tx.code.co_qualname)
+    site = speculation.site(tx.output.ctx.speculation, orig, index, tx.lineno,
+                           tx.code.co_qualname)
     tx.output.spec_codes.add(site.code_spec)
     lines.append(f"__jf_c = __jf_h_bool({cond})")
     if site.form == "observe":
@@ -500,7 +496,7 @@ def _observed(tx: Translator, rb: "Rebuilder", cond: str, lines: list) -> str:
     return "__jf_c"
 
 
-def _continue(func, tx: Translator, rb: "Rebuilder", compiler, stack_after: list, at: int):
+def _continue(func, tx: Translator, rb: "Rebuilder", stack_after: list, at: int):
     """Lines that hand the stack and the live locals to the resume function
     for instruction ``at`` and return its result."""
     code = func.__code__
@@ -524,7 +520,7 @@ def _continue(func, tx: Translator, rb: "Rebuilder", compiler, stack_after: list
     stack_vals = [v.name if isinstance(v, _Result) else rb.expr(v)
                   for v in stack_after if not isinstance(v, NullV)]
     rcode = resume_code(orig, at, null_slots, tuple(live))
-    compiler.forced.add(rcode)
+    tx.output.resume_codes.append(rcode)
     if tx.output.sym_inputs or tx.output.dynamic:
         _hand_over_dynamic(rcode, tx, live, stack_after)
     fb = rb.fb
@@ -713,9 +709,7 @@ def _hand_over_dynamic(rcode, tx, live: list, stack_after: list) -> None:
     keep their dynamic dimensions, sizes and the values a loop produces
     (``__jf_r`` of FOR_ITER) stay dynamic ints, lists (grown in a loop over
     a dynamic size) get a dynamic length."""
-    from ..hook import code_state
-
-    dyn = code_state(rcode).dynamic
+    dyn = tx.output.handover.setdefault(rcode, set())
     mine = tx.output.dynamic
     for n in live:
         if n not in tx.locals:  # an argument the trace did not read: as it came
@@ -753,9 +747,7 @@ def _call_hand_over(tx, fn, args: list) -> None:
     code = getattr(func, "__code__", None)
     if code is None:
         return
-    from ..hook import code_state
-
-    dyn = code_state(code).dynamic
+    dyn = tx.output.handover.setdefault(code, set())
     names = code.co_varnames[skip:code.co_argcount]
     for name, v in zip(names, args):
         if isinstance(v, TensorV):

@@ -14,11 +14,11 @@ OutputGraph (``inline_function``).
 from __future__ import annotations
 
 import types
-import weakref
 
-from bytecode import Bytecode, Instr, Label
+from bytecode import Label
 
 from .breaks import GraphBreak
+from .bytecode_info import load_instructions
 from .ops_basic import BasicOps
 from .ops_calls import CallOps
 from .ops_containers import ContainerOps
@@ -26,25 +26,6 @@ from .ops_control import ControlOps
 from .ops_arith import ArithOps
 from .output import OutputGraph
 from .values import CellV, Const, IterV, ObjV, Value
-
-_instr_cache: "weakref.WeakKeyDictionary[types.CodeType, tuple]" = weakref.WeakKeyDictionary()
-
-
-def load_instructions(code: types.CodeType) -> tuple[list[Instr], dict[Label, int]]:
-    """Instructions of ``code`` with labels resolved to instruction indices."""
-    hit = _instr_cache.get(code)
-    if hit is None:
-        instrs: list[Instr] = []
-        labels: dict[Label, int] = {}
-        for item in Bytecode.from_code(code):
-            if isinstance(item, Label):
-                labels[item] = len(instrs)
-            elif isinstance(item, Instr):
-                instrs.append(item)
-        hit = (instrs, labels)
-        _instr_cache[code] = hit
-    return hit
-
 
 def _same_receiver(t: "Translator", code, receiver) -> bool:
     """Recursion, unless a method runs on another object (a Sequential inside
@@ -110,7 +91,7 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
 
     @property
     def config(self):
-        return self.output.compiler.config
+        return self.output.ctx.config
 
     # -- the loop -------------------------------------------------------------------
 

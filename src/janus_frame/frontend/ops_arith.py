@@ -13,7 +13,7 @@ import torch
 
 from .breaks import GraphBreak
 from .sources import AttrSource, ItemSource, KeyedItemSource
-from .output import to_fake
+from .fake import to_fake
 from .values import (
     NULL, CellV, Const, DerivedConst, DictV, DynInt, FunctionV, IterV, ListV, MethodV, NewObjV, NullV,
     ItemV, ObjV, RecordDictV, SetV, SliceV, SymV, TensorListV, TensorV, TupleV, Value, unguarded,

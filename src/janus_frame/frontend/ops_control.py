@@ -37,10 +37,11 @@ class ControlOps:
         if not isinstance(v, TensorV):
             return self.truth(v)
         from . import speculation
-        from .resume import original_position
+        from .bytecode_info import original_position
 
         orig, index = original_position(self.code, self.ip - 1)
-        site = speculation.site(orig, index, self.lineno, self.code.co_qualname)
+        site = speculation.site(self.output.ctx.speculation, orig, index, self.lineno,
+                               self.code.co_qualname)
         self.output.spec_codes.add(site.code_spec)
         loop_edge = self.instrs[self.ip - 1].name.startswith("POP_JUMP_BACKWARD")
         speculated_here = any(s is site for _, _, s in self.output.speculations)
@@ -62,10 +63,11 @@ class ControlOps:
             return False
         from . import speculation
         from .predication import is_loop_entry, predicate_branch, predicate_loop
-        from .resume import original_position
+        from .bytecode_info import original_position
 
         orig, index = original_position(self.code, self.ip - 1)
-        site = speculation.site(orig, index, self.lineno, self.code.co_qualname)
+        site = speculation.site(self.output.ctx.speculation, orig, index, self.lineno,
+                               self.code.co_qualname)
         loop = is_loop_entry(self, ins)
         # a loop speculated to be entered is unrolled with predicated
         # iterations; one speculated to be skipped stays a plain speculation

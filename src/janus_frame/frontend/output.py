@@ -33,8 +33,9 @@ from .effects import SideEffects
 from .guards import Guards
 from .shapes import NeedsShapeEnv, ShapeMixin, is_argument
 from .sources import AttrSource, IntTensorSource, ItemSource, Source
+from .fake import to_fake, to_node
 from .values import (
-    CellV, Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SetV, SliceV, SymV, TensorV,
+    CellV, Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SetV, SymV, TensorV,
     TupleV, Value,
 )
 
@@ -43,9 +44,9 @@ _TORCH_CONST_TYPES = (torch.dtype, torch.device, torch.Size, torch.memory_format
 
 
 class OutputGraph(ShapeMixin):
-    def __init__(self, compiler, code: types.CodeType, nargs: int,
+    def __init__(self, ctx, code: types.CodeType, nargs: int,
                  symbolic: bool = False, dynamic: frozenset = frozenset()) -> None:
-        self.compiler = compiler
+        self.ctx = ctx  # the CompileContext (context.py)
         self.code = code
         self.graph = fx.Graph()
         # A shape environment lets data-dependent output sizes (boolean-mask
@@ -55,7 +56,7 @@ class OutputGraph(ShapeMixin):
         # get symbolic sizes from the same environment. No duck sizing: two
         # dimensions equal by chance must not become one symbol.
         self.dynamic = dynamic  # names of int sources, (name, dim) of tensor sizes
-        self.dynamic_all = getattr(compiler, "dynamic", None)
+        self.dynamic_all = ctx.dynamic
         symbolic = symbolic or self.dynamic_all is True or any(
             isinstance(d, tuple) for d in dynamic)
         self.fake_mode = FakeTensorMode(
@@ -80,6 +81,10 @@ class OutputGraph(ShapeMixin):
         self.predicating = None  # the site whose sides are being traced (predication.py)
         self.spec_codes: set = set()  # speculation states whose epoch the entry depends on
         self.op_count = 0
+        # what the trace hands to other code objects (cache.CompiledEntry):
+        # resume codes, and code -> dynamic-size hints
+        self.resume_codes: list = []
+        self.handover: dict = {}
 
     def real_cell(self, cell, name: str, source) -> CellV:
         """The one symbolic cell for a real closure cell: functions sharing a
@@ -392,39 +397,3 @@ def _target_name(target) -> str:
     if isinstance(target, str):
         return f".{target}()"
     return getattr(target, "__qualname__", None) or getattr(target, "__name__", repr(target))
-
-
-def _unwrap(v, tensor):
-    """A value as an operator argument: tensors through ``tensor`` (to their
-    fx node, or to their fake tensor), containers rebuilt around them."""
-    if isinstance(v, TensorV):
-        return tensor(v)
-    if isinstance(v, SymV):
-        return v.node if tensor is _node_of else v.sym
-    if isinstance(v, Const):
-        return v.value
-    if isinstance(v, TupleV):
-        return tuple(_unwrap(x, tensor) for x in v.items)
-    if isinstance(v, ListV):
-        return [_unwrap(x, tensor) for x in v.items]
-    if isinstance(v, SliceV):
-        return slice(_unwrap(v.start, tensor), _unwrap(v.stop, tensor), _unwrap(v.step, tensor))
-    if isinstance(v, DictV):
-        return {k: _unwrap(x, tensor) for k, x in v.items.items()}
-    if isinstance(v, ObjV) and isinstance(v.obj, (torch.dtype, torch.device)):
-        return v.obj
-    raise GraphBreak("JF015", f"{type(v).__name__} passed to a tensor operation")
-
-
-def _node_of(t: TensorV):
-    return t.node
-
-
-def to_node(v):
-    """A value as an fx argument."""
-    return _unwrap(v, _node_of)
-
-
-def to_fake(v):
-    """A value as an argument of the operator run on fake tensors."""
-    return _unwrap(v, lambda t: t.fake)

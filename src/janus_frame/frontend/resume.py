@@ -1,7 +1,7 @@
 """Resume functions: the rest of a function after a graph break.
 
 In: the original code object, the instruction index to resume at (numbering
-of ``interpreter.load_instructions``), which stack slots hold NULL there, and
+of ``bytecode_info.load_instructions``), which stack slots hold NULL there, and
 the locals live there.
 Out: a code object taking the non-NULL stack values and then the live locals
 positionally. Its prologue pushes the stack back (re-creating NULLs) and jumps
@@ -16,14 +16,13 @@ flat however many iterations run.
 """
 from __future__ import annotations
 
-import dataclasses
 import types
 import weakref
 
-from bytecode import Bytecode, CellVar, FreeVar, Instr, Label, TryBegin, TryEnd
+from bytecode import Bytecode, CellVar, FreeVar, Instr, Label
 from bytecode.instr import InstrLocation
 
-from .interpreter import load_instructions
+from .bytecode_info import RESUME_CODES, ResumeInfo, leading_argument, load_instructions
 
 
 class TailCall:
@@ -50,99 +49,8 @@ def make_function(code, globals_, closure):
     return types.FunctionType(code, globals_, code.co_name, None, closure)
 
 
-@dataclasses.dataclass(frozen=True)
-class ResumeInfo:
-    orig: types.CodeType
-    index: int
-    lineno: int
-    # instruction i of the resume code is instruction i + offset of orig
-    # (for i past the prologue), so a resume of a resume is based on orig
-    offset: int
-
-
-# resume code -> what it resumes (marks codes whose compiled form may return
-# TailCall); original code -> {key: resume code}
-RESUME_CODES: "weakref.WeakKeyDictionary[types.CodeType, ResumeInfo]" = \
-    weakref.WeakKeyDictionary()
+# original code -> {key: resume code}
 _CACHE: "weakref.WeakKeyDictionary[types.CodeType, dict]" = weakref.WeakKeyDictionary()
-
-_JUMP_ALWAYS = {"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "JUMP"}
-_NO_FALLTHROUGH = _JUMP_ALWAYS | {"RETURN_VALUE", "RAISE_VARARGS", "RERAISE"}
-
-
-_try_cache: "weakref.WeakKeyDictionary[types.CodeType, list]" = weakref.WeakKeyDictionary()
-
-
-def try_regions(code: types.CodeType) -> list[bool]:
-    hit = _try_cache.get(code)
-    if hit is None:
-        hit = _try_cache[code] = _try_regions(code)
-    return hit
-
-
-def _try_regions(code: types.CodeType) -> list[bool]:
-    """For each instruction index: is it covered by an exception-table entry
-    other than a with-block's cleanup (a try body or an exception handler)?
-    A with-block's body can be resumed in: the resume prologue puts the
-    context's ``__exit__`` back on the stack and the copied exception table
-    still covers the body."""
-    items = list(Bytecode.from_code(code))
-    with_handlers = set()
-    for pos, item in enumerate(items):
-        if isinstance(item, Label):
-            following = [x.name for x in items[pos + 1:pos + 6] if isinstance(x, Instr)][:2]
-            if following == ["PUSH_EXC_INFO", "WITH_EXCEPT_START"]:
-                with_handlers.add(item)
-    out = []
-    open_regions: list[bool] = []  # per open TryBegin: is it a plain try/handler?
-    for item in items:
-        if isinstance(item, TryBegin):
-            open_regions.append(item.target not in with_handlers)
-        elif isinstance(item, TryEnd):
-            if open_regions:
-                open_regions.pop()
-        elif isinstance(item, Instr):
-            out.append(any(open_regions))
-    return out
-
-
-def live_locals(code: types.CodeType, start: int) -> set[str]:
-    """Locals that may be read from instruction ``start`` on (a sound
-    over-approximation: read on some path, whether or not written first)."""
-    instrs, labels = load_instructions(code)
-    seen = set()
-    todo = [start]
-    names = set()
-    while todo:
-        i = todo.pop()
-        while 0 <= i < len(instrs) and i not in seen:
-            seen.add(i)
-            ins = instrs[i]
-            if ins.name in ("LOAD_FAST", "DELETE_FAST", "LOAD_FAST_CHECK"):
-                names.add(ins.arg)
-            if isinstance(ins.arg, Label):
-                todo.append(labels[ins.arg])
-            if ins.name in _NO_FALLTHROUGH:
-                break
-            i += 1
-    return names
-
-
-def leading_argument(code: types.CodeType) -> str | None:
-    """The argument a resume function of ``code`` must take first: the
-    original first argument when the code may call zero-argument super()."""
-    if code.co_argcount and "__class__" in code.co_freevars:
-        return code.co_varnames[0]
-    return None
-
-
-def original_position(code: types.CodeType, index: int) -> tuple[types.CodeType, int]:
-    """(original code, instruction index in it) for an index of ``code``,
-    which may itself be a resume code."""
-    info = RESUME_CODES.get(code)
-    if info is None:
-        return code, index
-    return info.orig, index + info.offset
 
 
 def resume_code(orig: types.CodeType, index: int, null_slots: tuple[bool, ...],

@@ -169,7 +169,7 @@ class ShapeMixin:
     def sym_call(self, fn, a: Value, b: Value | None = None) -> Value:
         """Size arithmetic (``B * T``, ``n // 2``, ``-n``) kept in the graph."""
         args = (a,) if b is None else (a, b)
-        from .output import to_fake, to_node
+        from .fake import to_fake, to_node
 
         fake = fn(*(to_fake(x) for x in args))
         return self.sym_value(fake, lambda: self.graph.call_function(

@@ -2,7 +2,8 @@
 check, fall back, relax).
 
 In: branch sites -- (original code, instruction index) of a conditional jump
-on a tensor -- and what compiled code observes at them at run time.
+on a tensor -- and what compiled code observes at them at run time; sites
+live in the compiler's store (``CompileContext.speculation``).
 Out: per site, the current form and its statistics:
 
 - ``observe``: the branch breaks the graph; the native jump in the replacement
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import types
-import weakref
 
 from ..diagnostics.logs import artifact_logger
 from ..diagnostics.probe import PROBE
@@ -128,27 +128,16 @@ class Site:
                 f"observed true/false={self.seen[1]}/{self.seen[0]}")
 
 
-_specs: "weakref.WeakKeyDictionary[types.CodeType, CodeSpec]" = weakref.WeakKeyDictionary()
-
-
-def code_spec(code: types.CodeType) -> CodeSpec:
-    spec = _specs.get(code)
-    if spec is None:
-        spec = _specs[code] = CodeSpec()
-    return spec
-
-
-def site(code: types.CodeType, index: int, lineno, frame: str) -> Site:
-    spec = code_spec(code)
+def site(store, code: types.CodeType, index: int, lineno, frame: str) -> Site:
+    """The site at instruction ``index`` of the original ``code``, in
+    ``store`` (the compiler's ``context.PerCodeStore``: profiles are per
+    compiler and cleared by ``janus_frame.reset()``)."""
+    spec = store.get(code, CodeSpec)
     s = spec.sites.get(index)
     if s is None:
         s = spec.sites[index] = Site(spec, code.co_filename, lineno, frame)
     return s
 
 
-def all_sites() -> list[Site]:
-    return [s for spec in list(_specs.values()) for s in spec.sites.values()]
-
-
-def reset() -> None:
-    _specs.clear()
+def all_sites(store) -> list[Site]:
+    return [s for spec in store.values() for s in spec.sites.values()]

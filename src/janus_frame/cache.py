@@ -1,0 +1,105 @@
+"""Cache entries, per-code state and statistics: the types the frame hook and
+the frame transform exchange.
+
+In: nothing but ``janus_frame._C`` (the C cache stores a :class:`CodeState`
+in each code object's extra slot).
+Out: :class:`CompiledEntry` (what a frame transform returns for one cache
+entry), :class:`CodeState` (what janus_frame remembers per code object),
+the exceptions a transform raises to steer the hook (:class:`SkipFrame`,
+:class:`FrameFallback`), and the process statistics.
+
+A leaf module: the hook, the frontend and the diagnostics all import it, and
+it imports none of them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from . import _C
+
+
+class SkipFrame(Exception):
+    """Raised by a frame transform: run this code natively from now on."""
+
+
+class FrameFallback(Exception):
+    """Raised by a frame transform: this frame runs natively, with the
+    reason reported to the user (the frontend's GraphBreak derives from it).
+    Unlike :class:`SkipFrame` the verdict depends on the compiler's options
+    (unroll and inline limits, ...), so it is cached as that compiler's
+    entry, not as a strategy of the code."""
+
+
+@dataclasses.dataclass
+class CompiledEntry:
+    """What a frame transform returns for one cache entry."""
+
+    guard: Callable
+    replacement: Callable
+    # Optional diagnostics: readable guard lines, a function explaining which
+    # guard fails for given argument slots, graphs and breaks of the entry.
+    guard_lines: list = dataclasses.field(default_factory=list)
+    explain_failure: Callable | None = None
+    graphs: list = dataclasses.field(default_factory=list)
+    breaks: list = dataclasses.field(default_factory=list)
+    compile_seconds: float = 0.0
+    site: Any = None  # diagnostics.probe.Site: what the profiler reports for this entry
+    # What the entry hands to other code objects, applied by the frame
+    # compiler (the frontend never writes another code's state): the resume
+    # codes it continues in (compiled explicitly), and the dynamic-size hints
+    # resume codes and callees run natively at a break start with
+    # (code -> set of hints).
+    resume_codes: list = dataclasses.field(default_factory=list)
+    handover: dict = dataclasses.field(default_factory=dict)
+
+
+class CodeState:
+    """What janus_frame remembers about one code object.
+
+    Stored in the code object's extra slot (freed with it, dropped by reset()).
+    """
+
+    __slots__ = ("entries", "recompiles", "limit_warned", "dynamic", "__weakref__")
+
+    def __init__(self) -> None:
+        # automatic dynamic: names of int sources traced as graph inputs, and
+        # (name, dim) of tensor sizes traced as symbols
+        self.dynamic: set = set()
+        self.entries: list[tuple[Any, CompiledEntry]] = []  # (owner compiler, entry)
+        self.recompiles: list[str] = []
+        self.limit_warned = False
+
+
+def code_state(code, create: bool = True) -> CodeState | None:
+    st = _C.get_code_state(code)
+    if st is None and create:
+        st = CodeState()
+        _C.set_code_state(code, st)
+    return st
+
+
+# Functions called with every compile event of every compiler (the frame
+# compiler's _notify): profilers and the command line's explainer.
+listeners: list[Callable] = []
+
+
+@dataclasses.dataclass
+class Stats:
+    """Process-wide counters (cleared by ``janus_frame.reset()``)."""
+
+    frames_seen: int = 0
+    frames_compiled: int = 0
+    frames_skipped: int = 0
+    frames_failed: int = 0
+    recompiles: int = 0
+    compile_seconds: float = 0.0
+    reruns: int = 0  # graphs that raised and made their frame rerun natively
+    internal_errors: int = 0  # frames whose compile failed inside janus_frame
+
+    def clear(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, f.default)
+
+
+stats = Stats()
