@@ -52,7 +52,10 @@
  * installed after it thinks it has removed itself. Results stay correct; the
  * cost is its idle overhead until its next activation.
  *
- * Per-thread state (__thread, initial-exec model so a read is one load):
+ * Per-thread state (__thread, initial-exec model so a read is one load). It
+ * is keyed by OS thread, not by PyThreadState: an OS thread that also runs
+ * a thread state of another interpreter shares it, which is harmless because
+ * the hook is only ever installed in janus_frame's own interpreter.
  *   callback == NULL   janus_frame off in this thread: pass straight through
  *   callback == False  run-only: use cached entries, never compile
  *   callback == f      compile on a miss by calling f(func, args_tuple)
@@ -780,7 +783,9 @@ static PyObject *py_hook_info(PyObject *self, PyObject *unused) {
 
 /* The simplest possible eval function: the default evaluator, called
  * directly. Its cost over no hook at all is the floor every PEP 523 user
- * pays (Python-to-Python calls are no longer inlined by the interpreter). */
+ * pays (Python-to-Python calls are no longer inlined by the interpreter).
+ * Borrowed frame; returns the frame's result (new ref) or NULL with an
+ * exception set (the default evaluator clears the frame where it must). */
 static PyObject *empty_eval_frame(PyThreadState *ts, JF_Frame *frame, int throw_flag) {
     return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
 }
