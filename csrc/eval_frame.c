@@ -24,9 +24,20 @@
  * are still candidates) and is never handed to another hook.
  *
  * Guards and the callback run hidden from every hook (our own and any other
- * installed above ours); see call_hidden(). After the 3.11 calling protocol
- * the caller of the eval function clears the frame, so a hit simply returns
- * the replacement's result without evaluating the frame.
+ * installed above ours); see call_hidden(). A frame we do not evaluate (a
+ * hit, or an error from a guard or the callback) is cleaned up as the
+ * interpreter expects: on 3.11 the caller of the eval function clears and
+ * pops it; from 3.12 that is the eval function's job, done by
+ * jf_frame_discard() (compat.h) after the replacement has returned. Frames
+ * we could not discard that way are never intercepted.
+ *
+ * Frames never intercepted (passed to the eval function below ours): a
+ * thrown-into frame (throw_flag), non-function code (module, class body),
+ * generators and coroutines (their first call and every resumption), frames
+ * run from inside a trace, profile or sys.monitoring callback
+ * (tstate->tracing), and any frame of an interpreter other than the one
+ * that imported janus_frame (it owns a per-interpreter extra index and eval
+ * function; other interpreters run natively).
  *
  * Chaining with another eval-frame user (e.g. TorchDynamo). We install on top
  * of whatever function is installed and pass frames we do not take to it. The
@@ -41,7 +52,10 @@
  * installed after it thinks it has removed itself. Results stay correct; the
  * cost is its idle overhead until its next activation.
  *
- * Per-thread state (__thread, initial-exec model so a read is one load):
+ * Per-thread state (__thread, initial-exec model so a read is one load). It
+ * is keyed by OS thread, not by PyThreadState: an OS thread that also runs
+ * a thread state of another interpreter shares it, which is harmless because
+ * the hook is only ever installed in janus_frame's own interpreter.
  *   callback == NULL   janus_frame off in this thread: pass straight through
  *   callback == False  run-only: use cached entries, never compile
  *   callback == f      compile on a miss by calling f(func, args_tuple)
@@ -85,6 +99,9 @@ typedef struct {
 static __thread TState tls __attribute__((tls_model("initial-exec")));
 
 static Py_ssize_t extra_index = -1;
+/* The interpreter that imported us: the extra index and the installed eval
+ * function are per interpreter, so janus_frame only ever turns on there. */
+static PyInterpreterState *home_interp = NULL;
 static uint64_t global_epoch = 1;
 static Py_ssize_t active_threads = 0;
 static _PyFrameEvalFunction previous_eval = NULL;
@@ -94,8 +111,10 @@ static PyObject *eval_frame_hook(PyThreadState *ts, JF_Frame *frame, int throw_f
 /* ------------------------------------------------------------------ */
 /* Installation: per interpreter, chained, present only while needed.  */
 
+int jf_in_home_interpreter(void) { return PyInterpreterState_Get() == home_interp; }
+
 static void update_install(void) {
-    PyInterpreterState *interp = PyInterpreterState_Get();
+    PyInterpreterState *interp = home_interp;
     _PyFrameEvalFunction cur = JF_GET_EVAL_FRAME(interp);
     if (active_threads > 0) {
         if (cur != eval_frame_hook) {
@@ -458,37 +477,16 @@ static PyObject *eval_frame_hook(PyThreadState *ts, JF_Frame *frame, int throw_f
     return eval_frame_slow(ts, frame, throw_flag);
 }
 
-/* Borrowed frame; returns the frame's result (new ref) or NULL with an
- * exception set. */
-__attribute__((noinline)) static PyObject *eval_frame_slow(PyThreadState *ts, JF_Frame *frame,
-                                                           int throw_flag) {
+/* The cache lookup and, on a miss, the callback, for a frame that may be
+ * intercepted. Borrows everything. Either sets *native (and *rec_out: the
+ * recursive action to run it under) and returns NULL, meaning "evaluate the
+ * frame", or returns the frame's result (new ref) or NULL with an exception
+ * set, without having evaluated it: the caller then discards the frame. */
+static PyObject *intercept(PyThreadState *ts, JF_Frame *frame, PyCodeObject *code, Extra *ex,
+                           int *native, int *rec_out) {
     TState *st = &tls;
-    /* Our own guards and compiler run natively, never seen by a hook below us. */
-    if (frame == st->passing || st->busy) return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
-    /* Off in this thread, or a hook installed above ours handed us this frame:
-     * the hook on top owns the frames of its region (it has already seen and
-     * possibly transformed this one), so we do not compile what it runs. */
-    if (st->callback == NULL || JF_INTERP_EVAL_FRAME(ts->interp) != eval_frame_hook)
-        return pass_through(ts, frame, throw_flag);
-
-    PyCodeObject *code = JF_FRAME_CODE(frame);
-    int flags = code->co_flags;
-    if (throw_flag || !(flags & CO_OPTIMIZED) ||
-        (flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) ||
-        !JF_FRAME_NOT_STARTED(frame) || JF_FRAME_FUNC(frame) == NULL)
-        return pass_through(ts, frame, throw_flag);
-
-    Extra *ex = get_extra(code, 0);
     int cur = ex ? ex->cur_action : ACT_DEFAULT;
     int rec = ex ? ex->rec_action : ACT_DEFAULT;
-    if (cur == ACT_SKIP) {
-        /* A replacement's own frame is ours: run it as written rather than
-         * offering it to another JIT below us (which would compile it again). */
-        if (ex->is_replacement && rec == ACT_DEFAULT)
-            return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
-        return run_native(rec, ts, frame, throw_flag);
-    }
-
     PyObject *func = JF_FRAME_FUNC(frame);
     PyObject *const *args = JF_FRAME_LOCALSPLUS(frame);
     Py_ssize_t nargs = frame_nargs(code);
@@ -524,7 +522,11 @@ __attribute__((noinline)) static PyObject *eval_frame_slow(PyThreadState *ts, JF
         }
     }
 
-    if (run_only || cur == ACT_RUN_ONLY) return run_native(rec, ts, frame, throw_flag);
+    if (run_only || cur == ACT_RUN_ONLY) {
+        *native = 1;
+        *rec_out = rec;
+        return NULL;
+    }
 
     /* Miss: the Python callback decides. */
     PyObject *argtuple = PyTuple_New(nargs);
@@ -548,8 +550,9 @@ __attribute__((noinline)) static PyObject *eval_frame_slow(PyThreadState *ts, JF
         Py_DECREF(cb);
         /* The callback may have set this code's strategy (skip, run-only). */
         ex = get_extra(code, 0);
-        rec = ex ? ex->rec_action : ACT_DEFAULT;
-        return run_native(rec, ts, frame, throw_flag);
+        *native = 1;
+        *rec_out = ex ? ex->rec_action : ACT_DEFAULT;
+        return NULL;
     }
     if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
         PyErr_Format(PyExc_TypeError,
@@ -582,6 +585,48 @@ __attribute__((noinline)) static PyObject *eval_frame_slow(PyThreadState *ts, JF
     return run_replacement(fn, args, nargs, rec);
 }
 
+/* Borrowed frame; returns the frame's result (new ref) or NULL with an
+ * exception set. */
+__attribute__((noinline)) static PyObject *eval_frame_slow(PyThreadState *ts, JF_Frame *frame,
+                                                           int throw_flag) {
+    TState *st = &tls;
+    /* Our own guards and compiler run natively, never seen by a hook below us. */
+    if (frame == st->passing || st->busy) return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
+    /* Off in this thread, or a hook installed above ours handed us this frame:
+     * the hook on top owns the frames of its region (it has already seen and
+     * possibly transformed this one), so we do not compile what it runs. */
+    if (st->callback == NULL || JF_GET_EVAL_FRAME(ts->interp) != eval_frame_hook)
+        return pass_through(ts, frame, throw_flag);
+
+    PyCodeObject *code = JF_FRAME_CODE(frame);
+    PyObject *func = JF_FRAME_FUNC(frame);
+    int flags = code->co_flags;
+    if (throw_flag || !(flags & CO_OPTIMIZED) ||
+        (flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) ||
+        !JF_FRAME_NOT_STARTED(frame) || func == NULL || !PyFunction_Check(func) ||
+        JF_TSTATE_TRACING(ts) || !jf_frame_discardable(ts, frame))
+        return pass_through(ts, frame, throw_flag);
+
+    Extra *ex = get_extra(code, 0);
+    int cur = ex ? ex->cur_action : ACT_DEFAULT;
+    int rec = ex ? ex->rec_action : ACT_DEFAULT;
+    if (cur == ACT_SKIP) {
+        /* A replacement's own frame is ours: run it as written rather than
+         * offering it to another JIT below us (which would compile it again). */
+        if (ex->is_replacement && rec == ACT_DEFAULT)
+            return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
+        return run_native(rec, ts, frame, throw_flag);
+    }
+
+    int native = 0;
+    PyObject *r = intercept(ts, frame, code, ex, &native, &rec);
+    if (native) return run_native(rec, ts, frame, throw_flag);
+    /* Not evaluated: its slots were only lent to the guard and replacement,
+     * which have returned. From 3.12 the frame is ours to clear and pop. */
+    jf_frame_discard(ts, frame);
+    return r;
+}
+
 /* ------------------------------------------------------------------ */
 /* Python API.                                                          */
 
@@ -591,6 +636,12 @@ static PyObject *py_set_eval_frame(PyObject *self, PyObject *new_cb) {
         PyErr_Format(PyExc_TypeError,
                      "set_eval_frame expects None, False or a callable, got %.100s",
                      Py_TYPE(new_cb)->tp_name);
+        return NULL;
+    }
+    if (!jf_in_home_interpreter()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "janus_frame can only be turned on in the interpreter that first "
+                        "imported it (the main one); subinterpreters run natively");
         return NULL;
     }
     PyObject *stolen = NULL;
@@ -727,6 +778,46 @@ static PyObject *py_hook_info(PyObject *self, PyObject *unused) {
                          "eval_frame", top);
 }
 
+/* ------------------------------------------------------------------ */
+/* Test and benchmark aids.                                              */
+
+/* The simplest possible eval function: the default evaluator, called
+ * directly. Its cost over no hook at all is the floor every PEP 523 user
+ * pays (Python-to-Python calls are no longer inlined by the interpreter).
+ * Borrowed frame; returns the frame's result (new ref) or NULL with an
+ * exception set (the default evaluator clears the frame where it must). */
+static PyObject *empty_eval_frame(PyThreadState *ts, JF_Frame *frame, int throw_flag) {
+    return _PyEval_EvalFrameDefault(ts, frame, throw_flag);
+}
+
+/* Borrows on; returns None (new ref). Installs or removes empty_eval_frame,
+ * only where no other eval function is installed. */
+static PyObject *py_empty_hook(PyObject *self, PyObject *on) {
+    int want = PyObject_IsTrue(on);
+    if (want < 0) return NULL;
+    if (!jf_in_home_interpreter()) {
+        PyErr_SetString(PyExc_RuntimeError, "_empty_hook: not in janus_frame's interpreter");
+        return NULL;
+    }
+    PyInterpreterState *interp = home_interp;
+    _PyFrameEvalFunction cur = JF_GET_EVAL_FRAME(interp);
+    _PyFrameEvalFunction from = want ? _PyEval_EvalFrameDefault : empty_eval_frame;
+    if (cur != from) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        want ? "_empty_hook(True): another eval function is installed"
+                             : "_empty_hook(False): the empty hook is not installed");
+        return NULL;
+    }
+    JF_SET_EVAL_FRAME(interp, want ? empty_eval_frame : _PyEval_EvalFrameDefault);
+    Py_RETURN_NONE;
+}
+
+/* Returns a new int: the address of this thread's data-stack top. Every
+ * frame, intercepted or not, must leave it where it found it. */
+static PyObject *py_data_stack_top(PyObject *self, PyObject *unused) {
+    return PyLong_FromVoidPtr(JF_DATASTACK_TOP(PyThreadState_Get()));
+}
+
 static PyMethodDef methods[] = {
     {"set_eval_frame", py_set_eval_frame, METH_O,
      "set_eval_frame(cb) -> previous: this thread's callback (None: off, False: run-only, "
@@ -742,6 +833,12 @@ static PyMethodDef methods[] = {
     {"set_code_state", py_set_code_state, METH_VARARGS, "set_code_state(code, obj)."},
     {"reset", py_reset, METH_NOARGS, "Drop every cache entry, strategy and state (lazily)."},
     {"hook_info", py_hook_info, METH_NOARGS, "Installation state of the hook."},
+    {"_empty_hook", py_empty_hook, METH_O,
+     "_empty_hook(on): install/remove an eval function that only calls the default one "
+     "(benchmark floor; refuses when another eval function is installed)."},
+    {"_data_stack_top", py_data_stack_top, METH_NOARGS,
+     "Address of this thread's frame data-stack top (tests: intercepted calls leave it "
+     "unchanged)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -749,8 +846,35 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "janus_frame._C", "janus_frame's PEP 523 frame hook.", -1, methods,
 };
 
+/* Checks that the direct co_extra read (compat.h) agrees with CPython's
+ * API on a fresh code object. Returns 0, or -1 with ImportError set. */
+static int check_code_extra(void) {
+    PyCodeObject *c = PyCode_NewEmpty("janus_frame", "check", 0);
+    if (c == NULL) return -1;
+    Extra *probe = (Extra *)PyMem_Calloc(1, sizeof(Extra));
+    void *via_api = NULL;
+    int stored = probe != NULL && JF_SET_CODE_EXTRA(c, extra_index, probe) == 0;
+    int ok = stored && JF_API_GET_CODE_EXTRA(c, extra_index, &via_api) == 0 &&
+             via_api == probe && jf_code_get_extra(c, extra_index) == probe;
+    if (!stored) PyMem_Free(probe);
+    Py_DECREF(c); /* frees a stored probe through extra_free */
+    if (ok) return 0;
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_ImportError,
+                        "janus_frame: this CPython's code-object extra slots do not have "
+                        "the layout csrc/compat.h expects");
+    return -1;
+}
+
 /* Returns the new module (new ref), or NULL with an exception set. */
 PyMODINIT_FUNC PyInit__C(void) {
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    if (home_interp != NULL && home_interp != interp) {
+        PyErr_SetString(PyExc_ImportError,
+                        "janus_frame._C can be loaded in one interpreter per process only");
+        return NULL;
+    }
+    home_interp = interp;
     if (detached_globals == NULL) {
         detached_globals = Py_BuildValue("{s:s}", "__name__", "janus_frame._detached");
         if (detached_globals == NULL) return NULL;
@@ -761,6 +885,7 @@ PyMODINIT_FUNC PyInit__C(void) {
             PyErr_SetString(PyExc_RuntimeError, "janus_frame: no free code-object extra slot");
             return NULL;
         }
+        if (check_code_extra() < 0) return NULL;
     }
     if (PyType_Ready(&JF_ThreadExitWatch_Type) < 0 || PyType_Ready(&JF_Wrapper_Type) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);

@@ -10,6 +10,10 @@
  * the number of threads that need it changes. */
 PyObject *jf_swap_callback(PyObject *new_cb);
 
+/* 1 if the current thread runs in the interpreter that imported janus_frame
+ * (the only one where it turns on), else 0. */
+int jf_in_home_interpreter(void);
+
 /* janus_frame._C.Wrapper (wrapper.c) */
 extern PyTypeObject JF_Wrapper_Type;
 

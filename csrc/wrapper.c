@@ -29,6 +29,8 @@ typedef struct {
 static PyObject *wrapper_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
                                     PyObject *kwnames) {
     Wrapper *w = (Wrapper *)self;
+    /* Another interpreter (which has its own eval function): run natively. */
+    if (!jf_in_home_interpreter()) return PyObject_Vectorcall(w->fn, args, nargsf, kwnames);
     PyObject *cb = w->callback == Py_None ? NULL : w->callback;
     Py_XINCREF(cb);
     PyObject *prev = jf_swap_callback(cb);

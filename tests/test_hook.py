@@ -689,3 +689,247 @@ def test_concurrent_hits_on_a_shared_cache(use_transform):
     entries = _C.code_entries(f.__code__)
     assert 6 <= len(entries) <= 12  # a racing miss may compile a value twice
     assert info()["active_threads"] == 0
+
+
+# ---------------------------------------------------------------------------
+# What the hook hands over, and what it leaves behind (every CPython version)
+
+
+def test_callback_sees_raw_argument_slots(identity_transform):
+    """The callback gets the frame's argument slots before the frame's
+    prologue ran: positional, keyword-only, *args, **kwargs, in that order; an
+    argument that is also a cell still holds the raw value (MAKE_CELL has not
+    run, on 3.11 to 3.13 alike)."""
+    def f(a, b=2, *args, k, **kw):
+        def inner():
+            return a + k  # a and k are argument cells
+        return inner(), b, args, kw
+
+    assert jf.compile(f, backend="eager")(1, k=3, z=4) == (4, 2, (), {"z": 4})
+    (args,) = [a for c, a in identity_transform.seen if c is f.__code__]
+    assert args == (1, 2, 3, (), {"z": 4})
+    assert not any(isinstance(a, types.CellType) for a in args)
+
+
+def test_frames_not_run_leave_no_references_or_stack(monkeypatch):
+    """A frame replaced by its cached entry, or abandoned because a guard
+    raised, releases its arguments and its data-stack space (from 3.12 the
+    hook must clear and pop such a frame itself)."""
+    flag = {"raise": False}
+
+    def transform(func, args, compiler):
+        new = relayout(func.__code__, name_suffix="__r")
+        repl = types.FunctionType(new, func.__globals__, new.co_name, None, func.__closure__)
+        ns: dict = {}
+        exec("def guard(a0, a1, a2):\n    if '@flag@'.get('raise'):\n"
+             "        raise KeyError('no')\n    return True\n", ns)
+        # the flag is a constant of the guard: the hook rebinds guards to the
+        # frame's globals
+        code = ns["guard"].__code__
+        consts = tuple(flag if c == "@flag@" else c for c in code.co_consts)
+        guard = types.FunctionType(code.replace(co_consts=consts), {})
+        return hook.CompiledEntry(guard=guard, replacement=repl)
+
+    monkeypatch.setattr(hook, "frame_transform", transform)
+
+    def f(x, *args, **kw):
+        y = x  # noqa: F841 - a local slot the frame must also release
+        return len(args) + len(kw)
+
+    g = jf.compile(f, backend="eager")
+    obj = object()
+    assert g(obj, obj, k=obj) == 2  # compiles
+    base_rc = sys.getrefcount(obj)
+    top = _C._data_stack_top()
+    for _ in range(2000):
+        assert g(obj, obj, k=obj) == 2  # hits
+    flag["raise"] = True
+    for _ in range(200):
+        with pytest.raises(KeyError):
+            g(obj, obj, k=obj)
+    assert _C._data_stack_top() == top
+    assert sys.getrefcount(obj) == base_rc
+
+
+def test_callback_errors_leave_no_references_or_stack():
+    def f(a, b):
+        return a
+
+    def bad(func, args):
+        if func.__code__ is f.__code__:
+            raise ZeroDivisionError("callback")
+        return None
+
+    obj = object()
+    base_rc = sys.getrefcount(obj)
+    top = _C._data_stack_top()
+    _C.set_eval_frame(bad)
+    try:
+        for _ in range(300):
+            with pytest.raises(ZeroDivisionError):
+                f(obj, obj)
+    finally:
+        _C.set_eval_frame(None)
+    assert _C._data_stack_top() == top
+    assert sys.getrefcount(obj) == base_rc
+
+
+def test_deep_recursion_of_replacements_crosses_stack_chunks(marking_transform):
+    """Replaced frames popped across the data stack's chunk boundaries (a
+    chunk is 16 KiB; big frames cross one every few calls)."""
+    def big(n):
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = n  # noqa: F841
+        b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = b8 = b9 = n  # noqa: F841
+        c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = c8 = c9 = n  # noqa: F841
+        d0 = d1 = d2 = d3 = d4 = d5 = d6 = d7 = d8 = d9 = n  # noqa: F841
+        if n == 0:
+            return MARK, 0
+        tag, depth = big(n - 1)
+        return tag, depth + 1
+
+    g = jf.compile(big, backend="eager")
+    top = _C._data_stack_top()
+    for _ in range(3):
+        assert g(300) == ("replaced", 300)
+    assert _C._data_stack_top() == top
+
+
+# ---------------------------------------------------------------------------
+# Generators thrown into, tracing and monitoring callbacks
+
+
+def test_generator_throw_and_close_through_the_hook(identity_transform):
+    log = []
+
+    def gen():
+        try:
+            while True:
+                try:
+                    yield 1
+                except ValueError as e:
+                    log.append(("caught", str(e)))
+        finally:
+            log.append("finally")
+
+    def driver():
+        g = gen()
+        next(g)
+        r = g.throw(ValueError("x"))
+        g.close()
+        return r
+
+    assert jf.compile(driver, backend="eager")() == 1
+    assert log == [("caught", "x"), "finally"]
+    g = gen()
+    next(g)  # started outside, thrown into inside
+    with jf.enable(backend="eager"):
+        assert g.throw(ValueError("y")) == 1
+        g.close()
+    assert log[-2:] == [("caught", "y"), "finally"]
+    assert "gen" not in identity_transform.names()
+
+
+def test_trace_function_frames_are_not_intercepted(marking_transform):
+    events = []
+
+    def helper_called_by_tracer(ev):
+        return ev
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_name.startswith("traced"):
+            events.append(helper_called_by_tracer(event))
+        return tracer
+
+    def traced(x):
+        return MARK, x + 1
+
+    def outer(x):
+        return traced(x)
+
+    old = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        r = jf.compile(outer, backend="eager")(1)
+    finally:
+        sys.settrace(old)
+    assert r == ("replaced", 2)
+    names = marking_transform.names()
+    assert "outer" in names and "traced" in names
+    assert "tracer" not in names and "helper_called_by_tracer" not in names
+    assert "call" in events
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is new in 3.12")
+def test_monitoring_callback_frames_are_not_intercepted(marking_transform):
+    mon = sys.monitoring
+    tool = mon.PROFILER_ID
+    seen = []
+
+    def on_start(code, offset):
+        seen.append(code.co_name)
+
+    def work(x):
+        return MARK, x * 2
+
+    mon.use_tool_id(tool, "janus_frame-test")
+    try:
+        mon.register_callback(tool, mon.events.PY_START, on_start)
+        mon.set_events(tool, mon.events.PY_START)
+        r = jf.compile(work, backend="eager")(4)
+    finally:
+        mon.set_events(tool, 0)
+        mon.register_callback(tool, mon.events.PY_START, None)
+        mon.free_tool_id(tool)
+    assert r == ("replaced", 8)
+    assert "work__jf" in seen  # events fire for the code that actually runs
+    assert "on_start" not in marking_transform.names()
+
+
+# ---------------------------------------------------------------------------
+# Interpreters; the benchmark's empty hook
+
+
+def test_subinterpreters_run_natively(tmp_path):
+    """janus_frame turns on only in the interpreter that imported it (its
+    extra index and eval function are per interpreter)."""
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent('''
+        import _testcapi
+        from janus_frame import _C
+        out = []
+        _testcapi.run_in_subinterp(
+            "import janus_frame._C as C\\n"
+            "try:\\n"
+            "    C.set_eval_frame(lambda f, a: None)\\n"
+            "    print('sub: no error')\\n"
+            "except RuntimeError as e:\\n"
+            "    print('sub:', 'RuntimeError', 'main one' in str(e))\\n"
+            "w = C.Wrapper(lambda x: x + 1, lambda f, a: None)\\n"
+            "print('sub wrapper:', w(1), C.hook_info()['installed'])\\n")
+        print("main:", _C.hook_info())
+    ''')
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    if "No module named '_testcapi'" in p.stderr:
+        pytest.skip("_testcapi not built")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "sub: RuntimeError True" in p.stdout
+    assert "sub wrapper: 2 False" in p.stdout
+    assert "main: {'installed': False, 'active_threads': 0" in p.stdout
+
+
+def test_empty_hook_for_benchmarks():
+    def f(x):
+        return x + 1
+
+    _C._empty_hook(True)
+    try:
+        assert info()["eval_frame"] == "other" and f(1) == 2
+        with pytest.raises(RuntimeError):
+            _C._empty_hook(True)
+    finally:
+        _C._empty_hook(False)
+    assert info()["eval_frame"] == "default"
+    with pytest.raises(RuntimeError):
+        _C._empty_hook(False)
