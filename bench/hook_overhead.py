@@ -83,7 +83,7 @@ import time
 import types
 
 import janus_frame
-from janus_frame import _C, hook
+from janus_frame import _C, api, hook
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -293,15 +293,11 @@ def bench_overhead(rounds: int, dynamo: bool) -> dict:
     times = {w: {c: [] for c in cfgs} for w in WORKLOADS}
     # Every miss is skipped: this measures the hook, not the compiler (the
     # symbolic interpreter would inline the workloads and fold them away).
-    saved = hook.frame_transform
-    hook.frame_transform = _skip_all
-    try:
+    with api.frame_transform_override(_skip_all):
         for _ in range(rounds):  # interleaved, so drift hits every row alike
             for w, wl in WORKLOADS.items():
                 for c, cfg in cfgs.items():
                     times[w][c].append(run_workload(w, wl, cfg, dynamo_run))
-    finally:
-        hook.frame_transform = saved
     out = {}
     for w in WORKLOADS:
         base = statistics.median(times[w]["no hook"])
@@ -330,9 +326,8 @@ def target(a, b):
 
 
 def bench_hit(n: int = 200_000) -> dict:
-    saved = hook.frame_transform
-    hook.frame_transform = _identity_transform
-    try:
+    with api.frame_transform_override(_identity_transform):
+      try:
         janus_frame.reset()
         compiled = janus_frame.compile(target, backend="eager")
         compiled(1, 2)
@@ -360,8 +355,7 @@ def bench_hit(n: int = 200_000) -> dict:
             res[name] = min(best_of(fn) for _ in range(3)) / n * 1e6
         return {"us_per_call": res,
                 "hit_cost_us": {k: v - res["plain"] for k, v in res.items() if k != "plain"}}
-    finally:
-        hook.frame_transform = saved
+      finally:
         janus_frame.reset()
 
 

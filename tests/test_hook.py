@@ -711,7 +711,7 @@ def test_callback_sees_raw_argument_slots(identity_transform):
     assert not any(isinstance(a, types.CellType) for a in args)
 
 
-def test_frames_not_run_leave_no_references_or_stack(monkeypatch):
+def test_frames_not_run_leave_no_references_or_stack(use_transform):
     """A frame replaced by its cached entry, or abandoned because a guard
     raised, releases its arguments and its data-stack space (from 3.12 the
     hook must clear and pop such a frame itself)."""
@@ -730,7 +730,7 @@ def test_frames_not_run_leave_no_references_or_stack(monkeypatch):
         guard = types.FunctionType(code.replace(co_consts=consts), {})
         return hook.CompiledEntry(guard=guard, replacement=repl)
 
-    monkeypatch.setattr(hook, "frame_transform", transform)
+    use_transform(transform)
 
     def f(x, *args, **kw):
         y = x  # noqa: F841 - a local slot the frame must also release
