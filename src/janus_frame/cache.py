@@ -4,7 +4,8 @@ the frame transform exchange.
 In: nothing but ``janus_frame._C`` (the C cache stores a :class:`CodeState`
 in each code object's extra slot).
 Out: :class:`CompiledEntry` (what a frame transform returns for one cache
-entry), :class:`CodeState` (what janus_frame remembers per code object),
+entry), :func:`positional_code` (the calling convention of its functions),
+:class:`CodeState` (what janus_frame remembers per code object),
 the exceptions a transform raises to steer the hook (:class:`SkipFrame`,
 :class:`FrameFallback`), and the process statistics.
 
@@ -14,6 +15,8 @@ it imports none of them.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import types
 from typing import Any, Callable
 
 from . import _C
@@ -52,6 +55,20 @@ class CompiledEntry:
     # (code -> set of hints).
     resume_codes: list = dataclasses.field(default_factory=list)
     handover: dict = dataclasses.field(default_factory=dict)
+
+
+def positional_code(code: types.CodeType, marker: str | None = None) -> types.CodeType:
+    """``code`` with its argument slots (positional, keyword-only, ``*args``,
+    ``**kwargs``) taken as plain positional parameters: the calling
+    convention of cache entries. ``marker``, an extra constant, keeps the copy
+    distinct from the original where both are constants of one function
+    (the bytecode assembler merges constants that marshal alike)."""
+    varargs = code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
+    n = code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & inspect.CO_VARARGS) + \
+        bool(code.co_flags & inspect.CO_VARKEYWORDS)
+    consts = code.co_consts + (marker,) if marker is not None else code.co_consts
+    return code.replace(co_argcount=n, co_posonlyargcount=0, co_kwonlyargcount=0,
+                        co_flags=code.co_flags & ~varargs, co_consts=consts)
 
 
 class CodeState:

@@ -19,7 +19,6 @@ backends keeps two sets of entries.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import sys
 import threading
@@ -30,7 +29,9 @@ import weakref
 from typing import Any, Callable
 
 from . import _C
-from .cache import CodeState, CompiledEntry, FrameFallback, SkipFrame, code_state, listeners, stats
+from .cache import (
+    CodeState, CompiledEntry, FrameFallback, SkipFrame, code_state, listeners, positional_code, stats,
+)
 from .config import Config, config
 from .context import CompileContext, PerCodeStore
 from .diagnostics.logs import artifact_logger
@@ -234,20 +235,6 @@ def _kept(entry: CompiledEntry) -> CompiledEntry:
     and so the code: keeping them would leak every dynamically created
     function. The C cache keeps detached copies (``_C.code_entries``)."""
     return dataclasses.replace(entry, guard=None, replacement=None)
-
-
-def positional_code(code: types.CodeType, marker: str | None = None) -> types.CodeType:
-    """``code`` with its argument slots (positional, keyword-only, ``*args``,
-    ``**kwargs``) taken as plain positional parameters: the calling
-    convention of cache entries. ``marker``, an extra constant, keeps the copy
-    distinct from the original where both are constants of one function
-    (the bytecode assembler merges constants that marshal alike)."""
-    varargs = code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
-    n = code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & inspect.CO_VARARGS) + \
-        bool(code.co_flags & inspect.CO_VARKEYWORDS)
-    consts = code.co_consts + (marker,) if marker is not None else code.co_consts
-    return code.replace(co_argcount=n, co_posonlyargcount=0, co_kwonlyargcount=0,
-                        co_flags=code.co_flags & ~varargs, co_consts=consts)
 
 
 def native_entry(func) -> CompiledEntry:

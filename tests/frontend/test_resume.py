@@ -514,17 +514,17 @@ def test_user_context_managers_around_graph_segments():
 
 
 def test_nonlocal_writes_replayed_without_falling_back(monkeypatch):
-    from janus_frame.frontend import convert
+    from janus_frame.frontend import rebuild
 
     made = []
 
     def counting_make_function(*a):
         made.append(a)  # the native rerun path builds a function: must not run
-        return convert.make_function.__wrapped__(*a)
+        return counting_make_function.__wrapped__(*a)
 
     import janus_frame.frontend.resume as resume_mod
     counting_make_function.__wrapped__ = resume_mod.make_function
-    monkeypatch.setattr(convert, "make_function", counting_make_function)
+    monkeypatch.setattr(rebuild, "make_function", counting_make_function)
 
     def make():
         total = torch.zeros(2)
@@ -653,7 +653,7 @@ def test_native_copy_of_a_code_is_not_merged_with_it():
     # generated functions hold both a code (to continue in it) and its
     # natively-run copy (to rerun on failure); equal constants are merged by
     # the assembler, so the copy must differ by value
-    from janus_frame.frontend.convert import _native_code
+    from janus_frame.frontend.replacement import _native_code
 
     def g(a, b):
         return a + b

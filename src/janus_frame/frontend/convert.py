@@ -1,18 +1,26 @@
-"""Frame conversion: one frame in, one guarded cache entry out.
+"""Frame conversion, the driver: one frame in, one guarded cache entry out.
 
-In: the frame's function and its argument slots (from the hook), and the
-compile context (configuration, backend, speculation store; context.py).
-Out: a :class:`CompiledEntry`: a guard over the argument slots, and a
-replacement that loads the graph's inputs through their sources, calls the
-backend's compiled graph, and then either rebuilds the frame's return value
-or -- after a graph break -- rebuilds the Python stack and the live locals,
-runs the unsupported instruction natively and continues in a resume function
-(see resume.py) that the hook compiles in turn.
+In: the frame's function, its argument slots (from the hook) and the compile
+context (configuration, backend, speculation store; context.py).
+Out: a :class:`CompiledEntry`: the guard, the replacement, diagnostics, and
+what the entry hands to other code objects (resume codes and their dynamic
+sizes), which the frame compiler applies.
 
-A break is found by tracing the whole frame; the frame is then traced again
-up to the instruction during which the break happened (its own instruction,
-e.g. the CALL when the break was inside an inlined callee), so the state the
-segment ends with is exactly the state before that instruction.
+The pipeline, each step owned by one module: :func:`segment.trace` records a
+:class:`~segment.Segment`; ``Segment.close`` completes it (exit, side-effect
+replay, the closed fx graph, the undo set); the backend compiles the graph;
+``replacement.print_replacement`` prints the record into the replacement and
+``Segment.guard`` builds the guard.
+
+This module owns the retry and re-trace policy. A graph break is found by
+tracing the whole frame; the frame is then traced again up to the root
+instruction during which the break happened (the CALL when it happened inside
+an inlined callee), so the segment ends with exactly the frame's state before
+that instruction. A trace may also settle a question and start over: an input
+or an operator needs symbolic sizes (:class:`NeedsShapeEnv`), a speculated
+segment mutates what it could not roll back (:class:`UnsafeSpeculation`), or
+a branch site cannot be predicated (:class:`NoPredication`) -- each of those
+changes the site or the mode for good, so the loop ends.
 
 Raises :class:`SkipFrame` when the frame records no tensor operation and has
 no break, and :class:`GraphBreak` when the break cannot be resumed from (the
@@ -22,44 +30,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import operator
 import time
-import types
-import weakref
-
-import torch
 
 from .. import _C
+from ..cache import CompiledEntry
 from ..diagnostics.logs import artifact_logger
-from ..diagnostics.probe import PROBE, Site
-from ..cache import CompiledEntry, SkipFrame, stats
 from .breaks import GraphBreak
-from .codegen import FunctionBuilder, nargs_of, slot_names
-from .interpreter import Translator
-from .ops_arith import BINARY, COMPARE
-from .output import NeedsShapeEnv, OutputGraph
+from .handover import not_resumable
 from .predication import NoPredication
-from .bytecode_info import RESUME_CODES, leading_argument, live_locals, load_instructions, \
-    original_position, try_regions
-from .resume import TailCall, make_function, resume_code, trampoline
-from .sources import ArgSource, ClosureSource
-from .values import (
-    NULL, CellV, Const, DerivedConst, DictV, ExitV, FunctionV, IterV, ListV, MethodV, NewObjV,
-    ItemV, NullV, ObjV, SetV, SliceV, SymV, TensorV, TupleV, Value,
-)
+from .replacement import print_replacement
+from .segment import Segment, UnsafeSpeculation, trace
+from .shapes import NeedsShapeEnv
 
-_LITERAL_TYPES = (int, str, bool, type(None), bytes)
-_SENTINEL = object()
-# instructions a segment can end at: each is re-expressed natively in the
-# replacement (see _native_step)
-_RESUMABLE = {
-    "CALL", "CALL_FUNCTION_EX", "LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR", "STORE_SUBSCR",
-    "DELETE_SUBSCR", "BINARY_SUBSCR", "BINARY_OP", "COMPARE_OP", "UNARY_NOT", "GET_ITER",
-    "FOR_ITER", "POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE",
-    "POP_JUMP_BACKWARD_IF_TRUE", "POP_JUMP_BACKWARD_IF_FALSE", "JUMP_IF_TRUE_OR_POP",
-    "JUMP_IF_FALSE_OR_POP", "BEFORE_WITH",
-}
+log = logging.getLogger("janus_frame")
 
 
 def compile_frame(func, args: tuple, ctx) -> CompiledEntry:
@@ -69,8 +52,8 @@ def compile_frame(func, args: tuple, ctx) -> CompiledEntry:
             return _compile(func, args, ctx, symbolic)
         except NeedsShapeEnv:
             symbolic = True
-        except _UnsafeSpeculation as e:
-            for site in e.args[0]:  # those sites break the graph from now on
+        except UnsafeSpeculation as e:
+            for site in e.sites:  # those sites break the graph from now on
                 if site.form == "relaxed":
                     site.predicated = False  # a predicated loop's bound cannot be checked
                 site.form = "relaxed"
@@ -83,26 +66,28 @@ def compile_frame(func, args: tuple, ctx) -> CompiledEntry:
 
 def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
     try:
-        return _build(func, args, ctx, None, symbolic)
+        return _entry(trace(func, args, ctx, None, symbolic), ctx)
     except GraphBreak as gb:
-        if ctx.strict or _not_resumable(func.__code__, gb) is not None:
+        if ctx.strict or not_resumable(func.__code__, gb) is not None:
             raise
         brk = gb
     try:
-        entry = _build(func, args, ctx, brk, symbolic)
+        seg = trace(func, args, ctx, brk.root_ip, symbolic)
+        if not seg.frame.stopped:
+            raise brk
+        seg.brk = brk
+        entry = _entry(seg, ctx)
     except GraphBreak as e:
         if e.filename is None:  # the state at the break cannot be handed back
             brk.detail += f" (the frame then runs natively: {e.reason})"
             raise brk from None
         raise
-    except (NeedsShapeEnv, _UnsafeSpeculation, NoPredication):
+    except (NeedsShapeEnv, UnsafeSpeculation, NoPredication):
         raise
     except Exception as e:  # noqa: BLE001
         # no resume function could be made here (e.g. bytecode whose stack
         # the assembler cannot follow): the frame runs natively after all
-        import logging
-
-        logging.getLogger("janus_frame").debug("cannot resume after %s: %s", brk.id, e)
+        log.debug("cannot resume after %s: %s", brk.id, e)
         raise brk from None
     # kept for diagnostics: without its traceback, whose frames hold the
     # tracer and through it the user's globals
@@ -114,118 +99,38 @@ def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
     return entry
 
 
-def _not_resumable(code, gb: GraphBreak) -> str | None:
-    """Why the frame cannot continue after ``gb`` (None if it can)."""
-    if gb.root_ip is None:
-        return "no location"
-    instrs, _ = load_instructions(code)
-    ins = instrs[gb.root_ip]
-    if ins.name not in _RESUMABLE:
-        return f"{ins.name} cannot run on its own"
-    if try_regions(code)[gb.root_ip]:
-        return "inside a try or with block"
-    return None
-
-
-def _trace(func, args, ctx, stop_at, symbolic):
-    code = func.__code__
-    names = slot_names(code)
-    output = OutputGraph(ctx, code, nargs_of(code), symbolic, ctx.hints)
-    cells = {}
-    for i, name in enumerate(code.co_freevars):
-        cells[name] = output.real_cell(func.__closure__[i], name, ClosureSource(name))
-    tx = Translator(output, code, func.__globals__, {}, cells, root_func=func)
-    tx.lazy_args = {name: (args[i], ArgSource(name, i)) for i, name in enumerate(names)}
-    tx.stop_at = stop_at
-    result = tx.run()
-    return output, tx, result
-
-
-def _build(func, args, ctx, brk: GraphBreak | None, symbolic: bool = False) -> CompiledEntry:
-    t0 = time.perf_counter()
-    code = func.__code__
-    output, tx, result = _trace(func, args, ctx, brk.root_ip if brk else None, symbolic)
-    fb = FunctionBuilder(code, nargs_of(code))
-    rb = Rebuilder(fb, output.initial_grad_enabled)
-    rb.sym_text = output.sym_text
-    # a speculated branch's predicate is a graph output, checked first
-    checks = [f"__jf_h_bool({rb.expr(pred)}) is not {predicted!r}"
-              for pred, predicted, _ in output.speculations]
-    spec_sites = [site for _, _, site in output.speculations]
-    if brk is None:
-        if output.op_count == 0 and not output.effects and not output.inputs:
-            # pure Python: skipped for good. (A frame that only passes tensors
-            # along gets an entry under its guards: other inputs may need ops.)
-            raise SkipFrame("no tensor operations")
-        tail = [f"return {rb.expr(result)}"]
-    else:
-        if not tx.stopped:
-            raise brk
-        tail = _break_tail(func, tx, rb)
-    rb.set_grad_mode(output.grad_enabled)  # the mode the frame is in at this point
-    replay = output.effects.replay(rb)  # before finish: it may need graph outputs
-    gm, used = output.finish(rb.outputs)
-    body = []
-    graphs = []
-    site = _site(code, output, brk)
-    if output.op_count or rb.outputs:
+def _entry(seg: Segment, ctx) -> CompiledEntry:
+    seg.close()
+    code, output = seg.code, seg.output
+    compiled = None
+    if seg.graph is not None:
         lg = artifact_logger("graphs")
         if lg is not None:
             lg.info("graph for %s (%s:%d)\n%s", code.co_qualname, code.co_filename,
-                    code.co_firstlineno, gm.print_readable(print_output=False))
+                    code.co_firstlineno, seg.graph.print_readable(print_output=False))
         # the backend's code (Inductor's generated modules, runtime wrappers)
         # runs with janus_frame off: it is not the user's to compile
         with _tracing(output):
-            compiled = _C.Wrapper(ctx.backend(gm, [real for _, real in used]), None)
-        # inputs are loaded before the guarded call: their sources were just
-        # validated by the guard, so a failure there is a bug to surface, not
-        # a reason to rerun the frame natively
-        for i, (v, _) in enumerate(used):
-            body.append(f"__jf_i{i} = {v.source.expr()}")
-        inputs = ", ".join(f"__jf_i{i}" for i in range(len(used)))
-        call = f"__jf_o = {fb.const(compiled)}({inputs})"
-        p = fb.const(PROBE)
-        body.append(f"__jf_t = {p}.clock() if {p}.active else 0.0")
-        input_exprs = {v.node.name: f"__jf_i{i}" for i, (v, _) in enumerate(used)}
-        body += _guarded_call(func, fb, gm, call, checks, spec_sites, input_exprs, site)
-        body.append(f"if __jf_t: __jf_t = {p}.graph_done({fb.const(site)}, __jf_t)")
-        graphs.append(gm)
-    elif brk is not None:
-        p = fb.const(PROBE)
-        body.append(f"__jf_t = {p}.clock() if {p}.active else 0.0")
-    if brk is not None:  # time the instruction left to Python (the cost of the break)
-        tail = _time_native(tail, fb.const(PROBE), fb.const(site))
-    body += rb.lines + replay + tail
-    if rb.loop_guard is not None:
-        # a loop body continuing in itself: the replacement loops, checking
-        # its own guard instead of going through the trampoline and the cache
-        body = ["while True:"] + ["    " + line for line in body]
-    replacement = fb.build("__jf_replacement", body, tx.lineno, "replacement", func.__globals__,
-                           func.__closure__)
-    for spec in output.spec_codes:  # a branch site changing form recompiles this entry
-        g = output.guards
-        g.add(f"{g.fb.const(spec)}.epoch == {spec.epoch}",
-              f"speculation state of {code.co_qualname} unchanged (epoch {spec.epoch})")
-    for fn, src, expected, desc in getattr(brk, "guard_calls", ()):
-        g = output.guards  # a condition the break depends on (calls.stand_in)
-        g.add(f"{g.fb.const(fn)}({src.expr()}) is {expected!r}", desc)
-    output.shape_guards()  # after the backend: it may have added conditions
-    guard, explain_failure = output.guards.build(code.co_firstlineno, func.__globals__,
-                                                 func.__closure__)
-    if rb.loop_guard is not None:
-        rb.loop_guard[0] = guard
+            compiled = _C.Wrapper(ctx.backend(seg.graph, [real for _, real in seg.inputs]), None)
+    replacement = print_replacement(seg, compiled)
+    guard, explain_failure = seg.guard()
+    if seg.rb.loop_guard is not None:
+        seg.rb.loop_guard[0] = guard
     lg = artifact_logger("guards")
     if lg is not None:
         lg.info("guards for %s (%s:%d)\n  %s", code.co_qualname, code.co_filename,
                 code.co_firstlineno, "\n  ".join(output.guards.lines()))
-    site.compile_seconds = time.perf_counter() - t0
-    entry = CompiledEntry(
+    seg.site.compile_seconds = _elapsed(seg)
+    return CompiledEntry(
         guard=guard, replacement=replacement, guard_lines=output.guards.lines(),
-        explain_failure=explain_failure, graphs=graphs, breaks=[],
-        compile_seconds=site.compile_seconds, site=site,
+        explain_failure=explain_failure, graphs=[seg.graph] if seg.graph is not None else [],
+        breaks=[], compile_seconds=seg.site.compile_seconds, site=seg.site,
         resume_codes=output.resume_codes, handover=output.handover,
     )
-    return entry
+
+
+def _elapsed(seg: Segment) -> float:
+    return time.perf_counter() - seg.started
 
 
 def _tracing(output):
@@ -238,555 +143,3 @@ def _tracing(output):
     from torch._guards import TracingContext, tracing
 
     return tracing(TracingContext(output.fake_mode))
-
-
-def _site(code, output, brk) -> Site:
-    s = Site(code.co_qualname, code.co_filename, code.co_firstlineno, output.op_count)
-    if brk is not None:
-        s.break_id, s.break_reason, s.break_hint = brk.id, brk.reason, brk.hint
-        s.break_lineno, s.break_source = brk.lineno, brk.source_line
-    return s
-
-
-def _time_native(tail: list[str], probe: str, site: str) -> list[str]:
-    """Report the time from the graph's end to each hand-over to the resume
-    function (the native instruction and the rebuilding around it)."""
-    out = []
-    for line in tail:
-        stripped = line.lstrip()
-        if stripped.startswith("return ") or stripped == "continue":
-            indent = line[:len(line) - len(stripped)]
-            out.append(f"{indent}if __jf_t: {probe}.native_done({site}, __jf_t)")
-        out.append(line)
-    return out
-
-
-_RANDOM_HINTS = ("rand", "dropout", "bernoulli", "normal", "multinomial", "uniform",
-                 "exponential", "cauchy", "geometric", "poisson")
-
-
-_INPLACE_FUNCTIONS = {"setitem", "iadd", "isub", "imul", "itruediv", "ifloordiv", "imod",
-                      "ipow", "imatmul", "iand", "ior", "ixor", "ilshift", "irshift",
-                      "_set_grad_enabled"}
-
-
-def _mutations(gm) -> tuple[list[str], bool]:
-    """(placeholders mutated in place, whether anything else is mutated in
-    place -- a view that may alias an input)."""
-    direct, other = [], False
-    for n in gm.graph.nodes:
-        if n.op not in ("call_function", "call_method"):
-            continue
-        name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
-        if name == "_set_grad_enabled" or n.target in (operator.and_, operator.or_):
-            continue  # `a & b`, `a | b`: the operator module's names end in "_"
-        if (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_FUNCTIONS:
-            target = n.args[0] if n.args else None
-            if getattr(target, "op", None) == "placeholder":
-                if target.name not in direct:
-                    direct.append(target.name)
-            else:
-                other = True
-    return direct, other
-
-
-class _UnsafeSpeculation(Exception):
-    """The segment mutates tensors that cannot be restored on a miss."""
-
-
-def _guarded_call(func, fb: FunctionBuilder, gm, call: str, checks: list[str],
-                  sites: list, input_exprs: dict, probe_site) -> list[str]:
-    """The graph call, and what happens when the segment's assumptions fail.
-
-    Nothing visible has happened when the graph returns (side effects are
-    replayed after it) except in-place tensor updates. If the graph raises,
-    or a speculated branch went the other way (``checks``), the segment's
-    results are discarded -- inputs it updated in place restored, the RNG
-    state restored if it drew random numbers -- and the frame reruns from its
-    original bytecode: the call gives exactly eager's results, side effects
-    and exceptions (from the user's own line)."""
-    direct, other = _mutations(gm)
-    if other or (direct and not checks):
-        if checks:
-            raise _UnsafeSpeculation(sites)
-        return [call]  # cannot be undone: no rerun (the exception propagates)
-    names = [n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
-             for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
-    random = any(h in n.lower() for n in names for h in _RANDOM_HINTS)
-    native = _native_code(func.__code__)
-    slots = "".join(f"__jf_a{i}, " for i in range(nargs_of(func.__code__)))
-    fn = _function_expr(fb, native, [f"__jf_cell_{n}" for n in func.__code__.co_freevars])
-    undo = []
-    lines = []
-    if random:
-        lines.append(f"__jf_rng = {fb.const(torch.get_rng_state)}()")
-        undo.append(f"{fb.const(torch.set_rng_state)}(__jf_rng)")
-    for i, name in enumerate(direct):
-        lines.append(f"__jf_saved{i} = {input_exprs[name]}.clone()")
-        undo.append(f"{input_exprs[name]}.copy_(__jf_saved{i})")
-    lines += ["try:", f"    {call}", "except Exception:"]
-    lines += ["    " + u for u in undo]
-    lines.append(f"    {fb.const(_note_rerun)}({fb.const(probe_site)})")
-    lines.append(f"    return {fn}({slots})")
-    for check, site in zip(checks, sites):
-        k = fb.const(site)
-        lines.append(f"if {check}:")
-        lines.append(f"    {k}.miss()")
-        lines += ["    " + u for u in undo]
-        lines.append(f"    return {fn}({slots})")
-    for site in sites:
-        lines.append(f"{fb.const(site)}.hit()")
-    return lines
-
-
-def _note_rerun(site) -> None:
-    """A graph raised: the frame reruns natively (counted, and logged under
-    JANUS_LOGS=perf, so a segment that keeps failing is visible)."""
-    stats.reruns += 1
-    lg = artifact_logger("perf")
-    if lg is not None:
-        lg.info("graph of %s (%s:%s) raised; the frame reran natively", site.frame,
-                site.filename, site.lineno)
-
-
-_native_codes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _native_code(code):
-    """The frame's original bytecode with its argument slots positional (the
-    replacement's calling convention), marked to run natively."""
-    native = _native_codes.get(code)
-    if native is None:
-        n = nargs_of(code)
-        # The extra constant keeps it distinct from the original when both are
-        # constants of one generated function: the bytecode assembler merges
-        # constants that marshal alike, and a resume function continuing in
-        # itself would then hand over to this natively-run copy.
-        native = code.replace(co_argcount=n, co_posonlyargcount=0, co_kwonlyargcount=0,
-                              co_flags=code.co_flags & ~(0x04 | 0x08),
-                              co_consts=code.co_consts + ("janus_frame: runs natively",))
-        _native_codes[code] = native
-    _C.set_code_strategy(native, _C.SKIP, _C.DEFAULT)  # again after a reset()
-    return native
-
-
-# ---------------------------------------------------------------------------
-# After a break: run the instruction natively, then continue
-
-
-class _Result:
-    """The value an instruction run natively leaves on the stack."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
-def _break_tail(func, tx: Translator, rb: "Rebuilder") -> list[str]:
-    idx = tx.stop_at
-    ins = tx.instrs[idx]
-    stack = list(tx.stack)
-    e = rb.expr
-    lines: list[str] = []
-    name = ins.name
-    R = _Result("__jf_r")
-    fallthrough = idx + 1
-
-    def cont(stack_after, at):
-        return _continue(func, tx, rb, stack_after, at)
-
-    if name == "CALL":
-        n = ins.arg
-        vals = stack[len(stack) - n - 2:]
-        a, b, cargs = vals[0], vals[1], vals[2:]
-        fn, pos = (b, cargs) if isinstance(a, NullV) else (a, [b] + cargs)
-        kwn = tx.kw_names or ()
-        kw = pos[len(pos) - len(kwn):] if kwn else []
-        pos = pos[:len(pos) - len(kwn)] if kwn else pos
-        call_args = [e(x) for x in pos] + [f"{k}={e(x)}" for k, x in zip(kwn, kw)]
-        _call_hand_over(tx, fn, pos)
-        lines.append(f"__jf_r = {e(fn)}({', '.join(call_args)})")
-        lines += cont(stack[:len(stack) - n - 2] + [R], fallthrough)
-    elif name == "CALL_FUNCTION_EX":
-        k = 4 if ins.arg & 1 else 3
-        vals = stack[len(stack) - k:]
-        fn, cargs = vals[1], vals[2]
-        kwpart = f", **{e(vals[3])}" if ins.arg & 1 else ""
-        lines.append(f"__jf_r = {e(fn)}(*{e(cargs)}{kwpart})")
-        lines += cont(stack[:len(stack) - k] + [R], fallthrough)
-    elif name in ("LOAD_ATTR", "LOAD_METHOD"):
-        lines.append(f"__jf_r = __jf_h_getattr({e(stack[-1])}, {ins.arg!r})")
-        after = [NULL, R] if name == "LOAD_METHOD" else [R]
-        lines += cont(stack[:-1] + after, fallthrough)
-    elif name == "STORE_ATTR":
-        lines.append(f"__jf_h_setattr({e(stack[-1])}, {ins.arg!r}, {e(stack[-2])})")
-        lines += cont(stack[:-2], fallthrough)
-    elif name == "STORE_SUBSCR":
-        lines.append(f"{e(stack[-2])}[{e(stack[-1])}] = {e(stack[-3])}")
-        lines += cont(stack[:-3], fallthrough)
-    elif name == "DELETE_SUBSCR":
-        lines.append(f"del {e(stack[-2])}[{e(stack[-1])}]")
-        lines += cont(stack[:-2], fallthrough)
-    elif name == "BINARY_SUBSCR":
-        lines.append(f"__jf_r = {e(stack[-2])}[{e(stack[-1])}]")
-        lines += cont(stack[:-2] + [R], fallthrough)
-    elif name in ("BINARY_OP", "COMPARE_OP"):
-        op = (BINARY if name == "BINARY_OP" else COMPARE)[ins.arg.name]
-        lines.append(f"__jf_r = {rb.fb.const(op)}({e(stack[-2])}, {e(stack[-1])})")
-        lines += cont(stack[:-2] + [R], fallthrough)
-    elif name == "UNARY_NOT":
-        lines.append(f"__jf_r = not {e(stack[-1])}")
-        lines += cont(stack[:-1] + [R], fallthrough)
-    elif name == "BEFORE_WITH":
-        mgr = e(stack[-1])
-        # as the interpreter does: __exit__ looked up before __enter__ runs
-        lines.append(f"__jf_x = __jf_h_type({mgr}).__exit__.__get__({mgr})")
-        lines.append(f"__jf_r = __jf_h_type({mgr}).__enter__({mgr})")
-        lines += cont(stack[:-1] + [_Result("__jf_x"), R], fallthrough)
-    elif name == "GET_ITER":
-        lines.append(f"__jf_r = __jf_h_iter({e(stack[-1])})")
-        lines += cont(stack[:-1] + [R], fallthrough)
-    elif name == "FOR_ITER":
-        it = stack[-1]
-        sentinel = rb.fb.const(_SENTINEL)
-        lines.append(f"__jf_r = __jf_h_next({e(it)}, {sentinel})")
-        lines.append(f"if __jf_r is {sentinel}:")
-        lines += ["    " + x for x in cont(stack[:-1], tx.labels[ins.arg])]
-        lines += cont(stack + [R], fallthrough)
-    elif name.startswith("POP_JUMP"):
-        cond = _observed(tx, rb, e(stack[-1]), lines)
-        jump_when = name.endswith("TRUE")
-        target = tx.labels[ins.arg]
-        lines.append(f"if {'' if jump_when else 'not '}{cond}:")
-        lines += ["    " + x for x in cont(stack[:-1], target)]
-        lines += cont(stack[:-1], fallthrough)
-    elif name in ("JUMP_IF_TRUE_OR_POP", "JUMP_IF_FALSE_OR_POP"):
-        cond = _observed(tx, rb, e(stack[-1]), lines)
-        jump_when = name == "JUMP_IF_TRUE_OR_POP"
-        lines.append(f"if {'' if jump_when else 'not '}{cond}:")
-        lines += ["    " + x for x in cont(stack, tx.labels[ins.arg])]
-        lines += cont(stack[:-1], fallthrough)
-    else:  # guarded by _RESUMABLE
-        raise AssertionError(name)
-    return lines
-
-
-def _function_expr(fb: FunctionBuilder, code, cells) -> str:
-    """An expression making a function of ``code`` in the running frame's
-    globals, with closure ``cells`` (cell expressions). Made at run time: a
-    function object kept as a constant would tie the cache (invisible to the
-    garbage collector) to the user's globals."""
-    closure = "(" + "".join(f"{c}, " for c in cells) + ")" if cells else "None"
-    return f"{fb.const(make_function)}({fb.const(code)}, __jf_h_globals(), {closure})"
-
-
-def _observed(tx: Translator, rb: "Rebuilder", cond: str, lines: list) -> str:
-    """A branch condition evaluated once; a tensor condition at a site that
-    is still being profiled records its outcome (see speculation.py)."""
-    if not isinstance(tx.stack[-1], TensorV):
-        return cond
-    from . import speculation
-
-    orig, index = original_position(tx.code, tx.stop_at)
-    site = speculation.site(tx.output.ctx.speculation, orig, index, tx.lineno,
-                           tx.code.co_qualname)
-    tx.output.spec_codes.add(site.code_spec)
-    lines.append(f"__jf_c = __jf_h_bool({cond})")
-    if site.form == "observe":
-        lines.append(f"{rb.fb.const(site)}.observe(__jf_c)")
-    return "__jf_c"
-
-
-def _continue(func, tx: Translator, rb: "Rebuilder", stack_after: list, at: int):
-    """Lines that hand the stack and the live locals to the resume function
-    for instruction ``at`` and return its result."""
-    code = func.__code__
-    is_resume = code in RESUME_CODES
-    orig, at = original_position(code, at)
-    live = []
-    values = []
-    lead = leading_argument(orig)
-    names = sorted(live_locals(orig, at) | ({lead} if lead else set()))
-    if lead:
-        names.remove(lead)
-        names.insert(0, lead)
-    for name in names:
-        if name in tx.locals:
-            live.append(name)
-            values.append(rb.expr(tx.locals[name]))
-        elif name in tx.lazy_args:
-            live.append(name)
-            values.append(tx.lazy_args[name][1].expr())
-    null_slots = tuple(isinstance(v, NullV) for v in stack_after)
-    stack_vals = [v.name if isinstance(v, _Result) else rb.expr(v)
-                  for v in stack_after if not isinstance(v, NullV)]
-    rcode = resume_code(orig, at, null_slots, tuple(live))
-    tx.output.resume_codes.append(rcode)
-    if tx.output.sym_inputs or tx.output.dynamic:
-        _hand_over_dynamic(rcode, tx, live, stack_after)
-    fb = rb.fb
-    cells = []
-    for name in orig.co_cellvars + orig.co_freevars:
-        if name in code.co_freevars:
-            cells.append(f"__jf_cell_{name}")
-        else:  # a cell of this frame: one new cell holding its current contents,
-            # shared with the functions built here that captured it
-            c = tx.cells.get(name)
-            cells.append(rb.expr(c) if c is not None else f"{fb.const(types.CellType)}()")
-    fn = _function_expr(fb, rcode, cells)
-    call = fb.const(TailCall if is_resume else trampoline)
-    ordered = values[:1] + stack_vals + values[1:] if lead else stack_vals + values
-    args = "".join(x + ", " for x in ordered)
-    if rcode is code and not code.co_freevars and not code.co_cellvars and \
-            code.co_argcount == len(ordered):
-        # the next iteration of a loop whose body is this very segment: when
-        # this entry's guard holds for the next arguments, run again in
-        # place (no tail call, no cache lookup); else hand over as usual
-        if rb.loop_guard is None:
-            rb.loop_guard = [None]
-        holder = fb.const(rb.loop_guard)
-        slots = "".join(f"__jf_a{i}, " for i in range(len(ordered)))
-        return [f"__jf_next = ({args})",
-                f"if {holder}[0](*__jf_next):",
-                f"    {slots}= __jf_next",
-                "    continue",
-                f"return {call}({fn}, __jf_next)"]
-    return [f"return {call}({fn}, ({args}))"]
-
-
-# ---------------------------------------------------------------------------
-# Rebuilding Python values after the graph ran
-
-
-class Rebuilder:
-    """Python source that rebuilds symbolic values after the graph ran
-    (``__jf_o`` holds the graph's outputs). Objects whose identity matters
-    (containers, objects built while tracing) are built once into a
-    temporary, so every reference sees the same object."""
-
-    def __init__(self, fb: FunctionBuilder, grad_enabled: bool) -> None:
-        self.fb = fb
-        self.outputs: list[TensorV] = []
-        self._out_index: dict = {}
-        self.lines: list[str] = []
-        self._memo: dict[int, str] = {}
-        self.native_grad = grad_enabled  # grad mode after the graph (it restores the entry's)
-        self.sym_text = None  # SymV -> Python expression over the inputs' sizes
-        self.loop_guard = None  # [guard] when the replacement loops (see _continue)
-
-    def set_grad_mode(self, enabled: bool) -> None:
-        if self.native_grad != enabled:
-            self.lines.append(f"{self.fb.const(torch._C._set_grad_enabled)}({enabled!r})")
-            self.native_grad = enabled
-
-    def reenter(self, ex: ExitV) -> str:
-        """Enter the with-block of ``ex`` natively; its ``__exit__`` goes
-        back on the stack for the resume function."""
-        ctx = ex.ctx
-        name = f"__jf_ctx{len(self._memo)}"
-        if ctx.kind == "autocast":
-            dev, dtype, enabled, cache = ctx.arg
-            self.lines.append(
-                f"{name} = {self.fb.const(torch.autocast)}({dev!r}, dtype={self.fb.const(dtype)}, "
-                f"enabled={enabled!r}, cache_enabled={cache!r})")
-            self.lines.append(f"{name}.__enter__()")
-            return f"{name}.__exit__"
-        if ctx.kind not in ("grad", "grad_set"):
-            raise GraphBreak("JF016", f"a graph break inside a {ctx.kind} with-block")
-        self.set_grad_mode(ex.restore)
-        if ctx.kind == "grad":
-            cls = torch.enable_grad if ctx.arg else torch.no_grad
-            self.lines.append(f"{name} = {self.fb.const(cls)}()")
-        else:
-            self.lines.append(f"{name} = {self.fb.const(torch.set_grad_enabled)}({ctx.arg!r})")
-        self.lines.append(f"{name}.__enter__()")
-        self.native_grad = bool(ctx.arg)
-        return f"{name}.__exit__"
-
-    def snapshot(self, v: Value) -> str:
-        """An expression for ``v`` safe to use after side effects are replayed."""
-        return self.expr(v)
-
-    def expr(self, v: Value) -> str:
-        hit = self._memo.get(id(v))
-        if hit is not None:
-            return hit
-        text, needs_temp = self._build(v)
-        if needs_temp:
-            name = f"__jf_v{len(self._memo)}"
-            self.lines.append(f"{name} = {text}")
-            self._memo[id(v)] = name
-            return name
-        return text
-
-    def _build(self, v: Value) -> tuple[str, bool]:
-        fb, e = self.fb, self.expr
-        if isinstance(v, TensorV):
-            if v.node.op == "placeholder" and v.source is not None:
-                # the input object itself, read before side effects are
-                # replayed (``x = lst[0]; lst.clear()``: lst[0] is gone after)
-                return v.source.expr(), _derived(v.source)
-            i = self._out_index.get(v.node)
-            if i is None:
-                i = self._out_index[v.node] = len(self.outputs)
-                self.outputs.append(v)
-            return f"__jf_o[{i}]", False
-        if isinstance(v, ItemV):  # the number, read after the graph
-            return f"{e(v.tensor)}.item()", True
-        if isinstance(v, SymV):
-            text = self.sym_text(v) if self.sym_text is not None else None
-            if text is not None:
-                return text, True
-            return repr(v.value), False  # not a function of the inputs' sizes: specialised
-        if v.source is not None and isinstance(v, Const):
-            # read now, before any side effect is replayed: value semantics
-            return v.source.expr(), True
-        if isinstance(v, DerivedConst):
-            args = ", ".join(e(a) for a in v.args)
-            return f"{fb.const(v.fn)}({args})", True
-        if v.source is not None and isinstance(v, (ListV, TupleV, DictV, ObjV)):
-            return v.source.expr(), _derived(v.source)
-        if isinstance(v, Const):
-            x = v.value
-            if type(x) in _LITERAL_TYPES or (type(x) is float and math.isfinite(x)):
-                return repr(x), False
-            return fb.const(x), False
-        if isinstance(v, TupleV):
-            inner = "".join(e(x) + ", " for x in v.items)
-            if v.cls is torch.Size:
-                return f"{fb.const(v.cls)}(({inner}))", False
-            if v.cls is not None:
-                return f"{fb.const(v.cls)}({inner})", False
-            return f"({inner})", False
-        if isinstance(v, ListV):
-            return "[" + ", ".join(e(x) for x in v.items) + "]", True
-        if isinstance(v, SetV):
-            inner = ", ".join(e(x) for x in v.items)
-            return (f"{{{inner}}}" if v.items else "__jf_h_set()"), True
-        if isinstance(v, DictV):
-            inner = ", ".join(
-                f"{k!r}: {e(x)}" if type(k) in _LITERAL_TYPES else f"{fb.const(k)}: {e(x)}"
-                for k, x in v.items.items())
-            if v.cls is dict:
-                return f"{{{inner}}}", True
-            return f"{fb.const(_build_dict_subclass)}({fb.const(v.cls)}, {{{inner}}})", True
-        if isinstance(v, SliceV):
-            parts = ", ".join(e(x) for x in (v.start, v.stop, v.step))
-            return f"__jf_h_slice({parts})", False
-        if isinstance(v, NewObjV):
-            inner = ", ".join(f"{k!r}: {e(x)}" for k, x in v.attrs.items())
-            return f"{fb.const(_build_object)}({fb.const(v.cls)}, {{{inner}}})", True
-        if isinstance(v, IterV):
-            rest = "".join(e(x) + ", " for x in v.items[v.pos:])
-            return f"__jf_h_iter(({rest}))", True
-        if isinstance(v, MethodV):
-            if v.func is not None:
-                # the function the trace resolved (it may come from super()):
-                # looking the name up again could find an override
-                return f"{fb.const(types.MethodType)}({fb.const(v.func)}, {e(v.receiver)})", False
-            return f"__jf_h_getattr({e(v.receiver)}, {v.name!r})", False
-        if isinstance(v, ExitV):
-            if v.source is not None:  # entered natively before: the same object
-                return v.source.expr(), False
-            return self.reenter(v), True
-        if isinstance(v, ObjV):
-            return fb.const(v.obj), False
-        if isinstance(v, CellV) and not v.external:
-            contents = "" if v.contents is None else e(v.contents)
-            return f"{fb.const(types.CellType)}({contents})", True
-        if isinstance(v, FunctionV):
-            closure = "(" + "".join(e(c) + ", " for c in v.closure) + ")" if v.closure else "None"
-            defaults = "(" + "".join(e(d) + ", " for d in v.defaults) + ")"
-            kwdefaults = "{" + ", ".join(f"{k!r}: {e(d)}" for k, d in v.kwdefaults.items()) + "}"
-            return (f"{fb.const(_build_function)}({fb.const(v.code)}, __jf_h_globals(), "
-                    f"{v.qualname!r}, {defaults}, {kwdefaults}, {closure})"), True
-        raise GraphBreak("JF009", f"a {v.python_type().__name__} built while tracing cannot "
-                         "be handed back to Python")
-
-
-def _hand_over_dynamic(rcode, tx, live: list, stack_after: list) -> None:
-    """A trace with dynamic sizes hands its dynamism to the resume function
-    it continues in, instead of letting it find out by recompiling: tensors
-    keep their dynamic dimensions, sizes and the values a loop produces
-    (``__jf_r`` of FOR_ITER) stay dynamic ints, lists (grown in a loop over
-    a dynamic size) get a dynamic length."""
-    dyn = tx.output.handover.setdefault(rcode, set())
-    mine = tx.output.dynamic
-    for n in live:
-        if n not in tx.locals:  # an argument the trace did not read: as it came
-            name = f"L[{n!r}]"
-            dyn.update(d for d in mine if d == name or isinstance(d, tuple) and d[0] == name)
-    if not tx.output.sym_inputs:
-        return
-    named = [(f"L[{n!r}]", tx.locals[n]) for n in live if n in tx.locals]
-    named += [(f"L['__jf_s{i}']", v) for i, v in enumerate(stack_after)
-              if not isinstance(v, NullV)]
-    for name, v in named:
-        if isinstance(v, TensorV):
-            dyn.update((name, d) for d, n in enumerate(v.fake.shape)
-                       if isinstance(n, torch.SymInt))
-        elif isinstance(v, (SymV, _Result, ListV)):
-            dyn.add(name)
-        if isinstance(v, _Result):
-            # the result of a native call on dynamic inputs: its leading
-            # (batch / sequence) dimensions are dynamic too if it is a tensor
-            dyn.update(((name, 0), (name, 1)))
-
-
-def _call_hand_over(tx, fn, args: list) -> None:
-    """A call run natively at a break (its callee broke while inlined) gets
-    the dynamic dimensions of its tensor arguments as its own from the start."""
-    if not tx.output.sym_inputs:
-        return
-    obj = fn.obj if isinstance(fn, ObjV) else None
-    func = getattr(fn, "func", None) if isinstance(fn, MethodV) else None
-    skip = 1 if func is not None else 0
-    if isinstance(obj, torch.nn.Module):
-        func, skip = getattr(type(obj).forward, "__func__", type(obj).forward), 1
-    elif isinstance(obj, types.FunctionType):
-        func = obj
-    code = getattr(func, "__code__", None)
-    if code is None:
-        return
-    dyn = tx.output.handover.setdefault(code, set())
-    names = code.co_varnames[skip:code.co_argcount]
-    for name, v in zip(names, args):
-        if isinstance(v, TensorV):
-            dyn.update((f"L[{name!r}]", d) for d, n in enumerate(v.fake.shape)
-                       if isinstance(n, torch.SymInt))
-
-
-def _derived(source) -> bool:
-    """Is ``source`` read through an item or attribute (which replayed side
-    effects may change)?"""
-    return not isinstance(source, (ArgSource, ClosureSource)) and \
-        type(source).__name__ != "GlobalSource"
-
-
-def _build_function(code, globals_, qualname, defaults, kwdefaults, closure):
-    """Rebuild a function made by MAKE_FUNCTION while tracing (its cells are
-    the ones the frame and its resume function share)."""
-    fn = types.FunctionType(code, globals_, code.co_name, defaults or None, closure)
-    fn.__qualname__ = qualname
-    if kwdefaults:
-        fn.__kwdefaults__ = kwdefaults
-    return fn
-
-
-def _build_object(cls, attrs: dict):
-    """Rebuild an object created while tracing (its __init__ already ran
-    symbolically, so only the resulting attributes are set)."""
-    obj = object.__new__(cls)
-    for k, x in attrs.items():
-        object.__setattr__(obj, k, x)
-    return obj
-
-
-def _build_dict_subclass(cls, items: dict):
-    import dataclasses
-
-    if dataclasses.is_dataclass(cls):
-        return cls(**items)
-    return cls(items)
-
-
-__all__ = ["compile_frame", "operator"]

@@ -1,0 +1,137 @@
+"""Printing a closed segment (segment.py) into the replacement function.
+
+In: a closed :class:`~segment.Segment` and the backend's compiled graph.
+Out: the replacement -- a function over the frame's argument slots (the
+hook's calling convention) that loads the graph's inputs through their
+sources, calls the compiled graph guarded by the segment's checks (on an
+exception or a failed speculation: undo, then rerun the frame from its
+original bytecode), rebuilds the values the exit needs, replays the side
+effects and ends with the exit (return, or the native instruction and the
+hand-over to a resume function; a segment continuing in itself loops).
+"""
+from __future__ import annotations
+
+import weakref
+
+import torch
+
+from .. import _C
+from ..cache import positional_code, stats
+from ..diagnostics.logs import artifact_logger
+from ..diagnostics.probe import PROBE
+from .codegen import nargs_of
+from .rebuild import function_expr
+from .segment import Segment, Undo
+
+
+def print_replacement(seg: Segment, compiled):
+    """The replacement function of ``seg``; ``compiled`` is the backend's
+    callable for ``seg.graph`` (None when there is no graph)."""
+    fb, rb, brk = seg.fb, seg.rb, seg.brk
+    p = fb.const(PROBE)
+    body: list[str] = []
+    if seg.graph is not None:
+        # inputs are loaded before the guarded call: their sources were just
+        # validated by the guard, so a failure there is a bug to surface, not
+        # a reason to rerun the frame natively
+        for i, (v, _) in enumerate(seg.inputs):
+            body.append(f"__jf_i{i} = {v.source.expr()}")
+        inputs = ", ".join(f"__jf_i{i}" for i in range(len(seg.inputs)))
+        call = f"__jf_o = {fb.const(compiled)}({inputs})"
+        body.append(f"__jf_t = {p}.clock() if {p}.active else 0.0")
+        input_exprs = {v.node.name: f"__jf_i{i}" for i, (v, _) in enumerate(seg.inputs)}
+        body += _guarded_call(seg, call, input_exprs)
+        body.append(f"if __jf_t: __jf_t = {p}.graph_done({fb.const(seg.site)}, __jf_t)")
+    elif brk is not None:
+        body.append(f"__jf_t = {p}.clock() if {p}.active else 0.0")
+    tail = seg.tail
+    if brk is not None:  # time the instruction left to Python (the cost of the break)
+        tail = _time_native(tail, p, fb.const(seg.site))
+    body += rb.lines + seg.replay + tail
+    if rb.loop_guard is not None:
+        # a loop body continuing in itself: the replacement loops, checking
+        # its own guard instead of going through the trampoline and the cache
+        body = ["while True:"] + ["    " + line for line in body]
+    func = seg.func
+    return fb.build("__jf_replacement", body, seg.frame.lineno, "replacement", func.__globals__,
+                    func.__closure__)
+
+
+def _guarded_call(seg: Segment, call: str, input_exprs: dict) -> list[str]:
+    """The graph call, and what happens when the segment's assumptions fail.
+
+    Nothing visible has happened when the graph returns (side effects are
+    replayed after it) except in-place tensor updates. If the graph raises,
+    or a speculated branch went the other way (``checks``), the segment's
+    results are discarded -- inputs it updated in place restored, the RNG
+    state restored if it drew random numbers -- and the frame reruns from its
+    original bytecode: the call gives exactly eager's results, side effects
+    and exceptions (from the user's own line)."""
+    undo_set: Undo | None = seg.undo
+    if undo_set is None:
+        return [call]  # cannot be undone: no rerun (the exception propagates)
+    fb, code = seg.fb, seg.code
+    native = _native_code(code)
+    slots = "".join(f"__jf_a{i}, " for i in range(nargs_of(code)))
+    fn = function_expr(fb, native, [f"__jf_cell_{n}" for n in code.co_freevars])
+    undo = []
+    lines = []
+    if undo_set.random:
+        lines.append(f"__jf_rng = {fb.const(torch.get_rng_state)}()")
+        undo.append(f"{fb.const(torch.set_rng_state)}(__jf_rng)")
+    for i, name in enumerate(undo_set.inputs):
+        lines.append(f"__jf_saved{i} = {input_exprs[name]}.clone()")
+        undo.append(f"{input_exprs[name]}.copy_(__jf_saved{i})")
+    lines += ["try:", f"    {call}", "except Exception:"]
+    lines += ["    " + u for u in undo]
+    lines.append(f"    {fb.const(_note_rerun)}({fb.const(seg.site)})")
+    lines.append(f"    return {fn}({slots})")
+    for check, site in zip(seg.checks, seg.spec_sites):
+        k = fb.const(site)
+        lines.append(f"if {check}:")
+        lines.append(f"    {k}.miss()")
+        lines += ["    " + u for u in undo]
+        lines.append(f"    return {fn}({slots})")
+    for site in seg.spec_sites:
+        lines.append(f"{fb.const(site)}.hit()")
+    return lines
+
+
+def _note_rerun(site) -> None:
+    """A graph raised: the frame reruns natively (counted, and logged under
+    JANUS_LOGS=perf, so a segment that keeps failing is visible)."""
+    stats.reruns += 1
+    lg = artifact_logger("perf")
+    if lg is not None:
+        lg.info("graph of %s (%s:%s) raised; the frame reran natively", site.frame,
+                site.filename, site.lineno)
+
+
+_native_codes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _native_code(code):
+    """The frame's original bytecode with its argument slots positional (the
+    replacement's calling convention), marked to run natively."""
+    native = _native_codes.get(code)
+    if native is None:
+        # The marker keeps it distinct from the original when both are
+        # constants of one generated function: a resume function continuing
+        # in itself would otherwise hand over to this natively-run copy.
+        native = positional_code(code, marker="janus_frame: runs natively")
+        _native_codes[code] = native
+    _C.set_code_strategy(native, _C.SKIP, _C.DEFAULT)  # again after a reset()
+    return native
+
+
+def _time_native(tail: list[str], probe: str, site: str) -> list[str]:
+    """Report the time from the graph's end to each hand-over to the resume
+    function (the native instruction and the rebuilding around it)."""
+    out = []
+    for line in tail:
+        stripped = line.lstrip()
+        if stripped.startswith("return ") or stripped == "continue":
+            indent = line[:len(line) - len(stripped)]
+            out.append(f"{indent}if __jf_t: {probe}.native_done({site}, __jf_t)")
+        out.append(line)
+    return out

@@ -1,0 +1,194 @@
+"""The segment record: what one trace of a frame produced.
+
+In: the frame's function, its argument slots and the compile context; the
+instruction to stop before (after a graph break) or None.
+Out: a :class:`Segment`, built in two steps:
+
+1. :func:`trace` runs the symbolic interpreter over the frame: the open
+   graph with its inputs and their sources, the guards of everything read,
+   the speculation predicates, the recorded side effects, and the exit --
+   the return value, or the tracer stopped before the breaking instruction
+   (its stack, live locals and cells are the frame's state there);
+2. :meth:`Segment.close` decides what the replacement does after the graph:
+   the Python lines rebuilding the exit's values (which makes the tensors
+   they read graph outputs), the replay of the side effects and the exit's
+   tail (a ``return``, or the native instruction and the hand-over to the
+   resume function); then it closes the graph and derives the undo set
+   (inputs the graph updates in place, whether it draws random numbers) that
+   a failed check or an exception must roll back.
+
+A closed segment is complete: the backend compiles ``graph``, the printer
+(replacement.py) turns the record into the replacement function, and
+:meth:`Segment.guard` the guard (after the backend, which may have added
+conditions on symbolic sizes to the shape environment).
+"""
+from __future__ import annotations
+
+import dataclasses
+import operator
+import time
+import types
+
+import torch
+
+from ..cache import SkipFrame
+from ..diagnostics.probe import Site
+from .breaks import GraphBreak
+from .codegen import FunctionBuilder, nargs_of, slot_names
+from .handover import break_tail
+from .interpreter import Translator
+from .output import OutputGraph
+from .rebuild import Rebuilder
+from .sources import ArgSource, ClosureSource
+from .values import Value
+
+_RANDOM_HINTS = ("rand", "dropout", "bernoulli", "normal", "multinomial", "uniform",
+                 "exponential", "cauchy", "geometric", "poisson")
+
+
+_INPLACE_FUNCTIONS = {"setitem", "iadd", "isub", "imul", "itruediv", "ifloordiv", "imod",
+                      "ipow", "imatmul", "iand", "ior", "ixor", "ilshift", "irshift",
+                      "_set_grad_enabled"}
+
+
+class UnsafeSpeculation(Exception):
+    """The segment speculates and mutates tensors that cannot be restored on
+    a miss: its sites break the graph instead (the driver retraces)."""
+
+    def __init__(self, sites: list) -> None:
+        super().__init__(sites)
+        self.sites = sites
+
+
+@dataclasses.dataclass
+class Undo:
+    """What rolls the segment back when its graph raises or a check fails:
+    inputs updated in place (graph placeholder names) are restored from
+    copies, the RNG state is restored if the graph draws random numbers."""
+
+    inputs: list[str]
+    random: bool
+
+
+@dataclasses.dataclass
+class Segment:
+    func: types.FunctionType
+    output: OutputGraph  # the graph under construction, guards, effects
+    frame: Translator  # the root tracer (stopped before ``brk``'s instruction)
+    result: Value | None  # the return value (None after a break)
+    brk: GraphBreak | None
+    started: float  # perf_counter at the start of the trace
+    # -- set by close() ------------------------------------------------------------
+    fb: FunctionBuilder | None = None  # constants of the replacement
+    rb: Rebuilder | None = None  # lines rebuilding values after the graph
+    replay: list[str] = dataclasses.field(default_factory=list)  # side effects
+    tail: list[str] = dataclasses.field(default_factory=list)  # the exit
+    checks: list[str] = dataclasses.field(default_factory=list)  # speculation predicates
+    spec_sites: list = dataclasses.field(default_factory=list)  # their sites, in order
+    graph: torch.fx.GraphModule | None = None  # None: no graph to run
+    inputs: list = dataclasses.field(default_factory=list)  # (value with .source, real)
+    undo: Undo | None = None  # None: the segment cannot be rolled back
+    site: Site | None = None  # what the profiler reports
+
+    @property
+    def code(self) -> types.CodeType:
+        return self.func.__code__
+
+    def close(self) -> "Segment":
+        output, code = self.output, self.code
+        fb = self.fb = FunctionBuilder(code, nargs_of(code))
+        rb = self.rb = Rebuilder(fb, output.initial_grad_enabled)
+        rb.sym_text = output.sym_text
+        # a speculated branch's predicate is a graph output, checked first
+        self.checks = [f"__jf_h_bool({rb.expr(pred)}) is not {predicted!r}"
+                       for pred, predicted, _ in output.speculations]
+        self.spec_sites = [site for _, _, site in output.speculations]
+        if self.brk is None:
+            if output.op_count == 0 and not output.effects and not output.inputs:
+                # pure Python: skipped for good. (A frame that only passes tensors
+                # along gets an entry under its guards: other inputs may need ops.)
+                raise SkipFrame("no tensor operations")
+            self.tail = [f"return {rb.expr(self.result)}"]
+        else:
+            self.tail = break_tail(self.func, self.frame, rb)
+        rb.set_grad_mode(output.grad_enabled)  # the mode the frame is in at this point
+        self.replay = output.effects.replay(rb)  # before finish: it may need graph outputs
+        gm, self.inputs = output.finish(rb.outputs)
+        if output.op_count or rb.outputs:
+            self.graph = gm
+            self.undo = _undo(gm, bool(self.checks), self.spec_sites)
+        self.site = _site(code, output, self.brk)
+        return self
+
+    def guard(self):
+        """The guard function and its explaining twin: every condition the
+        trace relied on. Called after the backend compiled the graph."""
+        output, code, func = self.output, self.code, self.func
+        g = output.guards
+        for spec in output.spec_codes:  # a branch site changing form recompiles this entry
+            g.add(f"{g.fb.const(spec)}.epoch == {spec.epoch}",
+                  f"speculation state of {code.co_qualname} unchanged (epoch {spec.epoch})")
+        for fn, src, expected, desc in getattr(self.brk, "guard_calls", ()):
+            # a condition the break depends on (calls.stand_in)
+            g.add(f"{g.fb.const(fn)}({src.expr()}) is {expected!r}", desc)
+        output.shape_guards()  # after the backend: it may have added conditions
+        return g.build(code.co_firstlineno, func.__globals__, func.__closure__)
+
+
+def trace(func, args: tuple, ctx, stop_at: int | None, symbolic: bool) -> Segment:
+    """Trace the frame (up to instruction ``stop_at``, if given). A graph
+    break propagates unless the trace stopped before reaching it."""
+    t0 = time.perf_counter()
+    code = func.__code__
+    output = OutputGraph(ctx, code, nargs_of(code), symbolic, ctx.hints)
+    cells = {}
+    for i, name in enumerate(code.co_freevars):
+        cells[name] = output.real_cell(func.__closure__[i], name, ClosureSource(name))
+    tx = Translator(output, code, func.__globals__, {}, cells, root_func=func)
+    tx.lazy_args = {name: (args[i], ArgSource(name, i))
+                    for i, name in enumerate(slot_names(code))}
+    tx.stop_at = stop_at
+    result = tx.run()
+    return Segment(func, output, tx, result, None, t0)
+
+
+def _undo(gm, speculates: bool, sites: list) -> Undo | None:
+    """The segment's undo set, or None when what it mutates cannot be
+    restored (a view that may alias an input): then the graph's exception
+    propagates as is, and a speculating segment is unsafe."""
+    direct, other = _mutations(gm)
+    if other or (direct and not speculates):
+        if speculates:
+            raise UnsafeSpeculation(sites)
+        return None
+    names = [n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+             for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
+    return Undo(direct, any(h in n.lower() for n in names for h in _RANDOM_HINTS))
+
+
+def _mutations(gm) -> tuple[list[str], bool]:
+    """(placeholders mutated in place, whether anything else is mutated in
+    place -- a view that may alias an input)."""
+    direct, other = [], False
+    for n in gm.graph.nodes:
+        if n.op not in ("call_function", "call_method"):
+            continue
+        name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+        if name == "_set_grad_enabled" or n.target in (operator.and_, operator.or_):
+            continue  # `a & b`, `a | b`: the operator module's names end in "_"
+        if (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_FUNCTIONS:
+            target = n.args[0] if n.args else None
+            if getattr(target, "op", None) == "placeholder":
+                if target.name not in direct:
+                    direct.append(target.name)
+            else:
+                other = True
+    return direct, other
+
+
+def _site(code, output, brk) -> Site:
+    s = Site(code.co_qualname, code.co_filename, code.co_firstlineno, output.op_count)
+    if brk is not None:
+        s.break_id, s.break_reason, s.break_hint = brk.id, brk.reason, brk.hint
+        s.break_lineno, s.break_source = brk.lineno, brk.source_line
+    return s
