@@ -597,6 +597,9 @@ __attribute__((noinline)) static PyObject *eval_frame_slow(PyThreadState *ts, JF
      * possibly transformed this one), so we do not compile what it runs. */
     if (st->callback == NULL || JF_GET_EVAL_FRAME(ts->interp) != eval_frame_hook)
         return pass_through(ts, frame, throw_flag);
+    /* Interpreter shutdown (module teardown, __del__ of globals): the
+     * compiler's modules are being cleared; nothing runs compiled any more. */
+    if (JF_IS_FINALIZING()) return pass_through(ts, frame, throw_flag);
 
     PyCodeObject *code = JF_FRAME_CODE(frame);
     PyObject *func = JF_FRAME_FUNC(frame);

@@ -134,6 +134,72 @@ def test_env_var_activation(tmp_path):
     assert "thread-on True" in out and "active 1" in out
 
 
+@pytest.mark.parametrize("setting, named", [
+    ({"JANUS_FRAME_BACKEND": "bogus"}, "'bogus'; choose one of default, eager, inductor"),
+    ({"JANUS_RECOMPILE_LIMIT": "many"}, "JANUS_RECOMPILE_LIMIT must be an integer"),
+])
+def test_env_var_bad_setting_is_one_clear_error(tmp_path, setting, named):
+    (tmp_path / "script.py").write_text("print('the program ran')\n")
+    env = dict(os.environ, JANUS_FRAME="1", **setting)
+    p = subprocess.run([PY, "script.py"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 2 and "the program ran" not in p.stdout
+    assert len(p.stderr.strip().splitlines()) == 1 and named in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+
+
+SHUTDOWN = r"""
+import atexit
+import torch
+
+class Resource:
+    def __del__(self):
+        print("del", float((torch.ones(2) * 3).sum()))
+
+res = Resource()
+
+def bye():
+    print("atexit", float(torch.tanh(torch.ones(2)).sum()))
+
+atexit.register(bye)
+
+def step(x):
+    return torch.relu(x) * 2
+
+print("step", float(step(torch.ones(3)).sum()))
+"""
+
+
+def test_env_var_shutdown_runs_finalizers_natively(tmp_path):
+    """Exit handlers still run (compiled or not); module teardown and
+    finalizers run natively, with no janus_frame message."""
+    (tmp_path / "script.py").write_text(SHUTDOWN)
+    plain = subprocess.run([PY, "script.py"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120, env={k: v for k, v in os.environ.items()
+                                             if k != "JANUS_FRAME"})
+    env = dict(os.environ, JANUS_FRAME="1", JANUS_FRAME_BACKEND="eager")
+    p = subprocess.run([PY, "script.py"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == plain.returncode == 0, p.stderr[-2000:]
+    assert p.stdout == plain.stdout
+    assert p.stderr == plain.stderr == "", p.stderr[-2000:]
+
+
+def test_env_var_compiles_a_script_outside_the_working_directory(tmp_path):
+    d = tmp_path / "elsewhere"
+    d.mkdir()
+    (d / "s.py").write_text(
+        "import torch\nfrom janus_frame.cache import stats\n"
+        "def f(x):\n    return torch.tanh(x) * 2\n"
+        "for _ in range(3):\n    f(torch.ones(3))\n"
+        "print('compiled', stats.frames_compiled)\n")
+    env = dict(os.environ, JANUS_FRAME="1", JANUS_FRAME_BACKEND="eager")
+    p = subprocess.run([PY, str(d / "s.py")], cwd=tmp_path.parent, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "compiled 1" in p.stdout
+
+
 def test_env_var_off_values_do_not_activate(tmp_path):
     for value in ("0", "", "false", "off"):
         p = run("import sys; print('janus_frame' in sys.modules)", {"JANUS_FRAME": value})

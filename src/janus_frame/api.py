@@ -221,10 +221,14 @@ def reset() -> None:
 def enable_process_wide(backend=None) -> None:
     """Global mode for this thread and every thread started later
     (``JANUS_FRAME=1``)."""
+    import atexit
     import threading
 
     comp = get_compiler(backend, global_mode=True)
     _C.set_eval_frame(comp)
+    # Registered first, so it runs after the program's own exit handlers:
+    # from there on (module teardown, finalizers) everything runs natively.
+    atexit.register(_end_process_wide)
 
     def _start_thread(*_):
         # Runs once at the start of each new thread, then removes itself.
@@ -234,3 +238,10 @@ def enable_process_wide(backend=None) -> None:
         _C.set_eval_frame(comp)
 
     threading.setprofile(_start_thread)
+
+
+def _end_process_wide() -> None:
+    import threading
+
+    threading.setprofile(None)
+    _C.set_eval_frame(None)

@@ -111,8 +111,8 @@ def skip_reason(code, global_mode: bool, cfg: Config) -> str | None:
     if not global_mode and not in_site:
         return None
     cwd = os.getcwd() + os.sep
-    if path.startswith(cwd) and not in_site:
-        return None
+    if (path.startswith(cwd) or _main_dir() and path.startswith(_main_dir())) and not in_site:
+        return None  # the user's code: the working directory, and the script's own
     if cfg.compile_modules:
         mod = _module_of(path)
         if mod and any(mod == p or mod.startswith(p + ".") for p in cfg.compile_modules):
@@ -141,6 +141,19 @@ _INFRASTRUCTURE = frozenset({
     # backward graph inside loss.backward())
     "sympy", "mpmath", "networkx", "jinja2", "markupsafe", "triton",
 })
+
+
+def _main_dir() -> str | None:
+    """The directory of the program's main script (``python dir/train.py``
+    from anywhere): its code, and code beside it, is the user's."""
+    main = sys.modules.get("__main__")
+    f = getattr(main, "__file__", None)
+    if not f:
+        return None
+    d = _real(os.path.dirname(os.path.abspath(f))) + os.sep
+    if d.startswith(_SITE_DIRS) or d.startswith(_STDLIB_DIRS) or d.startswith(_OWN_DIR):
+        return None
+    return d
 
 
 def _module_of(path: str) -> str | None:
