@@ -58,6 +58,9 @@ ENVIRONMENT = {
     "vector math library (backends/janus/cmath_prelude.py)",
     "JANUS_CHECKS": "1: run the internal verifiers at every stage boundary (handlers' stack "
     "effects, graph passes, lowering, scheduling); the test suite turns it on",
+    "JANUS_FAULT_INJECTION": "testing only: probability with which each internal stage boundary "
+    "raises an injected error, optionally ':seed' (e.g. 0.05:7); every such error must end as a "
+    "native run, never reach the program (janus_frame/faults.py)",
     "JANUS_FRAME_TRITON_AUTOTUNE": "auto (default): Triton kernels on CUDA time their block-size "
     "list once per size and keep the fastest on disk; always: also in the interpreter; off: "
     "defaults only (backends/janus/codegen_triton.py)",
@@ -112,6 +115,8 @@ class Config:
                                             ("auto", "always", "off"))
     )
     checks: bool = dataclasses.field(default_factory=lambda: _env_bool("JANUS_CHECKS", False))
+    fault_injection: str = dataclasses.field(
+        default_factory=lambda: os.environ.get("JANUS_FAULT_INJECTION", "").strip())
     # print/logging calls: False = break the graph where they are; True =
     # defer them to after the segment, in program order.
     reorder_logging: bool = False

@@ -28,7 +28,7 @@ import warnings
 import weakref
 from typing import Any, Callable
 
-from . import _C
+from . import _C, faults
 from .cache import (
     CodeState, CompiledEntry, FrameFallback, SkipFrame, code_state, listeners, positional_code, stats,
 )
@@ -139,6 +139,7 @@ class FrameCompiler:
         with compile_lock:
             t0 = time.perf_counter()
             try:
+                faults.point("hook.transform")
                 entry = self.transform(func, args, self.context(code))
             except SkipFrame as e:
                 log.debug("skipping %s: %s", code.co_qualname, e)

@@ -32,7 +32,7 @@ import contextlib
 import logging
 import time
 
-from .. import _C
+from .. import _C, faults
 from ..cache import CompiledEntry
 from ..diagnostics.logs import artifact_logger
 from .breaks import GraphBreak
@@ -100,7 +100,9 @@ def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
 
 
 def _entry(seg: Segment, ctx) -> CompiledEntry:
+    faults.point("frontend.traced")
     seg.close()
+    faults.point("frontend.closed")
     code, output = seg.code, seg.output
     compiled = None
     if seg.graph is not None:
@@ -112,8 +114,10 @@ def _entry(seg: Segment, ctx) -> CompiledEntry:
         # runs with janus_frame off: it is not the user's to compile
         with _tracing(output):
             compiled = _C.Wrapper(ctx.backend(seg.graph, [real for _, real in seg.inputs]), None)
+    faults.point("frontend.compiled")
     replacement = print_replacement(seg, compiled)
     guard, explain_failure = seg.guard()
+    faults.point("frontend.guarded")
     if seg.rb.loop_guard is not None:
         seg.rb.loop_guard[0] = guard
     lg = artifact_logger("guards")
