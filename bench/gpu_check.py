@@ -202,7 +202,7 @@ def render_md(doc: dict) -> str:
     L += ["", "## First call, tuning, launches",
           "",
           "First call: seconds, cold caches (compile, Triton compile, tuning). Tuning: tuned minus "
-          "untuned first call. Launches: CUDA kernels in one profiled call. Host: the host's "
+          "untuned first call. Launches: CUDA kernels in one profiled call (a training step calls each of its graphs once). Host: the host's "
           "time per call, close to the GPU time when a step is launch- or Python-bound (where "
           "capturing its kernels in a CUDA graph would pay).",
           "",
@@ -217,6 +217,8 @@ def render_md(doc: dict) -> str:
             and _num(ju.get("first_call_s")) else None
         fc = " / ".join(_f(r.get("first_call_s"), "{:.2f}") for r in (ju, jt, ind))
         la = " / ".join(_f(r.get("kernels_per_call"), "{:d}") for r in (e, j, ind))
+        if _num(j.get("generated_kernels_per_call")):
+            la += f" ({j['generated_kernels_per_call']} janus kernels, {j.get('library_kernels_per_call')} library)"
         host = f"{_f(j.get('host_ms'), '{:.3f}')} / {_f(j.get('ms'), '{:.3f}')}"
         errs = []
         for r in (ju, jt):

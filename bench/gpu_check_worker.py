@@ -253,6 +253,7 @@ class Run:
         self.spec = spec
         self.device = device
         self.calls = 0
+        self.kernel_names = None
         self.res: dict[str, Any] = {"status": "running", "notes": []}
         self.inst = spec.build(device)
         self.fn, self.frontend = compile_system(name, self.inst.step, dry, backend_only)
@@ -319,6 +320,7 @@ def first_calls(r: Run, checks: int):
         r.res["kernels_per_graph"] = [int(getattr(g, "num_kernels", 0)) for g in graphs]
         r.res["externs_per_graph"] = [len(getattr(g, "externs", ()) or ()) for g in graphs]
         r.res["triton_kernels"] = sum(len(getattr(g, "triton_kernels", {}) or {}) for g in graphs)
+        r.kernel_names = {str(n) for g in graphs for n in (getattr(g, "triton_kernels", {}) or {})}
         cs = [getattr(g, "compile_seconds", None) for g in graphs]
         if all(isinstance(c, float) for c in cs):
             r.res["backend_compile_s"] = sum(cs)
@@ -389,6 +391,11 @@ def profile_call(r: Run):
     out = {"launch_api_calls": len(apis), "memcpy_memset": len(dev) - len(kernels)}
     if r.device == "cuda":
         out["kernels_per_call"] = len(kernels)
+        # generated kernels (janus: its kernel names; Inductor: triton_*) apart from library ones
+        names = getattr(r, "kernel_names", None)
+        gen = [e for e in kernels if (e.name in names if names else e.name.startswith("triton"))]
+        out["generated_kernels_per_call"] = len(gen)
+        out["library_kernels_per_call"] = len(kernels) - len(gen)
         if not kernels and apis:  # no device records came back: count the host's launch calls
             out["kernels_per_call"] = len(apis)
             out["kernels_counted_from"] = "launch API calls (the profiler returned no kernel records)"

@@ -43,7 +43,9 @@ def _script(*args, timeout=600):
 @pytest.fixture(scope="module")
 def dry(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-check")
-    proc = _script("--dry-run", "--out", str(out))
+    # a generous budget: the machine running the suite may be busy (a quiet
+    # 2-core machine needs about a minute); nothing may be skipped for time
+    proc = _script("--dry-run", "--out", str(out), "--budget", "900", "--workload-timeout", "400", timeout=1200)
     path = out / "gpu_check.json"
     assert path.exists(), f"no JSON ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return json.loads(path.read_text()), out, proc
