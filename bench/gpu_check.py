@@ -334,6 +334,7 @@ def install(rep: Report, mode: str, log_path: str, base_env: dict) -> dict:
         rc, out = _run(pip + ["--ignore-requires-python", f"--config-settings=build-dir={build_dir}", REPO],
                        log, penv, timeout=300)
         steps.append(f"pip (scikit-build-core): exit {rc}")
+        shutil.rmtree(build_dir, ignore_errors=True)
         found = _import_probe(env) if rc == 0 else {"error": f"pip exit {rc}: {_tail(out, 800)}"}
         method = "pip"
         refused = rc != 0 and "CMake Error" in out
