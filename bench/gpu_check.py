@@ -332,7 +332,7 @@ def install(rep: Report, mode: str, log_path: str, base_env: dict) -> dict:
         build_dir = tempfile.mkdtemp(prefix="jf-gpu-build-")
         penv = dict(env, CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 4))
         rc, out = _run(pip + ["--ignore-requires-python", f"--config-settings=build-dir={build_dir}", REPO],
-                       log, penv, timeout=300)
+                       log, penv, timeout=180)
         steps.append(f"pip (scikit-build-core): exit {rc}")
         shutil.rmtree(build_dir, ignore_errors=True)
         found = _import_probe(env) if rc == 0 else {"error": f"pip exit {rc}: {_tail(out, 800)}"}
