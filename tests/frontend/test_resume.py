@@ -686,3 +686,36 @@ def test_dict_subclass_with_own_init_and_comprehension_frames():
     cf = jf.compile(comp, backend=Recorder())
     x = torch.ones(2)
     assert_same(cf(iter({"a": x, "b": x}.items())), comp(iter({"a": x, "b": x}.items())))
+
+
+def test_break_inside_a_torch_function_mode_keeps_the_mode_stack(jit):
+    """A user's TorchFunctionMode decides what every torch call does: the
+    code under it runs natively (not traced with the mode bypassed), and the
+    mode stack stays balanced across the break at the ``with``."""
+    from torch.overrides import TorchFunctionMode
+
+    seen = []
+
+    class Double(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            seen.append(getattr(func, "__name__", str(func)))
+            out = func(*args, **(kwargs or {}))
+            return out * 2 if func is torch.add else out
+
+    def f(x):
+        y = torch.tanh(x)
+        with Double():
+            z = torch.add(y, 1)
+            print("inside")
+            w = torch.add(z, 1)
+        return torch.add(w, 1)
+
+    x = torch.ones(3)
+    expected = f(x)
+    n_eager = len(seen)
+    seen.clear()
+    cf = jf.compile(f, backend="eager")
+    for _ in range(2):
+        torch.testing.assert_close(cf(x), expected)
+        assert torch._C._len_torch_function_stack() == 0
+    assert len(seen) == 2 * n_eager  # the mode saw every call, as in eager

@@ -36,9 +36,10 @@ from .. import _C, faults
 from ..cache import CompiledEntry
 from ..diagnostics.logs import artifact_logger
 from .breaks import GraphBreak
+from .guards import user_modes_active
 from .handover import not_resumable
 from .predication import NoPredication
-from .replacement import print_replacement
+from .replacement import native_while_modes_active, print_replacement
 from .segment import Segment, UnsafeSpeculation, trace
 from .shapes import NeedsShapeEnv
 
@@ -46,6 +47,10 @@ log = logging.getLogger("janus_frame")
 
 
 def compile_frame(func, args: tuple, ctx) -> CompiledEntry:
+    if user_modes_active():
+        # a torch-function/dispatch mode of the program decides what each
+        # torch call does: this frame runs natively while one is active
+        return native_while_modes_active(func)
     symbolic = False
     for _ in range(8):  # each retrace settles one question (shape env, a site)
         try:

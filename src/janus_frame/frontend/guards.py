@@ -120,6 +120,9 @@ class Guards:
         ac = torch.is_autocast_enabled("cpu")
         self.add(f"{k(torch.is_autocast_enabled)}('cpu') is {ac!r}",
                  f"cpu autocast is {'on' if ac else 'off'}")
+        # a user's torch-function or dispatch mode changes what every torch
+        # call does: graphs are traced and run only with none active
+        self.add(f"{k(user_modes_active)}() is False", "no torch function or dispatch mode active")
 
     # -- output ----------------------------------------------------------------
 
@@ -173,6 +176,12 @@ class Guards:
             return FailedGuard("; ".join(texts), dyn[failed[-1][0]], tuple(dims))
 
         return guard, explain_failure
+
+
+def user_modes_active() -> bool:
+    """Is a TorchFunctionMode or TorchDispatchMode of the program active?
+    (Tracing never runs under one: the frame then runs natively.)"""
+    return torch._C._len_torch_function_stack() > 0 or torch._C._len_torch_dispatch_stack() > 0
 
 
 def shared_reads(exprs: list[str]) -> str:

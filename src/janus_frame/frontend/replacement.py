@@ -11,15 +11,17 @@ hand-over to a resume function; a segment continuing in itself loops).
 """
 from __future__ import annotations
 
+import types
 import weakref
 
 import torch
 
 from .. import _C
-from ..cache import positional_code, stats
+from ..cache import CompiledEntry, positional_code, stats
 from ..diagnostics.logs import artifact_logger
 from ..diagnostics.probe import PROBE
 from .codegen import nargs_of
+from .guards import Guards, user_modes_active
 from .rebuild import function_expr
 from .segment import Segment, Undo
 
@@ -135,3 +137,17 @@ def _time_native(tail: list[str], probe: str, site: str) -> list[str]:
             out.append(f"{indent}if __jf_t: {probe}.native_done({site}, __jf_t)")
         out.append(line)
     return out
+
+
+def native_while_modes_active(func) -> CompiledEntry:
+    """An entry running the frame's original bytecode whenever a program's
+    torch-function or dispatch mode is active."""
+    code = func.__code__
+    g = Guards(code, nargs_of(code))
+    g.add(f"{g.fb.const(user_modes_active)}() is True",
+          "a torch function or dispatch mode is active")
+    guard, explain_failure = g.build(code.co_firstlineno, func.__globals__, func.__closure__)
+    native = positional_code(code)
+    rep = types.FunctionType(native, func.__globals__, code.co_name, None, func.__closure__)
+    return CompiledEntry(guard=guard, replacement=rep, guard_lines=g.lines(),
+                         explain_failure=explain_failure)
