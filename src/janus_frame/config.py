@@ -49,16 +49,16 @@ ENVIRONMENT = {
     "in site-packages",
     "JANUS_SKIP_SITE_PACKAGES": "0: in global mode, also compile code in site-packages",
     "JANUS_FRAME_MALLOC_TUNING": "0: leave glibc malloc's mmap/trim thresholds alone when the C "
-    "backend first runs (see backends/janus/runtime.py, tune_malloc)",
+    "backend first runs (see backends/janus/runtime/graph.py, tune_malloc)",
     "JANUS_FRAME_DEFER_GRADS": "0: parameter gradients of small graphs added per call, not once "
-    "per backward pass (backends/janus/grad_accumulation.py)",
+    "per backward pass (backends/janus/runtime/grad_accumulation.py)",
     "JANUS_FRAME_CHANNELS_LAST": "0: CPU convolutions keep the captured memory layout "
-    "(backends/janus/layout.py)",
+    "(backends/janus/passes/layout.py)",
     "JANUS_FRAME_LIBMVEC": "0: C kernels use inline polynomial float math instead of glibc's "
-    "vector math library (backends/janus/cmath_prelude.py)",
+    "vector math library (backends/janus/codegen/c/prelude.py)",
     "JANUS_FRAME_TRITON_AUTOTUNE": "auto (default): Triton kernels on CUDA time their block-size "
     "list once per size and keep the fastest on disk; always: also in the interpreter; off: "
-    "defaults only (backends/janus/codegen_triton.py)",
+    "defaults only (backends/janus/codegen/triton.py)",
 }
 
 
@@ -94,7 +94,7 @@ class Config:
         default_factory=lambda: _env_bool("JANUS_FRAME_MALLOC_TUNING", True)
     )
     # parameter gradients of small graphs summed once at the end of backward
-    # (backends/janus/grad_accumulation.py); False: per call, as autograd does
+    # (backends/janus/runtime/grad_accumulation.py); False: per call, as autograd does
     defer_grads: bool = dataclasses.field(
         default_factory=lambda: _env_bool("JANUS_FRAME_DEFER_GRADS", True)
     )

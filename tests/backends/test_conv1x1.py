@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import assert_close, graphs, jcompile
-from janus_frame.backends.janus.decomp import conv1x1, conv1x1_backward
+from janus_frame.backends.janus.passes.decomp import conv1x1, conv1x1_backward
 
 aten = torch.ops.aten
 CL = torch.channels_last

@@ -8,7 +8,7 @@ import torch
 
 from conftest import assert_close, graphs, jcompile
 from janus_frame.backends.janus import ir
-from janus_frame.backends.janus.cpp_build import Build, cache_dir, cache_key
+from janus_frame.backends.janus.build import Build, cache_dir, cache_key
 
 
 def _prog():
@@ -68,7 +68,7 @@ def test_build_is_cached_on_disk_and_reused():
 def test_concurrent_processes_build_same_key_safely(tmp_path):
     script = (
         "import os, sys\n"
-        "from janus_frame.backends.janus.cpp_build import Build\n"
+        "from janus_frame.backends.janus.build import Build\n"
         "b = Build('int janus_conc(void){return 42;}\\n')\n"
         "sys.exit(0 if b.lib().janus_conc() == 42 else 1)\n")
     env = dict(os.environ, JANUS_FRAME_CACHE_DIR=str(tmp_path))
@@ -151,7 +151,8 @@ def test_hand_built_fx_graph_single_output_and_symbolic_trace():
 
 _MALLOC_PROBE = """
 import torch
-from janus_frame.backends.janus import janus_backend, runtime
+from janus_frame.backends.janus import janus_backend
+from janus_frame.backends.janus.runtime import graph as runtime
 f = torch.compile(lambda x: (x * 2).exp(), backend=janus_backend)
 f(torch.randn(8))
 heap = [l.split()[0] for l in open('/proc/self/maps') if l.rstrip().endswith('[heap]')]
@@ -175,7 +176,7 @@ def test_malloc_thresholds_pinned_once_the_c_backend_runs(setting):
 
 
 def test_lifetimes_allocate_late_and_drop_early():
-    from janus_frame.backends.janus import runtime
+    from janus_frame.backends.janus.runtime import graph as runtime
 
     body = ["    _seg0(in0.data_ptr(), buf1.data_ptr())",
             "    ext2 = _op_n1(buf1, in0)",

@@ -24,9 +24,9 @@ import torch
 import torch.fx
 
 from . import ir
-from .decomp import decomposition_table, needs_decomposition
-from .layout import channels_last_convs
-from .runtime import not_traced, stand_aside
+from .passes.decomp import decomposition_table, needs_decomposition
+from .passes.layout import channels_last_convs
+from .runtime.graph import not_traced, stand_aside
 
 log = logging.getLogger("janus_frame.kernels")
 warn_log = logging.getLogger("janus_frame.backend")
@@ -89,11 +89,11 @@ def _not_traced(fn):
 def compile_graph(gm: torch.fx.GraphModule, device: str | None = None):
     """Compile one functional, decomposed aten graph (meta['val'] on every
     placeholder) into a :class:`runtime.CompiledGraph`."""
-    from .lowering import lower
-    from .scheduler import schedule, Kernel
-    from .runtime import CompiledGraph
+    from .lower.lowering import lower
+    from .schedule import schedule, Kernel
+    from .runtime.graph import CompiledGraph
 
-    from .graph_passes import optimize
+    from .passes.graph_passes import optimize
 
     t0 = time.perf_counter()
     prog = lower(optimize(gm))
@@ -109,14 +109,14 @@ def compile_graph(gm: torch.fx.GraphModule, device: str | None = None):
     sched = schedule(prog, cpp=not triton)
     kernels = [s for s in sched.steps if isinstance(s, Kernel)]
     if triton:
-        from .codegen_triton import generate_triton
+        from .codegen.triton import generate_triton
 
         tk = generate_triton(sched)
         cg = CompiledGraph(prog, sched, None, None, backend="triton", triton_kernels=tk)
         text = "\n\n".join(k.source for k in tk.values())
     else:
-        from .codegen_cpp import generate
-        from .cpp_build import Build
+        from .codegen.c.kernel import generate
+        from .build import Build
 
         seg_plan = []
         cur = None
@@ -320,7 +320,7 @@ def _compile_training(gm, example_inputs):
     from torch._functorch.aot_autograd import aot_module_simplified
     from torch._functorch.partitioners import min_cut_rematerialization_partition
 
-    from .training import compile_lean
+    from .runtime.training import compile_lean
 
     graphs = []
     try:

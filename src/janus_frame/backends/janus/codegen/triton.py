@@ -1,6 +1,6 @@
 """Triton code generation (CUDA tensors; CPU tensors under TRITON_INTERPRET=1).
 
-In: a :class:`scheduler.Scheduler`.  Out: ``generate_triton(sched)`` ->
+In: a :class:`schedule.Scheduler`.  Out: ``generate_triton(sched)`` ->
 {kernel name: :class:`TritonKernel`}; each holds its module source (one
 ``@triton.jit`` kernel plus a ``launch`` function computing the grid) and the
 buffer names it takes, in order.
@@ -39,12 +39,12 @@ import time
 
 import torch
 
-from . import ir
-from .codegen_cpp import CodegenError
-from .cpp_build import cache_dir
-from .ir import Affine
-from .runtime import pyexpr
-from .scheduler import Kernel
+from .. import ir
+from .c.kernel import CodegenError
+from ..build import cache_dir
+from ..ir import Affine
+from ..runtime.graph import pyexpr
+from ..schedule import Kernel
 
 log = logging.getLogger("janus_frame.kernels")
 PERSISTENT_MAX = 1024
@@ -290,7 +290,7 @@ class TritonKernel:
         return self._launch(*args, XBLOCK=xb, RBLOCK=rb, num_warps=nw)
 
     def _choose(self, args, key):
-        from ...config import config
+        from ....config import config
 
         mode = config.triton_autotune
         device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
@@ -520,7 +520,7 @@ def gen_kernel(sched, k: Kernel, syms):
     src = HELPERS + "\n\n" + "\n".join(L) + "\n\n\n" + "\n".join(launch) + "\n"
     # an input it reads and updates in place: a second run would read what the
     # first wrote (results stored over a library call's output, the other such
-    # case, are planned for C kernels only: scheduler._find_reuse)
+    # case, are planned for C kernels only: schedule._find_reuse)
     written = {m.node.out.name for m in k.members if m.node.out.name in k.stored}
     read = {b for m in k.members for b in m.node.reads()}
     clobbered = {b for b in written & read if sched.prog.buffers[b].kind == "input"}

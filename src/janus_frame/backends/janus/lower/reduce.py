@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import torch
 
-from . import ir
-from .ir import Affine, E
+from .. import ir
+from ..ir import Affine, E
 from .tensor_values import as_tv, cast, lazy, sz, unsqueeze, view_of
-from .lowering_ops import _NATIVE, meta, register
+from .ops import _NATIVE, meta, register
 
 aten = torch.ops.aten
 

@@ -47,7 +47,7 @@ import threading
 import torch
 import torch.fx
 
-from .runtime import _restride, never_traced
+from .graph import _restride, never_traced
 
 aten = torch.ops.aten
 
@@ -168,7 +168,7 @@ def usable(params, nodes) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _config():
-    from ...config import config
+    from ....config import config
 
     return config
 

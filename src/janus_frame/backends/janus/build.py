@@ -12,7 +12,7 @@ it, so the compiles of a forward and a backward graph overlap.
 
 Where glibc's vector math library is usable (:func:`libmvec_available`), the
 sources are compiled with ``-DJF_LIBMVEC`` and linked with ``-lmvec`` (see
-:mod:`.cmath_prelude`); ``JANUS_FRAME_LIBMVEC=0`` keeps the inline
+:mod:`codegen.c.prelude`); ``JANUS_FRAME_LIBMVEC=0`` keeps the inline
 polynomials.
 """
 from __future__ import annotations

@@ -32,7 +32,7 @@ import torch
 import torch.fx
 
 from .grad_accumulation import plan as plan_deferred, stash, usable
-from .runtime import _restride, never_traced, stand_aside
+from .graph import _restride, never_traced, stand_aside
 
 log = logging.getLogger("janus_frame.backend")
 
@@ -171,7 +171,7 @@ def compile_lean(gm, example_inputs, compile_graph, device, graphs):
     from torch._functorch._aot_autograd.schemas import MutationType, OutputType
     from torch._functorch.partitioners import min_cut_rematerialization_partition
 
-    from .decomp import decomposition_table
+    from ..passes.decomp import decomposition_table
 
     if any(n.op == "get_attr" for n in gm.graph.nodes):
         return None  # parameters as attributes: their grads need AOTAutograd's lifting

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sympy
 import torch
 
-from . import ir
-from .ir import Affine, E
+from .. import ir
+from ..ir import Affine, E
 
 
 class Unsupported(Exception):

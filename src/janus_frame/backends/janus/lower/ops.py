@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from . import ir
-from .ir import Affine, E
+from .. import ir
+from ..ir import Affine, E
 from .tensor_values import (TV, as_tv, broadcast_to, cast, lazy, permute, reshape, select,
                             slice_, squeeze_dims, sz, unsqueeze)
 
@@ -754,4 +754,4 @@ def _prims_squeeze(ctx, x, dims):
     return squeeze_dims(x, dims)
 
 
-from . import lowering_reduce  # noqa: E402,F401  (registers the reductions)
+from . import reduce  # noqa: E402,F401  (registers the reductions)

@@ -22,9 +22,9 @@ import sympy
 import torch
 from torch.utils._sympy.printers import PythonPrinter
 
-from . import ir
-from .lowering import SymArg
-from .scheduler import Kernel
+from .. import ir
+from ..lower.lowering import SymArg
+from ..schedule import Kernel
 
 log = logging.getLogger("janus_frame.kernels")
 
@@ -131,7 +131,7 @@ def tune_malloc() -> str:
     global malloc_state
     if malloc_state != "untouched":
         return malloc_state
-    from ...config import config
+    from ....config import config
     if not config.malloc_tuning:
         malloc_state = "disabled"
         return malloc_state

@@ -1,9 +1,9 @@
 """C code for reduction kernels whose kept axes run innermost.
 
-In: a :class:`scheduler.Kernel` whose reduced axes all lie outside its kept
+In: a :class:`schedule.Kernel` whose reduced axes all lie outside its kept
 axes in loop order (a bias gradient summed over the batch, batch-norm
 statistics of channels-last data summed over N, H and W per channel).  Out:
-the C lines of its body, as a mixin of :class:`codegen_cpp.CppKernelGen`.
+the C lines of its body, as a mixin of :class:`codegen.c.kernel.CppKernelGen`.
 
 Also here: :func:`loop_order` (the order a kernel loops over its axes, from
 the strides of its accesses) and :func:`outer_reduction_layout` (whether a
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import functools
 
-from . import ir
-from .c_expr import CTYPES, Body, _loops, affine_c, cconst, cexpr
+from ... import ir
+from .expr import CTYPES, Body, _loops, affine_c, cconst, cexpr
 
 PARALLEL_MIN_WORK = 32768
 OUTER_BLOCK = 512  # columns per block of an interchanged (outer-axis) reduction

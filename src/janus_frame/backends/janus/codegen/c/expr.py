@@ -2,7 +2,7 @@
 constants, one op on printed operands, and the statements of one loop body
 (with common subexpressions emitted once); plus the merging of loop axes.
 
-In: IR expressions (:mod:`.ir`).  Out: strings of C, for :mod:`.codegen_cpp`.
+In: IR expressions (:mod:`ir`).  Out: strings of C, for :mod:`codegen.c.kernel`.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import math
 import sympy
 import torch
 
-from . import ir
-from .ir import Affine
+from ... import ir
+from ...ir import Affine
 
 CTYPES = {
     torch.float32: "float", torch.float64: "double", torch.int64: "int64_t",

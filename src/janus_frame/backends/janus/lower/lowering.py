@@ -1,4 +1,4 @@
-"""Lowering: an aten-level ``fx.GraphModule`` to the loop IR (:mod:`.ir`).
+"""Lowering: an aten-level ``fx.GraphModule`` to the loop IR (:mod:`ir`).
 
 In: a decomposed, functional aten graph whose nodes carry ``meta['val']``
 (FakeTensors / SymInts).  Out: an :class:`ir.Program`.
@@ -10,7 +10,7 @@ index maps (:mod:`.tensor_values`); a lazy value becomes a buffer
 (``realize``) when it is a graph output, an extern argument, or is used
 several times and is expensive to recompute.
 Ops without a lowering become :class:`ir.Extern` calls of the aten op itself.
-The op lowerings live in :mod:`.lowering_ops`.
+The op lowerings live in :mod:`lower.ops`.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import sympy
 import torch
 import torch.fx
 
-from . import ir
-from .ir import Affine
+from .. import ir
+from ..ir import Affine
 from .tensor_values import TV, Unsupported, broadcast_to, cast, sz, view_of
 
 aten = torch.ops.aten
@@ -31,7 +31,7 @@ class Lowering:
     """Walks an fx graph in order and fills a Program."""
 
     def __init__(self, gm: torch.fx.GraphModule):
-        from .lowering_ops import LOWERINGS
+        from .ops import LOWERINGS
 
         self.gm = gm
         self.lowerings = LOWERINGS
@@ -486,7 +486,7 @@ def _dense_non_overlapping(shape, strides):
 
 
 def _native():
-    from .lowering_ops import _NATIVE
+    from .ops import _NATIVE
 
     return _NATIVE
 

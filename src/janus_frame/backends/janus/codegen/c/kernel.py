@@ -1,16 +1,16 @@
 """C/C++ code generation for CPU kernels.
 
-In: a :class:`scheduler.Scheduler` (steps, stores, arena plan).  Out:
+In: a :class:`schedule.Scheduler` (steps, stores, arena plan).  Out:
 :class:`CSource` -- one translation unit holding one static function per fused
 kernel and one exported entry point per *segment* (a maximal run of kernels
 between extern calls), with the argument list each entry point expects.
 
 Loops: axes are visited in the order the strides of the kernel's accesses
-call for (:func:`codegen_cpp_outer.loop_order`: row-major buffers keep it,
+call for (:func:`codegen.c.outer.loop_order`: row-major buffers keep it,
 channels-last ones put the channels innermost); size-1 axes are dropped and
 adjacent axes merged whenever every access of the kernel is linear across
 them, so contiguous work becomes one long inner loop marked ``omp simd`` (cut
-into stages when its body chains several math calls: :mod:`.codegen_cpp_stages`).
+into stages when its body chains several math calls: :mod:`codegen.c.stages`).
 The outer loop is ``omp parallel for`` only when the kernel has enough
 elements to amortise fork/join.  Reduction kernels run their
 passes per row: each pass is one loop over the reduced axes, with SIMD
@@ -18,10 +18,10 @@ reduction clauses (NaN-propagating max/min via a NaN flag).  Kernel-local
 values stay in registers; loads of values produced earlier in the same
 kernel read the register or the just-written row.  Reductions over outer axes
 (bias gradients, channels-last batch-norm statistics) run with interchanged
-loops over blocks of kept columns (:mod:`.codegen_cpp_outer`);
+loops over blocks of kept columns (:mod:`codegen.c.outer`);
 variance is Welford's single pass; a temp only later passes of a row
 reduction read lives in a per-row scratch array.  Expressions are printed by
-:mod:`.c_expr`.
+:mod:`codegen.c.expr`.
 
 The source is a C11 / C++ common subset (compiled as C for speed).
 """
@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import torch
 
-from . import codegen_cpp_stages as stages
-from . import ir
-from .c_expr import CTYPES, Body, CodegenError, _loops, affine_c, cconst, cexpr
-from .cmath_prelude import PRELUDE
-from .codegen_cpp_outer import (PARALLEL_MIN_WORK, OuterReductionGen, _close_loops, loop_order,
+from . import stages
+from ... import ir
+from .expr import CTYPES, Body, CodegenError, _loops, affine_c, cconst, cexpr
+from .prelude import PRELUDE
+from .outer import (PARALLEL_MIN_WORK, OuterReductionGen, _close_loops, loop_order,
                                 outer_reduction_layout)
-from .ir import Affine
-from .scheduler import Kernel
+from ...ir import Affine
+from ...schedule import Kernel
 
 WELFORD_LANES = 16  # interleaved partial results of a row's Welford reduction
 # A float32 sum or Welford statistic accumulates in double when one
@@ -44,7 +44,7 @@ WELFORD_LANES = 16  # interleaved partial results of a row's Welford reduction
 # reduction's Welford keeps WELFORD_LANES = 16 interleaved partials, and its
 # sum one partial per vector lane (16 with AVX-512; rows of 1025..4096 sum
 # into ``jf_rsum_t``, float there and double on narrower vectors), so rows up
-# to 4096 stay float; a column reduction (outer axes, codegen_cpp_outer) walks
+# to 4096 stay float; a column reduction (outer axes, codegen.c.outer) walks
 # every row, or a fixed chunk of them, with one accumulator: in float, 4096
 # rows of batch-norm statistics (32 channels at 16x16, 16 images) left the
 # normalised values twice eager's error, and a CNN's parameters drifted 1e-3
@@ -91,7 +91,7 @@ class CppKernelGen(OuterReductionGen):
         k = self.k
         sizes = k.full_shape
         acc = self.accesses()
-        # row scratch arrays (scheduler._find_row_local) assume row-major rows
+        # row scratch arrays (schedule._find_row_local) assume row-major rows
         self.order = list(range(len(sizes))) if k.row_local else loop_order(k, self.accesses(stores_twice=True))
         if not k.is_reduction:
             return self.gen_pointwise(sizes, acc)
