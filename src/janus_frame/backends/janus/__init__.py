@@ -26,7 +26,7 @@ import torch.fx
 from . import ir
 from .passes.decomp import decomposition_table, needs_decomposition
 from .passes.layout import channels_last_convs
-from .runtime.graph import not_traced, stand_aside
+from .runtime.untraced import not_traced, stand_aside
 
 log = logging.getLogger("janus_frame.kernels")
 warn_log = logging.getLogger("janus_frame.backend")

@@ -438,6 +438,18 @@ class BufArg:
         return f"view({self.buf.name}, {list(self.shape)}, {list(self.strides)}, {self.offset})"
 
 
+class SymArg:
+    """A symbolic int argument of an extern call (evaluated per call)."""
+
+    __slots__ = ("expr",)
+
+    def __init__(self, expr):
+        self.expr = expr
+
+    def __repr__(self):
+        return f"sym({self.expr})"
+
+
 def store_index(buf, vars_, ranges=None):
     """Index of element ``vars_`` in ``buf`` (size-1 dims of the buffer that
     have no var -- keepdim reductions -- are skipped)."""

@@ -40,10 +40,9 @@ import time
 import torch
 
 from .. import ir
-from .c.kernel import CodegenError
 from ..build import cache_dir
 from ..ir import Affine
-from ..runtime.graph import pyexpr
+from .common import CodegenError, pyexpr
 from ..schedule import Kernel
 
 log = logging.getLogger("janus_frame.kernels")

@@ -3,8 +3,10 @@
 In: a :class:`.lowering.Lowering` context (its ``node`` is the fx node being
 lowered, whose ``meta['val']`` gives the result shape and dtype) and the op's
 arguments with tensors already turned into :class:`.lowering.TV`.
-Out: ``LOWERINGS``.  A lowering returning ``None`` (or raising
-NotImplementedError) makes the op an extern call instead.
+Out: entries of :data:`lower.registry.LOWERINGS` for the pointwise, view,
+creation and indexing ops (the reductions are in :mod:`lower.reduce`).  A
+lowering returning ``None`` (or raising NotImplementedError) makes the op an
+extern call instead.
 
 Dtype rule: arithmetic is computed in the result dtype eager reports
 (``meta['val'].dtype``, i.e. after type promotion); comparisons in the
@@ -17,41 +19,17 @@ import torch
 
 from .. import ir
 from ..ir import Affine, E
+from .registry import NATIVE, meta, register
 from .tensor_values import (TV, as_tv, broadcast_to, cast, lazy, permute, reshape, select,
                             slice_, squeeze_dims, sz, unsqueeze)
 
 aten = torch.ops.aten
 prims = torch.ops.prims
-LOWERINGS = {}
-_NATIVE = (torch.float32, torch.float64, torch.int64, torch.int32, torch.int16, torch.int8,
-           torch.uint8, torch.bool)
-
-
-def register(*ops):
-    def deco(fn):
-        for op in ops:
-            if isinstance(op, torch._ops.OpOverloadPacket):
-                for o in op.overloads():
-                    LOWERINGS[getattr(op, o)] = fn
-            else:
-                LOWERINGS[op] = fn
-        return fn
-
-    return deco
-
-
-def meta(ctx):
-    v = ctx.node.meta.get("val")
-    if not isinstance(v, torch.Tensor):
-        raise NotImplementedError
-    if v.dtype not in _NATIVE or v.device.type != "cpu" and v.device.type != "cuda":
-        raise NotImplementedError
-    return tuple(sz(s) for s in v.shape), v.dtype
 
 
 def _check_inputs(args):
     for a in args:
-        if isinstance(a, TV) and a.dtype not in _NATIVE:
+        if isinstance(a, TV) and a.dtype not in NATIVE:
             raise NotImplementedError
 
 
@@ -443,7 +421,7 @@ def _copy(ctx, dst, src, non_blocking=False):
 # ------------------------------------------------------------------ views
 @register(aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.view_copy.default)
 def _view(ctx, x, size):
-    if not isinstance(x, TV) or x.dtype not in _NATIVE:
+    if not isinstance(x, TV) or x.dtype not in NATIVE:
         return None
     return reshape(ctx, x, [sz(s) if not (isinstance(s, int) and s == -1) else -1 for s in size])
 
@@ -753,5 +731,3 @@ def _index_select(ctx, x, dim, index):
 def _prims_squeeze(ctx, x, dims):
     return squeeze_dims(x, dims)
 
-
-from . import reduce  # noqa: E402,F401  (registers the reductions)

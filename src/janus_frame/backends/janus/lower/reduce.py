@@ -15,8 +15,8 @@ import torch
 
 from .. import ir
 from ..ir import Affine, E
+from .registry import NATIVE, meta, register
 from .tensor_values import as_tv, cast, lazy, sz, unsqueeze, view_of
-from .ops import _NATIVE, meta, register
 
 aten = torch.ops.aten
 
@@ -32,7 +32,7 @@ def _dims(x, dims):
 def reduce(ctx, x, dims, keepdim, rtype, out_dtype, acc_dtype=None):
     """One Reduction node over ``dims`` of ``x``; returns a view of its result."""
     x = as_tv(ctx, x)
-    if x.dtype not in _NATIVE:
+    if x.dtype not in NATIVE:
         raise NotImplementedError
     if x.ndim == 0:
         if rtype in ("argmax", "argmin"):

@@ -47,7 +47,8 @@ import threading
 import torch
 import torch.fx
 
-from .graph import _restride, never_traced
+from .graph import _restride
+from .untraced import never_traced
 
 aten = torch.ops.aten
 

@@ -32,7 +32,8 @@ import torch
 import torch.fx
 
 from .grad_accumulation import plan as plan_deferred, stash, usable
-from .graph import _restride, never_traced, stand_aside
+from .graph import _restride
+from .untraced import never_traced, stand_aside
 
 log = logging.getLogger("janus_frame.backend")
 

@@ -13,16 +13,13 @@ import torch
 
 from ... import ir
 from ...ir import Affine
+from ..common import CodegenError
 
 CTYPES = {
     torch.float32: "float", torch.float64: "double", torch.int64: "int64_t",
     torch.int32: "int32_t", torch.int16: "int16_t", torch.int8: "int8_t", torch.uint8: "uint8_t",
     torch.bool: "bool",
 }
-
-
-class CodegenError(Exception):
-    pass
 
 
 def cexpr(x) -> str:

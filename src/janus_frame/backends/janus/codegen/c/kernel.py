@@ -31,7 +31,8 @@ import torch
 
 from . import stages
 from ... import ir
-from .expr import CTYPES, Body, CodegenError, _loops, affine_c, cconst, cexpr
+from ..common import CodegenError
+from .expr import CTYPES, Body, _loops, affine_c, cconst, cexpr
 from .prelude import PRELUDE
 from .outer import (PARALLEL_MIN_WORK, OuterReductionGen, _close_loops, loop_order,
                                 outer_reduction_layout)
