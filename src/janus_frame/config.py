@@ -41,7 +41,7 @@ ENVIRONMENT = {
     "kernels,speculation,perf ('+name' for verbose)",
     "JANUS_STRICT": "1: internal compiler errors and graph breaks raise instead of falling back",
     "JANUS_PROFILE": "path: profile the whole process and write the report there at exit",
-    "JANUS_FRAME_CACHE_DIR": "directory of the on-disk kernel cache",
+    "JANUS_FRAME_CACHE_DIR": "directory of the on-disk kernel cache (default ~/.cache/janus_frame/kernels)",
     "JANUS_RECOMPILE_LIMIT": "cache entries per code object before the frame runs natively (default 8)",
     "JANUS_UNROLL_LIMIT": "iterations a Python loop may be unrolled before the frame falls back",
     "JANUS_INLINE_DEPTH": "maximum depth of inlined user calls (bounds recursion)",
@@ -56,6 +56,8 @@ ENVIRONMENT = {
     "(backends/janus/passes/layout.py)",
     "JANUS_FRAME_LIBMVEC": "0: C kernels use inline polynomial float math instead of glibc's "
     "vector math library (backends/janus/codegen/c/prelude.py)",
+    "JANUS_CHECKS": "1: the fusing backend verifies the graph, the loop IR and the schedule at every "
+    "stage boundary (slower compiles; the test suite turns it on)",
     "JANUS_FRAME_TRITON_AUTOTUNE": "auto (default): Triton kernels on CUDA time their block-size "
     "list once per size and keep the fastest on disk; always: also in the interpreter; off: "
     "defaults only (backends/janus/codegen/triton.py)",
@@ -102,6 +104,22 @@ class Config:
         default_factory=lambda: _env_choice("JANUS_FRAME_TRITON_AUTOTUNE", "auto",
                                             ("auto", "always", "off"))
     )
+    # Settings of the fusing backend (backends/janus).  It reads them, and
+    # strict, malloc_tuning, defer_grads and triton_autotune, from the options
+    # it is given (janus_backend(gm, inputs, options=a Config)), or from this
+    # process-wide object when it is given none.
+    # checks: the verifiers at its stage boundaries (backends/janus/verify.py)
+    checks: bool = dataclasses.field(default_factory=lambda: _env_bool("JANUS_CHECKS", False))
+    channels_last: bool = dataclasses.field(
+        default_factory=lambda: _env_bool("JANUS_FRAME_CHANNELS_LAST", True)
+    )
+    libmvec: bool = dataclasses.field(default_factory=lambda: _env_bool("JANUS_FRAME_LIBMVEC", True))
+    cache_dir: str | None = dataclasses.field(
+        default_factory=lambda: os.environ.get("JANUS_FRAME_CACHE_DIR") or None
+    )
+    # Triton kernels for CPU tensors too (run by TRITON_INTERPRET=1: the
+    # tests of the Triton code generator on machines without a GPU)
+    triton_on_cpu: bool = False
     # print/logging calls: False = break the graph where they are; True =
     # defer them to after the segment, in program order.
     reorder_logging: bool = False

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import assert_close, graphs, jcompile
-from janus_frame.backends.janus import ir
+from janus_frame.backends.janus import ir, verify
 from janus_frame.backends.janus.build import Build, cache_dir, cache_key
 
 
@@ -24,7 +24,7 @@ def _prog():
 
 def test_verifier_accepts_valid_and_printer_shows_nodes():
     p, a, out = _prog()
-    ir.verify(p)
+    verify.loop_ir(p)
     text = p.format()
     assert "pointwise[4, 8]" in text and "exp(" in text
 
@@ -44,8 +44,8 @@ def test_verifier_rejects_broken_programs(bad):
         n.expr = ir.load(t.name, n.store, torch.float32)
     else:
         p.nodes.append(ir.Pointwise("n1", out, (4, 8), n.expr))
-    with pytest.raises(ir.IRError):
-        ir.verify(p)
+    with pytest.raises(verify.IRError):
+        verify.loop_ir(p)
 
 
 def test_cache_key_covers_source_and_flags():

@@ -162,7 +162,7 @@ def tune(monkeypatch, tmp_path):
     from janus_frame.config import config
 
     monkeypatch.setattr(config, "triton_autotune", "always")
-    monkeypatch.setenv("JANUS_FRAME_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(config, "cache_dir", str(tmp_path))
     return tmp_path
 
 

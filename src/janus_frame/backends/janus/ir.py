@@ -16,8 +16,7 @@ In: nothing (lowering builds it). Out: a :class:`Program` of buffers and nodes:
   and the expression of its input), :class:`Extern` (an aten call on realized
   buffers).
 
-``Program.format()`` prints it; ``verify(program)`` checks its invariants and
-raises :class:`IRError` on the first violation.
+``Program.format()`` prints it; :func:`verify.loop_ir` checks its invariants.
 """
 from __future__ import annotations
 
@@ -43,10 +42,6 @@ BINARY_OPS = {
 }
 TERNARY_OPS = {"where"}
 LEAF_KINDS = {"const", "load", "index", "sym"}
-
-
-class IRError(Exception):
-    pass
 
 
 def size_str(s) -> str:
@@ -490,123 +485,6 @@ class Program:
             lines.append(n.format())
         lines.append("return " + ", ".join(repr(o[1]) for o in self.outputs))
         return "\n".join(lines)
-
-
-def _check(cond, msg):
-    if not cond:
-        raise IRError(msg)
-
-
-def verify(prog: Program):
-    """Check the IR's invariants: every load reads a buffer that exists and is
-    written before it is read, every index only uses the node's own loop vars
-    and stays inside the buffer for static sizes, dtypes of ops are consistent,
-    and every buffer is written at most once (an input may be updated once,
-    in place, by a pointwise node reading it only where it writes; a cat's
-    buffer is written in slices by consecutive pointwise nodes before anything
-    reads it)."""
-    written = {b.name for b in prog.inputs if b is not None}
-    sliced = set()  # written by pointwise nodes and not read since
-    written |= {b.name for b in prog.buffers.values() if b.kind in ("sym", "const")}
-    rewritten = set()
-    for n in prog.nodes:
-        if isinstance(n, Extern):
-            for r in n.reads():
-                _check(r in written, f"{n.name}: extern reads {r} before it is written")
-            for o in n.outs:
-                if o is not None:
-                    _check(o.name not in written, f"{n.name}: {o.name} written twice")
-                    written.add(o.name)
-            continue
-        _check(isinstance(n, (Pointwise, Reduction)), f"unknown node {n!r}")
-        allowed = set(n.vars) | (set(n.rvars) if isinstance(n, Reduction) else set())
-        if isinstance(n, Reduction):
-            _check(n.rtype in REDUCTION_TYPES, f"{n.name}: unknown reduction {n.rtype}")
-            _check(len(n.full_shape) == len(n.ranges) + len(n.rranges),
-                   f"{n.name}: full shape {n.full_shape} vs ranges {n.ranges}+{n.rranges}")
-        for e in walk(n.expr):
-            if e.kind in ("load", "mload"):
-                sliced.discard(e.aux[0])
-            if e.kind == "mload":
-                _check(len(e.args) == 1 and e.args[0].dtype == torch.bool, f"{n.name}: mload mask")
-                _check(e.aux[0] in written, f"{n.name}: reads {e.aux[0]} before it is written")
-            elif e.kind == "load":
-                buf, idx = e.aux
-                _check(buf in prog.buffers, f"{n.name}: load from unknown buffer {buf}")
-                _check(buf in written, f"{n.name}: reads {buf} before it is written")
-                _check(set(idx.vars()) <= allowed, f"{n.name}: index {idx!r} uses foreign vars")
-                _check(e.dtype == prog.buffers[buf].dtype,
-                       f"{n.name}: load of {buf} as {e.dtype}, buffer is {prog.buffers[buf].dtype}")
-                _check_bounds(n, prog.buffers[buf], idx)
-            elif e.kind == "index":
-                _check(set(e.aux.vars()) <= allowed, f"{n.name}: index value uses foreign vars")
-            elif e.kind in LEAF_KINDS:
-                pass
-            else:
-                arity = 1 if e.kind in UNARY_OPS else 2 if e.kind in BINARY_OPS else 3 if e.kind in TERNARY_OPS else None
-                _check(arity is not None, f"{n.name}: unknown op {e.kind}")
-                _check(len(e.args) == arity, f"{n.name}: {e.kind} takes {arity} args, got {len(e.args)}")
-                if e.kind in ("lt", "le", "gt", "ge", "eq", "ne", "and", "or", "xor", "not",
-                              "isnan", "isinf", "isfinite", "signbit"):
-                    _check(e.dtype == torch.bool, f"{n.name}: {e.kind} must produce bool")
-                elif e.kind == "where":
-                    _check(e.args[0].dtype == torch.bool, f"{n.name}: where condition not bool")
-                    _check(e.args[1].dtype == e.dtype == e.args[2].dtype,
-                           f"{n.name}: where branches {e.args[1].dtype}/{e.args[2].dtype} vs {e.dtype}")
-                elif e.kind != "cast":
-                    for a in e.args:
-                        _check(a.dtype == e.dtype,
-                               f"{n.name}: {e.kind} operand {a.dtype} differs from result {e.dtype} (cast first)")
-        if n.out.kind == "input":
-            # a mutated input updated in place: once, elementwise
-            _check(isinstance(n, Pointwise) and n.out.name not in rewritten,
-                   f"{n.name}: input {n.out.name} written twice or by a reduction")
-            _check(all(e.aux[1] == n.store for e in walk(n.expr)
-                       if e.kind in ("load", "mload") and e.aux[0] == n.out.name),
-                   f"{n.name}: reads {n.out.name} elsewhere than where it writes it")
-            rewritten.add(n.out.name)
-            continue
-        _check(n.out.name not in written or n.out.name in sliced,
-               f"{n.name}: {n.out.name} written twice")
-        _check(n.out.kind in ("temp", "output"), f"{n.name}: writes a {n.out.kind} buffer")
-        if isinstance(n, Reduction) and n.rtype in ("argmax", "argmin"):
-            _check(n.out.dtype == torch.int64, f"{n.name}: {n.rtype} must produce int64")
-        if isinstance(n, Pointwise) and (tuple(n.ranges) != tuple(n.out.shape)
-                                         or n.store != store_index(n.out, n.vars)):
-            _check_bounds(n, n.out, n.store)  # a slice: inside the buffer
-            sliced.add(n.out.name)
-        written.add(n.out.name)
-    for kind, o in prog.outputs:
-        if kind == "buf":
-            _check(o.buf.name in written, f"output {o.buf.name} never written")
-
-
-def _check_bounds(node, buf, idx):
-    """For static sizes: the index range over the node's loop ranges must lie
-    inside the buffer's storage extent."""
-    ranges = dict(zip(node.vars, node.ranges))
-    if isinstance(node, Reduction):
-        ranges.update(zip(node.rvars, node.rranges))
-    if not all(isinstance(x, int) for x in ranges.values()) or not isinstance(idx.offset, int):
-        return
-    if not all(isinstance(s, int) for s in buf.shape + buf.strides) or not isinstance(buf.offset, int):
-        return
-    if any(s == 0 for s in ranges.values()) or any(s == 0 for s in buf.shape):
-        return
-    lo = hi = idx.offset
-    for v, c in idx.terms:
-        if not isinstance(c, int) or not isinstance(v, str):
-            return
-        span = c * (ranges[v] - 1)
-        lo += min(0, span)
-        hi += max(0, span)
-    blo = bhi = buf.offset
-    for s, st in zip(buf.shape, buf.strides):
-        span = st * (s - 1)
-        blo += min(0, span)
-        bhi += max(0, span)
-    _check(blo <= lo and hi <= bhi,
-           f"{node.name}: index {idx!r} spans [{lo}, {hi}] outside {buf.name}'s [{blo}, {bhi}]")
 
 
 def dtype_min(dtype):

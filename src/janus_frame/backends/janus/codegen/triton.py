@@ -1,6 +1,7 @@
 """Triton code generation (CUDA tensors; CPU tensors under TRITON_INTERPRET=1).
 
-In: a :class:`schedule.Scheduler`.  Out: ``generate_triton(sched)`` ->
+In: a :class:`schedule.Scheduler` and the backend's options.  Out:
+``generate_triton(sched, options)`` ->
 {kernel name: :class:`TritonKernel`}; each holds its module source (one
 ``@triton.jit`` kernel plus a ``launch`` function computing the grid) and the
 buffer names it takes, in order.
@@ -21,9 +22,10 @@ first call for given values of the dynamic sizes it reads times every
 configuration and keeps the fastest, written next to the kernel's module in
 the disk cache (``<hash>.tune.json``, per device name and sizes), so other
 processes start tuned.  Kernels that overwrite memory they read (in-place
-updates) are never re-run for timing and keep the default;
-``JANUS_FRAME_TRITON_AUTOTUNE``:
-``auto`` (CUDA only), ``always`` (also the interpreter), ``off``.
+updates) are never re-run for timing and keep the default; the
+``triton_autotune`` option (``JANUS_FRAME_TRITON_AUTOTUNE``), read on a
+kernel's first call for given sizes: ``auto`` (CUDA only), ``always`` (also
+the interpreter), ``off``.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ import time
 
 import torch
 
+from ....config import config
 from .. import ir
 from ..build import cache_dir
 from ..ir import Affine
@@ -260,10 +263,11 @@ class TritonKernel:
     num_warps) choices, default first; ``rerunnable``: whether it may run
     more than once on the same arguments (it overwrites no memory that
     existed before it and that it reads); ``sizes``: which size symbols
-    its code reads (the key of its tuned choices)."""
+    its code reads (the key of its tuned choices); ``options``: the
+    backend's (``triton_autotune``)."""
 
     def __init__(self, name, source, buffers, module_path, configs=((1024, 1, 4),),
-                 rerunnable=False, sizes=()):
+                 rerunnable=False, sizes=(), options=None):
         self.name = name
         self.source = source
         self.buffers = buffers
@@ -273,6 +277,7 @@ class TritonKernel:
         self.sizes = tuple(sizes)  # positions, among the size symbols, of those it reads
         self._launch = None
         self._chosen = {}  # values of those symbols -> config
+        self.options = options
 
     def __call__(self, *args):
         if self._launch is None:
@@ -289,9 +294,7 @@ class TritonKernel:
         return self._launch(*args, XBLOCK=xb, RBLOCK=rb, num_warps=nw)
 
     def _choose(self, args, key):
-        from ....config import config
-
-        mode = config.triton_autotune
+        mode = (self.options or config).triton_autotune
         device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
         if len(self.configs) == 1 or not self.rerunnable or mode == "off" or device is None \
                 or (mode == "auto" and device.type != "cuda"):
@@ -617,7 +620,7 @@ def _final_looped(m):
     return [f"    red_{n} = tl.min(acc_{n}, 1)[:, None] > 0"]
 
 
-def generate_triton(sched):
+def generate_triton(sched, options=None):
     """Kernels for every Kernel step; temps become separate tensors."""
     prog = sched.prog
     for b in list(sched.arena):
@@ -625,7 +628,7 @@ def generate_triton(sched):
     sched.arena = {}
     syms = [str(s) for s, _ in prog.symbols]
     out = {}
-    d = os.path.join(cache_dir(), "triton")
+    d = os.path.join(cache_dir(options), "triton")
     os.makedirs(d, exist_ok=True)
     for k in sched.kernels:
         src, bufs, configs, rerunnable, sizes = gen_kernel(sched, k, syms)
@@ -637,7 +640,7 @@ def generate_triton(sched):
                 f.write(src)
             os.replace(tmp, path)
         log.debug("triton kernel %s:\n%s", k.name, src)
-        out[k.name] = TritonKernel(k.name, src, bufs, path, configs, rerunnable, sizes)
+        out[k.name] = TritonKernel(k.name, src, bufs, path, configs, rerunnable, sizes, options)
     return out
 
 

@@ -34,7 +34,7 @@ usual.  The difference that remains: ``.grad`` of such a parameter is
 written when the pass ends, not when its last contribution arrives, so code
 reading ``.grad`` during the pass, or a hook registered on the AccumulateGrad
 node itself (which cannot be seen from Python), sees it late;
-``JANUS_FRAME_DEFER_GRADS=0`` (``config.defer_grads``) turns this off.  Factors are kept per thread and per backward pass (graph task
+``defer_grads`` of the backend's options (``JANUS_FRAME_DEFER_GRADS=0``) turns this off.  Factors are kept per thread and per backward pass (graph task
 id), so a nested backward (reentrant checkpointing) flushes only its own; a
 pass that raised never flushes, and its factors are dropped after a few
 later passes.
@@ -143,14 +143,15 @@ def plan(bw_gm: torch.fx.GraphModule, params):
     return [spec for spec, _ in found], torch.fx.GraphModule(bw_gm, g)
 
 
-def usable(params, nodes) -> bool:
+def usable(params, nodes, options) -> bool:
     """Whether this backward call may leave these parameters' gradients to
-    the end-of-pass sum: it runs in a ``.backward()`` that accumulates into
-    each one's ``.grad`` (``nodes``: their AccumulateGrad nodes), no hook
-    watches them, and their ``.grad`` is absent or a plain dense tensor."""
+    the end-of-pass sum: ``options.defer_grads`` is on, it runs in a
+    ``.backward()`` that accumulates into each one's ``.grad`` (``nodes``:
+    their AccumulateGrad nodes), no hook watches them, and their ``.grad`` is
+    absent or a plain dense tensor."""
     if torch.is_grad_enabled():
         return False  # create_graph: gradients must carry history
-    if not _config().defer_grads or _distributed():
+    if not options.defer_grads or _distributed():
         return False  # (DDP/FSDP/ZeRO hook the AccumulateGrad nodes and read .grad mid-pass)
     for w, node in zip(params, nodes):
         if not w.is_leaf or w._backward_hooks or getattr(w, "_post_accumulate_grad_hooks", None):
@@ -165,13 +166,6 @@ def usable(params, nodes) -> bool:
         except RuntimeError:
             return False  # torch.autograd.grad(): gradients are returned, not accumulated
     return True
-
-
-@functools.lru_cache(maxsize=None)
-def _config():
-    from ....config import config
-
-    return config
 
 
 def _distributed():

@@ -32,7 +32,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 malloc_state = "untouched"  # then "pinned", "partly pinned", "disabled" or "unavailable"
 
 
-def tune_malloc() -> str:
+def tune_malloc(enabled: bool | None = None) -> str:
     """Pin glibc malloc's mmap and trim thresholds at the ceilings of its own
     dynamic adjustment (32 MiB, 64 MiB), once per process; returns what was
     done.
@@ -48,12 +48,16 @@ def tune_malloc() -> str:
     sgemm writing fresh output pages).  Fixed thresholds make it deterministic.
     The cost is that up to 64 MiB of free heap at the top may stay mapped.
     Eager code in the same process sees the same allocator; set
-    ``JANUS_FRAME_MALLOC_TUNING=0`` to leave malloc alone."""
+    ``JANUS_FRAME_MALLOC_TUNING=0`` to leave malloc alone (``enabled``: the
+    backend's ``malloc_tuning`` option; None reads the process-wide config)."""
     global malloc_state
     if malloc_state != "untouched":
         return malloc_state
-    from ....config import config
-    if not config.malloc_tuning:
+    if enabled is None:
+        from ....config import config
+
+        enabled = config.malloc_tuning
+    if not enabled:
         malloc_state = "disabled"
         return malloc_state
     malloc_state = "unavailable"
@@ -81,8 +85,10 @@ def _tuple(xs):
 class CompiledGraph:
     """A compiled graph: call it with the graph's inputs (positional)."""
 
-    def __init__(self, prog, sched, csource, build, backend="cpp", triton_kernels=None):
+    def __init__(self, prog, sched, csource, build, backend="cpp", triton_kernels=None,
+                 options=None):
         self.prog = prog
+        self.options = options  # the backend's options (malloc_tuning is read on the first call)
         self.sched = sched
         self.csource = csource
         self.build = build
@@ -106,7 +112,7 @@ class CompiledGraph:
               "_u8": torch.uint8}
         lib = self.build.lib() if self.build is not None else None
         if lib is not None:
-            tune_malloc()
+            tune_malloc(None if self.options is None else self.options.malloc_tuning)
         self._fn = make_wrapper(self.prog, self.sched, self.csource, lib, ns,
                                 self.triton_kernels, self)
         return self._fn
