@@ -16,7 +16,7 @@ def _prog():
     a = p.new_buffer("in", (4, 8), (8, 1), torch.float32, "input", index=0)
     p.inputs = [a]
     out = p.new_buffer("out", (4, 8), (8, 1), torch.float32, "output")
-    e = ir.E("exp", torch.float32, (ir.load(a.name, ir.Affine(0, (("v0", 8), ("v1", 1))), torch.float32),))
+    e = ir.E(ir.Op.EXP, torch.float32, (ir.load(a.name, ir.Affine(0, (("v0", 8), ("v1", 1))), torch.float32),))
     p.nodes.append(ir.Pointwise("n0", out, (4, 8), e))
     p.outputs = [("buf", ir.BufArg(out, out.shape, out.strides, 0))]
     return p, a, out
@@ -29,7 +29,7 @@ def test_verifier_accepts_valid_and_printer_shows_nodes():
     assert "pointwise[4, 8]" in text and "exp(" in text
 
 
-@pytest.mark.parametrize("bad", ["oob", "foreign_var", "dtype", "unwritten", "double_write"])
+@pytest.mark.parametrize("bad", ["oob", "foreign_var", "dtype", "unwritten", "double_write", "op_name"])
 def test_verifier_rejects_broken_programs(bad):
     p, a, out = _prog()
     n = p.nodes[0]
@@ -38,10 +38,12 @@ def test_verifier_rejects_broken_programs(bad):
     elif bad == "foreign_var":
         n.expr = ir.load(a.name, ir.Affine(0, (("r0", 1),)), torch.float32)
     elif bad == "dtype":
-        n.expr = ir.E("add", torch.float32, (n.expr, ir.const(1, torch.int64)))
+        n.expr = ir.E(ir.Op.ADD, torch.float32, (n.expr, ir.const(1, torch.int64)))
     elif bad == "unwritten":
         t = p.new_buffer("buf", (4, 8), (8, 1), torch.float32, "temp")
         n.expr = ir.load(t.name, n.store, torch.float32)
+    elif bad == "op_name":
+        n.expr = ir.E("exp", torch.float32, n.expr.args)  # a name, not an ir.Op
     else:
         p.nodes.append(ir.Pointwise("n1", out, (4, 8), n.expr))
     with pytest.raises(verify.IRError):

@@ -30,6 +30,7 @@ import torch.fx
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from . import ir
+from .ir import Op, Reduce
 from .schedule import Kernel, axis_map, step_reads
 
 
@@ -110,16 +111,17 @@ def loop_ir(prog: ir.Program):
         _check(isinstance(n, (ir.Pointwise, ir.Reduction)), f"unknown node {n!r}")
         allowed = set(n.vars) | (set(n.rvars) if isinstance(n, ir.Reduction) else set())
         if isinstance(n, ir.Reduction):
-            _check(n.rtype in ir.REDUCTION_TYPES, f"{n.name}: unknown reduction {n.rtype}")
+            _check(isinstance(n.rtype, Reduce), f"{n.name}: unknown reduction {n.rtype!r}")
             _check(len(n.full_shape) == len(n.ranges) + len(n.rranges),
                    f"{n.name}: full shape {n.full_shape} vs ranges {n.ranges}+{n.rranges}")
         for e in ir.walk(n.expr):
-            if e.kind in ("load", "mload"):
+            _check(isinstance(e.kind, Op), f"{n.name}: unknown op {e.kind!r}")
+            if e.kind in (Op.LOAD, Op.MLOAD):
                 sliced.discard(e.aux[0])
-            if e.kind == "mload":
+            if e.kind == Op.MLOAD:
                 _check(len(e.args) == 1 and e.args[0].dtype == torch.bool, f"{n.name}: mload mask")
                 _check(e.aux[0] in written, f"{n.name}: reads {e.aux[0]} before it is written")
-            elif e.kind == "load":
+            elif e.kind == Op.LOAD:
                 buf, idx = e.aux
                 _check(buf in prog.buffers, f"{n.name}: load from unknown buffer {buf}")
                 _check(buf in written, f"{n.name}: reads {buf} before it is written")
@@ -127,22 +129,20 @@ def loop_ir(prog: ir.Program):
                 _check(e.dtype == prog.buffers[buf].dtype,
                        f"{n.name}: load of {buf} as {e.dtype}, buffer is {prog.buffers[buf].dtype}")
                 _check_bounds(n, prog.buffers[buf], idx)
-            elif e.kind == "index":
+            elif e.kind == Op.INDEX:
                 _check(set(e.aux.vars()) <= allowed, f"{n.name}: index value uses foreign vars")
             elif e.kind in ir.LEAF_KINDS:
                 pass
             else:
-                arity = 1 if e.kind in ir.UNARY_OPS else 2 if e.kind in ir.BINARY_OPS else 3 if e.kind in ir.TERNARY_OPS else None
-                _check(arity is not None, f"{n.name}: unknown op {e.kind}")
+                arity = ir.ARITY[e.kind]
                 _check(len(e.args) == arity, f"{n.name}: {e.kind} takes {arity} args, got {len(e.args)}")
-                if e.kind in ("lt", "le", "gt", "ge", "eq", "ne", "and", "or", "xor", "not",
-                              "isnan", "isinf", "isfinite", "signbit"):
+                if e.kind in ir.PREDICATES:
                     _check(e.dtype == torch.bool, f"{n.name}: {e.kind} must produce bool")
-                elif e.kind == "where":
+                elif e.kind == Op.WHERE:
                     _check(e.args[0].dtype == torch.bool, f"{n.name}: where condition not bool")
                     _check(e.args[1].dtype == e.dtype == e.args[2].dtype,
                            f"{n.name}: where branches {e.args[1].dtype}/{e.args[2].dtype} vs {e.dtype}")
-                elif e.kind != "cast":
+                elif e.kind != Op.CAST:
                     for a in e.args:
                         _check(a.dtype == e.dtype,
                                f"{n.name}: {e.kind} operand {a.dtype} differs from result {e.dtype} (cast first)")
@@ -151,14 +151,14 @@ def loop_ir(prog: ir.Program):
             _check(isinstance(n, ir.Pointwise) and n.out.name not in rewritten,
                    f"{n.name}: input {n.out.name} written twice or by a reduction")
             _check(all(e.aux[1] == n.store for e in ir.walk(n.expr)
-                       if e.kind in ("load", "mload") and e.aux[0] == n.out.name),
+                       if e.kind in (Op.LOAD, Op.MLOAD) and e.aux[0] == n.out.name),
                    f"{n.name}: reads {n.out.name} elsewhere than where it writes it")
             rewritten.add(n.out.name)
             continue
         _check(n.out.name not in written or n.out.name in sliced,
                f"{n.name}: {n.out.name} written twice")
         _check(n.out.kind in ("temp", "output"), f"{n.name}: writes a {n.out.kind} buffer")
-        if isinstance(n, ir.Reduction) and n.rtype in ("argmax", "argmin"):
+        if isinstance(n, ir.Reduction) and n.rtype in (Reduce.ARGMAX, Reduce.ARGMIN):
             _check(n.out.dtype == torch.int64, f"{n.name}: {n.rtype} must produce int64")
         if isinstance(n, ir.Pointwise) and (tuple(n.ranges) != tuple(n.out.shape)
                                          or n.store != ir.store_index(n.out, n.vars)):

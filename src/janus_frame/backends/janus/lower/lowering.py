@@ -22,7 +22,7 @@ import torch
 import torch.fx
 
 from .. import ir
-from ..ir import Affine
+from ..ir import Affine, Op
 from .registry import LOWERINGS, NATIVE
 from .tensor_values import TV, Unsupported, broadcast_to, cast, sz, view_of
 
@@ -107,7 +107,7 @@ class Lowering:
         nodes = ir.walk(e)
         ops = sum(1 for x in nodes if x.kind not in ir.LEAF_KINDS)
         heavy = any(x.kind in ir.TRANSCENDENTAL for x in nodes)
-        nloads = len({x.aux[0] for x in nodes if x.kind == "load"})
+        nloads = len({x.aux[0] for x in nodes if x.kind == Op.LOAD})
         if ops > 24 or nloads > 4 or (heavy and users > 1 and ops >= 2):
             return self.realize(tv)
         return tv
