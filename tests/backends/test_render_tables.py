@@ -144,11 +144,14 @@ def test_triton_products_and_arg_reductions_match_eager(shape, triton_kernels):
     x = 1 + torch.randn(shape, generator=g) * 0.01
     x[1, 7] = x[1].max() + 1  # one maximum; two equal minima below: the first wins
     x[2, 5] = x[2, shape[1] - 3] = x[2].min() - 1
+    y = x.clone()
+    y[0, shape[1] // 2] = float("nan")  # the first NaN is the arg-extremum
 
-    def f(x):
-        return x.prod(-1), x.argmax(-1), x.argmin(-1), x.to(torch.int64).argmax(-1)
+    def f(x, y):
+        return x.prod(-1), x.argmax(-1), x.argmin(-1), y.argmax(-1), y.argmin(-1), \
+            x.to(torch.int64).argmax(-1)
 
-    got, want = jcompile(f)(x), f(x)
+    got, want = jcompile(f)(x, y), f(x, y)
     assert_close(got, want, rtol=1e-5, atol=1e-6)
     src = "".join(k.source for k in graphs()[-1].triton_kernels.values())
     assert ("for roff" in src) == (shape[1] > 1024)

@@ -377,7 +377,6 @@ def gen_kernel(sched, k: Kernel, syms):
 _ROW = {Op.ADD: "tl.sum({0}, 1)", Op.MUL: "tl.reduce({0}, 1, _jf_mul)", Op.MAXIMUM: "tl.max({0}, 1)",
         Op.MINIMUM: "tl.min({0}, 1)", Op.OR: "tl.max({0}, 1)", Op.AND: "tl.min({0}, 1)"}
 # ... and folding one block into per-lane accumulators (looped kernels)
-_ARG = {Op.MAXIMUM: "tl.argmax", Op.MINIMUM: "tl.argmin"}
 _FOLD = {Op.ADD: "+", Op.MUL: "*", Op.OR: "|", Op.AND: "&"}
 _CMP = {Op.MAXIMUM: ">", Op.MINIMUM: "<"}
 
@@ -436,7 +435,7 @@ def _reduce_lines(m, v, persistent, R):
     masked = f"tl.where({mk}, {_operand(m, v)}, {_init(m)})"
     if persistent:
         if kind.index:
-            return [f"    red_{n} = {_ARG[kind.combine]}({masked}, 1)[:, None].to(tl.int64)"]
+            return [f"    red_{n} = {_arg_extremum(m, v, mk, 'ri')}"]
         out = [f"    red_{n} = {_ROW[kind.combine].format(masked)}[:, None]"
                + (" > 0" if kind.nan is NaN.TRUTH else "")]
         if kind.nan is NaN.STICKY and flt:
@@ -460,7 +459,8 @@ def _reduce_lines(m, v, persistent, R):
 def _arg_extremum(m, vals, valid, pos):
     """The first position, along the row, of the extremum of ``vals`` (of
     its first NaN if it has one), among the ``valid`` lanes (None: all);
-    ``pos``: each lane's position."""
+    ``pos``: each lane's position.  (tl.argmax/argmin do not keep the first
+    NaN, which the table's NaN rule asks for.)"""
     kind = ir.REDUCTIONS[m.node.rtype]
     flt = m.node.expr.dtype.is_floating_point
     where = "" if valid is None else f"{valid} & "
