@@ -497,6 +497,11 @@ class Reduction(Node):
     def rvars(self):
         return ["r%d" % i for i in range(len(self.rranges))]
 
+    @property
+    def spec(self):
+        """What the reduction is: its :class:`ReductionKind` in :data:`REDUCTIONS`."""
+        return REDUCTIONS[self.rtype]
+
     def reads(self):
         return {e.aux[0] for e in loads_of(self.expr)}
 

@@ -158,7 +158,7 @@ def loop_ir(prog: ir.Program):
         _check(n.out.name not in written or n.out.name in sliced,
                f"{n.name}: {n.out.name} written twice")
         _check(n.out.kind in ("temp", "output"), f"{n.name}: writes a {n.out.kind} buffer")
-        if isinstance(n, ir.Reduction) and n.rtype in (Reduce.ARGMAX, Reduce.ARGMIN):
+        if isinstance(n, ir.Reduction) and n.spec.index:
             _check(n.out.dtype == torch.int64, f"{n.name}: {n.rtype} must produce int64")
         if isinstance(n, ir.Pointwise) and (tuple(n.ranges) != tuple(n.out.shape)
                                          or n.store != ir.store_index(n.out, n.vars)):

@@ -35,7 +35,7 @@ def reduce(ctx, x, dims, keepdim, rtype, out_dtype, acc_dtype=None):
     if x.dtype not in NATIVE:
         raise NotImplementedError
     if x.ndim == 0:
-        if rtype in (Reduce.ARGMAX, Reduce.ARGMIN):
+        if ir.REDUCTIONS[rtype].index:
             return lazy((), torch.int64, lambda idx: ir.const(0, torch.int64))
         return lazy((), out_dtype, lambda idx: cast(x.load([]), out_dtype))
     dims = _dims(x, dims)
@@ -48,7 +48,7 @@ def reduce(ctx, x, dims, keepdim, rtype, out_dtype, acc_dtype=None):
     for k, d in enumerate(dims):
         idx[d] = Affine.var("r%d" % k)
     expr = x.load(idx)
-    acc = acc_dtype or (out_dtype if rtype not in (Reduce.ARGMAX, Reduce.ARGMIN) else x.dtype)
+    acc = acc_dtype or (x.dtype if ir.REDUCTIONS[rtype].index else out_dtype)
     if rtype in (Reduce.ANY, Reduce.ALL):
         acc = torch.bool
     expr = cast(expr, acc)

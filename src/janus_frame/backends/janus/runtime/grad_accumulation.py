@@ -33,11 +33,12 @@ not ``autograd.grad``, not ``backward(inputs=...)`` leaving it out, not
 usual.  The difference that remains: ``.grad`` of such a parameter is
 written when the pass ends, not when its last contribution arrives, so code
 reading ``.grad`` during the pass, or a hook registered on the AccumulateGrad
-node itself (which cannot be seen from Python), sees it late;
-``defer_grads`` of the backend's options (``JANUS_FRAME_DEFER_GRADS=0``) turns this off.  Factors are kept per thread and per backward pass (graph task
-id), so a nested backward (reentrant checkpointing) flushes only its own; a
-pass that raised never flushes, and its factors are dropped after a few
-later passes.
+node itself (which cannot be seen from Python), sees it late; the
+``defer_grads`` option (``JANUS_FRAME_DEFER_GRADS=0``), read per backward
+call, turns this off.  Factors are kept per thread and per backward pass
+(graph task id), so a nested backward (reentrant checkpointing) flushes only
+its own; a pass that raised never flushes, and its factors are dropped after
+a few later passes.
 """
 from __future__ import annotations
 

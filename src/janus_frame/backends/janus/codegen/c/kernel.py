@@ -37,7 +37,7 @@ from .expr import CTYPES, Body, _loops, affine_c, cexpr
 from .prelude import PRELUDE
 from .outer import (PARALLEL_MIN_WORK, OuterReductionGen, _close_loops, loop_order,
                                 outer_reduction_layout)
-from ...ir import Affine, Op, Reduce
+from ...ir import Affine, NaN, Op, Reduce
 from ...schedule import Kernel
 
 WELFORD_LANES = 16  # interleaved partial results of a row's Welford reduction
@@ -76,7 +76,7 @@ class CppKernelGen(OuterReductionGen):
                 elif e.kind == Op.INDEX:
                     acc.append(e.aux)
             acc += [m.node.store.subst(m.amap)] * (2 if stores_twice else 1)
-            if isinstance(m.node, ir.Reduction) and m.node.rtype in (Reduce.ARGMAX, Reduce.ARGMIN):
+            if isinstance(m.node, ir.Reduction) and m.node.spec.index:
                 acc.append(self._flat_red_index())
         return acc
 
@@ -196,7 +196,7 @@ class CppKernelGen(OuterReductionGen):
         row_parallel = len(oloops) > 0
         par = self._parallel(work, outer_numel) if row_parallel else None
         scalar_parallel = (not row_parallel and len(passes) == 1 and len(reds) >= 1
-                           and all(r.node.rtype not in (Reduce.ARGMAX, Reduce.ARGMIN, Reduce.WMEAN, Reduce.WM2)
+                           and all(not (r.node.spec.index or r.node.spec.welford)
                                    for r in reds)
                            and self._parallel(work, 2) is not None and len(rloops) >= 1)
         lines, ind = self._open_loops(oloops, 1, par, None)
@@ -213,7 +213,7 @@ class CppKernelGen(OuterReductionGen):
             red_here = [m for m in full if isinstance(m.node, ir.Reduction)]
             decls, clauses, finals = [], [], []
             for m in red_here:
-                if m.node.rtype in (Reduce.WMEAN, Reduce.WM2):
+                if m.node.spec.welford:
                     continue
                 d, c, f = self._acc_decl(m, red_numel)
                 decls += d
@@ -221,7 +221,7 @@ class CppKernelGen(OuterReductionGen):
                 finals += f
             if full:
                 lines += [f"{'  ' * ind}{d}" for d in decls]
-                argred = any(m.node.rtype in (Reduce.ARGMAX, Reduce.ARGMIN) for m in red_here)
+                argred = any(m.node.spec.index for m in red_here)
                 simd = None if argred else (" " + " ".join(clauses) if clauses else "")
                 wf = self._welford_groups(red_here)
                 lanes = bool(wf) and len(rloops) >= 1
@@ -338,7 +338,7 @@ class CppKernelGen(OuterReductionGen):
         out = {}
         lead = {}
         for m in reds:
-            if m.node.rtype in (Reduce.WMEAN, Reduce.WM2):
+            if m.node.spec.welford:
                 key = ir.format_expr(ir.subst_vars(m.node.expr, m.amap))
                 out[m] = lead.setdefault(key, m)
         return out
@@ -444,7 +444,7 @@ class CppKernelGen(OuterReductionGen):
                 return "double"
             if self.acc_lanes == ROW_LANES and red_numel > DOUBLE_ACC_MIN * 4:
                 return "jf_rsum_t"  # (a vector loop's lanes: see DOUBLE_ACC_MIN)
-        if m.node.rtype in (Reduce.ANY, Reduce.ALL):
+        if m.node.spec.nan is NaN.TRUTH:  # truth values count in an int
             return "int"
         return CTYPES[d]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 
 from ... import ir
-from ...ir import Reduce
 from . import reduce
 from .expr import CTYPES, Body, _loops, affine_c, cexpr
 
@@ -332,7 +331,7 @@ def loop_order(k, accesses):
     Arg-reductions keep the axes' order: their first maximum is the first
     in row-major order."""
     n = len(k.full_shape)
-    if any(isinstance(m.node, ir.Reduction) and m.node.rtype in (Reduce.ARGMAX, Reduce.ARGMIN) for m in k.members):
+    if any(isinstance(m.node, ir.Reduction) and m.node.spec.index for m in k.members):
         return list(range(n))
     coeffs = []
     for acc in accesses:
@@ -365,7 +364,7 @@ def outer_reduction_layout(k, accesses, order=None):
     kept = [a for a in live if a not in k.red_axes]
     if not red or not kept or max(pos[a] for a in red) > min(pos[a] for a in kept):
         return False
-    if any(isinstance(m.node, ir.Reduction) and m.node.rtype in (Reduce.ARGMAX, Reduce.ARGMIN)
+    if any(isinstance(m.node, ir.Reduction) and m.node.spec.index
            for m in k.members):
         return False
     oloops, _ = _loops(kept, sizes, accesses)
