@@ -17,7 +17,8 @@ partition; both halves go through :func:`compile_graph`.  CPU convolutions
 are first rewritten to read channels-last (:mod:`passes.layout`).
 
 Under ``options.checks`` each stage boundary is verified (:mod:`verify`):
-after the graph passes, after lowering, after scheduling.
+after the graph passes and after scheduling; the loop IR is verified after
+lowering on every compile (cheap).
 
 Failures: every stage tags what it raises with its name (:func:`stats.stage`)
 and every refusal goes through :func:`refuse`, the one fallback point: it
