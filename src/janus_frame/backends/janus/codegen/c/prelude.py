@@ -51,7 +51,7 @@ typedef double jf_rsum_t;
 
 /* Inline polynomials (the jf_*_p functions): the fallback below, and the
    choice inside loop bodies with many values live across the call, where a
-   library call would spill them all (codegen_cpp_stages.inline_math). */
+   library call would spill them all (codegen.c.stages.inline_math). */
 /* exp: k = round(x/ln2), r = x - k ln2 (two-constant Cody-Waite), degree-6
    polynomial, 2^k applied in two halves so subnormal results are exact. */
 JF_INLINE float jf_exp_p(float x) {
