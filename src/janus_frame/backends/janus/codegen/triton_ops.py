@@ -23,7 +23,7 @@ import re
 import torch
 
 from ..ir import Op
-from .common import CodegenError
+from .common import SAME_TEXT, CodegenError
 
 TL = {torch.float32: "tl.float32", torch.float64: "tl.float64", torch.int64: "tl.int64",
       torch.int32: "tl.int32", torch.int16: "tl.int16", torch.int8: "tl.int8",
@@ -342,9 +342,7 @@ def _with_ln2(helper):
 
 
 TRITON_OPS = {
-    Op.ADD: "({0} + {1})",
-    Op.SUB: "({0} - {1})",
-    Op.MUL: "({0} * {1})",
+    **SAME_TEXT,
     Op.DIV: _div,
     Op.TRUNCDIV: _int_only(_Q),
     Op.FLOORDIV: _int_only(f"({_Q} - ((({{0}} % tl.where({{1}} == 0, 1, {{1}})) != 0) & "
@@ -352,20 +350,11 @@ TRITON_OPS = {
     Op.REMAINDER: _remainder,
     Op.FMOD: _fmod,
     Op.POW: _pow,
-    Op.NEG: "(-{0})",
     Op.ABS: "tl.abs({0})",
     Op.MAXIMUM: _extremum(">"),
     Op.MINIMUM: _extremum("<"),
     Op.FMAX: "tl.maximum({0}, {1})",
     Op.FMIN: "tl.minimum({0}, {1})",
-    Op.LT: "({0} < {1})",
-    Op.LE: "({0} <= {1})",
-    Op.GT: "({0} > {1})",
-    Op.GE: "({0} >= {1})",
-    Op.EQ: "({0} == {1})",
-    Op.NE: "({0} != {1})",
-    Op.AND: "({0} & {1})",
-    Op.OR: "({0} | {1})",
     Op.XOR: "({0} ^ {1})",
     Op.NOT: "({0} == 0)",
     Op.BITWISE_AND: "({0} & {1})",
@@ -385,7 +374,6 @@ TRITON_OPS = {
     Op.CEIL: "tl.ceil({0})",
     Op.TRUNC: "tl.where({0} < 0, tl.ceil({0}), tl.floor({0}))",
     Op.ROUND: "_jf_round({0})",
-    Op.ISNAN: "({0} != {0})",
     Op.ISINF: "(tl.abs({0}) == float('inf'))",
     Op.ISFINITE: "(tl.abs({0}) < float('inf'))",
     Op.SIGNBIT: lambda dtype, a, adt: _sign_bit(a[0], adt[0]),

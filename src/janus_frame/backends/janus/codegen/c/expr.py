@@ -14,7 +14,7 @@ import torch
 
 from ... import ir
 from ...ir import Affine, Op
-from ..common import CodegenError
+from ..common import SAME_TEXT, CodegenError
 
 CTYPES = {
     torch.float32: "float", torch.float64: "double", torch.int64: "int64_t",
@@ -175,32 +175,20 @@ def _f(dtype):
 
 
 C_OPS = {
-    Op.ADD: "({0} + {1})",
-    Op.SUB: "({0} - {1})",
-    Op.MUL: "({0} * {1})",
+    **SAME_TEXT,
     Op.DIV: _div,
     Op.TRUNCDIV: "({1} == 0 ? ({T})0 : ({T})({0} / {1}))",
     Op.FLOORDIV: "(({T})jf_floordiv_i64({0}, {1}))",
     Op.REMAINDER: _remainder,
     Op.FMOD: _fmod,
     Op.POW: _pow,
-    Op.NEG: "(-{0})",
     Op.ABS: _abs,
     Op.MAXIMUM: _extremum(">"),
     Op.MINIMUM: _extremum("<"),
     Op.FMAX: _fextremum("fmax", _extremum(">")),
     Op.FMIN: _fextremum("fmin", _extremum("<")),
-    Op.LT: "({0} < {1})",
-    Op.LE: "({0} <= {1})",
-    Op.GT: "({0} > {1})",
-    Op.GE: "({0} >= {1})",
-    Op.EQ: "({0} == {1})",
-    Op.NE: "({0} != {1})",
-    # operands are bools and side-effect free: the bitwise forms keep the
-    # loop free of branches (gcc does not if-convert short-circuit || / &&,
+    # (AND, OR: bitwise on bools; gcc does not if-convert short-circuit || / &&,
     # which stops vectorisation)
-    Op.AND: "({0} & {1})",
-    Op.OR: "({0} | {1})",
     Op.XOR: "({0} != {1})",
     Op.NOT: "(!{0})",
     Op.BITWISE_AND: "({T})({0} & {1})",
@@ -220,7 +208,6 @@ C_OPS = {
     Op.CEIL: "__builtin_ceil{f}({0})",
     Op.TRUNC: "__builtin_trunc{f}({0})",
     Op.ROUND: "__builtin_rint{f}({0})",
-    Op.ISNAN: "({0} != {0})",
     Op.ISINF: _fabs_test("=="),
     Op.ISFINITE: _fabs_test("<"),
     Op.SIGNBIT: "(__builtin_signbit({0}) != 0)",
