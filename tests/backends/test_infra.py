@@ -135,6 +135,26 @@ def test_dynamic_sizes_are_kernel_arguments():
     assert len(graphs()) == 1  # one compile served every size
 
 
+def test_temps_of_static_and_symbolic_size_never_share_workspace():
+    # a dynamic batch: the softmax rows are a temp of symbolic size, the
+    # column sums one of static size planned after it while it is live; the
+    # static block used to be placed where the symbolic region began
+    def f(x):
+        t = torch.softmax(x, 1)
+        s = (x * 2).sum(0)
+        return (t * s).sum(0) + torch.tanh(t).sum(0) * s, s.exp().sum()
+
+    cf = jcompile(f)
+    for n in (5, 9):
+        x = torch.randn(n, 16)
+        torch._dynamo.mark_dynamic(x, 0)
+        assert_close(cf(x), f(x), rtol=1e-5, atol=1e-5)
+    g = graphs()[-1]
+    sizes = [g.prog.buffers[b].numel for b in g.sched.arena]
+    assert any(isinstance(n, int) for n in sizes) and not all(isinstance(n, int) for n in sizes)
+    verify.schedule(g.sched)  # no overlap of live buffers
+
+
 def test_hand_built_fx_graph_single_output_and_symbolic_trace():
     from janus_frame.backends.janus import janus_backend
 

@@ -445,8 +445,9 @@ class Scheduler:
         self.arena = {}  # buffer -> offset (bytes)
         self.tensor_temps = []
         free = []  # (offset, size) static blocks
-        top = 0
-        symbolic_top = None
+        top = 0  # the end of the static blocks
+        symbolic = {}  # buffer of symbolic size -> its offset in their region
+        symbolic_top = 0
         live = []
         for i, s in enumerate(self.steps):
             if not isinstance(s, Kernel):
@@ -477,17 +478,22 @@ class Scheduler:
                         top += nbytes
                     live.append((b, nbytes))
                 else:
-                    # symbolic sizes: no reuse; 8 bytes per element keeps every
-                    # following buffer aligned whatever its dtype
-                    base = top if symbolic_top is None else symbolic_top
-                    self.arena[b] = base
-                    symbolic_top = base + buf.numel * 8 + 64
+                    # symbolic sizes: no reuse, in a region of their own after
+                    # the static blocks, placed once they are all known (a
+                    # static block allocated later would land on them); 8
+                    # bytes per element keeps every following buffer aligned
+                    # whatever its dtype
+                    symbolic[b] = symbolic_top
+                    self.arena[b] = None
+                    symbolic_top = symbolic_top + buf.numel * 8 + 64
             # buffers whose last reader is this step die after it
             for b, nbytes in list(live):
                 if last_use.get(b, -1) <= i and prog.buffers[b].kind == "temp":
                     live.remove((b, nbytes))
                     free.append((self.arena[b], nbytes))
-        self.arena_bytes = top if symbolic_top is None else symbolic_top
+        for b, off in symbolic.items():
+            self.arena[b] = top + off
+        self.arena_bytes = top + symbolic_top
         return self
 
     def segments(self):
