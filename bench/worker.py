@@ -138,7 +138,7 @@ def run(args, ev: Events) -> None:
     # runs; pinned here, before anything allocates, every system is measured
     # under the same allocator from the start (otherwise eager's 20-op chain
     # ran at 35 or 105 ms depending on the heap's layout at start-up)
-    from janus_frame.backends.janus.runtime import tune_malloc
+    from janus_frame.backends.janus.runtime.graph import tune_malloc
     tune_malloc()
     cache_root = args.cache_root or tempfile.mkdtemp(prefix="janus-bench-cache-")
     quick = args.quick

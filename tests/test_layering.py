@@ -90,13 +90,8 @@ def _cycles(edges) -> list[list[str]]:
     return out
 
 
-# being removed by the backend's stage folders (lowering rules registered
-# by their own modules)
-_KNOWN = [[f"{PKG}.backends.janus.lowering_ops", f"{PKG}.backends.janus.lowering_reduce"]]
-
-
 def test_no_import_cycle():
-    assert [c for c in _cycles(_edges(_modules())) if c not in _KNOWN] == []
+    assert _cycles(_edges(_modules())) == []
 
 
 def _reaches(edges, start: str, prefix: str) -> list[str]:

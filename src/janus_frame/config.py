@@ -41,7 +41,7 @@ ENVIRONMENT = {
     "kernels,speculation,perf ('+name' for verbose)",
     "JANUS_STRICT": "1: internal compiler errors and graph breaks raise instead of falling back",
     "JANUS_PROFILE": "path: profile the whole process and write the report there at exit",
-    "JANUS_FRAME_CACHE_DIR": "directory of the on-disk kernel cache",
+    "JANUS_FRAME_CACHE_DIR": "directory of the on-disk kernel cache (default ~/.cache/janus_frame/kernels)",
     "JANUS_RECOMPILE_LIMIT": "cache entries per code object before the frame runs natively (default 8)",
     "JANUS_UNROLL_LIMIT": "iterations a Python loop may be unrolled before the frame falls back",
     "JANUS_INLINE_DEPTH": "maximum depth of inlined user calls (bounds recursion)",
@@ -49,22 +49,30 @@ ENVIRONMENT = {
     "in site-packages",
     "JANUS_SKIP_SITE_PACKAGES": "0: in global mode, also compile code in site-packages",
     "JANUS_FRAME_MALLOC_TUNING": "0: leave glibc malloc's mmap/trim thresholds alone when the C "
-    "backend first runs (see backends/janus/runtime.py, tune_malloc)",
+    "backend first runs (see backends/janus/runtime/graph.py, tune_malloc)",
     "JANUS_FRAME_DEFER_GRADS": "0: parameter gradients of small graphs added per call, not once "
-    "per backward pass (backends/janus/grad_accumulation.py)",
+    "per backward pass (backends/janus/runtime/grad_accumulation.py)",
     "JANUS_FRAME_CHANNELS_LAST": "0: CPU convolutions keep the captured memory layout "
-    "(backends/janus/layout.py)",
+    "(backends/janus/passes/layout.py)",
     "JANUS_FRAME_LIBMVEC": "0: C kernels use inline polynomial float math instead of glibc's "
-    "vector math library (backends/janus/cmath_prelude.py)",
+    "vector math library (backends/janus/codegen/c/prelude.py)",
     "JANUS_CHECKS": "1: run the internal verifiers at every stage boundary (handlers' stack "
-    "effects, graph passes, lowering, scheduling); the test suite turns it on",
+    "effects; the fusing backend's graph, loop IR and schedule); slower compiles, the test suite "
+    "turns it on",
     "JANUS_FAULT_INJECTION": "testing only: probability with which each internal stage boundary "
     "raises an injected error, optionally ':seed' (e.g. 0.05:7); every such error must end as a "
     "native run, never reach the program (janus_frame/faults.py)",
     "JANUS_FRAME_TRITON_AUTOTUNE": "auto (default): Triton kernels on CUDA time their block-size "
     "list once per size and keep the fastest on disk; always: also in the interpreter; off: "
-    "defaults only (backends/janus/codegen_triton.py)",
+    "defaults only (backends/janus/codegen/triton.py)",
 }
+
+
+def kernel_cache_dir(cfg: "Config | None" = None) -> str:
+    """Where the fusing backend keeps built kernels and generated modules
+    (``cache_dir``, or ``~/.cache/janus_frame/kernels``)."""
+    return (cfg or config).cache_dir or os.path.join(
+        os.path.expanduser("~"), ".cache", "janus_frame", "kernels")
 
 
 def torch_environment(name: str) -> str | None:
@@ -106,7 +114,7 @@ class Config:
         default_factory=lambda: _env_bool("JANUS_FRAME_MALLOC_TUNING", True)
     )
     # parameter gradients of small graphs summed once at the end of backward
-    # (backends/janus/grad_accumulation.py); False: per call, as autograd does
+    # (backends/janus/runtime/grad_accumulation.py); False: per call, as autograd does
     defer_grads: bool = dataclasses.field(
         default_factory=lambda: _env_bool("JANUS_FRAME_DEFER_GRADS", True)
     )
@@ -114,7 +122,22 @@ class Config:
         default_factory=lambda: _env_choice("JANUS_FRAME_TRITON_AUTOTUNE", "auto",
                                             ("auto", "always", "off"))
     )
+    # Settings of the fusing backend (backends/janus).  It reads them, and
+    # strict, malloc_tuning, defer_grads and triton_autotune, from the options
+    # it is given (janus_backend(gm, inputs, options=a Config)), or from this
+    # process-wide object when it is given none.
+    # checks: the verifiers at its stage boundaries (backends/janus/verify.py)
     checks: bool = dataclasses.field(default_factory=lambda: _env_bool("JANUS_CHECKS", False))
+    channels_last: bool = dataclasses.field(
+        default_factory=lambda: _env_bool("JANUS_FRAME_CHANNELS_LAST", True)
+    )
+    libmvec: bool = dataclasses.field(default_factory=lambda: _env_bool("JANUS_FRAME_LIBMVEC", True))
+    cache_dir: str | None = dataclasses.field(
+        default_factory=lambda: os.environ.get("JANUS_FRAME_CACHE_DIR") or None
+    )
+    # Triton kernels for CPU tensors too (run by TRITON_INTERPRET=1: the
+    # tests of the Triton code generator on machines without a GPU)
+    triton_on_cpu: bool = False
     fault_injection: str = dataclasses.field(
         default_factory=lambda: os.environ.get("JANUS_FAULT_INJECTION", "").strip())
     # print/logging calls: False = break the graph where they are; True =

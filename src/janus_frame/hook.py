@@ -95,7 +95,9 @@ class FrameCompiler:
         if self._backend_fn is None:
             from .backends import lookup_backend
 
-            self._backend_fn = lookup_backend(self.backend_spec)
+            # the compiler's options (strict, fullgraph included) reach the backend
+            self._backend_fn = lookup_backend(self.backend_spec, self.config.merged(
+                strict=self.strict))
         return self._backend_fn
 
     @property

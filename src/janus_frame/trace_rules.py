@@ -15,7 +15,7 @@ import os
 import sys
 import sysconfig
 
-from .config import Config, torch_environment
+from .config import Config, kernel_cache_dir, torch_environment
 
 
 
@@ -105,6 +105,9 @@ def skip_reason(code, global_mode: bool, cfg: Config) -> str | None:
         return "janus_frame itself"
     if path.startswith(_library_dirs()):
         return "library internals (torch, triton, numpy, ...)"
+    if path.startswith(_real(kernel_cache_dir(cfg)) + os.sep):
+        # modules the fusing backend generated (Triton launchers, kernels)
+        return "janus_frame's generated kernels"
     in_site = path.startswith(_SITE_DIRS)
     if not in_site and path.startswith(_STDLIB_DIRS):
         return "standard library"

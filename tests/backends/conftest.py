@@ -2,8 +2,11 @@
 
 Every test runs in strict mode (an internal compiler error raises instead of
 falling back to eager, so a test cannot pass by not compiling), with the
-kernel cache in a per-session temporary directory (cold builds are tested),
-and with dynamo's caches reset so each test compiles its own graphs.
+verifiers of every stage boundary on (``checks``), with the kernel cache in a
+per-session temporary directory (cold builds are tested), and with dynamo's
+caches reset so each test compiles its own graphs.  (A test fails if the
+backend recorded a refusal unless it is marked ``expect_fallback``: the root
+conftest checks that for every test.)
 """
 import os
 
@@ -17,9 +20,15 @@ import torch  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _kernel_cache(tmp_path_factory):
+    from janus_frame.config import config
+
+    old = config.cache_dir
     if "JANUS_TEST_KEEP_CACHE" not in os.environ:
-        os.environ["JANUS_FRAME_CACHE_DIR"] = str(tmp_path_factory.mktemp("kernels"))
+        d = str(tmp_path_factory.mktemp("kernels"))
+        config.cache_dir = d
+        os.environ["JANUS_FRAME_CACHE_DIR"] = d  # (for the subprocesses tests start)
     yield
+    config.cache_dir = old
 
 
 @pytest.fixture(autouse=True)
@@ -27,12 +36,13 @@ def _strict_and_reset():
     from janus_frame.config import config
     from janus_frame.backends.janus import reset_stats
 
-    old = config.strict
+    old = config.strict, config.checks
     config.strict = True
+    config.checks = True
     torch._dynamo.reset()
     reset_stats()
     yield
-    config.strict = old
+    config.strict, config.checks = old
 
 
 def jcompile(fn, dynamic=False):

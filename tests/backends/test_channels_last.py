@@ -194,7 +194,9 @@ def test_as_strided_function_keeps_the_captured_layout():
 
 
 def test_switch_off(monkeypatch):
-    monkeypatch.setenv("JANUS_FRAME_CHANNELS_LAST", "0")
+    from janus_frame.config import config
+
+    monkeypatch.setattr(config, "channels_last", False)  # JANUS_FRAME_CHANNELS_LAST=0
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 6, 3)
     x = torch.randn(2, 3, 8, 8)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import assert_close, graphs, jcompile
-from janus_frame.backends.janus.decomp import conv1x1, conv1x1_backward
+from janus_frame.backends.janus.passes.decomp import conv1x1, conv1x1_backward
 
 aten = torch.ops.aten
 CL = torch.channels_last
@@ -220,7 +220,9 @@ def test_gradcheck_float64():
 
 
 def test_channels_last_off_keeps_library_convolutions(monkeypatch):
-    monkeypatch.setenv("JANUS_FRAME_CHANNELS_LAST", "0")
+    from janus_frame.config import config
+
+    monkeypatch.setattr(config, "channels_last", False)  # JANUS_FRAME_CHANNELS_LAST=0
     torch.manual_seed(0)
     net = Block()
     x = torch.randn(2, 4, 8, 8)

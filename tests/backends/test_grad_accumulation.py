@@ -7,7 +7,7 @@ import torch
 
 from conftest import assert_close
 
-from janus_frame.backends.janus import grad_accumulation as ga
+from janus_frame.backends.janus.runtime import grad_accumulation as ga
 
 
 def _cell(x, h, w, u, b):

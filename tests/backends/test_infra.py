@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import assert_close, graphs, jcompile
-from janus_frame.backends.janus import ir
-from janus_frame.backends.janus.cpp_build import Build, cache_dir, cache_key
+from janus_frame.backends.janus import ir, verify
+from janus_frame.backends.janus.build import Build, cache_dir, cache_key
 
 
 def _prog():
@@ -16,7 +16,7 @@ def _prog():
     a = p.new_buffer("in", (4, 8), (8, 1), torch.float32, "input", index=0)
     p.inputs = [a]
     out = p.new_buffer("out", (4, 8), (8, 1), torch.float32, "output")
-    e = ir.E("exp", torch.float32, (ir.load(a.name, ir.Affine(0, (("v0", 8), ("v1", 1))), torch.float32),))
+    e = ir.E(ir.Op.EXP, torch.float32, (ir.load(a.name, ir.Affine(0, (("v0", 8), ("v1", 1))), torch.float32),))
     p.nodes.append(ir.Pointwise("n0", out, (4, 8), e))
     p.outputs = [("buf", ir.BufArg(out, out.shape, out.strides, 0))]
     return p, a, out
@@ -24,12 +24,12 @@ def _prog():
 
 def test_verifier_accepts_valid_and_printer_shows_nodes():
     p, a, out = _prog()
-    ir.verify(p)
+    verify.loop_ir(p)
     text = p.format()
     assert "pointwise[4, 8]" in text and "exp(" in text
 
 
-@pytest.mark.parametrize("bad", ["oob", "foreign_var", "dtype", "unwritten", "double_write"])
+@pytest.mark.parametrize("bad", ["oob", "foreign_var", "dtype", "unwritten", "double_write", "op_name"])
 def test_verifier_rejects_broken_programs(bad):
     p, a, out = _prog()
     n = p.nodes[0]
@@ -38,14 +38,16 @@ def test_verifier_rejects_broken_programs(bad):
     elif bad == "foreign_var":
         n.expr = ir.load(a.name, ir.Affine(0, (("r0", 1),)), torch.float32)
     elif bad == "dtype":
-        n.expr = ir.E("add", torch.float32, (n.expr, ir.const(1, torch.int64)))
+        n.expr = ir.E(ir.Op.ADD, torch.float32, (n.expr, ir.const(1, torch.int64)))
     elif bad == "unwritten":
         t = p.new_buffer("buf", (4, 8), (8, 1), torch.float32, "temp")
         n.expr = ir.load(t.name, n.store, torch.float32)
+    elif bad == "op_name":
+        n.expr = ir.E("exp", torch.float32, n.expr.args)  # a name, not an ir.Op
     else:
         p.nodes.append(ir.Pointwise("n1", out, (4, 8), n.expr))
-    with pytest.raises(ir.IRError):
-        ir.verify(p)
+    with pytest.raises(verify.IRError):
+        verify.loop_ir(p)
 
 
 def test_cache_key_covers_source_and_flags():
@@ -68,7 +70,7 @@ def test_build_is_cached_on_disk_and_reused():
 def test_concurrent_processes_build_same_key_safely(tmp_path):
     script = (
         "import os, sys\n"
-        "from janus_frame.backends.janus.cpp_build import Build\n"
+        "from janus_frame.backends.janus.build import Build\n"
         "b = Build('int janus_conc(void){return 42;}\\n')\n"
         "sys.exit(0 if b.lib().janus_conc() == 42 else 1)\n")
     env = dict(os.environ, JANUS_FRAME_CACHE_DIR=str(tmp_path))
@@ -133,6 +135,26 @@ def test_dynamic_sizes_are_kernel_arguments():
     assert len(graphs()) == 1  # one compile served every size
 
 
+def test_temps_of_static_and_symbolic_size_never_share_workspace():
+    # a dynamic batch: the softmax rows are a temp of symbolic size, the
+    # column sums one of static size planned after it while it is live; the
+    # static block used to be placed where the symbolic region began
+    def f(x):
+        t = torch.softmax(x, 1)
+        s = (x * 2).sum(0)
+        return (t * s).sum(0) + torch.tanh(t).sum(0) * s, s.exp().sum()
+
+    cf = jcompile(f)
+    for n in (5, 9):
+        x = torch.randn(n, 16)
+        torch._dynamo.mark_dynamic(x, 0)
+        assert_close(cf(x), f(x), rtol=1e-5, atol=1e-5)
+    g = graphs()[-1]
+    sizes = [g.prog.buffers[b].numel for b in g.sched.arena]
+    assert any(isinstance(n, int) for n in sizes) and not all(isinstance(n, int) for n in sizes)
+    verify.schedule(g.sched)  # no overlap of live buffers
+
+
 def test_hand_built_fx_graph_single_output_and_symbolic_trace():
     from janus_frame.backends.janus import janus_backend
 
@@ -151,7 +173,8 @@ def test_hand_built_fx_graph_single_output_and_symbolic_trace():
 
 _MALLOC_PROBE = """
 import torch
-from janus_frame.backends.janus import janus_backend, runtime
+from janus_frame.backends.janus import janus_backend
+from janus_frame.backends.janus.runtime import graph as runtime
 f = torch.compile(lambda x: (x * 2).exp(), backend=janus_backend)
 f(torch.randn(8))
 heap = [l.split()[0] for l in open('/proc/self/maps') if l.rstrip().endswith('[heap]')]
@@ -175,7 +198,7 @@ def test_malloc_thresholds_pinned_once_the_c_backend_runs(setting):
 
 
 def test_lifetimes_allocate_late_and_drop_early():
-    from janus_frame.backends.janus import runtime
+    from janus_frame.backends.janus.runtime import graph as runtime
 
     body = ["    _seg0(in0.data_ptr(), buf1.data_ptr())",
             "    ext2 = _op_n1(buf1, in0)",

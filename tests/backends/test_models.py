@@ -167,7 +167,7 @@ def test_backward_inside_a_torch_compile_frame_matches_eager():
     # the compiled backward runs from inside the user's frame while
     # torch.compile's hook is live: the runtime wrappers must stand aside,
     # and never be traced themselves
-    from janus_frame.backends.janus.runtime import not_traced, stand_aside
+    from janus_frame.backends.janus.runtime.untraced import not_traced, stand_aside
 
     torch.manual_seed(0)
     m, x, t = _data("mlp")

@@ -8,14 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from conftest import assert_close, graphs, jcompile
-from janus_frame.backends.janus import cpp_build
+from janus_frame.backends.janus import build as cpp_build
 from janus_frame.backends.janus.ir import op_count
 
 
 @pytest.fixture(params=["libmvec", "polynomial"])
 def math_impl(request, monkeypatch):
     """The float math of the C kernels: glibc's vector library where it is
-    usable, and the inline polynomials used elsewhere (cmath_prelude)."""
+    usable, and the inline polynomials used elsewhere (codegen.c.prelude)."""
     if request.param == "polynomial":
         monkeypatch.setattr(cpp_build, "libmvec_available", lambda: False)
     elif not cpp_build.libmvec_available():

@@ -1,4 +1,4 @@
-"""Staged inner loops (codegen_cpp_stages): a pointwise body chaining several
+"""Staged inner loops (codegen.c.stages): a pointwise body chaining several
 transcendentals runs as blocks of short loops.  The staged kernels must give
 eager's results within the pointwise tolerance and, with the inline
 polynomial math, bitwise the results of the unstaged ones (same expressions,
@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from conftest import assert_close, graphs, jcompile
-from janus_frame.backends.janus import codegen_cpp_stages as stages
-from janus_frame.backends.janus import cpp_build
+from janus_frame.backends.janus.codegen.c import stages
+from janus_frame.backends.janus import build as cpp_build
 
 
 @pytest.fixture(autouse=True, params=["libmvec", "polynomial"])

@@ -167,7 +167,7 @@ def tune(monkeypatch, tmp_path):
     from janus_frame.config import config
 
     monkeypatch.setattr(config, "triton_autotune", "always")
-    monkeypatch.setenv("JANUS_FRAME_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(config, "cache_dir", str(tmp_path))
     return tmp_path
 
 
@@ -192,7 +192,7 @@ def test_triton_every_block_config_matches_eager(case):
 
 
 def test_triton_fastest_config_is_chosen(tune, monkeypatch):
-    from janus_frame.backends.janus import codegen_triton as CT
+    from janus_frame.backends.janus.codegen import triton as CT
 
     f, args = CASES[2]
     for pick in (lambda c: c[0], lambda c: -c[0], lambda c: c[1] * 10000 + c[0]):
@@ -210,7 +210,7 @@ def test_triton_fastest_config_is_chosen(tune, monkeypatch):
 def test_triton_tuning_is_kept_on_disk(tune, monkeypatch):
     import json
 
-    from janus_frame.backends.janus import codegen_triton as CT
+    from janus_frame.backends.janus.codegen import triton as CT
 
     timed = []
     real = CT.measure
@@ -240,7 +240,7 @@ def test_triton_tuning_is_kept_on_disk(tune, monkeypatch):
 
 
 def test_triton_in_place_kernels_are_not_timed(tune, monkeypatch):
-    from janus_frame.backends.janus import codegen_triton as CT
+    from janus_frame.backends.janus.codegen import triton as CT
 
     def refuse(*a, **kw):
         raise AssertionError("an in-place kernel ran more than once")
@@ -260,7 +260,7 @@ def test_triton_in_place_kernels_are_not_timed(tune, monkeypatch):
 
 
 def test_triton_auto_tunes_on_cuda_only(monkeypatch):
-    from janus_frame.backends.janus import codegen_triton as CT
+    from janus_frame.backends.janus.codegen import triton as CT
     from janus_frame.config import config
 
     assert config.triton_autotune in ("auto", "always", "off")
@@ -286,7 +286,7 @@ def test_triton_tuning_keyed_on_the_sizes_a_kernel_reads(tune, monkeypatch):
     # two dynamic sizes; the kernel over y reads only y's: a new x size
     # must not time it again
     import janus_frame as jf
-    from janus_frame.backends.janus import codegen_triton as CT
+    from janus_frame.backends.janus.codegen import triton as CT
 
     timed = []
     monkeypatch.setattr(CT, "measure", lambda launch, a, cfg, dev: timed.append(cfg) or 1.0)
@@ -305,7 +305,7 @@ def test_triton_tuning_keyed_on_the_sizes_a_kernel_reads(tune, monkeypatch):
 
 
 def test_triton_tuning_survives_a_read_only_cache(tune, monkeypatch):
-    from janus_frame.backends.janus import codegen_triton as CT
+    from janus_frame.backends.janus.codegen import triton as CT
 
     monkeypatch.setattr(CT, "measure", lambda launch, a, cfg, dev: float(cfg[0]))
 

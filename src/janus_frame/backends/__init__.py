@@ -5,10 +5,12 @@ The torch.compile backend protocol. ``lookup_backend`` turns a name from
 
 - ``"eager"``: runs the graph as captured (the reference);
 - ``"inductor"``: torch's Inductor, for comparison;
-- ``"default"``: janus_frame's fusing backend.
+- ``"default"``: janus_frame's fusing backend, which also takes the
+  compiler's options (see :func:`lookup_backend`).
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 
@@ -24,24 +26,36 @@ def inductor(gm, example_inputs):
     return compile_inductor(gm, example_inputs)
 
 
-def default(gm, example_inputs):
-    """janus_frame's fusing backend."""
+def default(gm, example_inputs, *, options=None):
+    """janus_frame's fusing backend; ``options``: a :class:`janus_frame.config.Config`
+    (None: the process-wide ``config``)."""
     from .janus import janus_backend
 
-    return janus_backend(gm, example_inputs)
+    return janus_backend(gm, example_inputs, options=options)
 
 
 BACKENDS: dict[str, Callable] = {"eager": eager, "inductor": inductor, "default": default}
 
 
-def lookup_backend(spec) -> Callable:
+def lookup_backend(spec, options=None) -> Callable:
+    """The backend function for ``spec``: a name from ``BACKENDS`` or a callable.
+
+    ``options`` (a Config: the compiler's merged one, with ``strict`` already
+    folded in from ``fullgraph``) reach the fusing backend -- ``"default"``,
+    or ``default`` itself passed as a callable, comes back as
+    ``functools.partial(default, options=options)``.  Other backends follow
+    the plain protocol and take no options."""
     if isinstance(spec, str):
         try:
-            return BACKENDS[spec]
+            fn = BACKENDS[spec]
         except KeyError:
             raise ValueError(
                 f"unknown backend {spec!r}; choose one of {', '.join(sorted(BACKENDS))}"
             ) from None
-    if callable(spec):
-        return spec
-    raise TypeError(f"backend must be a name or a callable, got {type(spec).__name__}")
+    elif callable(spec):
+        fn = spec
+    else:
+        raise TypeError(f"backend must be a name or a callable, got {type(spec).__name__}")
+    if fn is default and options is not None:
+        return functools.partial(default, options=options)
+    return fn

@@ -8,53 +8,175 @@ In: nothing (lowering builds it). Out: a :class:`Program` of buffers and nodes:
 - :class:`Affine` -- an index expression ``offset + sum(coeff * var)``; views
   (permute, expand, slice, select, reshape that splits dims) are compositions
   of these index maps, never copies.
-- :class:`E` -- a scalar expression DAG: ``load`` (buffer + Affine index),
-  ``const``, ``index`` (the value of an Affine), ``sym`` (a size symbol) and
-  arithmetic/transcendental ops.  Every ``E`` carries its dtype.
+- :class:`E` -- a scalar expression DAG whose ``kind`` is an :class:`Op`:
+  leaves ``load`` (buffer + Affine index), ``const``, ``index`` (the value of
+  an Affine), ``sym`` (a size symbol), and arithmetic/transcendental ops.
+  Every ``E`` carries its dtype.
 - Nodes: :class:`Pointwise` (ranges + expression, stored contiguously into its
-  buffer), :class:`Reduction` (outer ranges, reduction ranges, a reduction type
-  and the expression of its input), :class:`Extern` (an aten call on realized
-  buffers).
+  buffer), :class:`Reduction` (outer ranges, reduction ranges, a
+  :class:`Reduce` kind and the expression of its input), :class:`Extern` (an
+  aten call on realized buffers).
 
-``Program.format()`` prints it; ``verify(program)`` checks its invariants and
-raises :class:`IRError` on the first violation.
+Also the tables both code generators render: :data:`COMPUTE_OPS` (with
+:data:`ARITY`) and :data:`REDUCTIONS` (identity, combine op and NaN rule of
+every reduction).  ``Program.format()`` prints a program; :func:`verify.loop_ir`
+checks its invariants.
 """
 from __future__ import annotations
 
+import dataclasses
+import enum
 import math
 
 import torch
 
-# wmean/wm2: the mean and the sum of squared deviations from it (M2), both by
-# Welford's single-pass update; a pair over one expression shares the work
-REDUCTION_TYPES = ("sum", "max", "min", "argmax", "argmin", "prod", "any", "all", "wmean", "wm2")
+class Op(enum.StrEnum):
+    """What an :class:`E` node computes.  The leaves (``CONST`` ... ``SYM``)
+    carry their payload in ``E.aux``; every other op is a scalar function of
+    ``E.args``, printed by each code generator from its render table
+    (``codegen.c.expr.C_OPS``, ``codegen.triton_ops.TRITON_OPS``; a test
+    checks that both cover :data:`COMPUTE_OPS`).  The values are the names
+    the IR printer shows (a StrEnum: ``Op.ADD == "add"``)."""
 
-# op name -> arity; the set codegen (C and Triton) must implement
-UNARY_OPS = {
-    "neg", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "tanh", "sigmoid", "erf",
-    "sqrt", "rsqrt", "reciprocal", "abs", "sign", "floor", "ceil", "round", "trunc", "sin", "cos",
-    "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "erfc", "relu",
-    "isnan", "isinf", "isfinite", "not", "bitwise_not", "cast", "signbit",
-}
-BINARY_OPS = {
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "fmax", "fmin", "lt", "le", "gt",
-    "ge", "eq", "ne", "and", "or", "xor", "bitwise_and", "bitwise_or", "bitwise_xor", "fmod",
-    "remainder", "floordiv", "truncdiv", "atan2", "copysign", "lshift", "rshift", "hypot",
-}
-TERNARY_OPS = {"where"}
-LEAF_KINDS = {"const", "load", "index", "sym"}
+    # leaves
+    CONST = "const"  # aux: the python value
+    LOAD = "load"  # aux: (buffer name, Affine index)
+    MLOAD = "mload"  # a load where the bool args[0] holds, else 0; aux as LOAD
+    INDEX = "index"  # aux: an Affine, its value as a number
+    SYM = "sym"  # aux: a sympy size expression
+    # unary
+    NEG = "neg"
+    EXP = "exp"
+    EXP2 = "exp2"
+    EXPM1 = "expm1"
+    LOG = "log"
+    LOG2 = "log2"
+    LOG10 = "log10"
+    LOG1P = "log1p"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+    ERF = "erf"
+    ERFC = "erfc"
+    SQRT = "sqrt"
+    RSQRT = "rsqrt"
+    RECIPROCAL = "reciprocal"
+    ABS = "abs"
+    SIGN = "sign"
+    FLOOR = "floor"
+    CEIL = "ceil"
+    ROUND = "round"
+    TRUNC = "trunc"
+    SIN = "sin"
+    COS = "cos"
+    TAN = "tan"
+    ASIN = "asin"
+    ACOS = "acos"
+    ATAN = "atan"
+    SINH = "sinh"
+    COSH = "cosh"
+    ASINH = "asinh"
+    ACOSH = "acosh"
+    ATANH = "atanh"
+    RELU = "relu"
+    ISNAN = "isnan"
+    ISINF = "isinf"
+    ISFINITE = "isfinite"
+    SIGNBIT = "signbit"
+    NOT = "not"
+    BITWISE_NOT = "bitwise_not"
+    CAST = "cast"  # to E.dtype
+    # binary
+    ADD = "add"
+    SUB = "sub"
+    MUL = "mul"
+    DIV = "div"
+    TRUNCDIV = "truncdiv"  # integers: C's division
+    FLOORDIV = "floordiv"  # integers: Python's
+    REMAINDER = "remainder"  # the sign of the divisor (Python's %)
+    FMOD = "fmod"  # the sign of the dividend (C's %)
+    POW = "pow"
+    MAXIMUM = "maximum"  # NaN from either side
+    MINIMUM = "minimum"
+    FMAX = "fmax"  # NaN only when both are
+    FMIN = "fmin"
+    ATAN2 = "atan2"
+    COPYSIGN = "copysign"
+    HYPOT = "hypot"
+    LT = "lt"
+    LE = "le"
+    GT = "gt"
+    GE = "ge"
+    EQ = "eq"
+    NE = "ne"
+    AND = "and"  # logical, on bools
+    OR = "or"
+    XOR = "xor"
+    BITWISE_AND = "bitwise_and"
+    BITWISE_OR = "bitwise_or"
+    BITWISE_XOR = "bitwise_xor"
+    LSHIFT = "lshift"
+    RSHIFT = "rshift"
+    # ternary
+    WHERE = "where"
 
 
-class IRError(Exception):
-    pass
+LEAF_KINDS = frozenset({Op.CONST, Op.LOAD, Op.INDEX, Op.SYM})  # (a MLOAD has an argument)
+TERNARY_OPS = frozenset({Op.WHERE})
+# (in declaration order: the leaves, the unary ops, the binary ones, WHERE)
+UNARY_OPS = frozenset(list(Op)[list(Op).index(Op.NEG):list(Op).index(Op.ADD)])
+BINARY_OPS = frozenset(list(Op)[list(Op).index(Op.ADD):list(Op).index(Op.WHERE)])
+COMPUTE_OPS = UNARY_OPS | BINARY_OPS | TERNARY_OPS  # what the render tables must cover
+ARITY = {**{op: 1 for op in UNARY_OPS}, **{op: 2 for op in BINARY_OPS}, **{op: 3 for op in TERNARY_OPS}}
+PREDICATES = frozenset({Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ, Op.NE, Op.AND, Op.OR, Op.XOR, Op.NOT,
+                        Op.ISNAN, Op.ISINF, Op.ISFINITE, Op.SIGNBIT})  # produce bool
+TRANSCENDENTAL = frozenset({Op.EXP, Op.EXP2, Op.EXPM1, Op.LOG, Op.LOG2, Op.LOG10, Op.LOG1P, Op.TANH,
+                            Op.SIGMOID, Op.ERF, Op.ERFC, Op.POW, Op.SIN, Op.COS, Op.TAN, Op.ATAN,
+                            Op.ATAN2, Op.ASIN, Op.ACOS})
 
 
-def size_str(s) -> str:
-    return str(s)
+class Reduce(enum.StrEnum):
+    """The reduction a :class:`Reduction` node computes (its ``rtype``); what
+    each one means is :data:`REDUCTIONS`."""
+
+    SUM = "sum"
+    PROD = "prod"
+    MAX = "max"
+    MIN = "min"
+    ARGMAX = "argmax"
+    ARGMIN = "argmin"
+    ANY = "any"
+    ALL = "all"
+    # the mean and the sum of squared deviations from it (M2), both by
+    # Welford's single-pass update; a pair over one expression shares the work
+    WMEAN = "wmean"
+    WM2 = "wm2"
 
 
-def is_static(s) -> bool:
-    return isinstance(s, int)
+class NaN(enum.Enum):
+    """How a reduction treats NaN, which its combine op may not carry."""
+
+    ARITHMETIC = "the combine op propagates it (sum, prod, Welford)"
+    STICKY = "a NaN anywhere makes the result NaN; compare-and-select drops it, so a flag keeps it"
+    FIRST = "an arg-reduction's result is the first NaN's position"
+    TRUTH = "the input is reduced as (x != 0): NaN counts as true"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReductionKind:
+    """One entry of :data:`REDUCTIONS`: ``combine`` (the op folding a value
+    into the accumulator; MAXIMUM/MINIMUM as compare-and-select), ``identity``
+    (0 or 1 as a literal, else a function of the input dtype giving its
+    extreme), ``nan`` (:class:`NaN`), ``index`` (the result is the position of
+    the extremum, int64), ``welford`` (mean / M2, computed together)."""
+
+    combine: Op
+    identity: object
+    nan: NaN
+    index: bool = False
+    welford: bool = False
+
+    def identity_value(self, dtype):
+        return self.identity(dtype) if callable(self.identity) else self.identity
 
 
 def prod(sizes):
@@ -120,10 +242,6 @@ class Affine:
     def vars(self):
         return [v for v, _ in self.terms if isinstance(v, str)]
 
-    @property
-    def is_const(self):
-        return not self.terms
-
     def __eq__(self, other):
         return isinstance(other, Affine) and self._key == other._key
 
@@ -146,9 +264,9 @@ def _term_key(t):
 
 
 class E:
-    """One scalar expression node.  ``kind`` is an op name or a leaf kind;
-    ``aux`` holds the leaf payload (const value, (buffer, Affine), Affine,
-    sympy symbol) or, for ``cast``, nothing (the target is ``dtype``)."""
+    """One scalar expression node.  ``kind`` is an :class:`Op`; ``aux`` holds
+    the leaf payload (const value, (buffer, Affine), Affine, sympy symbol)
+    or, for ``cast``, nothing (the target is ``dtype``)."""
 
     __slots__ = ("kind", "dtype", "args", "aux", "_h")
 
@@ -161,7 +279,7 @@ class E:
 
     def key(self):
         aux = self.aux
-        if self.kind == "const":
+        if self.kind == Op.CONST:
             v = aux
             # distinguish 0.0 from -0.0 and NaN from itself
             aux = (type(v).__name__, repr(v))
@@ -178,11 +296,11 @@ def const(value, dtype):
         value = bool(value)
     else:
         value = int(value)
-    return E("const", dtype, (), value)
+    return E(Op.CONST, dtype, (), value)
 
 
 def load(buf, index, dtype):
-    return E("load", dtype, (), (buf, index))
+    return E(Op.LOAD, dtype, (), (buf, index))
 
 
 def walk(expr):
@@ -207,38 +325,48 @@ def walk(expr):
 
 def children(e):
     """Operands, plus the data-dependent index terms of loads/index values."""
-    if e.kind in ("load", "mload"):
+    if e.kind in (Op.LOAD, Op.MLOAD):
         dyn = [v for v, _ in e.aux[1].terms if not isinstance(v, str)]
         return list(e.args) + dyn if dyn else e.args
-    if e.kind == "index":
+    if e.kind == Op.INDEX:
         return [v for v, _ in e.aux.terms if not isinstance(v, str)]
     return e.args
 
 
 def loads_of(expr):
     """Loads (plain and masked) of ``expr``."""
-    return [e for e in walk(expr) if e.kind in ("load", "mload")]
+    return [e for e in walk(expr) if e.kind in (Op.LOAD, Op.MLOAD)]
+
+
+def transform(expr, visit, memo=None):
+    """A copy of ``expr``, made bottom-up and once per shared node:
+    ``visit(e, rec)`` gives node ``e``'s replacement (``rec`` maps one of its
+    children), or None for a copy over its mapped arguments."""
+    if memo is None:
+        memo = {}
+
+    def rec(e):
+        out = memo.get(id(e))
+        if out is None:
+            out = visit(e, rec)
+            if out is None:
+                out = E(e.kind, e.dtype, [rec(a) for a in e.args], e.aux) if e.args else e
+            memo[id(e)] = out
+        return out
+
+    return rec(expr)
 
 
 def map_indices(expr, fn, memo=None):
     """A copy of ``expr`` with every Affine index replaced by ``fn(index)``."""
-    if memo is None:
-        memo = {}
-    k = id(expr)
-    if k in memo:
-        return memo[k]
-    if expr.kind in ("load", "mload"):
-        buf, idx = expr.aux
-        args = [map_indices(a, fn, memo) for a in expr.args]
-        out = E(expr.kind, expr.dtype, args, (buf, fn(idx)))
-    elif expr.kind == "index":
-        out = E("index", expr.dtype, (), fn(expr.aux))
-    elif expr.args:
-        out = E(expr.kind, expr.dtype, [map_indices(a, fn, memo) for a in expr.args], expr.aux)
-    else:
-        out = expr
-    memo[k] = out
-    return out
+    def visit(e, rec):
+        if e.kind in (Op.LOAD, Op.MLOAD):
+            return E(e.kind, e.dtype, [rec(a) for a in e.args], (e.aux[0], fn(e.aux[1])))
+        if e.kind == Op.INDEX:
+            return E(Op.INDEX, e.dtype, (), fn(e.aux))
+        return None
+
+    return transform(expr, visit, memo)
 
 
 def subst_vars(expr, mapping, memo=None):
@@ -255,23 +383,19 @@ def op_count(expr):
     return sum(1 for e in walk(expr) if e.kind not in LEAF_KINDS)
 
 
-TRANSCENDENTAL = {"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "tanh", "sigmoid", "erf",
-                  "erfc", "pow", "sin", "cos", "tan", "atan", "atan2", "asin", "acos"}
-
-
 def format_expr(expr):
     names = {}
     lines = []
     for e in walk(expr):
-        if e.kind == "const":
+        if e.kind == Op.CONST:
             s = repr(e.aux)
-        elif e.kind == "load":
+        elif e.kind == Op.LOAD:
             s = f"{e.aux[0]}[{e.aux[1]!r}]"
-        elif e.kind == "mload":
+        elif e.kind == Op.MLOAD:
             s = f"{e.aux[0]}[{e.aux[1]!r}] if {names[id(e.args[0])]} else 0"
-        elif e.kind == "index":
+        elif e.kind == Op.INDEX:
             s = f"idx({e.aux!r})"
-        elif e.kind == "sym":
+        elif e.kind == Op.SYM:
             s = f"sym({e.aux})"
         else:
             s = f"{e.kind}({', '.join(names[id(a)] for a in e.args)})"
@@ -373,6 +497,11 @@ class Reduction(Node):
     def rvars(self):
         return ["r%d" % i for i in range(len(self.rranges))]
 
+    @property
+    def spec(self):
+        """What the reduction is: its :class:`ReductionKind` in :data:`REDUCTIONS`."""
+        return REDUCTIONS[self.rtype]
+
     def reads(self):
         return {e.aux[0] for e in loads_of(self.expr)}
 
@@ -438,6 +567,18 @@ class BufArg:
         return f"view({self.buf.name}, {list(self.shape)}, {list(self.strides)}, {self.offset})"
 
 
+class SymArg:
+    """A symbolic int argument of an extern call (evaluated per call)."""
+
+    __slots__ = ("expr",)
+
+    def __init__(self, expr):
+        self.expr = expr
+
+    def __repr__(self):
+        return f"sym({self.expr})"
+
+
 def store_index(buf, vars_, ranges=None):
     """Index of element ``vars_`` in ``buf`` (size-1 dims of the buffer that
     have no var -- keepdim reductions -- are skipped)."""
@@ -480,123 +621,6 @@ class Program:
         return "\n".join(lines)
 
 
-def _check(cond, msg):
-    if not cond:
-        raise IRError(msg)
-
-
-def verify(prog: Program):
-    """Check the IR's invariants: every load reads a buffer that exists and is
-    written before it is read, every index only uses the node's own loop vars
-    and stays inside the buffer for static sizes, dtypes of ops are consistent,
-    and every buffer is written at most once (an input may be updated once,
-    in place, by a pointwise node reading it only where it writes; a cat's
-    buffer is written in slices by consecutive pointwise nodes before anything
-    reads it)."""
-    written = {b.name for b in prog.inputs if b is not None}
-    sliced = set()  # written by pointwise nodes and not read since
-    written |= {b.name for b in prog.buffers.values() if b.kind in ("sym", "const")}
-    rewritten = set()
-    for n in prog.nodes:
-        if isinstance(n, Extern):
-            for r in n.reads():
-                _check(r in written, f"{n.name}: extern reads {r} before it is written")
-            for o in n.outs:
-                if o is not None:
-                    _check(o.name not in written, f"{n.name}: {o.name} written twice")
-                    written.add(o.name)
-            continue
-        _check(isinstance(n, (Pointwise, Reduction)), f"unknown node {n!r}")
-        allowed = set(n.vars) | (set(n.rvars) if isinstance(n, Reduction) else set())
-        if isinstance(n, Reduction):
-            _check(n.rtype in REDUCTION_TYPES, f"{n.name}: unknown reduction {n.rtype}")
-            _check(len(n.full_shape) == len(n.ranges) + len(n.rranges),
-                   f"{n.name}: full shape {n.full_shape} vs ranges {n.ranges}+{n.rranges}")
-        for e in walk(n.expr):
-            if e.kind in ("load", "mload"):
-                sliced.discard(e.aux[0])
-            if e.kind == "mload":
-                _check(len(e.args) == 1 and e.args[0].dtype == torch.bool, f"{n.name}: mload mask")
-                _check(e.aux[0] in written, f"{n.name}: reads {e.aux[0]} before it is written")
-            elif e.kind == "load":
-                buf, idx = e.aux
-                _check(buf in prog.buffers, f"{n.name}: load from unknown buffer {buf}")
-                _check(buf in written, f"{n.name}: reads {buf} before it is written")
-                _check(set(idx.vars()) <= allowed, f"{n.name}: index {idx!r} uses foreign vars")
-                _check(e.dtype == prog.buffers[buf].dtype,
-                       f"{n.name}: load of {buf} as {e.dtype}, buffer is {prog.buffers[buf].dtype}")
-                _check_bounds(n, prog.buffers[buf], idx)
-            elif e.kind == "index":
-                _check(set(e.aux.vars()) <= allowed, f"{n.name}: index value uses foreign vars")
-            elif e.kind in LEAF_KINDS:
-                pass
-            else:
-                arity = 1 if e.kind in UNARY_OPS else 2 if e.kind in BINARY_OPS else 3 if e.kind in TERNARY_OPS else None
-                _check(arity is not None, f"{n.name}: unknown op {e.kind}")
-                _check(len(e.args) == arity, f"{n.name}: {e.kind} takes {arity} args, got {len(e.args)}")
-                if e.kind in ("lt", "le", "gt", "ge", "eq", "ne", "and", "or", "xor", "not",
-                              "isnan", "isinf", "isfinite", "signbit"):
-                    _check(e.dtype == torch.bool, f"{n.name}: {e.kind} must produce bool")
-                elif e.kind == "where":
-                    _check(e.args[0].dtype == torch.bool, f"{n.name}: where condition not bool")
-                    _check(e.args[1].dtype == e.dtype == e.args[2].dtype,
-                           f"{n.name}: where branches {e.args[1].dtype}/{e.args[2].dtype} vs {e.dtype}")
-                elif e.kind != "cast":
-                    for a in e.args:
-                        _check(a.dtype == e.dtype,
-                               f"{n.name}: {e.kind} operand {a.dtype} differs from result {e.dtype} (cast first)")
-        if n.out.kind == "input":
-            # a mutated input updated in place: once, elementwise
-            _check(isinstance(n, Pointwise) and n.out.name not in rewritten,
-                   f"{n.name}: input {n.out.name} written twice or by a reduction")
-            _check(all(e.aux[1] == n.store for e in walk(n.expr)
-                       if e.kind in ("load", "mload") and e.aux[0] == n.out.name),
-                   f"{n.name}: reads {n.out.name} elsewhere than where it writes it")
-            rewritten.add(n.out.name)
-            continue
-        _check(n.out.name not in written or n.out.name in sliced,
-               f"{n.name}: {n.out.name} written twice")
-        _check(n.out.kind in ("temp", "output"), f"{n.name}: writes a {n.out.kind} buffer")
-        if isinstance(n, Reduction) and n.rtype in ("argmax", "argmin"):
-            _check(n.out.dtype == torch.int64, f"{n.name}: {n.rtype} must produce int64")
-        if isinstance(n, Pointwise) and (tuple(n.ranges) != tuple(n.out.shape)
-                                         or n.store != store_index(n.out, n.vars)):
-            _check_bounds(n, n.out, n.store)  # a slice: inside the buffer
-            sliced.add(n.out.name)
-        written.add(n.out.name)
-    for kind, o in prog.outputs:
-        if kind == "buf":
-            _check(o.buf.name in written, f"output {o.buf.name} never written")
-
-
-def _check_bounds(node, buf, idx):
-    """For static sizes: the index range over the node's loop ranges must lie
-    inside the buffer's storage extent."""
-    ranges = dict(zip(node.vars, node.ranges))
-    if isinstance(node, Reduction):
-        ranges.update(zip(node.rvars, node.rranges))
-    if not all(isinstance(x, int) for x in ranges.values()) or not isinstance(idx.offset, int):
-        return
-    if not all(isinstance(s, int) for s in buf.shape + buf.strides) or not isinstance(buf.offset, int):
-        return
-    if any(s == 0 for s in ranges.values()) or any(s == 0 for s in buf.shape):
-        return
-    lo = hi = idx.offset
-    for v, c in idx.terms:
-        if not isinstance(c, int) or not isinstance(v, str):
-            return
-        span = c * (ranges[v] - 1)
-        lo += min(0, span)
-        hi += max(0, span)
-    blo = bhi = buf.offset
-    for s, st in zip(buf.shape, buf.strides):
-        span = st * (s - 1)
-        blo += min(0, span)
-        bhi += max(0, span)
-    _check(blo <= lo and hi <= bhi,
-           f"{node.name}: index {idx!r} spans [{lo}, {hi}] outside {buf.name}'s [{blo}, {bhi}]")
-
-
 def dtype_min(dtype):
     if dtype.is_floating_point:
         return -math.inf
@@ -611,6 +635,22 @@ def dtype_max(dtype):
     if dtype == torch.bool:
         return True
     return torch.iinfo(dtype).max
+
+
+# What each reduction means, for both code generators (C: codegen.c.reduce,
+# Triton: codegen.triton_reduce); a test checks that both render every entry.
+REDUCTIONS = {
+    Reduce.SUM: ReductionKind(Op.ADD, 0, NaN.ARITHMETIC),
+    Reduce.PROD: ReductionKind(Op.MUL, 1, NaN.ARITHMETIC),
+    Reduce.MAX: ReductionKind(Op.MAXIMUM, dtype_min, NaN.STICKY),
+    Reduce.MIN: ReductionKind(Op.MINIMUM, dtype_max, NaN.STICKY),
+    Reduce.ARGMAX: ReductionKind(Op.MAXIMUM, dtype_min, NaN.FIRST, index=True),
+    Reduce.ARGMIN: ReductionKind(Op.MINIMUM, dtype_max, NaN.FIRST, index=True),
+    Reduce.ANY: ReductionKind(Op.OR, 0, NaN.TRUTH),
+    Reduce.ALL: ReductionKind(Op.AND, 1, NaN.TRUTH),
+    Reduce.WMEAN: ReductionKind(Op.ADD, 0, NaN.ARITHMETIC, welford=True),
+    Reduce.WM2: ReductionKind(Op.ADD, 0, NaN.ARITHMETIC, welford=True),
+}
 
 
 def index_key(a, ids):
@@ -631,11 +671,11 @@ class CSEEmitter:
         ids = {}
         for x in walk(e):
             aux = x.aux
-            if x.kind == "const":
+            if x.kind == Op.CONST:
                 aux = (type(aux).__name__, repr(aux))
-            elif x.kind in ("load", "mload"):
+            elif x.kind in (Op.LOAD, Op.MLOAD):
                 aux = (aux[0], index_key(aux[1], ids))
-            elif x.kind == "index":
+            elif x.kind == Op.INDEX:
                 aux = index_key(aux, ids)
             key = (x.kind, x.dtype, aux, tuple(ids[id(a)] for a in x.args))
             name = self.memo.get(key)

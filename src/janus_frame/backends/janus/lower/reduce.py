@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import torch
 
-from . import ir
-from .ir import Affine, E
+from .. import ir
+from ..ir import Affine, E, Op, Reduce
+from .registry import NATIVE, meta, register
 from .tensor_values import as_tv, cast, lazy, sz, unsqueeze, view_of
-from .lowering_ops import _NATIVE, meta, register
 
 aten = torch.ops.aten
 
@@ -32,10 +32,10 @@ def _dims(x, dims):
 def reduce(ctx, x, dims, keepdim, rtype, out_dtype, acc_dtype=None):
     """One Reduction node over ``dims`` of ``x``; returns a view of its result."""
     x = as_tv(ctx, x)
-    if x.dtype not in _NATIVE:
+    if x.dtype not in NATIVE:
         raise NotImplementedError
     if x.ndim == 0:
-        if rtype in ("argmax", "argmin"):
+        if ir.REDUCTIONS[rtype].index:
             return lazy((), torch.int64, lambda idx: ir.const(0, torch.int64))
         return lazy((), out_dtype, lambda idx: cast(x.load([]), out_dtype))
     dims = _dims(x, dims)
@@ -48,15 +48,15 @@ def reduce(ctx, x, dims, keepdim, rtype, out_dtype, acc_dtype=None):
     for k, d in enumerate(dims):
         idx[d] = Affine.var("r%d" % k)
     expr = x.load(idx)
-    acc = acc_dtype or (out_dtype if rtype not in ("argmax", "argmin") else x.dtype)
-    if rtype in ("any", "all"):
+    acc = acc_dtype or (x.dtype if ir.REDUCTIONS[rtype].index else out_dtype)
+    if rtype in (Reduce.ANY, Reduce.ALL):
         acc = torch.bool
     expr = cast(expr, acc)
-    out = ctx.prog.new_buffer("buf", ranges, ir.contiguous_strides(ranges), out_dtype if rtype not in ("any", "all") else torch.bool, "temp")
+    out = ctx.prog.new_buffer("buf", ranges, ir.contiguous_strides(ranges), out_dtype if rtype not in (Reduce.ANY, Reduce.ALL) else torch.bool, "temp")
     node = ir.Reduction(f"n{len(ctx.prog.nodes)}", out, ranges, rranges, rtype, expr, x.shape, dims)
     ctx.prog.nodes.append(node)
     tv = view_of(out)
-    if rtype in ("any", "all") and out_dtype != torch.bool:
+    if rtype in (Reduce.ANY, Reduce.ALL) and out_dtype != torch.bool:
         t0 = tv
         tv = lazy(t0.shape, out_dtype, lambda i: cast(t0.load(i), out_dtype))
     if keepdim:
@@ -75,46 +75,46 @@ def _count(x, dims):
 def _num(n, dtype):
     if isinstance(n, (int, float)):
         return ir.const(n, dtype)
-    return cast(E("sym", torch.int64, (), n), dtype)
+    return cast(E(Op.SYM, torch.int64, (), n), dtype)
 
 
 @register(aten.sum.dim_IntList, aten.sum.default)
 def _sum(ctx, x, dims=None, keepdim=False, dtype=None):
     shape, odt = meta(ctx)
-    return reduce(ctx, x, dims, keepdim, "sum", odt)
+    return reduce(ctx, x, dims, keepdim, Reduce.SUM, odt)
 
 
 @register(aten.prod.dim_int, aten.prod.default)
 def _prod(ctx, x, dim=None, keepdim=False, dtype=None):
     shape, odt = meta(ctx)
-    return reduce(ctx, x, dim, keepdim, "prod", odt)
+    return reduce(ctx, x, dim, keepdim, Reduce.PROD, odt)
 
 
 @register(aten.mean.dim, aten.mean.default)
 def _mean(ctx, x, dims=None, keepdim=False, dtype=None):
     shape, odt = meta(ctx)
-    s = reduce(ctx, x, dims, keepdim, "sum", odt)
+    s = reduce(ctx, x, dims, keepdim, Reduce.SUM, odt)
     n = _count(x, dims)
-    return lazy(s.shape, odt, lambda idx: E("div", odt, (s.load(idx), _num(n, odt))))
+    return lazy(s.shape, odt, lambda idx: E(Op.DIV, odt, (s.load(idx), _num(n, odt))))
 
 
 @register(aten.amax.default, aten.max.default)
 def _amax(ctx, x, dims=None, keepdim=False):
     shape, odt = meta(ctx)
-    return reduce(ctx, x, dims, keepdim, "max", odt)
+    return reduce(ctx, x, dims, keepdim, Reduce.MAX, odt)
 
 
 @register(aten.amin.default, aten.min.default)
 def _amin(ctx, x, dims=None, keepdim=False):
     shape, odt = meta(ctx)
-    return reduce(ctx, x, dims, keepdim, "min", odt)
+    return reduce(ctx, x, dims, keepdim, Reduce.MIN, odt)
 
 
 @register(aten.max.dim, aten.min.dim)
 def _max_dim(ctx, x, dim, keepdim=False):
     kind = ctx.node.target._opname
-    vals = reduce(ctx, x, [dim], keepdim, kind, x.dtype)
-    idx = reduce(ctx, x, [dim], keepdim, "arg" + kind, torch.int64)
+    vals = reduce(ctx, x, [dim], keepdim, Reduce(kind), x.dtype)
+    idx = reduce(ctx, x, [dim], keepdim, Reduce("arg" + kind), torch.int64)
     return [vals, idx]
 
 
@@ -123,13 +123,13 @@ def _argmax(ctx, x, dim=None, keepdim=False):
     kind = ctx.node.target._opname
     if dim is None and keepdim:
         raise NotImplementedError
-    return reduce(ctx, x, None if dim is None else [dim], keepdim, kind, torch.int64)
+    return reduce(ctx, x, None if dim is None else [dim], keepdim, Reduce(kind), torch.int64)
 
 
 @register(aten.any.default, aten.any.dim, aten.any.dims, aten.all.default, aten.all.dim, aten.all.dims)
 def _any(ctx, x, dims=None, keepdim=False):
     shape, odt = meta(ctx)
-    return reduce(ctx, x, dims, keepdim, ctx.node.target._opname, odt)
+    return reduce(ctx, x, dims, keepdim, Reduce(ctx.node.target._opname), odt)
 
 
 def _var(ctx, x, dims, correction, keepdim, odt):
@@ -140,12 +140,12 @@ def _var(ctx, x, dims, correction, keepdim, odt):
     if not odt.is_floating_point:
         raise NotImplementedError
     n = _count(x, dims)
-    mean_k = reduce(ctx, x, dims, True, "wmean", odt)
-    ss = reduce(ctx, x, dims, True, "wm2", odt)
+    mean_k = reduce(ctx, x, dims, True, Reduce.WMEAN, odt)
+    ss = reduce(ctx, x, dims, True, Reduce.WM2, odt)
     denom = n - correction
     if isinstance(denom, (int, float)):
         denom = max(denom, 0)
-    var_k = lazy(ss.shape, odt, lambda idx: E("div", odt, (ss.load(idx), _num(denom, odt))))
+    var_k = lazy(ss.shape, odt, lambda idx: E(Op.DIV, odt, (ss.load(idx), _num(denom, odt))))
     if keepdim:
         return var_k, mean_k
     from .tensor_values import squeeze_dims
@@ -171,7 +171,7 @@ def _var_only(ctx, x, dims=None, *, correction=None, keepdim=False):
 def _std(ctx, x, dims=None, *, correction=None, keepdim=False):
     shape, odt = meta(ctx)
     v = _var(ctx, x, dims, correction, keepdim, odt)[0]
-    return lazy(v.shape, odt, lambda idx: E("sqrt", odt, (v.load(idx),)))
+    return lazy(v.shape, odt, lambda idx: E(Op.SQRT, odt, (v.load(idx),)))
 
 
 _ = sz

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sympy
 import torch
 
-from . import ir
-from .ir import Affine, E
+from .. import ir
+from ..ir import Affine, E, Op
 
 
 class Unsupported(Exception):
@@ -97,9 +97,9 @@ def view_of(buf, shape=None, strides=None, offset=None):
 def cast(e, dtype):
     if e.dtype == dtype:
         return e
-    if e.kind == "const":
+    if e.kind == Op.CONST:
         return ir.const(e.aux, dtype)
-    return E("cast", dtype, (e,))
+    return E(Op.CAST, dtype, (e,))
 
 
 def broadcast_to(tv, shape):
@@ -335,29 +335,29 @@ def sym_float(x) -> E:
     if x.is_number:
         return ir.const(float(x), f64)
     if x.is_integer and x.free_symbols:
-        return cast(E("sym", torch.int64, (), x), f64)
+        return cast(E(Op.SYM, torch.int64, (), x), f64)
     name = type(x).__name__
     if isinstance(x, sympy.Add):
         out = sym_float(x.args[0])
         for a in x.args[1:]:
-            out = E("add", f64, (out, sym_float(a)))
+            out = E(Op.ADD, f64, (out, sym_float(a)))
         return out
     if isinstance(x, sympy.Mul):
         out = sym_float(x.args[0])
         for a in x.args[1:]:
-            out = E("mul", f64, (out, sym_float(a)))
+            out = E(Op.MUL, f64, (out, sym_float(a)))
         return out
     if isinstance(x, sympy.Pow) and x.exp.is_Integer:
         n = int(x.exp)
         base = sym_float(x.base)
         out = base
         for _ in range(abs(n) - 1):
-            out = E("mul", f64, (out, base))
-        return E("div", f64, (ir.const(1.0, f64), out)) if n < 0 else out
+            out = E(Op.MUL, f64, (out, base))
+        return E(Op.DIV, f64, (ir.const(1.0, f64), out)) if n < 0 else out
     if name in ("ToFloat",) and len(x.args) == 1:
         return sym_float(x.args[0])
     if name in ("FloatTrueDiv", "IntTrueDiv") and len(x.args) == 2:
-        return E("div", f64, (sym_float(x.args[0]), sym_float(x.args[1])))
+        return E(Op.DIV, f64, (sym_float(x.args[0]), sym_float(x.args[1])))
     raise Unsupported(f"symbolic float scalar {x} ({name})")
 
 
@@ -370,7 +370,7 @@ def as_tv(ctx, x, dtype=None):
         if isinstance(s, int):
             x = s
         else:
-            e = E("sym", torch.int64, (), s)
+            e = E(Op.SYM, torch.int64, (), s)
             return lazy((), torch.int64 if dtype is None else dtype, lambda idx: cast(e, torch.int64 if dtype is None else dtype))
     if isinstance(x, torch.SymFloat):
         # e.g. BatchNorm's 1/N with a dynamic batch: float arithmetic over

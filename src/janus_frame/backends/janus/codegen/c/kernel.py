@@ -1,16 +1,17 @@
 """C/C++ code generation for CPU kernels.
 
-In: a :class:`scheduler.Scheduler` (steps, stores, arena plan).  Out:
+In: a :class:`schedule.Scheduler` (steps, stores, arena plan) and its
+segments (:meth:`schedule.Scheduler.segments`).  Out:
 :class:`CSource` -- one translation unit holding one static function per fused
 kernel and one exported entry point per *segment* (a maximal run of kernels
 between extern calls), with the argument list each entry point expects.
 
 Loops: axes are visited in the order the strides of the kernel's accesses
-call for (:func:`codegen_cpp_outer.loop_order`: row-major buffers keep it,
+call for (:func:`codegen.c.outer.loop_order`: row-major buffers keep it,
 channels-last ones put the channels innermost); size-1 axes are dropped and
 adjacent axes merged whenever every access of the kernel is linear across
 them, so contiguous work becomes one long inner loop marked ``omp simd`` (cut
-into stages when its body chains several math calls: :mod:`.codegen_cpp_stages`).
+into stages when its body chains several math calls: :mod:`codegen.c.stages`).
 The outer loop is ``omp parallel for`` only when the kernel has enough
 elements to amortise fork/join.  Reduction kernels run their
 passes per row: each pass is one loop over the reduced axes, with SIMD
@@ -18,10 +19,11 @@ reduction clauses (NaN-propagating max/min via a NaN flag).  Kernel-local
 values stay in registers; loads of values produced earlier in the same
 kernel read the register or the just-written row.  Reductions over outer axes
 (bias gradients, channels-last batch-norm statistics) run with interchanged
-loops over blocks of kept columns (:mod:`.codegen_cpp_outer`);
+loops over blocks of kept columns (:mod:`codegen.c.outer`);
 variance is Welford's single pass; a temp only later passes of a row
 reduction read lives in a per-row scratch array.  Expressions are printed by
-:mod:`.c_expr`.
+:mod:`codegen.c.expr` (its table ``C_OPS``), reduction accumulators by
+:mod:`codegen.c.reduce` (from ``ir.REDUCTIONS``).
 
 The source is a C11 / C++ common subset (compiled as C for speed).
 """
@@ -29,14 +31,14 @@ from __future__ import annotations
 
 import torch
 
-from . import codegen_cpp_stages as stages
-from . import ir
-from .c_expr import CTYPES, Body, CodegenError, _loops, affine_c, cconst, cexpr
-from .cmath_prelude import PRELUDE
-from .codegen_cpp_outer import (PARALLEL_MIN_WORK, OuterReductionGen, _close_loops, loop_order,
+from . import reduce, stages
+from ... import ir
+from .expr import CTYPES, Body, _loops, affine_c, cexpr
+from .prelude import PRELUDE
+from .outer import (PARALLEL_MIN_WORK, OuterReductionGen, _close_loops, loop_order,
                                 outer_reduction_layout)
-from .ir import Affine
-from .scheduler import Kernel
+from ...ir import Affine, NaN, Op, Reduce
+from ...schedule import Kernel
 
 WELFORD_LANES = 16  # interleaved partial results of a row's Welford reduction
 # A float32 sum or Welford statistic accumulates in double when one
@@ -44,7 +46,7 @@ WELFORD_LANES = 16  # interleaved partial results of a row's Welford reduction
 # reduction's Welford keeps WELFORD_LANES = 16 interleaved partials, and its
 # sum one partial per vector lane (16 with AVX-512; rows of 1025..4096 sum
 # into ``jf_rsum_t``, float there and double on narrower vectors), so rows up
-# to 4096 stay float; a column reduction (outer axes, codegen_cpp_outer) walks
+# to 4096 stay float; a column reduction (outer axes, codegen.c.outer) walks
 # every row, or a fixed chunk of them, with one accumulator: in float, 4096
 # rows of batch-norm statistics (32 channels at 16x16, 16 images) left the
 # normalised values twice eager's error, and a CNN's parameters drifted 1e-3
@@ -69,12 +71,12 @@ class CppKernelGen(OuterReductionGen):
         acc = []
         for m in self.k.members:
             for e in ir.walk(ir.subst_vars(m.node.expr, m.amap)):
-                if e.kind in ("load", "mload"):
+                if e.kind in (Op.LOAD, Op.MLOAD):
                     acc.append(e.aux[1])
-                elif e.kind == "index":
+                elif e.kind == Op.INDEX:
                     acc.append(e.aux)
             acc += [m.node.store.subst(m.amap)] * (2 if stores_twice else 1)
-            if isinstance(m.node, ir.Reduction) and m.node.rtype in ("argmax", "argmin"):
+            if isinstance(m.node, ir.Reduction) and m.node.spec.index:
                 acc.append(self._flat_red_index())
         return acc
 
@@ -91,7 +93,7 @@ class CppKernelGen(OuterReductionGen):
         k = self.k
         sizes = k.full_shape
         acc = self.accesses()
-        # row scratch arrays (scheduler._find_row_local) assume row-major rows
+        # row scratch arrays (schedule._find_row_local) assume row-major rows
         self.order = list(range(len(sizes))) if k.row_local else loop_order(k, self.accesses(stores_twice=True))
         if not k.is_reduction:
             return self.gen_pointwise(sizes, acc)
@@ -194,7 +196,7 @@ class CppKernelGen(OuterReductionGen):
         row_parallel = len(oloops) > 0
         par = self._parallel(work, outer_numel) if row_parallel else None
         scalar_parallel = (not row_parallel and len(passes) == 1 and len(reds) >= 1
-                           and all(r.node.rtype not in ("argmax", "argmin", "wmean", "wm2")
+                           and all(not (r.node.spec.index or r.node.spec.welford)
                                    for r in reds)
                            and self._parallel(work, 2) is not None and len(rloops) >= 1)
         lines, ind = self._open_loops(oloops, 1, par, None)
@@ -211,7 +213,7 @@ class CppKernelGen(OuterReductionGen):
             red_here = [m for m in full if isinstance(m.node, ir.Reduction)]
             decls, clauses, finals = [], [], []
             for m in red_here:
-                if m.node.rtype in ("wmean", "wm2"):
+                if m.node.spec.welford:
                     continue
                 d, c, f = self._acc_decl(m, red_numel)
                 decls += d
@@ -219,7 +221,7 @@ class CppKernelGen(OuterReductionGen):
                 finals += f
             if full:
                 lines += [f"{'  ' * ind}{d}" for d in decls]
-                argred = any(m.node.rtype in ("argmax", "argmin") for m in red_here)
+                argred = any(m.node.spec.index for m in red_here)
                 simd = None if argred else (" " + " ".join(clauses) if clauses else "")
                 wf = self._welford_groups(red_here)
                 lanes = bool(wf) and len(rloops) >= 1
@@ -336,7 +338,7 @@ class CppKernelGen(OuterReductionGen):
         out = {}
         lead = {}
         for m in reds:
-            if m.node.rtype in ("wmean", "wm2"):
+            if m.node.spec.welford:
                 key = ir.format_expr(ir.subst_vars(m.node.expr, m.amap))
                 out[m] = lead.setdefault(key, m)
         return out
@@ -426,8 +428,8 @@ class CppKernelGen(OuterReductionGen):
         """``slot``: '' for scalars, '[i]' for the interchanged vectors."""
         n = lead.node.out.name
         T = CTYPES[m.node.out.dtype]
-        v = f"wm_{n}{slot}" if m.node.rtype == "wmean" else f"wq_{n}{slot}"
-        if m.node.rtype == "wmean":  # the mean of nothing is NaN, as sum / 0
+        v = f"wm_{n}{slot}" if m.node.rtype == Reduce.WMEAN else f"wq_{n}{slot}"
+        if m.node.rtype == Reduce.WMEAN:  # the mean of nothing is NaN, as sum / 0
             return f"({cexpr(red_numel)} > 0 ? ({T}){v} : ({T})NAN)"
         return f"(({T}){v})"
 
@@ -437,67 +439,23 @@ class CppKernelGen(OuterReductionGen):
 
     def _acc_type(self, m, red_numel):
         d = m.node.expr.dtype
-        if m.node.rtype in ("sum", "prod") and d == torch.float32:
+        if m.node.rtype in (Reduce.SUM, Reduce.PROD) and d == torch.float32:
             if self._long_accumulation(red_numel):
                 return "double"
             if self.acc_lanes == ROW_LANES and red_numel > DOUBLE_ACC_MIN * 4:
                 return "jf_rsum_t"  # (a vector loop's lanes: see DOUBLE_ACC_MIN)
-        if m.node.rtype in ("any", "all"):
+        if m.node.spec.nan is NaN.TRUTH:  # truth values count in an int
             return "int"
         return CTYPES[d]
 
     def _acc_decl(self, m, red_numel):
-        a = self._acc_name(m)
-        rt = m.node.rtype
-        d = m.node.expr.dtype
-        T = self._acc_type(m, red_numel)
-        flt = d.is_floating_point
-        if rt == "sum":
-            return [f"{T} {a} = 0;"], [f"reduction(+:{a})"], []
-        if rt == "prod":
-            return [f"{T} {a} = 1;"], [f"reduction(*:{a})"], []
-        if rt == "any":
-            return [f"int {a} = 0;"], [f"reduction(|:{a})"], []
-        if rt == "all":
-            return [f"int {a} = 1;"], [f"reduction(&:{a})"], []
-        if rt in ("max", "min"):
-            init = cconst(ir.dtype_min(d) if rt == "max" else ir.dtype_max(d), d)
-            decl = [f"{T} {a} = {init};"]
-            cl = [f"reduction({rt}:{a})"]
-            fin = []
-            if flt:
-                decl.append(f"int {a}_nan = 0;")
-                cl.append(f"reduction(|:{a}_nan)")
-                fin.append(f"if ({a}_nan) {a} = NAN;")
-            return decl, cl, fin
-        if rt in ("argmax", "argmin"):
-            init = cconst(ir.dtype_min(d) if rt == "argmax" else ir.dtype_max(d), d)
-            return [f"{T} {a}_v = {init};", f"int64_t {a} = 0;"], [], []
-        raise CodegenError(rt)
+        return reduce.declare(m, self._acc_type(m, red_numel), self._acc_name(m))
 
     def _acc_update(self, m, v, ind, sub):
-        a = self._acc_name(m)
-        rt = m.node.rtype
-        sp = "  " * ind
-        flt = m.node.expr.dtype.is_floating_point
-        if rt == "sum":
-            return [f"{sp}{a} += {v};"]
-        if rt == "prod":
-            return [f"{sp}{a} *= {v};"]
-        if rt == "any":
-            return [f"{sp}{a} |= ({v} != 0);"]
-        if rt == "all":
-            return [f"{sp}{a} &= ({v} != 0);"]
-        if rt in ("max", "min"):
-            op = ">" if rt == "max" else "<"
-            out = [f"{sp}{a} = {v} {op} {a} ? {v} : {a};"]
-            if flt:
-                out.append(f"{sp}{a}_nan |= ({v} != {v});")
-            return out
-        op = ">" if rt == "argmax" else "<"
-        idx = affine_c(self._flat_red_index().subst(sub))
-        nan = f" || ({v} != {v} && {a}_v == {a}_v)" if flt else ""
-        return [f"{sp}if ({v} {op} {a}_v{nan}) {{ {a}_v = {v}; {a} = {idx}; }}"]
+        index = None
+        if ir.REDUCTIONS[m.node.rtype].index:
+            index = affine_c(self._flat_red_index().subst(sub))
+        return reduce.update(m, v, self._acc_name(m), "  " * ind, index)
 
     def _acc_final(self, m):
         a = self._acc_name(m)

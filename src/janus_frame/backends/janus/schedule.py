@@ -1,9 +1,11 @@
 """Scheduler: groups IR nodes into fused kernels and plans buffers.
 
-In: a verified :class:`ir.Program`.  Out: a :class:`Schedule` -- a list of
-steps (:class:`Kernel` or :class:`ir.Extern`) in execution order, and for
-every temp buffer whether it is stored at all and where (workspace arena
-offset, or its own tensor when an extern reads it).
+In: a verified :class:`ir.Program`.  Out: a :class:`Scheduler` -- a list of
+steps (:class:`Kernel` or :class:`ir.Extern`) in execution order, for every
+temp buffer whether it is stored at all and where (workspace arena offset,
+or its own tensor when an extern reads it), and the segments: runs of
+kernels between library calls (:meth:`Scheduler.segments`).
+:func:`verify.schedule` checks a schedule.
 
 A kernel has one iteration space: ``full_shape`` with ``red_axes`` (None for
 pure pointwise kernels).  Members take a *role*: ``full`` (pointwise over the
@@ -80,7 +82,7 @@ class Kernel:
         return "\n".join(lines)
 
 
-def _axis_map(node, full_shape, red_axes):
+def axis_map(node, full_shape, red_axes):
     """Map a node's vars to axis vars of a kernel, with its role; None if the
     node does not fit the iteration space."""
     nd = len(full_shape)
@@ -130,7 +132,7 @@ def _same(a, b):
     return sympy.simplify(sympy.sympify(a) - sympy.sympify(b)) == 0
 
 
-def _step_reads(step):
+def step_reads(step):
     if isinstance(step, Kernel):
         return {b for m in step.members for b in m.node.reads()}
     return step.reads()
@@ -218,7 +220,7 @@ class Scheduler:
             k = Kernel(f"k{len(self.steps)}", node.full_shape, tuple(node.red_axes))
         else:
             k = Kernel(f"k{len(self.steps)}", node.ranges, None)
-        role, amap = _axis_map(node, k.full_shape, k.red_axes)
+        role, amap = axis_map(node, k.full_shape, k.red_axes)
         k.members.append(Member(node, role, 0, amap))
         return k
 
@@ -230,7 +232,7 @@ class Scheduler:
             # an in-place update: after every step that reads the old data
             # (a kernel reading it exactly where it is written may share the loop)
             latest = max([latest] + [i for i, s in enumerate(self.steps)
-                                     if node.out.name in _step_reads(s)])
+                                     if node.out.name in step_reads(s)])
         cands = [i for i in range(len(self.steps)) if isinstance(self.steps[i], Kernel)
                  and i >= self.barrier and i >= latest]
         # vertical first: kernels that produce something this node reads
@@ -284,7 +286,7 @@ class Scheduler:
             red_axes = tuple(node.red_axes)
         else:
             red_axes = k.red_axes
-        fit = _axis_map(node, k.full_shape, red_axes)
+        fit = axis_map(node, k.full_shape, red_axes)
         if fit is None:
             return False
         role, amap = fit
@@ -328,7 +330,7 @@ class Scheduler:
         if converting:
             k.red_axes = red_axes
             for m in k.members:
-                m.amap = _axis_map(m.node, k.full_shape, red_axes)[1]
+                m.amap = axis_map(m.node, k.full_shape, red_axes)[1]
         k.members.append(Member(node, role, pass_, amap))
         return True
 
@@ -443,8 +445,9 @@ class Scheduler:
         self.arena = {}  # buffer -> offset (bytes)
         self.tensor_temps = []
         free = []  # (offset, size) static blocks
-        top = 0
-        symbolic_top = None
+        top = 0  # the end of the static blocks
+        symbolic = {}  # buffer of symbolic size -> its offset in their region
+        symbolic_top = 0
         live = []
         for i, s in enumerate(self.steps):
             if not isinstance(s, Kernel):
@@ -475,18 +478,40 @@ class Scheduler:
                         top += nbytes
                     live.append((b, nbytes))
                 else:
-                    # symbolic sizes: no reuse; 8 bytes per element keeps every
-                    # following buffer aligned whatever its dtype
-                    base = top if symbolic_top is None else symbolic_top
-                    self.arena[b] = base
-                    symbolic_top = base + buf.numel * 8 + 64
+                    # symbolic sizes: no reuse, in a region of their own after
+                    # the static blocks, placed once they are all known (a
+                    # static block allocated later would land on them); 8
+                    # bytes per element keeps every following buffer aligned
+                    # whatever its dtype
+                    symbolic[b] = symbolic_top
+                    self.arena[b] = None
+                    symbolic_top = symbolic_top + buf.numel * 8 + 64
             # buffers whose last reader is this step die after it
             for b, nbytes in list(live):
                 if last_use.get(b, -1) <= i and prog.buffers[b].kind == "temp":
                     live.remove((b, nbytes))
                     free.append((self.arena[b], nbytes))
-        self.arena_bytes = top if symbolic_top is None else symbolic_top
+        for b, off in symbolic.items():
+            self.arena[b] = top + off
+        self.arena_bytes = top + symbolic_top
         return self
+
+    def segments(self):
+        """``[(name, [Kernel])]``: the maximal runs of consecutive kernels
+        between library calls, in order.  The C code generator makes each
+        run one exported function, so the run-time wrapper crosses into C
+        once per run, not once per kernel."""
+        plan = []
+        cur = None
+        for s in self.steps:
+            if isinstance(s, Kernel):
+                if cur is None:
+                    cur = (f"seg{len(plan)}", [])
+                    plan.append(cur)
+                cur[1].append(s)
+            else:
+                cur = None
+        return plan
 
     def format(self):
         out = []
@@ -505,5 +530,3 @@ def schedule(prog, cpp=False):
     call's result (:attr:`Scheduler.alias`)."""
     return Scheduler(prog, cpp).run().plan()
 
-
-_ = (sympy, torch)

@@ -1,7 +1,7 @@
 """Staged inner loops: latency-bound pointwise bodies cut into short loops.
 
 In: the loop-opening lines of a pointwise kernel and the statements of its
-innermost loop, as :class:`c_expr.Body` printed them (``const T name = text;``
+innermost loop, as :class:`codegen.c.expr.Body` printed them (``const T name = text;``
 definitions and ``ptr[index] = value;`` stores).  Out: the same lines
 rewritten in place when the body chains several expensive calls, or nothing
 changed.

@@ -5,7 +5,7 @@ Out: ``PRELUDE`` (a string prepended to every generated translation unit).
 Two implementations of the float32 functions (``jf_exp``, ``jf_tanh``, ...),
 chosen when the library is compiled:
 
-- with ``-DJF_LIBMVEC`` (:func:`cpp_build.libmvec_available`: glibc >= 2.35 on
+- with ``-DJF_LIBMVEC`` (:func:`build.libmvec_available`: glibc >= 2.35 on
   x86-64), they call libm's functions, declared ``simd``: gcc vectorises a
   loop calling ``tanhf`` into calls of glibc's vector variants
   (``_ZGVeN16v_tanhf`` for 16 lanes of AVX-512), written for the purpose and
@@ -16,7 +16,7 @@ chosen when the library is compiled:
   branches, bit casts through memcpy), so that gcc inlines it and vectorises
   the calling loop.  These polynomials are always there as ``jf_*_p``: loop
   bodies where a library call would spill many live values call them
-  (:func:`codegen_cpp_stages.inline_math`).
+  (:func:`codegen.c.stages.inline_math`).
 
 Both are compiled without ``-ffast-math``: inf/NaN inputs give the results
 eager gives.  Accuracy is a few ulp (checked against torch, special values
@@ -51,7 +51,7 @@ typedef double jf_rsum_t;
 
 /* Inline polynomials (the jf_*_p functions): the fallback below, and the
    choice inside loop bodies with many values live across the call, where a
-   library call would spill them all (codegen_cpp_stages.inline_math). */
+   library call would spill them all (codegen.c.stages.inline_math). */
 /* exp: k = round(x/ln2), r = x - k ln2 (two-constant Cody-Waite), degree-6
    polynomial, 2^k applied in two halves so subnormal results are exact. */
 JF_INLINE float jf_exp_p(float x) {

@@ -13,97 +13,18 @@ Nothing is decided per call.
 from __future__ import annotations
 
 import ctypes
-import functools
 import logging
 import re
 import sys
 
-import sympy
 import torch
-from torch.utils._sympy.printers import PythonPrinter
 
-from . import ir
-from .lowering import SymArg
-from .scheduler import Kernel
+from .. import ir
+from ..codegen.common import pyexpr
+from ..schedule import Kernel
+from .untraced import not_traced
 
 log = logging.getLogger("janus_frame.kernels")
-
-
-def not_traced(fn):
-    """``fn`` run with torch.compile's frame hook standing aside, when that hook
-    is loaded at all (checked per call, so importing this package never
-    imports torch._dynamo)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if "torch._dynamo" not in sys.modules:
-            return fn(*args, **kwargs)
-        return torch.compiler.disable(fn, recursive=True)(*args, **kwargs)
-
-    api = _hook_api()
-    if api is not None:
-        api[1](wrapper.__code__)  # the check itself is never traced
-    return wrapper
-
-
-def _hook_api():
-    """torch.compile's frame-hook controls from torch._C (reading them imports
-    nothing): (current callback getter, skip-this-code function), or None
-    where torch lacks them."""
-    try:
-        from torch._C._dynamo.eval_frame import (_FrameAction, _FrameExecStrategy,
-                                                 get_eval_frame_callback,
-                                                 set_code_exec_strategy)
-    except ImportError:
-        return None
-
-    def skip(code, callees=False):
-        set_code_exec_strategy(code, _FrameExecStrategy(
-            _FrameAction.SKIP, _FrameAction.SKIP if callees else _FrameAction.DEFAULT))
-
-    return get_eval_frame_callback, skip
-
-
-def never_traced(*fns):
-    """Mark run-time functions of ours (and everything they call) to be
-    skipped by torch.compile's frame hook: the autograd engine runs them from
-    inside user frames that torch.compile may be evaluating
-    (``loss.backward()`` in a compiled step)."""
-    api = _hook_api()
-    if api is not None:
-        for fn in fns:
-            api[1](fn.__code__, callees=True)
-
-
-def stand_aside(fn):
-    """``fn`` for calling at run time, never traced by torch.compile's frame hook.
-
-    A compiled backward runs inside the user's frame (``loss.backward()`` in a
-    step passed to ``torch.compile``), where that hook is live: it would trace
-    our generated wrapper as user code and replace its ctypes calls and buffer
-    handling by graphs of its own, which computed wrong gradients.  Standing
-    aside costs ~5 us per call (the hook is swapped out and back), paid once
-    per graph call: a TreeLSTM step makes 66.  So the hook's callback is read
-    first (40 ns) and ``fn`` runs directly when no torch.compile frame is
-    being evaluated (no callback, or run-only mode).  The check itself must
-    not be traced either: its code is marked to be skipped by the hook."""
-    api = _hook_api()
-    if api is None:
-        return not_traced(fn)
-    callback, skip = api
-    disabled = []
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        cb = callback()
-        if cb is None or cb is False:
-            return fn(*args, **kwargs)
-        if not disabled:
-            disabled.append(torch.compiler.disable(fn, recursive=True))
-        return disabled[0](*args, **kwargs)
-
-    skip(wrapper.__code__)  # (one code object shared by every wrapper; marking is idempotent)
-    return wrapper
 
 
 # glibc's mallopt parameters (malloc.h)
@@ -111,7 +32,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 malloc_state = "untouched"  # then "pinned", "partly pinned", "disabled" or "unavailable"
 
 
-def tune_malloc() -> str:
+def tune_malloc(enabled: bool | None = None) -> str:
     """Pin glibc malloc's mmap and trim thresholds at the ceilings of its own
     dynamic adjustment (32 MiB, 64 MiB), once per process; returns what was
     done.
@@ -127,12 +48,16 @@ def tune_malloc() -> str:
     sgemm writing fresh output pages).  Fixed thresholds make it deterministic.
     The cost is that up to 64 MiB of free heap at the top may stay mapped.
     Eager code in the same process sees the same allocator; set
-    ``JANUS_FRAME_MALLOC_TUNING=0`` to leave malloc alone."""
+    ``JANUS_FRAME_MALLOC_TUNING=0`` to leave malloc alone (``enabled``: the
+    backend's ``malloc_tuning`` option; None reads the process-wide config)."""
     global malloc_state
     if malloc_state != "untouched":
         return malloc_state
-    from ...config import config
-    if not config.malloc_tuning:
+    if enabled is None:
+        from ....config import config
+
+        enabled = config.malloc_tuning
+    if not enabled:
         malloc_state = "disabled"
         return malloc_state
     malloc_state = "unavailable"
@@ -152,19 +77,6 @@ def tune_malloc() -> str:
     return malloc_state
 
 
-_PY_PRINTER = PythonPrinter()
-
-
-def pyexpr(x) -> str:
-    """A size expression (int or sympy) as Python source, by torch's sympy
-    printer (FloorDiv as //, Max as max(), ...)."""
-    if isinstance(x, int):
-        return str(x)
-    if isinstance(x, (sympy.Integer, sympy.Symbol)):
-        return str(x)
-    return f"({_PY_PRINTER.doprint(x)})"
-
-
 def _tuple(xs):
     items = [pyexpr(x) for x in xs]
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
@@ -173,8 +85,10 @@ def _tuple(xs):
 class CompiledGraph:
     """A compiled graph: call it with the graph's inputs (positional)."""
 
-    def __init__(self, prog, sched, csource, build, backend="cpp", triton_kernels=None):
+    def __init__(self, prog, sched, csource, build, backend="cpp", triton_kernels=None,
+                 options=None):
         self.prog = prog
+        self.options = options  # the backend's options (malloc_tuning is read on the first call)
         self.sched = sched
         self.csource = csource
         self.build = build
@@ -198,7 +112,7 @@ class CompiledGraph:
               "_u8": torch.uint8}
         lib = self.build.lib() if self.build is not None else None
         if lib is not None:
-            tune_malloc()
+            tune_malloc(None if self.options is None else self.options.malloc_tuning)
         self._fn = make_wrapper(self.prog, self.sched, self.csource, lib, ns,
                                 self.triton_kernels, self)
         return self._fn
@@ -423,7 +337,7 @@ def _bufarg_expr(a: ir.BufArg):
 def _py_arg(v):
     if isinstance(v, ir.BufArg):
         return _bufarg_expr(v)
-    if isinstance(v, SymArg):
+    if isinstance(v, ir.SymArg):
         return pyexpr(v.expr)
     if isinstance(v, (list, tuple)):
         inner = ", ".join(_py_arg(x) for x in v)

@@ -33,11 +33,12 @@ not ``autograd.grad``, not ``backward(inputs=...)`` leaving it out, not
 usual.  The difference that remains: ``.grad`` of such a parameter is
 written when the pass ends, not when its last contribution arrives, so code
 reading ``.grad`` during the pass, or a hook registered on the AccumulateGrad
-node itself (which cannot be seen from Python), sees it late;
-``JANUS_FRAME_DEFER_GRADS=0`` (``config.defer_grads``) turns this off.  Factors are kept per thread and per backward pass (graph task
-id), so a nested backward (reentrant checkpointing) flushes only its own; a
-pass that raised never flushes, and its factors are dropped after a few
-later passes.
+node itself (which cannot be seen from Python), sees it late; the
+``defer_grads`` option (``JANUS_FRAME_DEFER_GRADS=0``), read per backward
+call, turns this off.  Factors are kept per thread and per backward pass
+(graph task id), so a nested backward (reentrant checkpointing) flushes only
+its own; a pass that raised never flushes, and its factors are dropped after
+a few later passes.
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ import threading
 import torch
 import torch.fx
 
-from .runtime import _restride, never_traced
+from .graph import _restride
+from .untraced import never_traced
 
 aten = torch.ops.aten
 
@@ -142,14 +144,15 @@ def plan(bw_gm: torch.fx.GraphModule, params):
     return [spec for spec, _ in found], torch.fx.GraphModule(bw_gm, g)
 
 
-def usable(params, nodes) -> bool:
+def usable(params, nodes, options) -> bool:
     """Whether this backward call may leave these parameters' gradients to
-    the end-of-pass sum: it runs in a ``.backward()`` that accumulates into
-    each one's ``.grad`` (``nodes``: their AccumulateGrad nodes), no hook
-    watches them, and their ``.grad`` is absent or a plain dense tensor."""
+    the end-of-pass sum: ``options.defer_grads`` is on, it runs in a
+    ``.backward()`` that accumulates into each one's ``.grad`` (``nodes``:
+    their AccumulateGrad nodes), no hook watches them, and their ``.grad`` is
+    absent or a plain dense tensor."""
     if torch.is_grad_enabled():
         return False  # create_graph: gradients must carry history
-    if not _config().defer_grads or _distributed():
+    if not options.defer_grads or _distributed():
         return False  # (DDP/FSDP/ZeRO hook the AccumulateGrad nodes and read .grad mid-pass)
     for w, node in zip(params, nodes):
         if not w.is_leaf or w._backward_hooks or getattr(w, "_post_accumulate_grad_hooks", None):
@@ -164,13 +167,6 @@ def usable(params, nodes) -> bool:
         except RuntimeError:
             return False  # torch.autograd.grad(): gradients are returned, not accumulated
     return True
-
-
-@functools.lru_cache(maxsize=None)
-def _config():
-    from ...config import config
-
-    return config
 
 
 def _distributed():

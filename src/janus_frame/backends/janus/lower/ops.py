@@ -3,8 +3,10 @@
 In: a :class:`.lowering.Lowering` context (its ``node`` is the fx node being
 lowered, whose ``meta['val']`` gives the result shape and dtype) and the op's
 arguments with tensors already turned into :class:`.lowering.TV`.
-Out: ``LOWERINGS``.  A lowering returning ``None`` (or raising
-NotImplementedError) makes the op an extern call instead.
+Out: entries of :data:`lower.registry.LOWERINGS` for the pointwise, view,
+creation and indexing ops (the reductions are in :mod:`lower.reduce`).  A
+lowering returning ``None`` (or raising NotImplementedError) makes the op an
+extern call instead.
 
 Dtype rule: arithmetic is computed in the result dtype eager reports
 (``meta['val'].dtype``, i.e. after type promotion); comparisons in the
@@ -15,43 +17,19 @@ from __future__ import annotations
 
 import torch
 
-from . import ir
-from .ir import Affine, E
+from .. import ir
+from ..ir import Affine, E, Op
+from .registry import NATIVE, meta, register
 from .tensor_values import (TV, as_tv, broadcast_to, cast, lazy, permute, reshape, select,
                             slice_, squeeze_dims, sz, unsqueeze)
 
 aten = torch.ops.aten
 prims = torch.ops.prims
-LOWERINGS = {}
-_NATIVE = (torch.float32, torch.float64, torch.int64, torch.int32, torch.int16, torch.int8,
-           torch.uint8, torch.bool)
-
-
-def register(*ops):
-    def deco(fn):
-        for op in ops:
-            if isinstance(op, torch._ops.OpOverloadPacket):
-                for o in op.overloads():
-                    LOWERINGS[getattr(op, o)] = fn
-            else:
-                LOWERINGS[op] = fn
-        return fn
-
-    return deco
-
-
-def meta(ctx):
-    v = ctx.node.meta.get("val")
-    if not isinstance(v, torch.Tensor):
-        raise NotImplementedError
-    if v.dtype not in _NATIVE or v.device.type != "cpu" and v.device.type != "cuda":
-        raise NotImplementedError
-    return tuple(sz(s) for s in v.shape), v.dtype
 
 
 def _check_inputs(args):
     for a in args:
-        if isinstance(a, TV) and a.dtype not in _NATIVE:
+        if isinstance(a, TV) and a.dtype not in NATIVE:
             raise NotImplementedError
 
 
@@ -97,10 +75,10 @@ def pointwise(ctx, kind, args, cdt=None, out_kind_dtype=None):
 
 def make(kind, dtype, es):
     """An op node with bool-arithmetic mapped to logic (as torch does)."""
-    if dtype == torch.bool and kind in ("add", "maximum"):
-        kind = "or"
-    elif dtype == torch.bool and kind in ("mul", "minimum"):
-        kind = "and"
+    if dtype == torch.bool and kind in (Op.ADD, Op.MAXIMUM):
+        kind = Op.OR
+    elif dtype == torch.bool and kind in (Op.MUL, Op.MINIMUM):
+        kind = Op.AND
     return E(kind, dtype, es)
 
 
@@ -111,15 +89,15 @@ def _unary(kind, float_only=True):
     return low
 
 
-for _op, _k in [(aten.exp, "exp"), (aten.exp2, "exp2"), (aten.expm1, "expm1"), (aten.log, "log"),
-                (aten.log2, "log2"), (aten.log10, "log10"), (aten.log1p, "log1p"),
-                (aten.tanh, "tanh"), (aten.sigmoid, "sigmoid"), (aten.erf, "erf"),
-                (aten.erfc, "erfc"), (aten.sqrt, "sqrt"), (aten.rsqrt, "rsqrt"),
-                (aten.reciprocal, "reciprocal"), (aten.abs, "abs"), (aten.neg, "neg"),
-                (aten.sin, "sin"), (aten.cos, "cos"), (aten.tan, "tan"), (aten.asin, "asin"),
-                (aten.acos, "acos"), (aten.atan, "atan"), (aten.sinh, "sinh"), (aten.cosh, "cosh"),
-                (aten.asinh, "asinh"), (aten.acosh, "acosh"), (aten.atanh, "atanh"),
-                (aten.relu, "relu"), (aten.sign, "sign"), (aten.sgn, "sign")]:
+for _op, _k in [(aten.exp, Op.EXP), (aten.exp2, Op.EXP2), (aten.expm1, Op.EXPM1), (aten.log, Op.LOG),
+                (aten.log2, Op.LOG2), (aten.log10, Op.LOG10), (aten.log1p, Op.LOG1P),
+                (aten.tanh, Op.TANH), (aten.sigmoid, Op.SIGMOID), (aten.erf, Op.ERF),
+                (aten.erfc, Op.ERFC), (aten.sqrt, Op.SQRT), (aten.rsqrt, Op.RSQRT),
+                (aten.reciprocal, Op.RECIPROCAL), (aten.abs, Op.ABS), (aten.neg, Op.NEG),
+                (aten.sin, Op.SIN), (aten.cos, Op.COS), (aten.tan, Op.TAN), (aten.asin, Op.ASIN),
+                (aten.acos, Op.ACOS), (aten.atan, Op.ATAN), (aten.sinh, Op.SINH), (aten.cosh, Op.COSH),
+                (aten.asinh, Op.ASINH), (aten.acosh, Op.ACOSH), (aten.atanh, Op.ATANH),
+                (aten.relu, Op.RELU), (aten.sign, Op.SIGN), (aten.sgn, Op.SIGN)]:
     register(_op.default)(_unary(_k))
 
 
@@ -128,7 +106,7 @@ def _rounding(ctx, x):
     shape, odt = meta(ctx)
     if not odt.is_floating_point:
         return broadcast_to(x, shape)
-    return pointwise(ctx, ctx.node.target._opname, [x])
+    return pointwise(ctx, Op(ctx.node.target._opname), [x])
 
 
 @register(aten.isnan.default, aten.isinf.default, aten.isfinite.default, aten.signbit.default)
@@ -137,15 +115,15 @@ def _float_pred(ctx, x):
         shape, _ = meta(ctx)
         v = ctx.node.target._opname in ("isfinite",)
         return lazy(shape, torch.bool, lambda idx: ir.const(v, torch.bool))
-    return pointwise(ctx, ctx.node.target._opname, [x], cdt=x.dtype, out_kind_dtype=torch.bool)
+    return pointwise(ctx, Op(ctx.node.target._opname), [x], cdt=x.dtype, out_kind_dtype=torch.bool)
 
 
 @register(aten.logical_not.default, aten.bitwise_not.default)
 def _not(ctx, x):
     shape, odt = meta(ctx)
     if ctx.node.target._opname == "logical_not" or odt == torch.bool:
-        return pointwise(ctx, "not", [x], cdt=torch.bool, out_kind_dtype=torch.bool)
-    return pointwise(ctx, "bitwise_not", [x])
+        return pointwise(ctx, Op.NOT, [x], cdt=torch.bool, out_kind_dtype=torch.bool)
+    return pointwise(ctx, Op.BITWISE_NOT, [x])
 
 
 def _alpha(ctx, b, alpha):
@@ -154,77 +132,79 @@ def _alpha(ctx, b, alpha):
     shape, odt = meta(ctx)
     bt = as_tv(ctx, b)
     a = ir.const(alpha, odt)
-    return lazy(bt.shape, odt, lambda idx: E("mul", odt, (cast(bt.load(idx), odt), a)))
+    return lazy(bt.shape, odt, lambda idx: E(Op.MUL, odt, (cast(bt.load(idx), odt), a)))
 
 
 @register(aten.add.Tensor, aten.add.Scalar)
 def _add(ctx, a, b, alpha=None):
-    return pointwise(ctx, "add", [a, _alpha(ctx, b, alpha)])
+    return pointwise(ctx, Op.ADD, [a, _alpha(ctx, b, alpha)])
 
 
 @register(aten.sub.Tensor, aten.sub.Scalar)
 def _sub(ctx, a, b, alpha=None):
-    return pointwise(ctx, "sub", [a, _alpha(ctx, b, alpha)])
+    return pointwise(ctx, Op.SUB, [a, _alpha(ctx, b, alpha)])
 
 
 @register(aten.rsub.Scalar, aten.rsub.Tensor)
 def _rsub(ctx, a, b, alpha=None):
-    return pointwise(ctx, "sub", [b, _alpha(ctx, a, alpha)])
+    return pointwise(ctx, Op.SUB, [b, _alpha(ctx, a, alpha)])
 
 
 @register(aten.mul.Tensor, aten.mul.Scalar)
 def _mul(ctx, a, b):
-    return pointwise(ctx, "mul", [a, b])
+    return pointwise(ctx, Op.MUL, [a, b])
 
 
 @register(aten.div.Tensor, aten.div.Scalar)
 def _div(ctx, a, b):
-    return pointwise(ctx, "div", [a, b])
+    return pointwise(ctx, Op.DIV, [a, b])
 
 
 @register(aten.div.Tensor_mode, aten.div.Scalar_mode)
 def _div_mode(ctx, a, b, rounding_mode=None):
     shape, odt = meta(ctx)
     if rounding_mode is None:
-        return pointwise(ctx, "div", [a, b])
+        return pointwise(ctx, Op.DIV, [a, b])
     if odt.is_floating_point:
-        q = pointwise(ctx, "div", [a, b])
-        return lazy(shape, odt, lambda idx: E(rounding_mode, odt, (q.load(idx),)))
-    return pointwise(ctx, "truncdiv" if rounding_mode == "trunc" else "floordiv", [a, b])
+        q = pointwise(ctx, Op.DIV, [a, b])
+        return lazy(shape, odt, lambda idx: E(Op(rounding_mode), odt, (q.load(idx),)))
+    return pointwise(ctx, Op.TRUNCDIV if rounding_mode == "trunc" else Op.FLOORDIV, [a, b])
 
 
 @register(aten.floor_divide.default, aten.floor_divide.Scalar)
 def _floordiv(ctx, a, b):
     shape, odt = meta(ctx)
     if odt.is_floating_point:
-        q = pointwise(ctx, "div", [a, b])
-        return lazy(shape, odt, lambda idx: E("floor", odt, (q.load(idx),)))
-    return pointwise(ctx, "floordiv", [a, b])
+        q = pointwise(ctx, Op.DIV, [a, b])
+        return lazy(shape, odt, lambda idx: E(Op.FLOOR, odt, (q.load(idx),)))
+    return pointwise(ctx, Op.FLOORDIV, [a, b])
 
 
-for _op, _k in [(aten.maximum, "maximum"), (aten.minimum, "minimum"), (aten.fmax, "fmax"),
-                (aten.fmin, "fmin"), (aten.fmod, "fmod"), (aten.remainder, "remainder"),
-                (aten.atan2, "atan2"), (aten.copysign, "copysign"), (aten.hypot, "hypot")]:
+for _op, _k in [(aten.maximum, Op.MAXIMUM), (aten.minimum, Op.MINIMUM), (aten.fmax, Op.FMAX),
+                (aten.fmin, Op.FMIN), (aten.fmod, Op.FMOD), (aten.remainder, Op.REMAINDER),
+                (aten.atan2, Op.ATAN2), (aten.copysign, Op.COPYSIGN), (aten.hypot, Op.HYPOT)]:
     register(_op)((lambda k: lambda ctx, a, b: pointwise(ctx, k, [a, b]))(_k))
 
-for _op, _k in [(aten.bitwise_and, "bitwise_and"), (aten.bitwise_or, "bitwise_or"),
-                (aten.bitwise_xor, "bitwise_xor")]:
+# on bools the bitwise ops are the logical ones
+_LOGICAL = {Op.BITWISE_AND: Op.AND, Op.BITWISE_OR: Op.OR, Op.BITWISE_XOR: Op.XOR}
+for _op, _k in [(aten.bitwise_and, Op.BITWISE_AND), (aten.bitwise_or, Op.BITWISE_OR),
+                (aten.bitwise_xor, Op.BITWISE_XOR)]:
     def _bw(ctx, a, b, _k=_k):
         shape, odt = meta(ctx)
         if odt == torch.bool:
-            return pointwise(ctx, _k.split("_")[1], [a, b], cdt=torch.bool)
+            return pointwise(ctx, _LOGICAL[_k], [a, b], cdt=torch.bool)
         return pointwise(ctx, _k, [a, b])
 
     register(_op)(_bw)
 
-for _op, _k in [(aten.bitwise_left_shift, "lshift"), (aten.bitwise_right_shift, "rshift")]:
+for _op, _k in [(aten.bitwise_left_shift, Op.LSHIFT), (aten.bitwise_right_shift, Op.RSHIFT)]:
     register(_op)((lambda k: lambda ctx, a, b: pointwise(ctx, k, [a, b]))(_k))
 
-for _op, _k in [(aten.logical_and, "and"), (aten.logical_or, "or"), (aten.logical_xor, "xor")]:
+for _op, _k in [(aten.logical_and, Op.AND), (aten.logical_or, Op.OR), (aten.logical_xor, Op.XOR)]:
     register(_op.default)((lambda k: lambda ctx, a, b: pointwise(ctx, k, [a, b], cdt=torch.bool))(_k))
 
-for _op, _k in [(aten.lt, "lt"), (aten.le, "le"), (aten.gt, "gt"), (aten.ge, "ge"),
-                (aten.eq, "eq"), (aten.ne, "ne")]:
+for _op, _k in [(aten.lt, Op.LT), (aten.le, Op.LE), (aten.gt, Op.GT), (aten.ge, Op.GE),
+                (aten.eq, Op.EQ), (aten.ne, Op.NE)]:
     def _cmp(ctx, a, b, _k=_k):
         _check_inputs([a, b])
         return pointwise(ctx, _k, [a, b], cdt=promote([a, b]), out_kind_dtype=torch.bool)
@@ -239,23 +219,23 @@ def _pow_scalar(ctx, x, p):
     if isinstance(p, (int, float)) and not isinstance(p, bool):
         fp = float(p)
         if odt.is_floating_point:
-            special = {2.0: lambda e: E("mul", odt, (e, e)),
-                       3.0: lambda e: E("mul", odt, (E("mul", odt, (e, e)), e)),
-                       1.0: lambda e: e, 0.5: lambda e: E("sqrt", odt, (e,)),
-                       -0.5: lambda e: E("rsqrt", odt, (e,)),
-                       -1.0: lambda e: E("reciprocal", odt, (e,)),
+            special = {2.0: lambda e: E(Op.MUL, odt, (e, e)),
+                       3.0: lambda e: E(Op.MUL, odt, (E(Op.MUL, odt, (e, e)), e)),
+                       1.0: lambda e: e, 0.5: lambda e: E(Op.SQRT, odt, (e,)),
+                       -0.5: lambda e: E(Op.RSQRT, odt, (e,)),
+                       -1.0: lambda e: E(Op.RECIPROCAL, odt, (e,)),
                        0.0: lambda e: ir.const(1.0, odt)}
             if fp in special:
                 f = special[fp]
                 return lazy(shape, odt, lambda idx: f(cast(xt.load(idx), odt)))
         elif fp == 2.0:
-            return lazy(shape, odt, lambda idx: E("mul", odt, (cast(xt.load(idx), odt),) * 2))
-    return pointwise(ctx, "pow", [x, p])
+            return lazy(shape, odt, lambda idx: E(Op.MUL, odt, (cast(xt.load(idx), odt),) * 2))
+    return pointwise(ctx, Op.POW, [x, p])
 
 
 @register(aten.pow.Tensor_Tensor, aten.pow.Scalar)
 def _pow(ctx, a, b):
-    return pointwise(ctx, "pow", [a, b])
+    return pointwise(ctx, Op.POW, [a, b])
 
 
 @register(aten.where.self, aten.where.ScalarSelf, aten.where.ScalarOther, aten.where.Scalar)
@@ -265,7 +245,7 @@ def _where(ctx, c, a, b):
     ct, at, bt = (broadcast_to(as_tv(ctx, v), shape) for v in (c, a, b))
 
     def fn(idx):
-        return E("where", odt, (cast(ct.load(idx), torch.bool), cast(at.load(idx), odt),
+        return E(Op.WHERE, odt, (cast(ct.load(idx), torch.bool), cast(at.load(idx), odt),
                                 cast(bt.load(idx), odt)))
 
     return lazy(shape, odt, fn)
@@ -290,9 +270,9 @@ def _clamp(ctx, x, lo=None, hi=None):
     def fn(idx):
         e = cast(xt.load(idx), odt)
         if lt is not None:
-            e = make("maximum", odt, (cast(lt.load(idx), odt), e))
+            e = make(Op.MAXIMUM, odt, (cast(lt.load(idx), odt), e))
         if ht is not None:
-            e = make("minimum", odt, (cast(ht.load(idx), odt), e))
+            e = make(Op.MINIMUM, odt, (cast(ht.load(idx), odt), e))
         return e
 
     return lazy(shape, odt, fn)
@@ -313,13 +293,13 @@ def _gelu(ctx, x, approximate="none"):
     def fn(idx):
         v = cast(xt.load(idx), odt)
         if approximate == "tanh":
-            cube = E("mul", odt, (E("mul", odt, (v, v)), v))
-            inner = E("mul", odt, (c(1.41421356237309504880 * 1.12837916709551257390 * 0.5), E("add", odt, (v, E("mul", odt, (c(0.044715), cube))))))
-            return E("mul", odt, (E("mul", odt, (v, c(0.5))), E("add", odt, (c(1.0), E("tanh", odt, (inner,))))))
-        cdf = E("add", odt, (c(1.0), E("erf", odt, (E("mul", odt, (v, c(0.7071067811865476))),))))
-        y = E("mul", odt, (E("mul", odt, (v, c(0.5))), cdf))
+            cube = E(Op.MUL, odt, (E(Op.MUL, odt, (v, v)), v))
+            inner = E(Op.MUL, odt, (c(1.41421356237309504880 * 1.12837916709551257390 * 0.5), E(Op.ADD, odt, (v, E(Op.MUL, odt, (c(0.044715), cube))))))
+            return E(Op.MUL, odt, (E(Op.MUL, odt, (v, c(0.5))), E(Op.ADD, odt, (c(1.0), E(Op.TANH, odt, (inner,))))))
+        cdf = E(Op.ADD, odt, (c(1.0), E(Op.ERF, odt, (E(Op.MUL, odt, (v, c(0.7071067811865476))),))))
+        y = E(Op.MUL, odt, (E(Op.MUL, odt, (v, c(0.5))), cdf))
         if odt == torch.float32:
-            y = E("where", odt, (E("isinf", torch.bool, (v,)), c(float("nan")), y))
+            y = E(Op.WHERE, odt, (E(Op.ISINF, torch.bool, (v,)), c(float("nan")), y))
         return y
 
     return lazy(shape, odt, fn)
@@ -382,10 +362,10 @@ def _arange(ctx, *args, **kw):
         raise NotImplementedError
 
     def fn(idx):
-        i = E("index", torch.int64, (), idx[0])
+        i = E(Op.INDEX, torch.int64, (), idx[0])
         if odt.is_floating_point:
-            return E("add", odt, (E("mul", odt, (cast(i, odt), ir.const(step, odt))), ir.const(start, odt)))
-        return cast(E("add", torch.int64, (E("mul", torch.int64, (i, ir.const(step, torch.int64))),
+            return E(Op.ADD, odt, (E(Op.MUL, odt, (cast(i, odt), ir.const(step, odt))), ir.const(start, odt)))
+        return cast(E(Op.ADD, torch.int64, (E(Op.MUL, torch.int64, (i, ir.const(step, torch.int64))),
                                            ir.const(start, torch.int64))), odt)
 
     return lazy(shape, odt, fn)
@@ -443,7 +423,7 @@ def _copy(ctx, dst, src, non_blocking=False):
 # ------------------------------------------------------------------ views
 @register(aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.view_copy.default)
 def _view(ctx, x, size):
-    if not isinstance(x, TV) or x.dtype not in _NATIVE:
+    if not isinstance(x, TV) or x.dtype not in NATIVE:
         return None
     return reshape(ctx, x, [sz(s) if not (isinstance(s, int) and s == -1) else -1 for s in size])
 
@@ -573,44 +553,37 @@ def _as_strided(ctx, x, size, stride, storage_offset=None):
     return TV([sz(s) for s in size], x.dtype, buf=x.buf, strides=[sz(s) for s in stride], offset=off)
 
 
-def mask_loads(expr, mask, memo=None):
+def mask_loads(expr, mask):
     """``expr`` with every load guarded by ``mask`` (reads nothing when false),
     for cat/pad branches whose indices are out of range where not selected."""
-    if memo is None:
-        memo = {}
-    k = id(expr)
-    if k in memo:
-        return memo[k]
-    if expr.kind == "load":
-        out = E("mload", expr.dtype, (mask,), expr.aux)
-    elif expr.kind == "mload":
-        out = E("mload", expr.dtype, (E("and", torch.bool, (mask, expr.args[0])),), expr.aux)
-    elif expr.args:
-        out = E(expr.kind, expr.dtype, [mask_loads(a, mask, memo) for a in expr.args], expr.aux)
-    else:
-        out = expr
-    memo[k] = out
-    return out
+    def visit(e, rec):
+        if e.kind == Op.LOAD:
+            return E(Op.MLOAD, e.dtype, (mask,), e.aux)
+        if e.kind == Op.MLOAD:
+            return E(Op.MLOAD, e.dtype, (E(Op.AND, torch.bool, (mask, e.args[0])),), e.aux)
+        return None
+
+    return ir.transform(expr, visit)
 
 
 def _in_range(i, lo, hi):
     """bool expression lo <= i < hi (either bound may be None)."""
-    iv = E("index", torch.int64, (), i)
+    iv = E(Op.INDEX, torch.int64, (), i)
     conds = []
     if lo is not None:
-        conds.append(E("ge", torch.bool, (iv, _int_e(lo))))
+        conds.append(E(Op.GE, torch.bool, (iv, _int_e(lo))))
     if hi is not None:
-        conds.append(E("lt", torch.bool, (iv, _int_e(hi))))
+        conds.append(E(Op.LT, torch.bool, (iv, _int_e(hi))))
     c = conds[0]
     for x in conds[1:]:
-        c = E("and", torch.bool, (c, x))
+        c = E(Op.AND, torch.bool, (c, x))
     return c
 
 
 def _int_e(v):
     if isinstance(v, int):
         return ir.const(v, torch.int64)
-    return E("sym", torch.int64, (), v)
+    return E(Op.SYM, torch.int64, (), v)
 
 
 CAT_FUSE_MAX = 4
@@ -648,7 +621,7 @@ def _cat(ctx, tensors, dim=0):
             v = cast(tvs[k].load(sub), odt)
             cond = _in_range(idx[dim], lo, hi)
             v = mask_loads(v, cond)
-            e = v if e is None else E("where", odt, (E("lt", torch.bool, (E("index", torch.int64, (), idx[dim]), _int_e(offs[k + 1]))), v, e))
+            e = v if e is None else E(Op.WHERE, odt, (E(Op.LT, torch.bool, (E(Op.INDEX, torch.int64, (), idx[dim]), _int_e(offs[k + 1]))), v, e))
         return e
 
     return lazy(shape, odt, fn)
@@ -668,11 +641,11 @@ def _pad(ctx, x, pad, value=0):
         for d, (left, _) in pads.items():
             sub[d] = idx[d] + (-left)
             c = _in_range(sub[d], 0, x.shape[d])
-            cond = c if cond is None else E("and", torch.bool, (cond, c))
+            cond = c if cond is None else E(Op.AND, torch.bool, (cond, c))
         v = cast(x.load(sub), odt)
         if cond is None:
             return v
-        return E("where", odt, (cond, mask_loads(v, cond), fill))
+        return E(Op.WHERE, odt, (cond, mask_loads(v, cond), fill))
 
     return lazy(shape, odt, fn)
 
@@ -682,8 +655,8 @@ def _safe_index(iv, n):
     in eager; here they must at least never read outside the buffer."""
     iv = cast(iv, torch.int64)
     hi = ir.const(n - 1, torch.int64) if isinstance(n, int) else E(
-        "sub", torch.int64, (E("sym", torch.int64, (), n), ir.const(1, torch.int64)))
-    return E("minimum", torch.int64, (E("maximum", torch.int64, (iv, ir.const(0, torch.int64))), hi))
+        Op.SUB, torch.int64, (E(Op.SYM, torch.int64, (), n), ir.const(1, torch.int64)))
+    return E(Op.MINIMUM, torch.int64, (E(Op.MAXIMUM, torch.int64, (iv, ir.const(0, torch.int64))), hi))
 
 
 @register(aten.gather.default)
@@ -721,14 +694,14 @@ def _scatter_value(ctx, x, dim, index, value):
     v = ir.const(value, odt)
 
     def fn(idx):
-        pos = E("index", torch.int64, (), idx[dim])
+        pos = E(Op.INDEX, torch.int64, (), idx[dim])
         hit = None
         for j in range(k):
             sub = list(idx)
             sub[dim] = Affine(j)
-            c = E("eq", torch.bool, (cast(index.load(sub), torch.int64), pos))
-            hit = c if hit is None else E("or", torch.bool, (hit, c))
-        return E("where", odt, (hit, v, cast(x.load(idx), odt)))
+            c = E(Op.EQ, torch.bool, (cast(index.load(sub), torch.int64), pos))
+            hit = c if hit is None else E(Op.OR, torch.bool, (hit, c))
+        return E(Op.WHERE, odt, (hit, v, cast(x.load(idx), odt)))
 
     return lazy(shape, odt, fn)
 
@@ -753,5 +726,3 @@ def _index_select(ctx, x, dim, index):
 def _prims_squeeze(ctx, x, dims):
     return squeeze_dims(x, dims)
 
-
-from . import lowering_reduce  # noqa: E402,F401  (registers the reductions)

@@ -1,6 +1,7 @@
 """Triton code generation (CUDA tensors; CPU tensors under TRITON_INTERPRET=1).
 
-In: a :class:`scheduler.Scheduler`.  Out: ``generate_triton(sched)`` ->
+In: a :class:`schedule.Scheduler` and the backend's options.  Out:
+``generate_triton(sched, options)`` ->
 {kernel name: :class:`TritonKernel`}; each holds its module source (one
 ``@triton.jit`` kernel plus a ``launch`` function computing the grid) and the
 buffer names it takes, in order.
@@ -11,9 +12,10 @@ the flattened iteration space.  A reduction kernel gives each program
 it is a *persistent* row reduction (the row tile stays in registers through
 every pass), otherwise a *looped* reduction (one ``for`` over the row per
 pass, block accumulators, values of earlier passes re-read from memory).
-Axis indices are recovered from the flat program indices by div/mod.  Math
-uses ``tl`` core functions (libdevice is unavailable in the interpreter), with
-small helpers for tanh/log1p/expm1/pow/round.
+Axis indices are recovered from the flat program indices by div/mod.  Ops
+and math helpers are printed by :mod:`codegen.triton_ops`; reductions follow
+:data:`ir.REDUCTIONS` (a looped arg-reduction keeps each lane's first
+extremum and its position, and the lanes are merged at the end of the loop).
 
 Block sizes: each kernel has a short list of (XBLOCK, RBLOCK, num_warps)
 configurations, the first its default (:func:`_configs`).  On CUDA tensors the
@@ -21,9 +23,10 @@ first call for given values of the dynamic sizes it reads times every
 configuration and keeps the fastest, written next to the kernel's module in
 the disk cache (``<hash>.tune.json``, per device name and sizes), so other
 processes start tuned.  Kernels that overwrite memory they read (in-place
-updates) are never re-run for timing and keep the default;
-``JANUS_FRAME_TRITON_AUTOTUNE``:
-``auto`` (CUDA only), ``always`` (also the interpreter), ``off``.
+updates) are never re-run for timing and keep the default; the
+``triton_autotune`` option (``JANUS_FRAME_TRITON_AUTOTUNE``), read on a
+kernel's first call for given sizes: ``auto`` (CUDA only), ``always`` (also
+the interpreter), ``off``.
 """
 from __future__ import annotations
 
@@ -31,7 +34,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import math
 import os
 import re
 import threading
@@ -39,163 +41,16 @@ import time
 
 import torch
 
-from . import ir
-from .codegen_cpp import CodegenError
-from .cpp_build import cache_dir
-from .ir import Affine
-from .runtime import pyexpr
-from .scheduler import Kernel
+from ....config import config
+from .. import ir
+from ..build import cache_dir
+from ..ir import NaN, Op, Reduce
+from .common import pyexpr
+from .triton_ops import HELPERS, TL, const_t, helpers_for, op_t
+from ..schedule import Kernel
 
 log = logging.getLogger("janus_frame.kernels")
 PERSISTENT_MAX = 1024
-
-TL = {torch.float32: "tl.float32", torch.float64: "tl.float64", torch.int64: "tl.int64",
-      torch.int32: "tl.int32", torch.int16: "tl.int16", torch.int8: "tl.int8",
-      torch.uint8: "tl.uint8", torch.bool: "tl.int1"}
-
-HELPERS = '''
-import triton
-import triton.language as tl
-
-
-@triton.jit
-def _jf_tanh(x):
-    a = tl.abs(x)
-    z = x * x
-    p = -5.70498872745e-3
-    p = p * z + 2.06390887954e-2
-    p = p * z - 5.37397155531e-2
-    p = p * z + 1.33314422036e-1
-    p = p * z - 3.33332819422e-1
-    small = x + x * z * p
-    e = tl.exp(2.0 * tl.minimum(a, 44.0))
-    big = 1.0 - 2.0 / (e + 1.0)
-    big = tl.where(x < 0, -big, big)
-    small = tl.where(x == 0, x, small)  # odd: tanh(-0) = -0
-    return tl.where(x != x, x, tl.where(a < 0.625, small, big))
-
-
-@triton.jit
-def _jf_log1p(x):
-    u = 1.0 + x
-    d = u - 1.0
-    y = tl.log(u) - (d - x) / u
-    y = tl.where(d == 0.0, x, y)
-    y = tl.where(u == 0.0, -float("inf"), y)
-    return tl.where(x == float("inf"), x, y)
-
-
-@triton.jit
-def _jf_expm1(x):
-    u = tl.exp(x)
-    um = u - 1.0
-    l = tl.log(u)
-    y = um * x / tl.where(l == 0.0, 1.0, l)
-    y = tl.where(u == 1.0, x, y)
-    y = tl.where(um == -1.0, -1.0, y)
-    y = tl.where(tl.abs(x) > 0.5, um, y)
-    return tl.where(x != x, x, y)
-
-
-@triton.jit
-def _jf_pow(a, b):
-    b = tl.zeros_like(a) + b  # a python-scalar exponent becomes a tensor
-    aa = tl.abs(a)
-    r = tl.exp(b * tl.log(aa))
-    bt = tl.where(b < 0, tl.ceil(b), tl.floor(b))
-    bint = bt == b
-    half = b * 0.5
-    bodd = bint & ((tl.where(half < 0, tl.ceil(half), tl.floor(half))) != half)
-    r = tl.where((a < 0) & bodd, -r, r)
-    r = tl.where((a < 0) & (bint == 0) & (aa != float("inf")), float("nan"), r)
-    r = tl.where((a != a) | (b != b), float("nan"), r)
-    r = tl.where(b == 0, 1.0, r)
-    return tl.where(a == 1.0, 1.0, r)
-
-
-@triton.jit
-def _jf_round(x):
-    f = tl.floor(x + 0.5)
-    tie = (f - x) == 0.5
-    odd = (f - 2.0 * tl.floor(f * 0.5)) != 0.0
-    return tl.where(tie & odd, f - 1.0, f)
-'''
-
-
-def _c(v, dtype):
-    if dtype == torch.bool:
-        return "1" if v else "0"
-    if dtype.is_floating_point:
-        if math.isnan(v):
-            s = 'float("nan")'
-        elif math.isinf(v):
-            s = 'float("inf")' if v > 0 else '-float("inf")'
-        else:
-            s = repr(float(v))
-        return s if dtype == torch.float32 else f"tl.full([1], {s}, {TL[dtype]})"
-    v = int(v)
-    if dtype == torch.int32 or (-(2 ** 31) < v < 2 ** 31 and dtype != torch.int64):
-        return str(v)
-    return f"tl.full([1], {v}, tl.int64)"
-
-
-def op_t(kind, dtype, a, adt):
-    T = TL[dtype]
-    flt = dtype.is_floating_point
-    simple = {"add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "neg": "(-{0})",
-              "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})", "ge": "({0} >= {1})",
-              "eq": "({0} == {1})", "ne": "({0} != {1})", "and": "({0} & {1})", "or": "({0} | {1})",
-              "xor": "({0} ^ {1})", "not": "({0} == 0)", "bitwise_and": "({0} & {1})",
-              "bitwise_or": "({0} | {1})", "bitwise_xor": "({0} ^ {1})", "bitwise_not": "(~{0})",
-              "lshift": "({0} << {1})", "rshift": "({0} >> {1})", "where": "tl.where({0}, {1}, {2})",
-              "abs": "tl.abs({0})", "exp": "tl.exp({0})", "log": "tl.log({0})", "sqrt": "tl.sqrt({0})",
-              "rsqrt": "(1.0 / tl.sqrt({0}))", "sigmoid": "(1.0 / (1.0 + tl.exp(-{0})))",
-              "erf": "tl.erf({0})", "tanh": "_jf_tanh({0})", "log1p": "_jf_log1p({0})",
-              "expm1": "_jf_expm1({0})", "sin": "tl.sin({0})", "cos": "tl.cos({0})",
-              "exp2": "tl.exp2({0})", "log2": "tl.log2({0})", "floor": "tl.floor({0})",
-              "ceil": "tl.ceil({0})", "round": "_jf_round({0})", "reciprocal": "(1.0 / {0})",
-              "isnan": "({0} != {0})", "isinf": "(tl.abs({0}) == float('inf'))",
-              "isfinite": "(tl.abs({0}) < float('inf'))",
-              "relu": "tl.where({0} < 0, 0, {0})", "fmax": "tl.maximum({0}, {1})",
-              "fmin": "tl.minimum({0}, {1})", "log10": "(tl.log({0}) * 0.4342944819032518)"}
-    if kind in simple:
-        return simple[kind].format(*a)
-    if kind == "div":
-        if flt:
-            return f"({a[0]} / {a[1]})"
-        return f"tl.where({a[1]} == 0, 0, {a[0]} // tl.where({a[1]} == 0, 1, {a[1]}))"
-    if kind in ("maximum", "minimum"):
-        # NaN from either side; on ties (0.0 vs -0.0) the second operand, as
-        # eager's vectorised loops give (its scalar tail gives the first)
-        op = ">" if kind == "maximum" else "<"
-        if flt:
-            return f"tl.where(({a[0]} != {a[0]}) | ({a[0]} {op} {a[1]}), {a[0]}, {a[1]})"
-        return f"tl.where({a[0]} {op} {a[1]}, {a[0]}, {a[1]})"
-    if kind == "cast":
-        if dtype == torch.bool:
-            return f"({a[0]} != 0)"
-        return f"{a[0]}.to({T})"
-    if kind == "sign":
-        return f"(({a[0]} > 0).to({T}) - ({a[0]} < 0).to({T}))"
-    if kind == "trunc":
-        return f"tl.where({a[0]} < 0, tl.ceil({a[0]}), tl.floor({a[0]}))"
-    if kind == "pow" and flt:
-        return f"_jf_pow({a[0]}, {a[1]})"
-    if kind in ("floordiv", "truncdiv") and not flt:
-        q = f"({a[0]} // tl.where({a[1]} == 0, 1, {a[1]}))"  # triton // truncates
-        if kind == "truncdiv":
-            return q
-        return f"({q} - ((({a[0]} % tl.where({a[1]} == 0, 1, {a[1]})) != 0) & (({a[0]} < 0) != ({a[1]} < 0))).to({T}))"
-    if kind == "remainder" and flt:
-        return f"({a[0]} - tl.floor({a[0]} / {a[1]}) * {a[1]})"
-    if kind == "fmod" and flt:
-        q = f"({a[0]} / {a[1]})"
-        return f"({a[0]} - tl.where({q} < 0, tl.ceil({q}), tl.floor({q})) * {a[1]})"
-    if kind == "remainder":
-        r = f"({a[0]} % tl.where({a[1]} == 0, 1, {a[1]}))"
-        return f"tl.where(({r} != 0) & (({r} < 0) != ({a[1]} < 0)), {r} + {a[1]}, {r})"
-    raise CodegenError(f"no Triton lowering for {kind} on {dtype}")
-
 
 def _next_pow2(n):
     return 1 << max(0, (int(n) - 1).bit_length())
@@ -228,29 +83,29 @@ class TBody(ir.CSEEmitter):
 
     def _one(self, x):
         k = x.kind
-        if k == "const":
-            return self.tmp(_c(x.aux, x.dtype))
-        if k == "sym":
+        if k == Op.CONST:
+            return self.tmp(const_t(x.aux, x.dtype))
+        if k == Op.SYM:
             return pyexpr(x.aux)
-        if k == "index":
+        if k == Op.INDEX:
             return self.tmp(self.idx(x.aux))
-        if k in ("load", "mload"):
+        if k in (Op.LOAD, Op.MLOAD):
             buf, a = x.aux
             loc = self.locals.get((buf, ir.index_key(a, self._ids)))
             if loc is not None:
                 return loc
             mask = self.mask
-            if k == "mload":
+            if k == Op.MLOAD:
                 mask = f"({mask}) & ({self._ids[id(x.args[0])]})"
             return self.tmp(f"tl.load({self.ptr[buf]} + {self.idx(a)}, mask={mask}, other=0)")
         args = [self._ids[id(a)] for a in x.args]
         c = x.args[0]
-        if k in ("maximum", "minimum") and c.kind == "const" and c.aux != c.aux:
+        if k in (Op.MAXIMUM, Op.MINIMUM) and c.kind == Op.CONST and c.aux != c.aux:
             return self.tmp(f"({args[0]} + 0 * {args[1]})")  # a NaN bound: NaN everywhere
-        if k in ("maximum", "minimum") and c.kind == "const":
+        if k in (Op.MAXIMUM, Op.MINIMUM) and c.kind == Op.CONST:
             # a clamp's constant bound first: no NaN to test for (and a scalar's
             # NaN test is a plain bool, which a tensor cannot be or-ed with)
-            op = ">" if k == "maximum" else "<"
+            op = ">" if k == Op.MAXIMUM else "<"
             return self.tmp(f"tl.where({args[0]} {op} {args[1]}, {args[0]}, {args[1]})")
         return self.tmp(op_t(k, x.dtype, args, [a.dtype for a in x.args]))
 
@@ -261,10 +116,11 @@ class TritonKernel:
     num_warps) choices, default first; ``rerunnable``: whether it may run
     more than once on the same arguments (it overwrites no memory that
     existed before it and that it reads); ``sizes``: which size symbols
-    its code reads (the key of its tuned choices)."""
+    its code reads (the key of its tuned choices); ``options``: the
+    backend's (``triton_autotune``)."""
 
     def __init__(self, name, source, buffers, module_path, configs=((1024, 1, 4),),
-                 rerunnable=False, sizes=()):
+                 rerunnable=False, sizes=(), options=None):
         self.name = name
         self.source = source
         self.buffers = buffers
@@ -274,6 +130,7 @@ class TritonKernel:
         self.sizes = tuple(sizes)  # positions, among the size symbols, of those it reads
         self._launch = None
         self._chosen = {}  # values of those symbols -> config
+        self.options = options
 
     def __call__(self, *args):
         if self._launch is None:
@@ -290,9 +147,7 @@ class TritonKernel:
         return self._launch(*args, XBLOCK=xb, RBLOCK=rb, num_warps=nw)
 
     def _choose(self, args, key):
-        from ...config import config
-
-        mode = config.triton_autotune
+        mode = (self.options or config).triton_autotune
         device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
         if len(self.configs) == 1 or not self.rerunnable or mode == "off" or device is None \
                 or (mode == "auto" and device.type != "cuda"):
@@ -435,16 +290,20 @@ def gen_kernel(sched, k: Kernel, syms):
         tcount[0] = b.n
         return b.lines
 
-    if not k.is_reduction:
+    def elementwise(members):
+        """Lines of members computed once per element of the row block
+        (pointwise kernels) or once per row (outer members)."""
         b = body_for("xmask")
-        for m in k.members:
-            e = ir.subst_vars(m.node.expr, m.amap)
-            v = b.emit(e)
+        for m in members:
+            v = b.emit(ir.subst_vars(m.node.expr, m.amap))
             st = m.node.store.subst(m.amap)
             locals_[(m.node.out.name, st._key)] = v
             if m.node.out.name in k.stored:
                 b.lines.append(f"    tl.store({ptr[m.node.out.name]} + {b.idx(st)}, {v}, mask=xmask)")
-        L += finish(b)
+        return finish(b)
+
+    if not k.is_reduction:
+        L += elementwise(k.members)
     else:
         if persistent:
             L.append("    ri = tl.arange(0, RBLOCK)[None, :]")
@@ -458,15 +317,7 @@ def gen_kernel(sched, k: Kernel, syms):
             ind = "    "
             if full and not persistent:
                 for m in reds:
-                    init = _init(m)
-                    L.append(f"    acc_{m.node.out.name} = tl.full([XBLOCK, RBLOCK], {init}, {TL[_accdt(m)]})")
-                    if m.node.rtype in ("wmean", "wm2"):  # per-lane Welford: M2 and count
-                        L.append(f"    q_{m.node.out.name} = tl.zeros([XBLOCK, RBLOCK], {TL[_accdt(m)]})")
-                        L.append(f"    c_{m.node.out.name} = tl.zeros([XBLOCK, RBLOCK], {TL[_accdt(m)]})")
-                    if m.node.expr.dtype.is_floating_point and m.node.rtype in ("max", "min"):
-                        L.append(f"    nan_{m.node.out.name} = tl.zeros([XBLOCK, RBLOCK], tl.int32)")
-                    if m.node.rtype in ("argmax", "argmin"):
-                        raise CodegenError("looped arg-reduction")
+                    L += _accumulators(m)
                 L.append(f"    for roff in range(0, {pyexpr(R)}, RBLOCK):")
                 L.append("        ri = roff + tl.arange(0, RBLOCK)[None, :]")
                 L.append(f"        rmask = ri < {pyexpr(R)}")
@@ -503,24 +354,16 @@ def gen_kernel(sched, k: Kernel, syms):
                         tb = body_for("xmask")
                         L.append(f"    tl.store({ptr[name]} + {tb.idx(st)}, red_{name}, mask=xmask)")
             if outer_m:
-                b = body_for("xmask")
-                for m in outer_m:
-                    e = ir.subst_vars(m.node.expr, m.amap)
-                    v = b.emit(e)
-                    st = m.node.store.subst(m.amap)
-                    locals_[(m.node.out.name, st._key)] = v
-                    if m.node.out.name in k.stored:
-                        b.lines.append(f"    tl.store({ptr[m.node.out.name]} + {b.idx(st)}, {v}, mask=xmask)")
-                L += finish(b)
+                L += elementwise(outer_m)
     xb, rb, nw = configs[0]
     grid = f"triton.cdiv({pyexpr(X)}, XBLOCK)"
     launch = [f"def launch({', '.join(bufs + list(syms))}, XBLOCK={xb}, RBLOCK={rb}, num_warps={nw}):",
               f"    {k.name}[({grid},)]({', '.join(bufs + list(syms))}, XBLOCK=XBLOCK, "
               f"RBLOCK=RBLOCK, num_warps=num_warps)"]
-    src = HELPERS + "\n\n" + "\n".join(L) + "\n\n\n" + "\n".join(launch) + "\n"
+    src = HELPERS + helpers_for("\n".join(L)) + "\n\n" + "\n".join(L) + "\n\n\n" + "\n".join(launch) + "\n"
     # an input it reads and updates in place: a second run would read what the
     # first wrote (results stored over a library call's output, the other such
-    # case, are planned for C kernels only: scheduler._find_reuse)
+    # case, are planned for C kernels only: schedule._find_reuse)
     written = {m.node.out.name for m in k.members if m.node.out.name in k.stored}
     read = {b for m in k.members for b in m.node.reads()}
     clobbered = {b for b in written & read if sched.prog.buffers[b].kind == "input"}
@@ -529,37 +372,59 @@ def gen_kernel(sched, k: Kernel, syms):
     return src, bufs, configs, not clobbered, sizes
 
 
+# Triton renderings of the combine ops of ir.REDUCTIONS: over a row block
+# at once (persistent kernels, and the lanes of a looped one at its end) ...
+_ROW = {Op.ADD: "tl.sum({0}, 1)", Op.MUL: "tl.reduce({0}, 1, _jf_mul)", Op.MAXIMUM: "tl.max({0}, 1)",
+        Op.MINIMUM: "tl.min({0}, 1)", Op.OR: "tl.max({0}, 1)", Op.AND: "tl.min({0}, 1)"}
+# ... and folding one block into per-lane accumulators (looped kernels)
+_FOLD = {Op.ADD: "+", Op.MUL: "*", Op.OR: "|", Op.AND: "&"}
+_CMP = {Op.MAXIMUM: ">", Op.MINIMUM: "<"}
+
+
 def _accdt(m):
-    return torch.int32 if m.node.rtype in ("any", "all") else m.node.expr.dtype
+    return torch.int32 if ir.REDUCTIONS[m.node.rtype].nan is NaN.TRUTH else m.node.expr.dtype
 
 
 def _init(m):
-    rt = m.node.rtype
-    d = m.node.expr.dtype
-    if rt in ("sum", "any", "wmean", "wm2"):
-        return "0"
-    if rt == "all":
-        return "1"
-    if rt == "prod":
-        return "1"
-    if rt in ("max", "argmax"):
-        v = ir.dtype_min(d)
-    else:
-        v = ir.dtype_max(d)
+    """The identity of ``m``'s reduction as Triton source."""
+    v = ir.REDUCTIONS[m.node.rtype].identity_value(m.node.expr.dtype)
     if isinstance(v, float):
         return 'float("inf")' if v > 0 else '-float("inf")'
     return str(int(v))
 
 
-def _reduce_lines(m, v, persistent, R):
+def _operand(m, v):
+    """``v`` as the reduction folds it: truth values as 0/1 ints."""
+    return f"({v} != 0).to(tl.int32)" if ir.REDUCTIONS[m.node.rtype].nan is NaN.TRUTH else v
+
+
+def _accumulators(m):
+    """Per-lane accumulators of a looped reduction, before its loop."""
     n = m.node.out.name
-    rt = m.node.rtype
+    kind = ir.REDUCTIONS[m.node.rtype]
+    T = TL[_accdt(m)]
+    out = [f"    acc_{n} = tl.full([XBLOCK, RBLOCK], {_init(m)}, {T})"]
+    if kind.welford:  # per-lane Welford: M2 and count
+        out.append(f"    q_{n} = tl.zeros([XBLOCK, RBLOCK], {T})")
+        out.append(f"    c_{n} = tl.zeros([XBLOCK, RBLOCK], {T})")
+    if kind.nan is NaN.STICKY and m.node.expr.dtype.is_floating_point:
+        out.append(f"    nan_{n} = tl.zeros([XBLOCK, RBLOCK], tl.int32)")
+    if kind.index:  # where each lane's extremum is
+        out.append(f"    ai_{n} = tl.zeros([XBLOCK, RBLOCK], tl.int64)")
+    return out
+
+
+def _reduce_lines(m, v, persistent, R):
+    """Reduce ``v`` (a row block) into ``red_<name>`` (persistent), or fold
+    it into the lane accumulators (looped; :func:`_final_looped` ends it)."""
+    n = m.node.out.name
+    kind = ir.REDUCTIONS[m.node.rtype]
     flt = m.node.expr.dtype.is_floating_point
     mk = "xmask & rmask"
-    if rt in ("wmean", "wm2"):
+    if kind.welford:
         if persistent:  # the row is in registers: exact two-pass
             out = [f"    red_{n} = tl.sum(tl.where({mk}, {v}, 0), 1)[:, None] / {R}"]
-            if rt == "wm2":
+            if m.node.rtype == Reduce.WM2:
                 out.append(f"    wd_{n} = tl.where({mk}, {v} - red_{n}, 0)")
                 out.append(f"    red_{n} = tl.sum(wd_{n} * wd_{n}, 1)[:, None]")
             return out
@@ -567,58 +432,68 @@ def _reduce_lines(m, v, persistent, R):
                 f"    wd_{n} = {v} - acc_{n}",
                 f"    acc_{n} = tl.where({mk}, acc_{n} + wd_{n} / tl.maximum(c_{n}, 1.0), acc_{n})",
                 f"    q_{n} = tl.where({mk}, q_{n} + wd_{n} * ({v} - acc_{n}), q_{n})"]
+    masked = f"tl.where({mk}, {_operand(m, v)}, {_init(m)})"
     if persistent:
-        if rt == "sum":
-            return [f"    red_{n} = tl.sum(tl.where({mk}, {v}, 0), 1)[:, None]"]
-        if rt in ("max", "min"):
-            out = [f"    red_{n} = tl.{rt}(tl.where({mk}, {v}, {_init(m)}), 1)[:, None]"]
-            if flt:
-                out.append(f"    red_{n} = tl.where(tl.max(tl.where({mk} & ({v} != {v}), 1, 0), 1)[:, None] > 0, float('nan'), red_{n})")
-            return out
-        if rt in ("argmax", "argmin"):
-            return [f"    red_{n} = tl.{rt}(tl.where({mk}, {v}, {_init(m)}), 1)[:, None].to(tl.int64)"]
-        if rt == "any":
-            return [f"    red_{n} = tl.max(tl.where({mk}, ({v} != 0).to(tl.int32), 0), 1)[:, None] > 0"]
-        if rt == "all":
-            return [f"    red_{n} = tl.min(tl.where({mk}, ({v} != 0).to(tl.int32), 1), 1)[:, None] > 0"]
-        raise CodegenError(f"Triton reduction {rt}")
-    if rt == "sum":
-        return [f"    acc_{n} = acc_{n} + tl.where({mk}, {v}, 0)"]
-    if rt in ("max", "min"):
-        op = ">" if rt == "max" else "<"
-        out = [f"    acc_{n} = tl.where({mk} & ({v} {op} acc_{n}), {v}, acc_{n})"]
-        if flt:
+        if kind.index:
+            return [f"    red_{n} = {_arg_extremum(m, v, mk, 'ri')}"]
+        out = [f"    red_{n} = {_ROW[kind.combine].format(masked)}[:, None]"
+               + (" > 0" if kind.nan is NaN.TRUTH else "")]
+        if kind.nan is NaN.STICKY and flt:
+            out.append(f"    red_{n} = tl.where(tl.max(tl.where({mk} & ({v} != {v}), 1, 0), 1)[:, None] > 0, "
+                       f"float('nan'), red_{n})")
+        return out
+    if kind.index:
+        # strictly better only: a lane keeps its first extremum (or first NaN)
+        nan = f" | (({v} != {v}) & (acc_{n} == acc_{n}))" if flt else ""
+        return [f"    t_{n} = {mk} & (({v} {_CMP[kind.combine]} acc_{n}){nan})",
+                f"    acc_{n} = tl.where(t_{n}, {v}, acc_{n})",
+                f"    ai_{n} = tl.where(t_{n}, ri, ai_{n})"]
+    if kind.combine in _CMP:
+        out = [f"    acc_{n} = tl.where({mk} & ({v} {_CMP[kind.combine]} acc_{n}), {v}, acc_{n})"]
+        if kind.nan is NaN.STICKY and flt:
             out.append(f"    nan_{n} = nan_{n} | tl.where({mk} & ({v} != {v}), 1, 0)")
         return out
-    if rt == "any":
-        return [f"    acc_{n} = acc_{n} | tl.where({mk}, ({v} != 0).to(tl.int32), 0)"]
-    if rt == "all":
-        return [f"    acc_{n} = acc_{n} & tl.where({mk}, ({v} != 0).to(tl.int32), 1)"]
-    raise CodegenError(f"Triton looped reduction {rt}")
+    return [f"    acc_{n} = acc_{n} {_FOLD[kind.combine]} {masked}"]
+
+
+def _arg_extremum(m, vals, valid, pos):
+    """The first position, along the row, of the extremum of ``vals`` (of
+    its first NaN if it has one), among the ``valid`` lanes (None: all);
+    ``pos``: each lane's position.  (tl.argmax/argmin do not keep the first
+    NaN, which the table's NaN rule asks for.)"""
+    kind = ir.REDUCTIONS[m.node.rtype]
+    flt = m.node.expr.dtype.is_floating_point
+    where = "" if valid is None else f"{valid} & "
+    ok = " & ".join(c for c in (valid, f"({vals} == {vals})" if flt else None) if c)
+    best = _ROW[kind.combine].format(f"tl.where({ok}, {vals}, {_init(m)})" if ok else vals)
+    hit = f"{where}({vals} == {best}[:, None])"
+    if flt:
+        nan = f"{where}({vals} != {vals})"
+        hit = f"tl.where(tl.max(({nan}).to(tl.int32), 1)[:, None] > 0, {nan}, {hit})"
+    return f"tl.min(tl.where({hit}, {pos}, {const_t(2 ** 63 - 1, torch.int64)}), 1)[:, None]"
 
 
 def _final_looped(m):
+    """``red_<name>`` from the lane accumulators after a looped reduction."""
     n = m.node.out.name
-    rt = m.node.rtype
-    if rt in ("wmean", "wm2"):  # lanes merged (Chan et al.)
+    kind = ir.REDUCTIONS[m.node.rtype]
+    flt = m.node.expr.dtype.is_floating_point
+    if kind.welford:  # lanes merged (Chan et al.)
         out = [f"    wt_{n} = tl.sum(c_{n}, 1)[:, None]",
                f"    red_{n} = tl.sum(acc_{n} * c_{n}, 1)[:, None] / wt_{n}"]
-        if rt == "wm2":
+        if m.node.rtype == Reduce.WM2:
             out.append(f"    red_{n} = tl.sum(q_{n} + c_{n} * (acc_{n} - red_{n}) * (acc_{n} - red_{n}), 1)[:, None]")
         return out
-    if rt == "sum":
-        return [f"    red_{n} = tl.sum(acc_{n}, 1)[:, None]"]
-    if rt in ("max", "min"):
-        out = [f"    red_{n} = tl.{rt}(acc_{n}, 1)[:, None]"]
-        if m.node.expr.dtype.is_floating_point:
-            out.append(f"    red_{n} = tl.where(tl.max(nan_{n}, 1)[:, None] > 0, float('nan'), red_{n})")
-        return out
-    if rt == "any":
-        return [f"    red_{n} = tl.max(acc_{n}, 1)[:, None] > 0"]
-    return [f"    red_{n} = tl.min(acc_{n}, 1)[:, None] > 0"]
+    if kind.index:  # each lane holds its first extremum and where it was
+        return [f"    red_{n} = {_arg_extremum(m, f'acc_{n}', None, f'ai_{n}')}"]
+    out = [f"    red_{n} = {_ROW[kind.combine].format(f'acc_{n}')}[:, None]"
+           + (" > 0" if kind.nan is NaN.TRUTH else "")]
+    if kind.nan is NaN.STICKY and flt:
+        out.append(f"    red_{n} = tl.where(tl.max(nan_{n}, 1)[:, None] > 0, float('nan'), red_{n})")
+    return out
 
 
-def generate_triton(sched):
+def generate_triton(sched, options=None):
     """Kernels for every Kernel step; temps become separate tensors."""
     prog = sched.prog
     for b in list(sched.arena):
@@ -626,7 +501,7 @@ def generate_triton(sched):
     sched.arena = {}
     syms = [str(s) for s, _ in prog.symbols]
     out = {}
-    d = os.path.join(cache_dir(), "triton")
+    d = os.path.join(cache_dir(options), "triton")
     os.makedirs(d, exist_ok=True)
     for k in sched.kernels:
         src, bufs, configs, rerunnable, sizes = gen_kernel(sched, k, syms)
@@ -638,8 +513,6 @@ def generate_triton(sched):
                 f.write(src)
             os.replace(tmp, path)
         log.debug("triton kernel %s:\n%s", k.name, src)
-        out[k.name] = TritonKernel(k.name, src, bufs, path, configs, rerunnable, sizes)
+        out[k.name] = TritonKernel(k.name, src, bufs, path, configs, rerunnable, sizes, options)
     return out
 
-
-_ = Affine

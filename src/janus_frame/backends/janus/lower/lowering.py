@@ -1,4 +1,4 @@
-"""Lowering: an aten-level ``fx.GraphModule`` to the loop IR (:mod:`.ir`).
+"""Lowering: an aten-level ``fx.GraphModule`` to the loop IR (:mod:`ir`).
 
 In: a decomposed, functional aten graph whose nodes carry ``meta['val']``
 (FakeTensors / SymInts).  Out: an :class:`ir.Program`.
@@ -10,7 +10,8 @@ index maps (:mod:`.tensor_values`); a lazy value becomes a buffer
 (``realize``) when it is a graph output, an extern argument, or is used
 several times and is expensive to recompute.
 Ops without a lowering become :class:`ir.Extern` calls of the aten op itself.
-The op lowerings live in :mod:`.lowering_ops`.
+The op lowerings are found in :data:`lower.registry.LOWERINGS` (filled by
+:mod:`lower.ops` and :mod:`lower.reduce`).
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ import sympy
 import torch
 import torch.fx
 
-from . import ir
-from .ir import Affine
+from .. import ir
+from ..ir import Affine, Op
+from .registry import LOWERINGS, NATIVE
 from .tensor_values import TV, Unsupported, broadcast_to, cast, sz, view_of
 
 aten = torch.ops.aten
@@ -31,8 +33,6 @@ class Lowering:
     """Walks an fx graph in order and fills a Program."""
 
     def __init__(self, gm: torch.fx.GraphModule):
-        from .lowering_ops import LOWERINGS
-
         self.gm = gm
         self.lowerings = LOWERINGS
         self.prog = ir.Program()
@@ -107,7 +107,7 @@ class Lowering:
         nodes = ir.walk(e)
         ops = sum(1 for x in nodes if x.kind not in ir.LEAF_KINDS)
         heavy = any(x.kind in ir.TRANSCENDENTAL for x in nodes)
-        nloads = len({x.aux[0] for x in nodes if x.kind == "load"})
+        nloads = len({x.aux[0] for x in nodes if x.kind == Op.LOAD})
         if ops > 24 or nloads > 4 or (heavy and users > 1 and ops >= 2):
             return self.realize(tv)
         return tv
@@ -263,7 +263,7 @@ class Lowering:
             return False
         b = dst.buf
         if b.kind != "input" or b.name in self.inputs_written or dst.shape != b.shape \
-                or dst.strides != b.strides or dst.offset != b.offset or b.dtype not in _native():
+                or dst.strides != b.strides or dst.offset != b.offset or b.dtype not in NATIVE:
             return False
         if src.shape != dst.shape:
             src = broadcast_to(src, dst.shape)
@@ -311,7 +311,7 @@ class Lowering:
                 s = sz(a)
                 if isinstance(s, int):
                     return s
-                return SymArg(s)
+                return ir.SymArg(s)
             return a
 
         cargs = conv(args)
@@ -422,18 +422,6 @@ def _feeds_library_call(n, lowerings, depth=0):
     return False
 
 
-class SymArg:
-    """A symbolic int argument of an extern call (evaluated per call)."""
-
-    __slots__ = ("expr",)
-
-    def __init__(self, expr):
-        self.expr = expr
-
-    def __repr__(self):
-        return f"sym({self.expr})"
-
-
 def _storage(val):
     """An identity for ``val``'s memory (fake tensors: views share it)."""
     from torch.multiprocessing.reductions import StorageWeakRef
@@ -483,12 +471,6 @@ def _dense_non_overlapping(shape, strides):
             return False
         expect *= s
     return True
-
-
-def _native():
-    from .lowering_ops import _NATIVE
-
-    return _NATIVE
 
 
 def lower(gm) -> ir.Program:

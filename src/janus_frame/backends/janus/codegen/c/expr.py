@@ -1,8 +1,9 @@
 """C text of the pieces of a kernel: types, size and index expressions,
-constants, one op on printed operands, and the statements of one loop body
-(with common subexpressions emitted once); plus the merging of loop axes.
+constants, one op on printed operands (the render table ``C_OPS``, one entry
+per ``ir.COMPUTE_OPS``), and the statements of one loop body (with common
+subexpressions emitted once); plus the merging of loop axes.
 
-In: IR expressions (:mod:`.ir`).  Out: strings of C, for :mod:`.codegen_cpp`.
+In: IR expressions (:mod:`ir`).  Out: strings of C, for :mod:`codegen.c.kernel`.
 """
 from __future__ import annotations
 
@@ -11,18 +12,15 @@ import math
 import sympy
 import torch
 
-from . import ir
-from .ir import Affine
+from ... import ir
+from ...ir import Affine, Op
+from ..common import SAME_TEXT, CodegenError
 
 CTYPES = {
     torch.float32: "float", torch.float64: "double", torch.int64: "int64_t",
     torch.int32: "int32_t", torch.int16: "int16_t", torch.int8: "int8_t", torch.uint8: "uint8_t",
     torch.bool: "bool",
 }
-
-
-class CodegenError(Exception):
-    pass
 
 
 def cexpr(x) -> str:
@@ -85,116 +83,155 @@ def affine_c(a: Affine) -> str:
     return "(" + " + ".join(parts) + ")"
 
 
-_F32_FN = {"exp": "jf_exp", "log": "jf_log", "tanh": "jf_tanh", "sigmoid": "jf_sigmoid",
-           "erf": "jf_erf", "log1p": "jf_log1p", "expm1": "jf_expm1"}
-_LIBM = {"exp2", "log2", "log10", "erfc", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
-         "cosh", "asinh", "acosh", "atanh", "atan2", "hypot", "copysign", "fmod"}
+# C text of each op (a test checks that every ir.COMPUTE_OPS has one): a
+# template over the printed operands {0} {1} {2}, with {T} the result's C
+# type and {f} the float32 suffix of a math function ('f' or ''), or a
+# function (dtype, operands, operand dtypes) -> text where the text depends
+# on the dtypes.
+def _div(dtype, a, adt):
+    if dtype.is_floating_point:
+        return f"({a[0]} / {a[1]})"
+    return C_OPS[Op.TRUNCDIV].format(*a, T=CTYPES[dtype])
+
+
+def _extremum(op):
+    def render(dtype, a, adt):
+        # NaN from either side; on ties (0.0 vs -0.0) the second operand, as
+        # eager's vectorised loops give (its scalar tail gives the first)
+        if dtype.is_floating_point:
+            return f"(({a[0]} != {a[0]} | {a[0]} {op} {a[1]}) ? {a[0]} : {a[1]})"
+        return f"({a[0]} {op} {a[1]} ? {a[0]} : {a[1]})"
+
+    return render
+
+
+def _fextremum(kind, integer):
+    def render(dtype, a, adt):
+        if dtype.is_floating_point:
+            return f"{kind}{_f(dtype)}({a[0]}, {a[1]})"
+        return integer(dtype, a, adt)
+
+    return render
+
+
+def _abs(dtype, a, adt):
+    if dtype.is_floating_point:
+        return f"__builtin_fabs{_f(dtype)}({a[0]})"
+    return f"({a[0]} < 0 ? -{a[0]} : {a[0]})"
+
+
+def _cast(dtype, a, adt):
+    if dtype == torch.bool:
+        return f"({a[0]} != 0)"
+    return f"(({CTYPES[dtype]})({a[0]}))"  # C truncates float -> int as torch does
+
+
+def _fabs_test(cmp):
+    def render(dtype, a, adt):
+        return f"(__builtin_fabs{_f(adt[0])}({a[0]}) {cmp} INFINITY)"
+
+    return render
+
+
+def _pow(dtype, a, adt):
+    if not dtype.is_floating_point:
+        return f"(({CTYPES[dtype]})jf_pow_i64({a[0]}, {a[1]}))"
+    return f"jf_pow({a[0]}, {a[1]})" if dtype == torch.float32 else f"pow({a[0]}, {a[1]})"
+
+
+def _remainder(dtype, a, adt):
+    if not dtype.is_floating_point:
+        return f"(({CTYPES[dtype]})jf_mod_i64({a[0]}, {a[1]}))"
+    return f"jf_remainder_{'f' if dtype == torch.float32 else 'd'}({a[0]}, {a[1]})"
+
+
+def _fmod(dtype, a, adt):
+    if not dtype.is_floating_point:
+        return f"({a[1]} == 0 ? ({CTYPES[dtype]})0 : ({CTYPES[dtype]})({a[0]} % {a[1]}))"
+    return _libm("fmod")(dtype, a, adt)
+
+
+def _libm(name):
+    """A libm function (its float32 variant for float32)."""
+    def render(dtype, a, adt):
+        return f"{name}{_f(dtype)}({', '.join(a)})"
+
+    return render
+
+
+def _vector_math(name, double=None):
+    """Our float32 function ``jf_<name>`` (vectorisable: codegen.c.prelude),
+    libm's (or ``double``) for other dtypes."""
+    def render(dtype, a, adt):
+        if dtype == torch.float32:
+            return f"jf_{name}({a[0]})"
+        return f"{double}({a[0]})" if double else _libm(name)(dtype, a, adt)
+
+    return render
+
+
+def _f(dtype):
+    return "f" if dtype == torch.float32 else ""
+
+
+C_OPS = {
+    **SAME_TEXT,
+    Op.DIV: _div,
+    Op.TRUNCDIV: "({1} == 0 ? ({T})0 : ({T})({0} / {1}))",
+    Op.FLOORDIV: "(({T})jf_floordiv_i64({0}, {1}))",
+    Op.REMAINDER: _remainder,
+    Op.FMOD: _fmod,
+    Op.POW: _pow,
+    Op.ABS: _abs,
+    Op.MAXIMUM: _extremum(">"),
+    Op.MINIMUM: _extremum("<"),
+    Op.FMAX: _fextremum("fmax", _extremum(">")),
+    Op.FMIN: _fextremum("fmin", _extremum("<")),
+    # (AND, OR: bitwise on bools; gcc does not if-convert short-circuit || / &&,
+    # which stops vectorisation)
+    Op.XOR: "({0} != {1})",
+    Op.NOT: "(!{0})",
+    Op.BITWISE_AND: "({T})({0} & {1})",
+    Op.BITWISE_OR: "({T})({0} | {1})",
+    Op.BITWISE_XOR: "({T})({0} ^ {1})",
+    Op.BITWISE_NOT: "({T})(~{0})",
+    Op.LSHIFT: "({T})({0} << {1})",
+    Op.RSHIFT: "({T})({0} >> {1})",
+    Op.WHERE: "({0} ? {1} : {2})",
+    Op.CAST: _cast,
+    Op.RELU: "({0} < 0 ? ({T})0 : {0})",
+    Op.SIGN: "(({T})(({0} > 0) - ({0} < 0)))",  # torch.sign(nan) is 0, which this gives too
+    Op.RECIPROCAL: "(({T})1 / {0})",
+    Op.SQRT: "__builtin_sqrt{f}({0})",
+    Op.RSQRT: "(({T})1 / __builtin_sqrt{f}({0}))",
+    Op.FLOOR: "__builtin_floor{f}({0})",
+    Op.CEIL: "__builtin_ceil{f}({0})",
+    Op.TRUNC: "__builtin_trunc{f}({0})",
+    Op.ROUND: "__builtin_rint{f}({0})",
+    Op.ISINF: _fabs_test("=="),
+    Op.ISFINITE: _fabs_test("<"),
+    Op.SIGNBIT: "(__builtin_signbit({0}) != 0)",
+    Op.EXP: _vector_math("exp"),
+    Op.LOG: _vector_math("log"),
+    Op.TANH: _vector_math("tanh"),
+    Op.ERF: _vector_math("erf"),
+    Op.LOG1P: _vector_math("log1p"),
+    Op.EXPM1: _vector_math("expm1"),
+    Op.SIGMOID: _vector_math("sigmoid", double="jf_sigmoid_d"),
+    **{op: _libm(str(op)) for op in (
+        Op.EXP2, Op.LOG2, Op.LOG10, Op.ERFC, Op.SIN, Op.COS, Op.TAN, Op.ASIN, Op.ACOS, Op.ATAN,
+        Op.SINH, Op.COSH, Op.ASINH, Op.ACOSH, Op.ATANH, Op.ATAN2, Op.HYPOT, Op.COPYSIGN)},
+}
 
 
 def op_c(kind, dtype, a, arg_dtypes):
-    """C text of one op on already-printed operands ``a``."""
-    T = CTYPES[dtype]
-    f32 = dtype == torch.float32
-    flt = dtype.is_floating_point
-    if kind == "add":
-        return f"({a[0]} + {a[1]})"
-    if kind == "sub":
-        return f"({a[0]} - {a[1]})"
-    if kind == "mul":
-        return f"({a[0]} * {a[1]})"
-    if kind == "div":
-        if flt:
-            return f"({a[0]} / {a[1]})"
-        return f"({a[1]} == 0 ? ({T})0 : ({T})({a[0]} / {a[1]}))"
-    if kind == "truncdiv":
-        return f"({a[1]} == 0 ? ({T})0 : ({T})({a[0]} / {a[1]}))"
-    if kind == "floordiv":
-        return f"(({T})jf_floordiv_i64({a[0]}, {a[1]}))"
-    if kind == "neg":
-        return f"(-{a[0]})"
-    if kind == "abs":
-        return f"__builtin_fabs{'f' if f32 else ''}({a[0]})" if flt else f"({a[0]} < 0 ? -{a[0]} : {a[0]})"
-    if kind in ("maximum", "minimum"):
-        # NaN from either side; on ties (0.0 vs -0.0) the second operand, as
-        # eager's vectorised loops give (its scalar tail gives the first)
-        op = ">" if kind == "maximum" else "<"
-        if flt:
-            return f"(({a[0]} != {a[0]} | {a[0]} {op} {a[1]}) ? {a[0]} : {a[1]})"
-        return f"({a[0]} {op} {a[1]} ? {a[0]} : {a[1]})"
-    if kind in ("fmax", "fmin"):
-        return f"{kind}{'f' if f32 else ''}({a[0]}, {a[1]})" if flt else op_c(kind[1:] + "imum", dtype, a, arg_dtypes)
-    if kind in ("lt", "le", "gt", "ge", "eq", "ne"):
-        op = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}[kind]
-        return f"({a[0]} {op} {a[1]})"
-    # operands are bools and side-effect free: the bitwise forms keep the
-    # loop free of branches (gcc does not if-convert short-circuit || / &&,
-    # which stops vectorisation)
-    if kind == "and":
-        return f"({a[0]} & {a[1]})"
-    if kind == "or":
-        return f"({a[0]} | {a[1]})"
-    if kind == "xor":
-        return f"({a[0]} != {a[1]})"
-    if kind == "not":
-        return f"(!{a[0]})"
-    if kind == "bitwise_and":
-        return f"({T})({a[0]} & {a[1]})"
-    if kind == "bitwise_or":
-        return f"({T})({a[0]} | {a[1]})"
-    if kind == "bitwise_xor":
-        return f"({T})({a[0]} ^ {a[1]})"
-    if kind == "bitwise_not":
-        return f"({T})(~{a[0]})"
-    if kind == "lshift":
-        return f"({T})({a[0]} << {a[1]})"
-    if kind == "rshift":
-        return f"({T})({a[0]} >> {a[1]})"
-    if kind == "where":
-        return f"({a[0]} ? {a[1]} : {a[2]})"
-    if kind == "cast":
-        if dtype == torch.bool:
-            return f"({a[0]} != 0)"
-        return f"(({T})({a[0]}))"  # C truncates float -> int as torch does
-    if kind == "relu":
-        return f"({a[0]} < 0 ? ({T})0 : {a[0]})"
-    if kind == "sign":
-        # torch.sign(nan) is 0, which this gives too
-        return f"(({T})(({a[0]} > 0) - ({a[0]} < 0)))"
-    if kind == "reciprocal":
-        return f"(({T})1 / {a[0]})"
-    if kind == "sqrt":
-        return f"__builtin_sqrt{'f' if f32 else ''}({a[0]})"
-    if kind == "rsqrt":
-        return f"(({T})1 / __builtin_sqrt{'f' if f32 else ''}({a[0]}))"
-    if kind in ("floor", "ceil", "trunc"):
-        return f"__builtin_{kind}{'f' if f32 else ''}({a[0]})"
-    if kind == "round":
-        return f"__builtin_rint{'f' if f32 else ''}({a[0]})"
-    if kind == "isnan":
-        return f"({a[0]} != {a[0]})"
-    if kind == "isinf":
-        return f"(__builtin_fabs{'f' if arg_dtypes[0] == torch.float32 else ''}({a[0]}) == INFINITY)"
-    if kind == "isfinite":
-        return f"(__builtin_fabs{'f' if arg_dtypes[0] == torch.float32 else ''}({a[0]}) < INFINITY)"
-    if kind == "signbit":
-        return f"(__builtin_signbit({a[0]}) != 0)"
-    if kind == "pow":
-        if not flt:
-            return f"(({T})jf_pow_i64({a[0]}, {a[1]}))"
-        return f"jf_pow({a[0]}, {a[1]})" if f32 else f"pow({a[0]}, {a[1]})"
-    if kind == "remainder":
-        if not flt:
-            return f"(({T})jf_mod_i64({a[0]}, {a[1]}))"
-        return f"jf_remainder_{'f' if f32 else 'd'}({a[0]}, {a[1]})"
-    if kind == "fmod" and not flt:
-        return f"({a[1]} == 0 ? ({T})0 : ({T})({a[0]} % {a[1]}))"
-    if f32 and kind in _F32_FN:
-        return f"{_F32_FN[kind]}({a[0]})"
-    if kind == "sigmoid":
-        return f"jf_sigmoid_d({a[0]})"
-    if kind in _F32_FN or kind in _LIBM:
-        return f"{kind}{'f' if f32 else ''}({', '.join(a)})"
-    raise CodegenError(f"no C for op {kind} on {dtype}")
+    """C text of one op on already-printed operands ``a`` (:data:`C_OPS`)."""
+    r = C_OPS.get(kind)
+    if r is None:
+        raise CodegenError(f"no C for op {kind} on {dtype}")
+    if isinstance(r, str):
+        return r.format(*a, T=CTYPES[dtype], f=_f(dtype))
+    return r(dtype, a, arg_dtypes)
 
 
 class Body(ir.CSEEmitter):
@@ -239,17 +276,17 @@ class Body(ir.CSEEmitter):
         if self.hoist_tag is None or not self.inner:
             return False
         inner = set(self.inner)
-        if x.kind == "load":
+        if x.kind == Op.LOAD:
             buf, idx = x.aux
             if (buf, idx._key) in self.outer_locals:
                 return True  # a value an earlier pass finished (a row's max or sum)
             return (buf not in self.written and buf not in self.row_sub
                     and (buf, idx._key) not in self.locals
                     and not idx.dynamic_terms() and not inner & set(idx.vars()))
-        if x.kind in ("mload", "index", "const", "sym") or not x.args:
+        if x.kind in (Op.MLOAD, Op.INDEX, Op.CONST, Op.SYM) or not x.args:
             return False
-        return all(a.kind in ("const", "sym")
-                   or (a.kind == "index" and not a.aux.dynamic_terms()
+        return all(a.kind in (Op.CONST, Op.SYM)
+                   or (a.kind == Op.INDEX and not a.aux.dynamic_terms()
                        and not inner & set(a.aux.vars()))
                    or self._ids[id(a)] in self._hoisted_names
                    for a in x.args)
@@ -269,13 +306,13 @@ class Body(ir.CSEEmitter):
     def _one(self, x):
         k = x.kind
         T = CTYPES[x.dtype]
-        if k == "const":
+        if k == Op.CONST:
             return cconst(x.aux, x.dtype)
-        if k == "sym":
+        if k == Op.SYM:
             return f"(({T}){cexpr(x.aux)})"
-        if k == "index":
+        if k == Op.INDEX:
             return f"(({T}){self.affine(x.aux)})"
-        if k in ("load", "mload"):
+        if k in (Op.LOAD, Op.MLOAD):
             buf, idx = x.aux
             loc = self.locals.get((buf, idx._key))
             if loc is not None:
@@ -284,13 +321,13 @@ class Body(ir.CSEEmitter):
                 if buf in self.row_sub:
                     idx = idx.subst(self.row_sub[buf])
                 text = f"{self.bufvar[buf]}[{self.affine(idx)}]"
-            if k == "mload":
+            if k == Op.MLOAD:
                 text = f"({self._ids[id(x.args[0])]} ? {text} : ({T})0)"
             return self.tmp(T, text, hoist=self._loop_invariant(x))
         args = [self._ids[id(a)] for a in x.args]
         if self._loop_invariant(x):
             return self.tmp(T, op_c(k, x.dtype, args, [a.dtype for a in x.args]), hoist=True)
-        if k == "div" and x.dtype.is_floating_point and self.inner and x.args[1].kind != "const" \
+        if k == Op.DIV and x.dtype.is_floating_point and self.inner and x.args[1].kind != Op.CONST \
                 and self._invariant(x.args[1]):
             # a divisor fixed across the inner loop (a softmax's row sum):
             # one reciprocal, hoisted by the compiler, and a multiply per
@@ -317,10 +354,10 @@ class Body(ir.CSEEmitter):
     def _invariant(self, e):
         inner = set(self.inner)
         for x in ir.walk(e):
-            if x.kind in ("load", "mload"):
+            if x.kind in (Op.LOAD, Op.MLOAD):
                 if inner & set(x.aux[1].vars()):
                     return False
-            elif x.kind == "index" and inner & set(x.aux.vars()):
+            elif x.kind == Op.INDEX and inner & set(x.aux.vars()):
                 return False
         return True
 

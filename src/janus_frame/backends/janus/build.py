@@ -3,8 +3,8 @@
 In: source text.  Out: a :class:`Build` whose ``lib()`` is the loaded
 ``ctypes.CDLL``.  The cache key is a SHA-256 of the source, the flags, the
 compiler's version and torch's version; the library lives at
-``<cache>/<key>.so`` where ``<cache>`` is ``$JANUS_FRAME_CACHE_DIR`` or
-``~/.cache/janus_frame/kernels``.  The compiler writes to a unique temporary
+``<cache>/<key>.so`` where ``<cache>`` is the ``cache_dir`` option
+(``JANUS_FRAME_CACHE_DIR``) or ``~/.cache/janus_frame/kernels``.  The compiler writes to a unique temporary
 name and the result is moved into place with ``os.replace`` (atomic on POSIX),
 so concurrent processes building the same key never see a partial file.
 Compilation starts in a background process at build time; ``lib()`` waits for
@@ -12,8 +12,8 @@ it, so the compiles of a forward and a backward graph overlap.
 
 Where glibc's vector math library is usable (:func:`libmvec_available`), the
 sources are compiled with ``-DJF_LIBMVEC`` and linked with ``-lmvec`` (see
-:mod:`.cmath_prelude`); ``JANUS_FRAME_LIBMVEC=0`` keeps the inline
-polynomials.
+:mod:`codegen.c.prelude`), unless the ``libmvec`` option is off
+(``JANUS_FRAME_LIBMVEC=0``): that keeps the inline polynomials.
 """
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ import tempfile
 import threading
 
 import torch
+
+from ...config import kernel_cache_dir
 
 log = logging.getLogger("janus_frame.kernels")
 
@@ -47,9 +49,10 @@ _loaded: dict[str, ctypes.CDLL] = {}
 _lock = threading.Lock()
 
 
-def cache_dir() -> str:
-    d = os.environ.get("JANUS_FRAME_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "janus_frame", "kernels")
+def cache_dir(options=None) -> str:
+    """The kernel cache directory of ``options`` (a Config; None: the
+    process-wide one), created if absent."""
+    d = kernel_cache_dir(options)
     os.makedirs(d, exist_ok=True)
     return d
 
@@ -90,8 +93,6 @@ def libmvec_available() -> bool:
     verdict is remembered on disk per compiler, flags, machine and glibc
     version; a failed probe is retried by the next process (it may have
     failed for a passing reason: a full disk, a killed compiler)."""
-    if os.environ.get("JANUS_FRAME_LIBMVEC", "1") == "0":
-        return False
     glibc = _glibc_version()
     if not glibc or glibc < MVEC_MIN_GLIBC or not sys.platform.startswith("linux") \
             or platform.machine() not in ("x86_64", "AMD64"):
@@ -129,10 +130,11 @@ def libmvec_available() -> bool:
     return ok
 
 
-def build_flags(cpp: bool = False) -> tuple[list, list]:
-    """(compile flags, libraries to link) for a generated source."""
+def build_flags(cpp: bool = False, libmvec: bool = True) -> tuple[list, list]:
+    """(compile flags, libraries to link) for a generated source; ``libmvec``:
+    use glibc's vector math where it is available."""
     flags = (["-x", "c++", "-std=gnu++17"] if cpp else LANG_FLAGS) + FLAGS
-    if libmvec_available():
+    if libmvec and libmvec_available():
         return flags + MVEC_FLAGS, list(MVEC_LIBS)
     return flags, []
 
@@ -151,12 +153,14 @@ class BuildError(RuntimeError):
 
 
 class Build:
-    """One shared library: found in the cache, or being compiled."""
+    """One shared library: found in the cache ``directory`` (default:
+    :func:`cache_dir`), or being compiled."""
 
-    def __init__(self, source: str, cpp: bool = False):
-        flags, libs = build_flags(cpp)
+    def __init__(self, source: str, cpp: bool = False, directory: str | None = None,
+                 libmvec: bool = True):
+        flags, libs = build_flags(cpp, libmvec)
         self.key = cache_key(source, flags + libs)
-        d = cache_dir()
+        d = directory or cache_dir()
         self.path = os.path.join(d, self.key + ".so")
         self.cached = os.path.exists(self.path)
         self._proc = None

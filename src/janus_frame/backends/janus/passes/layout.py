@@ -26,11 +26,10 @@ tensor to a shape its strides cannot express raises while the graph is
 traced.  A graph that views (or ``as_strided``-s) anything computed from a
 convolution is left as captured, and the caller compiles the original
 graph when the rewritten one fails for any other reason
-(:func:`janus_backend`).  Off with ``JANUS_FRAME_CHANNELS_LAST=0``.
+(:func:`pipeline.janus_backend`).  Off with the ``channels_last`` option
+(``JANUS_FRAME_CHANNELS_LAST=0``), which the pipeline reads.
 """
 from __future__ import annotations
-
-import os
 
 import torch
 import torch.fx
@@ -63,13 +62,9 @@ def _conv_operands(n):
     return x, w
 
 
-def enabled() -> bool:
-    return os.environ.get("JANUS_FRAME_CHANNELS_LAST", "1") != "0" and torch.backends.mkldnn.is_available()
-
-
 def channels_last_convs(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """See the module docstring; ``gm`` itself is never modified."""
-    if not enabled() or not any(_conv_operands(n) for n in gm.graph.nodes):
+    if not torch.backends.mkldnn.is_available() or not any(_conv_operands(n) for n in gm.graph.nodes):
         return gm
     g = torch.fx.Graph()
     env = {}

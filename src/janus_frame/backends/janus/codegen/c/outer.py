@@ -1,9 +1,9 @@
 """C code for reduction kernels whose kept axes run innermost.
 
-In: a :class:`scheduler.Kernel` whose reduced axes all lie outside its kept
+In: a :class:`schedule.Kernel` whose reduced axes all lie outside its kept
 axes in loop order (a bias gradient summed over the batch, batch-norm
 statistics of channels-last data summed over N, H and W per channel).  Out:
-the C lines of its body, as a mixin of :class:`codegen_cpp.CppKernelGen`.
+the C lines of its body, as a mixin of :class:`codegen.c.kernel.CppKernelGen`.
 
 Also here: :func:`loop_order` (the order a kernel loops over its axes, from
 the strides of its accesses) and :func:`outer_reduction_layout` (whether a
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import functools
 
-from . import ir
-from .c_expr import CTYPES, Body, _loops, affine_c, cconst, cexpr
+from ... import ir
+from . import reduce
+from .expr import CTYPES, Body, _loops, affine_c, cexpr
 
 PARALLEL_MIN_WORK = 32768
 OUTER_BLOCK = 512  # columns per block of an interchanged (outer-axis) reduction
@@ -94,7 +95,7 @@ class OuterReductionGen:
                 lines.append(f"{sp}{kloop}")
                 for m in reds:
                     if m not in wf:
-                        lines.append(f"{sp}  {self._acc_name(m)}[{slot}] = {self._vec_init(m)};")
+                        lines.append(f"{sp}  {self._acc_name(m)}[{slot}] = {reduce.identity(m)};")
                 for m in leads:
                     n = m.node.out.name
                     lines.append(f"{sp}  wm_{n}[{slot}] = 0; wq_{n}[{slot}] = 0;")
@@ -187,7 +188,7 @@ class OuterReductionGen:
                     lines.append(f"{cs}{T} cm_{m.node.out.name}[{K}], cq_{m.node.out.name}[{K}];")
                 if here:
                     lines += [f"{cs}#pragma omp simd", f"{cs}{kloop}"]
-                    lines += [f"{cs}  ca_{m.node.out.name}[{slot}] = {self._vec_init(m)};" for m in pplain]
+                    lines += [f"{cs}  ca_{m.node.out.name}[{slot}] = {reduce.identity(m)};" for m in pplain]
                     lines += [f"{cs}  cm_{m.node.out.name}[{slot}] = 0; cq_{m.node.out.name}[{slot}] = 0;"
                               for m in pleads]
                     lines.append(f"{cs}}}")
@@ -218,9 +219,9 @@ class OuterReductionGen:
                 lines.append(f"{ss}{kloop}")
                 for m in pplain:
                     a = f"{self._acc_name(m)}[{slot}]"
-                    lines.append(f"{ss}  {a} = {self._vec_init(m)};")
+                    lines.append(f"{ss}  {a} = {reduce.identity(m)};")
                     lines.append(f"{ss}  for (int64_t c_ = 0; c_ < {NC}; ++c_)")
-                    lines += self._vec_update(m, f"cp_{m.node.out.name}[c_ * {K} + {slot}]", a, len(ss) // 2 + 2)
+                    lines += reduce.vec_update(m, f"cp_{m.node.out.name}[c_ * {K} + {slot}]", a, ss + "    ")
                 for m in pleads:
                     lines += [f"{ss}  {ln}" for ln in self._wf_merge_chunks(m, red_numel, R, K, slot)]
                 lines.append(f"{ss}}}")
@@ -255,7 +256,7 @@ class OuterReductionGen:
                                    f"{sp}{mean} += wd_{n} * winv_;",
                                    f"{sp}{m2} += wd_{n} * (({T}){v} - {mean});"]
             elif isinstance(m.node, ir.Reduction):
-                body.lines += self._vec_update(m, v, f"{acc}{n}[{slot}]", ind)
+                body.lines += reduce.vec_update(m, v, f"{acc}{n}[{slot}]", sp)
             else:
                 key = (n, m.node.store.subst(m.amap).subst(sub)._key)
                 locals_[key] = v
@@ -317,36 +318,6 @@ class OuterReductionGen:
                 "}",
                 f"wm_{n}[{slot}] = tm_; wq_{n}[{slot}] = tq_;"]
 
-    def _vec_init(self, m):
-        rt = m.node.rtype
-        d = m.node.expr.dtype
-        if rt == "sum":
-            return "0"
-        if rt == "prod":
-            return "1"
-        if rt == "any":
-            return "0"
-        if rt == "all":
-            return "1"
-        return cconst(ir.dtype_min(d) if rt == "max" else ir.dtype_max(d), d)
-
-    def _vec_update(self, m, v, a, ind):
-        """Update of one slot of a vector accumulator (no SIMD reduction
-        clause: NaN propagates through the select itself)."""
-        rt = m.node.rtype
-        sp = "  " * ind
-        if rt == "sum":
-            return [f"{sp}{a} += {v};"]
-        if rt == "prod":
-            return [f"{sp}{a} *= {v};"]
-        if rt == "any":
-            return [f"{sp}{a} |= ({v} != 0);"]
-        if rt == "all":
-            return [f"{sp}{a} &= ({v} != 0);"]
-        op = ">" if rt == "max" else "<"
-        nan = f" | {v} != {v}" if m.node.expr.dtype.is_floating_point else ""
-        return [f"{sp}{a} = ({v} {op} {a}{nan}) ? {v} : {a};"]
-
 
 def loop_order(k, accesses):
     """The order, outermost first, in which kernel ``k`` loops over its axes.
@@ -360,7 +331,7 @@ def loop_order(k, accesses):
     Arg-reductions keep the axes' order: their first maximum is the first
     in row-major order."""
     n = len(k.full_shape)
-    if any(isinstance(m.node, ir.Reduction) and m.node.rtype in ("argmax", "argmin") for m in k.members):
+    if any(isinstance(m.node, ir.Reduction) and m.node.spec.index for m in k.members):
         return list(range(n))
     coeffs = []
     for acc in accesses:
@@ -393,7 +364,7 @@ def outer_reduction_layout(k, accesses, order=None):
     kept = [a for a in live if a not in k.red_axes]
     if not red or not kept or max(pos[a] for a in red) > min(pos[a] for a in kept):
         return False
-    if any(isinstance(m.node, ir.Reduction) and m.node.rtype in ("argmax", "argmin")
+    if any(isinstance(m.node, ir.Reduction) and m.node.spec.index
            for m in k.members):
         return False
     oloops, _ = _loops(kept, sizes, accesses)

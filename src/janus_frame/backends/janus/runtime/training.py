@@ -1,8 +1,9 @@
 """Training graphs run through one lean ``autograd.Function`` per graph.
 
 In: an ``fx.GraphModule`` (inputs as placeholders; fake values in
-``meta['val']`` when sizes are symbolic), its real example inputs, and
-``compile_graph``.
+``meta['val']`` when sizes are symbolic), its real example inputs, the
+function compiling one aten graph (``pipeline.compile_graph``, passed in: the
+pipeline imports this module) and the backend's options.
 Out: a callable with the graph's calling convention whose outputs carry
 autograd history, or ``None`` when the graph needs AOTAutograd's runtime.
 
@@ -32,7 +33,8 @@ import torch
 import torch.fx
 
 from .grad_accumulation import plan as plan_deferred, stash, usable
-from .runtime import _restride, never_traced, stand_aside
+from .graph import _restride
+from .untraced import never_traced, stand_aside
 
 log = logging.getLogger("janus_frame.backend")
 
@@ -42,9 +44,10 @@ class _Plan:
 
     __slots__ = ("fw", "bw", "make_bw", "n_out", "saved", "syms", "non_diff",
                  "gather", "params", "deferred", "bw_deferred",
-                 "make_bw_deferred", "n_grads", "edges")
+                 "make_bw_deferred", "n_grads", "edges", "options")
 
-    def __init__(self):
+    def __init__(self, options):
+        self.options = options  # read per backward call (defer_grads)
         self.bw = None
         self.params = ()
         self.deferred = None
@@ -83,7 +86,7 @@ class _Compiled(torch.autograd.Function):
             saved = saved + tuple(ctx.syms)
         args = plan.gather(saved, grads)
         if plan.deferred is not None and usable(
-                ctx.params, [ctx.next_functions[i][0] for i in plan.edges]):
+                ctx.params, [ctx.next_functions[i][0] for i in plan.edges], plan.options):
             res = (plan.bw_deferred or _build_deferred(plan))(*args)
             n = plan.n_grads
             stash(ctx.params, plan.deferred, res[n:])
@@ -162,16 +165,16 @@ def _build_deferred(plan):
 never_traced(_Compiled.forward, _Compiled.backward, _contiguous, _restride_to)
 
 
-def compile_lean(gm, example_inputs, compile_graph, device, graphs):
+def compile_lean(gm, example_inputs, compile_graph, device, options):
     """The compiled training callable for ``gm``, or ``None`` when the graph
-    needs AOTAutograd's runtime (see the module docstring).  Compiled
-    CompiledGraphs are appended to ``graphs``."""
+    needs AOTAutograd's runtime (see the module docstring).  Its
+    ``janus_graphs`` lists the CompiledGraphs, the backward ones once built."""
     from torch._functorch import aot_autograd
     from torch._functorch._aot_autograd.descriptors import PlainAOTOutput, TangentAOTInput
     from torch._functorch._aot_autograd.schemas import MutationType, OutputType
     from torch._functorch.partitioners import min_cut_rematerialization_partition
 
-    from .decomp import decomposition_table
+    from ..passes.decomp import decomposition_table
 
     if any(n.op == "get_attr" for n in gm.graph.nodes):
         return None  # parameters as attributes: their grads need AOTAutograd's lifting
@@ -234,7 +237,7 @@ def compile_lean(gm, example_inputs, compile_graph, device, graphs):
         return None  # opaque objects or tensors after sizes: not a layout we know
     if any(o.meta.get("saved_tensor_with_no_vc_check") for o in fw_outs[n_out:]):
         return None
-    plan = _Plan()
+    plan = _Plan(options)
     plan.n_out = n_out
     plan.saved = slice(n_out, n_out + n_tensors)
     plan.syms = slice(n_out + n_tensors, len(fw_outs)) if n_tensors < len(saved_vals) else None
@@ -270,7 +273,7 @@ def compile_lean(gm, example_inputs, compile_graph, device, graphs):
 
     fw = compile_graph(fw_gm, device)
     fw._prepare()  # built now: a failure falls back here, not in the user's first call
-    graphs.append(fw)
+    graphs = [fw]
     plan.fw = stand_aside(fw.__call__)
 
     def make_bw():

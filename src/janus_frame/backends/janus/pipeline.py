@@ -1,0 +1,250 @@
+"""The fusing backend's driver: ``janus_backend(gm, example_inputs, *, options=None)``.
+
+In: an ``fx.GraphModule`` and example inputs (the torch.compile backend
+protocol), and ``options``: a :class:`janus_frame.config.Config` (the
+frontend passes its merged one; ``None`` means the process-wide ``config``,
+which is how ``torch.compile(model, backend=jf.backend)`` calls it).  Out: a
+callable with the graph's calling convention.
+
+Inference (no input requires grad, or grad mode off): the graph is traced to
+functional aten (:mod:`passes.aten`; skipped when it already is), then
+:func:`compile_graph` runs the stages -- graph passes, lowering to the loop
+IR, scheduling into fused kernels (and segments), C (CPU tensors) or Triton
+(CUDA tensors, or ``options.triton_on_cpu``) code generation, build -- and
+wraps the result (:mod:`runtime.graph`).  Training: the lean runtime
+(:mod:`runtime.training`), else AOTAutograd's with a rematerialising min-cut
+partition; both halves go through :func:`compile_graph`.  CPU convolutions
+are first rewritten to read channels-last (:mod:`passes.layout`).
+
+Under ``options.checks`` each stage boundary is verified (:mod:`verify`):
+after the graph passes and after scheduling; the loop IR is verified after
+lowering on every compile (cheap).
+
+Failures: every stage tags what it raises with its name (:func:`stats.stage`)
+and every refusal goes through :func:`refuse`, the one fallback point: it
+records ``(stage, reason, graph, instead)`` in ``stats.fallbacks`` and logs a
+warning, or raises under ``options.strict``.  The degradations, best first:
+lean runtime -> AOTAutograd's runtime; channels-last -> the captured layout;
+anything -> the graph as captured, run eagerly.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import time
+
+import torch
+import torch.fx
+
+from ...config import config
+from . import verify
+from .build import Build, cache_dir
+from .lower import lower
+from .passes.aten import (attr, attr_getter, check_no_aliasing, fake_attrs, is_decomposed_aten,
+                          lift_tensor_attrs, placeholder_vals, to_aten, writes_back)
+from .passes.decomp import decomposition_table
+from .passes.graph_passes import optimize
+from .passes.layout import channels_last_convs
+from .runtime.graph import CompiledGraph
+from .runtime.untraced import not_traced, stand_aside
+from .schedule import schedule
+from .stats import Fallback, stage, stage_of, stats
+
+log = logging.getLogger("janus_frame.kernels")
+warn_log = logging.getLogger("janus_frame.backend")
+
+
+def janus_backend(gm: torch.fx.GraphModule, example_inputs, *, options=None):
+    """The torch.compile backend protocol; never rejects a graph (under
+    ``options.strict`` an internal error raises instead)."""
+    opts = config if options is None else options
+    name = graph_name(gm)
+    device = device_of(gm, example_inputs)
+    compile_ = _compile_training if _needs_grad(example_inputs) else _compile_inference
+    layouts = _layouts(gm, opts, name)
+    for i, g in enumerate(layouts):
+        try:
+            return compile_(g, example_inputs, device, opts, name)
+        except Exception as e:  # noqa: BLE001 -- never break the user's program
+            refuse(e, name, opts, "captured layout" if i + 1 < len(layouts) else "eager")
+    return gm.forward
+
+
+def refuse(exc: Exception, graph: str, options, instead: str) -> None:
+    """The one fallback point: ``exc`` stopped ``graph``, and ``instead``
+    runs in its place.  Raises ``exc`` under ``options.strict``."""
+    if options.strict:
+        raise exc
+    rec = Fallback(stage_of(exc), repr(exc), graph, instead)
+    stats.fallbacks.append(rec)
+    if instead == "eager":
+        warn_log.warning("janus backend: running graph %s eagerly after an internal error at "
+                         "stage %s: %s", graph, rec.stage, rec.reason)
+    else:
+        warn_log.warning("janus backend: graph %s: stage %s failed (%s); falling back to the %s",
+                         graph, rec.stage, rec.reason, instead)
+
+
+_anonymous = itertools.count()
+
+
+def graph_name(gm) -> str:
+    """What the warnings call a graph: ``gm.meta['janus_name']`` when the
+    frontend set one, torch.compile's compile id, or a process-wide number."""
+    name = getattr(gm, "meta", {}).get("janus_name")
+    if name:
+        return str(name)
+    from torch._guards import CompileContext
+
+    cid = CompileContext.current_compile_id()
+    if cid is not None:
+        return f"torch.compile {cid}"
+    return f"#{next(_anonymous)}"
+
+
+def device_of(gm, example_inputs=()) -> str:
+    """The device type of the first tensor input, else of the first node's
+    value, else ``"cpu"``."""
+    for x in example_inputs:
+        if isinstance(x, torch.Tensor):
+            return x.device.type
+    for n in gm.graph.nodes:
+        v = n.meta.get("val")
+        if isinstance(v, torch.Tensor):
+            return v.device.type
+    return "cpu"
+
+
+@not_traced
+def compile_graph(gm: torch.fx.GraphModule, device: str | None = None, options=None):
+    """Compile one functional, decomposed aten graph (meta['val'] on every
+    placeholder) into a :class:`runtime.graph.CompiledGraph`."""
+    opts = config if options is None else options
+    t0 = time.perf_counter()
+    triton = (device or device_of(gm)) == "cuda" or opts.triton_on_cpu
+    with stage("passes"):
+        g = optimize(gm)
+    if opts.checks:
+        with stage("verify passes"):
+            verify.graph_passes(gm, g)
+    with stage("lower"):
+        prog = lower(g)
+    with stage("verify lowering"):
+        verify.loop_ir(prog)
+    with stage("schedule"):
+        sched = schedule(prog, cpp=not triton)
+    if opts.checks:
+        with stage("verify schedule"):
+            verify.schedule(sched)
+    if triton:
+        from .codegen.triton import generate_triton
+
+        with stage("codegen"):
+            tk = generate_triton(sched, opts)
+        cg = CompiledGraph(prog, sched, None, None, backend="triton", triton_kernels=tk,
+                           options=opts)
+        text = "\n\n".join(k.source for k in tk.values())
+    else:
+        from .codegen.c.kernel import generate
+
+        with stage("codegen"):
+            csrc = generate(sched, sched.segments())
+        with stage("build"):
+            build = Build(csrc.text, directory=cache_dir(opts), libmvec=opts.libmvec) \
+                if sched.kernels else None
+        cg = CompiledGraph(prog, sched, csrc if sched.kernels else None, build, options=opts)
+        text = csrc.text
+    cg.compile_seconds = time.perf_counter() - t0
+    if log.isEnabledFor(logging.DEBUG) or _logs_on():
+        log.info("graph IR:\n%s\nschedule:\n%s\nsource:\n%s", prog.format(), sched.format(), text)
+    stats.graphs.append(cg)
+    return cg
+
+
+def _logs_on():
+    from ...diagnostics.logs import artifact_logger
+
+    return artifact_logger("kernels") is not None
+
+
+def _layouts(gm, opts, name):
+    """The graphs to try, best first: CPU convolutions reading channels-last
+    (:mod:`passes.layout`), then the graph as captured."""
+    if not opts.channels_last:
+        return [gm]
+    try:
+        with stage("layout"):
+            nhwc = channels_last_convs(gm)
+    except Exception as e:  # noqa: BLE001 -- the captured layout needs no rewrite
+        refuse(e, name, opts, "captured layout")
+        return [gm]
+    return [gm] if nhwc is gm else [nhwc, gm]
+
+
+def _needs_grad(example_inputs):
+    return torch.is_grad_enabled() and any(
+        isinstance(x, torch.Tensor) and x.requires_grad for x in example_inputs)
+
+
+def _compile_inference(gm, example_inputs, device, opts, name):
+    if is_decomposed_aten(gm):
+        return compile_graph(gm, device, opts)
+    lifted, targets = lift_tensor_attrs(gm)
+    if not targets:
+        with stage("trace"):
+            g = to_aten(gm, example_inputs)
+            if writes_back(g):
+                check_no_aliasing(example_inputs)
+        return compile_graph(g, device, opts)
+    vals = placeholder_vals(gm)
+    if any(v is None for v in vals):
+        vals = list(example_inputs)
+    with stage("trace"):
+        g = to_aten(lifted, None, fake_attrs(gm, targets, vals) + vals)
+        if writes_back(g):
+            check_no_aliasing([attr(gm, t) for t in targets] + list(example_inputs))
+    cg = compile_graph(g, device, opts)
+    # the protocol: the graph's own positional inputs; attributes are read per
+    # call (a module may rebind them; in-place updates are seen either way)
+    getters = [attr_getter(t) for t in targets]
+
+    def call(*args):
+        return cg(*[get(gm) for get in getters], *args)
+
+    call.janus_graph = cg
+    return call
+
+
+def _compile_training(gm, example_inputs, device, opts, name):
+    from torch._functorch.aot_autograd import aot_module_simplified
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+    from .runtime.training import compile_lean
+
+    compile_ = functools.partial(compile_graph, options=opts)
+    try:
+        with stage("training.lean"):
+            lean = compile_lean(gm, example_inputs, compile_, device, opts)
+    except Exception as e:  # noqa: BLE001 -- AOTAutograd's runtime below is the general path
+        refuse(e, name, opts, "AOTAutograd runtime")
+        lean = None
+    if lean is not None:
+        return lean
+    graphs = []
+
+    def inner(g, ex):
+        cg = compile_(g, device_of(g, ex))
+        graphs.append(cg)
+        f = stand_aside(cg.boxed)
+        f._boxed_call = True
+        f.janus_graph = cg
+        return f
+
+    with stage("training.aot"):
+        fn = aot_module_simplified(gm, example_inputs, fw_compiler=inner, bw_compiler=inner,
+                                   decompositions=decomposition_table(),
+                                   partition_fn=min_cut_rematerialization_partition,
+                                   keep_inference_input_mutations=True)
+    fn.janus_graphs = graphs
+    return fn

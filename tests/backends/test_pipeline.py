@@ -1,0 +1,117 @@
+"""The driver: options given to the backend are the ones it uses (the
+process-wide config only when none are given), every refusal goes through
+the one fallback point -- recorded with its stage and logged as a warning,
+raised under strict -- and each graceful degradation keeps working."""
+import logging
+import pathlib
+
+import pytest
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from conftest import assert_close, graphs, jcompile
+import janus_frame.backends as backends
+from janus_frame.backends.janus import janus_backend, pipeline, stats
+from janus_frame.config import Config, config
+
+
+def _f(x):
+    return torch.tanh(x) * 2 + x.sum(-1, keepdim=True)
+
+
+def _broken(*a, **k):
+    raise RuntimeError("injected lowering failure")
+
+
+def test_options_reach_the_backend_strict_raises(monkeypatch):
+    monkeypatch.setattr(config, "strict", False)
+    monkeypatch.setattr(pipeline, "lower", _broken)
+    x = torch.randn(4, 8)
+    with pytest.raises(RuntimeError, match="injected") as e:
+        janus_backend(fx.symbolic_trace(_f), [x], options=config.merged(strict=True))
+    assert e.value.janus_stage == "lower"
+    assert not stats.fallbacks
+
+
+@pytest.mark.expect_fallback
+def test_a_refusal_is_recorded_with_its_stage_and_logged(monkeypatch, caplog):
+    monkeypatch.setattr(pipeline, "lower", _broken)
+    x = torch.randn(4, 8)
+    gm = fx.symbolic_trace(_f)
+    gm.meta["janus_name"] = "f at test_pipeline.py"
+    with caplog.at_level(logging.WARNING, logger="janus_frame.backend"):
+        fn = janus_backend(gm, [x], options=config.merged(strict=False))
+    assert_close(fn(x), _f(x))  # the graph as captured
+    (fb,) = stats.fallbacks
+    assert (fb.stage, fb.graph, fb.instead) == ("lower", "f at test_pipeline.py", "eager")
+    assert "injected" in fb.reason
+    (rec,) = [r for r in caplog.records if r.name == "janus_frame.backend"]
+    assert rec.levelno == logging.WARNING and "f at test_pipeline.py" in rec.getMessage()
+
+
+@pytest.mark.expect_fallback
+def test_lean_runtime_failure_degrades_to_aotautograd(monkeypatch):
+    from janus_frame.backends.janus.runtime import training
+
+    def broken(*a, **k):
+        raise RuntimeError("injected lean failure")
+
+    monkeypatch.setattr(config, "strict", False)
+    monkeypatch.setattr(training, "compile_lean", broken)
+    w = torch.randn(8, 3, requires_grad=True)
+    rw = w.detach().clone().requires_grad_(True)
+    x = torch.randn(4, 8)
+    jcompile(lambda x, w: torch.tanh(x @ w).sum())(x, w).backward()
+    torch.tanh(x @ rw).sum().backward()
+    assert_close(w.grad, rw.grad, rtol=1e-5, atol=1e-6)
+    assert [(f.stage, f.instead) for f in stats.fallbacks] == [("training.lean", "AOTAutograd runtime")]
+    assert len(graphs()) == 2  # forward and backward compiled all the same
+
+
+@pytest.mark.expect_fallback
+def test_channels_last_failure_degrades_to_the_captured_layout(monkeypatch):
+    def broken(gm):
+        raise RuntimeError("injected layout failure")
+
+    monkeypatch.setattr(config, "strict", False)
+    monkeypatch.setattr(pipeline, "channels_last_convs", broken)
+    conv = nn.Conv2d(3, 4, 3)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert_close(jcompile(lambda x: torch.relu(conv(x)))(x), torch.relu(conv(x)), rtol=1e-5, atol=1e-5)
+    assert [(f.stage, f.instead) for f in stats.fallbacks] == [("layout", "captured layout")]
+    assert graphs()
+
+
+def test_options_choose_checks_and_the_kernel_cache(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(pipeline.verify, "schedule", lambda s: seen.append(s))
+    x = torch.randn(4, 8)
+    janus_backend(fx.symbolic_trace(_f), [x], options=config.merged(checks=False))(x)
+    assert not seen
+    opts = config.merged(checks=True, cache_dir=str(tmp_path))
+    assert_close(janus_backend(fx.symbolic_trace(lambda x: _f(x) + 3), [x], options=opts)(x), _f(x) + 3)
+    assert len(seen) == 1
+    assert pathlib.Path(graphs()[-1].build.path).parent == tmp_path
+
+
+def test_lookup_backend_binds_the_options():
+    opts = config.merged(strict=True)
+    for spec in ("default", backends.default):
+        fn = backends.lookup_backend(spec, opts)
+        assert fn.func is backends.default and fn.keywords == {"options": opts}
+    assert backends.lookup_backend("default") is backends.default
+    assert backends.lookup_backend("eager", opts) is backends.eager
+
+
+def test_backend_settings_come_from_the_environment_only_through_config(monkeypatch, tmp_path):
+    for name, value in (("JANUS_CHECKS", "1"), ("JANUS_FRAME_CHANNELS_LAST", "0"),
+                        ("JANUS_FRAME_LIBMVEC", "0"), ("JANUS_FRAME_CACHE_DIR", str(tmp_path))):
+        monkeypatch.setenv(name, value)
+    c = Config()
+    assert (c.checks, c.channels_last, c.libmvec, c.cache_dir) == (True, False, False, str(tmp_path))
+    src = pathlib.Path(pipeline.__file__).parent
+    readers = [str(p.relative_to(src)) for p in src.rglob("*.py")
+               if "os.environ" in p.read_text() or "getenv" in p.read_text()]
+    assert readers == []
