@@ -3,7 +3,8 @@
 In: a registered break ID plus a detail string, raised by an opcode handler.
 Out: a :class:`GraphBreak` that knows its ID, one-line explanation, hint for
 the user, and (filled in by the interpreter) the user's file, line, source
-text and frame name.
+text and frame name; and :class:`NoPredication`, which ends a trace whose
+branch site turned out unfit for predication (the site then breaks).
 
 The registry is the documentation: every ID below has a title, an
 explanation and a hint, and a test that triggers it.
@@ -202,3 +203,12 @@ class GraphBreak(FrameFallback):
             text += f"\n    {src}"
         text += f"\n  why: {self.kind.explanation}\n  hint: {self.hint}"
         return text
+
+
+class NoPredication(Exception):
+    """The sides of this site cannot be predicated (predication.py): trace
+    the frame again with the site breaking the graph."""
+
+    def __init__(self, site, why: str) -> None:
+        super().__init__(why)
+        self.site = site

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import operator
 import time
 import types
@@ -34,32 +33,20 @@ from .. import _C
 from ..diagnostics.logs import artifact_logger
 from ..diagnostics.probe import PROBE, Site
 from ..cache import CompiledEntry, SkipFrame, stats
-from .breaks import GraphBreak
+from .breaks import GraphBreak, NoPredication
 from .codegen import FunctionBuilder, nargs_of, slot_names
+from .handlers import NATIVE_STEPS
 from .interpreter import Translator
-from .ops_arith import BINARY, COMPARE
 from .output import NeedsShapeEnv, OutputGraph
-from .predication import NoPredication
 from .bytecode_info import RESUME_CODES, leading_argument, live_locals, load_instructions, \
     original_position, try_regions
 from .resume import TailCall, make_function, resume_code, trampoline
 from .sources import ArgSource, ClosureSource
-from .values import (
-    NULL, CellV, Const, DerivedConst, DictV, ExitV, FunctionV, IterV, ListV, MethodV, NewObjV,
-    ItemV, NullV, ObjV, SetV, SliceV, SymV, TensorV, TupleV, Value,
-)
+from .values import ListV, MethodV, NullV, ObjV, SymV, TensorV, Value
 
-_LITERAL_TYPES = (int, str, bool, type(None), bytes)
-_SENTINEL = object()
-# instructions a segment can end at: each is re-expressed natively in the
-# replacement (see _native_step)
-_RESUMABLE = {
-    "CALL", "CALL_FUNCTION_EX", "LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR", "STORE_SUBSCR",
-    "DELETE_SUBSCR", "BINARY_SUBSCR", "BINARY_OP", "COMPARE_OP", "UNARY_NOT", "GET_ITER",
-    "FOR_ITER", "POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE",
-    "POP_JUMP_BACKWARD_IF_TRUE", "POP_JUMP_BACKWARD_IF_FALSE", "JUMP_IF_TRUE_OR_POP",
-    "JUMP_IF_FALSE_OR_POP", "BEFORE_WITH",
-}
+# instructions a segment can end at: each has a native step, which runs it
+# natively in the replacement (handlers/, see _break_tail)
+_RESUMABLE = frozenset(NATIVE_STEPS)
 
 
 def compile_frame(func, args: tuple, ctx) -> CompiledEntry:
@@ -381,93 +368,42 @@ class _Result:
         self.name = name
 
 
+class _Emit:
+    """What a native step (handlers/, ``@native_step``) writes the tail of
+    the replacement with: the break's instruction run natively, then the
+    hand-over to the resume function."""
+
+    def __init__(self, func, tx: Translator, rb: "Rebuilder") -> None:
+        self._func, self._tx, self._rb = func, tx, rb
+
+    def expr(self, v: Value) -> str:
+        """An expression rebuilding ``v`` after the graph."""
+        return self._rb.expr(v)
+
+    def const(self, obj) -> str:
+        """An expression for the object ``obj`` itself."""
+        return self._rb.fb.const(obj)
+
+    def result(self, name: str) -> "_Result":
+        """The value the native instruction leaves on the stack, in ``name``."""
+        return _Result(name)
+
+    def cont(self, stack_after: list, at: int) -> list[str]:
+        """Lines continuing at instruction ``at`` with ``stack_after``."""
+        return _continue(self._func, self._tx, self._rb, stack_after, at)
+
+    def observed(self, cond: str, lines: list) -> str:
+        """A branch condition evaluated once (and observed at a speculation site)."""
+        return _observed(self._tx, self._rb, cond, lines)
+
+    def call_hand_over(self, fn, args: list) -> None:
+        """A call run natively gets its tensor arguments' dynamic dimensions."""
+        _call_hand_over(self._tx, fn, args)
+
+
 def _break_tail(func, tx: Translator, rb: "Rebuilder") -> list[str]:
-    idx = tx.stop_at
-    ins = tx.instrs[idx]
-    stack = list(tx.stack)
-    e = rb.expr
-    lines: list[str] = []
-    name = ins.name
-    R = _Result("__jf_r")
-    fallthrough = idx + 1
-
-    def cont(stack_after, at):
-        return _continue(func, tx, rb, stack_after, at)
-
-    if name == "CALL":
-        n = ins.arg
-        vals = stack[len(stack) - n - 2:]
-        a, b, cargs = vals[0], vals[1], vals[2:]
-        fn, pos = (b, cargs) if isinstance(a, NullV) else (a, [b] + cargs)
-        kwn = tx.kw_names or ()
-        kw = pos[len(pos) - len(kwn):] if kwn else []
-        pos = pos[:len(pos) - len(kwn)] if kwn else pos
-        call_args = [e(x) for x in pos] + [f"{k}={e(x)}" for k, x in zip(kwn, kw)]
-        _call_hand_over(tx, fn, pos)
-        lines.append(f"__jf_r = {e(fn)}({', '.join(call_args)})")
-        lines += cont(stack[:len(stack) - n - 2] + [R], fallthrough)
-    elif name == "CALL_FUNCTION_EX":
-        k = 4 if ins.arg & 1 else 3
-        vals = stack[len(stack) - k:]
-        fn, cargs = vals[1], vals[2]
-        kwpart = f", **{e(vals[3])}" if ins.arg & 1 else ""
-        lines.append(f"__jf_r = {e(fn)}(*{e(cargs)}{kwpart})")
-        lines += cont(stack[:len(stack) - k] + [R], fallthrough)
-    elif name in ("LOAD_ATTR", "LOAD_METHOD"):
-        lines.append(f"__jf_r = __jf_h_getattr({e(stack[-1])}, {ins.arg!r})")
-        after = [NULL, R] if name == "LOAD_METHOD" else [R]
-        lines += cont(stack[:-1] + after, fallthrough)
-    elif name == "STORE_ATTR":
-        lines.append(f"__jf_h_setattr({e(stack[-1])}, {ins.arg!r}, {e(stack[-2])})")
-        lines += cont(stack[:-2], fallthrough)
-    elif name == "STORE_SUBSCR":
-        lines.append(f"{e(stack[-2])}[{e(stack[-1])}] = {e(stack[-3])}")
-        lines += cont(stack[:-3], fallthrough)
-    elif name == "DELETE_SUBSCR":
-        lines.append(f"del {e(stack[-2])}[{e(stack[-1])}]")
-        lines += cont(stack[:-2], fallthrough)
-    elif name == "BINARY_SUBSCR":
-        lines.append(f"__jf_r = {e(stack[-2])}[{e(stack[-1])}]")
-        lines += cont(stack[:-2] + [R], fallthrough)
-    elif name in ("BINARY_OP", "COMPARE_OP"):
-        op = (BINARY if name == "BINARY_OP" else COMPARE)[ins.arg.name]
-        lines.append(f"__jf_r = {rb.fb.const(op)}({e(stack[-2])}, {e(stack[-1])})")
-        lines += cont(stack[:-2] + [R], fallthrough)
-    elif name == "UNARY_NOT":
-        lines.append(f"__jf_r = not {e(stack[-1])}")
-        lines += cont(stack[:-1] + [R], fallthrough)
-    elif name == "BEFORE_WITH":
-        mgr = e(stack[-1])
-        # as the interpreter does: __exit__ looked up before __enter__ runs
-        lines.append(f"__jf_x = __jf_h_type({mgr}).__exit__.__get__({mgr})")
-        lines.append(f"__jf_r = __jf_h_type({mgr}).__enter__({mgr})")
-        lines += cont(stack[:-1] + [_Result("__jf_x"), R], fallthrough)
-    elif name == "GET_ITER":
-        lines.append(f"__jf_r = __jf_h_iter({e(stack[-1])})")
-        lines += cont(stack[:-1] + [R], fallthrough)
-    elif name == "FOR_ITER":
-        it = stack[-1]
-        sentinel = rb.fb.const(_SENTINEL)
-        lines.append(f"__jf_r = __jf_h_next({e(it)}, {sentinel})")
-        lines.append(f"if __jf_r is {sentinel}:")
-        lines += ["    " + x for x in cont(stack[:-1], tx.labels[ins.arg])]
-        lines += cont(stack + [R], fallthrough)
-    elif name.startswith("POP_JUMP"):
-        cond = _observed(tx, rb, e(stack[-1]), lines)
-        jump_when = name.endswith("TRUE")
-        target = tx.labels[ins.arg]
-        lines.append(f"if {'' if jump_when else 'not '}{cond}:")
-        lines += ["    " + x for x in cont(stack[:-1], target)]
-        lines += cont(stack[:-1], fallthrough)
-    elif name in ("JUMP_IF_TRUE_OR_POP", "JUMP_IF_FALSE_OR_POP"):
-        cond = _observed(tx, rb, e(stack[-1]), lines)
-        jump_when = name == "JUMP_IF_TRUE_OR_POP"
-        lines.append(f"if {'' if jump_when else 'not '}{cond}:")
-        lines += ["    " + x for x in cont(stack, tx.labels[ins.arg])]
-        lines += cont(stack[:-1], fallthrough)
-    else:  # guarded by _RESUMABLE
-        raise AssertionError(name)
-    return lines
+    ins = tx.instrs[tx.stop_at]
+    return NATIVE_STEPS[ins.name](tx, ins, _Emit(func, tx, rb))
 
 
 def _function_expr(fb: FunctionBuilder, code, cells) -> str:
@@ -619,88 +555,7 @@ class Rebuilder:
         return text
 
     def _build(self, v: Value) -> tuple[str, bool]:
-        fb, e = self.fb, self.expr
-        if isinstance(v, TensorV):
-            if v.node.op == "placeholder" and v.source is not None:
-                # the input object itself, read before side effects are
-                # replayed (``x = lst[0]; lst.clear()``: lst[0] is gone after)
-                return v.source.expr(), _derived(v.source)
-            i = self._out_index.get(v.node)
-            if i is None:
-                i = self._out_index[v.node] = len(self.outputs)
-                self.outputs.append(v)
-            return f"__jf_o[{i}]", False
-        if isinstance(v, ItemV):  # the number, read after the graph
-            return f"{e(v.tensor)}.item()", True
-        if isinstance(v, SymV):
-            text = self.sym_text(v) if self.sym_text is not None else None
-            if text is not None:
-                return text, True
-            return repr(v.value), False  # not a function of the inputs' sizes: specialised
-        if v.source is not None and isinstance(v, Const):
-            # read now, before any side effect is replayed: value semantics
-            return v.source.expr(), True
-        if isinstance(v, DerivedConst):
-            args = ", ".join(e(a) for a in v.args)
-            return f"{fb.const(v.fn)}({args})", True
-        if v.source is not None and isinstance(v, (ListV, TupleV, DictV, ObjV)):
-            return v.source.expr(), _derived(v.source)
-        if isinstance(v, Const):
-            x = v.value
-            if type(x) in _LITERAL_TYPES or (type(x) is float and math.isfinite(x)):
-                return repr(x), False
-            return fb.const(x), False
-        if isinstance(v, TupleV):
-            inner = "".join(e(x) + ", " for x in v.items)
-            if v.cls is torch.Size:
-                return f"{fb.const(v.cls)}(({inner}))", False
-            if v.cls is not None:
-                return f"{fb.const(v.cls)}({inner})", False
-            return f"({inner})", False
-        if isinstance(v, ListV):
-            return "[" + ", ".join(e(x) for x in v.items) + "]", True
-        if isinstance(v, SetV):
-            inner = ", ".join(e(x) for x in v.items)
-            return (f"{{{inner}}}" if v.items else "__jf_h_set()"), True
-        if isinstance(v, DictV):
-            inner = ", ".join(
-                f"{k!r}: {e(x)}" if type(k) in _LITERAL_TYPES else f"{fb.const(k)}: {e(x)}"
-                for k, x in v.items.items())
-            if v.cls is dict:
-                return f"{{{inner}}}", True
-            return f"{fb.const(_build_dict_subclass)}({fb.const(v.cls)}, {{{inner}}})", True
-        if isinstance(v, SliceV):
-            parts = ", ".join(e(x) for x in (v.start, v.stop, v.step))
-            return f"__jf_h_slice({parts})", False
-        if isinstance(v, NewObjV):
-            inner = ", ".join(f"{k!r}: {e(x)}" for k, x in v.attrs.items())
-            return f"{fb.const(_build_object)}({fb.const(v.cls)}, {{{inner}}})", True
-        if isinstance(v, IterV):
-            rest = "".join(e(x) + ", " for x in v.items[v.pos:])
-            return f"__jf_h_iter(({rest}))", True
-        if isinstance(v, MethodV):
-            if v.func is not None:
-                # the function the trace resolved (it may come from super()):
-                # looking the name up again could find an override
-                return f"{fb.const(types.MethodType)}({fb.const(v.func)}, {e(v.receiver)})", False
-            return f"__jf_h_getattr({e(v.receiver)}, {v.name!r})", False
-        if isinstance(v, ExitV):
-            if v.source is not None:  # entered natively before: the same object
-                return v.source.expr(), False
-            return self.reenter(v), True
-        if isinstance(v, ObjV):
-            return fb.const(v.obj), False
-        if isinstance(v, CellV) and not v.external:
-            contents = "" if v.contents is None else e(v.contents)
-            return f"{fb.const(types.CellType)}({contents})", True
-        if isinstance(v, FunctionV):
-            closure = "(" + "".join(e(c) + ", " for c in v.closure) + ")" if v.closure else "None"
-            defaults = "(" + "".join(e(d) + ", " for d in v.defaults) + ")"
-            kwdefaults = "{" + ", ".join(f"{k!r}: {e(d)}" for k, d in v.kwdefaults.items()) + "}"
-            return (f"{fb.const(_build_function)}({fb.const(v.code)}, __jf_h_globals(), "
-                    f"{v.qualname!r}, {defaults}, {kwdefaults}, {closure})"), True
-        raise GraphBreak("JF009", f"a {v.python_type().__name__} built while tracing cannot "
-                         "be handed back to Python")
+        return v.reconstruct(self)
 
 
 def _hand_over_dynamic(rcode, tx, live: list, stack_after: list) -> None:
@@ -753,40 +608,3 @@ def _call_hand_over(tx, fn, args: list) -> None:
         if isinstance(v, TensorV):
             dyn.update((f"L[{name!r}]", d) for d, n in enumerate(v.fake.shape)
                        if isinstance(n, torch.SymInt))
-
-
-def _derived(source) -> bool:
-    """Is ``source`` read through an item or attribute (which replayed side
-    effects may change)?"""
-    return not isinstance(source, (ArgSource, ClosureSource)) and \
-        type(source).__name__ != "GlobalSource"
-
-
-def _build_function(code, globals_, qualname, defaults, kwdefaults, closure):
-    """Rebuild a function made by MAKE_FUNCTION while tracing (its cells are
-    the ones the frame and its resume function share)."""
-    fn = types.FunctionType(code, globals_, code.co_name, defaults or None, closure)
-    fn.__qualname__ = qualname
-    if kwdefaults:
-        fn.__kwdefaults__ = kwdefaults
-    return fn
-
-
-def _build_object(cls, attrs: dict):
-    """Rebuild an object created while tracing (its __init__ already ran
-    symbolically, so only the resulting attributes are set)."""
-    obj = object.__new__(cls)
-    for k, x in attrs.items():
-        object.__setattr__(obj, k, x)
-    return obj
-
-
-def _build_dict_subclass(cls, items: dict):
-    import dataclasses
-
-    if dataclasses.is_dataclass(cls):
-        return cls(**items)
-    return cls(items)
-
-
-__all__ = ["compile_frame", "operator"]
