@@ -14,7 +14,7 @@ from __future__ import annotations
 import operator
 import types
 
-from .breaks import GraphBreak
+from .breaks import GraphBreak, would_raise
 from .values import (
     NO, Const, DictV, FunctionV, IterV, ListV, MethodV, NewObjV, ObjV, SetV, SliceV, SuperV,
     SymV, TensorListV, TensorV, TupleV, Value,
@@ -79,7 +79,7 @@ def _type_of(v: Value) -> type:
 @handles(type)
 def _type(tx, args, kwargs):
     if len(args) != 1 or kwargs:
-        raise GraphBreak("JF009", "type() with three arguments")
+        raise GraphBreak("JF023", "type() with three arguments")
     return ObjV(_type_of(args[0]))
 
 
@@ -124,7 +124,7 @@ def _zip(tx, args, kwargs):
     if kwargs.get("strict") and _const(kwargs["strict"]):
         lists = [a.iterate(tx) for a in args]
         if len({len(x) for x in lists}) > 1:
-            raise GraphBreak("JF012", "zip(strict=True) of unequal lengths")
+            raise would_raise(ValueError, "zip(strict=True) of unequal lengths")
     lists = [a.iterate(tx) for a in args]
     return IterV([TupleV(list(t)) for t in zip(*lists)])
 
@@ -137,7 +137,7 @@ def _reversed(tx, args, kwargs):
 @handles(iter)
 def _iter(tx, args, kwargs):
     if len(args) != 1:
-        raise GraphBreak("JF009", "iter() with a sentinel")
+        raise GraphBreak("JF023", "iter() with a sentinel")
     v = args[0]
     return v if isinstance(v, IterV) else IterV(v.iterate(tx))
 
@@ -146,13 +146,13 @@ def _iter(tx, args, kwargs):
 def _next(tx, args, kwargs):
     it = args[0]
     if not isinstance(it, IterV):
-        raise GraphBreak("JF009", f"next() of {it.python_type().__name__}")
+        raise GraphBreak("JF023", f"next() of {it.python_type().__name__}")
     if it.pos < len(it.items):
         it.pos += 1
         return it.items[it.pos - 1]
     if len(args) > 1:
         return args[1]
-    raise GraphBreak("JF012", "StopIteration")
+    raise would_raise(StopIteration, "next() of an exhausted iterator")
 
 
 @handles(list)
@@ -293,20 +293,20 @@ def _super(tx, args, kwargs):
     # zero-argument form: the __class__ cell and the first argument
     code = tx.code
     if "__class__" not in code.co_freevars or code.co_argcount == 0:
-        raise GraphBreak("JF009", "super() without a __class__ cell")
+        raise GraphBreak("JF023", "super() without a __class__ cell")
     cell = tx.cell("__class__")
     first = code.co_varnames[0]
     obj = tx.local(first)
     if obj is None and first in tx.cells:
         obj = tx.cells[first].contents
     if obj is None:
-        raise GraphBreak("JF009", "super() without self")
+        raise GraphBreak("JF023", "super() without self")
     return SuperV(_const(cell.contents), obj)
 
 
 @handles(id)
 def _id(tx, args, kwargs):
-    raise GraphBreak("JF009", "id() of a traced value")
+    raise GraphBreak("JF023", "id() of a traced value")
 
 
 # operator.* called as functions (functools.reduce(operator.add, ...), etc.)

@@ -31,7 +31,7 @@ import types
 import torch
 
 from . import polyfills
-from .breaks import GraphBreak
+from .breaks import GraphBreak, would_raise
 from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
 from .sources import AttrSource, CellContentsSource, ItemSource
 from .values import (
@@ -180,7 +180,7 @@ def _call_module(tx, fnv: Value, mod: torch.nn.Module, args, kwargs) -> Value:
         return inline_function(tx, call, [fnv] + list(args), kwargs, None)
     fwd = type(mod).forward
     if "forward" in mod.__dict__:
-        raise GraphBreak("JF009", "forward replaced on the instance")
+        raise GraphBreak("JF023", "forward replaced on the instance")
     return inline_function(tx, fwd, [fnv] + list(args), kwargs, None)
 
 
@@ -211,7 +211,7 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
         bound = _bind(inspect.signature(cls), args, kwargs)
         return TupleV([bound[f] for f in cls._fields], cls=cls)
     if issubclass(cls, torch.nn.Module) or issubclass(cls, torch.Tensor):
-        raise GraphBreak("JF009", f"constructing {cls.__name__} inside a compiled frame")
+        raise GraphBreak("JF023", f"constructing {cls.__name__} inside a compiled frame")
     if cls.__module__ == "builtins" or _is_torch_op(cls):
         raise GraphBreak("JF002", f"constructing {cls.__name__}")
     if issubclass(cls, dict):
@@ -222,15 +222,15 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
     # only the check that no abstract method is left)
     if cls.__new__ is not object.__new__ or type(cls) not in (type, abc.ABCMeta) or \
             getattr(cls, "__abstractmethods__", None):
-        raise GraphBreak("JF009", f"class {cls.__name__} has a custom __new__ or metaclass")
+        raise GraphBreak("JF023", f"class {cls.__name__} has a custom __new__ or metaclass")
     obj = NewObjV(cls)
     init = cls.__init__
     if init is not object.__init__:
         if not isinstance(init, types.FunctionType):
-            raise GraphBreak("JF009", f"{cls.__name__}.__init__ is not a Python function")
+            raise GraphBreak("JF023", f"{cls.__name__}.__init__ is not a Python function")
         inline_function(tx, init, [obj] + list(args), kwargs, None)
     elif args or kwargs:
-        raise GraphBreak("JF012", f"{cls.__name__}() takes no arguments")
+        raise would_raise(TypeError, f"{cls.__name__}() takes no arguments")
     return obj
 
 
@@ -239,11 +239,11 @@ def _construct_record(cls, args, kwargs) -> Value:
     attributes, non-None fields as items) without running them."""
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     if len(args) > len(names) or set(kwargs) - set(names):
-        raise GraphBreak("JF012", f"{cls.__qualname__}() arguments")
+        raise would_raise(TypeError, f"{cls.__qualname__}() arguments")
     values = dict(zip(names, args))
     for k, v in kwargs.items():
         if k in values:
-            raise GraphBreak("JF012", f"{cls.__qualname__}() got {k!r} twice")
+            raise would_raise(TypeError, f"{cls.__qualname__}() got {k!r} twice")
         values[k] = v
     fields = {}
     for f in dataclasses.fields(cls):
@@ -252,13 +252,13 @@ def _construct_record(cls, args, kwargs) -> Value:
         elif f.default is not dataclasses.MISSING and f.default is None:
             fields[f.name] = Const(None)
         else:
-            raise GraphBreak("JF009", f"{cls.__qualname__} field {f.name} without a None "
+            raise GraphBreak("JF023", f"{cls.__qualname__} field {f.name} without a None "
                              "default")
     given = [v for v in fields.values() if not (isinstance(v, Const) and v.value is None)]
     first = next(iter(fields.values()), None)
     if len(given) == 1 and given[0] is first and not isinstance(first, TensorV):
         # __post_init__ then reads the first field as a dict or iterable of pairs
-        raise GraphBreak("JF009", f"{cls.__qualname__} built from one non-tensor field")
+        raise GraphBreak("JF023", f"{cls.__qualname__} built from one non-tensor field")
     return RecordDictV(cls, fields)
 
 
@@ -270,7 +270,7 @@ def _construct_dict_subclass(tx, cls, args, kwargs) -> Value:
     for name in ("__init__", "__new__", "__setitem__", "update"):
         if getattr(cls, name) not in (getattr(dict, name), getattr(collections.OrderedDict,
                                                                    name)):
-            raise GraphBreak("JF009", f"constructing {cls.__qualname__}, a dict with its "
+            raise GraphBreak("JF023", f"constructing {cls.__qualname__}, a dict with its "
                              f"own {name}")
     items = {}
     if args:
@@ -335,7 +335,7 @@ def _bind(sig: inspect.Signature, args, kwargs) -> dict:
     try:
         ba = sig.bind(*args, **kwargs)
     except TypeError as e:
-        raise GraphBreak("JF012", str(e)) from None
+        raise would_raise(TypeError, str(e)) from None
     ba.apply_defaults()
     return {k: v if isinstance(v, Value) else Const(v) for k, v in ba.arguments.items()}
 

@@ -364,7 +364,7 @@ class OutputGraph(ShapeMixin):
             self.graph.erase_node(node)
             self.op_count -= 1
             return Const(out)
-        raise GraphBreak("JF009", f"operation returned {type(out).__name__}")
+        raise GraphBreak("JF023", f"operation returned {type(out).__name__}")
 
     # -- finishing ---------------------------------------------------------------
 

@@ -10,7 +10,7 @@ In/out: the frame's stack.
 """
 from __future__ import annotations
 
-from ..breaks import GraphBreak
+from ..breaks import GraphBreak, would_raise
 from ..values import NULL, CellV, FunctionV, NullV
 from .registry import handler, native_step
 
@@ -93,7 +93,7 @@ def CALL_FUNCTION_EX(tx, ins):
         args = [fn] + args
         fn = null
     if not all(isinstance(k, str) for k in kwargs):
-        raise GraphBreak("JF012", "keywords must be strings")
+        raise would_raise(TypeError, "keywords must be strings")
     stack.append(fn.call(tx, args, kwargs))
 
 
@@ -108,7 +108,7 @@ def MAKE_FUNCTION(tx, ins):
     defaults = tuple(stack.pop().iterate(tx)) if flags & _MF_DEFAULTS else ()
     for c in closure:
         if not isinstance(c, CellV):
-            raise GraphBreak("JF009", "closure of non-cells")
+            raise GraphBreak("JF023", "closure of non-cells")
     stack.append(FunctionV(code, code.co_qualname, defaults, dict(kwdefaults), tuple(closure),
                            tx.f_globals))
 

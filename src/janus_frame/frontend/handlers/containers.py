@@ -5,7 +5,7 @@ In/out: the frame's stack.
 """
 from __future__ import annotations
 
-from ..breaks import GraphBreak
+from ..breaks import GraphBreak, would_raise
 from ..values import NO, Const, DerivedConst, DictV, ListV, SetV, SliceV, TensorV, TupleV
 from ..values.constants import fold, unguarded
 from ..values.containers import dedup
@@ -79,7 +79,7 @@ def BUILD_SLICE(tx, ins):
 def BUILD_STRING(tx, ins):
     parts = tx.popn(ins.arg)
     if not all(isinstance(p, Const) and isinstance(p._value, str) for p in parts):
-        raise GraphBreak("JF009", "f-string of non-constant values")
+        raise GraphBreak("JF024", "f-string of non-constant values")
     if any(unguarded(p) for p in parts):
         # built again after the graph from its unspecialised parts
         tx.stack.append(DerivedConst(_concat, parts))
@@ -103,7 +103,7 @@ def FORMAT_VALUE(tx, ins):
             pass
     val = v.as_python()
     if val is NO or isinstance(v, TensorV):
-        raise GraphBreak("JF009", "f-string of a non-constant value")
+        raise GraphBreak("JF024", "f-string of a non-constant value")
     tx.stack.append(fold(_format, val, conv.value, spec.value))
 
 # -- comprehensions and displays: add to the container ``arg`` deep ----------------
@@ -165,7 +165,7 @@ def DICT_MERGE(tx, ins):
     items = upd.dict_items(tx)
     dup = set(items) & set(d.items)
     if dup:
-        raise GraphBreak("JF012", f"got multiple values for keyword argument {dup.pop()!r}")
+        raise would_raise(TypeError, f"got multiple values for keyword argument {dup.pop()!r}")
     d.will_mutate(tx)
     d.items.update(items)
 
@@ -181,7 +181,7 @@ def LIST_TO_TUPLE(tx, ins):
 def UNPACK_SEQUENCE(tx, ins):
     items = tx.stack.pop().iterate(tx)
     if len(items) != ins.arg:
-        raise GraphBreak("JF012", f"cannot unpack {len(items)} values into {ins.arg}")
+        raise would_raise(ValueError, f"cannot unpack {len(items)} values into {ins.arg}")
     tx.stack.extend(reversed(items))
 
 
@@ -191,7 +191,7 @@ def UNPACK_EX(tx, ins):
     before, after = (arg & 0xFF, arg >> 8) if isinstance(arg, int) else arg
     items = tx.stack.pop().iterate(tx)
     if len(items) < before + after:
-        raise GraphBreak("JF012", "not enough values to unpack")
+        raise would_raise(ValueError, "not enough values to unpack")
     mid = ListV(items[before:len(items) - after])
     out = items[:before] + [mid] + items[len(items) - after:]
     tx.stack.extend(reversed(out))

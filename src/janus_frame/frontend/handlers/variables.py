@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from ..breaks import GraphBreak
+from ..breaks import GraphBreak, would_raise
 from ..sources import AttrSource, GlobalSource, ItemSource
 from ..values import NULL, CellV, Const, ObjV
 from .registry import handler
@@ -61,7 +61,7 @@ def SWAP(tx, ins):
 def LOAD_FAST(tx, ins):
     v = tx.local(ins.arg)
     if v is None:
-        raise GraphBreak("JF012", f"local variable {ins.arg!r} used before assignment")
+        raise would_raise(UnboundLocalError, f"local variable {ins.arg!r} used before assignment")
     tx.stack.append(v)
 
 
@@ -74,7 +74,8 @@ def STORE_FAST(tx, ins):
 @handler("DELETE_FAST")
 def DELETE_FAST(tx, ins):
     if tx.local(ins.arg) is None:
-        raise GraphBreak("JF012", f"local variable {ins.arg!r} deleted before assignment")
+        raise would_raise(UnboundLocalError, f"local variable {ins.arg!r} deleted before "
+                          "assignment")
     del tx.locals[ins.arg]
 
 
@@ -106,7 +107,7 @@ def _load_global(tx, name: str):
         return tx.output.wrap(tx.f_globals[name], _global_source(tx, name))
     if name in tx.f_builtins:
         return ObjV(tx.f_builtins[name])
-    raise GraphBreak("JF012", f"name {name!r} is not defined")
+    raise would_raise(NameError, f"name {name!r} is not defined")
 
 
 @handler("LOAD_GLOBAL")
@@ -137,8 +138,8 @@ def DELETE_GLOBAL(tx, ins):
 def LOAD_DEREF(tx, ins):
     c = tx.cell(ins.arg.name)
     if c.contents is None:
-        raise GraphBreak("JF012", f"free variable {ins.arg.name!r} referenced before "
-                         "assignment")
+        raise would_raise(NameError, f"free variable {ins.arg.name!r} referenced before "
+                          "assignment")
     tx.stack.append(c.contents)
 
 
@@ -188,9 +189,9 @@ def IMPORT_NAME(tx, ins):
     level, fromlist = tx.popn(2)
     name = ins.arg
     if not (isinstance(level, Const) and isinstance(fromlist, Const)):
-        raise GraphBreak("JF009", "import with non-constant arguments")
+        raise GraphBreak("JF001", "import with non-constant arguments")
     if level.value != 0 or name not in sys.modules:
-        raise GraphBreak("JF009", f"import of {name!r}, which is not loaded yet")
+        raise GraphBreak("JF001", f"import of {name!r}, which is not loaded yet")
     mod = __import__(name, tx.f_globals, None, fromlist.value, 0)
     tx.stack.append(ObjV(mod))
 
@@ -199,7 +200,7 @@ def IMPORT_NAME(tx, ins):
 def IMPORT_FROM(tx, ins):
     mod = tx.stack[-1]
     if not isinstance(mod, ObjV) or not hasattr(mod.obj, ins.arg):
-        raise GraphBreak("JF009", f"from-import of {ins.arg!r}")
+        raise GraphBreak("JF001", f"from-import of {ins.arg!r}")
     tx.stack.append(ObjV(getattr(mod.obj, ins.arg)))
 
 

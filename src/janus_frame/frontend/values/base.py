@@ -37,6 +37,8 @@ NO = _NoValue()  # as_python() of a value that is not made of constants
 
 class Value:
     source: Source | None = None
+    # the graph break for an operation this kind of value does not model
+    unsupported_id = "JF022"
     # binary operators and comparisons: the operand of higher rank decides
     # first (a tensor operand makes a graph operation whatever the other is)
     operand_rank = 0
@@ -50,30 +52,33 @@ class Value:
     def _repr(self) -> str:
         return ""
 
+    def _unsupported(self, what: str) -> GraphBreak:
+        return GraphBreak(self.unsupported_id, what)
+
     # -- Python semantics -----------------------------------------------------
     def as_python(self):
         """The Python value of a value made only of constants, else NO."""
         return NO
 
     def truth(self, tx) -> bool:
-        raise GraphBreak("JF009", f"truth value of {self.python_type().__name__}")
+        raise self._unsupported(f"truth value of {self.python_type().__name__}")
 
     def logical_not(self, tx) -> bool:
         return not self.truth(tx)
 
     def length(self, tx) -> int:
-        raise GraphBreak("JF009", f"len() of {self.python_type().__name__}")
+        raise self._unsupported(f"len() of {self.python_type().__name__}")
 
     def iterate(self, tx) -> list[Value]:
         """The items an iteration over the value produces, materialised."""
-        raise GraphBreak("JF009", f"iteration over {self.python_type().__name__}")
+        raise self._unsupported(f"iteration over {self.python_type().__name__}")
 
     def contains(self, tx, item: Value) -> bool:
-        raise GraphBreak("JF009", f"membership test on {self.python_type().__name__}")
+        raise self._unsupported(f"membership test on {self.python_type().__name__}")
 
     def get_item(self, tx, key: Value) -> Value:
-        raise GraphBreak("JF009", f"subscript of {self.python_type().__name__} with "
-                         f"{key.python_type().__name__}")
+        raise self._unsupported(f"subscript of {self.python_type().__name__} with "
+                                f"{key.python_type().__name__}")
 
     def store_item(self, tx, key: Value, value: Value) -> None:
         raise GraphBreak("JF011", f"item assignment on {self.python_type().__name__}")
@@ -82,7 +87,7 @@ class Value:
         raise GraphBreak("JF011", f"item deletion on {self.python_type().__name__}")
 
     def get_attr(self, tx, name: str) -> Value:
-        raise GraphBreak("JF009", f"attribute {name!r} of {self.python_type().__name__}")
+        raise self._unsupported(f"attribute {name!r} of {self.python_type().__name__}")
 
     def store_attr(self, tx, name: str, value: Value) -> None:
         raise GraphBreak("JF011", f"attribute assignment {name!r} on "
@@ -92,13 +97,13 @@ class Value:
         raise GraphBreak("JF011", f"attribute deletion {name!r}")
 
     def call(self, tx, args: list, kwargs: dict) -> Value:
-        raise GraphBreak("JF009", f"call of {self.python_type().__name__}")
+        raise GraphBreak("JF023", f"call of {self.python_type().__name__}")
 
     def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
         """``self.name(*args, **kwargs)`` for a method the kind models itself
         (a tensor's, a container's); methods that are Python functions are
         inlined by MethodV."""
-        raise GraphBreak("JF009", f"method {name} of {self.python_type().__name__}")
+        raise GraphBreak("JF023", f"method {name} of {self.python_type().__name__}")
 
     def stand_in(self, tx, name: str, func) -> Value | None:
         """The traced stand-in for calling method ``name`` (resolved to
@@ -108,10 +113,10 @@ class Value:
 
     def dict_items(self, tx) -> dict:
         """The items of a mapping (``**kwargs``, ``dict.update``)."""
-        raise GraphBreak("JF009", f"dict update from {self.python_type().__name__}")
+        raise GraphBreak("JF021", f"dict update from {self.python_type().__name__}")
 
     def unary_op(self, tx, fn) -> Value:
-        raise GraphBreak("JF009", f"{fn.__name__} of {self.python_type().__name__}")
+        raise GraphBreak("JF024", f"{fn.__name__} of {self.python_type().__name__}")
 
     # -- operands (operators.py asks the operands in rank order) -------------
     def binary_op(self, tx, fn, a: Value, b: Value):
@@ -132,7 +137,7 @@ class Value:
         """Python source rebuilding the value in the replacement, and whether
         it needs a temporary (its identity matters, or it must be read
         before side effects are replayed); ``rb`` is convert.Rebuilder."""
-        raise GraphBreak("JF009", f"a {self.python_type().__name__} built while tracing "
+        raise GraphBreak("JF025", f"a {self.python_type().__name__} built while tracing "
                          "cannot be handed back to Python")
 
     def replay_mutation(self, rb) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..breaks import GraphBreak
+from ..breaks import GraphBreak, would_raise
 from ..sources import Source
 from .base import NO, Value
 
@@ -72,12 +72,12 @@ class Const(Value):
             if len(val) > tx.config.unroll_limit:
                 raise GraphBreak("JF007", f"iteration over {len(val)} items")
             return [Const(x) for x in val]
-        raise GraphBreak("JF012", f"{type(val).__name__} is not iterable")
+        raise would_raise(TypeError, f"{type(val).__name__} is not iterable")
 
     def contains(self, tx, item: Value) -> bool:
         key = item.as_python()
         if key is NO:
-            raise GraphBreak("JF009", "membership test with a non-constant item")
+            raise GraphBreak("JF021", "membership test with a non-constant item")
         return fold(operator.contains, self.value, key).value
 
     def get_item(self, tx, key: Value) -> Value:
@@ -90,8 +90,8 @@ class Const(Value):
         try:
             return Const(getattr(self.value, name))
         except AttributeError:
-            raise GraphBreak("JF012", f"{type(self.value).__name__} has no attribute "
-                             f"{name!r}") from None
+            raise would_raise(AttributeError, f"{type(self.value).__name__} has no attribute "
+                              f"{name!r}") from None
 
     def call(self, tx, args: list, kwargs: dict) -> Value:
         return tx.call_object(self, self.value, args, kwargs)
@@ -240,8 +240,7 @@ def fold(fn, *args) -> Const:
     try:
         return Const(fn(*args))
     except Exception as e:  # noqa: BLE001
-        raise GraphBreak("JF012", f"{getattr(fn, '__name__', fn)} raised "
-                         f"{type(e).__name__}: {e}") from None
+        raise would_raise(type(e), f"{getattr(fn, '__name__', fn)}: {e}") from None
 
 
 def fold_lazy(fn, a: Const, b: Const) -> Const:

@@ -17,7 +17,7 @@ import operator
 
 import torch
 
-from ..breaks import GraphBreak, NoPredication
+from ..breaks import GraphBreak, NoPredication, would_raise
 from ..sources import Source
 from .base import NO, Value, read_before_effects
 from .constants import Const, SymV, fold
@@ -40,6 +40,7 @@ class Container:
     ``pending`` and replayed as operations (see ``replay_mutation``)."""
 
     __slots__ = ()
+    unsupported_id = "JF021"
 
     def _realize(self):
         if self._lazy is not None:
@@ -79,12 +80,12 @@ class Container:
 
     def get_attr(self, tx, name: str) -> Value:
         if not hasattr(self.python_type(), name):
-            raise GraphBreak("JF012", f"{self.python_type().__name__} has no attribute "
-                             f"{name!r}")
+            raise would_raise(AttributeError, f"{self.python_type().__name__} has no attribute "
+                              f"{name!r}")
         return MethodV(self, name)
 
     def _unsupported_method(self, name: str):
-        return GraphBreak("JF009", f"{self.python_type().__name__}.{name}()")
+        return self._unsupported(f"{self.python_type().__name__}.{name}()")
 
     def _replay_pending(self, rb) -> list[str]:
         """A container never looked into: replay the operations themselves."""
@@ -138,7 +139,7 @@ class _Seq(Container, Value):
         key = item.as_python()
         vals = [x.as_python() for x in self.items]
         if key is NO or any(isinstance(x, TensorV) for x in self.items):
-            raise GraphBreak("JF009", "membership test involving tensors")
+            raise GraphBreak("JF021", "membership test involving tensors")
         return any(v is not NO and v == key for v in vals)
 
 
@@ -154,7 +155,7 @@ class _Ordered(_Seq):
             try:
                 return self.items[k]
             except IndexError:
-                raise GraphBreak("JF012", "index out of range") from None
+                raise would_raise(IndexError, "index out of range") from None
         if isinstance(k, slice):
             return self._sliced(self.items[k])
         if isinstance(key, TensorV):
@@ -221,7 +222,7 @@ class ListV(_Ordered):
         self.will_mutate(tx)
         if isinstance(k, slice):
             if not isinstance(value, _Ordered):
-                raise GraphBreak("JF009", "slice assignment from a non-sequence")
+                raise GraphBreak("JF021", "slice assignment from a non-sequence")
             self.items[k] = value.items
         else:
             self.items[k] = value
@@ -371,14 +372,14 @@ class SetV(_Seq):
             else:
                 kept = [x for x in self.items if not _same_member(x, args[0])]
                 if name == "remove" and len(kept) == len(self.items):
-                    raise GraphBreak("JF012", "KeyError in set.remove()")
+                    raise would_raise(KeyError, "set.remove() of a member not in the set")
                 self.items = kept
             return Const(None)
         if name in _SET_QUERIES:
             py = self.as_python()
             others = [TupleV(a.iterate(tx)).as_python() for a in args]
             if py is NO or any(o is NO for o in others):
-                raise GraphBreak("JF009", f"set.{name}() of non-constant members")
+                raise GraphBreak("JF021", f"set.{name}() of non-constant members")
             out = fold(getattr(py, name), *[set(o) for o in others]).value
             return SetV([Const(x) for x in out]) if isinstance(out, set) else Const(out)
         raise self._unsupported_method(name)

@@ -15,7 +15,7 @@ import dataclasses
 import inspect
 import types
 
-from ..breaks import GraphBreak
+from ..breaks import GraphBreak, would_raise
 from ..sources import Source
 from .base import NO, Value, read_before_effects
 from .constants import LITERAL_TYPES, Const
@@ -75,7 +75,7 @@ class DictV(Container, Value):
     def contains(self, tx, item: Value) -> bool:
         key = item.as_python()
         if key is NO:
-            raise GraphBreak("JF009", "membership test with a non-constant key")
+            raise GraphBreak("JF021", "membership test with a non-constant key")
         return key in self.items
 
     def get_item(self, tx, key: Value) -> Value:
@@ -84,8 +84,8 @@ class DictV(Container, Value):
             return super().get_item(tx, key)
         try:
             return self.items[k]
-        except (KeyError, TypeError):
-            raise GraphBreak("JF012", f"KeyError {k!r}") from None
+        except (KeyError, TypeError) as e:
+            raise would_raise(type(e), repr(k)) from None
 
     def store_item(self, tx, key: Value, value: Value) -> None:
         k = key.as_python()
@@ -131,7 +131,7 @@ class DictV(Container, Value):
                 return self.items.pop(key)
             if len(args) > 1:
                 return args[1]
-            raise GraphBreak("JF012", f"KeyError {key!r}")
+            raise would_raise(KeyError, repr(key))
         if name == "update":
             if args:
                 self.items.update(args[0].dict_items(tx))
@@ -189,7 +189,7 @@ class RecordDictV(DictV):
         try:
             return values[k]
         except IndexError:
-            raise GraphBreak("JF012", "index out of range") from None
+            raise would_raise(IndexError, "index out of range") from None
 
     def get_attr(self, tx, name: str) -> Value:
         if name in self.fields:
@@ -204,11 +204,11 @@ def dict_key(v: Value):
     """``v`` as a dict key: a hashable constant."""
     k = v.as_python()
     if k is NO:
-        raise GraphBreak("JF009", f"dict key of type {v.python_type().__name__}")
+        raise GraphBreak("JF021", f"dict key of type {v.python_type().__name__}")
     try:
         hash(k)
     except TypeError:
-        raise GraphBreak("JF012", "unhashable dict key") from None
+        raise would_raise(TypeError, "unhashable dict key") from None
     return k
 
 

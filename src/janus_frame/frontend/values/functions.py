@@ -12,7 +12,7 @@ import functools
 import inspect
 import types
 
-from ..breaks import GraphBreak
+from ..breaks import would_raise
 from .base import Value
 from .constants import Const
 from .containers import TupleV
@@ -99,7 +99,7 @@ def bind_args(code, name, defaults, kwdefaults, args, kwargs) -> dict:
     try:
         ba = sig.bind(*args, **kwargs)
     except TypeError as e:
-        raise GraphBreak("JF012", f"{name}(): {e}") from None
+        raise would_raise(TypeError, f"{name}(): {e}") from None
     out = {}
     params = sig.parameters
     real_names = {(n if n.isidentifier() else f"_jf_arg{i}"): n

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from .. import polyfills
-from ..breaks import GraphBreak
+from ..breaks import GraphBreak, would_raise
 from ..sources import AttrSource, ItemSource, KeyedItemSource, Source
 from .base import NO, Value, read_before_effects
 from .constants import Const, fold
@@ -81,7 +81,7 @@ class ObjV(Value):
             return result
         if t.__module__ == "builtins" and self.source is None:
             return bool(obj)
-        raise GraphBreak("JF009", f"truth value of a {t.__name__}")
+        raise GraphBreak("JF022", f"truth value of a {t.__name__}")
 
     def length(self, tx) -> int:
         obj = self.obj
@@ -141,7 +141,7 @@ class ObjV(Value):
         if isinstance(self.obj, (dict, set, frozenset)):
             key = item.as_python()
             if key is NO:
-                raise GraphBreak("JF009", "membership test with a non-constant key")
+                raise GraphBreak("JF021", "membership test with a non-constant key")
             if self.source is not None:
                 tx.output.guards.add(
                     f"({key!r} in {self.source.expr()}) is {key in self.obj!r}",
@@ -153,8 +153,8 @@ class ObjV(Value):
         t = self._tensor_key(tx, key)
         if t is not None:
             if t not in self.obj:  # (a defaultdict would insert: not a pure read)
-                raise GraphBreak("JF012", f"KeyError: {key.source.name()} not in "
-                                 f"{self.source.name()}")
+                raise would_raise(KeyError, f"{key.source.name()} not in "
+                                            f"{self.source.name()}")
             tx.output.guards.add(
                 f"__jf_h_dict.__contains__({self.source.expr()}, {key.source.expr()})",
                 f"{key.source.name()} in {self.source.name()}")
@@ -176,12 +176,12 @@ class ObjV(Value):
             try:
                 item = real[k]
             except Exception as e:  # noqa: BLE001
-                raise GraphBreak("JF012", f"subscript raised {type(e).__name__}") from None
+                raise would_raise(type(e), f"subscript of {type(real).__name__}") from None
             return tx.output.wrap(item, ItemSource(src, k) if src else None)
         getitem = getattr(type(real), "__getitem__", None)
         if getitem is not None and hasattr(getitem, "__code__"):
             return tx.output.wrap(getitem, None).call(tx, [self, Const(k)], {})
-        raise GraphBreak("JF009", f"subscript of {type(real).__name__}")
+        raise GraphBreak("JF022", f"subscript of {type(real).__name__}")
 
     # -- attributes ----------------------------------------------------------------
     def get_attr(self, tx, name: str) -> Value:
@@ -203,7 +203,8 @@ class ObjV(Value):
             try:
                 static = inspect.getattr_static(obj, name)
             except AttributeError:
-                raise GraphBreak("JF012", f"{obj.__name__} has no attribute {name!r}") from None
+                raise would_raise(AttributeError,
+                                  f"{obj.__name__} has no attribute {name!r}") from None
             if isinstance(static, classmethod):
                 return MethodV(self, name, static.__func__)
             return out.wrap(getattr(obj, name), AttrSource(src, name) if src is not None else None)
@@ -213,7 +214,7 @@ class ObjV(Value):
             if name == "__wrapped__" and hasattr(obj, name):
                 return out.wrap(obj.__wrapped__, AttrSource(src, name) if src is not None
                                 else None)
-            raise GraphBreak("JF009", f"attribute {name!r} of a function")
+            raise GraphBreak("JF022", f"attribute {name!r} of a function")
         cls = type(obj)
         if cls.__getattribute__ is not object.__getattribute__ and not isinstance(
                 obj, torch.nn.Module):
@@ -224,7 +225,7 @@ class ObjV(Value):
             getattr_hook = getattr(cls, "__getattr__", None)
             if getattr_hook is not None and not isinstance(obj, torch.nn.Module):
                 return ObjV(getattr_hook).call(tx, [self, Const(name)], {})
-            raise GraphBreak("JF012", f"{cls.__name__} has no attribute {name!r}") from None
+            raise would_raise(AttributeError, f"{cls.__name__} has no attribute {name!r}") from None
         inst_dict = getattr(obj, "__dict__", None)
         if inst_dict is not None and name in inst_dict and not _is_data_descriptor(
                 getattr(cls, name, None)):
@@ -234,7 +235,7 @@ class ObjV(Value):
     def _module_attr(self, tx, name: str) -> Value:
         mod = self.obj
         if not hasattr(mod, name):
-            raise GraphBreak("JF012", f"module {mod.__name__} has no attribute {name!r}")
+            raise would_raise(AttributeError, f"module {mod.__name__} has no attribute {name!r}")
         value = getattr(mod, name)
         if _is_library_module(mod):
             return tx.output.wrap(value, None)
@@ -246,12 +247,11 @@ class ObjV(Value):
         ModelOutput); the guard re-reads it the same way."""
         obj, cls = self.obj, type(self.obj)
         if self.source is None:
-            raise GraphBreak("JF009", f"{cls.__name__} customises attribute access")
+            raise GraphBreak("JF022", f"{cls.__name__} customises attribute access")
         try:
             value = getattr(obj, name)
         except Exception as e:  # noqa: BLE001
-            raise GraphBreak("JF012", f"{cls.__name__}.{name} raised "
-                             f"{type(e).__name__}") from None
+            raise would_raise(type(e), f"reading {cls.__name__}.{name}") from None
         if isinstance(value, types.MethodType) and value.__self__ is obj:
             return MethodV(self, name, value.__func__)
         return tx.output.wrap(value, AttrSource(self.source, name))
@@ -331,7 +331,7 @@ class NewObjV(Value):
 
     def truth(self, tx) -> bool:
         if hasattr(self.cls, "__bool__") or hasattr(self.cls, "__len__"):
-            raise GraphBreak("JF009", f"truth value of a {self.cls.__name__}")
+            raise GraphBreak("JF022", f"truth value of a {self.cls.__name__}")
         return True
 
     def get_attr(self, tx, name: str) -> Value:
@@ -371,7 +371,7 @@ class SuperV(Value):
         try:
             start = mro.index(self.cls) + 1
         except ValueError:
-            raise GraphBreak("JF009", "super() outside the class hierarchy") from None
+            raise GraphBreak("JF022", "super() outside the class hierarchy") from None
         for klass in mro[start:]:
             if name in klass.__dict__:
                 attr = klass.__dict__[name]
@@ -383,8 +383,8 @@ class SuperV(Value):
                     return tx.output.wrap(attr.__func__, None)
                 if klass is object and name == "__init__":
                     return MethodV(self.obj, name, _object_init)
-                raise GraphBreak("JF009", f"super().{name} of type {type(attr).__name__}")
-        raise GraphBreak("JF012", f"super() has no attribute {name!r}")
+                raise GraphBreak("JF022", f"super().{name} of type {type(attr).__name__}")
+        raise would_raise(AttributeError, f"super() has no attribute {name!r}")
 
 
 def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
@@ -395,7 +395,7 @@ def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
         try:
             static = inspect.getattr_static(cls, name)
         except AttributeError:
-            raise GraphBreak("JF012", f"{cls.__name__} has no attribute {name!r}") from None
+            raise would_raise(AttributeError, f"{cls.__name__} has no attribute {name!r}") from None
     if isinstance(static, staticmethod):
         return tx.output.wrap(static.__func__, None)
     if isinstance(static, classmethod):
@@ -404,20 +404,20 @@ def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
         return MethodV(v, name, static)
     if isinstance(static, property):
         if static.fget is None:
-            raise GraphBreak("JF012", f"unreadable property {name!r}")
+            raise would_raise(AttributeError, f"unreadable property {name!r}")
         return ObjV(static.fget).call(tx, [v], {})
     if isinstance(static, (types.MemberDescriptorType, types.GetSetDescriptorType)):
         if isinstance(v, ObjV):
             return tx.output.wrap(getattr(v.obj, name),
                                   AttrSource(v.source, name) if v.source else None)
-        raise GraphBreak("JF009", f"descriptor {name!r} on an object created while tracing")
+        raise GraphBreak("JF022", f"descriptor {name!r} on an object created while tracing")
     if isinstance(static, (types.BuiltinFunctionType, types.MethodDescriptorType,
                            types.WrapperDescriptorType, types.MethodWrapperType)):
         if isinstance(v, ObjV):
             return ObjV(getattr(v.obj, name))
-        raise GraphBreak("JF009", f"builtin method {name!r} of {cls.__name__}")
+        raise GraphBreak("JF022", f"builtin method {name!r} of {cls.__name__}")
     if hasattr(static, "__get__") and not isinstance(static, (int, float, str, tuple)):
-        raise GraphBreak("JF009", f"descriptor {type(static).__name__} {name!r}")
+        raise GraphBreak("JF022", f"descriptor {type(static).__name__} {name!r}")
     # a plain class attribute (constant-like, shared by all instances)
     src = None
     if isinstance(v, ObjV) and v.source is not None:

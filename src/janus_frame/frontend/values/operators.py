@@ -25,7 +25,7 @@ def binary(tx, fn, a: Value, b: Value) -> Value:
         out = v.binary_op(tx, fn, a, b)
         if out is not NotImplemented:
             return out
-    raise GraphBreak("JF009", f"operator {fn.__name__} on {a.python_type().__name__} and "
+    raise GraphBreak("JF024", f"operator {fn.__name__} on {a.python_type().__name__} and "
                      f"{b.python_type().__name__}")
 
 
@@ -37,7 +37,7 @@ def compare(tx, fn, a: Value, b: Value) -> Value:
     ca, cb = a.as_python(), b.as_python()
     if ca is not NO and cb is not NO:
         return fold(fn, ca, cb)
-    raise GraphBreak("JF009", f"comparison {fn.__name__} of {a.python_type().__name__} and "
+    raise GraphBreak("JF024", f"comparison {fn.__name__} of {a.python_type().__name__} and "
                      f"{b.python_type().__name__}")
 
 
@@ -51,4 +51,4 @@ def identical(tx, a: Value, b: Value) -> bool:
         return out
     if type(a) is not type(b):
         return False  # values of different kinds are different objects
-    raise GraphBreak("JF009", f"identity test of {a.python_type().__name__} values")
+    raise GraphBreak("JF024", f"identity test of {a.python_type().__name__} values")

@@ -16,7 +16,7 @@ import types
 
 import torch
 
-from ..breaks import GraphBreak
+from ..breaks import GraphBreak, would_raise
 from ..sources import AttrSource
 from .base import Value, read_before_effects
 from .constants import Const, DynInt, fold
@@ -80,12 +80,12 @@ class TensorV(Value):
 
     def length(self, tx) -> int:
         if self.fake.dim() == 0:
-            raise GraphBreak("JF012", "len() of a 0-d tensor")
+            raise would_raise(TypeError, "len() of a 0-d tensor")
         return int(self.fake.shape[0])  # a dynamic size is specialised
 
     def iterate(self, tx) -> list[Value]:
         if self.fake.dim() == 0:
-            raise GraphBreak("JF012", "iteration over a 0-d tensor")
+            raise would_raise(TypeError, "iteration over a 0-d tensor")
         n = int(self.fake.shape[0])  # unrolled: a dynamic size is specialised
         return [tx.output.call("call_function", operator.getitem, (self, Const(i)), {})
                 for i in range(n)]
@@ -122,15 +122,15 @@ class TensorV(Value):
                 if pending is not None:  # assigned earlier in this trace
                     return pending
                 return tx.output.wrap(real.grad, AttrSource(self.source, "grad"))
-            raise GraphBreak("JF009", ".grad of a tensor computed in the graph")
+            raise GraphBreak("JF022", ".grad of a tensor computed in the graph")
         if name in ("grad_fn", "_version", "_base"):
-            raise GraphBreak("JF009", f"tensor attribute {name}")
+            raise GraphBreak("JF022", f"tensor attribute {name}")
         attr = getattr(torch.Tensor, name, None)
         if attr is None:
-            raise GraphBreak("JF012", f"Tensor has no attribute {name!r}")
+            raise would_raise(AttributeError, f"Tensor has no attribute {name!r}")
         if callable(attr) or isinstance(attr, types.MethodDescriptorType):
             return MethodV(self, name)
-        raise GraphBreak("JF009", f"tensor attribute {name}")
+        raise GraphBreak("JF022", f"tensor attribute {name}")
 
     def store_attr(self, tx, name: str, value: Value) -> None:
         if name == "grad" and self.source is not None and self.node.op == "placeholder":
@@ -165,7 +165,7 @@ class TensorV(Value):
         if name == "size" and not kwargs and len(fake_args) <= 1 and \
                 all(isinstance(a, int) for a in fake_args):
             if fake_args and not -fake.dim() <= fake_args[0] < max(fake.dim(), 1):
-                raise GraphBreak("JF012", "Tensor.size(): dimension out of range")
+                raise would_raise(IndexError, "Tensor.size(): dimension out of range")
             return tx.output.size_of(self, fake_args[0] if fake_args else None)
         if name in ("numel", "nelement") and not args and not kwargs:
             graph = tx.output.graph
