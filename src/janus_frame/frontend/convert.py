@@ -38,7 +38,7 @@ from ..diagnostics.logs import artifact_logger
 from .breaks import GraphBreak
 from .guards import user_modes_active
 from .handover import not_resumable
-from .predication import NoPredication
+from .breaks import NoPredication
 from .replacement import native_while_modes_active, print_replacement
 from .segment import Segment, UnsafeSpeculation, trace
 from .shapes import NeedsShapeEnv
