@@ -508,7 +508,7 @@ def _compare_tensor(e, c, path, mm, prog, tag, memo):
             raise AssertionError("values differ")
     except AssertionError:
         mm.add(tag, f"{path}: values {_short(ed.tolist())} vs {_short(cd.tolist())}")
-    if e.is_leaf and e.requires_grad:
+    if e.is_leaf and e.requires_grad and c.is_leaf:  # (grad_fn mismatches are reported above)
         ge, gc = e.grad, c.grad
         if (ge is None) != (gc is None):
             mm.add(tag, f"{path}.grad: {_short(ge)} vs {_short(gc)}")
