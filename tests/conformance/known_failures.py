@@ -68,7 +68,23 @@ KNOWN: dict[str, str] = {
         "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
     "objects::property_replaced_on_class":
         "stale-guard: property found through the class MRO is not guarded",
-    # ---- aliasing (18)
+    # ---- aliasing (26)
+    "aliasing::return_base_and_view[default]":
+        "aliasing: fusing backend: outputs viewing one intermediate come back as separate buffers",
+    "aliasing::return_column_view_after_inplace[default]":
+        "aliasing: fusing backend returns a copy where eager returns a view (strides/offset differ)",
+    "aliasing::return_diagonal_view[default]":
+        "aliasing: fusing backend returns a copy of a view of an input: writes through it are lost",
+    "aliasing::return_unsqueezed_view[default]":
+        "aliasing: fusing backend returns a copy of a view of an input: writes through it are lost",
+    "aliasing::same_tensor_twice_then_distinct[default]":
+        "aliasing: fusing backend: aliasing of inputs (same tensor twice) not part of the guards: stale values",
+    "aliasing::slices_disjoint_then_overlapping[default]":
+        "aliasing: fusing backend refuses inputs that share storage (falls back)",
+    "aliasing::two_views_of_one_intermediate[default]":
+        "aliasing: fusing backend: outputs viewing one intermediate come back as separate buffers",
+    "aliasing::view_and_base_as_arguments[default]":
+        "aliasing: fusing backend refuses inputs that share storage (falls back)",
     "issue::issue_03_inplace_return_reshape[default]":
         "aliasing: fusing backend returns a copy of a view of an input: writes through it are lost",
     "issue::issue_03_inplace_return_transpose[default]":
@@ -386,7 +402,7 @@ KNOWN: dict[str, str] = {
         "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
     "torch::unique_consecutive_counts[default]":
         "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
-    # ---- graph-breaks (63)
+    # ---- graph-breaks (64)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":
@@ -434,6 +450,8 @@ KNOWN: dict[str, str] = {
     "effects::logging_info_call": "graph-breaks: breaks: JF003 print or logging call: Logger.info",
     "effects::warnings_warn_inside":
         "graph-breaks: breaks: JF002 call to an untraceable function: warn",
+    "functions::reduce_over_shape":
+        "graph-breaks: breaks: JF002 call to an untraceable function: reduce",
     "issue::issue_09_suppress_attribute_error_getattr":
         "graph-breaks: breaks: JF001 unsupported bytecode: LOAD_BUILD_CLASS is not supported",
     "issue::issue_11_recursive_collect_into_list":
