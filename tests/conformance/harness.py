@@ -117,6 +117,7 @@ class Program:
     atol: float = ATOL
     strides: bool = True
     rng: bool = True
+    backward: bool = True  # backprop the tensor results that need it, compare .grad
     fullgraph: bool = False
     subprocess: bool = False
     why: str = ""  # why the graph/break count is what it is, where not 1/0
@@ -212,6 +213,7 @@ class Outcome:
     state: dict = dataclasses.field(default_factory=dict)
     globals_after: dict = dataclasses.field(default_factory=dict)
     observed: Any = None
+    backward_error: str | None = None
 
 
 def _global_state() -> dict:
@@ -268,6 +270,11 @@ def run_side(prog: Program, world, fn, k: int, seed: int) -> Outcome:
                 out.result = fn(*args, **kwargs)
             except Exception as e:  # noqa: BLE001 - compared against the other side
                 out.exc = e
+    if prog.backward and out.exc is None:
+        with warnings.catch_warnings(record=True) as ws2, contextlib.redirect_stdout(buf):
+            warnings.simplefilter("always")
+            out.backward_error = _backward(out.result)
+        ws = list(ws) + list(ws2)
     out.stdout = buf.getvalue()
     for w in ws:
         msg = str(w.message)
@@ -283,6 +290,34 @@ def run_side(prog: Program, world, fn, k: int, seed: int) -> Outcome:
         except Exception as e:  # noqa: BLE001
             out.observed = ("observe raised", type(e).__name__, str(e))
     return out
+
+
+def _backward(result) -> str | None:
+    """Backpropagate the sum of the result's tensors that have a grad_fn
+    (leaves' .grad are compared with the arguments and the world)."""
+    seen, outs = set(), []
+
+    def collect(v, depth=0):
+        if depth > 4 or id(v) in seen:
+            return
+        seen.add(id(v))
+        if isinstance(v, torch.Tensor):
+            if v.grad_fn is not None and (v.is_floating_point() or v.is_complex()):
+                outs.append(v)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                collect(x, depth + 1)
+        elif isinstance(v, dict):
+            for x in v.values():
+                collect(x, depth + 1)
+    collect(result)
+    if not outs:
+        return None
+    try:
+        torch.autograd.backward([o.real.sum() if o.is_complex() else o.sum() for o in outs])
+    except Exception as e:  # noqa: BLE001 - compared against the other side
+        return f"{type(e).__name__}: {e}"
+    return None
 
 
 # --------------------------------------------------------------------------- comparison
@@ -561,6 +596,8 @@ def compare_outcomes(prog: Program, e: Outcome, c: Outcome, k: int, mm: Mismatch
     if prog.observe is not None:
         compare(e.observed, c.observed, f"{at}observed", mm, prog, "side-effects")
     compare(e.globals_after, c.globals_after, f"{at}globals", mm, prog, "side-effects")
+    if e.backward_error != c.backward_error:
+        mm.add("autograd", f"{at}backward of the result: {e.backward_error} vs {c.backward_error}")
     if e.stdout != c.stdout:
         mm.add("side-effects", f"{at}printed {e.stdout!r} vs {c.stdout!r}")
     if e.user_warnings != c.user_warnings:

@@ -45,11 +45,17 @@ CLASSES = {
 }
 
 KNOWN: dict[str, str] = {
-    # ---- stale-guard (11)
+    # ---- stale-guard (14)
     "effects::callee_code_replaced":
         "stale-guard: inlined callee guarded by identity, not by its __code__",
     "effects::method_called_via_self_patched":
         "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
+    "guards::builtin_shadowed_by_global":
+        "stale-guard: a builtin is used without a guard that no module global shadows it later",
+    "guards::library_function_monkeypatched":
+        "stale-guard: a module attribute (F.gelu) is resolved at trace time without a guard",
+    "guards::module_forward_replaced_on_instance":
+        "stale-guard: forward set on the module instance after compiling not guarded (instance __dict__)",
     "issue::issue_05_base_class_method_replaced":
         "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
     "issue::issue_05_method_of_global_object_replaced":
@@ -192,7 +198,11 @@ KNOWN: dict[str, str] = {
         "named-tuple: op results lose their torch.return_types class (plain tuple)",
     "torch::topk_values":
         "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    # ---- hooks (8)
+    # ---- hooks (10)
+    "guards::full_backward_hook_added_after_first_call":
+        "hooks: full backward hook registered after compiling never fires",
+    "guards::module_forward_hooks_dict_edited_directly":
+        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
     "issue::issue_06_forward_hook_added":
         "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
     "issue::issue_06_forward_pre_hook_added":
@@ -313,7 +323,7 @@ KNOWN: dict[str, str] = {
         "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
     "torch::inference_mode_block":
         "context-managers: breaks: JF016 context manager run natively: inference_mode",
-    # ---- exceptions (15)
+    # ---- exceptions (16)
     "containers::dict_keyerror_caught": "exceptions: breaks: JF012 exception handling: KeyError ",
     "exceptions::catch_tuple_of_types": "exceptions: breaks: JF012 exception handling: KeyError ",
     "exceptions::except_order_first_match":
@@ -340,6 +350,8 @@ KNOWN: dict[str, str] = {
         "exceptions: breaks: JF012 exception handling: StopIteration",
     "exceptions::zero_division_in_python":
         "exceptions: breaks: JF012 exception handling: floordiv raised ZeroDivisionError: integer divisio",
+    "guards::environment_variable_read":
+        "exceptions: breaks: JF012 os.environ.get raises KeyError inside Mapping.get (try/except not traced)",
     "issue::issue_04_partial_overlap_add":
         "exceptions: overlapping in-place add: error raised one line off (eager: line 165)",
     # ---- internal-error (7)
@@ -381,7 +393,9 @@ KNOWN: dict[str, str] = {
         "silent-fallback: frame first called with a Python number is never compiled for tensors",
     "issue::storm_first_call_number_then_tensor":
         "silent-fallback: frame first called with a Python number is never compiled for tensors",
-    # ---- wrong-result (4)
+    # ---- wrong-result (5)
+    "guards::load_state_dict_between_calls[default]":
+        "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
     "interop::dynamo_is_compiling_variant":
         "wrong-result: is_compiling() folded to False while tracing (torch.compile: True)",
     "interop::is_compiling_in_callee":
@@ -390,7 +404,9 @@ KNOWN: dict[str, str] = {
         "wrong-result: generator materialised as a tuple iterator: send() missing",
     "torch::is_compiling_flag":
         "wrong-result: is_compiling() folded to False while tracing (torch.compile: True)",
-    # ---- autograd (2)
+    # ---- autograd (3)
+    "torch::autograd_grad_inside[default]":
+        "autograd: fusing backend: create_graph=True gradient does not backpropagate to the input",
     "torch::detach_and_requires_grad_outputs[default]":
         "autograd: fusing backend: detached output gets a grad_fn",
     "torch::requires_grad_set_inside[default]":
