@@ -49,6 +49,8 @@ import time
 import traceback
 import warnings
 
+KEY_BIAS = __import__("re").compile(r"^param\..*\b(key|k_proj|k_lin|k)\.bias$")
+
 CASES = ["infer-mask", "infer-nomask", "train-mask", "train-nomask"]
 
 
@@ -374,9 +376,16 @@ def run_case(args, system, Z, measure, mode, mask, data, recorder, log_records, 
     if train:
         sstate = measure.snapshot({n: p.detach() for n, p in sm.named_parameters()})
         errs.update(measure.leaf_errors(sstate, estate, "param"))
+    # Attention key biases: softmax is invariant to them, their exact gradient
+    # is zero and Adam turns the rounding noise of any evaluation order into
+    # lr-sized steps (eager with 1 and 2 threads disagrees there by percent).
+    # Reported, not judged.
+    unjudged = {k: errs.pop(k) for k in list(errs) if KEY_BIAS.search(k)}
     verdict = measure.judge(errs, 1e-4, noise)
     data["correct"] = {"steps": steps, **verdict,
                        "max_abs_err": _max_abs(souts, eouts)}
+    if unjudged:
+        data["correct"]["key_bias_max_rel_err"] = max(unjudged.values())
     if not verdict["ok"]:
         data["status"] = "wrong"
         data["reason"] = (f"{verdict['where']} differs from eager by {verdict['max_rel_err']:.3g} "
