@@ -79,7 +79,12 @@ def markdown(doc) -> str:
     L.append(f"`{doc.get('command')}` — janus_frame {doc.get('revision')}, torch "
              f"{doc.get('versions', {}).get('torch')}, transformers {doc.get('versions', {}).get('transformers')}, "
              f"{doc.get('threads')} threads, {doc.get('machine', {}).get('cpu_model', '')}; total "
-             f"{doc.get('wall_s', 0) / 60:.1f} min.")
+             (", ".join(f"{k} {v / 60:.1f} min" for k, v in doc["wall_s_parts"].items())
+              if doc.get("wall_s_parts") else f"{doc.get('wall_s', 0) / 60:.1f} min") + ".")
+    if doc.get("note"):
+        L.append(f"Note: {doc['note']}")
+    for cmd in doc.get("merged_from", []):
+        L.append(f"Joined with: `{cmd}`")
     L.append(f"Sizes: {sz.get('layers')} layers, hidden {sz.get('hidden')}, {sz.get('heads')} heads, "
              f"ffn {sz.get('ffn')}, vocab {sz.get('vocab')}, batch {sz.get('batch')}, seq {sz.get('seq')}; "
              "random weights from configs. Inference: one forward under no_grad (use_cache=False); "
@@ -95,7 +100,7 @@ def markdown(doc) -> str:
     hdr = ["model", "mode"] + [f"{s}" for s in systems] + ["graphs/breaks je (m / nm)"]
     if "torch.compile" in systems:
         hdr.append("graphs/breaks tc")
-    hdr += ["eager ms", "speed j", "speed je"]
+    hdr += ["eager ms (nm)", "speed j", "speed je"]
     if "torch.compile" in systems:
         hdr += ["speed tc", "j/tc"]
     L.append("| " + " | ".join(hdr) + " |")
@@ -111,8 +116,9 @@ def markdown(doc) -> str:
             if "torch.compile" in systems:
                 row.append(f"{_gb(_case(doc, m, 'torch.compile', cm), 'torch.compile')} / "
                            f"{_gb(_case(doc, m, 'torch.compile', cn), 'torch.compile')}")
-            ref = _case(doc, m, "janus", cn) or _case(doc, m, gb_sys, cn) or {}
-            row.append(_f(ref.get("eager_ms"), "{:.1f}"))
+            ems = [d.get("eager_ms") for s in systems for c in (cn, cm)
+                   for d in [_case(doc, m, s, c) or {}] if d.get("eager_ms")]
+            row.append(_f(ems[0] if ems else None, "{:.1f}"))
 
             def sp(s, c):
                 d = _case(doc, m, s, c) or {}
