@@ -79,7 +79,7 @@ def markdown(doc) -> str:
     L.append(f"`{doc.get('command')}` — janus_frame {doc.get('revision')}, torch "
              f"{doc.get('versions', {}).get('torch')}, transformers {doc.get('versions', {}).get('transformers')}, "
              f"{doc.get('threads')} threads, {doc.get('machine', {}).get('cpu_model', '')}; total "
-             (", ".join(f"{k} {v / 60:.1f} min" for k, v in doc["wall_s_parts"].items())
+             + (", ".join(f"{k} {v / 60:.1f} min" for k, v in doc["wall_s_parts"].items())
               if doc.get("wall_s_parts") else f"{doc.get('wall_s', 0) / 60:.1f} min") + ".")
     if doc.get("note"):
         L.append(f"Note: {doc['note']}")

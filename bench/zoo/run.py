@@ -137,8 +137,9 @@ def main(argv=None) -> int:
         doc = merge([args.report] + (args.merge or []))
         with open(args.report, "w") as f:
             json.dump(doc, f, indent=1)
+        text = markdown(doc)  # rendered first: a failure leaves the old file whole
         with open(args.report[:-5] + ".md", "w") as f:
-            f.write(markdown(doc))
+            f.write(text)
         return 0
 
     names = [n for n in args.only.split(",") if n] or Z.DEFAULT_MODELS
