@@ -240,8 +240,6 @@ def test_backward_wrapper_frees_what_it_no_longer_reads():
 def test_outputs_allocated_on_the_graph_device_not_the_default_device():
     """The wrapper allocates outputs, temporaries and the workspace on the
     inputs' device, whatever the process's default device is."""
-    from conftest import jcompile
-
     def f(x):
         return torch.softmax(x * 2, dim=-1) + 1
 
