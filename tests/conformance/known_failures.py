@@ -74,59 +74,10 @@ KNOWN: dict[str, str] = {
         "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
     "objects::property_replaced_on_class":
         "stale-guard: property found through the class MRO is not guarded",
-    # ---- aliasing (26)
-    "aliasing::return_base_and_view[default]":
-        "aliasing: fusing backend: outputs viewing one intermediate come back as separate buffers",
-    "aliasing::return_column_view_after_inplace[default]":
-        "aliasing: fusing backend returns a copy where eager returns a view (strides/offset differ)",
-    "aliasing::return_diagonal_view[default]":
-        "aliasing: fusing backend returns a copy of a view of an input: writes through it are lost",
-    "aliasing::return_unsqueezed_view[default]":
-        "aliasing: fusing backend returns a copy of a view of an input: writes through it are lost",
-    "aliasing::same_tensor_twice_then_distinct[default]":
-        "aliasing: fusing backend: aliasing of inputs (same tensor twice) not part of the guards: stale values",
-    "aliasing::slices_disjoint_then_overlapping[default]":
-        "aliasing: fusing backend refuses inputs that share storage (falls back)",
-    "aliasing::two_views_of_one_intermediate[default]":
-        "aliasing: fusing backend: outputs viewing one intermediate come back as separate buffers",
-    "aliasing::view_and_base_as_arguments[default]":
-        "aliasing: fusing backend refuses inputs that share storage (falls back)",
-    "issue::issue_03_inplace_return_reshape[default]":
-        "aliasing: fusing backend returns a copy of a view of an input: writes through it are lost",
-    "issue::issue_03_inplace_return_transpose[default]":
-        "aliasing: fusing backend returns a copy of a view of an input: writes through it are lost",
-    "issue::issue_03_inplace_return_view[default]":
-        "aliasing: fusing backend returns a copy of a view of an input: writes through it are lost",
-    "issue::issue_03_return_input_and_view[default]":
-        "aliasing: fusing backend returns a copy of a view of an input: writes through it are lost",
-    "issue::issue_03_view_then_inplace_through_view[default]":
-        "aliasing: fusing backend returns a copy where eager returns a view (strides/offset differ)",
-    "issue::issue_04_overlapping_views[default]":
-        "aliasing: fusing backend refuses inputs that share storage (falls back)",
-    "issue::issue_04_same_tensor_second_call[default]":
-        "aliasing: same tensor passed twice after distinct tensors: aliasing not guarded",
-    "language::nested_star_in_call[default]":
-        "aliasing: fusing backend returns the input object itself where eager returns a new view",
-    "torch::inplace_then_return_view[default]":
-        "aliasing: fusing backend returns a copy where eager returns a view (strides/offset differ)",
-    "torch::input_with_storage_offset[default]":
-        "aliasing: fusing backend returns a copy where eager returns a view (strides/offset differ)",
-    "torch::output_is_detach_of_input[default]":
-        "aliasing: fusing backend returns the input object itself where eager returns a new view",
-    "torch::outputs_share_intermediate_storage[default]":
-        "aliasing: fusing backend returns a copy where eager returns a view (strides/offset differ)",
+    # ---- aliasing (1)
     "torch::overlapping_slices_mutated[default]":
-        "aliasing: fusing backend refuses inputs that share storage (falls back)",
-    "torch::overlapping_views_as_args[default]":
-        "aliasing: fusing backend refuses inputs that share storage (falls back)",
-    "torch::same_tensor_passed_twice[default]":
-        "aliasing: fusing backend: the same tensor passed twice and mutated gives stale values",
-    "torch::t_inplace[default]":
-        "aliasing: fusing backend: t_() on an input not applied to the input's metadata",
-    "torch::unsqueeze_inplace[default]":
-        "aliasing: fusing backend: unsqueeze_() on an input raises an internal-overlap error",
-    "torch::view_write_through_output[default]":
-        "aliasing: fusing backend returns a copy of a view of an input: writes through it are lost",
+        "aliasing: fusing backend: clone() of a view of an intermediate is dropped by the graph "
+        "passes; the result is a view (storage offset 1 where eager's clone has 0)",
     # ---- dict-views (11)
     "containers::dict_items_live_view":
         "dict-views: keys()/values()/items() traced as list snapshots",
