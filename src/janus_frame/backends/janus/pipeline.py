@@ -64,7 +64,11 @@ def janus_backend(gm: torch.fx.GraphModule, example_inputs, *, options=None):
     device = device_of(gm, example_inputs)
     training = _needs_grad(example_inputs)
     compile_ = _compile_training if training else _compile_inference
-    aliasing = analyse(gm, example_inputs)
+    try:
+        aliasing = analyse(gm, example_inputs)
+    except Exception as e:  # noqa: BLE001 -- then the graph's inputs are taken as unaliased
+        refuse(e, name, opts, "no aliasing analysis")
+        aliasing = None
     if aliasing is not None and aliasing.needs_epilogue and not training:
         compile_ = _compile_aliasing
     layouts = _layouts(gm, opts, name)

@@ -37,7 +37,7 @@ class AliasInfo:
 
     @property
     def inputs_alias(self) -> bool:
-        return any(p != i for i, p in enumerate(self.pattern) if p is not None)
+        return any(isinstance(p, tuple) for p in self.pattern)
 
     @property
     def needs_epilogue(self) -> bool:
@@ -58,9 +58,12 @@ def _key(t):
 
 
 def pattern_of(args) -> tuple:
-    """Per argument: None (not a tensor, or empty storage), else the index of
-    the first tensor argument with the same storage."""
-    first = {}
+    """Per argument: None (not a tensor, or empty storage), its own index
+    (memory nobody else passed), else ``(j, same)``: ``j`` the first tensor
+    argument with the same storage, ``same`` the first argument that is this
+    very tensor (AOTAutograd dedupes the same tensor twice, and gives
+    overlapping views a synthetic base: two different compiled programs)."""
+    first, ident = {}, {}
     out = []
     for i, a in enumerate(args):
         if not isinstance(a, torch.Tensor):
@@ -70,7 +73,9 @@ def pattern_of(args) -> tuple:
         if k is None:
             out.append(None)
             continue
-        out.append(first.setdefault(k, i))
+        j = first.setdefault(k, i)
+        same = ident.setdefault(id(a), i)
+        out.append(i if j == i else (j, same))
     return tuple(out)
 
 
@@ -86,6 +91,11 @@ def analyse(gm: torch.fx.GraphModule, example_inputs) -> AliasInfo | None:
     pattern = pattern_of(example_inputs)
     if any(_is_fake(x) for x in example_inputs):
         return None  # no real storages to relate
+    # (sizes passed as symbols: their example values; aliasing does not
+    # depend on sizes)
+    example_inputs = [x.node.hint if isinstance(x, torch.SymInt) else x for x in example_inputs]
+    if any(x is None for x in example_inputs):
+        return None
     try:
         # tensor attributes (parameters, optimizer state) become inputs: the
         # fake run must not touch the real ones
@@ -137,7 +147,7 @@ class _null:
 def _is_fake(x):
     from torch._subclasses.fake_tensor import FakeTensor
 
-    return isinstance(x, FakeTensor) or isinstance(x, torch.SymInt)
+    return isinstance(x, FakeTensor)
 
 
 def _meta(t):
