@@ -24,6 +24,7 @@ mutation, distinct inputs) pays nothing.
 from __future__ import annotations
 
 import dataclasses
+import operator
 
 import torch
 
@@ -61,7 +62,7 @@ def pattern_of(args) -> tuple:
     """Per argument: None (not a tensor, or empty storage), its own index
     (memory nobody else passed), else ``(j, same)``: ``j`` the first tensor
     argument with the same storage, ``same`` the first argument that is this
-    very tensor (AOTAutograd dedupes the same tensor twice, and gives
+    very tensor, and both tensors' layouts (AOTAutograd dedupes the same tensor twice, and gives
     overlapping views a synthetic base: two different compiled programs)."""
     first, ident = {}, {}
     out = []
@@ -75,7 +76,14 @@ def pattern_of(args) -> tuple:
             continue
         j = first.setdefault(k, i)
         same = ident.setdefault(id(a), i)
-        out.append(i if j == i else (j, same))
+        if j == i:
+            out.append(i)
+        else:
+            # AOTAutograd's synthetic base is built for these views' layout
+            # within their storage: another layout is another program
+            first_t = args[j]
+            out.append((j, same, tuple(a.shape), a.stride(), a.storage_offset(),
+                        tuple(first_t.shape), first_t.stride(), first_t.storage_offset()))
     return tuple(out)
 
 
@@ -144,6 +152,11 @@ class _null:
         return False
 
 
+def _is_view(n):
+    return (isinstance(n.target, torch._ops.OpOverload) and n.target.is_view and bool(n.args)
+            and isinstance(n.args[0], torch.fx.Node))
+
+
 def _is_fake(x):
     from torch._subclasses.fake_tensor import FakeTensor
 
@@ -180,7 +193,6 @@ def guarded(fn, gm, info: AliasInfo):
         def call(*args):
             return other(args)
     else:
-        import operator
 
         pick = operator.itemgetter(*tens)
         n = len(tens)
@@ -228,20 +240,25 @@ def split_view_outputs(g: torch.fx.GraphModule):
 
     for o in outs:
         chain, b = [], o
-        while (isinstance(b, torch.fx.Node) and b.op == "call_function"
-               and isinstance(b.target, torch._ops.OpOverload) and b.target.is_view
-               and b.args and isinstance(b.args[0], torch.fx.Node)):
-            chain.append(b)
-            b = b.args[0]
+        while isinstance(b, torch.fx.Node) and b.op == "call_function":
+            if _is_view(b):
+                chain.append((b, None))
+                b = b.args[0]
+            elif (b.target is operator.getitem and isinstance(b.args[0], torch.fx.Node)
+                  and _is_view(b.args[0]) and isinstance(b.args[1], int)):
+                chain.append((b.args[0], b.args[1]))  # a part of split / unbind / chunk
+                b = b.args[0].args[0]
+            else:
+                break
         if not chain or not isinstance(b, torch.fx.Node) or b.op == "placeholder":
             plan.append(("out", slot(o) if isinstance(o, torch.fx.Node) else o))
             continue
         base = slot(b)
         steps = []
-        for n in reversed(chain):
+        for n, part in reversed(chain):
             args = map_arg(n.args[1:], lambda a: ("sym", slot(a)))
             kwargs = map_arg(n.kwargs, lambda a: ("sym", slot(a)))
-            steps.append((n.target, args, kwargs))
+            steps.append((n.target, args, kwargs, part))
         plan.append(("view", base, steps))
     if all(p[0] == "out" for p in plan):
         return None
@@ -265,8 +282,10 @@ def split_view_outputs(g: torch.fx.GraphModule):
                 final.append(res[p[1]] if isinstance(p[1], int) else p[1])
                 continue
             t = res[p[1]]
-            for op, args, kwargs in p[2]:
+            for op, args, kwargs, part in p[2]:
                 t = op(t, *value(args, res), **value(kwargs, res))
+                if part is not None:
+                    t = t[part]
             final.append(t)
         return final
 
