@@ -193,7 +193,6 @@ def guarded(fn, gm, info: AliasInfo):
         def call(*args):
             return other(args)
     else:
-
         pick = operator.itemgetter(*tens)
         n = len(tens)
         address = torch.UntypedStorage.data_ptr
@@ -206,10 +205,8 @@ def guarded(fn, gm, info: AliasInfo):
                 distinct = False
             return fn(*args) if distinct else other(args)
 
+    call.__dict__.update(getattr(fn, "__dict__", {}))  # (janus_graph(s), janus_lean ...)
     call.janus_alias = info
-    for a in ("janus_graph", "janus_graphs"):
-        if hasattr(fn, a):
-            setattr(call, a, getattr(fn, a))
     return call
 
 
