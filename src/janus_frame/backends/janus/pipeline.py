@@ -16,6 +16,14 @@ wraps the result (:mod:`runtime.graph`).  Training: the lean runtime
 partition; both halves go through :func:`compile_graph`.  CPU convolutions
 are first rewritten to read channels-last (:mod:`passes.layout`).
 
+Aliasing (:mod:`runtime.aliasing`): a fake run at compile time says whether
+outputs view inputs or each other, inputs' metadata change, or mutated
+inputs share storage; such inference graphs go through AOTAutograd's runtime
+around our kernels (views of intermediates replayed on the kernels'
+results), and a graph that mutates inputs or was compiled for aliased ones
+checks per call that the inputs' storage relation still holds (else it runs
+eagerly).
+
 Under ``options.checks`` each stage boundary is verified (:mod:`verify`):
 after the graph passes and after scheduling; the loop IR is verified after
 lowering on every compile (cheap).
