@@ -29,14 +29,17 @@ from torch._subclasses.fake_tensor import (
 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
 from .breaks import GraphBreak, would_raise
+from .bytecode_info import RESUME_CODES
 from .effects import SideEffects
-from .guards import Guards
+from .guards import Guards, namedtuple_recipe
 from .shapes import NeedsShapeEnv, ShapeMixin, is_argument
-from .sources import AttrSource, IntTensorSource, ItemSource, Source
+from .sources import (
+    ArgSource, AttrSource, IntTensorSource, ItemSource, Source, TypeSource, clear_pins,
+)
 from .fake import to_fake, to_node
 from .values import (
-    CellV, Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SetV, SymV, TensorV,
-    TupleV, Value,
+    CellV, Const, CtxV, DictV, DynInt, ExitV, ListV, MethodV, ObjV,
+    SetV, SymV, TensorV, TupleV, Value,
 )
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
@@ -47,6 +50,7 @@ class OutputGraph(ShapeMixin):
     def __init__(self, ctx, code: types.CodeType, nargs: int,
                  symbolic: bool = False, dynamic: frozenset = frozenset()) -> None:
         self.ctx = ctx  # the CompileContext (context.py)
+        clear_pins()  # the previous trace's generated code is built
         self.code = code
         self.graph = fx.Graph()
         # A shape environment lets data-dependent output sizes (boolean-mask
@@ -157,15 +161,22 @@ class OutputGraph(ShapeMixin):
             if v is not None:
                 return v
         if t is tuple or t is list or (isinstance(obj, tuple) and hasattr(t, "_fields")):
+            cls = None if t in (tuple, list) else t
+            # of a namedtuple class made anew each call (before a break): its
+            # class is guarded by recipe
+            by_recipe = cls is not None and source is not None and \
+                self._from_before_break(source) and namedtuple_recipe(cls) is not None
+
             def realize():
                 if source is not None:
-                    self.guards.length(source, obj)
+                    self.guards.length(source, obj, typed=not by_recipe)
                 return [self.wrap(x, ItemSource(source, i) if source is not None else None)
                         for i, x in enumerate(obj)]
-            cls = None if t in (tuple, list) else t
             if source is None:
                 return ListV(realize()) if t is list else TupleV(realize(), cls=cls)
             tg = functools.partial(self.guards.type_is, source, obj)
+            if by_recipe:
+                tg = functools.partial(self.guards.namedtuple_class, TypeSource(source), cls)
             if t is list:
                 return ListV(None, source, lazy=realize, type_guard=tg)
             return TupleV(None, source, cls=cls, lazy=realize, type_guard=tg)
@@ -205,6 +216,27 @@ class OutputGraph(ShapeMixin):
             self.guards.identity(AttrSource(source, "__func__"), obj.__func__)
             self.guards.type_is(AttrSource(source, "__self__"), obj.__self__)
             return ObjV(obj, source)
+        if t is types.BuiltinMethodType and source is not None and _bound_to_object(obj):
+            # ``lst.append``, ``x.add``: a method of an object, new each time
+            # it is looked up: the receiver (with its own guards) and the name
+            self.guards.type_is(source, obj)
+            self.guards.constant(AttrSource(source, "__name__"), obj.__name__)
+            return MethodV(self.wrap(obj.__self__, AttrSource(source, "__self__")), obj.__name__)
+        if source is not None and (t is types.FunctionType or t is functools.partial or
+                                   isinstance(obj, torch.nn.Module)):
+            # Guarded by what the trace reads from them, so that one made anew
+            # each call (before a graph break, in the resume function's
+            # arguments) is no new entry each call: a function called inline
+            # by its code object (its defaults and cells as they are read), a
+            # partial by its function, arguments and keywords, a module by its
+            # type, hooks and the attributes, parameters and submodules read.
+            # Any other use of the object itself guards its identity (ObjV.obj).
+            self.guards.type_is(source, obj)
+            return ObjV(obj, source, identity=functools.partial(self.guards.identity, source, obj))
+        if isinstance(obj, type) and source is not None and self._from_before_break(source) \
+                and self.guards.namedtuple_class(source, obj):
+            # a namedtuple class made before the break, anew each call
+            return ObjV(obj, source, identity=functools.partial(self.guards.identity, source, obj))
         if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.ModuleType,
                             type, types.MethodType, functools.partial, enum.Enum,
                             torch.nn.Module)) or callable(obj) and not hasattr(obj, "__dict__"):
@@ -214,6 +246,18 @@ class OutputGraph(ShapeMixin):
         if source is not None:
             self.guards.type_is(source, obj)
         return ObjV(obj, source)
+
+    def _from_before_break(self, source: Source) -> bool:
+        """Is ``source`` an argument of a resume function (or read from one):
+        a value the frame had before a graph break, possibly made anew each
+        call?"""
+        if self.code not in RESUME_CODES:
+            return False
+        while not isinstance(source, ArgSource):
+            source = getattr(source, "base", None)
+            if source is None:
+                return False
+        return True
 
     def tensor_input(self, t: torch.Tensor, source: Source | None) -> TensorV:
         if source is None:
@@ -391,6 +435,13 @@ class OutputGraph(ShapeMixin):
         self.graph.lint()
         gm = fx.GraphModule(torch.nn.Module(), self.graph)
         return gm, used
+
+
+def _bound_to_object(method) -> bool:
+    """A builtin method bound to an object (not a module's function, nor a
+    class's: ``len``, ``dict.fromkeys``)."""
+    recv = getattr(method, "__self__", None)
+    return recv is not None and not isinstance(recv, (types.ModuleType, type))
 
 
 def _target_name(target) -> str:
