@@ -110,11 +110,13 @@ class Guards:
         lit = repr(value) if literal else self.fb.const(value)
         expr = f"(__jf_h_type({e}) is {tc} and {e} == {lit})"
         self.add(expr, f"{src.name()} == {value!r} ({t.__name__})")
-        if t is int:  # if this fails, the recompile may make the int a graph input
+        if t in (int, float):  # if this fails, the recompile may make it a graph input
             self._dynamic_ok[expr] = src.name()
 
-    def length(self, src: Source, obj) -> None:
-        self.type_is(src, obj)
+    def length(self, src: Source, obj, typed: bool = True) -> None:
+        """The type (unless ``typed`` is False: guarded otherwise) and the length."""
+        if typed:
+            self.type_is(src, obj)
         expr = f"__jf_h_len({src.expr()}) == {len(obj)}"
         self.add(expr, f"len({src.name()}) == {len(obj)}")
         if type(obj) is list:  # a list of tensors whose length varies: stacked (output.py)

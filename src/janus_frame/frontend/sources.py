@@ -141,14 +141,18 @@ class TypeSource(Source):
 
 @dataclasses.dataclass(frozen=True)
 class IntTensorSource(Source):
-    """An int read from ``base`` handed to the graph as a 0-d int64 tensor
-    (an int whose value varies between calls, see output.py)."""
+    """An int (a float) read from ``base`` handed to the graph as a 0-d
+    int64 (float64) tensor: a number whose value varies between calls, see
+    output.py."""
 
     base: Source
     vector: bool = False  # [v] (an index for index_select) instead of a 0-d tensor
+    floating: bool = False
 
     def expr(self) -> str:
         v = f"[{self.base.expr()}]" if self.vector else self.base.expr()
+        if self.floating:
+            return f"__jf_torch.tensor({v}, dtype=__jf_torch.float64)"
         return f"__jf_torch.tensor({v})"
 
     def name(self) -> str:
