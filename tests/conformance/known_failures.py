@@ -45,35 +45,6 @@ CLASSES = {
 }
 
 KNOWN: dict[str, str] = {
-    # ---- stale-guard (14)
-    "effects::callee_code_replaced":
-        "stale-guard: inlined callee guarded by identity, not by its __code__",
-    "effects::method_called_via_self_patched":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "guards::builtin_shadowed_by_global":
-        "stale-guard: a builtin is used without a guard that no module global shadows it later",
-    "guards::library_function_monkeypatched":
-        "stale-guard: a module attribute (F.gelu) is resolved at trace time without a guard",
-    "guards::module_forward_replaced_on_instance":
-        "stale-guard: forward set on the module instance after compiling not guarded (instance __dict__)",
-    "issue::issue_05_base_class_method_replaced":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "issue::issue_05_method_of_global_object_replaced":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "issue::issue_05_method_replaced":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "issue::issue_05_method_replaced_by_staticmethod":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "objects::class_method_replaced":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "objects::dunder_call_replaced":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "objects::instance_method_replaced":
-        "stale-guard: method set on the instance after compiling not guarded (instance __dict__)",
-    "objects::method_added_on_subclass_shadows_base":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "objects::property_replaced_on_class":
-        "stale-guard: property found through the class MRO is not guarded",
     # ---- aliasing (26)
     "aliasing::return_base_and_view[default]":
         "aliasing: fusing backend: outputs viewing one intermediate come back as separate buffers",
@@ -198,25 +169,6 @@ KNOWN: dict[str, str] = {
         "named-tuple: op results lose their torch.return_types class (plain tuple)",
     "torch::topk_values":
         "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    # ---- hooks (10)
-    "guards::full_backward_hook_added_after_first_call":
-        "hooks: full backward hook registered after compiling never fires",
-    "guards::module_forward_hooks_dict_edited_directly":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    "issue::issue_06_forward_hook_added":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    "issue::issue_06_forward_pre_hook_added":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    "issue::issue_06_hook_added_on_module_called_from_function":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    "modules::forward_hook_on_submodule_after_first_call":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    "modules::forward_hook_removed_after_first_call": "hooks: breaks: JF014 module hooks: Linear",
-    "modules::forward_hook_with_kwargs_after_first_call":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    "modules::forward_hook_with_side_effect": "hooks: breaks: JF014 module hooks: Linear",
-    "modules::forward_pre_hook_after_first_call":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
     # ---- numpy (17)
     "interop::from_numpy_argument":
         "numpy: breaks: JF015 unsupported argument: ObjV passed to a tensor operation",
@@ -227,31 +179,31 @@ KNOWN: dict[str, str] = {
     "interop::np_function_on_tensor":
         "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
     "interop::numpy_array_argument_math":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+        "numpy: breaks: JF002 ufunc/ndarray methods not modelled (run natively, sound)",
     "interop::numpy_array_math":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+        "numpy: breaks: JF004 Tensor.numpy(), then ndarray ops not modelled (run natively, sound)",
     "interop::numpy_copy_of_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+        "numpy: breaks: JF004 Tensor.numpy(), JF002 ndarray.copy (run natively, sound)",
     "interop::numpy_dtype_mapping":
         "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
     "interop::numpy_scalar_back_to_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+        "numpy: breaks: JF004 Tensor.numpy(), JF002 ndarray.max (run natively, sound)",
     "interop::numpy_sum_of_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+        "numpy: breaks: JF004 Tensor.numpy(), JF002 ndarray.sum (run natively, sound)",
     "interop::numpy_view_shares_memory":
         "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
     "interop::tensor_from_numpy_constant":
         "numpy: breaks: JF002 call to an untraceable function: array",
     "issue::issue_01_numpy_array_function":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+        "numpy: breaks: JF004 Tensor.numpy(), JF002 np.cumsum (run natively, sound)",
     "issue::issue_01_numpy_copy":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+        "numpy: breaks: JF004 Tensor.numpy(), JF002 ndarray.copy (run natively, sound)",
     "issue::issue_01_numpy_scalar_in_python":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+        "numpy: breaks: JF004 Tensor.numpy(), JF002 ndarray.max (run natively, sound)",
     "issue::issue_01_numpy_then_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+        "numpy: breaks: JF004 Tensor.numpy(), JF024 ndarray * int (run natively, sound)",
     "issue::issue_01_numpy_tolist":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+        "numpy: breaks: JF004 Tensor.numpy(), JF002 ndarray.tolist (run natively, sound)",
     # ---- context-managers (35)
     "exceptions::break_inside_with_in_loop":
         "context-managers: breaks: JF016 context manager run natively: Recording",
@@ -289,8 +241,6 @@ KNOWN: dict[str, str] = {
         "context-managers: user TorchDispatchMode also sees janus_frame's trace-time ops",
     "interop::dispatch_mode_with_break_inside":
         "context-managers: user TorchDispatchMode also sees janus_frame's trace-time ops",
-    "interop::function_mode_break_in_callee":
-        "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
     "interop::function_mode_counts":
         "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
     "interop::function_mode_exception_inside":
@@ -298,8 +248,6 @@ KNOWN: dict[str, str] = {
     "interop::function_mode_no_break":
         "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
     "interop::function_mode_with_break_inside":
-        "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
-    "interop::nested_modes_with_break":
         "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
     "issue::issue_07_exit_selectively_suppresses":
         "context-managers: exception inside a natively entered with-block escapes the suppressing __exit__",
@@ -369,31 +317,9 @@ KNOWN: dict[str, str] = {
         "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
     "objects::slots_missing_attr_raises":
         "internal-error: AttributeError from an unset __slots__ member escapes the compiler",
-    # ---- recompile-storm (9)
-    "effects::counter_and_history_on_self":
-        "recompile-storm: int attribute on self specialised: one entry per value",
-    "issue::storm_closure_made_before_break":
-        "recompile-storm: object made before a break guarded by identity in the resume function",
-    "issue::storm_float_argument_changes_every_call":
-        "recompile-storm: float argument specialised: one entry per value",
-    "issue::storm_growing_list_len_in_if":
-        "recompile-storm: len() of a growing list specialised: one entry per length",
-    "issue::storm_growing_list_len_used_as_value":
-        "recompile-storm: len() of a growing list specialised: one entry per length",
-    "issue::storm_module_built_before_break":
-        "recompile-storm: object made before a break guarded by identity in the resume function",
-    "issue::storm_module_list_slice_across_break":
-        "recompile-storm: object made before a break guarded by identity in the resume function",
-    "issue::storm_namedtuple_class_across_break":
-        "recompile-storm: object made before a break guarded by identity in the resume function",
-    "issue::storm_partial_across_break":
-        "recompile-storm: object made before a break guarded by identity in the resume function",
-    # ---- silent-fallback (2)
-    "issue::storm_first_call_int_then_tensor":
-        "silent-fallback: frame first called with a Python number is never compiled for tensors",
-    "issue::storm_first_call_number_then_tensor":
-        "silent-fallback: frame first called with a Python number is never compiled for tensors",
-    # ---- wrong-result (5)
+    # ---- wrong-result (6)
+    "guards::module_forward_hooks_dict_edited_directly[default]":
+        "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
     "guards::load_state_dict_between_calls[default]":
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
     "interop::dynamo_is_compiling_variant":
@@ -418,7 +344,7 @@ KNOWN: dict[str, str] = {
         "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
     "torch::unique_consecutive_counts[default]":
         "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
-    # ---- graph-breaks (64)
+    # ---- graph-breaks (65)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":
@@ -453,6 +379,8 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF009 unsupported object or operation: list.remove()",
     "containers::mappingproxy_read":
         "graph-breaks: breaks: JF002 call to an untraceable function: constructing mappingproxy",
+    "issue::storm_namedtuple_class_across_break":
+        "graph-breaks: breaks: JF002 call to an untraceable function: constructing map (in namedtuple())",
     "containers::namedtuple_arg":
         "graph-breaks: breaks: JF002 call to an untraceable function: constructing map",
     "containers::ordered_dict_ops":
