@@ -472,25 +472,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: manual_seed (torch._compile) runs nat",
     "torch::no_grad_decorator_callee":
         "graph-breaks: breaks: JF009 unsupported object or operation: call of object (the frame then runs n",
-    # ---- process (6)
-    "process::bogus_backend_env":
-        "process: the .pth start-up error is printed twice, the program runs, exit status 0",
-    "process::cli_bogus_backend[env]":
-        "process: JANUS_FRAME_BACKEND=bogus with run: a traceback, printed twice",
-    "process::cli_bogus_backend[flag]": "process: run --backend bogus exits 1 without any message",
-    "process::script_outside_cwd":
-        "process: under JANUS_FRAME=1 a script outside the working directory is silently not compiled",
-    "process::shutdown_del_and_atexit":
-        "process: the hook stays installed at shutdown: the callback hits torn-down module globals (hook.py), output differs",
-    "process::shutdown_with_logging_handlers":
-        "process: logging's exit-time weakref callbacks reach the torn-down frame callback (hook.py)",
-    # ---- leak (4)
-    "process::leak_10000[no-reset]":
-        "leak: 15 gc objects and 38 pymalloc blocks per function stay",
-    "process::leak_10000[reset]":
-        "leak: 15 gc objects and 38 pymalloc blocks per function stay after jf.reset()",
-    "process::leak_1000[no-reset]": "leak: 15 gc objects per compiled-and-dropped function stay",
-    "process::leak_1000[reset]": "leak: 15 gc objects per function stay after jf.reset()",
 }
 
 
