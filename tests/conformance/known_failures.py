@@ -45,165 +45,43 @@ CLASSES = {
 }
 
 KNOWN: dict[str, str] = {
-    # ---- stale-guard (14)
-    "effects::callee_code_replaced":
-        "stale-guard: inlined callee guarded by identity, not by its __code__",
-    "effects::method_called_via_self_patched":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "guards::builtin_shadowed_by_global":
-        "stale-guard: a builtin is used without a guard that no module global shadows it later",
-    "guards::library_function_monkeypatched":
-        "stale-guard: a module attribute (F.gelu) is resolved at trace time without a guard",
-    "guards::module_forward_replaced_on_instance":
-        "stale-guard: forward set on the module instance after compiling not guarded (instance __dict__)",
-    "issue::issue_05_base_class_method_replaced":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "issue::issue_05_method_of_global_object_replaced":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "issue::issue_05_method_replaced":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "issue::issue_05_method_replaced_by_staticmethod":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "objects::class_method_replaced":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "objects::dunder_call_replaced":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "objects::instance_method_replaced":
-        "stale-guard: method set on the instance after compiling not guarded (instance __dict__)",
-    "objects::method_added_on_subclass_shadows_base":
-        "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "objects::property_replaced_on_class":
-        "stale-guard: property found through the class MRO is not guarded",
     # ---- aliasing (1)
     "torch::overlapping_slices_mutated[default]":
-        "aliasing: fusing backend: clone() of a view of an intermediate is dropped by the graph "
-        "passes; the result is a view (storage offset 1 where eager's clone has 0)",
-    # ---- dict-views (11)
-    "containers::dict_items_live_view":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_keys_live_view":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_values_live_view":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_view_of_arg_after_mutation":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_view_returned_then_used":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_view_set_ops":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_items_view_len":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_keys_view_live":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_values_view_live":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_view_of_argument_dict":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_view_of_kwargs":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    # ---- named-tuple (24)
-    "issue::issue_08_cummin_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_kthvalue_indices":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_linalg_eigh_eigenvalues":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_max_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_median_indices":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_min_values_in_expression":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_mode_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_sort_indices":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_svd_fields":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_topk_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::aminmax_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::cummax_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::frexp_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::kthvalue_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::max_dim_indices_attr":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::max_dim_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::median_dim_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::min_dim_returned_whole":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::mode_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::namedtuple_type_preserved":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::qr_named": "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::slogdet_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::sort_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::topk_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    # ---- hooks (10)
-    "guards::full_backward_hook_added_after_first_call":
-        "hooks: full backward hook registered after compiling never fires",
-    "guards::module_forward_hooks_dict_edited_directly":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    "issue::issue_06_forward_hook_added":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    "issue::issue_06_forward_pre_hook_added":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    "issue::issue_06_hook_added_on_module_called_from_function":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    "modules::forward_hook_on_submodule_after_first_call":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    "modules::forward_hook_removed_after_first_call": "hooks: breaks: JF014 module hooks: Linear",
-    "modules::forward_hook_with_kwargs_after_first_call":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    "modules::forward_hook_with_side_effect": "hooks: breaks: JF014 module hooks: Linear",
-    "modules::forward_pre_hook_after_first_call":
-        "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    # ---- numpy (17)
-    "interop::from_numpy_argument":
-        "numpy: breaks: JF015 unsupported argument: ObjV passed to a tensor operation",
-    "interop::from_numpy_roundtrip":
-        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
-    "interop::np_asarray_of_tensor":
-        "numpy: breaks: JF002 call to an untraceable function: asarray",
-    "interop::np_function_on_tensor":
-        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
-    "interop::numpy_array_argument_math":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_array_math":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_copy_of_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_dtype_mapping":
-        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
-    "interop::numpy_scalar_back_to_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_sum_of_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_view_shares_memory":
-        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
-    "interop::tensor_from_numpy_constant":
-        "numpy: breaks: JF002 call to an untraceable function: array",
-    "issue::issue_01_numpy_array_function":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "issue::issue_01_numpy_copy":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "issue::issue_01_numpy_scalar_in_python":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "issue::issue_01_numpy_then_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "issue::issue_01_numpy_tolist":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    # ---- context-managers (35)
+        "aliasing: fusing backend: clone() of a view of an intermediate is dropped by the graph passes; the result is a view (storage offset 1 where eager's clone has 0)",
+    # ---- exceptions (16)
+    "containers::dict_keyerror_caught":
+        "exceptions: breaks: JF012 exception handling: KeyError ",
+    "exceptions::catch_tuple_of_types":
+        "exceptions: breaks: JF012 exception handling: KeyError ",
+    "exceptions::except_order_first_match":
+        "exceptions: breaks: JF012 exception handling: constructing exception KeyError",
+    "exceptions::exception_context_implicit":
+        "exceptions: breaks: JF012 exception handling: constructing exception KeyError",
+    "exceptions::exception_group_like_loop":
+        "exceptions: breaks: JF012 exception handling: constructing exception ValueError",
+    "exceptions::exception_in_callee_caught":
+        "exceptions: breaks: JF012 exception handling: constructing exception RuntimeError",
+    "exceptions::exception_variable_cleared":
+        "exceptions: breaks: JF012 exception handling: raise statement",
+    "exceptions::finally_runs_on_exception":
+        "exceptions: breaks: JF012 exception handling: constructing exception IndexError",
+    "exceptions::nullcontext_usage":
+        "exceptions: breaks: JF012 exception handling: mul raised TypeError: unsupported operand type(s) ",
+    "exceptions::raise_and_catch_builtin":
+        "exceptions: breaks: JF012 exception handling: constructing exception ValueError",
+    "exceptions::raise_from_caught":
+        "exceptions: breaks: JF012 exception handling: truediv raised ZeroDivisionError: division by zero",
+    "exceptions::reraise_bare":
+        "exceptions: breaks: JF012 exception handling: constructing exception TypeError",
+    "exceptions::stopiteration_from_next":
+        "exceptions: breaks: JF012 exception handling: StopIteration",
+    "exceptions::zero_division_in_python":
+        "exceptions: breaks: JF012 exception handling: floordiv raised ZeroDivisionError: integer divisio",
+    "guards::environment_variable_read":
+        "exceptions: breaks: JF012 os.environ.get raises KeyError inside Mapping.get (try/except not traced)",
+    "issue::issue_04_partial_overlap_add":
+        "exceptions: overlapping in-place add: error raised one line off (eager: line 165)",
+    # ---- context-managers (33)
     "exceptions::break_inside_with_in_loop":
         "context-managers: breaks: JF016 context manager run natively: Recording",
     "exceptions::class_exit_no_exception":
@@ -270,37 +148,116 @@ KNOWN: dict[str, str] = {
         "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
     "torch::inference_mode_block":
         "context-managers: breaks: JF016 context manager run natively: inference_mode",
-    # ---- exceptions (16)
-    "containers::dict_keyerror_caught": "exceptions: breaks: JF012 exception handling: KeyError ",
-    "exceptions::catch_tuple_of_types": "exceptions: breaks: JF012 exception handling: KeyError ",
-    "exceptions::except_order_first_match":
-        "exceptions: breaks: JF012 exception handling: constructing exception KeyError",
-    "exceptions::exception_context_implicit":
-        "exceptions: breaks: JF012 exception handling: constructing exception KeyError",
-    "exceptions::exception_group_like_loop":
-        "exceptions: breaks: JF012 exception handling: constructing exception ValueError",
-    "exceptions::exception_in_callee_caught":
-        "exceptions: breaks: JF012 exception handling: constructing exception RuntimeError",
-    "exceptions::exception_variable_cleared":
-        "exceptions: breaks: JF012 exception handling: raise statement",
-    "exceptions::finally_runs_on_exception":
-        "exceptions: breaks: JF012 exception handling: constructing exception IndexError",
-    "exceptions::nullcontext_usage":
-        "exceptions: breaks: JF012 exception handling: mul raised TypeError: unsupported operand type(s) ",
-    "exceptions::raise_and_catch_builtin":
-        "exceptions: breaks: JF012 exception handling: constructing exception ValueError",
-    "exceptions::raise_from_caught":
-        "exceptions: breaks: JF012 exception handling: truediv raised ZeroDivisionError: division by zero",
-    "exceptions::reraise_bare":
-        "exceptions: breaks: JF012 exception handling: constructing exception TypeError",
-    "exceptions::stopiteration_from_next":
-        "exceptions: breaks: JF012 exception handling: StopIteration",
-    "exceptions::zero_division_in_python":
-        "exceptions: breaks: JF012 exception handling: floordiv raised ZeroDivisionError: integer divisio",
-    "guards::environment_variable_read":
-        "exceptions: breaks: JF012 os.environ.get raises KeyError inside Mapping.get (try/except not traced)",
-    "issue::issue_04_partial_overlap_add":
-        "exceptions: overlapping in-place add: error raised one line off (eager: line 165)",
+    # ---- named-tuple (24)
+    "issue::issue_08_cummin_values":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "issue::issue_08_kthvalue_indices":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "issue::issue_08_linalg_eigh_eigenvalues":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "issue::issue_08_max_values":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "issue::issue_08_median_indices":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "issue::issue_08_min_values_in_expression":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "issue::issue_08_mode_values":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "issue::issue_08_sort_indices":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "issue::issue_08_svd_fields":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "issue::issue_08_topk_values":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::aminmax_named":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::cummax_named":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::frexp_named":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::kthvalue_named":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::max_dim_indices_attr":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::max_dim_values":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::median_dim_named":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::min_dim_returned_whole":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::mode_named":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::namedtuple_type_preserved":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::qr_named":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::slogdet_named":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::sort_named":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    "torch::topk_values":
+        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    # ---- dict-views (11)
+    "containers::dict_items_live_view":
+        "dict-views: keys()/values()/items() traced as list snapshots",
+    "containers::dict_keys_live_view":
+        "dict-views: keys()/values()/items() traced as list snapshots",
+    "containers::dict_values_live_view":
+        "dict-views: keys()/values()/items() traced as list snapshots",
+    "containers::dict_view_of_arg_after_mutation":
+        "dict-views: keys()/values()/items() traced as list snapshots",
+    "containers::dict_view_returned_then_used":
+        "dict-views: keys()/values()/items() traced as list snapshots",
+    "containers::dict_view_set_ops":
+        "dict-views: keys()/values()/items() traced as list snapshots",
+    "issue::issue_02_items_view_len":
+        "dict-views: keys()/values()/items() traced as list snapshots",
+    "issue::issue_02_keys_view_live":
+        "dict-views: keys()/values()/items() traced as list snapshots",
+    "issue::issue_02_values_view_live":
+        "dict-views: keys()/values()/items() traced as list snapshots",
+    "issue::issue_02_view_of_argument_dict":
+        "dict-views: keys()/values()/items() traced as list snapshots",
+    "issue::issue_02_view_of_kwargs":
+        "dict-views: keys()/values()/items() traced as list snapshots",
+    # ---- numpy (17)
+    "interop::from_numpy_argument":
+        "numpy: breaks: JF015 unsupported argument: ObjV passed to a tensor operation",
+    "interop::from_numpy_roundtrip":
+        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
+    "interop::np_asarray_of_tensor":
+        "numpy: breaks: JF002 call to an untraceable function: asarray",
+    "interop::np_function_on_tensor":
+        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
+    "interop::numpy_array_argument_math":
+        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+    "interop::numpy_array_math":
+        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+    "interop::numpy_copy_of_tensor":
+        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+    "interop::numpy_dtype_mapping":
+        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
+    "interop::numpy_scalar_back_to_tensor":
+        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+    "interop::numpy_sum_of_tensor":
+        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+    "interop::numpy_view_shares_memory":
+        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
+    "interop::tensor_from_numpy_constant":
+        "numpy: breaks: JF002 call to an untraceable function: array",
+    "issue::issue_01_numpy_array_function":
+        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+    "issue::issue_01_numpy_copy":
+        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+    "issue::issue_01_numpy_scalar_in_python":
+        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+    "issue::issue_01_numpy_then_tensor":
+        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+    "issue::issue_01_numpy_tolist":
+        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+    # ---- recompile-storm (1)
+    "issue::storm_namedtuple_class_across_break":
+        "recompile-storm: object made before a break guarded by identity in the resume function",
     # ---- internal-error (7)
     "issue::issue_12_acc_from_float_literal":
         "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
@@ -316,32 +273,10 @@ KNOWN: dict[str, str] = {
         "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
     "objects::slots_missing_attr_raises":
         "internal-error: AttributeError from an unset __slots__ member escapes the compiler",
-    # ---- recompile-storm (9)
-    "effects::counter_and_history_on_self":
-        "recompile-storm: int attribute on self specialised: one entry per value",
-    "issue::storm_closure_made_before_break":
-        "recompile-storm: object made before a break guarded by identity in the resume function",
-    "issue::storm_float_argument_changes_every_call":
-        "recompile-storm: float argument specialised: one entry per value",
-    "issue::storm_growing_list_len_in_if":
-        "recompile-storm: len() of a growing list specialised: one entry per length",
-    "issue::storm_growing_list_len_used_as_value":
-        "recompile-storm: len() of a growing list specialised: one entry per length",
-    "issue::storm_module_built_before_break":
-        "recompile-storm: object made before a break guarded by identity in the resume function",
-    "issue::storm_module_list_slice_across_break":
-        "recompile-storm: object made before a break guarded by identity in the resume function",
-    "issue::storm_namedtuple_class_across_break":
-        "recompile-storm: object made before a break guarded by identity in the resume function",
-    "issue::storm_partial_across_break":
-        "recompile-storm: object made before a break guarded by identity in the resume function",
-    # ---- silent-fallback (2)
-    "issue::storm_first_call_int_then_tensor":
-        "silent-fallback: frame first called with a Python number is never compiled for tensors",
-    "issue::storm_first_call_number_then_tensor":
-        "silent-fallback: frame first called with a Python number is never compiled for tensors",
-    # ---- wrong-result (5)
+    # ---- wrong-result (6)
     "guards::load_state_dict_between_calls[default]":
+        "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
+    "guards::module_forward_hooks_dict_edited_directly[default]":
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
     "interop::dynamo_is_compiling_variant":
         "wrong-result: is_compiling() folded to False while tracing (torch.compile: True)",
@@ -351,20 +286,6 @@ KNOWN: dict[str, str] = {
         "wrong-result: generator materialised as a tuple iterator: send() missing",
     "torch::is_compiling_flag":
         "wrong-result: is_compiling() folded to False while tracing (torch.compile: True)",
-    # ---- autograd (3)
-    "torch::autograd_grad_inside[default]":
-        "autograd: fusing backend: create_graph=True gradient does not backpropagate to the input",
-    "torch::detach_and_requires_grad_outputs[default]":
-        "autograd: fusing backend: detached output gets a grad_fn",
-    "torch::requires_grad_set_inside[default]":
-        "autograd: fusing backend: output of a graph with a requires_grad constant loses requires_grad",
-    # ---- backend-fallback (3)
-    "language::advanced_indexing[default]":
-        "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
-    "torch::nonzero_data_dependent_shape[default]":
-        "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
-    "torch::unique_consecutive_counts[default]":
-        "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
     # ---- graph-breaks (64)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
@@ -410,7 +331,8 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF015 unsupported argument: sorted() of non-constant values",
     "effects::id_and_hash_of_objects":
         "graph-breaks: breaks: JF009 unsupported object or operation: id() of a traced value",
-    "effects::logging_info_call": "graph-breaks: breaks: JF003 print or logging call: Logger.info",
+    "effects::logging_info_call":
+        "graph-breaks: breaks: JF003 print or logging call: Logger.info",
     "effects::warnings_warn_inside":
         "graph-breaks: breaks: JF002 call to an untraceable function: warn",
     "functions::reduce_over_shape":
@@ -437,7 +359,8 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: reduce",
     "language::partial_callee":
         "graph-breaks: breaks: JF009 unsupported object or operation: class partial has a custom __new__ or",
-    "language::recursion_int": "graph-breaks: breaks: JF018 recursive call: _fact calls itself",
+    "language::recursion_int":
+        "graph-breaks: breaks: JF018 recursive call: _fact calls itself",
     "language::recursion_tree":
         "graph-breaks: breaks: JF018 recursive call: _tree_sum calls itself",
     "language::sorted_reversed_minmax":
@@ -482,7 +405,8 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF011 mutation of Python state: assignment through the descriptor Slotted.n",
     "objects::super_in_init":
         "graph-breaks: breaks: JF001 unsupported bytecode: LOAD_BUILD_CLASS is not supported",
-    "objects::vars_and_dict": "graph-breaks: breaks: JF002 call to an untraceable function: vars",
+    "objects::vars_and_dict":
+        "graph-breaks: breaks: JF002 call to an untraceable function: vars",
     "objects::wraps_preserves_name":
         "graph-breaks: breaks: JF009 unsupported object or operation: class partial has a custom __new__ or",
     "torch::finfo_iinfo":
@@ -491,6 +415,20 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: manual_seed (torch._compile) runs nat",
     "torch::no_grad_decorator_callee":
         "graph-breaks: breaks: JF009 unsupported object or operation: call of object (the frame then runs n",
+    # ---- autograd (3)
+    "torch::autograd_grad_inside[default]":
+        "autograd: fusing backend: create_graph=True gradient does not backpropagate to the input",
+    "torch::detach_and_requires_grad_outputs[default]":
+        "autograd: fusing backend: detached output gets a grad_fn",
+    "torch::requires_grad_set_inside[default]":
+        "autograd: fusing backend: output of a graph with a requires_grad constant loses requires_grad",
+    # ---- backend-fallback (3)
+    "language::advanced_indexing[default]":
+        "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
+    "torch::nonzero_data_dependent_shape[default]":
+        "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
+    "torch::unique_consecutive_counts[default]":
+        "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
 }
 
 

@@ -45,7 +45,7 @@ def _deep(x, n):
 
 def _hooked():
     m = nn.Linear(3, 3)
-    m.register_forward_hook(lambda mod, inp, out: None)
+    m.register_full_backward_hook(lambda mod, gin, gout: None)  # (forward hooks are traced)
     return m
 
 

@@ -114,8 +114,9 @@ _register(
 )
 _register(
     "JF014", "module hooks",
-    "the nn.Module has forward hooks or pre-hooks, which run natively",
-    "remove the hooks while compiling, or compile the module's submodules instead",
+    "the nn.Module has backward hooks (or no hook dicts), so the call runs natively "
+    "(forward hooks and pre-hooks are traced)",
+    "remove the backward hooks while compiling, or compile the module's submodules instead",
 )
 _register(
     "JF015", "unsupported argument",

@@ -55,6 +55,9 @@ def _len(tx, args, kwargs):
         return tx.output.size_of(args[0], 0)  # symbolic when dim 0 is dynamic
     if isinstance(args[0], TensorListV) and args[0].symbolic:
         return args[0].sym_length
+    n = tx.output.lazy_length(args[0])  # a container read from the frame, not looked into
+    if n is not None:
+        return n
     return Const(args[0].length(tx))
 
 
