@@ -383,6 +383,12 @@ class SuperV(Value):
                     return tx.output.wrap(attr.__func__, None)
                 if klass is object and name == "__init__":
                     return MethodV(self.obj, name, _object_init)
+                if name == "__init__" and issubclass(klass, BaseException) and \
+                        klass.__module__ == "builtins" and hasattr(self.obj, "_builtin_init"):
+                    # a builtin exception's __init__ on an exception made while
+                    # tracing: its kind applies it (values/exceptions.py); a
+                    # real instance would find the override again by name
+                    return MethodV(self.obj, name)
                 raise GraphBreak("JF022", f"super().{name} of type {type(attr).__name__}")
         raise would_raise(AttributeError, f"super() has no attribute {name!r}")
 
