@@ -453,6 +453,34 @@ def test_contextmanager_body_with_a_break(capsys):
 
 
 
+def _make_local_manager_class():
+    log = []
+
+    class Local:  # its methods reach ``log`` through a closure cell only
+        def __enter__(self):
+            log.append("enter")
+            return self
+
+        def __exit__(self, et, ev, tb):
+            log.append(("exit", et))
+            return False
+    return Local, log
+
+
+def test_manager_methods_writing_a_closure_list_keep_their_writes():
+    Local, log = _make_local_manager_class()
+
+    def f(x, cls):
+        with cls():
+            y = x * 2
+        return y
+    cf = jf.compile(f, backend="eager")
+    for k in range(2):
+        y = cf(torch.ones(2), Local)
+        assert torch.equal(y, torch.full((2,), 2.0))
+        assert log == [("enter"), ("exit", None)] * (k + 1), log
+
+
 def test_local_exception_class_calling_super_init_after_a_break():
     # the class is made natively (a break); its __init__ then runs as a frame
     # of its own, where ``self`` is a real instance: super().__init__ is the

@@ -131,6 +131,11 @@ class Translator:
             except ValueError:
                 c.contents = None
             else:
+                if source is None and _mutable(contents):
+                    # (a method of a class reached through no source: its
+                    # contents could be neither guarded nor written back)
+                    raise GraphBreak("JF022", f"closure variable {name!r} holds a "
+                                     f"{type(contents).__name__} the trace cannot track")
                 c.contents = self.output.wrap(contents, source)
         return c
 
@@ -307,3 +312,13 @@ def _same_receiver(t: Translator, code, receiver) -> bool:
     if isinstance(receiver, ObjV) and isinstance(other, ObjV):
         return receiver.obj is other.obj
     return receiver is other
+
+
+_IMMUTABLE = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis), tuple,
+              frozenset, type, types.FunctionType, types.BuiltinFunctionType,
+              types.ModuleType)
+
+
+def _mutable(obj) -> bool:
+    """Could the trace's copy of ``obj`` go stale, or lose its writes?"""
+    return not isinstance(obj, _IMMUTABLE)
