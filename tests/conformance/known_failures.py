@@ -48,72 +48,14 @@ KNOWN: dict[str, str] = {
     # ---- aliasing (1)
     "torch::overlapping_slices_mutated[default]":
         "aliasing: fusing backend: clone() of a view of an intermediate is dropped by the graph passes; the result is a view (storage offset 1 where eager's clone has 0)",
-    # ---- exceptions (16)
-    "containers::dict_keyerror_caught":
-        "exceptions: breaks: JF012 exception handling: KeyError ",
-    "exceptions::catch_tuple_of_types":
-        "exceptions: breaks: JF012 exception handling: KeyError ",
-    "exceptions::except_order_first_match":
-        "exceptions: breaks: JF012 exception handling: constructing exception KeyError",
-    "exceptions::exception_context_implicit":
-        "exceptions: breaks: JF012 exception handling: constructing exception KeyError",
-    "exceptions::exception_group_like_loop":
-        "exceptions: breaks: JF012 exception handling: constructing exception ValueError",
-    "exceptions::exception_in_callee_caught":
-        "exceptions: breaks: JF012 exception handling: constructing exception RuntimeError",
-    "exceptions::exception_variable_cleared":
-        "exceptions: breaks: JF012 exception handling: raise statement",
-    "exceptions::finally_runs_on_exception":
-        "exceptions: breaks: JF012 exception handling: constructing exception IndexError",
-    "exceptions::nullcontext_usage":
-        "exceptions: breaks: JF012 exception handling: mul raised TypeError: unsupported operand type(s) ",
-    "exceptions::raise_and_catch_builtin":
-        "exceptions: breaks: JF012 exception handling: constructing exception ValueError",
-    "exceptions::raise_from_caught":
-        "exceptions: breaks: JF012 exception handling: truediv raised ZeroDivisionError: division by zero",
-    "exceptions::reraise_bare":
-        "exceptions: breaks: JF012 exception handling: constructing exception TypeError",
-    "exceptions::stopiteration_from_next":
-        "exceptions: breaks: JF012 exception handling: StopIteration",
-    "exceptions::zero_division_in_python":
-        "exceptions: breaks: JF012 exception handling: floordiv raised ZeroDivisionError: integer divisio",
+    # ---- exceptions (2)
     "guards::environment_variable_read":
         "exceptions: breaks: JF012 os.environ.get raises KeyError inside Mapping.get (try/except not traced)",
     "issue::issue_04_partial_overlap_add":
         "exceptions: overlapping in-place add: error raised one line off (eager: line 165)",
-    # ---- context-managers (33)
-    "exceptions::break_inside_with_in_loop":
-        "context-managers: breaks: JF016 context manager run natively: Recording",
-    "exceptions::class_exit_no_exception":
-        "context-managers: breaks: JF016 context manager run natively: Suppress",
-    "exceptions::class_exit_suppresses":
-        "context-managers: resume after a suppressing __exit__ lacks the live locals (UnboundLocalError)",
-    "exceptions::class_exit_suppresses_in_callee":
-        "context-managers: resume after a suppressing __exit__ lacks the live locals (UnboundLocalError)",
-    "exceptions::class_exit_suppresses_tensor_before":
-        "context-managers: breaks: JF016 context manager run natively: Suppress",
-    "exceptions::class_manager_exception_propagates":
-        "context-managers: breaks: JF016 context manager run natively: Recording",
-    "exceptions::class_manager_logs_order":
-        "context-managers: breaks: JF016 context manager run natively: Recording",
-    "exceptions::contextmanager_finally_on_exception":
-        "context-managers: breaks: JF016 context manager run natively: _GeneratorContextManager",
-    "exceptions::contextmanager_generator":
-        "context-managers: breaks: JF016 context manager run natively: _GeneratorContextManager",
-    "exceptions::contextmanager_swallows":
-        "context-managers: exception inside a natively entered with-block escapes the suppressing __exit__",
+    # ---- context-managers (11)
     "exceptions::exitstack_callbacks":
         "context-managers: breaks: JF016 context manager run natively: ExitStack",
-    "exceptions::nested_with_inner_raises_outer_suppresses":
-        "context-managers: resume after a suppressing __exit__ lacks the live locals (UnboundLocalError)",
-    "exceptions::return_inside_with":
-        "context-managers: breaks: JF016 context manager run natively: Recording",
-    "exceptions::with_suppress_keyerror":
-        "context-managers: native code at a break runs outside the with-block: the exception escapes suppress()",
-    "exceptions::with_suppress_multiple_types":
-        "context-managers: native code at a break runs outside the with-block: the exception escapes suppress()",
-    "exceptions::with_suppress_nothing_raised":
-        "context-managers: breaks: JF016 context manager run natively: suppress",
     "interop::dispatch_mode_log":
         "context-managers: user TorchDispatchMode also sees janus_frame's trace-time ops",
     "interop::dispatch_mode_with_break_inside":
@@ -126,20 +68,6 @@ KNOWN: dict[str, str] = {
         "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
     "interop::function_mode_with_break_inside":
         "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
-    "issue::issue_07_exit_selectively_suppresses":
-        "context-managers: exception inside a natively entered with-block escapes the suppressing __exit__",
-    "issue::issue_07_exit_suppresses":
-        "context-managers: resume after a suppressing __exit__ lacks the live locals (UnboundLocalError)",
-    "issue::issue_07_exit_suppresses_after_tensor_op":
-        "context-managers: breaks: JF016 context manager run natively: Swallow",
-    "issue::issue_07_exit_suppresses_keyerror_lookup":
-        "context-managers: exception inside a natively entered with-block escapes the suppressing __exit__",
-    "issue::issue_09_suppress_base_class":
-        "context-managers: native code at a break runs outside the with-block: the exception escapes suppress()",
-    "issue::issue_09_suppress_in_loop":
-        "context-managers: native code at a break runs outside the with-block: the exception escapes suppress()",
-    "issue::issue_09_suppress_keyerror":
-        "context-managers: native code at a break runs outside the with-block: the exception escapes suppress()",
     "issue::issue_10_function_mode_break":
         "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
     "issue::issue_10_function_mode_break_in_callee":
@@ -273,7 +201,7 @@ KNOWN: dict[str, str] = {
         "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
     "objects::slots_missing_attr_raises":
         "internal-error: AttributeError from an unset __slots__ member escapes the compiler",
-    # ---- wrong-result (6)
+    # ---- wrong-result (5)
     "guards::load_state_dict_between_calls[default]":
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
     "guards::module_forward_hooks_dict_edited_directly[default]":
@@ -282,8 +210,6 @@ KNOWN: dict[str, str] = {
         "wrong-result: is_compiling() folded to False while tracing (torch.compile: True)",
     "interop::is_compiling_in_callee":
         "wrong-result: is_compiling() folded to False while tracing (torch.compile: True)",
-    "language::generator_send":
-        "wrong-result: generator materialised as a tuple iterator: send() missing",
     "torch::is_compiling_flag":
         "wrong-result: is_compiling() folded to False while tracing (torch.compile: True)",
     # ---- graph-breaks (64)

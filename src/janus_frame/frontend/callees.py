@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import abc
 import collections
-import contextlib
 import dataclasses
 import functools
 import inspect
@@ -38,7 +37,8 @@ from .values import (
     NO, Const, CtxV, DictV, ListV, NewObjV, ObjV, RecordDictV, SymV, TensorV, TupleV, Value,
 )
 from .values.constants import fold
-from .values.contexts import set_grad_mode
+from .values.contexts import set_grad_mode, traceable_class
+from .values.exceptions import construct as construct_exception
 from .values.functions import bind_args
 from .values.methods import is_logging
 from .values.objects import MISSING, lookup
@@ -311,8 +311,6 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
         return CtxV("grad_set", prev)
     if cls is torch.autocast or cls is torch.amp.autocast or cls is torch.cpu.amp.autocast:
         return _autocast_ctx(cls, args, kwargs)
-    if cls is contextlib.nullcontext:
-        return CtxV("null", None)
     if cls is torch.Size and len(args) == 1 and not kwargs and \
             isinstance(args[0], (ListV, TupleV)) and any(
                 isinstance(x, SymV) for x in args[0].items):
@@ -320,7 +318,7 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
     if cls in (torch.Size, torch.device, torch.dtype, slice, range):
         return _fold_call(cls, args, kwargs)
     if issubclass(cls, BaseException):
-        raise GraphBreak("JF012", f"constructing exception {cls.__name__}")
+        return construct_exception(tx, cls, args, kwargs)
     if issubclass(cls, tuple) and lookup(tx, cls, "_fields") is not MISSING:
         lookup(tx, cls, "__new__")  # (its signature binds the arguments)
         bound = _bind(inspect.signature(cls), args, kwargs)
@@ -334,7 +332,8 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
         raise GraphBreak("JF002", f"constructing {cls.__name__}")
     if issubclass(cls, dict):
         return _construct_dict_subclass(tx, cls, args, kwargs)
-    if lookup(tx, cls, "__enter__") is not MISSING and lookup(tx, cls, "__exit__") is not MISSING:
+    if lookup(tx, cls, "__enter__") is not MISSING and lookup(tx, cls, "__exit__") is not MISSING \
+            and not traceable_class(cls):
         raise GraphBreak("JF016", f"{cls.__qualname__}")
     # abstract base classes construct like plain classes (ABCMeta adds
     # only the check that no abstract method is left)

@@ -303,8 +303,8 @@ def fold(fn, *args) -> Const:
     raise there too."""
     try:
         return Const(fn(*args))
-    except Exception as e:  # noqa: BLE001
-        raise would_raise(type(e), f"{getattr(fn, '__name__', fn)}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - Python's own exception: exact
+        raise would_raise(type(e), f"{getattr(fn, '__name__', fn)}: {e}", exc=e) from None
 
 
 def fold_lazy(fn, a: Const, b: Const) -> Const:

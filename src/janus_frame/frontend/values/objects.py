@@ -422,6 +422,12 @@ class SuperV(Value):
             return tx.output.wrap(attr.__func__, PinnedSource(attr.__func__))
         if attr is object.__init__:
             return MethodV(self.obj, name, _object_init)
+        if name == "__init__" and isinstance(attr, types.WrapperDescriptorType) and \
+                issubclass(attr.__objclass__, BaseException) and hasattr(self.obj, "_builtin_init"):
+            # a builtin exception's __init__ on an exception made while
+            # tracing: its kind applies it (values/exceptions.py); a real
+            # instance would find the override again by name
+            return MethodV(self.obj, name)
         raise GraphBreak("JF022", f"super().{name} of type {type(attr).__name__}")
 
 
