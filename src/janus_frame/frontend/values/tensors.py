@@ -38,7 +38,9 @@ _TENSOR_META_METHODS = {"size", "dim", "ndimension", "numel", "nelement", "strid
                         "get_device", "storage_offset", "is_signed", "has_names",
                         "is_inference"}
 # Tensor methods that run outside any graph
-_AUTOGRAD_METHODS = {"backward", "register_hook", "retain_grad",
+# (requires_grad_ makes a leaf of autograd's graph: a compiled graph would
+# hand it back as the output of its backward node instead)
+_AUTOGRAD_METHODS = {"backward", "register_hook", "retain_grad", "requires_grad_",
                      "register_post_accumulate_grad_hook"}
 _INPLACE = {operator.iadd, operator.iand, operator.ifloordiv, operator.ilshift,
             operator.imatmul, operator.imul, operator.imod, operator.ior, operator.ipow,
