@@ -37,6 +37,7 @@ from .. import _C, faults, torch_compat
 from ..cache import CompiledEntry
 from ..diagnostics.logs import artifact_logger
 from .breaks import GraphBreak
+from .ddp import compile_bucketed
 from .guards import user_modes_active
 from .handover import not_resumable
 from .breaks import NoPredication
@@ -153,8 +154,13 @@ def _entry(seg: Segment, ctx) -> CompiledEntry:
                     code.co_firstlineno, seg.graph.print_readable(print_output=False))
         # the backend's code (Inductor's generated modules, runtime wrappers)
         # runs with janus_frame off: it is not the user's to compile
+        example = [real for _, real in seg.inputs]
         with _tracing(output):
-            compiled = _C.Wrapper(ctx.backend(seg.graph, [real for _, real in seg.inputs]), None)
+            # inside a DistributedDataParallel forward: pieces of one gradient
+            # bucket each, so that DDP's all-reduces overlap backward (ddp.py)
+            fn = compile_bucketed(seg.graph, example, ctx.backend, output, ctx.config)
+            compiled = _C.Wrapper(fn if fn is not None else ctx.backend(seg.graph, example),
+                                  None)
     faults.point("frontend.compiled")
     replacement = print_replacement(seg, compiled)
     guard, explain_failure = seg.guard()
