@@ -50,6 +50,7 @@ class ConvNet(nn.Module):
         self.bn = nn.BatchNorm2d(8)  # buffers: DDP broadcasts them at each forward
         self.c2 = nn.Conv2d(8, 8, 3, padding=1)
         self.fc = nn.Linear(8, 10)
+        self.spare = nn.Linear(8, 8)  # unused: DDP(find_unused_parameters=True) finds it
 
     def forward(self, x):
         x = torch.relu(self.bn(self.c1(x)))
@@ -68,28 +69,28 @@ def _conv_data(rank, step):
 
 
 # name: (model, optimizer, data, bucket capacity in bytes, how the compiled
-# run calls the model). The capacities hold about one layer each: DDP then
+# run calls the model, other DDP options). The capacities hold about one layer each: DDP then
 # has several buckets, and the graph is split in as many pieces.
 CASES = {
     "mlp_sgd": (MLP, lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), _mlp_data, 4000,
-                "module"),
+                "module", {}),
     "conv_adamw": (ConvNet, lambda p: torch.optim.AdamW(p, lr=0.01), _conv_data, 2000,
-                   "module"),
+                   "module", {"find_unused_parameters": True, "gradient_as_bucket_view": True}),
     # a compiled training step calling the DDP module: DDP's forward runs
     # natively at a graph break, the module it wraps is compiled as its own frame
-    "mlp_step_fn": (MLP, lambda p: torch.optim.SGD(p, lr=0.1), _mlp_data, 4000, "function"),
+    "mlp_step_fn": (MLP, lambda p: torch.optim.SGD(p, lr=0.1), _mlp_data, 4000, "function", {}),
     # the same model with the split turned off: one graph, every bucket
     # reduced after its backward (the events tell the two apart)
     "mlp_whole": (MLP, lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), _mlp_data, 4000,
-                  "whole"),
+                  "whole", {}),
 }
 
 
 def run(case, rank, compiled):
-    make, make_opt, data, cap, how = CASES[case]
+    make, make_opt, data, cap, how, options = CASES[case]
     torch.manual_seed(0)
     model = make()
-    ddp = DDP(model, bucket_cap_mb=cap / 2 ** 20)
+    ddp = DDP(model, bucket_cap_mb=cap / 2 ** 20, **options)
     events, graphs = [], []
 
     def comm_hook(state, bucket):
@@ -130,7 +131,7 @@ def run(case, rank, compiled):
         events.clear()
         loss.backward()
         passes.append(list(events))
-        grads.append([p.grad.clone() for p in model.parameters()])
+        grads.append([None if p.grad is None else p.grad.clone() for p in model.parameters()])
         opt.step()
     return {
         "params": [p.detach().clone() for p in model.parameters()],
