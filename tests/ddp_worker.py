@@ -133,7 +133,7 @@ def run(case, rank, compiled):
         passes.append(list(events))
         grads.append([None if p.grad is None else p.grad.clone() for p in model.parameters()])
         opt.step()
-    return {
+    out = {
         "params": [p.detach().clone() for p in model.parameters()],
         "buffers": [b.clone() for b in model.buffers()],
         "grads": grads,
@@ -141,6 +141,9 @@ def run(case, rank, compiled):
         "graphs": len(graphs),
         "buckets": len({b for p in passes for kind, b in p if kind == "bucket"}),
     }
+    # (one more forward: after the state above was taken)
+    out["explain"] = str(jf.explain(ddp)(data(rank, 0)[0])) if compiled and how == "module" else ""
+    return out
 
 
 def main(rank, world, port, out):

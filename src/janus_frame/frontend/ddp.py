@@ -245,4 +245,5 @@ def compile_bucketed(gm: torch.fx.GraphModule, example_inputs, backend, output, 
     pieces = partition(gm, example_inputs, sizes, first, cap)
     if len(pieces) < 2:
         return None
+    gm.meta["janus_ddp_pieces"] = len(pieces)  # for explain()
     return BucketedGraph(gm, pieces, backend)
