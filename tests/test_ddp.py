@@ -207,3 +207,47 @@ def test_split_runs_as_the_whole_graph(cap):
         for a, b in zip(ga, gb):
             torch.testing.assert_close(b, a, rtol=0, atol=0)
     assert len(compiled) == len(pieces)
+
+
+class _Modes(torch.nn.Module):
+    """Layers inside a no_grad block and an autocast block."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c, self.d = (torch.nn.Linear(8, 8) for _ in range(4))
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        with torch.no_grad():
+            s = torch.sigmoid(self.b(h))
+            s = s * 2
+        h = h * s
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            m = torch.relu(self.c(h))
+            m = m + 1
+        return self.d(m.float())
+
+
+def test_split_never_inside_a_mode_switch():
+    from janus_frame.frontend.ddp import BucketedGraph, partition
+
+    torch.manual_seed(0)
+    model = _Modes()
+    x = torch.randn(4, 8)
+    gm, inputs = _captured(model, x)
+    sizes = {id(p): p.numel() * p.element_size() for p in model.parameters()}
+    pieces = partition(gm, inputs, sizes, 1, 1)
+    assert len(pieces) >= 2
+    for piece in pieces:  # each piece leaves the modes as it found them
+        grad, depth = True, 0
+        for n in piece:
+            if n.target is torch._C._set_grad_enabled:
+                grad = n.args[0]
+            elif n.target is torch.amp.autocast_mode._enter_autocast:
+                depth += 1
+            elif n.target is torch.amp.autocast_mode._exit_autocast:
+                depth -= 1
+        assert grad and depth == 0, [n.format_node() for n in piece]
+    got = BucketedGraph(gm, pieces, lambda g, ex: g.forward)(*inputs)
+    torch.testing.assert_close(got[0], gm(*inputs)[0], rtol=0, atol=0)
+    assert torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")

@@ -95,6 +95,7 @@ def partition(gm: torch.fx.GraphModule, example_inputs, sizes: dict[int, int],
     for n, x in zip(placeholders, example_inputs):
         if isinstance(x, torch.Tensor) and id(x) in sizes:
             nbytes[n] = sizes[id(x)]
+    neutral = _neutral_points(gm)
     pieces: list[list[torch.fx.Node]] = [[]]
     filled = [0]
     members: list[set] = [set()]
@@ -103,7 +104,7 @@ def partition(gm: torch.fx.GraphModule, example_inputs, sizes: dict[int, int],
         if node.op in ("placeholder", "output"):
             continue
         limit = first_cap if len(pieces) == 1 else cap
-        if filled[0] >= limit and _passes_on(members[0]):
+        if filled[0] >= limit and node in neutral and _cuttable(members[0]):
             pieces.insert(0, [])
             filled.insert(0, 0)
             members.insert(0, set())
@@ -121,8 +122,39 @@ def partition(gm: torch.fx.GraphModule, example_inputs, sizes: dict[int, int],
     return [p for p in pieces if p]
 
 
-def _passes_on(members: set) -> bool:
-    return any(u not in members for n in members for u in n.users)
+def _cuttable(members: set) -> bool:
+    """May the piece of ``members`` start here? It must pass a value on (a
+    piece without outputs would be dead code) and take only tensors from the
+    pieces before it (what a backend takes as inputs)."""
+    if not any(u not in members for n in members for u in n.users):
+        return False
+    return all(a.op == "placeholder" or a in members
+               or isinstance(a.meta.get("example_value"), torch.Tensor)
+               for n in members for a in n.all_input_nodes)
+
+
+_EXIT_AUTOCAST = torch.amp.autocast_mode._exit_autocast
+_ENTER_AUTOCAST = torch.amp.autocast_mode._enter_autocast
+
+
+def _neutral_points(gm) -> set:
+    """The nodes after which the global state is as the graph found it (no
+    autocast region open, the grad mode the graph started in): a piece
+    boundary elsewhere would end a piece inside a mode switch (each graph
+    must leave global state as it found it, output.finish)."""
+    grad, depth, out = torch.is_grad_enabled(), 0, set()
+    initial = grad
+    for n in gm.graph.nodes:
+        if n.op == "call_function":
+            if n.target is torch._C._set_grad_enabled:
+                grad = n.args[0]
+            elif n.target is _ENTER_AUTOCAST:
+                depth += 1
+            elif n.target is _EXIT_AUTOCAST:
+                depth -= 1
+        if grad == initial and depth == 0:
+            out.add(n)
+    return out
 
 
 class _Slot:
