@@ -28,7 +28,8 @@ HERE = pathlib.Path(__file__).parent
 WORLD = 2
 
 pytestmark = pytest.mark.skipif(
-    not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed with gloo")
+    not (dist.is_available() and dist.is_gloo_available()),
+    reason="needs torch.distributed with gloo")
 
 SPLIT = ("mlp_sgd", "conv_adamw", "mlp_step_fn")
 

@@ -175,10 +175,14 @@ class _Piece:
 
 
 def split(gm: torch.fx.GraphModule, pieces: list[list[torch.fx.Node]]):
-    """``(graphs, run_plan)``: one GraphModule per piece (its inputs: the
-    values it reads from the graph's inputs or from earlier pieces; its
-    outputs: a tuple of the values later pieces or the graph's output
-    read), and what :class:`BucketedGraph` needs to chain them."""
+    """What :class:`BucketedGraph` runs: ``(pieces, result, inputs, nslots)``.
+    Each value of the graph has a slot (its node's position); a
+    :class:`_Piece` holds one GraphModule (its inputs: the values it reads
+    from the graph's inputs or from earlier pieces; its outputs: a tuple of
+    the values later pieces or the graph's output read), the slots it reads
+    and writes, and the slots no later piece reads. ``result`` is the
+    graph's output structure over slots, ``inputs`` the slots of its
+    placeholders."""
     nodes = list(gm.graph.nodes)
     slot = {n: i for i, n in enumerate(nodes)}
     owner = {n: k for k, p in enumerate(pieces) for n in p}
@@ -207,7 +211,8 @@ def split(gm: torch.fx.GraphModule, pieces: list[list[torch.fx.Node]]):
         g.output(tuple(env[n] for n in outs))
         sub = torch.fx.GraphModule(gm, g)
         sub.meta["janus_name"] = f"{name or 'graph'}.bucket{k}"
-        drop = [slot[a] for a, last in last_use.items() if last == k and a not in out_node.all_input_nodes]
+        drop = [slot[a] for a, last in last_use.items()
+                if last == k and a not in out_node.all_input_nodes]
         out.append(_Piece(sub, ins, [slot[n] for n in outs], drop))
     result = torch.fx.node.map_arg(out_node.args[0], lambda n: _Slot(slot[n]))
     return out, result, [slot[n] for n in nodes if n.op == "placeholder"], len(nodes)
