@@ -77,8 +77,12 @@ CASES = {
     "conv_adamw": (ConvNet, lambda p: torch.optim.AdamW(p, lr=0.01), _conv_data, 2000,
                    "module", {"find_unused_parameters": True, "gradient_as_bucket_view": True}),
     # a compiled training step calling the DDP module: DDP's forward runs
-    # natively at a graph break, the module it wraps is compiled as its own frame
-    "mlp_step_fn": (MLP, lambda p: torch.optim.SGD(p, lr=0.1), _mlp_data, 4000, "function", {}),
+    # natively at a graph break, the module it wraps is compiled as its own
+    # frame (here library code: nn.Sequential's forward)
+    "mlp_step_fn": (lambda: nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32),
+                                          nn.ReLU(), nn.Linear(32, 32), nn.Tanh(),
+                                          nn.Linear(32, 4)),
+                    lambda p: torch.optim.SGD(p, lr=0.1), _mlp_data, 4000, "function", {}),
     # the same model with the split turned off: one graph, every bucket
     # reduced after its backward (the events tell the two apart)
     "mlp_whole": (MLP, lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), _mlp_data, 4000,

@@ -31,7 +31,7 @@ import torch
 
 from . import polyfills
 from .breaks import GraphBreak, would_raise
-from .ddp import is_ddp, is_ddp_forward
+from .ddp import is_ddp, is_ddp_forward, wrapped_forward
 from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
 from .sources import AttrSource, CellContentsSource, ItemSource, PinnedSource
 from .values import (
@@ -97,9 +97,12 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
         if is_ddp(obj):
             # DDP's forward drives its reducer (C++ state the trace cannot
             # hold); run natively, it calls the module it wraps, whose
-            # forward is then compiled as a frame of its own (ddp.py)
-            raise GraphBreak("JF002", f"{type(obj).__name__}.forward runs natively; the "
-                             "module it wraps is compiled as its own frame")
+            # forward is then compiled as a frame of its own (ddp.py), also
+            # where it is library code (nn.Sequential): the entry hands it on
+            gb = GraphBreak("JF002", f"{type(obj).__name__}.forward runs natively; the "
+                            "module it wraps is compiled as its own frame")
+            gb.compile_codes = [wrapped_forward(obj)]
+            raise gb
         return _call_module(tx, fnv, obj, args, kwargs)
     if isinstance(obj, type):
         return _call_class(tx, fnv, obj, args, kwargs)

@@ -114,6 +114,9 @@ def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
     # tracer and through it the user's globals
     brk.__traceback__ = brk.__context__ = brk.__cause__ = None
     entry.breaks.append(brk)
+    # frames the break's native step enters that are compiled even where
+    # they are library code (the module a DistributedDataParallel wraps)
+    entry.resume_codes.extend(getattr(brk, "compile_codes", ()))
     lg = artifact_logger("graph_breaks")
     if lg is not None:
         lg.info("%s", brk)

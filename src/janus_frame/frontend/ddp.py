@@ -61,6 +61,15 @@ def is_ddp_forward(fn) -> bool:
     return cls is not None and getattr(fn, "__code__", None) is cls.forward.__code__
 
 
+def wrapped_forward(ddp):
+    """The code of the forward of the module ``ddp`` wraps (through nested
+    DDPs), which DDP's forward calls."""
+    mod = ddp
+    while is_ddp(mod):
+        mod = mod.module
+    return type(mod).forward.__code__
+
+
 def active_ddp():
     """The DDP module whose forward is running (DDP sets it around the
     wrapped module's call, for compilers), or None."""
