@@ -51,7 +51,8 @@ class CompiledEntry:
     site: Any = None  # diagnostics.probe.Site: what the profiler reports for this entry
     # What the entry hands to other code objects, applied by the frame
     # compiler (the frontend never writes another code's state): the resume
-    # codes it continues in (compiled explicitly), and the dynamic-size hints
+    # codes it continues in and frames a break's native step must have
+    # compiled (the module a DDP wraps), compiled explicitly; the dynamic-size hints
     # resume codes and callees run natively at a break start with
     # (code -> set of hints).
     resume_codes: list = dataclasses.field(default_factory=list)

@@ -59,6 +59,8 @@ ENVIRONMENT = {
     "JANUS_CHECKS": "1: run the internal verifiers at every stage boundary (handlers' stack "
     "effects; the fusing backend's graph, loop IR and schedule); slower compiles, the test suite "
     "turns it on",
+    "JANUS_OPTIMIZE_DDP": "0: a graph compiled inside a DistributedDataParallel forward stays "
+    "whole instead of split at gradient-bucket boundaries (frontend/ddp.py)",
     "JANUS_FAULT_INJECTION": "testing only: probability with which each internal stage boundary "
     "raises an injected error, optionally ':seed' (e.g. 0.05:7); every such error must end as a "
     "native run, never reach the program (janus_frame/faults.py)",
@@ -143,6 +145,11 @@ class Config:
     # print/logging calls: False = break the graph where they are; True =
     # defer them to after the segment, in program order.
     reorder_logging: bool = False
+    # graphs compiled inside a DistributedDataParallel forward are split at
+    # its gradient-bucket boundaries, so its all-reduces overlap backward
+    # (frontend/ddp.py); False: one graph, all buckets reduced at its end
+    optimize_ddp: bool = dataclasses.field(
+        default_factory=lambda: _env_bool("JANUS_OPTIMIZE_DDP", True))
 
     def merged(self, **options) -> "Config":
         """A copy with ``options`` applied; unknown names are an error."""

@@ -2,7 +2,8 @@
 
 In: an ``nn.Module`` and the compiler for its configuration.
 Out: a module whose calls run the original module with the frame callback
-set, so its ``forward`` (and whatever runs natively below it) is compiled.
+set, so its ``forward`` (and whatever runs natively below it) is compiled;
+for a ``DistributedDataParallel`` module, the forward of the module it wraps.
 Parameters, buffers, ``state_dict`` keys, attribute access and
 ``train()/eval()`` are the original module's.
 """
@@ -13,12 +14,28 @@ import torch
 from . import _C
 
 
+def _compiled_module(mod: torch.nn.Module) -> torch.nn.Module:
+    """The module whose forward is compiled. For ``DistributedDataParallel``,
+    the module it wraps: DDP's own forward (its reducer's bookkeeping before
+    and after the call, buffer broadcasts, unused-parameter search) is
+    library code and runs natively; the wrapped module's forward, called
+    inside it, is compiled (and split at DDP's gradient buckets,
+    frontend/ddp.py)."""
+    dist = getattr(torch, "distributed", None)
+    if dist is not None and dist.is_available():
+        from torch.nn.parallel import DistributedDataParallel
+
+        while isinstance(mod, DistributedDataParallel):
+            mod = mod.module
+    return mod
+
+
 class CompiledModule(torch.nn.Module):
     def __init__(self, mod: torch.nn.Module, compiler) -> None:
         super().__init__()
         self._orig_mod = mod  # a registered child: parameters()/train()/to() reach it
         object.__setattr__(self, "_janus_compiler", compiler)
-        fwd = getattr(type(mod).forward, "__code__", None)
+        fwd = getattr(type(_compiled_module(mod)).forward, "__code__", None)
         if fwd is not None:
             compiler.forced.add(fwd)
 

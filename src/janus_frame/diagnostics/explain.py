@@ -81,7 +81,10 @@ class ExplainReport:
                  f"Recompiles: {len(self.recompiles)}   Compile time: "
                  f"{self.compile_seconds:.3f} s"]
         for i, (g, frame, n) in enumerate(zip(self.graphs, self.frames, self.ops_per_graph)):
-            lines.append(f"  graph {i}: {n} ops, from {frame}")
+            split = getattr(g, "meta", {}).get("janus_ddp_pieces")
+            lines.append(f"  graph {i}: {n} ops, from {frame}" + (
+                f"; split in {split} at DistributedDataParallel's gradient buckets"
+                if split else ""))
         if self.breaks:
             lines.append("Breaks:")
             lines.extend("  " + str(b).replace("\n", "\n  ") for b in self.breaks)

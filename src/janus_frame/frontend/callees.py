@@ -31,6 +31,7 @@ import torch
 
 from . import polyfills
 from .breaks import GraphBreak, would_raise
+from .ddp import is_ddp, is_ddp_forward, wrapped_forward
 from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
 from .sources import AttrSource, CellContentsSource, ItemSource, PinnedSource
 from .values import (
@@ -93,6 +94,15 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
             return Const(None)
         raise GraphBreak("JF003", f"{getattr(obj, '__qualname__', 'print')}()")
     if isinstance(obj, torch.nn.Module):
+        if is_ddp(obj):
+            # DDP's forward drives its reducer (C++ state the trace cannot
+            # hold); run natively, it calls the module it wraps, whose
+            # forward is then compiled as a frame of its own (ddp.py), also
+            # where it is library code (nn.Sequential): the entry hands it on
+            gb = GraphBreak("JF002", f"{type(obj).__name__}.forward runs natively; the "
+                            "module it wraps is compiled as its own frame")
+            gb.compile_codes = [wrapped_forward(obj)]
+            raise gb
         return _call_module(tx, fnv, obj, args, kwargs)
     if isinstance(obj, type):
         return _call_class(tx, fnv, obj, args, kwargs)
@@ -437,6 +447,9 @@ def inline_function(tx, fn: types.FunctionType, args, kwargs, fn_source) -> Valu
         raise GraphBreak("JF002", f"{fn.__qualname__} ({mod}) runs natively")
     if getattr(fn, "_janus_disabled", False):
         raise GraphBreak("JF010", fn.__qualname__)
+    if is_ddp_forward(fn):  # (called as a method: see call_object)
+        raise GraphBreak("JF002", f"{fn.__qualname__} runs natively; the module it wraps is "
+                         "compiled as its own frame")
     code = fn.__code__
     # a function with no source of its own was found by a guarded route
     # (through its class, a hook dict, ...): reads through it are guarded

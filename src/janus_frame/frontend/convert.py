@@ -37,6 +37,7 @@ from .. import _C, faults, torch_compat
 from ..cache import CompiledEntry
 from ..diagnostics.logs import artifact_logger
 from .breaks import GraphBreak
+from .ddp import compile_bucketed
 from .guards import user_modes_active
 from .handover import not_resumable
 from .breaks import NoPredication
@@ -113,6 +114,9 @@ def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
     # tracer and through it the user's globals
     brk.__traceback__ = brk.__context__ = brk.__cause__ = None
     entry.breaks.append(brk)
+    # frames the break's native step enters that are compiled even where
+    # they are library code (the module a DistributedDataParallel wraps)
+    entry.resume_codes.extend(getattr(brk, "compile_codes", ()))
     lg = artifact_logger("graph_breaks")
     if lg is not None:
         lg.info("%s", brk)
@@ -153,8 +157,13 @@ def _entry(seg: Segment, ctx) -> CompiledEntry:
                     code.co_firstlineno, seg.graph.print_readable(print_output=False))
         # the backend's code (Inductor's generated modules, runtime wrappers)
         # runs with janus_frame off: it is not the user's to compile
+        example = [real for _, real in seg.inputs]
         with _tracing(output):
-            compiled = _C.Wrapper(ctx.backend(seg.graph, [real for _, real in seg.inputs]), None)
+            # inside a DistributedDataParallel forward: pieces of one gradient
+            # bucket each, so that DDP's all-reduces overlap backward (ddp.py)
+            fn = compile_bucketed(seg.graph, example, ctx.backend, output, ctx.config)
+            compiled = _C.Wrapper(fn if fn is not None else ctx.backend(seg.graph, example),
+                                  None)
     faults.point("frontend.compiled")
     replacement = print_replacement(seg, compiled)
     guard, explain_failure = seg.guard()
