@@ -189,3 +189,32 @@ def test_site_changing_form_recompiles_only_entries_that_met_it():
     # the first entry and the one after A settled; B's change recompiled only
     # the resume functions that met it
     assert compiled.count(f.__qualname__) == 2, compiled
+
+
+def test_failed_check_before_a_tensor_does_not_hide_its_new_size():
+    """The explaining guard reads every tensor's sizes, also after another
+    check failed (a resume function's stack item of another type, a branch
+    site's version): the recompile is dynamic in every size that changed."""
+    from janus_frame.frontend.guards import Guards
+    from janus_frame.frontend.sources import ArgSource
+
+    def f(it, x):
+        return x
+
+    g = Guards(f.__code__, 2)
+    it, x = ArgSource("it", 0), ArgSource("x", 1)
+    g.type_is(it, iter(()))  # checked first, as a resume function's stack item is
+    g.tensor(x, torch.randn(3, 4))
+    _, explain = g.build(f.__code__.co_firstlineno, f.__globals__)
+    why = explain(f, (iter(range(3)), torch.randn(5, 4)))
+    assert why.dynamic_dims == (("L['x']", 0),), why
+    assert "tuple_iterator" in why and "now sizes (5, 4)" in why, why
+    # a check after the failed one that raises (it assumed the failed one
+    # held) counts as failed, without an exception
+    g = Guards(f.__code__, 2)
+    g.type_is(it, iter(()))
+    g.add("__jf_a0.__length_hint__() == 0", "the iterator is exhausted")
+    g.tensor(x, torch.randn(3, 4))
+    _, explain = g.build(f.__code__.co_firstlineno, f.__globals__)
+    why = explain(f, (object(), torch.randn(6, 4)))
+    assert why.dynamic_dims == (("L['x']", 0),) and "now sizes (6, 4)" in why, why
