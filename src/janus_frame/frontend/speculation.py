@@ -23,8 +23,8 @@ Out: per site, the current form and its statistics:
   traced and merged with torch.where when they are fit (predication.py),
   otherwise the branch breaks the graph and each side continues in its own
   resume function (no flip-flopping back to speculation).
-- in a size-generic entry (symbolic sizes or dynamic ints), a ``speculate``
-  site is predicated when its sides are fit: the outcome was learned on the
+- in a size-generic entry (symbolic sizes or dynamic ints), an ``if`` at a
+  ``speculate`` site is predicated when its sides are fit: the outcome was learned on the
   sizes seen so far and may flip with the next one, which would recompile
   the entry meant to serve them all (static entries keep speculating).
 - a ``while`` on a tensor, once its entry has been observed, is unrolled

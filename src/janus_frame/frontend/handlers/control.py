@@ -106,7 +106,8 @@ def _predicate(tx, v: TensorV, ins, when: bool) -> bool:
     # an entry for many sizes predicates what static entries speculate on
     # (an outcome learned on some sizes flipping on the next one would
     # recompile it: speculation.py)
-    generic = site.form == "speculate" and _size_generic(tx.output)
+    # (an ``if``: a loop's misses are trip-limit misses once it is predicated)
+    generic = not loop and site.form == "speculate" and _size_generic(tx.output)
     if site.predicated is False or site.form != "relaxed" and not generic and not (
             loop and site.form == "speculate" and site.predicted != when):
         return False
