@@ -133,8 +133,9 @@ def markdown(doc) -> str:
                  "start-up = trivial probe compile; 1st call = first call in a fresh process with a cold "
                  "cache dir, start-up excluded; warm = first call again after the frontend's caches were "
                  "reset; graphs/breaks from explain on a fresh copy; recompiles = frames compiled after the "
-                 "first call with unchanged shapes; var = compiles and total seconds over the "
-                 "variable-size run; mem = peak tensor memory of one step above its start; correct = max "
+                 "first call with unchanged shapes; var = frames compiled during the "
+                 "variable-size sweep (every size once), + those compiled in a second pass over the same "
+                 "sizes after it, and the sweep's seconds; mem = peak tensor memory of one step above its start; correct = max "
                  "relative error vs eager after the first steps (loss and all parameters/state).")
     lines.append("")
     for wl in doc["workloads"]:
@@ -168,12 +169,20 @@ def _goals(doc) -> list[str]:
             if v.get("compiles") is None or st(r) == "n/a":
                 return "–"
             stopped = f" of {v['of']} (time budget)" if v.get("of") and v["of"] != v["calls"] else ""
-            return f"{v['compiles']} in {v['calls']}{stopped}"
+            return f"{v['compiles']} in {v['calls']}{stopped}{_after(v)}"
 
         out.append(f"| {wl['name']} | {speed} | {_fmt_s(jf) if st(j) != 'n/a' else 'n/a'} | "
                    f"{_fmt_s(tf) if st(t) != 'n/a' else 'n/a'} | {ratio} | {var(j)} | {var(t)} |")
     out.append("")
     return out
+
+
+def _after(v: dict) -> str:
+    """The frames compiled in the variable-size run's second pass over the
+    same sizes (after the sweep), when it ran and was counted."""
+    if v.get("compiles_after") is None:
+        return ""
+    return f" + {v['compiles_after']} after"
 
 
 def _detail(wl, systems) -> list[str]:
@@ -223,7 +232,8 @@ def _detail(wl, systems) -> list[str]:
             calls = var.get("calls")
             if var.get("of") and var["of"] != calls:
                 calls = f"{calls}/{var['of']} (time budget)"
-            var_s = (f"{calls} calls" if c is None else f"{c} in {calls}") + f", {_fmt_s(var.get('total_s'))} s"
+            var_s = (f"{calls} calls" if c is None else f"{c} in {calls}") + _after(var) + \
+                f", {_fmt_s(var.get('total_s'))} s"
             if var.get("ok") is False:
                 var_s += " **WRONG**"
         corr = r.get("correct") or {}

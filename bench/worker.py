@@ -16,7 +16,8 @@ Phases, for each system in turn unless noted:
   warmup    a few more steps
   timing    interleaved rounds over all systems (order rotated every round)
   memory    one step under the profiler: peak tensor memory of a step
-  var       the variable-size run (losses compared with eager, compiles counted)
+  var       the variable-size run: every size once, then every size again
+            (losses compared with eager; frames compiled counted in both passes)
   explain   graphs / breaks from jf.explain or torch._dynamo.explain on a fresh copy
   warm      frontend caches reset, fresh copy: first-call time in a warm process
             (skipped with --quick)
@@ -389,8 +390,13 @@ def run(args, ev: Events) -> None:
         var_rtol = max(1e-3, w.rtol)
         for r in runs:
             def do_var(r):
-                counts, outs = {}, []
+                # The sweep (every size once), then every size again: the
+                # second pass counts what was compiled after the sweep (a
+                # branch site still settling, a size-generic entry that did
+                # not cover the sizes it was made for).
+                counts, counts_after, outs = {}, {}, []
                 t = time.perf_counter()
+                stopped = False
                 for a in r.inst.var_args:
                     outs.append(measure.snapshot(call(r, a, counts)))
                     if (args.var_budget and r is not ref
@@ -398,13 +404,30 @@ def run(args, ev: Events) -> None:
                         # A system compiling every new size can take tens of
                         # minutes here; the budget keeps a full run bounded and
                         # the result says where it stopped.
+                        stopped = True
                         break
+                sweep_s = time.perf_counter() - t
+                after = 0
+                if not stopped:
+                    t1 = time.perf_counter()
+                    for a in r.inst.var_args:
+                        outs.append(measure.snapshot(call(r, a, counts_after)))
+                        after += 1
+                    after_s = time.perf_counter() - t1
                 r.var_outs = outs
-                r.result["var"] = {"desc": w.var_desc, "calls": len(outs), "of": len(r.inst.var_args),
-                                   "total_s": time.perf_counter() - t,
-                                   "compiles": int(counts["frames_compiled"]) if "frames_compiled" in counts else None,
-                                   "graphs": int(counts["graphs"]) if "graphs" in counts else None,
+
+                def n(c, k):
+                    return int(c[k]) if k in c else None
+
+                r.result["var"] = {"desc": w.var_desc, "calls": len(outs) - after, "of": len(r.inst.var_args),
+                                   "total_s": sweep_s,
+                                   "compiles": n(counts, "frames_compiled"),
+                                   "graphs": n(counts, "graphs"),
                                    "counters": counts}
+                if after:
+                    r.result["var"].update(after_calls=after, after_s=after_s,
+                                           compiles_after=n(counts_after, "frames_compiled"),
+                                           counters_after=counts_after)
             phase("var", r, do_var)
         for r in runs:
             if r is ref or not r.alive or "var" not in r.result:

@@ -87,6 +87,10 @@ def test_janus_correct_or_explicitly_na(smoke):
         assert j["median_s"] > 0 and j["samples"] >= 2
         if "var" in j:
             assert j["var"]["ok"] is True, (wl["name"], j["var"])
+            # frames compiled are counted during the sweep and in the pass after it
+            assert isinstance(j["var"]["compiles"], int), (wl["name"], j["var"])
+            if j["var"]["calls"] == j["var"]["of"]:
+                assert isinstance(j["var"]["compiles_after"], int), (wl["name"], j["var"])
 
 
 def test_results_record_machine_and_command(smoke):

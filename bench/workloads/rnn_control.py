@@ -4,7 +4,9 @@ Every time step branches on ``if h.sum() > 0`` and then rescales the state
 with ``while h.norm() > limit`` (a data-dependent trip count), the pattern
 JANUS speculates on and an unspeculating tracer cannot capture.
 Size: batch 16, input 32, hidden 64, 16 time steps, SGD.
-Quick: batch 2, input 4, hidden 8, 3 time steps.
+Variable-size run: sequence lengths 8, 12, 20, 24, 32 (the branch sites'
+outcomes shift with the length: they must settle, not recompile per length).
+Quick: batch 2, input 4, hidden 8, 3 time steps; lengths 2, 4, 5.
 """
 from __future__ import annotations
 
@@ -41,16 +43,20 @@ class ControlRNNTrain(Workload):
     name = "rnn_control"
     title = "RNN with tensor-dependent if/while"
     kind = "train"
+    var_desc = "sequence length 8..32"
 
     def __init__(self, quick=False):
         super().__init__(quick)
         self.batch, self.inp, self.hidden, self.T = (2, 4, 8, 3) if quick else (16, 32, 64, 16)
+        lengths = (2, 4, 5) if quick else (8, 12, 20, 24, 32)
         self.classes = 10
         self.size = f"batch {self.batch}, hidden {self.hidden}, {self.T} steps"
         g = seeded(4)
         # Input scale 2 makes both branches and 0-3 halvings occur.
         self.data = [(2 * torch.randn(self.T, self.batch, self.inp, generator=g),
                       torch.randint(0, self.classes, (self.batch,), generator=g)) for _ in range(8)]
+        self.var = [(2 * torch.randn(T, self.batch, self.inp, generator=g),
+                     torch.randint(0, self.classes, (self.batch,), generator=g)) for T in lengths]
 
     def instance(self) -> Instance:
         torch.manual_seed(0)
@@ -66,4 +72,5 @@ class ControlRNNTrain(Workload):
 
         return Instance(step=fresh_function(train_step),
                         args=lambda i: self.data[i % len(self.data)],
-                        state=lambda: params_state(model))
+                        state=lambda: params_state(model),
+                        var_args=self.var)

@@ -215,16 +215,18 @@ class Guards:
                 "except Exception:", "    return False"]
         guard = self.fb.build("__jf_guard", body, lineno, "guard", globals_, closure)
         # Failing tensor checks are all collected with the new sizes (every
-        # input whose size changed becomes dynamic in one recompile); any
-        # other failure ends the walk (later checks may assume it held).
+        # input whose size changed becomes dynamic in one recompile), also
+        # those after another failure: a branch site's version or an int that
+        # changed in the same call must not hide a size that changed, or the
+        # recompile would be static in it and the next size recompile again.
+        # Checks after a failure may assume it held: each is evaluated on its
+        # own, and one that raises counts as failed.
         vbody = ["__jf_bad = []"]
         for i, ex in enumerate(exprs):
             shape = self._tensor_shapes.get(ex)
-            if shape is not None:
-                vbody.append(f"if not ({ex}): __jf_bad.append(({i}, "
-                             f"__jf_h_getattr({shape[1]}, 'shape', None)))")
-            else:
-                vbody.append(f"if not ({ex}): return __jf_bad + [({i}, None)]")
+            new = f"__jf_h_getattr({shape[1]}, 'shape', None)" if shape is not None else "None"
+            vbody += ["try:", f"    __jf_ok = ({ex})", "except Exception:", "    __jf_ok = False",
+                      f"if not __jf_ok: __jf_bad.append(({i}, {new}))"]
         vbody.append("return __jf_bad")
         # only its code is kept: a function would hold the user's globals
         verbose_code = self.fb.build("__jf_guard_verbose", vbody, lineno, "guard", globals_,
@@ -243,6 +245,13 @@ class Guards:
                 return f"guard raised {type(e).__name__}: {e}"
             if not failed:
                 return None
+            # the first failure that is not a tensor's is the one that decides
+            # (what follows it may only fail because it did): after it, only
+            # tensor sizes are read
+            first = next((k for k, (i, _) in enumerate(failed) if shapes[i] is None), None)
+            if first is not None:
+                failed = failed[:first + 1] + [(i, s) for i, s in failed[first + 1:]
+                                               if shapes[i] is not None and s is not None]
             texts, dims = [], []
             for i, new_shape in failed:
                 text = descs[i]
@@ -253,7 +262,8 @@ class Guards:
                                  if a != b]
                     text += f" (now sizes {tuple(new_shape)})"
                 texts.append(text)
-            return FailedGuard("; ".join(texts), dyn[failed[-1][0]], tuple(dims))
+            return FailedGuard("; ".join(texts), dyn[failed[first][0]] if first is not None else None,
+                               tuple(dims))
 
         return guard, explain_failure
 

@@ -134,8 +134,9 @@ def _observed(tx: Translator, rb: "Rebuilder", cond: str, lines: list) -> str:
 
     orig, index = original_position(tx.code, tx.stop_at)
     site = speculation.site(tx.output.ctx.speculation, orig, index, tx.lineno,
-                           tx.code.co_qualname)
-    tx.output.spec_codes.add(site.code_spec)
+                           tx.code.co_qualname,
+                           tx.instrs[tx.stop_at].name.startswith("POP_JUMP_BACKWARD"))
+    tx.output.note_site(site)
     lines.append(f"__jf_c = __jf_h_bool({cond})")
     if site.form == "observe":
         lines.append(f"{rb.fb.const(site)}.observe(__jf_c)")

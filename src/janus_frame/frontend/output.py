@@ -89,12 +89,18 @@ class OutputGraph(ShapeMixin):
         self._int_inputs: dict[int, TensorV] = {}
         self.speculations: list = []  # (predicate TensorV, predicted bool, site)
         self.predicating = None  # the site whose sides are being traced (predication.py)
-        self.spec_codes: set = set()  # speculation states whose epoch the entry depends on
+        # the branch sites whose form the trace read, with their versions:
+        # the entry is valid while none of them changes form
+        self.spec_sites: dict = {}
         self.op_count = 0
         # what the trace hands to other code objects (cache.CompiledEntry):
         # resume codes, and code -> dynamic-size hints
         self.resume_codes: list = []
         self.handover: dict = {}
+
+    def note_site(self, site) -> None:
+        """The trace depends on the current form of speculation ``site``."""
+        self.spec_sites.setdefault(site, site.version)
 
     def real_cell(self, cell, name: str, source) -> CellV:
         """The one symbolic cell for a real closure cell: functions sharing a

@@ -165,6 +165,7 @@ def predicate_loop(tx, v: TensorV, ins, when: bool, site) -> None:
     out.speculations.append((running, False, site))  # stopped within the limit
     tx.ip = jump_ip
     site.predicated = True
+    site.loop = True
 
 
 def _check_selected(site, out, new_nodes: set, nodes0: int) -> None:

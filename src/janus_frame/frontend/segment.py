@@ -125,9 +125,13 @@ class Segment:
         trace relied on. Called after the backend compiled the graph."""
         output, code, func = self.output, self.code, self.func
         g = output.guards
-        for spec in output.spec_codes:  # a branch site changing form recompiles this entry
-            g.add(f"{g.fb.const(spec)}.epoch == {spec.epoch}",
-                  f"speculation state of {code.co_qualname} unchanged (epoch {spec.epoch})")
+        # a branch site the trace met changing form recompiles this entry;
+        # one it did not meet (later in the frame, in a resume function) does
+        # not: entries of a frame are not all recompiled when one site settles
+        for site, version in output.spec_sites.items():
+            g.add(f"{g.fb.const(site)}.version == {version}",
+                  f"speculation site {site.filename.rsplit('/', 1)[-1]}:{site.lineno} "
+                  f"unchanged ({site.current_form}, version {version})")
         for fn, src, expected, desc in getattr(self.brk, "guard_calls", ()):
             # a condition the break depends on (calls.stand_in)
             g.add(f"{g.fb.const(fn)}({src.expr()}) is {expected!r}", desc)

@@ -7,8 +7,11 @@ live in the compiler's store (``CompileContext.speculation``).
 Out: per site, the current form and its statistics:
 
 - ``observe``: the branch breaks the graph; the native jump in the replacement
-  records each outcome. After ``SPECULATE_AFTER`` identical outcomes the site
-  becomes ``speculate`` and the frames that reached it recompile.
+  records each outcome. After ``SPECULATE_AFTER`` identical outcomes, when the
+  other outcome has been at most one in ``BIAS`` so far, the site becomes
+  ``speculate`` and the frames that reached it recompile. A site whose
+  outcomes keep changing goes to ``relaxed`` directly (speculating on a short
+  run of a mixed site only buys a recompile now and misses later).
 - ``speculate``: the trace follows the predicted side in the same graph; the
   predicate is a graph output checked after the segment. A hit commits (side
   effects replayed, results returned); a miss discards the segment's results
@@ -20,13 +23,24 @@ Out: per site, the current form and its statistics:
   traced and merged with torch.where when they are fit (predication.py),
   otherwise the branch breaks the graph and each side continues in its own
   resume function (no flip-flopping back to speculation).
+- in a size-generic entry (symbolic sizes or dynamic ints), an ``if`` at a
+  ``speculate`` site is predicated when its sides are fit: the outcome was learned on the
+  sizes seen so far and may flip with the next one, which would recompile
+  the entry meant to serve them all (static entries keep speculating).
 - a ``while`` on a tensor, once its entry has been observed, is unrolled
   ``trip_limit`` times with predicated iterations; the loop having stopped
-  by then is checked like a speculation, and a miss doubles the limit.
+  by then is checked like a speculation. A miss raises the limit fourfold,
+  up to ``MAX_TRIP_LIMIT``; a miss past that breaks the graph per iteration
+  for good. A loop whose trip count grows with the sizes thus settles in
+  at most three recompiles, not one per new size.
+- the back edge of a loop (3.11's ``POP_JUMP_BACKWARD_IF_*``) is never
+  speculated on (that would unroll the loop without end): its site stays
+  ``observe`` and never changes form, so the entries that met it never
+  recompile for it.
 
-Recompiles are triggered through an epoch per code object: entries whose
-trace met a site of that code guard on the epoch, and a site changing form
-bumps it.
+Recompiles are triggered through a version per site: an entry guards on the
+version of every site its trace met, and a site changing form bumps it, so
+only the entries that met that site recompile.
 """
 from __future__ import annotations
 
@@ -37,6 +51,7 @@ from ..diagnostics.logs import artifact_logger
 from ..diagnostics.probe import PROBE
 
 SPECULATE_AFTER = 3
+BIAS = 4  # speculate only on an outcome seen at least BIAS times as often as the other
 MISS_LIMIT = 2
 MAX_TRIP_LIMIT = 32  # predicated loops: most iterations unrolled
 RELAX_MIXED = 3  # observed sites with both outcomes this often, never a run: relaxed
@@ -45,10 +60,9 @@ RELAX_MIXED = 3  # observed sites with both outcomes this often, never a run: re
 class CodeSpec:
     """The speculation state of one original code object."""
 
-    __slots__ = ("epoch", "sites", "__weakref__")
+    __slots__ = ("sites", "__weakref__")
 
     def __init__(self) -> None:
-        self.epoch = 0
         self.sites: dict[int, Site] = {}
 
 
@@ -67,18 +81,21 @@ class Site:
     streak: int = 0
     predicated: bool | None = None  # relaxed: both sides in the graph (predication.py)
     trip_limit: int = 4  # a predicated while loop: iterations unrolled
+    loop_edge: bool = False  # a loop's backward conditional jump: never changes form
+    loop: bool = False  # a while loop's entry, predicated (its misses are trip-limit misses)
+    version: int = 0  # bumped at each change of form: entries guard on it
 
     def observe(self, outcome: bool) -> None:
         """Called by compiled code at a branch that broke the graph."""
         outcome = bool(outcome)
         self.seen[outcome] += 1
-        if self.form != "observe":
+        if self.form != "observe" or self.loop_edge:
             return
         if outcome == self.streak_value:
             self.streak += 1
         else:
             self.streak_value, self.streak = outcome, 1
-        if self.streak >= SPECULATE_AFTER:
+        if self.streak >= SPECULATE_AFTER and self.seen[outcome] >= BIAS * self.seen[not outcome]:
             self._change("speculate", outcome)
         elif min(self.seen) >= RELAX_MIXED:
             # both outcomes keep occurring without a run to speculate on
@@ -93,10 +110,14 @@ class Site:
         self.misses += 1
         if PROBE.active:
             PROBE.speculation(self, False)
-        if self.predicated:
+        if self.predicated and self.loop:
             # a predicated loop ran longer than unrolled: unroll more, up to a
-            # bound past which it breaks the graph per iteration again
-            self.trip_limit *= 2
+            # bound past which it breaks the graph per iteration again (the
+            # limit grows fast: each step is a recompile of the frames here)
+            if self.trip_limit >= MAX_TRIP_LIMIT:
+                self.trip_limit = MAX_TRIP_LIMIT + 1
+            else:
+                self.trip_limit = min(self.trip_limit * 4, MAX_TRIP_LIMIT)
             if self.trip_limit > MAX_TRIP_LIMIT:
                 self.predicated = False
             self._change(self.form, self.predicted)
@@ -106,7 +127,7 @@ class Site:
     def _change(self, form: str, predicted) -> None:
         self.form = form
         self.predicted = predicted
-        self.code_spec.epoch += 1
+        self.version += 1
         lg = artifact_logger("speculation")
         if lg is not None:
             lg.info("%s:%s in %s: now %s%s (taken %d, not taken %d, hits %d, misses %d)",
@@ -128,14 +149,16 @@ class Site:
                 f"observed true/false={self.seen[1]}/{self.seen[0]}")
 
 
-def site(store, code: types.CodeType, index: int, lineno, frame: str) -> Site:
+def site(store, code: types.CodeType, index: int, lineno, frame: str,
+         loop_edge: bool = False) -> Site:
     """The site at instruction ``index`` of the original ``code``, in
     ``store`` (the compiler's ``context.PerCodeStore``: profiles are per
-    compiler and cleared by ``janus_frame.reset()``)."""
+    compiler and cleared by ``janus_frame.reset()``); ``loop_edge``: the
+    instruction is a loop's backward conditional jump."""
     spec = store.get(code, CodeSpec)
     s = spec.sites.get(index)
     if s is None:
-        s = spec.sites[index] = Site(spec, code.co_filename, lineno, frame)
+        s = spec.sites[index] = Site(spec, code.co_filename, lineno, frame, loop_edge=loop_edge)
     return s
 
 

@@ -66,7 +66,11 @@ def _site(tx):
     """The speculation site of the branch being interpreted."""
     orig, index = original_position(tx.code, tx.ip - 1)
     return speculation.site(tx.output.ctx.speculation, orig, index, tx.lineno,
-                            tx.code.co_qualname)
+                            tx.code.co_qualname, _loop_edge(tx.instrs[tx.ip - 1]))
+
+
+def _loop_edge(ins) -> bool:
+    return ins.name.startswith("POP_JUMP_BACKWARD")
 
 
 def branch_truth(tx, v) -> bool:
@@ -75,8 +79,8 @@ def branch_truth(tx, v) -> bool:
     if not isinstance(v, TensorV):
         return v.truth(tx)
     site = _site(tx)
-    tx.output.spec_codes.add(site.code_spec)
-    loop_edge = tx.instrs[tx.ip - 1].name.startswith("POP_JUMP_BACKWARD")
+    tx.output.note_site(site)
+    loop_edge = site.loop_edge
     speculated_here = any(s is site for _, _, s in tx.output.speculations)
     # one speculated visit per site and segment: a loop condition predicted
     # to hold would otherwise unroll its loop without end
@@ -98,16 +102,26 @@ def _predicate(tx, v: TensorV, ins, when: bool) -> bool:
     site = _site(tx)
     loop = is_loop_entry(tx, ins)
     # a loop speculated to be entered is unrolled with predicated
-    # iterations; one speculated to be skipped stays a plain speculation
-    if site.predicated is False or site.form != "relaxed" and not (
+    # iterations; one speculated to be skipped stays a plain speculation;
+    # an entry for many sizes predicates what static entries speculate on
+    # (an outcome learned on some sizes flipping on the next one would
+    # recompile it: speculation.py)
+    # (an ``if``: a loop's misses are trip-limit misses once it is predicated)
+    generic = not loop and site.form == "speculate" and _size_generic(tx.output)
+    if site.predicated is False or site.form != "relaxed" and not generic and not (
             loop and site.form == "speculate" and site.predicted != when):
         return False
-    tx.output.spec_codes.add(site.code_spec)
+    tx.output.note_site(site)
     if loop:
         predicate_loop(tx, v, ins, when, site)
     else:
         predicate_branch(tx, v, ins, when, site)
     return True
+
+
+def _size_generic(out) -> bool:
+    """The trace is for many sizes: symbolic tensor sizes or dynamic ints."""
+    return bool(out.dynamic) or bool(out.sym_inputs) or out.dynamic_all is True
 
 
 def _take(tx, ins) -> None:
