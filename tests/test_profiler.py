@@ -122,9 +122,13 @@ def test_recompiles_and_whole_frame_fallbacks():
 
     def unresumable(x):
         try:
-            time.sleep(0)  # a break inside a try block: the frame runs natively
+            x = x + 1
         except OSError:
-            pass
+            time.sleep(0)  # a break inside an exception handler: the frame runs natively
+        try:
+            raise OSError
+        except OSError:
+            time.sleep(0)
         return x + 1
 
     a = jf.compile(shaped, backend="eager")

@@ -229,15 +229,24 @@ def test_dict_subclass_return_values(jit):
     assert type(out(torch.randn(3))) is Output
 
 
-def test_frames_without_tensor_ops_are_skipped():
+def test_frames_without_tensor_ops_run_natively_until_tensors_come():
+    """A compiled function first called without tensors gets an entry that
+    runs it natively for arguments of those types (not a SKIP for good): a
+    later call with tensors is compiled."""
     from janus_frame import _C
 
     def f(a, b):
         return a + b
     cf = jf.compile(f, backend="eager")
+    for _ in range(2):
+        assert cf(1, 2) == 3
+    assert _C.get_code_strategy(f.__code__)[0] != _C.SKIP
+    assert len(_C.code_entries(f.__code__)) == 1
+    x = torch.ones(2)
+    torch.testing.assert_close(cf(x, 2), x + 2)
+    assert len(_C.code_entries(f.__code__)) == 2
     assert cf(1, 2) == 3
-    assert _C.get_code_strategy(f.__code__)[0] == _C.SKIP
-    assert _C.code_entries(f.__code__) == []
+    assert len(_C.code_entries(f.__code__)) == 2
 
 
 def test_getattr_hasattr_builtins(jit):
