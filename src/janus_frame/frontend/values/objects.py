@@ -22,6 +22,7 @@ defaults and cells are guarded where they are read.
 """
 from __future__ import annotations
 
+import collections
 import enum
 import inspect
 import operator
@@ -240,7 +241,7 @@ class ObjV(Value):
         elif lookup(tx, cls, "__getattribute__") is not _OBJECT_GETATTRIBUTE:
             return self._custom_attr(tx, name)
         found = lookup(tx, cls, name)
-        if found is not MISSING and _is_data_descriptor(found):
+        if found is not MISSING and is_data_descriptor(found):
             return class_attr(tx, self, cls, name, found)  # before the instance dict
         inst_dict = getattr(obj, "__dict__", None)
         if not isinstance(inst_dict, dict):
@@ -420,6 +421,10 @@ class SuperV(Value):
             return MethodV(ObjV(objtype), name, attr.__func__)
         if isinstance(attr, staticmethod):
             return tx.output.wrap(attr.__func__, PinnedSource(attr.__func__))
+        if getattr(self.obj, "builtin_methods", False) and builtin_entry(attr):
+            # dict.__setitem__, object.__setattr__ ... on an instance whose
+            # kind models them (a dict subclass made while tracing)
+            return MethodV(self.obj, name)
         if attr is object.__init__:
             return MethodV(self.obj, name, _object_init)
         if name == "__init__" and isinstance(attr, types.WrapperDescriptorType) and \
@@ -491,8 +496,23 @@ def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
     return tx.output.wrap(static, src)
 
 
-def _is_data_descriptor(attr) -> bool:
-    return attr is not None and hasattr(type(attr), "__set__") and hasattr(type(attr), "__get__")
+BUILTIN_BASES = (object, dict, collections.OrderedDict, collections.defaultdict)
+_BUILTIN_KINDS = (types.WrapperDescriptorType, types.MethodDescriptorType,
+                  types.BuiltinFunctionType, types.ClassMethodDescriptorType)
+
+
+def builtin_entry(found) -> bool:
+    """Is the class-dict entry ``found`` a builtin method of ``object``,
+    ``dict``, ``OrderedDict`` or ``defaultdict`` (which DictObjV models)?"""
+    if not isinstance(found, _BUILTIN_KINDS):
+        return False
+    owner = getattr(found, "__objclass__", None) or getattr(found, "__self__", None)
+    return any(owner is b for b in BUILTIN_BASES)
+
+
+def is_data_descriptor(attr) -> bool:
+    return attr is not MISSING and hasattr(type(attr), "__set__") and \
+        hasattr(type(attr), "__get__")
 
 
 def _object_init(self):
