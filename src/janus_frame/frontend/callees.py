@@ -32,7 +32,7 @@ from .breaks import GraphBreak, would_raise
 from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
 from .sources import AttrSource, CellContentsSource, ItemSource, PinnedSource
 from .values import (
-    NO, Const, CtxV, DictObjV, DictV, ListV, NewObjV, ObjV, SymV, TensorV, TupleV, Value,
+    NO, Const, CtxV, DictObjV, DictV, ListV, NewObjV, ObjV, PartialV, SymV, TensorV, TupleV, Value,
 )
 from .values.constants import fold
 from .values.contexts import set_grad_mode, traceable_class
@@ -60,9 +60,12 @@ _NO_INLINE_MODULES = ("torch.optim", "torch.autograd", "torch._compile", "torch.
                       "torch.profiler", "torch.serialization", "torch.hub", "torch.onnx",
                       "torch.export", "torch.compiler", "torch._tensor", "torch.random",
                       "torch.utils.data", "torch.utils.checkpoint", "torch.utils.hooks")
-# "am I being compiled?" queries: not TorchScript, not a tracer, not torch.compile
-_COMPILING_QUERIES = ("is_scripting", "is_tracing", "is_compiling", "is_dynamo_compiling",
-                      "is_exporting")
+# "am I being compiled?" queries: not TorchScript, not a tracer, not export;
+# torch.compile-style compilation yes, as under torch.compile (libraries then
+# take their compile-friendly paths: transformers skips its data-dependent
+# mask shortcuts)
+_COMPILING_QUERIES = {"is_scripting": False, "is_tracing": False, "is_compiling": True,
+                      "is_dynamo_compiling": True, "is_exporting": False}
 
 _module_call = torch.nn.Module.__call__
 _OBJECT_NEW = object.__dict__["__new__"]
@@ -189,7 +192,7 @@ def _call_torch(tx, fn, args, kwargs) -> Value:
     if fn is torch._C._get_tracing_state:
         return Const(None)
     if getattr(fn, "__name__", "") in _COMPILING_QUERIES:
-        return Const(False)
+        return Const(_COMPILING_QUERIES[fn.__name__])
     return tx.output.call("call_function", fn, tuple(args), kwargs)
 
 
@@ -315,10 +318,14 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
             isinstance(args[0], (ListV, TupleV)) and any(
                 isinstance(x, SymV) for x in args[0].items):
         return TupleV(list(args[0].items), cls=torch.Size)  # dynamic sizes stay symbolic
-    if cls in (torch.Size, torch.device, torch.dtype, slice, range):
+    if cls in (torch.Size, torch.device, torch.dtype, torch.finfo, torch.iinfo, slice, range):
         return _fold_call(cls, args, kwargs)
     if issubclass(cls, BaseException):
         return construct_exception(tx, cls, args, kwargs)
+    if cls is functools.partial:
+        if not args:
+            raise would_raise(TypeError, "type 'partial' takes at least one argument")
+        return PartialV(args[0], list(args[1:]), kwargs)
     if issubclass(cls, tuple) and lookup(tx, cls, "_fields") is not MISSING:
         lookup(tx, cls, "__new__")  # (its signature binds the arguments)
         bound = _bind(inspect.signature(cls), args, kwargs)
@@ -416,7 +423,7 @@ def inline_function(tx, fn: types.FunctionType, args, kwargs, fn_source) -> Valu
     (``fn_source``: where ``fn`` was read, to guard its defaults and cells)."""
     mod = fn.__globals__.get("__name__") or ""
     if mod.startswith("torch") and fn.__name__ in _COMPILING_QUERIES:
-        return Const(False)
+        return Const(_COMPILING_QUERIES[fn.__name__])
     if mod.startswith(_NO_INLINE_MODULES):
         raise GraphBreak("JF002", f"{fn.__qualname__} ({mod}) runs natively")
     if getattr(fn, "_janus_disabled", False):

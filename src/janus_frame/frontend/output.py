@@ -517,7 +517,10 @@ def _bound_to_object(method) -> bool:
     """A builtin method bound to an object (not a module's function, nor a
     class's: ``len``, ``dict.fromkeys``)."""
     recv = getattr(method, "__self__", None)
-    return recv is not None and not isinstance(recv, (types.ModuleType, type))
+    # a pybind11 function (torch._C._get_tracing_state) is bound to its
+    # function record and names its module; a method of an object names none
+    return recv is not None and not isinstance(recv, (types.ModuleType, type)) and \
+        getattr(method, "__module__", None) is None
 
 
 def _target_name(target) -> str:

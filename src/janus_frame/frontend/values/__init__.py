@@ -15,7 +15,8 @@ everything Python can do with it while tracing (the protocol is base.py):
   while tracing: a transformers ModelOutput);
 - objects.py: ``ObjV`` (a real object used as is), ``NewObjV`` (an instance
   created while tracing), ``SuperV``;
-- functions.py: ``FunctionV`` (made by MAKE_FUNCTION), ``CellV``;
+- functions.py: ``FunctionV`` (made by MAKE_FUNCTION), ``PartialV``
+  (``functools.partial`` made while tracing), ``CellV``;
 - methods.py: ``MethodV`` (a bound method of a symbolic receiver);
 - contexts.py: ``CtxV``, ``ExitV`` (grad mode and autocast blocks);
 - base.py: ``NullV`` (the NULL 3.11 pushes below callables);
@@ -31,12 +32,12 @@ from .tensors import ItemV, TensorV
 from .objects import NewObjV, ObjV, SuperV
 from .containers import IterV, ListV, SetV, SliceV, TensorListV, TupleV
 from .dicts import DictObjV, DictV
-from .functions import CellV, FunctionV
+from .functions import CellV, FunctionV, PartialV
 from .contexts import CtxV, ExitV
 
 __all__ = [
     "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictObjV", "DictV", "DynFloat", "DynInt", "ExitV",
-    "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NewObjV", "NullV", "ObjV",
+    "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NewObjV", "NullV", "ObjV", "PartialV",
     "SetV", "SliceV", "SuperV", "SymV", "TensorListV", "TensorV", "TupleV",
     "Value", "unguarded",
 ]
