@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from typing import Optional
 
 import pytest
@@ -246,3 +246,26 @@ def test_builtin_dicts_still_plain(cls):
         return d, d["a"] + d["b"]
 
     _check(f, torch.randn(3))
+
+
+def test_defaultdict_made_while_tracing():
+    def f(x):
+        collected = defaultdict(tuple)          # transformers' check_model_inputs
+        for i in range(3):
+            collected["hidden"] += (x * i,)
+        counts = defaultdict(int, seen=1)
+        counts["layers"] += 2
+        lists = defaultdict(list)
+        lists["q"].append(x + 1)
+        return collected, counts, lists, sum(collected["hidden"]), collected.default_factory
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec, fullgraph=True)
+    x = torch.randn(3)
+    for _ in range(3):
+        expected, got = f(x), cf(x)
+        for e, g in zip(expected[:3], got[:3]):
+            assert type(g) is defaultdict and g.default_factory is e.default_factory
+            assert_same(dict(e), dict(g))
+        assert_same(expected[3:], got[3:])
+    assert len(rec.graphs) == 1

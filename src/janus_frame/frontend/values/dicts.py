@@ -183,7 +183,7 @@ class DictObjV(DictV):
     ``super()``) act on the storage or the attributes directly. Rebuilt after
     the graph as a real instance of the class (no method of it runs there)."""
 
-    __slots__ = ("attrs",)
+    __slots__ = ("attrs", "factory")
     # super().__setitem__, super().__setattr__ ...: SuperV binds the builtin
     # method to this value (call_method)
     builtin_methods = True
@@ -191,6 +191,7 @@ class DictObjV(DictV):
     def __init__(self, cls: type) -> None:
         super().__init__({}, cls=cls)
         self.attrs: dict[str, Value] = {}
+        self.factory: Value = Const(None)  # a defaultdict's default_factory
 
     def _repr(self) -> str:
         return f"{self.cls.__qualname__}: {super()._repr()}; attrs {list(self.attrs)}"
@@ -260,7 +261,15 @@ class DictObjV(DictV):
             missing = self._hook(tx, "__missing__")
             if missing is not None:
                 return self._inline(tx, missing, key)
+            if self._defaultdict() and not (isinstance(self.factory, Const) and
+                                            self.factory.value is None):
+                value = self.factory.call(tx, [], {})  # defaultdict.__missing__
+                DictV.store_item(self, tx, key, value)
+                return value
         return DictV.get_item(self, tx, key)
+
+    def _defaultdict(self) -> bool:
+        return issubclass(self.cls, collections.defaultdict)
 
     def store_item(self, tx, key: Value, value: Value) -> None:
         fn = self._hook(tx, "__setitem__")
@@ -280,6 +289,8 @@ class DictObjV(DictV):
     def get_attr(self, tx, name: str) -> Value:
         if name == "__class__":
             return ObjV(self.cls)
+        if name == "default_factory" and self._defaultdict():
+            return self.factory
         fn = self._hook(tx, "__getattribute__")
         if fn is not None:
             return self._inline(tx, fn, Const(name))
@@ -304,6 +315,10 @@ class DictObjV(DictV):
                                              f"{name!r}"))
 
     def store_attr(self, tx, name: str, value: Value) -> None:
+        if name == "default_factory" and self._defaultdict():
+            self.will_mutate(tx)
+            self.factory = value
+            return
         fn = self._hook(tx, "__setattr__")
         if fn is not None:
             self._inline(tx, fn, Const(name), value)
@@ -345,7 +360,16 @@ class DictObjV(DictV):
         if name == "__delattr__" and n == 1 and not kwargs:
             self._generic_delattr(tx, _name(args[0]))
             return Const(None)
-        if name == "__init__":  # dict.__init__ / OrderedDict.__init__
+        if name == "__init__" and self._defaultdict():  # defaultdict(factory, ...)
+            if args:
+                factory, args = args[0], args[1:]
+                if not (isinstance(factory, Const) and factory.value is None or
+                        _callable(factory)):
+                    raise would_raise(TypeError, "first argument must be callable or None",
+                                      exc=TypeError("first argument must be callable or None"))
+                self.factory = factory
+            return DictObjV.call_method(self, tx, "__dict_init__", list(args), kwargs)
+        if name in ("__init__", "__dict_init__"):  # dict.__init__ / OrderedDict.__init__
             if n > 1:
                 raise would_raise(TypeError, f"dict expected at most 1 argument, got {n}")
             self.will_mutate(tx)
@@ -381,8 +405,17 @@ class DictObjV(DictV):
         fb = rb.fb
         items = ", ".join(f"{fb.const(k)}: {rb.expr(x)}" for k, x in self.items.items())
         attrs = ", ".join(f"{k!r}: {rb.expr(x)}" for k, x in self.attrs.items())
+        factory = f", {rb.expr(self.factory)}" if self._defaultdict() else ""
         return (f"{fb.const(build_dict_object)}({fb.const(self.cls)}, {{{items}}}, "
-                f"{{{attrs}}})"), True
+                f"{{{attrs}}}{factory})"), True
+
+
+def _callable(v: Value) -> bool:
+    t = v.python_type()
+    if isinstance(v, ObjV) or v.as_python() is not NO:
+        obj = v.obj if isinstance(v, ObjV) else v.as_python()
+        return callable(obj)
+    return hasattr(t, "__call__")
 
 
 def _name(v: Value) -> str:
@@ -406,13 +439,15 @@ def _pairs(tx, v: Value) -> dict:
     return out
 
 
-def build_dict_object(cls, items: dict, attrs: dict):
+def build_dict_object(cls, items: dict, attrs: dict, factory=None):
     """An instance of the dict subclass ``cls`` made while tracing: created
     by the builtin ``__new__`` (the trace checked that the class resolves to
     it), its items stored by the builtin base's ``__setitem__`` and its
     attributes put in its ``__dict__``: none of the class's own methods runs
     (they ran in the trace)."""
     obj = cls.__new__(cls)
+    if factory is not None:
+        collections.defaultdict.__init__(obj, factory)
     setitem = next(b.__setitem__ for b in cls.__mro__ if b in BUILTIN_BASES)
     for k, v in items.items():
         setitem(obj, k, v)
