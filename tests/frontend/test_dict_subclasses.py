@@ -269,3 +269,33 @@ def test_defaultdict_made_while_tracing():
             assert_same(dict(e), dict(g))
         assert_same(expected[3:], got[3:])
     assert len(rec.graphs) == 1
+
+
+class Config:
+    """transformers' PretrainedConfig: names mapped through attribute_map."""
+
+    attribute_map = {"hidden": "hidden_size"}
+
+    def __init__(self):
+        self.hidden_size = 3
+
+    def __getattribute__(self, key):
+        if key != "attribute_map" and key in super().__getattribute__("attribute_map"):
+            key = super().__getattribute__("attribute_map")[key]
+        return super().__getattribute__(key)
+
+
+def test_super_getattribute_in_an_own_getattribute():
+    cfg = Config()
+
+    def f(x, c):
+        # the class's __getattribute__ run traced (as when its frame is compiled)
+        return x * Config.__getattribute__(c, "hidden") + c.hidden_size
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec, fullgraph=True)
+    x = torch.randn(3)
+    assert_same(f(x, cfg), cf(x, cfg))
+    cfg.hidden_size = 5  # guarded: read again the same way
+    assert_same(f(x, cfg), cf(x, cfg))
+    assert len(rec.graphs) == 2

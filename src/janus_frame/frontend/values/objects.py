@@ -34,7 +34,9 @@ import torch
 from ... import _C
 from .. import polyfills
 from ..breaks import GraphBreak, would_raise
-from ..sources import AttrSource, ItemSource, KeyedItemSource, PinnedSource, Source
+from ..sources import (
+    AttrSource, ExprSource, ItemSource, KeyedItemSource, PinnedSource, Source,
+)
 from .base import NO, Value, read_before_effects
 from .constants import Const, fold
 from .methods import MethodV
@@ -296,6 +298,28 @@ class ObjV(Value):
             return MethodV(self, name, value.__func__)
         return tx.output.wrap(value, AttrSource(self.source, name))
 
+    def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        """Builtin methods bound through ``super()`` (see SuperV.get_attr)."""
+        if name == "__getattribute__" and len(args) == 1 and not kwargs and \
+                self.source is not None and isinstance(args[0].as_python(), str):
+            # object.__getattribute__(self, key) inside a class's own
+            # __getattribute__ (transformers' PretrainedConfig): the generic
+            # lookup, read now and re-read the same way by the guards
+            key = args[0].as_python()
+            try:
+                value = object.__getattribute__(self._obj, key)
+            except Exception as e:  # noqa: BLE001
+                raise would_raise(type(e), f"object.__getattribute__(..., {key!r})") from None
+            if isinstance(value, types.MethodType) and value.__self__ is self._obj and \
+                    isinstance(value.__func__, types.FunctionType):
+                lookup(tx, type(self._obj), key)
+                return MethodV(self, key, value.__func__)
+            getter = PinnedSource(object.__getattribute__)
+            src = ExprSource(f"{getter.expr()}({self.source.expr()}, {key!r})",
+                             f"object.__getattribute__({self.source.name()}, {key!r})")
+            return tx.output.wrap(value, src)
+        return super().call_method(tx, name, args, kwargs)
+
     def store_attr(self, tx, name: str, value: Value) -> None:
         if self.source is not None and not isinstance(
                 self._obj, (type, types.ModuleType, types.FunctionType)):
@@ -421,6 +445,8 @@ class SuperV(Value):
             return MethodV(ObjV(objtype), name, attr.__func__)
         if isinstance(attr, staticmethod):
             return tx.output.wrap(attr.__func__, PinnedSource(attr.__func__))
+        if attr is _OBJECT_GETATTRIBUTE and isinstance(self.obj, ObjV):
+            return MethodV(self.obj, name)  # ObjV.call_method
         if getattr(self.obj, "builtin_methods", False) and builtin_entry(attr):
             # dict.__setitem__, object.__setattr__ ... on an instance whose
             # kind models them (a dict subclass made while tracing)
