@@ -299,3 +299,23 @@ def test_super_getattribute_in_an_own_getattribute():
     cfg.hidden_size = 5  # guarded: read again the same way
     assert_same(f(x, cfg), cf(x, cfg))
     assert len(rec.graphs) == 2
+
+
+def test_real_instance_read_from_the_frame():
+    """A ModelOutput made outside (or before a break): its own methods run
+    traced on the real object, the builtin dict reads guard its keys."""
+    def f(x, out):
+        t = out.to_tuple()
+        return x + t[0] + out["logits"] + out[1][0], len(out), "loss" in out, list(out.keys())
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec, fullgraph=True)
+    x = torch.randn(3)
+    a = LMOutput(logits=torch.randn(3), hidden_states=(torch.randn(3),))
+    b = LMOutput(logits=torch.randn(3), hidden_states=(torch.randn(3),))
+    for out in (a, b, a):
+        assert_same(f(x, out), cf(x, out))
+    assert len(rec.graphs) == 1
+    c = LMOutput(loss=torch.randn(()), logits=torch.randn(3), hidden_states=(torch.randn(3),))
+    assert_same(f(x, c), cf(x, c))  # other keys: guarded, traced again
+    assert len(rec.graphs) == 2
