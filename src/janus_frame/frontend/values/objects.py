@@ -194,6 +194,15 @@ class ObjV(Value):
         if k is NO:
             return super().get_item(tx, key)
         real, src = self._obj, self.source
+        if isinstance(real, _SEQ_MODULES) and isinstance(k, slice):
+            # ``layers[:n]``: a new container of the same modules (built again
+            # from the real one if it escapes)
+            from .containers import ModuleSliceV
+
+            keys = list(real._modules.keys())[k]
+            self.length(tx)
+            return ModuleSliceV([tx.output.wrap(real._modules[name], ItemSource(AttrSource(
+                src, "_modules"), name) if src else None) for name in keys], self, k)
         if isinstance(real, _SEQ_MODULES) and isinstance(k, int):
             keys = list(real._modules.keys())
             self.length(tx)
