@@ -186,19 +186,7 @@ KNOWN: dict[str, str] = {
     # ---- recompile-storm (1)
     "issue::storm_namedtuple_class_across_break":
         "recompile-storm: object made before a break guarded by identity in the resume function",
-    # ---- internal-error (7)
-    "issue::issue_12_acc_from_float_literal":
-        "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
-    "issue::issue_12_acc_from_int_zero":
-        "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
-    "issue::issue_12_loss_accumulator":
-        "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
-    "issue::issue_12_subtract_from_literal":
-        "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
-    "language::aug_assign_tensor_from_float":
-        "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
-    "language::aug_assign_tensor_from_zero":
-        "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
+    # ---- internal-error (1)
     "objects::slots_missing_attr_raises":
         "internal-error: AttributeError from an unset __slots__ member escapes the compiler",
     # ---- wrong-result (2)

@@ -43,6 +43,9 @@ _AUTOGRAD_METHODS = {"backward", "register_hook", "retain_grad",
 _INPLACE = {operator.iadd, operator.iand, operator.ifloordiv, operator.ilshift,
             operator.imatmul, operator.imul, operator.imod, operator.ior, operator.ipow,
             operator.irshift, operator.isub, operator.itruediv, operator.ixor}
+_OUT_OF_PLACE = {fn: getattr(operator, {"iand": "and_", "ior": "or_"}.get(fn.__name__,
+                                                                      fn.__name__[1:]))
+                 for fn in _INPLACE}
 _ORDER = (operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne)
 
 
@@ -183,6 +186,10 @@ class TensorV(Value):
         return tx.output.call("call_function", fn, (self,), {})
 
     def binary_op(self, tx, fn, a: Value, b: Value):
+        if fn in _INPLACE and not isinstance(a, TensorV):
+            # `n += t` with a Python number on the left: numbers have no
+            # in-place operators, Python computes `n = n + t`
+            fn = _OUT_OF_PLACE[fn]
         out = tx.output.call("call_function", fn, (a, b), {})
         if fn in _INPLACE and isinstance(a, TensorV) and isinstance(out, TensorV):
             return a  # `x += y` on a tensor updates x itself: same object after
