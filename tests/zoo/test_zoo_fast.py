@@ -39,18 +39,13 @@ pytestmark = [pytest.mark.fallback_ok, pytest.mark.timeout(300)]
 
 MODE_STACK = "the TorchFunctionMode block of transformers' sdpa_mask (masking_utils.py:391) " \
              "runs natively: breaks around it, recompiles"
-IADD = "internal error (frames run natively): `relative_buckets += ...` with an int on the " \
-       "left is recorded as operator.iadd(0, t) and fx renders `0 += t` (T5 _relative_position_bucket)"
-ONE_GRAPH = "the frames that fail internally (IADD) run natively: their ModelOutputs are real " \
-            "objects whose methods (__post_init__, to_tuple) are compiled as frames of their own " \
-            "and break on the real instance's builtin dict methods"
 
 # model -> the xfail reason of each check, None where it passes today
 KNOWN = {
     "bert": {"correct": None, "graphs": None, "repeat": None},
     "gpt2": {"correct": None, "graphs": MODE_STACK, "repeat": None},
     "llama": {"correct": None, "graphs": MODE_STACK, "repeat": None},
-    "t5": {"correct": IADD, "graphs": ONE_GRAPH, "repeat": None},
+    "t5": {"correct": None, "graphs": None, "repeat": None},
     "vit": {"correct": None, "graphs": None, "repeat": None},
 }
 
