@@ -39,7 +39,7 @@ from .sources import (
 from .fake import to_fake, to_node
 from .values import (
     CellV, Const, CtxV, DerivedConst, DictV, DynFloat, DynInt, ExitV, ListV, MethodV, ObjV,
-    SetV, SymV, TensorV, TupleV, Value,
+    RealDictV, SetV, SymV, TensorV, TupleV, Value,
 )
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
@@ -282,6 +282,8 @@ class OutputGraph(ShapeMixin):
             return ObjV(obj, source)
         if source is not None:
             self.guards.type_is(source, obj)
+            if isinstance(obj, dict) and t is not dict:
+                return RealDictV(obj, source)  # a dict subclass: its builtin reads
         return ObjV(obj, source)
 
     def _from_before_break(self, source: Source) -> bool:

@@ -12,7 +12,8 @@ everything Python can do with it while tracing (the protocol is base.py):
 - containers.py: ``ListV``, ``TupleV``, ``SetV``, ``TensorListV``,
   ``SliceV``, ``IterV`` (a materialised iterator: loops are unrolled);
 - dicts.py: ``DictV``, ``DictObjV`` (an instance of a dict subclass created
-  while tracing: a transformers ModelOutput);
+  while tracing: a transformers ModelOutput), ``RealDictV`` (a real one read
+  from the frame);
 - objects.py: ``ObjV`` (a real object used as is), ``NewObjV`` (an instance
   created while tracing), ``SuperV``;
 - functions.py: ``FunctionV`` (made by MAKE_FUNCTION), ``PartialV``
@@ -31,13 +32,13 @@ from .methods import MethodV
 from .tensors import ItemV, TensorV
 from .objects import NewObjV, ObjV, SuperV
 from .containers import IterV, ListV, SetV, SliceV, TensorListV, TupleV
-from .dicts import DictObjV, DictV
+from .dicts import DictObjV, DictV, RealDictV
 from .functions import CellV, FunctionV, PartialV
 from .contexts import CtxV, ExitV
 
 __all__ = [
-    "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictObjV", "DictV", "DynFloat", "DynInt", "ExitV",
-    "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NewObjV", "NullV", "ObjV", "PartialV",
-    "SetV", "SliceV", "SuperV", "SymV", "TensorListV", "TensorV", "TupleV",
+    "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictObjV", "DictV", "DynFloat",
+    "DynInt", "ExitV", "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NewObjV", "NullV",
+    "ObjV", "PartialV", "RealDictV", "SetV", "SliceV", "SuperV", "SymV", "TensorListV", "TensorV", "TupleV",
     "Value", "unguarded",
 ]

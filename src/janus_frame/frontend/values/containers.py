@@ -349,34 +349,6 @@ class TupleV(_Ordered):
         return f"({inner})", False
 
 
-class ModuleSliceV(TupleV):
-    """``modules[a:b]`` of a ModuleList or Sequential: its modules, iterated
-    and indexed while tracing; rebuilt by slicing the real container again
-    (a new container, as Python makes one)."""
-
-    __slots__ = ("parent", "key")
-
-    def __init__(self, items, parent: Value, key: slice) -> None:
-        super().__init__(items)
-        self.parent = parent
-        self.key = key
-
-    def python_type(self) -> type:
-        return self.parent.python_type()
-
-    def get_item(self, tx, key: Value) -> Value:
-        k = key.as_python()
-        if isinstance(k, slice):
-            return ModuleSliceV(self.items[k], self, k)
-        return super().get_item(tx, key)
-
-    def get_attr(self, tx, name: str) -> Value:
-        raise self._unsupported(f"attribute {name!r} of a slice of {self.python_type().__name__}")
-
-    def reconstruct(self, rb) -> tuple[str, bool]:
-        return f"{rb.expr(self.parent)}[{rb.fb.const(self.key)}]", True
-
-
 class SetV(_Seq):
     """A set of constants (items deduplicated by value)."""
 

@@ -5,7 +5,8 @@ In: dicts built while tracing (``{...}``, ``dict(...)``, ``**kwargs``,
 constants (lazily, like lists), instances of dict subclasses constructed
 while tracing (an ``OrderedDict`` subclass that is also a dataclass, as
 transformers' ``ModelOutput``).
-Out: ``DictV`` and ``DictObjV`` and what Python does with them while
+Out: ``DictV``, ``DictObjV``, ``RealDictV`` (a real dict subclass instance
+read from the frame: its builtin dict reads) and what Python does with them while
 tracing: items, membership, iteration over keys, their methods (a mutation
 of a dict read from the frame is recorded and replayed after the graph), the
 class's own methods run traced on a ``DictObjV``, how they are rebuilt
@@ -17,10 +18,10 @@ import collections
 import types
 
 from ..breaks import GraphBreak, would_raise
-from ..sources import Source
+from ..sources import ExprSource, PinnedSource, Source
 from .base import NO, Value, read_before_effects
 from .constants import LITERAL_TYPES, Const
-from .containers import Container, ListV, TupleV
+from .containers import Container, IterV, ListV, TupleV
 from .methods import MethodV
 from .objects import (
     BUILTIN_BASES, MISSING, ObjV, builtin_entry, class_attr, is_data_descriptor, lookup,
@@ -408,6 +409,65 @@ class DictObjV(DictV):
         factory = f", {rb.expr(self.factory)}" if self._defaultdict() else ""
         return (f"{fb.const(build_dict_object)}({fb.const(self.cls)}, {{{items}}}, "
                 f"{{{attrs}}}{factory})"), True
+
+
+class RealDictV(ObjV):
+    """A real instance of a dict subclass read from the frame (a ModelOutput
+    made before a graph break): an object like any other (ObjV: its class's
+    methods run traced, attribute reads are guarded), whose builtin dict
+    reads -- bound to it as builtin methods -- read its storage."""
+
+    __slots__ = ()
+
+    def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        if self.source is not None and name in _DICT_READS:
+            return self._dict_read(tx, name, args, kwargs)
+        return super().call_method(tx, name, args, kwargs)
+
+    def _dict_read(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        """A builtin read of a real dict subclass's storage (``keys()``,
+        ``items()`` of a ModelOutput made before a break): its keys guarded
+        in order, each item read through the builtin ``dict.__getitem__``
+        (not the class's own)."""
+        obj, src = self._obj, self.source
+        base = next(b for b in type(obj).__mro__ if b in (collections.OrderedDict, dict))
+        keys = list(base.keys(obj))
+        if not all(type(k) in (str, int, bool, type(None), float) for k in keys):
+            raise GraphBreak("JF021", f"{type(obj).__name__} with non-constant keys")
+        tx.output.guards.add(f"__jf_h_list({PinnedSource(base.keys).expr()}({src.expr()})) == "
+                             f"{keys!r}", f"keys of {src.name()} == {keys!r}")
+        getter = PinnedSource(dict.__getitem__)
+
+        def item(k):
+            return tx.output.wrap(dict.__getitem__(obj, k), ExprSource(
+                f"{getter.expr()}({src.expr()}, {k!r})", f"{src.name()}[{k!r}]"))
+        if kwargs:
+            raise GraphBreak("JF023", f"{name}() with keyword arguments")
+        if name == "keys" and not args:
+            return ListV([Const(k) for k in keys])
+        if name == "__iter__" and not args:
+            return IterV([Const(k) for k in keys])
+        if name == "values" and not args:
+            return ListV([item(k) for k in keys])
+        if name == "items" and not args:
+            return ListV([TupleV([Const(k), item(k)]) for k in keys])
+        if name == "__len__" and not args:
+            return Const(len(keys))
+        k = args[0].as_python() if args else NO
+        if k is NO:
+            raise GraphBreak("JF021", f"{name}() with a non-constant key")
+        if name == "__contains__" and len(args) == 1:
+            return Const(k in keys)
+        if name == "get" and len(args) in (1, 2):
+            return item(k) if k in keys else (args[1] if len(args) == 2 else Const(None))
+        if name == "__getitem__" and len(args) == 1 and k in keys:
+            return item(k)
+        raise GraphBreak("JF023", f"{type(obj).__name__}.{name}{tuple(args)!r}")
+
+
+# builtin dict methods that only read (RealDictV._dict_read)
+_DICT_READS = ("keys", "values", "items", "get", "__len__", "__contains__", "__getitem__",
+               "__iter__")
 
 
 def _callable(v: Value) -> bool:

@@ -3,8 +3,9 @@
 In: MAKE_FUNCTION's code, defaults and closure; cells made by MAKE_CELL or
 standing for a real function's cells; a call's symbolic arguments.
 Out: ``FunctionV`` (called by binding its arguments and inlining its code),
-``PartialV`` (``functools.partial`` made while tracing), ``CellV``, :func:`bind_args` (Python's binding rules on symbolic values, for
-every inlined call), and how both are rebuilt after the graph.
+``PartialV`` (``functools.partial`` made while tracing), ``CellV``,
+:func:`bind_args` (Python's binding rules on symbolic values, for every
+inlined call), and how they are rebuilt after the graph.
 """
 from __future__ import annotations
 

@@ -197,8 +197,6 @@ class ObjV(Value):
         if isinstance(real, _SEQ_MODULES) and isinstance(k, slice):
             # ``layers[:n]``: a new container of the same modules (built again
             # from the real one if it escapes)
-            from .containers import ModuleSliceV
-
             keys = list(real._modules.keys())[k]
             self.length(tx)
             return ModuleSliceV([tx.output.wrap(real._modules[name], ItemSource(AttrSource(
@@ -327,51 +325,7 @@ class ObjV(Value):
             src = ExprSource(f"{getter.expr()}({self.source.expr()}, {key!r})",
                              f"object.__getattribute__({self.source.name()}, {key!r})")
             return tx.output.wrap(value, src)
-        if isinstance(self._obj, dict) and self.source is not None and name in _DICT_READS:
-            return self._dict_read(tx, name, args, kwargs)
         return super().call_method(tx, name, args, kwargs)
-
-    def _dict_read(self, tx, name: str, args: list, kwargs: dict) -> Value:
-        """A builtin read of a real dict subclass's storage (``keys()``,
-        ``items()`` of a ModelOutput made before a break): its keys guarded
-        in order, each item read through the builtin ``dict.__getitem__``
-        (not the class's own)."""
-        from .containers import IterV, ListV, TupleV
-
-        obj, src = self._obj, self.source
-        base = next(b for b in type(obj).__mro__ if b in (collections.OrderedDict, dict))
-        keys = list(base.keys(obj))
-        if not all(type(k) in (str, int, bool, type(None), float) for k in keys):
-            raise GraphBreak("JF021", f"{type(obj).__name__} with non-constant keys")
-        tx.output.guards.add(f"__jf_h_list({PinnedSource(base.keys).expr()}({src.expr()})) == "
-                             f"{keys!r}", f"keys of {src.name()} == {keys!r}")
-        getter = PinnedSource(dict.__getitem__)
-
-        def item(k):
-            return tx.output.wrap(dict.__getitem__(obj, k), ExprSource(
-                f"{getter.expr()}({src.expr()}, {k!r})", f"{src.name()}[{k!r}]"))
-        if kwargs:
-            raise GraphBreak("JF023", f"{name}() with keyword arguments")
-        if name == "keys" and not args:
-            return ListV([Const(k) for k in keys])
-        if name == "__iter__" and not args:
-            return IterV([Const(k) for k in keys])
-        if name == "values" and not args:
-            return ListV([item(k) for k in keys])
-        if name == "items" and not args:
-            return ListV([TupleV([Const(k), item(k)]) for k in keys])
-        if name == "__len__" and not args:
-            return Const(len(keys))
-        k = args[0].as_python() if args else NO
-        if k is NO:
-            raise GraphBreak("JF021", f"{name}() with a non-constant key")
-        if name == "__contains__" and len(args) == 1:
-            return Const(k in keys)
-        if name == "get" and len(args) in (1, 2):
-            return item(k) if k in keys else (args[1] if len(args) == 2 else Const(None))
-        if name == "__getitem__" and len(args) == 1 and k in keys:
-            return item(k)
-        raise GraphBreak("JF023", f"{type(obj).__name__}.{name}{tuple(args)!r}")
 
     def store_attr(self, tx, name: str, value: Value) -> None:
         if self.source is not None and not isinstance(
@@ -432,6 +386,46 @@ class ObjV(Value):
         if self.source is not None:
             return self.source.expr(), read_before_effects(self.source)
         return rb.fb.const(self.obj), False
+
+
+class ModuleSliceV(Value):
+    """``modules[a:b]`` of a ModuleList or Sequential: its modules, iterated
+    and indexed while tracing; rebuilt by slicing the real container again
+    (a new container, as Python makes one)."""
+
+    __slots__ = ("items", "parent", "key", "source")
+
+    def __init__(self, items: list, parent: Value, key: slice) -> None:
+        self.items = items
+        self.parent = parent
+        self.key = key
+        self.source = None
+
+    def python_type(self) -> type:
+        return self.parent.python_type()
+
+    def truth(self, tx) -> bool:
+        return bool(self.items)
+
+    def length(self, tx) -> int:
+        return len(self.items)
+
+    def iterate(self, tx) -> list[Value]:
+        return list(self.items)
+
+    def get_item(self, tx, key: Value) -> Value:
+        k = key.as_python()
+        if isinstance(k, slice):
+            return ModuleSliceV(self.items[k], self, k)
+        if isinstance(k, int) and not isinstance(k, bool):
+            try:
+                return self.items[k]
+            except IndexError:
+                raise would_raise(IndexError, "index out of range") from None
+        return super().get_item(tx, key)
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        return f"{rb.expr(self.parent)}[{rb.fb.const(self.key)}]", True
 
 
 class NewObjV(Value):
@@ -516,9 +510,7 @@ class SuperV(Value):
 
 
 MISSING = _C.MISSING
-# builtin dict methods that only read (ObjV._dict_read)
-_DICT_READS = ("keys", "values", "items", "get", "__len__", "__contains__", "__getitem__",
-               "__iter__")
+
 _OBJECT_GETATTRIBUTE = object.__dict__["__getattribute__"]
 
 
