@@ -35,7 +35,7 @@ from .cache import (
 from .config import Config, config
 from .context import CompileContext, PerCodeStore
 from .diagnostics.logs import artifact_logger
-from .trace_rules import skip_reason
+from .trace_rules import skip_reason, skips_callees
 
 DEFAULT, SKIP, RUN_ONLY = _C.DEFAULT, _C.SKIP, _C.RUN_ONLY
 
@@ -119,7 +119,7 @@ class FrameCompiler:
         if code not in self.forced:
             reason = skip_reason(code, self.global_mode, cfg)
             if reason is not None:
-                _C.set_code_strategy(code, SKIP, DEFAULT)
+                _C.set_code_strategy(code, SKIP, SKIP if skips_callees(code) else DEFAULT)
                 stats.frames_skipped += 1
                 return None
         st = code_state(code)

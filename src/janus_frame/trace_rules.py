@@ -93,8 +93,23 @@ def is_own_or_library(filename: str) -> bool:
     return path.startswith(_OWN_DIR) or path.startswith(_library_dirs())
 
 
+# Handlers torch calls from inside its dispatch (a torch-function or dispatch
+# mode, a tensor subclass): they run with the mode popped, in the middle of an
+# operator's dispatch, where a graph compiled and run in their place would be
+# traced and executed under that dispatch state. They run natively, and so do
+# the frames they call (see ``skips_callees``).
+DISPATCH_HANDLERS = frozenset({"__torch_function__", "__torch_dispatch__"})
+
+
+def skips_callees(code) -> bool:
+    """Do the frames this code calls run natively as well?"""
+    return code.co_name in DISPATCH_HANDLERS
+
+
 def skip_reason(code, global_mode: bool, cfg: Config) -> str | None:
     """Why a code object is not a compilation candidate, or None if it is."""
+    if code.co_name in DISPATCH_HANDLERS:
+        return "torch-function or dispatch handler (runs inside an operator's dispatch)"
     fn = code.co_filename
     if fn.startswith("<"):
         # exec'd, interactive or generated code (fx graphs, guards): only

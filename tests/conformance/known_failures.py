@@ -53,27 +53,9 @@ KNOWN: dict[str, str] = {
         "exceptions: breaks: JF012 os.environ.get raises KeyError inside Mapping.get (try/except not traced)",
     "issue::issue_04_partial_overlap_add":
         "exceptions: overlapping in-place add: error raised one line off (eager: line 165)",
-    # ---- context-managers (11)
+    # ---- context-managers (2)
     "exceptions::exitstack_callbacks":
         "context-managers: breaks: JF016 context manager run natively: ExitStack",
-    "interop::dispatch_mode_log":
-        "context-managers: user TorchDispatchMode also sees janus_frame's trace-time ops",
-    "interop::dispatch_mode_with_break_inside":
-        "context-managers: user TorchDispatchMode also sees janus_frame's trace-time ops",
-    "interop::function_mode_counts":
-        "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
-    "interop::function_mode_exception_inside":
-        "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
-    "interop::function_mode_no_break":
-        "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
-    "interop::function_mode_with_break_inside":
-        "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
-    "issue::issue_10_function_mode_break":
-        "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
-    "issue::issue_10_function_mode_break_in_callee":
-        "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
-    "issue::issue_10_sdpa_like_under_mode":
-        "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
     "torch::inference_mode_block":
         "context-managers: breaks: JF016 context manager run natively: inference_mode",
     # ---- named-tuple (24)
@@ -194,7 +176,7 @@ KNOWN: dict[str, str] = {
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
     "guards::module_forward_hooks_dict_edited_directly[default]":
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
-    # ---- graph-breaks (59)
+    # ---- graph-breaks (68)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":
@@ -241,8 +223,26 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: warn",
     "functions::reduce_over_shape":
         "graph-breaks: breaks: JF002 call to an untraceable function: reduce",
+    "interop::function_mode_break_in_callee":
+        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
+    "interop::function_mode_counts":
+        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
+    "interop::function_mode_exception_inside":
+        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
+    "interop::function_mode_no_break":
+        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
+    "interop::function_mode_with_break_inside":
+        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
     "issue::issue_09_suppress_attribute_error_getattr":
         "graph-breaks: breaks: JF001 unsupported bytecode: LOAD_BUILD_CLASS is not supported",
+    "issue::issue_10_function_mode_break":
+        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
+    "issue::issue_10_function_mode_break_in_callee":
+        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
+    "issue::issue_10_function_mode_enter_exit_manually":
+        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
+    "issue::issue_10_sdpa_like_under_mode":
+        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
     "issue::issue_11_recursive_collect_into_list":
         "graph-breaks: breaks: JF018 recursive call: Walker2.collect calls itself",
     "issue::issue_11_recursive_count_with_list_leaves":

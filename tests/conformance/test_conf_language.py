@@ -88,6 +88,23 @@ def aug_assign_tensor_from_float(x):
     return total
 
 
+@P(args=lambda k: (T(3), k + 2))
+def aug_assign_tensor_onto_varying_int(x, n):
+    # a number that varies between calls, then a tensor added onto it
+    acc = n
+    acc += x
+    acc **= 2
+    acc -= 1
+    return acc
+
+
+@P(args=x1, graphs=None, breaks=None, why='list += tensor iterates the tensor: a break or a traced extend')
+def aug_assign_list_extended_by_tensor(x):
+    items = [x.sum()]
+    items += x
+    return len(items), items[1] * 2, items[0]
+
+
 @P(args=x2)
 def tensor_operators(a, b):
     return (a + b, a - b, a * b, a / (b.abs() + 1), a @ b, -a, +a, a ** 2, abs(b))

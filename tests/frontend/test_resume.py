@@ -719,3 +719,56 @@ def test_break_inside_a_torch_function_mode_keeps_the_mode_stack(jit):
         torch.testing.assert_close(cf(x), expected)
         assert torch._C._len_torch_function_stack() == 0
     assert len(seen) == 2 * n_eager  # the mode saw every call, as in eager
+
+
+@pytest.mark.parametrize("kind", ["function", "dispatch"])
+def test_mode_handlers_and_what_they_call_run_natively(kind):
+    """A mode's handler runs inside an operator's dispatch, with the mode
+    popped: it is never compiled (with the fusing backend its graph was
+    traced under that dispatch state, failed, and warned), nor is what it
+    calls; the compiled function under the mode sees what eager sees."""
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    def note(log, func):
+        log.append(str(func))
+
+    class LogF(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.log = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            note(self.log, func)
+            out = func(*args, **(kwargs or {}))
+            return out + 1 if func is torch.Tensor.mul else out
+
+    class LogD(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.log = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            note(self.log, func)
+            return func(*args, **(kwargs or {}))
+
+    mode = LogF if kind == "function" else LogD
+
+    def f(x):
+        return (x * 2).sin()
+
+    x = torch.randn(3)
+    with mode() as m:
+        expected = f(x)
+    jf.reset()
+    cf = jf.compile(f)  # the fusing backend
+    torch.testing.assert_close(cf(x), f(x))
+    for _ in range(2):
+        with mode() as m2:
+            got = cf(x)
+        torch.testing.assert_close(got, expected)
+        assert m2.log == m.log
+    from janus_frame.cache import code_state
+    for fn in (mode.__torch_function__ if kind == "function" else mode.__torch_dispatch__, note):
+        st = code_state(fn.__code__, create=False)
+        assert st is None or not st.entries, fn.__name__

@@ -43,9 +43,10 @@ _AUTOGRAD_METHODS = {"backward", "register_hook", "retain_grad",
 _INPLACE = {operator.iadd, operator.iand, operator.ifloordiv, operator.ilshift,
             operator.imatmul, operator.imul, operator.imod, operator.ior, operator.ipow,
             operator.irshift, operator.isub, operator.itruediv, operator.ixor}
-_OUT_OF_PLACE = {fn: getattr(operator, {"iand": "and_", "ior": "or_"}.get(fn.__name__,
-                                                                      fn.__name__[1:]))
-                 for fn in _INPLACE}
+# in-place operator -> the binary operator Python falls back to when the left
+# operand has no in-place method (numbers: ``acc = 0; acc += t`` is ``0 + t``)
+_OUT_OF_PLACE = {f: getattr(operator, f.__name__[1:], None) or getattr(operator, f.__name__[1:] + "_")
+                 for f in _INPLACE}
 _ORDER = (operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne)
 
 
@@ -187,8 +188,9 @@ class TensorV(Value):
 
     def binary_op(self, tx, fn, a: Value, b: Value):
         if fn in _INPLACE and not isinstance(a, TensorV):
-            # `n += t` with a Python number on the left: numbers have no
-            # in-place operators, Python computes `n = n + t`
+            if not issubclass(a.python_type(), (int, float, complex)):
+                raise GraphBreak("JF002", f"in-place {fn.__name__} of a "
+                                 f"{a.python_type().__name__} with a tensor")
             fn = _OUT_OF_PLACE[fn]
         out = tx.output.call("call_function", fn, (a, b), {})
         if fn in _INPLACE and isinstance(a, TensorV) and isinstance(out, TensorV):
