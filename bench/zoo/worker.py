@@ -195,7 +195,7 @@ def run(args, ev: Events) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from janus_frame.backends.janus.runtime import tune_malloc
+    from janus_frame.backends.janus.runtime.graph import tune_malloc
 
     tune_malloc()  # the same allocator settings for every system (see bench/README.md)
     from .. import measure

@@ -45,6 +45,8 @@ ENVIRONMENT = {
     "JANUS_RECOMPILE_LIMIT": "cache entries per code object before the frame runs natively (default 8)",
     "JANUS_UNROLL_LIMIT": "iterations a Python loop may be unrolled before the frame falls back",
     "JANUS_INLINE_DEPTH": "maximum depth of inlined user calls (bounds recursion)",
+    "JANUS_INLINE_RECURSION": "activations of one function on one receiver a trace may hold "
+                              "(deeper recursion runs natively)",
     "JANUS_COMPILE_MODULES": "comma list of module prefixes compiled in global mode even if installed "
     "in site-packages",
     "JANUS_SKIP_SITE_PACKAGES": "0: in global mode, also compile code in site-packages",
@@ -106,6 +108,11 @@ class Config:
     )
     unroll_limit: int = dataclasses.field(default_factory=lambda: _env_int("JANUS_UNROLL_LIMIT", 1000))
     inline_depth: int = dataclasses.field(default_factory=lambda: _env_int("JANUS_INLINE_DEPTH", 32))
+    # activations of one function on one receiver a trace may hold at once
+    # (1: no re-entry); recursion deeper than that runs natively
+    inline_recursion: int = dataclasses.field(
+        default_factory=lambda: _env_int("JANUS_INLINE_RECURSION", 2)
+    )
     compile_modules: tuple[str, ...] = dataclasses.field(
         default_factory=lambda: _env_list("JANUS_COMPILE_MODULES")
     )

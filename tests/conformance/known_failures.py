@@ -171,29 +171,19 @@ KNOWN: dict[str, str] = {
     # ---- internal-error (1)
     "objects::slots_missing_attr_raises":
         "internal-error: AttributeError from an unset __slots__ member escapes the compiler",
-    # ---- wrong-result (5)
+    # ---- wrong-result (2)
     "guards::load_state_dict_between_calls[default]":
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
     "guards::module_forward_hooks_dict_edited_directly[default]":
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
-    "interop::dynamo_is_compiling_variant":
-        "wrong-result: is_compiling() folded to False while tracing (torch.compile: True)",
-    "interop::is_compiling_in_callee":
-        "wrong-result: is_compiling() folded to False while tracing (torch.compile: True)",
-    "torch::is_compiling_flag":
-        "wrong-result: is_compiling() folded to False while tracing (torch.compile: True)",
-    # ---- graph-breaks (73)
+    # ---- graph-breaks (68)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":
         "graph-breaks: breaks: JF018 recursive call: _asdict_inner calls itself",
     "containers::dataclass_fields_and_eq":
         "graph-breaks: breaks: JF009 unsupported object or operation: comparison eq of Cfg and Cfg",
-    "containers::defaultdict_int_counts":
-        "graph-breaks: breaks: JF009 unsupported object or operation: constructing defaultdict, a dict with",
     "containers::defaultdict_list":
-        "graph-breaks: breaks: JF009 unsupported object or operation: constructing defaultdict, a dict with",
-    "containers::defaultdict_missing_read":
         "graph-breaks: breaks: JF009 unsupported object or operation: constructing defaultdict, a dict with",
     "containers::deque_arg_mutated":
         "graph-breaks: breaks: JF002 call to an untraceable function: deque.append",
@@ -271,8 +261,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF001 unsupported bytecode: MATCH_SEQUENCE is not supported",
     "language::operator_module":
         "graph-breaks: breaks: JF002 call to an untraceable function: reduce",
-    "language::partial_callee":
-        "graph-breaks: breaks: JF009 unsupported object or operation: class partial has a custom __new__ or",
     "language::recursion_int":
         "graph-breaks: breaks: JF018 recursive call: _fact calls itself",
     "language::recursion_tree":
@@ -311,8 +299,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: call of _lru_cache_wrapper",
     "objects::object_identity_and_id":
         "graph-breaks: breaks: JF002 call to an untraceable function: constructing object",
-    "objects::partial_of_user_function":
-        "graph-breaks: breaks: JF009 unsupported object or operation: class partial has a custom __new__ or",
     "objects::setattr_getattr_delattr_builtins":
         "graph-breaks: breaks: JF009 unsupported object or operation: class SimpleNamespace has a custom __",
     "objects::slots_object":
@@ -323,8 +309,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: vars",
     "objects::wraps_preserves_name":
         "graph-breaks: breaks: JF009 unsupported object or operation: class partial has a custom __new__ or",
-    "torch::finfo_iinfo":
-        "graph-breaks: breaks: JF009 unsupported object or operation: class finfo has a custom __new__ or m",
     "torch::manual_seed_inside":
         "graph-breaks: breaks: JF002 call to an untraceable function: manual_seed (torch._compile) runs nat",
     "torch::no_grad_decorator_callee":

@@ -386,3 +386,21 @@ def test_model_output_records_stay_in_the_graph(monkeypatch):
     report = jf.explain(f)(x)
     assert not [b for b in report.breaks if b.frame.endswith("stay_in_the_graph.<locals>.f")]
     assert operator.mul in [n.target for n in rec.graphs[0].graph.nodes]
+
+
+def test_module_list_slice_iterated_and_returned(jit):
+    layers = nn.ModuleList([nn.Linear(3, 3) for _ in range(4)])
+
+    def f(x):
+        for layer in layers[:3]:                # LlamaModel: self.layers[:num_hidden_layers]
+            x = layer(x)
+        tail = layers[1:][::2]
+        return x, len(tail), tail               # a new ModuleList, as in Python
+
+    cf = jf.compile(f, backend="eager", fullgraph=True)
+    x = torch.randn(2, 3)
+    out = cf(x)
+    torch.testing.assert_close(out[0], f(x)[0])
+    assert out[1] == 2 and type(out[2]) is nn.ModuleList
+    assert [m is n for m, n in zip(out[2], [layers[1], layers[3]])] == [True, True]
+    jit(lambda x: f(x)[0], x)

@@ -3,7 +3,7 @@
 In:  the zoo's registry (bench/zoo/models.py): random weights from small
      configs (hidden 64, 2 layers, seq 16, batch 2), nothing downloaded;
      inputs with an attention mask whose second row ends in padding.
-Out: for bert, gpt2, llama and t5 in inference:
+Out: for bert, gpt2, llama, t5 and vit in inference:
   - ``jf.compile(model, backend="eager")`` (the frontend alone) gives
     eager's outputs, with no exception, no frame that failed internally;
   - ``jf.explain(model)`` sees one graph and zero breaks (the issue's bar
@@ -39,17 +39,14 @@ pytestmark = [pytest.mark.fallback_ok, pytest.mark.timeout(300)]
 
 MODE_STACK = "the TorchFunctionMode block of transformers' sdpa_mask (masking_utils.py:391) " \
              "runs natively: breaks around it, recompiles"
-IADD = "internal error (frames run natively): `relative_buckets += ...` with an int on the " \
-       "left is recorded as operator.iadd(0, t) and fx renders `0 += t` (T5 _relative_position_bucket)"
-ONE_GRAPH = "breaks in ModelOutput, apply_chunking_to_forward (functools.partial), the mask " \
-            "helpers, PretrainedConfig.__getattribute__ (see bench/results/zoo-*.md)"
 
 # model -> the xfail reason of each check, None where it passes today
 KNOWN = {
-    "bert": {"correct": None, "graphs": ONE_GRAPH, "repeat": "ModelOutput methods hit the recompile limit"},
-    "gpt2": {"correct": None, "graphs": MODE_STACK, "repeat": MODE_STACK},
-    "llama": {"correct": None, "graphs": MODE_STACK, "repeat": MODE_STACK},
-    "t5": {"correct": IADD, "graphs": ONE_GRAPH, "repeat": IADD},
+    "bert": {"correct": None, "graphs": None, "repeat": None},
+    "gpt2": {"correct": None, "graphs": MODE_STACK, "repeat": None},
+    "llama": {"correct": None, "graphs": MODE_STACK, "repeat": None},
+    "t5": {"correct": None, "graphs": None, "repeat": None},
+    "vit": {"correct": None, "graphs": None, "repeat": None},
 }
 
 
@@ -91,10 +88,19 @@ def _run(model, kw, calls=1):
 
 def _case(name):
     model = Z.build(name, quick=True)
-    kw = Z.inputs(name, quick=True, mode="infer", mask=True)
+    kw = Z.inputs(name, quick=True, mode="infer", mask=Z.MODELS[name].has_mask)
     with torch.no_grad():
-        ref = _tensors(model(**kw))
+        out = model(**kw)
+    ref = _tensors(out)
+    ref["__type__"], ref["__keys__"] = type(out), list(out.keys())
     return model, kw, ref
+
+
+def _same(out, ref, rtol=1e-5, atol=1e-6):
+    """The same ModelOutput class, keys and tensors as eager."""
+    ref = dict(ref)
+    assert (type(out), list(out.keys())) == (ref.pop("__type__"), ref.pop("__keys__"))
+    torch.testing.assert_close(_tensors(out), ref, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("name", _params("correct"))
@@ -102,7 +108,7 @@ def test_frontend_gives_eager_results(name):
     model, kw, ref = _case(name)
     errors0, fb0 = _counters()
     (out,), warned = _run(jf.compile(model, backend="eager"), kw)
-    torch.testing.assert_close(_tensors(out), ref, rtol=1e-5, atol=1e-6)
+    _same(out, ref)
     errors, _ = _counters()
     assert errors == errors0, f"{errors - errors0} frame(s) failed inside janus_frame: {warned}"
 
@@ -126,7 +132,7 @@ def test_no_recompile_over_identical_calls(name):
     _run(compiled, kw)
     before = stats.frames_compiled
     outs, warned = _run(compiled, kw, calls=10)
-    torch.testing.assert_close(_tensors(outs[-1]), ref, rtol=1e-5, atol=1e-6)
+    _same(outs[-1], ref)
     assert stats.frames_compiled == before, f"{stats.frames_compiled - before} frames compiled again"
     assert not [w for w in warned if "recompile limit" in w], warned[:2]
 
@@ -135,14 +141,11 @@ def test_default_backend_bert():
     model, kw, ref = _case("bert")
     errors0, fb0 = _counters()
     (out,), warned = _run(jf.compile(model), kw)
-    torch.testing.assert_close(_tensors(out), ref, rtol=1e-4, atol=1e-5)
+    _same(out, ref, rtol=1e-4, atol=1e-5)
     errors, fb = _counters()
     assert errors == errors0 and fb == fb0, (errors - errors0, fb - fb0, warned[:2])
 
 
-@pytest.mark.xfail(strict=True, reason="fusing backend: `x + linear(x)` on 3-D input comes back 2-D "
-                   "(scheduler._find_reuse stores the output over the matmul's [B*T, C] result and "
-                   "the wrapper returns that tensor unreshaped): invalid gradient shape in backward")
 def test_default_backend_bert_training_step():
     torch.manual_seed(0)
     ref_model = Z.build("bert", quick=True)

@@ -11,12 +11,15 @@ only unpack the builtin's arguments.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import operator
 import types
 
 from .breaks import GraphBreak, would_raise
 from .values import (
-    NO, Const, DictV, FunctionV, IterV, ListV, MethodV, NewObjV, ObjV, SetV, SliceV, SuperV,
+    NO, Const, DictV, FunctionV, IterV, ListV, MethodV, NewObjV, ObjV, PartialV, SetV, SliceV,
+    SuperV,
     SymV, TensorListV, TensorV, TupleV, Value,
 )
 from .values.containers import dedup
@@ -316,6 +319,39 @@ def _super(tx, args, kwargs):
     if obj is None:
         raise GraphBreak("JF023", "super() without self")
     return SuperV(_const(cell.contents), obj)
+
+
+@handles(inspect.signature)
+def _inspect_signature(tx, args, kwargs):
+    """The signature of a callable the trace knows exactly (a function read
+    from the frame, guarded by identity; a method resolved through its
+    guarded class; a partial of those with constant arguments): a constant."""
+    if len(args) != 1 or kwargs:
+        raise GraphBreak("JF023", "inspect.signature with options")
+    real = _real_callable(args[0])
+    if real is None:
+        raise GraphBreak("JF023", f"inspect.signature of a {args[0].python_type().__name__} "
+                         "made while tracing")
+    try:
+        return Const(inspect.signature(real))
+    except (TypeError, ValueError) as e:
+        raise would_raise(type(e), str(e), exc=e) from None
+
+
+def _real_callable(v: Value):
+    """A real callable with ``v``'s signature, or None."""
+    if isinstance(v, ObjV):
+        return v.obj  # its identity guarded
+    if isinstance(v, MethodV) and isinstance(v.func, types.FunctionType):
+        return types.MethodType(v.func, object())  # bound: the first parameter dropped
+    if isinstance(v, PartialV):
+        func = _real_callable(v.func)
+        args = [a.as_python() for a in v.args]
+        kw = {k: x.as_python() for k, x in v.keywords.items()}
+        if func is None or any(a is NO for a in args) or any(x is NO for x in kw.values()):
+            return None
+        return functools.partial(func, *args, **kw)
+    return None
 
 
 @handles(locals)

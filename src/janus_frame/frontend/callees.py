@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import abc
 import collections
-import dataclasses
 import functools
 import inspect
 import logging
-import sys
 import types
 
 import torch
@@ -35,10 +33,11 @@ from .ddp import is_ddp, is_ddp_forward, wrapped_forward
 from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
 from .sources import AttrSource, CellContentsSource, ItemSource, PinnedSource
 from .values import (
-    NO, Const, CtxV, DictV, ListV, NewObjV, ObjV, RecordDictV, SymV, TensorV, TupleV, Value,
+    NO, Const, CtxV, DictObjV, DictV, ListV, NewObjV, ObjV, PartialV, SymV, TensorV, TupleV, Value,
 )
 from .values.constants import fold
 from .values.contexts import set_grad_mode, traceable_class
+from .values.dicts import builtin_entry
 from .values.exceptions import construct as construct_exception
 from .values.functions import bind_args
 from .values.methods import is_logging
@@ -62,13 +61,17 @@ _NO_INLINE_MODULES = ("torch.optim", "torch.autograd", "torch._compile", "torch.
                       "torch.profiler", "torch.serialization", "torch.hub", "torch.onnx",
                       "torch.export", "torch.compiler", "torch._tensor", "torch.random",
                       "torch.utils.data", "torch.utils.checkpoint", "torch.utils.hooks")
-# "am I being compiled?" queries: not TorchScript, not a tracer, not torch.compile
-_COMPILING_QUERIES = ("is_scripting", "is_tracing", "is_compiling", "is_dynamo_compiling",
-                      "is_exporting")
+# "am I being compiled?" queries: not TorchScript, not a tracer, not export;
+# torch.compile-style compilation yes, as under torch.compile (libraries then
+# take their compile-friendly paths: transformers skips its data-dependent
+# mask shortcuts)
+_COMPILING_QUERIES = {"is_scripting": False, "is_tracing": False, "is_compiling": True,
+                      "is_dynamo_compiling": True, "is_exporting": False}
 
 _module_call = torch.nn.Module.__call__
 _OBJECT_NEW = object.__dict__["__new__"]
 _OBJECT_INIT = object.__dict__["__init__"]
+_DICT_NEW = dict.__dict__["__new__"]
 
 
 def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
@@ -199,7 +202,7 @@ def _call_torch(tx, fn, args, kwargs) -> Value:
     if fn is torch._C._get_tracing_state:
         return Const(None)
     if getattr(fn, "__name__", "") in _COMPILING_QUERIES:
-        return Const(False)
+        return Const(_COMPILING_QUERIES[fn.__name__])
     return tx.output.call("call_function", fn, tuple(args), kwargs)
 
 
@@ -325,10 +328,14 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
             isinstance(args[0], (ListV, TupleV)) and any(
                 isinstance(x, SymV) for x in args[0].items):
         return TupleV(list(args[0].items), cls=torch.Size)  # dynamic sizes stay symbolic
-    if cls in (torch.Size, torch.device, torch.dtype, slice, range):
+    if cls in (torch.Size, torch.device, torch.dtype, torch.finfo, torch.iinfo, slice, range):
         return _fold_call(cls, args, kwargs)
     if issubclass(cls, BaseException):
         return construct_exception(tx, cls, args, kwargs)
+    if cls is functools.partial:
+        if not args:
+            raise would_raise(TypeError, "type 'partial' takes at least one argument")
+        return PartialV(args[0], list(args[1:]), kwargs)
     if issubclass(cls, tuple) and lookup(tx, cls, "_fields") is not MISSING:
         lookup(tx, cls, "__new__")  # (its signature binds the arguments)
         bound = _bind(inspect.signature(cls), args, kwargs)
@@ -377,49 +384,33 @@ class _BuiltTupleV(TupleV):
         return f"{rb.expr(self.cls_value)}({inner})", False
 
 
-def _construct_record(cls, args, kwargs) -> Value:
-    """A ModelOutput: its dataclass __init__ and __post_init__ (fields as
-    attributes, non-None fields as items) without running them."""
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    if len(args) > len(names) or set(kwargs) - set(names):
-        raise would_raise(TypeError, f"{cls.__qualname__}() arguments")
-    values = dict(zip(names, args))
-    for k, v in kwargs.items():
-        if k in values:
-            raise would_raise(TypeError, f"{cls.__qualname__}() got {k!r} twice")
-        values[k] = v
-    fields = {}
-    for f in dataclasses.fields(cls):
-        if f.name in values:
-            fields[f.name] = values[f.name]
-        elif f.default is not dataclasses.MISSING and f.default is None:
-            fields[f.name] = Const(None)
-        else:
-            raise GraphBreak("JF023", f"{cls.__qualname__} field {f.name} without a None "
-                             "default")
-    given = [v for v in fields.values() if not (isinstance(v, Const) and v.value is None)]
-    first = next(iter(fields.values()), None)
-    if len(given) == 1 and given[0] is first and not isinstance(first, TensorV):
-        # __post_init__ then reads the first field as a dict or iterable of pairs
-        raise GraphBreak("JF023", f"{cls.__qualname__} built from one non-tensor field")
-    return RecordDictV(cls, fields)
-
-
 def _construct_dict_subclass(tx, cls, args, kwargs) -> Value:
-    if _is_model_output(cls):
-        return _construct_record(cls, args, kwargs)
-    # only the construction dict itself does: a class with its own
-    # __init__/__new__/__setitem__ may store something else entirely
-    for name in ("__init__", "__new__", "__setitem__", "update"):
-        if getattr(cls, name) not in (getattr(dict, name), getattr(collections.OrderedDict,
-                                                                   name)):
-            raise GraphBreak("JF023", f"constructing {cls.__qualname__}, a dict with its "
-                             f"own {name}")
-    items = {}
-    if args:
-        items.update(args[0].dict_items(tx))
-    items.update(kwargs)
-    return DictV(items, cls=cls)
+    """``cls(*args, **kwargs)`` for a dict subclass: ``OrderedDict`` itself
+    is a dict of constant keys; any other subclass whose ``__new__`` is the
+    builtin one is a DictObjV on which the class's ``__init__`` (a dataclass
+    ``__init__`` and ``__post_init__``, ...) runs traced, or the builtin
+    ``__init__`` stores the items."""
+    if cls is collections.OrderedDict:
+        obj = DictV({}, cls=cls)
+        obj.items.update(_dict_init_items(tx, args, kwargs))
+        return obj
+    if lookup(tx, cls, "__new__") is not _DICT_NEW or type(cls) not in (type, abc.ABCMeta):
+        raise GraphBreak("JF023", f"class {cls.__name__} has a custom __new__ or metaclass")
+    obj = DictObjV(cls)
+    init = lookup(tx, cls, "__init__")
+    if isinstance(init, types.FunctionType):
+        inline_function(tx, init, [obj] + list(args), kwargs, None)
+    elif builtin_entry(init):
+        obj.call_method(tx, "__init__", list(args), kwargs)
+    else:
+        raise GraphBreak("JF023", f"{cls.__name__}.__init__ is a {type(init).__name__}")
+    return obj
+
+
+def _dict_init_items(tx, args, kwargs) -> dict:
+    tmp = DictObjV(dict)
+    tmp.call_method(tx, "__init__", list(args), kwargs)
+    return tmp.items
 
 
 def _autocast_ctx(cls, args, kwargs) -> Value:
@@ -442,7 +433,7 @@ def inline_function(tx, fn: types.FunctionType, args, kwargs, fn_source) -> Valu
     (``fn_source``: where ``fn`` was read, to guard its defaults and cells)."""
     mod = fn.__globals__.get("__name__") or ""
     if mod.startswith("torch") and fn.__name__ in _COMPILING_QUERIES:
-        return Const(False)
+        return Const(_COMPILING_QUERIES[fn.__name__])
     if mod.startswith(_NO_INLINE_MODULES):
         raise GraphBreak("JF002", f"{fn.__qualname__} ({mod}) runs natively")
     if getattr(fn, "_janus_disabled", False):
@@ -482,14 +473,6 @@ def inline_function(tx, fn: types.FunctionType, args, kwargs, fn_source) -> Valu
         cells[name] = out.real_cell(real, name, csrc)
     locals_ = bind_args(code, fn.__name__, defaults, kwdefaults, args, kwargs)
     return tx.inline_code(code, fn.__globals__, locals_, cells, fn_source=src)
-
-
-def _is_model_output(cls) -> bool:
-    """A transformers ModelOutput subclass (transformers already imported)."""
-    mod = sys.modules.get("transformers.utils.generic")
-    base = getattr(mod, "ModelOutput", None) if mod is not None else None
-    return base is not None and isinstance(cls, type) and issubclass(cls, base) and \
-        dataclasses.is_dataclass(cls)
 
 
 def _bind(sig: inspect.Signature, args, kwargs) -> dict:

@@ -273,12 +273,18 @@ class Translator:
             raise GraphBreak("JF013", f"{code.co_qualname} is a coroutine")
         receiver = locals_.get(code.co_varnames[0]) if code.co_argcount else None
         t = self
+        active = 0
         while t is not None:
             # the same code over other closure cells is another function (a
             # decorator's wrapper around each decorated function), not recursion
             if t.code is code and _same_receiver(t, code, receiver) and all(
                     t.cells.get(n) is cells.get(n) for n in code.co_freevars):
-                raise GraphBreak("JF018", f"{code.co_qualname} calls itself")
+                active += 1
+                # a bounded re-entry is dispatch (a __getitem__ that reaches
+                # itself again through to_tuple() with another key); deeper
+                # recursion runs natively, one cached frame per level
+                if active >= self.config.inline_recursion:
+                    raise GraphBreak("JF018", f"{code.co_qualname} calls itself")
             t = t.parent
         child = Translator(self.output, code, f_globals, locals_, cells, parent=self,
                            fn_source=fn_source)

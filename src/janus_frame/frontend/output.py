@@ -39,7 +39,7 @@ from .sources import (
 from .fake import to_fake, to_node
 from .values import (
     CellV, Const, CtxV, DerivedConst, DictV, DynFloat, DynInt, ExitV, ListV, MethodV, ObjV,
-    SetV, SymV, TensorV, TupleV, Value,
+    RealDictV, SetV, SymV, TensorV, TupleV, Value,
 )
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
@@ -288,6 +288,8 @@ class OutputGraph(ShapeMixin):
             return ObjV(obj, source)
         if source is not None:
             self.guards.type_is(source, obj)
+            if isinstance(obj, dict) and t is not dict:
+                return RealDictV(obj, source)  # a dict subclass: its builtin reads
         return ObjV(obj, source)
 
     def _from_before_break(self, source: Source) -> bool:
@@ -523,7 +525,10 @@ def _bound_to_object(method) -> bool:
     """A builtin method bound to an object (not a module's function, nor a
     class's: ``len``, ``dict.fromkeys``)."""
     recv = getattr(method, "__self__", None)
-    return recv is not None and not isinstance(recv, (types.ModuleType, type))
+    # a pybind11 function (torch._C._get_tracing_state) is bound to its
+    # function record and names its module; a method of an object names none
+    return recv is not None and not isinstance(recv, (types.ModuleType, type)) and \
+        getattr(method, "__module__", None) is None
 
 
 def _target_name(target) -> str:

@@ -11,10 +11,13 @@ everything Python can do with it while tracing (the protocol is base.py):
 - tensors.py: ``TensorV`` (an fx node plus its fake tensor), ``ItemV``;
 - containers.py: ``ListV``, ``TupleV``, ``SetV``, ``TensorListV``,
   ``SliceV``, ``IterV`` (a materialised iterator: loops are unrolled);
-- dicts.py: ``DictV``, ``RecordDictV`` (a transformers ModelOutput);
+- dicts.py: ``DictV``, ``DictObjV`` (an instance of a dict subclass created
+  while tracing: a transformers ModelOutput), ``RealDictV`` (a real one read
+  from the frame);
 - objects.py: ``ObjV`` (a real object used as is), ``NewObjV`` (an instance
   created while tracing), ``SuperV``;
-- functions.py: ``FunctionV`` (made by MAKE_FUNCTION), ``CellV``;
+- functions.py: ``FunctionV`` (made by MAKE_FUNCTION), ``PartialV``
+  (``functools.partial`` made while tracing), ``CellV``;
 - methods.py: ``MethodV`` (a bound method of a symbolic receiver);
 - contexts.py: ``CtxV``, ``ExitV`` (grad mode and autocast blocks);
 - base.py: ``NullV`` (the NULL 3.11 pushes below callables);
@@ -29,13 +32,13 @@ from .methods import MethodV
 from .tensors import ItemV, TensorV
 from .objects import NewObjV, ObjV, SuperV
 from .containers import IterV, ListV, SetV, SliceV, TensorListV, TupleV
-from .dicts import DictV, RecordDictV
-from .functions import CellV, FunctionV
+from .dicts import DictObjV, DictV, RealDictV
+from .functions import CellV, FunctionV, PartialV
 from .contexts import CtxV, ExitV
 
 __all__ = [
-    "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictV", "DynFloat", "DynInt", "ExitV",
-    "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NewObjV", "NullV", "ObjV",
-    "RecordDictV", "SetV", "SliceV", "SuperV", "SymV", "TensorListV", "TensorV", "TupleV",
+    "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictObjV", "DictV", "DynFloat",
+    "DynInt", "ExitV", "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NewObjV", "NullV",
+    "ObjV", "PartialV", "RealDictV", "SetV", "SliceV", "SuperV", "SymV", "TensorListV", "TensorV", "TupleV",
     "Value", "unguarded",
 ]

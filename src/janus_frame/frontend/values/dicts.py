@@ -1,26 +1,31 @@
-"""Dicts with constant keys, and transformers ModelOutputs.
+"""Dicts with constant keys, and instances of dict subclasses.
 
-In: dicts built while tracing (``{...}``, ``dict(...)``, ``**kwargs``, dict
-subclasses whose construction is plain), dicts read from the frame whose
-keys are all constants (lazily, like lists), ModelOutputs built while
-tracing.
-Out: ``DictV`` and ``RecordDictV`` and what Python does with them while
+In: dicts built while tracing (``{...}``, ``dict(...)``, ``**kwargs``,
+``OrderedDict(...)``), dicts read from the frame whose keys are all
+constants (lazily, like lists), instances of dict subclasses constructed
+while tracing (an ``OrderedDict`` subclass that is also a dataclass, as
+transformers' ``ModelOutput``).
+Out: ``DictV``, ``DictObjV``, ``RealDictV`` (a real dict subclass instance
+read from the frame: its builtin dict reads) and what Python does with them while
 tracing: items, membership, iteration over keys, their methods (a mutation
-of a dict read from the frame is recorded and replayed after the graph), how
-they are rebuilt after the graph, and :func:`dict_key`.
+of a dict read from the frame is recorded and replayed after the graph), the
+class's own methods run traced on a ``DictObjV``, how they are rebuilt
+after the graph, and :func:`dict_key`, :func:`builtin_entry`.
 """
 from __future__ import annotations
 
-import dataclasses
-import inspect
+import collections
 import types
 
 from ..breaks import GraphBreak, would_raise
-from ..sources import Source
+from ..sources import ExprSource, PinnedSource, Source
 from .base import NO, Value, read_before_effects
 from .constants import LITERAL_TYPES, Const
-from .containers import Container, ListV, TupleV
+from .containers import Container, IterV, ListV, TupleV
 from .methods import MethodV
+from .objects import (
+    BUILTIN_BASES, MISSING, ObjV, builtin_entry, class_attr, is_data_descriptor, lookup,
+)
 
 _DICT_MUTATORS = ("pop", "update", "setdefault", "clear", "popitem", "__setitem__")
 
@@ -156,7 +161,8 @@ class DictV(Container, Value):
             f"{fb.const(k)}: {rb.expr(x)}" for k, x in self.items.items())
         if self.cls is dict:
             return f"{{{inner}}}", True
-        return f"{fb.const(_build_dict_subclass)}({fb.const(self.cls)}, {{{inner}}})", True
+        # OrderedDict (subclasses with their own behaviour are DictObjV)
+        return f"{fb.const(self.cls)}({{{inner}}})", True
 
     def replay_mutation(self, rb) -> list[str]:
         if self._lazy is not None:
@@ -166,38 +172,348 @@ class DictV(Container, Value):
         return [f"{src}.clear()", f"{src}.update({{{items}}})"]
 
 
-class RecordDictV(DictV):
-    """A transformers ``ModelOutput`` built while tracing: a dataclass whose
-    fields are attributes, and whose non-None fields, in field order, are also
-    its dict items (``out.loss``, ``out["logits"]``, ``out[0]`` = the first
-    non-None field, ``out.to_tuple()``)."""
+class DictObjV(DictV):
+    """An instance of a dict subclass created while tracing (an
+    ``OrderedDict`` subclass that is also a dataclass, as transformers'
+    ``ModelOutput``): the dict storage (``items``, what the builtin dict
+    methods of the class act on), the instance attributes (``attrs``) and the
+    class, whose Python methods run traced -- ``__init__``,
+    ``__post_init__``, ``__setattr__``, ``__getitem__``, ``__setitem__``, any
+    other method -- as Python would call them. Builtin methods of ``dict``,
+    ``OrderedDict`` and ``object`` (found through the class or through
+    ``super()``) act on the storage or the attributes directly. Rebuilt after
+    the graph as a real instance of the class (no method of it runs there)."""
 
-    __slots__ = ("fields",)
+    __slots__ = ("attrs", "factory")
+    # super().__setitem__, super().__setattr__ ...: SuperV binds the builtin
+    # method to this value (call_method)
+    builtin_methods = True
 
-    def __init__(self, cls: type, fields: dict) -> None:
-        super().__init__({k: v for k, v in fields.items()
-                          if not (isinstance(v, Const) and v.value is None)}, cls=cls)
-        self.fields = fields
+    def __init__(self, cls: type) -> None:
+        super().__init__({}, cls=cls)
+        self.attrs: dict[str, Value] = {}
+        self.factory: Value = Const(None)  # a defaultdict's default_factory
+
+    def _repr(self) -> str:
+        return f"{self.cls.__qualname__}: {super()._repr()}; attrs {list(self.attrs)}"
+
+    def as_python(self):
+        return NO
+
+    def _hook(self, tx, name: str):
+        """The Python function the class defines for ``name`` (a protocol
+        method), or None where the builtin base's implementation applies."""
+        found = lookup(tx, self.cls, name)
+        if isinstance(found, types.FunctionType):
+            return found
+        if found is MISSING or builtin_entry(found):
+            return None
+        raise GraphBreak("JF022", f"{self.cls.__qualname__}.{name} is a "
+                         f"{type(found).__name__}")
+
+    def _inline(self, tx, fn, *args: Value) -> Value:
+        return tx.inline_function(fn, [self, *args], {}, None)
+
+    # -- the dict protocol: the class's methods, else the storage -------------
+    def truth(self, tx) -> bool:
+        for name in ("__bool__", "__len__"):
+            fn = self._hook(tx, name)
+            if fn is not None:
+                return self._inline(tx, fn).truth(tx)  # bool(r) / r != 0
+        return bool(self.items)
+
+    def length(self, tx) -> int:
+        fn = self._hook(tx, "__len__")
+        if fn is not None:
+            n = self._inline(tx, fn).as_python()
+            if not isinstance(n, int):
+                raise GraphBreak("JF022", f"{self.cls.__qualname__}.__len__ result")
+            return n
+        return len(self.items)
+
+    def iterate(self, tx) -> list[Value]:
+        fn = self._hook(tx, "__iter__")
+        if fn is not None:
+            return self._inline(tx, fn).iterate(tx)
+        return [Const(k) for k in self.items]
+
+    def dict_items(self, tx) -> dict:
+        # dict(obj), **obj: the storage, unless the class iterates otherwise
+        if self._hook(tx, "__iter__") is not None or self._hook(tx, "keys") is not None:
+            raise GraphBreak("JF021", f"dict update from {self.cls.__qualname__}, which "
+                             "defines its own keys")
+        return dict(self.items)
+
+    def contains(self, tx, item: Value) -> bool:
+        fn = self._hook(tx, "__contains__")
+        if fn is not None:
+            return self._inline(tx, fn, item).truth(tx)
+        return super().contains(tx, item)
 
     def get_item(self, tx, key: Value) -> Value:
-        k = key.as_python()
-        if not isinstance(k, (int, slice)) or isinstance(k, bool):
-            return super().get_item(tx, key)
-        values = list(self.items.values())  # by position among non-None fields
-        if isinstance(k, slice):
-            return TupleV(values[k])
-        try:
-            return values[k]
-        except IndexError:
-            raise would_raise(IndexError, "index out of range") from None
+        fn = self._hook(tx, "__getitem__")
+        if fn is not None:
+            return self._inline(tx, fn, key)
+        return self._dict_getitem(tx, key)
 
+    def _dict_getitem(self, tx, key: Value) -> Value:
+        k = key.as_python()
+        if k is not NO and k not in self.items:
+            missing = self._hook(tx, "__missing__")
+            if missing is not None:
+                return self._inline(tx, missing, key)
+            if self._defaultdict() and not (isinstance(self.factory, Const) and
+                                            self.factory.value is None):
+                value = self.factory.call(tx, [], {})  # defaultdict.__missing__
+                DictV.store_item(self, tx, key, value)
+                return value
+        return DictV.get_item(self, tx, key)
+
+    def _defaultdict(self) -> bool:
+        return issubclass(self.cls, collections.defaultdict)
+
+    def store_item(self, tx, key: Value, value: Value) -> None:
+        fn = self._hook(tx, "__setitem__")
+        if fn is not None:
+            self._inline(tx, fn, key, value)
+            return
+        DictV.store_item(self, tx, key, value)
+
+    def delete_item(self, tx, key: Value) -> None:
+        fn = self._hook(tx, "__delitem__")
+        if fn is not None:
+            self._inline(tx, fn, key)
+            return
+        DictV.delete_item(self, tx, key)
+
+    # -- attributes: object.__getattribute__ / __setattr__ over the class ---------
     def get_attr(self, tx, name: str) -> Value:
-        if name in self.fields:
-            return self.fields[name]
-        attr = inspect.getattr_static(self.cls, name, None)
-        if isinstance(attr, types.FunctionType):  # to_tuple() and other methods
-            return MethodV(self, name, attr)
-        return super().get_attr(tx, name)
+        if name == "__class__":
+            return ObjV(self.cls)
+        if name == "default_factory" and self._defaultdict():
+            return self.factory
+        fn = self._hook(tx, "__getattribute__")
+        if fn is not None:
+            return self._inline(tx, fn, Const(name))
+        return self._generic_getattr(tx, name)
+
+    def _generic_getattr(self, tx, name: str) -> Value:
+        cls = self.cls
+        found = lookup(tx, cls, name)
+        if found is not MISSING and is_data_descriptor(found):
+            return class_attr(tx, self, cls, name, found)
+        if name in self.attrs:
+            return self.attrs[name]
+        if found is not MISSING:
+            if builtin_entry(found):  # keys(), items(), ...: bound to this instance
+                return MethodV(self, name)
+            return class_attr(tx, self, cls, name, found)
+        getattr_hook = lookup(tx, cls, "__getattr__")
+        if isinstance(getattr_hook, types.FunctionType):
+            return self._inline(tx, getattr_hook, Const(name))
+        raise would_raise(AttributeError, f"{cls.__name__!r} object has no attribute {name!r}",
+                          exc=AttributeError(f"{cls.__name__!r} object has no attribute "
+                                             f"{name!r}"))
+
+    def store_attr(self, tx, name: str, value: Value) -> None:
+        if name == "default_factory" and self._defaultdict():
+            self.will_mutate(tx)
+            self.factory = value
+            return
+        fn = self._hook(tx, "__setattr__")
+        if fn is not None:
+            self._inline(tx, fn, Const(name), value)
+            return
+        self._generic_setattr(tx, name, value)
+
+    def _generic_setattr(self, tx, name: str, value: Value) -> None:
+        found = lookup(tx, self.cls, name)
+        if found is not MISSING and is_data_descriptor(found):
+            if isinstance(found, property) and isinstance(found.fset, types.FunctionType):
+                self._inline(tx, found.fset, value)
+                return
+            raise GraphBreak("JF011", f"assignment to descriptor {name!r} of "
+                             f"{self.cls.__qualname__}")
+        self.will_mutate(tx)
+        self.attrs[name] = value
+
+    def delete_attr(self, tx, name: str) -> None:
+        fn = self._hook(tx, "__delattr__")
+        if fn is not None:
+            self._inline(tx, fn, Const(name))
+            return
+        self._generic_delattr(tx, name)
+
+    def _generic_delattr(self, tx, name: str) -> None:
+        if name not in self.attrs or is_data_descriptor(lookup(tx, self.cls, name)):
+            return super().delete_attr(tx, name)
+        self.will_mutate(tx)
+        del self.attrs[name]
+
+    # -- builtin methods (reached only where the class resolved to them) ----------
+    def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        n = len(args)
+        if name == "__getattribute__" and n == 1 and not kwargs:
+            return self._generic_getattr(tx, _name(args[0]))
+        if name == "__setattr__" and n == 2 and not kwargs:
+            self._generic_setattr(tx, _name(args[0]), args[1])
+            return Const(None)
+        if name == "__delattr__" and n == 1 and not kwargs:
+            self._generic_delattr(tx, _name(args[0]))
+            return Const(None)
+        if name == "__init__" and self._defaultdict():  # defaultdict(factory, ...)
+            if args:
+                factory, args = args[0], args[1:]
+                if not (isinstance(factory, Const) and factory.value is None or
+                        _callable(factory)):
+                    raise would_raise(TypeError, "first argument must be callable or None",
+                                      exc=TypeError("first argument must be callable or None"))
+                self.factory = factory
+            return DictObjV.call_method(self, tx, "__dict_init__", list(args), kwargs)
+        if name in ("__init__", "__dict_init__"):  # dict.__init__ / OrderedDict.__init__
+            if n > 1:
+                raise would_raise(TypeError, f"dict expected at most 1 argument, got {n}")
+            self.will_mutate(tx)
+            if args:
+                self.items.update(_pairs(tx, args[0]))
+            self.items.update(kwargs)
+            return Const(None)
+        if name == "__getitem__" and n == 1:
+            return self._dict_getitem(tx, args[0])
+        if name == "__setitem__" and n == 2:
+            DictV.store_item(self, tx, args[0], args[1])
+            return Const(None)
+        if name == "__delitem__" and n == 1:
+            DictV.delete_item(self, tx, args[0])
+            return Const(None)
+        if name == "__contains__" and n == 1:
+            return Const(DictV.contains(self, tx, args[0]))
+        if name == "__len__" and not n:
+            return Const(len(self.items))
+        if name == "copy":  # dict.copy makes a plain dict; OrderedDict's calls the class
+            if lookup(tx, self.cls, "copy") is dict.__dict__["copy"]:
+                return DictV(self.items)
+            raise self._unsupported_method(name)
+        if name in ("keys", "values", "items", "get", "pop", "update", "setdefault"):
+            return super().call_method(tx, name, args, kwargs)
+        if name == "clear" and not n:
+            self.will_mutate(tx)
+            self.items.clear()
+            return Const(None)
+        raise self._unsupported_method(name)
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        fb = rb.fb
+        items = ", ".join(f"{fb.const(k)}: {rb.expr(x)}" for k, x in self.items.items())
+        attrs = ", ".join(f"{k!r}: {rb.expr(x)}" for k, x in self.attrs.items())
+        factory = f", {rb.expr(self.factory)}" if self._defaultdict() else ""
+        return (f"{fb.const(build_dict_object)}({fb.const(self.cls)}, {{{items}}}, "
+                f"{{{attrs}}}{factory})"), True
+
+
+class RealDictV(ObjV):
+    """A real instance of a dict subclass read from the frame (a ModelOutput
+    made before a graph break): an object like any other (ObjV: its class's
+    methods run traced, attribute reads are guarded), whose builtin dict
+    reads -- bound to it as builtin methods -- read its storage."""
+
+    __slots__ = ()
+
+    def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        if self.source is not None and name in _DICT_READS:
+            return self._dict_read(tx, name, args, kwargs)
+        return super().call_method(tx, name, args, kwargs)
+
+    def _dict_read(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        """A builtin read of a real dict subclass's storage (``keys()``,
+        ``items()`` of a ModelOutput made before a break): its keys guarded
+        in order, each item read through the builtin ``dict.__getitem__``
+        (not the class's own)."""
+        obj, src = self._obj, self.source
+        base = next(b for b in type(obj).__mro__ if b in (collections.OrderedDict, dict))
+        keys = list(base.keys(obj))
+        if not all(type(k) in (str, int, bool, type(None), float) for k in keys):
+            raise GraphBreak("JF021", f"{type(obj).__name__} with non-constant keys")
+        tx.output.guards.add(f"__jf_h_list({PinnedSource(base.keys).expr()}({src.expr()})) == "
+                             f"{keys!r}", f"keys of {src.name()} == {keys!r}")
+        getter = PinnedSource(dict.__getitem__)
+
+        def item(k):
+            return tx.output.wrap(dict.__getitem__(obj, k), ExprSource(
+                f"{getter.expr()}({src.expr()}, {k!r})", f"{src.name()}[{k!r}]"))
+        if kwargs:
+            raise GraphBreak("JF023", f"{name}() with keyword arguments")
+        if name == "keys" and not args:
+            return ListV([Const(k) for k in keys])
+        if name == "__iter__" and not args:
+            return IterV([Const(k) for k in keys])
+        if name == "values" and not args:
+            return ListV([item(k) for k in keys])
+        if name == "items" and not args:
+            return ListV([TupleV([Const(k), item(k)]) for k in keys])
+        if name == "__len__" and not args:
+            return Const(len(keys))
+        k = args[0].as_python() if args else NO
+        if k is NO:
+            raise GraphBreak("JF021", f"{name}() with a non-constant key")
+        if name == "__contains__" and len(args) == 1:
+            return Const(k in keys)
+        if name == "get" and len(args) in (1, 2):
+            return item(k) if k in keys else (args[1] if len(args) == 2 else Const(None))
+        if name == "__getitem__" and len(args) == 1 and k in keys:
+            return item(k)
+        raise GraphBreak("JF023", f"{type(obj).__name__}.{name}{tuple(args)!r}")
+
+
+# builtin dict methods that only read (RealDictV._dict_read)
+_DICT_READS = ("keys", "values", "items", "get", "__len__", "__contains__", "__getitem__",
+               "__iter__")
+
+
+def _callable(v: Value) -> bool:
+    t = v.python_type()
+    if isinstance(v, ObjV) or v.as_python() is not NO:
+        obj = v.obj if isinstance(v, ObjV) else v.as_python()
+        return callable(obj)
+    return hasattr(t, "__call__")
+
+
+def _name(v: Value) -> str:
+    n = v.as_python()
+    if not isinstance(n, str):
+        raise GraphBreak("JF015", "attribute name is not a constant string")
+    return n
+
+
+def _pairs(tx, v: Value) -> dict:
+    """The items of ``dict(v)``: a mapping's, or an iterable of pairs'."""
+    if isinstance(v, DictV):
+        return v.dict_items(tx)
+    out = {}
+    for pair in v.iterate(tx):
+        kv = pair.iterate(tx)
+        if len(kv) != 2:
+            raise would_raise(ValueError, "dictionary update sequence element has the wrong "
+                              "length")
+        out[dict_key(kv[0])] = kv[1]
+    return out
+
+
+def build_dict_object(cls, items: dict, attrs: dict, factory=None):
+    """An instance of the dict subclass ``cls`` made while tracing: created
+    by the builtin ``__new__`` (the trace checked that the class resolves to
+    it), its items stored by the builtin base's ``__setitem__`` and its
+    attributes put in its ``__dict__``: none of the class's own methods runs
+    (they ran in the trace)."""
+    obj = cls.__new__(cls)
+    if factory is not None:
+        collections.defaultdict.__init__(obj, factory)
+    setitem = next(b.__setitem__ for b in cls.__mro__ if b in BUILTIN_BASES)
+    for k, v in items.items():
+        setitem(obj, k, v)
+    if attrs:
+        obj.__dict__.update(attrs)
+    return obj
 
 
 def dict_key(v: Value):
@@ -210,10 +526,3 @@ def dict_key(v: Value):
     except TypeError:
         raise would_raise(TypeError, "unhashable dict key") from None
     return k
-
-
-def _build_dict_subclass(cls, items: dict):
-    """Rebuild a dict subclass (a ModelOutput: a dataclass) made while tracing."""
-    if dataclasses.is_dataclass(cls):
-        return cls(**items)
-    return cls(items)

@@ -3,8 +3,9 @@
 In: MAKE_FUNCTION's code, defaults and closure; cells made by MAKE_CELL or
 standing for a real function's cells; a call's symbolic arguments.
 Out: ``FunctionV`` (called by binding its arguments and inlining its code),
-``CellV``, :func:`bind_args` (Python's binding rules on symbolic values, for
-every inlined call), and how both are rebuilt after the graph.
+``PartialV`` (``functools.partial`` made while tracing), ``CellV``,
+:func:`bind_args` (Python's binding rules on symbolic values, for every
+inlined call), and how they are rebuilt after the graph.
 """
 from __future__ import annotations
 
@@ -60,6 +61,47 @@ class FunctionV(Value):
         kwdefaults = "{" + ", ".join(f"{k!r}: {e(d)}" for k, d in self.kwdefaults.items()) + "}"
         return (f"{fb.const(_build_function)}({fb.const(self.code)}, __jf_h_globals(), "
                 f"{self.qualname!r}, {defaults}, {kwdefaults}, {closure})"), True
+
+
+class PartialV(Value):
+    """``functools.partial(func, *args, **keywords)`` made while tracing:
+    called by calling ``func`` with the stored arguments first; rebuilt as a
+    real partial."""
+
+    __slots__ = ("func", "args", "keywords", "source")
+
+    def __init__(self, func: Value, args: list, keywords: dict) -> None:
+        if isinstance(func, PartialV):  # as functools.partial, nested ones flatten
+            args = func.args + list(args)
+            keywords = {**func.keywords, **keywords}
+            func = func.func
+        self.func = func
+        self.args = list(args)
+        self.keywords = dict(keywords)
+        self.source = None
+
+    def python_type(self) -> type:
+        return functools.partial
+
+    def truth(self, tx) -> bool:
+        return True
+
+    def get_attr(self, tx, name: str) -> Value:
+        if name == "func":
+            return self.func
+        if name == "args":
+            return TupleV(list(self.args))
+        if name == "keywords":
+            return DictV(dict(self.keywords))
+        return super().get_attr(tx, name)
+
+    def call(self, tx, args: list, kwargs: dict) -> Value:
+        return self.func.call(tx, self.args + list(args), {**self.keywords, **kwargs})
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        parts = [rb.expr(self.func)] + [rb.expr(a) for a in self.args] + \
+            [f"**{{{k!r}: {rb.expr(v)}}}" for k, v in self.keywords.items()]
+        return f"{rb.fb.const(functools.partial)}({', '.join(parts)})", True
 
 
 class CellV(Value):

@@ -22,6 +22,7 @@ defaults and cells are guarded where they are read.
 """
 from __future__ import annotations
 
+import collections
 import enum
 import inspect
 import operator
@@ -33,7 +34,9 @@ import torch
 from ... import _C
 from .. import polyfills
 from ..breaks import GraphBreak, would_raise
-from ..sources import AttrSource, ItemSource, KeyedItemSource, PinnedSource, Source
+from ..sources import (
+    AttrSource, ExprSource, ItemSource, KeyedItemSource, PinnedSource, Source,
+)
 from .base import NO, Value, read_before_effects
 from .constants import Const, fold
 from .methods import MethodV
@@ -191,6 +194,13 @@ class ObjV(Value):
         if k is NO:
             return super().get_item(tx, key)
         real, src = self._obj, self.source
+        if isinstance(real, _SEQ_MODULES) and isinstance(k, slice):
+            # ``layers[:n]``: a new container of the same modules (built again
+            # from the real one if it escapes)
+            keys = list(real._modules.keys())[k]
+            self.length(tx)
+            return ModuleSliceV([tx.output.wrap(real._modules[name], ItemSource(AttrSource(
+                src, "_modules"), name) if src else None) for name in keys], self, k)
         if isinstance(real, _SEQ_MODULES) and isinstance(k, int):
             keys = list(real._modules.keys())
             self.length(tx)
@@ -240,7 +250,7 @@ class ObjV(Value):
         elif lookup(tx, cls, "__getattribute__") is not _OBJECT_GETATTRIBUTE:
             return self._custom_attr(tx, name)
         found = lookup(tx, cls, name)
-        if found is not MISSING and _is_data_descriptor(found):
+        if found is not MISSING and is_data_descriptor(found):
             return class_attr(tx, self, cls, name, found)  # before the instance dict
         inst_dict = getattr(obj, "__dict__", None)
         if not isinstance(inst_dict, dict):
@@ -294,6 +304,28 @@ class ObjV(Value):
         if isinstance(value, types.MethodType) and value.__self__ is obj:
             return MethodV(self, name, value.__func__)
         return tx.output.wrap(value, AttrSource(self.source, name))
+
+    def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        """Builtin methods bound through ``super()`` (see SuperV.get_attr)."""
+        if name == "__getattribute__" and len(args) == 1 and not kwargs and \
+                self.source is not None and isinstance(args[0].as_python(), str):
+            # object.__getattribute__(self, key) inside a class's own
+            # __getattribute__ (transformers' PretrainedConfig): the generic
+            # lookup, read now and re-read the same way by the guards
+            key = args[0].as_python()
+            try:
+                value = object.__getattribute__(self._obj, key)
+            except Exception as e:  # noqa: BLE001
+                raise would_raise(type(e), f"object.__getattribute__(..., {key!r})") from None
+            if isinstance(value, types.MethodType) and value.__self__ is self._obj and \
+                    isinstance(value.__func__, types.FunctionType):
+                lookup(tx, type(self._obj), key)
+                return MethodV(self, key, value.__func__)
+            getter = PinnedSource(object.__getattribute__)
+            src = ExprSource(f"{getter.expr()}({self.source.expr()}, {key!r})",
+                             f"object.__getattribute__({self.source.name()}, {key!r})")
+            return tx.output.wrap(value, src)
+        return super().call_method(tx, name, args, kwargs)
 
     def store_attr(self, tx, name: str, value: Value) -> None:
         if self.source is not None and not isinstance(
@@ -354,6 +386,46 @@ class ObjV(Value):
         if self.source is not None:
             return self.source.expr(), read_before_effects(self.source)
         return rb.fb.const(self.obj), False
+
+
+class ModuleSliceV(Value):
+    """``modules[a:b]`` of a ModuleList or Sequential: its modules, iterated
+    and indexed while tracing; rebuilt by slicing the real container again
+    (a new container, as Python makes one)."""
+
+    __slots__ = ("items", "parent", "key", "source")
+
+    def __init__(self, items: list, parent: Value, key: slice) -> None:
+        self.items = items
+        self.parent = parent
+        self.key = key
+        self.source = None
+
+    def python_type(self) -> type:
+        return self.parent.python_type()
+
+    def truth(self, tx) -> bool:
+        return bool(self.items)
+
+    def length(self, tx) -> int:
+        return len(self.items)
+
+    def iterate(self, tx) -> list[Value]:
+        return list(self.items)
+
+    def get_item(self, tx, key: Value) -> Value:
+        k = key.as_python()
+        if isinstance(k, slice):
+            return ModuleSliceV(self.items[k], self, k)
+        if isinstance(k, int) and not isinstance(k, bool):
+            try:
+                return self.items[k]
+            except IndexError:
+                raise would_raise(IndexError, "index out of range") from None
+        return super().get_item(tx, key)
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        return f"{rb.expr(self.parent)}[{rb.fb.const(self.key)}]", True
 
 
 class NewObjV(Value):
@@ -420,6 +492,12 @@ class SuperV(Value):
             return MethodV(ObjV(objtype), name, attr.__func__)
         if isinstance(attr, staticmethod):
             return tx.output.wrap(attr.__func__, PinnedSource(attr.__func__))
+        if attr is _OBJECT_GETATTRIBUTE and isinstance(self.obj, ObjV):
+            return MethodV(self.obj, name)  # ObjV.call_method
+        if getattr(self.obj, "builtin_methods", False) and builtin_entry(attr):
+            # dict.__setitem__, object.__setattr__ ... on an instance whose
+            # kind models them (a dict subclass made while tracing)
+            return MethodV(self.obj, name)
         if attr is object.__init__:
             return MethodV(self.obj, name, _object_init)
         if name == "__init__" and isinstance(attr, types.WrapperDescriptorType) and \
@@ -432,6 +510,7 @@ class SuperV(Value):
 
 
 MISSING = _C.MISSING
+
 _OBJECT_GETATTRIBUTE = object.__dict__["__getattribute__"]
 
 
@@ -491,8 +570,23 @@ def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
     return tx.output.wrap(static, src)
 
 
-def _is_data_descriptor(attr) -> bool:
-    return attr is not None and hasattr(type(attr), "__set__") and hasattr(type(attr), "__get__")
+BUILTIN_BASES = (object, dict, collections.OrderedDict, collections.defaultdict)
+_BUILTIN_KINDS = (types.WrapperDescriptorType, types.MethodDescriptorType,
+                  types.BuiltinFunctionType, types.ClassMethodDescriptorType)
+
+
+def builtin_entry(found) -> bool:
+    """Is the class-dict entry ``found`` a builtin method of ``object``,
+    ``dict``, ``OrderedDict`` or ``defaultdict`` (which DictObjV models)?"""
+    if not isinstance(found, _BUILTIN_KINDS):
+        return False
+    owner = getattr(found, "__objclass__", None) or getattr(found, "__self__", None)
+    return any(owner is b for b in BUILTIN_BASES)
+
+
+def is_data_descriptor(attr) -> bool:
+    return attr is not MISSING and hasattr(type(attr), "__set__") and \
+        hasattr(type(attr), "__get__")
 
 
 def _object_init(self):
