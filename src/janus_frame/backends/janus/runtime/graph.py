@@ -239,7 +239,14 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
         for o in outs:
             if o is not None:
                 for name in taken_over.get(o.name, ()):
-                    L.append(f"    {name} = {o.name}")  # a kernel stores over it
+                    # a kernel stores over it; both are dense with the same
+                    # element count, but the shapes may differ ([B*T, C]
+                    # from a product, [B, T, C] after): a view of its own shape
+                    b = prog.buffers[name]
+                    if tuple(b.shape) == tuple(o.shape):
+                        L.append(f"    {name} = {o.name}")
+                    else:
+                        L.append(f"    {name} = {o.name}.view({_tuple(b.shape)})")
         i += 1
     rets = []
     for kind, o in prog.outputs:
