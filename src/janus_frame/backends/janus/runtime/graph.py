@@ -99,6 +99,7 @@ class CompiledGraph:
         self.triton_kernels = triton_kernels or {}
         self._fn = None
         self._wrapper_src = None
+        self.passes = {}  # rewrites by kind (pipeline.compile_graph fills it)
 
     @property
     def num_kernels(self):
