@@ -144,6 +144,21 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
         else:
             L.append(f"    {sym} = args[{src[1]}].stride({src[2]})")
     syms = [str(s) for s, _ in prog.symbols]
+    # Kernels index an input with the strides it was traced with.  A caller
+    # may hand over the same values laid out otherwise: AOTAutograd's
+    # backward reads what the forward saved with the strides of the forward's
+    # fake outputs (a chunk of the gates: [B, H] with row stride 4H), while a
+    # forward kernel stores a non-dense output densely.  An input traced
+    # non-contiguous is copied into its traced layout when it arrives in
+    # another (a contiguous one traced as such costs no check).
+    ns["_restride"] = _restride
+    for b in prog.inputs:
+        if b.kind != "input" or len(b.shape) < 2 \
+                or not all(isinstance(x, int) for x in (*b.shape, *b.strides)) \
+                or tuple(b.strides) == ir.contiguous_strides(b.shape):
+            continue
+        st = _tuple(b.strides)
+        L.append(f"    if {b.name}.stride() != {st}: {b.name} = _restride({b.name}, {st})")
     # dtypes used
     for b in prog.buffers.values():
         ns[f"_dt_{str(b.dtype).replace('torch.', '')}"] = b.dtype
