@@ -238,3 +238,39 @@ def test_linear_spellings_through_triton_kernels(spelling):
         assert_close(got, f(x), rtol=1e-5, atol=1e-5)
     cg = graphs()[-1]
     assert cg.backend == "triton" and _externs(cg) == {"aten.addmm.default": 1}
+
+
+def test_passes_add_no_shape_guards_under_dynamic_sizes(monkeypatch):
+    # the frontend rendered its guards before the backend runs: computing the
+    # new nodes' fake values must not constrain the symbolic sizes
+    from janus_frame.backends.janus import pipeline
+
+    seen = []
+    orig = pipeline.optimize
+
+    def watched(gm):
+        env = next(n.meta["val"].fake_mode.shape_env for n in gm.graph.nodes
+                   if isinstance(n.meta.get("val"), torch.Tensor))
+        before = (len(env.guards), dict(env.replacements), len(env.deferred_runtime_asserts))
+        out = orig(gm)
+        seen.append((before, (len(env.guards), dict(env.replacements),
+                              len(env.deferred_runtime_asserts)), out.meta.get("janus_passes")))
+        return out
+
+    monkeypatch.setattr(pipeline, "optimize", watched)
+    torch.manual_seed(0)
+    lin, lin2 = torch.nn.Linear(8, 6), torch.nn.Linear(6, 6)
+
+    def f(x, h):
+        y = torch.einsum("btk,nk->btn", x, lin.weight)
+        return torch.relu(lin(x) + lin2(h)) + y.sum(1)[:, None, :]
+
+    cf = jcompile(f, dynamic=True)
+    for B, T in ((2, 3), (4, 5), (3, 7)):
+        x, h = torch.randn(B, T, 8, requires_grad=True), torch.randn(B, T, 6)
+        ref = f(x, h)
+        got = cf(x, h)
+        assert_close(got, ref.detach(), rtol=1e-5, atol=1e-5)
+    assert seen and all(p for _, _, p in seen)
+    for before, after, _ in seen:
+        assert before == after
