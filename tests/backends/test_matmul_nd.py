@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from conftest import assert_close, graphs, jcompile
 
-SHAPES = {2: (16, 24), 3: (2, 8, 24), 4: (2, 3, 4, 24)}
+SHAPES = {1: (24,), 2: (16, 24), 3: (2, 8, 24), 4: (2, 3, 4, 24)}
 
 
 def _lin():
@@ -30,9 +30,10 @@ def _spellings(lin):
     }
 
 
-def _train_check(f, x, params, rtol=1e-5, atol=1e-5):
-    """f compiled against eager: the output, and the gradients of x and of
-    every parameter."""
+def _train_check(f, x, params, rtol=1e-5, atol=1e-5, compiler=None):
+    """f compiled (by ``compiler``, dynamo with the fusing backend unless
+    given) against eager: the output, and the gradients of x and of every
+    parameter."""
     xe = x.clone().requires_grad_(True)
     xc = x.clone().requires_grad_(True)
     ref = f(xe)
@@ -40,7 +41,7 @@ def _train_check(f, x, params, rtol=1e-5, atol=1e-5):
     ref_grads = [xe.grad] + [p.grad.clone() for p in params]
     for p in params:
         p.grad = None
-    got = jcompile(f)(xc)
+    got = (compiler or jcompile)(f)(xc)
     assert got.shape == ref.shape
     assert_close(got, ref.detach(), rtol=rtol, atol=atol)
     got.square().sum().backward()
@@ -51,7 +52,7 @@ def _train_check(f, x, params, rtol=1e-5, atol=1e-5):
         p.grad = None
 
 
-@pytest.mark.parametrize("nd", [2, 3, 4])
+@pytest.mark.parametrize("nd", [1, 2, 3, 4])
 @pytest.mark.parametrize("spelling", ["module", "F.linear", "matmul_t", "matmul", "einsum"])
 def test_residual_linear_keeps_its_shape(nd, spelling):
     lin = _lin()
@@ -70,7 +71,7 @@ def test_residual_linear_keeps_its_shape(nd, spelling):
     _train_check(f, x, [lin.weight, lin.bias])
 
 
-@pytest.mark.parametrize("nd", [2, 3, 4])
+@pytest.mark.parametrize("nd", [1, 2, 3, 4])
 def test_pointwise_after_a_product_stored_over_it_keeps_its_shape(nd):
     # relu(linear(x)) * 2: one kernel stores over the product's memory
     lin = _lin()
@@ -116,3 +117,21 @@ def test_attention_scores_keep_their_shape_forward_and_backward(nd):
         return q + torch.softmax(s, -1) @ k
 
     _train_check(f, q, [k])
+
+
+@pytest.mark.parametrize("spelling", ["module", "F.linear", "matmul_t", "matmul", "einsum", "addmv"])
+def test_linear_on_a_vector_returns_a_vector_through_the_frontend(spelling):
+    # nn.Linear(24, 10) on a 1-d input is [10], not [1, 10]: through
+    # janus_frame's own frontend and the fusing backend, forward and backward
+    import janus_frame as jf
+    from janus_frame.backends.janus import stats
+
+    torch.manual_seed(3)
+    lin = torch.nn.Linear(24, 10)
+    f0 = dict(_spellings(lin), addmv=lambda x: torch.addmv(lin.bias, lin.weight, x))[spelling]
+
+    def f(x):
+        return torch.tanh(f0(x)) * 2
+
+    _train_check(f, torch.randn(24), [lin.weight, lin.bias], compiler=jf.compile)
+    assert stats.graphs  # (compiled by the fusing backend, not run natively)
