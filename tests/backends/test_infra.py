@@ -235,3 +235,19 @@ def test_backward_wrapper_frees_what_it_no_longer_reads():
     first_call = next(i for i, ln in enumerate(lines) if "_seg" in ln or "_op_" in ln)
     allocs = [i for i, ln in enumerate(lines) if "_empty_strided" in ln and ln.lstrip().startswith("buf")]
     assert allocs and max(allocs) > first_call  # a temp allocated after the first call
+
+
+def test_outputs_allocated_on_the_graph_device_not_the_default_device():
+    """The wrapper allocates outputs, temporaries and the workspace on the
+    inputs' device, whatever the process's default device is."""
+    def f(x):
+        return torch.softmax(x * 2, dim=-1) + 1
+
+    x = torch.randn(8, 16)
+    cf = jcompile(f)
+    expected = f(x)
+    cf(x)  # compiled with the CPU as default device
+    with torch.device("meta"):
+        out = cf(x)
+    assert out.device.type == "cpu"
+    torch.testing.assert_close(out, expected)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import assert_close, graphs, jcompile
+from janus_frame.backends.janus import reset_stats
 
 pytest.importorskip("triton")
 
@@ -204,7 +205,7 @@ def test_triton_fastest_config_is_chosen(tune, monkeypatch):
         for k in _kernels():
             best = min(k.configs, key=lambda c: (pick(c), k.configs.index(c)))
             assert list(k._chosen.values()) == [best]
-        graphs().clear()
+        reset_stats()
 
 
 def test_triton_tuning_is_kept_on_disk(tune, monkeypatch):
@@ -318,3 +319,13 @@ def test_triton_tuning_survives_a_read_only_cache(tune, monkeypatch):
     k = _kernels()[0]
     assert list(k._chosen.values()) == [min(k.configs)]
     assert not list(tune.glob("triton/*.tune.json*"))  # nothing half-written left behind
+
+
+@pytest.mark.parametrize("f", [
+    lambda x, s: (x * 2).sum(),  # a reduction to a 0-d result
+    lambda x, s: x.mean() + x.amax(),
+    lambda x, s: x * s + s.exp(),  # a 0-d input read by every element
+    lambda x, s: F.cross_entropy(x, torch.tensor([1, 2, 0, 5])),
+])
+def test_triton_zero_dimensional_results_and_inputs(f):
+    _run(f, torch.randn(4, 6), torch.tensor(0.5), rtol=1e-5, atol=1e-5)

@@ -3,8 +3,10 @@ frame falls back to native execution with eager's result and side effects,
 explain() reports the ID with the user's line, and fullgraph=True raises."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
+import pathlib
 import time
 
 import pytest
@@ -49,6 +51,21 @@ def _hooked():
 
 _HOOKED = _hooked()
 _ROUNDABLE = Roundable()
+
+
+class _Subclass(torch.Tensor):
+    def __deepcopy__(self, memo):
+        return self.as_subclass(torch.Tensor).clone().as_subclass(_Subclass)
+
+
+def _lookup(d, k):
+    try:
+        return d[k]
+    except KeyError:
+        return 0
+
+
+_HOLDER = Plain()
 
 
 def f_jf001(x):
@@ -103,7 +120,7 @@ def f_jf008(x):
 
 
 def f_jf009(x):
-    return x + id(x) * 0
+    return x + 1  # x is a tensor subclass
 
 
 def f_jf010(x):
@@ -159,6 +176,33 @@ def f_jf019(x):
     return x
 
 
+def f_jf020(x):
+    return x * _lookup({"a": 1}, "b") + 1  # the KeyError is caught inside _lookup
+
+
+def f_jf021(x):
+    lst = [3, 1]
+    lst.sort()
+    return x + lst[0]
+
+
+def f_jf022(x):
+    return x + (x.grad_fn is None)
+
+
+def f_jf023(x):
+    return x + id(x) * 0
+
+
+def f_jf024(x):
+    return x + len({1} | {2})
+
+
+def f_jf025(x):
+    _HOLDER.ctx = torch.no_grad()  # a context manager kept past the call
+    return x + 1
+
+
 def _dynamic_rows(t):
     jf.mark_dynamic(t, 0)
     return t
@@ -173,7 +217,7 @@ CASES = {
     "JF006": (f_jf006, lambda: (torch.randn(3),)),
     "JF007": (f_jf007, lambda: (torch.randn(3),)),
     "JF008": (f_jf008, lambda: (torch.randn(3),)),
-    "JF009": (f_jf009, lambda: (torch.randn(3),)),
+    "JF009": (f_jf009, lambda: (torch.randn(3).as_subclass(_Subclass),)),
     "JF010": (f_jf010, lambda: (torch.randn(3),)),
     "JF011": (f_jf011, lambda: (torch.randn(3),)),
     "JF012": (f_jf012, lambda: (torch.randn(3),)),
@@ -184,7 +228,15 @@ CASES = {
     "JF017": (f_jf017, lambda: (torch.randn(3),)),
     "JF018": (f_jf018, lambda: (torch.randn(3),)),
     "JF019": (f_jf019, lambda: (_dynamic_rows(torch.randn(3, 2)),)),
+    "JF020": (f_jf020, lambda: (torch.randn(3),)),
+    "JF021": (f_jf021, lambda: (torch.randn(3),)),
+    "JF022": (f_jf022, lambda: (torch.randn(3),)),
+    "JF023": (f_jf023, lambda: (torch.randn(3),)),
+    "JF024": (f_jf024, lambda: (torch.randn(3),)),
+    "JF025": (f_jf025, lambda: (torch.randn(3),)),
 }
+# raised after tracing, while the replacement is built: no instruction to point at
+_UNLOCATED = {"JF025"}
 
 
 def test_every_registered_id_has_a_case():
@@ -221,14 +273,15 @@ def test_break_is_reported_and_fullgraph_raises(bid):
         ids = [b.id for b in report.breaks]
         assert bid in ids, f"{bid} not reported: {report}"
         b = report.breaks[ids.index(bid)]
-        assert b.filename and b.lineno and b.hint and b.reason
+        assert b.hint and b.reason
+        assert bid in _UNLOCATED or b.filename and b.lineno
     jf.reset()
     with pytest.raises(GraphBreak) as info:
         jf.compile(fn, backend="eager", fullgraph=True)(*make())
     err = info.value
     # JF017 only arises in the resume function after the loop's first break
     assert err.id == {"JF017": "JF003"}.get(bid, bid)
-    assert err.filename is not None and err.lineno is not None
+    assert bid in _UNLOCATED or err.filename is not None and err.lineno is not None
     text = str(err)
     assert err.id in text and err.hint in text
 
@@ -238,3 +291,29 @@ def test_break_points_at_user_line():
         jf.compile(f_jf003, backend="eager", fullgraph=True)(torch.randn(3))
     assert info.value.filename == __file__
     assert info.value.source_line == 'print("value")'
+
+
+def test_would_raise_carries_the_exception_type():
+    with pytest.raises(GraphBreak) as info:
+        jf.compile(f_jf020, backend="eager", fullgraph=True)(torch.randn(3))
+    assert info.value.exc_type is KeyError and info.value.reason.startswith(
+        "traced code would raise: KeyError")
+
+
+# JF009 is what is left when no specific ID describes a break: its raise sites
+# are few, and a new one needs a reason (prefer a specific ID, or a new one)
+_CATCH_ALL = {"JF009": 5}
+
+
+def test_catch_all_ids_are_capped():
+    src = pathlib.Path(jf.__file__).parent
+    sites: dict[str, list[str]] = {bid: [] for bid in _CATCH_ALL}
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "GraphBreak" \
+                    and node.args and isinstance(node.args[0], ast.Constant) \
+                    and node.args[0].value in sites:
+                sites[node.args[0].value].append(f"{path.relative_to(src)}:{node.lineno}")
+    for bid, cap in _CATCH_ALL.items():
+        assert len(sites[bid]) <= cap, f"{bid} raised at {len(sites[bid])} sites (cap {cap}): " \
+            f"{sites[bid]}"

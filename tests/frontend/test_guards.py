@@ -163,11 +163,11 @@ def test_aliased_arguments_are_guarded():
 
 
 def test_internal_error_falls_back_with_warning_and_strict_raises(monkeypatch):
-    from janus_frame.frontend.interpreter import Translator
+    from janus_frame.frontend.handlers import HANDLERS
 
-    def broken(self, ins):
+    def broken(tx, ins):
         raise RuntimeError("injected interpreter bug")
-    monkeypatch.setattr(Translator, "BINARY_OP", broken)
+    monkeypatch.setitem(HANDLERS, "BINARY_OP", broken)
 
     def f(x):
         return x * 2

@@ -3,7 +3,9 @@
 In: a registered break ID plus a detail string, raised by an opcode handler.
 Out: a :class:`GraphBreak` that knows its ID, one-line explanation, hint for
 the user, and (filled in by the interpreter) the user's file, line, source
-text and frame name.
+text and frame name (:func:`would_raise` makes JF020, which carries the
+exception type); and :class:`NoPredication`, which ends a trace whose branch
+site turned out unfit for predication (the site then breaks).
 
 The registry is the documentation: every ID below has a title, an
 explanation and a hint, and a test that triggers it.
@@ -35,8 +37,10 @@ def _register(id: str, title: str, explanation: str, hint: str) -> None:
 
 _register(
     "JF001", "unsupported bytecode",
-    "the interpreter has no handler for this bytecode instruction",
-    "rewrite the construct, or move it out of the compiled function",
+    "the interpreter has no handler for this bytecode instruction, or not in this form "
+    "(an import of a module not loaded yet, a relative import)",
+    "rewrite the construct, or move it out of the compiled function (import modules at "
+    "module level)",
 )
 _register(
     "JF002", "call to an untraceable function",
@@ -81,8 +85,10 @@ _register(
 )
 _register(
     "JF009", "unsupported object or operation",
-    "an operation on a Python object the interpreter does not model",
-    "keep such objects outside the compiled function, or pass tensors instead",
+    "an operation the interpreter does not model and no more specific ID describes (a "
+    "tensor subclass or a tensor with no known source as a graph input, a closure variable "
+    "it cannot find)",
+    "keep such objects outside the compiled function, or pass plain tensors instead",
 )
 _register(
     "JF010", "call to a disabled function",
@@ -97,8 +103,9 @@ _register(
 )
 _register(
     "JF012", "exception handling",
-    "try/except/finally or raise inside a traced region",
-    "move error handling outside the compiled function",
+    "a raise statement, an exception constructed to be raised, or an exception handler "
+    "(except/finally) reached while tracing",
+    "move raising and handling exceptions outside the compiled function",
 )
 _register(
     "JF013", "generator or coroutine",
@@ -136,8 +143,6 @@ _register(
     "compiled frame, with one cache entry per kind of call (e.g. leaf / inner node)",
     "nothing to do: recursion over trees and lists is compiled once per kind of node",
 )
-
-
 _register(
     "JF019", "loop over a dynamic size",
     "a for loop over range() of a dynamic size (a dimension that varies between calls): "
@@ -145,6 +150,55 @@ _register(
     "body as a compiled segment per iteration, shared by every size",
     "nothing to do for a varying length; a size that is really fixed stays static (it is "
     "only made dynamic after it changed, or by mark_dynamic / dynamic=True)",
+)
+_register(
+    "JF020", "traced code would raise",
+    "the program raises an exception here (a missing attribute, key or name, an index out of "
+    "range, a call with the wrong arguments, an operator failing on its operands ...); the "
+    "reason names the exception",
+    "nothing to change in janus_frame: the instruction runs natively, so Python raises its "
+    "own exception from your line; if the exception is expected (caught by a caller), keep "
+    "that path out of the hot code",
+)
+_register(
+    "JF021", "unsupported container operation",
+    "an operation on a list, tuple, dict or set the interpreter does not model: a method it "
+    "does not know, a membership test or dict key that is not a constant (or involves "
+    "tensors), an update from something that is not a mapping",
+    "use constant keys and members, keep tensors out of sets and dict keys, or move the "
+    "operation outside the compiled function",
+)
+_register(
+    "JF022", "unsupported object or attribute",
+    "an operation on a Python object the interpreter does not model for it: an attribute "
+    "behind a custom descriptor or attribute hook, the truth value, len(), iteration or "
+    "subscript of an object with its own protocol, a tensor attribute tied to autograd "
+    "history (grad_fn, _version, _base)",
+    "keep such objects outside the compiled function, or pass tensors and plain values "
+    "instead",
+)
+_register(
+    "JF023", "unsupported call",
+    "a call the interpreter does not model: a class with a custom __new__ or metaclass (or "
+    "a module or tensor constructed inside the frame), a module whose forward was replaced "
+    "on the instance, a builtin in a form it does not trace (iter() with a sentinel, "
+    "type() with three arguments, id(), next() of a real iterator), a torch operation "
+    "returning an object it does not model",
+    "call it outside the compiled function, or wrap it with janus_frame.disable",
+)
+_register(
+    "JF024", "unsupported operator",
+    "an operator (arithmetic, comparison, identity, unary) or f-string formatting on operands "
+    "the interpreter has no rule for",
+    "compute with tensors and numbers, or move the operation outside the compiled function",
+)
+_register(
+    "JF025", "value cannot be handed back",
+    "after the graph, Python needs a value the trace created that has no run-time "
+    "equivalent (a context manager or super() object returned, stored or passed on); the "
+    "frame runs natively",
+    "enter context managers in a with-statement inside the function, and return or store "
+    "tensors and plain values",
 )
 
 
@@ -165,6 +219,7 @@ class GraphBreak(FrameFallback):
         # break happened (a CALL when the break was inside an inlined callee)
         self.root_ip: int | None = None
         self.spec_site = None  # a branch site observing outcomes (speculation.Site)
+        self.exc_type: type[BaseException] | None = None  # JF020: what the code raises
         super().__init__(detail)
 
     @property
@@ -202,3 +257,19 @@ class GraphBreak(FrameFallback):
             text += f"\n    {src}"
         text += f"\n  why: {self.kind.explanation}\n  hint: {self.hint}"
         return text
+
+
+def would_raise(exc_type: type[BaseException], detail: str) -> GraphBreak:
+    """JF020: the traced code raises ``exc_type`` here (``detail``: why)."""
+    gb = GraphBreak("JF020", f"{exc_type.__name__}: {detail}")
+    gb.exc_type = exc_type
+    return gb
+
+
+class NoPredication(Exception):
+    """The sides of this site cannot be predicated (predication.py): trace
+    the frame again with the site breaking the graph."""
+
+    def __init__(self, site, why: str) -> None:
+        super().__init__(why)
+        self.site = site

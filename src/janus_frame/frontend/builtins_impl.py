@@ -1,24 +1,28 @@
 """Python builtins on symbolic values.
 
-In: the Translator, symbolic positional and keyword arguments.
+In: the frame being interpreted (interpreter.Translator), symbolic
+positional and keyword arguments.
 Out: the symbolic result of ``len``, ``isinstance``, ``range``, ``zip``,
 ``enumerate``, ``min``/``max``, ``getattr``/``hasattr``, ``super`` ... Values
 made of constants fold at trace time; conversions of tensors to Python
-values (``int(t)``, ``bool(t)``) are graph breaks (JF004).
+values (``int(t)``, ``bool(t)``) are graph breaks (JF004). What a builtin
+does to a value is the value's kind's business (values/): these handlers
+only unpack the builtin's arguments.
 """
 from __future__ import annotations
 
-import builtins
-import math
 import operator
+import types
 
-import torch
-
-from .breaks import GraphBreak
+from .breaks import GraphBreak, would_raise
 from .values import (
-    Const, DictV, FunctionV, IterV, ListV, MethodV, NewObjV, ObjV, SetV, SuperV, SymV,
-    TensorListV, TensorV, TupleV, Value,
+    NO, Const, DictV, FunctionV, IterV, ListV, MethodV, NewObjV, ObjV, SetV, SliceV, SuperV,
+    SymV, TensorListV, TensorV, TupleV, Value,
 )
+from .values.containers import dedup
+from .values.constants import fold
+from .values.dicts import dict_key
+from .values.operators import binary, compare
 
 BUILTIN_HANDLERS: dict = {}
 
@@ -38,11 +42,9 @@ PURE_FUNCTIONS = {
 }
 
 
-def _const(tx, v):
-    from .ops_arith import _NO
-
-    x = tx.as_python(v)
-    if x is _NO:
+def _const(v: Value):
+    x = v.as_python()
+    if x is NO:
         raise GraphBreak("JF015", f"a constant is needed here, got {v.python_type().__name__}")
     return x
 
@@ -52,23 +54,23 @@ def _len(tx, args, kwargs):
     if isinstance(args[0], TensorV) and args[0].fake.dim() > 0:
         return tx.output.size_of(args[0], 0)  # symbolic when dim 0 is dynamic
     if isinstance(args[0], TensorListV) and args[0].symbolic:
-        return args[0].length
-    return Const(tx.length(args[0]))
+        return args[0].sym_length
+    return Const(args[0].length(tx))
 
 
 @handles(isinstance)
 def _isinstance(tx, args, kwargs):
     v, cls = args
-    classes = _const(tx, cls)
-    return Const(issubclass(_type_of(tx, v), classes))
+    classes = _const(cls)
+    return Const(issubclass(_type_of(v), classes))
 
 
 @handles(issubclass)
 def _issubclass(tx, args, kwargs):
-    return Const(issubclass(_const(tx, args[0]), _const(tx, args[1])))
+    return Const(issubclass(_const(args[0]), _const(args[1])))
 
 
-def _type_of(tx, v: Value) -> type:
+def _type_of(v: Value) -> type:
     if isinstance(v, ObjV):
         return type(v.obj)
     return v.python_type()
@@ -77,8 +79,8 @@ def _type_of(tx, v: Value) -> type:
 @handles(type)
 def _type(tx, args, kwargs):
     if len(args) != 1 or kwargs:
-        raise GraphBreak("JF009", "type() with three arguments")
-    return ObjV(_type_of(tx, args[0]))
+        raise GraphBreak("JF023", "type() with three arguments")
+    return ObjV(_type_of(args[0]))
 
 
 @handles(callable)
@@ -90,7 +92,7 @@ def _callable(tx, args, kwargs):
         return Const(callable(v.obj))
     if isinstance(v, TensorV):
         return Const(False)
-    return Const(callable(_const(tx, v)))
+    return Const(callable(_const(v)))
 
 
 @handles(range)
@@ -99,13 +101,11 @@ def _range(tx, args, kwargs):
         # unrolling would compile once per size: the loop runs over a real
         # range, its body compiled once for every size
         raise GraphBreak("JF019", "range() of a dynamic size")
-    return Const(range(*[_const(tx, a) for a in args]))
+    return Const(range(*[_const(a) for a in args]))
 
 
 @handles(slice)
 def _slice(tx, args, kwargs):
-    from .values import SliceV
-
     parts = list(args) + [Const(None)] * (3 - len(args))
     if len(args) == 1:
         parts = [Const(None), args[0], Const(None)]
@@ -114,61 +114,61 @@ def _slice(tx, args, kwargs):
 
 @handles(enumerate)
 def _enumerate(tx, args, kwargs):
-    start = _const(tx, args[1]) if len(args) > 1 else _const(tx, kwargs.get("start", Const(0)))
-    items = tx.iterate(args[0])
+    start = _const(args[1]) if len(args) > 1 else _const(kwargs.get("start", Const(0)))
+    items = args[0].iterate(tx)
     return IterV([TupleV([Const(start + i), x]) for i, x in enumerate(items)])
 
 
 @handles(zip)
 def _zip(tx, args, kwargs):
-    if kwargs.get("strict") and _const(tx, kwargs["strict"]):
-        lists = [tx.iterate(a) for a in args]
+    if kwargs.get("strict") and _const(kwargs["strict"]):
+        lists = [a.iterate(tx) for a in args]
         if len({len(x) for x in lists}) > 1:
-            raise GraphBreak("JF012", "zip(strict=True) of unequal lengths")
-    lists = [tx.iterate(a) for a in args]
+            raise would_raise(ValueError, "zip(strict=True) of unequal lengths")
+    lists = [a.iterate(tx) for a in args]
     return IterV([TupleV(list(t)) for t in zip(*lists)])
 
 
 @handles(reversed)
 def _reversed(tx, args, kwargs):
-    return IterV(list(reversed(tx.iterate(args[0]))))
+    return IterV(list(reversed(args[0].iterate(tx))))
 
 
 @handles(iter)
 def _iter(tx, args, kwargs):
     if len(args) != 1:
-        raise GraphBreak("JF009", "iter() with a sentinel")
+        raise GraphBreak("JF023", "iter() with a sentinel")
     v = args[0]
-    return v if isinstance(v, IterV) else IterV(tx.iterate(v))
+    return v if isinstance(v, IterV) else IterV(v.iterate(tx))
 
 
 @handles(next)
 def _next(tx, args, kwargs):
     it = args[0]
     if not isinstance(it, IterV):
-        raise GraphBreak("JF009", f"next() of {it.python_type().__name__}")
+        raise GraphBreak("JF023", f"next() of {it.python_type().__name__}")
     if it.pos < len(it.items):
         it.pos += 1
         return it.items[it.pos - 1]
     if len(args) > 1:
         return args[1]
-    raise GraphBreak("JF012", "StopIteration")
+    raise would_raise(StopIteration, "next() of an exhausted iterator")
 
 
 @handles(list)
 def _list(tx, args, kwargs):
-    return ListV(tx.iterate(args[0]) if args else [])
+    return ListV(args[0].iterate(tx) if args else [])
 
 
 @handles(tuple)
 def _tuple(tx, args, kwargs):
-    return TupleV(tx.iterate(args[0]) if args else [])
+    return TupleV(args[0].iterate(tx) if args else [])
 
 
 @handles(set)
 def _set(tx, args, kwargs):
-    items = tx.iterate(args[0]) if args else []
-    return SetV(tx._dedup(items))
+    items = args[0].iterate(tx) if args else []
+    return SetV(dedup(items))
 
 
 @handles(dict)
@@ -176,12 +176,12 @@ def _dict(tx, args, kwargs):
     items = {}
     if args:
         a = args[0]
-        if isinstance(a, (DictV,)):
+        if isinstance(a, DictV):
             items.update(a.items)
         else:
-            for pair in tx.iterate(a):
-                k, v = tx.iterate(pair)
-                items[tx.const_key(k)] = v
+            for pair in a.iterate(tx):
+                k, v = pair.iterate(tx)
+                items[dict_key(k)] = v
     items.update(kwargs)
     return DictV(items)
 
@@ -193,7 +193,7 @@ def _scalar_conv(pytype):
         v = args[0]
         if isinstance(v, TensorV):
             raise GraphBreak("JF004", f"{pytype.__name__}() of a tensor")
-        return tx.fold(pytype, *[_const(tx, a) for a in args])
+        return fold(pytype, *[_const(a) for a in args])
     return conv
 
 
@@ -203,12 +203,12 @@ for _t in (int, float, bool, str, complex):
 
 def _minmax(fn):
     def impl(tx, args, kwargs):
-        items = tx.iterate(args[0]) if len(args) == 1 else list(args)
+        items = args[0].iterate(tx) if len(args) == 1 else list(args)
         if any(isinstance(x, TensorV) for x in items):
             raise GraphBreak("JF004", f"{fn.__name__}() compares tensors in Python")
-        vals = [_const(tx, x) for x in items]
-        kw = {k: _const(tx, v) for k, v in kwargs.items()}
-        return tx.fold(lambda: fn(vals, **kw))
+        vals = [_const(x) for x in items]
+        kw = {k: _const(v) for k, v in kwargs.items()}
+        return fold(lambda: fn(vals, **kw))
     return impl
 
 
@@ -218,17 +218,16 @@ BUILTIN_HANDLERS[max] = _minmax(max)
 
 @handles(sum)
 def _sum(tx, args, kwargs):
-    items = tx.iterate(args[0])
+    items = args[0].iterate(tx)
     acc = args[1] if len(args) > 1 else kwargs.get("start", Const(0))
     for x in items:
-        acc = tx.binary(operator.add, acc, x)
+        acc = binary(tx, operator.add, acc, x)
     return acc
 
 
 def _anyall_impl(fn):
     def impl(tx, args, kwargs):
-        items = tx.iterate(args[0])
-        truths = [tx.truth(x) for x in items]
+        truths = [x.truth(tx) for x in args[0].iterate(tx)]
         return Const(fn(truths))
     return impl
 
@@ -242,16 +241,16 @@ def _abs(tx, args, kwargs):
     v = args[0]
     if isinstance(v, TensorV):
         return tx.output.call("call_function", operator.abs, (v,), {})
-    return tx.fold(abs, _const(tx, v))
+    return fold(abs, _const(v))
 
 
 @handles(getattr)
 def _getattr(tx, args, kwargs):
-    name = _const(tx, args[1])
+    name = _const(args[1])
     if len(args) > 2:
         if not _hasattr(tx, args[0], name):
             return args[2]
-    return tx.getattr_value(args[0], name)
+    return args[0].get_attr(tx, name)
 
 
 def _hasattr(tx, v: Value, name: str) -> bool:
@@ -259,7 +258,7 @@ def _hasattr(tx, v: Value, name: str) -> bool:
         return hasattr(v.fake, name)
     if isinstance(v, ObjV):
         found = hasattr(v.obj, name)
-        if v.source is not None and not isinstance(v.obj, (type(math), type)):
+        if v.source is not None and not isinstance(v.obj, (types.ModuleType, type)):
             tx.output.guards.add(f"__jf_h_hasattr({v.source.expr()}, {name!r}) is {found!r}",
                                  f"hasattr({v.source.name()}, {name!r}) is {found!r}")
         return found
@@ -268,7 +267,7 @@ def _hasattr(tx, v: Value, name: str) -> bool:
     if isinstance(v, Const):
         return hasattr(v.value, name)
     try:
-        tx.getattr_value(v, name)
+        v.get_attr(tx, name)
         return True
     except GraphBreak:
         return False
@@ -276,44 +275,50 @@ def _hasattr(tx, v: Value, name: str) -> bool:
 
 @handles(hasattr)
 def _hasattr_handler(tx, args, kwargs):
-    return Const(_hasattr(tx, args[0], _const(tx, args[1])))
+    return Const(_hasattr(tx, args[0], _const(args[1])))
 
 
 @handles(setattr)
 def _setattr(tx, args, kwargs):
     obj, name, value = args
-    tx.store_attr(obj, _const(tx, name), value)
+    obj.store_attr(tx, _const(name), value)
     return Const(None)
 
 
 @handles(super)
 def _super(tx, args, kwargs):
     if args:
-        cls = _const(tx, args[0])
+        cls = _const(args[0])
         return SuperV(cls, args[1])
     # zero-argument form: the __class__ cell and the first argument
     code = tx.code
     if "__class__" not in code.co_freevars or code.co_argcount == 0:
-        raise GraphBreak("JF009", "super() without a __class__ cell")
+        raise GraphBreak("JF023", "super() without a __class__ cell")
     cell = tx.cell("__class__")
     first = code.co_varnames[0]
     obj = tx.local(first)
     if obj is None and first in tx.cells:
         obj = tx.cells[first].contents
     if obj is None:
-        raise GraphBreak("JF009", "super() without self")
-    return SuperV(_const(tx, cell.contents), obj)
+        raise GraphBreak("JF023", "super() without self")
+    return SuperV(_const(cell.contents), obj)
 
 
 @handles(id)
 def _id(tx, args, kwargs):
-    raise GraphBreak("JF009", "id() of a traced value")
+    raise GraphBreak("JF023", "id() of a traced value")
 
 
 # operator.* called as functions (functools.reduce(operator.add, ...), etc.)
 def _operator_binary(fn):
     def impl(tx, args, kwargs):
-        return tx.binary(fn, args[0], args[1])
+        return binary(tx, fn, args[0], args[1])
+    return impl
+
+
+def _operator_compare(fn):
+    def impl(tx, args, kwargs):
+        return compare(tx, fn, args[0], args[1])
     return impl
 
 
@@ -321,13 +326,26 @@ for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"
               "or_", "xor", "lshift", "rshift", "iadd", "isub", "imul", "itruediv"):
     BUILTIN_HANDLERS[getattr(operator, _name)] = _operator_binary(getattr(operator, _name))
 for _name in ("lt", "le", "eq", "ne", "gt", "ge"):
-    _f = getattr(operator, _name)
-    BUILTIN_HANDLERS[_f] = (lambda f: lambda tx, a, k: tx.compare(f, a[0], a[1]))(_f)
-BUILTIN_HANDLERS[operator.getitem] = lambda tx, a, k: tx.getitem(a[0], a[1])
-BUILTIN_HANDLERS[operator.neg] = lambda tx, a, k: (
-    tx.output.call("call_function", operator.neg, (a[0],), {})
-    if isinstance(a[0], TensorV) else tx.fold(operator.neg, _const(tx, a[0])))
-BUILTIN_HANDLERS[operator.not_] = lambda tx, a, k: Const(not tx.truth(a[0]))
-BUILTIN_HANDLERS[operator.truth] = lambda tx, a, k: Const(tx.truth(a[0]))
+    BUILTIN_HANDLERS[getattr(operator, _name)] = _operator_compare(getattr(operator, _name))
 
-__all__ = ["BUILTIN_HANDLERS", "PURE_FUNCTIONS", "builtins", "torch"]
+
+@handles(operator.getitem)
+def _getitem(tx, args, kwargs):
+    return args[0].get_item(tx, args[1])
+
+
+@handles(operator.neg)
+def _neg(tx, args, kwargs):
+    if isinstance(args[0], TensorV):
+        return tx.output.call("call_function", operator.neg, (args[0],), {})
+    return fold(operator.neg, _const(args[0]))
+
+
+@handles(operator.not_)
+def _not(tx, args, kwargs):
+    return Const(not args[0].truth(tx))
+
+
+@handles(operator.truth)
+def _truth(tx, args, kwargs):
+    return Const(args[0].truth(tx))

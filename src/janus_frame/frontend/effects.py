@@ -10,17 +10,18 @@ reads in the same trace see the written values.
 
 Replay happens after every value the replacement hands back has been
 evaluated (so a value read before a write keeps its old value), in program
-order. Appends to a list that the trace never looked into are replayed as
-appends: the list's length is never guarded, so a list that grows every step
-(losses.append(...)) costs no recompile.
+order. How a container's changes are replayed is its kind's business
+(``replay_mutation``, values/): appends to a list that the trace never
+looked into are replayed as appends, so the list's length is never guarded
+and a list that grows every step (losses.append(...)) costs no recompile.
 """
 from __future__ import annotations
 
 import torch
 
 from .breaks import GraphBreak
-from .sources import ClosureSource
-from .values import CellV, DictV, ListV, ObjV, SetV, Value
+from .sources import ClosureSource, Source
+from .values import CellV, ObjV, Value
 
 _module_setattr = torch.nn.Module.__setattr__
 
@@ -29,9 +30,11 @@ class SideEffects:
     def __init__(self) -> None:
         self._order: list[tuple] = []  # (kind, key) in program order of first effect
         self._containers: dict[int, Value] = {}
-        self._attrs: dict[int, tuple[ObjV, dict[str, Value]]] = {}
+        # id(real object) -> (the object, its source, {name: value written})
+        self._attrs: dict[int, tuple[object, Source, dict[str, Value]]] = {}
         self._globals: dict[str, Value] = {}
         self._cells: dict[int, CellV] = {}
+        self._calls: list[tuple] = []  # deferred (fn, args, kwargs)
         self.version = 0  # counts recordings (predication checks a side records none)
 
     def __bool__(self) -> bool:
@@ -45,12 +48,12 @@ class SideEffects:
             self._containers[id(v)] = v
             self._order.append(("container", id(v)))
 
-    def store_attr(self, obj: ObjV, name: str, value: Value,
+    def store_attr(self, real, source: Source, name: str, value: Value,
                    through_descriptor: bool = False) -> None:
-        """``through_descriptor``: the caller knows the descriptor's setter
-        is a plain store (Tensor.grad)."""
+        """``real.name = value`` on an object read from ``source``;
+        ``through_descriptor``: the caller knows the descriptor's setter is
+        a plain store (Tensor.grad)."""
         self.version += 1
-        real = obj.obj
         cls = type(real)
         setattr_impl = cls.__setattr__
         if setattr_impl is not object.__setattr__ and setattr_impl is not _module_setattr:
@@ -63,14 +66,14 @@ class SideEffects:
             raise GraphBreak("JF011", "assigning a submodule")
         entry = self._attrs.get(id(real))
         if entry is None:
-            entry = self._attrs[id(real)] = (obj, {})
-        entry[1][name] = value
+            entry = self._attrs[id(real)] = (real, source, {})
+        entry[2][name] = value
         self._order.append(("attr", (id(real), name)))
 
     def pending_attr(self, real, name: str) -> Value | None:
         entry = self._attrs.get(id(real))
-        if entry is not None and entry[0].obj is real:
-            return entry[1].get(name)
+        if entry is not None and entry[0] is real:
+            return entry[2].get(name)
         return None
 
     def store_global(self, name: str, value: Value) -> None:
@@ -84,7 +87,6 @@ class SideEffects:
     def defer_call(self, fn: Value, args: list, kwargs: dict) -> None:
         """A call (print, logging) moved to after the graph (reorder_logging)."""
         self.version += 1
-        self._calls = getattr(self, "_calls", [])
         self._calls.append((fn, args, kwargs))
         self._order.append(("call", len(self._calls) - 1))
 
@@ -100,16 +102,16 @@ class SideEffects:
         evaluated through ``rb`` first (into temporaries), writes follow."""
         stmts: list[str] = []
         done_attrs: set = set()
-        for kind, key in _dedup_keep_last(self._order):
+        for kind, key in _first_occurrences(self._order):
             if kind == "container":
-                stmts += self._replay_container(self._containers[key], rb)
+                stmts += self._containers[key].replay_mutation(rb)
             elif kind == "attr":
                 if key in done_attrs:
                     continue
                 done_attrs.add(key)
-                obj, writes = self._attrs[key[0]]
+                _, source, writes = self._attrs[key[0]]
                 val = rb.snapshot(writes[key[1]])
-                stmts.append(f"__jf_h_setattr({obj.source.expr()}, {key[1]!r}, {val})")
+                stmts.append(f"__jf_h_setattr({source.expr()}, {key[1]!r}, {val})")
             elif kind == "global":
                 val = rb.snapshot(self._globals[key])
                 stmts.append(f"__jf_h_globals()[{key!r}] = {val}")
@@ -128,27 +130,8 @@ class SideEffects:
                     stmts.append(f"{target.expr()} = {val}")
         return stmts
 
-    def _replay_container(self, v: Value, rb) -> list[str]:
-        src = v.source.expr()
-        if isinstance(v, (ListV, DictV)) and v._lazy is not None:
-            # never looked into: replay the operations themselves
-            out = []
-            for name, args in v.pending:
-                vals = ", ".join(rb.snapshot(a) for a in args)
-                out.append(f"{src}.{name}({vals})")
-            return out
-        if isinstance(v, ListV):
-            return [f"{src}[:] = [{', '.join(rb.snapshot(x) for x in v.items)}]"]
-        if isinstance(v, DictV):
-            items = ", ".join(f"{rb.fb.const(k)}: {rb.snapshot(x)}" for k, x in v.items.items())
-            return [f"{src}.clear()", f"{src}.update({{{items}}})"]
-        if isinstance(v, SetV):
-            items = ", ".join(rb.snapshot(x) for x in v.items)
-            return [f"{src}.clear()", f"{src}.update(({items},))"]
-        raise AssertionError(type(v))
 
-
-def _dedup_keep_last(order):
+def _first_occurrences(order):
     """Program order of effects, each (kind, key) once at its first place."""
     seen = set()
     out = []

@@ -23,24 +23,17 @@ from .bytecode_info import (
     try_regions,
 )
 from .interpreter import Translator
-from .ops_arith import BINARY, COMPARE
+from .handlers import NATIVE_STEPS
 from .rebuild import Rebuilder, function_expr
 from .resume import TailCall, resume_code, trampoline
-from .values import NULL, ListV, MethodV, NullV, ObjV, SymV, TensorV
+from .values import ListV, MethodV, NullV, ObjV, SymV, TensorV
 
 
-_SENTINEL = object()
 
 
-# instructions a segment can end at: each is re-expressed natively in the
-# replacement (see break_tail)
-_RESUMABLE = {
-    "CALL", "CALL_FUNCTION_EX", "LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR", "STORE_SUBSCR",
-    "DELETE_SUBSCR", "BINARY_SUBSCR", "BINARY_OP", "COMPARE_OP", "UNARY_NOT", "GET_ITER",
-    "FOR_ITER", "POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE",
-    "POP_JUMP_BACKWARD_IF_TRUE", "POP_JUMP_BACKWARD_IF_FALSE", "JUMP_IF_TRUE_OR_POP",
-    "JUMP_IF_FALSE_OR_POP", "BEFORE_WITH",
-}
+# instructions a segment can end at: each has a native step, which runs it
+# natively in the replacement (handlers/, see break_tail)
+_RESUMABLE = frozenset(NATIVE_STEPS)
 
 
 def not_resumable(code, gb: GraphBreak) -> str | None:
@@ -63,93 +56,44 @@ class _Result:
         self.name = name
 
 
-def break_tail(func, tx: Translator, rb: "Rebuilder") -> list[str]:
-    idx = tx.stop_at
-    ins = tx.instrs[idx]
-    stack = list(tx.stack)
-    e = rb.expr
-    lines: list[str] = []
-    name = ins.name
-    R = _Result("__jf_r")
-    fallthrough = idx + 1
+def break_tail(func, tx: Translator, rb: Rebuilder) -> list[str]:
+    """The tail after a break: the breaking instruction's registered native
+    step (handlers/, ``@native_step``) runs it natively and hands over."""
+    ins = tx.instrs[tx.stop_at]
+    return NATIVE_STEPS[ins.name](tx, ins, _Emit(func, tx, rb))
 
-    def cont(stack_after, at):
-        return _continue(func, tx, rb, stack_after, at)
 
-    if name == "CALL":
-        n = ins.arg
-        vals = stack[len(stack) - n - 2:]
-        a, b, cargs = vals[0], vals[1], vals[2:]
-        fn, pos = (b, cargs) if isinstance(a, NullV) else (a, [b] + cargs)
-        kwn = tx.kw_names or ()
-        kw = pos[len(pos) - len(kwn):] if kwn else []
-        pos = pos[:len(pos) - len(kwn)] if kwn else pos
-        call_args = [e(x) for x in pos] + [f"{k}={e(x)}" for k, x in zip(kwn, kw)]
-        _call_hand_over(tx, fn, pos)
-        lines.append(f"__jf_r = {e(fn)}({', '.join(call_args)})")
-        lines += cont(stack[:len(stack) - n - 2] + [R], fallthrough)
-    elif name == "CALL_FUNCTION_EX":
-        k = 4 if ins.arg & 1 else 3
-        vals = stack[len(stack) - k:]
-        fn, cargs = vals[1], vals[2]
-        kwpart = f", **{e(vals[3])}" if ins.arg & 1 else ""
-        lines.append(f"__jf_r = {e(fn)}(*{e(cargs)}{kwpart})")
-        lines += cont(stack[:len(stack) - k] + [R], fallthrough)
-    elif name in ("LOAD_ATTR", "LOAD_METHOD"):
-        lines.append(f"__jf_r = __jf_h_getattr({e(stack[-1])}, {ins.arg!r})")
-        after = [NULL, R] if name == "LOAD_METHOD" else [R]
-        lines += cont(stack[:-1] + after, fallthrough)
-    elif name == "STORE_ATTR":
-        lines.append(f"__jf_h_setattr({e(stack[-1])}, {ins.arg!r}, {e(stack[-2])})")
-        lines += cont(stack[:-2], fallthrough)
-    elif name == "STORE_SUBSCR":
-        lines.append(f"{e(stack[-2])}[{e(stack[-1])}] = {e(stack[-3])}")
-        lines += cont(stack[:-3], fallthrough)
-    elif name == "DELETE_SUBSCR":
-        lines.append(f"del {e(stack[-2])}[{e(stack[-1])}]")
-        lines += cont(stack[:-2], fallthrough)
-    elif name == "BINARY_SUBSCR":
-        lines.append(f"__jf_r = {e(stack[-2])}[{e(stack[-1])}]")
-        lines += cont(stack[:-2] + [R], fallthrough)
-    elif name in ("BINARY_OP", "COMPARE_OP"):
-        op = (BINARY if name == "BINARY_OP" else COMPARE)[ins.arg.name]
-        lines.append(f"__jf_r = {rb.fb.const(op)}({e(stack[-2])}, {e(stack[-1])})")
-        lines += cont(stack[:-2] + [R], fallthrough)
-    elif name == "UNARY_NOT":
-        lines.append(f"__jf_r = not {e(stack[-1])}")
-        lines += cont(stack[:-1] + [R], fallthrough)
-    elif name == "BEFORE_WITH":
-        mgr = e(stack[-1])
-        # as the interpreter does: __exit__ looked up before __enter__ runs
-        lines.append(f"__jf_x = __jf_h_type({mgr}).__exit__.__get__({mgr})")
-        lines.append(f"__jf_r = __jf_h_type({mgr}).__enter__({mgr})")
-        lines += cont(stack[:-1] + [_Result("__jf_x"), R], fallthrough)
-    elif name == "GET_ITER":
-        lines.append(f"__jf_r = __jf_h_iter({e(stack[-1])})")
-        lines += cont(stack[:-1] + [R], fallthrough)
-    elif name == "FOR_ITER":
-        it = stack[-1]
-        sentinel = rb.fb.const(_SENTINEL)
-        lines.append(f"__jf_r = __jf_h_next({e(it)}, {sentinel})")
-        lines.append(f"if __jf_r is {sentinel}:")
-        lines += ["    " + x for x in cont(stack[:-1], tx.labels[ins.arg])]
-        lines += cont(stack + [R], fallthrough)
-    elif name.startswith("POP_JUMP"):
-        cond = _observed(tx, rb, e(stack[-1]), lines)
-        jump_when = name.endswith("TRUE")
-        target = tx.labels[ins.arg]
-        lines.append(f"if {'' if jump_when else 'not '}{cond}:")
-        lines += ["    " + x for x in cont(stack[:-1], target)]
-        lines += cont(stack[:-1], fallthrough)
-    elif name in ("JUMP_IF_TRUE_OR_POP", "JUMP_IF_FALSE_OR_POP"):
-        cond = _observed(tx, rb, e(stack[-1]), lines)
-        jump_when = name == "JUMP_IF_TRUE_OR_POP"
-        lines.append(f"if {'' if jump_when else 'not '}{cond}:")
-        lines += ["    " + x for x in cont(stack, tx.labels[ins.arg])]
-        lines += cont(stack[:-1], fallthrough)
-    else:  # guarded by _RESUMABLE
-        raise AssertionError(name)
-    return lines
+class _Emit:
+    """What a native step writes the tail of the replacement with: the
+    break's instruction run natively, then the hand-over to the resume
+    function."""
+
+    def __init__(self, func, tx: Translator, rb: Rebuilder) -> None:
+        self._func, self._tx, self._rb = func, tx, rb
+
+    def expr(self, v) -> str:
+        """An expression rebuilding ``v`` after the graph."""
+        return self._rb.expr(v)
+
+    def const(self, obj) -> str:
+        """An expression for the object ``obj`` itself."""
+        return self._rb.fb.const(obj)
+
+    def result(self, name: str) -> "_Result":
+        """The value the native instruction leaves on the stack, in ``name``."""
+        return _Result(name)
+
+    def cont(self, stack_after: list, at: int) -> list[str]:
+        """Lines continuing at instruction ``at`` with ``stack_after``."""
+        return _continue(self._func, self._tx, self._rb, stack_after, at)
+
+    def observed(self, cond: str, lines: list) -> str:
+        """A branch condition evaluated once (and observed at a speculation site)."""
+        return _observed(self._tx, self._rb, cond, lines)
+
+    def call_hand_over(self, fn, args: list) -> None:
+        """A call run natively gets its tensor arguments' dynamic dimensions."""
+        _call_hand_over(self._tx, fn, args)
 
 
 def _observed(tx: Translator, rb: "Rebuilder", cond: str, lines: list) -> str:

@@ -1,4 +1,4 @@
-"""The symbolic bytecode interpreter: frame state and the dispatch loop.
+"""The symbolic bytecode interpreter: the state of a frame and its loop.
 
 In: a code object (read with the ``bytecode`` package), its globals, and
 symbolic values for its locals and closure cells.
@@ -6,47 +6,49 @@ Out: the symbolic return value; tensor operations are recorded into the
 shared :class:`OutputGraph` on the way. A :class:`GraphBreak` is raised at
 anything that cannot be captured, located at the user's file and line.
 
-Handlers are methods named after the opcode, grouped by topic in the
-``ops_*`` mixins; an opcode with no handler is a graph break (JF001).
-User functions are inlined by running a child Translator on the same
-OutputGraph (``inline_function``).
+Each instruction runs its opcode's registered handler (handlers/) with the
+frame's state, a :class:`Translator`, as its argument; an opcode without a
+handler is a registered graph break. User functions are inlined by running
+a child Translator on the same OutputGraph (``inline_code``). Under the
+checks flag every handler's effect on the stack is compared with
+``dis.stack_effect``.
 """
 from __future__ import annotations
 
+import inspect
 import types
 
 from bytecode import Label
 
+from . import callees
 from .breaks import GraphBreak
 from .bytecode_info import load_instructions
-from .ops_basic import BasicOps
-from .ops_calls import CallOps
-from .ops_containers import ContainerOps
-from .ops_control import ControlOps
-from .ops_arith import ArithOps
+from .handlers import HANDLERS
+from .handlers.registry import FrameReturn, check_stack_effect
 from .output import OutputGraph
-from .values import CellV, Const, IterV, ObjV, Value
+from .values import CellV, IterV, ObjV, Value
 
-def _same_receiver(t: "Translator", code, receiver) -> bool:
-    """Recursion, unless a method runs on another object (a Sequential inside
-    a Sequential is nesting, bounded by the inline depth, not recursion)."""
-    if code.co_argcount == 0 or code.co_varnames[0] != "self":
-        return True
-    other = t.locals.get("self")
-    if isinstance(receiver, ObjV) and isinstance(other, ObjV):
-        return receiver.obj is other.obj
-    return receiver is other
+_ASYNC = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
 
-class _Return(Exception):
-    pass
+class Translator:
+    """The state of one frame being interpreted, which every opcode handler
+    and value kind takes as ``tx``: its code and instructions, instruction
+    pointer, stack, locals and cells, the frames it is inlined into, and the
+    graph it records into (``output``). Its methods are the stack helpers
+    and what the kinds of values may ask of the interpreter above them:
+    ``call_object``, ``inline_function`` and ``inline_code``."""
 
+    __slots__ = ("output", "code", "f_globals", "f_builtins", "instrs", "labels", "ip", "stack",
+                 "locals", "cells", "kw_names", "parent", "depth", "fn_source", "lineno",
+                 "backedges", "return_value", "lazy_args", "yields", "stop_at", "stopped")
 
-class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
     def __init__(self, output: OutputGraph, code: types.CodeType, f_globals: dict,
                  locals_: dict[str, Value], cells: dict[str, CellV], *,
                  parent: "Translator | None" = None, root_func=None,
                  fn_source=None) -> None:
+        # (root_func: the compiled frame's function, which convert passes;
+        # nothing here needs it)
         self.output = output
         self.code = code
         self.f_globals = f_globals
@@ -61,8 +63,7 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
         self.kw_names: tuple | None = None
         self.parent = parent
         self.depth = 0 if parent is None else parent.depth + 1
-        self.root_func = root_func  # the real function of the compiled frame (root only)
-        self.fn_source = fn_source
+        self.fn_source = fn_source  # where an inlined function was read (its globals)
         self.lineno = code.co_firstlineno
         self.backedges = 0
         self.return_value: Value | None = None
@@ -71,14 +72,11 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
         self.stop_at: int | None = None  # root frame: stop before this instruction
         self.stopped = False
 
-    # -- stack helpers ------------------------------------------------------------
+    @property
+    def config(self):
+        return self.output.ctx.config
 
-    def push(self, v: Value) -> None:
-        self.stack.append(v)
-
-    def pop(self) -> Value:
-        return self.stack.pop()
-
+    # -- state ----------------------------------------------------------------------
     def popn(self, n: int) -> list[Value]:
         if n == 0:
             return []
@@ -89,29 +87,60 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
     def jump(self, label: Label) -> None:
         self.ip = self.labels[label]
 
-    @property
-    def config(self):
-        return self.output.ctx.config
+    def local(self, name: str) -> Value | None:
+        """A local's value; the compiled frame's arguments are wrapped (and
+        guarded) on first use, so unused arguments cost no guards."""
+        v = self.locals.get(name)
+        if v is None and name in self.lazy_args:
+            obj, source = self.lazy_args.pop(name)
+            v = self.locals[name] = self.output.wrap(obj, source)
+        return v
+
+    def cell(self, name: str) -> CellV:
+        c = self.cells.get(name)
+        if c is None:
+            raise GraphBreak("JF009", f"unknown closure variable {name!r}")
+        if c.pending is not None:
+            # a cell of a real function: wrap its contents on first use
+            real, source = c.pending
+            c.pending = None
+            try:
+                contents = real.cell_contents
+            except ValueError:
+                c.contents = None
+            else:
+                c.contents = self.output.wrap(contents, source)
+        return c
+
+    def root(self) -> "Translator":
+        t = self
+        while t.parent is not None:
+            t = t.parent
+        return t
 
     # -- the loop -------------------------------------------------------------------
-
-    def run(self) -> Value:
-        instrs = self.instrs
-        stop_at = self.stop_at
+    def run(self) -> Value | None:
+        """Interpret from the instruction pointer to the frame's return (or
+        to ``stop_at``: then None, and ``stopped`` is set)."""
+        instrs, handlers, stop_at = self.instrs, HANDLERS, self.stop_at
+        checks = self.config.checks
         try:
             while True:
-                if self.ip == stop_at:
+                ip = self.ip
+                if ip == stop_at:
                     self.stopped = True
                     return None
-                ins = instrs[self.ip]
-                self.ip += 1
+                ins = instrs[ip]
+                self.ip = ip + 1
                 if ins.lineno is not None:
                     self.lineno = ins.lineno
-                handler = getattr(self, ins.name, None)
-                if handler is None:
-                    raise GraphBreak("JF001", f"{ins.name} is not supported")
-                handler(ins)
-        except _Return:
+                if checks:
+                    depth = len(self.stack)
+                    handlers[ins.name](self, ins)
+                    check_stack_effect(self, ins, ip, depth)
+                else:
+                    handlers[ins.name](self, ins)
+        except FrameReturn:
             return self.return_value
         except GraphBreak as gb:
             gb.locate(self.code.co_filename, self.lineno, self.code.co_qualname)
@@ -119,17 +148,30 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
                 gb.root_ip = self.ip - 1
             raise
 
-    def RETURN_VALUE(self, ins) -> None:
-        self.return_value = self.pop()
-        raise _Return()
+    def step(self, ins, index: int) -> None:
+        """Run instruction ``index`` (``ins``), the instruction pointer
+        already past it (predication.py runs the sides of a branch so)."""
+        depth = len(self.stack)
+        HANDLERS[ins.name](self, ins)
+        if self.config.checks:
+            check_stack_effect(self, ins, index, depth)
 
-    # -- inlining -----------------------------------------------------------------
+    # -- what kinds of values ask of the interpreter ----------------------------------
+    def call_object(self, fnv: Value, obj, args: list, kwargs: dict) -> Value:
+        """Call the real object ``obj``, read as ``fnv`` (callees.py)."""
+        return callees.call_object(self, fnv, obj, args, kwargs)
+
+    def inline_function(self, fn: types.FunctionType, args: list, kwargs: dict,
+                        fn_source) -> Value:
+        """Run the Python function ``fn`` in a child frame (callees.py)."""
+        return callees.inline_function(self, fn, args, kwargs, fn_source)
 
     def inline_code(self, code: types.CodeType, f_globals: dict, locals_: dict,
                     cells: dict, fn_source=None) -> Value:
+        """Run ``code`` with the given locals and cells in a child frame."""
         if self.depth + 1 > self.config.inline_depth:
             raise GraphBreak("JF008", f"{code.co_qualname} at depth {self.depth + 1}")
-        if code.co_flags & (0x80 | 0x100 | 0x200):
+        if code.co_flags & _ASYNC:
             raise GraphBreak("JF013", f"{code.co_qualname} is a coroutine")
         receiver = locals_.get(code.co_varnames[0]) if code.co_argcount else None
         t = self
@@ -142,7 +184,7 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
             t = t.parent
         child = Translator(self.output, code, f_globals, locals_, cells, parent=self,
                            fn_source=fn_source)
-        if code.co_flags & 0x20:
+        if code.co_flags & inspect.CO_GENERATOR:
             # A generator is run to exhaustion when called and its items are
             # handed to the consumer, which is exact for the pure, finite
             # generators (genexps) this applies to; the unroll limit bounds it.
@@ -151,36 +193,13 @@ class Translator(BasicOps, ArithOps, ContainerOps, ControlOps, CallOps):
             return IterV(child.yields)
         return child.run()
 
-    # -- generators (run to exhaustion by inline_code) ----------------------------------
-    def RETURN_GENERATOR(self, ins):
-        if self.yields is None:
-            raise GraphBreak("JF013", "generator")
-        self.push(Const(None))
 
-    def GET_YIELD_FROM_ITER(self, ins):
-        if self.yields is None:
-            raise GraphBreak("JF013", "yield from")
-        v = self.pop()
-        self.push(v if isinstance(v, IterV) else IterV(self.iterate(v)))
-
-    def SEND(self, ins):
-        """``yield from``: the next item of the delegate, or its end."""
-        if self.yields is None:
-            raise GraphBreak("JF013", "send")
-        self.pop()  # the value sent in: always None when run to exhaustion
-        it = self.stack[-1]
-        if it.pos < len(it.items):
-            self.push(it.items[it.pos])
-            it.pos += 1
-        else:
-            self.stack[-1] = Const(None)  # the delegate's return value
-            self.jump(ins.arg)
-
-    def YIELD_VALUE(self, ins):
-        if self.yields is None:
-            raise GraphBreak("JF013", "yield")
-        self.yields.append(self.pop())
-        if len(self.yields) > self.config.unroll_limit:
-            raise GraphBreak("JF007", f"generator produced more than {self.config.unroll_limit} "
-                             "items")
-        self.push(Const(None))  # the value send() would deliver
+def _same_receiver(t: Translator, code, receiver) -> bool:
+    """Recursion, unless a method runs on another object (a Sequential inside
+    a Sequential is nesting, bounded by the inline depth, not recursion)."""
+    if code.co_argcount == 0 or code.co_varnames[0] != "self":
+        return True
+    other = t.locals.get("self")
+    if isinstance(receiver, ObjV) and isinstance(other, ObjV):
+        return receiver.obj is other.obj
+    return receiver is other

@@ -28,7 +28,7 @@ from torch._subclasses.fake_tensor import (
 
 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
-from .breaks import GraphBreak
+from .breaks import GraphBreak, would_raise
 from .effects import SideEffects
 from .guards import Guards
 from .shapes import NeedsShapeEnv, ShapeMixin, is_argument
@@ -315,8 +315,8 @@ class OutputGraph(ShapeMixin):
         except Exception as e:  # noqa: BLE001
             # The program would raise here too; run it natively so the user
             # gets eager's exception from their own line.
-            raise GraphBreak("JF012", f"{_target_name(target)} raised {type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else ''}") from None
+            raise would_raise(type(e), f"{_target_name(target)}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
         node = self.graph.create_node(kind, target, node_args, node_kwargs)
         self.op_count += 1
         return self._wrap_result(node, out)
@@ -364,7 +364,7 @@ class OutputGraph(ShapeMixin):
             self.graph.erase_node(node)
             self.op_count -= 1
             return Const(out)
-        raise GraphBreak("JF009", f"operation returned {type(out).__name__}")
+        raise GraphBreak("JF023", f"operation returned {type(out).__name__}")
 
     # -- finishing ---------------------------------------------------------------
 

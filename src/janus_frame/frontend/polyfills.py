@@ -1,7 +1,8 @@
 """Traceable stand-ins for library calls the interpreter would run natively.
 
-In: a method the interpreter is about to call (see ``calls.py``).  Out: :func:`for_call` gives a plain Python
-function with the same effect, written in the subset the interpreter traces,
+In: a method the interpreter is about to call (see ``ObjV.stand_in`` in
+values/objects.py).  Out: :func:`for_call` gives a plain Python function
+with the same effect, written in the subset the interpreter traces,
 which it inlines in place of the call; or None (the call is handled as
 before: ``torch.optim`` code runs natively, a graph break).
 
@@ -45,7 +46,7 @@ def _native(opt):
 
 def no_global_hooks():
     """No step hook registered for every optimizer?  (torch.optim's module
-    state: read natively, by a guard of its own; see ``calls.stand_in``.)"""
+    state: read natively, by a guard of its own; see ``ObjV.stand_in``.)"""
     return not (_optimizer._global_optimizer_pre_hooks or _optimizer._global_optimizer_post_hooks)
 
 

@@ -24,7 +24,7 @@ import operator
 
 import torch
 
-from .breaks import GraphBreak
+from .breaks import GraphBreak, NoPredication
 from .values import Const, SymV, TensorV
 
 # Opcodes a side may run: pure data flow. Everything else (stores to
@@ -64,15 +64,6 @@ _SAFE_METHODS = {
 }
 
 
-class NoPredication(Exception):
-    """The sides of this site cannot be predicated: trace the frame again
-    with the site breaking the graph."""
-
-    def __init__(self, site, why: str) -> None:
-        super().__init__(why)
-        self.site = site
-
-
 def predicate_branch(tx, v: TensorV, ins, when: bool, site) -> None:
     """Trace both sides of the jump ``ins`` (taken when ``bool(v) == when``)
     and merge them; leaves ``tx`` at the join point."""
@@ -85,7 +76,7 @@ def predicate_branch(tx, v: TensorV, ins, when: bool, site) -> None:
 
     # the fall-through side ends where the other starts (no else), or with
     # the jump over the else side (its target is the join point)
-    out.predicating = site  # container mutations end the attempt (ops_arith)
+    out.predicating = site  # container mutations end the attempt (values.containers)
     try:
         join = _run_side(tx, site, fall_ip, jump_ip, None)
         fall_state = (list(tx.stack), dict(tx.locals))
@@ -210,11 +201,12 @@ def _run_side(tx, site, start: int, end: int, join: int | None) -> int:
         if join is None and ins.name == "JUMP_FORWARD" and tx.labels[ins.arg] > end:
             tx.ip += 1
             return tx.labels[ins.arg]  # the end of the else side
+        index = tx.ip
         tx.ip += 1
         if ins.lineno is not None:
             tx.lineno = ins.lineno
         try:
-            getattr(tx, ins.name)(ins)
+            tx.step(ins, index)
         except GraphBreak as gb:
             raise NoPredication(site, f"a side breaks the graph: {gb.reason}") from None
     return end

@@ -106,14 +106,20 @@ def graph_name(gm) -> str:
 def device_of(gm, example_inputs=()) -> str:
     """The device type of the first tensor input, else of the first node's
     value, else ``"cpu"``."""
+    return graph_device(gm, example_inputs).type
+
+
+def graph_device(gm, example_inputs=()) -> torch.device:
+    """The device of the first tensor input, else of the first node's value,
+    else the CPU: where the graph's outputs and temporaries are allocated."""
     for x in example_inputs:
         if isinstance(x, torch.Tensor):
-            return x.device.type
+            return x.device
     for n in gm.graph.nodes:
         v = n.meta.get("val")
         if isinstance(v, torch.Tensor):
-            return v.device.type
-    return "cpu"
+            return v.device
+    return torch.device("cpu")
 
 
 @not_traced
@@ -122,7 +128,8 @@ def compile_graph(gm: torch.fx.GraphModule, device: str | None = None, options=N
     placeholder) into a :class:`runtime.graph.CompiledGraph`."""
     opts = config if options is None else options
     t0 = time.perf_counter()
-    triton = (device or device_of(gm)) == "cuda" or opts.triton_on_cpu
+    dev = graph_device(gm)
+    triton = (device or dev.type) == "cuda" or opts.triton_on_cpu
     with stage("passes"):
         g = optimize(gm)
     if opts.checks:
@@ -143,7 +150,7 @@ def compile_graph(gm: torch.fx.GraphModule, device: str | None = None, options=N
         with stage("codegen"):
             tk = generate_triton(sched, opts)
         cg = CompiledGraph(prog, sched, None, None, backend="triton", triton_kernels=tk,
-                           options=opts)
+                           options=opts, device=dev)
         text = "\n\n".join(k.source for k in tk.values())
     else:
         from .codegen.c.kernel import generate
@@ -153,13 +160,14 @@ def compile_graph(gm: torch.fx.GraphModule, device: str | None = None, options=N
         with stage("build"):
             build = Build(csrc.text, directory=cache_dir(opts), libmvec=opts.libmvec) \
                 if sched.kernels else None
-        cg = CompiledGraph(prog, sched, csrc if sched.kernels else None, build, options=opts)
+        cg = CompiledGraph(prog, sched, csrc if sched.kernels else None, build, options=opts,
+                           device=dev)
         text = csrc.text
     cg.compile_seconds = time.perf_counter() - t0
     cg.passes = _pass_counts(gm, g, sched)
     if log.isEnabledFor(logging.DEBUG) or _logs_on():
         log.info("graph IR:\n%s\nschedule:\n%s\nsource:\n%s", prog.format(), sched.format(), text)
-    stats.graphs.append(cg)
+    stats.add(cg)
     return cg
 
 

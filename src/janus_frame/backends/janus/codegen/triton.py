@@ -77,6 +77,10 @@ class TBody(ir.CSEEmitter):
         for v, c in a.terms:
             name = self.sub_index(v) if isinstance(v, str) else self._ids[id(v)]
             parts.append(name if (isinstance(c, int) and c == 1) else f"{pyexpr(c)} * {name}")
+        if not parts:
+            # one element for every row of the block (a 0-d result, a 0-d
+            # input): the pointer must still be a block, like the value
+            parts.append("0 * xi")
         parts.append(pyexpr(a.offset))
         return "(" + " + ".join(parts) + ")"
 

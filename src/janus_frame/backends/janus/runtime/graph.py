@@ -86,8 +86,11 @@ class CompiledGraph:
     """A compiled graph: call it with the graph's inputs (positional)."""
 
     def __init__(self, prog, sched, csource, build, backend="cpp", triton_kernels=None,
-                 options=None):
+                 options=None, device=None):
         self.prog = prog
+        # where outputs, temporaries and the workspace are allocated (the
+        # inputs' device: never the process's default device)
+        self.device = device if device is not None else torch.device("cpu")
         self.options = options  # the backend's options (malloc_tuning is read on the first call)
         self.sched = sched
         self.csource = csource
@@ -110,7 +113,7 @@ class CompiledGraph:
 
     def _prepare_inner(self):
         ns = {"torch": torch, "_empty": torch.empty, "_empty_strided": torch.empty_strided,
-              "_u8": torch.uint8}
+              "_u8": torch.uint8, "_dev": self.device}
         lib = self.build.lib() if self.build is not None else None
         if lib is not None:
             tune_malloc(None if self.options is None else self.options.malloc_tuning)
@@ -168,7 +171,8 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
 
     def alloc(b):
         # empty_strided parses its arguments in about 2/3 of empty's time
-        return f"    {b.name} = _empty_strided({_tuple(b.shape)}, {_tuple(b.strides)}, dtype={dt(b)})"
+        return (f"    {b.name} = _empty_strided({_tuple(b.shape)}, {_tuple(b.strides)}, "
+                f"dtype={dt(b)}, device=_dev)")
 
     for b in prog.buffers.values():
         if b.kind == "const":
@@ -185,7 +189,7 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
         elif b.kind == "ttemp" and b.name not in alias:
             deferred[b.name] = alloc(b)
     if sched.arena:
-        L.append(f"    ws = _empty(({pyexpr(sched.arena_bytes)},), dtype=_u8)")
+        L.append(f"    ws = _empty(({pyexpr(sched.arena_bytes)},), dtype=_u8, device=_dev)")
     body_start = len(L)
     if csource is not None:
         for (name, external, uses_ws) in csource.segments:

@@ -1,0 +1,41 @@
+"""Symbolic values: what the interpreter keeps on its stack and in its locals.
+
+In: real Python objects read from the frame (wrapped with the source they
+came from, output.py) and results of symbolic operations.
+Out: one kind of value per class, each in the module of its family, with
+everything Python can do with it while tracing (the protocol is base.py):
+
+- constants.py: ``Const`` (a Python value known at trace time, specialised
+  and guarded when it came from the frame), ``DynInt``, ``DerivedConst``,
+  ``SymV`` (a size of a dynamic dimension);
+- tensors.py: ``TensorV`` (an fx node plus its fake tensor), ``ItemV``;
+- containers.py: ``ListV``, ``TupleV``, ``SetV``, ``TensorListV``,
+  ``SliceV``, ``IterV`` (a materialised iterator: loops are unrolled);
+- dicts.py: ``DictV``, ``RecordDictV`` (a transformers ModelOutput);
+- objects.py: ``ObjV`` (a real object used as is), ``NewObjV`` (an instance
+  created while tracing), ``SuperV``;
+- functions.py: ``FunctionV`` (made by MAKE_FUNCTION), ``CellV``;
+- methods.py: ``MethodV`` (a bound method of a symbolic receiver);
+- contexts.py: ``CtxV``, ``ExitV`` (grad mode and autocast blocks);
+- base.py: ``NullV`` (the NULL 3.11 pushes below callables);
+- operators.py: binary operators, comparisons and identity between kinds.
+
+Each value carries ``source`` (how to fetch it again at run time, or None
+for values created while tracing).
+"""
+from .base import NO, NULL, NullV, Value
+from .constants import Const, DerivedConst, DynInt, SymV, unguarded
+from .methods import MethodV
+from .tensors import ItemV, TensorV
+from .objects import NewObjV, ObjV, SuperV
+from .containers import IterV, ListV, SetV, SliceV, TensorListV, TupleV
+from .dicts import DictV, RecordDictV
+from .functions import CellV, FunctionV
+from .contexts import CtxV, ExitV
+
+__all__ = [
+    "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictV", "DynInt", "ExitV",
+    "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NewObjV", "NullV", "ObjV",
+    "RecordDictV", "SetV", "SliceV", "SuperV", "SymV", "TensorListV", "TensorV", "TupleV",
+    "Value", "unguarded",
+]

@@ -1,0 +1,255 @@
+"""Constants: Python values known at trace time, and symbolic sizes.
+
+In: Python values read from the frame (with their source and a pending
+guard) or computed while tracing.
+Out: ``Const`` (specialised and guarded when its value is first used),
+``DynInt`` (an int that varies between calls), ``DerivedConst`` (computed
+from constants whose guards are still pending), ``SymV`` (a size of a
+dynamic dimension), and what each does under Python's operations: operators
+fold at trace time, a failing one is a graph break (the program would raise
+there too); size arithmetic stays symbolic.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+import torch
+
+from ..breaks import GraphBreak, would_raise
+from ..sources import Source
+from .base import NO, Value
+
+# int arithmetic on sizes that stays symbolic (``x.view(B * T, -1)``)
+_SIZE_ARITH = {operator.add: operator.add, operator.sub: operator.sub,
+               operator.mul: operator.mul, operator.floordiv: operator.floordiv,
+               operator.mod: operator.mod, operator.iadd: operator.add,
+               operator.isub: operator.sub, operator.imul: operator.mul,
+               operator.ifloordiv: operator.floordiv, operator.imod: operator.mod}
+LITERAL_TYPES = (int, str, bool, type(None), bytes)
+_ITERABLE = (tuple, list, str, range, torch.Size, bytes, frozenset, set)
+
+
+class Const(Value):
+    """``guard`` (for values read from the frame) installs the guard on the
+    value the first time the trace uses it: a constant that is only passed
+    along (to a native call, or back to Python) is never specialised."""
+
+    __slots__ = ("_value", "source", "_guard")
+
+    def __init__(self, value: Any, source: Source | None = None, guard=None) -> None:
+        self._value = value
+        self.source = source
+        self._guard = guard
+
+    @property
+    def value(self) -> Any:
+        g = self._guard
+        if g is not None:
+            self._guard = None
+            g()
+        return self._value
+
+    def python_type(self) -> type:
+        return type(self.value)
+
+    def _repr(self) -> str:
+        return repr(self._value)
+
+    def as_python(self):
+        return self.value
+
+    def truth(self, tx) -> bool:
+        return bool(self.value)
+
+    def length(self, tx) -> int:
+        return fold(len, self.value).value
+
+    def iterate(self, tx) -> list[Value]:
+        val = self.value
+        if isinstance(val, _ITERABLE):
+            if len(val) > tx.config.unroll_limit:
+                raise GraphBreak("JF007", f"iteration over {len(val)} items")
+            return [Const(x) for x in val]
+        raise would_raise(TypeError, f"{type(val).__name__} is not iterable")
+
+    def contains(self, tx, item: Value) -> bool:
+        key = item.as_python()
+        if key is NO:
+            raise GraphBreak("JF021", "membership test with a non-constant item")
+        return fold(operator.contains, self.value, key).value
+
+    def get_item(self, tx, key: Value) -> Value:
+        k = key.as_python()
+        if k is NO:
+            return super().get_item(tx, key)
+        return fold(operator.getitem, self.value, k)
+
+    def get_attr(self, tx, name: str) -> Value:
+        try:
+            return Const(getattr(self.value, name))
+        except AttributeError:
+            raise would_raise(AttributeError, f"{type(self.value).__name__} has no attribute "
+                              f"{name!r}") from None
+
+    def call(self, tx, args: list, kwargs: dict) -> Value:
+        return tx.call_object(self, self.value, args, kwargs)
+
+    def dict_items(self, tx) -> dict:
+        if isinstance(self.value, dict):
+            return {k: Const(x) for k, x in self.value.items()}
+        return super().dict_items(tx)
+
+    def unary_op(self, tx, fn) -> Value:
+        return fold(fn, self.value)
+
+    def binary_op(self, tx, fn, a: Value, b: Value):
+        if isinstance(a, Const) and isinstance(b, Const):
+            return fold_lazy(fn, a, b)
+        return NotImplemented
+
+    compare_op = binary_op
+
+    def identical(self, tx, other: Value):
+        if not isinstance(other, Const):
+            return False  # values of different kinds are different objects
+        for x, y in ((self, other), (other, self)):
+            # `v is None` on a value read from the frame guards only that,
+            # not the value (an int that varies stays unspecialised)
+            if y._guard is None and y._value is None and unguarded(x) and \
+                    x.source is not None:
+                result = x._value is None
+                tx.output.guards.add(f"({x.source.expr()} is None) is {result!r}",
+                                     f"{x.source.name()} is {'' if result else 'not '}None")
+                return result
+        return self.value is other.value
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        if self.source is not None:
+            # read now, before any side effect is replayed: value semantics
+            return self.source.expr(), True
+        x = self.value
+        if type(x) in LITERAL_TYPES or (type(x) is float and math.isfinite(x)):
+            return repr(x), False
+        return rb.fb.const(x), False
+
+
+class DynInt(Const):
+    """An int read from the frame whose value changed between calls before
+    (automatic dynamic): tensor operations receive it as a graph input
+    instead of a constant; any other use specialises it as usual."""
+
+    __slots__ = ()
+
+
+class DerivedConst(Const):
+    """A Python value computed from constants read from the frame, whose guards
+    are still pending (``self.counter + 1``). If the trace never uses its
+    value, nothing is specialised: it is recomputed from its operands after
+    the graph (so a counter that changes every call costs no recompile)."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn, args: list) -> None:
+        raw = [a._value for a in args]
+        super().__init__(fn(*raw), None, guard=self._guard_args)
+        self.fn = fn
+        self.args = args
+
+    def _guard_args(self) -> None:
+        for a in self.args:
+            a.value  # noqa: B018 - installs the operand's guard
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        args = ", ".join(rb.expr(a) for a in self.args)
+        return f"{rb.fb.const(self.fn)}({args})", True
+
+
+class SymV(Const):
+    """A symbolic size (``x.shape[0]`` of a dynamic dimension, ``B * T``).
+
+    ``node`` computes it in the graph (``sym_size`` and operator nodes), ``sym``
+    is the SymInt of the shape environment. Tensor operations and size
+    arithmetic keep it symbolic; reading ``value`` (any use as a Python int:
+    ``range``, indexing a list, printing) specialises the size: the shape
+    environment records ``sym == value`` and the entry's guards check it."""
+
+    __slots__ = ("node", "sym")
+    operand_rank = 2  # size arithmetic before folding
+
+    def __init__(self, node, sym) -> None:
+        super().__init__(sym.node.hint, None, guard=self._specialise)
+        self.node = node
+        self.sym = sym
+
+    def _specialise(self) -> None:
+        from torch.fx.experimental.symbolic_shapes import guard_int
+
+        guard_int(self.sym)
+
+    def python_type(self) -> type:
+        return int
+
+    def _repr(self) -> str:
+        return f"{self.sym} (now {self._value})"
+
+    def truth(self, tx) -> bool:
+        return bool(self.sym != 0)  # a condition on the size, not its value
+
+    def unary_op(self, tx, fn) -> Value:
+        if fn in (operator.neg, operator.pos):
+            return tx.output.sym_call(fn, self)
+        return super().unary_op(tx, fn)
+
+    def binary_op(self, tx, fn, a: Value, b: Value):
+        if fn in _SIZE_ARITH and int_like(a) and int_like(b):
+            return tx.output.sym_call(_SIZE_ARITH[fn], a, b)
+        return super().binary_op(tx, fn, a, b)
+
+    def compare_op(self, tx, fn, a: Value, b: Value):
+        if int_like(a) and int_like(b):
+            # a condition on sizes: the shape environment guards it
+            return Const(bool(fn(_size_operand(a), _size_operand(b))))
+        return super().compare_op(tx, fn, a, b)
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        text = rb.sym_text(self) if rb.sym_text is not None else None
+        if text is not None:
+            return text, True
+        return repr(self.value), False  # not a function of the inputs' sizes: specialised
+
+
+def unguarded(v) -> bool:
+    """A constant from the frame whose value the trace has not used yet."""
+    return isinstance(v, Const) and v._guard is not None
+
+
+def int_like(v: Value) -> bool:
+    return isinstance(v, SymV) or isinstance(v, Const) and type(v._value) is int
+
+
+def _size_operand(v: Const):
+    """An operand of a size comparison, as the shape environment takes it."""
+    return v.sym if isinstance(v, SymV) else v.value
+
+
+def fold(fn, *args) -> Const:
+    """``fn(*args)`` at trace time; an exception is what the program would
+    raise there too."""
+    try:
+        return Const(fn(*args))
+    except Exception as e:  # noqa: BLE001
+        raise would_raise(type(e), f"{getattr(fn, '__name__', fn)}: {e}") from None
+
+
+def fold_lazy(fn, a: Const, b: Const) -> Const:
+    """Fold, keeping the operands' guards pending when they are (see
+    DerivedConst)."""
+    if (unguarded(a) or unguarded(b)) and isinstance(a._value, (int, float)) and \
+            isinstance(b._value, (int, float)):
+        try:
+            return DerivedConst(fn, [a, b])
+        except Exception:  # noqa: BLE001 - e.g. ZeroDivisionError: fold reports it
+            pass
+    return fold(fn, a.value, b.value)

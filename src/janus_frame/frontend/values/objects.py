@@ -1,0 +1,448 @@
+"""Python objects: real ones read from the frame, and instances of user
+classes created while tracing.
+
+In: real objects (functions, classes, modules, ``nn.Module``s, user objects,
+builtin containers holding non-constant keys) wrapped with their source;
+``object.__new__`` of a user class plus the attributes its traced
+``__init__`` stores; ``super(cls, obj)``.
+Out: ``ObjV``, ``NewObjV``, ``SuperV`` and what Python does with them while
+tracing: attribute reads follow Python's lookup (instance dict, class,
+descriptors, properties and ``__getattr__`` run traced) and are guarded
+through their sources; ``nn.Module`` parameters, buffers and submodules
+are read with fast sources (``m._parameters['w']``); containers of modules
+index and iterate; attribute stores are recorded and replayed after the
+graph; calls go to the call semantics of real objects (``tx.call_object``).
+"""
+from __future__ import annotations
+
+import enum
+import inspect
+import operator
+import types
+from typing import Any
+
+import torch
+
+from .. import polyfills
+from ..breaks import GraphBreak, would_raise
+from ..sources import AttrSource, ItemSource, KeyedItemSource, Source
+from .base import NO, Value, read_before_effects
+from .constants import Const, fold
+from .methods import MethodV
+from .tensors import TensorV
+
+# Library modules whose attributes are taken as constants (never guarded):
+# re-assigning torch.nn.functional.relu at run time is not supported.
+_LIBRARY_PREFIXES = ("torch", "math", "operator", "builtins", "functools", "itertools",
+                     "collections", "typing", "numpy", "einops", "dataclasses", "enum",
+                     "contextlib", "warnings", "logging", "inspect", "abc", "numbers")
+_SEQ_MODULES = (torch.nn.ModuleList, torch.nn.Sequential)
+# builtin containers (and subclasses keeping their __len__, e.g. OrderedDict):
+# truth and len() read the real object and are guarded
+_BUILTIN_LEN = (dict.__len__, list.__len__, tuple.__len__, set.__len__, frozenset.__len__)
+_TRUTH_BY_LEN = _BUILTIN_LEN + (str.__len__, bytes.__len__)
+
+
+class ObjV(Value):
+    __slots__ = ("obj", "source")
+
+    def __init__(self, obj: Any, source: Source | None = None) -> None:
+        self.obj = obj
+        self.source = source
+
+    def python_type(self) -> type:
+        return type(self.obj)
+
+    def _repr(self) -> str:
+        return f"{type(self.obj).__name__} {getattr(self.obj, '__qualname__', '')}"
+
+    def as_python(self):
+        if isinstance(self.obj, (torch.dtype, torch.device, type)):
+            return self.obj
+        return NO
+
+    # -- truth, len, iteration -------------------------------------------------
+    def truth(self, tx) -> bool:
+        obj = self.obj
+        t = type(obj)
+        if isinstance(obj, torch.nn.Module):
+            if hasattr(t, "__len__"):
+                return self.length(tx) > 0
+            return True
+        if not (hasattr(t, "__bool__") or hasattr(t, "__len__")):
+            return True
+        if isinstance(obj, (dict, list, tuple, set, frozenset, str, bytes)) and \
+                t.__len__ in _TRUTH_BY_LEN:
+            # a builtin container subclass (OrderedDict, ...): guard its emptiness
+            result = bool(obj)
+            if self.source is not None:
+                tx.output.guards.add(f"__jf_h_bool({self.source.expr()}) is {result!r}",
+                                     f"{self.source.name()} is {'non-' if result else ''}empty")
+            return result
+        if t.__module__ == "builtins" and self.source is None:
+            return bool(obj)
+        raise GraphBreak("JF022", f"truth value of a {t.__name__}")
+
+    def length(self, tx) -> int:
+        obj = self.obj
+        # a builtin container (or a subclass such as OrderedDict), or a module
+        if not (isinstance(obj, (dict, list, tuple, set, frozenset)) and
+                type(obj).__len__ in _BUILTIN_LEN or
+                isinstance(obj, torch.nn.Module) and hasattr(type(obj), "__len__")):
+            return super().length(tx)
+        n = len(obj)
+        if self.source is not None:
+            tx.output.guards.add(f"__jf_h_len({self.source.expr()}) == {n}",
+                                 f"len({self.source.name()}) == {n}")
+        return n
+
+    def iterate(self, tx) -> list[Value]:
+        obj, src = self.obj, self.source
+        if isinstance(obj, _SEQ_MODULES):
+            self.length(tx)
+            return [tx.output.wrap(m, ItemSource(AttrSource(src, "_modules"), k) if src else None)
+                    for k, m in obj._modules.items()]
+        if isinstance(obj, torch.nn.ModuleDict):
+            self.length(tx)
+            if src is not None:
+                tx.output.guards.add(
+                    f"__jf_h_list({src.expr()}._modules) == {list(obj._modules)!r}",
+                    f"keys of {src.name()} == {list(obj._modules)!r}")
+            return [Const(k) for k in obj._modules]
+        if isinstance(obj, torch.nn.ParameterList):
+            self.length(tx)
+            return [tx.output.wrap(p, ItemSource(AttrSource(src, "_parameters"), k)
+                                   if src else None)
+                    for k, p in obj._parameters.items()]
+        return super().iterate(tx)
+
+    # -- items -------------------------------------------------------------------
+    def _tensor_key(self, tx, key: Value):
+        """The real tensor of ``key`` when this is a real dict reached from the
+        frame and ``key`` one of the graph's input tensors as it was passed in
+        (dicts keyed by parameters: ``optimizer.state[p]``); else None."""
+        if not (isinstance(self.obj, dict) and self.source is not None
+                and isinstance(key, TensorV) and key.source is not None):
+            return None
+        for v, t in tx.output.inputs:
+            if v is key:
+                return t
+        return None
+
+    def contains(self, tx, item: Value) -> bool:
+        t = self._tensor_key(tx, item)
+        if t is not None:
+            found = t in self.obj
+            # the answer, guarded (identity of the key: tensors hash by id)
+            expr = f"__jf_h_dict.__contains__({self.source.expr()}, {item.source.expr()})"
+            tx.output.guards.add(f"{expr} is {found}", f"{item.source.name()} "
+                                 f"{'in' if found else 'not in'} {self.source.name()}")
+            return found
+        if isinstance(self.obj, (dict, set, frozenset)):
+            key = item.as_python()
+            if key is NO:
+                raise GraphBreak("JF021", "membership test with a non-constant key")
+            if self.source is not None:
+                tx.output.guards.add(
+                    f"({key!r} in {self.source.expr()}) is {key in self.obj!r}",
+                    f"{key!r} {'in' if key in self.obj else 'not in'} {self.source.name()}")
+            return key in self.obj
+        return super().contains(tx, item)
+
+    def get_item(self, tx, key: Value) -> Value:
+        t = self._tensor_key(tx, key)
+        if t is not None:
+            if t not in self.obj:  # (a defaultdict would insert: not a pure read)
+                raise would_raise(KeyError, f"{key.source.name()} not in "
+                                            f"{self.source.name()}")
+            tx.output.guards.add(
+                f"__jf_h_dict.__contains__({self.source.expr()}, {key.source.expr()})",
+                f"{key.source.name()} in {self.source.name()}")
+            return tx.output.wrap(self.obj[t], KeyedItemSource(self.source, key.source))
+        k = key.as_python()
+        if k is NO:
+            return super().get_item(tx, key)
+        real, src = self.obj, self.source
+        if isinstance(real, _SEQ_MODULES) and isinstance(k, int):
+            keys = list(real._modules.keys())
+            self.length(tx)
+            name = keys[k]
+            return tx.output.wrap(real._modules[name], ItemSource(AttrSource(src, "_modules"),
+                                                                  name) if src else None)
+        if isinstance(real, torch.nn.ModuleDict) and isinstance(k, str):
+            return tx.output.wrap(real._modules[k], ItemSource(AttrSource(src, "_modules"), k)
+                                  if src else None)
+        if isinstance(real, (dict, torch.nn.ParameterDict)) or type(real).__module__ == "builtins":
+            try:
+                item = real[k]
+            except Exception as e:  # noqa: BLE001
+                raise would_raise(type(e), f"subscript of {type(real).__name__}") from None
+            return tx.output.wrap(item, ItemSource(src, k) if src else None)
+        getitem = getattr(type(real), "__getitem__", None)
+        if getitem is not None and hasattr(getitem, "__code__"):
+            return tx.output.wrap(getitem, None).call(tx, [self, Const(k)], {})
+        raise GraphBreak("JF022", f"subscript of {type(real).__name__}")
+
+    # -- attributes ----------------------------------------------------------------
+    def get_attr(self, tx, name: str) -> Value:
+        obj, src = self.obj, self.source
+        out = tx.output
+        pending = out.effects.pending_attr(obj, name)
+        if pending is not None:  # written earlier in this trace
+            return pending
+        if isinstance(obj, torch.nn.Module):
+            d = obj.__dict__
+            for store in ("_parameters", "_buffers", "_modules"):
+                table = d.get(store)
+                if table is not None and name in table:
+                    s = ItemSource(AttrSource(src, store), name) if src is not None else None
+                    return out.wrap(table[name], s)
+        if isinstance(obj, types.ModuleType):
+            return self._module_attr(tx, name)
+        if isinstance(obj, type):
+            try:
+                static = inspect.getattr_static(obj, name)
+            except AttributeError:
+                raise would_raise(AttributeError,
+                                  f"{obj.__name__} has no attribute {name!r}") from None
+            if isinstance(static, classmethod):
+                return MethodV(self, name, static.__func__)
+            return out.wrap(getattr(obj, name), AttrSource(src, name) if src is not None else None)
+        if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
+            if name in ("__name__", "__qualname__", "__module__", "__doc__"):
+                return Const(getattr(obj, name))
+            if name == "__wrapped__" and hasattr(obj, name):
+                return out.wrap(obj.__wrapped__, AttrSource(src, name) if src is not None
+                                else None)
+            raise GraphBreak("JF022", f"attribute {name!r} of a function")
+        cls = type(obj)
+        if cls.__getattribute__ is not object.__getattribute__ and not isinstance(
+                obj, torch.nn.Module):
+            return self._custom_attr(tx, name)
+        try:
+            static = inspect.getattr_static(obj, name)
+        except AttributeError:
+            getattr_hook = getattr(cls, "__getattr__", None)
+            if getattr_hook is not None and not isinstance(obj, torch.nn.Module):
+                return ObjV(getattr_hook).call(tx, [self, Const(name)], {})
+            raise would_raise(AttributeError, f"{cls.__name__} has no attribute {name!r}") from None
+        inst_dict = getattr(obj, "__dict__", None)
+        if inst_dict is not None and name in inst_dict and not _is_data_descriptor(
+                getattr(cls, name, None)):
+            return out.wrap(inst_dict[name], AttrSource(src, name) if src is not None else None)
+        return class_attr(tx, self, cls, name, static)
+
+    def _module_attr(self, tx, name: str) -> Value:
+        mod = self.obj
+        if not hasattr(mod, name):
+            raise would_raise(AttributeError, f"module {mod.__name__} has no attribute {name!r}")
+        value = getattr(mod, name)
+        if _is_library_module(mod):
+            return tx.output.wrap(value, None)
+        return tx.output.wrap(value, AttrSource(self.source, name)
+                              if self.source is not None else None)
+
+    def _custom_attr(self, tx, name: str) -> Value:
+        """Read through the class's own attribute access (config objects,
+        ModelOutput); the guard re-reads it the same way."""
+        obj, cls = self.obj, type(self.obj)
+        if self.source is None:
+            raise GraphBreak("JF022", f"{cls.__name__} customises attribute access")
+        try:
+            value = getattr(obj, name)
+        except Exception as e:  # noqa: BLE001
+            raise would_raise(type(e), f"reading {cls.__name__}.{name}") from None
+        if isinstance(value, types.MethodType) and value.__self__ is obj:
+            return MethodV(self, name, value.__func__)
+        return tx.output.wrap(value, AttrSource(self.source, name))
+
+    def store_attr(self, tx, name: str, value: Value) -> None:
+        if self.source is not None and not isinstance(
+                self.obj, (type, types.ModuleType, types.FunctionType)):
+            tx.output.effects.store_attr(self.obj, self.source, name, value)
+            return
+        super().store_attr(tx, name, value)
+
+    # -- calls -------------------------------------------------------------------------
+    def call(self, tx, args: list, kwargs: dict) -> Value:
+        return tx.call_object(self, self.obj, args, kwargs)
+
+    def stand_in(self, tx, name: str, func) -> Value | None:
+        """Inline the traceable stand-in for ``self.name()`` (polyfills.py:
+        an optimizer step) when it applies now; None when there is none; a
+        graph break when it does not apply yet (the call runs natively),
+        carrying a guard that it still does not."""
+        found = polyfills.for_call(self.obj, name, func)
+        if found is None or self.source is None:
+            return None
+        stand_in, ready = found
+        if ready(self.obj):
+            g = tx.output.guards
+            # module state of torch.optim: constants to the tracer, so guarded here
+            g.add(f"{g.fb.const(polyfills.no_global_hooks)}()",
+                  "no global optimizer step hooks")
+            return tx.inline_function(stand_in, [self], {}, None)
+        gb = GraphBreak("JF002", f"{type(self.obj).__qualname__}.{name} (torch.optim) runs "
+                        "natively: its traced stand-in does not apply yet (first step, step "
+                        "hooks, sparse or complex gradients, or options it does not reproduce)")
+        # the entry made at this break re-checks, so the step is traced once it applies
+        gb.guard_calls = [(ready, self.source, False, f"{self.source.name()}.{name}() "
+                                                       "still runs natively")]
+        raise gb
+
+    # -- operands ----------------------------------------------------------------------
+    def compare_op(self, tx, fn, a: Value, b: Value):
+        ca, cb = a.as_python(), b.as_python()
+        if ca is not NO and cb is not NO:
+            return fold(fn, ca, cb)
+        if fn in (operator.eq, operator.ne) and isinstance(a, ObjV) and isinstance(b, ObjV):
+            if type(a.obj).__eq__ is object.__eq__:
+                return Const((a.obj is b.obj) == (fn is operator.eq))
+            if isinstance(a.obj, enum.Enum) and isinstance(b.obj, enum.Enum):
+                # members are singletons guarded by identity: their equality
+                # (also of str/int-valued enums) is a constant of the trace
+                return Const(fn(a.obj, b.obj))
+        return NotImplemented
+
+    def identical(self, tx, other: Value):
+        if isinstance(other, ObjV):
+            return self.obj is other.obj
+        return NotImplemented
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        if self.source is not None:
+            return self.source.expr(), read_before_effects(self.source)
+        return rb.fb.const(self.obj), False
+
+
+class NewObjV(Value):
+    """An instance of a user class created while tracing (``object.__new__``
+    plus attribute stores); rebuilt after the graph if it escapes."""
+
+    __slots__ = ("cls", "attrs", "source")
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.attrs: dict[str, Value] = {}
+        self.source = None
+
+    def python_type(self) -> type:
+        return self.cls
+
+    def truth(self, tx) -> bool:
+        if hasattr(self.cls, "__bool__") or hasattr(self.cls, "__len__"):
+            raise GraphBreak("JF022", f"truth value of a {self.cls.__name__}")
+        return True
+
+    def get_attr(self, tx, name: str) -> Value:
+        if name in self.attrs:
+            return self.attrs[name]
+        return class_attr(tx, self, self.cls, name)
+
+    def store_attr(self, tx, name: str, value: Value) -> None:
+        self.attrs[name] = value
+
+    def delete_attr(self, tx, name: str) -> None:
+        if name not in self.attrs:
+            return super().delete_attr(tx, name)
+        del self.attrs[name]
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        fb = rb.fb
+        inner = ", ".join(f"{k!r}: {rb.expr(x)}" for k, x in self.attrs.items())
+        return f"{fb.const(_build_object)}({fb.const(self.cls)}, {{{inner}}})", True
+
+
+class SuperV(Value):
+    """``super(cls, obj)``: attribute lookups start after ``cls`` in the MRO."""
+
+    __slots__ = ("cls", "obj", "source")
+
+    def __init__(self, cls: type, obj: Value) -> None:
+        self.cls = cls
+        self.obj = obj
+        self.source = None
+
+    def python_type(self) -> type:
+        return super
+
+    def get_attr(self, tx, name: str) -> Value:
+        mro = self.obj.python_type().__mro__
+        try:
+            start = mro.index(self.cls) + 1
+        except ValueError:
+            raise GraphBreak("JF022", "super() outside the class hierarchy") from None
+        for klass in mro[start:]:
+            if name in klass.__dict__:
+                attr = klass.__dict__[name]
+                if isinstance(attr, types.FunctionType):
+                    return MethodV(self.obj, name, attr)
+                if isinstance(attr, classmethod):
+                    return MethodV(ObjV(self.obj.python_type()), name, attr.__func__)
+                if isinstance(attr, staticmethod):
+                    return tx.output.wrap(attr.__func__, None)
+                if klass is object and name == "__init__":
+                    return MethodV(self.obj, name, _object_init)
+                raise GraphBreak("JF022", f"super().{name} of type {type(attr).__name__}")
+        raise would_raise(AttributeError, f"super() has no attribute {name!r}")
+
+
+def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
+    """Attribute ``name`` of the instance ``v`` of ``cls`` found on the class
+    (``static``: what ``inspect.getattr_static`` found, when known):
+    methods bind, properties run traced, plain class attributes are read."""
+    if static is None:
+        try:
+            static = inspect.getattr_static(cls, name)
+        except AttributeError:
+            raise would_raise(AttributeError, f"{cls.__name__} has no attribute {name!r}") from None
+    if isinstance(static, staticmethod):
+        return tx.output.wrap(static.__func__, None)
+    if isinstance(static, classmethod):
+        return MethodV(ObjV(cls), name, static.__func__)
+    if isinstance(static, types.FunctionType):
+        return MethodV(v, name, static)
+    if isinstance(static, property):
+        if static.fget is None:
+            raise would_raise(AttributeError, f"unreadable property {name!r}")
+        return ObjV(static.fget).call(tx, [v], {})
+    if isinstance(static, (types.MemberDescriptorType, types.GetSetDescriptorType)):
+        if isinstance(v, ObjV):
+            return tx.output.wrap(getattr(v.obj, name),
+                                  AttrSource(v.source, name) if v.source else None)
+        raise GraphBreak("JF022", f"descriptor {name!r} on an object created while tracing")
+    if isinstance(static, (types.BuiltinFunctionType, types.MethodDescriptorType,
+                           types.WrapperDescriptorType, types.MethodWrapperType)):
+        if isinstance(v, ObjV):
+            return ObjV(getattr(v.obj, name))
+        raise GraphBreak("JF022", f"builtin method {name!r} of {cls.__name__}")
+    if hasattr(static, "__get__") and not isinstance(static, (int, float, str, tuple)):
+        raise GraphBreak("JF022", f"descriptor {type(static).__name__} {name!r}")
+    # a plain class attribute (constant-like, shared by all instances)
+    src = None
+    if isinstance(v, ObjV) and v.source is not None:
+        src = AttrSource(v.source, name)
+    return tx.output.wrap(static, src)
+
+
+def _is_library_module(mod: types.ModuleType) -> bool:
+    name = getattr(mod, "__name__", "") or ""
+    return name.split(".", 1)[0] in _LIBRARY_PREFIXES
+
+
+def _is_data_descriptor(attr) -> bool:
+    return attr is not None and hasattr(type(attr), "__set__") and hasattr(type(attr), "__get__")
+
+
+def _object_init(self):
+    """Stands for object.__init__ reached through super()."""
+    return None
+
+
+def _build_object(cls, attrs: dict):
+    """Rebuild an object created while tracing (its __init__ already ran
+    symbolically, so only the resulting attributes are set)."""
+    obj = object.__new__(cls)
+    for k, x in attrs.items():
+        object.__setattr__(obj, k, x)
+    return obj

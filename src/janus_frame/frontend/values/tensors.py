@@ -1,0 +1,272 @@
+"""Tensors: values in the graph.
+
+In: fx nodes with their fake tensors (graph inputs read from the frame,
+results of recorded operations).
+Out: ``TensorV`` and ``ItemV`` and what Python does with them while tracing:
+operators, subscripts, iteration and method calls become graph operations;
+metadata (shape, dtype, ``size()``) is answered from the fake tensor; what
+needs the tensor's data in Python (``bool(t)``, ``.item()``, ``.tolist()``)
+is a graph break, except ``t.item()`` compared for a branch, which becomes a
+speculation site like a branch on the tensor itself.
+"""
+from __future__ import annotations
+
+import operator
+import types
+
+import torch
+
+from ..breaks import GraphBreak, would_raise
+from ..sources import AttrSource
+from .base import Value, read_before_effects
+from .constants import Const, DynInt, fold
+from .methods import MethodV
+
+# Tensor attributes that are metadata (constants under the static-shape guards)
+_TENSOR_META = {
+    "shape", "dtype", "device", "ndim", "is_cuda", "is_cpu", "is_sparse", "is_quantized",
+    "is_meta", "layout", "requires_grad", "is_leaf", "is_mkldnn", "is_nested",
+}
+# Tensor attributes that are tensors derived from the tensor (views)
+_TENSOR_VIEWS = {"T", "mT", "H", "mH", "real", "imag", "data"}
+# Tensor methods that need the tensor's data in Python
+_DATA_DEPENDENT = {"item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__",
+                   "data_ptr", "__array__", "__len__"}
+# Tensor methods answered from metadata
+_TENSOR_META_METHODS = {"size", "dim", "ndimension", "numel", "nelement", "stride",
+                        "is_contiguous", "element_size", "is_floating_point", "is_complex",
+                        "get_device", "storage_offset", "is_signed", "has_names",
+                        "is_inference"}
+# Tensor methods that run outside any graph
+_AUTOGRAD_METHODS = {"backward", "register_hook", "retain_grad",
+                     "register_post_accumulate_grad_hook"}
+_INPLACE = {operator.iadd, operator.iand, operator.ifloordiv, operator.ilshift,
+            operator.imatmul, operator.imul, operator.imod, operator.ior, operator.ipow,
+            operator.irshift, operator.isub, operator.itruediv, operator.ixor}
+_ORDER = (operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne)
+
+
+class TensorV(Value):
+    """A tensor in the graph: ``node`` is an fx.Node, ``fake`` its fake tensor."""
+
+    __slots__ = ("node", "fake", "source", "cls")
+    operand_rank = 3  # any operator with a tensor operand is a graph operation
+
+    def __init__(self, node, fake, source=None, cls: type | None = None) -> None:
+        self.node = node
+        self.fake = fake
+        self.source = source
+        self.cls = cls  # the real class of an input (Parameter, Buffer, Tensor)
+
+    def python_type(self) -> type:
+        return self.cls or torch.Tensor
+
+    def _repr(self) -> str:
+        return f"{self.node.name}: {tuple(self.fake.shape)} {self.fake.dtype}"
+
+    def real_tensor(self, tx) -> torch.Tensor:
+        """The real tensor of a graph input."""
+        for v, real in tx.output.inputs:
+            if v is self:
+                return real
+        raise GraphBreak("JF009", "tensor input not found")
+
+    # -- Python semantics -----------------------------------------------------
+    def truth(self, tx) -> bool:
+        raise GraphBreak("JF005", "condition is a tensor")
+
+    def logical_not(self, tx) -> bool:
+        raise GraphBreak("JF004", "`not` on a tensor needs its value")
+
+    def length(self, tx) -> int:
+        if self.fake.dim() == 0:
+            raise would_raise(TypeError, "len() of a 0-d tensor")
+        return int(self.fake.shape[0])  # a dynamic size is specialised
+
+    def iterate(self, tx) -> list[Value]:
+        if self.fake.dim() == 0:
+            raise would_raise(TypeError, "iteration over a 0-d tensor")
+        n = int(self.fake.shape[0])  # unrolled: a dynamic size is specialised
+        return [tx.output.call("call_function", operator.getitem, (self, Const(i)), {})
+                for i in range(n)]
+
+    def get_item(self, tx, key: Value) -> Value:
+        out = tx.output
+        if isinstance(key, DynInt) and key._guard is not None and key._value >= 0 \
+                and self.fake.dim() > 0:
+            # an int that varies between calls indexes through a graph input
+            src = key.source
+            out.guards.add(f"{src.expr()} >= 0", f"{src.name()} >= 0")
+            idx = out.int_input(key, vector=True)
+            sel = out.call("call_function", torch.index_select, (self, Const(0), idx), {})
+            return out.call("call_method", "squeeze", (sel, Const(0)), {})
+        return out.call("call_function", operator.getitem, (self, key), {})
+
+    def store_item(self, tx, key: Value, value: Value) -> None:
+        tx.output.call("call_function", operator.setitem, (self, key, value), {})
+
+    def get_attr(self, tx, name: str) -> Value:
+        if name in _TENSOR_META:
+            if name == "shape":
+                check_static(self)
+                return tx.output.size_of(self)
+            if name == "requires_grad" and self.node.op != "placeholder":
+                return Const(self.fake.requires_grad)
+            return Const(getattr(self.fake, name))
+        if name in _TENSOR_VIEWS:
+            return tx.output.call("call_function", getattr, (self, Const(name)), {})
+        if name == "grad":
+            if self.source is not None and self.node.op == "placeholder":
+                real = self.real_tensor(tx)
+                pending = tx.output.effects.pending_attr(real, "grad")
+                if pending is not None:  # assigned earlier in this trace
+                    return pending
+                return tx.output.wrap(real.grad, AttrSource(self.source, "grad"))
+            raise GraphBreak("JF022", ".grad of a tensor computed in the graph")
+        if name in ("grad_fn", "_version", "_base"):
+            raise GraphBreak("JF022", f"tensor attribute {name}")
+        attr = getattr(torch.Tensor, name, None)
+        if attr is None:
+            raise would_raise(AttributeError, f"Tensor has no attribute {name!r}")
+        if callable(attr) or isinstance(attr, types.MethodDescriptorType):
+            return MethodV(self, name)
+        raise GraphBreak("JF022", f"tensor attribute {name}")
+
+    def store_attr(self, tx, name: str, value: Value) -> None:
+        if name == "grad" and self.source is not None and self.node.op == "placeholder":
+            # `p.grad = None` / `p.grad = g` on an input (optimizers): replayed
+            tx.output.effects.store_attr(self.real_tensor(tx), self.source, name, value,
+                                         through_descriptor=True)
+            return
+        super().store_attr(tx, name, value)
+
+    def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        out = tx.output
+        if name in _DATA_DEPENDENT:
+            if name == "__len__":
+                return out.size_of(self, 0) if self.fake.dim() else Const(self.length(tx))
+            if name == "item" and not args and not kwargs and _compared_for_branch(tx) and \
+                    self.fake.numel() == 1 and not self.fake.is_complex():
+                return ItemV(self)
+            raise GraphBreak("JF004", f"Tensor.{name}()")
+        if name in _AUTOGRAD_METHODS:
+            raise GraphBreak("JF002", f"Tensor.{name}() runs outside any graph")
+        if name in _TENSOR_META_METHODS:
+            return self._metadata(tx, name, args, kwargs)
+        result = out.call("call_method", name, (self, *args), kwargs)
+        if name.endswith("_") and not name.endswith("__") and isinstance(result, TensorV):
+            return self  # in-place: the result is the receiver itself
+        return result
+
+    def _metadata(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        check_static(self)
+        fake = self.fake
+        fake_args = [a.as_python() for a in args]
+        if name == "size" and not kwargs and len(fake_args) <= 1 and \
+                all(isinstance(a, int) for a in fake_args):
+            if fake_args and not -fake.dim() <= fake_args[0] < max(fake.dim(), 1):
+                raise would_raise(IndexError, "Tensor.size(): dimension out of range")
+            return tx.output.size_of(self, fake_args[0] if fake_args else None)
+        if name in ("numel", "nelement") and not args and not kwargs:
+            graph = tx.output.graph
+            return tx.output.sym_value(fake.numel(), lambda: graph.call_function(
+                torch.ops.aten.sym_numel.default, (self.node,)))
+        out = fold(getattr(fake, name), *fake_args)
+        if isinstance(out.value, torch.SymInt) or isinstance(out.value, tuple) and any(
+                isinstance(x, torch.SymInt) for x in out.value):
+            # strides and offsets of dynamic tensors: specialised
+            out = Const(_specialise(out.value))
+        return out
+
+    # -- operands -----------------------------------------------------------------
+    def unary_op(self, tx, fn) -> Value:
+        return tx.output.call("call_function", fn, (self,), {})
+
+    def binary_op(self, tx, fn, a: Value, b: Value):
+        out = tx.output.call("call_function", fn, (a, b), {})
+        if fn in _INPLACE and isinstance(a, TensorV) and isinstance(out, TensorV):
+            return a  # `x += y` on a tensor updates x itself: same object after
+        return out
+
+    def compare_op(self, tx, fn, a: Value, b: Value):
+        if fn in (operator.eq, operator.ne) and (_is_none(a) or _is_none(b)):
+            return Const(fn is operator.ne)
+        return tx.output.call("call_function", fn, (a, b), {})
+
+    def identical(self, tx, other: Value):
+        if isinstance(other, TensorV):
+            return self.node is other.node
+        return NotImplemented
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        if self.node.op == "placeholder" and self.source is not None:
+            # the input object itself, read before side effects are
+            # replayed (``x = lst[0]; lst.clear()``: lst[0] is gone after)
+            return self.source.expr(), read_before_effects(self.source)
+        i = rb._out_index.get(self.node)
+        if i is None:
+            i = rb._out_index[self.node] = len(rb.outputs)
+            rb.outputs.append(self)
+        return f"__jf_o[{i}]", False
+
+
+class ItemV(Value):
+    """``t.item()`` of a one-element tensor about to be compared for a branch
+    (``if loss.item() > 0``): the comparison is made on the tensor, so the
+    branch is a speculation site like ``if loss > 0``; any other use needs
+    the number and breaks the graph there (the value is read after it)."""
+
+    __slots__ = ("tensor",)
+    operand_rank = 4  # compared as the tensor, whatever the other operand
+
+    def __init__(self, tensor: TensorV) -> None:
+        self.tensor = tensor
+
+    def python_type(self) -> type:
+        dt = self.tensor.fake.dtype
+        if dt is torch.bool:
+            return bool
+        return float if dt.is_floating_point else int
+
+    def _repr(self) -> str:
+        return f"{self.tensor.node.name}.item()"
+
+    def compare_op(self, tx, fn, a: Value, b: Value):
+        x = a.tensor if isinstance(a, ItemV) else a
+        y = b.tensor if isinstance(b, ItemV) else b
+        if fn in _ORDER and all(isinstance(v, TensorV) or isinstance(v, Const) and
+                                type(v._value) in (int, float, bool) for v in (x, y)):
+            return tx.output.call("call_function", fn, (x, y), {})
+        raise GraphBreak("JF004", "Tensor.item() compared with a non-number")
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        return f"{rb.expr(self.tensor)}.item()", True  # the number, read after the graph
+
+
+def check_static(t: TensorV) -> None:
+    """Sizes read into Python must be known numbers or sizes of dynamic
+    dimensions (backed by the inputs' sizes), not data-dependent."""
+    if any(not isinstance(d, int) and not d.node.has_hint() for d in t.fake.shape):
+        raise GraphBreak("JF006", "reading the size of a tensor whose shape depends on data")
+
+
+def _compared_for_branch(tx) -> bool:
+    """Do the next instructions compare the value just computed with a
+    loaded operand and branch on the result (``if t.item() > 0:``)?"""
+    nxt = [ins.name for ins in tx.instrs[tx.ip:tx.ip + 3]]
+    return len(nxt) == 3 and nxt[0] in ("LOAD_CONST", "LOAD_FAST", "LOAD_GLOBAL",
+                                         "LOAD_DEREF") and nxt[1] == "COMPARE_OP" and \
+        nxt[2].startswith(("POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE"))
+
+
+def _specialise(x):
+    """A metadata result as plain ints (SymInts are guarded to their value)."""
+    if isinstance(x, torch.SymInt):
+        return int(x)
+    if type(x) in (tuple, torch.Size):
+        return type(x)(_specialise(y) for y in x)
+    return x
+
+
+def _is_none(v: Value) -> bool:
+    return isinstance(v, Const) and v.value is None

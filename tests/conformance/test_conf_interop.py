@@ -1,0 +1,260 @@
+"""Conformance: numpy interop, TorchFunctionMode / TorchDispatchMode context
+managers (with graph breaks inside), data-dependent Python values
+(.item(), .tolist()) in control flow.
+
+PYTEST_DONT_REWRITE"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from harness import Registry, T
+
+P = Registry("interop")
+x1 = lambda k: (T(4),)  # noqa: E731
+
+
+# ---------------------------------------------------------------- numpy
+@P(args=x1, graphs=1, breaks=0)
+def numpy_copy_of_tensor(x):
+    a = x.numpy()
+    return a.copy()
+
+
+@P(args=x1, graphs=1, breaks=0)
+def numpy_sum_of_tensor(x):
+    return x.numpy().sum()
+
+
+@P(args=x1, graphs=1, breaks=0)
+def numpy_array_math(x):
+    a = x.numpy()
+    return np.exp(a) * 2 + a.mean()
+
+
+@P(args=x1, graphs=1, breaks=0)
+def numpy_view_shares_memory(x):
+    a = x.numpy()
+    a[0] = 42.0
+    return x * 1
+
+
+@P(args=x1, graphs=1, breaks=0)
+def from_numpy_roundtrip(x):
+    a = (x * 2).numpy()
+    return torch.from_numpy(a) + 1
+
+
+@P(args=lambda k: (np.arange(4.0) + k,), graphs=1, breaks=0)
+def from_numpy_argument(a):
+    t = torch.from_numpy(a)
+    return t * 2
+
+
+@P(args=lambda k: (np.arange(4.0) * (k + 1),), graphs=1, breaks=0)
+def numpy_array_argument_math(a):
+    return np.sin(a) + a.sum()
+
+
+@P(args=x1, graphs=1, breaks=0)
+def np_function_on_tensor(x):
+    return np.sum(x.numpy() ** 2), np.argmax(x.numpy())
+
+
+@P(args=x1, graphs=1, breaks=0)
+def numpy_scalar_back_to_tensor(x):
+    s = np.float32(x.numpy().max())
+    return x / s
+
+
+@P(args=x1, graphs=1, breaks=0)
+def np_asarray_of_tensor(x):
+    return np.asarray(x) * 3
+
+
+@P(args=x1, graphs=1, breaks=0)
+def tensor_from_numpy_constant(x):
+    c = torch.tensor(np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32))
+    return x + c
+
+
+@P(args=x1, graphs=1, breaks=1)
+def numpy_dtype_mapping(x):
+    a = x.double().numpy()
+    return a.dtype.name, torch.from_numpy(a).dtype
+
+
+# ---------------------------------------------------------------- .item() / .tolist() in control flow
+@P(args=x1, graphs=None, breaks=None, why='tensor-dependent branch: janus_frame may speculate (torch.compile: 2 graphs)')
+def item_in_if(x):
+    if x.sum().item() > 0:
+        return x * 2
+    return x * -1
+
+
+@P(args=x1, graphs=1, breaks=None, why='data-dependent .tolist(): break counts differ by tracer')
+def tolist_loop(x):
+    total = 0.0
+    for v in x.tolist():
+        total += v
+    return total, x + 1
+
+
+@P(args=x1, graphs=(1, 2), breaks=None, why='data-dependent .item()')
+def item_as_python_scale(x):
+    s = x.abs().max().item()
+    return x / s, s
+
+
+@P(args=lambda k: (torch.tensor([k + 1, 2]),), graphs=(1, 2), breaks=None, why='data-dependent .item() used as a size')
+def int_item_as_size(x):
+    n = int(x[0])
+    return torch.ones(n) * x[1]
+
+
+@P(args=x1, graphs=None, breaks=None, why='tensor-dependent loop: janus_frame may speculate')
+def tensor_bool_in_while(x):
+    n = 0
+    while (x > 0).any() and n < 10:
+        x = x - 1
+        n += 1
+    return x, n
+
+
+@P(args=x1, graphs=None, breaks=None, why='tensor-dependent branch: janus_frame may speculate (torch.compile: 2 graphs)')
+def tensor_bool_in_if(x):
+    if x.mean() > 0:
+        return x + 1
+    return x - 1
+
+
+# ---------------------------------------------------------------- torch function / dispatch modes
+class AddOneMode(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func is torch.add:
+            out = out + 1
+        return out
+
+
+class CountMode(TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+class LogDispatch(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+@P(args=x1, graphs=1, breaks=0)
+def function_mode_no_break(x):
+    with AddOneMode():
+        y = torch.add(x, 1)
+    return y
+
+
+@P(args=x1, graphs=2, breaks=1)
+def function_mode_with_break_inside(x):
+    with AddOneMode():
+        y = torch.add(x, 1)
+        print("break here")
+        z = torch.add(y, 2)
+    return z
+
+
+@P(args=x1, graphs=2, breaks=None, why='torch.compile: 2 graphs, break in the callee')
+def function_mode_break_in_callee(x):
+    def inner(t):
+        print("callee break")
+        return torch.add(t, 3)
+    with AddOneMode():
+        return inner(x) * 2
+
+
+@P(args=x1, graphs=1, breaks=0)
+def function_mode_counts(x):
+    m = CountMode()
+    with m:
+        y = x.sin() + x.cos()
+    return y, m.n
+
+
+@P(args=x1, graphs=1, breaks=0)
+def function_mode_exception_inside(x):
+    try:
+        with AddOneMode():
+            y = torch.add(x, 1)
+            raise ValueError("inside mode")
+    except ValueError:
+        y = x
+    return y
+
+
+@P(args=x1, graphs=None, breaks=None, why='torch.compile does not trace under a TorchDispatchMode')
+def dispatch_mode_log(x):
+    m = LogDispatch()
+    with m:
+        y = x * 2 + 1
+    return y, m.ops
+
+
+@P(args=x1, graphs=None, breaks=None, why='torch.compile does not trace under a TorchDispatchMode')
+def dispatch_mode_with_break_inside(x):
+    m = LogDispatch()
+    with m:
+        y = x * 2
+        print("in dispatch mode")
+        y = y + 1
+    return y, len(m.ops)
+
+
+@P(args=x1, graphs=None, breaks=None, why='torch.compile fails on this program')
+def nested_modes_with_break(x):
+    with AddOneMode():
+        with CountMode() as c:
+            y = torch.add(x, 1)
+            print("nested")
+            y = torch.add(y, 1)
+    return y, c.n
+
+
+@P(args=x1, graphs=None, breaks=None, why='torch.compile skips this frame (0 graphs); janus_frame may compile it')
+def device_context_manager(x):
+    with torch.device("cpu"):
+        y = torch.ones(4)
+    return x + y
+
+
+def _is_compiling_in_callee_ref(x):
+    return x + 1
+
+
+@P(args=x1, eager_fn=_is_compiling_in_callee_ref)
+def is_compiling_in_callee(x):
+    def helper(t):
+        return t + (1 if torch.compiler.is_compiling() else 0)
+    return helper(x)
+
+
+@P(args=x1, eager_fn=lambda x: x * 3)
+def dynamo_is_compiling_variant(x):
+    if torch._dynamo.is_compiling():
+        return x * 3
+    return x
+
+
+test_program = P.tests()
