@@ -20,6 +20,10 @@ Definitions used throughout:
                    in the warm process (on-disk caches warm)
   recompiles       frames compiled after the first call during the main run
                    (same shapes every step)
+  spellings        mlp, lstm, treelstm, resnet and gpt are each measured in two
+                   spellings (NAME and NAME-b: the same kind of model written
+                   differently); the summary table shows, per
+                   system, the worse of the two, and which one it was
 """
 from __future__ import annotations
 
@@ -84,6 +88,65 @@ def _short(reason: str | None, n: int = 160) -> str:
     return reason if len(reason) <= n else reason[: n - 1] + "…"
 
 
+def families(doc) -> dict[str, list]:
+    """Workloads by the model they measure, in table order: a second spelling
+    (``spelling_of``) joins its first."""
+    out: dict[str, list] = {}
+    for wl in doc["workloads"]:
+        out.setdefault(wl.get("spelling_of") or wl["name"], []).append(wl)
+    for members in out.values():  # the first spelling first
+        members.sort(key=lambda w: w.get("spelling_of") is not None)
+    return out
+
+
+_RANK = {"WRONG": 0, "n/a": 1}
+
+
+def _worse(members, value):
+    """(workload, its value) with the worse ``value(wl)``: a (status, number)
+    pair where WRONG < n/a < ok and, among ok, the lower number is worse."""
+    best = None
+    for i, wl in enumerate(members):
+        status, v = value(wl)
+        key = (_RANK.get(status, 2), v if v is not None else float("inf"))
+        if best is None or key < best[0]:
+            best = (key, i, status, v)
+    return best[1], best[2], best[3]
+
+
+def _tag(members, i):
+    return "" if len(members) == 1 else f" ({'ab'[i] if i < 2 else i})"
+
+
+def _worse_cell(members, system):
+    def value(wl):
+        r = wl.get("systems", {}).get(system, {"status": "n/a"})
+        return r.get("status", "n/a"), speedups(wl).get(system)
+
+    i, status, v = _worse(members, value)
+    r = members[i].get("systems", {}).get(system, {"status": "n/a"})
+    return _cell(r, v) + _tag(members, i)
+
+
+def _spellings_table(fams, systems) -> list[str]:
+    out = ["Spellings (speedup vs eager, each spelling on its own):", "",
+           "| workload | spelling | size | eager | " + " | ".join(s for s in systems if s != "eager") + " |",
+           "|---|---|---|---|" + "---|" * (len(systems) - 1)]
+    for fam, members in fams.items():
+        if len(members) < 2:
+            continue
+        for i, wl in enumerate(members):
+            sy = wl.get("systems", {})
+            sp = speedups(wl)
+            e = sy.get("eager", {})
+            eager_cell = _fmt_time(e.get("median_s"), wl.get("unit")) if e.get("status") == "ok" else "n/a"
+            cells = [_cell(sy.get(s, {"status": "n/a"}), sp.get(s)) for s in systems if s != "eager"]
+            out.append(f"| {wl['name']} | {'ab'[i] if i < 2 else i}: {wl.get('title', '')} | "
+                       f"{wl.get('size') or '–'} | {eager_cell} | " + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
 def markdown(doc) -> str:
     meta = doc["meta"]
     m = meta["machine"]
@@ -116,16 +179,27 @@ def markdown(doc) -> str:
     lines.append("Speedup vs eager per training step (inference call for the pointwise rows); "
                  "higher is better. n/a and WRONG are explained in the detail tables below.")
     lines.append("")
+    fams = families(doc)
+    if any(len(members) > 1 for members in fams.values()):
+        lines.append("Workloads measured in two spellings (NAME and NAME-b) show, per system, the "
+                     "worse of the two (marked a or b); the spellings table below has both.")
+        lines.append("")
     lines.append("| workload | size | eager | " + " | ".join(s for s in systems if s != "eager") + " |")
     lines.append("|---|---|---|" + "---|" * (len(systems) - 1))
-    for wl in doc["workloads"]:
-        sy = wl.get("systems", {})
-        sp = speedups(wl)
-        e = sy.get("eager", {})
+    for fam, members in fams.items():
+        wl = members[0]
+        e = wl.get("systems", {}).get("eager", {})
         eager_cell = _fmt_time(e.get("median_s"), wl.get("unit")) if e.get("status") == "ok" else "n/a"
-        cells = [_cell(sy.get(s, {"status": "n/a"}), sp.get(s)) for s in systems if s != "eager"]
-        lines.append(f"| {wl['name']} | {wl.get('size') or '–'} | {eager_cell} | " + " | ".join(cells) + " |")
+        if len(members) > 1:
+            eager_cell = " / ".join(
+                _fmt_time(m.get("systems", {}).get("eager", {}).get("median_s"), m.get("unit"))
+                if m.get("systems", {}).get("eager", {}).get("status") == "ok" else "n/a" for m in members)
+        cells = [_worse_cell(members, s) for s in systems if s != "eager"]
+        size = wl.get("size") or "–"
+        lines.append(f"| {fam} | {size} | {eager_cell} | " + " | ".join(cells) + " |")
     lines.append("")
+    if any(len(members) > 1 for members in fams.values()):
+        lines.extend(_spellings_table(fams, systems))
     if "janus" in systems and "torch.compile" in systems:
         lines.extend(_goals(doc))
     lines.append("Columns of the detail tables: median step time (min–max over the samples); speedup = "

@@ -136,7 +136,8 @@ def run_workload(name: str, systems: list[str], args, progress: Progress, log_pa
     if args.quick:
         cmd.append("--quick")
     cmd += ["--var-budget", str(args.var_budget)]
-    wl: dict = {"name": name, "title": WORKLOADS[name].title, "systems": {}}
+    wl: dict = {"name": name, "title": WORKLOADS[name].title, "systems": {},
+                "spelling_of": WORKLOADS[name].spelling_of}
     rounds = 2 if args.quick else 5
     n = len(systems) + (0 if "eager" in systems else 1)
     expected = n * (6 + rounds) + 3
@@ -224,7 +225,12 @@ def run_workload(name: str, systems: list[str], args, progress: Progress, log_pa
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench", description="janus_frame benchmark suite")
-    ap.add_argument("--only", default="", help="comma list of workloads (default: all); see --list")
+    ap.add_argument("--only", default="", help="comma list of workloads (default: all); see --list. "
+                    "A workload with a second spelling (NAME-b) brings it along unless --spellings "
+                    "says otherwise")
+    ap.add_argument("--spellings", choices=("both", "first", "second"), default="both",
+                    help="for workloads written two ways: run both (default; the summary shows "
+                         "the worse), only the first, or only the second spelling")
     ap.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
                     help=f"comma list of: {', '.join(SYSTEMS)} (default: {', '.join(DEFAULT_SYSTEMS)})")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and few steps (smoke test)")
@@ -244,16 +250,37 @@ def parse_args(argv=None):
     return args
 
 
+def select(only: str, spellings: str = "both") -> list[str]:
+    """The workloads to run, in WORKLOADS order: those named in ``only`` (all
+    when empty), each with its second spellings, filtered by ``spellings``;
+    unknown names are returned as they are (the caller reports them)."""
+    names = [w for w in only.split(",") if w] or [n for n, c in WORKLOADS.items() if not c.spelling_of]
+    unknown = [w for w in names if w not in WORKLOADS]
+    wanted = set(names)
+    wanted |= {n for n, c in WORKLOADS.items() if c.spelling_of in wanted}
+    out = []
+    for n, c in WORKLOADS.items():
+        if n not in wanted:
+            continue
+        second = c.spelling_of is not None
+        if (spellings == "first" and second and n not in names) or (spellings == "second" and not second
+                                                                    and any(c2.spelling_of == n for c2 in WORKLOADS.values())):
+            continue
+        out.append(n)
+    return out + unknown
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
         for name, cls in WORKLOADS.items():
-            print(f"{name:26s} {cls.title}")
+            print(f"{name:26s} {cls.title}" + (f" (second spelling of {cls.spelling_of})"
+                                                if cls.spelling_of else ""))
         print()
         for name, s in SYSTEMS.items():
             print(f"{name:26s} {s.doc}")
         return 0
-    only = [w for w in args.only.split(",") if w] or list(WORKLOADS)
+    only = select(args.only, args.spellings)
     bad = [w for w in only if w not in WORKLOADS]
     systems = [s for s in args.systems.split(",") if s]
     bad += [s for s in systems if s not in SYSTEMS]

@@ -46,6 +46,7 @@ class Workload:
     rtol: float = 1e-4           # correctness tolerance against eager (fp32)
     unit: str = "ms"             # unit of the reported step time (ms or us)
     needs: tuple[str, ...] = ()  # optional Python packages; missing -> n/a
+    spelling_of: str | None = None  # a second spelling: the first one's row name
 
     def __init__(self, quick: bool = False) -> None:
         self.quick = quick

@@ -90,3 +90,100 @@ class GPTTrain(Workload):
                         args=lambda i: self.data[i % len(self.data)],
                         state=lambda: params_state(model),
                         var_args=self.var)
+
+
+class HandAttentionBlock(nn.Module):
+    """The second spelling's block: attention written out (one fused qkv
+    ``nn.Linear``, heads by view/transpose, scores by ``einsum``, a boolean
+    causal mask, probabilities times values by ``@`` on 4-D tensors),
+    ``F.layer_norm`` on plain parameters, the MLP with tanh-GELU."""
+
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads = heads
+        self.ln1_w, self.ln1_b = nn.Parameter(torch.ones(d)), nn.Parameter(torch.zeros(d))
+        self.ln2_w, self.ln2_b = nn.Parameter(torch.ones(d)), nn.Parameter(torch.zeros(d))
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.fc = nn.Linear(d, 4 * d)
+        self.fc_out = nn.Linear(4 * d, d)
+
+    def forward(self, x, causal):
+        B, T, D = x.shape
+        H = self.heads
+        h = F.layer_norm(x, (D,), self.ln1_w, self.ln1_b)
+        q, k, v = self.qkv(h).split(D, dim=-1)
+        q = q.view(B, T, H, D // H).transpose(1, 2)
+        k = k.view(B, T, H, D // H).transpose(1, 2)
+        v = v.view(B, T, H, D // H).transpose(1, 2)
+        att = torch.einsum("bhqd,bhkd->bhqk", q, k) * (1.0 / (D // H) ** 0.5)
+        att = att.masked_fill(~causal[:T, :T], float("-inf")).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, D)
+        x = x + self.proj(y)
+        h = F.layer_norm(x, (D,), self.ln2_w, self.ln2_b)
+        return x + self.fc_out(F.gelu(self.fc(h), approximate="tanh"))
+
+
+class HandGPT(nn.Module):
+    def __init__(self, vocab, d, heads, layers, max_len):
+        super().__init__()
+        self.tok = nn.Parameter(torch.randn(vocab, d) * 0.02)
+        self.pos = nn.Parameter(torch.randn(max_len, d) * 0.02)
+        self.blocks = nn.ModuleList(HandAttentionBlock(d, heads) for _ in range(layers))
+        self.ln_w, self.ln_b = nn.Parameter(torch.ones(d)), nn.Parameter(torch.zeros(d))
+        self.register_buffer("causal", torch.tril(torch.ones(max_len, max_len, dtype=torch.bool)))
+
+    def forward(self, idx):
+        T = idx.shape[1]
+        x = self.tok[idx] + self.pos[:T]
+        for block in self.blocks:
+            x = block(x, self.causal)
+        x = F.layer_norm(x, (x.shape[-1],), self.ln_w, self.ln_b)
+        return x @ self.tok.t()  # tied output head
+
+
+class GPTHandTrain(GPTTrain):
+    """The second spelling: hand-written attention, plain-parameter layer
+    norms, a tied head, d 192 with 6 heads at seq 48, batch 12; the
+    optimizer step before ``zero_grad``."""
+
+    name = "gpt-b"
+    spelling_of = "gpt"
+    title = "2-layer GPT decoder, hand-written attention (einsum, 4-D @), AdamW, step before zero_grad"
+    var_desc = "seq 12..72"
+
+    def __init__(self, quick=False):
+        Workload.__init__(self, quick)
+        if quick:
+            self.vocab, self.d, self.heads, self.seq, self.batch = 50, 16, 2, 8, 2
+            lengths = (4, 8, 12)
+        else:
+            self.vocab, self.d, self.heads, self.seq, self.batch = 1000, 192, 6, 48, 12
+            lengths = (12, 24, 48, 60, 72)
+        self.max_len = max(lengths) + 1
+        self.size = f"d {self.d}, {self.heads} heads, seq {self.seq}, batch {self.batch}, vocab {self.vocab}"
+        g = seeded(16)
+
+        def batch(T):
+            return (torch.randint(0, self.vocab, (self.batch, T + 1), generator=g),)
+
+        self.data = [batch(self.seq) for _ in range(8)]
+        self.var = [batch(T) for T in lengths]
+
+    def instance(self) -> Instance:
+        torch.manual_seed(0)
+        model = HandGPT(self.vocab, self.d, self.heads, 2, self.max_len)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+        def train_step(tokens):
+            logits = model(tokens[:, :-1])
+            loss = F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return loss
+
+        return Instance(step=fresh_function(train_step),
+                        args=lambda i: self.data[i % len(self.data)],
+                        state=lambda: params_state(model),
+                        var_args=self.var)

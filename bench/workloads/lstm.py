@@ -90,3 +90,78 @@ class LSTMTrain(Workload):
                         args=lambda i: self.data[i % len(self.data)],
                         state=lambda: params_state(model),
                         var_args=self.var)
+
+
+class LinearGatesLSTMLM(nn.Module):
+    """The second spelling's model: ``nn.Linear`` gate projections (each
+    with its bias), the cell inline in the loop, the output layer applied per
+    step on 2-D states and stacked afterwards."""
+
+    def __init__(self, vocab, emb, hidden):
+        super().__init__()
+        self.hidden = hidden
+        self.embed = nn.Embedding(vocab, emb)
+        self.ih = nn.Linear(emb, 4 * hidden)
+        self.hh = nn.Linear(hidden, 4 * hidden)
+        self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, tokens):  # tokens: (T, B)
+        B = tokens.shape[1]
+        h = torch.zeros(B, self.hidden)
+        c = torch.zeros(B, self.hidden)
+        x = self.embed(tokens)
+        logits = []
+        for t in range(tokens.shape[0]):
+            gates = self.ih(x[t]) + self.hh(h)
+            i, f, g, o = gates.chunk(4, 1)
+            i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
+            c = f * c + i * torch.tanh(g)
+            h = o * torch.tanh(c)
+            logits.append(self.out(h))
+        return torch.stack(logits)
+
+
+class LSTMLinearTrain(LSTMTrain):
+    """The second spelling: nn.Linear gates, other sizes (hidden 200, batch
+    20, 35 steps: the classic small PTB model), the optimizer step before
+    ``zero_grad``."""
+
+    name = "lstm-b"
+    spelling_of = "lstm"
+    title = "hand-written LSTM LM with nn.Linear gates, step before zero_grad"
+    var_desc = "sequence length 10..50"
+
+    def __init__(self, quick=False):
+        Workload.__init__(self, quick)
+        if quick:
+            self.vocab, self.emb, self.hidden, self.batch, self.T = 50, 16, 16, 2, 6
+            lengths = (3, 6, 9)
+        else:
+            self.vocab, self.emb, self.hidden, self.batch, self.T = 1000, 200, 200, 20, 35
+            lengths = (10, 20, 35, 27, 50)
+        self.size = f"hidden {self.hidden}, batch {self.batch}, {self.T} steps, vocab {self.vocab}"
+        g = seeded(12)
+
+        def batch(T):
+            return (torch.randint(0, self.vocab, (T + 1, self.batch), generator=g),)
+
+        self.data = [batch(self.T) for _ in range(8)]
+        self.var = [batch(T) for T in lengths]
+
+    def instance(self) -> Instance:
+        torch.manual_seed(0)
+        model = LinearGatesLSTMLM(self.vocab, self.emb, self.hidden)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+        def train_step(tokens):
+            logits = model(tokens[:-1])
+            loss = F.cross_entropy(logits.flatten(0, 1), tokens[1:].flatten())
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return loss
+
+        return Instance(step=fresh_function(train_step),
+                        args=lambda i: self.data[i % len(self.data)],
+                        state=lambda: params_state(model),
+                        var_args=self.var)

@@ -115,3 +115,24 @@ def test_backend_settings_come_from_the_environment_only_through_config(monkeypa
     readers = [str(p.relative_to(src)) for p in src.rglob("*.py")
                if "os.environ" in p.read_text() or "getenv" in p.read_text()]
     assert readers == []
+
+
+def test_an_input_traced_strided_is_read_with_the_strides_it_arrives_in():
+    # AOTAutograd traces a backward reading what the forward saved with the
+    # strides of the forward's fake outputs (a chunk of the gates: row stride
+    # 4H); the forward's kernels store such an output densely.  The backward
+    # must read the values, whatever layout they arrive in.
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def f(g, h):
+        return torch.sigmoid(g) * h + g.sum(0)
+
+    gates = torch.randn(3, 64)
+    g = gates[:, 16:32]  # [3, 16], strides (64, 1), offset 16
+    h = torch.randn(3, 16)
+    gm = make_fx(f, tracing_mode="fake")(g, h)
+    cg = pipeline.compile_graph(gm)
+    ref = f(g, h)
+    assert_close(cg(g, h), ref)
+    assert_close(cg(g.contiguous(), h), ref)  # the same values laid out densely
+    assert_close(cg(gates.t().contiguous().t()[:, 16:32], h), ref)  # column-major

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import janus_frame as jf
+from janus_frame.frontend.breaks import GraphBreak
 from jfutil import Jit, Recorder
 
 
@@ -101,6 +102,61 @@ def test_module_containers(jit):
     m = M()
     jit(m.forward, torch.randn(2, 4))
     assert len(jit.backend.placeholders()) == 1 + 2 * 3 + 2 * 2 + 2  # x + parameters
+
+
+class _Lists(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ws = nn.ParameterList([nn.Parameter(torch.randn(4, 4)) for _ in range(3)])
+        self.layers = nn.ModuleList([nn.Linear(4, 4) for _ in range(2)])
+        self.seq = nn.Sequential(nn.Linear(4, 4), nn.Tanh())
+
+
+def test_parameter_list_indexed_by_int(jit):
+    m = _Lists()
+
+    def f(x):
+        return torch.tanh(x @ m.ws[0]) @ m.ws[-1] + x @ m.ws[1] + m.ws[-3].sum()
+    x = torch.randn(2, 4)
+    cf = jit(f, x)
+    # the entries are graph inputs read from the list, not constants of the trace
+    assert len(jit.backend.placeholders()) == 1 + 3
+    with torch.no_grad():
+        m.ws[1].mul_(2)
+    torch.testing.assert_close(cf(x), f(x))
+    assert len(jit.backend.graphs) == 1
+    # gradients reach the listed parameters as in eager
+    cf(x).sum().backward()
+    got = [p.grad.clone() for p in m.ws]
+    m.zero_grad()
+    f(x).sum().backward()
+    for g, p in zip(got, m.ws):
+        torch.testing.assert_close(g, p.grad)
+    # a list of another length is a new entry (its length is guarded)
+    m.ws.append(nn.Parameter(torch.randn(4, 4)))
+    torch.testing.assert_close(cf(x), f(x))
+    assert len(jit.backend.graphs) == 2
+
+
+@pytest.mark.parametrize("attr,index", [("ws", 3), ("ws", -4), ("layers", 2), ("layers", -3),
+                                        ("seq", 5)])
+def test_module_and_parameter_list_index_out_of_range_raises_like_eager(attr, index):
+    m = _Lists()
+
+    def f(x, log):
+        log.append("before")
+        y = x + 1
+        return getattr(m, attr)[index], y
+    x = torch.randn(2, 4)
+    log_e, log_c = [], []
+    with pytest.raises(IndexError):
+        f(x, log_e)
+    with pytest.raises(IndexError):
+        jf.compile(f, backend="eager")(x, log_c)
+    assert log_c == log_e == ["before"]
+    with pytest.raises(GraphBreak) as info:
+        jf.compile(f, backend="eager", fullgraph=True)(x, [])
+    assert info.value.exc_type is IndexError
 
 
 def test_torch_functions_and_tensor_methods(jit):

@@ -400,6 +400,50 @@ def test_compiled_loop_runs_without_a_cache_lookup_per_iteration(monkeypatch):
     assert len(runs) >= 40, len(runs)
 
 
+def test_loop_in_place_over_a_module_call_keeps_its_guard_out_of_the_hook():
+    # The loop body calls a submodule: its entry's guard checks how the
+    # classes resolve __call__ and forward (constants the guard's code holds).
+    # The replacement calls that guard from Python on every iteration; the
+    # hook must leave it alone as it does the replacement itself.
+    class Cell(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x, h):
+            return torch.tanh(self.lin(x) + h)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = Cell()
+
+        def forward(self, xs):
+            h = xs.new_zeros(xs.shape[1:])
+            outs = []
+            for t in range(xs.shape[0]):
+                h = self.cell(xs[t], h)
+                outs.append(h)
+            return torch.stack(outs).sum()
+
+    torch.manual_seed(0)
+    m = Net()
+    runs = []
+
+    def backend(gm, example_inputs):
+        def run(*args):
+            runs.append(gm)
+            return gm.forward(*args)
+        return run
+
+    cf = jf.compile(m, backend=backend)
+    for n in (3, 5, 9, 4):  # the second length makes the loop dynamic
+        xs = torch.randn(n, 2, 4)
+        runs.clear()
+        torch.testing.assert_close(cf(xs), m(xs))
+    assert len(runs) >= 4, len(runs)  # every iteration ran compiled
+
+
 def test_size_that_depends_on_data_breaks_instead_of_guessing():
     def f(x):
         y = x[x > 0]  # its length is known only when the graph runs

@@ -169,11 +169,6 @@ def _entry(seg: Segment, ctx) -> CompiledEntry:
     guard, explain_failure = seg.guard()
     faults.point("frontend.guarded")
     if seg.rb.loop_guard is not None:
-        # The replacement calls this guard itself (not hidden from the hook
-        # as the cache's guard calls are): its frame is ours, never a frame
-        # to compile -- and its constants may be unhashable (class attribute
-        # versions), which the frame compiler's lookups cannot take.
-        _C.set_code_strategy(guard.__code__, _C.SKIP, _C.DEFAULT)
         seg.rb.loop_guard[0] = guard
     lg = artifact_logger("guards")
     if lg is not None:

@@ -214,6 +214,12 @@ class Guards:
         body = ["try:", f"    return {shared_reads(exprs)}" if exprs else "    return True",
                 "except Exception:", "    return False"]
         guard = self.fb.build("__jf_guard", body, lineno, "guard", globals_, closure)
+        # A replacement that loops in place calls its own entry's guard from
+        # Python (handover.py), where the frame hook sees it: the guard is
+        # never a compilation candidate (its file is the user's), and its
+        # constants (class specs holding tag lists, hook dicts) make its code
+        # unhashable, so the hook must not even look it up
+        _C.set_code_strategy(guard.__code__, _C.SKIP, _C.DEFAULT)
         # Failing tensor checks are all collected with the new sizes (every
         # input whose size changed becomes dynamic in one recompile), also
         # those after another failure: a branch site's version or an int that

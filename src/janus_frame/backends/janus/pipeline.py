@@ -182,10 +182,24 @@ def compile_graph(gm: torch.fx.GraphModule, device: str | None = None, options=N
                            device=dev)
         text = csrc.text
     cg.compile_seconds = time.perf_counter() - t0
+    cg.passes = _pass_counts(gm, g, sched)
     if log.isEnabledFor(logging.DEBUG) or _logs_on():
         log.info("graph IR:\n%s\nschedule:\n%s\nsource:\n%s", prog.format(), sched.format(), text)
     stats.add(cg)
     return cg
+
+
+def _pass_counts(before, after, sched):
+    """What the graph passes (see :mod:`passes.graph_passes`) and the
+    scheduler's library-call rewrites did to one graph: a Counter by kind
+    (``accumulate``: products added into their running sum in place;
+    ``epilogue``: pointwise results stored over the product they read)."""
+    import collections
+
+    counts = collections.Counter(after.meta.get("janus_passes", {}) if after is not before else {})
+    counts["accumulate"] = len(getattr(sched, "accumulate", ()))
+    counts["epilogue"] = len(getattr(sched, "alias", {}))
+    return collections.Counter({k: v for k, v in counts.items() if v})
 
 
 def _logs_on():

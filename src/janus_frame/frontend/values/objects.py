@@ -201,12 +201,17 @@ class ObjV(Value):
             self.length(tx)
             return ModuleSliceV([tx.output.wrap(real._modules[name], ItemSource(AttrSource(
                 src, "_modules"), name) if src else None) for name in keys], self, k)
-        if isinstance(real, _SEQ_MODULES) and isinstance(k, int):
-            keys = list(real._modules.keys())
+        if isinstance(real, (*_SEQ_MODULES, torch.nn.ParameterList)) and isinstance(k, int):
+            # an entry of a module or parameter list, read from its dict:
+            # the guarded length fixes which entry an index names
+            table = "_parameters" if isinstance(real, torch.nn.ParameterList) else "_modules"
+            keys = list(getattr(real, table).keys())
             self.length(tx)
+            if not -len(keys) <= k < len(keys):
+                raise would_raise(IndexError, f"index {k} of {type(real).__name__}")
             name = keys[k]
-            return tx.output.wrap(real._modules[name], ItemSource(AttrSource(src, "_modules"),
-                                                                  name) if src else None)
+            return tx.output.wrap(getattr(real, table)[name],
+                                  ItemSource(AttrSource(src, table), name) if src else None)
         if isinstance(real, torch.nn.ModuleDict) and isinstance(k, str):
             return tx.output.wrap(real._modules[k], ItemSource(AttrSource(src, "_modules"), k)
                                   if src else None)

@@ -3,22 +3,14 @@
 In: an ``fx.GraphModule`` of decomposed aten ops with ``meta['val']`` on
 every node.  Out: the same module when nothing applies, else a new module over
 a rewritten copy of the graph (the caller's graph is never modified: an
-inference graph may be the very module the frontend captured).
+inference graph may be the very module the frontend captured), whose
+``meta['janus_passes']`` counts what each rewrite did.
 
-Folding (``_fold``): ``add(mm(a, b), c)`` becomes ``addmm(c, a, b)`` when
-the product has no other reader and ``c`` has the product's dtype and
-broadcasts to its shape.  The library then adds ``c`` while writing the
-product, instead of a separate pass reading two matrices and writing a third.
-This matters where autograd sums per-use gradients of a weight: an LSTM
-unrolled over T steps has, per weight, T matrix products summed by T - 1
-adds of the whole gradient; folded, it is one chain of accumulating library
-calls (and one live accumulator instead of T products).  The same holds for
-``x @ w_ih + h @ w_hh`` in the forward graph.
-
-Merging (``_merge_chains``): such a chain ``c + a1 @ b1 + ... + aT @ bT`` whose
-inner dimensions are small (a weight gradient summed over T time steps of a
-batch of 16) becomes ``c + cat(a) @ cat(b)``: one well-shaped product
-instead of T thin ones each reading and writing the whole accumulator.
+First the graph is brought to the canonical form of :mod:`canonical`: every
+product an ``mm`` of 2-D operands, every bias an explicit add, view chains
+collapsed, one node per view.  ``nn.Linear``, ``F.linear``, ``x @ W.t() +
+b``, ``torch.addmm``, ``torch.matmul`` on N-D inputs and ``einsum`` then
+give the same graph, and the rewrites below match only that form:
 
 Row products (``_batch_row_products``): ``base[t] @ w`` for every t of a contiguous
 ``base`` (an RNN's input projection at each step) becomes one product
@@ -31,16 +23,36 @@ recurrence runs through ``w_hh``) become one product of the stacked left
 operands, placed after the last of them; the nodes reading the products are
 moved after it (legal because nothing the operands depend on reads them).
 
-``optimize`` runs them in the order: row products, shared operands, fold,
-merge.  New nodes get fake values from the graph's fake mode; a graph whose
-values are not fake tensors is left alone by the rewrites that need them.
+Folding (``_fold``): a sum holding products, ``c + a1 @ b1 + ... + d``,
+becomes a chain of ``addmm`` calls accumulating into one addend ``c`` (of
+the sum's full shape if one is, else the bias of a lone product, else the
+first product), the other addends added after it.  The library then adds each product while writing it,
+instead of a separate pass reading two matrices and writing a third.  This
+matters where autograd sums per-use gradients of a weight: an LSTM unrolled
+over T steps has, per weight, T matrix products summed by T - 1 adds of the
+whole gradient; folded, it is one chain of accumulating library calls (and
+one live accumulator instead of T products).  The same holds for ``x @ w_ih
++ h @ w_hh + b`` (or ``ih(x) + hh(h)``) in the forward graph.
+
+Merging (``_merge_chains``): such a chain ``c + a1 @ b1 + ... + aT @ bT`` whose
+inner dimensions are small (a weight gradient summed over T time steps of a
+batch of 16) becomes ``c + cat(a) @ cat(b)``: one well-shaped product
+instead of T thin ones each reading and writing the whole accumulator.
+
+``optimize`` runs them in the order: canonical form, row products, shared
+operands, fold, merge.  New nodes get fake values from the graph's fake mode
+(a fresh one when the graph's values are real tensors).
 """
 from __future__ import annotations
+
+import collections
 
 import torch
 import torch.fx
 from torch._guards import detect_fake_mode
 from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+from .canonical import call as _call, normalize
 
 aten = torch.ops.aten
 
@@ -65,32 +77,7 @@ def _broadcasts_to(c, shape) -> bool:
     return True
 
 
-def _foldable(add):
-    """(mm node, bias node) when ``add`` can become an addmm, else None."""
-    if add.op != "call_function" or add.target is not aten.add.Tensor or len(add.args) != 2:
-        return None
-    if add.kwargs.get("alpha", 1) != 1:
-        return None
-    out = _val(add)
-    if not isinstance(out, torch.Tensor):
-        return None
-    # prefer folding the later product into the earlier one: in a chain of
-    # gradient sums the running sum is then always the bias operand
-    for mm, c in ((add.args[1], add.args[0]), (add.args[0], add.args[1])):
-        if not (isinstance(mm, torch.fx.Node) and mm.op == "call_function"
-                and mm.target is aten.mm.default and len(mm.users) == 1) or c is mm:
-            continue  # (p + p: the product is read twice by one node)
-        p, cv = _val(mm), _val(c)
-        if not (isinstance(p, torch.Tensor) and isinstance(cv, torch.Tensor)):
-            continue
-        if cv.dtype != p.dtype or out.dtype != p.dtype or cv.device != p.device:
-            continue
-        if not p.dtype.is_floating_point or not _same_size(out.shape, p.shape):
-            continue
-        if not _broadcasts_to(cv, p.shape):
-            continue
-        return mm, c
-    return None
+_PRODUCTS = (aten.mm.default, aten.addmm.default, aten.bmm.default)
 
 
 def _copy(gm):
@@ -100,48 +87,136 @@ def _copy(gm):
     return graph
 
 
-def _call(graph, target, args, fake_mode):
-    """A new node computing ``target(*args)``, with its fake value."""
-    n = graph.call_function(target, args)
-    vals = torch.fx.node.map_arg(args, lambda a: a.meta["val"])
-    with fake_mode:
-        n.meta["val"] = target(*vals)
-    return n
+def _fake_mode(graph):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    mode = detect_fake_mode([n.meta.get("val") for n in graph.nodes])
+    return mode if mode is not None else FakeTensorMode(allow_non_fake_inputs=True)
 
 
 def optimize(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """The caller's module when nothing applies, else a rewritten copy."""
-    graph = None
+    """The caller's module when nothing applies, else a rewritten copy with
+    ``meta['janus_passes']``: a Counter of rewrites by kind."""
+    if not any(n.op == "call_function" and n.target in _PRODUCTS for n in gm.graph.nodes):
+        return gm
+    graph = _copy(gm)
+    fake_mode = _fake_mode(graph)
+    counts = normalize(graph, fake_mode)
     cats = {}
-    if any(_row_product_groups(gm.graph)):
-        graph = _copy(gm)
-        _batch_row_products(graph)
-    if any(_shared_operand_plans(graph or gm.graph)):
-        graph = graph or _copy(gm)
-        _batch_shared_operand(graph, cats)
-    if any(_foldable(n) for n in (graph or gm.graph).nodes):
-        graph = graph or _copy(gm)
-        _fold(graph)
-    if graph is not None and any(_merge_plan(n) for n in graph.nodes):
-        _merge_chains(graph, cats)
-    if graph is None:
+    counts["row_products"] += _batch_row_products(graph, fake_mode)
+    counts["shared_operand"] += _batch_shared_operand(graph, cats, fake_mode)
+    _fold(graph, counts, fake_mode)
+    counts["merge"] += _merge_chains(graph, cats, fake_mode)
+    counts = collections.Counter({k: v for k, v in counts.items() if v})
+    if not counts:
         return gm
     graph.lint()
-    return torch.fx.GraphModule(gm, graph)
+    out = torch.fx.GraphModule(gm, graph)
+    out.meta["janus_passes"] = counts
+    return out
 
 
-def _fold(graph):
-    for n in list(graph.nodes):
-        hit = _foldable(n)
-        if hit is None:
+# -- sums of products become chains of accumulating library calls -----------
+
+def _is_sum(n, dtype):
+    v = _val(n)
+    return (n.op == "call_function" and n.target is aten.add.Tensor and not n.kwargs
+            and len(n.args) == 2 and all(isinstance(a, torch.fx.Node) for a in n.args)
+            and isinstance(v, torch.Tensor) and v.dtype == dtype)
+
+
+def _sum_tree(root):
+    """(leaves, inner nodes, root first) of the sum rooted at ``root``: adds
+    of two nodes (no alpha) of the root's dtype, each inner one read only by
+    its parent."""
+    dtype = _val(root).dtype
+    leaves, inner, todo = [], [], [root]
+    while todo:
+        n = todo.pop()
+        if _is_sum(n, dtype) and (n is root or len(n.users) == 1):
+            inner.append(n)
+            todo.extend(reversed(n.args))
+        else:
+            leaves.append(n)
+    return leaves, inner
+
+
+def _fold_plan(root):
+    """(products in graph order, accumulator, other addends, inner nodes) when
+    the sum at ``root`` holds a product that can accumulate into a library
+    call, else None.  Products: ``mm`` read once, of the sum's shape and
+    dtype.  The accumulator (what the first product is added to): an addend
+    of the sum's full shape if there is one, else for a lone product one that
+    broadcasts to it (a bias), else the first product itself; the other
+    addends are added after the chain (where they fuse into the kernel
+    reading the sum)."""
+    out = _val(root)
+    if not isinstance(out, torch.Tensor) or not out.dtype.is_floating_point \
+            or not _is_sum(root, out.dtype):
+        return None
+    leaves, inner = _sum_tree(root)
+    products, others = [], []
+    for leaf in leaves:
+        v = _val(leaf)
+        if (_is_mm(leaf) and len(leaf.users) == 1 and leaves.count(leaf) == 1
+                and isinstance(v, torch.Tensor) and v.dtype == out.dtype
+                and _same_size(v.shape, out.shape)):
+            products.append(leaf)
+        else:
+            others.append(leaf)
+    if not products:
+        return None
+    usable = [c for c in others if isinstance(_val(c), torch.Tensor)
+              and _val(c).dtype == out.dtype and _val(c).device == out.device
+              and _broadcasts_to(_val(c), out.shape)]
+    full = [c for c in usable if _same_size(_val(c).shape, out.shape)]
+    # (a lone product takes a bias, as a linear layer's addmm does; several
+    # start from the first product and add the biases after, as eager's
+    # x @ w + h @ u + b does)
+    acc = (full or (usable if len(products) == 1 else []) or [None])[0]
+    if acc is not None:
+        others.remove(acc)
+    elif len(products) == 1:
+        return None  # nothing to add the product to
+    order = {n: i for i, n in enumerate(root.graph.nodes)}
+    products.sort(key=order.__getitem__)
+    return products, acc, others, inner
+
+
+def _fold(graph, counts, fake_mode):
+    """Each sum holding products becomes ``addmm(...addmm(acc, a1, b1)...,
+    aT, bT)`` plus the other addends: the library adds each product into the
+    running sum while writing it, instead of a separate pass reading two
+    matrices and writing a third.  Each ``addmm`` stands where its product
+    stood (or just after the running sum it reads, when that comes later), so
+    a sum of gradients over T steps keeps one live accumulator."""
+    for root in list(graph.nodes):
+        if getattr(root, "_erased", False) or not isinstance(_val(root), torch.Tensor):
             continue
-        mm, c = hit
-        with graph.inserting_before(n):
-            new = graph.call_function(aten.addmm.default, (c, mm.args[0], mm.args[1]))
-        new.meta = dict(n.meta)
-        n.replace_all_uses_with(new)
-        graph.erase_node(n)
-        graph.erase_node(mm)
+        if len(root.users) == 1 and _is_sum(next(iter(root.users)), _val(root).dtype):
+            continue  # an inner node of a larger sum: planned from its root
+        plan = _fold_plan(root)
+        if plan is None:
+            continue
+        products, acc, others, inner = plan
+        run = acc
+        if run is None:
+            run, products = products[0], products[1:]
+        order = {n: i for i, n in enumerate(graph.nodes)}
+        for p in products:
+            where = p if order[run] < order[p] else run.next
+            with graph.inserting_before(where):
+                run = _call(graph, aten.addmm.default, (run, p.args[0], p.args[1]), fake_mode)
+            order[run] = order[where] - 0.5
+            counts["fold"] += 1
+        with graph.inserting_before(root):
+            for c in others:
+                run = _call(graph, aten.add.Tensor, (run, c), fake_mode)
+        root.replace_all_uses_with(run)
+        for n in inner:  # root first: each inner node's only reader goes before it
+            graph.erase_node(n)
+        for p in products:
+            graph.erase_node(p)
 
 
 # -- merging chains of accumulated products ---------------------------------
@@ -225,18 +300,14 @@ def _cat(graph, cats, parts, dim, fake_mode, before):
     return cats[key]
 
 
-def _merge_chains(graph, cats):
-    fake_mode = None
-
-
+def _merge_chains(graph, cats, fake_mode):
+    """The number of chains merged."""
+    merged = 0
     for tail in list(graph.nodes):
         plan = _merge_plan(tail)
         if plan is None:
             continue
         terms, bias, nodes = plan
-        fake_mode = fake_mode or detect_fake_mode([_val(n) for n in nodes])
-        if fake_mode is None:
-            return
         a = _cat(graph, cats, [t[0] for t in terms], 1, fake_mode, tail)
         b = _cat(graph, cats, [t[1] for t in terms], 0, fake_mode, tail)
         with graph.inserting_before(tail):
@@ -247,6 +318,8 @@ def _merge_chains(graph, cats):
         tail.replace_all_uses_with(new)
         for n in nodes:  # tail first: each node's only user is erased before it
             graph.erase_node(n)
+        merged += 1
+    return merged
 
 
 # -- one product for the rows of every step ----------------------------------
@@ -283,14 +356,12 @@ def _row_product_groups(graph):
     return out
 
 
-def _batch_row_products(graph):
+def _batch_row_products(graph, fake_mode):
+    """The number of groups batched."""
     groups = _row_product_groups(graph)
     order = {n: i for i, n in enumerate(graph.nodes)}
     for (base, w), members in groups.items():
         first = min((mm for _, mm in members), key=order.__getitem__)
-        fake_mode = detect_fake_mode([_val(base), _val(w)])
-        if fake_mode is None:
-            continue
         T, M, K = _val(base).shape
         with graph.inserting_before(first):
             flat = _call(graph, aten.view.default, (base, [T * M, K]), fake_mode)
@@ -302,6 +373,7 @@ def _batch_row_products(graph):
                 sel = _call(graph, aten.select.int, (rows, 0, t), fake_mode)
             mm.replace_all_uses_with(sel)
             graph.erase_node(mm)
+    return len(groups)
 
 
 # -- one product for left operands sharing a right operand --------------------
@@ -361,19 +433,17 @@ def _movable(n) -> bool:
     return getattr(t, "__module__", "") == "_operator"  # getitem and friends
 
 
-def _batch_shared_operand(graph, cats):
+def _batch_shared_operand(graph, cats, fake_mode):
+    """The number of groups batched."""
     # one group at a time, planned afresh: applying a group moves nodes,
     # which changes where another group's operands are defined
-    skipped = set()
+    done = 0
     while True:
-        plans = [p for p in _shared_operand_plans(graph) if p[0] not in skipped]
+        plans = _shared_operand_plans(graph)
         if not plans:
-            return
+            return done
+        done += 1
         w, members, after, dependent = plans[0]
-        fake_mode = detect_fake_mode([_val(m) for m in members])
-        if fake_mode is None:
-            skipped.add(w)
-            continue
         lefts = [m.args[0] for m in members]
         rows = [_val(x).shape[0] for x in lefts]
         anchor = after.next

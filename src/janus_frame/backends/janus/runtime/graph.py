@@ -102,6 +102,7 @@ class CompiledGraph:
         self.triton_kernels = triton_kernels or {}
         self._fn = None
         self._wrapper_src = None
+        self.passes = {}  # rewrites by kind (pipeline.compile_graph fills it)
 
     @property
     def num_kernels(self):
@@ -146,6 +147,21 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
         else:
             L.append(f"    {sym} = args[{src[1]}].stride({src[2]})")
     syms = [str(s) for s, _ in prog.symbols]
+    # Kernels index an input with the strides it was traced with.  A caller
+    # may hand over the same values laid out otherwise: AOTAutograd's
+    # backward reads what the forward saved with the strides of the forward's
+    # fake outputs (a chunk of the gates: [B, H] with row stride 4H), while a
+    # forward kernel stores a non-dense output densely.  An input traced
+    # non-contiguous is copied into its traced layout when it arrives in
+    # another (a contiguous one traced as such costs no check).
+    ns["_restride"] = _restride
+    for b in prog.inputs:
+        if b.kind != "input" or len(b.shape) < 2 \
+                or not all(isinstance(x, int) for x in (*b.shape, *b.strides)) \
+                or tuple(b.strides) == ir.contiguous_strides(b.shape):
+            continue
+        st = _tuple(b.strides)
+        L.append(f"    if {b.name}.stride() != {st}: {b.name} = _restride({b.name}, {st})")
     # dtypes used
     for b in prog.buffers.values():
         ns[f"_dt_{str(b.dtype).replace('torch.', '')}"] = b.dtype
@@ -243,7 +259,14 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
         for o in outs:
             if o is not None:
                 for name in taken_over.get(o.name, ()):
-                    L.append(f"    {name} = {o.name}")  # a kernel stores over it
+                    # a kernel stores over it; both are dense with the same
+                    # element count, but the shapes may differ ([B*T, C]
+                    # from a product, [B, T, C] after): a view of its own shape
+                    b = prog.buffers[name]
+                    if tuple(b.shape) == tuple(o.shape):
+                        L.append(f"    {name} = {o.name}")
+                    else:
+                        L.append(f"    {name} = {o.name}.view({_tuple(b.shape)})")
         i += 1
     rets = []
     for kind, o in prog.outputs:
