@@ -168,9 +168,6 @@ KNOWN: dict[str, str] = {
     # ---- recompile-storm (1)
     "issue::storm_namedtuple_class_across_break":
         "recompile-storm: object made before a break guarded by identity in the resume function",
-    # ---- internal-error (1)
-    "objects::slots_missing_attr_raises":
-        "internal-error: AttributeError from an unset __slots__ member escapes the compiler",
     # ---- wrong-result (2)
     "guards::load_state_dict_between_calls[default]":
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",

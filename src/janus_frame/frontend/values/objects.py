@@ -552,8 +552,11 @@ def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
         return ObjV(static.fget).call(tx, [v], {})
     if isinstance(static, (types.MemberDescriptorType, types.GetSetDescriptorType)):
         if isinstance(v, ObjV):
-            return tx.output.wrap(getattr(v._obj, name),
-                                  AttrSource(v.source, name) if v.source else None)
+            try:
+                value = getattr(v._obj, name)
+            except Exception as e:  # noqa: BLE001 - an unset slot: eager raises here
+                raise would_raise(type(e), f"{cls.__name__}.{name}: {e}") from None
+            return tx.output.wrap(value, AttrSource(v.source, name) if v.source else None)
         raise GraphBreak("JF022", f"descriptor {name!r} on an object created while tracing")
     if isinstance(static, (types.BuiltinFunctionType, types.MethodDescriptorType,
                            types.WrapperDescriptorType, types.MethodWrapperType)):
