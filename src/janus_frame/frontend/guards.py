@@ -15,6 +15,7 @@ import types
 
 import torch
 
+from ..torch_compat import len_torch_dispatch_stack, len_torch_function_stack
 from .codegen import FunctionBuilder
 from .sources import Source
 
@@ -181,7 +182,7 @@ class Guards:
 def user_modes_active() -> bool:
     """Is a TorchFunctionMode or TorchDispatchMode of the program active?
     (Tracing never runs under one: the frame then runs natively.)"""
-    return torch._C._len_torch_function_stack() > 0 or torch._C._len_torch_dispatch_stack() > 0
+    return len_torch_function_stack() > 0 or len_torch_dispatch_stack() > 0
 
 
 def shared_reads(exprs: list[str]) -> str:

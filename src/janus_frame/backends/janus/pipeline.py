@@ -95,7 +95,7 @@ def graph_name(gm) -> str:
     name = getattr(gm, "meta", {}).get("janus_name")
     if name:
         return str(name)
-    from torch._guards import CompileContext
+    from ...torch_compat import CompileContext
 
     cid = CompileContext.current_compile_id()
     if cid is not None:
@@ -225,8 +225,7 @@ def _compile_inference(gm, example_inputs, device, opts, name):
 
 
 def _compile_training(gm, example_inputs, device, opts, name):
-    from torch._functorch.aot_autograd import aot_module_simplified
-    from torch._functorch.partitioners import min_cut_rematerialization_partition
+    from ...torch_compat import aot_module_simplified, min_cut_rematerialization_partition
 
     from .runtime.training import compile_lean
 
