@@ -12,6 +12,18 @@ run on fake tensors), :func:`input_mutation_needs_runtime` (which input
 mutations AOTAutograd's lean export cannot express). ``TORCH_VERSION`` and
 :func:`check_supported` gate the range.
 
+Process-wide torch state that janus_frame keeps bounded:
+
+- :func:`fx_source_keys` / :func:`forget_fx_sources`: torch.fx registers the
+  source of every GraphModule it generates in ``linecache`` and in its own
+  loader (for tracebacks), and never forgets it: a process compiling and
+  dropping many functions would keep every graph's source. janus_frame
+  forgets the sources its compiles registered once their cache entry dies.
+- :func:`bound_fake_tensor_cache` / :func:`clear_fake_tensor_cache`:
+  FakeTensorMode's dispatch cache is process-wide and unbounded (one entry
+  per operator and argument metadata, constants included); it is cleared
+  when it grows past a bound, and by ``janus_frame.reset()``.
+
 A new torch release is supported by checking this table and these functions
 against it (``tests/test_torch_compat.py`` checks that every name resolves).
 """
@@ -19,7 +31,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import linecache
 import re
+import sys
 
 import torch
 
@@ -87,7 +101,9 @@ _NAMES = {
 }
 
 __all__ = sorted(_NAMES) + ["TORCH_VERSION", "SUPPORTED_TORCH", "check_supported",
-                            "fake_execution", "input_mutation_needs_runtime"]
+                            "fake_execution", "input_mutation_needs_runtime",
+                            "fx_source_keys", "forget_fx_sources", "FAKE_CACHE_LIMIT",
+                            "bound_fake_tensor_cache", "clear_fake_tensor_cache"]
 
 
 def __getattr__(name: str):
@@ -136,3 +152,47 @@ def input_mutation_needs_runtime(info) -> bool:
                 or getattr(info, "mutation_is_shallow_copy_data", False)
                 or (info.mutates_data
                     and info.mutation_type != __getattr__("MutationType").MUTATED_IN_GRAPH))
+
+
+# -- process-wide torch state kept bounded (see the module docstring) --------
+# Both look torch's modules up in sys.modules: they never import a part of
+# torch that the process has not loaded yet.
+FAKE_CACHE_LIMIT = 1024
+
+
+def _fx_loader():
+    """torch.fx's source loader if fx is loaded."""
+    return getattr(sys.modules.get("torch.fx.graph_module"), "_loader", None)
+
+
+def fx_source_keys() -> frozenset:
+    """The fx sources registered so far (their pseudo file names)."""
+    cache = getattr(_fx_loader(), "eval_cache", None)
+    return frozenset(cache) if cache is not None else frozenset()
+
+
+def forget_fx_sources(keys) -> None:
+    """Forget the registered sources ``keys`` (their graphs are gone)."""
+    cache = getattr(_fx_loader(), "eval_cache", None)
+    for k in keys:
+        if cache is not None:
+            cache.pop(k, None)
+        linecache.cache.pop(k, None)
+
+
+def _fake_mode_class():
+    """FakeTensorMode if torch's fake tensors are loaded."""
+    return getattr(sys.modules.get("torch._subclasses.fake_tensor"), "FakeTensorMode", None)
+
+
+def bound_fake_tensor_cache(limit: int = FAKE_CACHE_LIMIT) -> None:
+    cls = _fake_mode_class()
+    cache = getattr(cls, "cache", None)
+    if cache is not None and len(cache) > limit:
+        cls.cache_clear()
+
+
+def clear_fake_tensor_cache() -> None:
+    cls = _fake_mode_class()
+    if hasattr(cls, "cache_clear"):
+        cls.cache_clear()

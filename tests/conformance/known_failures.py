@@ -289,8 +289,6 @@ KNOWN: dict[str, str] = {
         "context-managers: user TorchDispatchMode also sees janus_frame's trace-time ops",
     "interop::dispatch_mode_with_break_inside":
         "context-managers: user TorchDispatchMode also sees janus_frame's trace-time ops",
-    "interop::function_mode_break_in_callee":
-        "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
     "interop::function_mode_counts":
         "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
     "interop::function_mode_exception_inside":
@@ -298,8 +296,6 @@ KNOWN: dict[str, str] = {
     "interop::function_mode_no_break":
         "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
     "interop::function_mode_with_break_inside":
-        "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
-    "interop::nested_modes_with_break":
         "context-managers: TorchFunctionMode entered at a break is popped before its __exit__ (empty mode stack)",
     "issue::issue_07_exit_selectively_suppresses":
         "context-managers: exception inside a natively entered with-block escapes the suppressing __exit__",
@@ -544,25 +540,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: manual_seed (torch._compile) runs nat",
     "torch::no_grad_decorator_callee":
         "graph-breaks: breaks: JF009 unsupported object or operation: call of object (the frame then runs n",
-    # ---- process (6)
-    "process::bogus_backend_env":
-        "process: the .pth start-up error is printed twice, the program runs, exit status 0",
-    "process::cli_bogus_backend[env]":
-        "process: JANUS_FRAME_BACKEND=bogus with run: a traceback, printed twice",
-    "process::cli_bogus_backend[flag]": "process: run --backend bogus exits 1 without any message",
-    "process::script_outside_cwd":
-        "process: under JANUS_FRAME=1 a script outside the working directory is silently not compiled",
-    "process::shutdown_del_and_atexit":
-        "process: the hook stays installed at shutdown: the callback hits torn-down module globals (hook.py), output differs",
-    "process::shutdown_with_logging_handlers":
-        "process: logging's exit-time weakref callbacks reach the torn-down frame callback (hook.py)",
-    # ---- leak (4)
-    "process::leak_10000[no-reset]":
-        "leak: 15 gc objects and 38 pymalloc blocks per function stay",
-    "process::leak_10000[reset]":
-        "leak: 15 gc objects and 38 pymalloc blocks per function stay after jf.reset()",
-    "process::leak_1000[no-reset]": "leak: 15 gc objects per compiled-and-dropped function stay",
-    "process::leak_1000[reset]": "leak: 15 gc objects per function stay after jf.reset()",
 }
 
 

@@ -31,8 +31,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import weakref
 
-from .. import _C, faults
+from .. import _C, faults, torch_compat
 from ..cache import CompiledEntry
 from ..diagnostics.logs import artifact_logger
 from .breaks import GraphBreak
@@ -47,6 +48,24 @@ log = logging.getLogger("janus_frame")
 
 
 def compile_frame(func, args: tuple, ctx) -> CompiledEntry:
+    """The entry for this frame. The fx sources the compile registered (for
+    tracebacks) are forgotten when the entry's replacement code dies, or at
+    once if the compile made no entry."""
+    before = torch_compat.fx_source_keys()
+    entry = None
+    try:
+        entry = _compile_frame(func, args, ctx)
+        return entry
+    finally:
+        new = torch_compat.fx_source_keys() - before
+        if new:
+            if entry is not None and entry.replacement is not None:
+                weakref.finalize(entry.replacement.__code__, torch_compat.forget_fx_sources, new)
+            else:
+                torch_compat.forget_fx_sources(new)
+
+
+def _compile_frame(func, args: tuple, ctx) -> CompiledEntry:
     if user_modes_active():
         # a torch-function/dispatch mode of the program decides what each
         # torch call does: this frame runs natively while one is active

@@ -166,7 +166,7 @@ def compile_graph(gm: torch.fx.GraphModule, device: str | None = None, options=N
     cg.compile_seconds = time.perf_counter() - t0
     if log.isEnabledFor(logging.DEBUG) or _logs_on():
         log.info("graph IR:\n%s\nschedule:\n%s\nsource:\n%s", prog.format(), sched.format(), text)
-    stats.graphs.append(cg)
+    stats.add(cg)
     return cg
 
 
