@@ -722,3 +722,34 @@ def test_break_inside_a_torch_function_mode_keeps_the_mode_stack(jit):
         torch.testing.assert_close(cf(x), expected)
         assert torch._C._len_torch_function_stack() == 0
     assert len(seen) == 2 * n_eager  # the mode saw every call, as in eager
+
+
+@pytest.mark.parametrize("where", ["argument", "native_result", "attribute"])
+def test_builtin_method_of_an_object_runs_on_this_calls_object(where):
+    """A C method of an opaque object (ndarray.sum, bytearray.count, ...)
+    read while tracing and called at a break, or handed to a resume
+    function, is bound to the object of each call, never to the first
+    call's object."""
+    import numpy as np
+
+    class Holder:
+        pass
+
+    def f(x, a, h, k):
+        y = x.relu()
+        if where == "argument":
+            m = a.sum
+        elif where == "native_result":
+            m = x.numpy().max
+        else:
+            m = h.buf.count
+        print("break")
+        return y * float(m() if where != "attribute" else m(1)) + k
+
+    cf = jf.compile(f, backend=Recorder())
+    for k in range(3):
+        x = torch.randn(4)
+        a = np.arange(k + 2, dtype=np.float32)
+        h = Holder()
+        h.buf = bytearray([1] * (k + 1))
+        assert_same(cf(x, a, h, k), f(x, a, h, k))

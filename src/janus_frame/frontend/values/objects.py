@@ -414,7 +414,10 @@ def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
     if isinstance(static, (types.BuiltinFunctionType, types.MethodDescriptorType,
                            types.WrapperDescriptorType, types.MethodWrapperType)):
         if isinstance(v, ObjV):
-            return ObjV(getattr(v.obj, name))
+            # bound to this call's object: a native step or a rebuild reads it
+            # again from the object's source (a bound method of the traced
+            # object, baked in as a constant, would run on it in later calls)
+            return ObjV(getattr(v.obj, name), AttrSource(v.source, name) if v.source else None)
         raise GraphBreak("JF022", f"builtin method {name!r} of {cls.__name__}")
     if hasattr(static, "__get__") and not isinstance(static, (int, float, str, tuple)):
         raise GraphBreak("JF022", f"descriptor {type(static).__name__} {name!r}")
