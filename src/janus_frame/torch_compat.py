@@ -44,6 +44,7 @@ SUPPORTED_TORCH = ((2, 11), (2, 15))  # first and last minor release, inclusive
 _NAMES = {
     # FakeTensor and the shape environment (frontend: fake execution, dynamic sizes)
     "FakeTensorMode": ("torch._subclasses.fake_tensor", "FakeTensorMode"),
+    "FakeTensor": ("torch._subclasses.fake_tensor", "FakeTensor"),
     "DataDependentOutputException": ("torch._subclasses.fake_tensor",
                                      "DataDependentOutputException"),
     "DynamicOutputShapeException": ("torch._subclasses.fake_tensor",

@@ -25,6 +25,7 @@ from bytecode.instr import InstrLocation
 
 from ..diagnostics.logs import artifact_logger
 from .pyversion import NULL_AFTER_CALLABLE, VERSION
+from .sources import pinned
 
 # 3.13's superinstructions over two locals, and their two plain halves
 _FUSED = {"LOAD_FAST_LOAD_FAST": ("LOAD_FAST", "LOAD_FAST"),
@@ -109,6 +110,8 @@ class FunctionBuilder:
                 elif gname.startswith("__jf_c_"):
                     uses_free = True
                     load = Instr("LOAD_DEREF", FreeVar(gname[7:]), lineno=lineno)
+                elif gname.startswith("__jf_p"):
+                    load = Instr("LOAD_CONST", pinned(int(gname[6:])), lineno=lineno)
                 elif gname == "__jf_torch":
                     import torch
 
