@@ -205,3 +205,38 @@ def test_for_loop_break_and_exhaustion():
     xs = [torch.randn(2) for _ in range(3)]
     assert_same(cf(iter(xs)), f(iter(xs)))
     assert_same(cf(xs), f(xs))
+
+
+def test_exception_leaving_a_generator(jit):
+    """3.12+ wraps a generator's body in a handler (CALL_INTRINSIC_1
+    STOPITERATION_ERROR, then RERAISE; 3.11 does this in C): an exception
+    other than StopIteration goes through it unchanged, to the consumer's
+    handler, in one graph."""
+    def f(x):
+        def gen(n):
+            yield x * n
+            raise KeyError(n)
+        try:
+            return list(gen(2))
+        except KeyError as e:
+            return [x, e.args[0]]
+    jit(f, torch.randn(3),
+        opcodes=_ops(((3, 11), {"YIELD_VALUE", "CHECK_EXC_MATCH"}),
+                     ((3, 12), {"CALL_INTRINSIC_1", "RERAISE", "CHECK_EXC_MATCH"})))
+
+
+def test_stopiteration_leaving_a_generator_is_a_runtime_error():
+    """A StopIteration leaking out of a generator becomes Python's
+    RuntimeError (left to Python, as on 3.11), chained to it."""
+    def f(x, it):
+        def gen():
+            yield x + 1
+            yield next(it)  # exhausted: StopIteration inside the generator
+        try:
+            return list(gen())
+        except RuntimeError as e:
+            return [x * 2, str(e), type(e.__cause__).__name__]
+    cf = jf.compile(f, backend=Recorder())
+    for _ in range(2):
+        x = torch.randn(3)
+        assert_same(cf(x, iter([])), f(x, iter([])))

@@ -2,7 +2,8 @@
 containers.py, control.py and generators.py (the loads, stores and calls 3.12
 and 3.13 added are beside their 3.11 forms in variables.py and calls.py):
 two-operand slices, ``END_FOR``, ``RETURN_CONST``, the intrinsics that
-replaced several 3.11 opcodes, and ``yield from``'s ``END_SEND``.
+replaced several 3.11 opcodes (and the exception handler around a
+generator's body), and ``yield from``'s ``END_SEND``.
 
 Semantics are shared with the 3.11 forms, never copied: a slice is
 ``BUILD_SLICE`` + subscript, an intrinsic is the operator it replaced.
@@ -94,13 +95,24 @@ def _list_to_tuple(tx, v):
     return TupleV(list(v.items))
 
 
+def _stopiteration_error(tx, exc):
+    """The handler 3.12 wraps around a generator's whole body (3.11 does
+    this in C when the exception leaves the frame): any exception but a
+    StopIteration goes on unchanged (the RERAISE after it raises it out of
+    the generator); a StopIteration would become a RuntimeError, which is
+    left to Python as on 3.11 (values/generators.py)."""
+    if issubclass(exc.python_type(), StopIteration):
+        raise GraphBreak("JF012", "a StopIteration leaving a generator")
+    return exc
+
+
 # every intrinsic: a function of the operand(s), or the graph break it is
 _INTRINSIC_1 = {
     Intrinsic1Op.INTRINSIC_UNARY_POSITIVE: _unary_positive,
     Intrinsic1Op.INTRINSIC_LIST_TO_TUPLE: _list_to_tuple,
     # a generator's handler turning a leaked StopIteration into RuntimeError:
     # only reached on an exception
-    Intrinsic1Op.INTRINSIC_STOPITERATION_ERROR: "JF012",
+    Intrinsic1Op.INTRINSIC_STOPITERATION_ERROR: _stopiteration_error,
     Intrinsic1Op.INTRINSIC_ASYNC_GEN_WRAP: "JF013",
     Intrinsic1Op.INTRINSIC_PRINT: "JF001",  # the interactive prompt's echo
     Intrinsic1Op.INTRINSIC_IMPORT_STAR: "JF001",
