@@ -24,6 +24,7 @@ from ..predication import is_loop_entry, predicate_branch, predicate_loop
 from ..pyversion import FOR_ITER_EXHAUSTED_PUSHES, is_conditional_back_edge
 from ..values import Const, CtxV, ExitV, IterV, TensorV
 from ..values.contexts import traced_manager
+from ..values.generators import GeneratorV
 from ..values.operators import identical
 from .registry import FrameReturn, handler, named, native_step
 
@@ -173,12 +174,21 @@ def GET_ITER(tx, ins):
         # natively, not unrolled for this one length
         raise GraphBreak("JF019", "iteration over range() of a dynamic size")
     v = tx.stack.pop()
-    tx.stack.append(v if isinstance(v, IterV) else IterV(v.iterate(tx)))
+    # a generator is its own iterator: FOR_ITER resumes it item by item
+    tx.stack.append(v if isinstance(v, (IterV, GeneratorV)) else IterV(v.iterate(tx)))
 
 
 @handler("FOR_ITER")
 def FOR_ITER(tx, ins):
     it = tx.stack[-1]
+    if isinstance(it, GeneratorV):
+        item = it.next_item(tx)
+        if item is not None:
+            tx.stack.append(item)
+        else:
+            _exhausted(tx.stack)
+            tx.jump(ins.arg)
+        return
     if not isinstance(it, IterV):
         # a real iterator handed over by a resume function: next() runs
         # natively and each iteration continues in its own segment
