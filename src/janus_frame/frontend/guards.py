@@ -215,6 +215,9 @@ class Guards:
         body = ["try:", f"    return {shared_reads(exprs)}" if exprs else "    return True",
                 "except Exception:", "    return False"]
         guard = self.fb.build("__jf_guard", body, lineno, "guard", globals_, closure)
+        # never compiled itself: the hook skips it in C (its constants, e.g.
+        # a class-tag box list, make the code unhashable for the hook's sets)
+        _C.set_code_strategy(guard.__code__, _C.SKIP, _C.DEFAULT)
         # Failing tensor checks are all collected with the new sizes (every
         # input whose size changed becomes dynamic in one recompile); any
         # other failure ends the walk (later checks may assume it held).
@@ -230,6 +233,7 @@ class Guards:
         # only its code is kept: a function would hold the user's globals
         verbose_code = self.fb.build("__jf_guard_verbose", vbody, lineno, "guard", globals_,
                                      closure).__code__
+        _C.set_code_strategy(verbose_code, _C.SKIP, _C.DEFAULT)
         descs = list(self._clauses.values())
         dyn = [self._dynamic_ok.get(ex) for ex in exprs]
         shapes = [self._tensor_shapes.get(ex) for ex in exprs]
