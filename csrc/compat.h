@@ -199,4 +199,40 @@ static inline void *jf_code_get_extra(PyCodeObject *code, Py_ssize_t index) {
 #define JF_IS_FINALIZING() _Py_IsFinalizing()
 #endif
 
+/* ------------------------------------------------------------------ */
+/* Class version tags and dicts (the guard helpers, guards.c)            */
+
+/* The valid version tag of t, or 0. Borrows t. 3.11 and 3.12 mark a valid
+ * tag with Py_TPFLAGS_VALID_VERSION_TAG; 3.13 no longer sets that flag (it
+ * stays clear on every class), a tag of 0 is the invalid one there. */
+static inline unsigned int jf_type_valid_tag(PyTypeObject *t) {
+#if JF_PY313
+    return t->tp_version_tag;
+#else
+    return PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) ? t->tp_version_tag : 0;
+#endif
+}
+
+/* Asks CPython to give t a version tag (it may refuse, e.g. after too many
+ * changes of the class). probe: an interned name, looked up on 3.11, which
+ * has no API for it (a lookup of a cacheable name assigns the tag). */
+static inline void jf_type_request_tag(PyTypeObject *t, PyObject *probe) {
+#if JF_PY312
+    (void)probe;
+    (void)PyUnstable_Type_AssignVersionTag(t);
+#else
+    (void)_PyType_Lookup(t, probe);
+#endif
+}
+
+/* A new reference to the dict of class t, or NULL (a static type's tp_dict
+ * is NULL from 3.12: PyType_GetDict finds its per-interpreter dict). */
+static inline PyObject *jf_type_dict(PyTypeObject *t) {
+#if JF_PY312
+    return PyType_GetDict(t);
+#else
+    return Py_XNewRef(t->tp_dict);
+#endif
+}
+
 #endif

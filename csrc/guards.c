@@ -22,26 +22,13 @@ static PyObject *hook_names[4]; /* interned attribute names */
 static PyObject *forward_name;
 static PyObject *tag_probe;     /* a name looked up to make 3.11 assign a tag */
 
-/* The valid version tag of t, or 0. Borrows t. */
-static unsigned int valid_tag(PyTypeObject *t) {
-#ifdef Py_TPFLAGS_VALID_VERSION_TAG
-    if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) return 0;
-#endif
-    return t->tp_version_tag;
-}
-
 /* Gives t a version tag if it has none; returns it (0: CPython gives none,
  * e.g. after too many changes of the class). Borrows t. */
 static unsigned int assign_tag(PyTypeObject *t) {
-    unsigned int tag = valid_tag(t);
+    unsigned int tag = jf_type_valid_tag(t);
     if (tag != 0) return tag;
-#if JF_PY312
-    if (!PyUnstable_Type_AssignVersionTag(t)) return 0;
-#else
-    /* a cacheable-name lookup assigns the tag (3.11 has no API for it) */
-    (void)_PyType_Lookup(t, tag_probe);
-#endif
-    return valid_tag(t);
+    jf_type_request_tag(t, tag_probe);
+    return jf_type_valid_tag(t);
 }
 
 /* Borrows t, name, start (NULL: search from t). Returns a borrowed
@@ -55,11 +42,7 @@ static PyObject *mro_lookup(PyTypeObject *t, PyObject *name, PyObject *start) {
     while (i < n && PyTuple_GET_ITEM(mro, i) != start) i++;
     for (i++; i < n; i++) {
         PyObject *base = PyTuple_GET_ITEM(mro, i);
-#if JF_PY312
-        PyObject *dict = PyType_GetDict((PyTypeObject *)base); /* static types: tp_dict NULL */
-#else
-        PyObject *dict = Py_XNewRef(((PyTypeObject *)base)->tp_dict);
-#endif
+        PyObject *dict = jf_type_dict((PyTypeObject *)base);
         if (dict == NULL) continue;
         /* borrowed from the class's dict, which the class keeps alive */
         PyObject *v = PyDict_GetItemWithError(dict, name);
@@ -104,7 +87,7 @@ static int spec_ok(PyObject *spec) {
         PyTuple_GET_SIZE(starts) != PyTuple_GET_SIZE(names))
         goto bad;
     PyTypeObject *t = (PyTypeObject *)cls;
-    unsigned int tag = valid_tag(t);
+    unsigned int tag = jf_type_valid_tag(t);
     PyObject *want = PyList_GET_ITEM(box, 0);
     if (tag != 0 && PyLong_Check(want) && PyLong_AsUnsignedLong(want) == tag) return 1;
     if (PyErr_Occurred()) return -1;

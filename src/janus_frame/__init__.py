@@ -3,9 +3,21 @@
 The public API, re-exported; nothing else lives here. ``backend`` (the fusing
 backend) is resolved lazily so importing janus_frame stays light.
 """
-from .api import compile, disable, enable, mark_dynamic, reset
-from .diagnostics.logs import set_logs as _set_logs
-from .config import config as _config
+try:
+    import torch as _torch  # noqa: F401
+except ImportError as _e:  # not a dependency on purpose (see pyproject.toml)
+    raise ImportError("janus_frame needs torch (2.11 to 2.15), installed before it; see the "
+                      "README for the exact pairings it is tested with") from _e
+from .torch_compat import check_supported as _check_torch
+
+if _check_torch() is not None:  # outside the tested range: it may work, say so once
+    import warnings as _warnings
+
+    _warnings.warn(_check_torch(), stacklevel=2)
+
+from .api import compile, disable, enable, mark_dynamic, reset  # noqa: E402
+from .diagnostics.logs import set_logs as _set_logs  # noqa: E402
+from .config import config as _config  # noqa: E402
 
 __all__ = ["compile", "enable", "disable", "reset", "mark_dynamic", "explain", "profile",
            "backend"]

@@ -346,6 +346,6 @@ def _warm_up() -> None:
     if _warmed or "torch" not in sys.modules:
         return
     _warmed = True
-    from torch._subclasses.fake_tensor import FakeTensorMode
+    from .torch_compat import FakeTensorMode
 
     FakeTensorMode()

@@ -1,9 +1,18 @@
-"""Private torch APIs janus_frame relies on, in one place.
+"""Every private torch API janus_frame uses, and what differs between the
+torch releases it supports (2.11 to 2.15), in one module (a leaf: it imports
+only torch).
 
-In: the installed torch (2.11 to 2.15).
-Out: small functions over torch internals, with the version differences
-handled here, so the rest of the package never reaches into ``torch._*``
-for these.
+In: the installed torch.
+Out: the private names, importable from here (``from ..torch_compat import
+FakeTensorMode``); each is looked up in torch on first use (PEP 562), so a
+module importing one inside a function (AOTAutograd, Inductor, torch._dynamo's
+frame API) still loads that part of torch only when it runs. The functions
+below hide the release differences: :func:`fake_execution` (how operations
+run on fake tensors), :func:`input_mutation_needs_runtime` (which input
+mutations AOTAutograd's lean export cannot express). ``TORCH_VERSION`` and
+:func:`check_supported` gate the range.
+
+Process-wide torch state that janus_frame keeps bounded:
 
 - :func:`fx_source_keys` / :func:`forget_fx_sources`: torch.fx registers the
   source of every GraphModule it generates in ``linecache`` and in its own
@@ -14,31 +23,158 @@ for these.
   FakeTensorMode's dispatch cache is process-wide and unbounded (one entry
   per operator and argument metadata, constants included); it is cleared
   when it grows past a bound, and by ``janus_frame.reset()``.
+
+A new torch release is supported by checking this table and these functions
+against it (``tests/test_torch_compat.py`` checks that every name resolves).
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
 import linecache
+import re
 import sys
 
+import torch
+
+TORCH_VERSION = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", torch.__version__).groups())
+SUPPORTED_TORCH = ((2, 11), (2, 15))  # first and last minor release, inclusive
+
+# name here -> (module, attribute in it)
+_NAMES = {
+    # FakeTensor and the shape environment (frontend: fake execution, dynamic sizes)
+    "FakeTensorMode": ("torch._subclasses.fake_tensor", "FakeTensorMode"),
+    "FakeTensor": ("torch._subclasses.fake_tensor", "FakeTensor"),
+    "DataDependentOutputException": ("torch._subclasses.fake_tensor",
+                                     "DataDependentOutputException"),
+    "DynamicOutputShapeException": ("torch._subclasses.fake_tensor",
+                                    "DynamicOutputShapeException"),
+    "unset_fake_temporarily": ("torch._subclasses.fake_tensor", "unset_fake_temporarily"),
+    "ShapeEnv": ("torch.fx.experimental.symbolic_shapes", "ShapeEnv"),
+    "DimDynamic": ("torch.fx.experimental.symbolic_shapes", "DimDynamic"),
+    "StatelessSymbolicContext": ("torch.fx.experimental.symbolic_shapes",
+                                 "StatelessSymbolicContext"),
+    "SYMPY_INTERP": ("torch.fx.experimental.symbolic_shapes", "SYMPY_INTERP"),
+    "guard_int": ("torch.fx.experimental.symbolic_shapes", "guard_int"),
+    "statically_known_true": ("torch.fx.experimental.symbolic_shapes", "statically_known_true"),
+    "make_fx": ("torch.fx.experimental.proxy_tensor", "make_fx"),
+    "enable_python_dispatcher": ("torch._dispatch.python", "enable_python_dispatcher"),
+    # tracing contexts and sources (torch._guards)
+    "GuardSource": ("torch._guards", "GuardSource"),
+    "TorchSource": ("torch._guards", "Source"),
+    "TracingContext": ("torch._guards", "TracingContext"),
+    "tracing": ("torch._guards", "tracing"),
+    "CompileContext": ("torch._guards", "CompileContext"),
+    "detect_fake_mode": ("torch._guards", "detect_fake_mode"),
+    # AOTAutograd and its partitioner (training graphs)
+    "aot_export_function": ("torch._functorch.aot_autograd", "_aot_export_function"),
+    "aot_module_simplified": ("torch._functorch.aot_autograd", "aot_module_simplified"),
+    "PlainAOTOutput": ("torch._functorch._aot_autograd.descriptors", "PlainAOTOutput"),
+    "TangentAOTInput": ("torch._functorch._aot_autograd.descriptors", "TangentAOTInput"),
+    "MutationType": ("torch._functorch._aot_autograd.schemas", "MutationType"),
+    "OutputType": ("torch._functorch._aot_autograd.schemas", "OutputType"),
+    "min_cut_rematerialization_partition": ("torch._functorch.partitioners",
+                                            "min_cut_rematerialization_partition"),
+    # decompositions and memory formats
+    "core_aten_decompositions": ("torch._decomp", "core_aten_decompositions"),
+    "full_decomposition_table": ("torch._decomp", "decomposition_table"),
+    "suggest_memory_format": ("torch._prims_common", "suggest_memory_format"),
+    # operator objects
+    "OpOverload": ("torch._ops", "OpOverload"),
+    "OpOverloadPacket": ("torch._ops", "OpOverloadPacket"),
+    # the comparison backend, and torch.compile's own frame hook
+    "inductor_compile": ("torch._inductor", "compile"),
+    "FrameAction": ("torch._C._dynamo.eval_frame", "_FrameAction"),
+    "FrameExecStrategy": ("torch._C._dynamo.eval_frame", "_FrameExecStrategy"),
+    "get_eval_frame_callback": ("torch._C._dynamo.eval_frame", "get_eval_frame_callback"),
+    "set_code_exec_strategy": ("torch._C._dynamo.eval_frame", "set_code_exec_strategy"),
+    # torch._C entry points
+    "set_grad_enabled_c": ("torch._C", "_set_grad_enabled"),
+    "len_torch_function_stack": ("torch._C", "_len_torch_function_stack"),
+    "len_torch_dispatch_stack": ("torch._C", "_len_torch_dispatch_stack"),
+    "get_tracing_state": ("torch._C", "_get_tracing_state"),
+    "are_functorch_transforms_active": ("torch._C", "_are_functorch_transforms_active"),
+    "will_engine_execute_node": ("torch._C", "_will_engine_execute_node"),
+    "current_graph_task_id": ("torch._C", "_current_graph_task_id"),
+    "TensorBase": ("torch._C", "TensorBase"),
+    "DelayedError": ("torch._C", "_functions.DelayedError"),
+    "c_nn": ("torch._C", "_nn"),
+}
+
+__all__ = sorted(_NAMES) + ["TORCH_VERSION", "SUPPORTED_TORCH", "check_supported",
+                            "fake_execution", "input_mutation_needs_runtime",
+                            "fx_source_keys", "forget_fx_sources", "FAKE_CACHE_LIMIT",
+                            "bound_fake_tensor_cache", "clear_fake_tensor_cache"]
+
+
+def __getattr__(name: str):
+    spec = _NAMES.get(name)
+    if spec is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    mod, attr = spec
+    obj = importlib.import_module(mod)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    globals()[name] = obj  # looked up once
+    return obj
+
+
+def check_supported() -> str | None:
+    """Why the installed torch is outside the supported range (None if it
+    is inside)."""
+    lo, hi = SUPPORTED_TORCH
+    if lo <= TORCH_VERSION <= hi:
+        return None
+    return (f"torch {torch.__version__} is not supported (janus_frame supports torch "
+            f"{lo[0]}.{lo[1]} to {hi[0]}.{hi[1]})")
+
+
+# torch 2.11 and 2.12 run composite operations (linear on a 3-D input, ...)
+# through their C++ kernels on fake tensors, which read sizes as plain ints:
+# a dynamic size is specialised (guarded to its value) by merely passing
+# through them. Python's dispatcher decomposes them on symbolic sizes, as
+# torch 2.13 and later do on their own.
+_FAKE_NEEDS_PYTHON_DISPATCHER = TORCH_VERSION < (2, 13)
+
+
+def fake_execution(stack: contextlib.ExitStack) -> None:
+    """Enter on ``stack`` what running operations on fake tensors needs
+    besides the fake mode itself (see above)."""
+    if _FAKE_NEEDS_PYTHON_DISPATCHER:
+        stack.enter_context(__getattr__("enable_python_dispatcher")())
+
+
+def input_mutation_needs_runtime(info) -> bool:
+    """Does an AOTAutograd input (its ``InputAliasInfo``) change in a way
+    only AOTAutograd's runtime wrappers replay? Metadata changes, storage
+    resizes, and (torch 2.15) data replaced by a shallow copy; data
+    mutations kept in the graph are the graph's own business."""
+    return bool(info.mutates_metadata or info.mutation_inductor_storage_resize
+                or getattr(info, "mutation_is_shallow_copy_data", False)
+                or (info.mutates_data
+                    and info.mutation_type != __getattr__("MutationType").MUTATED_IN_GRAPH))
+
+
+# -- process-wide torch state kept bounded (see the module docstring) --------
+# Both look torch's modules up in sys.modules: they never import a part of
+# torch that the process has not loaded yet.
 FAKE_CACHE_LIMIT = 1024
 
 
 def _fx_loader():
-    """torch.fx's source loader if fx is loaded (never imports)."""
+    """torch.fx's source loader if fx is loaded."""
     return getattr(sys.modules.get("torch.fx.graph_module"), "_loader", None)
 
 
 def fx_source_keys() -> frozenset:
     """The fx sources registered so far (their pseudo file names)."""
-    loader = _fx_loader()
-    cache = getattr(loader, "eval_cache", None)
+    cache = getattr(_fx_loader(), "eval_cache", None)
     return frozenset(cache) if cache is not None else frozenset()
 
 
 def forget_fx_sources(keys) -> None:
     """Forget the registered sources ``keys`` (their graphs are gone)."""
-    loader = _fx_loader()
-    cache = getattr(loader, "eval_cache", None)
+    cache = getattr(_fx_loader(), "eval_cache", None)
     for k in keys:
         if cache is not None:
             cache.pop(k, None)
@@ -46,9 +182,8 @@ def forget_fx_sources(keys) -> None:
 
 
 def _fake_mode_class():
-    """FakeTensorMode if torch's fake tensors are loaded (never imports)."""
-    mod = sys.modules.get("torch._subclasses.fake_tensor")
-    return getattr(mod, "FakeTensorMode", None)
+    """FakeTensorMode if torch's fake tensors are loaded."""
+    return getattr(sys.modules.get("torch._subclasses.fake_tensor"), "FakeTensorMode", None)
 
 
 def bound_fake_tensor_cache(limit: int = FAKE_CACHE_LIMIT) -> None:

@@ -286,23 +286,28 @@ def test_dict_subclass_return_values(jit):
 
 
 def test_frames_without_tensor_ops_run_natively_until_tensors_come():
-    """A compiled function first called without tensors gets an entry that
-    runs it natively for arguments of those types (not a SKIP for good): a
-    later call with tensors is compiled."""
+    """A frame compiled on purpose whose trace finds nothing to compile
+    gets an entry running it natively for those argument types, and is
+    compiled when tensors come; a frame reached implicitly is skipped."""
     from janus_frame import _C
 
     def f(a, b):
         return a + b
-    cf = jf.compile(f, backend="eager")
-    for _ in range(2):
-        assert cf(1, 2) == 3
-    assert _C.get_code_strategy(f.__code__)[0] != _C.SKIP
-    assert len(_C.code_entries(f.__code__)) == 1
-    x = torch.ones(2)
-    torch.testing.assert_close(cf(x, 2), x + 2)
-    assert len(_C.code_entries(f.__code__)) == 2
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec)
     assert cf(1, 2) == 3
-    assert len(_C.code_entries(f.__code__)) == 2
+    assert _C.get_code_strategy(f.__code__)[0] != _C.SKIP
+    assert len(_C.code_entries(f.__code__)) == 1 and not rec.graphs
+    x = torch.randn(3)
+    torch.testing.assert_close(cf(x, x), x + x)
+    assert len(rec.graphs) == 1
+
+    def g(a, b):
+        return a * b
+    with jf.enable(backend="eager"):
+        assert g(2, 3) == 6
+    assert _C.get_code_strategy(g.__code__)[0] == _C.SKIP
+    assert _C.code_entries(g.__code__) == []
 
 
 def test_getattr_hasattr_builtins(jit):

@@ -352,6 +352,48 @@ def test_generator_send_and_throw(jit):
     jit(f, torch.randn(3), opcodes={"YIELD_VALUE"})
 
 
+def test_for_loop_over_a_generator_interleaves_with_the_body(jit):
+    """A for loop resumes the generator for each item: its side effects
+    and the loop body's alternate as in Python, and an exception it raises
+    after some items reaches the loop's handler after their bodies ran."""
+    def f(x):
+        log = []
+
+        def gen(n):
+            for i in range(n):
+                log.append(("gen", i))
+                yield x * i
+            log.append("gen done")
+            raise KeyError(n)
+
+        total = x
+        try:
+            for v in gen(3):
+                log.append("body")
+                total = total + v
+        except KeyError as e:
+            log.append(("caught", e.args[0]))
+        return total, log
+    jit(f, torch.randn(3), opcodes={"YIELD_VALUE", "FOR_ITER"})
+
+
+def test_break_in_a_for_loop_over_a_generator():
+    def f(x):
+        log = []
+
+        def gen():
+            for i in range(3):
+                log.append(i)
+                yield x + i
+        out = x
+        for v in gen():
+            print("break")
+            log.append("body")
+            out = out * v
+        return out, log
+    run_both(f, torch.randn(3))
+
+
 # ------------------------------------------------------------------ leaving the frame
 def _raises_escaping(x, d):
     y = x * 2

@@ -9,6 +9,6 @@ from __future__ import annotations
 
 
 def compile_inductor(gm, example_inputs):
-    from torch._inductor import compile as inductor_compile
+    from ..torch_compat import inductor_compile
 
     return inductor_compile(gm, list(example_inputs))

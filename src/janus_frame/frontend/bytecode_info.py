@@ -56,6 +56,10 @@ RESUME_CODES: "weakref.WeakKeyDictionary[types.CodeType, ResumeInfo]" = \
 
 _JUMP_ALWAYS = {"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "JUMP"}
 _NO_FALLTHROUGH = _JUMP_ALWAYS | {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE"}
+# instructions reading locals: the name(s) in their argument (3.12 and 3.13
+# forms included; LOAD_FAST_AND_CLEAR saves a local to restore it)
+_READS = {"LOAD_FAST": 0, "DELETE_FAST": 0, "LOAD_FAST_CHECK": 0, "LOAD_FAST_AND_CLEAR": 0,
+          "LOAD_FAST_LOAD_FAST": (0, 1), "STORE_FAST_LOAD_FAST": (1,)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,11 +150,12 @@ def live_locals(code: types.CodeType, start: int) -> set[str]:
         while 0 <= i < len(instrs) and i not in seen:
             seen.add(i)
             ins = instrs[i]
-            if ins.name in ("LOAD_FAST", "DELETE_FAST", "LOAD_FAST_CHECK",
-                            "LOAD_FAST_AND_CLEAR"):
-                names.add(ins.arg)
-            elif ins.name in ("LOAD_FAST_LOAD_FAST", "STORE_FAST_LOAD_FAST"):
-                names.update(a for a in ins.arg if isinstance(a, str))
+            which = _READS.get(ins.name)
+            if which == 0:
+                if isinstance(ins.arg, str):  # (3.13: not a cell's slot)
+                    names.add(ins.arg)
+            elif which is not None:
+                names.update(ins.arg[k] for k in which)
             if isinstance(ins.arg, Label):
                 todo.append(labels[ins.arg])
             if handlers[i] is not None:

@@ -27,6 +27,7 @@ import types
 
 import torch
 
+from ..torch_compat import TensorBase, get_tracing_state
 from . import polyfills
 from .breaks import GraphBreak, would_raise
 from .ddp import is_ddp, is_ddp_forward, wrapped_forward
@@ -199,7 +200,7 @@ def _call_torch(tx, fn, args, kwargs) -> Value:
         return _call_class(tx, ObjV(fn), fn, args, kwargs)
     if fn is torch.is_tensor:
         return Const(isinstance(args[0], TensorV))
-    if fn is torch._C._get_tracing_state:
+    if fn is get_tracing_state:
         return Const(None)
     if getattr(fn, "__name__", "") in _COMPILING_QUERIES:
         return Const(_COMPILING_QUERIES[fn.__name__])
@@ -498,7 +499,7 @@ def _is_torch_op(obj) -> bool:
     if not (mod == "torch" or mod.startswith("torch.") or mod.startswith("torch._C")):
         # methods of torch._C.TensorBase accessed unbound (torch.Tensor.add)
         objclass = getattr(obj, "__objclass__", None)
-        if objclass is not None and issubclass(objclass, torch._C.TensorBase):
+        if objclass is not None and issubclass(objclass, TensorBase):
             return True
         return False
     if mod.startswith(_TORCH_DENY_MODULES):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import dis
+import inspect
 import io
 import types
 
@@ -23,7 +24,14 @@ from bytecode import Bytecode, FreeVar, Instr
 from bytecode.instr import InstrLocation
 
 from ..diagnostics.logs import artifact_logger
+from .pyversion import NULL_AFTER_CALLABLE, VERSION
 from .sources import pinned
+
+# 3.13's superinstructions over two locals, and their two plain halves
+_FUSED = {"LOAD_FAST_LOAD_FAST": ("LOAD_FAST", "LOAD_FAST"),
+          "STORE_FAST_STORE_FAST": ("STORE_FAST", "STORE_FAST"),
+          "STORE_FAST_LOAD_FAST": ("STORE_FAST", "LOAD_FAST")}
+_FAST = ("LOAD_FAST", "STORE_FAST", "DELETE_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_AND_CLEAR")
 
 
 class FunctionBuilder:
@@ -76,46 +84,51 @@ class FunctionBuilder:
         rename = {f"__jf_a{i}": argnames[i] for i in range(self.nargs)}
         out = []
         uses_free = False
-        for ins in bc:
+        for ins in _split_fused(bc):
             if not isinstance(ins, Instr):
                 out.append(ins)
                 continue
             ins.location = InstrLocation(lineno, lineno, None, None)
-            if ins.name in ("LOAD_FAST", "STORE_FAST", "DELETE_FAST") and ins.arg in rename:
+            if ins.name in _FAST and ins.arg in rename:
                 ins.arg = rename[ins.arg]
                 out.append(ins)
-            elif ins.name in ("LOAD_FAST", "STORE_FAST") and isinstance(ins.arg, str) and \
-                    ins.arg.startswith("__jf_c_"):
+            elif ins.name in ("LOAD_FAST", "LOAD_FAST_CHECK", "STORE_FAST") and \
+                    isinstance(ins.arg, str) and ins.arg.startswith("__jf_c_"):
                 # a closure cell written by replayed side effects (an assigned
                 # name compiles as a local; it is the frame's free variable)
                 uses_free = True
-                op = "LOAD_DEREF" if ins.name == "LOAD_FAST" else "STORE_DEREF"
+                op = "STORE_DEREF" if ins.name == "STORE_FAST" else "LOAD_DEREF"
                 out.append(Instr(op, FreeVar(ins.arg[7:]), lineno=lineno))
             elif ins.name == "LOAD_GLOBAL" and ins.arg[1].startswith("__jf_"):
                 push_null, gname = ins.arg
-                if push_null:
-                    out.append(Instr("PUSH_NULL", lineno=lineno))
                 if gname.startswith("__jf_k"):
-                    out.append(Instr("LOAD_CONST", self.consts[int(gname[6:])], lineno=lineno))
+                    load = Instr("LOAD_CONST", self.consts[int(gname[6:])], lineno=lineno)
                 elif gname.startswith("__jf_h_"):
-                    out.append(Instr("LOAD_CONST", getattr(builtins, gname[7:]), lineno=lineno))
+                    load = Instr("LOAD_CONST", getattr(builtins, gname[7:]), lineno=lineno)
                 elif gname.startswith("__jf_g_"):
-                    out.append(Instr("LOAD_GLOBAL", (False, gname[7:]), lineno=lineno))
+                    load = Instr("LOAD_GLOBAL", (False, gname[7:]), lineno=lineno)
                 elif gname.startswith("__jf_c_"):
                     uses_free = True
-                    out.append(Instr("LOAD_DEREF", FreeVar(gname[7:]), lineno=lineno))
+                    load = Instr("LOAD_DEREF", FreeVar(gname[7:]), lineno=lineno)
                 elif gname.startswith("__jf_p"):
-                    out.append(Instr("LOAD_CONST", pinned(int(gname[6:])), lineno=lineno))
+                    load = Instr("LOAD_CONST", pinned(int(gname[6:])), lineno=lineno)
                 elif gname == "__jf_torch":
                     import torch
 
-                    out.append(Instr("LOAD_CONST", torch, lineno=lineno))
+                    load = Instr("LOAD_CONST", torch, lineno=lineno)
                 elif gname.startswith("__jf_cell_"):
-                    # the cell object itself (to bind a resume function's closure)
+                    # the cell object itself (to bind a resume function's
+                    # closure): 3.13 loads it with LOAD_FAST of the free slot
                     uses_free = True
-                    out.append(Instr("LOAD_CLOSURE", FreeVar(gname[10:]), lineno=lineno))
+                    load = Instr("LOAD_FAST" if VERSION >= (3, 13) else "LOAD_CLOSURE",
+                                 FreeVar(gname[10:]), lineno=lineno)
                 else:
                     raise AssertionError(f"unknown placeholder {gname}")
+                if push_null:  # the NULL slot where the running version has it
+                    null = Instr("PUSH_NULL", lineno=lineno)
+                    out += [load, null] if NULL_AFTER_CALLABLE else [null, load]
+                else:
+                    out.append(load)
             else:
                 out.append(ins)
         bc[:] = out
@@ -134,9 +147,23 @@ class FunctionBuilder:
         return bc.to_code()
 
 
+def _split_fused(bc) -> list:
+    """The instructions of ``bc`` with 3.13's two-local superinstructions
+    split into their plain halves (so placeholders in either are rewritten)."""
+    out = []
+    for ins in bc:
+        if isinstance(ins, Instr) and ins.name in _FUSED:
+            first, second = _FUSED[ins.name]
+            out.append(Instr(first, ins.arg[0], location=ins.location))
+            out.append(Instr(second, ins.arg[1], location=ins.location))
+        else:
+            out.append(ins)
+    return out
+
+
 def _slot_names(code: types.CodeType) -> list[str]:
     n = code.co_argcount + code.co_kwonlyargcount
-    n += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)
+    n += bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
     return list(code.co_varnames[:n])
 
 

@@ -194,6 +194,6 @@ def _tracing(output):
     inputs' sizes."""
     if not output.sym_inputs:
         return contextlib.nullcontext()
-    from torch._guards import TracingContext, tracing
+    from ..torch_compat import TracingContext, tracing
 
     return tracing(TracingContext(output.fake_mode))

@@ -23,6 +23,7 @@ import types
 import torch
 
 from .. import _C
+from ..torch_compat import len_torch_dispatch_stack, len_torch_function_stack
 from .codegen import FunctionBuilder
 from .sources import Source
 
@@ -237,6 +238,7 @@ class Guards:
         # only its code is kept: a function would hold the user's globals
         verbose_code = self.fb.build("__jf_guard_verbose", vbody, lineno, "guard", globals_,
                                      closure).__code__
+        _C.set_code_strategy(verbose_code, _C.SKIP, _C.DEFAULT)
         descs = list(self._clauses.values())
         dyn = [self._dynamic_ok.get(ex) for ex in exprs]
         shapes = [self._tensor_shapes.get(ex) for ex in exprs]
@@ -312,7 +314,7 @@ def namedtuple_recipe(cls):
 def user_modes_active() -> bool:
     """Is a TorchFunctionMode or TorchDispatchMode of the program active?
     (Tracing never runs under one: the frame then runs natively.)"""
-    return torch._C._len_torch_function_stack() > 0 or torch._C._len_torch_dispatch_stack() > 0
+    return len_torch_function_stack() > 0 or len_torch_dispatch_stack() > 0
 
 
 def shared_reads(exprs: list[str]) -> str:

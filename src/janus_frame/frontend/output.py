@@ -20,14 +20,9 @@ import types
 
 import torch
 import torch.fx as fx
-from torch._subclasses.fake_tensor import (
-    DataDependentOutputException,
-    DynamicOutputShapeException,
-    FakeTensorMode,
-)
 
-from torch.fx.experimental.symbolic_shapes import ShapeEnv
-
+from ..torch_compat import (DataDependentOutputException, DynamicOutputShapeException,
+                            FakeTensorMode, ShapeEnv, fake_execution, set_grad_enabled_c)
 from .breaks import GraphBreak, would_raise
 from .bytecode_info import RESUME_CODES
 from .effects import SideEffects
@@ -423,6 +418,7 @@ class OutputGraph(ShapeMixin):
         try:
             with contextlib.ExitStack() as stack:
                 stack.enter_context(self.fake_mode)
+                fake_execution(stack)
                 stack.enter_context(torch.set_grad_enabled(self.grad_enabled))
                 for dev, dtype, enabled, cache in self.native_autocast + [
                         a for a, _ in self.autocast]:
@@ -505,7 +501,7 @@ class OutputGraph(ShapeMixin):
         for _, node in reversed(self.autocast):  # the replacement re-enters them natively
             self.graph.call_function(torch.amp.autocast_mode._exit_autocast, (node,))
         if self.grad_enabled != self.initial_grad_enabled:
-            self.graph.call_function(torch._C._set_grad_enabled, (self.initial_grad_enabled,))
+            self.graph.call_function(set_grad_enabled_c, (self.initial_grad_enabled,))
         self.graph.output(tuple(v.node for v in outputs))
         used = []
         for v, real in self.inputs:

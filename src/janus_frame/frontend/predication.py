@@ -24,7 +24,9 @@ import operator
 
 import torch
 
+from ..torch_compat import c_nn
 from .breaks import GraphBreak, NoPredication
+from .pyversion import while_loop_test
 from .values import Const, SymV, TensorV
 
 # Opcodes a side may run: pure data flow. Everything else (stores to
@@ -39,6 +41,11 @@ _SIDE_OPS = {
     "JUMP_FORWARD", "POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE",
     "POP_JUMP_FORWARD_IF_NONE", "POP_JUMP_FORWARD_IF_NOT_NONE", "JUMP_IF_TRUE_OR_POP",
     "JUMP_IF_FALSE_OR_POP", "IS_OP", "CONTAINS_OP", "FORMAT_VALUE", "BUILD_STRING",
+    # 3.12 and 3.13 forms of the same data flow
+    "LOAD_FAST_CHECK", "BINARY_SLICE", "CALL_INTRINSIC_1", "POP_JUMP_IF_TRUE",
+    "POP_JUMP_IF_FALSE", "POP_JUMP_IF_NONE", "POP_JUMP_IF_NOT_NONE", "TO_BOOL",
+    "LOAD_FAST_LOAD_FAST", "STORE_FAST_STORE_FAST", "STORE_FAST_LOAD_FAST", "CALL_KW",
+    "CONVERT_VALUE", "FORMAT_SIMPLE", "FORMAT_WITH_SPEC",
 }
 
 # Operations with a finite derivative wherever their inputs are finite
@@ -51,7 +58,7 @@ _SAFE_FUNCTIONS = {
     torch.transpose, torch.reshape, torch.flatten, torch.squeeze, torch.unsqueeze,
     torch.nn.functional.linear, torch.nn.functional.relu, torch.nn.functional.leaky_relu,
     torch.nn.functional.hardtanh, torch.nn.functional.gelu, torch.nn.functional.silu,
-    torch._C._nn.linear, torch._C._nn.gelu, torch._C._nn.leaky_relu, torch._C._nn.hardtanh,
+    c_nn.linear, c_nn.gelu, c_nn.leaky_relu, c_nn.hardtanh,
     # comparisons and sizes carry no gradient
     operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne,
     torch.ops.aten.sym_size.int,
@@ -114,13 +121,10 @@ def predicate_branch(tx, v: TensorV, ins, when: bool, site) -> None:
 
 
 def is_loop_entry(tx, ins) -> bool:
-    """``while cond: body`` in 3.11: a forward jump to the exit, the body,
-    the condition again and a backward jump to the body's start."""
-    jump_ip = tx.labels[ins.arg]
-    back = tx.instrs[jump_ip - 1] if jump_ip > tx.ip else None
-    return back is not None and back.name in ("POP_JUMP_BACKWARD_IF_TRUE",
-                                              "POP_JUMP_BACKWARD_IF_FALSE") and \
-        tx.labels[back.arg] == tx.ip
+    """``while cond: body``: a forward jump to the exit, the body, the
+    condition again and the jump back to the body's start (its shape per
+    version: pyversion.while_loop_test)."""
+    return while_loop_test(tx.instrs, tx.labels, tx.ip - 1) is not None
 
 
 def predicate_loop(tx, v: TensorV, ins, when: bool, site) -> None:
@@ -130,8 +134,8 @@ def predicate_loop(tx, v: TensorV, ins, when: bool, site) -> None:
     reruns the frame natively and doubles the limit)."""
     out = tx.output
     jump_ip, body_ip = tx.labels[ins.arg], tx.ip
-    back = tx.instrs[jump_ip - 1]
-    stay = back.name == "POP_JUMP_BACKWARD_IF_TRUE"  # the back-edge's polarity
+    # the test at the loop's end, and its polarity: does a true condition stay?
+    test_ip, stay = while_loop_test(tx.instrs, tx.labels, tx.ip - 1)
     nodes0 = len(out.graph.nodes)
     effects0, specs0 = out.effects.version, len(out.speculations)
     running = _condition(tx, v)
@@ -141,7 +145,7 @@ def predicate_loop(tx, v: TensorV, ins, when: bool, site) -> None:
     try:
         for _ in range(site.trip_limit):
             stack0, locals0, lazy0 = list(tx.stack), dict(tx.locals), dict(tx.lazy_args)
-            _run_side(tx, site, body_ip, jump_ip - 1, jump_ip - 1)
+            _run_side(tx, site, body_ip, test_ip, test_ip)
             again = tx.stack.pop()
             if not isinstance(again, TensorV) or again.fake.numel() != 1:
                 raise NoPredication(site, "the loop condition is not a one-element tensor")

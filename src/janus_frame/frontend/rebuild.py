@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from ..torch_compat import set_grad_enabled_c
 from .breaks import GraphBreak
 from .codegen import FunctionBuilder
 from .resume import make_function
@@ -40,7 +41,7 @@ class Rebuilder:
 
     def set_grad_mode(self, enabled: bool) -> None:
         if self.native_grad != enabled:
-            self.lines.append(f"{self.fb.const(torch._C._set_grad_enabled)}({enabled!r})")
+            self.lines.append(f"{self.fb.const(set_grad_enabled_c)}({enabled!r})")
             self.native_grad = enabled
 
     def reenter(self, ex: ExitV) -> str:

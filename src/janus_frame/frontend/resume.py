@@ -16,6 +16,7 @@ flat however many iterations run.
 """
 from __future__ import annotations
 
+import inspect
 import types
 import weakref
 
@@ -110,9 +111,15 @@ def resume_code(orig: types.CodeType, index: int, null_slots: tuple[bool, ...],
             skipping = False
         body.append(item)
     if orig.co_cellvars:
+        cellvars = set(orig.co_cellvars)
         for item in body:
-            if isinstance(item, Instr) and isinstance(item.arg, CellVar):
+            if not isinstance(item, Instr):
+                continue
+            if isinstance(item.arg, CellVar):
                 item.arg = FreeVar(item.arg.name)
+            elif item.name == "LOAD_FAST" and item.arg in cellvars:
+                # 3.13 loads an argument's cell by the argument's name
+                item.arg = FreeVar(item.arg)
         bc.cellvars = []
         bc.freevars = free_all
     bc[:] = prologue + body
@@ -122,7 +129,7 @@ def resume_code(orig: types.CodeType, index: int, null_slots: tuple[bool, ...],
     bc.argcount = len(bc.argnames)
     bc.posonlyargcount = 0
     bc.kwonlyargcount = 0
-    bc.flags = bc.flags & ~(0x04 | 0x08)
+    bc.flags = bc.flags & ~(inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
     bc.name = orig.co_name
     bc.qualname = f"{orig.co_qualname}.<resume at line {lineno}>"
     # the exception table keeps the original's depths: the body is copied

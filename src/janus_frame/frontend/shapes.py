@@ -126,7 +126,7 @@ class ShapeMixin:
 
     def _symbolic_fake(self, t: torch.Tensor, source: Source, dims: list[int],
                        length_of: str | None = None):
-        from torch.fx.experimental.symbolic_shapes import DimDynamic, StatelessSymbolicContext
+        from ..torch_compat import DimDynamic, StatelessSymbolicContext
 
         ctx = StatelessSymbolicContext(dynamic_sizes=[
             DimDynamic.DYNAMIC if d in dims else DimDynamic.STATIC for d in range(t.dim())])
@@ -276,8 +276,7 @@ def _uniform_tensors(lst, dtype, shape, requires_grad, device) -> bool:
 def _make_shape_source_class():
     import dataclasses
 
-    from torch._guards import GuardSource
-    from torch._guards import Source as TorchSource
+    from ..torch_compat import GuardSource, TorchSource
 
     @dataclasses.dataclass(frozen=True)
     class ShapeSource(TorchSource):
@@ -321,7 +320,7 @@ def _source_ref(s, names: dict | None = None) -> str:
 def _bind_sympy_helpers(text: str, const) -> str:
     """Guard text from the shape environment may call its helper functions
     and modules (``math.floor``): bind them as constants of the guard."""
-    from torch.fx.experimental.symbolic_shapes import SYMPY_INTERP
+    from ..torch_compat import SYMPY_INTERP
 
     def sub(m):
         name = m.group(1)

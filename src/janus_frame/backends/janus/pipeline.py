@@ -113,7 +113,7 @@ def graph_name(gm) -> str:
     name = getattr(gm, "meta", {}).get("janus_name")
     if name:
         return str(name)
-    from torch._guards import CompileContext
+    from ...torch_compat import CompileContext
 
     cid = CompileContext.current_compile_id()
     if cid is not None:
@@ -261,7 +261,7 @@ def _compile_aliasing(gm, example_inputs, device, opts, name):
     input's metadata, or whose mutated input shares storage with another
     (:mod:`runtime.aliasing`): AOTAutograd's runtime around our kernels
     regenerates the aliases and applies the mutations as eager does."""
-    from torch._functorch.aot_autograd import aot_module_simplified
+    from ...torch_compat import aot_module_simplified
 
     graphs = []
 
@@ -291,8 +291,7 @@ def _compile_aliasing(gm, example_inputs, device, opts, name):
 
 
 def _compile_training(gm, example_inputs, device, opts, name):
-    from torch._functorch.aot_autograd import aot_module_simplified
-    from torch._functorch.partitioners import min_cut_rematerialization_partition
+    from ...torch_compat import aot_module_simplified, min_cut_rematerialization_partition
 
     from .runtime.training import compile_lean
 

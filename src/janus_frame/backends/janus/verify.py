@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import torch
 import torch.fx
-from torch.fx.experimental.symbolic_shapes import statically_known_true
 
+from ...torch_compat import statically_known_true
 from . import ir
 from .ir import Op, Reduce
 from .schedule import Kernel, axis_map, step_reads

@@ -6,12 +6,15 @@ constants, the stack, imports), operators.py (operators, comparisons,
 subscripts), containers.py (building and unpacking containers, f-strings),
 calls.py (attributes, calls, MAKE_FUNCTION), control.py (jumps, branches,
 loops, with-blocks, return), exceptions.py (raising and handling
-exceptions, with-block cleanups), generators.py, and unsupported.py (the
-opcodes left unhandled, each a graph break).
+exceptions, with-block cleanups), generators.py, v312.py and v313.py (what
+3.12 and 3.13 added to the topics of operators, containers, control,
+exceptions and generators), and unsupported.py (the opcodes left unhandled,
+each a graph break).
 Out: the complete tables ``HANDLERS`` and ``NATIVE_STEPS``.
 """
 from . import (  # noqa: F401 - each module registers its handlers on import
-    calls, containers, control, exceptions, generators, operators, unsupported, variables)
+    calls, containers, control, exceptions, generators, operators, unsupported, v312, v313,
+    variables)
 from .registry import HANDLERS, NATIVE_STEPS, complete
 
 complete()

@@ -87,24 +87,30 @@ def BUILD_STRING(tx, ins):
     tx.stack.append(Const("".join(p.value for p in parts)))
 
 
-@handler("FORMAT_VALUE", until=(3, 13))
-def FORMAT_VALUE(tx, ins):
-    flags = ins.arg
-    spec = tx.stack.pop() if flags & _FV_HAVE_SPEC else Const("")
-    v = tx.stack.pop()
-    conv = Const(flags & _FV_CONVERSION)
+def format_field(tx, v, conv: int, spec):
+    """An f-string field: ``v`` converted (``conv``: 0 none, 1 str, 2 repr,
+    3 ascii), then formatted with ``spec`` (FORMAT_VALUE; 3.13 splits it into
+    CONVERT_VALUE, FORMAT_SIMPLE and FORMAT_WITH_SPEC, handlers/v313.py)."""
+    conv = Const(conv)
     if unguarded(v) and isinstance(spec, Const) and not unguarded(spec):
         # a value read from the frame only formatted (e.g. a loss printed
         # after .item()): not specialised, formatted again at run time
         try:
-            tx.stack.append(DerivedConst(_format, [v, conv, spec]))
-            return
+            return DerivedConst(_format, [v, conv, spec])
         except Exception:  # noqa: BLE001 - fold below reports the error
             pass
     val = v.as_python()
     if val is NO or isinstance(v, TensorV):
         raise GraphBreak("JF024", "f-string of a non-constant value")
-    tx.stack.append(fold(_format, val, conv.value, spec.value))
+    return fold(_format, val, conv.value, spec.value)
+
+
+@handler("FORMAT_VALUE", until=(3, 13))
+def FORMAT_VALUE(tx, ins):
+    flags = ins.arg
+    spec = tx.stack.pop() if flags & _FV_HAVE_SPEC else Const("")
+    v = tx.stack.pop()
+    tx.stack.append(format_field(tx, v, flags & _FV_CONVERSION, spec))
 
 # -- comprehensions and displays: add to the container ``arg`` deep ----------------
 

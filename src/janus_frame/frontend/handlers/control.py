@@ -21,8 +21,10 @@ from .. import speculation
 from ..breaks import GraphBreak
 from ..bytecode_info import original_position
 from ..predication import is_loop_entry, predicate_branch, predicate_loop
+from ..pyversion import FOR_ITER_EXHAUSTED_PUSHES, is_conditional_back_edge
 from ..values import Const, CtxV, ExitV, IterV, TensorV
 from ..values.contexts import traced_manager
+from ..values.generators import GeneratorV
 from ..values.operators import identical
 from .registry import FrameReturn, handler, named, native_step
 
@@ -66,11 +68,7 @@ def _site(tx):
     """The speculation site of the branch being interpreted."""
     orig, index = original_position(tx.code, tx.ip - 1)
     return speculation.site(tx.output.ctx.speculation, orig, index, tx.lineno,
-                            tx.code.co_qualname, _loop_edge(tx.instrs[tx.ip - 1]))
-
-
-def _loop_edge(ins) -> bool:
-    return ins.name.startswith("POP_JUMP_BACKWARD")
+                            tx.code.co_qualname, is_conditional_back_edge(tx.instrs, tx.ip - 1))
 
 
 def branch_truth(tx, v) -> bool:
@@ -96,7 +94,7 @@ def branch_truth(tx, v) -> bool:
 def _predicate(tx, v: TensorV, ins, when: bool) -> bool:
     """A relaxed site of a forward branch: both sides into the graph,
     merged with torch.where (predication.py), when they are fit."""
-    if ins.name.startswith("POP_JUMP_BACKWARD") or v.fake.numel() != 1 or \
+    if is_conditional_back_edge(tx.instrs, tx.ip - 1) or v.fake.numel() != 1 or \
             tx.output.predicating is not None:
         return False
     site = _site(tx)
@@ -186,12 +184,21 @@ def GET_ITER(tx, ins):
         # natively, not unrolled for this one length
         raise GraphBreak("JF019", "iteration over range() of a dynamic size")
     v = tx.stack.pop()
-    tx.stack.append(v if isinstance(v, IterV) else IterV(v.iterate(tx)))
+    # a generator is its own iterator: FOR_ITER resumes it item by item
+    tx.stack.append(v if isinstance(v, (IterV, GeneratorV)) else IterV(v.iterate(tx)))
 
 
 @handler("FOR_ITER")
 def FOR_ITER(tx, ins):
     it = tx.stack[-1]
+    if isinstance(it, GeneratorV):
+        item = it.next_item(tx)
+        if item is not None:
+            tx.stack.append(item)
+        else:
+            _exhausted(tx.stack)
+            tx.jump(ins.arg)
+        return
     if not isinstance(it, IterV):
         # a real iterator handed over by a resume function: next() runs
         # natively and each iteration continues in its own segment
@@ -200,8 +207,16 @@ def FOR_ITER(tx, ins):
         tx.stack.append(it.items[it.pos])
         it.pos += 1
     else:
-        tx.stack.pop()
+        _exhausted(tx.stack)
         tx.jump(ins.arg)
+
+
+def _exhausted(stack: list) -> None:
+    """The stack at FOR_ITER's target once the iterator is exhausted."""
+    if FOR_ITER_EXHAUSTED_PUSHES:
+        stack.append(Const(None))  # END_FOR pops it (and the iterator)
+    else:
+        stack.pop()
 
 # -- with-blocks ---------------------------------------------------------------------
 
@@ -229,7 +244,7 @@ def BEFORE_WITH(tx, ins):
 # -- native steps --------------------------------------------------------------------
 
 
-def _branch_native(name: str, jump_when: bool, popped: bool):
+def _branch_native(name: str, jump_when: bool, popped: bool, **versions):
     """The native step of a conditional jump: the condition evaluated once
     (and observed at a speculation site), each way continuing in its resume
     function; ``popped``: whether the jump pops the condition too."""
@@ -241,14 +256,16 @@ def _branch_native(name: str, jump_when: bool, popped: bool):
         lines += ["    " + x for x in emit.cont(stack[:-1] if popped else stack,
                                                   tx.labels[ins.arg])]
         return lines + emit.cont(stack[:-1], tx.stop_at + 1)
-    native_step(name, until=(3, 12))(named(step, f"{name}_native"))
+    native_step(name, **versions)(named(step, f"{name}_native"))
 
 
 for _direction in ("FORWARD", "BACKWARD"):
-    _branch_native(f"POP_JUMP_{_direction}_IF_TRUE", True, popped=True)
-    _branch_native(f"POP_JUMP_{_direction}_IF_FALSE", False, popped=True)
-_branch_native("JUMP_IF_TRUE_OR_POP", True, popped=False)
-_branch_native("JUMP_IF_FALSE_OR_POP", False, popped=False)
+    _branch_native(f"POP_JUMP_{_direction}_IF_TRUE", True, popped=True, until=(3, 12))
+    _branch_native(f"POP_JUMP_{_direction}_IF_FALSE", False, popped=True, until=(3, 12))
+_branch_native("JUMP_IF_TRUE_OR_POP", True, popped=False, until=(3, 12))
+_branch_native("JUMP_IF_FALSE_OR_POP", False, popped=False, until=(3, 12))
+_branch_native("POP_JUMP_IF_TRUE", True, popped=True, since=(3, 12))
+_branch_native("POP_JUMP_IF_FALSE", False, popped=True, since=(3, 12))
 
 
 @native_step("GET_ITER")
@@ -264,7 +281,9 @@ def FOR_ITER_native(tx, ins, emit):
     sentinel = emit.const(_SENTINEL)
     lines = [f"__jf_r = __jf_h_next({emit.expr(stack[-1])}, {sentinel})",
              f"if __jf_r is {sentinel}:"]
-    lines += ["    " + x for x in emit.cont(stack[:-1], tx.labels[ins.arg])]
+    exhausted = list(stack)
+    _exhausted(exhausted)
+    lines += ["    " + x for x in emit.cont(exhausted, tx.labels[ins.arg])]
     return lines + emit.cont(stack + [emit.result("__jf_r")], tx.stop_at + 1)
 
 

@@ -10,11 +10,12 @@ In/out: the frame's stack and ``tx.yields``, the frame's GeneratorV.
 from __future__ import annotations
 
 from ..breaks import GraphBreak
+from ..pyversion import VERSION
 from ..values import Const, IterV
 from .registry import handler
 
 
-# 3.11's RETURN_GENERATOR leaves nothing on the stack of the code object that
+# 3.11 and 3.12's RETURN_GENERATOR leaves nothing on the stack of the code object that
 # runs it; the generator's first resumption (here, at once) pushes the sent None
 @handler("RETURN_GENERATOR", stack_effect=lambda ins: 1)
 def RETURN_GENERATOR(tx, ins):
@@ -41,6 +42,9 @@ def SEND(tx, ins):
     if it.pos < len(it.items):
         tx.stack.append(it.items[it.pos])
         it.pos += 1
+    elif VERSION >= (3, 12):
+        tx.stack.append(Const(None))  # its return value; END_SEND drops the delegate
+        tx.jump(ins.arg)
     else:
         tx.stack[-1] = Const(None)  # the delegate's return value
         tx.jump(ins.arg)

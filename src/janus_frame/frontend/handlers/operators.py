@@ -43,11 +43,19 @@ def BINARY_OP(tx, ins):
     tx.stack.append(binary(tx, BINARY[ins.arg.name], a, b))
 
 
+def _comparison(ins) -> tuple:
+    """COMPARE_OP's operator, and whether 3.13 asks for its result as a
+    bool (the ``*_CAST`` forms, compiled where a TO_BOOL would follow; the
+    jump or UNARY_NOT after it take the truth of the value, see TO_BOOL)."""
+    name = ins.arg.name
+    return COMPARE[name.removesuffix("_CAST")], name.endswith("_CAST")
+
+
 @handler("COMPARE_OP")
 def COMPARE_OP(tx, ins):
     b = tx.stack.pop()
     a = tx.stack.pop()
-    tx.stack.append(compare(tx, COMPARE[ins.arg.name], a, b))
+    tx.stack.append(compare(tx, _comparison(ins)[0], a, b))
 
 
 @handler("IS_OP")
@@ -116,7 +124,9 @@ def BINARY_OP_native(tx, ins, emit):
 @native_step("COMPARE_OP")
 def COMPARE_OP_native(tx, ins, emit):
     stack, e = list(tx.stack), emit.expr
-    lines = [f"__jf_r = {emit.const(COMPARE[ins.arg.name])}({e(stack[-2])}, {e(stack[-1])})"]
+    fn, as_bool = _comparison(ins)
+    r = f"{emit.const(fn)}({e(stack[-2])}, {e(stack[-1])})"
+    lines = [f"__jf_r = __jf_h_bool({r})" if as_bool else f"__jf_r = {r}"]
     return lines + emit.cont(stack[:-2] + [emit.result("__jf_r")], tx.stop_at + 1)
 
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import sys
 
+from bytecode import CellVar, FreeVar
+
 from ..breaks import GraphBreak, would_raise
+from ..pyversion import VERSION, with_null
 from ..sources import AttrSource, GlobalSource, ItemSource, PinnedSource
-from ..values import NULL, CellV, Const, ObjV
+from ..values import NULL, CellV, Const, NullV, ObjV
 from .registry import handler
 
 # -- no-ops -------------------------------------------------------------------------
@@ -57,18 +60,77 @@ def SWAP(tx, ins):
 # -- locals and constants ----------------------------------------------------------
 
 
+def _load_fast(tx, name) -> None:
+    if VERSION >= (3, 13):
+        # 3.13's LOAD_FAST of a cell or free slot (what LOAD_CLOSURE was)
+        # pushes the cell itself; the bytecode package names the slot with a
+        # CellVar/FreeVar, or with a plain name for an argument's cell
+        if isinstance(name, (CellVar, FreeVar)):
+            tx.stack.append(tx.cell(name.name))
+            return
+        if name in tx.code.co_cellvars:
+            tx.stack.append(tx.cell(name))
+            return
+    v = tx.local(name)
+    if v is None:
+        raise would_raise(UnboundLocalError, f"local variable {name!r} used before assignment")
+    tx.stack.append(v)
+
+
+def _store_fast(tx, name: str, value) -> None:
+    tx.lazy_args.pop(name, None)
+    if isinstance(value, NullV):
+        # 3.12+: a local saved by LOAD_FAST_AND_CLEAR around an inlined
+        # comprehension is restored, unbound if it was
+        tx.locals.pop(name, None)
+    else:
+        tx.locals[name] = value
+
+
 @handler("LOAD_FAST")
 def LOAD_FAST(tx, ins):
+    _load_fast(tx, ins.arg)
+
+
+@handler("LOAD_FAST_CHECK", since=(3, 12))
+def LOAD_FAST_CHECK(tx, ins):
+    _load_fast(tx, ins.arg)  # an unbound local raises: a graph break (JF020)
+
+
+@handler("LOAD_FAST_AND_CLEAR", since=(3, 12))
+def LOAD_FAST_AND_CLEAR(tx, ins):
+    """PEP 709: an inlined comprehension saves the local its variable
+    shadows (NULL when unbound) and leaves it unbound."""
     v = tx.local(ins.arg)
-    if v is None:
-        raise would_raise(UnboundLocalError, f"local variable {ins.arg!r} used before assignment")
-    tx.stack.append(v)
+    tx.stack.append(NULL if v is None else v)
+    tx.locals.pop(ins.arg, None)
 
 
 @handler("STORE_FAST")
 def STORE_FAST(tx, ins):
-    tx.lazy_args.pop(ins.arg, None)
-    tx.locals[ins.arg] = tx.stack.pop()
+    _store_fast(tx, ins.arg, tx.stack.pop())
+
+
+# 3.13's superinstructions: two loads, two stores, a store and a load
+@handler("LOAD_FAST_LOAD_FAST", since=(3, 13))
+def LOAD_FAST_LOAD_FAST(tx, ins):
+    first, second = ins.arg
+    _load_fast(tx, first)
+    _load_fast(tx, second)
+
+
+@handler("STORE_FAST_STORE_FAST", since=(3, 13))
+def STORE_FAST_STORE_FAST(tx, ins):
+    first, second = ins.arg
+    _store_fast(tx, first, tx.stack.pop())
+    _store_fast(tx, second, tx.stack.pop())
+
+
+@handler("STORE_FAST_LOAD_FAST", since=(3, 13))
+def STORE_FAST_LOAD_FAST(tx, ins):
+    store, load = ins.arg
+    _store_fast(tx, store, tx.stack.pop())
+    _load_fast(tx, load)
 
 
 @handler("DELETE_FAST")
@@ -120,9 +182,11 @@ def _load_global(tx, name: str):
 @handler("LOAD_GLOBAL")
 def LOAD_GLOBAL(tx, ins):
     push_null, name = ins.arg
+    v = _load_global(tx, name)
     if push_null:
-        tx.stack.append(NULL)
-    tx.stack.append(_load_global(tx, name))
+        tx.stack.extend(with_null(v))
+    else:
+        tx.stack.append(v)
 
 
 @handler("STORE_GLOBAL")
@@ -174,7 +238,7 @@ def DELETE_DEREF(tx, ins):
     raise GraphBreak("JF011", f"deletion of closure variable {ins.arg.name!r}")
 
 
-@handler("LOAD_CLOSURE")
+@handler("LOAD_CLOSURE", until=(3, 13))
 def LOAD_CLOSURE(tx, ins):
     tx.stack.append(tx.cell(ins.arg.name))
 

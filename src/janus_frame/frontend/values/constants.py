@@ -197,7 +197,7 @@ class SymV(Const):
         self.sym = sym
 
     def _specialise(self) -> None:
-        from torch.fx.experimental.symbolic_shapes import guard_int
+        from ...torch_compat import guard_int
 
         guard_int(self.sym)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ...torch_compat import set_grad_enabled_c
 from ..breaks import GraphBreak
 from .base import Value
 from .constants import Const
@@ -135,5 +136,5 @@ class ExitV(Value):
 def set_grad_mode(out, enabled: bool) -> None:
     """Switch grad mode inside the graph ``out`` (OutputGraph) records."""
     if out.grad_enabled != enabled:
-        out.graph.call_function(torch._C._set_grad_enabled, (bool(enabled),))
+        out.graph.call_function(set_grad_enabled_c, (bool(enabled),))
         out.grad_enabled = bool(enabled)

@@ -6,8 +6,9 @@ Out: ``GeneratorV``. ``next()``/``send()``/``throw()``/``close()`` resume the
 frame until it yields (the yielded value), returns (StopIteration) or
 raises (the exception, raised where the generator was resumed), exactly as
 Python runs it -- which ``@contextmanager`` managers need (contextlib's own
-``__enter__``/``__exit__`` run traced over it). Iterating it (a for loop,
-``list()``, ``sum()``) runs it to the end at that point. A generator cannot
+``__enter__``/``__exit__`` run traced over it). A for loop over it runs
+the frame to the next yield for each item; ``list()``, ``sum()`` and the
+like run it to the end at that point. A generator cannot
 be handed back to Python (after a graph break): the frame then stops where
 the generator was made, and the call making it runs natively
 (``retry_at``, see convert.py).
@@ -126,6 +127,19 @@ class GeneratorV(Value):
         if out is None and self.state == "closed":
             raise self._stop(tx)
         return out
+
+    def next_item(self, tx) -> Value | None:
+        """FOR_ITER: the frame run to its next yield, as the loop asks for
+        each item (the generator's code and the loop body interleave as in
+        Python); None once it returned."""
+        if self.state == "closed":
+            return None
+        if self.state == "running":
+            raise GraphBreak("JF013", "a generator resumed while it runs")
+        if self.state == "suspended":
+            self.frame.stack.append(Const(None))
+        out = self._run(tx)
+        return out if self.state == "suspended" else None
 
     def iterate(self, tx) -> list[Value]:
         items = []

@@ -267,7 +267,8 @@ def _compared_for_branch(tx) -> bool:
     nxt = [ins.name for ins in tx.instrs[tx.ip:tx.ip + 3]]
     return len(nxt) == 3 and nxt[0] in ("LOAD_CONST", "LOAD_FAST", "LOAD_GLOBAL",
                                          "LOAD_DEREF") and nxt[1] == "COMPARE_OP" and \
-        nxt[2].startswith(("POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE"))
+        nxt[2] in ("POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE",
+                   "POP_JUMP_IF_TRUE", "POP_JUMP_IF_FALSE")  # 3.11; 3.12+
 
 
 def _specialise(x):

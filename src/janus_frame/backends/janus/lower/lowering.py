@@ -21,6 +21,7 @@ import sympy
 import torch
 import torch.fx
 
+from ....torch_compat import OpOverload
 from .. import ir
 from ..ir import Affine, Op
 from .registry import LOWERINGS, NATIVE
@@ -172,7 +173,7 @@ class Lowering:
             raise Unsupported(f"get_attr of {type(t).__name__}")
         # a real constant (e.g. an empty tensor the model built), lowered
         # while AOTAutograd's fake mode may still be active
-        from torch._subclasses.fake_tensor import unset_fake_temporarily
+        from ....torch_compat import unset_fake_temporarily
 
         with unset_fake_temporarily():
             t = t.detach()
@@ -288,7 +289,7 @@ class Lowering:
         raise Unsupported(f"symbolic arithmetic on tensors: {n.format_node()}")
 
     def extern(self, n, op, args, kwargs):
-        if not isinstance(op, torch._ops.OpOverload):
+        if not isinstance(op, OpOverload):
             raise Unsupported(f"non-aten call {op}")
         if op is aten.copy_.default and self._copy_into_input(n, args):
             return self.env_value_of_write
@@ -414,7 +415,7 @@ def _feeds_library_call(n, lowerings, depth=0):
         if t in _VIEW_OPS:
             if u.args and u.args[0] is n and depth < 8 and _feeds_library_call(u, lowerings, depth + 1):
                 return True
-        elif isinstance(t, torch._ops.OpOverload) and t not in lowerings:
+        elif isinstance(t, OpOverload) and t not in lowerings:
             if t is aten.copy_.default and len(u.args) > 1 and u.args[1] is n \
                     and u.args[0].op == "placeholder":
                 continue  # a write-back into an input: stored there in place

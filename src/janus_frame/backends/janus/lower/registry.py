@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from ....torch_compat import OpOverloadPacket
 from .tensor_values import sz
 
 LOWERINGS = {}
@@ -25,7 +26,7 @@ NATIVE = (torch.float32, torch.float64, torch.int64, torch.int32, torch.int16, t
 def register(*ops):
     def deco(fn):
         for op in ops:
-            if isinstance(op, torch._ops.OpOverloadPacket):
+            if isinstance(op, OpOverloadPacket):
                 for o in op.overloads():
                     LOWERINGS[getattr(op, o)] = fn
             else:

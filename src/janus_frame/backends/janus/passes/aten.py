@@ -17,6 +17,7 @@ import operator
 import torch
 import torch.fx
 
+from ....torch_compat import OpOverload
 from .decomp import decomposition_table, needs_decomposition
 
 
@@ -30,7 +31,7 @@ def is_decomposed_aten(gm):
             return False
         if n.op == "call_function":
             t = n.target
-            if isinstance(t, torch._ops.OpOverload):
+            if isinstance(t, OpOverload):
                 if needs_decomposition(t) or t._schema.is_mutable:
                     return False
             elif not (getattr(t, "__module__", "") == "_operator"):
@@ -43,8 +44,7 @@ def is_decomposed_aten(gm):
 def to_aten(gm, example_inputs, vals=None):
     """Functional, decomposed aten graph of ``gm`` (traced with make_fx);
     ``vals``: the placeholders' values when they carry none."""
-    from torch._guards import detect_fake_mode
-    from torch.fx.experimental.proxy_tensor import make_fx
+    from ....torch_compat import detect_fake_mode, make_fx
 
     if vals is None:
         vals = placeholder_vals(gm)
@@ -107,7 +107,7 @@ def lift_tensor_attrs(gm):
 def fake_attrs(gm, targets, vals):
     """The attributes ``targets`` of ``gm`` as values to trace with: fake
     tensors of the inputs' fake mode, if they have one."""
-    from torch._guards import detect_fake_mode
+    from ....torch_compat import detect_fake_mode
 
     attrs = [attr(gm, t).detach() for t in targets]
     fake_mode = detect_fake_mode([v for v in vals if v is not None])

@@ -16,6 +16,8 @@ import functools
 
 import torch
 
+from ....torch_compat import OpOverloadPacket
+
 aten = torch.ops.aten
 
 # finer splits, taken from torch's full decomposition table
@@ -43,7 +45,7 @@ _KEEP = [
 def _overloads(packets):
     out = []
     for p in packets:
-        if isinstance(p, torch._ops.OpOverloadPacket):
+        if isinstance(p, OpOverloadPacket):
             out.extend(getattr(p, o) for o in p.overloads())
         else:
             out.append(p)
@@ -52,7 +54,8 @@ def _overloads(packets):
 
 @functools.lru_cache(maxsize=None)
 def _table():
-    from torch._decomp import core_aten_decompositions, decomposition_table as full
+    from ....torch_compat import core_aten_decompositions
+    from ....torch_compat import full_decomposition_table as full
 
     table = dict(core_aten_decompositions())
     for op in _overloads(_EXTRA):
@@ -99,7 +102,7 @@ def _as_mm(x, w, stride, padding, transposed, groups) -> bool:
         return False
     if not all(isinstance(d, int) for d in (*x.shape, *w.shape)):
         return False  # (first: comparing symbolic sizes would add guards)
-    from torch._prims_common import suggest_memory_format
+    from ....torch_compat import suggest_memory_format
 
     _, c, h, wd = x.shape
     return (tuple(w.shape[2:]) == (1, 1) and min(c, h, wd, w.shape[0]) > 0

@@ -49,8 +49,8 @@ import collections
 
 import torch
 import torch.fx
-from torch._guards import detect_fake_mode
-from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+from ....torch_compat import OpOverload, detect_fake_mode, statically_known_true
 
 from .canonical import call as _call, normalize
 
@@ -428,7 +428,7 @@ def _movable(n) -> bool:
     """May ``n`` run later than it does?  Not if it mutates, nor if it draws
     random numbers (moving it past another draw changes both results)."""
     t = n.target
-    if isinstance(t, torch._ops.OpOverload):
+    if isinstance(t, OpOverload):
         return not t._schema.is_mutable and torch.Tag.nondeterministic_seeded not in t.tags
     return getattr(t, "__module__", "") == "_operator"  # getitem and friends
 

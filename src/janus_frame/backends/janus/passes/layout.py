@@ -125,7 +125,7 @@ def _format_of(v):
     """The memory format of a captured value, decided without adding
     guards on symbolic sizes (the frontend has already rendered its guards):
     None when it is neither layout or that cannot be known statically."""
-    from torch.fx.experimental.symbolic_shapes import statically_known_true
+    from ....torch_compat import statically_known_true
 
     size, stride = v.shape, v.stride()
     orders = [(torch.contiguous_format, tuple(range(v.dim() - 1, -1, -1)))]

@@ -91,8 +91,9 @@ def analyse(gm: torch.fx.GraphModule, example_inputs) -> AliasInfo | None:
     """Run ``gm`` on fake copies of ``example_inputs`` (one fake mode: storage
     sharing is kept) and read aliasing off the result; None when the graph
     cannot be run that way (then the caller keeps its usual path)."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.multiprocessing.reductions import StorageWeakRef
+
+    from ....torch_compat import FakeTensorMode
 
     from ..passes.aten import attr, lift_tensor_attrs
 
@@ -153,12 +154,14 @@ class _null:
 
 
 def _is_view(n):
-    return (isinstance(n.target, torch._ops.OpOverload) and n.target.is_view and bool(n.args)
+    from ....torch_compat import OpOverload
+
+    return (isinstance(n.target, OpOverload) and n.target.is_view and bool(n.args)
             and isinstance(n.args[0], torch.fx.Node))
 
 
 def _is_fake(x):
-    from torch._subclasses.fake_tensor import FakeTensor
+    from ....torch_compat import FakeTensor
 
     return isinstance(x, FakeTensor)
 

@@ -48,6 +48,7 @@ import threading
 import torch
 import torch.fx
 
+from ....torch_compat import current_graph_task_id, will_engine_execute_node
 from .graph import _restride
 from .untraced import never_traced
 
@@ -162,7 +163,7 @@ def usable(params, nodes, options) -> bool:
                               or g.dtype != w.dtype):
             return False
         try:
-            if node is None or not torch._C._will_engine_execute_node(node):
+            if node is None or not will_engine_execute_node(node):
                 return False
         except RuntimeError:
             return False  # torch.autograd.grad(): gradients are returned, not accumulated
@@ -197,7 +198,7 @@ _MAX_PENDING = 4  # passes that raised never flush: forget the oldest beyond thi
 def stash(params, specs, factors):
     """Keep the factors of one backward call until its pass ends."""
     counts["calls"] += 1
-    tid = torch._C._current_graph_task_id()
+    tid = current_graph_task_id()
     passes = _state.passes
     groups = passes.get(tid)
     if groups is None:

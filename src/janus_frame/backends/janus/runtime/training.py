@@ -32,6 +32,7 @@ import logging
 import torch
 import torch.fx
 
+from ....torch_compat import DelayedError, are_functorch_transforms_active
 from .grad_accumulation import plan as plan_deferred, stash, usable
 from .graph import _restride
 from .untraced import never_traced, stand_aside
@@ -110,7 +111,7 @@ def _not_differentiable(res):
     idx = [i for i, r in enumerate(res) if isinstance(r, torch.Tensor)]
     if not idx:
         return res
-    marked = torch._C._functions.DelayedError(_DOUBLE, len(idx))(
+    marked = DelayedError(_DOUBLE, len(idx))(
         *[res[i].detach().requires_grad_(True) for i in idx])
     if not isinstance(marked, tuple):
         marked = (marked,)
@@ -169,10 +170,9 @@ def compile_lean(gm, example_inputs, compile_graph, device, options):
     """The compiled training callable for ``gm``, or ``None`` when the graph
     needs AOTAutograd's runtime (see the module docstring).  Its
     ``janus_graphs`` lists the CompiledGraphs, the backward ones once built."""
-    from torch._functorch import aot_autograd
-    from torch._functorch._aot_autograd.descriptors import PlainAOTOutput, TangentAOTInput
-    from torch._functorch._aot_autograd.schemas import MutationType, OutputType
-    from torch._functorch.partitioners import min_cut_rematerialization_partition
+    from ....torch_compat import (
+        OutputType, PlainAOTOutput, TangentAOTInput, aot_export_function,
+        input_mutation_needs_runtime, min_cut_rematerialization_partition)
 
     from ..passes.decomp import decomposition_table
 
@@ -192,7 +192,7 @@ def compile_lean(gm, example_inputs, compile_graph, device, options):
             return None
     try:
         with torch.enable_grad():
-            joint, meta, _, _ = aot_autograd._aot_export_function(
+            joint, meta, _, _ = aot_export_function(
                 gm, tuple(vals), decompositions=decomposition_table(), trace_joint=True,
                 keep_input_mutations=True)
     except Exception as e:  # noqa: BLE001 -- export refuses what AOTAutograd's runtime handles
@@ -209,9 +209,7 @@ def compile_lean(gm, example_inputs, compile_graph, device, options):
     # grad, or mutated under no_grad: buffers, running statistics) are
     # copy_ nodes of the forward graph, done by its kernels; any other
     # mutation needs AOTAutograd's epilogue
-    if (any(i.mutates_metadata or i.mutation_inductor_storage_resize
-            or (i.mutates_data and i.mutation_type != MutationType.MUTATED_IN_GRAPH)
-            for i in meta.input_info)
+    if (any(input_mutation_needs_runtime(i) for i in meta.input_info)
             or any(o.output_type != OutputType.non_alias for o in meta.output_info)
             or meta.num_intermediate_bases or meta.tokens or meta.is_rng_op_functionalized):
         return None
@@ -304,7 +302,7 @@ def compile_lean(gm, example_inputs, compile_graph, device, options):
     # Function.apply's Python layer only unwraps tensors that outlived a
     # torch.func transform; the C entry point below it saves ~2 us per call
     raw_apply = super(torch.autograd.Function, _Compiled).apply
-    transforms_active = torch._C._are_functorch_transforms_active
+    transforms_active = are_functorch_transforms_active
 
     # inputs the forward kernels updated in place (buffers, running
     # statistics): their version counters move, as AOTAutograd's runtime

@@ -41,9 +41,9 @@ def _hook_api():
     nothing): (current callback getter, skip-this-code function), or None
     where torch lacks them."""
     try:
-        from torch._C._dynamo.eval_frame import (_FrameAction, _FrameExecStrategy,
-                                                 get_eval_frame_callback,
-                                                 set_code_exec_strategy)
+        from ....torch_compat import (FrameAction as _FrameAction,
+                                      FrameExecStrategy as _FrameExecStrategy,
+                                      get_eval_frame_callback, set_code_exec_strategy)
     except ImportError:
         return None
 

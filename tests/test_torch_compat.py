@@ -1,0 +1,46 @@
+"""The one module holding janus_frame's uses of private torch APIs: every
+name it lists exists in the installed torch (run under each supported
+release by .ci/run), the rest of the package imports none of them directly,
+and the release differences it hides behave as documented."""
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import torch
+
+import janus_frame
+from janus_frame import torch_compat
+
+ROOT = pathlib.Path(janus_frame.__file__).parent
+
+
+def test_every_private_name_resolves_in_the_installed_torch():
+    assert torch_compat.check_supported() is None, torch_compat.check_supported()
+    for name in torch_compat._NAMES:
+        assert getattr(torch_compat, name) is not None, name
+
+
+def _private_torch_uses(tree) -> list[str]:
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and (
+                node.module.startswith("torch._") or node.module.startswith("torch.fx.experimental")):
+            out.append(f"from {node.module} import ...")
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                node.value.id == "torch" and node.attr.startswith("_") and \
+                not node.attr.startswith("__"):
+            out.append(f"torch.{node.attr}")
+    return out
+
+
+def test_no_private_torch_api_outside_the_compat_module():
+    found = {}
+    for path in ROOT.rglob("*.py"):
+        if path.name == "torch_compat.py":
+            continue
+        uses = _private_torch_uses(ast.parse(path.read_text()))
+        if uses:
+            found[str(path.relative_to(ROOT))] = uses
+    assert not found, found
+
