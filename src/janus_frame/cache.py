@@ -130,6 +130,10 @@ class Stats:
     compile_seconds: float = 0.0
     reruns: int = 0  # graphs that raised and made their frame rerun natively
     internal_errors: int = 0  # frames whose compile failed inside janus_frame
+    traces: int = 0  # runs of the symbolic interpreter over a compiled frame
+    # graph breaks whose segment was traced a second time, up to the break
+    # (the first trace's record could not be reused; frontend/convert.py)
+    break_retraces: int = 0
 
     def clear(self) -> None:
         for f in dataclasses.fields(self):
