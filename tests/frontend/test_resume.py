@@ -776,3 +776,27 @@ def test_a_break_after_an_inlined_callee_recorded_is_traced_again(capsys):
     (traces, compiled, retraced), rec = _counted(outer, torch.randn(3))
     assert capsys.readouterr().out.splitlines() == ["inside helper"] * 2
     assert len(rec.graphs) == 4 and retraced == 1 and traces == compiled + 1
+
+
+class _Shrink(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.limit = 1.0
+
+    def forward(self, h):
+        while h.norm() > self.limit:  # a segment looping in place, guarded on self.limit
+            h = h * 0.5
+        return self.lin(h)
+
+
+def test_loop_guard_with_class_attribute_facts_runs_as_a_plain_call():
+    # the loop's guard (a class-attribute fact holds a list constant, so its
+    # code cannot be hashed) is called by the replacement for the next
+    # iteration: the frame hook must neither hash nor compile it
+    m = _Shrink()
+
+    def step(x):
+        return m(x).sum()
+    for i in range(4):
+        run_both(step, torch.randn(3, 4) * 10 ** (i % 3))
