@@ -22,8 +22,9 @@ traced again up to that instruction -- :func:`_segment_before`, the one place
 that decides it -- when the first trace went past that state: the instruction
 inlined a callee or recorded into the graph before breaking, the break was
 placed at an earlier instruction (an exception leaving the frame, a generator
-made earlier), or the record turned out unusable at that instruction and the
-break moved back (``retry_at``). A trace may also settle a question and start over: an input
+made earlier), the instruction ran before in the trace (an unrolled loop: a
+trace up to it stops at its first run), or the record turned out unusable at
+that instruction and the break moved back (``retry_at``). A trace may also settle a question and start over: an input
 or an operator needs symbolic sizes (:class:`NeedsShapeEnv`), a speculated
 segment mutates what it could not roll back (:class:`UnsafeSpeculation`), or
 a branch site cannot be predicated (:class:`NoPredication`) -- each of those

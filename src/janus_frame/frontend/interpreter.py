@@ -94,8 +94,9 @@ class Translator:
         # which the frame can run natively into it, or None)
         self.origins: dict[int, tuple] = {}
         # root frame, first trace: its state before the instruction being run
-        # (see ``_rewind``): (index, stack, kw_names, lineno, locals and
-        # arguments counts, ``output.mark()``, len(output.spec_codes))
+        # (see ``_rewind``): (index, whether it is its first run, stack,
+        # kw_names, lineno, locals, arguments and handled-exception counts,
+        # ``output.mark()``, len(output.spec_codes))
         self.before: tuple | None = None
 
     @property
@@ -164,6 +165,9 @@ class Translator:
         keep = self.parent is None and stop_at is None
         if self.parent is not None:
             output.nested_steps += 1
+        # (root instructions run so far: a trace up to an instruction stops
+        # at its first run, so only a break at a first run is rewound)
+        ran = bytearray(len(instrs)) if keep else None
         while True:
             try:
                 while True:
@@ -172,9 +176,10 @@ class Translator:
                         self.stopped = True
                         return None
                     if keep:
-                        self.before = (ip, list(self.stack), self.kw_names, self.lineno,
-                                       len(self.locals), len(self.lazy_args), len(self.handled),
-                                       output.mark(), len(output.spec_codes))
+                        self.before = (ip, not ran[ip], list(self.stack), self.kw_names,
+                                       self.lineno, len(self.locals), len(self.lazy_args),
+                                       len(self.handled), output.mark(), len(output.spec_codes))
+                        ran[ip] = 1
                     ins = instrs[ip]
                     self.ip = ip + 1
                     if ins.lineno is not None:
@@ -278,7 +283,11 @@ class Translator:
             return "the break is placed at another instruction"
         if gb.exc_value is not None or gb.exc is not None or gb.in_handler or self.handled:
             return "an exception is being raised or handled"
-        ip, stack, kw_names, lineno, nlocals, nlazy, nhandled, mark, nspec = self.before
+        ip, first, stack, kw_names, lineno, nlocals, nlazy, nhandled, mark, nspec = self.before
+        if not first:
+            # (a loop unrolled in the trace: the segment ends where a trace
+            # up to this instruction stops, at its first run)
+            return "the breaking instruction ran before in this trace"
         if (len(self.locals), len(self.lazy_args), len(self.handled)) != (nlocals, nlazy, nhandled):
             return "the breaking instruction changed the frame's locals"
         if self.output.mark() != mark:
