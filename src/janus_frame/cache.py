@@ -94,7 +94,37 @@ class CodeState:
 # drops at once. The C side's own reset is lazy (each code's entries go when
 # it next runs), and until then the entries keep what their guards and
 # replacements reference -- functions, and through them module globals.
-_codes: "weakref.WeakSet[types.CodeType]" = weakref.WeakSet()
+class CodeSet:
+    """A weak set of code objects by identity. (Code objects hash and
+    compare by value: a generated code holding a list constant -- a guard
+    with a class attribute fact -- cannot be hashed, and two equal copies of
+    a code are distinct frames to compile.)"""
+
+    def __init__(self) -> None:
+        self._refs: dict[int, weakref.ref] = {}
+
+    def add(self, code) -> None:
+        key = id(code)
+        if key not in self._refs or self._refs[key]() is not code:
+            refs = self._refs
+            self._refs[key] = weakref.ref(code, lambda r, key=key: refs.get(key) is r
+                                          and refs.pop(key, None))
+
+    def __contains__(self, code) -> bool:
+        r = self._refs.get(id(code))
+        return r is not None and r() is code
+
+    def __iter__(self):
+        return iter([c for c in (r() for r in list(self._refs.values())) if c is not None])
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def clear(self) -> None:
+        self._refs.clear()
+
+
+_codes = CodeSet()
 
 
 def code_state(code, create: bool = True) -> CodeState | None:
@@ -131,6 +161,10 @@ class Stats:
     compile_seconds: float = 0.0
     reruns: int = 0  # graphs that raised and made their frame rerun natively
     internal_errors: int = 0  # frames whose compile failed inside janus_frame
+    traces: int = 0  # runs of the symbolic interpreter over a compiled frame
+    # graph breaks whose segment was traced a second time, up to the break
+    # (the first trace's record could not be reused; frontend/convert.py)
+    break_retraces: int = 0
 
     def clear(self) -> None:
         for f in dataclasses.fields(self):

@@ -25,12 +25,12 @@ import threading
 import time
 import types
 import warnings
-import weakref
 from typing import Any, Callable
 
 from . import _C, faults, torch_compat
 from .cache import (
-    CodeState, CompiledEntry, FrameFallback, SkipFrame, code_state, listeners, positional_code, stats,
+    CodeSet, CodeState, CompiledEntry, FrameFallback, SkipFrame, code_state, listeners,
+    positional_code, stats,
 )
 from .config import Config, config
 from .context import CompileContext, PerCodeStore
@@ -78,7 +78,7 @@ class FrameCompiler:
         self.global_mode = global_mode
         self.listener = listener  # explain(): receives every compiled entry / break
         self.transform = transform
-        self.forced: weakref.WeakSet = weakref.WeakSet()  # codes compiled explicitly
+        self.forced = CodeSet()  # codes compiled explicitly
         self.speculation = PerCodeStore()  # branch-site profiles (frontend/speculation.py)
 
     def __repr__(self) -> str:

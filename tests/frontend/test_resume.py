@@ -806,3 +806,84 @@ def test_builtin_method_of_an_object_runs_on_this_calls_object(where):
         h = Holder()
         h.buf = bytearray([1] * (k + 1))
         assert_same(cf(x, a, h, k), f(x, a, h, k))
+
+
+def _trace_counts():
+    from janus_frame.cache import stats
+
+    return stats.traces, stats.frames_compiled, stats.break_retraces
+
+
+def _counted(fn, *args, calls=1):
+    """``run_both`` over ``fn``: (traces, frames compiled, breaks traced
+    again) during it, and the recorder."""
+    t0, c0, r0 = _trace_counts()
+    rec = run_both(fn, *args, calls=calls)
+    t1, c1, r1 = _trace_counts()
+    return (t1 - t0, c1 - c0, r1 - r0), rec
+
+
+def test_a_break_in_the_frame_is_traced_once(capsys):
+    # the print's CALL records nothing before it breaks: the first trace's
+    # record up to it is the segment; one trace per compiled frame (the
+    # frame and its resume function)
+    def f(x, n):
+        y = torch.sin(x) * n
+        print("y computed")
+        return torch.cos(y) + n
+    (traces, compiled, retraced), rec = _counted(f, torch.randn(4), 3, calls=2)
+    assert capsys.readouterr().out.splitlines() == ["y computed"] * 4
+    assert len(rec.graphs) == 2 and compiled == 2
+    assert traces == compiled and retraced == 0
+
+
+def test_breaks_of_several_kinds_are_traced_once(capsys):
+    # a data-dependent .item() (JF004), a print (JF003), a tensor branch (JF005)
+    def f(x):
+        a = x + 1
+        v = a.sum().item()
+        print("v", round(v, 3))
+        if a.sum() > 0:
+            a = a * 2
+        return a - v
+    (traces, compiled, retraced), _ = _counted(f, torch.ones(3), calls=2)
+    assert capsys.readouterr().out.splitlines() == ["v 6.0"] * 4
+    assert compiled >= 3 and traces == compiled and retraced == 0
+
+
+def test_a_break_after_an_inlined_callee_recorded_is_traced_again(capsys):
+    # the helper records ``x * 3`` before it breaks: the state before the
+    # outer CALL is not the first trace's, so the outer frame is traced
+    # again up to the call (once); the helper, run natively, breaks at its
+    # own print and is traced once
+    def outer(x):
+        a = torch.sin(x)
+        b = helper_with_break(a)
+        return torch.cos(b)
+    (traces, compiled, retraced), rec = _counted(outer, torch.randn(3))
+    assert capsys.readouterr().out.splitlines() == ["inside helper"] * 2
+    assert len(rec.graphs) == 4 and retraced == 1 and traces == compiled + 1
+
+
+class _Shrink(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.limit = 1.0
+
+    def forward(self, h):
+        while h.norm() > self.limit:  # a segment looping in place, guarded on self.limit
+            h = h * 0.5
+        return self.lin(h)
+
+
+def test_loop_guard_with_class_attribute_facts_runs_as_a_plain_call():
+    # the loop's guard (a class-attribute fact holds a list constant, so its
+    # code cannot be hashed) is called by the replacement for the next
+    # iteration: the frame hook must neither hash nor compile it
+    m = _Shrink()
+
+    def step(x):
+        return m(x).sum()
+    for i in range(4):
+        run_both(step, torch.randn(3, 4) * 10 ** (i % 3))

@@ -233,6 +233,11 @@ class GraphBreak(FrameFallback):
         # the break happened while the frame handled an exception, and cannot
         # be moved to where that exception was raised: not resumable
         self.in_handler = False
+        # the trace's record up to the break (segment.trace), when the root
+        # frame could stop right before the breaking instruction; else why
+        # the segment before the break must be traced again
+        self.record = None
+        self.retrace: str | None = "the trace kept no state before the break"
         super().__init__(detail)
 
     @property

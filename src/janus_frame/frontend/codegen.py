@@ -23,6 +23,7 @@ import types
 from bytecode import Bytecode, FreeVar, Instr
 from bytecode.instr import InstrLocation
 
+from .. import _C
 from ..diagnostics.logs import artifact_logger
 from .pyversion import NULL_AFTER_CALLABLE, VERSION
 from .sources import pinned
@@ -69,6 +70,10 @@ class FunctionBuilder:
             closure = None
         fn = types.FunctionType(code, globals_, name, None, closure)
         fn._janus_source = src  # for explain() and logs
+        if kind == "guard":
+            # a guard also runs as a plain call (a segment looping in place
+            # checks the next iteration's arguments): never a frame to compile
+            _C.set_code_strategy(code, _C.SKIP, _C.DEFAULT)
         lg = artifact_logger("bytecode")
         if lg is not None:
             out = io.StringIO()

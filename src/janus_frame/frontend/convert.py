@@ -13,10 +13,18 @@ replay, the closed fx graph, the undo set); the backend compiles the graph;
 ``Segment.guard`` builds the guard.
 
 This module owns the retry and re-trace policy. A graph break is found by
-tracing the whole frame; the frame is then traced again up to the root
-instruction during which the break happened (the CALL when it happened inside
-an inlined callee), so the segment ends with exactly the frame's state before
-that instruction. A trace may also settle a question and start over: an input
+tracing the whole frame; the segment ends with exactly the frame's state
+before the root instruction during which the break happened (the CALL when it
+happened inside an inlined callee). That record is the first trace's own when
+the breaking instruction recorded nothing before it broke (the tracer stops
+right there, see ``Translator._rewind``): one trace per break. The frame is
+traced again up to that instruction -- :func:`_segment_before`, the one place
+that decides it -- when the first trace went past that state: the instruction
+inlined a callee or recorded into the graph before breaking, the break was
+placed at an earlier instruction (an exception leaving the frame, a generator
+made earlier), the instruction ran before in the trace (an unrolled loop: a
+trace up to it stops at its first run), or the record turned out unusable at
+that instruction and the break moved back (``retry_at``). A trace may also settle a question and start over: an input
 or an operator needs symbolic sizes (:class:`NeedsShapeEnv`), a speculated
 segment mutates what it could not roll back (:class:`UnsafeSpeculation`), or
 a branch site cannot be predicated (:class:`NoPredication`) -- each of those
@@ -36,13 +44,14 @@ import weakref
 from .. import _C, faults, torch_compat
 from ..cache import CompiledEntry
 from ..diagnostics.logs import artifact_logger
+from . import sources
 from .breaks import GraphBreak
 from .ddp import compile_bucketed
 from .guards import user_modes_active
 from .handover import not_resumable
 from .breaks import NoPredication
 from .replacement import native_while_modes_active, print_replacement
-from .segment import Segment, UnsafeSpeculation, trace
+from .segment import ReusedRecordMismatch, Segment, UnsafeSpeculation, trace
 from .shapes import NeedsShapeEnv
 
 log = logging.getLogger("janus_frame")
@@ -94,6 +103,7 @@ def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
         return _entry(trace(func, args, ctx, None, symbolic), ctx)
     except GraphBreak as gb:
         if ctx.strict or not_resumable(func.__code__, gb) is not None:
+            gb.record = None  # (the trace's state is not kept with the error)
             raise
         brk = gb
     try:
@@ -103,7 +113,7 @@ def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
             brk.detail += f" (the frame then runs natively: {e.reason})"
             raise brk from None
         raise
-    except (NeedsShapeEnv, UnsafeSpeculation, NoPredication):
+    except (NeedsShapeEnv, UnsafeSpeculation, NoPredication, ReusedRecordMismatch):
         raise
     except Exception as e:  # noqa: BLE001
         # no resume function could be made here (e.g. bytecode whose stack
@@ -129,7 +139,7 @@ def _entry_at_break(func, args, ctx, brk: GraphBreak, symbolic: bool) -> Compile
     the frame (a generator: ``retry_at``) moves the break there: that
     instruction runs natively."""
     while True:
-        seg = trace(func, args, ctx, brk.root_ip, symbolic)
+        seg = _segment_before(func, args, ctx, brk, symbolic)
         if not seg.frame.stopped:
             raise brk
         seg.brk = brk
@@ -140,8 +150,41 @@ def _entry_at_break(func, args, ctx, brk: GraphBreak, symbolic: bool) -> Compile
             if e.filename is not None or at is None or at >= brk.root_ip:
                 raise
             brk.root_ip = at
+            brk.retrace = "the break moved to an earlier instruction (retry_at)"
             if not_resumable(func.__code__, brk) is not None:
                 raise
+
+
+def _segment_before(func, args, ctx, brk: GraphBreak, symbolic: bool) -> Segment:
+    """The record of the frame up to ``brk.root_ip``: the first trace's,
+    when it stopped there (``brk.record``), else a second trace stopping
+    there (``brk.retrace`` says why). Under the checks flag a reused record
+    is compared with the one a second trace makes."""
+    seg, brk.record = brk.record, None
+    if seg is None:
+        ctx.stats.break_retraces += 1
+        log.debug("%s:%s: traced again up to the break: %s", func.__code__.co_filename,
+                  brk.lineno, brk.retrace)
+        return trace(func, args, ctx, brk.root_ip, symbolic)
+    if ctx.config.checks:
+        _check_reused(func, args, ctx, brk, symbolic, seg)
+    return seg
+
+
+def _check_reused(func, args, ctx, brk, symbolic, seg: Segment) -> None:
+    """The checks flag: a reused record must be the one a second trace up to
+    the break makes (the same graph, inputs, guards, effects, stack and
+    locals). The second trace is not counted in the statistics, and leaves
+    the reused record's pinned objects in place."""
+    ctx.stats.traces -= 1
+    with sources.pins_kept():
+        again = trace(func, args, ctx, brk.root_ip, symbolic)
+    mine, theirs = seg.summary(), again.summary()
+    if mine != theirs:
+        raise ReusedRecordMismatch(
+            f"the record reused at the break of {func.__code__.co_qualname} "
+            f"(instruction {brk.root_ip}) differs from a second trace:\n"
+            f"reused: {mine}\ntraced again: {theirs}")
 
 
 def _entry(seg: Segment, ctx) -> CompiledEntry:

@@ -48,6 +48,11 @@ class Guards:
     def __len__(self) -> int:
         return len(self._clauses)
 
+    def size(self) -> tuple:
+        """How many facts of each kind are recorded (see ``OutputGraph.mark``)."""
+        return (len(self._clauses), sum(len(v) for v in self._classes.values()),
+                len(self._modules), len(self._dynamic_ok), len(self._tensor_shapes))
+
     # -- kinds ---------------------------------------------------------------
 
     def type_is(self, src: Source, obj) -> None:

@@ -57,7 +57,7 @@ class Translator:
     __slots__ = ("output", "code", "f_globals", "f_builtins", "instrs", "labels", "ip", "stack",
                  "locals", "cells", "kw_names", "parent", "depth", "fn_source", "lineno",
                  "backedges", "return_value", "lazy_args", "yields", "stop_at", "stopped",
-                 "handled", "origins")
+                 "handled", "origins", "before")
 
     def __init__(self, output: OutputGraph, code: types.CodeType, f_globals: dict,
                  locals_: dict[str, Value], cells: dict[str, CellV], *,
@@ -93,6 +93,11 @@ class Translator:
         # root frame: id(exception) -> (exception, the root instruction from
         # which the frame can run natively into it, or None)
         self.origins: dict[int, tuple] = {}
+        # root frame, first trace: its state before the instruction being run
+        # (see ``_rewind``): (index, whether it is its first run, stack,
+        # kw_names, lineno, locals, arguments and handled-exception counts,
+        # ``output.mark()``, len(output.spec_sites))
+        self.before: tuple | None = None
 
     @property
     def config(self):
@@ -124,19 +129,21 @@ class Translator:
             raise GraphBreak("JF009", f"unknown closure variable {name!r}")
         if c.pending is not None:
             # a cell of a real function: wrap its contents on first use
+            # (pending is cleared only once the contents are read: a break
+            # here leaves the cell as it was, see _rewind)
             real, source = c.pending
-            c.pending = None
             try:
                 contents = real.cell_contents
             except ValueError:
-                c.contents = None
+                c.pending, c.contents = None, None
             else:
                 if source is None and _mutable(contents):
                     # (a method of a class reached through no source: its
                     # contents could be neither guarded nor written back)
                     raise GraphBreak("JF022", f"closure variable {name!r} holds a "
                                      f"{type(contents).__name__} the trace cannot track")
-                c.contents = self.output.wrap(contents, source)
+                v = self.output.wrap(contents, source)
+                c.pending, c.contents = None, v
         return c
 
     def root(self) -> "Translator":
@@ -151,6 +158,16 @@ class Translator:
         to ``stop_at``: then None, and ``stopped`` is set)."""
         instrs, handlers, stop_at = self.instrs, HANDLERS, self.stop_at
         checks = self.config.checks
+        output = self.output
+        # the root frame traced to its end keeps its state before each
+        # instruction: a break during it then ends the segment right there
+        # without tracing the frame again (``_rewind``)
+        keep = self.parent is None and stop_at is None
+        if self.parent is not None:
+            output.nested_steps += 1
+        # (root instructions run so far: a trace up to an instruction stops
+        # at its first run, so only a break at a first run is rewound)
+        ran = bytearray(len(instrs)) if keep else None
         while True:
             try:
                 while True:
@@ -158,6 +175,11 @@ class Translator:
                     if ip == stop_at:
                         self.stopped = True
                         return None
+                    if keep:
+                        self.before = (ip, not ran[ip], list(self.stack), self.kw_names,
+                                       self.lineno, len(self.locals), len(self.lazy_args),
+                                       len(self.handled), output.mark(), len(output.spec_sites))
+                        ran[ip] = 1
                     ins = instrs[ip]
                     self.ip = ip + 1
                     if ins.lineno is not None:
@@ -176,6 +198,8 @@ class Translator:
                 gb.locate(self.code.co_filename, self.lineno, self.code.co_qualname)
                 if self.parent is None:
                     self._place_break(gb)
+                    if keep:
+                        gb.retrace = self._rewind(gb)
                 raise
 
     # -- exceptions -----------------------------------------------------------------
@@ -246,9 +270,38 @@ class Translator:
         else:
             gb.root_ip = held[1]
 
+    def _rewind(self, gb: GraphBreak) -> str | None:
+        """Stop the root frame before the instruction ``gb`` happened during,
+        as a trace with ``stop_at`` there would have stopped, when that
+        instruction changed nothing but the frame's own stack (its handler
+        raised before recording anything, and ran no nested frame): the
+        record up to the break is then this trace's. Else (the break moved
+        to another instruction, an exception is in flight, or the
+        instruction recorded into the trace before it broke), the reason
+        the segment must be traced again up to the break; None when rewound."""
+        if self.before is None or gb.root_ip != self.before[0]:
+            return "the break is placed at another instruction"
+        if gb.exc_value is not None or gb.exc is not None or gb.in_handler or self.handled:
+            return "an exception is being raised or handled"
+        ip, first, stack, kw_names, lineno, nlocals, nlazy, nhandled, mark, nspec = self.before
+        if not first:
+            # (a loop unrolled in the trace: the segment ends where a trace
+            # up to this instruction stops, at its first run)
+            return "the breaking instruction ran before in this trace"
+        if (len(self.locals), len(self.lazy_args), len(self.handled)) != (nlocals, nlazy, nhandled):
+            return "the breaking instruction changed the frame's locals"
+        if self.output.mark() != mark:
+            return "the breaking instruction recorded into the trace"
+        for site in list(self.output.spec_sites)[nspec:]:
+            del self.output.spec_sites[site]
+        self.ip, self.stack, self.kw_names, self.lineno = ip, stack, kw_names, lineno
+        self.stop_at, self.stopped = ip, True
+        return None
+
     def step(self, ins, index: int) -> None:
         """Run instruction ``index`` (``ins``), the instruction pointer
         already past it (predication.py runs the sides of a branch so)."""
+        self.output.nested_steps += 1
         depth = len(self.stack)
         HANDLERS[ins.name](self, ins)
         if self.config.checks:

@@ -85,13 +85,35 @@ class OutputGraph(ShapeMixin):
         self.speculations: list = []  # (predicate TensorV, predicted bool, site)
         self.predicating = None  # the site whose sides are being traced (predication.py)
         # the branch sites whose form the trace read, with their versions:
-        # the entry is valid while none of them changes form
+        # the entry is valid while none of them changes form (in the order
+        # added, so a rewound trace can drop what the breaking instruction added)
         self.spec_sites: dict = {}
         self.op_count = 0
         # what the trace hands to other code objects (cache.CompiledEntry):
         # resume codes, and code -> dynamic-size hints
         self.resume_codes: list = []
         self.handover: dict = {}
+        # instructions run by frames other than the root's own loop: child
+        # frames (inlined calls, generators) and predicated sides. A root
+        # instruction that ran none recorded only what ``mark`` sees.
+        self.nested_steps = 0
+
+    def mark(self) -> tuple:
+        """How much the trace has recorded so far: equal marks before and
+        after an instruction mean it added no graph node, input, guard,
+        effect, speculation, wrapped object or shape fact, and ran no nested
+        frame (the root frame's own stack and locals aside). ``spec_sites``
+        is left out: it may only grow, and :meth:`rewind` truncates it."""
+        env = self.fake_mode.shape_env
+        return (self.nested_steps, len(self.graph.nodes), self.op_count, len(self.inputs),
+                self.guards.size(), self.effects.version, len(self.speculations),
+                len(self._wrapped), len(self._lazy_real), len(self._cells),
+                len(self._int_inputs), len(self.sym_inputs), len(self.size_symbols),
+                self.grad_enabled, len(self.autocast), len(self.native_autocast),
+                self.predicating is None, len(self.resume_codes), len(self.handover),
+                None if env is None else (len(env.guards), len(env.var_to_range),
+                                          len(env.replacements),
+                                          len(getattr(env, "deferred_runtime_asserts", ()))))
 
     def note_site(self, site) -> None:
         """The trace depends on the current form of speculation ``site``."""

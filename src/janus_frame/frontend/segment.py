@@ -60,6 +60,11 @@ class UnsafeSpeculation(Exception):
         self.sites = sites
 
 
+class ReusedRecordMismatch(AssertionError):
+    """Under the checks flag: a record reused at a break is not the one a
+    second trace up to the break makes."""
+
+
 @dataclasses.dataclass
 class Undo:
     """What rolls the segment back when its graph raises or a check fails:
@@ -120,6 +125,18 @@ class Segment:
         self.site = _site(code, output, self.brk)
         return self
 
+    def summary(self) -> tuple:
+        """What a record up to a break consists of, comparably (the checks
+        flag compares a reused record with a second trace's, convert.py)."""
+        out, tx = self.output, self.frame
+        g = out.guards
+        return (tx.stopped, tx.ip, tx.lineno, tx.kw_names, [type(v).__name__ for v in tx.stack],
+                sorted(tx.locals), sorted(tx.lazy_args), out.graph.python_code("self").src,
+                [v.source.name() if v.source is not None else None for v, _ in out.inputs],
+                dict(g._clauses), {c: dict(d) for c, d in g._classes.items()}, dict(g._modules),
+                out.effects.version, [kind for kind, _ in out.effects._order],
+                len(out.speculations), list(out.spec_sites.items()), out.grad_enabled, out.mark()[1:])
+
     def guard(self):
         """The guard function and its explaining twin: every condition the
         trace relied on. Called after the backend compiled the graph."""
@@ -141,7 +158,11 @@ class Segment:
 
 def trace(func, args: tuple, ctx, stop_at: int | None, symbolic: bool) -> Segment:
     """Trace the frame (up to instruction ``stop_at``, if given). A graph
-    break propagates unless the trace stopped before reaching it."""
+    break propagates unless the trace stopped before reaching it; a break
+    met by a trace to the end carries the record up to it in ``record``
+    when the tracer could stop right before the breaking instruction (else
+    ``retrace`` says why the segment must be traced again)."""
+    ctx.stats.traces += 1
     t0 = time.perf_counter()
     code = func.__code__
     output = OutputGraph(ctx, code, nargs_of(code), symbolic, ctx.hints)
@@ -152,7 +173,12 @@ def trace(func, args: tuple, ctx, stop_at: int | None, symbolic: bool) -> Segmen
     tx.lazy_args = {name: (args[i], ArgSource(name, i))
                     for i, name in enumerate(slot_names(code))}
     tx.stop_at = stop_at
-    result = tx.run()
+    try:
+        result = tx.run()
+    except GraphBreak as gb:
+        if stop_at is None and tx.stopped:  # rewound (interpreter._rewind)
+            gb.record = Segment(func, output, tx, None, None, t0)
+        raise
     return Segment(func, output, tx, result, None, t0)
 
 

@@ -14,6 +14,7 @@ never collides with user names and needs no dictionary of helpers.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 
@@ -222,6 +223,17 @@ def pinned(key: int):
 
 def clear_pins() -> None:
     _PINS.clear()
+
+
+@contextlib.contextmanager
+def pins_kept():
+    """The pins made so far stay valid through a trace made inside (a
+    check's second trace of the same frame)."""
+    saved = dict(_PINS)
+    try:
+        yield
+    finally:
+        _PINS.update(saved)
 
 
 @dataclasses.dataclass(frozen=True)
