@@ -220,12 +220,7 @@ class Guards:
         body = ["try:", f"    return {shared_reads(exprs)}" if exprs else "    return True",
                 "except Exception:", "    return False"]
         guard = self.fb.build("__jf_guard", body, lineno, "guard", globals_, closure)
-        # A replacement that loops in place calls its own entry's guard from
-        # Python (handover.py), where the frame hook sees it: the guard is
-        # never a compilation candidate (its file is the user's), and its
-        # constants (class specs holding tag lists, hook dicts) make its code
-        # unhashable, so the hook must not even look it up
-        _C.set_code_strategy(guard.__code__, _C.SKIP, _C.DEFAULT)
+        # (guard codes are never compiled: codegen marks every "guard" build)
         # Failing tensor checks are all collected with the new sizes (every
         # input whose size changed becomes dynamic in one recompile), also
         # those after another failure: a branch site's version or an int that
@@ -243,7 +238,6 @@ class Guards:
         # only its code is kept: a function would hold the user's globals
         verbose_code = self.fb.build("__jf_guard_verbose", vbody, lineno, "guard", globals_,
                                      closure).__code__
-        _C.set_code_strategy(verbose_code, _C.SKIP, _C.DEFAULT)
         descs = list(self._clauses.values())
         dyn = [self._dynamic_ok.get(ex) for ex in exprs]
         shapes = [self._tensor_shapes.get(ex) for ex in exprs]
