@@ -220,7 +220,8 @@ class FrameCompiler:
         code = func.__code__
         reasons = []
         for e in mine:
-            why = e.explain_failure(func, args) if e.explain_failure is not None else None
+            with torch_compat.no_user_modes():  # the program's modes never see these reads
+                why = e.explain_failure(func, args) if e.explain_failure is not None else None
             reasons.append(why or "guard failed")
             if self.dynamic is False:  # dynamic=False: every new value recompiles
                 continue

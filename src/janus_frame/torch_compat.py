@@ -92,6 +92,8 @@ _NAMES = {
     "set_grad_enabled_c": ("torch._C", "_set_grad_enabled"),
     "len_torch_function_stack": ("torch._C", "_len_torch_function_stack"),
     "len_torch_dispatch_stack": ("torch._C", "_len_torch_dispatch_stack"),
+    "DisableTorchFunction": ("torch._C", "DisableTorchFunction"),
+    "disable_current_dispatch_modes": ("torch.utils._python_dispatch", "_disable_current_modes"),
     "get_tracing_state": ("torch._C", "_get_tracing_state"),
     "are_functorch_transforms_active": ("torch._C", "_are_functorch_transforms_active"),
     "will_engine_execute_node": ("torch._C", "_will_engine_execute_node"),
@@ -103,7 +105,7 @@ _NAMES = {
 
 __all__ = sorted(_NAMES) + ["TORCH_VERSION", "SUPPORTED_TORCH", "check_supported",
                             "fake_execution", "input_mutation_needs_runtime",
-                            "fx_source_keys", "forget_fx_sources", "FAKE_CACHE_LIMIT",
+                            "fx_source_keys", "no_user_modes", "forget_fx_sources", "FAKE_CACHE_LIMIT",
                             "bound_fake_tensor_cache", "clear_fake_tensor_cache"]
 
 
@@ -142,6 +144,19 @@ def fake_execution(stack: contextlib.ExitStack) -> None:
     besides the fake mode itself (see above)."""
     if _FAKE_NEEDS_PYTHON_DISPATCHER:
         stack.enter_context(__getattr__("enable_python_dispatcher")())
+
+
+@contextlib.contextmanager
+def no_user_modes():
+    """A block in which the program's torch-function and dispatch modes do
+    not see janus_frame's own tensor reads (explaining a failed guard reads
+    sizes and strides of the call's arguments)."""
+    if not (__getattr__("len_torch_function_stack")()
+            or __getattr__("len_torch_dispatch_stack")()):
+        yield
+        return
+    with __getattr__("DisableTorchFunction")(), __getattr__("disable_current_dispatch_modes")():
+        yield
 
 
 def input_mutation_needs_runtime(info) -> bool:
