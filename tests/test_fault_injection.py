@@ -1,0 +1,103 @@
+"""The differential conformance suite under fault injection.
+
+In: ``tests/conformance`` run in a child pytest with
+``JANUS_FAULT_INJECTION=<rate>:<seed>``: every stage boundary of the frame
+compiler and of the fusing backend (and, at a tenth of the rate, every traced
+instruction) raises an internal error at random (janus_frame/faults.py).
+Out: the child must pass: each program gives eager's results, inputs after
+the call, exceptions and side effects on every call, and the faults show only
+as native runs and backend fallbacks (graph counts are not checked there; the
+harness reads ``JANUS_FAULT_INJECTION``).  A test here also checks that the
+faults fire at all, so the run cannot pass by injecting nothing.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+import janus_frame as jf
+from janus_frame import faults
+from janus_frame.cache import stats
+from janus_frame.config import config
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RATE = "0.05"
+
+
+def _child(seed: int, extra=()) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JANUS_")}
+    env["JANUS_FAULT_INJECTION"] = f"{RATE}:{seed}"
+    # the leak children and the JANUS_FRAME=1 process programs compare whole
+    # processes' output (a fault's warning is output): not part of this run
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+           "tests/conformance", "-k", "not leak and not process", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=3000)
+
+
+@pytest.mark.expect_fallback
+def test_faults_fire_and_end_as_native_runs(monkeypatch):
+    """In-process: with every point raising, a compiled function still
+    returns eager's result, with one warning and an internal error counted."""
+    monkeypatch.setattr(config, "fault_injection", "1.0:0")
+
+    def f(x, n):
+        y = x * 2
+        for _ in range(n):
+            y = y.sin() + 1
+        return y
+
+    x = torch.randn(5)
+    jf.reset()
+    before = stats.internal_errors
+    cf = jf.compile(f, backend="default")
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter("always")
+        got = cf(x, 3)
+    torch.testing.assert_close(got, f(x, 3))
+    assert stats.internal_errors > before
+    assert any("internal error" in str(w.message) or "injected fault" in str(w.message)
+               for w in ws), [str(w.message) for w in ws]
+    with pytest.raises(faults.InjectedFault):
+        faults.point("here")
+    jf.reset()
+
+
+@pytest.mark.expect_fallback
+def test_backend_faults_run_the_graph_eagerly(monkeypatch):
+    """A fault inside the fusing backend ends at its one fallback point."""
+    from janus_frame.backends import janus as jb
+
+    def f(x):
+        return (x.exp() * 3).sum(0)
+
+    x = torch.randn(4, 3)
+    jf.reset()
+    n0 = len(jb.stats.fallbacks)
+
+    def point(name, scale=1.0):
+        # the frontend's own points would end the frame first: only the backend's
+        if name.startswith("backend."):
+            raise faults.InjectedFault(f"injected fault at {name}")
+
+    monkeypatch.setattr(faults, "point", point)
+    got = jf.compile(f, backend="default")(x)
+    torch.testing.assert_close(got, f(x))
+    assert len(jb.stats.fallbacks) > n0
+    assert "injected" in jb.stats.fallbacks[-1].reason
+    jf.reset()
+
+
+@pytest.mark.timeout(3600)
+def test_conformance_suite_under_fault_injection():
+    r = _child(seed=1)
+    tail = (r.stdout + r.stderr)[-8000:]
+    assert r.returncode == 0, tail
+    m = re.search(r"(\d+) passed", r.stdout)
+    assert m and int(m.group(1)) > 500, tail
