@@ -146,8 +146,14 @@ class FrameCompiler:
                 entry = self.transform(func, args, self.context(code))
             except SkipFrame as e:
                 log.debug("skipping %s: %s", code.co_qualname, e)
-                _C.set_code_strategy(code, SKIP, DEFAULT)
                 stats.frames_skipped += 1
+                if code in self.forced:
+                    # compiled on purpose: these argument types run natively,
+                    # others (tensors) are compiled when they come
+                    entry = typed_native_entry(func, args)
+                    st.entries.append((self, _kept(entry)))
+                    return (entry.guard, entry.replacement)
+                _C.set_code_strategy(code, SKIP, DEFAULT)
                 return None
             except FrameFallback as e:
                 stats.frames_failed += 1
@@ -256,6 +262,39 @@ def native_entry(func) -> CompiledEntry:
     exec(f"def always({', '.join(f'a{i}' for i in range(native.co_argcount))}):\n"
          "    return True", ns)
     return CompiledEntry(guard=ns["always"], replacement=rep, guard_lines=["(runs natively)"])
+
+
+def typed_native_entry(func, args: tuple) -> CompiledEntry:
+    """An entry running the frame's original bytecode for arguments of the
+    types of ``args`` (items of tuple, list and dict arguments included):
+    what a frame gets whose trace found nothing to compile (pure Python on
+    these arguments)."""
+    consts: dict[str, Any] = {}
+
+    def k(obj) -> str:  # a constant of the guard (it runs with the frame's globals)
+        name = f"__jf_k{len(consts)}"
+        consts[name] = obj
+        return repr(name)
+
+    checks, lines = [], []
+    for i, a in enumerate(args):
+        checks.append(f"{k(type)}(a{i}) is {k(type(a))}")
+        lines.append(f"type of argument {i} is {type(a).__qualname__}")
+        if type(a) in (tuple, list):
+            checks.append(f"{k(tuple)}({k(map)}({k(type)}, a{i})) == {k(tuple(map(type, a)))}")
+        elif type(a) is dict:
+            checks.append(f"{k(tuple)}({k(map)}({k(type)}, a{i}.values())) == "
+                          f"{k(tuple(map(type, a.values())))}")
+    params = ", ".join(f"a{i}" for i in range(len(args)))
+    src = f"def typed({params}):\n    return {' and '.join(checks) or 'True'}\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)  # "'str' object is not callable"
+        code = compile(src, "<janus_frame guard>", "exec").co_consts[0]
+    code = code.replace(co_consts=tuple(consts.get(c, c) if isinstance(c, str) else c
+                                        for c in code.co_consts))
+    entry = native_entry(func)
+    return dataclasses.replace(entry, guard=types.FunctionType(code, func.__globals__),
+                               guard_lines=lines + ["(runs natively: no tensor operations)"])
 
 
 _compilers: dict[tuple, FrameCompiler] = {}

@@ -22,6 +22,7 @@ from .values import (
 from .values.containers import dedup
 from .values.constants import fold
 from .values.dicts import dict_key
+from .values.generators import GeneratorV
 from .values.operators import binary, compare
 
 BUILTIN_HANDLERS: dict = {}
@@ -55,6 +56,9 @@ def _len(tx, args, kwargs):
         return tx.output.size_of(args[0], 0)  # symbolic when dim 0 is dynamic
     if isinstance(args[0], TensorListV) and args[0].symbolic:
         return args[0].sym_length
+    n = tx.output.lazy_length(args[0])  # a container read from the frame, not looked into
+    if n is not None:
+        return n
     return Const(args[0].length(tx))
 
 
@@ -139,12 +143,22 @@ def _iter(tx, args, kwargs):
     if len(args) != 1:
         raise GraphBreak("JF023", "iter() with a sentinel")
     v = args[0]
-    return v if isinstance(v, IterV) else IterV(v.iterate(tx))
+    return v if isinstance(v, (IterV, GeneratorV)) else IterV(v.iterate(tx))
 
 
 @handles(next)
 def _next(tx, args, kwargs):
     it = args[0]
+    if isinstance(it, GeneratorV):  # runs its frame to the next yield
+        if len(args) == 1:
+            return it.send(tx, Const(None))
+        try:
+            return it.send(tx, Const(None))
+        except GraphBreak as gb:
+            if gb.exc_value is None or not issubclass(gb.exc_value.python_type(),
+                                                      StopIteration):
+                raise
+            return args[1]
     if not isinstance(it, IterV):
         raise GraphBreak("JF023", f"next() of {it.python_type().__name__}")
     if it.pos < len(it.items):
@@ -152,7 +166,7 @@ def _next(tx, args, kwargs):
         return it.items[it.pos - 1]
     if len(args) > 1:
         return args[1]
-    raise would_raise(StopIteration, "next() of an exhausted iterator")
+    raise would_raise(StopIteration, "next() of an exhausted iterator", exc=StopIteration())
 
 
 @handles(list)
@@ -302,6 +316,23 @@ def _super(tx, args, kwargs):
     if obj is None:
         raise GraphBreak("JF023", "super() without self")
     return SuperV(_const(cell.contents), obj)
+
+
+@handles(locals)
+def _locals(tx, args, kwargs):
+    """A snapshot of the frame's bound variables (locals, then cells), as
+    ``locals()`` in a function."""
+    code = tx.code
+    out = {}
+    for name in code.co_varnames + code.co_cellvars + code.co_freevars:
+        if name in code.co_cellvars or name in code.co_freevars:
+            c = tx.cells.get(name)
+            v = tx.cell(name).contents if c is not None else None
+        else:
+            v = tx.local(name)
+        if v is not None:
+            out[name] = v
+    return DictV(out)
 
 
 @handles(id)

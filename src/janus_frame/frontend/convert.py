@@ -96,11 +96,7 @@ def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
             raise
         brk = gb
     try:
-        seg = trace(func, args, ctx, brk.root_ip, symbolic)
-        if not seg.frame.stopped:
-            raise brk
-        seg.brk = brk
-        entry = _entry(seg, ctx)
+        entry = _entry_at_break(func, args, ctx, brk, symbolic)
     except GraphBreak as e:
         if e.filename is None:  # the state at the break cannot be handed back
             brk.detail += f" (the frame then runs natively: {e.reason})"
@@ -121,6 +117,27 @@ def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
     if lg is not None:
         lg.info("%s", brk)
     return entry
+
+
+def _entry_at_break(func, args, ctx, brk: GraphBreak, symbolic: bool) -> CompiledEntry:
+    """The entry of the frame traced up to the break. A value at the break
+    that cannot be handed back but was made by an earlier instruction of
+    the frame (a generator: ``retry_at``) moves the break there: that
+    instruction runs natively."""
+    while True:
+        seg = trace(func, args, ctx, brk.root_ip, symbolic)
+        if not seg.frame.stopped:
+            raise brk
+        seg.brk = brk
+        try:
+            return _entry(seg, ctx)
+        except GraphBreak as e:
+            at = getattr(e, "retry_at", None)
+            if e.filename is not None or at is None or at >= brk.root_ip:
+                raise
+            brk.root_ip = at
+            if not_resumable(func.__code__, brk) is not None:
+                raise
 
 
 def _entry(seg: Segment, ctx) -> CompiledEntry:

@@ -39,6 +39,9 @@ class Stats:
         self._pruned_at = 0
         self.compiled = 0  # graphs compiled in this process (each has .seq)
         self.fallbacks: list[Fallback] = []
+        # calls whose inputs shared storage otherwise than the graph was
+        # compiled for: run eagerly (runtime.aliasing)
+        self.alias_mismatches = 0
 
     def add(self, graph) -> None:
         graph.seq = self.compiled
@@ -62,6 +65,7 @@ class Stats:
         self._recent.clear()
         self._pruned_at = 0
         self.fallbacks.clear()
+        self.alias_mismatches = 0
 
 
 stats = Stats()

@@ -24,7 +24,7 @@ Each value carries ``source`` (how to fetch it again at run time, or None
 for values created while tracing).
 """
 from .base import NO, NULL, NullV, Value
-from .constants import Const, DerivedConst, DynInt, SymV, unguarded
+from .constants import Const, DerivedConst, DynFloat, DynInt, SymV, unguarded
 from .methods import MethodV
 from .tensors import ItemV, TensorV
 from .objects import NewObjV, ObjV, SuperV
@@ -34,7 +34,7 @@ from .functions import CellV, FunctionV
 from .contexts import CtxV, ExitV
 
 __all__ = [
-    "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictV", "DynInt", "ExitV",
+    "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictV", "DynFloat", "DynInt", "ExitV",
     "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NewObjV", "NullV", "ObjV",
     "RecordDictV", "SetV", "SliceV", "SuperV", "SymV", "TensorListV", "TensorV", "TupleV",
     "Value", "unguarded",
