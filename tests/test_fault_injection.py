@@ -101,3 +101,54 @@ def test_conformance_suite_under_fault_injection():
     assert r.returncode == 0, tail
     m = re.search(r"(\d+) passed", r.stdout)
     assert m and int(m.group(1)) > 500, tail
+
+
+def _backend_faults_from_now(monkeypatch):
+    """From now on every backend stage raises (the frontend's points stay off)."""
+    def point(name, scale=1.0):
+        if name.startswith("backend."):
+            raise faults.InjectedFault(f"injected fault at {name}")
+
+    monkeypatch.setattr(faults, "point", point)
+
+
+@pytest.mark.expect_fallback
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "aot"])
+def test_backward_fault_runs_the_backward_graph_eagerly(monkeypatch, lean):
+    """The backward graph is compiled on the first backward, inside the
+    user's ``backward()`` call: a fault there must not reach the user, and
+    the gradients are eager's.  Both training paths: the lean
+    autograd.Function, and AOTAutograd's runtime (which an output aliasing
+    an input needs)."""
+    from janus_frame.backends import janus as jb
+    from janus_frame.backends.janus.runtime import training
+
+    def f(x, w):
+        loss = ((x @ w).tanh() * 2).sum()
+        return (loss, w[0]) if not lean else (loss,)
+
+    paths = []
+    compile_lean = training.compile_lean
+
+    def recorded(*a, **k):
+        r = compile_lean(*a, **k)
+        paths.append(r is not None)
+        return r
+
+    monkeypatch.setattr(training, "compile_lean", recorded)
+    torch.manual_seed(0)
+    x, w = torch.randn(4, 3), torch.randn(3, 3, requires_grad=True)
+    jf.reset()
+    n0 = len(jb.stats.fallbacks)
+    got = jf.compile(f, backend="default")(x, w)  # the forward compiled without faults
+    assert paths == [lean] and len(jb.stats.fallbacks) == n0
+    _backend_faults_from_now(monkeypatch)
+    got[0].backward()
+    g_got, w.grad = w.grad, None
+    want = f(x, w)
+    want[0].backward()
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(g_got, w.grad)
+    assert len(jb.stats.fallbacks) > n0
+    assert "backward" in jb.stats.fallbacks[-1].graph and "injected" in jb.stats.fallbacks[-1].reason
+    jf.reset()

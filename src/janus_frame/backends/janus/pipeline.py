@@ -280,12 +280,16 @@ def _compile_training(gm, example_inputs, device, opts, name):
     from torch._functorch.aot_autograd import aot_module_simplified
     from torch._functorch.partitioners import min_cut_rematerialization_partition
 
-    from .runtime.training import compile_lean
+    from .runtime.training import compile_lean, lazy_backward
 
     compile_ = functools.partial(compile_graph, options=opts)
+
+    def bw_failed(e):
+        refuse(e, f"{name} (backward)", opts, "eager")
+
     try:
         with stage("training.lean"):
-            lean = compile_lean(gm, example_inputs, compile_, device, opts)
+            lean = compile_lean(gm, example_inputs, compile_, device, opts, bw_failed)
     except Exception as e:  # noqa: BLE001 -- AOTAutograd's runtime below is the general path
         refuse(e, name, opts, "AOTAutograd runtime")
         lean = None
@@ -301,8 +305,21 @@ def _compile_training(gm, example_inputs, device, opts, name):
         f.janus_graph = cg
         return f
 
+    def inner_bw(g, ex):
+        # compiled on the first backward, inside the user's backward() call:
+        # after an internal error the backward graph runs eagerly
+        run = lazy_backward(lambda g: compile_(g, device_of(g, ex)), g, graphs, bw_failed)
+
+        def f(args):
+            out = run(*args)
+            args.clear()
+            return out
+
+        f._boxed_call = True
+        return f
+
     with stage("training.aot"):
-        fn = aot_module_simplified(gm, example_inputs, fw_compiler=inner, bw_compiler=inner,
+        fn = aot_module_simplified(gm, example_inputs, fw_compiler=inner, bw_compiler=inner_bw,
                                    decompositions=decomposition_table(),
                                    partition_fn=min_cut_rematerialization_partition,
                                    keep_inference_input_mutations=True)
