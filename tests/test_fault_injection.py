@@ -152,3 +152,45 @@ def test_backward_fault_runs_the_backward_graph_eagerly(monkeypatch, lean):
     assert len(jb.stats.fallbacks) > n0
     assert "backward" in jb.stats.fallbacks[-1].graph and "injected" in jb.stats.fallbacks[-1].reason
     jf.reset()
+
+
+def _fault_at(monkeypatch, when):
+    """Raise at the first injection point for which ``when(name)`` holds."""
+    fired = []
+
+    def point(name, scale=1.0):
+        if not fired and when(name):
+            fired.append(name)
+            raise faults.InjectedFault(f"injected fault at {name}")
+
+    monkeypatch.setattr(faults, "point", point)
+    return fired
+
+
+@pytest.mark.expect_fallback
+@pytest.mark.parametrize("backend", ["eager", "default"])
+def test_fault_after_a_traced_setter_leaves_the_callers_settings(monkeypatch, backend):
+    """Tracing ran ``torch.set_default_dtype`` for real (inlined down to the
+    C setter); a fault after it must not leave that setting behind: the
+    native run would save float64 as the caller's dtype and restore it."""
+    def f(x):
+        old = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        y = torch.ones(3)
+        torch.set_default_dtype(old)
+        return x + y, y.dtype
+
+    # the fault comes once the trace has set float64
+    fired = _fault_at(monkeypatch, lambda name: torch.get_default_dtype() is torch.float64)
+    x = torch.randn(3)
+    jf.reset()
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter("always")
+        got = jf.compile(f, backend=backend)(x)
+    assert fired
+    assert torch.get_default_dtype() is torch.float32
+    want = f(x)
+    torch.testing.assert_close(got[0], want[0])
+    assert got[1] is want[1] is torch.float64
+    assert [str(w.message) for w in ws if "internal error" in str(w.message)], ws
+    jf.reset()
