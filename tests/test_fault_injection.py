@@ -194,3 +194,19 @@ def test_fault_after_a_traced_setter_leaves_the_callers_settings(monkeypatch, ba
     assert got[1] is want[1] is torch.float64
     assert [str(w.message) for w in ws if "internal error" in str(w.message)], ws
     jf.reset()
+
+
+@pytest.mark.timeout(900)
+def test_each_single_fault_in_exception_regions_is_a_native_run():
+    """One fault at a time at every injection point of programs whose
+    graph breaks fall inside ``with`` blocks and ``try`` bodies (their
+    resume codes start inside exception regions and run natively when
+    their compile fails): results, output and settings stay eager's, and
+    nothing crashes (a resume code whose exception table the interpreter
+    cannot unwind crashed the conformance run under injection).  In a child:
+    a crash fails this test, not the session."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JANUS_")}
+    r = subprocess.run([sys.executable, "tests/fault_sweep_child.py"], capture_output=True,
+                       text=True, env=env, cwd=ROOT, timeout=850)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+    assert r.stdout.count("each fault a native run") == 4, r.stdout
