@@ -210,3 +210,34 @@ def test_each_single_fault_in_exception_regions_is_a_native_run():
                        text=True, env=env, cwd=ROOT, timeout=850)
     assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
     assert r.stdout.count("each fault a native run") == 4, r.stdout
+
+
+@pytest.mark.expect_fallback
+def test_fault_after_the_backend_returned_stops_its_kernel_build(monkeypatch, tmp_path):
+    """The frame's compile fails after the fusing backend started compiling
+    its kernels (in the background): the dropped build stops its compiler
+    and leaves no files behind, and no ResourceWarning reaches the user."""
+    import gc
+
+    from janus_frame.backends import janus as jb
+
+    monkeypatch.setattr(config, "cache_dir", str(tmp_path))  # nothing built yet: a real compile
+    fired = _fault_at(monkeypatch, lambda name: name == "frontend.compiled")
+
+    def f(x):
+        return (x.exp() * 3 + 1).sin()
+
+    x = torch.randn(8)
+    jf.reset()
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter("always")
+        got = jf.compile(f, backend="default")(x)
+        jf.reset()
+        jb.stats.clear()  # (it holds the latest graphs)
+        gc.collect()
+    torch.testing.assert_close(got, f(x))
+    assert fired
+    assert not [w for w in ws if issubclass(w.category, ResourceWarning)], \
+        [str(w.message) for w in ws]
+    left = [p for p in os.listdir(tmp_path) if p.endswith((".c", ".so"))]
+    assert left == [], left
