@@ -241,3 +241,38 @@ def test_fault_after_the_backend_returned_stops_its_kernel_build(monkeypatch, tm
         [str(w.message) for w in ws]
     left = [p for p in os.listdir(tmp_path) if p.endswith((".c", ".so"))]
     assert left == [], left
+
+
+@pytest.mark.expect_fallback
+def test_failed_kernel_build_falls_back_when_compiled(monkeypatch, tmp_path):
+    """Kernels are built in the background; a build that fails is found
+    while compiling (stage "load": one fallback record, the graph runs
+    eagerly), not at the graph's first call, where it used to send every
+    call of the frame to native code without a word."""
+    from janus_frame.backends import janus as jb
+    from janus_frame.backends.janus import build
+
+    cc = tmp_path / "cc"
+    cc.write_text('#!/bin/sh\nif [ "$1" = --version ]; then echo broken-cc 1; exit 0; fi\n'
+                  'echo "cc: broken" >&2\nexit 1\n')
+    cc.chmod(0o755)
+    monkeypatch.setattr(build, "COMPILER", str(cc))
+    monkeypatch.setattr(config, "cache_dir", str(tmp_path / "kernels"))
+    build.compiler_version.cache_clear()
+
+    def f(x):
+        return (x.exp() * 3 + 1).sin()
+
+    x = torch.randn(8)
+    jf.reset()
+    n0 = len(jb.stats.fallbacks)
+    try:
+        cf = jf.compile(f, backend="default")
+        for _ in range(2):
+            torch.testing.assert_close(cf(x), f(x))
+    finally:
+        build.compiler_version.cache_clear()
+    new = jb.stats.fallbacks[n0:]
+    assert [(fb.stage, fb.instead) for fb in new] == [("load", "eager")], new
+    assert "cc: broken" in new[0].reason
+    jf.reset()

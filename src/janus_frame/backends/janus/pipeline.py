@@ -83,10 +83,25 @@ def janus_backend(gm: torch.fx.GraphModule, example_inputs, *, options=None):
     for i, g in enumerate(layouts):
         try:
             fn = compile_(g, example_inputs, device, opts, name)
+            with stage("load"):
+                load_kernels(fn)
             return fn if aliasing is None else guarded(fn, gm, aliasing)
         except Exception as e:  # noqa: BLE001 -- never break the user's program
             refuse(e, name, opts, "captured layout" if i + 1 < len(layouts) else "eager")
     return gm.forward
+
+
+def load_kernels(fn) -> None:
+    """Wait for the kernels of ``fn``'s compiled graphs to be built and load
+    them now: a build that fails falls back here, not in the user's first
+    call (a backward graph built later does so in ``lazy_backward``)."""
+    graphs = getattr(fn, "janus_graphs", None)
+    if graphs is None:
+        g = fn if isinstance(fn, CompiledGraph) else getattr(fn, "janus_graph", None)
+        graphs = [g] if g is not None else []
+    for g in list(graphs):
+        if g._fn is None:
+            g._prepare()
 
 
 def refuse(exc: Exception, graph: str, options, instead: str) -> None:
