@@ -28,8 +28,6 @@ import warnings
 import weakref
 from typing import Any, Callable
 
-import torch
-
 from . import _C, faults, torch_compat
 from .cache import (
     CodeState, CompiledEntry, FrameFallback, SkipFrame, code_state, listeners, positional_code, stats,
@@ -256,12 +254,16 @@ class _TorchState:
     __slots__ = ("grad", "dtype", "modes", "autocast")
 
     def __init__(self) -> None:
+        import torch  # (here: this module is imported where torch cannot be, subinterpreters)
+
         self.grad = torch.is_grad_enabled()
         self.dtype = torch.get_default_dtype()
         self.modes = torch._C._len_torch_function_stack()
         self.autocast = torch.is_autocast_enabled("cpu")
 
     def restore(self) -> None:
+        import torch
+
         torch._C._set_grad_enabled(self.grad)
         if torch.get_default_dtype() is not self.dtype:
             torch.set_default_dtype(self.dtype)
