@@ -9,6 +9,16 @@ the call, exceptions and side effects on every call, and the faults show only
 as native runs and backend fallbacks (graph counts are not checked there; the
 harness reads ``JANUS_FAULT_INJECTION``).  A test here also checks that the
 faults fire at all, so the run cannot pass by injecting nothing.
+
+The other tests place one fault where a class of internal error once
+escaped: a backward graph built on the first backward, a compile that ran a
+torch setter while tracing, a kernel build dropped or failing, and every
+single point of programs whose breaks fall inside exception regions
+(fault_sweep_child.py).
+
+Cost: the whole conformance run under injection takes about 110 s of CPU
+(1053 programs x backends; measured with /usr/bin/time), so it runs in
+full rather than on a subset of topics.
 """
 from __future__ import annotations
 
