@@ -223,16 +223,17 @@ def test_each_single_fault_in_exception_regions_is_a_native_run():
 
 
 @pytest.mark.expect_fallback
-def test_fault_after_the_backend_returned_stops_its_kernel_build(monkeypatch, tmp_path):
-    """The frame's compile fails after the fusing backend started compiling
-    its kernels (in the background): the dropped build stops its compiler
-    and leaves no files behind, and no ResourceWarning reaches the user."""
+def test_fault_before_the_kernels_loaded_stops_their_build(monkeypatch, tmp_path):
+    """A compile fails after the fusing backend started compiling the
+    kernels (in the background) and before it waited for them: the dropped
+    build stops its compiler and leaves no files behind, and no
+    ResourceWarning reaches the user."""
     import gc
 
     from janus_frame.backends import janus as jb
 
     monkeypatch.setattr(config, "cache_dir", str(tmp_path))  # nothing built yet: a real compile
-    fired = _fault_at(monkeypatch, lambda name: name == "frontend.compiled")
+    fired = _fault_at(monkeypatch, lambda name: name == "backend.load")
 
     def f(x):
         return (x.exp() * 3 + 1).sin()
