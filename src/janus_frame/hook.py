@@ -141,6 +141,7 @@ class FrameCompiler:
             self._note_recompile(func, st, mine, args)
         with compile_lock:
             t0 = time.perf_counter()
+            kept = _TorchState()
             try:
                 faults.point("hook.transform")
                 entry = self.transform(func, args, self.context(code))
@@ -184,6 +185,7 @@ class FrameCompiler:
                 _C.set_code_strategy(code, SKIP, DEFAULT)
                 return None
             finally:
+                kept.restore()
                 torch_compat.bound_fake_tensor_cache()
             dt = time.perf_counter() - t0
         if entry is None:
@@ -238,6 +240,38 @@ class FrameCompiler:
                 "recompiling %s (%s:%d): %s",
                 code.co_qualname, code.co_filename, code.co_firstlineno, msg,
             )
+
+
+class _TorchState:
+    """The process-wide torch settings as a compile found them.
+
+    Tracing may run a setter for real (``torch.set_default_dtype`` is
+    inlined down to ``torch._C._set_default_dtype``), or stop half way
+    through a block that pushed a mode: after the compile, however it
+    ended, the frame starts from the settings its caller left, or the
+    native run after a failed compile would read the trace's
+    (``old = torch.get_default_dtype()`` would save float64)."""
+
+    __slots__ = ("grad", "dtype", "modes", "autocast")
+
+    def __init__(self) -> None:
+        import torch  # (here: this module is imported where torch cannot be, subinterpreters)
+
+        self.grad = torch.is_grad_enabled()
+        self.dtype = torch.get_default_dtype()
+        self.modes = torch._C._len_torch_function_stack()
+        self.autocast = torch.is_autocast_enabled("cpu")
+
+    def restore(self) -> None:
+        import torch
+
+        torch._C._set_grad_enabled(self.grad)
+        if torch.get_default_dtype() is not self.dtype:
+            torch.set_default_dtype(self.dtype)
+        while torch._C._len_torch_function_stack() > self.modes:
+            torch._C._pop_torch_function_stack()
+        if torch.is_autocast_enabled("cpu") != self.autocast:
+            torch.set_autocast_enabled("cpu", self.autocast)
 
 
 def _kept(entry: CompiledEntry) -> CompiledEntry:

@@ -345,4 +345,12 @@ def marks_for(test_key: str, backend: str | None = None):
     reason = lookup(test_key, backend)
     if reason is None:
         return ()
-    return (pytest.mark.xfail(strict=True, reason=reason),)
+    # under fault injection a graph-count failure passes (counts are not
+    # checked there) while a wrong result still fails: not strict
+    return (pytest.mark.xfail(strict=not _faults_on(), reason=reason),)
+
+
+def _faults_on() -> bool:
+    import os
+
+    return bool(os.environ.get("JANUS_FAULT_INJECTION", "").strip())

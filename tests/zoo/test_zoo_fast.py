@@ -35,7 +35,7 @@ if REPO not in sys.path:
 
 from bench.zoo import models as Z  # noqa: E402
 
-pytestmark = [pytest.mark.fallback_ok, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.expect_fallback, pytest.mark.timeout(300)]
 
 MODE_STACK = "the TorchFunctionMode block of transformers' sdpa_mask (masking_utils.py:391) " \
              "runs natively: breaks around it, recompiles"

@@ -32,6 +32,7 @@ import types
 
 from bytecode import Label
 
+from .. import faults
 from . import callees
 from .breaks import GraphBreak
 from .bytecode_info import exception_handlers, instr_offsets, load_instructions
@@ -185,6 +186,9 @@ class Translator:
                     if ins.lineno is not None:
                         self.lineno = ins.lineno
                     if checks:
+                        # fault injection (tests only) rides on the checks switch:
+                        # an attribute read per traced instruction otherwise
+                        faults.point("interpreter.step", 0.1)
                         depth = len(self.stack)
                         handlers[ins.name](self, ins)
                         check_stack_effect(self, ins, ip, depth)

@@ -192,6 +192,26 @@ class Build:
                     pass
         return self.path
 
+    def __del__(self):
+        # dropped while compiling (the compile failed after the backend
+        # returned, so its graph is never run): stop the compiler and remove
+        # its files, instead of leaving a zombie, a ResourceWarning in the
+        # user's program and half-written files in the cache directory
+        proc = getattr(self, "_proc", None)
+        if proc is None:
+            return
+        self._proc = None
+        try:
+            proc.kill()
+            proc.communicate()
+        except Exception:  # noqa: BLE001 -- a finalizer must not raise
+            pass
+        for p in (self._src, self._tmp_so):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
     def lib(self) -> ctypes.CDLL:
         if self._lib is None:
             path = self.wait()

@@ -83,10 +83,25 @@ def janus_backend(gm: torch.fx.GraphModule, example_inputs, *, options=None):
     for i, g in enumerate(layouts):
         try:
             fn = compile_(g, example_inputs, device, opts, name)
+            with stage("load"):
+                load_kernels(fn)
             return fn if aliasing is None else guarded(fn, gm, aliasing)
         except Exception as e:  # noqa: BLE001 -- never break the user's program
             refuse(e, name, opts, "captured layout" if i + 1 < len(layouts) else "eager")
     return gm.forward
+
+
+def load_kernels(fn) -> None:
+    """Wait for the kernels of ``fn``'s compiled graphs to be built and load
+    them now: a build that fails falls back here, not in the user's first
+    call (a backward graph built later does so in ``lazy_backward``)."""
+    graphs = getattr(fn, "janus_graphs", None)
+    if graphs is None:
+        g = fn if isinstance(fn, CompiledGraph) else getattr(fn, "janus_graph", None)
+        graphs = [g] if g is not None else []
+    for g in list(graphs):
+        if g._fn is None:
+            g._prepare()
 
 
 def refuse(exc: Exception, graph: str, options, instead: str) -> None:
@@ -293,12 +308,16 @@ def _compile_aliasing(gm, example_inputs, device, opts, name):
 def _compile_training(gm, example_inputs, device, opts, name):
     from ...torch_compat import aot_module_simplified, min_cut_rematerialization_partition
 
-    from .runtime.training import compile_lean
+    from .runtime.training import compile_lean, lazy_backward
 
     compile_ = functools.partial(compile_graph, options=opts)
+
+    def bw_failed(e):
+        refuse(e, f"{name} (backward)", opts, "eager")
+
     try:
         with stage("training.lean"):
-            lean = compile_lean(gm, example_inputs, compile_, device, opts)
+            lean = compile_lean(gm, example_inputs, compile_, device, opts, bw_failed)
     except Exception as e:  # noqa: BLE001 -- AOTAutograd's runtime below is the general path
         refuse(e, name, opts, "AOTAutograd runtime")
         lean = None
@@ -314,8 +333,21 @@ def _compile_training(gm, example_inputs, device, opts, name):
         f.janus_graph = cg
         return f
 
+    def inner_bw(g, ex):
+        # compiled on the first backward, inside the user's backward() call:
+        # after an internal error the backward graph runs eagerly
+        run = lazy_backward(lambda g: compile_(g, device_of(g, ex)), g, graphs, bw_failed)
+
+        def f(args):
+            out = run(*args)
+            args.clear()
+            return out
+
+        f._boxed_call = True
+        return f
+
     with stage("training.aot"):
-        fn = aot_module_simplified(gm, example_inputs, fw_compiler=inner, bw_compiler=inner,
+        fn = aot_module_simplified(gm, example_inputs, fw_compiler=inner, bw_compiler=inner_bw,
                                    decompositions=decomposition_table(),
                                    partition_fn=min_cut_rematerialization_partition,
                                    keep_inference_input_mutations=True)

@@ -14,6 +14,8 @@ import contextlib
 import weakref
 from typing import NamedTuple
 
+from ... import faults
+
 
 class Fallback(NamedTuple):
     stage: str  # e.g. "lower", "schedule", "build", "training.lean"
@@ -76,8 +78,10 @@ def reset_stats():
 @contextlib.contextmanager
 def stage(name: str):
     """Tag an exception raised inside with ``name`` (unless an inner stage
-    already did): ``exc.janus_stage``, and a note in its traceback."""
+    already did): ``exc.janus_stage``, and a note in its traceback.  A
+    fault-injection point (faults.py) opens every stage."""
     try:
+        faults.point(f"backend.{name}")
         yield
     except Exception as e:
         if getattr(e, "janus_stage", None) is None:

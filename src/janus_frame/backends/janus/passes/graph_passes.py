@@ -88,7 +88,7 @@ def _copy(gm):
 
 
 def _fake_mode(graph):
-    from torch._subclasses.fake_tensor import FakeTensorMode
+    from ....torch_compat import FakeTensorMode
 
     mode = detect_fake_mode([n.meta.get("val") for n in graph.nodes])
     return mode if mode is not None else FakeTensorMode(allow_non_fake_inputs=True)

@@ -166,10 +166,31 @@ def _build_deferred(plan):
 never_traced(_Compiled.forward, _Compiled.backward, _contiguous, _restride_to)
 
 
-def compile_lean(gm, example_inputs, compile_graph, device, options):
+def lazy_backward(build, graph, graphs, on_error):
+    """The callable for a backward ``graph``, built on its first use.
+
+    That use is inside autograd's backward (the user's ``loss.backward()``),
+    where an internal error would reach the user: so ``build(graph)`` (a
+    CompiledGraph) is compiled and its kernels loaded here, and after any
+    error ``on_error(exc)`` records the fallback (it raises under
+    ``strict``) and the graph runs eagerly, as the forward graph of a
+    refused compile does.  ``graphs`` collects what was built."""
+    try:
+        cg = build(graph)
+        cg._prepare()
+    except Exception as e:  # noqa: BLE001 -- never break the user's backward
+        on_error(e)
+        return stand_aside(graph)
+    graphs.append(cg)
+    return stand_aside(cg.__call__)
+
+
+def compile_lean(gm, example_inputs, compile_graph, device, options, on_error):
     """The compiled training callable for ``gm``, or ``None`` when the graph
     needs AOTAutograd's runtime (see the module docstring).  Its
-    ``janus_graphs`` lists the CompiledGraphs, the backward ones once built."""
+    ``janus_graphs`` lists the CompiledGraphs, the backward ones once built.
+    ``on_error(exc)``: a backward graph failed to build on its first use
+    (see :func:`lazy_backward`)."""
     from ....torch_compat import (
         OutputType, PlainAOTOutput, TangentAOTInput, aot_export_function,
         input_mutation_needs_runtime, min_cut_rematerialization_partition)
@@ -274,10 +295,11 @@ def compile_lean(gm, example_inputs, compile_graph, device, options):
     graphs = [fw]
     plan.fw = stand_aside(fw.__call__)
 
+    def build(g):
+        return compile_graph(g, device)
+
     def make_bw():
-        bw = compile_graph(bw_gm, device)
-        graphs.append(bw)
-        return stand_aside(bw.__call__)
+        return lazy_backward(build, bw_gm, graphs, on_error)
 
     plan.make_bw = make_bw
     leaves = [i for i, x in enumerate(example_inputs)
@@ -293,9 +315,7 @@ def compile_lean(gm, example_inputs, compile_graph, device, options):
         plan.n_grads = len(vals)
 
         def make_bw_deferred():
-            bw = compile_graph(variant, device)
-            graphs.append(bw)
-            return stand_aside(bw.__call__)
+            return lazy_backward(build, variant, graphs, on_error)
 
         plan.make_bw_deferred = make_bw_deferred
     apply = _Compiled.apply
