@@ -3,12 +3,15 @@
 The public API, re-exported; nothing else lives here. ``backend`` (the fusing
 backend) is resolved lazily so importing janus_frame stays light.
 """
-try:
-    import torch as _torch  # noqa: F401
-except ImportError as _e:  # not a dependency on purpose (see pyproject.toml)
+import importlib.util as _importlib_util
+
+if _importlib_util.find_spec("torch") is None:  # not a dependency on purpose (pyproject.toml)
     raise ImportError("janus_frame needs torch (2.11 to 2.15), installed before it; see the "
-                      "README for the exact pairings it is tested with") from _e
-from .torch_compat import check_supported as _check_torch
+                      "README for the exact pairings it is tested with")
+# (torch itself is imported where it is first needed, not here: a
+# subinterpreter imports janus_frame._C, and with it this package, but
+# cannot import torch)
+from .torch_compat import check_supported as _check_torch  # noqa: E402
 
 if _check_torch() is not None:  # outside the tested range: it may work, say so once
     import warnings as _warnings

@@ -259,17 +259,17 @@ class _TorchState:
 
         self.grad = torch.is_grad_enabled()
         self.dtype = torch.get_default_dtype()
-        self.modes = torch._C._len_torch_function_stack()
+        self.modes = torch_compat.len_torch_function_stack()
         self.autocast = torch.is_autocast_enabled("cpu")
 
     def restore(self) -> None:
         import torch
 
-        torch._C._set_grad_enabled(self.grad)
+        torch_compat.set_grad_enabled_c(self.grad)
         if torch.get_default_dtype() is not self.dtype:
             torch.set_default_dtype(self.dtype)
-        while torch._C._len_torch_function_stack() > self.modes:
-            torch._C._pop_torch_function_stack()
+        while torch_compat.len_torch_function_stack() > self.modes:
+            torch_compat.pop_torch_function_stack()
         if torch.is_autocast_enabled("cpu") != self.autocast:
             torch.set_autocast_enabled("cpu", self.autocast)
 

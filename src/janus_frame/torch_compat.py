@@ -35,9 +35,24 @@ import linecache
 import re
 import sys
 
-import torch
 
-TORCH_VERSION = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", torch.__version__).groups())
+def _installed_torch_version() -> str:
+    """torch's version, without importing torch (a subinterpreter imports
+    janus_frame but cannot import torch): from its package metadata."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].__version__
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:  # a source build without metadata
+        import torch
+
+        return torch.__version__
+
+
+TORCH_VERSION_STRING = _installed_torch_version()
+TORCH_VERSION = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", TORCH_VERSION_STRING).groups())
 SUPPORTED_TORCH = ((2, 11), (2, 15))  # first and last minor release, inclusive
 
 # name here -> (module, attribute in it)
@@ -90,6 +105,7 @@ _NAMES = {
     "set_code_exec_strategy": ("torch._C._dynamo.eval_frame", "set_code_exec_strategy"),
     # torch._C entry points
     "set_grad_enabled_c": ("torch._C", "_set_grad_enabled"),
+    "pop_torch_function_stack": ("torch._C", "_pop_torch_function_stack"),
     "len_torch_function_stack": ("torch._C", "_len_torch_function_stack"),
     "len_torch_dispatch_stack": ("torch._C", "_len_torch_dispatch_stack"),
     "DisableTorchFunction": ("torch._C", "DisableTorchFunction"),
@@ -127,7 +143,7 @@ def check_supported() -> str | None:
     lo, hi = SUPPORTED_TORCH
     if lo <= TORCH_VERSION <= hi:
         return None
-    return (f"torch {torch.__version__} is not supported (janus_frame supports torch "
+    return (f"torch {TORCH_VERSION_STRING} is not supported (janus_frame supports torch "
             f"{lo[0]}.{lo[1]} to {hi[0]}.{hi[1]})")
 
 

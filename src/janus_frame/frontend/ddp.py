@@ -39,6 +39,8 @@ import threading
 import torch
 import torch.fx
 
+from .. import torch_compat
+
 
 @functools.lru_cache(maxsize=None)
 def ddp_class():
@@ -155,7 +157,7 @@ def _neutral_points(gm) -> set:
     initial = grad
     for n in gm.graph.nodes:
         if n.op == "call_function":
-            if n.target is torch._C._set_grad_enabled:
+            if n.target is torch_compat.set_grad_enabled_c:
                 grad = n.args[0]
             elif n.target is _ENTER_AUTOCAST:
                 depth += 1
