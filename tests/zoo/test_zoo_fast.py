@@ -13,7 +13,8 @@ and for bert, the default fusing backend gives eager's outputs with no
 backend fallback.
 What janus_frame cannot do yet is marked ``xfail(strict=True)`` with the
 reason the zoo found, so a fix shows up as an XPASS to un-mark. The whole
-module takes about a minute on 2 cores; skipped without transformers.
+module takes a few minutes on 2 cores (about 9 on a loaded machine);
+skipped without transformers.
 """
 from __future__ import annotations
 
