@@ -38,6 +38,7 @@ from .values import (
     CellV, Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SetV, SymV, TensorV,
     TupleV, Value,
 )
+from .values.containers import is_named_tuple_cls
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
 _TORCH_CONST_TYPES = (torch.dtype, torch.device, torch.Size, torch.memory_format, torch.layout)
@@ -337,8 +338,11 @@ class OutputGraph(ShapeMixin):
                 g = self.graph.call_function(operator.getitem, (node, i))
                 g.meta["example_value"] = o
                 items.append(TensorV(g, o))
-            if hasattr(type(out), "_fields"):
-                return TupleV(items, cls=type(out))
+            cls = type(out)
+            if cls is not tuple and cls is not list and is_named_tuple_cls(cls):
+                # torch.return_types.* (structseqs) and namedtuples keep their
+                # class: ``.values``/``.indices`` are fields, rebuilt as cls
+                return TupleV(items, cls=cls)
             return TupleV(items) if isinstance(out, tuple) else ListV(items)
         if out is None:
             # mutation-only operations (setitem, in-place initialisers) stay

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import operator
+import types
 
 import torch
 
@@ -171,6 +172,11 @@ class _Ordered(_Seq):
 
     def binary_op(self, tx, fn, a: Value, b: Value):
         """``+`` and ``*`` of lists and tuples; ``self`` is ``a`` or ``b``."""
+        if isinstance(a, ListV) and fn is operator.iadd and not isinstance(b, _Ordered):
+            items = b.iterate(tx)  # list.__iadd__ extends with any iterable
+            a.will_mutate(tx)
+            a.items.extend(items)
+            return a
         if isinstance(a, _Ordered) and fn in (operator.add, operator.iadd):
             if isinstance(b, type(a)) or (isinstance(b, _Ordered) and fn is operator.iadd
                                           and isinstance(a, ListV)):
@@ -303,7 +309,9 @@ class TensorListV(ListV):
 
 
 class TupleV(_Ordered):
-    """A tuple; ``cls`` is set for namedtuples (then built as ``cls(*items)``)."""
+    """A tuple; ``cls`` is set for tuple subclasses: namedtuples (built as
+    ``cls(*items)``), structseqs such as ``torch.return_types.max`` (built
+    as ``cls(items)``) and ``torch.Size``."""
 
     __slots__ = ("cls",)
 
@@ -323,15 +331,13 @@ class TupleV(_Ordered):
         items = self._items_as_python()
         if items is None:
             return NO
-        if self.cls is torch.Size:
-            return torch.Size(items)
-        return self.cls(*items) if self.cls else tuple(items)
+        return build_tuple(self.cls, items) if self.cls else tuple(items)
 
     def get_attr(self, tx, name: str) -> Value:
         if self.cls is None:
             return super().get_attr(tx, name)
-        fields = getattr(self.cls, "_fields", ())  # a namedtuple
-        if name in fields:
+        fields = tuple_fields(self.cls)
+        if name in fields:  # a field: its item
             return self.items[fields.index(name)]
         return class_attr(tx, self, self.cls, name)
 
@@ -340,8 +346,8 @@ class TupleV(_Ordered):
             return self.source.expr(), read_before_effects(self.source)
         fb = rb.fb
         inner = "".join(rb.expr(x) + ", " for x in self.items)
-        if self.cls is torch.Size:
-            return f"{fb.const(self.cls)}(({inner}))", False
+        if self.cls is not None and (self.cls is torch.Size or is_structseq(self.cls)):
+            return f"{fb.const(self.cls)}(({inner}))", False  # one iterable argument
         if self.cls is not None:
             return f"{fb.const(self.cls)}({inner})", False
         return f"({inner})", False
@@ -437,6 +443,55 @@ class IterV(Value):
     def reconstruct(self, rb) -> tuple[str, bool]:
         rest = "".join(rb.expr(x) + ", " for x in self.items[self.pos:])
         return f"__jf_h_iter(({rest}))", True
+
+
+def is_structseq(cls) -> bool:
+    """A C struct sequence type (``torch.return_types.*``, ``os.stat_result``):
+    a tuple subclass with named fields but no ``_fields``."""
+    return isinstance(cls, type) and issubclass(cls, tuple) and \
+        isinstance(getattr(cls, "n_sequence_fields", None), int) and \
+        isinstance(getattr(cls, "n_fields", None), int)
+
+
+def is_named_tuple_cls(cls) -> bool:
+    """A namedtuple class or a structseq type."""
+    return isinstance(cls, type) and issubclass(cls, tuple) and (
+        isinstance(getattr(cls, "_fields", None), tuple) or is_structseq(cls))
+
+
+_STRUCTSEQ_FIELDS: dict = {}
+
+
+def tuple_fields(cls) -> tuple:
+    """The field names of a namedtuple or structseq class, in item order
+    (a structseq has no ``_fields``: each member is probed with a marker)."""
+    fields = getattr(cls, "_fields", None)
+    if isinstance(fields, tuple):
+        return fields
+    if not is_structseq(cls):
+        return ()
+    found = _STRUCTSEQ_FIELDS.get(cls)
+    if found is None:
+        n = cls.n_sequence_fields
+        markers = tuple(object() for _ in range(n))
+        probe = cls(markers)
+        by_marker = {}
+        for name, attr in vars(cls).items():
+            if isinstance(attr, types.MemberDescriptorType):
+                v = getattr(probe, name, None)
+                for i, m in enumerate(markers):
+                    if v is m:
+                        by_marker[i] = name
+        found = tuple(by_marker.get(i, f"_{i}") for i in range(n))
+        _STRUCTSEQ_FIELDS[cls] = found
+    return found
+
+
+def build_tuple(cls, items):
+    """An instance of the tuple subclass ``cls`` holding ``items``."""
+    if cls is torch.Size or is_structseq(cls):
+        return cls(tuple(items))
+    return cls(*items)
 
 
 def dedup(items: list[Value]) -> list[Value]:
