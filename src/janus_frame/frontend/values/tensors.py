@@ -40,9 +40,17 @@ _TENSOR_META_METHODS = {"size", "dim", "ndimension", "numel", "nelement", "strid
 # Tensor methods that run outside any graph
 _AUTOGRAD_METHODS = {"backward", "register_hook", "retain_grad",
                      "register_post_accumulate_grad_hook"}
-_INPLACE = {operator.iadd, operator.iand, operator.ifloordiv, operator.ilshift,
-            operator.imatmul, operator.imul, operator.imod, operator.ior, operator.ipow,
-            operator.irshift, operator.isub, operator.itruediv, operator.ixor}
+# in-place operators: the dunder Python looks for on the left operand's type
+_INPLACE = {operator.iadd: "__iadd__", operator.iand: "__iand__",
+            operator.ifloordiv: "__ifloordiv__", operator.ilshift: "__ilshift__",
+            operator.imatmul: "__imatmul__", operator.imul: "__imul__",
+            operator.imod: "__imod__", operator.ior: "__ior__", operator.ipow: "__ipow__",
+            operator.irshift: "__irshift__", operator.isub: "__isub__",
+            operator.itruediv: "__itruediv__", operator.ixor: "__ixor__"}
+# ... and what it falls back to when that type has none
+_INPLACE_TO_PLAIN = {fn: getattr(operator, dunder[3:-2]) if dunder[3:-2] not in ("and", "or")
+                     else getattr(operator, dunder[3:-2] + "_")
+                     for fn, dunder in _INPLACE.items()}
 _ORDER = (operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne)
 
 
@@ -183,8 +191,17 @@ class TensorV(Value):
         return tx.output.call("call_function", fn, (self,), {})
 
     def binary_op(self, tx, fn, a: Value, b: Value):
+        if fn in _INPLACE and not isinstance(a, TensorV):
+            # `acc += t` where acc is not a tensor: Python calls acc's own
+            # in-place method when its type has one (a list extends), else
+            # the plain operator (an int, float, tuple: ``acc = acc + t``)
+            # (the type of a constant read from the frame, without specialising it)
+            left = type(a._value) if isinstance(a, Const) else a.python_type()
+            if hasattr(left, _INPLACE[fn]):
+                return NotImplemented
+            fn = _INPLACE_TO_PLAIN[fn]
         out = tx.output.call("call_function", fn, (a, b), {})
-        if fn in _INPLACE and isinstance(a, TensorV) and isinstance(out, TensorV):
+        if fn in _INPLACE and isinstance(out, TensorV):
             return a  # `x += y` on a tensor updates x itself: same object after
         return out
 
