@@ -60,9 +60,33 @@ _NO_INLINE_MODULES = ("torch.optim", "torch.autograd", "torch._compile", "torch.
                       "torch.profiler", "torch.serialization", "torch.hub", "torch.onnx",
                       "torch.export", "torch.compiler", "torch._tensor", "torch.random",
                       "torch.utils.data", "torch.utils.checkpoint", "torch.utils.hooks")
-# "am I being compiled?" queries: not TorchScript, not a tracer, not torch.compile
-_COMPILING_QUERIES = ("is_scripting", "is_tracing", "is_compiling", "is_dynamo_compiling",
-                      "is_exporting")
+# "what is tracing me?" queries, by (module, qualified name) so that none of
+# their modules need be imported: while janus_frame traces, the program is
+# being compiled (libraries take their compiled path, as under
+# torch.compile), not scripted, not traced by another tracer, not exported.
+# Folded only while tracing: code run natively sees the real answers.
+_TRACING_STATE = {
+    ("torch.compiler", "is_compiling"): True,
+    ("torch.compiler", "is_dynamo_compiling"): True,
+    ("torch._dynamo.external_utils", "is_compiling"): True,
+    ("torch._utils", "is_compiling"): True,
+    ("torch.nn.modules.activation", "_is_make_fx_tracing"): True,
+    ("torch.compiler", "is_exporting"): False,
+    ("torch._jit_internal", "is_scripting"): False,
+    ("torch.jit._trace", "is_tracing"): False,
+    ("torch.fx._symbolic_trace", "is_fx_tracing"): False,
+    ("torch.onnx", "is_in_onnx_export"): False,
+    ("torch.onnx._globals", "is_in_onnx_export"): False,
+}
+
+
+def _tracing_state(fn):
+    """The folded answer of a tracing-state query, or None if ``fn`` is none."""
+    try:
+        key = (getattr(fn, "__module__", None), getattr(fn, "__qualname__", None))
+        return _TRACING_STATE.get(key)
+    except TypeError:  # an unhashable attribute value
+        return None
 
 _module_call = torch.nn.Module.__call__
 
@@ -162,8 +186,9 @@ def _call_torch(tx, fn, args, kwargs) -> Value:
         return Const(isinstance(args[0], TensorV))
     if fn is torch._C._get_tracing_state:
         return Const(None)
-    if getattr(fn, "__name__", "") in _COMPILING_QUERIES:
-        return Const(False)
+    folded = _tracing_state(fn)
+    if folded is not None:
+        return Const(folded)
     return tx.output.call("call_function", fn, tuple(args), kwargs)
 
 
@@ -298,8 +323,9 @@ def inline_function(tx, fn: types.FunctionType, args, kwargs, fn_source) -> Valu
     """Run the Python function ``fn`` on symbolic arguments in a child frame
     (``fn_source``: where ``fn`` was read, to guard its defaults and cells)."""
     mod = fn.__globals__.get("__name__") or ""
-    if mod.startswith("torch") and fn.__name__ in _COMPILING_QUERIES:
-        return Const(False)
+    folded = _tracing_state(fn)
+    if folded is not None:
+        return Const(folded)
     if mod.startswith(_NO_INLINE_MODULES):
         raise GraphBreak("JF002", f"{fn.__qualname__} ({mod}) runs natively")
     if getattr(fn, "_janus_disabled", False):
