@@ -150,54 +150,7 @@ KNOWN: dict[str, str] = {
         "dict-views: keys()/values()/items() traced as list snapshots",
     "issue::issue_02_view_of_kwargs":
         "dict-views: keys()/values()/items() traced as list snapshots",
-    # ---- named-tuple (24)
-    "issue::issue_08_cummin_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_kthvalue_indices":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_linalg_eigh_eigenvalues":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_max_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_median_indices":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_min_values_in_expression":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_mode_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_sort_indices":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_svd_fields":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_topk_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::aminmax_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::cummax_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::frexp_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::kthvalue_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::max_dim_indices_attr":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::max_dim_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::median_dim_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::min_dim_returned_whole":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::mode_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::namedtuple_type_preserved":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::qr_named": "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::slogdet_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::sort_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::topk_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
+    # ---- named-tuple (0)
     # ---- hooks (10)
     "guards::full_backward_hook_added_after_first_call":
         "hooks: full backward hook registered after compiling never fires",
@@ -354,19 +307,7 @@ KNOWN: dict[str, str] = {
         "exceptions: breaks: JF012 os.environ.get raises KeyError inside Mapping.get (try/except not traced)",
     "issue::issue_04_partial_overlap_add":
         "exceptions: overlapping in-place add: error raised one line off (eager: line 165)",
-    # ---- internal-error (7)
-    "issue::issue_12_acc_from_float_literal":
-        "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
-    "issue::issue_12_acc_from_int_zero":
-        "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
-    "issue::issue_12_loss_accumulator":
-        "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
-    "issue::issue_12_subtract_from_literal":
-        "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
-    "language::aug_assign_tensor_from_float":
-        "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
-    "language::aug_assign_tensor_from_zero":
-        "internal-error: augmented assignment on a constant emits '<literal> += ...' (SyntaxError)",
+    # ---- internal-error (1)
     "objects::slots_missing_attr_raises":
         "internal-error: AttributeError from an unset __slots__ member escapes the compiler",
     # ---- recompile-storm (9)
@@ -393,17 +334,11 @@ KNOWN: dict[str, str] = {
         "silent-fallback: frame first called with a Python number is never compiled for tensors",
     "issue::storm_first_call_number_then_tensor":
         "silent-fallback: frame first called with a Python number is never compiled for tensors",
-    # ---- wrong-result (5)
+    # ---- wrong-result (2)
     "guards::load_state_dict_between_calls[default]":
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
-    "interop::dynamo_is_compiling_variant":
-        "wrong-result: is_compiling() folded to False while tracing (torch.compile: True)",
-    "interop::is_compiling_in_callee":
-        "wrong-result: is_compiling() folded to False while tracing (torch.compile: True)",
     "language::generator_send":
         "wrong-result: generator materialised as a tuple iterator: send() missing",
-    "torch::is_compiling_flag":
-        "wrong-result: is_compiling() folded to False while tracing (torch.compile: True)",
     # ---- autograd (3)
     "torch::autograd_grad_inside[default]":
         "autograd: fusing backend: create_graph=True gradient does not backpropagate to the input",

@@ -257,4 +257,55 @@ def dynamo_is_compiling_variant(x):
     return x
 
 
+@P(args=x1, eager_fn=lambda x: x * 5)
+def utils_and_dynamo_flag_variants(x):
+    a = 2 if torch._utils.is_compiling() else 0
+    b = 3 if torch.compiler.is_dynamo_compiling() else 0
+    return x * (a + b)
+
+
+@P(args=x1)
+def exporting_tracing_scripting_stay_false(x):
+    import torch.fx._symbolic_trace as st
+    flags = (torch.compiler.is_exporting(), torch.jit.is_tracing(), torch.jit.is_scripting(),
+             st.is_fx_tracing(), torch.onnx.is_in_onnx_export())
+    return x + sum(flags), flags
+
+
+def _library_is_compiling():
+    # the way libraries ask (transformers' is_torchdynamo_compiling)
+    try:
+        import torch as _t
+        return _t.compiler.is_compiling()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _mask_ref(x, mask):
+    return x * mask
+
+
+@P(args=lambda k: (T(4), torch.ones(4)), eager_fn=_mask_ref)
+def is_compiling_skips_data_dependent_check(x, mask):
+    # the compiled path skips the data-dependent shortcut, as under torch.compile
+    if not _library_is_compiling() and torch.all(mask == 1):
+        return x
+    return x * mask
+
+
+class _FlagModule(torch.nn.Module):
+    def forward(self, x):
+        from torch.compiler import is_compiling as compiling
+        return x.relu() if compiling() else x
+
+
+def _flag_module_world():
+    import types
+    return types.SimpleNamespace(fn=_FlagModule())
+
+
+P(name="is_compiling_in_module_forward", build=_flag_module_world, args=x1,
+  eager_fn=lambda x: x.relu())
+
+
 test_program = P.tests()
