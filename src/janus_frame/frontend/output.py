@@ -39,6 +39,7 @@ from .values import (
     TupleV, Value,
 )
 from .values.containers import is_named_tuple_cls
+from .values.dicts import VIEW_TYPES, wrap_dict_view
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
 _TORCH_CONST_TYPES = (torch.dtype, torch.device, torch.Size, torch.memory_format, torch.layout)
@@ -200,6 +201,10 @@ class OutputGraph(ShapeMixin):
                 return DictV(realize_dict())
             return DictV(None, source, lazy=realize_dict,
                          type_guard=functools.partial(self.guards.type_is, source, obj))
+        if t in VIEW_TYPES and source is not None:
+            v = wrap_dict_view(self, obj, source)  # a live view of its dict
+            if v is not None:
+                return v
         if t is types.MethodType and source is not None:
             # a bound method is a new object each time it is looked up:
             # guard what it binds, not its identity

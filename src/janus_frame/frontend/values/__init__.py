@@ -11,7 +11,8 @@ everything Python can do with it while tracing (the protocol is base.py):
 - tensors.py: ``TensorV`` (an fx node plus its fake tensor), ``ItemV``;
 - containers.py: ``ListV``, ``TupleV``, ``SetV``, ``TensorListV``,
   ``SliceV``, ``IterV`` (a materialised iterator: loops are unrolled);
-- dicts.py: ``DictV``, ``RecordDictV`` (a transformers ModelOutput);
+- dicts.py: ``DictV``, ``RecordDictV`` (a transformers ModelOutput),
+  ``DictViewV`` (a live keys/values/items view);
 - objects.py: ``ObjV`` (a real object used as is), ``NewObjV`` (an instance
   created while tracing), ``SuperV``;
 - functions.py: ``FunctionV`` (made by MAKE_FUNCTION), ``CellV``;
@@ -29,12 +30,13 @@ from .methods import MethodV
 from .tensors import ItemV, TensorV
 from .objects import NewObjV, ObjV, SuperV
 from .containers import IterV, ListV, SetV, SliceV, TensorListV, TupleV
-from .dicts import DictV, RecordDictV
+from .dicts import DictV, DictViewV, RecordDictV
 from .functions import CellV, FunctionV
 from .contexts import CtxV, ExitV
 
 __all__ = [
-    "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictV", "DynInt", "ExitV",
+    "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictV", "DictViewV", "DynInt",
+    "ExitV",
     "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NewObjV", "NullV", "ObjV",
     "RecordDictV", "SetV", "SliceV", "SuperV", "SymV", "TensorListV", "TensorV", "TupleV",
     "Value", "unguarded",
