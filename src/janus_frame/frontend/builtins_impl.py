@@ -186,6 +186,14 @@ def _dict(tx, args, kwargs):
     return DictV(items)
 
 
+@handles(dict.fromkeys)
+def _dict_fromkeys(tx, args, kwargs):
+    if kwargs or not 1 <= len(args) <= 2:
+        raise would_raise(TypeError, "dict.fromkeys() arguments")
+    value = args[1] if len(args) > 1 else Const(None)
+    return DictV({dict_key(k): value for k in args[0].iterate(tx)})
+
+
 def _scalar_conv(pytype):
     def conv(tx, args, kwargs):
         if not args:
