@@ -127,29 +127,7 @@ KNOWN: dict[str, str] = {
         "aliasing: fusing backend: unsqueeze_() on an input raises an internal-overlap error",
     "torch::view_write_through_output[default]":
         "aliasing: fusing backend returns a copy of a view of an input: writes through it are lost",
-    # ---- dict-views (11)
-    "containers::dict_items_live_view":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_keys_live_view":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_values_live_view":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_view_of_arg_after_mutation":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_view_returned_then_used":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_view_set_ops":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_items_view_len":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_keys_view_live":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_values_view_live":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_view_of_argument_dict":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_view_of_kwargs":
-        "dict-views: keys()/values()/items() traced as list snapshots",
+    # ---- dict-views (0)
     # ---- named-tuple (0)
     # ---- hooks (10)
     "guards::full_backward_hook_added_after_first_call":
@@ -353,7 +331,7 @@ KNOWN: dict[str, str] = {
         "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
     "torch::unique_consecutive_counts[default]":
         "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
-    # ---- graph-breaks (64)
+    # ---- graph-breaks (61)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":
@@ -370,12 +348,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: deque.append",
     "containers::deque_ops":
         "graph-breaks: breaks: JF009 unsupported object or operation: class deque has a custom __new__ or m",
-    "containers::dict_fromkeys_and_in":
-        "graph-breaks: breaks: JF002 call to an untraceable function: dict.fromkeys",
-    "containers::dict_merge_operators":
-        "graph-breaks: breaks: JF009 unsupported object or operation: operator or_ on dict and dict",
-    "containers::dict_methods":
-        "graph-breaks: breaks: JF009 unsupported object or operation: dict.popitem()",
     "containers::enum_iteration":
         "graph-breaks: breaks: JF009 unsupported object or operation: iteration over EnumType",
     "containers::enum_value_name":
