@@ -45,7 +45,7 @@ CLASSES = {
 }
 
 KNOWN: dict[str, str] = {
-    # ---- stale-guard (14)
+    # ---- stale-guard (15)
     "effects::callee_code_replaced":
         "stale-guard: inlined callee guarded by identity, not by its __code__",
     "effects::method_called_via_self_patched":
@@ -72,6 +72,8 @@ KNOWN: dict[str, str] = {
         "stale-guard: method set on the instance after compiling not guarded (instance __dict__)",
     "objects::method_added_on_subclass_shadows_base":
         "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
+    "interop::numpy_negative_step_view_of_tensor":
+        "stale-guard: a builtin method of a real ndarray at a break baked in (class_attr: bound method constant, type guard only)",
     "objects::property_replaced_on_class":
         "stale-guard: property found through the class MRO is not guarded",
     # ---- aliasing (26)
@@ -148,41 +150,7 @@ KNOWN: dict[str, str] = {
     "modules::forward_hook_with_side_effect": "hooks: breaks: JF014 module hooks: Linear",
     "modules::forward_pre_hook_after_first_call":
         "hooks: module hook dicts not guarded: hook added/removed after compiling ignored",
-    # ---- numpy (17)
-    "interop::from_numpy_argument":
-        "numpy: breaks: JF015 unsupported argument: ObjV passed to a tensor operation",
-    "interop::from_numpy_roundtrip":
-        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
-    "interop::np_asarray_of_tensor":
-        "numpy: breaks: JF002 call to an untraceable function: asarray",
-    "interop::np_function_on_tensor":
-        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
-    "interop::numpy_array_argument_math":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_array_math":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_copy_of_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_dtype_mapping":
-        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
-    "interop::numpy_scalar_back_to_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_sum_of_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_view_shares_memory":
-        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
-    "interop::tensor_from_numpy_constant":
-        "numpy: breaks: JF002 call to an untraceable function: array",
-    "issue::issue_01_numpy_array_function":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "issue::issue_01_numpy_copy":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "issue::issue_01_numpy_scalar_in_python":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "issue::issue_01_numpy_then_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "issue::issue_01_numpy_tolist":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
+    # ---- numpy (0)
     # ---- context-managers (35)
     "exceptions::break_inside_with_in_loop":
         "context-managers: breaks: JF016 context manager run natively: Recording",
@@ -331,7 +299,7 @@ KNOWN: dict[str, str] = {
         "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
     "torch::unique_consecutive_counts[default]":
         "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
-    # ---- graph-breaks (61)
+    # ---- graph-breaks (48)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":
@@ -352,29 +320,15 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF009 unsupported object or operation: iteration over EnumType",
     "containers::enum_value_name":
         "graph-breaks: breaks: JF009 unsupported object or operation: class Mode has a custom __new__ or me",
-    "containers::frozenset_ops":
-        "graph-breaks: breaks: JF002 call to an untraceable function: constructing frozenset",
-    "containers::list_arg_sort_key_reverse":
-        "graph-breaks: breaks: JF009 unsupported object or operation: list.sort()",
-    "containers::list_methods":
-        "graph-breaks: breaks: JF009 unsupported object or operation: list.remove()",
     "containers::mappingproxy_read":
         "graph-breaks: breaks: JF002 call to an untraceable function: constructing mappingproxy",
-    "containers::namedtuple_arg":
-        "graph-breaks: breaks: JF002 call to an untraceable function: constructing map",
     "containers::ordered_dict_ops":
         "graph-breaks: breaks: JF009 unsupported object or operation: OrderedDict.move_to_end()",
-    "containers::set_methods":
-        "graph-breaks: breaks: JF009 unsupported object or operation: operator or_ on set and set",
-    "containers::sorted_dict_by_value":
-        "graph-breaks: breaks: JF015 unsupported argument: sorted() of non-constant values",
     "effects::id_and_hash_of_objects":
         "graph-breaks: breaks: JF009 unsupported object or operation: id() of a traced value",
     "effects::logging_info_call": "graph-breaks: breaks: JF003 print or logging call: Logger.info",
     "effects::warnings_warn_inside":
         "graph-breaks: breaks: JF002 call to an untraceable function: warn",
-    "functions::reduce_over_shape":
-        "graph-breaks: breaks: JF002 call to an untraceable function: reduce",
     "issue::issue_09_suppress_attribute_error_getattr":
         "graph-breaks: breaks: JF001 unsupported bytecode: LOAD_BUILD_CLASS is not supported",
     "issue::issue_11_recursive_collect_into_list":
@@ -383,27 +337,17 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF018 recursive call: Config11.count calls itself",
     "issue::issue_11_recursive_method_over_dict_values":
         "graph-breaks: breaks: JF018 recursive call: Walker.walk calls itself",
-    "language::bytes_and_int_methods":
-        "graph-breaks: breaks: JF002 call to an untraceable function: int.from_bytes",
     "language::class_defined_inside":
         "graph-breaks: breaks: JF001 unsupported bytecode: LOAD_BUILD_CLASS is not supported",
-    "language::map_filter":
-        "graph-breaks: breaks: JF002 call to an untraceable function: constructing map",
     "language::match_class_pattern":
         "graph-breaks: breaks: JF001 unsupported bytecode: MATCH_CLASS is not supported",
     "language::match_structure":
         "graph-breaks: breaks: JF001 unsupported bytecode: MATCH_SEQUENCE is not supported",
-    "language::operator_module":
-        "graph-breaks: breaks: JF002 call to an untraceable function: reduce",
     "language::partial_callee":
         "graph-breaks: breaks: JF009 unsupported object or operation: class partial has a custom __new__ or",
     "language::recursion_int": "graph-breaks: breaks: JF018 recursive call: _fact calls itself",
     "language::recursion_tree":
         "graph-breaks: breaks: JF018 recursive call: _tree_sum calls itself",
-    "language::sorted_reversed_minmax":
-        "graph-breaks: breaks: JF015 unsupported argument: a constant is needed here, got function",
-    "language::str_format_percent":
-        "graph-breaks: breaks: JF009 unsupported object or operation: operator mod on str and tuple",
     "modules::functional_call_on_module":
         "graph-breaks: breaks: JF002 call to an untraceable function: manual_seed (torch._compile) runs nat",
     "modules::module_built_inside":
@@ -445,8 +389,6 @@ KNOWN: dict[str, str] = {
     "objects::vars_and_dict": "graph-breaks: breaks: JF002 call to an untraceable function: vars",
     "objects::wraps_preserves_name":
         "graph-breaks: breaks: JF009 unsupported object or operation: class partial has a custom __new__ or",
-    "torch::finfo_iinfo":
-        "graph-breaks: breaks: JF009 unsupported object or operation: class finfo has a custom __new__ or m",
     "torch::manual_seed_inside":
         "graph-breaks: breaks: JF002 call to an untraceable function: manual_seed (torch._compile) runs nat",
     "torch::no_grad_decorator_callee":

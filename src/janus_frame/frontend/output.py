@@ -18,6 +18,7 @@ import operator
 import re
 import types
 
+import numpy as np
 import torch
 import torch.fx as fx
 from torch._subclasses.fake_tensor import (
@@ -40,6 +41,7 @@ from .values import (
 )
 from .values.containers import is_named_tuple_cls
 from .values.dicts import VIEW_TYPES, wrap_dict_view
+from .values.numpy import wrap_numpy
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
 _TORCH_CONST_TYPES = (torch.dtype, torch.device, torch.Size, torch.memory_format, torch.layout)
@@ -201,6 +203,10 @@ class OutputGraph(ShapeMixin):
                 return DictV(realize_dict())
             return DictV(None, source, lazy=realize_dict,
                          type_guard=functools.partial(self.guards.type_is, source, obj))
+        if isinstance(obj, (np.ndarray, np.generic)) and source is not None:
+            v = wrap_numpy(self, obj, source)  # a graph input or a constant
+            if v is not None:
+                return v
         if t in VIEW_TYPES and source is not None:
             v = wrap_dict_view(self, obj, source)  # a live view of its dict
             if v is not None:

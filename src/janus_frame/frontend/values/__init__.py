@@ -18,6 +18,8 @@ everything Python can do with it while tracing (the protocol is base.py):
 - functions.py: ``FunctionV`` (made by MAKE_FUNCTION), ``CellV``;
 - methods.py: ``MethodV`` (a bound method of a symbolic receiver);
 - contexts.py: ``CtxV``, ``ExitV`` (grad mode and autocast blocks);
+- numpy.py: ``NdarrayV`` (an ndarray or numpy scalar whose data is a graph
+  tensor), numpy functions and methods through ``torch._numpy``;
 - base.py: ``NullV`` (the NULL 3.11 pushes below callables);
 - operators.py: binary operators, comparisons and identity between kinds.
 
@@ -33,11 +35,12 @@ from .containers import IterV, ListV, SetV, SliceV, TensorListV, TupleV
 from .dicts import DictV, DictViewV, RecordDictV
 from .functions import CellV, FunctionV
 from .contexts import CtxV, ExitV
+from .numpy import NdarrayV
 
 __all__ = [
     "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictV", "DictViewV", "DynInt",
     "ExitV",
-    "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NewObjV", "NullV", "ObjV",
+    "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NdarrayV", "NewObjV", "NullV", "ObjV",
     "RecordDictV", "SetV", "SliceV", "SuperV", "SymV", "TensorListV", "TensorV", "TupleV",
     "Value", "unguarded",
 ]

@@ -24,11 +24,15 @@ from .base import NO, Value, read_before_effects
 from .constants import Const, SymV, fold
 from .methods import MethodV
 from .objects import ObjV, class_attr
-from .operators import binary
+from .operators import binary, compare, identical
 from .tensors import TensorV
 
 _LIST_MUTATORS = ("append", "extend", "insert", "pop", "remove", "clear", "reverse", "sort")
 _SET_MUTATORS = ("add", "discard", "remove", "update", "clear")
+_SET_OPERATORS = {operator.or_: operator.or_, operator.and_: operator.and_,
+                  operator.sub: operator.sub, operator.xor: operator.xor,
+                  operator.ior: operator.or_, operator.iand: operator.and_,
+                  operator.isub: operator.sub, operator.ixor: operator.xor}
 _SET_QUERIES = ("union", "intersection", "difference", "issubset", "issuperset",
                 "isdisjoint", "copy")
 
@@ -265,6 +269,18 @@ class ListV(_Ordered):
             self.items.reverse()
         elif name == "copy":
             return ListV(self.items)
+        elif name == "sort":
+            if args:
+                raise would_raise(TypeError, "sort() takes no positional arguments")
+            order = sort_order(tx, self.items, kwargs.get("key"), kwargs.get("reverse"))
+            self.items[:] = [self.items[i] for i in order]
+        elif name == "remove":
+            for i, x in enumerate(self.items):
+                if same_or_equal(tx, x, args[0]):
+                    del self.items[i]
+                    break
+            else:
+                raise would_raise(ValueError, "list.remove(x): x not in list")
         else:
             return super().call_method(tx, name, args, kwargs)
         return Const(None)
@@ -390,6 +406,28 @@ class SetV(_Seq):
             return SetV([Const(x) for x in out]) if isinstance(out, set) else Const(out)
         raise self._unsupported_method(name)
 
+    def binary_op(self, tx, fn, a: Value, b: Value):
+        """``| & - ^`` (and their in-place forms) with sets, frozensets and
+        dict views, on constant members: Python's own operator decides (the
+        result's type, a TypeError)."""
+        if fn not in _SET_OPERATORS:
+            return NotImplemented
+        x, y = a.as_python(), b.as_python()
+        if x is NO or y is NO:
+            raise GraphBreak("JF021", f"set operator {fn.__name__} on non-constant members")
+        inplace = fn in (operator.ior, operator.iand, operator.isub, operator.ixor)
+        if inplace and a is self:
+            out = fold(_SET_OPERATORS[fn], x, y).value  # (the same set, changed)
+            if self.source is not None:
+                self.items  # noqa: B018 - realise
+                tx.output.effects.container_mutated(self)
+            self.items = [Const(v) for v in out]
+            return self
+        out = fold(_SET_OPERATORS[fn], x, y).value
+        if isinstance(out, set):
+            return SetV([Const(v) for v in out])
+        return Const(out)
+
     def reconstruct(self, rb) -> tuple[str, bool]:
         inner = ", ".join(rb.expr(x) for x in self.items)
         return (f"{{{inner}}}" if self.items else "__jf_h_set()"), True
@@ -443,6 +481,36 @@ class IterV(Value):
     def reconstruct(self, rb) -> tuple[str, bool]:
         rest = "".join(rb.expr(x) + ", " for x in self.items[self.pos:])
         return f"__jf_h_iter(({rest}))", True
+
+
+def sort_order(tx, items: list, key: Value | None, reverse: Value | None) -> list[int]:
+    """The order ``sorted(items, key=key, reverse=reverse)`` puts the items
+    in (Python's stable sort): the key function is called on each item in
+    order, as Python does; what is compared must be constants (comparing
+    tensors needs their data)."""
+    rev = reverse.as_python() if reverse is not None else False
+    if rev is NO:
+        raise GraphBreak("JF015", "sort with a non-constant reverse")
+    if key is not None and key.as_python() is not None:
+        keys = [key.call(tx, [x], {}) for x in items]
+    else:
+        keys = list(items)
+    if any(isinstance(k, TensorV) for k in keys):
+        raise GraphBreak("JF004", "sorting compares tensors in Python")
+    pys = [k.as_python() for k in keys]
+    if any(p is NO for p in pys):
+        raise GraphBreak("JF015", "sorting values that are not constants")
+    return fold(lambda: sorted(range(len(pys)), key=pys.__getitem__, reverse=bool(rev))).value
+
+
+def same_or_equal(tx, x: Value, y: Value) -> bool:
+    """``x is y or x == y``, as containers compare members."""
+    try:
+        if identical(tx, x, y):
+            return True
+    except GraphBreak:
+        pass
+    return compare(tx, operator.eq, x, y).truth(tx)
 
 
 def is_structseq(cls) -> bool:

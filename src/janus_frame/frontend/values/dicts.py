@@ -23,7 +23,7 @@ from ..breaks import GraphBreak, would_raise
 from ..sources import ExprSource, Source
 from .base import NO, Value, read_before_effects
 from .constants import LITERAL_TYPES, Const, fold
-from .containers import Container, SetV, TupleV
+from .containers import Container, SetV, TupleV, same_or_equal
 from .methods import MethodV
 
 _DICT_MUTATORS = ("pop", "update", "setdefault", "clear", "popitem", "__setitem__")
@@ -300,8 +300,8 @@ class DictViewV(Value):
                 pair = [Const(pk[0]), Const(pk[1])]
             if not self.dict.contains(tx, pair[0]):
                 return False
-            return _same_or_equal(tx, self.dict.get_item(tx, pair[0]), pair[1])
-        return any(_same_or_equal(tx, v, item) for v in self._members())
+            return same_or_equal(tx, self.dict.get_item(tx, pair[0]), pair[1])
+        return any(same_or_equal(tx, v, item) for v in self._members())
 
     def get_attr(self, tx, name: str) -> Value:
         if name == "isdisjoint" and self.kind != "values":
@@ -407,18 +407,6 @@ def _as_set(tx, v: Value) -> set | None:
         return set(vals)
     except TypeError:
         raise would_raise(TypeError, "unhashable member of a set operand") from None
-
-
-def _same_or_equal(tx, x: Value, y: Value) -> bool:
-    """``x is y or x == y`` as containers compare members."""
-    from .operators import compare, identical
-
-    try:
-        if identical(tx, x, y):
-            return True
-    except GraphBreak:
-        pass
-    return compare(tx, operator.eq, x, y).truth(tx)
 
 
 def dict_key(v: Value):

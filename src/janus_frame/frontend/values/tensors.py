@@ -40,6 +40,9 @@ _TENSOR_META_METHODS = {"size", "dim", "ndimension", "numel", "nelement", "strid
 # Tensor methods that run outside any graph
 _AUTOGRAD_METHODS = {"backward", "register_hook", "retain_grad",
                      "register_post_accumulate_grad_hook"}
+# conversions of a tensor to another kind that the kind's module models,
+# registered there (numpy.py: Tensor.numpy()): name -> fn(tx, t, args, kwargs)
+CONVERSIONS: dict = {}
 # in-place operators: the dunder Python looks for on the left operand's type
 _INPLACE = {operator.iadd: "__iadd__", operator.iand: "__iand__",
             operator.ifloordiv: "__ifloordiv__", operator.ilshift: "__ilshift__",
@@ -153,6 +156,8 @@ class TensorV(Value):
         if name in _DATA_DEPENDENT:
             if name == "__len__":
                 return out.size_of(self, 0) if self.fake.dim() else Const(self.length(tx))
+            if name in CONVERSIONS:
+                return CONVERSIONS[name](tx, self, args, kwargs)
             if name == "item" and not args and not kwargs and _compared_for_branch(tx) and \
                     self.fake.numel() == 1 and not self.fake.is_complex():
                 return ItemV(self)
