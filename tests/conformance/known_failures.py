@@ -45,7 +45,7 @@ CLASSES = {
 }
 
 KNOWN: dict[str, str] = {
-    # ---- stale-guard (15)
+    # ---- stale-guard (14)
     "effects::callee_code_replaced":
         "stale-guard: inlined callee guarded by identity, not by its __code__",
     "effects::method_called_via_self_patched":
@@ -72,8 +72,6 @@ KNOWN: dict[str, str] = {
         "stale-guard: method set on the instance after compiling not guarded (instance __dict__)",
     "objects::method_added_on_subclass_shadows_base":
         "stale-guard: method found through the class MRO is not guarded (class-dict entry)",
-    "interop::numpy_negative_step_view_of_tensor":
-        "stale-guard: a builtin method of a real ndarray at a break baked in (class_attr: bound method constant, type guard only)",
     "objects::property_replaced_on_class":
         "stale-guard: property found through the class MRO is not guarded",
     # ---- aliasing (26)

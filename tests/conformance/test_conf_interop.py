@@ -460,5 +460,18 @@ P(name="is_compiling_in_module_forward", build=_flag_module_world, args=x1,
   eager_fn=lambda x: x.relu())
 
 
+def _readonly_array(k):
+    a = np.arange(3.0) + k
+    a.flags.writeable = False  # not modelled: an opaque object
+    return a
+
+
+@P(args=lambda k: (T(3), _readonly_array(k)), graphs=None, breaks=None,
+   why="a read-only ndarray is an opaque object; its builtin methods run natively")
+def numpy_readonly_argument_builtin_method(x, a):
+    y = x + 1
+    return y, a.copy(), a.sum()
+
+
 test_program = P.tests()
 

@@ -414,7 +414,9 @@ def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
     if isinstance(static, (types.BuiltinFunctionType, types.MethodDescriptorType,
                            types.WrapperDescriptorType, types.MethodWrapperType)):
         if isinstance(v, ObjV):
-            return ObjV(getattr(v.obj, name))
+            # bound to this call's instance: rebuilt from its source, never
+            # the first call's bound method baked in
+            return ObjV(getattr(v.obj, name), AttrSource(v.source, name) if v.source else None)
         raise GraphBreak("JF022", f"builtin method {name!r} of {cls.__name__}")
     if hasattr(static, "__get__") and not isinstance(static, (int, float, str, tuple)):
         raise GraphBreak("JF022", f"descriptor {type(static).__name__} {name!r}")
