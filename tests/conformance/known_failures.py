@@ -297,7 +297,7 @@ KNOWN: dict[str, str] = {
         "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
     "torch::unique_consecutive_counts[default]":
         "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
-    # ---- graph-breaks (48)
+    # ---- graph-breaks (46)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":
@@ -341,8 +341,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF001 unsupported bytecode: MATCH_CLASS is not supported",
     "language::match_structure":
         "graph-breaks: breaks: JF001 unsupported bytecode: MATCH_SEQUENCE is not supported",
-    "language::partial_callee":
-        "graph-breaks: breaks: JF009 unsupported object or operation: class partial has a custom __new__ or",
     "language::recursion_int": "graph-breaks: breaks: JF018 recursive call: _fact calls itself",
     "language::recursion_tree":
         "graph-breaks: breaks: JF018 recursive call: _tree_sum calls itself",
@@ -376,8 +374,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: call of _lru_cache_wrapper",
     "objects::object_identity_and_id":
         "graph-breaks: breaks: JF002 call to an untraceable function: constructing object",
-    "objects::partial_of_user_function":
-        "graph-breaks: breaks: JF009 unsupported object or operation: class partial has a custom __new__ or",
     "objects::setattr_getattr_delattr_builtins":
         "graph-breaks: breaks: JF009 unsupported object or operation: class SimpleNamespace has a custom __",
     "objects::slots_object":
@@ -386,7 +382,7 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF001 unsupported bytecode: LOAD_BUILD_CLASS is not supported",
     "objects::vars_and_dict": "graph-breaks: breaks: JF002 call to an untraceable function: vars",
     "objects::wraps_preserves_name":
-        "graph-breaks: breaks: JF009 unsupported object or operation: class partial has a custom __new__ or",
+        "graph-breaks: breaks: JF022 unsupported object or attribute: attribute '__module__' of function",
     "torch::manual_seed_inside":
         "graph-breaks: breaks: JF002 call to an untraceable function: manual_seed (torch._compile) runs nat",
     "torch::no_grad_decorator_callee":

@@ -371,6 +371,49 @@ def partial_as_argument(x, p):
 
 
 @P(args=lambda k: (T(3),))
+def partial_keywords_store_changes_later_calls(x):
+    def affine(t, w, b=0.0):
+        return t * w + b
+    p = functools.partial(affine, w=3.0)
+    before = p(x)
+    p.keywords["b"] = 2.0
+    return before, p(x), dict(p.keywords)
+
+
+@P(args=lambda k: (T(3), 2.0 + k))
+def partial_of_partial_flattens(x, w):
+    def affine(t, w, b=0.0):
+        return t * w + b
+    p = functools.partial(functools.partial(affine, x), w=w)
+    return p(b=1.0), p.func is affine, len(p.args), sorted(p.keywords), callable(p)
+
+
+@P(args=lambda k: (T(3), functools.partial(torch.add, alpha=2)))
+def partial_of_partial_argument(x, p):
+    q = functools.partial(p, other=x)
+    return q(x * 2), q.func is torch.add, dict(q.keywords)
+
+
+@P(args=lambda k: (T(3),))
+def partial_keywords_escape_as_the_same_dict(x):
+    p = functools.partial(torch.mul, other=3)
+    kw = p.keywords
+    return p(x), kw, p.keywords is kw
+
+
+@P(args=lambda k: (T(3),))
+def partial_of_a_non_callable_raises(x):
+    return functools.partial(x.shape[0], 1)
+
+
+@P(args=lambda k: (T(3),))
+def partial_with_non_string_keyword_raises(x):
+    p = functools.partial(torch.mul, x)
+    p.keywords[1] = 2
+    return p(other=3)
+
+
+@P(args=lambda k: (T(3),))
 def wraps_preserves_name(x):
     def deco(fn):
         @functools.wraps(fn)

@@ -7,6 +7,7 @@ import abc
 import collections
 import dataclasses
 import enum
+import functools
 import operator
 import sys
 
@@ -377,3 +378,24 @@ def test_model_output_records_stay_in_the_graph(monkeypatch):
     report = jf.explain(f)(x)
     assert not [b for b in report.breaks if b.frame.endswith("stay_in_the_graph.<locals>.f")]
     assert operator.mul in [n.target for n in rec.graphs[0].graph.nodes]
+
+
+def test_partial_made_inside_escapes_with_its_own_keywords():
+    def f(x, w):
+        p = functools.partial(torch.mul, other=w)
+        kw = p.keywords
+        return p(x), p, kw
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec, fullgraph=True)
+    x = torch.randn(3)
+    got, want = cf(x, 2.0), f(x, 2.0)
+    assert len(rec.graphs) == 1
+    torch.testing.assert_close(got[0], want[0])
+    p, kw = got[1], got[2]
+    assert type(p) is functools.partial and p.func is torch.mul and p.args == ()
+    # the returned dict is the partial's own, as in Python: storing into it
+    # changes the partial's later calls
+    assert p.keywords is kw and kw == {"other": 2.0}
+    kw["other"] = 5.0
+    torch.testing.assert_close(p(x), x * 5.0)

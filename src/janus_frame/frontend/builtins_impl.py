@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from .breaks import GraphBreak, would_raise
+from .sources import AttrSource, ItemSource
 from .values import (
-    NO, Const, DictV, FunctionV, IterV, ListV, MethodV, NdarrayV, NewObjV, ObjV, SetV, SliceV,
-    SuperV,
+    NO, Const, DictV, FunctionV, IterV, ListV, MethodV, NdarrayV, NewObjV, ObjV, PartialV,
+    SetV, SliceV, SuperV,
     SymV, TensorListV, TensorV, TupleV, Value,
 )
 from .values.containers import dedup, sort_order
@@ -90,14 +91,9 @@ def _type(tx, args, kwargs):
 
 @handles(callable)
 def _callable(tx, args, kwargs):
-    v = args[0]
-    if isinstance(v, (FunctionV, MethodV)):
-        return Const(True)
-    if isinstance(v, ObjV):
-        return Const(callable(v.obj))
-    if isinstance(v, TensorV):
-        return Const(False)
-    return Const(callable(_const(v)))
+    if len(args) != 1 or kwargs:
+        raise would_raise(TypeError, "callable() takes exactly one argument")
+    return Const(callable_value(args[0]))
 
 
 @handles(range)
@@ -293,6 +289,37 @@ def _tuple_new(tx, args, kwargs):
         raise GraphBreak("JF023", f"tuple.__new__ of {cls.__name__}")
     items = args[1].iterate(tx) if len(args) > 1 else []
     return TupleV(items, cls=None if cls is tuple else cls)
+
+
+@handles(functools.partial)
+def _partial(tx, args, kwargs):
+    if not args:
+        raise would_raise(TypeError, "type 'partial' takes at least one argument")
+    fn = args[0]
+    if not callable_value(fn):
+        raise would_raise(TypeError, "the first argument must be callable")
+    if isinstance(fn, ObjV) and fn.source is not None and type(fn.obj) is functools.partial \
+            and fn.obj.__reduce__()[2][3] is None:
+        # a real partial with no instance dict is flattened, as Python does:
+        # its parts are read through the object (they are read-only)
+        inner, src = fn.obj, fn.source
+        fn = PartialV(
+            tx.output.wrap(inner.func, AttrSource(src, "func")),
+            [tx.output.wrap(a, ItemSource(AttrSource(src, "args"), i))
+             for i, a in enumerate(inner.args)],
+            {k: tx.output.wrap(a, ItemSource(AttrSource(src, "keywords"), k))
+             for k, a in inner.keywords.items()})
+    return PartialV(fn, list(args[1:]), dict(kwargs))
+
+
+def callable_value(v: Value) -> bool:
+    """``callable(v)``: whether its type has a ``__call__`` (a class's own
+    or a builtin type's call slot, which both show in the type's dict)."""
+    if isinstance(v, (FunctionV, MethodV, PartialV)):
+        return True
+    if isinstance(v, ObjV):
+        return callable(v.obj)
+    return any("__call__" in vars(k) for k in v.python_type().__mro__)
 
 
 @handles(dict.fromkeys)

@@ -15,7 +15,7 @@ everything Python can do with it while tracing (the protocol is base.py):
   ``DictViewV`` (a live keys/values/items view);
 - objects.py: ``ObjV`` (a real object used as is), ``NewObjV`` (an instance
   created while tracing), ``SuperV``;
-- functions.py: ``FunctionV`` (made by MAKE_FUNCTION), ``CellV``;
+- functions.py: ``FunctionV`` (made by MAKE_FUNCTION), ``PartialV``, ``CellV``;
 - methods.py: ``MethodV`` (a bound method of a symbolic receiver);
 - contexts.py: ``CtxV``, ``ExitV`` (grad mode and autocast blocks);
 - numpy.py: ``NdarrayV`` (an ndarray or numpy scalar whose data is a graph
@@ -33,7 +33,7 @@ from .tensors import ItemV, TensorV
 from .objects import NewObjV, ObjV, SuperV
 from .containers import IterV, ListV, SetV, SliceV, TensorListV, TupleV
 from .dicts import DictV, DictViewV, RecordDictV
-from .functions import CellV, FunctionV
+from .functions import CellV, FunctionV, PartialV
 from .contexts import CtxV, ExitV
 from .numpy import NdarrayV
 
@@ -41,6 +41,6 @@ __all__ = [
     "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictV", "DictViewV", "DynInt",
     "ExitV",
     "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NdarrayV", "NewObjV", "NullV", "ObjV",
-    "RecordDictV", "SetV", "SliceV", "SuperV", "SymV", "TensorListV", "TensorV", "TupleV",
+    "PartialV", "RecordDictV", "SetV", "SliceV", "SuperV", "SymV", "TensorListV", "TensorV", "TupleV",
     "Value", "unguarded",
 ]

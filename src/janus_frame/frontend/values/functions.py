@@ -3,8 +3,9 @@
 In: MAKE_FUNCTION's code, defaults and closure; cells made by MAKE_CELL or
 standing for a real function's cells; a call's symbolic arguments.
 Out: ``FunctionV`` (called by binding its arguments and inlining its code),
-``CellV``, :func:`bind_args` (Python's binding rules on symbolic values, for
-every inlined call), and how both are rebuilt after the graph.
+``PartialV`` (``functools.partial`` made while tracing), ``CellV``,
+:func:`bind_args` (Python's binding rules on symbolic values, for every
+inlined call), and how they are rebuilt after the graph.
 """
 from __future__ import annotations
 
@@ -60,6 +61,61 @@ class FunctionV(Value):
         kwdefaults = "{" + ", ".join(f"{k!r}: {e(d)}" for k, d in self.kwdefaults.items()) + "}"
         return (f"{fb.const(_build_function)}({fb.const(self.code)}, __jf_h_globals(), "
                 f"{self.qualname!r}, {defaults}, {kwdefaults}, {closure})"), True
+
+
+class PartialV(Value):
+    """``functools.partial(func, *args, **keywords)`` made while tracing: a
+    call prepends the frozen arguments, as the real object does. ``func``
+    and ``args`` are read-only; ``keywords`` is the partial's own dict, so a
+    store into ``p.keywords`` changes later calls, as in Python."""
+
+    __slots__ = ("func", "args", "keywords", "source")
+
+    def __init__(self, func: Value, args: list, keywords: dict) -> None:
+        if isinstance(func, PartialV):  # partial(partial(f, a), b) is partial(f, a, b)
+            args = func.args + list(args)
+            keywords = {**func.keywords.items, **keywords}
+            func = func.func
+        self.func = func
+        self.args = list(args)
+        self.keywords = DictV(keywords)
+        self.source = None
+
+    def python_type(self) -> type:
+        return functools.partial
+
+    def truth(self, tx) -> bool:
+        return True
+
+    def get_attr(self, tx, name: str) -> Value:
+        if name == "func":
+            return self.func
+        if name == "args":
+            return TupleV(self.args)
+        if name == "keywords":
+            return self.keywords
+        return super().get_attr(tx, name)
+
+    def call(self, tx, args: list, kwargs: dict) -> Value:
+        keywords = self.keywords.items
+        if any(type(k) is not str for k in keywords):
+            raise would_raise(TypeError, "keywords must be strings")
+        return self.func.call(tx, self.args + list(args), {**keywords, **kwargs})
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        # rebuilt around the keywords dict itself, so that p.keywords stays
+        # the same object as any other reference to it
+        e = rb.expr
+        args = "(" + "".join(e(a) + ", " for a in self.args) + ")"
+        return (f"{rb.fb.const(_build_partial)}({e(self.func)}, {args}, "
+                f"{e(self.keywords)})"), True
+
+
+def _build_partial(func, args: tuple, keywords: dict) -> functools.partial:
+    p = functools.partial(func)
+    # __setstate__ keeps an exact dict as the partial's own keywords
+    p.__setstate__((func, args, keywords, None))
+    return p
 
 
 class CellV(Value):
