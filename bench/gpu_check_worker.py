@@ -280,7 +280,7 @@ def first_calls(r: Run, checks: int):
     """First call (timed, cold) and the checked calls; outputs and final state on the CPU."""
     is_janus = r.name.startswith("janus") or r.name == "dynamo+janus"
     stats = _janus_stats() if is_janus else None
-    g0 = len(stats.graphs) if stats else 0
+    g0 = stats.compiled if stats else 0  # graphs are numbered (.seq) in compile order
     f0 = len(stats.fallbacks) if stats else 0
     h0 = _hook_counters() if r.frontend == "janus" else {}
     collect = _Collect()
@@ -296,7 +296,7 @@ def first_calls(r: Run, checks: int):
             _sync(r.device)
             r.res["first_call_s"] = time.perf_counter() - t
             if stats is not None:
-                r.res["graphs_first_call"] = len(stats.graphs) - g0
+                r.res["graphs_first_call"] = stats.compiled - g0
             t = time.perf_counter()
             outs.append(_cpu(r.call()))
             _sync(r.device)
@@ -314,7 +314,7 @@ def first_calls(r: Run, checks: int):
     if msgs:
         r.res["warnings"] = msgs
     if stats is not None:
-        graphs = stats.graphs[g0:]
+        graphs = [g for g in stats.graphs if g.seq >= g0]
         r.res["graphs"] = len(graphs)
         r.res["graph_backends"] = sorted({str(getattr(g, "backend", "?")) for g in graphs})
         r.res["kernels_per_graph"] = [int(getattr(g, "num_kernels", 0)) for g in graphs]

@@ -901,7 +901,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     }
     if (PyModule_AddIntConstant(m, "DEFAULT", ACT_DEFAULT) < 0 ||
         PyModule_AddIntConstant(m, "SKIP", ACT_SKIP) < 0 ||
-        PyModule_AddIntConstant(m, "RUN_ONLY", ACT_RUN_ONLY) < 0) {
+        PyModule_AddIntConstant(m, "RUN_ONLY", ACT_RUN_ONLY) < 0 || jf_guards_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -23,4 +23,8 @@ extern PyTypeObject JF_ThreadExitWatch_Type;
 int jf_watch_thread_exit(void);
 void jf_thread_exited(void);
 
+/* guards.c: the guard helpers (type_lookup, class_attrs_ok, modules_plain)
+ * added to module m. Returns 0, or -1 with an exception set. */
+int jf_guards_init(PyObject *m);
+
 #endif

@@ -176,13 +176,14 @@ def main(argv: list | None = None) -> int:
     if not os.path.isfile(script):
         print(f"{_PROG} {ns.command}: error: script not found: {ns.script}", file=sys.stderr)
         return 2
-    cwd = os.getcwd() + os.sep
-    if not script.startswith(cwd):
-        print(f"janus_frame: note: {ns.script} is outside the working directory; global mode "
-              "compiles code under the working directory (or JANUS_COMPILE_MODULES) only",
-              file=sys.stderr)
-
     from . import hook
+    from .api import get_compiler
+
+    try:  # a bad backend or setting is the user's to fix before the script runs
+        get_compiler(ns.backend, global_mode=True)
+    except (ValueError, TypeError) as e:
+        print(f"{_PROG} {ns.command}: error: {e}", file=sys.stderr)
+        return 2
 
     prof = explainer = None
     if ns.command == "profile":

@@ -7,14 +7,15 @@ managers for global mode and for turning janus_frame off in a region.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import inspect
 import sys
 from typing import Any, Callable
 
-from . import _C
-from . import hook
+from . import _C, hook, torch_compat
+from .cache import clear_all
 from .hook import reset_stats
 
 
@@ -50,7 +51,22 @@ def get_compiler(backend, fullgraph: bool = False, dynamic=None, global_mode: bo
     c = hook.get_compiler(backend, fullgraph, dynamic, global_mode, transform=transform,
                           **options)
     _warm_up()
+    _drop_caches_at_exit()
     return c
+
+
+_exit_registered = False
+
+
+def _drop_caches_at_exit() -> None:
+    """At interpreter exit, after the program's exit handlers registered
+    later than the first compiler: every cache entry goes, so module globals
+    referenced by guards and replacements are torn down like any others
+    (their finalizers run, as in plain Python)."""
+    global _exit_registered
+    if not _exit_registered:
+        _exit_registered = True
+        atexit.register(clear_all)
 
 
 def _warm_up() -> None:
@@ -214,21 +230,21 @@ def disable(fn=None):
 
 def reset() -> None:
     """Drop every compiled entry, code strategy and statistic."""
-    _C.reset()
+    clear_all()
     reset_stats()
+    torch_compat.clear_fake_tensor_cache()
 
 
 def enable_process_wide(backend=None) -> None:
     """Global mode for this thread and every thread started later
     (``JANUS_FRAME=1``)."""
-    import atexit
     import threading
 
     comp = get_compiler(backend, global_mode=True)
     _C.set_eval_frame(comp)
     # Registered first, so it runs after the program's own exit handlers:
     # from there on (module teardown, finalizers) everything runs natively.
-    atexit.register(_end_process_wide)
+    atexit.register(_end_process_wide)  # (after _drop_caches_at_exit: runs before it)
 
     def _start_thread(*_):
         # Runs once at the start of each new thread, then removes itself.
@@ -245,3 +261,4 @@ def _end_process_wide() -> None:
 
     threading.setprofile(None)
     _C.set_eval_frame(None)
+    clear_all()

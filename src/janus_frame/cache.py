@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import types
+import weakref
 from typing import Any, Callable
 
 from . import _C
@@ -88,12 +89,28 @@ class CodeState:
         self.limit_warned = False
 
 
+# Every code object janus_frame keeps state for (weakly): what clear_all
+# drops at once. The C side's own reset is lazy (each code's entries go when
+# it next runs), and until then the entries keep what their guards and
+# replacements reference -- functions, and through them module globals.
+_codes: "weakref.WeakSet[types.CodeType]" = weakref.WeakSet()
+
+
 def code_state(code, create: bool = True) -> CodeState | None:
     st = _C.get_code_state(code)
     if st is None and create:
         st = CodeState()
         _C.set_code_state(code, st)
+        _codes.add(code)
     return st
+
+
+def clear_all() -> None:
+    """Drop every cache entry, strategy and state now."""
+    _C.reset()
+    for code in list(_codes):
+        _C.clear_code(code)
+    _codes.clear()
 
 
 # Functions called with every compile event of every compiler (the frame

@@ -28,7 +28,7 @@ import warnings
 import weakref
 from typing import Any, Callable
 
-from . import _C, faults
+from . import _C, faults, torch_compat
 from .cache import (
     CodeState, CompiledEntry, FrameFallback, SkipFrame, code_state, listeners, positional_code, stats,
 )
@@ -67,10 +67,11 @@ class FrameCompiler:
     :class:`SkipFrame` or :class:`FrameFallback`.
     """
 
-    def __init__(self, cfg: Config, backend: Any, fullgraph: bool, dynamic: bool | None,
+    def __init__(self, options: dict, backend: Any, fullgraph: bool, dynamic: bool | None,
                  global_mode: bool, listener: Callable | None = None, *,
                  transform: Callable) -> None:
-        self.config = cfg
+        config.merged(**options)  # unknown names fail here, at compile()
+        self.options = dict(options)
         self.backend_spec = backend
         self.fullgraph = fullgraph
         self.dynamic = dynamic
@@ -79,7 +80,6 @@ class FrameCompiler:
         self.transform = transform
         self.forced: weakref.WeakSet = weakref.WeakSet()  # codes compiled explicitly
         self.speculation = PerCodeStore()  # branch-site profiles (frontend/speculation.py)
-        self._backend_fn: Callable | None = None
 
     def __repr__(self) -> str:
         mode = "global" if self.global_mode else "compile"
@@ -91,14 +91,10 @@ class FrameCompiler:
         return b if isinstance(b, str) else getattr(b, "__name__", type(b).__name__)
 
     @property
-    def backend_fn(self) -> Callable:
-        if self._backend_fn is None:
-            from .backends import lookup_backend
-
-            # the compiler's options (strict, fullgraph included) reach the backend
-            self._backend_fn = lookup_backend(self.backend_spec, self.config.merged(
-                strict=self.strict))
-        return self._backend_fn
+    def config(self) -> Config:
+        """The options of ``compile(...)`` over the process-wide settings as
+        they are now (a setting changed after the compiler was made counts)."""
+        return config.merged(**self.options)
 
     @property
     def strict(self) -> bool:
@@ -106,30 +102,35 @@ class FrameCompiler:
 
     def context(self, code) -> CompileContext:
         """The context of one compile of ``code``."""
+        from .backends import lookup_backend
+
         st = code_state(code)
+        cfg = self.config.merged(strict=self.strict)
         return CompileContext(
-            config=self.config, stats=stats, speculation=self.speculation,
-            backend=self.backend_fn, hints=frozenset(st.dynamic), fullgraph=self.fullgraph,
-            dynamic=self.dynamic)
+            # the compiler's options (strict and fullgraph included) reach the backend
+            config=cfg, stats=stats, speculation=self.speculation,
+            backend=lookup_backend(self.backend_spec, cfg), hints=frozenset(st.dynamic),
+            fullgraph=self.fullgraph, dynamic=self.dynamic)
 
     def __call__(self, func, args):
         code = func.__code__
         stats.frames_seen += 1
+        cfg = self.config
         if code not in self.forced:
-            reason = skip_reason(code, self.global_mode, self.config)
+            reason = skip_reason(code, self.global_mode, cfg)
             if reason is not None:
                 _C.set_code_strategy(code, SKIP, DEFAULT)
                 stats.frames_skipped += 1
                 return None
         st = code_state(code)
         mine = [e for owner, e in st.entries if owner is self]
-        if len(mine) >= self.config.recompile_limit:
+        if len(mine) >= cfg.recompile_limit:
             if not st.limit_warned:
                 st.limit_warned = True
                 last = st.recompiles[-1] if st.recompiles else "unknown"
                 warnings.warn(
                     f"janus_frame: {code.co_qualname} ({code.co_filename}:{code.co_firstlineno}) "
-                    f"reached the recompile limit ({self.config.recompile_limit}); it now runs "
+                    f"reached the recompile limit ({cfg.recompile_limit}); it now runs "
                     f"from its cached entries or natively. Last guard failure: {last}",
                     RuntimeWarning,
                     stacklevel=2,
@@ -145,8 +146,14 @@ class FrameCompiler:
                 entry = self.transform(func, args, self.context(code))
             except SkipFrame as e:
                 log.debug("skipping %s: %s", code.co_qualname, e)
-                _C.set_code_strategy(code, SKIP, DEFAULT)
                 stats.frames_skipped += 1
+                if code in self.forced:
+                    # compiled on purpose: these argument types run natively,
+                    # others (tensors) are compiled when they come
+                    entry = typed_native_entry(func, args)
+                    st.entries.append((self, _kept(entry)))
+                    return (entry.guard, entry.replacement)
+                _C.set_code_strategy(code, SKIP, DEFAULT)
                 return None
             except FrameFallback as e:
                 stats.frames_failed += 1
@@ -176,6 +183,8 @@ class FrameCompiler:
                 )
                 _C.set_code_strategy(code, SKIP, DEFAULT)
                 return None
+            finally:
+                torch_compat.bound_fake_tensor_cache()
             dt = time.perf_counter() - t0
         if entry is None:
             return None
@@ -255,6 +264,39 @@ def native_entry(func) -> CompiledEntry:
     return CompiledEntry(guard=ns["always"], replacement=rep, guard_lines=["(runs natively)"])
 
 
+def typed_native_entry(func, args: tuple) -> CompiledEntry:
+    """An entry running the frame's original bytecode for arguments of the
+    types of ``args`` (items of tuple, list and dict arguments included):
+    what a frame gets whose trace found nothing to compile (pure Python on
+    these arguments)."""
+    consts: dict[str, Any] = {}
+
+    def k(obj) -> str:  # a constant of the guard (it runs with the frame's globals)
+        name = f"__jf_k{len(consts)}"
+        consts[name] = obj
+        return repr(name)
+
+    checks, lines = [], []
+    for i, a in enumerate(args):
+        checks.append(f"{k(type)}(a{i}) is {k(type(a))}")
+        lines.append(f"type of argument {i} is {type(a).__qualname__}")
+        if type(a) in (tuple, list):
+            checks.append(f"{k(tuple)}({k(map)}({k(type)}, a{i})) == {k(tuple(map(type, a)))}")
+        elif type(a) is dict:
+            checks.append(f"{k(tuple)}({k(map)}({k(type)}, a{i}.values())) == "
+                          f"{k(tuple(map(type, a.values())))}")
+    params = ", ".join(f"a{i}" for i in range(len(args)))
+    src = f"def typed({params}):\n    return {' and '.join(checks) or 'True'}\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)  # "'str' object is not callable"
+        code = compile(src, "<janus_frame guard>", "exec").co_consts[0]
+    code = code.replace(co_consts=tuple(consts.get(c, c) if isinstance(c, str) else c
+                                        for c in code.co_consts))
+    entry = native_entry(func)
+    return dataclasses.replace(entry, guard=types.FunctionType(code, func.__globals__),
+                               guard_lines=lines + ["(runs natively: no tensor operations)"])
+
+
 _compilers: dict[tuple, FrameCompiler] = {}
 
 
@@ -274,7 +316,6 @@ def get_compiler(backend: Any, fullgraph: bool = False, dynamic: bool | None = N
             )
     elif not callable(backend):
         raise TypeError(f"backend must be a name or a callable, got {type(backend).__name__}")
-    cfg = config.merged(**options)
     try:
         key = (backend if isinstance(backend, str) else id(backend), fullgraph, dynamic,
                global_mode, transform, tuple(sorted((k, repr(v)) for k, v in options.items())))
@@ -285,7 +326,7 @@ def get_compiler(backend: Any, fullgraph: bool = False, dynamic: bool | None = N
         c = _compilers[key]
         if isinstance(backend, str) or c.backend_spec is backend:
             return c
-    c = FrameCompiler(cfg, backend, fullgraph, dynamic, global_mode, transform=transform)
+    c = FrameCompiler(options, backend, fullgraph, dynamic, global_mode, transform=transform)
     if key is not None:
         _compilers[key] = c
     _warm_up()

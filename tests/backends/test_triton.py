@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import assert_close, graphs, jcompile
+from janus_frame.backends.janus import reset_stats
 
 pytest.importorskip("triton")
 
@@ -204,7 +205,7 @@ def test_triton_fastest_config_is_chosen(tune, monkeypatch):
         for k in _kernels():
             best = min(k.configs, key=lambda c: (pick(c), k.configs.index(c)))
             assert list(k._chosen.values()) == [best]
-        graphs().clear()
+        reset_stats()
 
 
 def test_triton_tuning_is_kept_on_disk(tune, monkeypatch):

@@ -221,4 +221,21 @@ def storage_offset_of_outputs(x):
     return v, v.storage_offset(), v.stride()
 
 
+def _same_overlapping_distinct(k):
+    t = T(8)
+    return [(t[:4], t[:4]), (t, t), (t[1:5], t[3:7]), (T(4), T(4))][k % 4]
+
+
+@P(args=_same_overlapping_distinct)
+def aliasing_pattern_changes_each_call(a, b):
+    b.sub_(a * 0.5)
+    return a * b
+
+
+@P(args=m)
+def chunks_of_intermediate_returned(x):
+    y = x.exp()
+    return y.chunk(2), y.t()[0]
+
+
 test_program = P.tests()

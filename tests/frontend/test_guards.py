@@ -109,7 +109,10 @@ def test_module_attribute_and_train_eval_and_requires_grad():
     out = cm(x)
     assert len(rec.graphs) == 4
     torch.testing.assert_close(out, m(x))
-    m.lin = nn.Linear(3, 3)  # a new submodule
+    m.lin = nn.Linear(3, 3)  # a new submodule of the same type and parameter shapes:
+    torch.testing.assert_close(cm(x), m(x))  # its parameters are graph inputs
+    assert len(rec.graphs) == 4
+    m.lin = nn.Linear(3, 3, bias=False)  # what the trace read differs: recompiled
     torch.testing.assert_close(cm(x), m(x))
     assert len(rec.graphs) == 5
 

@@ -38,8 +38,7 @@ def test_unhandled_opcodes_of_311():
         "JF001": {"LOAD_BUILD_CLASS", "SETUP_ANNOTATIONS", "LOAD_NAME", "STORE_NAME",
                   "DELETE_NAME", "GET_LEN", "MATCH_CLASS", "MATCH_KEYS", "MATCH_MAPPING",
                   "MATCH_SEQUENCE", "IMPORT_STAR", "PRINT_EXPR", "CACHE", "EXTENDED_ARG"},
-        "JF012": {"PUSH_EXC_INFO", "POP_EXCEPT", "RERAISE", "CHECK_EXC_MATCH",
-                  "WITH_EXCEPT_START", "CHECK_EG_MATCH", "PREP_RERAISE_STAR", "RAISE_VARARGS"},
+        "JF012": {"CHECK_EG_MATCH", "PREP_RERAISE_STAR"},
         "JF013": {"GET_AWAITABLE", "GET_AITER", "GET_ANEXT", "END_ASYNC_FOR",
                   "BEFORE_ASYNC_WITH", "ASYNC_GEN_WRAP"},
     }
@@ -62,7 +61,7 @@ def test_resumable_opcodes_are_those_with_a_native_step():
             "UNARY_NOT", "GET_ITER", "FOR_ITER", "POP_JUMP_FORWARD_IF_TRUE",
             "POP_JUMP_FORWARD_IF_FALSE", "POP_JUMP_BACKWARD_IF_TRUE",
             "POP_JUMP_BACKWARD_IF_FALSE", "JUMP_IF_TRUE_OR_POP", "JUMP_IF_FALSE_OR_POP",
-            "BEFORE_WITH"}
+            "BEFORE_WITH", "RAISE_VARARGS"}
 
 
 def _fn(name):

@@ -504,7 +504,7 @@ def test_user_context_managers_around_graph_segments():
             raise ValueError("boom")
 
     rec = run_both(f, torch.ones(2), [], calls=2)
-    assert len(rec.graphs) >= 2
+    assert len(rec.graphs) == 1  # both managers' Python code is traced
     log_e, log_c = [], []
     with pytest.raises(ValueError):
         g(torch.ones(1), log_e)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from ..config import config
 
 
 @dataclasses.dataclass
@@ -117,7 +116,7 @@ def explain(fn):
 
     def run(*args, **kwargs) -> ExplainReport:
         report = ExplainReport()
-        compiler = FrameCompiler(config.merged(), "eager", fullgraph=False, dynamic=None,
+        compiler = FrameCompiler({}, "eager", fullgraph=False, dynamic=None,
                                  global_mode=False, listener=report._listen,
                                  transform=_frame_transform)
         if isinstance(target, torch.nn.Module):

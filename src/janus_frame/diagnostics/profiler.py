@@ -506,14 +506,11 @@ class Profiler:
         mod = sys.modules.get("janus_frame.backends.janus")
         if mod is None:
             return
-        graphs = mod.stats.graphs
-        if self._kernel_mark > len(graphs):  # the backend's stats were reset
-            self._kernel_mark = 0
-        for cg in graphs[self._kernel_mark:]:
+        for cg in mod.stats.graphs:
             text = getattr(cg, "source", "") or ""
-            if text:
+            if cg.seq >= self._kernel_mark and text:
                 self._kernels.append(text)
-        self._kernel_mark = len(graphs)
+        self._kernel_mark = mod.stats.compiled
 
     # -- lifetime ---------------------------------------------------------
 
@@ -521,7 +518,7 @@ class Profiler:
         if self._running:
             raise RuntimeError("this profiler is already running")
         mod = sys.modules.get("janus_frame.backends.janus")
-        self._kernel_mark = len(mod.stats.graphs) if mod is not None else 0
+        self._kernel_mark = mod.stats.compiled if mod is not None else 0
         self._running = True
         self._t0 = _clock()
         self._t1 = None

@@ -103,9 +103,11 @@ _register(
 )
 _register(
     "JF012", "exception handling",
-    "a raise statement, an exception constructed to be raised, or an exception handler "
-    "(except/finally) reached while tracing",
-    "move raising and handling exceptions outside the compiled function",
+    "exception handling the interpreter does not model: an exception group (except*), an "
+    "exception's traceback or arguments it does not know, an exception class with its own "
+    "__new__ or metaclass, a bare raise with no exception handled in the compiled code",
+    "nothing to change: raising and catching ordinary exceptions is traced; this path runs "
+    "natively",
 )
 _register(
     "JF013", "generator or coroutine",
@@ -114,8 +116,9 @@ _register(
 )
 _register(
     "JF014", "module hooks",
-    "the nn.Module has forward hooks or pre-hooks, which run natively",
-    "remove the hooks while compiling, or compile the module's submodules instead",
+    "the nn.Module has backward hooks (or no hook dicts), so the call runs natively "
+    "(forward hooks and pre-hooks are traced)",
+    "remove the backward hooks while compiling, or compile the module's submodules instead",
 )
 _register(
     "JF015", "unsupported argument",
@@ -220,6 +223,16 @@ class GraphBreak(FrameFallback):
         self.root_ip: int | None = None
         self.spec_site = None  # a branch site observing outcomes (speculation.Site)
         self.exc_type: type[BaseException] | None = None  # JF020: what the code raises
+        # JF020: the exception itself, when the operation is modelled exactly
+        # (class and arguments); the interpreter then raises it in the trace
+        self.exc: BaseException | None = None
+        # the exception value being raised in the trace (interpreter.py), and
+        # the frame that re-raises it (RERAISE)
+        self.exc_value = None
+        self.reraised_by = None
+        # the break happened while the frame handled an exception, and cannot
+        # be moved to where that exception was raised: not resumable
+        self.in_handler = False
         super().__init__(detail)
 
     @property
@@ -259,10 +272,15 @@ class GraphBreak(FrameFallback):
         return text
 
 
-def would_raise(exc_type: type[BaseException], detail: str) -> GraphBreak:
-    """JF020: the traced code raises ``exc_type`` here (``detail``: why)."""
+def would_raise(exc_type: type[BaseException], detail: str,
+                exc: BaseException | None = None) -> GraphBreak:
+    """JF020: the traced code raises ``exc_type`` here (``detail``: why).
+    ``exc``: the exception Python raises there, when the operation is
+    modelled exactly (its class and arguments are Python's): the traced
+    code may then catch it (an ``except``, a suppressing ``__exit__``)."""
     gb = GraphBreak("JF020", f"{exc_type.__name__}: {detail}")
     gb.exc_type = exc_type
+    gb.exc = exc
     return gb
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .breaks import GraphBreak, would_raise
-from .sources import AttrSource, ItemSource
+from .sources import AttrSource
 from .values import (
     NO, Const, DictV, FunctionV, IterV, ListV, MethodV, NdarrayV, NewObjV, ObjV, PartialV,
     SetV, SliceV, SuperV,
@@ -28,7 +28,9 @@ from .values import (
 from .values.containers import dedup, sort_order
 from .values.constants import fold
 from .values.dicts import dict_key
+from .values.objects import callable_value
 from .values.numpy import array_as_tensor, numpy_callables, numpy_function
+from .values.generators import GeneratorV
 from .values.operators import binary, compare
 
 BUILTIN_HANDLERS: dict = {}
@@ -61,6 +63,9 @@ def _len(tx, args, kwargs):
         return tx.output.size_of(args[0], 0)  # symbolic when dim 0 is dynamic
     if isinstance(args[0], TensorListV) and args[0].symbolic:
         return args[0].sym_length
+    n = tx.output.lazy_length(args[0])  # a container read from the frame, not looked into
+    if n is not None:
+        return n
     return Const(args[0].length(tx))
 
 
@@ -140,12 +145,22 @@ def _iter(tx, args, kwargs):
     if len(args) != 1:
         raise GraphBreak("JF023", "iter() with a sentinel")
     v = args[0]
-    return v if isinstance(v, IterV) else IterV(v.iterate(tx))
+    return v if isinstance(v, (IterV, GeneratorV)) else IterV(v.iterate(tx))
 
 
 @handles(next)
 def _next(tx, args, kwargs):
     it = args[0]
+    if isinstance(it, GeneratorV):  # runs its frame to the next yield
+        if len(args) == 1:
+            return it.send(tx, Const(None))
+        try:
+            return it.send(tx, Const(None))
+        except GraphBreak as gb:
+            if gb.exc_value is None or not issubclass(gb.exc_value.python_type(),
+                                                      StopIteration):
+                raise
+            return args[1]
     if not isinstance(it, IterV):
         raise GraphBreak("JF023", f"next() of {it.python_type().__name__}")
     if it.pos < len(it.items):
@@ -153,7 +168,7 @@ def _next(tx, args, kwargs):
         return it.items[it.pos - 1]
     if len(args) > 1:
         return args[1]
-    raise would_raise(StopIteration, "next() of an exhausted iterator")
+    raise would_raise(StopIteration, "next() of an exhausted iterator", exc=StopIteration())
 
 
 @handles(list)
@@ -298,28 +313,16 @@ def _partial(tx, args, kwargs):
     fn = args[0]
     if not callable_value(fn):
         raise would_raise(TypeError, "the first argument must be callable")
-    if isinstance(fn, ObjV) and fn.source is not None and type(fn.obj) is functools.partial \
-            and fn.obj.__reduce__()[2][3] is None:
-        # a real partial with no instance dict is flattened, as Python does:
-        # its parts are read through the object (they are read-only)
-        inner, src = fn.obj, fn.source
-        fn = PartialV(
-            tx.output.wrap(inner.func, AttrSource(src, "func")),
-            [tx.output.wrap(a, ItemSource(AttrSource(src, "args"), i))
-             for i, a in enumerate(inner.args)],
-            {k: tx.output.wrap(a, ItemSource(AttrSource(src, "keywords"), k))
-             for k, a in inner.keywords.items()})
+    if isinstance(fn, ObjV) and fn.source is not None and \
+            type(fn._obj) is functools.partial and fn._obj.__reduce__()[2][3] is None:
+        # a real partial with no instance dict is flattened, as Python does.
+        # Its type is guarded; its parts are read through it, each guarded as
+        # read (as a call of it does), so one made anew each call is no new entry
+        inner, src, out = fn._obj, fn.source, tx.output
+        fn = PartialV(out.wrap(inner.func, AttrSource(src, "func")),
+                      out.wrap(inner.args, AttrSource(src, "args")).iterate(tx),
+                      out.wrap(inner.keywords, AttrSource(src, "keywords")).dict_items(tx))
     return PartialV(fn, list(args[1:]), dict(kwargs))
-
-
-def callable_value(v: Value) -> bool:
-    """``callable(v)``: whether its type has a ``__call__`` (a class's own
-    or a builtin type's call slot, which both show in the type's dict)."""
-    if isinstance(v, (FunctionV, MethodV, PartialV)):
-        return True
-    if isinstance(v, ObjV):
-        return callable(v.obj)
-    return any("__call__" in vars(k) for k in v.python_type().__mro__)
 
 
 @handles(dict.fromkeys)
@@ -455,6 +458,23 @@ def _super(tx, args, kwargs):
     if obj is None:
         raise GraphBreak("JF023", "super() without self")
     return SuperV(_const(cell.contents), obj)
+
+
+@handles(locals)
+def _locals(tx, args, kwargs):
+    """A snapshot of the frame's bound variables (locals, then cells), as
+    ``locals()`` in a function."""
+    code = tx.code
+    out = {}
+    for name in code.co_varnames + code.co_cellvars + code.co_freevars:
+        if name in code.co_cellvars or name in code.co_freevars:
+            c = tx.cells.get(name)
+            v = tx.cell(name).contents if c is not None else None
+        else:
+            v = tx.local(name)
+        if v is not None:
+            out[name] = v
+    return DictV(out)
 
 
 @handles(id)

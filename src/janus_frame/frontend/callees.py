@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import abc
 import collections
-import contextlib
 import dataclasses
 import functools
 import inspect
@@ -33,14 +32,16 @@ import torch
 from . import polyfills
 from .breaks import GraphBreak, would_raise
 from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
-from .sources import AttrSource, CellContentsSource, ItemSource
+from .sources import AttrSource, CellContentsSource, ItemSource, PinnedSource
 from .values import (
     NO, Const, CtxV, DictV, ListV, NewObjV, ObjV, RecordDictV, SymV, TensorV, TupleV, Value,
 )
 from .values.constants import fold
-from .values.contexts import set_grad_mode
+from .values.contexts import set_grad_mode, traceable_class
+from .values.exceptions import construct as construct_exception
 from .values.functions import bind_args
 from .values.methods import is_logging
+from .values.objects import MISSING, lookup
 
 # torch functions that must not be run at trace time nor put in a graph
 _TORCH_DENY = {
@@ -89,10 +90,17 @@ def _tracing_state(fn):
         return None
 
 _module_call = torch.nn.Module.__call__
+_OBJECT_NEW = object.__dict__["__new__"]
+_OBJECT_INIT = object.__dict__["__init__"]
 
 
 def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
     """``obj(*args, **kwargs)``; ``fnv`` is the value ``obj`` was read as."""
+    if isinstance(fnv, ObjV) and fnv.by_recipe():
+        if _called_by_recipe(obj):
+            fnv.settle()  # the paths below guard what they read from it
+        else:
+            fnv.obj  # noqa: B018 - what the call does depends on the object itself
     if getattr(obj, "_janus_disabled", False):
         raise GraphBreak("JF010", getattr(obj, "__qualname__", repr(obj)))
     orig = getattr(obj, "_janus_original", None)
@@ -115,12 +123,14 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
     if isinstance(obj, types.MethodType):
         return _call_bound_method(tx, fnv, obj, args, kwargs)
     if isinstance(obj, functools.partial):
+        # its function, arguments and keywords, each guarded as read (their
+        # number and names too): a partial made anew each call is the same call
         src = fnv.source
-        pargs = [tx.output.wrap(a, ItemSource(AttrSource(src, "args"), i) if src else None)
-                 for i, a in enumerate(obj.args)]
-        pkw = {k: tx.output.wrap(a, ItemSource(AttrSource(src, "keywords"), k) if src else None)
-               for k, a in obj.keywords.items()}
-        func_v = tx.output.wrap(obj.func, AttrSource(src, "func") if src else None)
+        out = tx.output
+        pargs = out.wrap(obj.args, AttrSource(src, "args") if src else None).iterate(tx)
+        pkw = out.wrap(obj.keywords, AttrSource(src, "keywords") if src else None) \
+            .dict_items(tx)
+        func_v = out.wrap(obj.func, AttrSource(src, "func") if src else None)
         return func_v.call(tx, pargs + list(args), {**pkw, **kwargs})
     if _is_torch_op(obj):
         return _call_torch(tx, obj, args, kwargs)
@@ -138,10 +148,26 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
         if isinstance(recv, logging.Logger):
             raise GraphBreak("JF003", obj.__qualname__)
         raise GraphBreak("JF002", getattr(obj, "__qualname__", repr(obj)))
-    call = getattr(type(obj), "__call__", None)
+    call = lookup(tx, type(obj), "__call__")
     if isinstance(call, types.FunctionType):
         return inline_function(tx, call, [fnv] + list(args), kwargs, None)
     raise GraphBreak("JF002", f"call of {type(obj).__name__}")
+
+
+def _called_by_recipe(obj) -> bool:
+    """Does calling ``obj`` depend only on what the call paths read from it
+    and guard (a Python function inlined: its code, defaults and cells; a
+    partial: its parts; a module: its type, hooks and attributes), not on
+    the object itself (a function run as a graph operation or by a
+    handler)?"""
+    if isinstance(obj, (functools.partial, torch.nn.Module)):
+        return type(obj) is functools.partial or isinstance(obj, torch.nn.Module)
+    if isinstance(obj, type):  # a namedtuple class (the only class guarded by recipe)
+        return issubclass(obj, tuple) and hasattr(obj, "_fields")
+    return (type(obj) is types.FunctionType and not getattr(obj, "_janus_disabled", False)
+            and getattr(obj, "_janus_original", None) is None
+            and BUILTIN_HANDLERS.get(_key(obj)) is None and not _is_torch_op(obj)
+            and obj not in PURE_FUNCTIONS and obj.__module__ != "math" and not is_logging(obj))
 
 
 def _call_bound_method(tx, fnv: Value, obj: types.MethodType, args, kwargs) -> Value:
@@ -193,20 +219,108 @@ def _call_torch(tx, fn, args, kwargs) -> Value:
 
 
 def _call_module(tx, fnv: Value, mod: torch.nn.Module, args, kwargs) -> Value:
+    """``mod(*args, **kwargs)`` as ``Module._call_impl`` does it: forward
+    pre-hooks, ``forward`` (the instance's own, else the class's), forward
+    hooks. Guarded: the class's ``__call__`` and ``forward`` (class guards),
+    the hook dicts and the instance dict (module_plain: all empty, no
+    instance forward; with hooks, their keys). Backward hooks run natively."""
     from torch.nn.modules import module as M
 
-    if (mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks or
-            mod._backward_pre_hooks or M._global_forward_hooks or
-            M._global_forward_pre_hooks or M._global_backward_hooks or
-            M._global_backward_pre_hooks):
-        raise GraphBreak("JF014", type(mod).__name__)
-    call = type(mod).__call__
+    out = tx.output
+    cls = type(mod)
+    call = lookup(tx, cls, "__call__")
     if call is not _module_call:
+        if not isinstance(call, types.FunctionType):
+            raise GraphBreak("JF002", f"call of {cls.__name__} (a builtin __call__)")
         return inline_function(tx, call, [fnv] + list(args), kwargs, None)
-    fwd = type(mod).forward
-    if "forward" in mod.__dict__:
-        raise GraphBreak("JF023", "forward replaced on the instance")
-    return inline_function(tx, fwd, [fnv] + list(args), kwargs, None)
+    src = fnv.source if fnv.source is not None else PinnedSource(mod)
+    d = mod.__dict__
+    if not all(isinstance(d.get(n), dict) for n in _HOOK_DICTS):
+        raise GraphBreak("JF014", f"{cls.__name__} without its hook dicts (Module.__init__ "
+                         "not run)")
+    global_pre, global_post = M._global_forward_pre_hooks, M._global_forward_hooks
+    pre = list(global_pre.items()) + list(d["_forward_pre_hooks"].items())
+    post = list(global_post.items()) + list(d["_forward_hooks"].items())
+    if "forward" in d:
+        fwd_v = out.wrap(d["forward"], AttrSource(src, "forward"))
+    else:
+        fwd = lookup(tx, cls, "forward")
+        if not isinstance(fwd, types.FunctionType):
+            raise GraphBreak("JF002", f"{cls.__name__}.forward is not a Python function")
+        fwd_v = None
+    if not pre and not post and "forward" not in d and not _backward_hooks(mod, M):
+        out.guards.module_plain(src)
+        return inline_function(tx, fwd, [fnv] + list(args), kwargs, None)
+    # hooks (or an instance forward): what _call_impl reads, guarded as is
+    g = out.guards
+    dicts = [(AttrSource(src, n), d[n]) for n in _HOOK_DICTS]
+    dicts += [(PinnedSource(x), x) for x in (
+        global_pre, global_post, M._global_backward_hooks, M._global_backward_pre_hooks,
+        M._global_forward_hooks_with_kwargs)]
+    for dsrc, dv in dicts:
+        keys = list(dv)
+        g.add(f"__jf_h_list({dsrc.expr()}) == {keys!r}", f"keys of {dsrc.name()} == {keys!r}")
+    g.add(f"({'forward' in d!r} is ('forward' in {src.expr()}.__dict__))",
+          f"forward {'' if 'forward' in d else 'not '}set on the instance {src.name()}")
+    if _backward_hooks(mod, M):
+        raise GraphBreak("JF014", f"{cls.__name__} has backward hooks (they run natively)")
+    if fwd_v is None:
+        fwd_v = _MethodOf(fnv, fwd)
+    pre_src = {id(global_pre): PinnedSource(global_pre),
+               id(d["_forward_pre_hooks"]): AttrSource(src, "_forward_pre_hooks")}
+    args_v: Value = TupleV(list(args))
+    kwargs_v: Value = DictV(dict(kwargs))
+    for table in (global_pre, d["_forward_pre_hooks"]):
+        for hid, hook in list(table.items()):
+            hook_v = out.wrap(hook, ItemSource(pre_src[id(table)], hid))
+            if hid in d["_forward_pre_hooks_with_kwargs"]:
+                r = hook_v.call(tx, [fnv, args_v, kwargs_v], {})
+                if not _is_none(r):
+                    if not (isinstance(r, TupleV) and len(r.items) == 2):
+                        raise would_raise(RuntimeError, "forward pre-hook must return None "
+                                          "or a tuple of (new_args, new_kwargs)")
+                    args_v, kwargs_v = r.items
+            else:
+                r = hook_v.call(tx, [fnv, args_v], {})
+                if not _is_none(r):
+                    args_v = r if isinstance(r, TupleV) else TupleV([r])
+    result = fwd_v.call(tx, list(args_v.iterate(tx)), dict(kwargs_v.dict_items(tx)))
+    post_src = {id(global_post): PinnedSource(global_post),
+                id(d["_forward_hooks"]): AttrSource(src, "_forward_hooks")}
+    for table in (global_post, d["_forward_hooks"]):
+        for hid, hook in list(table.items()):
+            hook_v = out.wrap(hook, ItemSource(post_src[id(table)], hid))
+            if hid in d["_forward_hooks_with_kwargs"] or \
+                    hid in M._global_forward_hooks_with_kwargs:
+                r = hook_v.call(tx, [fnv, args_v, kwargs_v, result], {})
+            else:
+                r = hook_v.call(tx, [fnv, args_v, result], {})
+            if not _is_none(r):
+                result = r
+    return result
+
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+               "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs")
+
+
+def _backward_hooks(mod, M) -> bool:
+    return bool(mod._backward_hooks or mod._backward_pre_hooks or M._global_backward_hooks or
+                M._global_backward_pre_hooks)
+
+
+def _is_none(v: Value) -> bool:
+    return isinstance(v, Const) and v.value is None
+
+
+class _MethodOf:
+    """``mod.forward`` bound to the module's value (the class's function)."""
+
+    def __init__(self, recv: Value, fn) -> None:
+        self.recv, self.fn = recv, fn
+
+    def call(self, tx, args, kwargs) -> Value:
+        return inline_function(tx, self.fn, [self.recv] + list(args), kwargs, None)
 
 
 def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
@@ -222,8 +336,6 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
         return CtxV("grad_set", prev)
     if cls is torch.autocast or cls is torch.amp.autocast or cls is torch.cpu.amp.autocast:
         return _autocast_ctx(cls, args, kwargs)
-    if cls is contextlib.nullcontext:
-        return CtxV("null", None)
     if cls is torch.Size and len(args) == 1 and not kwargs and \
             isinstance(args[0], (ListV, TupleV)) and any(
                 isinstance(x, SymV) for x in args[0].items):
@@ -231,32 +343,53 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
     if cls in (torch.Size, torch.device, torch.dtype, slice, range):
         return _fold_call(cls, args, kwargs)
     if issubclass(cls, BaseException):
-        raise GraphBreak("JF012", f"constructing exception {cls.__name__}")
-    if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+        return construct_exception(tx, cls, args, kwargs)
+    if issubclass(cls, tuple) and lookup(tx, cls, "_fields") is not MISSING:
+        lookup(tx, cls, "__new__")  # (its signature binds the arguments)
         bound = _bind(inspect.signature(cls), args, kwargs)
-        return TupleV([bound[f] for f in cls._fields], cls=cls)
+        items = [bound[f] for f in cls._fields]
+        if isinstance(fnv, ObjV) and fnv.source is not None:
+            return _BuiltTupleV(items, cls=cls, cls_value=fnv)
+        return TupleV(items, cls=cls)
     if issubclass(cls, torch.nn.Module) or issubclass(cls, torch.Tensor):
         raise GraphBreak("JF023", f"constructing {cls.__name__} inside a compiled frame")
     if cls.__module__ == "builtins" or _is_torch_op(cls):
         raise GraphBreak("JF002", f"constructing {cls.__name__}")
     if issubclass(cls, dict):
         return _construct_dict_subclass(tx, cls, args, kwargs)
-    if hasattr(cls, "__enter__") and hasattr(cls, "__exit__"):
+    if lookup(tx, cls, "__enter__") is not MISSING and lookup(tx, cls, "__exit__") is not MISSING \
+            and not traceable_class(cls):
         raise GraphBreak("JF016", f"{cls.__qualname__}")
     # abstract base classes construct like plain classes (ABCMeta adds
     # only the check that no abstract method is left)
-    if cls.__new__ is not object.__new__ or type(cls) not in (type, abc.ABCMeta) or \
-            getattr(cls, "__abstractmethods__", None):
+    if lookup(tx, cls, "__new__") is not _OBJECT_NEW or type(cls) not in (type, abc.ABCMeta) \
+            or getattr(cls, "__abstractmethods__", None):
         raise GraphBreak("JF023", f"class {cls.__name__} has a custom __new__ or metaclass")
     obj = NewObjV(cls)
-    init = cls.__init__
-    if init is not object.__init__:
+    init = lookup(tx, cls, "__init__")
+    if init is not _OBJECT_INIT:
         if not isinstance(init, types.FunctionType):
             raise GraphBreak("JF023", f"{cls.__name__}.__init__ is not a Python function")
         inline_function(tx, init, [obj] + list(args), kwargs, None)
     elif args or kwargs:
         raise would_raise(TypeError, f"{cls.__name__}() takes no arguments")
     return obj
+
+
+class _BuiltTupleV(TupleV):
+    """A namedtuple built while tracing from a class read from the frame
+    (which may be guarded by its recipe, not its identity: made anew each
+    call): rebuilt with the class as read at run time."""
+
+    __slots__ = ("cls_value",)
+
+    def __init__(self, items, *, cls: type, cls_value: Value) -> None:
+        super().__init__(items, cls=cls)
+        self.cls_value = cls_value
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        inner = "".join(rb.expr(x) + ", " for x in self.items)
+        return f"{rb.expr(self.cls_value)}({inner})", False
 
 
 def _construct_record(cls, args, kwargs) -> Value:
@@ -331,19 +464,34 @@ def inline_function(tx, fn: types.FunctionType, args, kwargs, fn_source) -> Valu
     if getattr(fn, "_janus_disabled", False):
         raise GraphBreak("JF010", fn.__qualname__)
     code = fn.__code__
-    src = fn_source
+    # a function with no source of its own was found by a guarded route
+    # (through its class, a hook dict, ...): reads through it are guarded
+    # on the object itself
+    src = fn_source if fn_source is not None else PinnedSource(fn)
     out = tx.output
+    g = out.guards
+    # its code (assignable) and the shape of its defaults; the defaults and
+    # cells themselves are guarded as they are read
+    g.identity(AttrSource(src, "__code__"), code)
+    nd, kwd = fn.__defaults__, fn.__kwdefaults__
+    if nd is None and kwd is None:
+        g.add(f"({src.expr()}.__defaults__ is None and {src.expr()}.__kwdefaults__ is None)",
+              f"{src.name()} has no defaults")
+    else:
+        g.add(f"__jf_h_len({src.expr()}.__defaults__ or ()) == {len(nd or ())}",
+              f"{src.name()} has {len(nd or ())} defaults")
+        g.add(f"__jf_h_list({src.expr()}.__kwdefaults__ or ()) == {list(kwd or ())!r}",
+              f"{src.name()} keyword defaults {list(kwd or ())!r}")
     defaults = tuple(
-        out.wrap(d, ItemSource(AttrSource(src, "__defaults__"), i) if src else None)
-        for i, d in enumerate(fn.__defaults__ or ()))
+        out.wrap(d, ItemSource(AttrSource(src, "__defaults__"), i))
+        for i, d in enumerate(nd or ()))
     kwdefaults = {
-        k: out.wrap(d, ItemSource(AttrSource(src, "__kwdefaults__"), k) if src else None)
-        for k, d in (fn.__kwdefaults__ or {}).items()}
+        k: out.wrap(d, ItemSource(AttrSource(src, "__kwdefaults__"), k))
+        for k, d in (kwd or {}).items()}
     cells = {}
     for i, name in enumerate(code.co_freevars):
         real = fn.__closure__[i]
-        csrc = CellContentsSource(ItemSource(AttrSource(src, "__closure__"), i)) \
-            if src else None
+        csrc = CellContentsSource(ItemSource(AttrSource(src, "__closure__"), i))
         cells[name] = out.real_cell(real, name, csrc)
     locals_ = bind_args(code, fn.__name__, defaults, kwdefaults, args, kwargs)
     return tx.inline_code(code, fn.__globals__, locals_, cells, fn_source=src)

@@ -23,6 +23,7 @@ from bytecode import Bytecode, FreeVar, Instr
 from bytecode.instr import InstrLocation
 
 from ..diagnostics.logs import artifact_logger
+from .sources import pinned
 
 
 class FunctionBuilder:
@@ -103,6 +104,8 @@ class FunctionBuilder:
                 elif gname.startswith("__jf_c_"):
                     uses_free = True
                     out.append(Instr("LOAD_DEREF", FreeVar(gname[7:]), lineno=lineno))
+                elif gname.startswith("__jf_p"):
+                    out.append(Instr("LOAD_CONST", pinned(int(gname[6:])), lineno=lineno))
                 elif gname == "__jf_torch":
                     import torch
 

@@ -31,8 +31,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import weakref
 
-from .. import _C, faults
+from .. import _C, faults, torch_compat
 from ..cache import CompiledEntry
 from ..diagnostics.logs import artifact_logger
 from .breaks import GraphBreak
@@ -47,6 +48,24 @@ log = logging.getLogger("janus_frame")
 
 
 def compile_frame(func, args: tuple, ctx) -> CompiledEntry:
+    """The entry for this frame. The fx sources the compile registered (for
+    tracebacks) are forgotten when the entry's replacement code dies, or at
+    once if the compile made no entry."""
+    before = torch_compat.fx_source_keys()
+    entry = None
+    try:
+        entry = _compile_frame(func, args, ctx)
+        return entry
+    finally:
+        new = torch_compat.fx_source_keys() - before
+        if new:
+            if entry is not None and entry.replacement is not None:
+                weakref.finalize(entry.replacement.__code__, torch_compat.forget_fx_sources, new)
+            else:
+                torch_compat.forget_fx_sources(new)
+
+
+def _compile_frame(func, args: tuple, ctx) -> CompiledEntry:
     if user_modes_active():
         # a torch-function/dispatch mode of the program decides what each
         # torch call does: this frame runs natively while one is active
@@ -77,11 +96,7 @@ def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
             raise
         brk = gb
     try:
-        seg = trace(func, args, ctx, brk.root_ip, symbolic)
-        if not seg.frame.stopped:
-            raise brk
-        seg.brk = brk
-        entry = _entry(seg, ctx)
+        entry = _entry_at_break(func, args, ctx, brk, symbolic)
     except GraphBreak as e:
         if e.filename is None:  # the state at the break cannot be handed back
             brk.detail += f" (the frame then runs natively: {e.reason})"
@@ -102,6 +117,27 @@ def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
     if lg is not None:
         lg.info("%s", brk)
     return entry
+
+
+def _entry_at_break(func, args, ctx, brk: GraphBreak, symbolic: bool) -> CompiledEntry:
+    """The entry of the frame traced up to the break. A value at the break
+    that cannot be handed back but was made by an earlier instruction of
+    the frame (a generator: ``retry_at``) moves the break there: that
+    instruction runs natively."""
+    while True:
+        seg = trace(func, args, ctx, brk.root_ip, symbolic)
+        if not seg.frame.stopped:
+            raise brk
+        seg.brk = brk
+        try:
+            return _entry(seg, ctx)
+        except GraphBreak as e:
+            at = getattr(e, "retry_at", None)
+            if e.filename is not None or at is None or at >= brk.root_ip:
+                raise
+            brk.root_ip = at
+            if not_resumable(func.__code__, brk) is not None:
+                raise
 
 
 def _entry(seg: Segment, ctx) -> CompiledEntry:

@@ -2,10 +2,17 @@
 
 In: checks registered while tracing, each on a source the trace actually read
 (tensor metadata, specialised constants, object identity and type, container
-lengths and keys, global torch state).
+lengths and keys, global torch state), the attribute resolutions the trace
+made through classes (:meth:`Guards.class_attr`) and the modules it called
+without running hooks (:meth:`Guards.module_plain`).
 Out: one generated function over the frame's argument slots that evaluates
-all checks as a single boolean expression, plus a verbose twin that names the
-first failing check (for recompile logs), and readable guard lines.
+all checks as a single boolean expression (False, never an exception, when a
+check cannot be evaluated), plus a verbose twin that names the first failing
+check (for recompile logs), and readable guard lines.
+
+Class resolutions and plain modules are checked in C (``janus_frame._C``),
+each kind by one call per entry: a class costs a version-tag comparison
+while it is unchanged, a module a few dict lookups.
 """
 from __future__ import annotations
 
@@ -15,8 +22,11 @@ import types
 
 import torch
 
+from .. import _C
 from .codegen import FunctionBuilder
 from .sources import Source
+
+MISSING = _C.MISSING  # what a class lookup finds for an absent name
 
 
 class Guards:
@@ -25,6 +35,10 @@ class Guards:
         self._clauses: dict[str, str] = {}  # expression -> readable description
         self._dynamic_ok: dict[str, str] = {}  # int-value clause -> its source's name
         self._tensor_shapes: dict[str, tuple] = {}  # tensor clause -> (name, expr, shape)
+        # class -> {(name, start): what its MRO lookup found} (see class_attr)
+        self._classes: dict[type, dict[tuple, object]] = {}
+        self._modules: dict[str, str] = {}  # expression of a plain module -> its name
+        self._finished = False
 
     def add(self, expr: str, desc: str) -> None:
         if expr not in self._clauses:
@@ -43,6 +57,38 @@ class Guards:
     def identity(self, src: Source, obj) -> None:
         self.add(f"{src.expr()} is {self.fb.const(obj)}",
                  f"{src.name()} is the same object ({_short(obj)})")
+
+    def class_attr(self, cls: type, name: str, found, start: type | None = None) -> None:
+        """The trace relied on ``cls``'s MRO (after ``start``: a ``super()``
+        lookup) resolving ``name`` to ``found`` (the raw class-dict entry, or
+        MISSING). Methods, properties, class attributes, ``__call__``,
+        ``__init__``, ``__getattr__``: everything inlined through a class."""
+        self._classes.setdefault(cls, {})[(name, start)] = found
+
+    def instance_lacks(self, src: Source, name: str) -> None:
+        """``name`` is not in the instance dict at ``src`` (so the class's
+        attribute is what a lookup finds)."""
+        self.add(f"({name!r} not in {src.expr()}.__dict__)",
+                 f"{name!r} not set on the instance {src.name()}")
+
+    def module_plain(self, src: Source) -> None:
+        """The ``nn.Module`` at ``src`` has no hooks and no ``forward`` of its
+        own, and no global module hooks exist: calling it is calling its
+        class's ``forward``."""
+        self._modules.setdefault(src.expr(), src.name())
+
+    def namedtuple_class(self, src: Source, cls: type) -> bool:
+        """A class made by ``collections.namedtuple``, guarded by its recipe
+        (name, fields, defaults, the generated methods) instead of its
+        identity: one made anew each call (before a graph break) is the same
+        class to the trace. False (nothing guarded) if ``cls`` is none."""
+        recipe = namedtuple_recipe(cls)
+        if recipe is None:
+            return False
+        k = self.fb.const
+        self.add(f"{k(namedtuple_recipe)}({src.expr()}) == {k(recipe)}",
+                 f"{src.name()} is a namedtuple class {cls.__name__}{recipe[3]}")
+        return True
 
     def same_object(self, src: Source, other: Source) -> None:
         self.add(f"{src.expr()} is {other.expr()}", f"{src.name()} is {other.name()}")
@@ -64,11 +110,13 @@ class Guards:
         lit = repr(value) if literal else self.fb.const(value)
         expr = f"(__jf_h_type({e}) is {tc} and {e} == {lit})"
         self.add(expr, f"{src.name()} == {value!r} ({t.__name__})")
-        if t is int:  # if this fails, the recompile may make the int a graph input
+        if t in (int, float):  # if this fails, the recompile may make it a graph input
             self._dynamic_ok[expr] = src.name()
 
-    def length(self, src: Source, obj) -> None:
-        self.type_is(src, obj)
+    def length(self, src: Source, obj, typed: bool = True) -> None:
+        """The type (unless ``typed`` is False: guarded otherwise) and the length."""
+        if typed:
+            self.type_is(src, obj)
         expr = f"__jf_h_len({src.expr()}) == {len(obj)}"
         self.add(expr, f"len({src.name()}) == {len(obj)}")
         if type(obj) is list:  # a list of tensors whose length varies: stacked (output.py)
@@ -126,13 +174,45 @@ class Guards:
 
     # -- output ----------------------------------------------------------------
 
+    def _finish(self) -> None:
+        """The aggregate checks, after every other (they read sources whose
+        types the clauses before them checked)."""
+        if self._finished:
+            return
+        self._finished = True
+        k = self.fb.const
+        if self._classes:
+            specs, what = [], []
+            for cls, found in self._classes.items():
+                keys = list(found)
+                specs.append((cls, [_C.type_tag(cls)], tuple(n for n, _ in keys),
+                              tuple(found[key] for key in keys),
+                              tuple(st for _, st in keys)))
+                what.append(f"{cls.__qualname__}.{{{', '.join(sorted({n for n, _ in keys}))}}}")
+            self.add(f"{k(_C.class_attrs_ok)}({k(tuple(specs))})",
+                     f"class attributes resolve as traced: {'; '.join(what)}")
+        if self._modules:
+            from torch.nn.modules import module as M
+
+            dicts = (M._global_forward_hooks, M._global_forward_pre_hooks,
+                     M._global_backward_hooks, M._global_backward_pre_hooks)
+            mods = "".join(f"{e}, " for e in self._modules)
+            self.add(f"{k(_C.modules_plain)}(({mods}), {k(dicts)})",
+                     f"no module hooks and no instance forward: "
+                     f"{', '.join(self._modules.values())}")
+
     def lines(self) -> list[str]:
+        self._finish()
         return list(self._clauses.values())
 
     def build(self, lineno: int, globals_: dict, closure: tuple | None = None):
         """Returns (guard_fn, explain_failure(func, args) -> str | None)."""
+        self._finish()
         exprs = list(self._clauses)
-        body = [f"return {shared_reads(exprs)}" if exprs else "return True"]
+        # a check that cannot be evaluated (an attribute or key gone) is a
+        # failed check, never an exception at the user's call
+        body = ["try:", f"    return {shared_reads(exprs)}" if exprs else "    return True",
+                "except Exception:", "    return False"]
         guard = self.fb.build("__jf_guard", body, lineno, "guard", globals_, closure)
         # Failing tensor checks are all collected with the new sizes (every
         # input whose size changed becomes dynamic in one recompile); any
@@ -176,6 +256,41 @@ class Guards:
             return FailedGuard("; ".join(texts), dyn[failed[-1][0]], tuple(dims))
 
         return guard, explain_failure
+
+
+_NAMEDTUPLE_KEYS = frozenset((
+    "__doc__", "__getnewargs__", "__match_args__", "__module__", "__new__", "__repr__",
+    "__slots__", "_asdict", "_field_defaults", "_fields", "_make", "_replace"))
+_NAMEDTUPLE_METHODS = ("_make", "_replace", "__repr__", "_asdict", "__getnewargs__")
+
+
+def namedtuple_recipe(cls):
+    """What two classes made by the same ``collections.namedtuple`` call
+    share (None when ``cls`` is not such a class exactly: a subclass with
+    methods of its own, a patched one): name, module, fields, defaults, the
+    generated ``__new__``'s bytecode and the template methods' code."""
+    try:
+        if type(cls) is not type or cls.__bases__ != (tuple,):
+            return None
+        d = cls.__dict__
+        fields = d["_fields"]
+        if type(fields) is not tuple or d.keys() != _NAMEDTUPLE_KEYS | set(fields):
+            return None
+        getter = type(d[fields[0]]) if fields else None
+        if any(type(d[f]) is not getter for f in fields) or \
+                getattr(getter, "__module__", "") not in ("collections", "_collections"):
+            return None
+        new = d["__new__"].__func__
+        defaults = new.__defaults__ or ()
+        if not all(type(x) in (int, float, str, bool, bytes, type(None)) for x in defaults):
+            return None
+        code = new.__code__
+        methods = tuple(getattr(d[n], "__func__", d[n]).__code__ for n in _NAMEDTUPLE_METHODS)
+        return (cls.__name__, cls.__qualname__, d["__module__"], fields,
+                tuple((type(x), x) for x in defaults), code.co_code, code.co_names,
+                code.co_varnames, methods, d["__doc__"])
+    except Exception:  # noqa: BLE001 - not a namedtuple class as made by collections
+        return None
 
 
 def user_modes_active() -> bool:

@@ -19,8 +19,8 @@ import torch
 
 from .breaks import GraphBreak
 from .bytecode_info import (
-    RESUME_CODES, leading_argument, live_locals, load_instructions, original_position,
-    try_regions,
+    RESUME_CODES, exception_handlers, instr_offsets, leading_argument, live_locals,
+    load_instructions, original_position,
 )
 from .interpreter import Translator
 from .handlers import NATIVE_STEPS
@@ -42,10 +42,10 @@ def not_resumable(code, gb: GraphBreak) -> str | None:
         return "no location"
     instrs, _ = load_instructions(code)
     ins = instrs[gb.root_ip]
+    if gb.in_handler:
+        return "inside an exception handler"
     if ins.name not in _RESUMABLE:
         return f"{ins.name} cannot run on its own"
-    if try_regions(code)[gb.root_ip]:
-        return "inside a try or with block"
     return None
 
 
@@ -56,11 +56,37 @@ class _Result:
         self.name = name
 
 
+class _Raised(_Result):
+    """The exception the instruction run natively raised, for its handler."""
+
+
+_LASTI = object()  # stack slot: the raising instruction's offset (see _continue)
+
+
 def break_tail(func, tx: Translator, rb: Rebuilder) -> list[str]:
     """The tail after a break: the breaking instruction's registered native
-    step (handlers/, ``@native_step``) runs it natively and hands over."""
+    step (handlers/, ``@native_step``) runs it natively and hands over.
+
+    An instruction covered by the exception table (in a try body, a
+    with-block) runs under its handler's protection, as in the frame: an
+    exception it raises goes to the resume function of the handler, with the
+    stack cut back to the handler's depth, the offset of the instruction if
+    the entry asks for it, and the exception. The hand-over itself runs
+    after the ``try`` (the rest of the function is not protected by it)."""
     ins = tx.instrs[tx.stop_at]
-    return NATIVE_STEPS[ins.name](tx, ins, _Emit(func, tx, rb))
+    h = exception_handlers(tx.code)[tx.stop_at]
+    if h is None:
+        return NATIVE_STEPS[ins.name](tx, ins, _Emit(func, tx, rb))
+    emit = _Emit(func, tx, rb, protected=True)
+    body = NATIVE_STEPS[ins.name](tx, ins, emit)
+    stack = list(tx.stack[:h.depth]) + ([_LASTI] if h.lasti else []) + [_Raised("__jf_e")]
+    on_raise = _continue(func, tx, rb, stack, h.target, protected=True,
+                         raising_at=tx.stop_at)
+    lines = ["while True:", "    try:"]
+    lines += ["        " + x for x in body]
+    lines += ["    except BaseException as __jf_e:"]
+    lines += ["        " + x for x in on_raise]
+    return lines + ["return __jf_k[0](__jf_k[1], __jf_k[2])"]
 
 
 class _Emit:
@@ -68,8 +94,9 @@ class _Emit:
     break's instruction run natively, then the hand-over to the resume
     function."""
 
-    def __init__(self, func, tx: Translator, rb: Rebuilder) -> None:
+    def __init__(self, func, tx: Translator, rb: Rebuilder, protected: bool = False) -> None:
         self._func, self._tx, self._rb = func, tx, rb
+        self._protected = protected
 
     def expr(self, v) -> str:
         """An expression rebuilding ``v`` after the graph."""
@@ -84,8 +111,10 @@ class _Emit:
         return _Result(name)
 
     def cont(self, stack_after: list, at: int) -> list[str]:
-        """Lines continuing at instruction ``at`` with ``stack_after``."""
-        return _continue(self._func, self._tx, self._rb, stack_after, at)
+        """Lines continuing at instruction ``at`` with ``stack_after`` (the
+        last statement of the block they are in)."""
+        return _continue(self._func, self._tx, self._rb, stack_after, at,
+                         protected=self._protected)
 
     def observed(self, cond: str, lines: list) -> str:
         """A branch condition evaluated once (and observed at a speculation site)."""
@@ -113,9 +142,14 @@ def _observed(tx: Translator, rb: "Rebuilder", cond: str, lines: list) -> str:
     return "__jf_c"
 
 
-def _continue(func, tx: Translator, rb: "Rebuilder", stack_after: list, at: int):
+def _continue(func, tx: Translator, rb: "Rebuilder", stack_after: list, at: int, *,
+              protected: bool = False, raising_at: int | None = None):
     """Lines that hand the stack and the live locals to the resume function
-    for instruction ``at`` and return its result."""
+    for instruction ``at`` and return its result; ``protected``: inside the
+    ``while``/``try`` of break_tail, they leave the hand-over in ``__jf_k``
+    and break out. ``raising_at``: the instruction whose offset fills the
+    ``_LASTI`` slot (as in the resume code: RERAISE may set it as the
+    frame's last instruction)."""
     code = func.__code__
     is_resume = code in RESUME_CODES
     orig, at = original_position(code, at)
@@ -134,9 +168,10 @@ def _continue(func, tx: Translator, rb: "Rebuilder", stack_after: list, at: int)
             live.append(name)
             values.append(tx.lazy_args[name][1].expr())
     null_slots = tuple(isinstance(v, NullV) for v in stack_after)
-    stack_vals = [v.name if isinstance(v, _Result) else rb.expr(v)
-                  for v in stack_after if not isinstance(v, NullV)]
     rcode = resume_code(orig, at, null_slots, tuple(live))
+    stack_vals = [v.name if isinstance(v, _Result) else
+                  repr(_offset_in(rcode, orig, code, raising_at)) if v is _LASTI else rb.expr(v)
+                  for v in stack_after if not isinstance(v, NullV)]
     tx.output.resume_codes.append(rcode)
     if tx.output.sym_inputs or tx.output.dynamic:
         _hand_over_dynamic(rcode, tx, live, stack_after)
@@ -153,6 +188,8 @@ def _continue(func, tx: Translator, rb: "Rebuilder", stack_after: list, at: int)
     call = fb.const(TailCall if is_resume else trampoline)
     ordered = values[:1] + stack_vals + values[1:] if lead else stack_vals + values
     args = "".join(x + ", " for x in ordered)
+    if protected:
+        return [f"__jf_k = ({call}, {fn}, ({args}))", "break"]
     if rcode is code and not code.co_freevars and not code.co_cellvars and \
             code.co_argcount == len(ordered):
         # the next iteration of a loop whose body is this very segment: when
@@ -168,6 +205,13 @@ def _continue(func, tx: Translator, rb: "Rebuilder", stack_after: list, at: int)
                 "    continue",
                 f"return {call}({fn}, __jf_next)"]
     return [f"return {call}({fn}, ({args}))"]
+
+
+def _offset_in(rcode, orig, code, index: int) -> int:
+    """The offset in ``rcode`` (a resume code of ``orig``) of instruction
+    ``index`` of ``code`` (the frame's code, ``orig`` or a resume code)."""
+    _, i = original_position(code, index)
+    return instr_offsets(rcode)[i - RESUME_CODES[rcode].offset]
 
 
 def _hand_over_dynamic(rcode, tx, live: list, stack_after: list) -> None:
@@ -186,7 +230,7 @@ def _hand_over_dynamic(rcode, tx, live: list, stack_after: list) -> None:
         return
     named = [(f"L[{n!r}]", tx.locals[n]) for n in live if n in tx.locals]
     named += [(f"L['__jf_s{i}']", v) for i, v in enumerate(stack_after)
-              if not isinstance(v, NullV)]
+              if not isinstance(v, (NullV, _Raised)) and v is not _LASTI]
     for name, v in named:
         if isinstance(v, TensorV):
             dyn.update((name, d) for d, n in enumerate(v.fake.shape)

@@ -12,6 +12,18 @@ handler is a registered graph break. User functions are inlined by running
 a child Translator on the same OutputGraph (``inline_code``). Under the
 checks flag every handler's effect on the stack is compared with
 ``dis.stack_effect``.
+
+Exceptions: an instruction that raises an exception the trace knows exactly
+(a JF020 break carrying the exception, see handlers/exceptions.py) makes the
+loop unwind as CPython does: the code's exception table gives the handler
+of the raising instruction, the stack is cut back to its depth, the
+instruction's offset (if the entry says so) and the exception are pushed,
+and the loop goes on at the handler. With no handler the exception leaves
+the frame: to the calling frame's instruction (an inlined call), or out of
+the compiled frame, which then runs natively from the root instruction it
+was raised by (``_place_break``): Python raises it for real, with its own
+message and traceback. A break while the compiled frame handles an
+exception is placed the same way, so handlers never need resuming.
 """
 from __future__ import annotations
 
@@ -22,11 +34,14 @@ from bytecode import Label
 
 from . import callees
 from .breaks import GraphBreak
-from .bytecode_info import load_instructions
+from .bytecode_info import exception_handlers, instr_offsets, load_instructions
 from .handlers import HANDLERS
+from .handlers.exceptions import raising
 from .handlers.registry import FrameReturn, check_stack_effect
 from .output import OutputGraph
-from .values import CellV, IterV, ObjV, Value
+from .values import CellV, Const, ObjV, Value
+from .values.exceptions import CALLER_EXCEPTION, ExcV, TracebackV, from_real
+from .values.generators import GeneratorV
 
 _ASYNC = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
@@ -41,7 +56,8 @@ class Translator:
 
     __slots__ = ("output", "code", "f_globals", "f_builtins", "instrs", "labels", "ip", "stack",
                  "locals", "cells", "kw_names", "parent", "depth", "fn_source", "lineno",
-                 "backedges", "return_value", "lazy_args", "yields", "stop_at", "stopped")
+                 "backedges", "return_value", "lazy_args", "yields", "stop_at", "stopped",
+                 "handled", "origins")
 
     def __init__(self, output: OutputGraph, code: types.CodeType, f_globals: dict,
                  locals_: dict[str, Value], cells: dict[str, CellV], *,
@@ -68,9 +84,15 @@ class Translator:
         self.backedges = 0
         self.return_value: Value | None = None
         self.lazy_args: dict = {}  # root frame: argument name -> (object, source)
-        self.yields: list | None = None  # generator being run to exhaustion
+        self.yields = None  # the GeneratorV this is the frame of
         self.stop_at: int | None = None  # root frame: stop before this instruction
         self.stopped = False
+        # exceptions this frame's handlers are handling (PUSH_EXC_INFO pushes,
+        # POP_EXCEPT pops), innermost last
+        self.handled: list[Value] = []
+        # root frame: id(exception) -> (exception, the root instruction from
+        # which the frame can run natively into it, or None)
+        self.origins: dict[int, tuple] = {}
 
     @property
     def config(self):
@@ -109,6 +131,11 @@ class Translator:
             except ValueError:
                 c.contents = None
             else:
+                if source is None and _mutable(contents):
+                    # (a method of a class reached through no source: its
+                    # contents could be neither guarded nor written back)
+                    raise GraphBreak("JF022", f"closure variable {name!r} holds a "
+                                     f"{type(contents).__name__} the trace cannot track")
                 c.contents = self.output.wrap(contents, source)
         return c
 
@@ -124,29 +151,100 @@ class Translator:
         to ``stop_at``: then None, and ``stopped`` is set)."""
         instrs, handlers, stop_at = self.instrs, HANDLERS, self.stop_at
         checks = self.config.checks
-        try:
-            while True:
-                ip = self.ip
-                if ip == stop_at:
-                    self.stopped = True
-                    return None
-                ins = instrs[ip]
-                self.ip = ip + 1
-                if ins.lineno is not None:
-                    self.lineno = ins.lineno
-                if checks:
-                    depth = len(self.stack)
-                    handlers[ins.name](self, ins)
-                    check_stack_effect(self, ins, ip, depth)
-                else:
-                    handlers[ins.name](self, ins)
-        except FrameReturn:
-            return self.return_value
-        except GraphBreak as gb:
-            gb.locate(self.code.co_filename, self.lineno, self.code.co_qualname)
-            if self.parent is None and gb.root_ip is None:
+        while True:
+            try:
+                while True:
+                    ip = self.ip
+                    if ip == stop_at:
+                        self.stopped = True
+                        return None
+                    ins = instrs[ip]
+                    self.ip = ip + 1
+                    if ins.lineno is not None:
+                        self.lineno = ins.lineno
+                    if checks:
+                        depth = len(self.stack)
+                        handlers[ins.name](self, ins)
+                        check_stack_effect(self, ins, ip, depth)
+                    else:
+                        handlers[ins.name](self, ins)
+            except FrameReturn:
+                return self.return_value
+            except GraphBreak as gb:
+                if (gb.exc_value is not None or gb.exc is not None) and self._unwind(gb):
+                    continue
+                gb.locate(self.code.co_filename, self.lineno, self.code.co_qualname)
+                if self.parent is None:
+                    self._place_break(gb)
+                raise
+
+    # -- exceptions -----------------------------------------------------------------
+    def handled_exception(self) -> Value:
+        """The exception being handled (what ``sys.exc_info()`` would give):
+        the innermost handler's, in this frame or a frame it is inlined into;
+        CALLER_EXCEPTION when none is (the caller's, not known here)."""
+        t = self
+        while t is not None:
+            if t.handled:
+                return t.handled[-1]
+            t = t.parent
+        return CALLER_EXCEPTION
+
+    def _unwind(self, gb: GraphBreak) -> bool:
+        """The instruction just run raised the exception ``gb`` carries: go
+        on at its handler in this frame (True), or leave the frame (False)."""
+        exc = gb.exc_value
+        if exc is None:  # raised exactly by a modelled operation
+            exc = from_real(gb.exc)
+            raising(self, exc)  # (chains it; the break it returns is not needed)
+            gb.exc_value = exc
+        at = self.ip - 1
+        if self.parent is None:
+            self._note_origin(exc, at, gb.reraised_by is self)
+        gb.reraised_by = None
+        h = exception_handlers(self.code)[at]
+        if h is None:
+            return False
+        del self.stack[h.depth:]
+        if h.lasti:
+            self.stack.append(Const(instr_offsets(self.code)[at]))
+        self.stack.append(exc)
+        self.kw_names = None
+        self.ip = h.target
+        return True
+
+    def _note_origin(self, exc, at: int, reraise: bool) -> None:
+        """Where the compiled frame can run natively into ``exc``: the root
+        instruction that raised it, unless the frame was handling another
+        exception then (the handler's code would run outside its handler):
+        then where the outermost exception being handled came from."""
+        if reraise and id(exc) in self.origins:
+            return
+        origin = at
+        if self.handled:
+            origin = self.origins.get(id(self.handled[0]), (None, None))[1]
+        self.origins[id(exc)] = (exc, origin)
+
+    def _place_break(self, gb: GraphBreak) -> None:
+        """The root instruction a break leaving the compiled frame is placed
+        at (``gb.root_ip``): an exception leaving the frame, or a break while
+        the frame handles one, goes to where the exception was raised (the
+        frame runs natively from there, so Python raises and handles it);
+        when that is not known, the break is not resumable."""
+        held = None
+        if gb.exc_value is not None and id(gb.exc_value) in self.origins:
+            held = self.origins[id(gb.exc_value)]
+        elif self.handled:
+            held = self.origins.get(id(self.handled[0]), (None, None))
+        if held is None:
+            if gb.root_ip is None:
                 gb.root_ip = self.ip - 1
-            raise
+            return
+        if held[1] is None:
+            gb.in_handler = True
+            gb.root_ip = self.ip - 1
+        else:
+            gb.root_ip = held[1]
 
     def step(self, ins, index: int) -> None:
         """Run instruction ``index`` (``ins``), the instruction pointer
@@ -185,13 +283,24 @@ class Translator:
         child = Translator(self.output, code, f_globals, locals_, cells, parent=self,
                            fn_source=fn_source)
         if code.co_flags & inspect.CO_GENERATOR:
-            # A generator is run to exhaustion when called and its items are
-            # handed to the consumer, which is exact for the pure, finite
-            # generators (genexps) this applies to; the unroll limit bounds it.
-            child.yields = []
-            child.run()
-            return IterV(child.yields)
+            # a generator object: its frame runs when it is resumed
+            # (values/generators.py); a break in it places the compiled
+            # frame's break where it was made
+            root = self.root()
+            return GeneratorV(child, None if root.handled else root.ip - 1)
         return child.run()
+
+    def throw(self, exc: Value) -> Value | None:
+        """``generator.throw``: ``exc`` raised in this (suspended) frame at
+        the instruction it stopped at, then run on."""
+        gb = raising(self, exc, reraise=True)
+        if isinstance(exc, ExcV):
+            exc.raised = True
+            exc.attrs.setdefault("__traceback__", TracebackV())
+        gb.reraised_by = None
+        if self._unwind(gb):
+            return self.run()
+        raise gb
 
 
 def _same_receiver(t: Translator, code, receiver) -> bool:
@@ -203,3 +312,13 @@ def _same_receiver(t: Translator, code, receiver) -> bool:
     if isinstance(receiver, ObjV) and isinstance(other, ObjV):
         return receiver.obj is other.obj
     return receiver is other
+
+
+_IMMUTABLE = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis), tuple,
+              frozenset, type, types.FunctionType, types.BuiltinFunctionType,
+              types.ModuleType)
+
+
+def _mutable(obj) -> bool:
+    """Could the trace's copy of ``obj`` go stale, or lose its writes?"""
+    return not isinstance(obj, _IMMUTABLE)

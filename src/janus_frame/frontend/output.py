@@ -30,14 +30,17 @@ from torch._subclasses.fake_tensor import (
 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
 from .breaks import GraphBreak, would_raise
+from .bytecode_info import RESUME_CODES
 from .effects import SideEffects
-from .guards import Guards
+from .guards import Guards, namedtuple_recipe
 from .shapes import NeedsShapeEnv, ShapeMixin, is_argument
-from .sources import AttrSource, IntTensorSource, ItemSource, Source
+from .sources import (
+    ArgSource, AttrSource, ExprSource, IntTensorSource, ItemSource, Source, TypeSource, clear_pins,
+)
 from .fake import to_fake, to_node
 from .values import (
-    CellV, Const, CtxV, DictV, DynInt, ExitV, ListV, ObjV, SetV, SymV, TensorV,
-    TupleV, Value,
+    CellV, Const, CtxV, DerivedConst, DictV, DynFloat, DynInt, ExitV, ListV, MethodV, ObjV,
+    SetV, SymV, TensorV, TupleV, Value,
 )
 from .values.containers import is_named_tuple_cls
 from .values.dicts import VIEW_TYPES, wrap_dict_view
@@ -45,12 +48,18 @@ from .values.numpy import wrap_numpy
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
 _TORCH_CONST_TYPES = (torch.dtype, torch.device, torch.Size, torch.memory_format, torch.layout)
+# arithmetic on numbers that vary between calls, kept in the graph (0-d int64
+# or float64 tensors compute exactly what Python's ints and floats do)
+_GRAPH_ARITH = {operator.add: operator.add, operator.sub: operator.sub,
+                operator.mul: operator.mul, operator.iadd: operator.add,
+                operator.isub: operator.sub, operator.imul: operator.mul}
 
 
 class OutputGraph(ShapeMixin):
     def __init__(self, ctx, code: types.CodeType, nargs: int,
                  symbolic: bool = False, dynamic: frozenset = frozenset()) -> None:
         self.ctx = ctx  # the CompileContext (context.py)
+        clear_pins()  # the previous trace's generated code is built
         self.code = code
         self.graph = fx.Graph()
         # A shape environment lets data-dependent output sizes (boolean-mask
@@ -72,6 +81,7 @@ class OutputGraph(ShapeMixin):
         self.guards.global_state()
         self.inputs: list[tuple[TensorV, torch.Tensor]] = []
         self._wrapped: dict[int, tuple[Value, Source, object]] = {}  # id(obj) -> value
+        self._lazy_real: dict[int, object] = {}  # id(lazy container value) -> its object
         self._names: set[str] = set()
         self._cells: dict[int, CellV] = {}  # id(real cell) -> its symbolic cell
         self._cells_keep: list = []  # the real cells, alive while their ids are keys
@@ -113,9 +123,9 @@ class OutputGraph(ShapeMixin):
                 guard = functools.partial(self.guards.identity, source, obj)
             else:
                 guard = functools.partial(self.guards.constant, source, obj)
-            if t is int and (source.name() in self.dynamic or self.dynamic_all is True and
-                             is_argument(source)):
-                return DynInt(obj, source, guard=guard)
+            if t in (int, float) and (source.name() in self.dynamic or
+                                      self.dynamic_all is True and is_argument(source)):
+                return (DynInt if t is int else DynFloat)(obj, source, guard=guard)
             return Const(obj, source, guard=guard)
         if isinstance(obj, torch.Tensor):
             return self.tensor_input(obj, source)
@@ -128,7 +138,38 @@ class OutputGraph(ShapeMixin):
         v = self._wrap_new(obj, source)
         if source is not None:
             self._wrapped[id(obj)] = (v, source, obj)
+            if getattr(v, "_lazy", None) is not None:
+                self._lazy_real[id(v)] = obj
         return v
+
+    def lazy_length(self, v: Value) -> Const | None:
+        """``len(v)`` of a list, tuple, dict or set read from the frame and
+        not looked into (appends to a list included), as a constant whose
+        guard is pending like any value read from the frame: a branch on
+        ``len(losses) > 3`` guards that relation, not the length (values.
+        constants.relation); the length itself is guarded only if used as a
+        value, and one that varies becomes a graph input (automatic dynamic).
+        None for anything else."""
+        real = self._lazy_real.get(id(v))
+        if real is None or getattr(v, "_lazy", None) is None or v.source is None:
+            return None
+        extra = 0
+        for name, args in getattr(v, "pending", ()):
+            if isinstance(v, ListV) and name == "append":
+                extra += 1
+            elif isinstance(v, ListV) and name == "extend" and isinstance(args[0], TupleV):
+                extra += len(args[0].items)
+            else:
+                return None
+        v._type_guard()  # (a list's length, not a tuple's)
+        n = len(real) + extra
+        e, name = f"__jf_h_len({v.source.expr()})", f"len({v.source.name()})"
+        src = ExprSource(f"({e} + {extra})", f"{name} + {extra}") if extra else \
+            ExprSource(e, name)
+        guard = functools.partial(self.guards.constant, src, n)
+        if src.name() in self.dynamic or self.dynamic_all is True:
+            return DynInt(n, src, guard=guard)
+        return Const(n, src, guard=guard)
 
     def _wrap_new(self, obj, source: Source | None) -> Value:
         t = type(obj)
@@ -161,15 +202,22 @@ class OutputGraph(ShapeMixin):
             if v is not None:
                 return v
         if t is tuple or t is list or (isinstance(obj, tuple) and hasattr(t, "_fields")):
+            cls = None if t in (tuple, list) else t
+            # of a namedtuple class made anew each call (before a break): its
+            # class is guarded by recipe
+            by_recipe = cls is not None and source is not None and \
+                self._from_before_break(source) and namedtuple_recipe(cls) is not None
+
             def realize():
                 if source is not None:
-                    self.guards.length(source, obj)
+                    self.guards.length(source, obj, typed=not by_recipe)
                 return [self.wrap(x, ItemSource(source, i) if source is not None else None)
                         for i, x in enumerate(obj)]
-            cls = None if t in (tuple, list) else t
             if source is None:
                 return ListV(realize()) if t is list else TupleV(realize(), cls=cls)
             tg = functools.partial(self.guards.type_is, source, obj)
+            if by_recipe:
+                tg = functools.partial(self.guards.namedtuple_class, TypeSource(source), cls)
             if t is list:
                 return ListV(None, source, lazy=realize, type_guard=tg)
             return TupleV(None, source, cls=cls, lazy=realize, type_guard=tg)
@@ -217,6 +265,27 @@ class OutputGraph(ShapeMixin):
             self.guards.identity(AttrSource(source, "__func__"), obj.__func__)
             self.guards.type_is(AttrSource(source, "__self__"), obj.__self__)
             return ObjV(obj, source)
+        if t is types.BuiltinMethodType and source is not None and _bound_to_object(obj):
+            # ``lst.append``, ``x.add``: a method of an object, new each time
+            # it is looked up: the receiver (with its own guards) and the name
+            self.guards.type_is(source, obj)
+            self.guards.constant(AttrSource(source, "__name__"), obj.__name__)
+            return MethodV(self.wrap(obj.__self__, AttrSource(source, "__self__")), obj.__name__)
+        if source is not None and (t is types.FunctionType or t is functools.partial or
+                                   isinstance(obj, torch.nn.Module)):
+            # Guarded by what the trace reads from them, so that one made anew
+            # each call (before a graph break, in the resume function's
+            # arguments) is no new entry each call: a function called inline
+            # by its code object (its defaults and cells as they are read), a
+            # partial by its function, arguments and keywords, a module by its
+            # type, hooks and the attributes, parameters and submodules read.
+            # Any other use of the object itself guards its identity (ObjV.obj).
+            self.guards.type_is(source, obj)
+            return ObjV(obj, source, identity=functools.partial(self.guards.identity, source, obj))
+        if isinstance(obj, type) and source is not None and self._from_before_break(source) \
+                and self.guards.namedtuple_class(source, obj):
+            # a namedtuple class made before the break, anew each call
+            return ObjV(obj, source, identity=functools.partial(self.guards.identity, source, obj))
         if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.ModuleType,
                             type, types.MethodType, functools.partial, enum.Enum,
                             torch.nn.Module)) or callable(obj) and not hasattr(obj, "__dict__"):
@@ -226,6 +295,18 @@ class OutputGraph(ShapeMixin):
         if source is not None:
             self.guards.type_is(source, obj)
         return ObjV(obj, source)
+
+    def _from_before_break(self, source: Source) -> bool:
+        """Is ``source`` an argument of a resume function (or read from one):
+        a value the frame had before a graph break, possibly made anew each
+        call?"""
+        if self.code not in RESUME_CODES:
+            return False
+        while not isinstance(source, ArgSource):
+            source = getattr(source, "base", None)
+            if source is None:
+                return False
+        return True
 
     def tensor_input(self, t: torch.Tensor, source: Source | None) -> TensorV:
         if source is None:
@@ -273,25 +354,64 @@ class OutputGraph(ShapeMixin):
             out = self.list_op(target, args, kwargs)
             if out is not None:
                 return out
-        if any(isinstance(a, DynInt) and a._guard is not None for a in args):
-            # try the varying ints as graph inputs; an operator that needs a
+        if any(isinstance(a, (DynInt, DynFloat, DerivedConst)) and a._guard is not None
+               for a in args):
+            # try the varying numbers as graph inputs; an operator that needs a
             # Python int (a size, a dim) specialises them instead
-            tensorized = tuple(self.int_input(a) if isinstance(a, DynInt) and
-                               a._guard is not None else a for a in args)
+            floating = [a.fake.dtype.is_floating_point or a.fake.dtype.is_complex
+                        for a in args if isinstance(a, TensorV)]
+            floats_ok = bool(floating) and all(floating)
             try:
-                return self._call(kind, target, tensorized, kwargs)
+                tensorized = tuple(self._graph_number(a, floats_ok) or a for a in args)
+                if any(x is not a for x, a in zip(tensorized, args)):
+                    return self._call(kind, target, tensorized, kwargs)
             except GraphBreak:
                 pass
         return self._call(kind, target, args, kwargs)
 
+    def _graph_number(self, v: Value, floats_ok: bool) -> TensorV | None:
+        """``v`` as a 0-d graph value when it is a number that varies between
+        calls (or arithmetic on such numbers: ``self.steps + 1``) whose
+        value the trace has not used; else None. Floats only as operands of
+        floating-point tensors (the graph then computes what the Python
+        float would: a 0-d tensor of another category would promote)."""
+        if not isinstance(v, Const) or v._guard is None:
+            return None
+        if isinstance(v, DynInt) and type(v._value) is int:
+            return self.int_input(v)
+        if isinstance(v, DynFloat) and floats_ok:
+            return self.int_input(v)
+        if isinstance(v, DerivedConst) and v.fn in _GRAPH_ARITH and \
+                type(v._value) in ((int, float) if floats_ok else (int,)):
+            ops = []
+            for a in v.args:
+                if type(a._value) is not type(v._value):
+                    return None  # mixed int and float arithmetic: not modelled
+                g = self._graph_number(a, floats_ok)
+                if g is None and a._guard is not None:
+                    return None  # read from the frame and not varying: specialised
+                ops.append(g if g is not None else a)
+            if not any(isinstance(o, TensorV) for o in ops):
+                return None
+            fn = _GRAPH_ARITH[v.fn]  # numbers are immutable: `+=` is `+`
+            if not isinstance(ops[0], TensorV):  # the 0-d tensor first: a tensor result
+                if fn is operator.sub:
+                    return self._call("call_function", torch.rsub, (ops[1], ops[0]), {})
+                ops.reverse()
+            return self._call("call_function", fn, tuple(ops), {})
+        return None
+
     def int_input(self, c: "DynInt", vector: bool = False) -> TensorV:
         v = self._int_inputs.get((id(c), vector))
         if v is None:
-            src = IntTensorSource(c.source, vector)
+            floating = type(c._value) is float
+            src = IntTensorSource(c.source, vector, floating)
             self.guards.type_is(c.source, c._value)
             node = self.graph.placeholder(self._unique_name(
-                re.sub(r"\W+", "_", c.source.name()).strip("_") + "_int"))
-            real = torch.tensor([c._value] if vector else c._value)
+                re.sub(r"\W+", "_", c.source.name()).strip("_") +
+                ("_float" if floating else "_int")))
+            real = torch.tensor([c._value] if vector else c._value,
+                                dtype=torch.float64 if floating else None)
             fake = self.fake_mode.from_tensor(real, static_shapes=True)
             node.meta["example_value"] = fake
             v = TensorV(node, fake, src)
@@ -406,6 +526,13 @@ class OutputGraph(ShapeMixin):
         self.graph.lint()
         gm = fx.GraphModule(torch.nn.Module(), self.graph)
         return gm, used
+
+
+def _bound_to_object(method) -> bool:
+    """A builtin method bound to an object (not a module's function, nor a
+    class's: ``len``, ``dict.fromkeys``)."""
+    recv = getattr(method, "__self__", None)
+    return recv is not None and not isinstance(recv, (types.ModuleType, type))
 
 
 def _target_name(target) -> str:

@@ -19,10 +19,12 @@ from __future__ import annotations
 import types
 import weakref
 
-from bytecode import Bytecode, CellVar, FreeVar, Instr, Label
+from bytecode import Bytecode, CellVar, FreeVar, Instr, Label, TryBegin
 from bytecode.instr import InstrLocation
 
-from .bytecode_info import RESUME_CODES, ResumeInfo, leading_argument, load_instructions
+from .bytecode_info import (
+    RESUME_CODES, ResumeInfo, exception_handlers, leading_argument, load_instructions,
+)
 
 
 class TailCall:
@@ -67,6 +69,7 @@ def resume_code(orig: types.CodeType, index: int, null_slots: tuple[bool, ...],
     target_ins = instrs[index]
     lineno = target_ins.lineno or orig.co_firstlineno
     bc = Bytecode.from_code(orig)
+    _keep_handler_depths(bc, orig)
     # place a label right before the target instruction
     target = Label()
     n = -1
@@ -122,10 +125,34 @@ def resume_code(orig: types.CodeType, index: int, null_slots: tuple[bool, ...],
     bc.flags = bc.flags & ~(0x04 | 0x08)
     bc.name = orig.co_name
     bc.qualname = f"{orig.co_qualname}.<resume at line {lineno}>"
-    code = bc.to_code()
+    # the exception table keeps the original's depths: the body is copied
+    # verbatim and the prologue rebuilds the stack of the original, but the
+    # part of a region before the resume point is unreachable, so the
+    # assembler could not compute them (an unset depth is 32768: unwinding
+    # would leave the whole stack to a with-block's cleanup)
+    code = bc.to_code(compute_exception_stack_depths=False)
     offset = dropped - len(prologue)
     n_new = len(load_instructions(code)[0])
     assert n_new == len(instrs) - dropped + len(prologue), (n_new, len(instrs), dropped)
     RESUME_CODES[code] = ResumeInfo(orig, index, lineno, offset)
     per_code[key] = code
     return code
+
+
+def _keep_handler_depths(bc: Bytecode, orig: types.CodeType) -> None:
+    """Give every exception region of ``bc`` (the original's bytecode) its
+    depth from the original's exception table."""
+    handlers = exception_handlers(orig)
+    pending: list[TryBegin] = []
+    n = 0
+    for item in bc:
+        if isinstance(item, TryBegin):
+            pending.append(item)
+        elif isinstance(item, Instr):
+            for tb in pending:
+                h = handlers[n]
+                tb.stack_depth = h.depth if h is not None else 0
+            pending = []
+            n += 1
+    for tb in pending:
+        tb.stack_depth = 0

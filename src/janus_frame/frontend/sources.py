@@ -73,9 +73,11 @@ class AttrSource(Source):
     attr: str
 
     def expr(self) -> str:
-        if self.attr.isidentifier() and not self.attr.startswith("__"):
-            return f"{self.base.expr()}.{self.attr}"
-        return f"__jf_h_getattr({self.base.expr()}, {self.attr!r})"
+        # (a name Python would mangle, ``__x``, is read by getattr)
+        a = self.attr
+        if a.isidentifier() and (not a.startswith("__") or a.endswith("__")):
+            return f"{self.base.expr()}.{a}"
+        return f"__jf_h_getattr({self.base.expr()}, {a!r})"
 
     def name(self) -> str:
         return f"{self.base.name()}.{self.attr}"
@@ -139,14 +141,18 @@ class TypeSource(Source):
 
 @dataclasses.dataclass(frozen=True)
 class IntTensorSource(Source):
-    """An int read from ``base`` handed to the graph as a 0-d int64 tensor
-    (an int whose value varies between calls, see output.py)."""
+    """An int (a float) read from ``base`` handed to the graph as a 0-d
+    int64 (float64) tensor: a number whose value varies between calls, see
+    output.py."""
 
     base: Source
     vector: bool = False  # [v] (an index for index_select) instead of a 0-d tensor
+    floating: bool = False
 
     def expr(self) -> str:
         v = f"[{self.base.expr()}]" if self.vector else self.base.expr()
+        if self.floating:
+            return f"__jf_torch.tensor({v}, dtype=__jf_torch.float64)"
         return f"__jf_torch.tensor({v})"
 
     def name(self) -> str:
@@ -165,6 +171,57 @@ class StackSource(Source):
 
     def name(self) -> str:
         return f"stack({self.base.name()})"
+
+
+class PinnedSource(Source):
+    """An object the trace found by a route whose every step is guarded
+    otherwise (a method found through its class, whose resolution the class
+    guards pin; a module imported inside the function; the globals of an
+    inlined function): the object itself, as a constant of the generated
+    code. Reads through it (``fn.__code__``, ``fn.__closure__[0]``, a
+    module's attribute) are then guarded like reads through any source.
+
+    ``expr()`` names it by a placeholder that code generation resolves
+    through :func:`pinned`; pins live until the next trace starts
+    (:func:`clear_pins`), after every generated function of this one is
+    built."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj) -> None:
+        self.obj = obj
+        _PINS[id(obj)] = obj
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, PinnedSource) and other.obj is self.obj
+
+    def __hash__(self) -> int:
+        return hash(id(self.obj))
+
+    def __repr__(self) -> str:
+        return f"PinnedSource({self.name()})"
+
+    def expr(self) -> str:
+        return f"__jf_p{id(self.obj)}"
+
+    def name(self) -> str:
+        obj = self.obj
+        label = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+        if not isinstance(label, str):
+            label = type(obj).__name__
+        return f"<{label}>"
+
+
+_PINS: dict[int, object] = {}
+
+
+def pinned(key: int):
+    """The object a ``__jf_p<key>`` placeholder stands for."""
+    return _PINS[key]
+
+
+def clear_pins() -> None:
+    _PINS.clear()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,14 @@ wraps the result (:mod:`runtime.graph`).  Training: the lean runtime
 partition; both halves go through :func:`compile_graph`.  CPU convolutions
 are first rewritten to read channels-last (:mod:`passes.layout`).
 
+Aliasing (:mod:`runtime.aliasing`): a fake run at compile time says whether
+outputs view inputs or each other, inputs' metadata change, or mutated
+inputs share storage; such inference graphs go through AOTAutograd's runtime
+around our kernels (views of intermediates replayed on the kernels'
+results), and a graph that mutates inputs or was compiled for aliased ones
+checks per call that the inputs' storage relation still holds (else it runs
+eagerly).
+
 Under ``options.checks`` each stage boundary is verified (:mod:`verify`):
 after the graph passes and after scheduling; the loop IR is verified after
 lowering on every compile (cheap).
@@ -46,6 +54,7 @@ from .passes.aten import (attr, attr_getter, check_no_aliasing, fake_attrs, is_d
 from .passes.decomp import decomposition_table
 from .passes.graph_passes import optimize
 from .passes.layout import channels_last_convs
+from .runtime.aliasing import analyse, guarded, split_view_outputs
 from .runtime.graph import CompiledGraph
 from .runtime.untraced import not_traced, stand_aside
 from .schedule import schedule
@@ -61,11 +70,20 @@ def janus_backend(gm: torch.fx.GraphModule, example_inputs, *, options=None):
     opts = config if options is None else options
     name = graph_name(gm)
     device = device_of(gm, example_inputs)
-    compile_ = _compile_training if _needs_grad(example_inputs) else _compile_inference
+    training = _needs_grad(example_inputs)
+    compile_ = _compile_training if training else _compile_inference
+    try:
+        aliasing = analyse(gm, example_inputs)
+    except Exception as e:  # noqa: BLE001 -- then the graph's inputs are taken as unaliased
+        refuse(e, name, opts, "no aliasing analysis")
+        aliasing = None
+    if aliasing is not None and aliasing.needs_epilogue and not training:
+        compile_ = _compile_aliasing
     layouts = _layouts(gm, opts, name)
     for i, g in enumerate(layouts):
         try:
-            return compile_(g, example_inputs, device, opts, name)
+            fn = compile_(g, example_inputs, device, opts, name)
+            return fn if aliasing is None else guarded(fn, gm, aliasing)
         except Exception as e:  # noqa: BLE001 -- never break the user's program
             refuse(e, name, opts, "captured layout" if i + 1 < len(layouts) else "eager")
     return gm.forward
@@ -166,7 +184,7 @@ def compile_graph(gm: torch.fx.GraphModule, device: str | None = None, options=N
     cg.compile_seconds = time.perf_counter() - t0
     if log.isEnabledFor(logging.DEBUG) or _logs_on():
         log.info("graph IR:\n%s\nschedule:\n%s\nsource:\n%s", prog.format(), sched.format(), text)
-    stats.graphs.append(cg)
+    stats.add(cg)
     return cg
 
 
@@ -222,6 +240,40 @@ def _compile_inference(gm, example_inputs, device, opts, name):
 
     call.janus_graph = cg
     return call
+
+
+def _compile_aliasing(gm, example_inputs, device, opts, name):
+    """Inference whose outputs alias inputs or each other, which changes an
+    input's metadata, or whose mutated input shares storage with another
+    (:mod:`runtime.aliasing`): AOTAutograd's runtime around our kernels
+    regenerates the aliases and applies the mutations as eager does."""
+    from torch._functorch.aot_autograd import aot_module_simplified
+
+    graphs = []
+
+    def inner(g, ex):
+        split = split_view_outputs(g)
+        cg = compile_graph(g if split is None else split[0], device_of(g, ex), opts)
+        graphs.append(cg)
+        run = stand_aside(cg.boxed)
+        if split is None:
+            f = run
+        else:
+            epilogue = split[1]
+
+            def f(args):
+                return epilogue(run(args))
+
+        f._boxed_call = True
+        f.janus_graph = cg
+        return f
+
+    with stage("aliasing.aot"):
+        fn = aot_module_simplified(gm, example_inputs, fw_compiler=inner,
+                                   decompositions=decomposition_table(),
+                                   keep_inference_input_mutations=True)
+    fn.janus_graphs = graphs
+    return fn
 
 
 def _compile_training(gm, example_inputs, device, opts, name):

@@ -9,7 +9,9 @@ was refused without every stage catching its own errors.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
+import weakref
 from typing import NamedTuple
 
 
@@ -21,20 +23,47 @@ class Fallback(NamedTuple):
 
 
 class Stats:
-    """Every graph compiled in this process (most recent last), and every
-    refusal (:class:`Fallback`)."""
+    """The compiled graphs still in use and the most recent few (most recent
+    last: a graph whose cache entries are gone is dropped once it is not
+    among the last ``RECENT``, so the statistics keep a bounded amount of
+    compiled code alive), how many were compiled, and every refusal
+    (:class:`Fallback`)."""
+
+    RECENT = 16
 
     def __init__(self):
-        self.graphs = []
+        self._recent: collections.deque = collections.deque(maxlen=self.RECENT)
+        self._graphs: list[weakref.ref] = []
+        self._pruned_at = 0
+        self.compiled = 0  # graphs compiled in this process (each has .seq)
         self.fallbacks: list[Fallback] = []
+        # calls whose inputs shared storage otherwise than the graph was
+        # compiled for: run eagerly (runtime.aliasing)
+        self.alias_mismatches = 0
+
+    def add(self, graph) -> None:
+        graph.seq = self.compiled
+        self.compiled += 1
+        self._graphs.append(weakref.ref(graph))
+        self._recent.append(graph)
+        if len(self._graphs) > 2 * self._pruned_at + 64:
+            self._graphs = [r for r in self._graphs if r() is not None]
+            self._pruned_at = len(self._graphs)
+
+    @property
+    def graphs(self) -> list:
+        return [g for g in (r() for r in self._graphs) if g is not None]
 
     @property
     def kernel_counts(self):
         return [g.num_kernels for g in self.graphs]
 
     def clear(self):
-        self.graphs.clear()
+        self._graphs.clear()
+        self._recent.clear()
+        self._pruned_at = 0
         self.fallbacks.clear()
+        self.alias_mismatches = 0
 
 
 stats = Stats()

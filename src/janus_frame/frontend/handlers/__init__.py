@@ -5,12 +5,13 @@ handlers and native steps on import: variables.py (locals, globals, cells,
 constants, the stack, imports), operators.py (operators, comparisons,
 subscripts), containers.py (building and unpacking containers, f-strings),
 calls.py (attributes, calls, MAKE_FUNCTION), control.py (jumps, branches,
-loops, with-blocks, return), generators.py, and unsupported.py (the
+loops, with-blocks, return), exceptions.py (raising and handling
+exceptions, with-block cleanups), generators.py, and unsupported.py (the
 opcodes left unhandled, each a graph break).
 Out: the complete tables ``HANDLERS`` and ``NATIVE_STEPS``.
 """
 from . import (  # noqa: F401 - each module registers its handlers on import
-    calls, containers, control, generators, operators, unsupported, variables)
+    calls, containers, control, exceptions, generators, operators, unsupported, variables)
 from .registry import HANDLERS, NATIVE_STEPS, complete
 
 complete()

@@ -8,7 +8,10 @@ been predictable, predicated (both sides in the graph) when it is relaxed,
 and otherwise breaks the graph (JF005); the native step then evaluates it
 and records its outcome for speculation. Loops are unrolled, with a cap
 (JF007). ``with`` supports grad-mode and autocast context managers, which
-become mode switches inside the graph; other managers are entered natively.
+become mode switches inside the graph, and managers whose ``__enter__`` and
+``__exit__`` are Python code outside torch (user classes,
+``contextlib.suppress``, ``@contextmanager`` generators), which run traced;
+other managers are entered natively (the cleanups are exceptions.py's).
 
 In/out: the frame's stack and instruction pointer.
 """
@@ -19,6 +22,7 @@ from ..breaks import GraphBreak
 from ..bytecode_info import original_position
 from ..predication import is_loop_entry, predicate_branch, predicate_loop
 from ..values import Const, CtxV, ExitV, IterV, TensorV
+from ..values.contexts import traced_manager
 from ..values.operators import identical
 from .registry import FrameReturn, handler, named, native_step
 
@@ -190,15 +194,23 @@ def FOR_ITER(tx, ins):
 
 @handler("BEFORE_WITH")
 def BEFORE_WITH(tx, ins):
-    if not isinstance(tx.stack[-1], CtxV):
+    mgr = tx.stack[-1]
+    if isinstance(mgr, CtxV):
+        tx.stack.pop()
+        restore = mgr.enter(tx)
+        tx.stack.append(ExitV(mgr, restore))
+        tx.stack.append(Const(None))
+        return
+    methods = traced_manager(tx, mgr)
+    if methods is None:
         # entered natively; the block goes on in a resume function and
         # the manager's own __exit__ runs when the block ends
-        raise GraphBreak("JF016", f"context manager of type "
-                         f"{tx.stack[-1].python_type().__name__}")
-    ctx = tx.stack.pop()
-    restore = ctx.enter(tx)
-    tx.stack.append(ExitV(ctx, restore))
-    tx.stack.append(Const(None))
+        raise GraphBreak("JF016", f"context manager of type {mgr.python_type().__name__}")
+    tx.stack.pop()
+    exit_fn, enter = methods
+    # as the interpreter does: __exit__ looked up before __enter__ runs
+    tx.stack.append(exit_fn)
+    tx.stack.append(enter.call(tx, [], {}))
 
 # -- native steps --------------------------------------------------------------------
 

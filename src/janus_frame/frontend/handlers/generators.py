@@ -1,12 +1,11 @@
-"""Opcode handlers: generators run to exhaustion while inlined.
+"""Opcode handlers: generator frames.
 
 A generator called from traced code (a generator expression, a generator
-function) is run to exhaustion when it is called (interpreter.inline_code)
-and its items handed to the consumer, which is exact for the pure, finite
-generators this applies to. Anywhere else these opcodes are a graph break
-(JF013), like the coroutine opcodes (unsupported.py).
+function) is a GeneratorV (values/generators.py) whose frame runs traced
+when it is resumed, and suspends at each yield. Anywhere else these opcodes
+are a graph break (JF013), like the coroutine opcodes (unsupported.py).
 
-In/out: the frame's stack and ``tx.yields``, the items produced so far.
+In/out: the frame's stack and ``tx.yields``, the frame's GeneratorV.
 """
 from __future__ import annotations
 
@@ -51,8 +50,5 @@ def SEND(tx, ins):
 def YIELD_VALUE(tx, ins):
     if tx.yields is None:
         raise GraphBreak("JF013", "yield")
-    tx.yields.append(tx.stack.pop())
-    if len(tx.yields) > tx.config.unroll_limit:
-        raise GraphBreak("JF007", f"generator produced more than {tx.config.unroll_limit} "
-                         "items")
-    tx.stack.append(Const(None))  # the value send() would deliver
+    # suspends the frame; resuming it pushes the value sent in
+    tx.yields.yielded(tx, tx.stack.pop())

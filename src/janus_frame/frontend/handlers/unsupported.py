@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from .registry import unsupported
 
-# Exception handling: handlers are reached only on exceptional paths, which
-# are never traced; reaching one means the program raised while tracing
-unsupported("JF012", "PUSH_EXC_INFO", "POP_EXCEPT", "RERAISE", "CHECK_EXC_MATCH",
-            "WITH_EXCEPT_START", "CHECK_EG_MATCH")
+# Exception groups (except*): the rest of exception handling is traced
+# (exceptions.py)
+unsupported("JF012", "CHECK_EG_MATCH")
 unsupported("JF012", "PREP_RERAISE_STAR", until=(3, 12))
-unsupported("JF012", "RAISE_VARARGS", detail="raise statement")
 
 # Coroutines and asynchronous generators
 unsupported("JF013", "GET_AWAITABLE", "GET_AITER", "GET_ANEXT", "END_ASYNC_FOR",

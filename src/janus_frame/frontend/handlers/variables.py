@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from ..breaks import GraphBreak, would_raise
-from ..sources import AttrSource, GlobalSource, ItemSource
+from ..sources import AttrSource, GlobalSource, ItemSource, PinnedSource
 from ..values import NULL, CellV, Const, ObjV
 from .registry import handler
 
@@ -106,6 +106,13 @@ def _load_global(tx, name: str):
     if name in tx.f_globals:
         return tx.output.wrap(tx.f_globals[name], _global_source(tx, name))
     if name in tx.f_builtins:
+        # guarded that no global of the module shadows it later
+        src = _global_source(tx, name)
+        if isinstance(src, GlobalSource):  # the guard's lookup: globals, then builtins
+            return tx.output.wrap(tx.f_builtins[name], src)
+        if isinstance(src, ItemSource):  # the globals of an inlined function
+            tx.output.guards.add(f"({name!r} not in {src.base.expr()})",
+                                 f"{name!r} not in {src.base.name()}")
         return ObjV(tx.f_builtins[name])
     raise would_raise(NameError, f"name {name!r} is not defined")
 
@@ -193,7 +200,7 @@ def IMPORT_NAME(tx, ins):
     if level.value != 0 or name not in sys.modules:
         raise GraphBreak("JF001", f"import of {name!r}, which is not loaded yet")
     mod = __import__(name, tx.f_globals, None, fromlist.value, 0)
-    tx.stack.append(ObjV(mod))
+    tx.stack.append(ObjV(mod, PinnedSource(mod)))  # its attributes are guarded as read
 
 
 @handler("IMPORT_FROM")
@@ -201,7 +208,7 @@ def IMPORT_FROM(tx, ins):
     mod = tx.stack[-1]
     if not isinstance(mod, ObjV) or not hasattr(mod.obj, ins.arg):
         raise GraphBreak("JF001", f"from-import of {ins.arg!r}")
-    tx.stack.append(ObjV(getattr(mod.obj, ins.arg)))
+    tx.stack.append(mod.get_attr(tx, ins.arg))
 
 
 @handler("LOAD_ASSERTION_ERROR")

@@ -27,7 +27,7 @@ Each value carries ``source`` (how to fetch it again at run time, or None
 for values created while tracing).
 """
 from .base import NO, NULL, NullV, Value
-from .constants import Const, DerivedConst, DynInt, SymV, unguarded
+from .constants import Const, DerivedConst, DynFloat, DynInt, SymV, unguarded
 from .methods import MethodV
 from .tensors import ItemV, TensorV
 from .objects import NewObjV, ObjV, SuperV
@@ -38,9 +38,9 @@ from .contexts import CtxV, ExitV
 from .numpy import NdarrayV
 
 __all__ = [
-    "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictV", "DictViewV", "DynInt",
-    "ExitV",
-    "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NdarrayV", "NewObjV", "NullV", "ObjV",
-    "PartialV", "RecordDictV", "SetV", "SliceV", "SuperV", "SymV", "TensorListV", "TensorV", "TupleV",
+    "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictV", "DictViewV", "DynFloat",
+    "DynInt", "ExitV", "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NdarrayV", "NewObjV",
+    "NullV", "ObjV", "PartialV", "RecordDictV", "SetV", "SliceV", "SuperV", "SymV",
+    "TensorListV", "TensorV", "TupleV",
     "Value", "unguarded",
 ]

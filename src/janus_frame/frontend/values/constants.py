@@ -3,7 +3,7 @@
 In: Python values read from the frame (with their source and a pending
 guard) or computed while tracing.
 Out: ``Const`` (specialised and guarded when its value is first used),
-``DynInt`` (an int that varies between calls), ``DerivedConst`` (computed
+``DynInt``/``DynFloat`` (a number that varies between calls), ``DerivedConst`` (computed
 from constants whose guards are still pending), ``SymV`` (a size of a
 dynamic dimension), and what each does under Python's operations: operators
 fold at trace time, a failing one is a graph break (the program would raise
@@ -114,7 +114,11 @@ class Const(Value):
             return fold(fn, a.as_python(), b.as_python())
         return NotImplemented
 
-    compare_op = binary_op
+    def compare_op(self, tx, fn, a: Value, b: Value):
+        if isinstance(a, Const) and isinstance(b, Const):
+            rel = relation(tx, fn, a, b)
+            return rel if rel is not None else fold_lazy(fn, a, b)
+        return NotImplemented
 
     def identical(self, tx, other: Value):
         if not isinstance(other, Const):
@@ -144,6 +148,15 @@ class DynInt(Const):
     """An int read from the frame whose value changed between calls before
     (automatic dynamic): tensor operations receive it as a graph input
     instead of a constant; any other use specialises it as usual."""
+
+    __slots__ = ()
+
+
+class DynFloat(Const):
+    """A float read from the frame whose value changed between calls before
+    (automatic dynamic): an operand of tensor operations on floating-point
+    tensors is a 0-d float64 graph input (the operation then computes as
+    with the Python float); any other use specialises it as usual."""
 
     __slots__ = ()
 
@@ -225,6 +238,57 @@ class SymV(Const):
         return repr(self.value), False  # not a function of the inputs' sizes: specialised
 
 
+_RELATIONS = {operator.lt: "<", operator.le: "<=", operator.gt: ">", operator.ge: ">=",
+              operator.eq: "==", operator.ne: "!="}
+
+
+def relation(tx, fn, a: Const, b: Const) -> Const | None:
+    """A comparison of numbers read from the frame whose values the trace
+    has not used (``len(losses) > 3``, ``step % 100 == 0``): its outcome,
+    as a constant whose guard, installed when the outcome is used, is the
+    relation (``(len(L['losses']) > 3) is False``), not the values: one
+    entry serves every value on the same side. None when an operand cannot
+    be re-evaluated at run time (then the values are guarded)."""
+    op = _RELATIONS.get(fn)
+    if op is None or not (unguarded(a) or unguarded(b)) or isinstance(a, SymV) or \
+            isinstance(b, SymV):
+        return None
+    if not all(type(x._value) in (int, float) for x in (a, b)):
+        return None
+    k = tx.output.guards.fb.const
+    ea, eb = _rerun_expr(a, k), _rerun_expr(b, k)
+    if ea is None or eb is None:
+        return None
+    result = bool(fn(a._value, b._value))
+    guards = tx.output.guards
+
+    def guard() -> None:
+        guards.add(f"(({ea}) {op} ({eb})) is {result!r}",
+                   f"({_rerun_name(a)} {op} {_rerun_name(b)}) is {result!r}")
+    return Const(result, None, guard=guard)
+
+
+def _rerun_expr(v: Const, k) -> str | None:
+    """A guard expression computing ``v`` at run time, or None."""
+    x = v._value
+    if v._guard is None and (type(x) is int or type(x) is float and math.isfinite(x)):
+        return repr(x)  # a literal, or a value already guarded
+    if isinstance(v, DerivedConst):
+        parts = [_rerun_expr(a, k) for a in v.args]
+        if any(p is None for p in parts):
+            return None
+        return f"{k(v.fn)}({', '.join(parts)})"
+    if v.source is not None:
+        return v.source.expr()
+    return None
+
+
+def _rerun_name(v: Const) -> str:
+    if isinstance(v, DerivedConst) and v._guard is not None:
+        return f"{getattr(v.fn, '__name__', 'f')}({', '.join(map(_rerun_name, v.args))})"
+    return v.source.name() if v.source is not None else repr(v._value)
+
+
 def unguarded(v) -> bool:
     """A constant from the frame whose value the trace has not used yet."""
     return isinstance(v, Const) and v._guard is not None
@@ -258,8 +322,8 @@ def fold(fn, *args) -> Const:
     raise there too."""
     try:
         out = fn(*args)
-    except Exception as e:  # noqa: BLE001
-        raise would_raise(type(e), f"{getattr(fn, '__name__', fn)}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - Python's own exception: exact
+        raise would_raise(type(e), f"{getattr(fn, '__name__', fn)}: {e}", exc=e) from None
     return folded(out)
 
 

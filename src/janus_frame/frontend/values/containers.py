@@ -160,7 +160,9 @@ class _Ordered(_Seq):
             try:
                 return self.items[k]
             except IndexError:
-                raise would_raise(IndexError, "index out of range") from None
+                kind = "tuple" if issubclass(self.python_type(), tuple) else "list"
+                msg = f"{kind} index out of range"
+                raise would_raise(IndexError, msg, exc=IndexError(msg)) from None
         if isinstance(k, slice):
             return self._sliced(self.items[k])
         if isinstance(key, TensorV):

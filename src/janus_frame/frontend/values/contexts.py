@@ -1,4 +1,5 @@
-"""Context managers the graph models: grad mode and autocast.
+"""Context managers: the ones the graph models (grad mode and autocast), and
+which other managers run traced.
 
 In: ``torch.no_grad()``, ``torch.enable_grad()``, ``torch.set_grad_enabled(m)``,
 ``torch.autocast(...)``, ``contextlib.nullcontext()`` made while tracing,
@@ -8,9 +9,19 @@ Out: ``CtxV`` (entered by BEFORE_WITH as a mode switch inside the graph),
 ``ExitV`` (the ``__exit__`` BEFORE_WITH leaves on the stack; calling it
 switches back), and :func:`set_grad_mode`. After a break inside the block
 the replacement enters the manager natively (rebuild.Rebuilder.reenter).
+:func:`traced_manager` / :func:`traceable_class`: a manager whose
+``__enter__`` and ``__exit__`` are Python code outside torch (a user class,
+``contextlib.suppress``, ``contextlib.nullcontext``, a ``@contextmanager``
+generator: contextlib's code over a GeneratorV) is entered and exited by
+running those methods traced, its exit also on an exception (the
+with-block's cleanup, handlers/exceptions.py); torch's managers touch global
+state the trace does not model, and run natively.
 """
 from __future__ import annotations
 
+import contextlib
+import inspect
+import types
 from typing import Any
 
 import torch
@@ -18,6 +29,40 @@ import torch
 from ..breaks import GraphBreak
 from .base import Value
 from .constants import Const
+from .objects import NewObjV, ObjV, class_attr
+
+# packages whose managers run natively: their __enter__/__exit__ change
+# global state (mode stacks, profilers, devices) the trace does not model
+_NATIVE_PACKAGES = ("torch", "janus_frame")
+# managers whose exit runs callbacks through machinery the trace does not
+# model (sys.exc_info(), deques of bound methods)
+_NATIVE_CLASSES = (contextlib.ExitStack, contextlib.AsyncExitStack)
+
+
+def traceable_class(cls: type) -> bool:
+    """Are the ``__enter__`` and ``__exit__`` of ``cls`` traced?"""
+    if issubclass(cls, _NATIVE_CLASSES):
+        return False
+    for name in ("__enter__", "__exit__"):
+        fn = inspect.getattr_static(cls, name, None)
+        if not isinstance(fn, types.FunctionType):
+            return False
+        if (fn.__globals__.get("__name__") or "").split(".")[0] in _NATIVE_PACKAGES:
+            return False
+    return True
+
+
+def traced_manager(tx, mgr: Value) -> tuple[Value, Value] | None:
+    """(``__exit__``, ``__enter__``) of the manager ``mgr``, bound to it and
+    looked up on its class as the with-statement does, when they run
+    traced; else None (the manager is entered natively)."""
+    if not isinstance(mgr, (ObjV, NewObjV)):
+        return None
+    cls = mgr.python_type()
+    if isinstance(mgr, ObjV) and isinstance(mgr.obj, type) or not traceable_class(cls):
+        return None
+    return tuple(class_attr(tx, mgr, cls, n, inspect.getattr_static(cls, n))
+                 for n in ("__exit__", "__enter__"))
 
 
 class CtxV(Value):

@@ -88,8 +88,8 @@ class DictV(Container, Value):
             return super().get_item(tx, key)
         try:
             return self.items[k]
-        except (KeyError, TypeError) as e:
-            raise would_raise(type(e), repr(k)) from None
+        except (KeyError, TypeError) as e:  # Python's own exception: exact
+            raise would_raise(type(e), repr(k), exc=e) from None
 
     def store_item(self, tx, key: Value, value: Value) -> None:
         k = key.as_python()
@@ -131,7 +131,7 @@ class DictV(Container, Value):
                 return self.items.pop(key)
             if len(args) > 1:
                 return args[1]
-            raise would_raise(KeyError, repr(key))
+            raise would_raise(KeyError, repr(key), exc=KeyError(key))
         if name == "update":
             if args:
                 self.items.update(args[0].dict_items(tx))

@@ -12,6 +12,13 @@ through their sources; ``nn.Module`` parameters, buffers and submodules
 are read with fast sources (``m._parameters['w']``); containers of modules
 index and iterate; attribute stores are recorded and replayed after the
 graph; calls go to the call semantics of real objects (``tx.call_object``).
+
+Every attribute found through a class is guarded by its resolution
+(:func:`lookup`: the class's MRO still finds the same entry) and, for
+instances, by the name's absence from the instance dict where that decides
+the lookup; the object read (a function, a property's getter) is then
+reached through a source (its own, or the pinned object), so its code,
+defaults and cells are guarded where they are read.
 """
 from __future__ import annotations
 
@@ -23,19 +30,15 @@ from typing import Any
 
 import torch
 
+from ... import _C
 from .. import polyfills
 from ..breaks import GraphBreak, would_raise
-from ..sources import AttrSource, ItemSource, KeyedItemSource, Source
+from ..sources import AttrSource, ItemSource, KeyedItemSource, PinnedSource, Source
 from .base import NO, Value, read_before_effects
 from .constants import Const, fold
 from .methods import MethodV
 from .tensors import TensorV
 
-# Library modules whose attributes are taken as constants (never guarded):
-# re-assigning torch.nn.functional.relu at run time is not supported.
-_LIBRARY_PREFIXES = ("torch", "math", "operator", "builtins", "functools", "itertools",
-                     "collections", "typing", "numpy", "einops", "dataclasses", "enum",
-                     "contextlib", "warnings", "logging", "inspect", "abc", "numbers")
 _SEQ_MODULES = (torch.nn.ModuleList, torch.nn.Sequential)
 # builtin containers (and subclasses keeping their __len__, e.g. OrderedDict):
 # truth and len() read the real object and are guarded
@@ -43,27 +46,62 @@ _BUILTIN_LEN = (dict.__len__, list.__len__, tuple.__len__, set.__len__, frozense
 _TRUTH_BY_LEN = _BUILTIN_LEN + (str.__len__, bytes.__len__)
 
 
-class ObjV(Value):
-    __slots__ = ("obj", "source")
+def callable_value(v: Value) -> bool:
+    """``callable(v)``: whether its type has a ``__call__`` (a class's own or
+    a builtin type's call slot, which both show in the type's dict). An
+    object used as is answers itself: only its type matters, which is
+    guarded for one guarded by recipe."""
+    if isinstance(v, ObjV):
+        return callable(v._obj if v.by_recipe() else v.obj)
+    return any("__call__" in vars(k) for k in v.python_type().__mro__)
 
-    def __init__(self, obj: Any, source: Source | None = None) -> None:
-        self.obj = obj
+
+class ObjV(Value):
+    """A real object. ``identity`` (functions, partials, modules read from
+    the frame: see OutputGraph._wrap_new) installs the guard on the
+    object's identity the first time a use depends on it (``obj``); the
+    uses this kind models itself read ``_obj`` and guard what they read."""
+
+    __slots__ = ("_obj", "source", "_identity")
+
+    def __init__(self, obj: Any, source: Source | None = None, identity=None) -> None:
+        self._obj = obj
         self.source = source
+        self._identity = identity
+
+    @property
+    def obj(self) -> Any:
+        g = self._identity
+        if g is not None:
+            self._identity = None
+            g()
+        return self._obj
+
+    def by_recipe(self) -> bool:
+        """Is the object's identity still unguarded (its uses so far are
+        guarded by what they read)?"""
+        return self._identity is not None
+
+    def settle(self) -> None:
+        """The caller guards what it reads from the object: its identity
+        need not be (unless a later use depends on it: that one is then
+        guarded by what it reads too, as it is no longer pending)."""
+        self._identity = None
 
     def python_type(self) -> type:
-        return type(self.obj)
+        return type(self._obj)
 
     def _repr(self) -> str:
-        return f"{type(self.obj).__name__} {getattr(self.obj, '__qualname__', '')}"
+        return f"{type(self._obj).__name__} {getattr(self._obj, '__qualname__', '')}"
 
     def as_python(self):
-        if isinstance(self.obj, (torch.dtype, torch.device, type)):
-            return self.obj
+        if isinstance(self._obj, (torch.dtype, torch.device, type)):
+            return self._obj
         return NO
 
     # -- truth, len, iteration -------------------------------------------------
     def truth(self, tx) -> bool:
-        obj = self.obj
+        obj = self._obj
         t = type(obj)
         if isinstance(obj, torch.nn.Module):
             if hasattr(t, "__len__"):
@@ -84,7 +122,7 @@ class ObjV(Value):
         raise GraphBreak("JF022", f"truth value of a {t.__name__}")
 
     def length(self, tx) -> int:
-        obj = self.obj
+        obj = self._obj
         # a builtin container (or a subclass such as OrderedDict), or a module
         if not (isinstance(obj, (dict, list, tuple, set, frozenset)) and
                 type(obj).__len__ in _BUILTIN_LEN or
@@ -97,7 +135,7 @@ class ObjV(Value):
         return n
 
     def iterate(self, tx) -> list[Value]:
-        obj, src = self.obj, self.source
+        obj, src = self._obj, self.source
         if isinstance(obj, _SEQ_MODULES):
             self.length(tx)
             return [tx.output.wrap(m, ItemSource(AttrSource(src, "_modules"), k) if src else None)
@@ -162,7 +200,7 @@ class ObjV(Value):
         k = key.as_python()
         if k is NO:
             return super().get_item(tx, key)
-        real, src = self.obj, self.source
+        real, src = self._obj, self.source
         if isinstance(real, _SEQ_MODULES) and isinstance(k, int):
             keys = list(real._modules.keys())
             self.length(tx)
@@ -178,74 +216,85 @@ class ObjV(Value):
             except Exception as e:  # noqa: BLE001
                 raise would_raise(type(e), f"subscript of {type(real).__name__}") from None
             return tx.output.wrap(item, ItemSource(src, k) if src else None)
-        getitem = getattr(type(real), "__getitem__", None)
-        if getitem is not None and hasattr(getitem, "__code__"):
-            return tx.output.wrap(getitem, None).call(tx, [self, Const(k)], {})
+        getitem = lookup(tx, type(real), "__getitem__")
+        if isinstance(getitem, types.FunctionType):
+            return tx.inline_function(getitem, [self, Const(k)], {}, None)
         raise GraphBreak("JF022", f"subscript of {type(real).__name__}")
 
     # -- attributes ----------------------------------------------------------------
     def get_attr(self, tx, name: str) -> Value:
-        obj, src = self.obj, self.source
+        obj, src = self._obj, self.source
         out = tx.output
         pending = out.effects.pending_attr(obj, name)
         if pending is not None:  # written earlier in this trace
             return pending
+        if isinstance(obj, types.ModuleType):
+            return self._module_attr(tx, name)
+        if isinstance(obj, type):
+            return self._class_object_attr(tx, name)
+        if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
+            if name in ("__name__", "__qualname__", "__module__", "__doc__", "__wrapped__") \
+                    and hasattr(obj, name):
+                return out.wrap(getattr(obj, name), AttrSource(self._base(), name))
+            raise GraphBreak("JF022", f"attribute {name!r} of a function")
+        cls = type(obj)
         if isinstance(obj, torch.nn.Module):
             d = obj.__dict__
             for store in ("_parameters", "_buffers", "_modules"):
                 table = d.get(store)
-                if table is not None and name in table:
+                if table is not None and name in table and lookup(tx, cls, name) is MISSING:
+                    # Module.__getattr__ finds it (the class has no such name;
+                    # Module.__setattr__ keeps it out of the instance dict)
                     s = ItemSource(AttrSource(src, store), name) if src is not None else None
                     return out.wrap(table[name], s)
-        if isinstance(obj, types.ModuleType):
-            return self._module_attr(tx, name)
-        if isinstance(obj, type):
-            try:
-                static = inspect.getattr_static(obj, name)
-            except AttributeError:
-                raise would_raise(AttributeError,
-                                  f"{obj.__name__} has no attribute {name!r}") from None
-            if isinstance(static, classmethod):
-                return MethodV(self, name, static.__func__)
-            return out.wrap(getattr(obj, name), AttrSource(src, name) if src is not None else None)
-        if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
-            if name in ("__name__", "__qualname__", "__module__", "__doc__"):
-                return Const(getattr(obj, name))
-            if name == "__wrapped__" and hasattr(obj, name):
-                return out.wrap(obj.__wrapped__, AttrSource(src, name) if src is not None
-                                else None)
-            raise GraphBreak("JF022", f"attribute {name!r} of a function")
-        cls = type(obj)
-        if cls.__getattribute__ is not object.__getattribute__ and not isinstance(
-                obj, torch.nn.Module):
+        elif lookup(tx, cls, "__getattribute__") is not _OBJECT_GETATTRIBUTE:
             return self._custom_attr(tx, name)
+        found = lookup(tx, cls, name)
+        if found is not MISSING and _is_data_descriptor(found):
+            return class_attr(tx, self, cls, name, found)  # before the instance dict
+        inst_dict = getattr(obj, "__dict__", None)
+        if not isinstance(inst_dict, dict):
+            inst_dict = None
+        if inst_dict is not None and name in inst_dict:
+            return out.wrap(inst_dict[name], AttrSource(src, name) if src is not None else None)
+        if inst_dict is not None and src is not None:
+            out.guards.instance_lacks(src, name)
+        if found is not MISSING:
+            return class_attr(tx, self, cls, name, found)
+        getattr_hook = lookup(tx, cls, "__getattr__")
+        if isinstance(getattr_hook, types.FunctionType) and not isinstance(obj, torch.nn.Module):
+            return tx.inline_function(getattr_hook, [self, Const(name)], {}, None)
+        raise would_raise(AttributeError, f"{cls.__name__} has no attribute {name!r}")
+
+    def _base(self) -> Source:
+        """Where the object is read: its source, or the object pinned."""
+        return self.source if self.source is not None else PinnedSource(self._obj)
+
+    def _class_object_attr(self, tx, name: str) -> Value:
+        """An attribute of a class object (``Cls.method``, ``Cls.CONST``),
+        re-read through the class at run time."""
+        obj, out = self._obj, tx.output
         try:
             static = inspect.getattr_static(obj, name)
         except AttributeError:
-            getattr_hook = getattr(cls, "__getattr__", None)
-            if getattr_hook is not None and not isinstance(obj, torch.nn.Module):
-                return ObjV(getattr_hook).call(tx, [self, Const(name)], {})
-            raise would_raise(AttributeError, f"{cls.__name__} has no attribute {name!r}") from None
-        inst_dict = getattr(obj, "__dict__", None)
-        if inst_dict is not None and name in inst_dict and not _is_data_descriptor(
-                getattr(cls, name, None)):
-            return out.wrap(inst_dict[name], AttrSource(src, name) if src is not None else None)
-        return class_attr(tx, self, cls, name, static)
+            raise would_raise(AttributeError,
+                              f"{obj.__name__} has no attribute {name!r}") from None
+        lookup(tx, obj, name)
+        if isinstance(static, classmethod):
+            return MethodV(self, name, static.__func__)
+        return out.wrap(getattr(obj, name), AttrSource(self._base(), name))
 
     def _module_attr(self, tx, name: str) -> Value:
-        mod = self.obj
+        # library modules too: a patched torch.nn.functional.gelu is seen
+        mod = self._obj
         if not hasattr(mod, name):
             raise would_raise(AttributeError, f"module {mod.__name__} has no attribute {name!r}")
-        value = getattr(mod, name)
-        if _is_library_module(mod):
-            return tx.output.wrap(value, None)
-        return tx.output.wrap(value, AttrSource(self.source, name)
-                              if self.source is not None else None)
+        return tx.output.wrap(getattr(mod, name), AttrSource(self._base(), name))
 
     def _custom_attr(self, tx, name: str) -> Value:
         """Read through the class's own attribute access (config objects,
         ModelOutput); the guard re-reads it the same way."""
-        obj, cls = self.obj, type(self.obj)
+        obj, cls = self._obj, type(self._obj)
         if self.source is None:
             raise GraphBreak("JF022", f"{cls.__name__} customises attribute access")
         try:
@@ -258,14 +307,16 @@ class ObjV(Value):
 
     def store_attr(self, tx, name: str, value: Value) -> None:
         if self.source is not None and not isinstance(
-                self.obj, (type, types.ModuleType, types.FunctionType)):
-            tx.output.effects.store_attr(self.obj, self.source, name, value)
+                self._obj, (type, types.ModuleType, types.FunctionType)):
+            tx.output.effects.store_attr(self._obj, self.source, name, value)
             return
         super().store_attr(tx, name, value)
 
     # -- calls -------------------------------------------------------------------------
     def call(self, tx, args: list, kwargs: dict) -> Value:
-        return tx.call_object(self, self.obj, args, kwargs)
+        # call_object guards the callee by recipe or, where it depends on
+        # the object itself, by identity
+        return tx.call_object(self, self._obj, args, kwargs)
 
     def stand_in(self, tx, name: str, func) -> Value | None:
         """Inline the traceable stand-in for ``self.name()`` (polyfills.py:
@@ -367,37 +418,54 @@ class SuperV(Value):
         return super
 
     def get_attr(self, tx, name: str) -> Value:
-        mro = self.obj.python_type().__mro__
-        try:
-            start = mro.index(self.cls) + 1
-        except ValueError:
-            raise GraphBreak("JF022", "super() outside the class hierarchy") from None
-        for klass in mro[start:]:
-            if name in klass.__dict__:
-                attr = klass.__dict__[name]
-                if isinstance(attr, types.FunctionType):
-                    return MethodV(self.obj, name, attr)
-                if isinstance(attr, classmethod):
-                    return MethodV(ObjV(self.obj.python_type()), name, attr.__func__)
-                if isinstance(attr, staticmethod):
-                    return tx.output.wrap(attr.__func__, None)
-                if klass is object and name == "__init__":
-                    return MethodV(self.obj, name, _object_init)
-                raise GraphBreak("JF022", f"super().{name} of type {type(attr).__name__}")
-        raise would_raise(AttributeError, f"super() has no attribute {name!r}")
+        objtype = self.obj.python_type()
+        if self.cls not in objtype.__mro__:
+            raise GraphBreak("JF022", "super() outside the class hierarchy")
+        attr = lookup(tx, objtype, name, self.cls)
+        if attr is MISSING:
+            raise would_raise(AttributeError, f"super() has no attribute {name!r}")
+        if isinstance(attr, types.FunctionType):
+            return MethodV(self.obj, name, attr)
+        if isinstance(attr, classmethod):
+            return MethodV(ObjV(objtype), name, attr.__func__)
+        if isinstance(attr, staticmethod):
+            return tx.output.wrap(attr.__func__, PinnedSource(attr.__func__))
+        if attr is object.__init__:
+            return MethodV(self.obj, name, _object_init)
+        if name == "__init__" and isinstance(attr, types.WrapperDescriptorType) and \
+                issubclass(attr.__objclass__, BaseException) and hasattr(self.obj, "_builtin_init"):
+            # a builtin exception's __init__ on an exception made while
+            # tracing: its kind applies it (values/exceptions.py); a real
+            # instance would find the override again by name
+            return MethodV(self.obj, name)
+        raise GraphBreak("JF022", f"super().{name} of type {type(attr).__name__}")
+
+
+MISSING = _C.MISSING
+_OBJECT_GETATTRIBUTE = object.__dict__["__getattribute__"]
+
+
+def lookup(tx, cls: type, name: str, start: type | None = None):
+    """What ``cls``'s MRO holds for ``name`` (after ``start``, for
+    ``super()``): the raw class-dict entry, or MISSING. The entry guards
+    that the resolution still holds."""
+    found = _C.type_lookup(cls, name, start)
+    tx.output.guards.class_attr(cls, name, found, start)
+    return found
 
 
 def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
     """Attribute ``name`` of the instance ``v`` of ``cls`` found on the class
-    (``static``: what ``inspect.getattr_static`` found, when known):
-    methods bind, properties run traced, plain class attributes are read."""
+    (``static``: the entry ``cls``'s MRO holds, when known): methods bind,
+    properties run traced, plain class attributes are read."""
     if static is None:
-        try:
-            static = inspect.getattr_static(cls, name)
-        except AttributeError:
-            raise would_raise(AttributeError, f"{cls.__name__} has no attribute {name!r}") from None
+        static = lookup(tx, cls, name)
+    else:
+        tx.output.guards.class_attr(cls, name, static)
+    if static is MISSING:
+        raise would_raise(AttributeError, f"{cls.__name__} has no attribute {name!r}")
     if isinstance(static, staticmethod):
-        return tx.output.wrap(static.__func__, None)
+        return tx.output.wrap(static.__func__, PinnedSource(static.__func__))
     if isinstance(static, classmethod):
         return MethodV(ObjV(cls), name, static.__func__)
     if isinstance(static, types.FunctionType):
@@ -405,31 +473,32 @@ def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
     if isinstance(static, property):
         if static.fget is None:
             raise would_raise(AttributeError, f"unreadable property {name!r}")
+        if isinstance(static.fget, types.FunctionType):
+            return tx.inline_function(static.fget, [v], {}, None)
         return ObjV(static.fget).call(tx, [v], {})
     if isinstance(static, (types.MemberDescriptorType, types.GetSetDescriptorType)):
         if isinstance(v, ObjV):
-            return tx.output.wrap(getattr(v.obj, name),
+            return tx.output.wrap(getattr(v._obj, name),
                                   AttrSource(v.source, name) if v.source else None)
         raise GraphBreak("JF022", f"descriptor {name!r} on an object created while tracing")
     if isinstance(static, (types.BuiltinFunctionType, types.MethodDescriptorType,
                            types.WrapperDescriptorType, types.MethodWrapperType)):
         if isinstance(v, ObjV):
-            # bound to this call's instance: rebuilt from its source, never
-            # the first call's bound method baked in
-            return ObjV(getattr(v.obj, name), AttrSource(v.source, name) if v.source else None)
+            # a method of the receiver, bound anew at run time: read through
+            # the receiver (whose type and class are guarded), never the
+            # first call's bound method (it would hold the first receiver)
+            return ObjV(getattr(v._obj, name),
+                        AttrSource(v.source, name) if v.source is not None else None)
         raise GraphBreak("JF022", f"builtin method {name!r} of {cls.__name__}")
     if hasattr(static, "__get__") and not isinstance(static, (int, float, str, tuple)):
         raise GraphBreak("JF022", f"descriptor {type(static).__name__} {name!r}")
-    # a plain class attribute (constant-like, shared by all instances)
-    src = None
+    # a plain class attribute (shared by all instances): its contents are
+    # read through the instance, or the class, and guarded as read
     if isinstance(v, ObjV) and v.source is not None:
         src = AttrSource(v.source, name)
+    else:
+        src = AttrSource(PinnedSource(cls), name)
     return tx.output.wrap(static, src)
-
-
-def _is_library_module(mod: types.ModuleType) -> bool:
-    name = getattr(mod, "__name__", "") or ""
-    return name.split(".", 1)[0] in _LIBRARY_PREFIXES
 
 
 def _is_data_descriptor(attr) -> bool:

@@ -201,8 +201,10 @@ class TensorV(Value):
             # in-place method when its type has one (a list extends), else
             # the plain operator (an int, float, tuple: ``acc = acc + t``)
             # (the type of a constant read from the frame, without specialising it)
+            from .objects import MISSING, lookup  # (objects.py imports this module)
+
             left = type(a._value) if isinstance(a, Const) else a.python_type()
-            if hasattr(left, _INPLACE[fn]):
+            if lookup(tx, left, _INPLACE[fn]) is not MISSING:  # guarded: a class may change
                 return NotImplemented
             fn = _INPLACE_TO_PLAIN[fn]
         out = tx.output.call("call_function", fn, (a, b), {})
