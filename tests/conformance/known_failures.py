@@ -87,19 +87,13 @@ KNOWN: dict[str, str] = {
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
     "guards::module_forward_hooks_dict_edited_directly[default]":
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
-    # ---- graph-breaks (46)
+    # ---- graph-breaks (43)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":
         "graph-breaks: breaks: JF018 recursive call: _asdict_inner calls itself",
     "containers::dataclass_fields_and_eq":
         "graph-breaks: breaks: JF009 unsupported object or operation: comparison eq of Cfg and Cfg",
-    "containers::defaultdict_int_counts":
-        "graph-breaks: breaks: JF009 unsupported object or operation: constructing defaultdict, a dict with",
-    "containers::defaultdict_list":
-        "graph-breaks: breaks: JF009 unsupported object or operation: constructing defaultdict, a dict with",
-    "containers::defaultdict_missing_read":
-        "graph-breaks: breaks: JF009 unsupported object or operation: constructing defaultdict, a dict with",
     "containers::deque_arg_mutated":
         "graph-breaks: breaks: JF002 call to an untraceable function: deque.append",
     "containers::deque_ops":

@@ -411,6 +411,46 @@ def defaultdict_missing_read(x):
     return x + v, len(d)
 
 
+@P(args=lambda k: (T(3),))
+def defaultdict_tuple_accumulates(x):
+    # transformers collects per-layer outputs this way
+    d = defaultdict(tuple)
+    for i in range(3):
+        d["hidden"] += (x * i,)
+    return d["hidden"], d["attn"], sorted(d), d.get("other"), "other" in d
+
+
+@P(args=lambda k: (T(3),))
+def defaultdict_returned_keeps_its_factory(x):
+    d = defaultdict(list, {"a": [x]}, b=[x + 1])
+    d["c"].append(x * 2)
+    return d, d.default_factory is list
+
+
+@P(args=lambda k: (T(3),))
+def defaultdict_factory_changed(x):
+    d = defaultdict(int)
+    d["a"] += 1
+    d.default_factory = _ten
+    e = d.copy()
+    return x * d["a"] + d["b"], e, type(e) is defaultdict
+
+
+def _ten():
+    return 10
+
+
+@P(args=lambda k: (T(3),))
+def defaultdict_without_factory_raises(x):
+    d = defaultdict(None, a=1)
+    return x * d["a"] + d["b"]
+
+
+@P(args=lambda k: (T(3),))
+def defaultdict_non_callable_factory_raises(x):
+    return defaultdict(x.shape[0])
+
+
 @P(args=lambda k: (T(3),), graphs=None, breaks=None, why='torch.compile skips this frame (0 graphs); janus_frame may compile it')
 def counter_ops(x):
     c = Counter("mississippi")

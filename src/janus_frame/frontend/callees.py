@@ -41,7 +41,8 @@ from .values.contexts import set_grad_mode, traceable_class
 from .values.exceptions import construct as construct_exception
 from .values.functions import bind_args
 from .values.methods import is_logging
-from .values.objects import MISSING, lookup
+from .values.dicts import DefaultDictV
+from .values.objects import MISSING, callable_value, lookup
 
 # torch functions that must not be run at trace time nor put in a graph
 _TORCH_DENY = {
@@ -423,18 +424,30 @@ def _construct_record(cls, args, kwargs) -> Value:
 def _construct_dict_subclass(tx, cls, args, kwargs) -> Value:
     if _is_model_output(cls):
         return _construct_record(cls, args, kwargs)
-    # only the construction dict itself does: a class with its own
-    # __init__/__new__/__setitem__ may store something else entirely
-    for name in ("__init__", "__new__", "__setitem__", "update"):
-        if getattr(cls, name) not in (getattr(dict, name), getattr(collections.OrderedDict,
-                                                                   name)):
-            raise GraphBreak("JF023", f"constructing {cls.__qualname__}, a dict with its "
-                             f"own {name}")
+    factory = None
+    if cls is collections.defaultdict:
+        # defaultdict(default_factory=None, *dict_args, **items)
+        factory, args = (args[0] if args else Const(None)), args[1:]
+        if not (isinstance(factory, Const) and factory.value is None or
+                callable_value(factory)):
+            raise would_raise(TypeError, "first argument must be callable or None")
+    else:
+        # only the construction dict itself does: a class with its own
+        # __init__/__new__/__setitem__ may store something else entirely
+        # (resolved through the MRO and guarded: a class may be patched)
+        for name in ("__init__", "__new__", "__setitem__", "update"):
+            if lookup(tx, cls, name) not in (dict.__dict__.get(name),
+                                             collections.OrderedDict.__dict__.get(name)):
+                raise GraphBreak("JF023", f"constructing {cls.__qualname__}, a dict with its "
+                                 f"own {name}")
+    if len(args) > 1:
+        raise would_raise(TypeError, f"{cls.__name__} expected at most 1 argument, got "
+                          f"{len(args)}")
     items = {}
     if args:
         items.update(args[0].dict_items(tx))
     items.update(kwargs)
-    return DictV(items, cls=cls)
+    return DictV(items, cls=cls) if factory is None else DefaultDictV(factory, items)
 
 
 def _autocast_ctx(cls, args, kwargs) -> Value:

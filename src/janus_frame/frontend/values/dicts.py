@@ -2,10 +2,10 @@
 
 In: dicts built while tracing (``{...}``, ``dict(...)``, ``**kwargs``, dict
 subclasses whose construction is plain), dicts read from the frame whose
-keys are all constants (lazily, like lists), ModelOutputs built while
-tracing.
-Out: ``DictV``, ``RecordDictV`` and ``DictViewV`` (a live keys/values/items
-view) and what Python does with them while tracing: items, membership,
+keys are all constants (lazily, like lists), ModelOutputs and
+``collections.defaultdict`` built while tracing.
+Out: ``DictV``, ``RecordDictV``, ``DefaultDictV`` and ``DictViewV`` (a live
+keys/values/items view) and what Python does with them while tracing: items, membership,
 iteration over keys, their methods (a mutation of a dict read from the frame
 is recorded and replayed after the graph), how they are rebuilt after the
 graph, and :func:`dict_key`.
@@ -25,6 +25,7 @@ from .base import NO, Value, read_before_effects
 from .constants import LITERAL_TYPES, Const, fold
 from .containers import Container, SetV, TupleV, same_or_equal
 from .methods import MethodV
+from .objects import callable_value
 
 _DICT_MUTATORS = ("pop", "update", "setdefault", "clear", "popitem", "__setitem__")
 
@@ -190,6 +191,59 @@ class DictV(Container, Value):
         src = self.source.expr()
         items = ", ".join(f"{rb.fb.const(k)}: {rb.snapshot(x)}" for k, x in self.items.items())
         return [f"{src}.clear()", f"{src}.update({{{items}}})"]
+
+
+class DefaultDictV(DictV):
+    """A ``collections.defaultdict`` built while tracing: a read of a missing
+    key calls ``default_factory`` (traced) and stores its result, as
+    ``__missing__`` does; ``get``, ``in`` and the rest are a dict's."""
+
+    __slots__ = ("factory",)
+
+    def __init__(self, factory: Value, items: dict) -> None:
+        super().__init__(items, cls=collections.defaultdict)
+        self.factory = factory  # a callable value, or Const(None)
+
+    def get_item(self, tx, key: Value) -> Value:
+        k = key.as_python()
+        if k is NO or k in self.items or \
+                isinstance(self.factory, Const) and self.factory.value is None:
+            return super().get_item(tx, key)
+        try:
+            hash(k)
+        except TypeError as e:  # Python's own exception: exact
+            raise would_raise(TypeError, repr(k), exc=e) from None
+        value = self.factory.call(tx, [], {})
+        self.will_mutate(tx)
+        self.items[k] = value
+        return value
+
+    def get_attr(self, tx, name: str) -> Value:
+        if name == "default_factory":
+            return self.factory
+        return super().get_attr(tx, name)
+
+    def store_attr(self, tx, name: str, value: Value) -> None:
+        if name != "default_factory":
+            return super().store_attr(tx, name, value)
+        if not (isinstance(value, Const) and value.value is None or callable_value(value)):
+            raise would_raise(TypeError, "default_factory must be callable or None")
+        self.will_mutate(tx)
+        self.factory = value
+
+    def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        if name in ("copy", "__copy__") and not args and not kwargs:
+            return DefaultDictV(self.factory, self.items)
+        if name == "__missing__":
+            raise GraphBreak("JF022", "defaultdict.__missing__ called directly")
+        return super().call_method(tx, name, args, kwargs)
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        inner = ", ".join(
+            f"{k!r}: {rb.expr(x)}" if type(k) in LITERAL_TYPES else
+            f"{rb.fb.const(k)}: {rb.expr(x)}" for k, x in self.items.items())
+        return (f"{rb.fb.const(collections.defaultdict)}({rb.expr(self.factory)}, "
+                f"{{{inner}}})"), True
 
 
 class RecordDictV(DictV):
