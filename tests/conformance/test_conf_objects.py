@@ -456,6 +456,51 @@ def inspect_signature_bind(x):
     return ba.arguments["a"] * ba.arguments["c"] + ba.arguments["b"]
 
 
+@P(args=lambda k: (T(3),))
+def signature_parameter_count(x):
+    # transformers' apply_chunking_to_forward counts the chunk function's parameters
+    def fwd(t, scale=2.0, *rest, key: int = 1, **kw):
+        return t * scale
+    sig = inspect.signature(fwd)
+    params = sig.parameters
+    return fwd(x) * len(params), list(params), [p.kind for p in params.values()], \
+        params["scale"].default, "key" in params, str(sig)
+
+
+class _Gated(torch.nn.Module):
+    def forward(self, t, mask=None, *, scale: float = 3.0):
+        return t * scale if mask is None else t * mask
+
+
+@P(args=lambda k: (T(3), _Gated()))
+def signature_of_bound_method(x, m):
+    params = inspect.signature(m.forward).parameters
+    takes_mask = "mask" in set(params.keys())
+    return m(x, mask=x) if takes_mask else m(x), list(params), params["scale"].annotation
+
+
+def _signature_world():
+    def g(t, b=1.0):
+        return t
+
+    def fn(x):
+        return x + inspect.signature(g).parameters["b"].default
+    return types.SimpleNamespace(fn=fn, g=g)
+
+
+def _change_defaults(k, w):
+    w.g.__defaults__ = (float(k),)
+
+
+P(name="signature_follows_changed_defaults", build=_signature_world, between=_change_defaults,
+  args=lambda k: (T(3),))
+
+
+@P(args=lambda k: (T(3),))
+def signature_of_a_non_callable_raises(x):
+    return inspect.signature(x.shape[0])
+
+
 @P(args=lambda k: (T(3),), graphs=None, breaks=None, why='torch.compile skips this frame (0 graphs); janus_frame may compile it')
 def cached_property_on_object(x):
     class C:

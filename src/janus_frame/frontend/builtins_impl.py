@@ -12,6 +12,7 @@ only unpack the builtin's arguments.
 from __future__ import annotations
 
 import functools
+import inspect
 import operator
 import types
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from .breaks import GraphBreak, would_raise
-from .sources import AttrSource
+from .sources import AttrSource, PinnedSource
 from .values import (
     NO, Const, DictV, FunctionV, IterV, ListV, MethodV, NdarrayV, NewObjV, ObjV, PartialV,
     SetV, SliceV, SuperV,
@@ -323,6 +324,55 @@ def _partial(tx, args, kwargs):
                       out.wrap(inner.args, AttrSource(src, "args")).iterate(tx),
                       out.wrap(inner.keywords, AttrSource(src, "keywords")).dict_items(tx))
     return PartialV(fn, list(args[1:]), dict(kwargs))
+
+
+@handles(inspect.signature)
+def _signature(tx, args, kwargs):
+    """``inspect.signature(f)`` folded at trace time: a Signature is
+    immutable, and what it is computed from is guarded (a real function by
+    identity, its defaults and the attributes inspect follows by theirs)."""
+    if len(args) != 1 or any(v.as_python() is NO for v in kwargs.values()):
+        raise GraphBreak("JF015", "inspect.signature() with non-constant options")
+    opts = {k: v.as_python() for k, v in kwargs.items()}
+    fn = args[0]
+    if isinstance(fn, FunctionV):
+        real = fn.as_real_function()
+    elif isinstance(fn, MethodV) and isinstance(fn.func, types.FunctionType) and \
+            isinstance(fn.receiver, (ObjV, NewObjV)):
+        # a bound method: the function's signature less its first parameter
+        real = types.MethodType(_guard_introspected(tx, fn.func, None), object())
+    elif isinstance(fn, ObjV) and isinstance(fn._obj, (types.FunctionType, types.MethodType,
+                                                        types.BuiltinFunctionType)):
+        real = _guard_introspected(tx, fn.obj, fn.source)
+    elif isinstance(fn, Const) and not callable(fn.value):
+        real = fn.value  # raises inspect's TypeError
+    else:
+        real = None
+    if real is None:
+        raise GraphBreak("JF015", f"inspect.signature() of {fn.python_type().__name__}")
+    try:
+        return Const(inspect.signature(real, **opts))
+    except Exception as e:  # noqa: BLE001 - Python's own exception: exact
+        raise would_raise(type(e), str(e), exc=e) from None
+
+
+def _guard_introspected(tx, fn, source):
+    """``fn`` as ``inspect.signature`` reads it: its function's defaults,
+    annotations and the attributes inspect follows are guarded."""
+    func = fn.__func__ if isinstance(fn, types.MethodType) else fn
+    if isinstance(func, types.FunctionType):
+        if source is None:
+            fsrc = PinnedSource(func)  # (the function itself, kept alive by the entry)
+        else:
+            fsrc = AttrSource(source, "__func__") if func is not fn else source
+        for name in ("__defaults__", "__kwdefaults__", "__annotations__"):
+            tx.output.guards.identity(AttrSource(fsrc, name), getattr(func, name))
+        for name in ("__wrapped__", "__signature__"):
+            if name in func.__dict__:
+                tx.output.guards.identity(AttrSource(fsrc, name), func.__dict__[name])
+            else:
+                tx.output.guards.instance_lacks(fsrc, name)
+    return fn
 
 
 @handles(dict.fromkeys)

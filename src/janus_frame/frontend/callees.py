@@ -144,7 +144,10 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
     if isinstance(obj, (types.BuiltinFunctionType, types.BuiltinMethodType,
                         types.MethodWrapperType)):
         recv = getattr(obj, "__self__", None)
-        if isinstance(recv, (str, bytes, tuple, int, float, frozenset, torch.Size)):
+        if isinstance(recv, (str, bytes, tuple, int, float, frozenset, torch.Size)) or \
+                isinstance(recv, types.MappingProxyType) and isinstance(fnv, Const):
+            # (a mapping proxy of a constant folded at trace time, such as
+            # inspect.Signature.parameters; not a class's live __dict__)
             return _fold_call(obj, args, kwargs)
         if isinstance(recv, logging.Logger):
             raise GraphBreak("JF003", obj.__qualname__)

@@ -11,8 +11,10 @@ there too); size arithmetic stays symbolic.
 """
 from __future__ import annotations
 
+import collections
 import math
 import operator
+import types
 from typing import Any
 
 import torch
@@ -28,7 +30,12 @@ _SIZE_ARITH = {operator.add: operator.add, operator.sub: operator.sub,
                operator.isub: operator.sub, operator.imul: operator.mul,
                operator.ifloordiv: operator.floordiv, operator.imod: operator.mod}
 LITERAL_TYPES = (int, str, bool, type(None), bytes)
-_ITERABLE = (tuple, list, str, range, torch.Size, bytes, frozenset, set)
+# (a read-only mapping and the views of a mapping folded at trace time, such
+# as inspect.Signature.parameters, iterate as they are)
+_ITERABLE = (tuple, list, str, range, torch.Size, bytes, frozenset, set, types.MappingProxyType,
+             *{type(getattr(m, v)()) for m in (collections.OrderedDict(),
+                                              types.MappingProxyType({}))
+               for v in ("keys", "values", "items")})
 
 
 class Const(Value):

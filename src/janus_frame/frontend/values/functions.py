@@ -14,7 +14,7 @@ import inspect
 import types
 
 from ..breaks import would_raise
-from .base import Value
+from .base import NO, Value
 from .constants import Const
 from .containers import TupleV
 from .dicts import DictV
@@ -23,9 +23,11 @@ from .dicts import DictV
 class FunctionV(Value):
     """A function made by MAKE_FUNCTION while tracing."""
 
-    __slots__ = ("code", "qualname", "defaults", "kwdefaults", "closure", "globals", "source")
+    __slots__ = ("code", "qualname", "defaults", "kwdefaults", "closure", "globals", "source",
+                 "annotations")
 
     def __init__(self, code, qualname, defaults, kwdefaults, closure, globals_) -> None:
+        self.annotations = None  # MAKE_FUNCTION's (name, value, ...) tuple, when given
         self.code = code
         self.qualname = qualname
         self.defaults = defaults  # tuple of Value
@@ -52,6 +54,22 @@ class FunctionV(Value):
         cells = {name: c for name, c in zip(code.co_freevars, self.closure)}
         locals_ = bind_args(code, code.co_name, self.defaults, self.kwdefaults, args, kwargs)
         return tx.inline_code(code, self.globals, locals_, cells)
+
+    def as_real_function(self):
+        """A real function with this one's code, defaults and annotations
+        (for introspection: ``inspect.signature``), or None when one of them
+        is not a constant."""
+        defaults = tuple(d.as_python() for d in self.defaults)
+        kwdefaults = {k: d.as_python() for k, d in self.kwdefaults.items()}
+        ann = self.annotations.as_python() if self.annotations is not None else ()
+        if any(d is NO for d in (*defaults, *kwdefaults.values(), ann)):
+            return None
+        closure = tuple(types.CellType() for _ in self.code.co_freevars) or None
+        fn = types.FunctionType(self.code, {}, self.code.co_name, defaults or None, closure)
+        fn.__kwdefaults__ = kwdefaults or None
+        fn.__annotations__ = dict(zip(ann[::2], ann[1::2]))
+        fn.__qualname__ = self.qualname
+        return fn
 
     def reconstruct(self, rb) -> tuple[str, bool]:
         e, fb = rb.expr, rb.fb
