@@ -399,3 +399,12 @@ def test_partial_made_inside_escapes_with_its_own_keywords():
     assert p.keywords is kw and kw == {"other": 2.0}
     kw["other"] = 5.0
     torch.testing.assert_close(p(x), x * 5.0)
+
+
+def test_tracing_state_query_bound_by_pybind11_folds(jit):
+    # torch._C._get_tracing_state is bound to a pybind11 function record,
+    # not a module: it is still the module function the frontend folds
+    def f(x):
+        return x * 2 if torch._C._get_tracing_state() is None else x
+
+    jit(f, torch.randn(3))

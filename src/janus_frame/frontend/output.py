@@ -532,7 +532,10 @@ def _bound_to_object(method) -> bool:
     """A builtin method bound to an object (not a module's function, nor a
     class's: ``len``, ``dict.fromkeys``)."""
     recv = getattr(method, "__self__", None)
-    return recv is not None and not isinstance(recv, (types.ModuleType, type))
+    # pybind11 binds a module's function (torch._C._get_tracing_state) to
+    # its function record: a module function all the same
+    return recv is not None and not isinstance(recv, (types.ModuleType, type)) and \
+        type(recv).__module__ != "pybind11_builtins"
 
 
 def _target_name(target) -> str:
