@@ -38,18 +38,16 @@ from bench.zoo import models as Z  # noqa: E402
 pytestmark = [pytest.mark.fallback_ok, pytest.mark.timeout(300)]
 
 MODE_STACK = "the TorchFunctionMode block of transformers' sdpa_mask (masking_utils.py:391) " \
-             "runs natively: breaks around it, recompiles"
-IADD = "internal error (frames run natively): `relative_buckets += ...` with an int on the " \
-       "left is recorded as operator.iadd(0, t) and fx renders `0 += t` (T5 _relative_position_bucket)"
+             "runs natively: breaks around it"
 ONE_GRAPH = "breaks in ModelOutput, apply_chunking_to_forward (functools.partial), the mask " \
             "helpers, PretrainedConfig.__getattribute__ (see bench/results/zoo-*.md)"
 
 # model -> the xfail reason of each check, None where it passes today
 KNOWN = {
-    "bert": {"correct": None, "graphs": ONE_GRAPH, "repeat": "ModelOutput methods hit the recompile limit"},
-    "gpt2": {"correct": None, "graphs": MODE_STACK, "repeat": MODE_STACK},
-    "llama": {"correct": None, "graphs": MODE_STACK, "repeat": MODE_STACK},
-    "t5": {"correct": IADD, "graphs": ONE_GRAPH, "repeat": IADD},
+    "bert": {"correct": None, "graphs": ONE_GRAPH, "repeat": None},
+    "gpt2": {"correct": None, "graphs": MODE_STACK, "repeat": None},
+    "llama": {"correct": None, "graphs": MODE_STACK, "repeat": None},
+    "t5": {"correct": None, "graphs": ONE_GRAPH, "repeat": None},
 }
 
 
@@ -140,9 +138,6 @@ def test_default_backend_bert():
     assert errors == errors0 and fb == fb0, (errors - errors0, fb - fb0, warned[:2])
 
 
-@pytest.mark.xfail(strict=True, reason="fusing backend: `x + linear(x)` on 3-D input comes back 2-D "
-                   "(scheduler._find_reuse stores the output over the matmul's [B*T, C] result and "
-                   "the wrapper returns that tensor unreshaped): invalid gradient shape in backward")
 def test_default_backend_bert_training_step():
     torch.manual_seed(0)
     ref_model = Z.build("bert", quick=True)
