@@ -102,15 +102,17 @@ def MAKE_FUNCTION(tx, ins):
     flags, stack = ins.arg, tx.stack
     code = stack.pop().value
     closure = stack.pop().iterate(tx) if flags & _MF_CLOSURE else ()
-    if flags & _MF_ANNOTATIONS:
-        stack.pop()  # annotations are not needed to run the function
+    # annotations are not needed to run the function (inspect.signature reads them)
+    annotations = stack.pop() if flags & _MF_ANNOTATIONS else None
     kwdefaults = stack.pop().dict_items(tx) if flags & _MF_KWDEFAULTS else {}
     defaults = tuple(stack.pop().iterate(tx)) if flags & _MF_DEFAULTS else ()
     for c in closure:
         if not isinstance(c, CellV):
             raise GraphBreak("JF023", "closure of non-cells")
-    stack.append(FunctionV(code, code.co_qualname, defaults, dict(kwdefaults), tuple(closure),
-                           tx.f_globals))
+    fn = FunctionV(code, code.co_qualname, defaults, dict(kwdefaults), tuple(closure),
+                   tx.f_globals)
+    fn.annotations = annotations
+    stack.append(fn)
 
 # -- native steps --------------------------------------------------------------------
 
