@@ -16,6 +16,7 @@ import types
 
 import torch
 
+from ... import _C
 from ..breaks import GraphBreak, would_raise
 from ..sources import AttrSource
 from .base import Value, read_before_effects
@@ -203,10 +204,12 @@ class TensorV(Value):
             # in-place method when its type has one (a list extends), else
             # the plain operator (an int, float, tuple: ``acc = acc + t``)
             # (the type of a constant read from the frame, without specialising it)
-            from .objects import MISSING, lookup  # (objects.py imports this module)
-
             left = type(a._value) if isinstance(a, Const) else a.python_type()
-            if lookup(tx, left, _INPLACE[fn]) is not MISSING:  # guarded: a class may change
+            # objects.lookup, spelled out here (objects.py imports this module):
+            # the MRO's entry, guarded, as a class may change
+            found = _C.type_lookup(left, _INPLACE[fn], None)
+            tx.output.guards.class_attr(left, _INPLACE[fn], found)
+            if found is not _C.MISSING:
                 return NotImplemented
             fn = _INPLACE_TO_PLAIN[fn]
         out = tx.output.call("call_function", fn, (a, b), {})
