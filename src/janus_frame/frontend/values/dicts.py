@@ -416,9 +416,16 @@ class DictObjV(DictV):
             return Const(DictV.contains(self, tx, args[0]))
         if name == "__len__" and not n:
             return Const(len(self.items))
-        if name == "copy":  # dict.copy makes a plain dict; OrderedDict's calls the class
-            if lookup(tx, self.cls, "copy") is dict.__dict__["copy"]:
-                return DictV(self.items)
+        if name in ("copy", "__copy__") and not n and not kwargs:
+            found = lookup(tx, self.cls, name)
+            if found is dict.__dict__.get(name):  # dict.copy makes a plain dict
+                return DictV(dict(self.items))
+            # defaultdict's calls type(self)(self.default_factory, self),
+            # OrderedDict's type(self)(self): the class's own __init__ runs
+            if found is collections.defaultdict.__dict__.get(name):
+                return tx.call_object(ObjV(self.cls), self.cls, [self.factory, self], {})
+            if found is collections.OrderedDict.__dict__.get(name):
+                return tx.call_object(ObjV(self.cls), self.cls, [self], {})
             raise self._unsupported_method(name)
         if name in ("keys", "values", "items", "get", "pop", "update", "setdefault"):
             return super().call_method(tx, name, args, kwargs)
