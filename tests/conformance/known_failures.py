@@ -69,7 +69,7 @@ KNOWN: dict[str, str] = {
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
     "guards::module_forward_hooks_dict_edited_directly[default]":
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
-    # ---- graph-breaks (52)
+    # ---- graph-breaks (50)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":
@@ -114,10 +114,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
     "issue::issue_10_sdpa_like_under_mode":
         "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
-    "issue::issue_11_recursive_collect_into_list":
-        "graph-breaks: breaks: JF018 recursive call: Walker2.collect calls itself",
-    "issue::issue_11_recursive_count_with_list_leaves":
-        "graph-breaks: breaks: JF018 recursive call: Config11.count calls itself",
     "issue::issue_11_recursive_method_over_dict_values":
         "graph-breaks: breaks: JF018 recursive call: Walker.walk calls itself",
     "language::class_defined_inside":
