@@ -479,6 +479,18 @@ def signature_of_bound_method(x, m):
     return m(x, mask=x) if takes_mask else m(x), list(params), params["scale"].annotation
 
 
+@P(args=lambda k: (T(3),))
+def signature_of_a_partial_made_inside(x):
+    # functools.partial of a chunk function, then its parameters counted
+    # (transformers' apply_chunking_to_forward)
+    def fwd(t, scale=2.0, *, key: int = 1):
+        return t * scale * key
+    p = functools.partial(fwd, key=3)
+    params = inspect.signature(p).parameters
+    return p(x) * len(params), list(params), params["key"].default, str(inspect.signature(
+        functools.partial(p, x)))
+
+
 def _signature_world():
     def g(t, b=1.0):
         return t

@@ -335,25 +335,40 @@ def _signature(tx, args, kwargs):
         raise GraphBreak("JF015", "inspect.signature() with non-constant options")
     opts = {k: v.as_python() for k, v in kwargs.items()}
     fn = args[0]
-    if isinstance(fn, FunctionV):
-        real = fn.as_real_function()
-    elif isinstance(fn, MethodV) and isinstance(fn.func, types.FunctionType) and \
-            isinstance(fn.receiver, (ObjV, NewObjV)):
-        # a bound method: the function's signature less its first parameter
-        real = types.MethodType(_guard_introspected(tx, fn.func, None), object())
-    elif isinstance(fn, ObjV) and isinstance(fn._obj, (types.FunctionType, types.MethodType,
-                                                        types.BuiltinFunctionType)):
-        real = _guard_introspected(tx, fn.obj, fn.source)
-    elif isinstance(fn, Const) and not callable(fn.value):
-        real = fn.value  # raises inspect's TypeError
-    else:
-        real = None
+    real = _introspected(tx, fn)
     if real is None:
         raise GraphBreak("JF015", f"inspect.signature() of {fn.python_type().__name__}")
     try:
         return Const(inspect.signature(real, **opts))
     except Exception as e:  # noqa: BLE001 - Python's own exception: exact
         raise would_raise(type(e), str(e), exc=e) from None
+
+
+def _introspected(tx, fn: Value):
+    """A real object whose signature is ``fn``'s, its inputs guarded, or
+    None."""
+    if isinstance(fn, FunctionV):
+        return fn.as_real_function()
+    if isinstance(fn, MethodV) and isinstance(fn.func, types.FunctionType) and \
+            isinstance(fn.receiver, (ObjV, NewObjV)):
+        # a bound method: the function's signature less its first parameter
+        return types.MethodType(_guard_introspected(tx, fn.func, None), object())
+    if isinstance(fn, ObjV) and isinstance(fn._obj, (types.FunctionType, types.MethodType,
+                                                      types.BuiltinFunctionType)):
+        return _guard_introspected(tx, fn.obj, fn.source)
+    if isinstance(fn, PartialV):
+        # a partial made while tracing: its function's signature less the
+        # frozen positional arguments (only their number matters), keyword
+        # values as the new defaults (constants only)
+        func = _introspected(tx, fn.func)
+        fkw = {k: v.as_python() for k, v in fn.keywords.items.items()}
+        if func is None or any(x is NO for x in fkw.values()) or \
+                not all(type(k) is str for k in fkw):
+            return None
+        return functools.partial(func, *[object() for _ in fn.args], **fkw)
+    if isinstance(fn, Const) and not callable(fn.value):
+        return fn.value  # raises inspect's TypeError
+    return None
 
 
 def _guard_introspected(tx, fn, source):
