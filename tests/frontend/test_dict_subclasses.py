@@ -271,7 +271,7 @@ def test_defaultdict_made_while_tracing():
     assert len(rec.graphs) == 1
 
 
-class Counts(defaultdict):
+class Tally(defaultdict):
     def __init__(self, factory, *args, **kwargs):
         super().__init__(factory, *args, **kwargs)
         self.copies = getattr(self, "copies", 0) + 1   # set by each construction
@@ -290,7 +290,7 @@ def test_copies_of_dict_subclasses_call_the_class():
     # type(d)(d): a subclass's __init__ runs for the copy; dict.copy() of a
     # dict subclass is a plain dict
     def f(x):
-        c = Counts(int, a=1)
+        c = Tally(int, a=1)
         c["b"] += 2
         o = Ordered(k=x)
         o["j"] = x * 2
