@@ -69,7 +69,7 @@ KNOWN: dict[str, str] = {
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
     "guards::module_forward_hooks_dict_edited_directly[default]":
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
-    # ---- graph-breaks (50)
+    # ---- graph-breaks (48)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":
@@ -130,10 +130,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: manual_seed (torch._compile) runs nat",
     "modules::module_built_inside":
         "graph-breaks: breaks: JF002 call to an untraceable function: manual_seed (torch._compile) runs nat",
-    "modules::module_list_slice":
-        "graph-breaks: breaks: JF015 unsupported argument: ObjV passed to a tensor operation",
-    "modules::module_list_slice_length_changes":
-        "graph-breaks: breaks: JF015 unsupported argument: ObjV passed to a tensor operation",
     "modules::optimizer_step_inside":
         "graph-breaks: breaks: JF002 call to an untraceable function: Optimizer.zero_grad (torch._compile) ",
     "modules::state_dict_inside":
