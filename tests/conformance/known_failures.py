@@ -58,113 +58,6 @@ KNOWN: dict[str, str] = {
         "context-managers: breaks: JF016 context manager run natively: ExitStack",
     "torch::inference_mode_block":
         "context-managers: breaks: JF016 context manager run natively: inference_mode",
-    # ---- named-tuple (24)
-    "issue::issue_08_cummin_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_kthvalue_indices":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_linalg_eigh_eigenvalues":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_max_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_median_indices":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_min_values_in_expression":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_mode_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_sort_indices":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_svd_fields":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "issue::issue_08_topk_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::aminmax_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::cummax_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::frexp_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::kthvalue_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::max_dim_indices_attr":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::max_dim_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::median_dim_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::min_dim_returned_whole":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::mode_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::namedtuple_type_preserved":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::qr_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::slogdet_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::sort_named":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    "torch::topk_values":
-        "named-tuple: op results lose their torch.return_types class (plain tuple)",
-    # ---- dict-views (11)
-    "containers::dict_items_live_view":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_keys_live_view":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_values_live_view":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_view_of_arg_after_mutation":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_view_returned_then_used":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "containers::dict_view_set_ops":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_items_view_len":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_keys_view_live":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_values_view_live":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_view_of_argument_dict":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    "issue::issue_02_view_of_kwargs":
-        "dict-views: keys()/values()/items() traced as list snapshots",
-    # ---- numpy (17)
-    "interop::from_numpy_argument":
-        "numpy: breaks: JF015 unsupported argument: ObjV passed to a tensor operation",
-    "interop::from_numpy_roundtrip":
-        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
-    "interop::np_asarray_of_tensor":
-        "numpy: breaks: JF002 call to an untraceable function: asarray",
-    "interop::np_function_on_tensor":
-        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
-    "interop::numpy_array_argument_math":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_array_math":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_copy_of_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_dtype_mapping":
-        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
-    "interop::numpy_scalar_back_to_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_sum_of_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "interop::numpy_view_shares_memory":
-        "numpy: breaks: JF004 tensor value needed in Python: Tensor.numpy()",
-    "interop::tensor_from_numpy_constant":
-        "numpy: breaks: JF002 call to an untraceable function: array",
-    "issue::issue_01_numpy_array_function":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "issue::issue_01_numpy_copy":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "issue::issue_01_numpy_scalar_in_python":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "issue::issue_01_numpy_then_tensor":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
-    "issue::issue_01_numpy_tolist":
-        "numpy: result of an ndarray method at a break baked in (bound method constant, type guard only)",
     # ---- recompile-storm (1)
     "issue::storm_namedtuple_class_across_break":
         "recompile-storm: object made before a break guarded by identity in the resume function",
@@ -173,53 +66,31 @@ KNOWN: dict[str, str] = {
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
     "guards::module_forward_hooks_dict_edited_directly[default]":
         "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
-    # ---- graph-breaks (68)
+    # ---- graph-breaks (48)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":
         "graph-breaks: breaks: JF018 recursive call: _asdict_inner calls itself",
     "containers::dataclass_fields_and_eq":
         "graph-breaks: breaks: JF009 unsupported object or operation: comparison eq of Cfg and Cfg",
-    "containers::defaultdict_list":
-        "graph-breaks: breaks: JF009 unsupported object or operation: constructing defaultdict, a dict with",
     "containers::deque_arg_mutated":
         "graph-breaks: breaks: JF002 call to an untraceable function: deque.append",
     "containers::deque_ops":
         "graph-breaks: breaks: JF009 unsupported object or operation: class deque has a custom __new__ or m",
-    "containers::dict_fromkeys_and_in":
-        "graph-breaks: breaks: JF002 call to an untraceable function: dict.fromkeys",
-    "containers::dict_merge_operators":
-        "graph-breaks: breaks: JF009 unsupported object or operation: operator or_ on dict and dict",
-    "containers::dict_methods":
-        "graph-breaks: breaks: JF009 unsupported object or operation: dict.popitem()",
     "containers::enum_iteration":
         "graph-breaks: breaks: JF009 unsupported object or operation: iteration over EnumType",
     "containers::enum_value_name":
         "graph-breaks: breaks: JF009 unsupported object or operation: class Mode has a custom __new__ or me",
-    "containers::frozenset_ops":
-        "graph-breaks: breaks: JF002 call to an untraceable function: constructing frozenset",
-    "containers::list_arg_sort_key_reverse":
-        "graph-breaks: breaks: JF009 unsupported object or operation: list.sort()",
-    "containers::list_methods":
-        "graph-breaks: breaks: JF009 unsupported object or operation: list.remove()",
     "containers::mappingproxy_read":
         "graph-breaks: breaks: JF002 call to an untraceable function: constructing mappingproxy",
-    "containers::namedtuple_arg":
-        "graph-breaks: breaks: JF002 call to an untraceable function: constructing map",
     "containers::ordered_dict_ops":
         "graph-breaks: breaks: JF009 unsupported object or operation: OrderedDict.move_to_end()",
-    "containers::set_methods":
-        "graph-breaks: breaks: JF009 unsupported object or operation: operator or_ on set and set",
-    "containers::sorted_dict_by_value":
-        "graph-breaks: breaks: JF015 unsupported argument: sorted() of non-constant values",
     "effects::id_and_hash_of_objects":
         "graph-breaks: breaks: JF009 unsupported object or operation: id() of a traced value",
     "effects::logging_info_call":
         "graph-breaks: breaks: JF003 print or logging call: Logger.info",
     "effects::warnings_warn_inside":
         "graph-breaks: breaks: JF002 call to an untraceable function: warn",
-    "functions::reduce_over_shape":
-        "graph-breaks: breaks: JF002 call to an untraceable function: reduce",
     "interop::function_mode_break_in_callee":
         "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
     "interop::function_mode_counts":
@@ -240,40 +111,22 @@ KNOWN: dict[str, str] = {
         "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
     "issue::issue_10_sdpa_like_under_mode":
         "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
-    "issue::issue_11_recursive_collect_into_list":
-        "graph-breaks: breaks: JF018 recursive call: Walker2.collect calls itself",
-    "issue::issue_11_recursive_count_with_list_leaves":
-        "graph-breaks: breaks: JF018 recursive call: Config11.count calls itself",
     "issue::issue_11_recursive_method_over_dict_values":
         "graph-breaks: breaks: JF018 recursive call: Walker.walk calls itself",
-    "language::bytes_and_int_methods":
-        "graph-breaks: breaks: JF002 call to an untraceable function: int.from_bytes",
     "language::class_defined_inside":
         "graph-breaks: breaks: JF001 unsupported bytecode: LOAD_BUILD_CLASS is not supported",
-    "language::map_filter":
-        "graph-breaks: breaks: JF002 call to an untraceable function: constructing map",
     "language::match_class_pattern":
         "graph-breaks: breaks: JF001 unsupported bytecode: MATCH_CLASS is not supported",
     "language::match_structure":
         "graph-breaks: breaks: JF001 unsupported bytecode: MATCH_SEQUENCE is not supported",
-    "language::operator_module":
-        "graph-breaks: breaks: JF002 call to an untraceable function: reduce",
     "language::recursion_int":
         "graph-breaks: breaks: JF018 recursive call: _fact calls itself",
     "language::recursion_tree":
         "graph-breaks: breaks: JF018 recursive call: _tree_sum calls itself",
-    "language::sorted_reversed_minmax":
-        "graph-breaks: breaks: JF015 unsupported argument: a constant is needed here, got function",
-    "language::str_format_percent":
-        "graph-breaks: breaks: JF009 unsupported object or operation: operator mod on str and tuple",
     "modules::functional_call_on_module":
         "graph-breaks: breaks: JF002 call to an untraceable function: manual_seed (torch._compile) runs nat",
     "modules::module_built_inside":
         "graph-breaks: breaks: JF002 call to an untraceable function: manual_seed (torch._compile) runs nat",
-    "modules::module_list_slice":
-        "graph-breaks: breaks: JF015 unsupported argument: ObjV passed to a tensor operation",
-    "modules::module_list_slice_length_changes":
-        "graph-breaks: breaks: JF015 unsupported argument: ObjV passed to a tensor operation",
     "modules::optimizer_step_inside":
         "graph-breaks: breaks: JF002 call to an untraceable function: Optimizer.zero_grad (torch._compile) ",
     "modules::state_dict_inside":

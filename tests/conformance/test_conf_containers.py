@@ -231,6 +231,123 @@ def dict_view_returned_then_used(x):
     return d, d.keys(), d.values(), d.items()
 
 
+@P(args=x1)
+def dict_views_after_update_pop_clear(x):
+    d = {"a": x, "b": x * 2}
+    ks, vs, its = d.keys(), d.values(), d.items()
+    d.update(c=x * 3)
+    n1 = (len(ks), len(vs), len(its))
+    d.pop("a")
+    del d["b"]
+    n2 = (len(ks), "a" in ks, "c" in ks, list(ks))
+    d.setdefault("z", x)
+    out = [v + 1 for v in vs]
+    d.clear()
+    return n1, n2, out, len(its), bool(ks), list(vs)
+
+
+@P(args=x1, why="torch.compile fails on this program (internal error)")
+def dict_items_view_unpacked_after_mutation(x):
+    d = {}
+    it = d.items()
+    for i in range(3):
+        d[f"k{i}"] = x * i
+    total = x * 0
+    for k, v in it:
+        total = total + v
+    return total, [k for k, _ in reversed(it)], ("k1", 5) in it
+
+
+@P(args=x1)
+def dict_values_reversed_and_membership(x):
+    y = x + 1
+    d = {"p": x}
+    vs = d.values()
+    d["q"] = y
+    return list(reversed(vs)), y in vs
+
+
+@P(args=x1)
+def dict_keys_view_set_algebra(x):
+    d = {"a": 1, "b": 2, "c": 3}
+    e = {"b": 0, "d": 0}
+    ks = d.keys()
+    d["e"] = 5
+    r = (sorted(ks - {"a"}), sorted(ks ^ e.keys()), sorted({"x"} | ks),
+         sorted(["a", "q"] & ks), ks.isdisjoint(["q"]), ks.isdisjoint(e.keys()))
+    return x + len(r[0]), r
+
+
+@P(args=x1, why="torch.compile breaks on d.values() == d.values() (identity)")
+def dict_items_view_set_ops_and_equality(x):
+    d = {"a": 1, "b": 2}
+    it = d.items()
+    d["c"] = 3
+    return (x * len(it & {("a", 1), ("b", 5)}), sorted(it - {("c", 3)}),
+            d.keys() == {"a", "b", "c"}, d.keys() != {"a"}, d.values() == d.values(),
+            it == {("a", 1), ("b", 2), ("c", 3)}, d.keys() <= {"a", "b", "c", "z"})
+
+
+@P(args=lambda k: (T(3), {"a": 1, "b": 2}))
+def dict_view_of_arg_after_pop(x, d):
+    vs = d.values()
+    d.pop("a")
+    d["n"] = 10
+    return x * sum(vs), list(d.keys())
+
+
+@P(args=x1)
+def dict_view_of_ordered_dict(x):
+    od = OrderedDict(a=x)
+    ks = od.keys()
+    od["b"] = x * 2
+    od.pop("a")
+    return list(ks), sum(od.values()), type(ks).__name__
+
+
+@P(args=x1)
+def dict_view_in_callee_of_kwargs(x):
+    def g(**kw):
+        v = kw.values()
+        kw["extra"] = x * 10
+        return sum(v), len(kw.keys())
+    return g(a=x, b=x + 1)
+
+
+@P(args=lambda k: ({"a": T(3)},), graphs=0, breaks=0)
+def dict_view_of_argument_returned(d):
+    return d.keys(), d.items()
+
+
+@P(args=x1, graphs=2, breaks=1)
+def dict_view_across_break(x):
+    d = {"a": x * 2}
+    ks = d.keys()
+    print("break")
+    d["b"] = x
+    return x * len(ks), list(ks)
+
+
+@P(args=x1, graphs=(1, 2), breaks=1, why="torch.compile: 1 graph")
+def dict_and_its_view_across_break(x):
+    d = {"a": x}
+    vs = d.values()
+    y = x * 2
+    print("break")
+    d["b"] = y
+    return sum(vs), len(vs)
+
+
+@P(args=lambda k: (T(3), {"a": 1, "b": k}), graphs=2, breaks=1,
+   why="torch.compile also breaks on sorted(dict_items) (2 breaks)")
+def argument_dict_view_across_break(x, d):
+    ks = d.items()
+    y = x + 1
+    print("break")
+    d["z"] = 3
+    return y * len(ks), sorted(ks)
+
+
 # ---------------------------------------------------------------- sets
 @P(args=x1)
 def set_methods(x):
@@ -292,6 +409,46 @@ def defaultdict_missing_read(x):
     d = defaultdict(lambda: 5)
     v = d["nothing"]
     return x + v, len(d)
+
+
+@P(args=lambda k: (T(3),))
+def defaultdict_tuple_accumulates(x):
+    # transformers collects per-layer outputs this way
+    d = defaultdict(tuple)
+    for i in range(3):
+        d["hidden"] += (x * i,)
+    return d["hidden"], d["attn"], sorted(d), d.get("other"), "other" in d
+
+
+@P(args=lambda k: (T(3),))
+def defaultdict_returned_keeps_its_factory(x):
+    d = defaultdict(list, {"a": [x]}, b=[x + 1])
+    d["c"].append(x * 2)
+    return d, d.default_factory is list
+
+
+@P(args=lambda k: (T(3),))
+def defaultdict_factory_changed(x):
+    d = defaultdict(int)
+    d["a"] += 1
+    d.default_factory = _ten
+    e = d.copy()
+    return x * d["a"] + d["b"], e, type(e) is defaultdict
+
+
+def _ten():
+    return 10
+
+
+@P(args=lambda k: (T(3),))
+def defaultdict_without_factory_raises(x):
+    d = defaultdict(None, a=1)
+    return x * d["a"] + d["b"]
+
+
+@P(args=lambda k: (T(3),))
+def defaultdict_non_callable_factory_raises(x):
+    return defaultdict(x.shape[0])
 
 
 @P(args=lambda k: (T(3),), graphs=None, breaks=None, why='torch.compile skips this frame (0 graphs); janus_frame may compile it')

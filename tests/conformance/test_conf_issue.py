@@ -429,6 +429,65 @@ def issue_08_cummin_values(x):
     return x.cummin(1).values
 
 
+@P(args=lambda k: (T(3, 4),))
+def issue_08_unpacked_max(x):
+    v, i = torch.max(x, dim=1)
+    return v * 2, i
+
+
+@P(args=lambda k: (T(3, 4),))
+def issue_08_indexed_sort(x):
+    r = torch.sort(x, descending=True)
+    return r[0] - r.values, r[1]
+
+
+@P(args=lambda k: (T(3, 4),))
+def issue_08_topk_smallest_indices(x):
+    return x.topk(2, dim=0, largest=False).indices
+
+
+@P(args=lambda k: (T(4, 3),))
+def issue_08_nanmedian_and_cummax(x):
+    return torch.nanmedian(x, dim=0).values + x.cummax(0).values[-1]
+
+
+@P(args=lambda k: (T(3, 3),))
+def issue_08_linalg_ex_results(x):
+    s = x @ x.T + torch.eye(3) * 3
+    r = torch.linalg.cholesky_ex(s)
+    inv = torch.linalg.inv_ex(s)
+    return r.L, r.info, inv.inverse
+
+
+@P(args=lambda k: (T(3, 4),), graphs=(1, 2), breaks=1, why="torch.compile: 1 graph")
+def issue_08_result_across_break(x):
+    r = x.min(dim=1)
+    print("break")
+    return r.values + r.indices, r
+
+
+@P(args=lambda k: (T(3, 4),))
+def issue_08_result_type_and_len(x):
+    r = x.aminmax(dim=0)
+    return isinstance(r, tuple), type(r).__name__, len(r), [t * 2 for t in r]
+
+
+@P(args=lambda k: (T(3, 4),))
+def issue_08_result_in_container(x):
+    return {"m": x.max(0), "k": [torch.kthvalue(x, 2, 1)]}
+
+
+@P(args=lambda k: (torch.max(T(3, 4), 1),))
+def issue_08_result_as_argument(r):
+    return r.values * 2 + r.indices
+
+
+@P(args=lambda k: (T(2, 3, 3),))
+def issue_08_slogdet_batched(x):
+    sign, logabsdet = torch.linalg.slogdet(x)
+    return sign * logabsdet, torch.linalg.slogdet(x).logabsdet
+
+
 # ---------------------------------------------------------------- 9. contextlib.suppress
 @P(args=x1)
 def issue_09_suppress_keyerror(x):
@@ -611,6 +670,77 @@ def issue_12_subtract_from_literal(x):
     r -= x
     r /= 2
     return r
+
+
+@P(args=lambda k: (T(4, dtype=torch.int64, low=1, high=5),))
+def issue_12_every_inplace_operator_on_int(x):
+    a, b, c, d, e, f = 7, 7, 7, 7, 7, 7
+    a -= x
+    b *= x
+    c //= x
+    d %= x
+    e **= x
+    f /= x
+    g, h, i, j, m = 6, 6, 6, 1, 64
+    g &= x
+    h |= x
+    i ^= x
+    j <<= x
+    m >>= x
+    return a, b, c, d, e, f, g, h, i, j, m
+
+
+@P(args=x1)
+def issue_12_inplace_on_float_bool_complex(x):
+    a = 2.5
+    a -= x
+    b = True
+    b += x
+    c = 1 + 2j
+    c *= x
+    return a, b, c
+
+
+@P(args=lambda k: (T(4), 3 + k))
+def issue_12_inplace_int_argument_left(x, n):
+    n += x
+    n *= 2
+    return n
+
+
+@P(args=lambda k: (T(3, 2),))
+def issue_12_inplace_size_left(x):
+    n = x.shape[0]
+    n *= x
+    return n
+
+
+@P(args=lambda k: (T(3, 2),), why="torch.compile fails on list += tensor (fake tensor error)")
+def issue_12_tuple_and_list_plus_equals_tensor(x):
+    t = (1,)
+    t += (x,)
+    lst = [0]
+    lst += x
+    return t, lst
+
+
+@P(args=x1)
+def issue_12_inplace_tensor_left_unchanged(x):
+    y = x * 1
+    z = y
+    y += 1
+    y *= x
+    return y, z, y is z
+
+
+@P(args=lambda k: ([T(4) for _ in range(3)],))
+def issue_12_accumulate_in_comprehension_helper(xs):
+    def total(ts):
+        s = 0
+        for t in ts:
+            s += t.mean()
+        return s
+    return total(xs) / len(xs)
 
 
 # ---------------------------------------------------------------- storms: objects made before a break

@@ -371,6 +371,49 @@ def partial_as_argument(x, p):
 
 
 @P(args=lambda k: (T(3),))
+def partial_keywords_store_changes_later_calls(x):
+    def affine(t, w, b=0.0):
+        return t * w + b
+    p = functools.partial(affine, w=3.0)
+    before = p(x)
+    p.keywords["b"] = 2.0
+    return before, p(x), dict(p.keywords)
+
+
+@P(args=lambda k: (T(3), 2.0 + k))
+def partial_of_partial_flattens(x, w):
+    def affine(t, w, b=0.0):
+        return t * w + b
+    p = functools.partial(functools.partial(affine, x), w=w)
+    return p(b=1.0), p.func is affine, len(p.args), sorted(p.keywords), callable(p)
+
+
+@P(args=lambda k: (T(3), functools.partial(torch.add, alpha=2)))
+def partial_of_partial_argument(x, p):
+    q = functools.partial(p, other=x)
+    return q(x * 2), q.func is torch.add, dict(q.keywords)
+
+
+@P(args=lambda k: (T(3),))
+def partial_keywords_escape_as_the_same_dict(x):
+    p = functools.partial(torch.mul, other=3)
+    kw = p.keywords
+    return p(x), kw, p.keywords is kw
+
+
+@P(args=lambda k: (T(3),))
+def partial_of_a_non_callable_raises(x):
+    return functools.partial(x.shape[0], 1)
+
+
+@P(args=lambda k: (T(3),))
+def partial_with_non_string_keyword_raises(x):
+    p = functools.partial(torch.mul, x)
+    p.keywords[1] = 2
+    return p(other=3)
+
+
+@P(args=lambda k: (T(3),))
 def wraps_preserves_name(x):
     def deco(fn):
         @functools.wraps(fn)
@@ -411,6 +454,63 @@ def inspect_signature_bind(x):
     ba = inspect.signature(g).bind(x, c=5)
     ba.apply_defaults()
     return ba.arguments["a"] * ba.arguments["c"] + ba.arguments["b"]
+
+
+@P(args=lambda k: (T(3),))
+def signature_parameter_count(x):
+    # transformers' apply_chunking_to_forward counts the chunk function's parameters
+    def fwd(t, scale=2.0, *rest, key: int = 1, **kw):
+        return t * scale
+    sig = inspect.signature(fwd)
+    params = sig.parameters
+    return fwd(x) * len(params), list(params), [p.kind for p in params.values()], \
+        params["scale"].default, "key" in params, str(sig)
+
+
+class _Gated(torch.nn.Module):
+    def forward(self, t, mask=None, *, scale: float = 3.0):
+        return t * scale if mask is None else t * mask
+
+
+@P(args=lambda k: (T(3), _Gated()))
+def signature_of_bound_method(x, m):
+    params = inspect.signature(m.forward).parameters
+    takes_mask = "mask" in set(params.keys())
+    return m(x, mask=x) if takes_mask else m(x), list(params), params["scale"].annotation
+
+
+@P(args=lambda k: (T(3),))
+def signature_of_a_partial_made_inside(x):
+    # functools.partial of a chunk function, then its parameters counted
+    # (transformers' apply_chunking_to_forward)
+    def fwd(t, scale=2.0, *, key: int = 1):
+        return t * scale * key
+    p = functools.partial(fwd, key=3)
+    params = inspect.signature(p).parameters
+    return p(x) * len(params), list(params), params["key"].default, str(inspect.signature(
+        functools.partial(p, x)))
+
+
+def _signature_world():
+    def g(t, b=1.0):
+        return t
+
+    def fn(x):
+        return x + inspect.signature(g).parameters["b"].default
+    return types.SimpleNamespace(fn=fn, g=g)
+
+
+def _change_defaults(k, w):
+    w.g.__defaults__ = (float(k),)
+
+
+P(name="signature_follows_changed_defaults", build=_signature_world, between=_change_defaults,
+  args=lambda k: (T(3),))
+
+
+@P(args=lambda k: (T(3),))
+def signature_of_a_non_callable_raises(x):
+    return inspect.signature(x.shape[0])
 
 
 @P(args=lambda k: (T(3),), graphs=None, breaks=None, why='torch.compile skips this frame (0 graphs); janus_frame may compile it')

@@ -7,6 +7,7 @@ import abc
 import collections
 import dataclasses
 import enum
+import functools
 import operator
 import sys
 
@@ -465,3 +466,33 @@ def test_module_list_slice_iterated_and_returned(jit):
     assert out[1] == 2 and type(out[2]) is nn.ModuleList
     assert [m is n for m, n in zip(out[2], [layers[1], layers[3]])] == [True, True]
     jit(lambda x: f(x)[0], x)
+
+
+def test_partial_made_inside_escapes_with_its_own_keywords():
+    def f(x, w):
+        p = functools.partial(torch.mul, other=w)
+        kw = p.keywords
+        return p(x), p, kw
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec, fullgraph=True)
+    x = torch.randn(3)
+    got, want = cf(x, 2.0), f(x, 2.0)
+    assert len(rec.graphs) == 1
+    torch.testing.assert_close(got[0], want[0])
+    p, kw = got[1], got[2]
+    assert type(p) is functools.partial and p.func is torch.mul and p.args == ()
+    # the returned dict is the partial's own, as in Python: storing into it
+    # changes the partial's later calls
+    assert p.keywords is kw and kw == {"other": 2.0}
+    kw["other"] = 5.0
+    torch.testing.assert_close(p(x), x * 5.0)
+
+
+def test_tracing_state_query_bound_by_pybind11_folds(jit):
+    # torch._C._get_tracing_state is bound to a pybind11 function record,
+    # not a module: it is still the module function the frontend folds
+    def f(x):
+        return x * 2 if torch._C._get_tracing_state() is None else x
+
+    jit(f, torch.randn(3))

@@ -271,6 +271,35 @@ def test_defaultdict_made_while_tracing():
     assert len(rec.graphs) == 1
 
 
+class Tally(defaultdict):
+    def __init__(self, factory, *args, **kwargs):
+        super().__init__(factory, *args, **kwargs)
+        self.copies = getattr(self, "copies", 0) + 1   # set by each construction
+
+
+class Ordered(OrderedDict):
+    pass
+
+
+class Plain(dict):
+    pass
+
+
+def test_copies_of_dict_subclasses_call_the_class():
+    # defaultdict.copy() is type(d)(d.default_factory, d), OrderedDict.copy()
+    # type(d)(d): a subclass's __init__ runs for the copy; dict.copy() of a
+    # dict subclass is a plain dict
+    def f(x):
+        c = Tally(int, a=1)
+        c["b"] += 2
+        o = Ordered(k=x)
+        o["j"] = x * 2
+        p = Plain(a=x)
+        return c.copy(), c.__copy__(), o.copy(), p.copy(), x + c["a"]
+
+    _check(f, torch.randn(3))
+
+
 class Config:
     """transformers' PretrainedConfig: names mapped through attribute_map."""
 

@@ -16,15 +16,21 @@ import inspect
 import operator
 import types
 
+import numpy as np
+import torch
+
 from .breaks import GraphBreak, would_raise
+from .sources import AttrSource, PinnedSource
 from .values import (
-    NO, Const, DictV, FunctionV, IterV, ListV, MethodV, NewObjV, ObjV, PartialV, SetV, SliceV,
-    SuperV,
+    NO, Const, DictV, FunctionV, IterV, ListV, MethodV, NdarrayV, NewObjV, ObjV, PartialV,
+    SetV, SliceV, SuperV,
     SymV, TensorListV, TensorV, TupleV, Value,
 )
-from .values.containers import dedup
+from .values.containers import dedup, sort_order
 from .values.constants import fold
 from .values.dicts import dict_key
+from .values.objects import callable_value
+from .values.numpy import array_as_tensor, numpy_callables, numpy_function
 from .values.generators import GeneratorV
 from .values.operators import binary, compare
 
@@ -41,8 +47,7 @@ def handles(*fns):
 
 # Side-effect-free functions folded when every argument is a constant
 PURE_FUNCTIONS = {
-    abs, round, divmod, pow, hash, repr, ascii, format, chr, ord, bin, hex, oct, sorted,
-    frozenset,
+    abs, round, divmod, pow, hash, repr, ascii, format, chr, ord, bin, hex, oct,
 }
 
 
@@ -92,14 +97,9 @@ def _type(tx, args, kwargs):
 
 @handles(callable)
 def _callable(tx, args, kwargs):
-    v = args[0]
-    if isinstance(v, (FunctionV, MethodV)):
-        return Const(True)
-    if isinstance(v, ObjV):
-        return Const(callable(v.obj))
-    if isinstance(v, TensorV):
-        return Const(False)
-    return Const(callable(_const(v)))
+    if len(args) != 1 or kwargs:
+        raise would_raise(TypeError, "callable() takes exactly one argument")
+    return Const(callable_value(args[0]))
 
 
 @handles(range)
@@ -203,12 +203,207 @@ def _dict(tx, args, kwargs):
     return DictV(items)
 
 
+@handles(sorted)
+def _sorted(tx, args, kwargs):
+    if len(args) != 1 or set(kwargs) - {"key", "reverse"}:
+        raise would_raise(TypeError, "sorted() arguments")
+    items = args[0].iterate(tx)
+    order = sort_order(tx, items, kwargs.get("key"), kwargs.get("reverse"))
+    return ListV([items[i] for i in order])
+
+
+@handles(frozenset)
+def _frozenset(tx, args, kwargs):
+    items = args[0].iterate(tx) if args else []
+    vals = [_const(x) for x in items]
+    return fold(frozenset, vals)
+
+
+@handles(map)
+def _map(tx, args, kwargs):
+    """map() is lazy, the interpreter's iterators are not: the function runs
+    for every item when the map is made, which is only the same program when
+    it has no effect to reorder (checked after the fact)."""
+    if len(args) < 2 or kwargs:
+        raise would_raise(TypeError, "map() must have at least two arguments")
+    fn, lists = args[0], [a.iterate(tx) for a in args[1:]]
+    mark = _effects_mark(tx)
+    out = [fn.call(tx, list(row), {}) for row in zip(*lists)]
+    _check_no_effects(tx, mark, "map()")
+    return IterV(out)
+
+
+@handles(filter)
+def _filter(tx, args, kwargs):
+    if len(args) != 2 or kwargs:
+        raise would_raise(TypeError, "filter expected 2 arguments")
+    fn, items = args[0], args[1].iterate(tx)
+    mark = _effects_mark(tx)
+    if fn.as_python() is None:
+        keep = [x.truth(tx) for x in items]
+    else:
+        keep = [fn.call(tx, [x], {}).truth(tx) for x in items]
+    _check_no_effects(tx, mark, "filter()")
+    return IterV([x for x, k in zip(items, keep) if k])
+
+
+def _effects_mark(tx):
+    return tx.output.effects.version, len(tx.output.graph.nodes)
+
+
+def _check_no_effects(tx, mark, what: str) -> None:
+    """Run ahead of its consumer, a function with side effects (a recorded
+    mutation or print, an in-place tensor operation) would reorder them."""
+    version, n = mark
+    out = tx.output
+    if out.effects.version != version:
+        raise GraphBreak("JF017", f"{what} of a function with side effects (it is lazy)")
+    for node in list(out.graph.nodes)[n:]:
+        t = node.target
+        name = t if isinstance(t, str) else getattr(t, "__name__", "")
+        if name.endswith("_") and not name.endswith("__") or name.startswith("i") and \
+                getattr(operator, name, None) is t or t is operator.setitem:
+            raise GraphBreak("JF017", f"{what} of a function that changes a tensor in place")
+
+
+@handles(functools.reduce)
+def _reduce(tx, args, kwargs):
+    if not 2 <= len(args) <= 3 or kwargs:
+        raise would_raise(TypeError, "reduce() arguments")
+    fn, items = args[0], args[1].iterate(tx)
+    if len(args) == 3:
+        acc, rest = args[2], items
+    elif items:
+        acc, rest = items[0], items[1:]
+    else:
+        raise would_raise(TypeError, "reduce() of empty iterable with no initial value")
+    for x in rest:
+        acc = fn.call(tx, [acc, x], {})
+    return acc
+
+
+# classmethods of immutable builtins: pure functions of their arguments
+def _fold_builtin(fn):
+    def impl(tx, args, kwargs):
+        vals = [_const(a) for a in args]
+        kw = {k: _const(v) for k, v in kwargs.items()}
+        return fold(lambda: fn(*vals, **kw))
+    return impl
+
+
+for _cm in (int.from_bytes, float.fromhex, bytes.fromhex, str.maketrans):
+    BUILTIN_HANDLERS[_cm] = _fold_builtin(_cm)
+
+
+@handles(tuple.__new__)
+def _tuple_new(tx, args, kwargs):
+    """``tuple.__new__(cls, iterable)`` (a namedtuple's ``_make``)."""
+    cls = _const(args[0]) if args else None
+    if not (isinstance(cls, type) and issubclass(cls, tuple)) or kwargs or len(args) > 2:
+        raise GraphBreak("JF023", "tuple.__new__ of a non-tuple class")
+    if cls is not tuple and not isinstance(getattr(cls, "_fields", None), tuple):
+        raise GraphBreak("JF023", f"tuple.__new__ of {cls.__name__}")
+    items = args[1].iterate(tx) if len(args) > 1 else []
+    return TupleV(items, cls=None if cls is tuple else cls)
+
+
+@handles(functools.partial)
+def _partial(tx, args, kwargs):
+    if not args:
+        raise would_raise(TypeError, "type 'partial' takes at least one argument")
+    fn = args[0]
+    if not callable_value(fn):
+        raise would_raise(TypeError, "the first argument must be callable")
+    if isinstance(fn, ObjV) and fn.source is not None and \
+            type(fn._obj) is functools.partial and fn._obj.__reduce__()[2][3] is None:
+        # a real partial with no instance dict is flattened, as Python does.
+        # Its type is guarded; its parts are read through it, each guarded as
+        # read (as a call of it does), so one made anew each call is no new entry
+        inner, src, out = fn._obj, fn.source, tx.output
+        fn = PartialV(out.wrap(inner.func, AttrSource(src, "func")),
+                      out.wrap(inner.args, AttrSource(src, "args")).iterate(tx),
+                      out.wrap(inner.keywords, AttrSource(src, "keywords")).dict_items(tx))
+    return PartialV(fn, list(args[1:]), dict(kwargs))
+
+
+@handles(inspect.signature)
+def _signature(tx, args, kwargs):
+    """``inspect.signature(f)`` folded at trace time: a Signature is
+    immutable, and what it is computed from is guarded (a real function by
+    identity, its defaults and the attributes inspect follows by theirs)."""
+    if len(args) != 1 or any(v.as_python() is NO for v in kwargs.values()):
+        raise GraphBreak("JF015", "inspect.signature() with non-constant options")
+    opts = {k: v.as_python() for k, v in kwargs.items()}
+    fn = args[0]
+    real = _introspected(tx, fn)
+    if real is None:
+        raise GraphBreak("JF015", f"inspect.signature() of {fn.python_type().__name__}")
+    try:
+        return Const(inspect.signature(real, **opts))
+    except Exception as e:  # noqa: BLE001 - Python's own exception: exact
+        raise would_raise(type(e), str(e), exc=e) from None
+
+
+def _introspected(tx, fn: Value):
+    """A real object whose signature is ``fn``'s, its inputs guarded, or
+    None."""
+    if isinstance(fn, FunctionV):
+        return fn.as_real_function()
+    if isinstance(fn, MethodV) and isinstance(fn.func, types.FunctionType) and \
+            isinstance(fn.receiver, (ObjV, NewObjV)):
+        # a bound method: the function's signature less its first parameter
+        return types.MethodType(_guard_introspected(tx, fn.func, None), object())
+    if isinstance(fn, ObjV) and isinstance(fn._obj, (types.FunctionType, types.MethodType,
+                                                      types.BuiltinFunctionType)):
+        return _guard_introspected(tx, fn.obj, fn.source)
+    if isinstance(fn, PartialV):
+        # a partial made while tracing: its function's signature less the
+        # frozen positional arguments (only their number matters), keyword
+        # values as the new defaults (constants only)
+        func = _introspected(tx, fn.func)
+        fkw = {k: v.as_python() for k, v in fn.keywords.items.items()}
+        if func is None or any(x is NO for x in fkw.values()) or \
+                not all(type(k) is str for k in fkw):
+            return None
+        return functools.partial(func, *[object() for _ in fn.args], **fkw)
+    if isinstance(fn, Const) and not callable(fn.value):
+        return fn.value  # raises inspect's TypeError
+    return None
+
+
+def _guard_introspected(tx, fn, source):
+    """``fn`` as ``inspect.signature`` reads it: its function's defaults,
+    annotations and the attributes inspect follows are guarded."""
+    func = fn.__func__ if isinstance(fn, types.MethodType) else fn
+    if isinstance(func, types.FunctionType):
+        if source is None:
+            fsrc = PinnedSource(func)  # (the function itself, kept alive by the entry)
+        else:
+            fsrc = AttrSource(source, "__func__") if func is not fn else source
+        for name in ("__defaults__", "__kwdefaults__", "__annotations__"):
+            tx.output.guards.identity(AttrSource(fsrc, name), getattr(func, name))
+        for name in ("__wrapped__", "__signature__"):
+            if name in func.__dict__:
+                tx.output.guards.identity(AttrSource(fsrc, name), func.__dict__[name])
+            else:
+                tx.output.guards.instance_lacks(fsrc, name)
+    return fn
+
+
+@handles(dict.fromkeys)
+def _dict_fromkeys(tx, args, kwargs):
+    if kwargs or not 1 <= len(args) <= 2:
+        raise would_raise(TypeError, "dict.fromkeys() arguments")
+    value = args[1] if len(args) > 1 else Const(None)
+    return DictV({dict_key(k): value for k in args[0].iterate(tx)})
+
+
 def _scalar_conv(pytype):
     def conv(tx, args, kwargs):
         if not args:
             return Const(pytype())
         v = args[0]
-        if isinstance(v, TensorV):
+        if isinstance(v, TensorV) or isinstance(v, NdarrayV) and v.const is NO:
             raise GraphBreak("JF004", f"{pytype.__name__}() of a tensor")
         return fold(pytype, *[_const(a) for a in args])
     return conv
@@ -221,6 +416,15 @@ for _t in (int, float, bool, str, complex):
 def _minmax(fn):
     def impl(tx, args, kwargs):
         items = args[0].iterate(tx) if len(args) == 1 else list(args)
+        key = kwargs.get("key")
+        if key is not None and key.as_python() is not None:
+            # the first item of least (greatest) key: the items themselves
+            if not items:
+                if "default" in kwargs:
+                    return kwargs["default"]
+                raise would_raise(ValueError, f"{fn.__name__}() arg is an empty sequence")
+            order = sort_order(tx, items, key, Const(fn is max))
+            return items[order[0]]
         if any(isinstance(x, TensorV) for x in items):
             raise GraphBreak("JF004", f"{fn.__name__}() compares tensors in Python")
         vals = [_const(x) for x in items]
@@ -321,39 +525,6 @@ def _super(tx, args, kwargs):
     return SuperV(_const(cell.contents), obj)
 
 
-@handles(inspect.signature)
-def _inspect_signature(tx, args, kwargs):
-    """The signature of a callable the trace knows exactly (a function read
-    from the frame, guarded by identity; a method resolved through its
-    guarded class; a partial of those with constant arguments): a constant."""
-    if len(args) != 1 or kwargs:
-        raise GraphBreak("JF023", "inspect.signature with options")
-    real = _real_callable(args[0])
-    if real is None:
-        raise GraphBreak("JF023", f"inspect.signature of a {args[0].python_type().__name__} "
-                         "made while tracing")
-    try:
-        return Const(inspect.signature(real))
-    except (TypeError, ValueError) as e:
-        raise would_raise(type(e), str(e), exc=e) from None
-
-
-def _real_callable(v: Value):
-    """A real callable with ``v``'s signature, or None."""
-    if isinstance(v, ObjV):
-        return v.obj  # its identity guarded
-    if isinstance(v, MethodV) and isinstance(v.func, types.FunctionType):
-        return types.MethodType(v.func, object())  # bound: the first parameter dropped
-    if isinstance(v, PartialV):
-        func = _real_callable(v.func)
-        args = [a.as_python() for a in v.args]
-        kw = {k: x.as_python() for k, x in v.keywords.items()}
-        if func is None or any(a is NO for a in args) or any(x is NO for x in kw.values()):
-            return None
-        return functools.partial(func, *args, **kw)
-    return None
-
-
 @handles(locals)
 def _locals(tx, args, kwargs):
     """A snapshot of the frame's bound variables (locals, then cells), as
@@ -416,3 +587,37 @@ def _not(tx, args, kwargs):
 @handles(operator.truth)
 def _truth(tx, args, kwargs):
     return Const(args[0].truth(tx))
+
+
+# -- numpy and dtype information ------------------------------------------------------
+
+
+def _fold_info(cls):
+    """torch.finfo / iinfo (and numpy's): pure functions of a dtype."""
+    def impl(tx, args, kwargs):
+        if cls in (torch.finfo,) and not args and not kwargs:
+            args = [Const(torch.get_default_dtype())]
+        vals = [_const(a) for a in args]
+        kw = {k: _const(v) for k, v in kwargs.items()}
+        return fold(lambda: cls(*vals, **kw))
+    return impl
+
+
+for _info in (torch.finfo, torch.iinfo, np.finfo, np.iinfo):
+    BUILTIN_HANDLERS[_info] = _fold_info(_info)
+
+for _name, _fn in numpy_callables():
+    BUILTIN_HANDLERS[_fn] = numpy_function(_name, _fn)
+
+
+def _torch_conversion(fn):
+    def impl(tx, args, kwargs):
+        out = array_as_tensor(tx, fn, args, kwargs)
+        if out is None:
+            return tx.output.call("call_function", fn, tuple(args), kwargs)
+        return out
+    return impl
+
+
+for _fn in (torch.from_numpy, torch.as_tensor, torch.asarray, torch.tensor):
+    BUILTIN_HANDLERS[_fn] = _torch_conversion(_fn)

@@ -34,7 +34,7 @@ from .ddp import is_ddp, is_ddp_forward, wrapped_forward
 from .builtins_impl import BUILTIN_HANDLERS, PURE_FUNCTIONS
 from .sources import AttrSource, CellContentsSource, ItemSource, PinnedSource
 from .values import (
-    NO, Const, CtxV, DictObjV, DictV, ListV, NewObjV, ObjV, PartialV, SymV, TensorV, TupleV, Value,
+    NO, Const, CtxV, DictObjV, DictV, ListV, NewObjV, ObjV, SymV, TensorV, TupleV, Value,
 )
 from .values.constants import fold
 from .values.contexts import set_grad_mode, traceable_class
@@ -62,12 +62,33 @@ _NO_INLINE_MODULES = ("torch.optim", "torch.autograd", "torch._compile", "torch.
                       "torch.profiler", "torch.serialization", "torch.hub", "torch.onnx",
                       "torch.export", "torch.compiler", "torch._tensor", "torch.random",
                       "torch.utils.data", "torch.utils.checkpoint", "torch.utils.hooks")
-# "am I being compiled?" queries: not TorchScript, not a tracer, not export;
-# torch.compile-style compilation yes, as under torch.compile (libraries then
-# take their compile-friendly paths: transformers skips its data-dependent
-# mask shortcuts)
-_COMPILING_QUERIES = {"is_scripting": False, "is_tracing": False, "is_compiling": True,
-                      "is_dynamo_compiling": True, "is_exporting": False}
+# "what is tracing me?" queries, by (module, qualified name) so that none of
+# their modules need be imported: while janus_frame traces, the program is
+# being compiled (libraries take their compiled path, as under
+# torch.compile), not scripted, not traced by another tracer, not exported.
+# Folded only while tracing: code run natively sees the real answers.
+_TRACING_STATE = {
+    ("torch.compiler", "is_compiling"): True,
+    ("torch.compiler", "is_dynamo_compiling"): True,
+    ("torch._dynamo.external_utils", "is_compiling"): True,
+    ("torch._utils", "is_compiling"): True,
+    ("torch.nn.modules.activation", "_is_make_fx_tracing"): True,
+    ("torch.compiler", "is_exporting"): False,
+    ("torch._jit_internal", "is_scripting"): False,
+    ("torch.jit._trace", "is_tracing"): False,
+    ("torch.fx._symbolic_trace", "is_fx_tracing"): False,
+    ("torch.onnx", "is_in_onnx_export"): False,
+    ("torch.onnx._globals", "is_in_onnx_export"): False,
+}
+
+
+def _tracing_state(fn):
+    """The folded answer of a tracing-state query, or None if ``fn`` is none."""
+    try:
+        key = (getattr(fn, "__module__", None), getattr(fn, "__qualname__", None))
+        return _TRACING_STATE.get(key)
+    except TypeError:  # an unhashable attribute value
+        return None
 
 _module_call = torch.nn.Module.__call__
 _OBJECT_NEW = object.__dict__["__new__"]
@@ -133,7 +154,10 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
     if isinstance(obj, (types.BuiltinFunctionType, types.BuiltinMethodType,
                         types.MethodWrapperType)):
         recv = getattr(obj, "__self__", None)
-        if isinstance(recv, (str, bytes, tuple, int, float, frozenset, torch.Size)):
+        if isinstance(recv, (str, bytes, tuple, int, float, frozenset, torch.Size)) or \
+                isinstance(recv, types.MappingProxyType) and isinstance(fnv, Const):
+            # (a mapping proxy of a constant folded at trace time, such as
+            # inspect.Signature.parameters; not a class's live __dict__)
             return _fold_call(obj, args, kwargs)
         if isinstance(recv, logging.Logger):
             raise GraphBreak("JF003", obj.__qualname__)
@@ -202,8 +226,9 @@ def _call_torch(tx, fn, args, kwargs) -> Value:
         return Const(isinstance(args[0], TensorV))
     if fn is get_tracing_state:
         return Const(None)
-    if getattr(fn, "__name__", "") in _COMPILING_QUERIES:
-        return Const(_COMPILING_QUERIES[fn.__name__])
+    folded = _tracing_state(fn)
+    if folded is not None:
+        return Const(folded)
     return tx.output.call("call_function", fn, tuple(args), kwargs)
 
 
@@ -329,14 +354,10 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
             isinstance(args[0], (ListV, TupleV)) and any(
                 isinstance(x, SymV) for x in args[0].items):
         return TupleV(list(args[0].items), cls=torch.Size)  # dynamic sizes stay symbolic
-    if cls in (torch.Size, torch.device, torch.dtype, torch.finfo, torch.iinfo, slice, range):
+    if cls in (torch.Size, torch.device, torch.dtype, slice, range):
         return _fold_call(cls, args, kwargs)
     if issubclass(cls, BaseException):
         return construct_exception(tx, cls, args, kwargs)
-    if cls is functools.partial:
-        if not args:
-            raise would_raise(TypeError, "type 'partial' takes at least one argument")
-        return PartialV(args[0], list(args[1:]), kwargs)
     if issubclass(cls, tuple) and lookup(tx, cls, "_fields") is not MISSING:
         lookup(tx, cls, "__new__")  # (its signature binds the arguments)
         bound = _bind(inspect.signature(cls), args, kwargs)
@@ -433,8 +454,9 @@ def inline_function(tx, fn: types.FunctionType, args, kwargs, fn_source) -> Valu
     """Run the Python function ``fn`` on symbolic arguments in a child frame
     (``fn_source``: where ``fn`` was read, to guard its defaults and cells)."""
     mod = fn.__globals__.get("__name__") or ""
-    if mod.startswith("torch") and fn.__name__ in _COMPILING_QUERIES:
-        return Const(_COMPILING_QUERIES[fn.__name__])
+    folded = _tracing_state(fn)
+    if folded is not None:
+        return Const(folded)
     if mod.startswith(_NO_INLINE_MODULES):
         raise GraphBreak("JF002", f"{fn.__qualname__} ({mod}) runs natively")
     if getattr(fn, "_janus_disabled", False):

@@ -18,6 +18,7 @@ import operator
 import re
 import types
 
+import numpy as np
 import torch
 import torch.fx as fx
 
@@ -36,6 +37,9 @@ from .values import (
     CellV, Const, CtxV, DerivedConst, DictV, DynFloat, DynInt, ExitV, ListV, MethodV, ObjV,
     RealDictV, SetV, SymV, TensorV, TupleV, Value,
 )
+from .values.containers import is_named_tuple_cls
+from .values.dicts import VIEW_TYPES, wrap_dict_view
+from .values.numpy import wrap_numpy
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
 _TORCH_CONST_TYPES = (torch.dtype, torch.device, torch.Size, torch.memory_format, torch.layout)
@@ -270,6 +274,14 @@ class OutputGraph(ShapeMixin):
                 return DictV(realize_dict())
             return DictV(None, source, lazy=realize_dict,
                          type_guard=functools.partial(self.guards.type_is, source, obj))
+        if isinstance(obj, (np.ndarray, np.generic)) and source is not None:
+            v = wrap_numpy(self, obj, source)  # a graph input or a constant
+            if v is not None:
+                return v
+        if t in VIEW_TYPES and source is not None:
+            v = wrap_dict_view(self, obj, source)  # a live view of its dict
+            if v is not None:
+                return v
         if t is types.MethodType and source is not None:
             # a bound method is a new object each time it is looked up:
             # guard what it binds, not its identity
@@ -483,8 +495,11 @@ class OutputGraph(ShapeMixin):
                 g = self.graph.call_function(operator.getitem, (node, i))
                 g.meta["example_value"] = o
                 items.append(TensorV(g, o))
-            if hasattr(type(out), "_fields"):
-                return TupleV(items, cls=type(out))
+            cls = type(out)
+            if cls is not tuple and cls is not list and is_named_tuple_cls(cls):
+                # torch.return_types.* (structseqs) and namedtuples keep their
+                # class: ``.values``/``.indices`` are fields, rebuilt as cls
+                return TupleV(items, cls=cls)
             return TupleV(items) if isinstance(out, tuple) else ListV(items)
         if out is None:
             # mutation-only operations (setitem, in-place initialisers) stay

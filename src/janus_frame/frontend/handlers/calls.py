@@ -157,11 +157,13 @@ def MAKE_FUNCTION(tx, ins):
         return
     flags = ins.arg
     closure = stack.pop().iterate(tx) if flags & _MF_CLOSURE else ()
-    if flags & _MF_ANNOTATIONS:
-        stack.pop()  # annotations are not needed to run the function
+    # annotations are not needed to run the function (inspect.signature reads them)
+    annotations = stack.pop() if flags & _MF_ANNOTATIONS else None
     kwdefaults = stack.pop().dict_items(tx) if flags & _MF_KWDEFAULTS else {}
     defaults = tuple(stack.pop().iterate(tx)) if flags & _MF_DEFAULTS else ()
-    stack.append(_function(tx, code, defaults, kwdefaults, closure))
+    fn = _function(tx, code, defaults, kwdefaults, closure)
+    fn.annotations = annotations
+    stack.append(fn)
 
 
 @handler("SET_FUNCTION_ATTRIBUTE", since=(3, 13))
@@ -177,7 +179,9 @@ def SET_FUNCTION_ATTRIBUTE(tx, ins):
         fn.kwdefaults = dict(value.dict_items(tx))
     elif flag == _MF_DEFAULTS:
         fn.defaults = tuple(value.iterate(tx))
-    elif flag != _MF_ANNOTATIONS:  # annotations are not needed to run the function
+    elif flag == _MF_ANNOTATIONS:  # (inspect.signature reads them)
+        fn.annotations = value
+    else:
         raise GraphBreak("JF001", f"SET_FUNCTION_ATTRIBUTE {flag}")
     tx.stack.append(fn)
 

@@ -12,14 +12,16 @@ everything Python can do with it while tracing (the protocol is base.py):
 - containers.py: ``ListV``, ``TupleV``, ``SetV``, ``TensorListV``,
   ``SliceV``, ``IterV`` (a materialised iterator: loops are unrolled);
 - dicts.py: ``DictV``, ``DictObjV`` (an instance of a dict subclass created
-  while tracing: a transformers ModelOutput), ``RealDictV`` (a real one read
-  from the frame);
+  while tracing: a transformers ModelOutput, a defaultdict), ``RealDictV`` (a
+  real one read from the frame), ``DictViewV`` (a live keys/values/items view);
 - objects.py: ``ObjV`` (a real object used as is), ``NewObjV`` (an instance
   created while tracing), ``SuperV``;
 - functions.py: ``FunctionV`` (made by MAKE_FUNCTION), ``PartialV``
   (``functools.partial`` made while tracing), ``CellV``;
 - methods.py: ``MethodV`` (a bound method of a symbolic receiver);
 - contexts.py: ``CtxV``, ``ExitV`` (grad mode and autocast blocks);
+- numpy.py: ``NdarrayV`` (an ndarray or numpy scalar whose data is a graph
+  tensor), numpy functions and methods through ``torch._numpy``;
 - base.py: ``NullV`` (the NULL 3.11 pushes below callables);
 - operators.py: binary operators, comparisons and identity between kinds.
 
@@ -32,13 +34,15 @@ from .methods import MethodV
 from .tensors import ItemV, TensorV
 from .objects import NewObjV, ObjV, SuperV
 from .containers import IterV, ListV, SetV, SliceV, TensorListV, TupleV
-from .dicts import DictObjV, DictV, RealDictV
+from .dicts import DictObjV, DictV, DictViewV, RealDictV
 from .functions import CellV, FunctionV, PartialV
 from .contexts import CtxV, ExitV
+from .numpy import NdarrayV
 
 __all__ = [
-    "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictObjV", "DictV", "DynFloat",
-    "DynInt", "ExitV", "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NewObjV", "NullV",
-    "ObjV", "PartialV", "RealDictV", "SetV", "SliceV", "SuperV", "SymV", "TensorListV", "TensorV", "TupleV",
+    "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictObjV", "DictV", "DictViewV",
+    "DynFloat", "DynInt", "ExitV", "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NdarrayV",
+    "NewObjV", "NullV", "ObjV", "PartialV", "RealDictV", "SetV", "SliceV", "SuperV", "SymV",
+    "TensorListV", "TensorV", "TupleV",
     "Value", "unguarded",
 ]

@@ -11,8 +11,10 @@ there too); size arithmetic stays symbolic.
 """
 from __future__ import annotations
 
+import collections
 import math
 import operator
+import types
 from typing import Any
 
 import torch
@@ -28,7 +30,12 @@ _SIZE_ARITH = {operator.add: operator.add, operator.sub: operator.sub,
                operator.isub: operator.sub, operator.imul: operator.mul,
                operator.ifloordiv: operator.floordiv, operator.imod: operator.mod}
 LITERAL_TYPES = (int, str, bool, type(None), bytes)
-_ITERABLE = (tuple, list, str, range, torch.Size, bytes, frozenset, set)
+# (a read-only mapping and the views of a mapping folded at trace time, such
+# as inspect.Signature.parameters, iterate as they are)
+_ITERABLE = (tuple, list, str, range, torch.Size, bytes, frozenset, set, types.MappingProxyType,
+             *{type(getattr(m, v)()) for m in (collections.OrderedDict(),
+                                              types.MappingProxyType({}))
+               for v in ("keys", "values", "items")})
 
 
 class Const(Value):
@@ -88,7 +95,7 @@ class Const(Value):
 
     def get_attr(self, tx, name: str) -> Value:
         try:
-            return Const(getattr(self.value, name))
+            return folded(getattr(self.value, name))
         except AttributeError:
             raise would_raise(AttributeError, f"{type(self.value).__name__} has no attribute "
                               f"{name!r}") from None
@@ -107,6 +114,11 @@ class Const(Value):
     def binary_op(self, tx, fn, a: Value, b: Value):
         if isinstance(a, Const) and isinstance(b, Const):
             return fold_lazy(fn, a, b)
+        other = b if a is self else a
+        if isinstance(self._value, (str, bytes, frozenset)) and other.as_python() is not NO:
+            # "%s" % (a, b), frozenset | {...}: the other operand is made of
+            # constants (a tuple, a set built while tracing)
+            return fold(fn, a.as_python(), b.as_python())
         return NotImplemented
 
     def compare_op(self, tx, fn, a: Value, b: Value):
@@ -298,13 +310,28 @@ def _size_operand(v: Const):
     return v.sym if isinstance(v, SymV) else v.value
 
 
+# Folded results that are not plain constants, by type: a kind of another
+# module makes their value (numpy scalars, numpy.py: a graph operation needs
+# them as tensors, never as literals of the fx code)
+FOLDED_KINDS: list = []  # (type, factory(value) -> Value)
+
+
+def folded(x) -> Const:
+    """The value of a Python object computed at trace time."""
+    for t, make in FOLDED_KINDS:
+        if isinstance(x, t):
+            return make(x)
+    return Const(x)
+
+
 def fold(fn, *args) -> Const:
     """``fn(*args)`` at trace time; an exception is what the program would
     raise there too."""
     try:
-        return Const(fn(*args))
+        out = fn(*args)
     except Exception as e:  # noqa: BLE001 - Python's own exception: exact
         raise would_raise(type(e), f"{getattr(fn, '__name__', fn)}: {e}", exc=e) from None
+    return folded(out)
 
 
 def fold_lazy(fn, a: Const, b: Const) -> Const:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import operator
+import types
 
 import torch
 
@@ -23,11 +24,15 @@ from .base import NO, Value, read_before_effects
 from .constants import Const, SymV, fold
 from .methods import MethodV
 from .objects import ObjV, class_attr
-from .operators import binary
+from .operators import binary, compare, identical
 from .tensors import TensorV
 
 _LIST_MUTATORS = ("append", "extend", "insert", "pop", "remove", "clear", "reverse", "sort")
 _SET_MUTATORS = ("add", "discard", "remove", "update", "clear")
+_SET_OPERATORS = {operator.or_: operator.or_, operator.and_: operator.and_,
+                  operator.sub: operator.sub, operator.xor: operator.xor,
+                  operator.ior: operator.or_, operator.iand: operator.and_,
+                  operator.isub: operator.sub, operator.ixor: operator.xor}
 _SET_QUERIES = ("union", "intersection", "difference", "issubset", "issuperset",
                 "isdisjoint", "copy")
 
@@ -173,6 +178,11 @@ class _Ordered(_Seq):
 
     def binary_op(self, tx, fn, a: Value, b: Value):
         """``+`` and ``*`` of lists and tuples; ``self`` is ``a`` or ``b``."""
+        if isinstance(a, ListV) and fn is operator.iadd and not isinstance(b, _Ordered):
+            items = b.iterate(tx)  # list.__iadd__ extends with any iterable
+            a.will_mutate(tx)
+            a.items.extend(items)
+            return a
         if isinstance(a, _Ordered) and fn in (operator.add, operator.iadd):
             if isinstance(b, type(a)) or (isinstance(b, _Ordered) and fn is operator.iadd
                                           and isinstance(a, ListV)):
@@ -261,6 +271,18 @@ class ListV(_Ordered):
             self.items.reverse()
         elif name == "copy":
             return ListV(self.items)
+        elif name == "sort":
+            if args:
+                raise would_raise(TypeError, "sort() takes no positional arguments")
+            order = sort_order(tx, self.items, kwargs.get("key"), kwargs.get("reverse"))
+            self.items[:] = [self.items[i] for i in order]
+        elif name == "remove":
+            for i, x in enumerate(self.items):
+                if same_or_equal(tx, x, args[0]):
+                    del self.items[i]
+                    break
+            else:
+                raise would_raise(ValueError, "list.remove(x): x not in list")
         else:
             return super().call_method(tx, name, args, kwargs)
         return Const(None)
@@ -305,7 +327,9 @@ class TensorListV(ListV):
 
 
 class TupleV(_Ordered):
-    """A tuple; ``cls`` is set for namedtuples (then built as ``cls(*items)``)."""
+    """A tuple; ``cls`` is set for tuple subclasses: namedtuples (built as
+    ``cls(*items)``), structseqs such as ``torch.return_types.max`` (built
+    as ``cls(items)``) and ``torch.Size``."""
 
     __slots__ = ("cls",)
 
@@ -325,15 +349,13 @@ class TupleV(_Ordered):
         items = self._items_as_python()
         if items is None:
             return NO
-        if self.cls is torch.Size:
-            return torch.Size(items)
-        return self.cls(*items) if self.cls else tuple(items)
+        return build_tuple(self.cls, items) if self.cls else tuple(items)
 
     def get_attr(self, tx, name: str) -> Value:
         if self.cls is None:
             return super().get_attr(tx, name)
-        fields = getattr(self.cls, "_fields", ())  # a namedtuple
-        if name in fields:
+        fields = tuple_fields(self.cls)
+        if name in fields:  # a field: its item
             return self.items[fields.index(name)]
         return class_attr(tx, self, self.cls, name)
 
@@ -342,8 +364,8 @@ class TupleV(_Ordered):
             return self.source.expr(), read_before_effects(self.source)
         fb = rb.fb
         inner = "".join(rb.expr(x) + ", " for x in self.items)
-        if self.cls is torch.Size:
-            return f"{fb.const(self.cls)}(({inner}))", False
+        if self.cls is not None and (self.cls is torch.Size or is_structseq(self.cls)):
+            return f"{fb.const(self.cls)}(({inner}))", False  # one iterable argument
         if self.cls is not None:
             return f"{fb.const(self.cls)}({inner})", False
         return f"({inner})", False
@@ -385,6 +407,28 @@ class SetV(_Seq):
             out = fold(getattr(py, name), *[set(o) for o in others]).value
             return SetV([Const(x) for x in out]) if isinstance(out, set) else Const(out)
         raise self._unsupported_method(name)
+
+    def binary_op(self, tx, fn, a: Value, b: Value):
+        """``| & - ^`` (and their in-place forms) with sets, frozensets and
+        dict views, on constant members: Python's own operator decides (the
+        result's type, a TypeError)."""
+        if fn not in _SET_OPERATORS:
+            return NotImplemented
+        x, y = a.as_python(), b.as_python()
+        if x is NO or y is NO:
+            raise GraphBreak("JF021", f"set operator {fn.__name__} on non-constant members")
+        inplace = fn in (operator.ior, operator.iand, operator.isub, operator.ixor)
+        if inplace and a is self:
+            out = fold(_SET_OPERATORS[fn], x, y).value  # (the same set, changed)
+            if self.source is not None:
+                self.items  # noqa: B018 - realise
+                tx.output.effects.container_mutated(self)
+            self.items = [Const(v) for v in out]
+            return self
+        out = fold(_SET_OPERATORS[fn], x, y).value
+        if isinstance(out, set):
+            return SetV([Const(v) for v in out])
+        return Const(out)
 
     def reconstruct(self, rb) -> tuple[str, bool]:
         inner = ", ".join(rb.expr(x) for x in self.items)
@@ -439,6 +483,85 @@ class IterV(Value):
     def reconstruct(self, rb) -> tuple[str, bool]:
         rest = "".join(rb.expr(x) + ", " for x in self.items[self.pos:])
         return f"__jf_h_iter(({rest}))", True
+
+
+def sort_order(tx, items: list, key: Value | None, reverse: Value | None) -> list[int]:
+    """The order ``sorted(items, key=key, reverse=reverse)`` puts the items
+    in (Python's stable sort): the key function is called on each item in
+    order, as Python does; what is compared must be constants (comparing
+    tensors needs their data)."""
+    rev = reverse.as_python() if reverse is not None else False
+    if rev is NO:
+        raise GraphBreak("JF015", "sort with a non-constant reverse")
+    if key is not None and key.as_python() is not None:
+        keys = [key.call(tx, [x], {}) for x in items]
+    else:
+        keys = list(items)
+    if any(isinstance(k, TensorV) for k in keys):
+        raise GraphBreak("JF004", "sorting compares tensors in Python")
+    pys = [k.as_python() for k in keys]
+    if any(p is NO for p in pys):
+        raise GraphBreak("JF015", "sorting values that are not constants")
+    return fold(lambda: sorted(range(len(pys)), key=pys.__getitem__, reverse=bool(rev))).value
+
+
+def same_or_equal(tx, x: Value, y: Value) -> bool:
+    """``x is y or x == y``, as containers compare members."""
+    try:
+        if identical(tx, x, y):
+            return True
+    except GraphBreak:
+        pass
+    return compare(tx, operator.eq, x, y).truth(tx)
+
+
+def is_structseq(cls) -> bool:
+    """A C struct sequence type (``torch.return_types.*``, ``os.stat_result``):
+    a tuple subclass with named fields but no ``_fields``."""
+    return isinstance(cls, type) and issubclass(cls, tuple) and \
+        isinstance(getattr(cls, "n_sequence_fields", None), int) and \
+        isinstance(getattr(cls, "n_fields", None), int)
+
+
+def is_named_tuple_cls(cls) -> bool:
+    """A namedtuple class or a structseq type."""
+    return isinstance(cls, type) and issubclass(cls, tuple) and (
+        isinstance(getattr(cls, "_fields", None), tuple) or is_structseq(cls))
+
+
+_STRUCTSEQ_FIELDS: dict = {}
+
+
+def tuple_fields(cls) -> tuple:
+    """The field names of a namedtuple or structseq class, in item order
+    (a structseq has no ``_fields``: each member is probed with a marker)."""
+    fields = getattr(cls, "_fields", None)
+    if isinstance(fields, tuple):
+        return fields
+    if not is_structseq(cls):
+        return ()
+    found = _STRUCTSEQ_FIELDS.get(cls)
+    if found is None:
+        n = cls.n_sequence_fields
+        markers = tuple(object() for _ in range(n))
+        probe = cls(markers)
+        by_marker = {}
+        for name, attr in vars(cls).items():
+            if isinstance(attr, types.MemberDescriptorType):
+                v = getattr(probe, name, None)
+                for i, m in enumerate(markers):
+                    if v is m:
+                        by_marker[i] = name
+        found = tuple(by_marker.get(i, f"_{i}") for i in range(n))
+        _STRUCTSEQ_FIELDS[cls] = found
+    return found
+
+
+def build_tuple(cls, items):
+    """An instance of the tuple subclass ``cls`` holding ``items``."""
+    if cls is torch.Size or is_structseq(cls):
+        return cls(tuple(items))
+    return cls(*items)
 
 
 def dedup(items: list[Value]) -> list[Value]:

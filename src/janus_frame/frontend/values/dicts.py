@@ -1,27 +1,31 @@
 """Dicts with constant keys, and instances of dict subclasses.
 
 In: dicts built while tracing (``{...}``, ``dict(...)``, ``**kwargs``,
-``OrderedDict(...)``), dicts read from the frame whose keys are all
-constants (lazily, like lists), instances of dict subclasses constructed
-while tracing (an ``OrderedDict`` subclass that is also a dataclass, as
-transformers' ``ModelOutput``).
-Out: ``DictV``, ``DictObjV``, ``RealDictV`` (a real dict subclass instance
-read from the frame: its builtin dict reads) and what Python does with them while
-tracing: items, membership, iteration over keys, their methods (a mutation
-of a dict read from the frame is recorded and replayed after the graph), the
-class's own methods run traced on a ``DictObjV``, how they are rebuilt
-after the graph, and :func:`dict_key`, :func:`builtin_entry`.
+``OrderedDict(...)``, ``collections.defaultdict(...)``), dicts read from the
+frame whose keys are all constants (lazily, like lists), instances of dict
+subclasses constructed while tracing (an ``OrderedDict`` subclass that is
+also a dataclass, as transformers' ``ModelOutput``).
+Out: ``DictV``, ``DictObjV`` (also a defaultdict and its subclasses),
+``RealDictV`` (a real dict subclass instance read from the frame: its builtin
+dict reads), ``DictViewV`` (a live keys/values/items view) and what Python
+does with them while tracing: items, membership, iteration over keys, their
+methods (a mutation of a dict read from the frame is recorded and replayed
+after the graph), the class's own methods run traced on a ``DictObjV``, how
+they are rebuilt after the graph, and :func:`dict_key`, :func:`builtin_entry`.
 """
 from __future__ import annotations
 
 import collections
+import collections
+import gc
+import operator
 import types
 
 from ..breaks import GraphBreak, would_raise
 from ..sources import ExprSource, PinnedSource, Source
 from .base import NO, Value, read_before_effects
-from .constants import LITERAL_TYPES, Const
-from .containers import Container, IterV, ListV, TupleV
+from .constants import LITERAL_TYPES, Const, fold
+from .containers import Container, IterV, ListV, SetV, TupleV, same_or_equal
 from .methods import MethodV
 from .objects import (
     BUILTIN_BASES, MISSING, ObjV, builtin_entry, class_attr, is_data_descriptor, lookup,
@@ -118,12 +122,8 @@ class DictV(Container, Value):
             self.pending.append((name, [DictV(args[0].dict_items(tx))]))
             tx.output.effects.container_mutated(self)
             return Const(None)
-        if name == "keys":
-            return ListV([Const(k) for k in self.items])
-        if name == "values":
-            return ListV(list(self.items.values()))
-        if name == "items":
-            return ListV([TupleV([Const(k), v]) for k, v in self.items.items()])
+        if name in _VIEW_KINDS and not args and not kwargs:
+            return DictViewV(self, name)  # live: reads the dict at each use
         if name == "get":
             key = args[0].as_python()
             default = args[1] if len(args) > 1 else Const(None)
@@ -147,10 +147,36 @@ class DictV(Container, Value):
             return self.items.setdefault(key, args[1] if len(args) > 1 else Const(None))
         if name == "copy":
             return DictV(self.items, cls=self.cls)
+        if name == "clear" and not args and not kwargs:
+            self.items.clear()
+            return Const(None)
+        if name == "popitem" and not args and not kwargs and self.cls is dict:
+            if not self.items:
+                raise would_raise(KeyError, "popitem(): dictionary is empty")
+            k, v = self.items.popitem()  # the last inserted item
+            return TupleV([Const(k), v])
         if name == "__setitem__":
             self.items[args[0].as_python()] = args[1]
             return Const(None)
         raise self._unsupported_method(name)
+
+    def binary_op(self, tx, fn, a: Value, b: Value):
+        """``d | other`` (a new dict) and ``d |= other`` (an update)."""
+        if fn is operator.ior and a is self:
+            if not isinstance(b, DictV):
+                return NotImplemented  # (dict |= pairs also works: left to a break)
+            self.will_mutate(tx)
+            self.items.update(b.dict_items(tx))
+            return self
+        if fn is operator.or_ and isinstance(a, DictV) and isinstance(b, DictV) and \
+                a.cls in (dict, collections.OrderedDict) and b.cls in (dict,
+                                                                        collections.OrderedDict):
+            merged = dict(a.items)
+            merged.update(b.items)
+            # dict | OrderedDict: OrderedDict.__ror__ decides, giving its class
+            cls = collections.OrderedDict if collections.OrderedDict in (a.cls, b.cls) else dict
+            return DictV(merged, cls=cls)
+        return NotImplemented
 
     def reconstruct(self, rb) -> tuple[str, bool]:
         if self.source is not None:
@@ -390,9 +416,16 @@ class DictObjV(DictV):
             return Const(DictV.contains(self, tx, args[0]))
         if name == "__len__" and not n:
             return Const(len(self.items))
-        if name == "copy":  # dict.copy makes a plain dict; OrderedDict's calls the class
-            if lookup(tx, self.cls, "copy") is dict.__dict__["copy"]:
-                return DictV(self.items)
+        if name in ("copy", "__copy__") and not n and not kwargs:
+            found = lookup(tx, self.cls, name)
+            if found is dict.__dict__.get(name):  # dict.copy makes a plain dict
+                return DictV(dict(self.items))
+            # defaultdict's calls type(self)(self.default_factory, self),
+            # OrderedDict's type(self)(self): the class's own __init__ runs
+            if found is collections.defaultdict.__dict__.get(name):
+                return tx.call_object(ObjV(self.cls), self.cls, [self.factory, self], {})
+            if found is collections.OrderedDict.__dict__.get(name):
+                return tx.call_object(ObjV(self.cls), self.cls, [self], {})
             raise self._unsupported_method(name)
         if name in ("keys", "values", "items", "get", "pop", "update", "setdefault"):
             return super().call_method(tx, name, args, kwargs)
@@ -514,6 +547,189 @@ def build_dict_object(cls, items: dict, attrs: dict, factory=None):
     if attrs:
         obj.__dict__.update(attrs)
     return obj
+
+
+class DictViewV(Value):
+    """``d.keys()``, ``d.values()`` or ``d.items()`` of a dict value: a live
+    view, as in Python. It holds the dict value, not a copy, so every use
+    (``len``, ``in``, iteration, set operators) sees the dict's later
+    changes; it is rebuilt as ``<the dict>.keys()`` and so on."""
+
+    __slots__ = ("dict", "kind", "source")
+
+    def __init__(self, d: DictV, kind: str) -> None:
+        self.dict = d
+        self.kind = kind
+        self.source = None
+
+    def python_type(self) -> type:
+        base = collections.OrderedDict if issubclass(self.dict.python_type(),
+                                                     collections.OrderedDict) else dict
+        return _VIEW_TYPES[(base, self.kind)]
+
+    def _repr(self) -> str:
+        return f"{self.kind} of {self.dict!r}"
+
+    def _members(self) -> list[Value]:
+        items = self.dict.items
+        if self.kind == "keys":
+            return [Const(k) for k in items]
+        if self.kind == "values":
+            return list(items.values())
+        return [TupleV([Const(k), v]) for k, v in items.items()]
+
+    def _python_members(self) -> list | None:
+        """The members as Python values (keys, or (key, value) pairs of
+        constants), or None."""
+        if self.kind == "keys":
+            return list(self.dict.items)
+        if self.kind == "items":
+            out = []
+            for k, v in self.dict.items.items():
+                pv = v.as_python()
+                if pv is NO:
+                    return None
+                out.append((k, pv))
+            return out
+        return None  # values views are not sets
+
+    def as_python(self):
+        d = self.dict.as_python()
+        if d is NO and self.kind == "keys":
+            d = dict.fromkeys(self.dict.items)  # the keys are constants
+        return NO if d is NO else getattr(d, self.kind)()
+
+    def truth(self, tx) -> bool:
+        return bool(self.dict.items)
+
+    def length(self, tx) -> int:
+        return len(self.dict.items)
+
+    def iterate(self, tx) -> list[Value]:
+        return self._members()
+
+    def contains(self, tx, item: Value) -> bool:
+        if self.kind == "keys":
+            return self.dict.contains(tx, item)
+        if self.kind == "items":
+            # (k, v) in d.items(): k is a key and d[k] is v or equals it
+            pair = item.iterate(tx) if isinstance(item, TupleV) else None
+            if pair is None or len(pair) != 2:
+                pk = item.as_python()
+                if pk is NO:
+                    raise GraphBreak("JF021", "membership test in dict items of a non-pair")
+                if not (isinstance(pk, tuple) and len(pk) == 2):
+                    return False
+                pair = [Const(pk[0]), Const(pk[1])]
+            if not self.dict.contains(tx, pair[0]):
+                return False
+            return same_or_equal(tx, self.dict.get_item(tx, pair[0]), pair[1])
+        return any(same_or_equal(tx, v, item) for v in self._members())
+
+    def get_attr(self, tx, name: str) -> Value:
+        if name == "isdisjoint" and self.kind != "values":
+            return MethodV(self, name)
+        if name == "mapping":
+            raise GraphBreak("JF022", "the mapping of a dict view")
+        return super().get_attr(tx, name)
+
+    def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        if name == "isdisjoint" and len(args) == 1 and not kwargs:
+            other = _as_set(tx, args[0])
+            mine = self._python_members()
+            if mine is None or other is None:
+                raise GraphBreak("JF021", "isdisjoint() of non-constant members")
+            return Const(set(mine).isdisjoint(other))
+        return super().call_method(tx, name, args, kwargs)
+
+    def binary_op(self, tx, fn, a: Value, b: Value):
+        # keys and items views are sets: & | - ^ with any iterable give a set
+        if fn not in _SET_OPS or self.kind == "values":
+            return NotImplemented
+        left, right = _as_set(tx, a), _as_set(tx, b)
+        if left is None or right is None:
+            raise GraphBreak("JF021", f"set operator {fn.__name__} on a dict view of "
+                             "non-constant members")
+        out = fold(_SET_OPS[fn], left, right).value
+        return SetV([Const(x) for x in out])
+
+    def compare_op(self, tx, fn, a: Value, b: Value):
+        if self.kind == "values":
+            # dict_values compares by identity
+            if fn in (operator.eq, operator.ne):
+                same = isinstance(a, DictViewV) and isinstance(b, DictViewV) and a is b
+                return Const(same == (fn is operator.eq))
+            return NotImplemented
+        if fn not in (operator.eq, operator.ne, operator.lt, operator.le, operator.gt,
+                      operator.ge):
+            return NotImplemented
+        other = b if a is self else a
+        if not isinstance(other, (DictViewV, SetV)) and not isinstance(
+                other.as_python(), (set, frozenset)):
+            # a view equals only sets and set-like views
+            if fn in (operator.eq, operator.ne):
+                return Const(fn is operator.ne)
+            return NotImplemented
+        left, right = _as_set(tx, a), _as_set(tx, b)
+        if left is None or right is None:
+            raise GraphBreak("JF021", "comparison of a dict view of non-constant members")
+        return fold(fn, left, right)
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        if self.source is not None:
+            return self.source.expr(), read_before_effects(self.source)
+        return f"{rb.expr(self.dict)}.{self.kind}()", True
+
+
+def wrap_dict_view(output, view, source: Source) -> Value | None:
+    """A dict view read from the frame (one handed to a resume function):
+    a live view of its dict, which is wrapped like any dict found in the
+    frame (reached through the view, so a dict also passed by itself is
+    the same value, guarded to be the same object); None when its dict is
+    not one the interpreter models."""
+    real = gc.get_referents(view)
+    if len(real) != 1 or type(real[0]) not in (dict, collections.OrderedDict):
+        return None
+    kind = _KIND_OF_VIEW[type(view)]
+    output.guards.type_is(source, view)
+    d = output.wrap(real[0], ExprSource(
+        f"__jf_h___import__('gc').get_referents({source.expr()})[0]",
+        f"{source.name()}.mapping"))
+    if not isinstance(d, DictV):
+        return None
+    v = DictViewV(d, kind)
+    v.source = source
+    return v
+
+
+_VIEW_KINDS = ("keys", "values", "items")
+_VIEW_TYPES = {(base, kind): type(getattr(base(), kind)())
+               for base in (dict, collections.OrderedDict) for kind in _VIEW_KINDS}
+_KIND_OF_VIEW = {t: kind for (_, kind), t in _VIEW_TYPES.items()}
+VIEW_TYPES = frozenset(_KIND_OF_VIEW)
+_SET_OPS = {operator.and_: operator.and_, operator.or_: operator.or_,
+            operator.sub: operator.sub, operator.xor: operator.xor}
+
+
+def _as_set(tx, v: Value) -> set | None:
+    """The members of a set-like operand as a Python set, or None."""
+    if isinstance(v, DictViewV):
+        m = v._python_members()
+        return None if m is None else set(m)
+    py = v.as_python()
+    if py is not NO and isinstance(py, (set, frozenset)):
+        return set(py)
+    try:
+        items = v.iterate(tx)
+    except GraphBreak:
+        return None
+    vals = [x.as_python() for x in items]
+    if any(x is NO for x in vals):
+        return None
+    try:
+        return set(vals)
+    except TypeError:
+        raise would_raise(TypeError, "unhashable member of a set operand") from None
 
 
 def dict_key(v: Value):

@@ -14,7 +14,7 @@ import inspect
 import types
 
 from ..breaks import would_raise
-from .base import Value
+from .base import NO, Value
 from .constants import Const
 from .containers import TupleV
 from .dicts import DictV
@@ -23,9 +23,11 @@ from .dicts import DictV
 class FunctionV(Value):
     """A function made by MAKE_FUNCTION while tracing."""
 
-    __slots__ = ("code", "qualname", "defaults", "kwdefaults", "closure", "globals", "source")
+    __slots__ = ("code", "qualname", "defaults", "kwdefaults", "closure", "globals", "source",
+                 "annotations")
 
     def __init__(self, code, qualname, defaults, kwdefaults, closure, globals_) -> None:
+        self.annotations = None  # MAKE_FUNCTION's (name, value, ...) tuple, when given
         self.code = code
         self.qualname = qualname
         self.defaults = defaults  # tuple of Value
@@ -53,6 +55,22 @@ class FunctionV(Value):
         locals_ = bind_args(code, code.co_name, self.defaults, self.kwdefaults, args, kwargs)
         return tx.inline_code(code, self.globals, locals_, cells)
 
+    def as_real_function(self):
+        """A real function with this one's code, defaults and annotations
+        (for introspection: ``inspect.signature``), or None when one of them
+        is not a constant."""
+        defaults = tuple(d.as_python() for d in self.defaults)
+        kwdefaults = {k: d.as_python() for k, d in self.kwdefaults.items()}
+        ann = self.annotations.as_python() if self.annotations is not None else ()
+        if any(d is NO for d in (*defaults, *kwdefaults.values(), ann)):
+            return None
+        closure = tuple(types.CellType() for _ in self.code.co_freevars) or None
+        fn = types.FunctionType(self.code, {}, self.code.co_name, defaults or None, closure)
+        fn.__kwdefaults__ = kwdefaults or None
+        fn.__annotations__ = dict(zip(ann[::2], ann[1::2]))
+        fn.__qualname__ = self.qualname
+        return fn
+
     def reconstruct(self, rb) -> tuple[str, bool]:
         e, fb = rb.expr, rb.fb
         closure = "(" + "".join(e(c) + ", " for c in self.closure) + ")" if self.closure \
@@ -64,20 +82,21 @@ class FunctionV(Value):
 
 
 class PartialV(Value):
-    """``functools.partial(func, *args, **keywords)`` made while tracing:
-    called by calling ``func`` with the stored arguments first; rebuilt as a
-    real partial."""
+    """``functools.partial(func, *args, **keywords)`` made while tracing: a
+    call prepends the frozen arguments, as the real object does. ``func``
+    and ``args`` are read-only; ``keywords`` is the partial's own dict, so a
+    store into ``p.keywords`` changes later calls, as in Python."""
 
     __slots__ = ("func", "args", "keywords", "source")
 
     def __init__(self, func: Value, args: list, keywords: dict) -> None:
-        if isinstance(func, PartialV):  # as functools.partial, nested ones flatten
+        if isinstance(func, PartialV):  # partial(partial(f, a), b) is partial(f, a, b)
             args = func.args + list(args)
-            keywords = {**func.keywords, **keywords}
+            keywords = {**func.keywords.items, **keywords}
             func = func.func
         self.func = func
         self.args = list(args)
-        self.keywords = dict(keywords)
+        self.keywords = DictV(keywords)
         self.source = None
 
     def python_type(self) -> type:
@@ -90,18 +109,31 @@ class PartialV(Value):
         if name == "func":
             return self.func
         if name == "args":
-            return TupleV(list(self.args))
+            return TupleV(self.args)
         if name == "keywords":
-            return DictV(dict(self.keywords))
+            return self.keywords
         return super().get_attr(tx, name)
 
     def call(self, tx, args: list, kwargs: dict) -> Value:
-        return self.func.call(tx, self.args + list(args), {**self.keywords, **kwargs})
+        keywords = self.keywords.items
+        if any(type(k) is not str for k in keywords):
+            raise would_raise(TypeError, "keywords must be strings")
+        return self.func.call(tx, self.args + list(args), {**keywords, **kwargs})
 
     def reconstruct(self, rb) -> tuple[str, bool]:
-        parts = [rb.expr(self.func)] + [rb.expr(a) for a in self.args] + \
-            [f"**{{{k!r}: {rb.expr(v)}}}" for k, v in self.keywords.items()]
-        return f"{rb.fb.const(functools.partial)}({', '.join(parts)})", True
+        # rebuilt around the keywords dict itself, so that p.keywords stays
+        # the same object as any other reference to it
+        e = rb.expr
+        args = "(" + "".join(e(a) + ", " for a in self.args) + ")"
+        return (f"{rb.fb.const(_build_partial)}({e(self.func)}, {args}, "
+                f"{e(self.keywords)})"), True
+
+
+def _build_partial(func, args: tuple, keywords: dict) -> functools.partial:
+    p = functools.partial(func)
+    # __setstate__ keeps an exact dict as the partial's own keywords
+    p.__setstate__((func, args, keywords, None))
+    return p
 
 
 class CellV(Value):

@@ -49,6 +49,16 @@ _BUILTIN_LEN = (dict.__len__, list.__len__, tuple.__len__, set.__len__, frozense
 _TRUTH_BY_LEN = _BUILTIN_LEN + (str.__len__, bytes.__len__)
 
 
+def callable_value(v: Value) -> bool:
+    """``callable(v)``: whether its type has a ``__call__`` (a class's own or
+    a builtin type's call slot, which both show in the type's dict). An
+    object used as is answers itself: only its type matters, which is
+    guarded for one guarded by recipe."""
+    if isinstance(v, ObjV):
+        return callable(v._obj if v.by_recipe() else v.obj)
+    return any("__call__" in vars(k) for k in v.python_type().__mro__)
+
+
 class ObjV(Value):
     """A real object. ``identity`` (functions, partials, modules read from
     the frame: see OutputGraph._wrap_new) installs the guard on the

@@ -16,6 +16,7 @@ import types
 
 import torch
 
+from ... import _C
 from ..breaks import GraphBreak, would_raise
 from ..sources import AttrSource
 from .base import Value, read_before_effects
@@ -42,13 +43,20 @@ _TENSOR_META_METHODS = {"size", "dim", "ndimension", "numel", "nelement", "strid
 # hand it back as the output of its backward node instead)
 _AUTOGRAD_METHODS = {"backward", "register_hook", "retain_grad", "requires_grad_",
                      "register_post_accumulate_grad_hook"}
-_INPLACE = {operator.iadd, operator.iand, operator.ifloordiv, operator.ilshift,
-            operator.imatmul, operator.imul, operator.imod, operator.ior, operator.ipow,
-            operator.irshift, operator.isub, operator.itruediv, operator.ixor}
-# in-place operator -> the binary operator Python falls back to when the left
-# operand has no in-place method (numbers: ``acc = 0; acc += t`` is ``0 + t``)
-_OUT_OF_PLACE = {f: getattr(operator, f.__name__[1:], None) or getattr(operator, f.__name__[1:] + "_")
-                 for f in _INPLACE}
+# conversions of a tensor to another kind that the kind's module models,
+# registered there (numpy.py: Tensor.numpy()): name -> fn(tx, t, args, kwargs)
+CONVERSIONS: dict = {}
+# in-place operators: the dunder Python looks for on the left operand's type
+_INPLACE = {operator.iadd: "__iadd__", operator.iand: "__iand__",
+            operator.ifloordiv: "__ifloordiv__", operator.ilshift: "__ilshift__",
+            operator.imatmul: "__imatmul__", operator.imul: "__imul__",
+            operator.imod: "__imod__", operator.ior: "__ior__", operator.ipow: "__ipow__",
+            operator.irshift: "__irshift__", operator.isub: "__isub__",
+            operator.itruediv: "__itruediv__", operator.ixor: "__ixor__"}
+# ... and what it falls back to when that type has none
+_INPLACE_TO_PLAIN = {fn: getattr(operator, dunder[3:-2]) if dunder[3:-2] not in ("and", "or")
+                     else getattr(operator, dunder[3:-2] + "_")
+                     for fn, dunder in _INPLACE.items()}
 _ORDER = (operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne)
 
 
@@ -151,6 +159,8 @@ class TensorV(Value):
         if name in _DATA_DEPENDENT:
             if name == "__len__":
                 return out.size_of(self, 0) if self.fake.dim() else Const(self.length(tx))
+            if name in CONVERSIONS:
+                return CONVERSIONS[name](tx, self, args, kwargs)
             if name == "item" and not args and not kwargs and _compared_for_branch(tx) and \
                     self.fake.numel() == 1 and not self.fake.is_complex():
                 return ItemV(self)
@@ -190,12 +200,20 @@ class TensorV(Value):
 
     def binary_op(self, tx, fn, a: Value, b: Value):
         if fn in _INPLACE and not isinstance(a, TensorV):
-            if not issubclass(a.python_type(), (int, float, complex)):
-                raise GraphBreak("JF002", f"in-place {fn.__name__} of a "
-                                 f"{a.python_type().__name__} with a tensor")
-            fn = _OUT_OF_PLACE[fn]
+            # `acc += t` where acc is not a tensor: Python calls acc's own
+            # in-place method when its type has one (a list extends), else
+            # the plain operator (an int, float, tuple: ``acc = acc + t``)
+            # (the type of a constant read from the frame, without specialising it)
+            left = type(a._value) if isinstance(a, Const) else a.python_type()
+            # objects.lookup, spelled out here (objects.py imports this module):
+            # the MRO's entry, guarded, as a class may change
+            found = _C.type_lookup(left, _INPLACE[fn], None)
+            tx.output.guards.class_attr(left, _INPLACE[fn], found)
+            if found is not _C.MISSING:
+                return NotImplemented
+            fn = _INPLACE_TO_PLAIN[fn]
         out = tx.output.call("call_function", fn, (a, b), {})
-        if fn in _INPLACE and isinstance(a, TensorV) and isinstance(out, TensorV):
+        if fn in _INPLACE and isinstance(out, TensorV):
             return a  # `x += y` on a tensor updates x itself: same object after
         return out
 
