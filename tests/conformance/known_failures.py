@@ -61,11 +61,6 @@ KNOWN: dict[str, str] = {
     # ---- recompile-storm (1)
     "issue::storm_namedtuple_class_across_break":
         "recompile-storm: object made before a break guarded by identity in the resume function",
-    # ---- wrong-result (2)
-    "guards::load_state_dict_between_calls[default]":
-        "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
-    "guards::module_forward_hooks_dict_edited_directly[default]":
-        "wrong-result: fusing backend: nn.Linear on a 1-d input returns shape (1, n) instead of (n,)",
     # ---- graph-breaks (48)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
