@@ -383,6 +383,8 @@ def _py_arg(v):
         return repr(v)
     if isinstance(v, (int, bool, str)) or v is None:
         return repr(v)
+    if isinstance(v, complex):  # (a complex scalar operand: ``(1 + 2j) * x``)
+        return f"complex({_py_arg(v.real)}, {_py_arg(v.imag)})"
     raise ValueError(f"cannot pass {type(v).__name__} to an extern")
 
 
