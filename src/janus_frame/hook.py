@@ -265,7 +265,8 @@ class _TorchState:
     def restore(self) -> None:
         import torch
 
-        torch_compat.set_grad_enabled_c(self.grad)
+        if torch.is_grad_enabled() is not self.grad:  # (a program's torch-function
+            torch_compat.set_grad_enabled_c(self.grad)  # mode would see the call)
         if torch.get_default_dtype() is not self.dtype:
             torch.set_default_dtype(self.dtype)
         while torch_compat.len_torch_function_stack() > self.modes:
