@@ -58,10 +58,7 @@ KNOWN: dict[str, str] = {
         "context-managers: breaks: JF016 context manager run natively: ExitStack",
     "torch::inference_mode_block":
         "context-managers: breaks: JF016 context manager run natively: inference_mode",
-    # ---- recompile-storm (1)
-    "issue::storm_namedtuple_class_across_break":
-        "recompile-storm: object made before a break guarded by identity in the resume function",
-    # ---- graph-breaks (48)
+    # ---- graph-breaks (49)
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":
@@ -108,6 +105,8 @@ KNOWN: dict[str, str] = {
         "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
     "issue::issue_11_recursive_method_over_dict_values":
         "graph-breaks: breaks: JF018 recursive call: Walker.walk calls itself",
+    "issue::storm_namedtuple_class_across_break":
+        "graph-breaks: collections.namedtuple() inside the frame breaks at sys.intern (no storm left: the class made before the print is guarded by what the trace read)",
     "language::class_defined_inside":
         "graph-breaks: breaks: JF001 unsupported bytecode: LOAD_BUILD_CLASS is not supported",
     "language::match_class_pattern":
