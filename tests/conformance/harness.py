@@ -673,6 +673,10 @@ def check(prog: Program, backend: str) -> None:
 
 
 def run_check(prog: Program, backend: str) -> Mismatch:
+    if FAULTS and prog.eager_fn is not None:
+        # what it must return depends on whether the frame ran compiled
+        # (``is_compiling()``), which the injected faults decide
+        pytest.skip("the result depends on being compiled: not comparable under fault injection")
     mm = Mismatch()
     jf.reset()
     mod_globals = sys.modules[prog.fn.__module__].__dict__ if prog.fn is not None and \
