@@ -62,32 +62,11 @@
  */
 #include "compat.h"
 #include "hook.h"
+#include "cache.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <structmember.h>
 
-enum { ACT_DEFAULT = 0, ACT_SKIP = 1, ACT_RUN_ONLY = 2 };
-/* Precomputed from (cur_action, rec_action, is_replacement) so a skipped
- * frame costs a handful of loads in the hook's fast path. */
-enum { FAST_NONE = 0, FAST_PASS = 1, FAST_DEFAULT = 2 };
-
-typedef struct Entry {
-    struct Entry *next;
-    PyObject *guard;       /* strong */
-    PyObject *replacement; /* strong */
-    PyObject *owner;       /* strong: the callback that compiled this entry */
-} Entry;
-
-typedef struct {
-    Entry *head;        /* most recently hit first */
-    int cur_action;     /* for this frame */
-    int rec_action;     /* for frames it calls (while it runs) */
-    int is_replacement; /* our own generated code: its frame is never handed to another hook */
-    int fast;           /* FAST_*: what the hook's fast path may do without looking further */
-    uint64_t epoch;     /* reset() bumps the global epoch; stale extras are cleared lazily */
-    uint64_t version;   /* bumped on every change of the entry list */
-    PyObject *pystate;  /* strong or NULL: the Python side's per-code record */
-} Extra;
 
 typedef struct {
     PyObject *callback; /* strong; see the header comment */
@@ -176,14 +155,14 @@ static void entries_free(Entry *e) {
     }
 }
 
-static void extra_update_fast(Extra *ex) {
+void jf_extra_update_fast(Extra *ex) {
     if (ex->cur_action == ACT_SKIP && ex->rec_action == ACT_DEFAULT)
         ex->fast = ex->is_replacement ? FAST_DEFAULT : FAST_PASS;
     else
         ex->fast = FAST_NONE;
 }
 
-static void extra_clear(Extra *ex) {
+void jf_extra_clear(Extra *ex) {
     Entry *head = ex->head;
     PyObject *st = ex->pystate;
     ex->head = NULL;
@@ -209,10 +188,10 @@ static void extra_free(void *p) {
 
 /* Borrowed code; returns the code's Extra (created on demand) or NULL with
  * an exception set. */
-static Extra *get_extra(PyCodeObject *code, int create) {
+Extra *jf_get_extra(PyCodeObject *code, int create) {
     Extra *ex = (Extra *)jf_code_get_extra(code, extra_index);
     if (ex != NULL) {
-        if (ex->epoch != global_epoch) extra_clear(ex);
+        if (ex->epoch != global_epoch) jf_extra_clear(ex);
         return ex;
     }
     if (!create) return NULL;
@@ -450,11 +429,11 @@ static int add_entry(Extra *ex, PyObject *guard, PyObject *replacement, PyObject
 /* Borrows replacement. Returns 0, or -1 with an exception set. */
 static int mark_replacement_code(PyObject *replacement) {
     PyCodeObject *rc = (PyCodeObject *)PyFunction_GET_CODE(replacement);
-    Extra *rex = get_extra(rc, 1);
+    Extra *rex = jf_get_extra(rc, 1);
     if (rex == NULL) return -1;
     rex->cur_action = ACT_SKIP;
     rex->is_replacement = 1;
-    extra_update_fast(rex);
+    jf_extra_update_fast(rex);
     return 0;
 }
 
@@ -549,7 +528,7 @@ static PyObject *intercept(PyThreadState *ts, JF_Frame *frame, PyCodeObject *cod
         Py_DECREF(res);
         Py_DECREF(cb);
         /* The callback may have set this code's strategy (skip, run-only). */
-        ex = get_extra(code, 0);
+        ex = jf_get_extra(code, 0);
         *native = 1;
         *rec_out = ex ? ex->rec_action : ACT_DEFAULT;
         return NULL;
@@ -567,7 +546,7 @@ static PyObject *intercept(PyThreadState *ts, JF_Frame *frame, PyCodeObject *cod
     PyObject *replacement = PyTuple_GET_ITEM(res, 1);
     if (check_convention(guard, "guard", code) < 0 ||
         check_convention(replacement, "replacement", code) < 0 ||
-        (ex = get_extra(code, 1)) == NULL || add_entry(ex, guard, replacement, cb) < 0) {
+        (ex = jf_get_extra(code, 1)) == NULL || add_entry(ex, guard, replacement, cb) < 0) {
         Py_DECREF(res);
         Py_DECREF(cb);
         return NULL;
@@ -610,7 +589,7 @@ __attribute__((noinline)) static PyObject *eval_frame_slow(PyThreadState *ts, JF
         JF_TSTATE_TRACING(ts) || !jf_frame_discardable(ts, frame))
         return pass_through(ts, frame, throw_flag);
 
-    Extra *ex = get_extra(code, 0);
+    Extra *ex = jf_get_extra(code, 0);
     int cur = ex ? ex->cur_action : ACT_DEFAULT;
     int rec = ex ? ex->rec_action : ACT_DEFAULT;
     if (cur == ACT_SKIP) {
@@ -664,101 +643,8 @@ static PyObject *py_get_eval_frame(PyObject *self, PyObject *unused) {
     return cb;
 }
 
-/* Borrows obj; returns it (borrowed) as a code object, or NULL with TypeError. */
-static PyCodeObject *arg_code(PyObject *obj) {
-    if (!PyCode_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "expected a code object, got %.100s", Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    return (PyCodeObject *)obj;
-}
-
-/* Borrows args; returns None (new ref). */
-static PyObject *py_set_code_strategy(PyObject *self, PyObject *args) {
-    PyObject *c;
-    int cur, rec;
-    if (!PyArg_ParseTuple(args, "Oii", &c, &cur, &rec)) return NULL;
-    PyCodeObject *code = arg_code(c);
-    if (code == NULL) return NULL;
-    if (cur < ACT_DEFAULT || cur > ACT_RUN_ONLY || rec < ACT_DEFAULT || rec > ACT_RUN_ONLY) {
-        PyErr_SetString(PyExc_ValueError, "strategy actions must be DEFAULT, SKIP or RUN_ONLY");
-        return NULL;
-    }
-    Extra *ex = get_extra(code, 1);
-    if (ex == NULL) return NULL;
-    ex->cur_action = cur;
-    ex->rec_action = rec;
-    extra_update_fast(ex);
-    Py_RETURN_NONE;
-}
-
-/* Borrows code; returns a new (cur, rec) tuple. */
-static PyObject *py_get_code_strategy(PyObject *self, PyObject *c) {
-    PyCodeObject *code = arg_code(c);
-    if (code == NULL) return NULL;
-    Extra *ex = get_extra(code, 0);
-    return Py_BuildValue("(ii)", ex ? ex->cur_action : 0, ex ? ex->rec_action : 0);
-}
-
-/* Borrows code; returns a new list of (guard, replacement, owner), MRU first. */
-static PyObject *py_code_entries(PyObject *self, PyObject *c) {
-    PyCodeObject *code = arg_code(c);
-    if (code == NULL) return NULL;
-    PyObject *out = PyList_New(0);
-    if (out == NULL) return NULL;
-    Extra *ex = get_extra(code, 0);
-    for (Entry *e = ex ? ex->head : NULL; e != NULL; e = e->next) {
-        PyObject *t = PyTuple_Pack(3, e->guard, e->replacement, e->owner);
-        if (t == NULL || PyList_Append(out, t) < 0) {
-            Py_XDECREF(t);
-            Py_DECREF(out);
-            return NULL;
-        }
-        Py_DECREF(t);
-    }
-    return out;
-}
-
-/* Borrows code; returns None (new ref). Drops entries, strategy and Python state. */
-static PyObject *py_clear_code(PyObject *self, PyObject *c) {
-    PyCodeObject *code = arg_code(c);
-    if (code == NULL) return NULL;
-    Extra *ex = get_extra(code, 0);
-    if (ex != NULL) extra_clear(ex);
-    Py_RETURN_NONE;
-}
-
-/* Borrows code; returns the Python-side state object (new ref) or None. */
-static PyObject *py_get_code_state(PyObject *self, PyObject *c) {
-    PyCodeObject *code = arg_code(c);
-    if (code == NULL) return NULL;
-    Extra *ex = get_extra(code, 0);
-    PyObject *st = (ex && ex->pystate) ? ex->pystate : Py_None;
-    Py_INCREF(st);
-    return st;
-}
-
-/* Borrows args; stores a new reference to the state object (None clears). */
-static PyObject *py_set_code_state(PyObject *self, PyObject *args) {
-    PyObject *c, *state;
-    if (!PyArg_ParseTuple(args, "OO", &c, &state)) return NULL;
-    PyCodeObject *code = arg_code(c);
-    if (code == NULL) return NULL;
-    Extra *ex = get_extra(code, 1);
-    if (ex == NULL) return NULL;
-    PyObject *old = ex->pystate;
-    if (state == Py_None) {
-        ex->pystate = NULL;
-    } else {
-        Py_INCREF(state);
-        ex->pystate = state;
-    }
-    Py_XDECREF(old);
-    Py_RETURN_NONE;
-}
-
 /* Returns None (new ref). Every code object's cache is dropped lazily: the
- * epoch bump makes get_extra() clear a stale extra on its next use, so
+ * epoch bump makes jf_get_extra() clear a stale extra on its next use, so
  * reset() costs O(1) however many code objects have state. */
 static PyObject *py_reset(PyObject *self, PyObject *unused) {
     global_epoch++;
@@ -826,14 +712,6 @@ static PyMethodDef methods[] = {
      "set_eval_frame(cb) -> previous: this thread's callback (None: off, False: run-only, "
      "callable: compile on a miss)."},
     {"get_eval_frame", py_get_eval_frame, METH_NOARGS, "This thread's callback."},
-    {"set_code_strategy", py_set_code_strategy, METH_VARARGS,
-     "set_code_strategy(code, cur, rec): actions for this frame and for frames it calls."},
-    {"get_code_strategy", py_get_code_strategy, METH_O, "get_code_strategy(code) -> (cur, rec)."},
-    {"code_entries", py_code_entries, METH_O,
-     "code_entries(code) -> [(guard, replacement, owner)], most recently hit first."},
-    {"clear_code", py_clear_code, METH_O, "Drop a code object's entries, strategy and state."},
-    {"get_code_state", py_get_code_state, METH_O, "The Python-side state stored with a code object."},
-    {"set_code_state", py_set_code_state, METH_VARARGS, "set_code_state(code, obj)."},
     {"reset", py_reset, METH_NOARGS, "Drop every cache entry, strategy and state (lazily)."},
     {"hook_info", py_hook_info, METH_NOARGS, "Installation state of the hook."},
     {"_empty_hook", py_empty_hook, METH_O,
@@ -901,7 +779,8 @@ PyMODINIT_FUNC PyInit__C(void) {
     }
     if (PyModule_AddIntConstant(m, "DEFAULT", ACT_DEFAULT) < 0 ||
         PyModule_AddIntConstant(m, "SKIP", ACT_SKIP) < 0 ||
-        PyModule_AddIntConstant(m, "RUN_ONLY", ACT_RUN_ONLY) < 0 || jf_guards_init(m) < 0) {
+        PyModule_AddIntConstant(m, "RUN_ONLY", ACT_RUN_ONLY) < 0 || jf_guards_init(m) < 0 ||
+        jf_code_state_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -27,4 +27,8 @@ void jf_thread_exited(void);
  * added to module m. Returns 0, or -1 with an exception set. */
 int jf_guards_init(PyObject *m);
 
+/* code_state.c: the per-code cache accessors (set_code_strategy, code_entries,
+ * get/set_code_state ...) added to module m. Returns 0, or -1. */
+int jf_code_state_init(PyObject *m);
+
 #endif
