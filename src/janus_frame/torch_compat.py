@@ -14,7 +14,8 @@ mutations AOTAutograd's lean export cannot express). ``TORCH_VERSION`` and
 
 Process-wide torch state that janus_frame keeps bounded:
 
-- :func:`fx_source_keys` / :func:`forget_fx_sources`: torch.fx registers the
+- :func:`fx_source_keys` / :func:`forget_fx_sources` /
+  :func:`forget_fx_sources_since`: torch.fx registers the
   source of every GraphModule it generates in ``linecache`` and in its own
   loader (for tracebacks), and never forgets it: a process compiling and
   dropping many functions would keep every graph's source. janus_frame
@@ -34,6 +35,7 @@ import importlib
 import linecache
 import re
 import sys
+import weakref
 
 
 def _installed_torch_version() -> str:
@@ -121,7 +123,8 @@ _NAMES = {
 
 __all__ = sorted(_NAMES) + ["TORCH_VERSION", "SUPPORTED_TORCH", "check_supported",
                             "fake_execution", "input_mutation_needs_runtime",
-                            "fx_source_keys", "no_user_modes", "forget_fx_sources", "FAKE_CACHE_LIMIT",
+                            "fx_source_keys", "no_user_modes", "forget_fx_sources",
+                            "forget_fx_sources_since", "FAKE_CACHE_LIMIT",
                             "bound_fake_tensor_cache", "clear_fake_tensor_cache"]
 
 
@@ -210,6 +213,19 @@ def forget_fx_sources(keys) -> None:
         if cache is not None:
             cache.pop(k, None)
         linecache.cache.pop(k, None)
+
+
+def forget_fx_sources_since(before: frozenset, owner=None) -> None:
+    """Forget the sources registered since ``before`` (:func:`fx_source_keys`)
+    when the code of ``owner`` (the function that runs their graphs) dies, or
+    at once if it is None."""
+    new = fx_source_keys() - before
+    if not new:
+        return
+    if owner is not None:
+        weakref.finalize(owner.__code__, forget_fx_sources, new)
+    else:
+        forget_fx_sources(new)
 
 
 def _fake_mode_class():

@@ -185,7 +185,8 @@ class PinnedSource(Source):
     ``expr()`` names it by a placeholder that code generation resolves
     through :func:`pinned`; pins live until the next trace starts
     (:func:`clear_pins`), after every generated function of this one is
-    built."""
+    built (code built later keeps the pins it reads:
+    ``FunctionBuilder.build_later``)."""
 
     __slots__ = ("obj",)
 
