@@ -39,6 +39,7 @@ from .values import (
 from .values.constants import fold
 from .values.contexts import set_grad_mode, traceable_class
 from .values.dicts import builtin_entry
+from .values.modes import traced_mode_class
 from .values.exceptions import construct as construct_exception
 from .values.functions import bind_args
 from .values.methods import is_logging
@@ -229,7 +230,43 @@ def _call_torch(tx, fn, args, kwargs) -> Value:
     folded = _tracing_state(fn)
     if folded is not None:
         return Const(folded)
-    return tx.output.call("call_function", fn, tuple(args), kwargs)
+    if args and isinstance(args[0], TensorV):
+        method = _tensor_method(fn, len(args))
+        if method is not None:
+            # ``torch.Tensor.size(t)``, ``Tensor.__getitem__(t, i)``, the
+            # getter of ``t.shape`` (what a torch-function mode's handler
+            # is given to call): what the tensor's kind does for the method
+            return method(tx, args[0], list(args[1:]), kwargs)
+    return tx.through_modes(fn, list(args), dict(kwargs),
+                            lambda: tx.output.call("call_function", fn, tuple(args), kwargs),
+                            lambda func: func is fn or isinstance(fn, _C_CALLABLES))
+
+
+# C functions dispatch to torch-function modes on entry (the argument parser)
+_C_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType,
+                types.WrapperDescriptorType, types.MethodWrapperType)
+
+
+def _tensor_method(fn, nargs: int):
+    """How the tensor's kind runs ``fn`` called unbound on a tensor, when
+    ``fn`` is a method, subscript or attribute getter of torch.Tensor
+    (metadata is answered, an in-place method returns the tensor itself, as
+    through the bound method); None for anything else."""
+    if isinstance(fn, types.MethodWrapperType) and fn.__name__ == "__get__" and \
+            isinstance(fn.__self__, types.GetSetDescriptorType) and \
+            issubclass(fn.__self__.__objclass__, TensorBase):
+        if nargs != 1:
+            return None
+        name = fn.__self__.__name__
+        return lambda tx, t, rest, kw: t.get_attr(tx, name)
+    name = getattr(fn, "__name__", None)
+    if not isinstance(name, str) or getattr(torch.Tensor, name, None) is not fn:
+        return None
+    if name == "__getitem__":
+        return lambda tx, t, rest, kw: t.get_item(tx, *rest)
+    if name == "__setitem__":
+        return lambda tx, t, rest, kw: (t.store_item(tx, *rest), Const(None))[1]
+    return lambda tx, t, rest, kw: t.call_method(tx, name, rest, kw)
 
 
 def _call_module(tx, fnv: Value, mod: torch.nn.Module, args, kwargs) -> Value:
@@ -372,7 +409,7 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
     if issubclass(cls, dict):
         return _construct_dict_subclass(tx, cls, args, kwargs)
     if lookup(tx, cls, "__enter__") is not MISSING and lookup(tx, cls, "__exit__") is not MISSING \
-            and not traceable_class(cls):
+            and not traceable_class(cls) and not traced_mode_class(cls):
         raise GraphBreak("JF016", f"{cls.__qualname__}")
     # abstract base classes construct like plain classes (ABCMeta adds
     # only the check that no abstract method is left)
@@ -517,6 +554,10 @@ def _key(obj):
 
 
 def _is_torch_op(obj) -> bool:
+    if isinstance(obj, types.MethodWrapperType) and obj.__name__ == "__get__" and \
+            isinstance(obj.__self__, types.GetSetDescriptorType):
+        # the getter of a tensor attribute (``Tensor.shape.__get__``)
+        return issubclass(obj.__self__.__objclass__, TensorBase)
     mod = getattr(obj, "__module__", None) or ""
     if not (mod == "torch" or mod.startswith("torch.") or mod.startswith("torch._C")):
         # methods of torch._C.TensorBase accessed unbound (torch.Tensor.add)

@@ -93,6 +93,11 @@ class OutputGraph(ShapeMixin):
         # added, so a rewound trace can drop what the breaking instruction added)
         self.spec_sites: dict = {}
         self.op_count = 0
+        # torch-function modes entered by the trace, innermost last (their
+        # values: values/modes.py); tf_bypass counts operations torch hands
+        # no mode, which may record nodes while modes are entered
+        self.tf_modes: list = []
+        self.tf_bypass = 0
         # what the trace hands to other code objects (cache.CompiledEntry):
         # resume codes, and code -> dynamic-size hints
         self.resume_codes: list = []
@@ -114,6 +119,7 @@ class OutputGraph(ShapeMixin):
                 len(self._wrapped), len(self._lazy_real), len(self._cells),
                 len(self._int_inputs), len(self.sym_inputs), len(self.size_symbols),
                 self.grad_enabled, len(self.autocast), len(self.native_autocast),
+                len(self.tf_modes),
                 self.predicating is None, len(self.resume_codes), len(self.handover),
                 None if env is None else (len(env.guards), len(env.var_to_range),
                                           len(env.replacements),
@@ -375,6 +381,12 @@ class OutputGraph(ShapeMixin):
     def call(self, kind: str, target, args: tuple, kwargs: dict) -> Value:
         """Record ``target(*args, **kwargs)`` (``call_function``) or
         ``args[0].target(*args[1:], **kwargs)`` (``call_method``)."""
+        if self.tf_modes and not self.tf_bypass:
+            # every route that records an operation while a mode is entered
+            # asks the mode first (Translator.through_modes); one that did not
+            # would skip the mode's handler
+            raise GraphBreak("JF016", f"{_target_name(target)} inside a torch-function mode, "
+                             "on a path that does not dispatch to it")
         if kind == "call_function" and target in (torch.stack, torch.cat):
             out = self.list_op(target, args, kwargs)
             if out is not None:
