@@ -34,6 +34,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from ..breaks import GraphBreak
+from ..sources import PinnedSource
 from .base import Value
 from .constants import Const, SymV
 from .containers import ListV, SliceV, TupleV
@@ -258,7 +259,10 @@ def dispatch(tx, op, args: list, kwargs: dict, at_entry) -> Value | None:
     mode = out.tf_modes.pop()
     try:
         handler = mode.get_attr(tx, "__torch_function__")
-        result = handler.call(tx, [ObjV(func), Const(typs), TupleV(call_args),
+        # the function torch picks is fixed by the operation and its arguments'
+        # types, which the trace guards: pinned, so the handler can read it
+        func_v = out.wrap(func, PinnedSource(func))
+        result = handler.call(tx, [func_v, Const(typs), TupleV(call_args),
                                    Const(None) if call_kw is None else DictV(call_kw)], {})
     finally:
         out.tf_modes.append(mode)

@@ -1,0 +1,242 @@
+"""Torch-function modes entered inside a compiled frame: the block is traced,
+each operation dispatched through the mode's ``__torch_function__`` as torch
+would (values/modes.py). Differential against eager; each test also checks
+that the block was captured (graph count, no break) and that the real mode
+stack is left as it was."""
+from __future__ import annotations
+
+import operator
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+import janus_frame as jf
+from janus_frame.torch_compat import len_torch_function_stack
+
+
+class AddsOne(TorchFunctionMode):
+    """Adds 1 to the result of every tensor addition."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.Tensor.add or func is torch.add:
+            out = out + 1  # the mode is popped here: no recursion
+        return out
+
+
+class IndexSelect(TorchFunctionMode):
+    """``t[i]`` with a 0-d tensor index as index_select (no int conversion)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.__getitem__ and isinstance(args[1], torch.Tensor) and \
+                args[1].dim() == 0:
+            return torch.index_select(args[0], 0, args[1].reshape(1)).squeeze(0)
+        return func(*args, **(kwargs or {}))
+
+
+class Doubles(TorchFunctionMode):
+    """Doubles every addition's result (the ``*`` reaches the next mode)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.Tensor.add:
+            out = out * 2
+        return out
+
+
+class ShiftsMul(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.Tensor.mul:
+            out = out + 100
+        return out
+
+
+class Scaled(TorchFunctionMode):
+    """State read by the handler: guarded like any attribute."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.Tensor.sin:
+            out = out * self.scale
+        return out
+
+
+class Records(TorchFunctionMode):
+    """Sees factories and metadata too; records names (a side effect)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.seen.append(getattr(func, "__name__", "?"))
+        if func is torch.ones:
+            return torch.full(tuple(args), 2.0)
+        return func(*args, **(kwargs or {}))
+
+
+def _check(fn, *args, graphs=1, fullgraph=True):
+    from jfutil import Recorder, assert_same
+
+    rec = Recorder()
+    cf = jf.compile(fn, backend=rec, fullgraph=fullgraph)
+    expected = fn(*args)
+    assert len_torch_function_stack() == 0
+    got = cf(*args)
+    assert len_torch_function_stack() == 0, "the real mode stack changed"
+    assert_same(expected, got)
+    got = cf(*args)  # from the cache
+    assert_same(expected, got)
+    assert len(rec.graphs) == graphs, f"expected {graphs} graph(s), got {len(rec.graphs)}"
+    return rec
+
+
+def test_mode_rewrites_operators_methods_and_functions():
+    def f(x, y):
+        z = x * 2
+        with AddsOne():
+            a = x + y
+            b = torch.add(a, 1)
+            c = z.add(y)
+        return a, b, c, z - y
+
+    x, y = torch.randn(4, 3), torch.randn(4, 3)
+    rec = _check(f, x, y)
+    assert jf.explain(f)(x, y).break_count == 0
+    assert len(rec.ops()) >= 7  # the handler's extra additions are in the graph
+
+
+def test_getitem_with_0d_tensor_becomes_index_select():
+    def f(x, i):
+        with IndexSelect():
+            return x[i] * 3
+
+    x, i = torch.randn(5, 3), torch.tensor(2)
+    rec = _check(f, x, i)
+    assert torch.index_select in rec.ops()
+
+
+def test_nested_modes_dispatch_inner_first_then_outer():
+    def f(x, y):
+        with ShiftsMul():
+            with Doubles():
+                r = x + y
+            s = x * y
+        return r, s
+
+    x, y = torch.randn(3), torch.randn(3)
+    _check(f, x, y)
+    torch.testing.assert_close(f(x, y)[0], (x + y) * 2 + 100)
+
+
+def test_mode_read_from_the_frame_and_its_state_is_guarded():
+    mode = Scaled(3.0)
+
+    def f(x):
+        with mode:
+            return x.sin() + 1
+
+    x = torch.randn(4)
+    rec = _check(f, x)
+    mode.scale = 5.0  # the handler read it: the guard sees the change
+    torch.testing.assert_close(jf.compile(f, backend=rec)(x), x.sin() * 5.0 + 1)
+
+
+def test_mode_sees_factories_metadata_and_records_side_effects():
+    def f(x):
+        m = Records()
+        with m:
+            o = torch.ones(x.shape[0])
+            n = x.dim()
+            y = x * o + n
+        return y, m.seen
+
+    _check(f, torch.randn(3))
+
+
+def test_different_mode_class_recompiles():
+    def f(mode, x):
+        with mode:
+            return x + x
+
+    x = torch.randn(3)
+    rec = _check(f, AddsOne(), x)
+    torch.testing.assert_close(jf.compile(f, backend=rec)(Doubles(), x), (x + x) * 2)
+    assert len(rec.graphs) == 2
+
+
+@jf.disable
+def _native_step(x):
+    return x + 10  # run natively: the real mode (re-entered) sees it
+
+
+def test_break_inside_the_block_resumes_under_the_real_mode():
+    def f(x):
+        with AddsOne():
+            a = x + 1
+            b = _native_step(a)
+            c = b + 1
+        return a, b, c
+
+    x = torch.randn(3)
+    rec = _check(f, x, graphs=1, fullgraph=False)
+    report = jf.explain(f)(x)
+    assert report.break_count == 1 and report.breaks[0].id == "JF010"
+    # the part before the break was traced through the mode
+    assert rec.ops(0) == ["add", operator.add], rec.ops(0)
+
+
+def test_exception_inside_the_block_pops_the_mode():
+    def f(x):
+        try:
+            with AddsOne():
+                y = x + 1
+                raise ValueError("out")
+        except ValueError:
+            y = y + 1
+        return y
+
+    _check(f, torch.randn(3))
+
+
+def test_nothing_changes_outside_the_block():
+    def f(x):
+        y = x + 1
+        with AddsOne():
+            pass
+        return y + 1
+
+    x = torch.randn(2)
+    _check(f, x)
+
+
+@pytest.mark.parametrize("op", ["neg", "getattr", "setitem", "len"])
+def test_unary_attributes_and_subscripts(op):
+    class Negates(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor):
+                out = -out
+            return out
+
+    def f(x):
+        x = x.clone()
+        with Negates():
+            if op == "neg":
+                r = -x
+            elif op == "getattr":
+                r = x.T
+            elif op == "setitem":
+                x[0] = 5.0
+                r = x
+            else:
+                r = len(x)
+        return r, x
+
+    _check(f, torch.randn(3, 3))
