@@ -40,6 +40,7 @@ from .values.constants import fold
 from .values.contexts import set_grad_mode, traceable_class
 from .values.dicts import builtin_entry
 from .values.modes import traced_mode_class
+from .values.transforms import VMAP_FUNCTIONS, make_vmap
 from .values.exceptions import construct as construct_exception
 from .values.functions import bind_args
 from .values.methods import is_logging
@@ -144,6 +145,8 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
             .dict_items(tx)
         func_v = out.wrap(obj.func, AttrSource(src, "func") if src else None)
         return func_v.call(tx, pargs + list(args), {**pkw, **kwargs})
+    if any(obj is f for f in VMAP_FUNCTIONS):
+        return make_vmap(tx, args, kwargs)
     if _is_torch_op(obj):
         return _call_torch(tx, obj, args, kwargs)
     if obj in PURE_FUNCTIONS or getattr(obj, "__module__", None) == "math":

@@ -56,7 +56,8 @@ class OutputGraph(ShapeMixin):
         self.ctx = ctx  # the CompileContext (context.py)
         clear_pins()  # the previous trace's generated code is built
         self.code = code
-        self.graph = fx.Graph()
+        self.graph = fx.Graph()  # where operations are recorded (a sub-graph meanwhile)
+        self.root_graph = self.graph  # where inputs are: the segment's graph
         # A shape environment lets data-dependent output sizes (boolean-mask
         # indexing, nonzero) be captured with unbacked symbolic sizes; inputs
         # stay static.
@@ -355,7 +356,7 @@ class OutputGraph(ShapeMixin):
         if dims and self.fake_mode.shape_env is None:
             raise NeedsShapeEnv()
         name = self._unique_name(re.sub(r"\W+", "_", source.name()).strip("_") or "input")
-        node = self.graph.placeholder(name)
+        node = self.root_graph.placeholder(name)
         if dims:
             fake = self._symbolic_fake(t, source, dims)
             dims = [d for d, n in enumerate(fake.shape) if isinstance(n, torch.SymInt)]
@@ -377,6 +378,18 @@ class OutputGraph(ShapeMixin):
         return name
 
     # -- recording operations --------------------------------------------------
+
+    @contextlib.contextmanager
+    def subgraph(self):
+        """Record operations into a fresh graph (a function traced for a
+        transform, values/transforms.py) until the block ends; inputs read
+        from the frame meanwhile still go to the root graph."""
+        outer = self.graph
+        self.graph = fx.Graph()
+        try:
+            yield self.graph
+        finally:
+            self.graph = outer
 
     def call(self, kind: str, target, args: tuple, kwargs: dict) -> Value:
         """Record ``target(*args, **kwargs)`` (``call_function``) or
@@ -444,7 +457,7 @@ class OutputGraph(ShapeMixin):
             floating = type(c._value) is float
             src = IntTensorSource(c.source, vector, floating)
             self.guards.type_is(c.source, c._value)
-            node = self.graph.placeholder(self._unique_name(
+            node = self.root_graph.placeholder(self._unique_name(
                 re.sub(r"\W+", "_", c.source.name()).strip("_") +
                 ("_float" if floating else "_int")))
             real = torch.tensor([c._value] if vector else c._value,
