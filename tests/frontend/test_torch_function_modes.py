@@ -240,3 +240,77 @@ def test_unary_attributes_and_subscripts(op):
         return r, x
 
     _check(f, torch.randn(3, 3))
+
+
+# -- torch.vmap ----------------------------------------------------------------------
+
+W = torch.randn(3)
+
+
+@pytest.mark.parametrize("in_dims", [0, (0, None), (1, 0)])
+def test_vmap_in_dims_and_closures(in_dims):
+    scale = torch.tensor(2.0)
+
+    def f(x, y):
+        def g(a, b):
+            return (a * W).sum() * scale + b  # a module global and a closure tensor
+        return torch.vmap(g, in_dims=in_dims)(x, y)
+
+    x = torch.randn(3, 3)
+    y = torch.randn(3) if in_dims != (0, None) else torch.randn(())
+    rec = _check(f, x, y)
+    assert all(not isinstance(op, str) or op != "sum" for op in rec.ops())  # inside the vmap
+
+
+def test_vmap_nested_out_dims_and_tuple_outputs():
+    def f(x, y):
+        inner = torch.vmap(lambda a, b: (a * b, a - b), in_dims=(0, None))
+        outer = torch.vmap(inner, in_dims=(1, 0), out_dims=(0, 1))
+        return outer(x, y)
+
+    _check(f, torch.randn(4, 5), torch.randn(5, 2))
+
+
+def test_vmap_of_torch_func_vmap_and_partial():
+    import functools
+
+    def add(a, b, c):
+        return a * c + b
+
+    def f(x, y):
+        return torch.func.vmap(functools.partial(add, c=3.0))(x, y)
+
+    _check(f, torch.randn(4, 2), torch.randn(4, 2))
+
+
+def test_vmap_closure_guarded():
+    state = {"k": 2.0}
+
+    def f(x):
+        return torch.vmap(lambda a: a * state["k"])(x)
+
+    x = torch.randn(3, 2)
+    rec = _check(f, x)
+    state["k"] = 5.0
+    torch.testing.assert_close(jf.compile(f, backend=rec)(x), x * 5.0)
+
+
+def test_vmap_under_a_mode_with_0d_index():
+    # transformers' mask construction: vmapped indexing by the batched
+    # 0-d indices, under a mode that turns those subscripts into index ops
+    def f(mask, q, k):
+        def fn(qi, ki):
+            return (ki <= qi) & mask[ki].bool()
+        with IndexSelect():
+            return torch.vmap(torch.vmap(fn, in_dims=(None, 0)), in_dims=(0, None))(q, k)
+
+    mask = torch.tensor([1, 1, 0, 1])
+    _check(f, mask, torch.arange(3), torch.arange(4))
+
+
+def test_vmap_default_backend():
+    def f(x):
+        return torch.vmap(lambda a: torch.tanh(a) * 2 + a.sum())(x)
+
+    x = torch.randn(4, 8)
+    torch.testing.assert_close(jf.compile(f, fullgraph=True)(x), f(x))

@@ -206,6 +206,82 @@ def _call_bound_method(tx, fnv: Value, obj: types.MethodType, args, kwargs) -> V
     return call_object(tx, ObjV(func), func, [self_v] + list(args), kwargs)
 
 
+_FUNCTION_APPLY = torch.autograd.Function.apply.__func__
+_BASE_SETUP_CONTEXT = inspect.getattr_static(torch.autograd.Function, "setup_context")
+
+
+class NoGradCtx:
+    """The ``ctx`` of an autograd.Function applied where no gradient can
+    flow: what forward/setup_context record for backward is dropped."""
+
+    def save_for_backward(self, *tensors):
+        pass
+
+    def save_for_forward(self, *tensors):
+        pass
+
+    def mark_dirty(self, *tensors):
+        pass
+
+    def mark_non_differentiable(self, *tensors):
+        pass
+
+    def set_materialize_grads(self, value):
+        pass
+
+
+def _function_class(v: Value) -> type | None:
+    """The autograd.Function subclass ``v`` is, or None."""
+    if isinstance(v, ObjV) and isinstance(v._obj, type) and \
+            issubclass(v._obj, torch.autograd.Function):
+        return v._obj
+    return None
+
+
+def _autograd_function_apply(tx, cls: type, args, kwargs) -> Value:
+    """``cls.apply(*args)`` for a ``torch.autograd.Function`` when no input
+    needs a gradient (grad mode off, or no tensor argument requiring grad):
+    its ``forward`` (under no_grad, as torch runs it) and ``setup_context``
+    traced, on a ctx that drops what they save. Inside a vmapped function,
+    only a Function whose vmap rule is generated from forward (torch's
+    ``generate_vmap_rule``). Anything else still runs natively."""
+    out = tx.output
+    if kwargs:
+        raise GraphBreak("JF002", f"{cls.__qualname__}.apply with keyword arguments")
+    leaves = [a for a in args if isinstance(a, TensorV)] + [
+        x for a in args if isinstance(a, (TupleV, ListV)) for x in a.items
+        if isinstance(x, TensorV)]
+    if out.grad_enabled and any(t.fake.requires_grad for t in leaves):
+        raise GraphBreak("JF002", f"{cls.__qualname__}.apply on inputs that require grad "
+                         "(autograd.Function runs natively)")
+    if any(not isinstance(a, (TensorV, TupleV, ListV, Const)) for a in args):
+        raise GraphBreak("JF002", f"{cls.__qualname__}.apply on a non-tensor argument")
+    forward = lookup(tx, cls, "forward")
+    setup = lookup(tx, cls, "setup_context")
+    new_style = setup is not _BASE_SETUP_CONTEXT
+    if out.graph is not out.root_graph:  # inside a vmapped function (transforms.py)
+        if not new_style or lookup(tx, cls, "generate_vmap_rule") is not True:
+            raise GraphBreak("JF002", f"{cls.__qualname__}.apply under vmap without a "
+                             "vmap rule generated from forward")
+    fwd = getattr(forward, "__func__", None) if isinstance(forward, staticmethod) else None
+    st = setup.__func__ if isinstance(setup, staticmethod) else None
+    if not isinstance(fwd, types.FunctionType) or new_style and \
+            not isinstance(st, types.FunctionType):
+        raise GraphBreak("JF002", f"{cls.__qualname__}.forward is not a Python staticmethod")
+    ctx = NewObjV(NoGradCtx)
+    ctx.attrs["needs_input_grad"] = TupleV([Const(False)] * len(args))
+    prev = out.grad_enabled
+    set_grad_mode(out, False)
+    try:
+        result = inline_function(tx, fwd, list(args) if new_style else [ctx] + list(args),
+                                 {}, None, library_ok=True)
+    finally:
+        set_grad_mode(out, prev)
+    if new_style:
+        inline_function(tx, st, [ctx, TupleV(list(args)), result], {}, None, library_ok=True)
+    return result
+
+
 def _fold_call(fn, args, kwargs) -> Value:
     pa = [a.as_python() for a in args]
     pk = {k: v.as_python() for k, v in kwargs.items()}
@@ -490,14 +566,22 @@ def _autocast_ctx(cls, args, kwargs) -> Value:
                              bound.get("cache_enabled", None)))
 
 
-def inline_function(tx, fn: types.FunctionType, args, kwargs, fn_source) -> Value:
+def inline_function(tx, fn: types.FunctionType, args, kwargs, fn_source,
+                    library_ok: bool = False) -> Value:
     """Run the Python function ``fn`` on symbolic arguments in a child frame
-    (``fn_source``: where ``fn`` was read, to guard its defaults and cells)."""
+    (``fn_source``: where ``fn`` was read, to guard its defaults and cells;
+    ``library_ok``: traced even from a package whose functions otherwise run
+    natively, e.g. the handler of a torch-function mode the program entered)."""
     mod = fn.__globals__.get("__name__") or ""
     folded = _tracing_state(fn)
     if folded is not None:
         return Const(folded)
-    if mod.startswith(_NO_INLINE_MODULES):
+    fn_cls = _function_class(args[0]) if args else None
+    if fn_cls is not None and fn.__name__ == "apply":
+        if fn is _FUNCTION_APPLY:  # (bound to the class, or reached by super())
+            return _autograd_function_apply(tx, fn_cls, list(args[1:]), kwargs)
+        library_ok = True  # an override of apply: part of the Function's definition
+    if mod.startswith(_NO_INLINE_MODULES) and not library_ok:
         raise GraphBreak("JF002", f"{fn.__qualname__} ({mod}) runs natively")
     if getattr(fn, "_janus_disabled", False):
         raise GraphBreak("JF010", fn.__qualname__)

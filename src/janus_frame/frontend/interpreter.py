@@ -341,9 +341,9 @@ class Translator:
             out.tf_bypass -= 1
 
     def inline_function(self, fn: types.FunctionType, args: list, kwargs: dict,
-                        fn_source) -> Value:
+                        fn_source, library_ok: bool = False) -> Value:
         """Run the Python function ``fn`` in a child frame (callees.py)."""
-        return callees.inline_function(self, fn, args, kwargs, fn_source)
+        return callees.inline_function(self, fn, args, kwargs, fn_source, library_ok)
 
     def inline_code(self, code: types.CodeType, f_globals: dict, locals_: dict,
                     cells: dict, fn_source=None) -> Value:

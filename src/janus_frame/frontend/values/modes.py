@@ -39,6 +39,7 @@ from .base import Value
 from .constants import Const, SymV
 from .containers import ListV, SliceV, TupleV
 from .dicts import DictV
+from .methods import MethodV
 from .objects import NewObjV, ObjV
 from .tensors import TensorV
 
@@ -262,8 +263,16 @@ def dispatch(tx, op, args: list, kwargs: dict, at_entry) -> Value | None:
         # the function torch picks is fixed by the operation and its arguments'
         # types, which the trace guards: pinned, so the handler can read it
         func_v = out.wrap(func, PinnedSource(func))
-        result = handler.call(tx, [func_v, Const(typs), TupleV(call_args),
-                                   Const(None) if call_kw is None else DictV(call_kw)], {})
+        call = [func_v, Const(typs), TupleV(call_args),
+                Const(None) if call_kw is None else DictV(call_kw)]
+        if isinstance(handler, MethodV) and handler.receiver is mode and \
+                isinstance(handler.func, types.FunctionType):
+            # the handler the program entered, wherever its class is defined
+            # (transformers uses one of torch._dynamo's); what it calls
+            # follows the usual rules
+            result = tx.inline_function(handler.func, [mode, *call], {}, None, library_ok=True)
+        else:
+            result = handler.call(tx, call, {})
     finally:
         out.tf_modes.append(mode)
     if isinstance(result, Const) and result._value is NotImplemented:
