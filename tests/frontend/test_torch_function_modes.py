@@ -314,3 +314,100 @@ def test_vmap_default_backend():
 
     x = torch.randn(4, 8)
     torch.testing.assert_close(jf.compile(f, fullgraph=True)(x), f(x))
+
+
+def test_mode_state_queries_inside_the_block_break_soundly():
+    def f(x):
+        z = x * 2
+        with AddsOne():
+            n = torch._C._len_torch_function_stack()  # 1: the mode is entered
+            y = z + n
+        return y, n
+
+    x = torch.randn(3)
+    rec = _check(f, x, graphs=1, fullgraph=False)
+    assert jf.explain(f)(x).break_count == 1
+
+
+# -- autograd.Function where no gradient flows (transformers' mask indexing) ---------
+
+class Square(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, shift):
+        return x * x + shift
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g, None
+
+
+class SquareApply(Square):
+    @classmethod
+    def apply(cls, *args):  # an override reaching Function.apply through super()
+        return super().apply(*args)
+
+
+class OldStyle(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.mark_non_differentiable(x)
+        return x.exp()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+@pytest.mark.parametrize("cls", [Square, SquareApply])
+def test_function_apply_without_grad_is_traced(cls):
+    def f(x):
+        with torch.no_grad():
+            return cls.apply(x, 1.0) * 2, OldStyle.apply(x)
+
+    _check(f, torch.randn(4))
+
+
+def test_function_apply_under_vmap():
+    def f(x):
+        return torch.vmap(lambda a: Square.apply(a, 2.0).sum())(x)
+
+    _check(f, torch.randn(3, 4))
+
+
+def test_function_apply_needing_grad_runs_natively():
+    def f(x):
+        return Square.apply(x, 1.0).sum()
+
+    x = torch.randn(4, requires_grad=True)
+    _check(f, x, graphs=2, fullgraph=False)  # around Function.apply, run natively
+    assert {b.id for b in jf.explain(f)(x).breaks} == {"JF002"}
+    f(x).backward()
+    g = x.grad.clone()
+    x.grad = None
+    jf.compile(f, backend="eager")(x).backward()
+    torch.testing.assert_close(x.grad, g)
+
+
+# -- guards on dict entries whose key is not a literal --------------------------------
+
+TABLE = {tuple: 2.0, list: 3.0}
+
+
+def test_dict_keyed_by_a_class_is_guarded():
+    def f(x):
+        return x * TABLE[tuple], (tuple in TABLE)
+
+    x = torch.randn(3)
+    rec = _check(f, x)
+    TABLE[tuple] = 5.0
+    try:
+        torch.testing.assert_close(jf.compile(f, backend=rec)(x)[0], x * 5.0)
+    finally:
+        TABLE[tuple] = 2.0

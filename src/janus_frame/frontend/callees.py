@@ -309,6 +309,9 @@ def _call_torch(tx, fn, args, kwargs) -> Value:
     folded = _tracing_state(fn)
     if folded is not None:
         return Const(folded)
+    if tx.output.tf_modes and any(fn is f for f in _MODE_STATE):
+        # the real answer counts the modes the trace entered symbolically
+        raise GraphBreak("JF016", f"{fn.__name__}() inside a torch-function mode")
     if args and isinstance(args[0], TensorV):
         method = _tensor_method(fn, len(args))
         if method is not None:
@@ -321,6 +324,12 @@ def _call_torch(tx, fn, args, kwargs) -> Value:
                             lambda func: func is fn or isinstance(fn, _C_CALLABLES))
 
 
+# what torch answers about its torch-function state (modes counted in)
+_MODE_STATE = tuple(getattr(torch._C, n) for n in (
+    "_has_torch_function", "_has_torch_function_unary", "_has_torch_function_variadic",
+    "_is_torch_function_mode_enabled", "_len_torch_function_stack", "_get_function_stack_at",
+    "_pop_torch_function_stack", "_push_on_torch_function_stack", "_is_torch_function_enabled",
+    "_is_torch_function_all_disabled") if hasattr(torch._C, n))
 # C functions dispatch to torch-function modes on entry (the argument parser)
 _C_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType,
                 types.WrapperDescriptorType, types.MethodWrapperType)
