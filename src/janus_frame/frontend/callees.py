@@ -10,7 +10,10 @@ pure builtins and ``math`` fold on constants; Python functions, methods and
 ``nn.Module`` forwards are inlined in a child frame; classes are constructed
 (known context managers become ``CtxV`` values, namedtuples and plain
 dict subclasses are modelled, user classes run their ``__init__`` traced);
-anything opaque is a graph break with an ID.
+``torch.vmap`` makes a ``VmapV`` (values/transforms.py); an
+``autograd.Function``'s ``apply`` where no gradient can flow traces its
+forward; inside a torch-function mode's block torch functions go through
+the mode (values/modes.py); anything opaque is a graph break with an ID.
 
 Calls of symbolic values that are not real objects (functions made while
 tracing, bound methods of tensors and containers) are their kind's business
