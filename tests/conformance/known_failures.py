@@ -85,12 +85,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: warn",
     "interop::function_mode_break_in_callee":
         "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
-    "interop::function_mode_counts":
-        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
-    "interop::function_mode_exception_inside":
-        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
-    "interop::function_mode_no_break":
-        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
     "interop::function_mode_with_break_inside":
         "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
     "issue::issue_09_suppress_attribute_error_getattr":
