@@ -463,7 +463,6 @@ class OutputGraph(ShapeMixin):
                     out = target(*fake_args, **fake_kwargs)
                 else:
                     out = getattr(fake_args[0], target)(*fake_args[1:], **fake_kwargs)
-                bindings = self._unbacked_bindings(out)
         except DynamicOutputShapeException as e:
             if self.fake_mode.shape_env is None:
                 raise NeedsShapeEnv() from None
@@ -477,6 +476,7 @@ class OutputGraph(ShapeMixin):
             # gets eager's exception from their own line.
             raise would_raise(type(e), f"{_target_name(target)}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        bindings = self._unbacked_bindings(out)
         node = self.graph.create_node(kind, target, node_args, node_kwargs)
         if bindings:
             node.meta["unbacked_bindings"] = bindings
@@ -494,7 +494,13 @@ class OutputGraph(ShapeMixin):
         env = self.fake_mode.shape_env
         if env is None or not env.pending_fresh_unbacked_symbols:
             return None
-        return compute_unbacked_bindings(env, out)
+        try:
+            return compute_unbacked_bindings(env, out)
+        except Exception:  # noqa: BLE001 -- a symbol not found in the result
+            # the node gets no binding; a backend that needs the symbol's
+            # source refuses the graph (and runs it as captured)
+            env.pending_fresh_unbacked_symbols.clear()
+            return None
 
     def _wrap_result(self, node: fx.Node, out) -> Value:
         if isinstance(out, torch.Tensor):
