@@ -3,7 +3,7 @@
 In: a verified :class:`ir.Program`.  Out: a :class:`Scheduler` -- a list of
 steps (:class:`Kernel` or :class:`ir.Extern`) in execution order, for every
 temp buffer whether it is stored at all and where (workspace arena offset,
-or its own tensor when an extern reads it), and the segments: runs of
+or its own tensor when an extern reads it or its size depends on data), and the segments: runs of
 kernels between library calls (:meth:`Scheduler.segments`).
 :func:`verify.schedule` checks a schedule.
 

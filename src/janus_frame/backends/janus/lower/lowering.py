@@ -10,6 +10,11 @@ index maps (:mod:`.tensor_values`); a lazy value becomes a buffer
 (``realize``) when it is a graph output, an extern argument, or is used
 several times and is expensive to recompute.
 Ops without a lowering become :class:`ir.Extern` calls of the aten op itself.
+So do ops whose result sizes depend on data (nonzero, boolean-mask indexing,
+unique, ``_local_scalar_dense``: the node carries ``meta['unbacked_bindings']``):
+each size they make up becomes a program symbol whose source is the call's
+result (``Program.unbacked``), and the kernels after it take it as a size
+argument like an input's dynamic size -- one compiled graph for every count.
 The op lowerings are found in :data:`lower.registry.LOWERINGS` (filled by
 :mod:`lower.ops` and :mod:`lower.reduce`).
 """

@@ -3,8 +3,10 @@
 In: a scheduled program, the C segment list and a pending :class:`Build`.
 Out: :class:`CompiledGraph`, a callable taking the graph's positional inputs
 and returning its outputs as a tuple.  Its body is one generated Python
-function: it reads size symbols from the inputs, allocates outputs and one
-workspace tensor, and per segment makes a single ctypes call with
+function: it reads size symbols from the inputs (a data-dependent size off
+its library call's result, right after the call), allocates outputs (those
+of data-dependent size just before their first writer) and one workspace
+tensor, and per segment makes a single ctypes call with
 pre-declared argument types; extern ops are called directly between segments;
 tensors handed to them are allocated just before their first use and every
 temporary or library result is dropped after its last (:func:`_lifetimes`).
