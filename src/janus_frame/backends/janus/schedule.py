@@ -3,8 +3,9 @@
 In: a verified :class:`ir.Program`.  Out: a :class:`Scheduler` -- a list of
 steps (:class:`Kernel` or :class:`ir.Extern`) in execution order, for every
 temp buffer whether it is stored at all and where (workspace arena offset,
-or its own tensor when an extern reads it or its size depends on data), and the segments: runs of
-kernels between library calls (:meth:`Scheduler.segments`).
+or its own tensor when an extern reads it or its size depends on data), and
+the segments: runs of kernels between library calls
+(:meth:`Scheduler.segments`).
 :func:`verify.schedule` checks a schedule.
 
 A kernel has one iteration space: ``full_shape`` with ``red_axes`` (None for
