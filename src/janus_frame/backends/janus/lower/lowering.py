@@ -593,7 +593,7 @@ def _dense_symbolic(shape, strides):
             try:
                 sh = [int(sympy.sympify(x).subs(at)) for x in shape]
                 st = [int(sympy.sympify(x).subs(at)) for x in strides]
-            except TypeError:  # (a size the sample values leave symbolic)
+            except (TypeError, ValueError):  # (a size the sample values leave symbolic)
                 return False
             if not _dense_non_overlapping(sh, st):
                 return False
