@@ -8,7 +8,8 @@ FakeTensorMode``); each is looked up in torch on first use (PEP 562), so a
 module importing one inside a function (AOTAutograd, Inductor, torch._dynamo's
 frame API) still loads that part of torch only when it runs. The functions
 below hide the release differences: :func:`fake_execution` (how operations
-run on fake tensors), :func:`input_mutation_needs_runtime` (which input
+run on fake tensors), :func:`data_unknown` (fake tensors that do not know
+their example's data), :func:`input_mutation_needs_runtime` (which input
 mutations AOTAutograd's lean export cannot express). ``TORCH_VERSION`` and
 :func:`check_supported` gate the range.
 
@@ -72,6 +73,8 @@ _NAMES = {
     "StatelessSymbolicContext": ("torch.fx.experimental.symbolic_shapes",
                                  "StatelessSymbolicContext"),
     "SYMPY_INTERP": ("torch.fx.experimental.symbolic_shapes", "SYMPY_INTERP"),
+    "compute_unbacked_bindings": ("torch.fx.experimental.symbolic_shapes",
+                                  "compute_unbacked_bindings"),
     "guard_int": ("torch.fx.experimental.symbolic_shapes", "guard_int"),
     "statically_known_true": ("torch.fx.experimental.symbolic_shapes", "statically_known_true"),
     "make_fx": ("torch.fx.experimental.proxy_tensor", "make_fx"),
@@ -122,7 +125,7 @@ _NAMES = {
 }
 
 __all__ = sorted(_NAMES) + ["TORCH_VERSION", "SUPPORTED_TORCH", "check_supported",
-                            "fake_execution", "input_mutation_needs_runtime",
+                            "fake_execution", "input_mutation_needs_runtime", "data_unknown",
                             "fx_source_keys", "no_user_modes", "forget_fx_sources",
                             "forget_fx_sources_since", "FAKE_CACHE_LIMIT",
                             "bound_fake_tensor_cache", "clear_fake_tensor_cache"]
@@ -176,6 +179,22 @@ def no_user_modes():
         return
     with __getattr__("DisableTorchFunction")(), __getattr__("disable_current_dispatch_modes")():
         yield
+
+
+def data_unknown(fake):
+    """``fake`` (a FakeTensor the frontend made from a real tensor) with its
+    data unknown, as the frontend treats every tensor's data (reading it
+    would need a guard).  torch 2.15's FakeTensorMode remembers the value of
+    a 0-d CPU tensor it fakes without a shape environment (``item_memo``):
+    ``.item()`` of the fake, and any operation that needs a Python number
+    from it (``torch.ones(n)`` on a 0-d ``n``), then read the example's
+    value and bake it into the graph's sizes, where earlier releases raise
+    DataDependentOutputException (which the frontend turns into a
+    specialisation or a graph break).  The remembered value is dropped."""
+    memo = getattr(fake, "item_memo", None)
+    if memo is not None and isinstance(memo, (bool, int, float)):
+        fake.item_memo = None
+    return fake
 
 
 def input_mutation_needs_runtime(info) -> bool:

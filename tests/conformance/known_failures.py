@@ -156,13 +156,6 @@ KNOWN: dict[str, str] = {
         "autograd: fusing backend: create_graph=True gradient does not backpropagate to the input",
     "torch::requires_grad_set_inside[default]":
         "autograd: fusing backend: output of a graph with a requires_grad constant loses requires_grad",
-    # ---- backend-fallback (3)
-    "language::advanced_indexing[default]":
-        "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
-    "torch::nonzero_data_dependent_shape[default]":
-        "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
-    "torch::unique_consecutive_counts[default]":
-        "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
 }
 
 

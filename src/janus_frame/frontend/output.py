@@ -23,7 +23,8 @@ import torch
 import torch.fx as fx
 
 from ..torch_compat import (DataDependentOutputException, DynamicOutputShapeException,
-                            FakeTensorMode, ShapeEnv, fake_execution, set_grad_enabled_c)
+                            FakeTensorMode, ShapeEnv, compute_unbacked_bindings, data_unknown,
+                            fake_execution, set_grad_enabled_c)
 from .breaks import GraphBreak, would_raise
 from .bytecode_info import RESUME_CODES
 from .effects import SideEffects
@@ -361,7 +362,7 @@ class OutputGraph(ShapeMixin):
             fake = self._symbolic_fake(t, source, dims)
             dims = [d for d, n in enumerate(fake.shape) if isinstance(n, torch.SymInt)]
         else:
-            fake = self.fake_mode.from_tensor(t, static_shapes=True)
+            fake = data_unknown(self.fake_mode.from_tensor(t, static_shapes=True))
         self.guards.tensor(source, t, dims)
         node.meta["example_value"] = fake
         v = TensorV(node, fake, source, cls=type(t))
@@ -462,7 +463,7 @@ class OutputGraph(ShapeMixin):
                 ("_float" if floating else "_int")))
             real = torch.tensor([c._value] if vector else c._value,
                                 dtype=torch.float64 if floating else None)
-            fake = self.fake_mode.from_tensor(real, static_shapes=True)
+            fake = data_unknown(self.fake_mode.from_tensor(real, static_shapes=True))
             node.meta["example_value"] = fake
             v = TensorV(node, fake, src)
             self.inputs.append((v, real))
@@ -500,9 +501,31 @@ class OutputGraph(ShapeMixin):
             # gets eager's exception from their own line.
             raise would_raise(type(e), f"{_target_name(target)}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        bindings = self._unbacked_bindings(out)
         node = self.graph.create_node(kind, target, node_args, node_kwargs)
+        if bindings:
+            node.meta["unbacked_bindings"] = bindings
         self.op_count += 1
         return self._wrap_result(node, out)
+
+    def _unbacked_bindings(self, out):
+        """Where in ``out`` the sizes an operation just made up live (an
+        unbacked symbol per data-dependent size: nonzero's row count, a
+        masked selection's length), as torch.fx records them on the node
+        (``meta['unbacked_bindings']``: symbol -> key path into the result).
+        Taking them off the shape environment's list of fresh symbols is what
+        lets a backend retrace the graph: a retrace refuses to start while
+        symbols made by an earlier trace are still waiting for a home."""
+        env = self.fake_mode.shape_env
+        if env is None or not env.pending_fresh_unbacked_symbols:
+            return None
+        try:
+            return compute_unbacked_bindings(env, out)
+        except Exception:  # noqa: BLE001 -- a symbol not found in the result
+            # the node gets no binding; a backend that needs the symbol's
+            # source refuses the graph (and runs it as captured)
+            env.pending_fresh_unbacked_symbols.clear()
+            return None
 
     def _wrap_result(self, node: fx.Node, out) -> Value:
         if isinstance(out, torch.Tensor):
