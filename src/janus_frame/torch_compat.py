@@ -124,10 +124,25 @@ _NAMES = {
     "c_nn": ("torch._C", "_nn"),
 }
 
+# what torch answers about its torch-function state, modes counted in (a
+# traced mode block answers these only by running natively); the names that
+# exist in the installed torch
+TORCH_FUNCTION_STATE_QUERIES = (
+    "_has_torch_function", "_has_torch_function_unary", "_has_torch_function_variadic",
+    "_is_torch_function_mode_enabled", "_len_torch_function_stack", "_get_function_stack_at",
+    "_pop_torch_function_stack", "_push_on_torch_function_stack", "_is_torch_function_enabled",
+    "_is_torch_function_all_disabled")
+
+
+def torch_function_state_queries() -> tuple:
+    import torch
+
+    return tuple(getattr(torch._C, n) for n in TORCH_FUNCTION_STATE_QUERIES if hasattr(torch._C, n))
+
 __all__ = sorted(_NAMES) + ["TORCH_VERSION", "SUPPORTED_TORCH", "check_supported",
                             "fake_execution", "input_mutation_needs_runtime", "data_unknown",
                             "fx_source_keys", "no_user_modes", "forget_fx_sources",
-                            "forget_fx_sources_since", "FAKE_CACHE_LIMIT",
+                            "forget_fx_sources_since", "FAKE_CACHE_LIMIT", "torch_function_state_queries",
                             "bound_fake_tensor_cache", "clear_fake_tensor_cache"]
 
 

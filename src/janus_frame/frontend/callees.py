@@ -30,6 +30,7 @@ import types
 
 import torch
 
+from .. import torch_compat
 from ..torch_compat import TensorBase, get_tracing_state
 from . import polyfills
 from .breaks import GraphBreak, would_raise
@@ -328,11 +329,7 @@ def _call_torch(tx, fn, args, kwargs) -> Value:
 
 
 # what torch answers about its torch-function state (modes counted in)
-_MODE_STATE = tuple(getattr(torch._C, n) for n in (
-    "_has_torch_function", "_has_torch_function_unary", "_has_torch_function_variadic",
-    "_is_torch_function_mode_enabled", "_len_torch_function_stack", "_get_function_stack_at",
-    "_pop_torch_function_stack", "_push_on_torch_function_stack", "_is_torch_function_enabled",
-    "_is_torch_function_all_disabled") if hasattr(torch._C, n))
+_MODE_STATE = torch_compat.torch_function_state_queries()
 # C functions dispatch to torch-function modes on entry (the argument parser)
 _C_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType,
                 types.WrapperDescriptorType, types.MethodWrapperType)

@@ -33,6 +33,7 @@ import types
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ... import torch_compat
 from ..breaks import GraphBreak
 from ..sources import PinnedSource
 from .base import Value
@@ -105,10 +106,8 @@ _PROBE_FAKE = None
 def _probe_fake_mode():
     global _PROBE_FAKE
     if _PROBE_FAKE is None:
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
         # meta stand-ins are real tensors to this mode: converted on use
-        _PROBE_FAKE = FakeTensorMode(allow_non_fake_inputs=True)
+        _PROBE_FAKE = torch_compat.FakeTensorMode(allow_non_fake_inputs=True)
     return _PROBE_FAKE
 
 
