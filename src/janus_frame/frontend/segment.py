@@ -185,9 +185,17 @@ def trace(func, args: tuple, ctx, stop_at: int | None, symbolic: bool) -> Segmen
 def _undo(gm, speculates: bool, sites: list) -> Undo | None:
     """The segment's undo set, or None when what it mutates cannot be
     restored (a view that may alias an input): then the graph's exception
-    propagates as is, and a speculating segment is unsafe."""
+    propagates as is, and a speculating segment is unsafe.
+
+    Inputs updated in place are restored whether or not the segment
+    speculates: a graph that raises (an overlapping in-place update, an
+    index out of range) must leave the frame to rerun natively from the
+    state it started in, so that the error comes from the user's own line
+    with the inputs as eager leaves them there -- without the undo, the
+    error would come from the segment's last line with the inputs updated
+    by whatever ran before it."""
     direct, other = _mutations(gm)
-    if other or (direct and not speculates):
+    if other:
         if speculates:
             raise UnsafeSpeculation(sites)
         return None
@@ -196,10 +204,32 @@ def _undo(gm, speculates: bool, sites: list) -> Undo | None:
     return Undo(direct, any(h in n.lower() for n in names for h in _RANDOM_HINTS))
 
 
+def _storage(node):
+    """An id of the (fake) storage behind ``node``'s value, or None."""
+    v = node.meta.get("example_value") if hasattr(node, "meta") else None
+    if not isinstance(v, torch.Tensor):
+        return None
+    try:
+        return v.untyped_storage()._cdata
+    except Exception:  # a value without storage (sparse, nested): unknown
+        return None
+
+
 def _mutations(gm) -> tuple[list[str], bool]:
     """(placeholders mutated in place, whether anything else is mutated in
-    place -- a view that may alias an input)."""
+    place that cannot be restored -- memory of unknown origin).
+
+    An in-place update of a view (``a[1:].add_(b)``, ``a.view(-1).mul_(2)``,
+    ``a.float()`` returning ``a`` itself) writes into the memory of the inputs
+    whose storage it shares: those inputs are restored as a whole. One of a
+    fresh intermediate (``(a * 2).add_(b)``) changes nothing the caller sees."""
     direct, other = [], False
+    owners: dict = {}  # fake storage -> placeholders holding it
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            key = _storage(n)
+            if key is not None:
+                owners.setdefault(key, []).append(n.name)
     for n in gm.graph.nodes:
         if n.op not in ("call_function", "call_method"):
             continue
@@ -209,10 +239,16 @@ def _mutations(gm) -> tuple[list[str], bool]:
         if (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_FUNCTIONS:
             target = n.args[0] if n.args else None
             if getattr(target, "op", None) == "placeholder":
-                if target.name not in direct:
-                    direct.append(target.name)
+                names = [target.name]
             else:
-                other = True
+                key = _storage(target) if isinstance(target, torch.fx.Node) else None
+                if key is None:
+                    other = True
+                    continue
+                names = owners.get(key, ())
+            for name in names:
+                if name not in direct:
+                    direct.append(name)
     return direct, other
 
 
