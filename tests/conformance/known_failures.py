@@ -45,9 +45,6 @@ CLASSES = {
 }
 
 KNOWN: dict[str, str] = {
-    # ---- aliasing (1)
-    "torch::overlapping_slices_mutated[default]":
-        "aliasing: fusing backend: clone() of a view of an intermediate is dropped by the graph passes; the result is a view (storage offset 1 where eager's clone has 0)",
     # ---- exceptions (1)
     "guards::environment_variable_read":
         "exceptions: breaks: JF012 os.environ.get raises KeyError inside Mapping.get (try/except not traced)",
