@@ -45,9 +45,6 @@ CLASSES = {
 }
 
 KNOWN: dict[str, str] = {
-    # ---- exceptions (1)
-    "guards::environment_variable_read":
-        "exceptions: breaks: JF012 os.environ.get raises KeyError inside Mapping.get (try/except not traced)",
     # ---- context-managers (2)
     "exceptions::exitstack_callbacks":
         "context-managers: breaks: JF016 context manager run natively: ExitStack",

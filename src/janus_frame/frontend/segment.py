@@ -109,7 +109,8 @@ class Segment:
                        for pred, predicted, _ in output.speculations]
         self.spec_sites = [site for _, _, site in output.speculations]
         if self.brk is None:
-            if output.op_count == 0 and not output.effects and not output.inputs:
+            if output.op_count == 0 and not output.effects and not output.inputs \
+                    and not output.reads_process_state:
                 # pure Python: skipped for good. (A frame that only passes tensors
                 # along gets an entry under its guards: other inputs may need ops.)
                 raise SkipFrame("no tensor operations")
