@@ -73,6 +73,11 @@ class Undo:
 
     inputs: list[str]
     random: bool
+    # the graph cannot raise once its inputs are known not to share memory
+    # (only pointwise arithmetic: the errors left at run time are overlaps
+    # of the memory an in-place update reads and writes): the copies are
+    # taken only on calls whose inputs do share memory
+    safe_if_disjoint: bool = False
 
 
 @dataclasses.dataclass
@@ -202,7 +207,44 @@ def _undo(gm, speculates: bool, sites: list) -> Undo | None:
         return None
     names = [n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
              for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
-    return Undo(direct, any(h in n.lower() for n in names for h in _RANDOM_HINTS))
+    return Undo(direct, any(h in n.lower() for n in names for h in _RANDOM_HINTS),
+                bool(direct) and _pointwise_only(gm))
+
+
+# Operations that raise nothing at run time once shapes, dtypes and devices
+# are those the trace saw (fake tensors raised any error those decide) and
+# no two inputs share memory: floating-point arithmetic has no error values
+# (inf and nan instead), so only integer division is kept out.
+_POINTWISE = frozenset("""
+add sub mul neg abs sqrt rsqrt exp log sigmoid tanh relu clamp clamp_min clamp_max
+maximum minimum lerp addcmul addcdiv sign square reciprocal copy zero fill
+iadd isub imul
+""".split())
+_FLOAT_ONLY = frozenset("div true_divide truediv itruediv pow ipow".split())
+
+
+def _pointwise_only(gm) -> bool:
+    for n in gm.graph.nodes:
+        if n.op in ("placeholder", "output", "get_attr"):
+            continue
+        if n.op not in ("call_function", "call_method"):
+            return False
+        name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+        if name == "_set_grad_enabled":
+            continue
+        base = name.strip("_") if name.startswith("__") else name.rstrip("_")
+        if base.startswith("_foreach_"):
+            base = base[len("_foreach_"):]
+        if base in _POINTWISE:
+            continue
+        val = n.meta.get("example_value")
+        vals = val if isinstance(val, (list, tuple)) else [val]
+        if base in _FLOAT_ONLY and vals and all(
+                isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())
+                for v in vals):
+            continue
+        return False
+    return True
 
 
 def _storage(node):
