@@ -192,6 +192,11 @@ def environment_getenv_default(x):
 
 
 @P(args=x1, between=_set_env_scale, calls=4)
+def environment_get_keyword_default(x):
+    return x * len(os.environ.get("CONFORMANCE_SCALE", default="abcd"))
+
+
+@P(args=x1, between=_set_env_scale, calls=4)
 def environment_membership(x):
     if "CONFORMANCE_SCALE" in os.environ:
         return x - 1

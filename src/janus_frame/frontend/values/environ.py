@@ -55,11 +55,11 @@ class EnvironV(ObjV):
         return super().get_attr(tx, name)
 
     def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
-        if name == "get" and not kwargs and len(args) in (1, 2):
+        if name == "get" and set(kwargs) <= {"default"} and len(args) + len(kwargs) in (1, 2) \
+                and args:
+            default = args[1] if len(args) == 2 else kwargs.get("default", Const(None))
             value = self._read(tx, args[0])
-            if value is None:
-                return args[1] if len(args) == 2 else Const(None)
-            return Const(value)
+            return default if value is None else Const(value)
         if name == "__getitem__" and not kwargs and len(args) == 1:
             return self.get_item(tx, args[0])
         if name == "__contains__" and not kwargs and len(args) == 1:
