@@ -44,3 +44,15 @@ def test_no_private_torch_api_outside_the_compat_module():
             found[str(path.relative_to(ROOT))] = uses
     assert not found, found
 
+
+
+def test_a_fake_made_data_unknown_does_not_know_its_value():
+    """torch 2.15 fakes a 0-d CPU int tensor with its value remembered; once
+    ``data_unknown``, an operation needing that number raises as on earlier
+    releases (the frontend turns that into a specialisation or a break)."""
+    import pytest
+
+    mode = torch_compat.FakeTensorMode()
+    fake = torch_compat.data_unknown(mode.from_tensor(torch.tensor(3), static_shapes=True))
+    with mode, pytest.raises(torch_compat.DataDependentOutputException):
+        torch.ones(fake)

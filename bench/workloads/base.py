@@ -58,6 +58,16 @@ class Workload:
         """Workload-specific figures derived from the median time (e.g. GB/s)."""
         return {}
 
+    def training_instance(self, step: Callable, model: torch.nn.Module) -> Instance:
+        """The usual instance: ``step`` (a fresh copy) over ``self.data`` in
+        turn, the variable-size run over ``self.var`` when the workload has
+        one, and ``model``'s parameters and buffers as the state compared
+        against eager."""
+        return Instance(step=fresh_function(step),
+                        args=lambda i: self.data[i % len(self.data)],
+                        state=lambda: params_state(model),
+                        var_args=getattr(self, "var", None))
+
 
 def fresh_function(fn: Callable) -> Callable:
     """A copy of ``fn`` with its own code object.

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Instance, Workload, fresh_function, params_state, seeded
+from .base import Instance, Workload, seeded
 
 
 class DecoderBlock(nn.Module):
@@ -86,10 +86,7 @@ class GPTTrain(Workload):
             opt.step()
             return loss
 
-        return Instance(step=fresh_function(train_step),
-                        args=lambda i: self.data[i % len(self.data)],
-                        state=lambda: params_state(model),
-                        var_args=self.var)
+        return self.training_instance(train_step, model)
 
 
 class HandAttentionBlock(nn.Module):
@@ -183,7 +180,4 @@ class GPTHandTrain(GPTTrain):
             opt.zero_grad()
             return loss
 
-        return Instance(step=fresh_function(train_step),
-                        args=lambda i: self.data[i % len(self.data)],
-                        state=lambda: params_state(model),
-                        var_args=self.var)
+        return self.training_instance(train_step, model)

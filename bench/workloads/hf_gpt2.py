@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from .base import Instance, Workload, fresh_function, params_state, seeded
+from .base import Instance, Workload, seeded
 
 
 class HFGPT2Train(Workload):
@@ -53,6 +53,4 @@ class HFGPT2Train(Workload):
             opt.step()
             return loss
 
-        return Instance(step=fresh_function(train_step),
-                        args=lambda i: self.data[i % len(self.data)],
-                        state=lambda: params_state(model))
+        return self.training_instance(train_step, model)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Instance, Workload, fresh_function, params_state, seeded
+from .base import Instance, Workload, seeded
 
 
 class LSTMCell(nn.Module):
@@ -86,10 +86,7 @@ class LSTMTrain(Workload):
             opt.step()
             return loss
 
-        return Instance(step=fresh_function(train_step),
-                        args=lambda i: self.data[i % len(self.data)],
-                        state=lambda: params_state(model),
-                        var_args=self.var)
+        return self.training_instance(train_step, model)
 
 
 class LinearGatesLSTMLM(nn.Module):
@@ -161,7 +158,4 @@ class LSTMLinearTrain(LSTMTrain):
             opt.zero_grad()
             return loss
 
-        return Instance(step=fresh_function(train_step),
-                        args=lambda i: self.data[i % len(self.data)],
-                        state=lambda: params_state(model),
-                        var_args=self.var)
+        return self.training_instance(train_step, model)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Instance, Workload, fresh_function, params_state, seeded
+from .base import Instance, Workload, seeded
 
 
 class MLP(nn.Module):
@@ -56,10 +56,7 @@ class MLPTrain(Workload):
             opt.step()
             return loss
 
-        return Instance(step=fresh_function(train_step),
-                        args=lambda i: self.data[i % len(self.data)],
-                        state=lambda: params_state(model),
-                        var_args=self.var)
+        return self.training_instance(train_step, model)
 
 
 class MLPFunctionalTrain(MLPTrain):
@@ -105,7 +102,4 @@ class MLPFunctionalTrain(MLPTrain):
             opt.zero_grad()
             return loss
 
-        return Instance(step=fresh_function(train_step),
-                        args=lambda i: self.data[i % len(self.data)],
-                        state=lambda: params_state(params),
-                        var_args=self.var)
+        return self.training_instance(train_step, params)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Instance, Workload, fresh_function, params_state, seeded
+from .base import Instance, Workload, seeded
 
 
 class Block(nn.Module):
@@ -69,9 +69,7 @@ class ResNetTrain(Workload):
             opt.step()
             return loss
 
-        return Instance(step=fresh_function(train_step),
-                        args=lambda i: self.data[i % len(self.data)],
-                        state=lambda: params_state(model))
+        return self.training_instance(train_step, model)
 
 
 class FunctionalResNet(nn.Module):
@@ -150,6 +148,4 @@ class ResNetFunctionalTrain(ResNetTrain):
             opt.zero_grad()
             return loss
 
-        return Instance(step=fresh_function(train_step),
-                        args=lambda i: self.data[i % len(self.data)],
-                        state=lambda: params_state(model))
+        return self.training_instance(train_step, model)

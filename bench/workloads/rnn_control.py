@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Instance, Workload, fresh_function, params_state, seeded
+from .base import Instance, Workload, seeded
 
 
 class ControlRNN(nn.Module):
@@ -70,7 +70,4 @@ class ControlRNNTrain(Workload):
             opt.step()
             return loss
 
-        return Instance(step=fresh_function(train_step),
-                        args=lambda i: self.data[i % len(self.data)],
-                        state=lambda: params_state(model),
-                        var_args=self.var)
+        return self.training_instance(train_step, model)

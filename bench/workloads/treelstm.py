@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Instance, Workload, fresh_function, params_state
+from .base import Instance, Workload
 
 
 class Node:
@@ -96,10 +96,7 @@ class TreeLSTMTrain(Workload):
             opt.step()
             return loss
 
-        return Instance(step=fresh_function(train_step),
-                        args=lambda i: self.data[i % len(self.data)],
-                        state=lambda: params_state(model),
-                        var_args=self.var)
+        return self.training_instance(train_step, model)
 
 
 class FunctionalTreeLSTM(nn.Module):
@@ -169,7 +166,4 @@ class TreeLSTMFunctionalTrain(TreeLSTMTrain):
             opt.zero_grad()
             return loss
 
-        return Instance(step=fresh_function(train_step),
-                        args=lambda i: self.data[i % len(self.data)],
-                        state=lambda: params_state(model),
-                        var_args=self.var)
+        return self.training_instance(train_step, model)

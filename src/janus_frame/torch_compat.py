@@ -8,13 +8,15 @@ FakeTensorMode``); each is looked up in torch on first use (PEP 562), so a
 module importing one inside a function (AOTAutograd, Inductor, torch._dynamo's
 frame API) still loads that part of torch only when it runs. The functions
 below hide the release differences: :func:`fake_execution` (how operations
-run on fake tensors), :func:`input_mutation_needs_runtime` (which input
+run on fake tensors), :func:`data_unknown` (fake tensors that do not know
+their example's data), :func:`input_mutation_needs_runtime` (which input
 mutations AOTAutograd's lean export cannot express). ``TORCH_VERSION`` and
 :func:`check_supported` gate the range.
 
 Process-wide torch state that janus_frame keeps bounded:
 
-- :func:`fx_source_keys` / :func:`forget_fx_sources`: torch.fx registers the
+- :func:`fx_source_keys` / :func:`forget_fx_sources` /
+  :func:`forget_fx_sources_since`: torch.fx registers the
   source of every GraphModule it generates in ``linecache`` and in its own
   loader (for tracebacks), and never forgets it: a process compiling and
   dropping many functions would keep every graph's source. janus_frame
@@ -34,6 +36,7 @@ import importlib
 import linecache
 import re
 import sys
+import weakref
 
 
 def _installed_torch_version() -> str:
@@ -70,6 +73,8 @@ _NAMES = {
     "StatelessSymbolicContext": ("torch.fx.experimental.symbolic_shapes",
                                  "StatelessSymbolicContext"),
     "SYMPY_INTERP": ("torch.fx.experimental.symbolic_shapes", "SYMPY_INTERP"),
+    "compute_unbacked_bindings": ("torch.fx.experimental.symbolic_shapes",
+                                  "compute_unbacked_bindings"),
     "guard_int": ("torch.fx.experimental.symbolic_shapes", "guard_int"),
     "statically_known_true": ("torch.fx.experimental.symbolic_shapes", "statically_known_true"),
     "make_fx": ("torch.fx.experimental.proxy_tensor", "make_fx"),
@@ -120,8 +125,9 @@ _NAMES = {
 }
 
 __all__ = sorted(_NAMES) + ["TORCH_VERSION", "SUPPORTED_TORCH", "check_supported",
-                            "fake_execution", "input_mutation_needs_runtime",
-                            "fx_source_keys", "no_user_modes", "forget_fx_sources", "FAKE_CACHE_LIMIT",
+                            "fake_execution", "input_mutation_needs_runtime", "data_unknown",
+                            "fx_source_keys", "no_user_modes", "forget_fx_sources",
+                            "forget_fx_sources_since", "FAKE_CACHE_LIMIT",
                             "bound_fake_tensor_cache", "clear_fake_tensor_cache"]
 
 
@@ -175,6 +181,22 @@ def no_user_modes():
         yield
 
 
+def data_unknown(fake):
+    """``fake`` (a FakeTensor the frontend made from a real tensor) with its
+    data unknown, as the frontend treats every tensor's data (reading it
+    would need a guard).  torch 2.15's FakeTensorMode remembers the value of
+    a 0-d CPU tensor it fakes without a shape environment (``item_memo``):
+    ``.item()`` of the fake, and any operation that needs a Python number
+    from it (``torch.ones(n)`` on a 0-d ``n``), then read the example's
+    value and bake it into the graph's sizes, where earlier releases raise
+    DataDependentOutputException (which the frontend turns into a
+    specialisation or a graph break).  The remembered value is dropped."""
+    memo = getattr(fake, "item_memo", None)
+    if memo is not None and isinstance(memo, (bool, int, float)):
+        fake.item_memo = None
+    return fake
+
+
 def input_mutation_needs_runtime(info) -> bool:
     """Does an AOTAutograd input (its ``InputAliasInfo``) change in a way
     only AOTAutograd's runtime wrappers replay? Metadata changes, storage
@@ -210,6 +232,19 @@ def forget_fx_sources(keys) -> None:
         if cache is not None:
             cache.pop(k, None)
         linecache.cache.pop(k, None)
+
+
+def forget_fx_sources_since(before: frozenset, owner=None) -> None:
+    """Forget the sources registered since ``before`` (:func:`fx_source_keys`)
+    when the code of ``owner`` (the function that runs their graphs) dies, or
+    at once if it is None."""
+    new = fx_source_keys() - before
+    if not new:
+        return
+    if owner is not None:
+        weakref.finalize(owner.__code__, forget_fx_sources, new)
+    else:
+        forget_fx_sources(new)
 
 
 def _fake_mode_class():

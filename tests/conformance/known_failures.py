@@ -77,12 +77,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: warn",
     "interop::function_mode_break_in_callee":
         "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
-    "interop::function_mode_counts":
-        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
-    "interop::function_mode_exception_inside":
-        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
-    "interop::function_mode_no_break":
-        "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
     "interop::function_mode_with_break_inside":
         "graph-breaks: a TorchFunctionMode block runs natively (JF016; behaviour as eager, mode stack balanced): __torch_function__ is not traced, torch.compile inlines it",
     "issue::issue_09_suppress_attribute_error_getattr":
@@ -154,13 +148,6 @@ KNOWN: dict[str, str] = {
         "autograd: fusing backend: create_graph=True gradient does not backpropagate to the input",
     "torch::requires_grad_set_inside[default]":
         "autograd: fusing backend: output of a graph with a requires_grad constant loses requires_grad",
-    # ---- backend-fallback (3)
-    "language::advanced_indexing[default]":
-        "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
-    "torch::nonzero_data_dependent_shape[default]":
-        "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
-    "torch::unique_consecutive_counts[default]":
-        "backend-fallback: fusing backend cannot lower data-dependent output shapes (PendingUnbackedSymbolNotFound)",
 }
 
 

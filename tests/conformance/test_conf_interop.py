@@ -266,6 +266,13 @@ def int_item_as_size(x):
     return torch.ones(n) * x[1]
 
 
+@P(args=lambda k: (T(3), torch.tensor(k + 2)), graphs=None, breaks=None,
+   why='a 0-d int tensor used as a size: its value is data (torch 2.15 fakes remember it)')
+def zero_dim_tensor_as_size(x, n):
+    y = torch.ones(n) * x[0]
+    return y, y.shape[0] + 1
+
+
 @P(args=x1, graphs=None, breaks=None, why='tensor-dependent loop: janus_frame may speculate')
 def tensor_bool_in_while(x):
     n = 0

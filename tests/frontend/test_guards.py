@@ -278,3 +278,37 @@ def test_shared_reads_leave_dict_displays_alone():
         k, a = "k", 1
 
     assert eval(text, {"o": O()}) is True
+
+
+def test_recompile_explained_through_a_pinned_object_after_later_traces():
+    # A module imported inside the function is read through a pinned source;
+    # the guard's explaining twin is made at the first recompile, after other
+    # frames were traced (which drops the pins): it must still explain which
+    # attribute changed, and the recompiled entry must use the new value.
+    import sys
+    import types
+
+    from janus_frame import hook
+
+    mod = types.ModuleType("jf_test_pinned_mod")
+    mod.K = 2.0
+    sys.modules[mod.__name__] = mod
+    try:
+        def f(x):
+            import jf_test_pinned_mod
+            return x * jf_test_pinned_mod.K
+
+        def g(x):
+            return x + 1
+
+        cf, rec = compiled(f)
+        x = torch.randn(3)
+        torch.testing.assert_close(cf(x), f(x))
+        torch.testing.assert_close(jf.compile(g, backend=Recorder())(x), g(x))  # a later trace
+        mod.K = 3.0
+        torch.testing.assert_close(cf(x), f(x))
+        assert len(rec.graphs) == 2
+        why, = hook.code_state(f.__code__).recompiles
+        assert ".K == 2.0" in why and "not explained" not in why, why
+    finally:
+        del sys.modules[mod.__name__]

@@ -38,14 +38,11 @@ from bench.zoo import models as Z  # noqa: E402
 
 pytestmark = [pytest.mark.expect_fallback, pytest.mark.timeout(300)]
 
-MODE_STACK = "the TorchFunctionMode block of transformers' sdpa_mask (masking_utils.py:391) " \
-             "runs natively: breaks around it, recompiles"
-
 # model -> the xfail reason of each check, None where it passes today
 KNOWN = {
     "bert": {"correct": None, "graphs": None, "repeat": None},
-    "gpt2": {"correct": None, "graphs": MODE_STACK, "repeat": None},
-    "llama": {"correct": None, "graphs": MODE_STACK, "repeat": None},
+    "gpt2": {"correct": None, "graphs": None, "repeat": None},
+    "llama": {"correct": None, "graphs": None, "repeat": None},
     "t5": {"correct": None, "graphs": None, "repeat": None},
     "vit": {"correct": None, "graphs": None, "repeat": None},
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import linecache
+import logging
 
 from ..cache import FrameFallback
 from ..trace_rules import is_internal_file
@@ -296,3 +297,9 @@ class NoPredication(Exception):
     def __init__(self, site, why: str) -> None:
         super().__init__(why)
         self.site = site
+
+    def settle(self) -> None:
+        """The site breaks the graph from now on."""
+        self.site.predicated = False
+        logging.getLogger("janus_frame.speculation").debug(
+            "%s:%s: not predicated: %s", self.site.filename, self.site.lineno, self)

@@ -10,7 +10,10 @@ pure builtins and ``math`` fold on constants; Python functions, methods and
 ``nn.Module`` forwards are inlined in a child frame; classes are constructed
 (known context managers become ``CtxV`` values, namedtuples and plain
 dict subclasses are modelled, user classes run their ``__init__`` traced);
-anything opaque is a graph break with an ID.
+``torch.vmap`` makes a ``VmapV`` (values/transforms.py); an
+``autograd.Function``'s ``apply`` where no gradient can flow traces its
+forward; inside a torch-function mode's block torch functions go through
+the mode (values/modes.py); anything opaque is a graph break with an ID.
 
 Calls of symbolic values that are not real objects (functions made while
 tracing, bound methods of tensors and containers) are their kind's business
@@ -39,6 +42,8 @@ from .values import (
 from .values.constants import fold
 from .values.contexts import set_grad_mode, traceable_class
 from .values.dicts import builtin_entry
+from .values.modes import traced_mode_class
+from .values.transforms import VMAP_FUNCTIONS, make_vmap
 from .values.exceptions import construct as construct_exception
 from .values.functions import bind_args
 from .values.methods import is_logging
@@ -143,6 +148,8 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
             .dict_items(tx)
         func_v = out.wrap(obj.func, AttrSource(src, "func") if src else None)
         return func_v.call(tx, pargs + list(args), {**pkw, **kwargs})
+    if any(obj is f for f in VMAP_FUNCTIONS):
+        return make_vmap(tx, args, kwargs)
     if _is_torch_op(obj):
         return _call_torch(tx, obj, args, kwargs)
     if obj in PURE_FUNCTIONS or getattr(obj, "__module__", None) == "math":
@@ -202,6 +209,82 @@ def _call_bound_method(tx, fnv: Value, obj: types.MethodType, args, kwargs) -> V
     return call_object(tx, ObjV(func), func, [self_v] + list(args), kwargs)
 
 
+_FUNCTION_APPLY = torch.autograd.Function.apply.__func__
+_BASE_SETUP_CONTEXT = inspect.getattr_static(torch.autograd.Function, "setup_context")
+
+
+class NoGradCtx:
+    """The ``ctx`` of an autograd.Function applied where no gradient can
+    flow: what forward/setup_context record for backward is dropped."""
+
+    def save_for_backward(self, *tensors):
+        pass
+
+    def save_for_forward(self, *tensors):
+        pass
+
+    def mark_dirty(self, *tensors):
+        pass
+
+    def mark_non_differentiable(self, *tensors):
+        pass
+
+    def set_materialize_grads(self, value):
+        pass
+
+
+def _function_class(v: Value) -> type | None:
+    """The autograd.Function subclass ``v`` is, or None."""
+    if isinstance(v, ObjV) and isinstance(v._obj, type) and \
+            issubclass(v._obj, torch.autograd.Function):
+        return v._obj
+    return None
+
+
+def _autograd_function_apply(tx, cls: type, args, kwargs) -> Value:
+    """``cls.apply(*args)`` for a ``torch.autograd.Function`` when no input
+    needs a gradient (grad mode off, or no tensor argument requiring grad):
+    its ``forward`` (under no_grad, as torch runs it) and ``setup_context``
+    traced, on a ctx that drops what they save. Inside a vmapped function,
+    only a Function whose vmap rule is generated from forward (torch's
+    ``generate_vmap_rule``). Anything else still runs natively."""
+    out = tx.output
+    if kwargs:
+        raise GraphBreak("JF002", f"{cls.__qualname__}.apply with keyword arguments")
+    leaves = [a for a in args if isinstance(a, TensorV)] + [
+        x for a in args if isinstance(a, (TupleV, ListV)) for x in a.items
+        if isinstance(x, TensorV)]
+    if out.grad_enabled and any(t.fake.requires_grad for t in leaves):
+        raise GraphBreak("JF002", f"{cls.__qualname__}.apply on inputs that require grad "
+                         "(autograd.Function runs natively)")
+    if any(not isinstance(a, (TensorV, TupleV, ListV, Const)) for a in args):
+        raise GraphBreak("JF002", f"{cls.__qualname__}.apply on a non-tensor argument")
+    forward = lookup(tx, cls, "forward")
+    setup = lookup(tx, cls, "setup_context")
+    new_style = setup is not _BASE_SETUP_CONTEXT
+    if out.graph is not out.root_graph:  # inside a vmapped function (transforms.py)
+        if not new_style or lookup(tx, cls, "generate_vmap_rule") is not True:
+            raise GraphBreak("JF002", f"{cls.__qualname__}.apply under vmap without a "
+                             "vmap rule generated from forward")
+    fwd = getattr(forward, "__func__", None) if isinstance(forward, staticmethod) else None
+    st = setup.__func__ if isinstance(setup, staticmethod) else None
+    if not isinstance(fwd, types.FunctionType) or new_style and \
+            not isinstance(st, types.FunctionType):
+        raise GraphBreak("JF002", f"{cls.__qualname__}.forward is not a Python staticmethod")
+    ctx = NewObjV(NoGradCtx)
+    ctx.attrs["needs_input_grad"] = TupleV([Const(False)] * len(args))
+    prev = out.grad_enabled
+    set_grad_mode(out, False)
+    try:
+        result = inline_function(tx, fwd, list(args) if new_style else [ctx] + list(args),
+                                 {}, None, library_ok=True)
+    finally:
+        set_grad_mode(out, prev)
+    if new_style:
+        inline_function(tx, st, [ctx, TupleV(list(args)), result], {}, None, library_ok=True)
+    return result
+
+
 def _fold_call(fn, args, kwargs) -> Value:
     pa = [a.as_python() for a in args]
     pk = {k: v.as_python() for k, v in kwargs.items()}
@@ -229,7 +312,52 @@ def _call_torch(tx, fn, args, kwargs) -> Value:
     folded = _tracing_state(fn)
     if folded is not None:
         return Const(folded)
-    return tx.output.call("call_function", fn, tuple(args), kwargs)
+    if tx.output.tf_modes and any(fn is f for f in _MODE_STATE):
+        # the real answer counts the modes the trace entered symbolically
+        raise GraphBreak("JF016", f"{fn.__name__}() inside a torch-function mode")
+    if args and isinstance(args[0], TensorV):
+        method = _tensor_method(fn, len(args))
+        if method is not None:
+            # ``torch.Tensor.size(t)``, ``Tensor.__getitem__(t, i)``, the
+            # getter of ``t.shape`` (what a torch-function mode's handler
+            # is given to call): what the tensor's kind does for the method
+            return method(tx, args[0], list(args[1:]), kwargs)
+    return tx.through_modes(fn, list(args), dict(kwargs),
+                            lambda: tx.output.call("call_function", fn, tuple(args), kwargs),
+                            lambda func: func is fn or isinstance(fn, _C_CALLABLES))
+
+
+# what torch answers about its torch-function state (modes counted in)
+_MODE_STATE = tuple(getattr(torch._C, n) for n in (
+    "_has_torch_function", "_has_torch_function_unary", "_has_torch_function_variadic",
+    "_is_torch_function_mode_enabled", "_len_torch_function_stack", "_get_function_stack_at",
+    "_pop_torch_function_stack", "_push_on_torch_function_stack", "_is_torch_function_enabled",
+    "_is_torch_function_all_disabled") if hasattr(torch._C, n))
+# C functions dispatch to torch-function modes on entry (the argument parser)
+_C_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType,
+                types.WrapperDescriptorType, types.MethodWrapperType)
+
+
+def _tensor_method(fn, nargs: int):
+    """How the tensor's kind runs ``fn`` called unbound on a tensor, when
+    ``fn`` is a method, subscript or attribute getter of torch.Tensor
+    (metadata is answered, an in-place method returns the tensor itself, as
+    through the bound method); None for anything else."""
+    if isinstance(fn, types.MethodWrapperType) and fn.__name__ == "__get__" and \
+            isinstance(fn.__self__, types.GetSetDescriptorType) and \
+            issubclass(fn.__self__.__objclass__, TensorBase):
+        if nargs != 1:
+            return None
+        name = fn.__self__.__name__
+        return lambda tx, t, rest, kw: t.get_attr(tx, name)
+    name = getattr(fn, "__name__", None)
+    if not isinstance(name, str) or getattr(torch.Tensor, name, None) is not fn:
+        return None
+    if name == "__getitem__":
+        return lambda tx, t, rest, kw: t.get_item(tx, *rest)
+    if name == "__setitem__":
+        return lambda tx, t, rest, kw: (t.store_item(tx, *rest), Const(None))[1]
+    return lambda tx, t, rest, kw: t.call_method(tx, name, rest, kw)
 
 
 def _call_module(tx, fnv: Value, mod: torch.nn.Module, args, kwargs) -> Value:
@@ -372,7 +500,7 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
     if issubclass(cls, dict):
         return _construct_dict_subclass(tx, cls, args, kwargs)
     if lookup(tx, cls, "__enter__") is not MISSING and lookup(tx, cls, "__exit__") is not MISSING \
-            and not traceable_class(cls):
+            and not traceable_class(cls) and not traced_mode_class(cls):
         raise GraphBreak("JF016", f"{cls.__qualname__}")
     # abstract base classes construct like plain classes (ABCMeta adds
     # only the check that no abstract method is left)
@@ -450,14 +578,22 @@ def _autocast_ctx(cls, args, kwargs) -> Value:
                              bound.get("cache_enabled", None)))
 
 
-def inline_function(tx, fn: types.FunctionType, args, kwargs, fn_source) -> Value:
+def inline_function(tx, fn: types.FunctionType, args, kwargs, fn_source,
+                    library_ok: bool = False) -> Value:
     """Run the Python function ``fn`` on symbolic arguments in a child frame
-    (``fn_source``: where ``fn`` was read, to guard its defaults and cells)."""
+    (``fn_source``: where ``fn`` was read, to guard its defaults and cells;
+    ``library_ok``: traced even from a package whose functions otherwise run
+    natively, e.g. the handler of a torch-function mode the program entered)."""
     mod = fn.__globals__.get("__name__") or ""
     folded = _tracing_state(fn)
     if folded is not None:
         return Const(folded)
-    if mod.startswith(_NO_INLINE_MODULES):
+    fn_cls = _function_class(args[0]) if args else None
+    if fn_cls is not None and fn.__name__ == "apply":
+        if fn is _FUNCTION_APPLY:  # (bound to the class, or reached by super())
+            return _autograd_function_apply(tx, fn_cls, list(args[1:]), kwargs)
+        library_ok = True  # an override of apply: part of the Function's definition
+    if mod.startswith(_NO_INLINE_MODULES) and not library_ok:
         raise GraphBreak("JF002", f"{fn.__qualname__} ({mod}) runs natively")
     if getattr(fn, "_janus_disabled", False):
         raise GraphBreak("JF010", fn.__qualname__)
@@ -517,6 +653,10 @@ def _key(obj):
 
 
 def _is_torch_op(obj) -> bool:
+    if isinstance(obj, types.MethodWrapperType) and obj.__name__ == "__get__" and \
+            isinstance(obj.__self__, types.GetSetDescriptorType):
+        # the getter of a tensor attribute (``Tensor.shape.__get__``)
+        return issubclass(obj.__self__.__objclass__, TensorBase)
     mod = getattr(obj, "__module__", None) or ""
     if not (mod == "torch" or mod.startswith("torch.") or mod.startswith("torch._C")):
         # methods of torch._C.TensorBase accessed unbound (torch.Tensor.add)

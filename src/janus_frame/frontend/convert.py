@@ -6,29 +6,26 @@ Out: a :class:`CompiledEntry`: the guard, the replacement, diagnostics, and
 what the entry hands to other code objects (resume codes and their dynamic
 sizes), which the frame compiler applies.
 
-The pipeline, each step owned by one module: :func:`segment.trace` records a
-:class:`~segment.Segment`; ``Segment.close`` completes it (exit, side-effect
-replay, the closed fx graph, the undo set); the backend compiles the graph;
-``replacement.print_replacement`` prints the record into the replacement and
-``Segment.guard`` builds the guard.
+The pipeline (:func:`_entry`), one module per step: ``segment.trace`` records a
+``Segment``; ``Segment.close`` completes it (exit, side-effect replay, the fx
+graph, the undo set); ``backend_call.compile_graph`` has the backend compile
+the graph; ``replacement.compiled_entry`` prints the replacement and the guard.
 
 This module owns the retry and re-trace policy. A graph break is found by
 tracing the whole frame; the segment ends with exactly the frame's state
 before the root instruction during which the break happened (the CALL when it
 happened inside an inlined callee). That record is the first trace's own when
-the breaking instruction recorded nothing before it broke (the tracer stops
-right there, see ``Translator._rewind``): one trace per break. The frame is
-traced again up to that instruction -- :func:`_segment_before`, the one place
-that decides it -- when the first trace went past that state: the instruction
-inlined a callee or recorded into the graph before breaking, the break was
-placed at an earlier instruction (an exception leaving the frame, a generator
-made earlier), the instruction ran before in the trace (an unrolled loop: a
-trace up to it stops at its first run), or the record turned out unusable at
-that instruction and the break moved back (``retry_at``). A trace may also settle a question and start over: an input
-or an operator needs symbolic sizes (:class:`NeedsShapeEnv`), a speculated
-segment mutates what it could not roll back (:class:`UnsafeSpeculation`), or
-a branch site cannot be predicated (:class:`NoPredication`) -- each of those
-changes the site or the mode for good, so the loop ends.
+the breaking instruction recorded nothing before it broke: one trace per
+break. The frame is traced again up to that instruction -- :func:`_segment_before`,
+the one place that decides it -- when the first trace went past that state
+(``Translator._rewind`` says when: the instruction recorded or inlined before
+breaking, ran before in an unrolled loop, or the break was placed elsewhere),
+or the record turned out unusable there and the break moved back (``retry_at``).
+A trace may also settle a question and start over: an input or an operator
+needs symbolic sizes (:class:`NeedsShapeEnv`), a speculated segment mutates
+what it could not roll back (:class:`UnsafeSpeculation`), or a branch site
+cannot be predicated (:class:`NoPredication`) -- each of those changes the
+site or the mode for good, so the loop ends.
 
 Raises :class:`SkipFrame` when the frame records no tensor operation and has
 no break, and :class:`GraphBreak` when the break cannot be resumed from (the
@@ -36,22 +33,16 @@ whole frame then runs natively).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
-import weakref
 
-from .. import _C, faults, torch_compat
+from .. import faults, torch_compat
 from ..cache import CompiledEntry
-from ..diagnostics.logs import artifact_logger
-from . import sources
-from .breaks import GraphBreak
-from .ddp import compile_bucketed
+from .backend_call import compile_graph
+from .breaks import GraphBreak, NoPredication
 from .guards import user_modes_active
-from .handover import not_resumable
-from .breaks import NoPredication
-from .replacement import native_while_modes_active, print_replacement
-from .segment import ReusedRecordMismatch, Segment, UnsafeSpeculation, trace
+from .handover import not_resumable, record_break
+from .replacement import compiled_entry, native_while_modes_active
+from .segment import ReusedRecordMismatch, Segment, UnsafeSpeculation, check_reused, trace
 from .shapes import NeedsShapeEnv
 
 log = logging.getLogger("janus_frame")
@@ -61,18 +52,12 @@ def compile_frame(func, args: tuple, ctx) -> CompiledEntry:
     """The entry for this frame. The fx sources the compile registered (for
     tracebacks) are forgotten when the entry's replacement code dies, or at
     once if the compile made no entry."""
-    before = torch_compat.fx_source_keys()
-    entry = None
+    before, entry = torch_compat.fx_source_keys(), None
     try:
         entry = _compile_frame(func, args, ctx)
         return entry
     finally:
-        new = torch_compat.fx_source_keys() - before
-        if new:
-            if entry is not None and entry.replacement is not None:
-                weakref.finalize(entry.replacement.__code__, torch_compat.forget_fx_sources, new)
-            else:
-                torch_compat.forget_fx_sources(new)
+        torch_compat.forget_fx_sources_since(before, entry.replacement if entry else None)
 
 
 def _compile_frame(func, args: tuple, ctx) -> CompiledEntry:
@@ -86,15 +71,8 @@ def _compile_frame(func, args: tuple, ctx) -> CompiledEntry:
             return _compile(func, args, ctx, symbolic)
         except NeedsShapeEnv:
             symbolic = True
-        except UnsafeSpeculation as e:
-            for site in e.sites:  # those sites break the graph from now on
-                if site.form == "relaxed":
-                    site.predicated = False  # a predicated loop's bound cannot be checked
-                site.form = "relaxed"
-        except NoPredication as e:  # the site breaks the graph from now on
-            e.site.predicated = False
-            logging.getLogger("janus_frame.speculation").debug(
-                "%s:%s: not predicated: %s", e.site.filename, e.site.lineno, e)
+        except (UnsafeSpeculation, NoPredication) as e:
+            e.settle()  # the sites break the graph from now on
     raise GraphBreak("JF009", "could not settle the frame's speculation")
 
 
@@ -120,16 +98,7 @@ def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
         # the assembler cannot follow): the frame runs natively after all
         log.debug("cannot resume after %s: %s", brk.id, e)
         raise brk from None
-    # kept for diagnostics: without its traceback, whose frames hold the
-    # tracer and through it the user's globals
-    brk.__traceback__ = brk.__context__ = brk.__cause__ = None
-    entry.breaks.append(brk)
-    # frames the break's native step enters that are compiled even where
-    # they are library code (the module a DistributedDataParallel wraps)
-    entry.resume_codes.extend(getattr(brk, "compile_codes", ()))
-    lg = artifact_logger("graph_breaks")
-    if lg is not None:
-        lg.info("%s", brk)
+    record_break(entry, brk)
     return entry
 
 
@@ -167,76 +136,15 @@ def _segment_before(func, args, ctx, brk: GraphBreak, symbolic: bool) -> Segment
                   brk.lineno, brk.retrace)
         return trace(func, args, ctx, brk.root_ip, symbolic)
     if ctx.config.checks:
-        _check_reused(func, args, ctx, brk, symbolic, seg)
+        check_reused(seg, args, ctx, brk.root_ip, symbolic)
     return seg
 
 
-def _check_reused(func, args, ctx, brk, symbolic, seg: Segment) -> None:
-    """The checks flag: a reused record must be the one a second trace up to
-    the break makes (the same graph, inputs, guards, effects, stack and
-    locals). The second trace is not counted in the statistics, and leaves
-    the reused record's pinned objects in place."""
-    ctx.stats.traces -= 1
-    with sources.pins_kept():
-        again = trace(func, args, ctx, brk.root_ip, symbolic)
-    mine, theirs = seg.summary(), again.summary()
-    if mine != theirs:
-        raise ReusedRecordMismatch(
-            f"the record reused at the break of {func.__code__.co_qualname} "
-            f"(instruction {brk.root_ip}) differs from a second trace:\n"
-            f"reused: {mine}\ntraced again: {theirs}")
-
-
 def _entry(seg: Segment, ctx) -> CompiledEntry:
+    """A traced segment through the rest of the pipeline (fault points between stages)."""
     faults.point("frontend.traced")
     seg.close()
     faults.point("frontend.closed")
-    code, output = seg.code, seg.output
-    compiled = None
-    if seg.graph is not None:
-        lg = artifact_logger("graphs")
-        if lg is not None:
-            lg.info("graph for %s (%s:%d)\n%s", code.co_qualname, code.co_filename,
-                    code.co_firstlineno, seg.graph.print_readable(print_output=False))
-        # the backend's code (Inductor's generated modules, runtime wrappers)
-        # runs with janus_frame off: it is not the user's to compile
-        example = [real for _, real in seg.inputs]
-        with _tracing(output):
-            # inside a DistributedDataParallel forward: pieces of one gradient
-            # bucket each, so that DDP's all-reduces overlap backward (ddp.py)
-            fn = compile_bucketed(seg.graph, example, ctx.backend, output, ctx.config)
-            compiled = _C.Wrapper(fn if fn is not None else ctx.backend(seg.graph, example),
-                                  None)
+    compiled = compile_graph(seg, ctx)
     faults.point("frontend.compiled")
-    replacement = print_replacement(seg, compiled)
-    guard, explain_failure = seg.guard()
-    faults.point("frontend.guarded")
-    if seg.rb.loop_guard is not None:
-        seg.rb.loop_guard[0] = guard
-    lg = artifact_logger("guards")
-    if lg is not None:
-        lg.info("guards for %s (%s:%d)\n  %s", code.co_qualname, code.co_filename,
-                code.co_firstlineno, "\n  ".join(output.guards.lines()))
-    seg.site.compile_seconds = _elapsed(seg)
-    return CompiledEntry(
-        guard=guard, replacement=replacement, guard_lines=output.guards.lines(),
-        explain_failure=explain_failure, graphs=[seg.graph] if seg.graph is not None else [],
-        breaks=[], compile_seconds=seg.site.compile_seconds, site=seg.site,
-        resume_codes=output.resume_codes, handover=output.handover,
-    )
-
-
-def _elapsed(seg: Segment) -> float:
-    return time.perf_counter() - seg.started
-
-
-def _tracing(output):
-    """Backends see the graph's fake inputs through the tracing context:
-    AOTAutograd and Inductor then reuse the symbolic sizes of dynamic inputs
-    (and compile size-generic code) instead of specialising on the example
-    inputs' sizes."""
-    if not output.sym_inputs:
-        return contextlib.nullcontext()
-    from ..torch_compat import TracingContext, tracing
-
-    return tracing(TracingContext(output.fake_mode))
+    return compiled_entry(seg, compiled)

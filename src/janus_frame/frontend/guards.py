@@ -235,17 +235,22 @@ class Guards:
             vbody += ["try:", f"    __jf_ok = ({ex})", "except Exception:", "    __jf_ok = False",
                       f"if not __jf_ok: __jf_bad.append(({i}, {new}))"]
         vbody.append("return __jf_bad")
-        # only its code is kept: a function would hold the user's globals
-        verbose_code = self.fb.build("__jf_guard_verbose", vbody, lineno, "guard", globals_,
-                                     closure).__code__
+        # only its code is kept: a function would hold the user's globals.
+        # It is made at the first explanation (a recompile): most entries
+        # never fail, and it is a compile's largest generated code.
+        verbose_code = self.fb.build_later("__jf_guard_verbose", vbody, lineno, "guard")
         descs = list(self._clauses.values())
         dyn = [self._dynamic_ok.get(ex) for ex in exprs]
         shapes = [self._tensor_shapes.get(ex) for ex in exprs]
 
         def explain_failure(func, args) -> str | None:
+            try:
+                code = verbose_code()
+            except Exception as e:  # noqa: BLE001 - diagnostics only
+                return f"guard failed (not explained: {type(e).__name__}: {e})"
             # bound like the hook binds guards: the frame function's closure
-            fn = types.FunctionType(verbose_code, func.__globals__, verbose_code.co_name, None,
-                                    func.__closure__ if verbose_code.co_freevars else None)
+            fn = types.FunctionType(code, func.__globals__, code.co_name, None,
+                                    func.__closure__ if code.co_freevars else None)
             try:
                 failed = fn(*args)
             except Exception as e:  # noqa: BLE001 - diagnostics only

@@ -17,6 +17,7 @@ import types
 
 import torch
 
+from ..diagnostics.logs import artifact_logger
 from .breaks import GraphBreak
 from .bytecode_info import (
     RESUME_CODES, exception_handlers, instr_offsets, leading_argument, live_locals,
@@ -47,6 +48,21 @@ def not_resumable(code, gb: GraphBreak) -> str | None:
     if ins.name not in _RESUMABLE:
         return f"{ins.name} cannot run on its own"
     return None
+
+
+def record_break(entry, brk: GraphBreak) -> None:
+    """The cache entry of a segment ending at ``brk`` keeps the break (for
+    diagnostics) and has the frames the break's native step enters compiled
+    even where they are library code (the module a DistributedDataParallel
+    wraps: ``compile_codes``, callees.py)."""
+    # kept without its traceback, whose frames hold the tracer and through
+    # it the user's globals
+    brk.__traceback__ = brk.__context__ = brk.__cause__ = None
+    entry.breaks.append(brk)
+    entry.resume_codes.extend(getattr(brk, "compile_codes", ()))
+    lg = artifact_logger("graph_breaks")
+    if lg is not None:
+        lg.info("%s", brk)
 
 
 class _Result:

@@ -40,11 +40,15 @@ from .handlers import HANDLERS
 from .handlers.exceptions import raising
 from .handlers.registry import FrameReturn, check_stack_effect
 from .output import OutputGraph
-from .values import CellV, Const, ObjV, Value
+from .values import CellV, Const, ObjV, Value, modes
 from .values.exceptions import CALLER_EXCEPTION, ExcV, TracebackV, from_real
 from .values.generators import GeneratorV
 
 _ASYNC = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def _any_call(func) -> bool:
+    return True
 
 
 class Translator:
@@ -316,10 +320,30 @@ class Translator:
         """Call the real object ``obj``, read as ``fnv`` (callees.py)."""
         return callees.call_object(self, fnv, obj, args, kwargs)
 
+    def through_modes(self, op, args: list, kwargs: dict, native, at_entry=None):
+        """``op(*args, **kwargs)`` with the torch-function modes the trace
+        has entered: traced through the top one's handler when torch hands
+        it the operation (values/modes.py), else ``native()`` (what the
+        value's kind does without modes). ``at_entry(func)``: does ``op``
+        hand the mode ``func`` on entry and return its result as is (the
+        default: yes, for tensor operators, methods and attributes, which
+        are C slots or torch's wrappers that dispatch first)?"""
+        out = self.output
+        if not out.tf_modes:
+            return native()
+        r = modes.dispatch(self, op, args, kwargs, at_entry or _any_call)
+        if r is not None:
+            return r
+        out.tf_bypass += 1  # torch hands the modes nothing: neither does the trace
+        try:
+            return native()
+        finally:
+            out.tf_bypass -= 1
+
     def inline_function(self, fn: types.FunctionType, args: list, kwargs: dict,
-                        fn_source) -> Value:
+                        fn_source, library_ok: bool = False) -> Value:
         """Run the Python function ``fn`` in a child frame (callees.py)."""
-        return callees.inline_function(self, fn, args, kwargs, fn_source)
+        return callees.inline_function(self, fn, args, kwargs, fn_source, library_ok)
 
     def inline_code(self, code: types.CodeType, f_globals: dict, locals_: dict,
                     cells: dict, fn_source=None) -> Value:

@@ -24,7 +24,8 @@ import torch
 import torch.fx as fx
 
 from ..torch_compat import (DataDependentOutputException, DynamicOutputShapeException,
-                            FakeTensorMode, ShapeEnv, fake_execution, set_grad_enabled_c)
+                            FakeTensorMode, ShapeEnv, compute_unbacked_bindings, data_unknown,
+                            fake_execution, set_grad_enabled_c)
 from .breaks import GraphBreak, would_raise
 from .bytecode_info import RESUME_CODES
 from .effects import SideEffects
@@ -58,7 +59,8 @@ class OutputGraph(ShapeMixin):
         self.ctx = ctx  # the CompileContext (context.py)
         clear_pins()  # the previous trace's generated code is built
         self.code = code
-        self.graph = fx.Graph()
+        self.graph = fx.Graph()  # where operations are recorded (a sub-graph meanwhile)
+        self.root_graph = self.graph  # where inputs are: the segment's graph
         # A shape environment lets data-dependent output sizes (boolean-mask
         # indexing, nonzero) be captured with unbacked symbolic sizes; inputs
         # stay static.
@@ -99,6 +101,11 @@ class OutputGraph(ShapeMixin):
         # added, so a rewound trace can drop what the breaking instruction added)
         self.spec_sites: dict = {}
         self.op_count = 0
+        # torch-function modes entered by the trace, innermost last (their
+        # values: values/modes.py); tf_bypass counts operations torch hands
+        # no mode, which may record nodes while modes are entered
+        self.tf_modes: list = []
+        self.tf_bypass = 0
         # what the trace hands to other code objects (cache.CompiledEntry):
         # resume codes, and code -> dynamic-size hints
         self.resume_codes: list = []
@@ -120,6 +127,7 @@ class OutputGraph(ShapeMixin):
                 len(self._wrapped), len(self._lazy_real), len(self._cells),
                 len(self._int_inputs), len(self.sym_inputs), len(self.size_symbols),
                 self.grad_enabled, len(self.autocast), len(self.native_autocast),
+                len(self.tf_modes),
                 self.predicating is None, len(self.resume_codes), len(self.handover),
                 None if env is None else (len(env.guards), len(env.var_to_range),
                                           len(env.replacements),
@@ -359,12 +367,12 @@ class OutputGraph(ShapeMixin):
         if dims and self.fake_mode.shape_env is None:
             raise NeedsShapeEnv()
         name = self._unique_name(re.sub(r"\W+", "_", source.name()).strip("_") or "input")
-        node = self.graph.placeholder(name)
+        node = self.root_graph.placeholder(name)
         if dims:
             fake = self._symbolic_fake(t, source, dims)
             dims = [d for d, n in enumerate(fake.shape) if isinstance(n, torch.SymInt)]
         else:
-            fake = self.fake_mode.from_tensor(t, static_shapes=True)
+            fake = data_unknown(self.fake_mode.from_tensor(t, static_shapes=True))
         self.guards.tensor(source, t, dims)
         node.meta["example_value"] = fake
         v = TensorV(node, fake, source, cls=type(t))
@@ -382,9 +390,27 @@ class OutputGraph(ShapeMixin):
 
     # -- recording operations --------------------------------------------------
 
+    @contextlib.contextmanager
+    def subgraph(self):
+        """Record operations into a fresh graph (a function traced for a
+        transform, values/transforms.py) until the block ends; inputs read
+        from the frame meanwhile still go to the root graph."""
+        outer = self.graph
+        self.graph = fx.Graph()
+        try:
+            yield self.graph
+        finally:
+            self.graph = outer
+
     def call(self, kind: str, target, args: tuple, kwargs: dict) -> Value:
         """Record ``target(*args, **kwargs)`` (``call_function``) or
         ``args[0].target(*args[1:], **kwargs)`` (``call_method``)."""
+        if self.tf_modes and not self.tf_bypass:
+            # every route that records an operation while a mode is entered
+            # asks the mode first (Translator.through_modes); one that did not
+            # would skip the mode's handler
+            raise GraphBreak("JF016", f"{_target_name(target)} inside a torch-function mode, "
+                             "on a path that does not dispatch to it")
         if kind == "call_function" and target in (torch.stack, torch.cat):
             out = self.list_op(target, args, kwargs)
             if out is not None:
@@ -442,12 +468,12 @@ class OutputGraph(ShapeMixin):
             floating = type(c._value) is float
             src = IntTensorSource(c.source, vector, floating)
             self.guards.type_is(c.source, c._value)
-            node = self.graph.placeholder(self._unique_name(
+            node = self.root_graph.placeholder(self._unique_name(
                 re.sub(r"\W+", "_", c.source.name()).strip("_") +
                 ("_float" if floating else "_int")))
             real = torch.tensor([c._value] if vector else c._value,
                                 dtype=torch.float64 if floating else None)
-            fake = self.fake_mode.from_tensor(real, static_shapes=True)
+            fake = data_unknown(self.fake_mode.from_tensor(real, static_shapes=True))
             node.meta["example_value"] = fake
             v = TensorV(node, fake, src)
             self.inputs.append((v, real))
@@ -485,9 +511,31 @@ class OutputGraph(ShapeMixin):
             # gets eager's exception from their own line.
             raise would_raise(type(e), f"{_target_name(target)}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        bindings = self._unbacked_bindings(out)
         node = self.graph.create_node(kind, target, node_args, node_kwargs)
+        if bindings:
+            node.meta["unbacked_bindings"] = bindings
         self.op_count += 1
         return self._wrap_result(node, out)
+
+    def _unbacked_bindings(self, out):
+        """Where in ``out`` the sizes an operation just made up live (an
+        unbacked symbol per data-dependent size: nonzero's row count, a
+        masked selection's length), as torch.fx records them on the node
+        (``meta['unbacked_bindings']``: symbol -> key path into the result).
+        Taking them off the shape environment's list of fresh symbols is what
+        lets a backend retrace the graph: a retrace refuses to start while
+        symbols made by an earlier trace are still waiting for a home."""
+        env = self.fake_mode.shape_env
+        if env is None or not env.pending_fresh_unbacked_symbols:
+            return None
+        try:
+            return compute_unbacked_bindings(env, out)
+        except Exception:  # noqa: BLE001 -- a symbol not found in the result
+            # the node gets no binding; a backend that needs the symbol's
+            # source refuses the graph (and runs it as captured)
+            env.pending_fresh_unbacked_symbols.clear()
+            return None
 
     def _wrap_result(self, node: fx.Node, out) -> Value:
         if isinstance(out, torch.Tensor):

@@ -13,6 +13,7 @@ reference sees the same object.
 from __future__ import annotations
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from ..torch_compat import set_grad_enabled_c
 from .breaks import GraphBreak
@@ -20,7 +21,10 @@ from .codegen import FunctionBuilder
 from .resume import make_function
 from .values import ExitV, TensorV, Value
 
-
+# a traced mode's class keeps these (values/modes.py): entered and exited
+# through them, not a lookup on the instance
+_MODE_ENTER = TorchFunctionMode.__enter__
+_MODE_EXIT = TorchFunctionMode.__exit__
 
 
 class Rebuilder:
@@ -56,6 +60,12 @@ class Rebuilder:
                 f"enabled={enabled!r}, cache_enabled={cache!r})")
             self.lines.append(f"{name}.__enter__()")
             return f"{name}.__exit__"
+        if ctx.kind == "tf_mode":
+            # pushed on the real stack for the rest of the block, which then
+            # runs natively (convert: frames under a program's mode do)
+            mode = self.expr(ctx.arg)
+            self.lines.append(f"{self.fb.const(_MODE_ENTER)}({mode})")
+            return f"{self.fb.const(_MODE_EXIT)}.__get__({mode})"
         if ctx.kind not in ("grad", "grad_set"):
             raise GraphBreak("JF016", f"a graph break inside a {ctx.kind} with-block")
         self.set_grad_mode(ex.restore)

@@ -8,15 +8,18 @@ exception or a failed speculation: undo, then rerun the frame from its
 original bytecode), rebuilds the values the exit needs, replays the side
 effects and ends with the exit (return, or the native instruction and the
 hand-over to a resume function; a segment continuing in itself loops).
+:func:`compiled_entry` pairs it with the segment's guard into the cache
+entry.
 """
 from __future__ import annotations
 
+import time
 import types
 import weakref
 
 import torch
 
-from .. import _C
+from .. import _C, faults
 from ..cache import CompiledEntry, positional_code, stats
 from ..diagnostics.logs import artifact_logger
 from ..diagnostics.probe import PROBE
@@ -24,6 +27,28 @@ from .codegen import nargs_of
 from .guards import Guards, user_modes_active
 from .rebuild import function_expr
 from .segment import Segment, Undo
+
+
+def compiled_entry(seg: Segment, compiled) -> CompiledEntry:
+    """The cache entry of ``seg``: its replacement and its guard (built after
+    the backend, which may have added conditions on symbolic sizes)."""
+    replacement = print_replacement(seg, compiled)
+    guard, explain_failure = seg.guard()
+    faults.point("frontend.guarded")
+    if seg.rb.loop_guard is not None:
+        seg.rb.loop_guard[0] = guard  # the looping replacement checks its own guard
+    code, output = seg.code, seg.output
+    lg = artifact_logger("guards")
+    if lg is not None:
+        lg.info("guards for %s (%s:%d)\n  %s", code.co_qualname, code.co_filename,
+                code.co_firstlineno, "\n  ".join(output.guards.lines()))
+    seg.site.compile_seconds = time.perf_counter() - seg.started
+    return CompiledEntry(
+        guard=guard, replacement=replacement, guard_lines=output.guards.lines(),
+        explain_failure=explain_failure, graphs=[seg.graph] if seg.graph is not None else [],
+        breaks=[], compile_seconds=seg.site.compile_seconds, site=seg.site,
+        resume_codes=output.resume_codes, handover=output.handover,
+    )
 
 
 def print_replacement(seg: Segment, compiled):

@@ -39,7 +39,7 @@ from .handover import break_tail
 from .interpreter import Translator
 from .output import OutputGraph
 from .rebuild import Rebuilder
-from .sources import ArgSource, ClosureSource
+from .sources import ArgSource, ClosureSource, pins_kept
 from .values import Value
 
 _RANDOM_HINTS = ("rand", "dropout", "bernoulli", "normal", "multinomial", "uniform",
@@ -59,10 +59,17 @@ class UnsafeSpeculation(Exception):
         super().__init__(sites)
         self.sites = sites
 
+    def settle(self) -> None:
+        """Its sites break the graph from now on."""
+        for site in self.sites:
+            if site.form == "relaxed":
+                site.predicated = False  # a predicated loop's bound cannot be checked
+            site.form = "relaxed"
+
 
 class ReusedRecordMismatch(AssertionError):
     """Under the checks flag: a record reused at a break is not the one a
-    second trace up to the break makes."""
+    second trace up to the break makes (:func:`check_reused`)."""
 
 
 @dataclasses.dataclass
@@ -133,7 +140,7 @@ class Segment:
 
     def summary(self) -> tuple:
         """What a record up to a break consists of, comparably (the checks
-        flag compares a reused record with a second trace's, convert.py)."""
+        flag compares a reused record with a second trace's: check_reused)."""
         out, tx = self.output, self.frame
         g = out.guards
         return (tx.stopped, tx.ip, tx.lineno, tx.kw_names, [type(v).__name__ for v in tx.stack],
@@ -186,6 +193,23 @@ def trace(func, args: tuple, ctx, stop_at: int | None, symbolic: bool) -> Segmen
             gb.record = Segment(func, output, tx, None, None, t0)
         raise
     return Segment(func, output, tx, result, None, t0)
+
+
+def check_reused(seg: Segment, args: tuple, ctx, stop_at: int, symbolic: bool) -> None:
+    """The checks flag: a record reused at a break (before instruction
+    ``stop_at``) must be the one a second trace up to the break makes (the
+    same graph, inputs, guards, effects, stack and locals). The second trace
+    is not counted in the statistics, and leaves the reused record's pinned
+    objects in place."""
+    ctx.stats.traces -= 1
+    with pins_kept():
+        again = trace(seg.func, args, ctx, stop_at, symbolic)
+    mine, theirs = seg.summary(), again.summary()
+    if mine != theirs:
+        raise ReusedRecordMismatch(
+            f"the record reused at the break of {seg.code.co_qualname} "
+            f"(instruction {stop_at}) differs from a second trace:\n"
+            f"reused: {mine}\ntraced again: {theirs}")
 
 
 def _undo(gm, speculates: bool, sites: list) -> Undo | None:

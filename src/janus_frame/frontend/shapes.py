@@ -72,7 +72,7 @@ class ShapeMixin:
         src = StackSource(source)
         real = torch.stack(obj)
         name = self._unique_name(re.sub(r"\W+", "_", source.name()).strip("_") + "_stacked")
-        node = self.graph.placeholder(name)
+        node = self.root_graph.placeholder(name)
         fake = self._symbolic_fake(real, src, [0], length_of=e)
         node.meta["example_value"] = fake
         stacked = TensorV(node, fake, src)
@@ -211,13 +211,13 @@ class ShapeMixin:
         env = self.fake_mode.shape_env
         if env is None or not self.size_symbols:
             return []
-        last = [n for n in self.graph.nodes if n.op == "placeholder"][-1]
+        last = [n for n in self.root_graph.nodes if n.op == "placeholder"][-1]
         out = []
         for sym, size in self.size_symbols.items():
             if not env.simplify(sym).is_Symbol:
                 continue  # specialised while tracing
-            with self.graph.inserting_after(last):
-                node = self.graph.placeholder(self._unique_name(str(sym)))
+            with self.root_graph.inserting_after(last):
+                node = self.root_graph.placeholder(self._unique_name(str(sym)))
             node.meta["example_value"] = size.sym_int
             last = node
             # the example input is the SymInt itself: AOTAutograd then keeps

@@ -92,10 +92,24 @@ class ItemSource(Source):
     key: object
 
     def expr(self) -> str:
-        return f"{self.base.expr()}[{self.key!r}]"
+        return f"{self.base.expr()}[{key_expr(self.key)}]"
 
     def name(self) -> str:
         return f"{self.base.name()}[{self.key!r}]"
+
+
+_LITERALS = (int, str, bytes, bool, type(None))
+
+
+def key_expr(key) -> str:
+    """``key`` as a Python expression: its repr when that is a literal, else
+    the object itself, pinned (a class, an enum member, a function used as
+    a dict key: ``SUPPORTED_NODES[tuple]``)."""
+    if type(key) in _LITERALS or type(key) is float and key == key and \
+            key not in (float("inf"), float("-inf")) or \
+            type(key) is tuple and all(type(k) in _LITERALS for k in key):
+        return repr(key)
+    return PinnedSource(key).expr()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +199,8 @@ class PinnedSource(Source):
     ``expr()`` names it by a placeholder that code generation resolves
     through :func:`pinned`; pins live until the next trace starts
     (:func:`clear_pins`), after every generated function of this one is
-    built."""
+    built (code built later keeps the pins it reads:
+    ``FunctionBuilder.build_later``)."""
 
     __slots__ = ("obj",)
 

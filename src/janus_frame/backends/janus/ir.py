@@ -411,7 +411,9 @@ def format_expr(expr):
 class Buffer:
     """A named allocation.  ``kind``: input (graph argument), output (fresh
     per call), temp (workspace arena), extern (returned by a library call),
-    view (an input or extern seen through ``base`` with offset/strides)."""
+    view (an input or extern seen through ``base`` with offset/strides),
+    scalar (a number a library call returns, ``_local_scalar_dense``: no
+    memory; its value may define a size symbol)."""
 
     __slots__ = ("name", "shape", "strides", "dtype", "kind", "offset", "base", "index")
 
@@ -603,6 +605,9 @@ class Program:
         self.inputs: list = []  # Buffer (tensor or sym) per graph input, in order
         self.outputs: list = []
         self.symbols: list = []  # sympy symbols used in sizes, with their input position
+        # symbols an extern's result defines (data-dependent sizes): known
+        # only once that call has run
+        self.unbacked: set = set()
 
     def new_buffer(self, prefix, shape, strides, dtype, kind, **kw):
         name = f"{prefix}{len(self.buffers)}"

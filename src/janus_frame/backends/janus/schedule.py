@@ -3,8 +3,9 @@
 In: a verified :class:`ir.Program`.  Out: a :class:`Scheduler` -- a list of
 steps (:class:`Kernel` or :class:`ir.Extern`) in execution order, for every
 temp buffer whether it is stored at all and where (workspace arena offset,
-or its own tensor when an extern reads it), and the segments: runs of
-kernels between library calls (:meth:`Scheduler.segments`).
+or its own tensor when an extern reads it or its size depends on data), and
+the segments: runs of kernels between library calls
+(:meth:`Scheduler.segments`).
 :func:`verify.schedule` checks a schedule.
 
 A kernel has one iteration space: ``full_shape`` with ``red_axes`` (None for
@@ -456,7 +457,9 @@ class Scheduler:
                 buf = prog.buffers[b]
                 if buf.kind != "temp" or b in s.row_local or b in self.alias or b in self.arena:
                     continue  # (a buffer written in slices by several kernels: placed once)
-                if b in extern_read:
+                if b in extern_read or self._unbacked(buf):
+                    # (a size known only once a library call has run cannot
+                    # size the workspace, which is allocated before the first)
                     buf.kind = "ttemp"
                     self.tensor_temps.append(b)
                     continue
@@ -495,6 +498,12 @@ class Scheduler:
             self.arena[b] = top + off
         self.arena_bytes = top + symbolic_top
         return self
+
+    def _unbacked(self, buf):
+        """Does ``buf``'s extent depend on a data-dependent size?"""
+        unbacked = getattr(self.prog, "unbacked", ())
+        return bool(unbacked) and any(
+            getattr(x, "free_symbols", set()) & unbacked for x in (*buf.shape, *buf.strides))
 
     def segments(self):
         """``[(name, [Kernel])]``: the maximal runs of consecutive kernels

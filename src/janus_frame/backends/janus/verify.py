@@ -52,6 +52,13 @@ class ScheduleError(VerifyError):
 
 
 # ------------------------------------------------------------ graph passes
+def _returns_nothing(n) -> bool:
+    """An aten op without results (a run-time check: ``_assert_scalar``,
+    ``sym_constrain_range_for_size``) has no value to record."""
+    schema = getattr(n.target, "_schema", None)
+    return n.op == "call_function" and schema is not None and not schema.returns
+
+
 def graph_passes(before: torch.fx.GraphModule, after: torch.fx.GraphModule) -> None:
     """``after``: what the graph passes made of ``before``."""
     try:
@@ -59,7 +66,8 @@ def graph_passes(before: torch.fx.GraphModule, after: torch.fx.GraphModule) -> N
     except Exception as e:  # noqa: BLE001 -- lint raises plain RuntimeErrors
         raise GraphError(f"malformed graph after the passes: {e}") from e
     for n in after.graph.nodes:
-        if n.op in ("placeholder", "call_function") and "val" not in n.meta:
+        if n.op in ("placeholder", "call_function") and "val" not in n.meta \
+                and not _returns_nothing(n):
             raise GraphError(f"{n.format_node()}: no meta['val'] after the passes")
     old, new = _returned(before), _returned(after)
     if len(old) != len(new):

@@ -25,6 +25,7 @@ from ..pyversion import FOR_ITER_EXHAUSTED_PUSHES, is_conditional_back_edge
 from ..values import Const, CtxV, ExitV, IterV, TensorV
 from ..values.contexts import traced_manager
 from ..values.generators import GeneratorV
+from ..values.modes import mode_value
 from ..values.operators import identical
 from .registry import FrameReturn, handler, named, native_step
 
@@ -229,6 +230,14 @@ def BEFORE_WITH(tx, ins):
         restore = mgr.enter(tx)
         tx.stack.append(ExitV(mgr, restore))
         tx.stack.append(Const(None))
+        return
+    mode = mode_value(tx, mgr)
+    if mode is not None:
+        tx.stack.pop()
+        ctx = CtxV("tf_mode", mode)
+        ctx.enter(tx)
+        tx.stack.append(ExitV(ctx, None))
+        tx.stack.append(mode)  # TorchFunctionMode.__enter__ returns the mode
         return
     methods = traced_manager(tx, mgr)
     if methods is None:

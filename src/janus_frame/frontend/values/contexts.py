@@ -7,7 +7,9 @@ and the ``__exit__`` of such a manager entered natively before a resume
 function (wrapped by output.py).
 Out: ``CtxV`` (entered by BEFORE_WITH as a mode switch inside the graph),
 ``ExitV`` (the ``__exit__`` BEFORE_WITH leaves on the stack; calling it
-switches back), and :func:`set_grad_mode`. After a break inside the block
+switches back), and :func:`set_grad_mode`. A torch-function mode's block is
+a ``CtxV`` too: it pushes the mode on the trace's symbolic stack
+(modes.py). After a break inside the block
 the replacement enters the manager natively (rebuild.Rebuilder.reenter).
 :func:`traced_manager` / :func:`traceable_class`: a manager whose
 ``__enter__`` and ``__exit__`` are Python code outside torch (a user class,
@@ -70,7 +72,8 @@ class CtxV(Value):
     """A known context manager: ``kind`` is 'grad' (``arg`` = enabled),
     'grad_set' (``arg`` = the mode before, applied at construction),
     'autocast' (``arg`` = torch.autocast's arguments), 'null', or
-    'autocast_native' (entered before the graph)."""
+    'autocast_native' (entered before the graph), or 'tf_mode' (``arg`` =
+    the value of a TorchFunctionMode whose block is traced: modes.py)."""
 
     __slots__ = ("kind", "arg", "source")
 
@@ -98,6 +101,9 @@ class CtxV(Value):
             return node
         if self.kind == "null":
             return None
+        if self.kind == "tf_mode":  # the trace's own stack: the real one is untouched
+            out.tf_modes.append(self.arg)
+            return None
         raise GraphBreak("JF016", self.kind)
 
 
@@ -122,6 +128,12 @@ class ExitV(Value):
         elif kind == "autocast":
             out.graph.call_function(torch.amp.autocast_mode._exit_autocast, (self.restore,))
             out.autocast.pop()
+        elif kind == "tf_mode":
+            # TorchFunctionMode.__exit__ pops whatever mode is on top
+            if not out.tf_modes:
+                raise GraphBreak("JF016", "the exit of a torch-function mode entered before "
+                                 "the graph")
+            out.tf_modes.pop()
         elif kind == "autocast_native":
             # entered natively before this segment: its exit runs natively too
             raise GraphBreak("JF016", "the end of an autocast region entered before the graph")

@@ -35,7 +35,7 @@ from ... import _C
 from .. import polyfills
 from ..breaks import GraphBreak, would_raise
 from ..sources import (
-    AttrSource, ExprSource, ItemSource, KeyedItemSource, PinnedSource, Source,
+    AttrSource, ExprSource, ItemSource, KeyedItemSource, PinnedSource, Source, key_expr,
 )
 from .base import NO, Value, read_before_effects
 from .constants import Const, fold
@@ -185,7 +185,7 @@ class ObjV(Value):
                 raise GraphBreak("JF021", "membership test with a non-constant key")
             if self.source is not None:
                 tx.output.guards.add(
-                    f"({key!r} in {self.source.expr()}) is {key in self.obj!r}",
+                    f"({key_expr(key)} in {self.source.expr()}) is {key in self.obj!r}",
                     f"{key!r} {'in' if key in self.obj else 'not in'} {self.source.name()}")
             return key in self.obj
         return super().contains(tx, item)
@@ -495,6 +495,18 @@ class SuperV(Value):
         return super
 
     def get_attr(self, tx, name: str) -> Value:
+        owner = self.obj._obj if isinstance(self.obj, ObjV) else None
+        if isinstance(owner, type) and issubclass(owner, self.cls):
+            # super(cls, klass), as in a classmethod: the MRO of klass
+            # itself; classmethods bind to klass, functions stay unbound
+            attr = lookup(tx, owner, name, self.cls)
+            if isinstance(attr, classmethod):
+                return MethodV(self.obj, name, attr.__func__)
+            if isinstance(attr, staticmethod):
+                return tx.output.wrap(attr.__func__, PinnedSource(attr.__func__))
+            if isinstance(attr, types.FunctionType):
+                return tx.output.wrap(attr, PinnedSource(attr))
+            raise GraphBreak("JF022", f"super() of a class: attribute {name!r}")
         objtype = self.obj.python_type()
         if self.cls not in objtype.__mro__:
             raise GraphBreak("JF022", "super() outside the class hierarchy")

@@ -93,11 +93,18 @@ class TensorV(Value):
         raise GraphBreak("JF004", "`not` on a tensor needs its value")
 
     def length(self, tx) -> int:
+        if tx.output.tf_modes:
+            n = self.call_method(tx, "__len__", [], {}).as_python()
+            if not isinstance(n, int):
+                raise GraphBreak("JF016", "len() of a tensor inside a torch-function mode")
+            return n
         if self.fake.dim() == 0:
             raise would_raise(TypeError, "len() of a 0-d tensor")
         return int(self.fake.shape[0])  # a dynamic size is specialised
 
     def iterate(self, tx) -> list[Value]:
+        if tx.output.tf_modes:  # Tensor.__iter__ and what it returns: run natively
+            raise GraphBreak("JF016", "iteration over a tensor inside a torch-function mode")
         if self.fake.dim() == 0:
             raise would_raise(TypeError, "iteration over a 0-d tensor")
         n = int(self.fake.shape[0])  # unrolled: a dynamic size is specialised
@@ -105,6 +112,10 @@ class TensorV(Value):
                 for i in range(n)]
 
     def get_item(self, tx, key: Value) -> Value:
+        return tx.through_modes(operator.getitem, [self, key], {},
+                                lambda: self._get_item(tx, key))
+
+    def _get_item(self, tx, key: Value) -> Value:
         out = tx.output
         if isinstance(key, DynInt) and key._guard is not None and key._value >= 0 \
                 and self.fake.dim() > 0:
@@ -117,9 +128,13 @@ class TensorV(Value):
         return out.call("call_function", operator.getitem, (self, key), {})
 
     def store_item(self, tx, key: Value, value: Value) -> None:
-        tx.output.call("call_function", operator.setitem, (self, key, value), {})
+        tx.through_modes(operator.setitem, [self, key, value], {}, lambda: tx.output.call(
+            "call_function", operator.setitem, (self, key, value), {}))
 
     def get_attr(self, tx, name: str) -> Value:
+        return tx.through_modes(_getter(name), [self], {}, lambda: self._get_attr(tx, name))
+
+    def _get_attr(self, tx, name: str) -> Value:
         if name in _TENSOR_META:
             if name == "shape":
                 check_static(self)
@@ -155,6 +170,10 @@ class TensorV(Value):
         super().store_attr(tx, name, value)
 
     def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        return tx.through_modes(_method(name), [self, *args], kwargs,
+                                lambda: self._call_method(tx, name, args, kwargs))
+
+    def _call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
         out = tx.output
         if name in _DATA_DEPENDENT:
             if name == "__len__":
@@ -196,9 +215,20 @@ class TensorV(Value):
 
     # -- operands -----------------------------------------------------------------
     def unary_op(self, tx, fn) -> Value:
-        return tx.output.call("call_function", fn, (self,), {})
+        return tx.through_modes(fn, [self], {}, lambda: tx.output.call(
+            "call_function", fn, (self,), {}))
 
     def binary_op(self, tx, fn, a: Value, b: Value):
+        if fn in _INPLACE and not isinstance(a, TensorV) and tx.output.tf_modes:
+            # the left operand's own in-place method (a list extending
+            # itself by iterating the tensor): not one tensor operation
+            raise GraphBreak("JF016", "an in-place operator on a non-tensor with a tensor "
+                             "operand inside a torch-function mode")
+        # (dispatched, ``x += y`` binds x to what the handler returns: the
+        # in-place method returns x itself)
+        return tx.through_modes(fn, [a, b], {}, lambda: self._binary_op(tx, fn, a, b))
+
+    def _binary_op(self, tx, fn, a: Value, b: Value):
         if fn in _INPLACE and not isinstance(a, TensorV):
             # `acc += t` where acc is not a tensor: Python calls acc's own
             # in-place method when its type has one (a list extends), else
@@ -220,7 +250,8 @@ class TensorV(Value):
     def compare_op(self, tx, fn, a: Value, b: Value):
         if fn in (operator.eq, operator.ne) and (_is_none(a) or _is_none(b)):
             return Const(fn is operator.ne)
-        return tx.output.call("call_function", fn, (a, b), {})
+        return tx.through_modes(fn, [a, b], {}, lambda: tx.output.call(
+            "call_function", fn, (a, b), {}))
 
     def identical(self, tx, other: Value):
         if isinstance(other, TensorV):
@@ -270,6 +301,16 @@ class ItemV(Value):
 
     def reconstruct(self, rb) -> tuple[str, bool]:
         return f"{rb.expr(self.tensor)}.item()", True  # the number, read after the graph
+
+
+def _getter(name: str):
+    """``t.name`` as an operation (what torch hands a torch-function mode)."""
+    return lambda t: getattr(t, name)
+
+
+def _method(name: str):
+    """``t.name(*args, **kwargs)`` as an operation."""
+    return lambda t, *args, **kwargs: getattr(t, name)(*args, **kwargs)
 
 
 def check_static(t: TensorV) -> None:

@@ -10,6 +10,11 @@ index maps (:mod:`.tensor_values`); a lazy value becomes a buffer
 (``realize``) when it is a graph output, an extern argument, or is used
 several times and is expensive to recompute.
 Ops without a lowering become :class:`ir.Extern` calls of the aten op itself.
+So do ops whose result sizes depend on data (nonzero, boolean-mask indexing,
+unique, ``_local_scalar_dense``: the node carries ``meta['unbacked_bindings']``):
+each size they make up becomes a program symbol whose source is the call's
+result (``Program.unbacked``), and the kernels after it take it as a size
+argument like an input's dynamic size -- one compiled graph for every count.
 The op lowerings are found in :data:`lower.registry.LOWERINGS` (filled by
 :mod:`lower.ops` and :mod:`lower.reduce`).
 """
@@ -139,7 +144,51 @@ class Lowering:
             else:
                 raise Unsupported(f"fx op {n.op}")
         self.prog.symbols = list(self.sym_sources.items())
+        self._check_symbols()
         return self.prog
+
+    def _check_symbols(self):
+        """Every size symbol a buffer, an extern argument or an output uses
+        has a source (an input, or an extern's result).  A symbol the trace
+        made up without saying where it lives (an unbacked size of an op that
+        did not record its binding) leaves the graph to eager."""
+        free = set()
+
+        def add(x):
+            free.update(getattr(x, "free_symbols", ()))
+
+        for b in self.prog.buffers.values():
+            for x in (*b.shape, *b.strides, b.offset):
+                add(x)
+
+        def visit(a):
+            if isinstance(a, ir.SymArg):
+                add(a.expr)
+            elif isinstance(a, ir.BufArg):
+                for x in (*a.shape, *a.strides, a.offset):
+                    add(x)
+            elif isinstance(a, (list, tuple)):
+                for x in a:
+                    visit(x)
+
+        for node in self.prog.nodes:
+            if isinstance(node, ir.Extern):
+                visit(node.args)
+                visit(list(node.kwargs.values()))
+            else:
+                for x in node.ranges:
+                    add(x)
+                for e in ir.walk(node.expr):
+                    if e.kind == Op.SYM:
+                        add(e.aux)
+        for kind, o in self.prog.outputs:
+            if kind == "sym":
+                add(o)
+            elif kind == "buf":
+                visit(o)
+        missing = free - set(self.sym_sources)
+        if missing:
+            raise Unsupported(f"sizes {sorted(map(str, missing))} have no source")
 
     def placeholder(self, n, i):
         val = n.meta.get("val", n.meta.get("example_value"))
@@ -204,7 +253,9 @@ class Lowering:
             return list(v) if v is not None else list(self.arg(n.args[0]).shape)
         args = [self.arg(a) for a in n.args]
         kwargs = {k: self.arg(v) for k, v in n.kwargs.items()}
-        low = self.lowerings.get(target)
+        # an op whose result sizes depend on data (nonzero, a boolean mask,
+        # unique) runs as a library call: its sizes are read off its result
+        low = None if n.meta.get("unbacked_bindings") else self.lowerings.get(target)
         if low is not None:
             try:
                 out = low(self, *args, **kwargs)
@@ -313,6 +364,12 @@ class Lowering:
                 if isinstance(s, int):
                     return s
                 return ir.SymArg(s)
+            if isinstance(a, torch.SymBool):
+                # (a run-time check on sizes: ``_assert_scalar(u0 >= 0)``)
+                e = a.node.expr
+                return bool(e) if e.is_Boolean and e in (sympy.true, sympy.false) else ir.SymArg(e)
+            if isinstance(a, torch.SymFloat):
+                raise Unsupported(f"{op} takes a symbolic float")
             return a
 
         cargs = conv(args)
@@ -328,13 +385,39 @@ class Lowering:
                 outs.append(b)
             elif v is None:
                 outs.append(None)
+            elif isinstance(v, (torch.SymInt, int)) and not isinstance(v, bool):
+                # a number read from data (``_local_scalar_dense``: ``.item()``,
+                # ``int(t)``): a Python int of the wrapper, later used as a size
+                outs.append(self.prog.new_buffer("num", (), (), torch.int64, "scalar"))
             else:
                 raise Unsupported(f"extern {op} returns {type(v).__name__}")
         node = ir.Extern(f"n{len(self.prog.nodes)}", op, cargs, ckw, outs, multi)
         self.prog.nodes.append(node)
         self.extern_count += 1
-        tvs = [view_of(b) if b is not None else None for b in outs]
+        self._bind_unbacked(n, outs, multi)
+        tvs = [view_of(b) if b is not None and b.kind != "scalar" else
+               (v if b is not None else None) for b, v in zip(outs, vals)]
         return tvs if multi else tvs[0]
+
+    def _bind_unbacked(self, n, outs, multi):
+        """The sizes extern node ``n`` makes up (unbacked symbols, which
+        the trace recorded as key paths into the result:
+        ``meta['unbacked_bindings']``) become symbols of the program whose
+        value the wrapper reads off the result right after the call
+        (``("bound", buffer name, Python expression)``).  Kernels and
+        allocations after it take them as run-time sizes like any other."""
+        bindings = n.meta.get("unbacked_bindings") or {}
+        for sym, path in bindings.items():
+            path = tuple(path)
+            if multi:
+                if not path or type(path[0]).__name__ != "SequenceKey" \
+                        or path[0].idx >= len(outs) or outs[path[0].idx] is None:
+                    raise Unsupported(f"size {sym} of {n.name} at {path}")
+                base, path = outs[path[0].idx], path[1:]
+            else:
+                base = outs[0]
+            self.sym_sources.setdefault(sym, ("bound", base.name, keypath_expr(base.name, path)))
+            self.prog.unbacked.add(sym)
 
     def output(self, outs):
         # a graph returning one bare value (hand-built graphs) keeps that shape
@@ -517,13 +600,56 @@ def _same_placement(v, meta):
 
 def _dense_non_overlapping(shape, strides):
     if not all(isinstance(s, int) for s in list(shape) + list(strides)):
-        return tuple(strides) == tuple(ir.contiguous_strides(shape))
+        return _dense_symbolic(shape, strides)
     dims = sorted((st, s) for s, st in zip(shape, strides) if s != 1)
     expect = 1
     for st, s in dims:
         if st != expect:
             return False
         expect *= s
+    return True
+
+
+def keypath_expr(base: str, path) -> str:
+    """The Python expression reading the value at ``path`` (a torch.fx key
+    path, as in ``meta['unbacked_bindings']``) from the result named
+    ``base``: ``ext3.size()[0]``, ``ext3.stride()[1]``; a number itself is
+    the empty path.  The key classes are told apart by name
+    (torch.utils._pytree's ``SequenceKey``, symbolic_shapes'
+    ``CallMethodKey``, ``DivideByKey``, ``ConvertIntKey``)."""
+    out = base
+    for k in path:
+        kind = type(k).__name__
+        if kind == "SequenceKey":
+            out = f"{out}[{int(k.idx)}]"
+        elif kind == "CallMethodKey" and k.name in ("size", "stride", "storage_offset", "numel"):
+            out = f"{out}.{k.name}()"
+        elif kind == "DivideByKey":
+            out = f"({out} // {int(k.divisor)})"
+        elif kind == "ConvertIntKey":
+            out = f"int({out})"  # (a bool as 0 or 1)
+        else:
+            raise Unsupported(f"key path {path}")
+    return out
+
+
+def _dense_symbolic(shape, strides):
+    """``_dense_non_overlapping`` for symbolic sizes, checked at sample
+    sizes: a permuted dense layout such as nonzero's ``[u0, 2]`` with
+    strides ``(1, u0)``, or ``(1, Max(1, u0))`` for a pointwise result of it
+    (what eager gives, a row of one included), is kept."""
+    syms = sorted(set().union(*(getattr(x, "free_symbols", set()) for x in (*shape, *strides))),
+                  key=str)
+    for v in (1, 2, 3, 7):
+        for spread in (0, 1):
+            at = {s: v + spread * j for j, s in enumerate(syms)}
+            try:
+                sh = [int(sympy.sympify(x).subs(at)) for x in shape]
+                st = [int(sympy.sympify(x).subs(at)) for x in strides]
+            except (TypeError, ValueError):  # (a size the sample values leave symbolic)
+                return False
+            if not _dense_non_overlapping(sh, st):
+                return False
     return True
 
 

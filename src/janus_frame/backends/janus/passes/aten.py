@@ -53,6 +53,12 @@ def to_aten(gm, example_inputs, vals=None):
     symbolic = any(isinstance(v, torch.SymInt) or (isinstance(v, torch.Tensor) and any(
         isinstance(s, torch.SymInt) for s in list(v.shape) + list(v.stride()))) for v in vals)
     fake_mode = detect_fake_mode(vals)
+    env = getattr(fake_mode, "shape_env", None)
+    if env is not None and env.pending_fresh_unbacked_symbols:
+        # sizes made up by the trace that captured the graph and left
+        # without a recorded home: the retrace makes (and binds) its own,
+        # and refuses to start while those are pending
+        env.pending_fresh_unbacked_symbols.clear()
     fn = torch.func.functionalize(gm, remove="mutations")
     ctx = fake_mode if fake_mode is not None else contextlib.nullcontext()
     with ctx:

@@ -3,8 +3,10 @@
 In: a scheduled program, the C segment list and a pending :class:`Build`.
 Out: :class:`CompiledGraph`, a callable taking the graph's positional inputs
 and returning its outputs as a tuple.  Its body is one generated Python
-function: it reads size symbols from the inputs, allocates outputs and one
-workspace tensor, and per segment makes a single ctypes call with
+function: it reads size symbols from the inputs (a data-dependent size off
+its library call's result, right after the call), allocates outputs (those
+of data-dependent size just before their first writer) and one workspace
+tensor, and per segment makes a single ctypes call with
 pre-declared argument types; extern ops are called directly between segments;
 tensors handed to them are allocated just before their first use and every
 temporary or library result is dropped after its last (:func:`_lifetimes`).
@@ -139,13 +141,19 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
     L.append("def call(*args):")
     for i, b in enumerate(prog.inputs):
         L.append(f"    {b.name} = args[{i}]")
+    bound = {}  # buffer -> the statements defining the sizes read off it
     for sym, src in prog.symbols:
         if src[0] == "arg":
             L.append(f"    {sym} = int(args[{src[1]}])")
         elif src[0] == "size":
             L.append(f"    {sym} = args[{src[1]}].shape[{src[2]}]")
-        else:
+        elif src[0] == "stride":
             L.append(f"    {sym} = args[{src[1]}].stride({src[2]})")
+        else:
+            # a data-dependent size, read off a library call's result right
+            # after it (every segment takes every symbol: 0 until then)
+            L.append(f"    {sym} = 0")
+            bound.setdefault(src[1], []).append(f"    {sym} = {src[2]}")
     syms = [str(s) for s, _ in prog.symbols]
     # Kernels index an input with the strides it was traced with.  A caller
     # may hand over the same values laid out otherwise: AOTAutograd's
@@ -183,9 +191,17 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
     for o, e in alias.items():
         taken_over.setdefault(e, []).append(o)
     deferred = {}  # tensor temps: allocated just before their first use
+    unbacked = getattr(prog, "unbacked", set())
+
+    def data_dependent(b):
+        return any(getattr(x, "free_symbols", set()) & unbacked for x in (*b.shape, *b.strides))
+
     for b in prog.buffers.values():
         if b.kind == "output" and b.name not in alias:
-            L.append(alloc(b))
+            if data_dependent(b):
+                deferred[b.name] = alloc(b)  # (its size is known after a library call)
+            else:
+                L.append(alloc(b))
         elif b.kind == "ttemp" and b.name not in alias:
             deferred[b.name] = alloc(b)
     if sched.arena:
@@ -243,6 +259,9 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
             L.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = {call}")
         else:
             L.append(f"    {outs[0].name} = {call}")
+        for o in outs:
+            if o is not None:
+                L += bound.get(o.name, ())
         # Kernels index an extern's result with the strides its fake tensor
         # had; a library may lay it out otherwise (its layout can follow the
         # inputs' strides, which the lowering may have made contiguous), so a
