@@ -45,14 +45,6 @@ CLASSES = {
 }
 
 KNOWN: dict[str, str] = {
-    # ---- aliasing (1)
-    "torch::overlapping_slices_mutated[default]":
-        "aliasing: fusing backend: clone() of a view of an intermediate is dropped by the graph passes; the result is a view (storage offset 1 where eager's clone has 0)",
-    # ---- exceptions (2)
-    "guards::environment_variable_read":
-        "exceptions: breaks: JF012 os.environ.get raises KeyError inside Mapping.get (try/except not traced)",
-    "issue::issue_04_partial_overlap_add":
-        "exceptions: overlapping in-place add: error raised one line off (eager: line 165)",
     # ---- context-managers (2)
     "exceptions::exitstack_callbacks":
         "context-managers: breaks: JF016 context manager run natively: ExitStack",

@@ -169,11 +169,53 @@ def _set_env(k, w):
         os.environ.pop("CONFORMANCE_MODE", None)
 
 
-@P(args=x1, between=_set_env)
+@P(args=x1, between=_set_env, graphs=0, min_graphs_total=1,
+   why="the first call only returns its argument (no graph, as torch.compile); the "
+       "second sees the variable set and compiles x * 2")
 def environment_variable_read(x):
     if os.environ.get("CONFORMANCE_MODE") == "double":
         return x * 2
     return x
+
+
+def _set_env_scale(k, w):
+    # unset, set, changed: each call sees another environment
+    if k == 0:
+        os.environ.pop("CONFORMANCE_SCALE", None)
+    else:
+        os.environ["CONFORMANCE_SCALE"] = str(k + 1)
+
+
+@P(args=x1, between=_set_env_scale, calls=4)
+def environment_getenv_default(x):
+    return x * float(os.getenv("CONFORMANCE_SCALE", "0.5"))
+
+
+@P(args=x1, between=_set_env_scale, calls=4)
+def environment_get_keyword_default(x):
+    return x * len(os.environ.get("CONFORMANCE_SCALE", default="abcd"))
+
+
+@P(args=x1, between=_set_env_scale, calls=4)
+def environment_membership(x):
+    if "CONFORMANCE_SCALE" in os.environ:
+        return x - 1
+    return x + 1
+
+
+@P(args=x1, between=_set_env_scale, calls=4)
+def environment_subscript_caught(x):
+    try:
+        s = os.environ["CONFORMANCE_SCALE"]
+    except KeyError:
+        s = "7"
+    return x * int(s)
+
+
+@P(args=x1, between=_set_env_scale, calls=4)
+def environment_subscript_unset_raises(x):
+    y = x + 1
+    return y * int(os.environ["CONFORMANCE_SCALE"])
 
 
 _ORIG_GELU = F.gelu

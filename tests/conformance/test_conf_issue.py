@@ -166,6 +166,64 @@ def issue_04_partial_overlap_add(a, b):
     return a * 1, b * 1
 
 
+def _issue_04e_args(k):
+    if k == 0:
+        return (T(4), T(4), T(3))
+    t = T(8)
+    return (t[:4], t[2:6], T(3))
+
+
+@P(args=_issue_04e_args)
+def issue_04_overlap_after_other_update(a, b, c):
+    # the error comes from the add's line, with ``c`` updated exactly once
+    c.mul_(2)
+    a.add_(b)
+    return a * 1, c * 1
+
+
+@P(args=_issue_04e_args)
+def issue_04_overlap_through_view_of_input(a, b, c):
+    # the updated tensor is a view of the input, not the input itself
+    c.add_(1)
+    a.view(2, 2).add_(b.view(2, 2))
+    return a * 1
+
+
+@P(args=lambda k: _issue_04e_args(k) + ([k],))
+def issue_04_overlap_after_python_effect(a, b, c, log):
+    log.append(len(log))
+    c.sub_(1)
+    a.mul_(b)
+    return a * 1, len(log)
+
+
+def _issue_04_bn_world():
+    bn = nn.BatchNorm1d(4)
+
+    def fn(x, a, b):
+        # the batch statistics update the running ones in place (not an
+        # in-place op by name), before the overlapping add raises
+        y = bn(x)
+        a.add_(b)
+        return y * 1
+
+    return types.SimpleNamespace(fn=fn, bn=bn)
+
+
+def _issue_04_bn_args(k, w):
+    x = T(3, 4)
+    if k == 0:
+        return (x, T(4), T(4))
+    t = T(8)
+    return (x, t[:4], t[2:6])
+
+
+P(name="issue_04_overlap_after_batch_norm_update", build=_issue_04_bn_world,
+  args=_issue_04_bn_args, backward=False,
+  observe=lambda w: (w.bn.running_mean.tolist(), w.bn.running_var.tolist(),
+                     int(w.bn.num_batches_tracked)))
+
+
 def _issue_04c_args(k):
     if k != 1:
         return (T(4), T(4))

@@ -266,6 +266,36 @@ def overlapping_slices_mutated(a, b):
     return b.clone()
 
 
+def _overlap_rows_args(k):
+    if k == 1:
+        return (T(3, 4), T(3, 4))
+    t = T(4, 4)
+    return (t[:3], t[1:])
+
+
+@P(args=_overlap_rows_args)
+def overlapping_rows_mutated_row_cloned(a, b):
+    # eager's clone is a tensor of its own: not a row of the updated base
+    a.mul_(3)
+    return b[1].clone(), b[:, 1:].contiguous()
+
+
+@P(args=lambda k: (T(4, 4),))
+def clone_of_library_result_slice(m):
+    return (m @ m)[1:].clone()
+
+
+@P(args=lambda k: (T(6),))
+def clone_of_as_strided_intermediate(x):
+    return torch.as_strided(x * 2, (3,), (1,), 1).clone()
+
+
+@P(args=lambda k: (T(6), T(4, 4)))
+def window_of_intermediate_returned(x, m):
+    # eager's results are views holding the whole intermediate, at an offset
+    return (x * 2)[1:], (m * 3)[1], (x + 1).sum().expand(3)
+
+
 @P(args=lambda k: (T(3, 4),), graphs=0, breaks=0)
 def input_returned_unchanged(x):
     return x

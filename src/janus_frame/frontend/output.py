@@ -15,6 +15,7 @@ import contextlib
 import enum
 import functools
 import operator
+import os
 import re
 import types
 
@@ -40,6 +41,7 @@ from .values import (
 )
 from .values.containers import is_named_tuple_cls
 from .values.dicts import VIEW_TYPES, wrap_dict_view
+from .values.environ import EnvironV
 from .values.numpy import wrap_numpy
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
@@ -86,6 +88,10 @@ class OutputGraph(ShapeMixin):
         self.initial_grad_enabled = self.grad_enabled
         self.autocast: list[tuple] = []  # (torch.autocast args, enter node) entered in the graph
         self.native_autocast: list[tuple] = []  # args of autocasts entered before it
+        # the trace read process state that changes between calls (the
+        # environment): even without tensor operations the frame gets an entry
+        # under its guards, not a skip for good (another value may need ops)
+        self.reads_process_state = False
         self.effects = SideEffects()
         self._int_inputs: dict[int, TensorV] = {}
         self.speculations: list = []  # (predicate TensorV, predicted bool, site)
@@ -290,6 +296,10 @@ class OutputGraph(ShapeMixin):
             v = wrap_dict_view(self, obj, source)  # a live view of its dict
             if v is not None:
                 return v
+        if t is os._Environ and source is not None:
+            # the process environment: each read guarded on its value
+            self.guards.type_is(source, obj)
+            return EnvironV(obj, source)
         if t is types.MethodType and source is not None:
             # a bound method is a new object each time it is looked up:
             # guard what it binds, not its identity

@@ -106,10 +106,22 @@ def _guarded_call(seg: Segment, call: str, input_exprs: dict) -> list[str]:
     if undo_set.random:
         lines.append(f"__jf_rng = {fb.const(torch.get_rng_state)}()")
         undo.append(f"{fb.const(torch.set_rng_state)}(__jf_rng)")
+    saving = bool(undo_set.inputs)
+    if saving and undo_set.safe_if_disjoint and not seg.checks:
+        # nothing to restore unless the inputs share memory (see Undo)
+        every = ", ".join(input_exprs.values())
+        lines.append(f"__jf_keep = not {fb.const(_disjoint)}(({every},))")
+        guard = "if __jf_keep: "
+    else:
+        guard = ""
     for i, name in enumerate(undo_set.inputs):
-        lines.append(f"__jf_saved{i} = {input_exprs[name]}.clone()")
+        lines.append(f"{guard}__jf_saved{i} = {input_exprs[name]}.clone()")
         undo.append(f"{input_exprs[name]}.copy_(__jf_saved{i})")
     lines += ["try:", f"    {call}", "except Exception:"]
+    if guard:
+        # inputs apart: the graph raised before touching them, or on an
+        # error no rerun can avoid (out of memory): as it stands
+        lines.append("    if not __jf_keep: raise")
     lines += ["    " + u for u in undo]
     lines.append(f"    {fb.const(_note_rerun)}({fb.const(seg.site)})")
     lines.append(f"    return {fn}({slots})")
@@ -122,6 +134,27 @@ def _guarded_call(seg: Segment, call: str, input_exprs: dict) -> list[str]:
     for site in seg.spec_sites:
         lines.append(f"{fb.const(site)}.hit()")
     return lines
+
+
+def _disjoint(tensors) -> bool:
+    """Do the tensors (graph inputs) each have memory no other one has?
+    Compared by the address ranges of their storages: views of one tensor
+    share it, and so do two storages over one buffer (``from_numpy`` of
+    overlapping arrays)."""
+    spans = []
+    for t in tensors:
+        if isinstance(t, torch.Tensor):
+            s = t.untyped_storage()
+            n = s.nbytes()
+            if n:
+                spans.append((s.data_ptr(), n))
+    spans.sort()
+    end = None
+    for start, n in spans:
+        if end is not None and start < end:
+            return False
+        end = start + n
+    return True
 
 
 def _note_rerun(site) -> None:

@@ -80,6 +80,11 @@ class Undo:
 
     inputs: list[str]
     random: bool
+    # the graph cannot raise once its inputs are known not to share memory
+    # (only operations of _SAFE_OPS: the errors left at run time are overlaps
+    # of the memory an in-place update reads and writes): the copies are
+    # taken only on calls whose inputs do share memory
+    safe_if_disjoint: bool = False
 
 
 @dataclasses.dataclass
@@ -116,7 +121,8 @@ class Segment:
                        for pred, predicted, _ in output.speculations]
         self.spec_sites = [site for _, _, site in output.speculations]
         if self.brk is None:
-            if output.op_count == 0 and not output.effects and not output.inputs:
+            if output.op_count == 0 and not output.effects and not output.inputs \
+                    and not output.reads_process_state:
                 # pure Python: skipped for good. (A frame that only passes tensors
                 # along gets an entry under its guards: other inputs may need ops.)
                 raise SkipFrame("no tensor operations")
@@ -209,35 +215,153 @@ def check_reused(seg: Segment, args: tuple, ctx, stop_at: int, symbolic: bool) -
 def _undo(gm, speculates: bool, sites: list) -> Undo | None:
     """The segment's undo set, or None when what it mutates cannot be
     restored (a view that may alias an input): then the graph's exception
-    propagates as is, and a speculating segment is unsafe."""
+    propagates as is, and a speculating segment is unsafe.
+
+    Inputs updated in place are restored whether or not the segment
+    speculates: a graph that raises (an overlapping in-place update, an
+    index out of range) must leave the frame to rerun natively from the
+    state it started in, so that the error comes from the user's own line
+    with the inputs as eager leaves them there -- without the undo, the
+    error would come from the segment's last line with the inputs updated
+    by whatever ran before it."""
     direct, other = _mutations(gm)
-    if other or (direct and not speculates):
+    if other:
         if speculates:
             raise UnsafeSpeculation(sites)
         return None
     names = [n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
              for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
-    return Undo(direct, any(h in n.lower() for n in names for h in _RANDOM_HINTS))
+    return Undo(direct, any(h in n.lower() for n in names for h in _RANDOM_HINTS),
+                bool(direct) and _raises_only_on_overlap(gm))
+
+
+# Operations that raise nothing at run time once shapes, dtypes and devices
+# are those the trace saw (fake tensors raised any error those decide) and
+# no two inputs share memory: floating-point arithmetic has no error values
+# (inf and nan instead), so only integer division is kept out; indexing only
+# with ints and slices (an index tensor may be out of range), no losses (a
+# class target may be out of range), nothing reading data to decide.
+_SAFE_OPS = frozenset("""
+add sub mul neg abs sqrt rsqrt exp log sigmoid tanh relu gelu silu clamp clamp_min clamp_max
+maximum minimum lerp addcmul addcdiv sign square reciprocal copy zero fill
+iadd isub imul
+matmul mm bmm linear addmm sum mean amax amin softmax log_softmax layer_norm
+view reshape transpose permute t unsqueeze squeeze flatten contiguous expand expand_as
+detach clone
+""".split())
+_BASIC_INDEX = (int, slice, type(None), type(Ellipsis))
+_FLOAT_ONLY = frozenset("div true_divide truediv itruediv pow ipow".split())
+
+
+def _raises_only_on_overlap(gm) -> bool:
+    for n in gm.graph.nodes:
+        if n.op in ("placeholder", "output", "get_attr"):
+            continue
+        if n.op not in ("call_function", "call_method"):
+            return False
+        name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+        if name == "_set_grad_enabled":
+            continue
+        base = name.strip("_") if name.startswith("__") else name.rstrip("_")
+        if base.startswith("_foreach_"):
+            base = base[len("_foreach_"):]
+        if base in _SAFE_OPS:
+            continue
+        if name == "getitem" and len(n.args) == 2:
+            # basic indexing (ints, slices): a tensor index may be out of range
+            idx = n.args[1] if isinstance(n.args[1], tuple) else (n.args[1],)
+            if all(isinstance(i, _BASIC_INDEX) for i in idx):
+                continue
+        val = n.meta.get("example_value")
+        vals = val if isinstance(val, (list, tuple)) else [val]
+        if base in _FLOAT_ONLY and vals and all(
+                isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())
+                for v in vals):
+            continue
+        return False
+    return True
+
+
+def _storage(node):
+    """An id of the (fake) storage behind ``node``'s value, or None."""
+    v = node.meta.get("example_value") if hasattr(node, "meta") else None
+    if not isinstance(v, torch.Tensor):
+        return None
+    try:
+        return v.untyped_storage()._cdata
+    except Exception:  # a value without storage (sparse, nested): unknown
+        return None
 
 
 def _mutations(gm) -> tuple[list[str], bool]:
     """(placeholders mutated in place, whether anything else is mutated in
-    place -- a view that may alias an input)."""
+    place that cannot be restored -- memory of unknown origin).
+
+    An in-place update of a view (``a[1:].add_(b)``, ``a.view(-1).mul_(2)``,
+    ``a.float()`` returning ``a`` itself) writes into the memory of the inputs
+    whose storage it shares: those inputs are restored as a whole. One of a
+    fresh intermediate (``(a * 2).add_(b)``) changes nothing the caller sees."""
     direct, other = [], False
+    owners: dict = {}  # fake storage -> placeholders holding it
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            key = _storage(n)
+            if key is not None:
+                owners.setdefault(key, []).append(n.name)
     for n in gm.graph.nodes:
         if n.op not in ("call_function", "call_method"):
             continue
-        name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
-        if name == "_set_grad_enabled" or n.target in (operator.and_, operator.or_):
-            continue  # `a & b`, `a | b`: the operator module's names end in "_"
-        if (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_FUNCTIONS:
-            target = n.args[0] if n.args else None
+        for target in _written(n):
             if getattr(target, "op", None) == "placeholder":
-                if target.name not in direct:
-                    direct.append(target.name)
+                names = [target.name]
             else:
-                other = True
+                key = _storage(target) if isinstance(target, torch.fx.Node) else None
+                if key is None:
+                    other = True
+                    continue
+                names = owners.get(key, ())
+            for name in names:
+                if name not in direct:
+                    direct.append(name)
     return direct, other
+
+
+# functions updating arguments in place without saying so in their name:
+# (flag position, written positions) -- batch statistics update the running
+# ones when training (torch.nn.functional's order; torch's own one after it)
+_NORM_UPDATES = {
+    torch.nn.functional.batch_norm: (5, (1, 2)),
+    torch.nn.functional.instance_norm: (5, (1, 2)),
+    torch.batch_norm: (5, (3, 4)),
+    torch.instance_norm: (5, (3, 4)),
+}
+_NORM_KEYWORDS = {"training": None, "use_input_stats": None}
+
+
+def _written(n) -> list:
+    """The arguments of call ``n`` it updates in place."""
+    name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+    out = []
+    if name == "_set_grad_enabled" or n.target in (operator.and_, operator.or_):
+        return out  # `a & b`, `a | b`: the operator module's names end in "_"
+    if (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_FUNCTIONS:
+        out.append(n.args[0] if n.args else None)
+    if "out" in n.kwargs:  # torch.add(a, b, out=c)
+        o = n.kwargs["out"]
+        out.extend(o if isinstance(o, (list, tuple)) else [o])
+    norm = _NORM_UPDATES.get(n.target) if not isinstance(n.target, str) else None
+    if norm is not None:
+        flag_at, written = norm
+        names = ("running_mean", "running_var") if written == (1, 2) else ()
+        flag = n.args[flag_at] if len(n.args) > flag_at else next(
+            (n.kwargs[k] for k in _NORM_KEYWORDS if k in n.kwargs), False)
+        if flag is not False:  # True, or not known while tracing: updated
+            for i, at in enumerate(written):
+                arg = n.args[at] if len(n.args) > at else (
+                    n.kwargs.get(names[i]) if names else None)
+                if arg is not None:
+                    out.append(arg)
+    return out
 
 
 def _site(code, output, brk) -> Site:

@@ -22,6 +22,7 @@ everything Python can do with it while tracing (the protocol is base.py):
 - contexts.py: ``CtxV``, ``ExitV`` (grad mode and autocast blocks);
 - numpy.py: ``NdarrayV`` (an ndarray or numpy scalar whose data is a graph
   tensor), numpy functions and methods through ``torch._numpy``;
+- environ.py: ``EnvironV`` (``os.environ``: reads guarded on the variable);
 - base.py: ``NullV`` (the NULL 3.11 pushes below callables);
 - operators.py: binary operators, comparisons and identity between kinds.
 
@@ -38,6 +39,7 @@ from .dicts import DictObjV, DictV, DictViewV, RealDictV
 from .functions import CellV, FunctionV, PartialV
 from .contexts import CtxV, ExitV
 from .numpy import NdarrayV
+from .environ import EnvironV
 
 __all__ = [
     "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictObjV", "DictV", "DictViewV",

@@ -30,7 +30,7 @@ from ....torch_compat import OpOverload
 from .. import ir
 from ..ir import Affine, Op
 from .registry import LOWERINGS, NATIVE
-from .tensor_values import TV, Unsupported, broadcast_to, cast, sz, view_of
+from .tensor_values import TV, Unsupported, broadcast_to, cast, size_eq, sz, view_of
 
 aten = torch.ops.aten
 
@@ -439,7 +439,7 @@ class Lowering:
                     res.append(("const", v))
                 continue
             if v.is_view and self._may_alias(v.buf, meta, claimed) and (
-                    v.buf.kind == "input" or _same_layout(v, meta)):
+                    v.buf.kind == "input" or (_same_layout(v, meta) and self._placed_as_traced(v, meta))):
                 b = v.buf
                 producer = self._producer(b)
                 if b.kind == "temp" and producer is not None and b.name not in claimed:
@@ -473,6 +473,24 @@ class Lowering:
         if b.name in claimed:
             return claimed[b.name] is not None and claimed[b.name] == mine
         return True
+
+    def _placed_as_traced(self, v, meta):
+        """May view ``v`` be handed out for the traced output ``meta``?  When
+        eager's output is a tensor of its own (not a view: ``clone``,
+        ``contiguous`` of a slice), only if ``v`` is placed in a buffer of its
+        own as ``meta`` is in its storage -- not a slice of an intermediate,
+        not the view a library call returned."""
+        if not isinstance(meta, torch.Tensor) or not _owns_storage(meta):
+            return True  # eager returns a view too (or no metadata): as before
+        return _same_placement(v, meta) and not self._library_view(v.buf)
+
+    def _library_view(self, b):
+        """Is ``b`` the result of a library call returning a view of its
+        argument (``as_strided``, ``slice`` run as externs)?  Its memory is the
+        argument's: not a tensor of its own to hand out for a fresh output."""
+        n = self._producer(b)
+        return isinstance(n, ir.Extern) and any(
+            r.alias_info is not None for r in n.op._schema.returns)
 
     def _producer(self, b):
         for n in self.prog.nodes:
@@ -543,6 +561,41 @@ def _same_layout(v, meta):
         if not (isinstance(size, int) and size == 1) and st != sz(mst):
             return False
     return True
+
+
+def _owns_storage(meta):
+    """Does the traced value ``meta`` fill a storage of its own from offset
+    0 (a fresh tensor in eager)?  Traced values after the graph passes do
+    not record whether they are views; where they sit tells."""
+    try:
+        offset = sz(meta.storage_offset())
+        numel = sz(meta.untyped_storage().nbytes()) // meta.element_size()
+        return size_eq(offset, 0) and size_eq(numel, sz(meta.numel()))
+    except Exception:  # noqa: BLE001 -- no storage (sparse, opaque): not known to be fresh
+        return False
+
+
+def _same_placement(v, meta):
+    """Does view ``v`` of a buffer the program allocates sit in it as the
+    traced output ``meta`` sits in its storage (same offset, storage of the
+    same size)?  The lowering drops ``clone`` and reads slices in place, so
+    ``clone(y[1:])`` of an intermediate ``y`` arrives as a view at offset 1 of
+    ``y``'s buffer, where eager's clone is a tensor of its own at offset 0:
+    such an output gets a buffer of its own."""
+    if not isinstance(meta, torch.Tensor):
+        return True  # no metadata (hand-built graphs): as before
+    try:
+        offset = sz(meta.storage_offset())
+        numel = sz(meta.untyped_storage().nbytes()) // meta.element_size()
+    except Exception:  # noqa: BLE001 -- no storage to compare with (sparse, opaque)
+        return False
+    if not isinstance(v.offset, (int, sympy.Expr)) or not size_eq(v.offset, offset):
+        return False
+    b = v.buf
+    if b.kind == "view" or b.base is not None:
+        return False  # a window into another buffer: not a storage of its own
+    extent = b.numel if b.shape else 1
+    return size_eq(extent, numel)
 
 
 def _dense_non_overlapping(shape, strides):

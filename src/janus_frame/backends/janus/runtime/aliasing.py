@@ -31,7 +31,9 @@ import torch
 
 @dataclasses.dataclass
 class AliasInfo:
-    outputs_alias: bool  # an output views an input, is an input, or shares memory with another
+    # an output views an input, is an input, shares memory with another, or
+    # is a window into a larger intermediate
+    outputs_alias: bool
     mutates: tuple  # inputs whose data or metadata the graph changes
     metadata_mutation: bool
     pattern: tuple  # per input: index of the first input sharing its storage (or its own)
@@ -139,10 +141,23 @@ def analyse(gm: torch.fx.GraphModule, example_inputs) -> AliasInfo | None:
         if not isinstance(o, torch.Tensor):
             continue
         ref = StorageWeakRef(o.untyped_storage())
-        if ref in ins or ref in seen:
+        if ref in ins or ref in seen or not _fills_storage(o):
             aliased = True
         seen.add(ref)
     return AliasInfo(aliased, tuple(mutates), metadata, pattern)
+
+
+def _fills_storage(t) -> bool:
+    """Does ``t`` fill its storage from offset 0?  An output that is a window
+    into a larger intermediate (``(x * 2)[1:]``, a row of a matmul) is a
+    view in eager, holding the whole storage at its offset: our kernels
+    would hand out a fresh tensor of its own, so it takes the epilogue
+    (split_view_outputs regenerates it from its base)."""
+    try:
+        return t.storage_offset() == 0 and \
+            t.untyped_storage().nbytes() == t.numel() * t.element_size()
+    except Exception:  # noqa: BLE001 -- no storage (sparse, opaque): nothing to mimic
+        return True
 
 
 class _null:
