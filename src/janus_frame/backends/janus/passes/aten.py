@@ -59,13 +59,36 @@ def to_aten(gm, example_inputs, vals=None):
         # without a recorded home: the retrace makes (and binds) its own,
         # and refuses to start while those are pending
         env.pending_fresh_unbacked_symbols.clear()
-    fn = torch.func.functionalize(gm, remove="mutations")
     ctx = fake_mode if fake_mode is not None else contextlib.nullcontext()
+    mode = "symbolic" if symbolic else "fake"
     with ctx:
-        g = make_fx(fn, decomposition_table=decomposition_table(),
-                    tracing_mode="symbolic" if symbolic else "fake",
+        if symbolic:
+            gm = _decompose_first(gm, vals, make_fx)
+            if is_decomposed_aten(gm):
+                return gm
+        fn = torch.func.functionalize(gm, remove="mutations")
+        g = make_fx(fn, decomposition_table=decomposition_table(), tracing_mode=mode,
                     _allow_non_fake_inputs=True)(*vals)
     return g
+
+
+def _decompose_first(gm, vals, make_fx):
+    """``gm`` traced to decomposed aten ops without functionalization.
+
+    ``torch.func.functionalize`` wraps every tensor in a C++ functional
+    wrapper, and some composite kernels (``linear`` with a bias on a 3-d
+    input) read that wrapper's concrete ``sizes()``: on a symbolic size that
+    specialises it to the example's value, a guard that recompiles the frame
+    on every new length although nothing in the graph needs it.  Traced
+    plainly, the same kernels see symbolic sizes; functionalizing the
+    resulting graph of primitive aten ops then keeps them symbolic.  The
+    trace runs on aliases of the inputs so that an in-place metadata change
+    in the graph leaves the example values as they were."""
+    from ....torch_compat import FakeTensor
+
+    args = [torch.ops.aten.alias.default(v) if isinstance(v, FakeTensor) else v for v in vals]
+    return make_fx(gm, decomposition_table=decomposition_table(), tracing_mode="symbolic",
+                   _allow_non_fake_inputs=True)(*args)
 
 
 def attr(gm, target):
