@@ -518,3 +518,24 @@ def test_linear_with_bias_over_sequence_lengths_recompiles_once(backend, write):
     assert entries(f) == 2 and recompiles(f) == 1
     # the dynamic entry keeps the length symbolic: no clause pins it to a value
     assert not [g for g in guard_lines(f) if re.search(r"size\(1\) (==|<=) \d", g)], guard_lines(f)
+
+
+def test_size_pinned_by_the_backend_is_an_explained_guard():
+    """A backend may need a dynamic size as a constant: the entry is then
+    guarded on it (correct at every size), and the guard and the recompile
+    reason it causes say that the backend, not the frame, pinned it."""
+    def pinning(gm, example_inputs):
+        for n in gm.graph.nodes:
+            v = n.meta.get("example_value")
+            if n.op == "placeholder" and isinstance(v, torch.Tensor) and v.dim() == 2:
+                int(v.shape[1])  # the backend reads the size as a Python int
+        return gm.forward
+
+    def f(x):
+        return torch.tanh(x) * 2
+
+    cf = jf.compile(f, backend=pinning)
+    run_sizes(f, cf, lambda n: (torch.randn(3, n),), [4, 5, 6])
+    pinned = [g for g in guard_lines(f) if "specialised by the backend" in g]
+    assert pinned and "size(1) == 6" in pinned[0], guard_lines(f)
+    assert "specialised by the backend" in hook.code_state(f.__code__).recompiles[-1]
