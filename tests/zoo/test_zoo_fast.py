@@ -9,8 +9,9 @@ Out: for bert, gpt2, llama, t5 and vit in inference:
   - ``jf.explain(model)`` sees one graph and zero breaks (the issue's bar
     for inference);
   - 10 more identical calls compile nothing new;
-and for bert, the default fusing backend gives eager's outputs with no
-backend fallback.
+for bert, the default fusing backend gives eager's outputs with no
+backend fallback; for qwen2 and gpt_neox, the fusing backend over three new
+sequence lengths recompiles once in total and gives eager's logits.
 What janus_frame cannot do yet is marked ``xfail(strict=True)`` with the
 reason the zoo found, so a fix shows up as an XPASS to un-mark. The whole
 module takes a few minutes on 2 cores (about 9 on a loaded machine);
