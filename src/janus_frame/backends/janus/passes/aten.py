@@ -3,7 +3,9 @@
 In: the ``fx.GraphModule`` handed to the backend (torch-level ops, or aten
 ops already), its example inputs.  Out: ``to_aten(gm, inputs)`` -- the graph
 traced with ``make_fx`` through functionalization and our decomposition
-table (:mod:`passes.decomp`), with ``meta['val']`` on every node;
+table (:mod:`passes.decomp`), with ``meta['val']`` on every node (a graph
+with symbolic sizes is decomposed by a plain trace first, so that its sizes
+stay symbolic);
 ``is_decomposed_aten(gm)`` says when that is already the case;
 ``lift_tensor_attrs`` turns tensor attributes into leading inputs;
 ``check_no_aliasing`` refuses inputs sharing memory when the graph writes an
