@@ -63,9 +63,12 @@ def to_aten(gm, example_inputs, vals=None):
         env.pending_fresh_unbacked_symbols.clear()
     ctx = fake_mode if fake_mode is not None else contextlib.nullcontext()
     mode = "symbolic" if symbolic else "fake"
+    # the aliases come from each input's own fake mode (which need not be
+    # the one detected: Dynamo's graphs carry values of an earlier mode)
+    aliases = _aliases(vals) if symbolic else None
     with ctx:
         if symbolic:
-            gm = _decompose_first(gm, vals, make_fx)
+            gm = _decompose_first(gm, aliases, make_fx)
             if is_decomposed_aten(gm):
                 return gm
         fn = torch.func.functionalize(gm, remove="mutations")
@@ -74,7 +77,15 @@ def to_aten(gm, example_inputs, vals=None):
     return g
 
 
-def _decompose_first(gm, vals, make_fx):
+def _aliases(vals):
+    """Fake tensors among ``vals`` replaced by aliases (new tensors over the
+    same storage, sizes and strides)."""
+    from ....torch_compat import FakeTensor
+
+    return [torch.ops.aten.alias.default(v) if isinstance(v, FakeTensor) else v for v in vals]
+
+
+def _decompose_first(gm, args, make_fx):
     """``gm`` traced to decomposed aten ops without functionalization.
 
     ``torch.func.functionalize`` wraps every tensor in a C++ functional
@@ -83,12 +94,9 @@ def _decompose_first(gm, vals, make_fx):
     specialises it to the example's value, a guard that recompiles the frame
     on every new length although nothing in the graph needs it.  Traced
     plainly, the same kernels see symbolic sizes; functionalizing the
-    resulting graph of primitive aten ops then keeps them symbolic.  The
-    trace runs on aliases of the inputs so that an in-place metadata change
-    in the graph leaves the example values as they were."""
-    from ....torch_compat import FakeTensor
-
-    args = [torch.ops.aten.alias.default(v) if isinstance(v, FakeTensor) else v for v in vals]
+    resulting graph of primitive aten ops then keeps them symbolic.
+    ``args``: aliases of the inputs (:func:`_aliases`), so that an in-place
+    metadata change in the graph leaves the example values as they were."""
     return make_fx(gm, decomposition_table=decomposition_table(), tracing_mode="symbolic",
                    _allow_non_fake_inputs=True)(*args)
 
