@@ -5,6 +5,7 @@ size-generic code. Each test compares with eager on every size."""
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -477,3 +478,64 @@ def test_batchnorm_with_a_dynamic_batch_compiles_in_the_fusing_backend():
     assert not stats.fallbacks, stats.fallbacks
     assert any(g.prog.symbols for g in stats.graphs)
     assert_same(net.state_dict(), ref.state_dict())
+
+
+class _MaskedProjection(nn.Module):
+    """What Qwen2's and GPT-NeoX's attention blocks do to a padded batch: a
+    3-d input scaled by its attention mask, through linears with a bias (the
+    composite kernel that flattens the leading dimensions)."""
+
+    def __init__(self):
+        super().__init__()
+        self.q = nn.Linear(8, 8)
+        self.o = nn.Linear(8, 4)
+
+    def forward(self, x, mask):
+        h = x * mask[:, :, None]
+        return self.o(torch.tanh(self.q(h)))
+
+
+@pytest.mark.parametrize("write", [False, True], ids=["read", "write"])
+@pytest.mark.parametrize("backend", ["eager", "default"])
+def test_linear_with_bias_over_sequence_lengths_recompiles_once(backend, write):
+    torch.manual_seed(0)
+    model = _MaskedProjection()
+
+    def f(x, mask):
+        if write:  # an input written back: mutations to functionalize
+            mask.mul_(2)
+        return model(x, mask)
+
+    cf = jf.compile(f, backend=backend)
+    with torch.no_grad():
+        for n in [16, 20, 24, 28]:
+            x = torch.randn(2, n, 8)
+            mask = torch.ones(2, n)
+            mask[1, n - n // 4:] = 0
+            x2, mask2 = x.clone(), mask.clone()
+            torch.testing.assert_close(cf(x, mask), f(x2, mask2), rtol=1e-5, atol=1e-6)
+            assert torch.equal(x, x2) and torch.equal(mask, mask2), f"inputs after the call, size {n}"
+    assert entries(f) == 2 and recompiles(f) == 1
+    # the dynamic entry keeps the length symbolic: no clause pins it to a value
+    assert not [g for g in guard_lines(f) if re.search(r"size\(1\) (==|<=) \d", g)], guard_lines(f)
+
+
+def test_size_pinned_by_the_backend_is_an_explained_guard():
+    """A backend may need a dynamic size as a constant: the entry is then
+    guarded on it (correct at every size), and the guard and the recompile
+    reason it causes say that the backend, not the frame, pinned it."""
+    def pinning(gm, example_inputs):
+        for n in gm.graph.nodes:
+            v = n.meta.get("example_value")
+            if n.op == "placeholder" and isinstance(v, torch.Tensor) and v.dim() == 2:
+                int(v.shape[1])  # the backend reads the size as a Python int
+        return gm.forward
+
+    def f(x):
+        return torch.tanh(x) * 2
+
+    cf = jf.compile(f, backend=pinning)
+    run_sizes(f, cf, lambda n: (torch.randn(3, n),), [4, 5, 6])
+    pinned = [g for g in guard_lines(f) if "specialised by the backend" in g]
+    assert pinned and "size(1) == 6" in pinned[0], guard_lines(f)
+    assert "specialised by the backend" in hook.code_state(f.__code__).recompiles[-1]

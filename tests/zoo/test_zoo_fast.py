@@ -9,8 +9,9 @@ Out: for bert, gpt2, llama, t5 and vit in inference:
   - ``jf.explain(model)`` sees one graph and zero breaks (the issue's bar
     for inference);
   - 10 more identical calls compile nothing new;
-and for bert, the default fusing backend gives eager's outputs with no
-backend fallback.
+for bert, the default fusing backend gives eager's outputs with no
+backend fallback; for qwen2 and gpt_neox, the fusing backend over three new
+sequence lengths recompiles once in total and gives eager's logits.
 What janus_frame cannot do yet is marked ``xfail(strict=True)`` with the
 reason the zoo found, so a fix shows up as an XPASS to un-mark. The whole
 module takes a few minutes on 2 cores (about 9 on a loaded machine);
@@ -164,3 +165,28 @@ def test_default_backend_bert_training_step():
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-6)
     for (n, p), q in zip(ref_model.named_parameters(), model.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=n)
+
+
+@pytest.mark.parametrize("name", ["qwen2", "gpt_neox"])
+def test_default_backend_new_lengths_recompile_once(name):
+    """The zoo's recompile run with the fusing backend: three new sequence
+    lengths cost one recompile in total (the dynamic entry), as with the
+    frontend alone. Their linears have a bias, whose composite kernel read a
+    concrete size during the backend's functionalization and pinned the
+    length to each value."""
+    from janus_frame.cache import stats
+
+    model, kw, _ = _case(name)
+    errors0, fb0 = _counters()
+    compiled = jf.compile(model)
+    _run(compiled, kw)
+    before = stats.frames_compiled
+    for size in Z.var_sizes(name, quick=True):
+        vkw = Z.inputs(name, quick=True, mode="infer", mask=True, size=size)
+        (out,), warned = _run(compiled, vkw)
+        with torch.no_grad():
+            ref = model(**vkw)
+        torch.testing.assert_close(out.logits, ref.logits, rtol=1e-4, atol=1e-5)
+    assert stats.frames_compiled - before == 1, f"{stats.frames_compiled - before} frames compiled"
+    errors, fb = _counters()
+    assert errors == errors0 and fb == fb0, (errors - errors0, fb - fb0, warned[:2])

@@ -29,6 +29,7 @@ def compile_graph(seg, ctx):
     # the backend's code (Inductor's generated modules, runtime wrappers)
     # runs with janus_frame off: it is not the user's to compile
     example = [real for _, real in seg.inputs]
+    seg.output.note_sizes_before_backend()
     with _tracing(seg.output):
         # inside a DistributedDataParallel forward: pieces of one gradient
         # bucket each, so that DDP's all-reduces overlap backward (ddp.py)

@@ -74,6 +74,9 @@ class OutputGraph(ShapeMixin):
         self.fake_mode = FakeTensorMode(
             shape_env=ShapeEnv(duck_shape=False) if symbolic else None)
         self.sym_inputs: list = []  # (fake, source) of inputs with symbolic sizes
+        # (source name, dim) of the sizes above that were constants when the
+        # backend was called (None: not called, or no symbolic input)
+        self.sizes_before_backend: set | None = None
         # sympy symbol -> SizeSymbol (the input size it stands for)
         self.size_symbols: dict = {}
         self.guards = Guards(code, nargs)

@@ -175,6 +175,16 @@ class ShapeMixin:
         return self.sym_value(fake, lambda: self.graph.call_function(
             fn, tuple(to_node(x) for x in args)))
 
+    def note_sizes_before_backend(self) -> None:
+        """Remembers which dynamic input sizes the trace itself turned into
+        constants, so that the guards can tell those the backend pins apart."""
+        env = self.fake_mode.shape_env if self.fake_mode is not None else None
+        if env is None or not self.sym_inputs:
+            return
+        self.sizes_before_backend = {
+            (src.name(), d) for fake, src in self.sym_inputs for d, n in enumerate(fake.shape)
+            if isinstance(n, torch.SymInt) and env.simplify(n.node.expr).is_number}
+
     def shape_guards(self) -> None:
         """The shape environment's conditions on the symbolic sizes (relations
         found while tracing, ranges, specialisations), as guard clauses. Called
@@ -191,6 +201,8 @@ class ShapeMixin:
         # A dynamic dimension whose size the trace used as a Python int is
         # now a constant of the environment: check it like a static size
         # (produce_guards leaves sizes it considers static to the caller).
+        # One the backend pinned says so: nothing in the frame needed it.
+        frontend = self.sizes_before_backend
         for fake, src in self.sym_inputs:
             for d, n in enumerate(fake.shape):
                 if isinstance(n, torch.SymInt):
@@ -199,7 +211,9 @@ class ShapeMixin:
                         at = f"__jf_h_len({_length_of(src)})" if d == 0 and _length_of(src) \
                             else f"{src.expr()}.shape[{d}]"
                         exprs.append(f"{at} == {int(value)}")
-                        readable.append(f"{src.name()}.size({d}) == {int(value)}")
+                        why = "" if frontend is None or (src.name(), d) in frontend else \
+                            " (specialised by the backend while compiling the graph)"
+                        readable.append(f"{src.name()}.size({d}) == {int(value)}{why}")
         for ex, desc in zip(exprs, readable):
             self.guards.add(_bind_sympy_helpers(ex, self.guards.fb.const), desc)
 

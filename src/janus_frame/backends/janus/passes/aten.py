@@ -3,7 +3,9 @@
 In: the ``fx.GraphModule`` handed to the backend (torch-level ops, or aten
 ops already), its example inputs.  Out: ``to_aten(gm, inputs)`` -- the graph
 traced with ``make_fx`` through functionalization and our decomposition
-table (:mod:`passes.decomp`), with ``meta['val']`` on every node;
+table (:mod:`passes.decomp`), with ``meta['val']`` on every node (a graph
+with symbolic sizes is decomposed by a plain trace first, so that its sizes
+stay symbolic);
 ``is_decomposed_aten(gm)`` says when that is already the case;
 ``lift_tensor_attrs`` turns tensor attributes into leading inputs;
 ``check_no_aliasing`` refuses inputs sharing memory when the graph writes an
@@ -59,13 +61,44 @@ def to_aten(gm, example_inputs, vals=None):
         # without a recorded home: the retrace makes (and binds) its own,
         # and refuses to start while those are pending
         env.pending_fresh_unbacked_symbols.clear()
-    fn = torch.func.functionalize(gm, remove="mutations")
     ctx = fake_mode if fake_mode is not None else contextlib.nullcontext()
+    mode = "symbolic" if symbolic else "fake"
+    # the aliases come from each input's own fake mode (which need not be
+    # the one detected: Dynamo's graphs carry values of an earlier mode)
+    aliases = _aliases(vals) if symbolic else None
     with ctx:
-        g = make_fx(fn, decomposition_table=decomposition_table(),
-                    tracing_mode="symbolic" if symbolic else "fake",
+        if symbolic:
+            gm = _decompose_first(gm, aliases, make_fx)
+            if is_decomposed_aten(gm):
+                return gm
+        fn = torch.func.functionalize(gm, remove="mutations")
+        g = make_fx(fn, decomposition_table=decomposition_table(), tracing_mode=mode,
                     _allow_non_fake_inputs=True)(*vals)
     return g
+
+
+def _aliases(vals):
+    """Fake tensors among ``vals`` replaced by aliases (new tensors over the
+    same storage, sizes and strides)."""
+    from ....torch_compat import FakeTensor
+
+    return [torch.ops.aten.alias.default(v) if isinstance(v, FakeTensor) else v for v in vals]
+
+
+def _decompose_first(gm, args, make_fx):
+    """``gm`` traced to decomposed aten ops without functionalization.
+
+    ``torch.func.functionalize`` wraps every tensor in a C++ functional
+    wrapper, and some composite kernels (``linear`` with a bias on a 3-d
+    input) read that wrapper's concrete ``sizes()``: on a symbolic size that
+    specialises it to the example's value, a guard that recompiles the frame
+    on every new length although nothing in the graph needs it.  Traced
+    plainly, the same kernels see symbolic sizes; functionalizing the
+    resulting graph of primitive aten ops then keeps them symbolic.
+    ``args``: aliases of the inputs (:func:`_aliases`), so that an in-place
+    metadata change in the graph leaves the example values as they were."""
+    return make_fx(gm, decomposition_table=decomposition_table(), tracing_mode="symbolic",
+                   _allow_non_fake_inputs=True)(*args)
 
 
 def attr(gm, target):
