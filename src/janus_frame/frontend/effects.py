@@ -2,8 +2,8 @@
 after the graph segment ran.
 
 In: mutations the opcode handlers report -- list/dict changes on containers
-read from the frame, attribute stores on objects and modules, global stores,
-stores to closure cells of enclosing functions.
+read from the frame, attribute stores and deletions on objects and modules,
+global stores, stores to closure cells of enclosing functions.
 Out: Python statements (for the generated replacement) that leave Python
 state exactly as eager execution would, plus the bookkeeping that lets later
 reads in the same trace see the written values.

@@ -3,15 +3,18 @@ classes created while tracing.
 
 In: real objects (functions, classes, modules, ``nn.Module``s, user objects,
 builtin containers holding non-constant keys) wrapped with their source;
-``object.__new__`` of a user class plus the attributes its traced
-``__init__`` stores; ``super(cls, obj)``.
+``object.__new__`` of a user class (or ``types.SimpleNamespace.__new__`` of
+an attribute bag) plus the attributes its traced ``__init__`` stores;
+``super(cls, obj)``.
 Out: ``ObjV``, ``NewObjV``, ``SuperV`` and what Python does with them while
 tracing: attribute reads follow Python's lookup (instance dict, class,
 descriptors, properties and ``__getattr__`` run traced) and are guarded
 through their sources; ``nn.Module`` parameters, buffers and submodules
 are read with fast sources (``m._parameters['w']``); containers of modules
 index and iterate; attribute stores are recorded and replayed after the
-graph; calls go to the call semantics of real objects (``tx.call_object``).
+graph, and so are deletions (``del obj.a``, ``delattr``: guarded on the
+attribute being in the instance dict); calls go to the call semantics of
+real objects (``tx.call_object``).
 
 Every attribute found through a class is guarded by its resolution
 (:func:`lookup`: the class's MRO still finds the same entry) and, for
@@ -548,7 +551,7 @@ class NewObjV(Value):
 
     def get_attr(self, tx, name: str) -> Value:
         if name == "__class__":
-            return ObjV(self.cls, PinnedSource(self.cls))
+            return ObjV(self.cls)
         fn = self._hook(tx, "__getattribute__")
         if fn is not None:
             return tx.inline_function(fn, [self, Const(name)], {}, None)
