@@ -3,8 +3,8 @@
 In: the frame being interpreted (interpreter.Translator), symbolic
 positional and keyword arguments.
 Out: the symbolic result of ``len``, ``isinstance``, ``range``, ``zip``,
-``enumerate``, ``min``/``max``, ``getattr``/``hasattr``/``setattr``/``delattr``, ``super`` ... Values
-made of constants fold at trace time; conversions of tensors to Python
+``enumerate``, ``min``/``max``, ``getattr``/``hasattr``/``setattr``/``delattr``,
+``super`` ... Values made of constants fold at trace time; conversions of tensors to Python
 values (``int(t)``, ``bool(t)``) are graph breaks (JF004). What a builtin
 does to a value is the value's kind's business (values/): these handlers
 only unpack the builtin's arguments.
