@@ -123,9 +123,10 @@ def test_namespace_positional_mapping_as_in_python():
     def f(x):
         try:
             o = types.SimpleNamespace({"a": x}, b=x + 1)
+            p = types.SimpleNamespace([("c", x * 2)])
         except TypeError as e:
             return x, str(e)
-        return o.a + o.b, o
+        return o.a + o.b, o, p
 
     Jit()(f, torch.randn(3))
 

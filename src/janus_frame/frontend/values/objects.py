@@ -651,8 +651,18 @@ class NewObjV(Value):
             raise would_raise(TypeError, msg, exc=TypeError(msg))
         items: dict = {}
         if args:
-            from .dicts import _pairs  # (dicts builds on this module)
-            for k, x in _pairs(tx, args[0]).items():
+            src = args[0]
+            if issubclass(src.python_type(), dict):
+                pairs = list(src.dict_items(tx).items())
+            else:  # an iterable of pairs, as dict() takes it
+                pairs = []
+                for pair in src.iterate(tx):
+                    kv = pair.iterate(tx)
+                    if len(kv) != 2:
+                        msg = "dictionary update sequence element has the wrong length"
+                        raise would_raise(ValueError, msg)
+                    pairs.append((kv[0].as_python(), kv[1]))
+            for k, x in pairs:
                 key = getattr(k, "value", k)
                 if not isinstance(key, str):
                     msg = "keywords must be strings"
