@@ -129,8 +129,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: call of _lru_cache_wrapper",
     "objects::object_identity_and_id":
         "graph-breaks: breaks: JF002 call to an untraceable function: constructing object",
-    "objects::setattr_getattr_delattr_builtins":
-        "graph-breaks: breaks: JF009 unsupported object or operation: class SimpleNamespace has a custom __",
     "objects::slots_object":
         "graph-breaks: breaks: JF011 mutation of Python state: assignment through the descriptor Slotted.n",
     "objects::super_in_init":

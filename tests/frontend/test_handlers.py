@@ -56,7 +56,7 @@ def test_resumable_opcodes_are_those_with_a_native_step():
     assert handover._RESUMABLE == frozenset(NATIVE_STEPS)
     if registry.OPNAMES[(3, 11)] == frozenset(dis.opmap):
         assert handover._RESUMABLE == {
-            "CALL", "CALL_FUNCTION_EX", "LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR",
+            "CALL", "CALL_FUNCTION_EX", "LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR", "DELETE_ATTR",
             "STORE_SUBSCR", "DELETE_SUBSCR", "BINARY_SUBSCR", "BINARY_OP", "COMPARE_OP",
             "UNARY_NOT", "GET_ITER", "FOR_ITER", "POP_JUMP_FORWARD_IF_TRUE",
             "POP_JUMP_FORWARD_IF_FALSE", "POP_JUMP_BACKWARD_IF_TRUE",

@@ -3,8 +3,8 @@
 In: the frame being interpreted (interpreter.Translator), symbolic
 positional and keyword arguments.
 Out: the symbolic result of ``len``, ``isinstance``, ``range``, ``zip``,
-``enumerate``, ``min``/``max``, ``getattr``/``hasattr``, ``super`` ... Values
-made of constants fold at trace time; conversions of tensors to Python
+``enumerate``, ``min``/``max``, ``getattr``/``hasattr``/``setattr``/``delattr``,
+``super`` ... Values made of constants fold at trace time; conversions of tensors to Python
 values (``int(t)``, ``bool(t)``) are graph breaks (JF004). What a builtin
 does to a value is the value's kind's business (values/): these handlers
 only unpack the builtin's arguments.
@@ -478,13 +478,16 @@ def _hasattr(tx, v: Value, name: str) -> bool:
     if isinstance(v, TensorV):
         return hasattr(v.fake, name)
     if isinstance(v, ObjV):
+        pending = v.has_attr(tx, name)  # stored or deleted earlier in this trace
+        if pending is not None:
+            return pending
         found = hasattr(v.obj, name)
         if v.source is not None and not isinstance(v.obj, (types.ModuleType, type)):
             tx.output.guards.add(f"__jf_h_hasattr({v.source.expr()}, {name!r}) is {found!r}",
                                  f"hasattr({v.source.name()}, {name!r}) is {found!r}")
         return found
     if isinstance(v, NewObjV):
-        return name in v.attrs or hasattr(v.cls, name)
+        return v.has_attr(tx, name)
     if isinstance(v, Const):
         return hasattr(v.value, name)
     try:
@@ -503,6 +506,13 @@ def _hasattr_handler(tx, args, kwargs):
 def _setattr(tx, args, kwargs):
     obj, name, value = args
     obj.store_attr(tx, _const(name), value)
+    return Const(None)
+
+
+@handles(delattr)
+def _delattr(tx, args, kwargs):
+    obj, name = args
+    obj.delete_attr(tx, _const(name))
     return Const(None)
 
 

@@ -48,7 +48,7 @@ from .values.transforms import VMAP_FUNCTIONS, make_vmap
 from .values.exceptions import construct as construct_exception
 from .values.functions import bind_args
 from .values.methods import is_logging
-from .values.objects import MISSING, lookup
+from .values.objects import MISSING, NAMESPACE_NEW, lookup
 
 # torch functions that must not be run at trace time nor put in a graph
 _TORCH_DENY = {
@@ -153,6 +153,12 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
         return make_vmap(tx, args, kwargs)
     if _is_torch_op(obj):
         return _call_torch(tx, obj, args, kwargs)
+    if args and getattr(args[0], "builtin_methods", False) and builtin_entry(obj) and \
+            isinstance(obj, (types.WrapperDescriptorType, types.MethodDescriptorType)) and \
+            issubclass(args[0].python_type(), obj.__objclass__):
+        # object.__setattr__(self, ...), dict.__setitem__(self, ...) on an
+        # instance made while tracing: its kind applies the builtin method
+        return args[0].call_method(tx, obj.__name__, list(args[1:]), kwargs)
     if obj in PURE_FUNCTIONS or getattr(obj, "__module__", None) == "math":
         return _fold_call(obj, args, kwargs)
     if isinstance(obj, types.FunctionType):
@@ -501,17 +507,23 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
         raise GraphBreak("JF016", f"{cls.__qualname__}")
     # abstract base classes construct like plain classes (ABCMeta adds
     # only the check that no abstract method is left)
-    if lookup(tx, cls, "__new__") is not _OBJECT_NEW or type(cls) not in (type, abc.ABCMeta) \
-            or getattr(cls, "__abstractmethods__", None):
+    # attribute bags (types.SimpleNamespace and its subclasses) construct like
+    # plain classes: their builtin __new__ makes an empty instance
+    new = lookup(tx, cls, "__new__")
+    if new is not _OBJECT_NEW and new is not NAMESPACE_NEW or \
+            type(cls) not in (type, abc.ABCMeta) or getattr(cls, "__abstractmethods__", None):
         raise GraphBreak("JF023", f"class {cls.__name__} has a custom __new__ or metaclass")
-    obj = NewObjV(cls)
+    obj = NewObjV(cls, new)
     init = lookup(tx, cls, "__init__")
-    if init is not _OBJECT_INIT:
-        if not isinstance(init, types.FunctionType):
-            raise GraphBreak("JF023", f"{cls.__name__}.__init__ is not a Python function")
+    if isinstance(init, types.FunctionType):
         inline_function(tx, init, [obj] + list(args), kwargs, None)
-    elif args or kwargs:
-        raise would_raise(TypeError, f"{cls.__name__}() takes no arguments")
+    elif init is _OBJECT_INIT:
+        if args or kwargs:
+            raise would_raise(TypeError, f"{cls.__name__}() takes no arguments")
+    elif new is NAMESPACE_NEW and builtin_entry(init):
+        obj.call_method(tx, "__init__", list(args), kwargs)
+    else:
+        raise GraphBreak("JF023", f"{cls.__name__}.__init__ is not a Python function")
     return obj
 
 

@@ -2,8 +2,8 @@
 after the graph segment ran.
 
 In: mutations the opcode handlers report -- list/dict changes on containers
-read from the frame, attribute stores on objects and modules, global stores,
-stores to closure cells of enclosing functions.
+read from the frame, attribute stores and deletions on objects and modules,
+global stores, stores to closure cells of enclosing functions.
 Out: Python statements (for the generated replacement) that leave Python
 state exactly as eager execution would, plus the bookkeeping that lets later
 reads in the same trace see the written values.
@@ -22,8 +22,19 @@ import torch
 from .breaks import GraphBreak
 from .sources import ClosureSource, Source
 from .values import CellV, ObjV, Value
+from .values.objects import DELETED, builtin_entry
 
 _module_setattr = torch.nn.Module.__setattr__
+_module_delattr = torch.nn.Module.__delattr__
+
+
+def _generic(impl, module_impl) -> bool:
+    """Is ``impl`` (a class's ``__setattr__`` or ``__delattr__``) the generic
+    store: object's, nn.Module's (``module_impl``), or a builtin type's
+    entry that is the generic one (types.SimpleNamespace lists it in its own
+    dict on 3.11, inherits object's on 3.12+)?"""
+    return impl is module_impl or impl is getattr(object, module_impl.__name__) or \
+        builtin_entry(impl)
 
 
 class SideEffects:
@@ -55,8 +66,7 @@ class SideEffects:
         a plain store (Tensor.grad)."""
         self.version += 1
         cls = type(real)
-        setattr_impl = cls.__setattr__
-        if setattr_impl is not object.__setattr__ and setattr_impl is not _module_setattr:
+        if not _generic(cls.__setattr__, _module_setattr):
             raise GraphBreak("JF011", f"{cls.__name__} customises attribute assignment")
         descr = getattr(cls, name, None)
         if descr is not None and hasattr(type(descr), "__set__") and not through_descriptor:
@@ -68,6 +78,22 @@ class SideEffects:
         if entry is None:
             entry = self._attrs[id(real)] = (real, source, {})
         entry[2][name] = value
+        self._order.append(("attr", (id(real), name)))
+
+    def delete_attr(self, real, source: Source, name: str) -> None:
+        """``del real.name`` on an object read from ``source`` (the caller
+        checked that the attribute is there to delete)."""
+        cls = type(real)
+        if not _generic(cls.__delattr__, _module_delattr) or isinstance(real, torch.nn.Module):
+            raise GraphBreak("JF011", f"{cls.__name__} customises attribute deletion")
+        descr = getattr(cls, name, None)
+        if descr is not None and hasattr(type(descr), "__delete__"):
+            raise GraphBreak("JF011", f"deletion through the descriptor {cls.__name__}.{name}")
+        self.version += 1
+        entry = self._attrs.get(id(real))
+        if entry is None:
+            entry = self._attrs[id(real)] = (real, source, {})
+        entry[2][name] = DELETED
         self._order.append(("attr", (id(real), name)))
 
     def pending_attr(self, real, name: str) -> Value | None:
@@ -110,7 +136,14 @@ class SideEffects:
                     continue
                 done_attrs.add(key)
                 _, source, writes = self._attrs[key[0]]
-                val = rb.snapshot(writes[key[1]])
+                last = writes[key[1]]
+                if last is DELETED:
+                    # the generic deletion (delete_attr checked the class),
+                    # also where the trace stored the attribute first on an
+                    # object that lacked it: then there is nothing to delete
+                    stmts.append(f"__jf_h_vars({source.expr()}).pop({key[1]!r}, None)")
+                    continue
+                val = rb.snapshot(last)
                 stmts.append(f"__jf_h_setattr({source.expr()}, {key[1]!r}, {val})")
             elif kind == "global":
                 val = rb.snapshot(self._globals[key])

@@ -77,6 +77,11 @@ class Guards:
         self.add(f"({name!r} not in {src.expr()}.__dict__)",
                  f"{name!r} not set on the instance {src.name()}")
 
+    def instance_has(self, src: Source, name: str) -> None:
+        """``name`` is in the instance dict at ``src``."""
+        self.add(f"({name!r} in {src.expr()}.__dict__)",
+                 f"{name!r} set on the instance {src.name()}")
+
     def module_plain(self, src: Source) -> None:
         """The ``nn.Module`` at ``src`` has no hooks and no ``forward`` of its
         own, and no global module hooks exist: calling it is calling its

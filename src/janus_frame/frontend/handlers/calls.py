@@ -211,6 +211,13 @@ def STORE_ATTR_native(tx, ins, emit):
     return lines + emit.cont(stack[:-2], tx.stop_at + 1)
 
 
+@native_step("DELETE_ATTR")
+def DELETE_ATTR_native(tx, ins, emit):
+    stack = list(tx.stack)
+    lines = [f"__jf_h_delattr({emit.expr(stack[-1])}, {ins.arg!r})"]
+    return lines + emit.cont(stack[:-1], tx.stop_at + 1)
+
+
 def _call_native(tx, emit, stack: list, n: int, kwn: tuple) -> list[str]:
     """CALL (and CALL_KW, its names already off ``stack``) run natively."""
     e = emit.expr

@@ -3,15 +3,18 @@ classes created while tracing.
 
 In: real objects (functions, classes, modules, ``nn.Module``s, user objects,
 builtin containers holding non-constant keys) wrapped with their source;
-``object.__new__`` of a user class plus the attributes its traced
-``__init__`` stores; ``super(cls, obj)``.
+``object.__new__`` of a user class (or ``types.SimpleNamespace.__new__`` of
+an attribute bag) plus the attributes its traced ``__init__`` stores;
+``super(cls, obj)``.
 Out: ``ObjV``, ``NewObjV``, ``SuperV`` and what Python does with them while
 tracing: attribute reads follow Python's lookup (instance dict, class,
 descriptors, properties and ``__getattr__`` run traced) and are guarded
 through their sources; ``nn.Module`` parameters, buffers and submodules
 are read with fast sources (``m._parameters['w']``); containers of modules
 index and iterate; attribute stores are recorded and replayed after the
-graph; calls go to the call semantics of real objects (``tx.call_object``).
+graph, and so are deletions (``del obj.a``, ``delattr``: guarded on the
+attribute being in the instance dict); calls go to the call semantics of
+real objects (``tx.call_object``).
 
 Every attribute found through a class is guarded by its resolution
 (:func:`lookup`: the class's MRO still finds the same entry) and, for
@@ -241,6 +244,8 @@ class ObjV(Value):
         obj, src = self._obj, self.source
         out = tx.output
         pending = out.effects.pending_attr(obj, name)
+        if pending is DELETED:  # deleted earlier in this trace: the class decides
+            return self._attr_after_delete(tx, name)
         if pending is not None:  # written earlier in this trace
             return pending
         if isinstance(obj, types.ModuleType):
@@ -262,7 +267,7 @@ class ObjV(Value):
                     # Module.__setattr__ keeps it out of the instance dict)
                     s = ItemSource(AttrSource(src, store), name) if src is not None else None
                     return out.wrap(table[name], s)
-        elif lookup(tx, cls, "__getattribute__") is not _OBJECT_GETATTRIBUTE:
+        elif not _generic_getattribute(lookup(tx, cls, "__getattribute__")):
             return self._custom_attr(tx, name)
         found = lookup(tx, cls, name)
         if found is not MISSING and is_data_descriptor(found):
@@ -280,6 +285,62 @@ class ObjV(Value):
         if isinstance(getattr_hook, types.FunctionType) and not isinstance(obj, torch.nn.Module):
             return tx.inline_function(getattr_hook, [self, Const(name)], {}, None)
         raise would_raise(AttributeError, f"{cls.__name__} has no attribute {name!r}")
+
+    def _attr_after_delete(self, tx, name: str) -> Value:
+        """``obj.name`` after ``del obj.name`` in this trace (delete_attr
+        checked the generic protocol): the class's attribute, ``__getattr__``,
+        or AttributeError."""
+        cls = type(self._obj)
+        found = lookup(tx, cls, name)
+        if found is not MISSING:
+            return class_attr(tx, self, cls, name, found)
+        getattr_hook = lookup(tx, cls, "__getattr__")
+        if isinstance(getattr_hook, types.FunctionType):
+            return tx.inline_function(getattr_hook, [self, Const(name)], {}, None)
+        msg = f"{cls.__name__!r} object has no attribute {name!r}"
+        raise would_raise(AttributeError, msg, exc=AttributeError(msg))
+
+    def delete_attr(self, tx, name: str) -> None:
+        """``del obj.name`` on an object read from the frame: recorded and
+        replayed after the graph, like a store. The attribute must be in the
+        instance dict (guarded) or stored earlier in this trace."""
+        obj, src, out = self._obj, self.source, tx.output
+        if src is None or isinstance(obj, (type, types.ModuleType, types.FunctionType)):
+            return super().delete_attr(tx, name)
+        effects = out.effects
+        pending = effects.pending_attr(obj, name)
+        if pending is None:
+            inst_dict = getattr(obj, "__dict__", None)
+            if not isinstance(inst_dict, dict):
+                return super().delete_attr(tx, name)
+            if name in inst_dict:
+                out.guards.instance_has(src, name)
+            else:
+                pending = DELETED  # nothing to delete
+                out.guards.instance_lacks(src, name)
+        if pending is DELETED:
+            descr = lookup(tx, type(obj), name)
+            if descr is not MISSING and hasattr(type(descr), "__delete__"):
+                raise GraphBreak("JF011", f"deletion through the descriptor "
+                                 f"{type(obj).__name__}.{name}")
+            msg = f"{type(obj).__name__!r} object has no attribute {name!r}"
+            raise would_raise(AttributeError, msg, exc=AttributeError(msg))
+        effects.delete_attr(obj, src, name)
+
+    def has_attr(self, tx, name: str) -> bool | None:
+        """``hasattr`` after a store or deletion in this trace (None: none)."""
+        pending = tx.output.effects.pending_attr(self._obj, name)
+        if pending is None:
+            return None
+        if pending is not DELETED:
+            return True
+        try:
+            self._attr_after_delete(tx, name)
+        except GraphBreak as gb:
+            if getattr(gb, "exc_type", None) is AttributeError:
+                return False
+            raise
+        return True
 
     def _base(self) -> Source:
         """Where the object is read: its source, or the object pinned."""
@@ -444,41 +505,207 @@ class ModuleSliceV(Value):
 
 
 class NewObjV(Value):
-    """An instance of a user class created while tracing (``object.__new__``
-    plus attribute stores); rebuilt after the graph if it escapes."""
+    """An instance created while tracing: of a user class (``object.__new__``
+    plus what its traced ``__init__`` stores) or of an attribute bag whose
+    builtin ``__new__`` makes an empty object (``types.SimpleNamespace`` and
+    its subclasses, :data:`NAMESPACE_NEW`). Attribute reads, stores and
+    deletions follow Python's generic protocol over the class: a Python
+    ``__getattribute__`` / ``__setattr__`` / ``__delattr__`` / ``__getattr__``
+    of the class runs traced, data descriptors (properties) come before the
+    instance attributes (``attrs``), the builtin generic methods (reached
+    through ``super()`` or ``object.__setattr__``) act on ``attrs``. Rebuilt
+    after the graph if it escapes, with the builtin ``__new__`` and the
+    attributes it ended with (none of the class's methods runs again)."""
 
-    __slots__ = ("cls", "attrs", "source")
+    __slots__ = ("cls", "attrs", "source", "new")
+    # super().__setattr__, object.__setattr__(self, ...), SimpleNamespace's
+    # __init__: SuperV binds the builtin method to this value (call_method)
+    builtin_methods = True
 
-    def __init__(self, cls: type) -> None:
+    def __init__(self, cls: type, new=object.__new__) -> None:
         self.cls = cls
         self.attrs: dict[str, Value] = {}
         self.source = None
+        self.new = new  # the builtin __new__ the class resolves to
 
     def python_type(self) -> type:
         return self.cls
+
+    def _repr(self) -> str:
+        return f"{self.cls.__qualname__} attrs {list(self.attrs)}"
 
     def truth(self, tx) -> bool:
         if hasattr(self.cls, "__bool__") or hasattr(self.cls, "__len__"):
             raise GraphBreak("JF022", f"truth value of a {self.cls.__name__}")
         return True
 
+    def _hook(self, tx, name: str):
+        """The Python function the class defines for the attribute protocol
+        method ``name``, or None where the builtin generic one applies."""
+        found = lookup(tx, self.cls, name)
+        if isinstance(found, types.FunctionType):
+            return found
+        if found is MISSING or builtin_entry(found):
+            return None
+        raise GraphBreak("JF022", f"{self.cls.__qualname__}.{name} is a {type(found).__name__}")
+
     def get_attr(self, tx, name: str) -> Value:
+        if name == "__class__":
+            return ObjV(self.cls)
+        fn = self._hook(tx, "__getattribute__")
+        if fn is not None:
+            return tx.inline_function(fn, [self, Const(name)], {}, None)
+        return self._generic_getattr(tx, name)
+
+    def _generic_getattr(self, tx, name: str) -> Value:
+        cls = self.cls
+        found = lookup(tx, cls, name)
+        if found is not MISSING and is_data_descriptor(found):
+            return class_attr(tx, self, cls, name, found)
         if name in self.attrs:
             return self.attrs[name]
-        return class_attr(tx, self, self.cls, name)
+        if found is not MISSING:
+            if builtin_entry(found) and name in _GENERIC_METHODS:
+                return MethodV(self, name)  # bound to this instance (call_method)
+            return class_attr(tx, self, cls, name, found)
+        getattr_hook = lookup(tx, cls, "__getattr__")
+        if isinstance(getattr_hook, types.FunctionType):
+            return tx.inline_function(getattr_hook, [self, Const(name)], {}, None)
+        msg = f"{cls.__name__!r} object has no attribute {name!r}"
+        raise would_raise(AttributeError, msg, exc=AttributeError(msg))
 
     def store_attr(self, tx, name: str, value: Value) -> None:
+        fn = self._hook(tx, "__setattr__")
+        if fn is not None:
+            tx.inline_function(fn, [self, Const(name), value], {}, None)
+            return
+        self._generic_setattr(tx, name, value)
+
+    def _generic_setattr(self, tx, name: str, value: Value) -> None:
+        found = lookup(tx, self.cls, name)
+        if is_data_descriptor(found):
+            if isinstance(found, property) and isinstance(found.fset, types.FunctionType):
+                tx.inline_function(found.fset, [self, value], {}, None)
+                return
+            raise GraphBreak("JF011", f"assignment through the descriptor "
+                             f"{self.cls.__qualname__}.{name}")
         self.attrs[name] = value
 
     def delete_attr(self, tx, name: str) -> None:
+        fn = self._hook(tx, "__delattr__")
+        if fn is not None:
+            tx.inline_function(fn, [self, Const(name)], {}, None)
+            return
+        self._generic_delattr(tx, name)
+
+    def _generic_delattr(self, tx, name: str) -> None:
+        found = lookup(tx, self.cls, name)
+        if is_data_descriptor(found):
+            if isinstance(found, property) and isinstance(found.fdel, types.FunctionType):
+                tx.inline_function(found.fdel, [self], {}, None)
+                return
+            raise GraphBreak("JF011", f"deletion through the descriptor "
+                             f"{self.cls.__qualname__}.{name}")
         if name not in self.attrs:
-            return super().delete_attr(tx, name)
+            msg = f"{self.cls.__name__!r} object has no attribute {name!r}"
+            raise would_raise(AttributeError, msg, exc=AttributeError(msg))
         del self.attrs[name]
+
+    def has_attr(self, tx, name: str) -> bool:
+        """``hasattr``: the lookup succeeds (an AttributeError it would raise
+        answers False; anything else it cannot decide breaks)."""
+        try:
+            self.get_attr(tx, name)
+        except GraphBreak as gb:
+            if getattr(gb, "exc_type", None) is AttributeError:
+                return False
+            raise
+        return True
+
+    def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        """The builtin generic attribute methods, and an attribute bag's
+        builtin ``__init__``; reached only where the class resolves to them."""
+        n = len(args)
+        if name == "__getattribute__" and n == 1 and not kwargs:
+            return self._generic_getattr(tx, _attr_name(args[0]))
+        if name == "__setattr__" and n == 2 and not kwargs:
+            self._generic_setattr(tx, _attr_name(args[0]), args[1])
+            return Const(None)
+        if name == "__delattr__" and n == 1 and not kwargs:
+            self._generic_delattr(tx, _attr_name(args[0]))
+            return Const(None)
+        if name == "__init__" and self.new is NAMESPACE_NEW:
+            self.namespace_init(tx, args, kwargs)
+            return Const(None)
+        if name == "__init__" and not n and not kwargs:
+            return Const(None)  # object.__init__
+        return super().call_method(tx, name, args, kwargs)
+
+    def namespace_init(self, tx, args: list, kwargs: dict) -> None:
+        """``SimpleNamespace.__init__``: the keyword arguments (and, where the
+        running Python accepts one, the positional mapping or iterable of
+        pairs before them) become attributes, in order."""
+        if len(args) > (1 if NAMESPACE_POSITIONAL else 0):
+            msg = (f"SimpleNamespace expected at most 1 positional argument, got {len(args)}"
+                   if NAMESPACE_POSITIONAL else "no positional arguments expected")
+            raise would_raise(TypeError, msg, exc=TypeError(msg))
+        items: dict = {}
+        if args:
+            src = args[0]
+            if issubclass(src.python_type(), dict):
+                pairs = list(src.dict_items(tx).items())
+            else:  # an iterable of pairs, as dict() takes it
+                pairs = []
+                for pair in src.iterate(tx):
+                    kv = pair.iterate(tx)
+                    if len(kv) != 2:
+                        msg = "dictionary update sequence element has the wrong length"
+                        raise would_raise(ValueError, msg)
+                    pairs.append((kv[0].as_python(), kv[1]))
+            for k, x in pairs:
+                key = getattr(k, "value", k)
+                if not isinstance(key, str):
+                    msg = "keywords must be strings"
+                    raise would_raise(TypeError, msg, exc=TypeError(msg))
+                items[key] = x
+        items.update(kwargs)
+        self.attrs.update(items)
 
     def reconstruct(self, rb) -> tuple[str, bool]:
         fb = rb.fb
         inner = ", ".join(f"{k!r}: {rb.expr(x)}" for k, x in self.attrs.items())
-        return f"{fb.const(_build_object)}({fb.const(self.cls)}, {{{inner}}})", True
+        return (f"{fb.const(_build_object)}({fb.const(self.new)}, {fb.const(self.cls)}, "
+                f"{{{inner}}})", True)
+
+
+def _attr_name(v: Value) -> str:
+    name = v.as_python()
+    if not isinstance(name, str):
+        msg = f"attribute name must be string, not '{type(name).__name__}'"
+        raise would_raise(TypeError, msg, exc=TypeError(msg))
+    return name
+
+
+# attribute bags: the builtin __new__ of types.SimpleNamespace makes an empty
+# instance with a __dict__ whose attribute access is the generic one (on
+# 3.11 the type lists the generic __getattribute__/__setattr__/__delattr__ in
+# its own dict, on 3.12+ it inherits object's)
+NAMESPACE_NEW = types.SimpleNamespace.__dict__["__new__"]
+
+
+def _namespace_positional() -> bool:
+    """Does SimpleNamespace take a positional mapping (Python 3.13+)? Asked
+    of the running interpreter rather than its version number."""
+    try:
+        types.SimpleNamespace({})
+    except TypeError:
+        return False
+    return True
+
+
+NAMESPACE_POSITIONAL = _namespace_positional()
+# builtin methods a NewObjV binds to itself when its class resolves to them
+_GENERIC_METHODS = ("__getattribute__", "__setattr__", "__delattr__", "__init__")
 
 
 class SuperV(Value):
@@ -539,6 +766,16 @@ class SuperV(Value):
 MISSING = _C.MISSING
 
 _OBJECT_GETATTRIBUTE = object.__dict__["__getattribute__"]
+# what effects.pending_attr answers for an attribute deleted in this trace
+DELETED = object()
+
+
+def _generic_getattribute(found) -> bool:
+    """Is the ``__getattribute__`` a class resolves to the generic lookup
+    (object's, or a builtin attribute bag's own copy of it, see
+    builtin_entry)?"""
+    return found is _OBJECT_GETATTRIBUTE or (
+        builtin_entry(found) and getattr(found, "__objclass__", None) is types.SimpleNamespace)
 
 
 def lookup(tx, cls: type, name: str, start: type | None = None):
@@ -601,17 +838,22 @@ def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
 
 
 BUILTIN_BASES = (object, dict, collections.OrderedDict, collections.defaultdict)
+# the types whose builtin entries builtin_entry accepts: SimpleNamespace's are
+# its generic attribute methods, its __init__ (NewObjV.namespace_init), and
+# methods no kind models (__repr__, __eq__ ...: calling them breaks)
+_BUILTIN_OWNERS = BUILTIN_BASES + (types.SimpleNamespace,)
 _BUILTIN_KINDS = (types.WrapperDescriptorType, types.MethodDescriptorType,
                   types.BuiltinFunctionType, types.ClassMethodDescriptorType)
 
 
 def builtin_entry(found) -> bool:
     """Is the class-dict entry ``found`` a builtin method of ``object``,
-    ``dict``, ``OrderedDict`` or ``defaultdict`` (which DictObjV models)?"""
+    ``dict``, ``OrderedDict``, ``defaultdict`` (which DictObjV models) or
+    ``types.SimpleNamespace`` (NewObjV)?"""
     if not isinstance(found, _BUILTIN_KINDS):
         return False
     owner = getattr(found, "__objclass__", None) or getattr(found, "__self__", None)
-    return any(owner is b for b in BUILTIN_BASES)
+    return any(owner is b for b in _BUILTIN_OWNERS)
 
 
 def is_data_descriptor(attr) -> bool:
@@ -624,10 +866,11 @@ def _object_init(self):
     return None
 
 
-def _build_object(cls, attrs: dict):
-    """Rebuild an object created while tracing (its __init__ already ran
-    symbolically, so only the resulting attributes are set)."""
-    obj = object.__new__(cls)
+def _build_object(new, cls, attrs: dict):
+    """Rebuild an object created while tracing with the builtin ``new`` its
+    class resolved to (its __init__ already ran symbolically, so only the
+    resulting attributes are set, bypassing the class's own __setattr__)."""
+    obj = new(cls)
     for k, x in attrs.items():
         object.__setattr__(obj, k, x)
     return obj
