@@ -122,6 +122,24 @@ class Lowering:
         tv = self.realize(tv)
         return ir.BufArg(tv.buf, tv.shape, tv.strides, tv.offset)
 
+    def check_index(self, index, size, dim, op):
+        """Put the run-time range check of ``index`` (a TV of indices into
+        dimension ``dim`` of an operand of shape ``size``, for ``op``:
+        ``index_select``, ``gather`` or ``scatter``) here, in program order,
+        and return ``index`` as the buffer view the check reads (the
+        lowering then loads the indices from it instead of recomputing
+        them).  The scheduler keeps every later node after it, so no kernel
+        reads or writes at these indices before they are known to be valid."""
+        from .checks import CHECK_INDEX
+
+        index = self.realize(index)
+        arg = ir.BufArg(index.buf, index.shape, index.strides, index.offset)
+        size = [s if isinstance(s, int) else ir.SymArg(s) for s in (sz(x) for x in size)]
+        node = ir.Extern(f"n{len(self.prog.nodes)}", CHECK_INDEX, [arg, size, dim, op], {},
+                         [None], False)
+        self.prog.nodes.append(node)
+        return index
+
     # ----------------------------------------------------------- graph walk
     def run(self):
         g = self.gm.graph

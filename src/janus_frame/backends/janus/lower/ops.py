@@ -651,8 +651,10 @@ def _pad(ctx, x, pad, value=0):
 
 
 def _safe_index(iv, n):
-    """A gathered index clamped into [0, n): out-of-range indices are an error
-    in eager; here they must at least never read outside the buffer."""
+    """A gathered index clamped into [0, n).  Out-of-range indices are an
+    error in eager, which the range check before the kernel raises
+    (``ctx.check_index``); the clamp keeps the kernel inside the buffer
+    should it ever run on unchecked indices."""
     iv = cast(iv, torch.int64)
     hi = ir.const(n - 1, torch.int64) if isinstance(n, int) else E(
         Op.SUB, torch.int64, (E(Op.SYM, torch.int64, (), n), ir.const(1, torch.int64)))
@@ -665,6 +667,7 @@ def _gather(ctx, x, dim, index, sparse_grad=False):
     if not isinstance(x, TV) or not isinstance(index, TV) or x.ndim == 0:
         return None
     dim %= x.ndim
+    index = ctx.check_index(index, x.shape, dim, "gather")
 
     def fn(idx):
         iv = _safe_index(index.load(idx), x.shape[dim])
@@ -692,6 +695,8 @@ def _scatter_value(ctx, x, dim, index, value):
     if not all(size_eq(index.shape[d], x.shape[d]) for d in range(x.ndim) if d != dim):
         return None
     v = ir.const(value, odt)
+    # (an out-of-range index would only be missed by the comparisons; eager raises)
+    index = ctx.check_index(index, x.shape, dim, "scatter")
 
     def fn(idx):
         pos = E(Op.INDEX, torch.int64, (), idx[dim])
@@ -712,6 +717,7 @@ def _index_select(ctx, x, dim, index):
     if not isinstance(x, TV) or not isinstance(index, TV) or x.ndim == 0 or index.ndim > 1:
         return None
     dim %= x.ndim
+    index = ctx.check_index(index, x.shape, dim, "index_select")
 
     def fn(idx):
         iv = _safe_index(index.load([idx[dim]] if index.ndim else []), x.shape[dim])
