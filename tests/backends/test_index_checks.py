@@ -152,3 +152,30 @@ def test_out_of_range_index_through_the_frame_hook(fn, good, bads):
         # raised from the user's own line
         frames = traceback.extract_tb(got.__traceback__)
         assert any(fr.name == fn.__name__ and fr.filename == __file__ for fr in frames)
+
+
+def _updated_index(x, i):
+    i.add_(1)  # the check reads the updated indices
+    return torch.index_select(x, 0, i)
+
+
+def _index_written_by_a_library_call(x, i):
+    j = i.clone()
+    j[torch.tensor([0])] = i[1:2] * 2  # (index_put: the check comes after it)
+    return torch.gather(x, 0, j.view(1, -1).expand(2, -1))
+
+
+@pytest.mark.parametrize("fn,good,bads", [
+    (_updated_index, torch.tensor([0, 3]), [torch.tensor([0, 4]), torch.tensor([-2, 1])]),
+    (_index_written_by_a_library_call, torch.tensor([0, 2, 1, 0]),
+     [torch.tensor([0, 3, 1, 0]), torch.tensor([0, 1, 9, 0])]),
+], ids=["updated_index", "index_written_by_a_library_call"])
+def test_check_reads_the_index_as_the_program_left_it(fn, good, bads):
+    cf = jcompile(fn)
+    a, b = good.clone(), good.clone()
+    assert_close(cf(X, a), fn(X, b))
+    assert torch.equal(a, b)
+    for bad in bads:
+        want = _error(fn, X, bad.clone())
+        got = _error(cf, X, bad.clone())
+        assert want is not None and type(got) is type(want) and str(got) == str(want)
