@@ -179,3 +179,17 @@ def test_check_reads_the_index_as_the_program_left_it(fn, good, bads):
         want = _error(fn, X, bad.clone())
         got = _error(cf, X, bad.clone())
         assert want is not None and type(got) is type(want) and str(got) == str(want)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_class_target_out_of_range_raises_the_losss_error(reduction):
+    def f(z, t):
+        return F.cross_entropy(z, t, reduction=reduction)
+
+    z = torch.randn(4, 5)
+    good = torch.tensor([1, -100, 4, 0])
+    cf = jcompile(f)
+    assert_close(cf(z, good), f(z, good))
+    for bad in (torch.tensor([1, 2, 5, 4]), torch.tensor([1, -100, -1, 7])):
+        want, got = _error(f, z, bad), _error(cf, z, bad)
+        assert want is not None and type(got) is type(want) and str(got) == str(want)

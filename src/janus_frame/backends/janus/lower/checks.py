@@ -3,7 +3,7 @@
 In: nothing.  Out: ``CHECK_INDEX``, the op
 ``janus_frame::check_index(Tensor index, SymInt[] size, int dim, str op) -> ()``
 that the lowerings of gathering and scattering ops (``gather``,
-``index_select``, ``scatter``) put before the kernel reading or writing at
+``index_select``, ``scatter``; the targets of ``nll_loss``) put before the kernel reading or writing at
 their data-dependent index, and ``check_index``, the function the runtime
 wrapper calls for it directly.
 
@@ -37,6 +37,11 @@ def check_index(index, size, dim, op):
 
 def _raise_eager(index, size, dim, op):
     index = index.cpu()
+    if op == "nll_loss":
+        # (the targets, ignored ones already replaced by a valid 0)
+        flat = index.reshape(-1)
+        bad = flat[(flat < 0) | (flat >= size[dim])]
+        raise IndexError(f"Target {int(bad[0])} is out of bounds.")
     base = torch.zeros((), dtype=torch.float32).expand(list(size))
     if op == "index_select":
         torch.index_select(base, dim, index)

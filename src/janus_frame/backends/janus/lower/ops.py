@@ -16,6 +16,7 @@ from __future__ import annotations
 
 
 import torch
+import torch.fx
 
 from .. import ir
 from ..ir import Affine, E, Op
@@ -661,13 +662,29 @@ def _safe_index(iv, n):
     return E(Op.MINIMUM, torch.int64, (E(Op.MAXIMUM, torch.int64, (iv, ir.const(0, torch.int64))), hi))
 
 
+def _is_nll_target(node):
+    """Is this gather torch's decomposition of ``nll_loss`` (the class
+    targets, ignored ones replaced by 0, gathered from the log-probabilities:
+    ``gather(x, 1, unsqueeze(where(ne(t, ignore), t, 0), 1))``)?  Eager's
+    loss raises its own error for a target out of range."""
+    idx = node.args[2] if len(node.args) > 2 else None
+    if not (isinstance(idx, torch.fx.Node) and idx.target is aten.unsqueeze.default):
+        return False
+    w = idx.args[0]
+    if not (isinstance(w, torch.fx.Node) and w.target is aten.where.self):
+        return False
+    cond, t = w.args[0], w.args[1]
+    return (isinstance(cond, torch.fx.Node) and cond.target is aten.ne.Scalar
+            and cond.args[0] is t)
+
+
 @register(aten.gather.default)
 def _gather(ctx, x, dim, index, sparse_grad=False):
     shape, odt = meta(ctx)
     if not isinstance(x, TV) or not isinstance(index, TV) or x.ndim == 0:
         return None
     dim %= x.ndim
-    index = ctx.check_index(index, x.shape, dim, "gather")
+    index = ctx.check_index(index, x.shape, dim, "nll_loss" if _is_nll_target(ctx.node) else "gather")
 
     def fn(idx):
         iv = _safe_index(index.load(idx), x.shape[dim])
