@@ -3,8 +3,9 @@
 In: nothing.  Out: ``CHECK_INDEX``, the op
 ``janus_frame::check_index(Tensor index, SymInt[] size, int dim, str op) -> ()``
 that the lowerings of gathering and scattering ops (``gather``,
-``index_select``, ``scatter``; the targets of ``nll_loss``) put before the kernel reading or writing at
-their data-dependent index, and ``check_index``, the function the runtime
+``index_select``, ``scatter``; ``op`` names the eager op whose error to
+raise, ``nll_loss`` for the gather of its class targets) put before the
+kernel reading or writing at their data-dependent index, and ``check_index``, the function the runtime
 wrapper calls for it directly.
 
 Why: a fused kernel reads ``x[index[i]]`` with no check of its own (it clamps
