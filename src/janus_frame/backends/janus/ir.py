@@ -547,6 +547,13 @@ class Extern(Node):
         return f"{self.name} = extern {self.op}({self.args!r}, {self.kwargs!r}) -> ({outs})"
 
 
+def is_check(node) -> bool:
+    """Is ``node`` a run-time check (an extern of the ``janus_frame`` ops,
+    :mod:`lower.checks`): it returns nothing and raises eager's error, and
+    nothing after it may run before it."""
+    return isinstance(node, Extern) and getattr(node.op, "namespace", None) == "janus_frame"
+
+
 class BufArg:
     """A tensor argument of an extern: ``buf`` seen with shape/strides/offset."""
 

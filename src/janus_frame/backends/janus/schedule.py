@@ -163,7 +163,9 @@ class Scheduler:
                 for o in node.outs:
                     if o is not None:
                         self.step_of[o.name] = len(self.steps) - 1
-                if node.op._schema.is_mutable:
+                if node.op._schema.is_mutable or ir.is_check(node):
+                    # (after a range check: nothing indexes with the indices it
+                    # checks before it has run)
                     self.barrier = len(self.steps)
                 continue
             if not self._try_fuse(node):

@@ -315,7 +315,7 @@ def _order(prog, step):
         for w0, w1 in zip(ws, ws[1:]):
             _need(step[w0] <= step[w1], f"{w1.name} writes {b} before {w0.name} does")
     for e in prog.nodes:
-        if isinstance(e, ir.Extern) and e.op._schema.is_mutable:
+        if isinstance(e, ir.Extern) and (e.op._schema.is_mutable or ir.is_check(e)):
             for n in prog.nodes:
                 _need((pos[n] < pos[e]) == (step[n] < step[e]) or n is e,
                       f"{n.name} is moved across the mutating call {e.name} ({e.op})")

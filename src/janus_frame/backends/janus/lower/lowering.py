@@ -122,6 +122,48 @@ class Lowering:
         tv = self.realize(tv)
         return ir.BufArg(tv.buf, tv.shape, tv.strides, tv.offset)
 
+    def check_index(self, index, size, dim, op):
+        """Put the run-time range check of ``index`` (a TV of indices into
+        dimension ``dim`` of an operand of shape ``size``, for ``op``:
+        ``index_select``, ``gather`` or ``scatter``) into the program and
+        return ``index`` as the buffer view the check reads (the lowering
+        then loads the indices from it instead of recomputing them).  The
+        scheduler keeps every node after the check after it, so no kernel
+        reads or writes at these indices before they are known to be valid.
+
+        The check (and the nodes computing a lazy index) go as early as the
+        program allows -- right after the last node writing something they
+        read, usually at the very start for an input's indices -- rather than
+        here: placed here, the barrier would split the kernel computing the
+        operand (a log-softmax row) from the one gathering from it."""
+        from .checks import CHECK_INDEX
+
+        nodes = self.prog.nodes
+        n0 = len(nodes)
+        index = self.realize(index)
+        size = [sz(x) for x in size]
+        new = nodes[n0:]
+        del nodes[n0:]
+        reads = {index.buf.name}
+        for node in new:
+            reads |= node.reads()
+        pos = n0
+        syms = set()
+        for x in (*size, *index.shape, *index.strides, index.offset):
+            syms |= getattr(x, "free_symbols", set())
+        if not syms & self.prog.unbacked:
+            # (a size made up by a library call is known only after it: stay here)
+            pos = 0
+            for j, node in enumerate(nodes):
+                outs = node.outs if isinstance(node, ir.Extern) else [node.out]
+                if any(o is not None and o.name in reads for o in outs):
+                    pos = j + 1
+        arg = ir.BufArg(index.buf, index.shape, index.strides, index.offset)
+        size = [x if isinstance(x, int) else ir.SymArg(x) for x in size]
+        check = ir.Extern(f"n{n0 + len(new)}", CHECK_INDEX, [arg, size, dim, op], {}, [None], False)
+        nodes[pos:pos] = [*new, check]
+        return index
+
     # ----------------------------------------------------------- graph walk
     def run(self):
         g = self.gm.graph

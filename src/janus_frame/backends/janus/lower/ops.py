@@ -16,6 +16,7 @@ from __future__ import annotations
 
 
 import torch
+import torch.fx
 
 from .. import ir
 from ..ir import Affine, E, Op
@@ -651,12 +652,30 @@ def _pad(ctx, x, pad, value=0):
 
 
 def _safe_index(iv, n):
-    """A gathered index clamped into [0, n): out-of-range indices are an error
-    in eager; here they must at least never read outside the buffer."""
+    """A gathered index clamped into [0, n).  Out-of-range indices are an
+    error in eager, which the range check before the kernel raises
+    (``ctx.check_index``); the clamp keeps the kernel inside the buffer
+    should it ever run on unchecked indices."""
     iv = cast(iv, torch.int64)
     hi = ir.const(n - 1, torch.int64) if isinstance(n, int) else E(
         Op.SUB, torch.int64, (E(Op.SYM, torch.int64, (), n), ir.const(1, torch.int64)))
     return E(Op.MINIMUM, torch.int64, (E(Op.MAXIMUM, torch.int64, (iv, ir.const(0, torch.int64))), hi))
+
+
+def _is_nll_target(node):
+    """Is this gather torch's decomposition of ``nll_loss`` (the class
+    targets, ignored ones replaced by 0, gathered from the log-probabilities:
+    ``gather(x, 1, unsqueeze(where(ne(t, ignore), t, 0), 1))``)?  Eager's
+    loss raises its own error for a target out of range."""
+    idx = node.args[2] if len(node.args) > 2 else None
+    if not (isinstance(idx, torch.fx.Node) and idx.target is aten.unsqueeze.default):
+        return False
+    w = idx.args[0]
+    if not (isinstance(w, torch.fx.Node) and w.target is aten.where.self):
+        return False
+    cond, t = w.args[0], w.args[1]
+    return (isinstance(cond, torch.fx.Node) and cond.target is aten.ne.Scalar
+            and cond.args[0] is t)
 
 
 @register(aten.gather.default)
@@ -665,6 +684,7 @@ def _gather(ctx, x, dim, index, sparse_grad=False):
     if not isinstance(x, TV) or not isinstance(index, TV) or x.ndim == 0:
         return None
     dim %= x.ndim
+    index = ctx.check_index(index, x.shape, dim, "nll_loss" if _is_nll_target(ctx.node) else "gather")
 
     def fn(idx):
         iv = _safe_index(index.load(idx), x.shape[dim])
@@ -692,6 +712,8 @@ def _scatter_value(ctx, x, dim, index, value):
     if not all(size_eq(index.shape[d], x.shape[d]) for d in range(x.ndim) if d != dim):
         return None
     v = ir.const(value, odt)
+    # (an out-of-range index would only be missed by the comparisons; eager raises)
+    index = ctx.check_index(index, x.shape, dim, "scatter")
 
     def fn(idx):
         pos = E(Op.INDEX, torch.int64, (), idx[dim])
@@ -712,6 +734,7 @@ def _index_select(ctx, x, dim, index):
     if not isinstance(x, TV) or not isinstance(index, TV) or x.ndim == 0 or index.ndim > 1:
         return None
     dim %= x.ndim
+    index = ctx.check_index(index, x.shape, dim, "index_select")
 
     def fn(idx):
         iv = _safe_index(index.load([idx[dim]] if index.ndim else []), x.shape[dim])

@@ -39,6 +39,9 @@ _KEEP = [
     aten.cat, aten.index_select, aten.native_dropout, aten.max_pool2d_with_indices,
     aten.max_pool2d_with_indices_backward, aten._adaptive_avg_pool2d, aten.avg_pool2d,
     aten.gelu,
+    # their decompositions index without eager's range checks (index_put
+    # wraps a negative index where these raise) or with other messages
+    aten.take, aten.index_add, aten.index_copy, aten.index_fill,
 ]
 
 

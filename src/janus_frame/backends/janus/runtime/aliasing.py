@@ -37,6 +37,11 @@ class AliasInfo:
     mutates: tuple  # inputs whose data or metadata the graph changes
     metadata_mutation: bool
     pattern: tuple  # per input: index of the first input sharing its storage (or its own)
+    # how many times eager's in-place updates advance each mutated input's
+    # autograd version counter: ((input index, count), ...), and the same
+    # for tensor attributes ((attribute path, count), ...)
+    bumps: tuple = ()
+    attr_bumps: tuple = ()
 
     @property
     def inputs_alias(self) -> bool:
@@ -123,7 +128,13 @@ def analyse(gm: torch.fx.GraphModule, example_inputs) -> AliasInfo | None:
     after = [_meta(f) for f in fakes]
     k = len(targets)
     mutates, metadata = [], False
+    bumps, attr_bumps = [], []
     for i, (b, a) in enumerate(zip(before, after)):
+        if b is not None and a is not None and a[2] > b[2]:
+            if i < k:
+                attr_bumps.append((targets[i], a[2] - b[2]))
+            else:
+                bumps.append((i - k, a[2] - b[2]))
         if b is None or a is None or i < k:
             continue  # (attributes are read per call, not passed: no pattern to check)
         if b[0] != a[0]:
@@ -144,7 +155,7 @@ def analyse(gm: torch.fx.GraphModule, example_inputs) -> AliasInfo | None:
         if ref in ins or ref in seen or not _fills_storage(o):
             aliased = True
         seen.add(ref)
-    return AliasInfo(aliased, tuple(mutates), metadata, pattern)
+    return AliasInfo(aliased, tuple(mutates), metadata, pattern, tuple(bumps), tuple(attr_bumps))
 
 
 def _fills_storage(t) -> bool:
@@ -184,7 +195,7 @@ def _is_fake(x):
 def _meta(t):
     if not isinstance(t, torch.Tensor):
         return None
-    return (tuple(t.shape), tuple(t.stride()), t.storage_offset()), t._version
+    return (tuple(t.shape), tuple(t.stride()), t.storage_offset()), t._version, t._version
 
 
 def guarded(fn, gm, info: AliasInfo):
@@ -194,6 +205,7 @@ def guarded(fn, gm, info: AliasInfo):
     that the tensor inputs' storages are distinct: one storage address per
     tensor, gathered by C iterators (about 0.25 µs a tensor); only when that
     fails is the exact pattern computed."""
+    fn = bump_versions(fn, gm, info)
     if not info.needs_check:
         return fn
     want = info.pattern
@@ -225,6 +237,42 @@ def guarded(fn, gm, info: AliasInfo):
 
     call.__dict__.update(getattr(fn, "__dict__", {}))  # (janus_graph(s), janus_lean ...)
     call.janus_alias = info
+    return call
+
+
+def bump_versions(fn, gm, info: AliasInfo):
+    """``fn`` advancing the autograd version counter of every input (and
+    tensor attribute of ``gm``) the graph updates in place, as eager's
+    in-place ops would: our kernels write through raw pointers, which autograd
+    cannot see, so a tensor saved for backward and then updated by the graph
+    would pass autograd's "modified by an inplace operation" check and the
+    backward would read the new values.  Each counter ends ``count`` above its
+    value before the call -- eager's count -- whatever part of it the call
+    advanced itself (a library call updating the tensor, an eager fallback)."""
+    if not info.bumps and not info.attr_bumps:
+        return fn
+    from ..passes.aten import attr
+
+    bumps, attr_bumps = info.bumps, info.attr_bumps
+    increment = torch._C._increment_version
+
+    def _targets(args):
+        ts = [(args[i], n) for i, n in bumps if i < len(args) and isinstance(args[i], torch.Tensor)]
+        return ts + [(attr(gm, t), n) for t, n in attr_bumps]
+
+    def call(*args):
+        ts = _targets(args)
+        try:
+            before = [t._version for t, _ in ts]
+        except RuntimeError:  # (inference tensors have no version counter)
+            return fn(*args)
+        out = fn(*args)
+        for (t, n), v in zip(ts, before):
+            for _ in range(v + n - t._version):
+                increment((t,))
+        return out
+
+    call.__dict__.update(getattr(fn, "__dict__", {}))  # (janus_graph(s), janus_lean ...)
     return call
 
 

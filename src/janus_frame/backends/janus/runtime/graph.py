@@ -99,7 +99,8 @@ class CompiledGraph:
         self.build = build
         self.backend = backend
         self.kernels = [s.name for s in sched.steps if isinstance(s, Kernel)]
-        self.externs = [str(s.op) for s in sched.steps if isinstance(s, ir.Extern)]
+        self.externs = [str(s.op) for s in sched.steps
+                        if isinstance(s, ir.Extern) and not ir.is_check(s)]
         self.source = csource.text if csource is not None else ""
         self.triton_kernels = triton_kernels or {}
         self._fn = None
@@ -351,6 +352,11 @@ def _callable_of(op):
     fn = _PUBLIC.get(op)
     if fn is not None:
         return fn
+    if getattr(op, "namespace", None) == "janus_frame":
+        # our own checks: the Python function itself (no dispatcher round trip)
+        from ..lower import checks
+
+        return getattr(checks, op._schema.name.split("::")[-1])
     return getattr(op, "_op", op)
 
 
