@@ -175,6 +175,10 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
             return _fold_call(obj, args, kwargs)
         if isinstance(recv, logging.Logger):
             raise GraphBreak("JF003", obj.__qualname__)
+        if _FUNCTION_APPLY is None and isinstance(recv, type) and \
+                issubclass(recv, torch.autograd.Function) and obj.__name__ == "apply":
+            # torch >= 2.15: Function.apply is C, bound to the Function class
+            return _autograd_function_apply(tx, recv, list(args), kwargs)
         raise GraphBreak("JF002", getattr(obj, "__qualname__", repr(obj)))
     call = lookup(tx, type(obj), "__call__")
     if isinstance(call, types.FunctionType):
@@ -216,7 +220,9 @@ def _call_bound_method(tx, fnv: Value, obj: types.MethodType, args, kwargs) -> V
     return call_object(tx, ObjV(func), func, [self_v] + list(args), kwargs)
 
 
-_FUNCTION_APPLY = torch.autograd.Function.apply.__func__
+# autograd.Function.apply: a Python classmethod up to torch 2.14, a C
+# classmethod from 2.15 on (its bound calls then arrive as builtin methods)
+_FUNCTION_APPLY = getattr(torch.autograd.Function.apply, "__func__", None)
 _BASE_SETUP_CONTEXT = inspect.getattr_static(torch.autograd.Function, "setup_context")
 
 

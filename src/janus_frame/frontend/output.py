@@ -315,6 +315,16 @@ class OutputGraph(ShapeMixin):
             self.guards.type_is(source, obj)
             self.guards.constant(AttrSource(source, "__name__"), obj.__name__)
             return MethodV(self.wrap(obj.__self__, AttrSource(source, "__self__")), obj.__name__)
+        if t is types.BuiltinMethodType and source is not None and \
+                isinstance(getattr(obj, "__self__", None), type) and \
+                getattr(obj, "__module__", None) is None:
+            # a C classmethod bound to its class (``dict.fromkeys``, torch
+            # 2.15's ``Function.apply``), new each time it is looked up: the
+            # class and the name, not the bound object's identity
+            self.guards.type_is(source, obj)
+            self.guards.identity(AttrSource(source, "__self__"), obj.__self__)
+            self.guards.constant(AttrSource(source, "__name__"), obj.__name__)
+            return ObjV(obj, source)
         if source is not None and (t is types.FunctionType or t is functools.partial or
                                    isinstance(obj, torch.nn.Module)):
             # Guarded by what the trace reads from them, so that one made anew

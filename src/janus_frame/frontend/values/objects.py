@@ -733,6 +733,10 @@ class SuperV(Value):
                 return tx.output.wrap(attr.__func__, PinnedSource(attr.__func__))
             if isinstance(attr, types.FunctionType):
                 return tx.output.wrap(attr, PinnedSource(attr))
+            if isinstance(attr, types.ClassMethodDescriptorType):
+                # a C classmethod (torch 2.15's Function.apply): bound to klass
+                bound = attr.__get__(None, owner)
+                return tx.output.wrap(bound, PinnedSource(bound))
             raise GraphBreak("JF022", f"super() of a class: attribute {name!r}")
         objtype = self.obj.python_type()
         if self.cls not in objtype.__mro__:
