@@ -122,6 +122,27 @@ def test_module_wrapper(identity_transform):
     assert "Net" in repr(c)
 
 
+def test_module_wrapper_calls_the_module_it_holds_now(identity_transform):
+    """The wrapper's call path keeps its own reference to the wrapped module
+    (no nn.Module.__getattr__ per call): a module assigned to ``_orig_mod``
+    later, or a deep copy of the wrapper, calls its own module."""
+    import copy
+
+    torch.manual_seed(0)
+    net, other = Net().eval(), Net().eval()
+    c = jf.compile(net, backend="eager")
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(c(x), net(x))
+    assert "_janus_mod" in vars(c)  # (the attribute the call path reads)
+    c._orig_mod = other
+    assert c._orig_mod is other and list(c.parameters())[0] is other.lin.weight
+    torch.testing.assert_close(c(x), other(x))
+    d = copy.deepcopy(c)
+    assert d._orig_mod is not other and d._janus_mod is d._orig_mod
+    torch.testing.assert_close(d(x), other(x))
+    assert list(d.state_dict().keys()) == list(other.state_dict().keys())
+
+
 def test_module_state_dict_round_trip(identity_transform):
     net = Net()
     c = jf.compile(net, backend="eager")

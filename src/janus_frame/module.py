@@ -42,7 +42,8 @@ class CompiledModule(torch.nn.Module):
     def forward(self, *args, **kwargs):
         prev = _C.set_eval_frame(self._janus_compiler)
         try:
-            return self._orig_mod(*args, **kwargs)
+            # (``self._orig_mod`` goes through nn.Module.__getattr__: 2 us a call)
+            return self._janus_mod(*args, **kwargs)
         finally:
             _C.set_eval_frame(prev)
 
@@ -69,7 +70,12 @@ class CompiledModule(torch.nn.Module):
             return getattr(self._modules["_orig_mod"], name)
 
     def __setattr__(self, name, value):
-        if name in ("_orig_mod",) or name.startswith("_janus"):
+        if name == "_orig_mod":
+            # the registered child, and a plain attribute for the call path
+            super().__setattr__(name, value)
+            object.__setattr__(self, "_janus_mod", value)
+            return None
+        if name.startswith("_janus"):
             return super().__setattr__(name, value)
         if name == "training":
             # train()/eval() set the wrapper's own flag, then the children's:
@@ -78,6 +84,11 @@ class CompiledModule(torch.nn.Module):
         if "_orig_mod" in self.__dict__.get("_modules", {}):
             return setattr(self._modules["_orig_mod"], name, value)
         return super().__setattr__(name, value)
+
+    def __delattr__(self, name):
+        if name == "_orig_mod":
+            self.__dict__.pop("_janus_mod", None)
+        super().__delattr__(name)
 
     def __repr__(self):
         return f"janus_frame.compile({self._orig_mod!r})"

@@ -2,6 +2,7 @@
 loop-invariant values computed before the innermost loop; each against eager
 (forward and gradients), with the rewrite itself asserted."""
 import torch
+import torch.nn.functional as F
 
 from conftest import assert_close, graphs, jcompile
 
@@ -294,3 +295,36 @@ def test_batching_keeps_random_draws_in_eager_order():
         ref = f(x, w)
         torch.manual_seed(seed)
         assert_close(cf(x, w), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_product_with_a_transposed_row_major_weight_is_a_linear_call():
+    """``x @ w.t()`` (+ bias) over a row-major ``w`` -- every nn.Linear -- is
+    called as ``linear(x, w, b)``: the transposed view is made in C++, not by
+    an ``as_strided`` per call in the wrapper; results stay bit-identical to
+    eager's. A weight that is not row-major, and addmm with beta/alpha, keep
+    the plain call."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 16)
+    w, b, w2 = torch.randn(24, 16), torch.randn(24), torch.randn(24, 16)
+    b2 = torch.randn(16, 24)
+    wc = torch.randn(16, 24)  # (x @ wc: no transpose of a row-major weight)
+
+    def f(x, w, b, w2, b2, wc):
+        y = F.linear(x, w, b)              # addmm(b, x2d, w.t())
+        z = F.linear(x, w2)                # mm(x2d, w2.t())
+        v = torch.addmm(b2, x.reshape(16, 16), w.t())  # a 2-D bias
+        u = torch.addmm(b2, x.reshape(16, 16), w.t(), beta=0.5)
+        return torch.relu(y) + z, v, u, x @ wc
+
+    args = (x, w, b, w2, b2, wc)
+    got = jcompile(f)(*args)
+    ref = f(*args)
+    for g, r in zip(got, ref):
+        assert torch.equal(g, r)
+    cg = graphs()[-1]
+    ops = _externs(cg)
+    # five products, three of them over a transposed row-major weight
+    assert ops.count("aten.mm.default") + ops.count("aten.addmm.default") == 5
+    assert cg._wrapper_src.count("_linear(") == 3
+    # the inputs are not changed by the call
+    assert torch.equal(args[0], x) and torch.equal(args[1], w)

@@ -172,3 +172,54 @@ def test_inplace_updates_on_inputs_buffers_parameters():
         torch.testing.assert_close(m.w, ref.w)
         assert out[1].data_ptr() == x1.data_ptr()  # the view of the input, not a copy
     assert len(rec.graphs) == 1
+
+
+class _Block(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.lin, self.norm = nn.Linear(d, d), nn.LayerNorm(d)
+
+    def forward(self, x):
+        return self.norm(x + torch.tanh(self.lin(x)))
+
+
+class _Deep(nn.Module):
+    def __init__(self, d=8, n=3):
+        super().__init__()
+        self.body = nn.ModuleDict({"layers": nn.Sequential(*[_Block(d) for _ in range(n)])})
+        self.head = nn.Linear(d, 2)
+
+    def forward(self, x):
+        return self.head(self.body["layers"](x))
+
+
+def test_parameters_of_nested_modules_are_loaded_through_shared_reads():
+    """The replacement reads each module on the way to a parameter once, not
+    once per parameter below it, and still sees parameters rebound or
+    updated in place between calls."""
+    from janus_frame.frontend.replacement import load_inputs
+    from janus_frame.frontend.sources import ArgSource, AttrSource, ItemSource
+
+    torch.manual_seed(0)
+    m, x = _Deep(), torch.randn(4, 8)
+    cm = jf.compile(m, backend="eager")
+    with torch.no_grad():
+        assert_same(cm(x), m(x))
+        m.body["layers"][1].lin.weight.mul_(0.5)         # updated in place
+        assert_same(cm(x), m(x))
+        m.body["layers"][2].norm.bias = nn.Parameter(torch.randn(8))  # rebound
+        assert_same(cm(x), m(x))
+    # the generated statements, against reading each source on its own
+    layers = AttrSource(ItemSource(AttrSource(AttrSource(ArgSource("self", 0), "body"), "_modules"),
+                                   "layers"), "_modules")
+    srcs = [ItemSource(AttrSource(ItemSource(AttrSource(ItemSource(layers, str(i)), "_modules"), sub),
+                                  "_parameters"), p)
+            for i in range(3) for sub in ("lin", "norm") for p in ("weight", "bias")]
+    lines = load_inputs(srcs)
+    ns = {"__jf_a0": m}
+    exec("\n".join(lines), ns)
+    for i, s in enumerate(srcs):
+        assert ns[f"__jf_i{i}"] is eval(s.expr(), {"__jf_a0": m})
+    reads = sum(line.count("_modules") + line.count("_parameters") + line.count(".body")
+                for line in lines)
+    assert reads == 1 + 1 + 1 + 3 + 6  # body, its _modules, layers' _modules, 3 + 6 below
