@@ -122,6 +122,7 @@ _NAMES = {
     "TensorBase": ("torch._C", "TensorBase"),
     "DelayedError": ("torch._C", "_functions.DelayedError"),
     "c_nn": ("torch._C", "_nn"),
+    "increment_version": ("torch._C", "_increment_version"),
 }
 
 # what torch answers about its torch-function state, modes counted in (a

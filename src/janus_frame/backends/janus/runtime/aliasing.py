@@ -251,10 +251,10 @@ def bump_versions(fn, gm, info: AliasInfo):
     advanced itself (a library call updating the tensor, an eager fallback)."""
     if not info.bumps and not info.attr_bumps:
         return fn
+    from ....torch_compat import increment_version as increment
     from ..passes.aten import attr
 
     bumps, attr_bumps = info.bumps, info.attr_bumps
-    increment = torch._C._increment_version
 
     def _targets(args):
         ts = [(args[i], n) for i, n in bumps if i < len(args) and isinstance(args[i], torch.Tensor)]

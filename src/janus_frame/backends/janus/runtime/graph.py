@@ -246,7 +246,7 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
             ns["_addmm_"] = torch.Tensor.addmm_
             call = f"_addmm_({_py_args(s.args)})"
         elif (lin := _as_linear(s)) is not None:
-            ns["_linear"] = torch._C._nn.linear
+            ns["_linear"] = torch.nn.functional.linear  # (torch._C._nn.linear itself)
             call = f"_linear({lin})"
         else:
             ns[f"_op_{s.name}"] = _callable_of(s.op)
