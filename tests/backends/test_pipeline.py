@@ -136,3 +136,39 @@ def test_an_input_traced_strided_is_read_with_the_strides_it_arrives_in():
     assert_close(cg(g, h), ref)
     assert_close(cg(g.contiguous(), h), ref)  # the same values laid out densely
     assert_close(cg(gates.t().contiguous().t()[:, 16:32], h), ref)  # column-major
+
+
+def test_an_input_traced_strided_with_symbolic_sizes_is_read_as_it_arrives():
+    # the same with a symbolic row count (Mamba's saved time-step chunk
+    # [B*L, 4] of the projection, row stride 20, stored densely by the
+    # forward of a graph compiled for a new sequence length): the layout
+    # check must not be skipped because the shape is symbolic
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def f(g, h):
+        return torch.sigmoid(g) * h + g.sum(0)
+
+    def inputs(n):
+        gates = torch.randn(n, 64)
+        return gates, gates[:, 16:32], torch.randn(n, 16)
+
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import (DimDynamic, ShapeEnv,
+                                                       StatelessSymbolicContext)
+
+    # traced as the backward sees it: rows symbolic, the row stride 64 static
+    mode = FakeTensorMode(shape_env=ShapeEnv())
+    gates = mode.from_tensor(torch.randn(5, 64), symbolic_context=StatelessSymbolicContext(
+        dynamic_sizes=[DimDynamic.DYNAMIC, DimDynamic.STATIC]))
+    with mode:
+        g = gates[:, 16:32]
+        h = torch.empty_strided(g.shape, (16, 1))
+        gm = make_fx(f, tracing_mode="fake")(g, h)
+    assert g.stride() == (64, 1) and isinstance(g.shape[0], torch.SymInt)
+    cg = pipeline.compile_graph(gm)
+    for n in (5, 7, 11):
+        gates, g, h = inputs(n)
+        ref = f(g, h)
+        assert_close(cg(g, h), ref)
+        assert_close(cg(g.contiguous(), h), ref)
+        assert_close(cg(gates.t().contiguous().t()[:, 16:32], h), ref)

@@ -19,6 +19,7 @@ import logging
 import re
 import sys
 
+import sympy
 import torch
 
 from .. import ir
@@ -77,6 +78,12 @@ def tune_malloc(enabled: bool | None = None) -> str:
         malloc_state = "pinned" if mmap_ok and trim_ok else "partly pinned"
     log.debug("malloc thresholds (mmap 32 MiB, trim 64 MiB): %s", malloc_state)
     return malloc_state
+
+
+def _same_size(a, b):
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    return sympy.simplify(sympy.sympify(a) - sympy.sympify(b)) == 0
 
 
 def _tuple(xs):
@@ -162,12 +169,22 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
     # fake outputs (a chunk of the gates: [B, H] with row stride 4H), while a
     # forward kernel stores a non-dense output densely.  An input traced
     # non-contiguous is copied into its traced layout when it arrives in
-    # another (a contiguous one traced as such costs no check).
+    # another (a contiguous one traced as such costs no check).  Symbolic
+    # sizes and strides are checked too, with the symbols bound above: a
+    # graph compiled for a new size reads its inputs the same way.  (Sizes
+    # known only after a library call cannot be checked here.)
     ns["_restride"] = _restride
+    # (nor can strides read off the input itself: the kernels index it with
+    # whatever it arrives with)
+    late = {str(sym) for sym, src in prog.symbols if src[0] not in ("arg", "size")}
+
+    def checkable(x):
+        return isinstance(x, int) or not ({str(f) for f in x.free_symbols} & late)
+
     for b in prog.inputs:
         if b.kind != "input" or len(b.shape) < 2 \
-                or not all(isinstance(x, int) for x in (*b.shape, *b.strides)) \
-                or tuple(b.strides) == ir.contiguous_strides(b.shape):
+                or not all(checkable(x) for x in (*b.shape, *b.strides)) \
+                or all(_same_size(a, c) for a, c in zip(b.strides, ir.contiguous_strides(b.shape))):
             continue
         st = _tuple(b.strides)
         L.append(f"    if {b.name}.stride() != {st}: {b.name} = _restride({b.name}, {st})")
