@@ -14,6 +14,7 @@ input back.
 from __future__ import annotations
 
 import contextlib
+import logging
 import operator
 
 import torch
@@ -21,6 +22,8 @@ import torch.fx
 
 from ....torch_compat import OpOverload
 from .decomp import decomposition_table, needs_decomposition
+
+log = logging.getLogger("janus_frame.backend")
 
 
 def placeholder_vals(gm):
@@ -66,15 +69,26 @@ def to_aten(gm, example_inputs, vals=None):
     # the aliases come from each input's own fake mode (which need not be
     # the one detected: Dynamo's graphs carry values of an earlier mode)
     aliases = _aliases(vals) if symbolic else None
+    def functionalized(g):
+        fn = torch.func.functionalize(g, remove="mutations")
+        return make_fx(fn, decomposition_table=decomposition_table(), tracing_mode=mode,
+                       _allow_non_fake_inputs=True)(*vals)
+
     with ctx:
         if symbolic:
-            gm = _decompose_first(gm, aliases, make_fx)
-            if is_decomposed_aten(gm):
-                return gm
-        fn = torch.func.functionalize(gm, remove="mutations")
-        g = make_fx(fn, decomposition_table=decomposition_table(), tracing_mode=mode,
-                    _allow_non_fake_inputs=True)(*vals)
-    return g
+            first = _decompose_first(gm, aliases, make_fx)
+            if is_decomposed_aten(first):
+                return first
+            try:
+                return functionalized(first)
+            except RuntimeError as e:
+                # the decomposed graph holds an op functionalization cannot
+                # take (a prims view with an alias annotation, as batch norm's
+                # decomposition leaves): functionalize the captured graph
+                # itself, as for fixed sizes (a size it reads is then a guard)
+                log.debug("functionalizing the decomposed graph failed (%s); "
+                          "functionalizing the captured graph", e)
+        return functionalized(gm)
 
 
 def _aliases(vals):
