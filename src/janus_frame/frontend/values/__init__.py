@@ -33,7 +33,8 @@ from .base import NO, NULL, NullV, Value
 from .constants import Const, DerivedConst, DynFloat, DynInt, SymV, unguarded
 from .methods import MethodV
 from .tensors import ItemV, TensorV
-from .objects import NewObjV, ObjV, SuperV
+from .objects import NewObjV, ObjV
+from .supers import SuperV
 from .containers import IterV, ListV, SetV, SliceV, TensorListV, TupleV
 from .dicts import DictObjV, DictV, DictViewV, RealDictV
 from .functions import CellV, FunctionV, PartialV
@@ -43,7 +44,7 @@ from .environ import EnvironV
 
 __all__ = [
     "NO", "NULL", "CellV", "Const", "CtxV", "DerivedConst", "DictObjV", "DictV", "DictViewV",
-    "DynFloat", "DynInt", "ExitV", "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NdarrayV",
+    "DynFloat", "DynInt", "EnvironV", "ExitV", "FunctionV", "ItemV", "IterV", "ListV", "MethodV", "NdarrayV",
     "NewObjV", "NullV", "ObjV", "PartialV", "RealDictV", "SetV", "SliceV", "SuperV", "SymV",
     "TensorListV", "TensorV", "TupleV",
     "Value", "unguarded",

@@ -16,7 +16,6 @@ they are rebuilt after the graph, and :func:`dict_key`, :func:`builtin_entry`.
 from __future__ import annotations
 
 import collections
-import collections
 import gc
 import operator
 import types
@@ -28,7 +27,8 @@ from .constants import LITERAL_TYPES, Const, fold
 from .containers import Container, IterV, ListV, SetV, TupleV, same_or_equal
 from .methods import MethodV
 from .objects import (
-    BUILTIN_BASES, MISSING, ObjV, builtin_entry, class_attr, is_data_descriptor, lookup,
+    BUILTIN_BASES, MISSING, ObjV, builtin_entry, class_attr, generic_attr_method,
+    is_data_descriptor, lookup,
 )
 
 _DICT_MUTATORS = ("pop", "update", "setdefault", "clear", "popitem", "__setitem__")
@@ -379,14 +379,9 @@ class DictObjV(DictV):
     # -- builtin methods (reached only where the class resolved to them) ----------
     def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
         n = len(args)
-        if name == "__getattribute__" and n == 1 and not kwargs:
-            return self._generic_getattr(tx, _name(args[0]))
-        if name == "__setattr__" and n == 2 and not kwargs:
-            self._generic_setattr(tx, _name(args[0]), args[1])
-            return Const(None)
-        if name == "__delattr__" and n == 1 and not kwargs:
-            self._generic_delattr(tx, _name(args[0]))
-            return Const(None)
+        done = generic_attr_method(self, tx, name, args, kwargs, _name)
+        if done is not None:
+            return done
         if name == "__init__" and self._defaultdict():  # defaultdict(factory, ...)
             if args:
                 factory, args = args[0], args[1:]

@@ -6,7 +6,7 @@ builtin containers holding non-constant keys) wrapped with their source;
 ``object.__new__`` of a user class (or ``types.SimpleNamespace.__new__`` of
 an attribute bag) plus the attributes its traced ``__init__`` stores;
 ``super(cls, obj)``.
-Out: ``ObjV``, ``NewObjV``, ``SuperV`` and what Python does with them while
+Out: ``ObjV``, ``NewObjV`` (``SuperV``: supers.py) and what Python does with them while
 tracing: attribute reads follow Python's lookup (instance dict, class,
 descriptors, properties and ``__getattr__`` run traced) and are guarded
 through their sources; ``nn.Module`` parameters, buffers and submodules
@@ -43,6 +43,7 @@ from ..sources import (
 from .base import NO, Value, read_before_effects
 from .constants import Const, fold
 from .methods import MethodV
+from .module_slices import ModuleSliceV
 from .tensors import TensorV
 
 _SEQ_MODULES = (torch.nn.ModuleList, torch.nn.Sequential)
@@ -332,15 +333,7 @@ class ObjV(Value):
         pending = tx.output.effects.pending_attr(self._obj, name)
         if pending is None:
             return None
-        if pending is not DELETED:
-            return True
-        try:
-            self._attr_after_delete(tx, name)
-        except GraphBreak as gb:
-            if getattr(gb, "exc_type", None) is AttributeError:
-                return False
-            raise
-        return True
+        return pending is not DELETED or lookup_succeeds(self._attr_after_delete, tx, name)
 
     def _base(self) -> Source:
         """Where the object is read: its source, or the object pinned."""
@@ -464,46 +457,6 @@ class ObjV(Value):
         return rb.fb.const(self.obj), False
 
 
-class ModuleSliceV(Value):
-    """``modules[a:b]`` of a ModuleList or Sequential: its modules, iterated
-    and indexed while tracing; rebuilt by slicing the real container again
-    (a new container, as Python makes one)."""
-
-    __slots__ = ("items", "parent", "key", "source")
-
-    def __init__(self, items: list, parent: Value, key: slice) -> None:
-        self.items = items
-        self.parent = parent
-        self.key = key
-        self.source = None
-
-    def python_type(self) -> type:
-        return self.parent.python_type()
-
-    def truth(self, tx) -> bool:
-        return bool(self.items)
-
-    def length(self, tx) -> int:
-        return len(self.items)
-
-    def iterate(self, tx) -> list[Value]:
-        return list(self.items)
-
-    def get_item(self, tx, key: Value) -> Value:
-        k = key.as_python()
-        if isinstance(k, slice):
-            return ModuleSliceV(self.items[k], self, k)
-        if isinstance(k, int) and not isinstance(k, bool):
-            try:
-                return self.items[k]
-            except IndexError:
-                raise would_raise(IndexError, "index out of range") from None
-        return super().get_item(tx, key)
-
-    def reconstruct(self, rb) -> tuple[str, bool]:
-        return f"{rb.expr(self.parent)}[{rb.fb.const(self.key)}]", True
-
-
 class NewObjV(Value):
     """An instance created while tracing: of a user class (``object.__new__``
     plus what its traced ``__init__`` stores) or of an attribute bag whose
@@ -614,26 +567,15 @@ class NewObjV(Value):
     def has_attr(self, tx, name: str) -> bool:
         """``hasattr``: the lookup succeeds (an AttributeError it would raise
         answers False; anything else it cannot decide breaks)."""
-        try:
-            self.get_attr(tx, name)
-        except GraphBreak as gb:
-            if getattr(gb, "exc_type", None) is AttributeError:
-                return False
-            raise
-        return True
+        return lookup_succeeds(self.get_attr, tx, name)
 
     def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
         """The builtin generic attribute methods, and an attribute bag's
         builtin ``__init__``; reached only where the class resolves to them."""
         n = len(args)
-        if name == "__getattribute__" and n == 1 and not kwargs:
-            return self._generic_getattr(tx, _attr_name(args[0]))
-        if name == "__setattr__" and n == 2 and not kwargs:
-            self._generic_setattr(tx, _attr_name(args[0]), args[1])
-            return Const(None)
-        if name == "__delattr__" and n == 1 and not kwargs:
-            self._generic_delattr(tx, _attr_name(args[0]))
-            return Const(None)
+        done = generic_attr_method(self, tx, name, args, kwargs, _attr_name)
+        if done is not None:
+            return done
         if name == "__init__" and self.new is NAMESPACE_NEW:
             self.namespace_init(tx, args, kwargs)
             return Const(None)
@@ -706,65 +648,6 @@ def _namespace_positional() -> bool:
 NAMESPACE_POSITIONAL = _namespace_positional()
 # builtin methods a NewObjV binds to itself when its class resolves to them
 _GENERIC_METHODS = ("__getattribute__", "__setattr__", "__delattr__", "__init__")
-
-
-class SuperV(Value):
-    """``super(cls, obj)``: attribute lookups start after ``cls`` in the MRO."""
-
-    __slots__ = ("cls", "obj", "source")
-
-    def __init__(self, cls: type, obj: Value) -> None:
-        self.cls = cls
-        self.obj = obj
-        self.source = None
-
-    def python_type(self) -> type:
-        return super
-
-    def get_attr(self, tx, name: str) -> Value:
-        owner = self.obj._obj if isinstance(self.obj, ObjV) else None
-        if isinstance(owner, type) and issubclass(owner, self.cls):
-            # super(cls, klass), as in a classmethod: the MRO of klass
-            # itself; classmethods bind to klass, functions stay unbound
-            attr = lookup(tx, owner, name, self.cls)
-            if isinstance(attr, classmethod):
-                return MethodV(self.obj, name, attr.__func__)
-            if isinstance(attr, staticmethod):
-                return tx.output.wrap(attr.__func__, PinnedSource(attr.__func__))
-            if isinstance(attr, types.FunctionType):
-                return tx.output.wrap(attr, PinnedSource(attr))
-            if isinstance(attr, types.ClassMethodDescriptorType):
-                # a C classmethod (torch 2.15's Function.apply): bound to klass
-                bound = attr.__get__(None, owner)
-                return tx.output.wrap(bound, PinnedSource(bound))
-            raise GraphBreak("JF022", f"super() of a class: attribute {name!r}")
-        objtype = self.obj.python_type()
-        if self.cls not in objtype.__mro__:
-            raise GraphBreak("JF022", "super() outside the class hierarchy")
-        attr = lookup(tx, objtype, name, self.cls)
-        if attr is MISSING:
-            raise would_raise(AttributeError, f"super() has no attribute {name!r}")
-        if isinstance(attr, types.FunctionType):
-            return MethodV(self.obj, name, attr)
-        if isinstance(attr, classmethod):
-            return MethodV(ObjV(objtype), name, attr.__func__)
-        if isinstance(attr, staticmethod):
-            return tx.output.wrap(attr.__func__, PinnedSource(attr.__func__))
-        if attr is _OBJECT_GETATTRIBUTE and isinstance(self.obj, ObjV):
-            return MethodV(self.obj, name)  # ObjV.call_method
-        if getattr(self.obj, "builtin_methods", False) and builtin_entry(attr):
-            # dict.__setitem__, object.__setattr__ ... on an instance whose
-            # kind models them (a dict subclass made while tracing)
-            return MethodV(self.obj, name)
-        if attr is object.__init__:
-            return MethodV(self.obj, name, _object_init)
-        if name == "__init__" and isinstance(attr, types.WrapperDescriptorType) and \
-                issubclass(attr.__objclass__, BaseException) and hasattr(self.obj, "_builtin_init"):
-            # a builtin exception's __init__ on an exception made while
-            # tracing: its kind applies it (values/exceptions.py); a real
-            # instance would find the override again by name
-            return MethodV(self.obj, name)
-        raise GraphBreak("JF022", f"super().{name} of type {type(attr).__name__}")
 
 
 MISSING = _C.MISSING
@@ -878,3 +761,31 @@ def _build_object(new, cls, attrs: dict):
     for k, x in attrs.items():
         object.__setattr__(obj, k, x)
     return obj
+
+
+def lookup_succeeds(get, tx, name: str) -> bool:
+    """``hasattr`` through ``get(tx, name)``: an AttributeError the lookup
+    would raise answers False; anything else it cannot decide breaks."""
+    try:
+        get(tx, name)
+    except GraphBreak as gb:
+        if getattr(gb, "exc_type", None) is AttributeError:
+            return False
+        raise
+    return True
+
+
+def generic_attr_method(v: Value, tx, name: str, args: list, kwargs: dict, name_of):
+    """``object.__getattribute__/__setattr__/__delattr__(v, ...)`` applied by
+    ``v``'s kind (its ``_generic_*`` methods), or None for any other call."""
+    if kwargs:
+        return None
+    if name == "__getattribute__" and len(args) == 1:
+        return v._generic_getattr(tx, name_of(args[0]))
+    if name == "__setattr__" and len(args) == 2:
+        v._generic_setattr(tx, name_of(args[0]), args[1])
+        return Const(None)
+    if name == "__delattr__" and len(args) == 1:
+        v._generic_delattr(tx, name_of(args[0]))
+        return Const(None)
+    return None

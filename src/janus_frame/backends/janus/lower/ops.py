@@ -14,12 +14,12 @@ promoted dtype of their operands.
 """
 from __future__ import annotations
 
-import sympy
 import torch
 import torch.fx
 
 from .. import ir
 from ..ir import Affine, E, Op
+from .bounds import clamp_index, less
 from .registry import NATIVE, meta, register
 from .tensor_values import (TV, as_tv, broadcast_to, cast, lazy, permute, reshape, select,
                             slice_, squeeze_dims, sz, unsqueeze)
@@ -475,82 +475,13 @@ def _squeeze(ctx, x, dims=None):
     return squeeze_dims(x, dims)
 
 
-def _shape_env(ctx):
-    """The ShapeEnv of the symbolic sizes around the node being lowered, or None."""
-    node = getattr(ctx, "node", None)
-    if node is None:
-        return None
-    vals = [node.meta.get("val")] + [a.meta.get("val") for a in node.all_input_nodes]
-    for v in vals:
-        for s in _syms_of(v):
-            return s.node.shape_env
-    return None
-
-
-def _syms_of(v):
-    if isinstance(v, torch.SymInt):
-        yield v
-    elif isinstance(v, torch.Tensor):
-        yield from (s for s in v.shape if isinstance(s, torch.SymInt))
-    elif isinstance(v, (list, tuple)):
-        for x in v:
-            yield from _syms_of(x)
-
-
-def _less(ctx, a, b) -> bool:
-    """Whether size expression ``a < b``, where one side may be symbolic.
-
-    Decided statically when sympy or the ShapeEnv can; else by the sizes'
-    hints: the trace that made the graph took the branch of the same
-    comparison on the same hints (torch's slice and select normalise their
-    bounds this way) and guarded it, so every call reaching this compiled
-    graph takes it too.  Undecidable (sizes without hints) -> the op runs as
-    a library call."""
-    rel = sympy.Lt(sympy.sympify(a), sympy.sympify(b))
-    if rel in (sympy.true, sympy.false):
-        return bool(rel)
-    env = _shape_env(ctx)
-    if env is None:
-        raise NotImplementedError
-    static = env._maybe_evaluate_static(rel)
-    if static in (sympy.true, sympy.false):
-        return bool(static)
-    hinted = rel.xreplace(env.var_to_val)
-    if hinted in (sympy.true, sympy.false):
-        return bool(hinted)
-    raise NotImplementedError
-
-
-def _clamp_index(ctx, i, n, default):
-    """A slice bound as torch normalises it: a negative one counts from the
-    end, then the bound is clamped to ``[0, n]``.  With symbolic sizes the
-    comparisons go through :func:`_less` (a bound like ``-s0`` of a
-    dimension ``s0`` must become 0, not stay an offset before the data)."""
-    if i is None:
-        return default
-    i = sz(i)
-    if isinstance(i, int) and isinstance(n, int):
-        if i < 0:
-            i += n
-        return min(max(i, 0), n)
-    if isinstance(i, int) and i >= 2 ** 60:  # "to the end" (sys.maxsize and the like)
-        return n
-    if _less(ctx, i, 0):
-        i = sz(i + n)
-        if _less(ctx, i, 0):
-            return 0
-    if _less(ctx, n, i):
-        return n
-    return i
-
-
 @register(aten.slice.Tensor, aten.slice_copy.Tensor)
 def _slice(ctx, x, dim=0, start=None, end=None, step=1):
     dim %= x.ndim
     n = x.shape[dim]
-    s = _clamp_index(ctx, start, n, 0)
-    e = _clamp_index(ctx, end, n, n)
-    if _less(ctx, e, s):
+    s = clamp_index(ctx, start, n, 0)
+    e = clamp_index(ctx, end, n, n)
+    if less(ctx, e, s):
         e = s
     return slice_(x, dim, s, e, step)
 
@@ -561,7 +492,7 @@ def _select(ctx, x, dim, index):
     index = sz(index)
     # a negative index counts from the end, also when it or the size is
     # symbolic (torch decided the sign on the trace's sizes and guarded it)
-    if _less(ctx, index, 0):
+    if less(ctx, index, 0):
         index = sz(index + x.shape[dim])
     return select(x, dim, index)
 
