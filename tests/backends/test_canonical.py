@@ -274,3 +274,31 @@ def test_passes_add_no_shape_guards_under_dynamic_sizes(monkeypatch):
     assert seen and all(p for _, _, p in seen)
     for before, after, _ in seen:
         assert before == after
+
+
+# -- weight gradients land where the library call writes them ------------------
+
+@pytest.mark.parametrize("spelling", LINEAR_SPELLINGS)
+def test_weight_gradients_are_the_library_results_not_transposed_copies(spelling):
+    # A linear layer's weight gradient is returned as t(t(mm(t(g), x))):
+    # already the [out, in] product the .grad wants.  Turning the inner
+    # transpose of a product into the product of transposed operands would
+    # compute [in, out] and copy it, transposed, into a second weight-sized
+    # buffer (a step's memory doubled by the parameters' size).
+    torch.manual_seed(0)
+    l1, l2 = torch.nn.Linear(24, 20), torch.nn.Linear(20, 6)
+    f1, f2 = linear(spelling, l1), linear(spelling, l2)
+
+    def f(x):
+        return f2(torch.relu(f1(x)))
+
+    x = torch.randn(32, 24)
+    _grads_equal(f, [x], [l1.weight, l1.bias, l2.weight, l2.bias])
+    bw = graphs()[-1]
+    weight_shapes = {(20, 24), (6, 20)}
+    alias = getattr(bw.sched, "alias", {})
+    copied = [b.name for b in bw.prog.buffers.values()
+              if b.kind == "output" and b.name not in alias
+              and tuple(b.shape) in weight_shapes]
+    assert not copied, (spelling, copied)
+    assert _externs(bw)["aten.mm.default"] >= 2

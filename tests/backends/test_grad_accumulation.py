@@ -1,7 +1,12 @@
 """Parameter gradients of a small graph called many times per step, summed
 once at the end of backward (grad_accumulation), against eager: every way
 of asking autograd for gradients, with whether the sum was deferred
-asserted."""
+asserted.
+
+Tolerances: the gradients reach ~30 here, and float32 sums of the same
+terms in another order (one product over the stacked factors, or a product
+computed in the other orientation) differ from eager's by ~2e-6, as far as
+eager itself is from the float64 result; atol 1e-5 is about 4 ulp of them."""
 import pytest
 import torch
 
@@ -53,11 +58,11 @@ def test_backward_sums_once_per_pass(compiled_cell):
     assert ga.counts["sums"] - before["sums"] == 3
     for a, b in zip(pa, pb):
         assert a.grad.shape == b.grad.shape and a.grad.stride() == b.grad.stride()
-        assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)
+        assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-5)
     # a second pass adds into the existing .grad, as eager does
     _loss(compiled_cell, pa, xs).backward()
     _loss(_cell, pb, xs).backward()
-    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-6)
+    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-5)
 
 
 def test_retained_graph_backward_twice(compiled_cell):
@@ -66,7 +71,7 @@ def test_retained_graph_backward_twice(compiled_cell):
     for _ in range(2):
         la.backward(retain_graph=True)
         lb.backward(retain_graph=True)
-    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-6)
+    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-5)
 
 
 def test_autograd_grad_returns_dense_gradients(compiled_cell):
@@ -75,7 +80,7 @@ def test_autograd_grad_returns_dense_gradients(compiled_cell):
     ga_ = torch.autograd.grad(_loss(compiled_cell, pa, xs), pa)
     gb = torch.autograd.grad(_loss(_cell, pb, xs), pb)
     assert ga.counts["calls"] == before  # nothing accumulates: nothing deferred
-    assert_close(ga_, gb, rtol=1e-5, atol=1e-6)
+    assert_close(ga_, gb, rtol=1e-5, atol=1e-5)
     assert all(p.grad is None for p in pa)
 
 
@@ -86,12 +91,12 @@ def test_backward_with_inputs_leaving_parameters_out(compiled_cell):
     _loss(compiled_cell, pa, xa).backward(inputs=xa)
     _loss(_cell, pb, xb).backward(inputs=xb)
     assert all(p.grad is None for p in pa)
-    assert_close([x.grad for x in xa], [x.grad for x in xb], rtol=1e-5, atol=1e-6)
+    assert_close([x.grad for x in xa], [x.grad for x in xb], rtol=1e-5, atol=1e-5)
     # and with only one parameter asked for
     _loss(compiled_cell, pa, xs).backward(inputs=[pa[1]])
     _loss(_cell, pb, xs).backward(inputs=[pb[1]])
     assert pa[0].grad is None and pa[2].grad is None
-    assert_close(pa[1].grad, pb[1].grad, rtol=1e-5, atol=1e-6)
+    assert_close(pa[1].grad, pb[1].grad, rtol=1e-5, atol=1e-5)
 
 
 def test_hooks_see_what_they_see_in_eager(compiled_cell):
@@ -104,9 +109,9 @@ def test_hooks_see_what_they_see_in_eager(compiled_cell):
     _loss(compiled_cell, pa, xs).backward()
     _loss(_cell, pb, xs).backward()
     assert ga.counts["calls"] == before  # watched parameters: dense gradients
-    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-6)
+    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-5)
     assert len(seen["a"]) == len(seen["b"]) == 1  # once per pass, with the sum
-    assert_close(seen["a"], seen["b"], rtol=1e-5, atol=1e-6)
+    assert_close(seen["a"], seen["b"], rtol=1e-5, atol=1e-5)
 
 
 def test_create_graph_is_never_deferred(compiled_cell):
@@ -139,7 +144,7 @@ def test_a_failed_pass_leaves_nothing_behind(compiled_cell):
         p.grad = None
     _loss(compiled_cell, pa, xs).backward()
     _loss(_cell, pb, xs).backward()
-    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-6)
+    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-5)
 
 
 def test_wide_products_keep_dense_gradients():
@@ -182,7 +187,7 @@ def test_row_gradients_are_added_straight_into_grad():
         sum(leaf(tb, w_, wb).sum() * (i + 1) for i, w_ in enumerate(words)).backward()
     assert ga.counts["calls"] - before["calls"] == 2 * len(words)
     assert ga.counts["sums"] - before["sums"] == 2 * 2  # table and w, once per pass
-    assert_close([ta.grad, wa.grad], [tb.grad, wb.grad], rtol=1e-5, atol=1e-6)
+    assert_close([ta.grad, wa.grad], [tb.grad, wb.grad], rtol=1e-5, atol=1e-5)
     assert int((ta.grad.abs().sum(1) > 0).sum()) == 4
 
 
@@ -214,7 +219,7 @@ def test_an_intermediate_where_the_graph_saw_a_parameter_gets_its_gradient():
     loss(_cell, pb, sb).backward()
     assert ga.counts["calls"] == before  # one input is no parameter: dense gradients
     assert_close([sa.grad] + [p.grad for p in pa], [sb.grad] + [p.grad for p in pb],
-                 rtol=1e-5, atol=1e-6)
+                 rtol=1e-5, atol=1e-5)
 
 
 def test_switched_off_by_config_and_under_torch_distributed(compiled_cell, monkeypatch):
@@ -231,4 +236,4 @@ def test_switched_off_by_config_and_under_torch_distributed(compiled_cell, monke
     for _ in range(2):
         _loss(_cell, pb, xs).backward()
     assert ga.counts["calls"] == before
-    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-6)
+    assert_close([p.grad for p in pa], [p.grad for p in pb], rtol=1e-5, atol=1e-5)

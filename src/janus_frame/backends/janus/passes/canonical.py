@@ -135,10 +135,14 @@ def _transposed_products(graph, fake_mode, counts):
     """``mm(a, b).t()`` read by nothing else: ``mm(b.t(), a.t())`` (a
     transposed weight gradient is then a product the fold can sum; the
     operands' double transposes collapse below).  Not for graph outputs,
-    whose strides the caller may rely on."""
+    whose strides the caller may rely on, nor for a transpose that is only
+    transposed back: ``t(t(mm(a, b)))`` is already the product in the layout
+    its reader wants (a linear layer's weight gradient returned as an output,
+    whose double transpose the view collapse leaves alone); flipping the
+    inner product would store it transposed and copy it into the output."""
     for n in list(graph.nodes):
-        if not (_is(n, aten.permute.default) and list(n.args[1]) == [1, 0]) \
-                or any(u.op == "output" for u in n.users):
+        if not _is_transpose(n) or any(u.op == "output" for u in n.users) \
+                or all(_is_transpose(u) for u in n.users):
             continue
         mm = n.args[0]
         if not (_is(mm, aten.mm.default) and len(mm.users) == 1 and not mm.kwargs):
@@ -153,6 +157,10 @@ def _transposed_products(graph, fake_mode, counts):
         graph.erase_node(mm)
         counts["transposed_products"] += 1
     return counts["transposed_products"]
+
+
+def _is_transpose(n):
+    return _is(n, aten.permute.default) and list(n.args[1]) == [1, 0]
 
 
 # -- views -----------------------------------------------------------------
