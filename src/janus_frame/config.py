@@ -54,6 +54,8 @@ ENVIRONMENT = {
     "backend first runs (see backends/janus/runtime/graph.py, tune_malloc)",
     "JANUS_FRAME_DEFER_GRADS": "0: parameter gradients of small graphs added per call, not once "
     "per backward pass (backends/janus/runtime/grad_accumulation.py)",
+    "JANUS_FRAME_WHOLE_STEP": "0: loss.backward() on a loss computed in the graph runs natively "
+    "after it, instead of inside it with the forward and the optimizer step",
     "JANUS_FRAME_CHANNELS_LAST": "0: CPU convolutions keep the captured memory layout "
     "(backends/janus/passes/layout.py)",
     "JANUS_FRAME_LIBMVEC": "0: C kernels use inline polynomial float math instead of glibc's "
@@ -126,6 +128,10 @@ class Config:
     # (backends/janus/runtime/grad_accumulation.py); False: per call, as autograd does
     defer_grads: bool = dataclasses.field(
         default_factory=lambda: _env_bool("JANUS_FRAME_DEFER_GRADS", True)
+    )
+    # loss.backward() traced into the graph (frontend/whole_step.py)
+    whole_step: bool = dataclasses.field(
+        default_factory=lambda: _env_bool("JANUS_FRAME_WHOLE_STEP", True)
     )
     triton_autotune: str = dataclasses.field(
         default_factory=lambda: _env_choice("JANUS_FRAME_TRITON_AUTOTUNE", "auto",

@@ -144,7 +144,8 @@ __all__ = sorted(_NAMES) + ["TORCH_VERSION", "SUPPORTED_TORCH", "check_supported
                             "fake_execution", "input_mutation_needs_runtime", "data_unknown",
                             "fx_source_keys", "no_user_modes", "forget_fx_sources",
                             "forget_fx_sources_since", "FAKE_CACHE_LIMIT", "torch_function_state_queries",
-                            "bound_fake_tensor_cache", "clear_fake_tensor_cache"]
+                            "bound_fake_tensor_cache", "clear_fake_tensor_cache",
+                            "saved_tensors_hooks_active"]
 
 
 def __getattr__(name: str):
@@ -157,6 +158,18 @@ def __getattr__(name: str):
         obj = getattr(obj, part)
     globals()[name] = obj  # looked up once
     return obj
+
+
+def saved_tensors_hooks_active() -> bool:
+    """Are default saved-tensor hooks (``torch.autograd.graph.saved_tensors_hooks``,
+    activation checkpointing, offloading) in effect?  (2.11-2.15:
+    ``torch._C._autograd._top_saved_tensors_default_hooks(ignore_is_tracing)``.)"""
+    import torch
+
+    top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+    if top is None:
+        return True  # cannot tell: assume some are
+    return top(True) is not None
 
 
 def check_supported() -> str | None:

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import contextlib
 
+import torch
+
 from .. import _C
 from ..diagnostics.logs import artifact_logger
 from .ddp import compile_bucketed
+from .whole_step import has_backward, lower, without_grad
 
 
 def compile_graph(seg, ctx):
@@ -30,6 +33,13 @@ def compile_graph(seg, ctx):
     # runs with janus_frame off: it is not the user's to compile
     example = [real for _, real in seg.inputs]
     seg.output.note_sizes_before_backend()
+    if has_backward(seg.graph):
+        # forward, backward and update in one graph: traced to aten ops with
+        # the backward written out, compiled and run with grad mode off
+        with _tracing(seg.output):
+            gm = lower(seg.graph, example, seg.output.initial_grad_enabled)
+        with _tracing(seg.output), torch.no_grad():
+            return _C.Wrapper(without_grad(ctx.backend(gm, example)), None)
     with _tracing(seg.output):
         # inside a DistributedDataParallel forward: pieces of one gradient
         # bucket each, so that DDP's all-reduces overlap backward (ddp.py)

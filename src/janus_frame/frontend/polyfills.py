@@ -29,6 +29,10 @@ grad scaler attributes, and the ``amsgrad``, ``capturable``,
 step is traced once the state exists) and again inside the stand-in, traced,
 so that every condition it read is guarded.  What is not reproduced: the profiler range
 ``Optimizer.step#...`` and the empty ``_optimizer_step_code`` hook point.
+
+``Optimizer.zero_grad()`` without arguments (of any optimizer that does not
+override it) is replaced too: ``p.grad = None`` for every parameter, as
+torch's does; its profiler range is not reproduced either.
 """
 from __future__ import annotations
 
@@ -161,9 +165,25 @@ def sgd_step(opt):
     return None
 
 
+def zero_grad(opt):
+    """``Optimizer.zero_grad()`` (``set_to_none``, its default): every
+    parameter's ``.grad`` becomes None.  (In a traced step the backward that
+    follows then stores its gradients instead of adding them to zeros.)"""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                p.grad = None
+    return None
+
+
+def _always(opt):
+    return True
+
+
 _STEPS = {SGD: (sgd_step, sgd_ready), Adam: (adam_step, adam_ready),
           AdamW: (adam_step, adam_ready)}
 _ORIGINAL = {cls: inspect.unwrap(cls.step) for cls in _STEPS}
+_ZERO_GRAD = inspect.unwrap(_optimizer.Optimizer.zero_grad)
 
 
 def for_call(obj, name, func):
@@ -171,6 +191,9 @@ def for_call(obj, name, func):
     which resolves to function ``func``; or None.  ``ready(obj)`` says
     whether the stand-in applies now (else the call runs natively)."""
     cls = type(obj)
+    if name == "zero_grad" and isinstance(obj, _optimizer.Optimizer) and func is not None \
+            and inspect.unwrap(func) is _ZERO_GRAD and hasattr(obj, "_zero_grad_profile_name"):
+        return zero_grad, _always
     if cls not in _STEPS or name != "step" or func is None:
         return None
     if inspect.unwrap(func) is not _ORIGINAL[cls]:

@@ -185,6 +185,12 @@ class TensorV(Value):
                 return ItemV(self)
             raise GraphBreak("JF004", f"Tensor.{name}()")
         if name in _AUTOGRAD_METHODS:
+            if name == "backward":
+                from ..whole_step import trace_backward
+
+                done = trace_backward(tx, self, args, kwargs)
+                if done is not None:
+                    return done
             raise GraphBreak("JF002", f"Tensor.{name}() runs outside any graph")
         if name in _TENSOR_META_METHODS:
             return self._metadata(tx, name, args, kwargs)

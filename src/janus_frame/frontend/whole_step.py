@@ -1,0 +1,224 @@
+"""``loss.backward()`` inside the graph: forward, backward and update as one step.
+
+In: a ``loss.backward()`` call met while tracing (``trace_backward``), on a
+loss computed in the open segment; later, that segment's graph
+(``has_backward`` / ``lower``).
+Out: while tracing, the gradients of the segment's leaf inputs as one
+``torch.autograd.grad`` node, accumulated as autograd's AccumulateGrad
+would: ``p.grad = g`` (an attribute store replayed after the graph) where
+``.grad`` is None, ``p.grad.add_(g)`` where it is a tensor; later reads of
+``p.grad`` (an optimizer's step traced next) see the new value.  Or None:
+the call then runs natively, after the graph, as it always did (JF002).
+Before the backend, ``lower`` traces such a graph to aten ops with
+``make_fx`` (the backward's ops written out), so every backend gets a plain
+graph; it is compiled and run with grad mode off (nothing in it is
+differentiated again).
+
+Why: a training step compiled as forward graph, native backward and a
+separate optimizer graph pays an autograd node, a saved-activation handoff
+and two graph calls per step; as one graph the backend schedules gradient
+producers and the update together (JANUS traced one graph per iteration).
+
+When it applies (anything else keeps today's break; the run-time half is the
+guard built by ``_guard``):
+- ``backward()`` with no arguments other than ``gradient=None``,
+  ``retain_graph`` None/False, ``create_graph=False``, ``inputs=None``, on a
+  one-element loss with history (which ops of the forward autograd
+  recorded follows the grad mode of each, as traced: ``lower`` replays the
+  graph from the mode the segment starts in);
+- every input of the segment that requires grad is a leaf without tensor
+  hooks (a non-leaf's gradient would flow on into autograd graphs built
+  outside the segment), and no tensor made in the segment is a leaf that
+  requires grad;
+- no torch.distributed process group (DDP's reducer hooks the accumulation
+  nodes, which cannot be seen from Python), anomaly mode off, no saved-tensor
+  hooks, no torch-function mode or autocast in the segment.
+
+What differs from eager, by design: tensors the segment returns carry no
+autograd history (the graph that made them was consumed by the backward, as
+in eager after a backward without ``retain_graph``; a second backward
+through them raises in both, with different messages).
+"""
+from __future__ import annotations
+
+import collections
+
+import torch
+import torch.fx
+
+from .breaks import GraphBreak
+from .values import Const, TensorV, TupleV
+
+_ARGS = ("gradient", "retain_graph", "create_graph", "inputs")
+
+# backward calls traced into a graph (tests tell a traced step from a fallback)
+counts: collections.Counter = collections.Counter()
+
+
+def enabled(tx) -> bool:
+    return tx.config.whole_step
+
+
+def trace_backward(tx, loss: TensorV, args: list, kwargs: dict):
+    """Record ``loss.backward()`` in the graph; Const(None) when done, None
+    when the call must run natively."""
+    out = tx.output
+    if not enabled(tx) or not _plain_call(args, kwargs):
+        return None
+    fake = loss.fake
+    if loss.node.op == "placeholder" or not fake.requires_grad or fake.grad_fn is None \
+            or fake.numel() != 1:
+        return None
+    if out.tf_modes or out.autocast or out.native_autocast or not _ambient_ok():
+        return None
+    leaves = []
+    for v, real in out.inputs:
+        if not (isinstance(real, torch.Tensor) and real.requires_grad):
+            continue
+        if real.grad_fn is not None or v.source is None or _hooked(real) \
+                or v.node.graph is not out.graph:
+            return None
+        leaves.append((v, real))
+    if not leaves or _leaf_made_in_graph(out.graph):
+        return None
+    try:
+        grads = out.call("call_function", torch.autograd.grad,
+                         (loss, TupleV([v for v, _ in leaves])), {"allow_unused": Const(True)})
+    except GraphBreak:
+        return None
+    if not isinstance(grads, TupleV):
+        return None
+    _guard(out, [v for v, _ in leaves])
+    counts["traced"] += 1
+    for (v, real), g in zip(leaves, grads.items):
+        if not isinstance(g, TensorV):
+            continue  # not reached from the loss: its .grad stays as it is
+        cur = v.get_attr(tx, "grad")
+        if isinstance(cur, Const):
+            cur.as_python()  # installs its guard: the step is traced for .grad None
+        if isinstance(cur, TensorV):
+            # AccumulateGrad adds into an existing .grad in place
+            out.call("call_method", "add_", (cur, g), {})
+        elif isinstance(cur, Const) and cur.as_python() is None:
+            out.effects.store_attr(real, v.source, "grad", _obey_layout(out, v, g),
+                                   through_descriptor=True)
+        else:
+            raise GraphBreak("JF022", f"{v.source.name()}.grad is neither None nor a tensor")
+    return Const(None)
+
+
+def _plain_call(args, kwargs) -> bool:
+    if len(args) > len(_ARGS):
+        return False
+    bound = dict(zip(_ARGS, args))
+    for k, a in kwargs.items():
+        if k not in _ARGS or k in bound:
+            return False
+        bound[k] = a
+    for k, a in bound.items():
+        if not isinstance(a, Const):
+            return False
+        py = a.as_python()
+        if py is not None and not (k in ("retain_graph", "create_graph") and py is False):
+            return False
+    return True
+
+
+def _hooked(t: torch.Tensor) -> bool:
+    return bool(t._backward_hooks) or bool(getattr(t, "_post_accumulate_grad_hooks", None))
+
+
+def _saved_tensor_hooks_active() -> bool:
+    from ..torch_compat import saved_tensors_hooks_active
+
+    return saved_tensors_hooks_active()
+
+
+def _ambient_ok() -> bool:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return False
+    return not torch.is_anomaly_enabled() and not _saved_tensor_hooks_active()
+
+
+def whole_step_ok(tensors) -> bool:
+    """Run-time half of the conditions: the leaves are still leaves without
+    hooks, and the ambient autograd state still allows the step graph."""
+    for t in tensors:
+        if t.grad_fn is not None or _hooked(t):
+            return False
+    return _ambient_ok()
+
+
+def _guard(out, leaves) -> None:
+    k = out.guards.fb.const
+    exprs = ", ".join(v.source.expr() for v in leaves)
+    out.guards.add(f"{k(whole_step_ok)}(({exprs},))",
+                   "the backward in the graph: " + ", ".join(v.source.name() for v in leaves)
+                   + " are leaves without hooks; no process group, anomaly mode or "
+                   "saved-tensor hooks")
+
+
+def _leaf_made_in_graph(graph: torch.fx.Graph) -> bool:
+    for n in graph.nodes:
+        if n.op == "placeholder":
+            continue
+        val = n.meta.get("example_value")
+        if isinstance(val, torch.Tensor) and val.requires_grad and val.grad_fn is None:
+            return True
+    return False
+
+
+def _obey_layout(out, v: TensorV, g: TensorV) -> TensorV:
+    """``g`` with the parameter's strides, as AccumulateGrad stores a new
+    ``.grad`` (it copies a gradient laid out otherwise)."""
+    pf, gf = v.fake, g.fake
+    sym = any(isinstance(s, torch.SymInt) for s in (*pf.stride(), *gf.stride()))
+    if not sym and tuple(pf.stride()) == tuple(gf.stride()):
+        return g
+    like = out.call("call_function", torch.empty_like, (v,), {})
+    return out.call("call_method", "copy_", (like, g), {})
+
+
+# -- the graph ---------------------------------------------------------------
+
+def has_backward(gm: torch.fx.GraphModule) -> bool:
+    return any(n.op == "call_function" and n.target is torch.autograd.grad
+               for n in gm.graph.nodes)
+
+
+def lower(gm: torch.fx.GraphModule, example, grad_enabled: bool) -> torch.fx.GraphModule:
+    """``gm`` traced to aten ops, its backward written out: the graph's inputs
+    are the placeholders' fake values (symbolic sizes kept); ``grad_enabled``:
+    the grad mode the segment starts in (the graph records only switches)."""
+    from ..torch_compat import detect_fake_mode, make_fx
+
+    vals = [n.meta.get("example_value") for n in gm.graph.nodes if n.op == "placeholder"]
+    if any(v is None for v in vals):
+        vals = list(example)
+    symbolic = any(isinstance(s, torch.SymInt) for v in vals if isinstance(v, torch.Tensor)
+                   for s in (*v.shape, *v.stride()))
+    fake_mode = detect_fake_mode(vals)
+
+    def step(*args):
+        with torch.set_grad_enabled(grad_enabled):
+            return gm(*args)
+
+    import contextlib
+
+    with fake_mode if fake_mode is not None else contextlib.nullcontext():
+        return make_fx(step, tracing_mode="symbolic" if symbolic else "fake",
+                       _allow_non_fake_inputs=True)(*vals)
+
+
+def without_grad(fn):
+    """``fn`` called with grad mode off: the step's gradients are computed by
+    the graph itself; autograd must record nothing around it."""
+    no_grad = torch.no_grad
+
+    def run(*args):
+        with no_grad():
+            return fn(*args)
+
+    run.__wrapped__ = fn
+    return run
