@@ -288,3 +288,51 @@ def test_learning_rate_schedule_does_not_recompile_every_step(opt):
     # a new learning rate every step: the step graph takes it as an input
     assert stats.frames_compiled == compiled
     assert whole_step.counts["traced"] > before
+
+
+def test_forward_after_the_step_keeps_its_autograd_history():
+    # after the step, an evaluation with grad mode on: its output must carry
+    # history (the caller differentiates it), so it is not in the step graph
+    a, oa, b, ob = _pair(OPTIMIZERS["sgd"])
+
+    def make(model, opt):
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss.detach(), model(x)
+        return step
+
+    sa, sb = jf.compile(make(a, oa)), make(b, ob)
+    for x, y in _data(3):
+        (la, oa_), (lb, ob_) = sa(x, y), sb(x, y)
+        torch.testing.assert_close(la, lb)
+        torch.testing.assert_close(oa_, ob_)
+        assert oa_.requires_grad and oa_.grad_fn is not None
+        oa_.sum().backward()
+        ob_.sum().backward()
+        _same(a, oa, b, ob)
+
+
+def test_history_left_alive_by_the_backward_keeps_the_backward_native():
+    # `aux` has history the loss does not consume: a caller may still
+    # differentiate it, so the backward runs natively
+    a, oa, b, ob = _pair(OPTIMIZERS["sgd"])
+
+    def make(model):
+        def step(x, y):
+            aux = model.hidden.weight * 2
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            return aux
+        return step
+
+    before = whole_step.counts["traced"]
+    sa, sb = jf.compile(make(a)), make(b)
+    for x, y in _data(2):
+        ra, rb = sa(x, y), sb(x, y)
+        assert ra.requires_grad and ra.grad_fn is not None
+        torch.testing.assert_close(ra, rb)
+        _same(a, oa, b, ob)
+    assert whole_step.counts["traced"] == before

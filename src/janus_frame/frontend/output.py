@@ -40,6 +40,7 @@ from .values import (
     RealDictV, SetV, SymV, TensorV, TupleV, Value,
 )
 from .values.containers import is_named_tuple_cls
+from .whole_step import refuse_new_history
 from .values.dicts import VIEW_TYPES, wrap_dict_view
 from .values.environ import EnvironV
 from .values.numpy import wrap_numpy
@@ -82,6 +83,9 @@ class OutputGraph(ShapeMixin):
         self.guards = Guards(code, nargs)
         self.guards.global_state()
         self.inputs: list[tuple[TensorV, torch.Tensor]] = []
+        # ids of the autograd nodes a backward traced into this graph consumed
+        # (whole_step.py); None while none was traced
+        self.backward_consumed: set[int] | None = None
         self._wrapped: dict[int, tuple[Value, Source, object]] = {}  # id(obj) -> value
         self._lazy_real: dict[int, object] = {}  # id(lazy container value) -> its object
         self._names: set[str] = set()
@@ -524,6 +528,8 @@ class OutputGraph(ShapeMixin):
             # gets eager's exception from their own line.
             raise would_raise(type(e), f"{_target_name(target)}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        if self.backward_consumed is not None:
+            refuse_new_history(out, _target_name(target))
         bindings = self._unbacked_bindings(out)
         node = self.graph.create_node(kind, target, node_args, node_kwargs)
         if bindings:

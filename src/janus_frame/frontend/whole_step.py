@@ -71,6 +71,9 @@ def trace_backward(tx, loss: TensorV, args: list, kwargs: dict):
         return None
     if out.tf_modes or out.autocast or out.native_autocast or not _ambient_ok():
         return None
+    consumed = _history(fake.grad_fn)
+    if any(_live_history(n.meta.get("example_value"), consumed) for n in out.graph.nodes):
+        return None  # a value with autograd history the backward leaves alive
     leaves = []
     for v, real in out.inputs:
         if not (isinstance(real, torch.Tensor) and real.requires_grad):
@@ -90,6 +93,7 @@ def trace_backward(tx, loss: TensorV, args: list, kwargs: dict):
         return None
     _guard(out, [v for v, _ in leaves])
     counts["traced"] += 1
+    out.backward_consumed = (out.backward_consumed or set()) | consumed
     for (v, real), g in zip(leaves, grads.items):
         if not isinstance(g, TensorV):
             continue  # not reached from the loss: its .grad stays as it is
@@ -105,6 +109,34 @@ def trace_backward(tx, loss: TensorV, args: list, kwargs: dict):
         else:
             raise GraphBreak("JF022", f"{v.source.name()}.grad is neither None nor a tensor")
     return Const(None)
+
+
+def _history(fn) -> set[int]:
+    """ids of the autograd nodes reachable from ``fn``."""
+    seen, stack = set(), [fn]
+    while stack:
+        f = stack.pop()
+        if f is None or id(f) in seen:
+            continue
+        seen.add(id(f))
+        stack.extend(nf for nf, _ in f.next_functions)
+    return seen
+
+
+def _live_history(val, consumed) -> bool:
+    vals = val if isinstance(val, (tuple, list)) else (val,)
+    return any(isinstance(t, torch.Tensor) and t.grad_fn is not None
+               and id(t.grad_fn) not in consumed for t in vals)
+
+
+def refuse_new_history(val, what: str) -> None:
+    """After a backward traced into the graph, the graph runs with grad mode
+    off: an operation that would start new autograd history (a forward after
+    the step, reading updated parameters with grad mode on) ends the graph
+    before it, so that it runs where autograd records it."""
+    if _live_history(val, set()):
+        raise GraphBreak("JF002", f"{what} builds autograd history after a backward "
+                         "traced into the graph")
 
 
 def _plain_call(args, kwargs) -> bool:
