@@ -31,7 +31,7 @@ from torch.utils import _pytree as pytree
 from ..breaks import GraphBreak, would_raise
 from ..sources import ExprSource, Source
 from .base import NO, Value, read_before_effects
-from .constants import FOLDED_KINDS, Const
+from .constants import FOLDED_KINDS, Const, varies
 from .containers import ListV, TupleV
 from .methods import MethodV
 from .tensors import CONVERSIONS as TENSOR_CONVERSIONS, TensorV, check_static
@@ -391,14 +391,26 @@ def _unwrap(tx, v: Value):
         raise GraphBreak("JF015", "a torch tensor passed to numpy (converted through "
                          "__array__)")
     if isinstance(v, (TupleV, ListV)):
+        if any(_varying_number(x) for x in v.items):
+            # floats that vary between calls: one vector input (an array of
+            # them has numpy's float64 dtype, as the vector has)
+            vec = tx.output.float_list_input(list(v.items))
+            if vec is not None:
+                return vec
         items = [_unwrap(tx, x) for x in v.items]
         return TupleV(items) if isinstance(v, TupleV) else ListV(items)
+    if _varying_number(v):
+        return tx.output.int_input(v)  # its value as a graph input, recomputed natively
     py = v.as_python()
     if isinstance(py, np.dtype):
         return Const(py.name)
     if isinstance(py, type) and issubclass(py, np.generic):
         return Const(np.dtype(py).name)
     return v
+
+
+def _varying_number(v: Value) -> bool:
+    return varies(v) and type(v._value) in (int, float)
 
 
 def _record(tx, target: NumpyCall, args: list, kwargs: dict) -> Value:
@@ -480,8 +492,12 @@ def numpy_function(name: str, fn):
             if name in ("asarray", "asanyarray") and not kwargs and len(args) == 1:
                 return arr
             args = [arr] + list(args[1:])
-        if not any(isinstance(a, (NdarrayV, TensorV)) for a in
-                   _flat(list(args) + list(kwargs.values()))):
+        flat = _flat(list(args) + list(kwargs.values()))
+        if not any(isinstance(a, (NdarrayV, TensorV)) for a in flat) and \
+                not any(_varying_number(a) for a in flat):
+            # (an array of numbers that vary between calls, a simulator's
+            # state, is made by the graph from them as inputs: folding it
+            # would specialise them and recompile at every new value)
             if _all_const(args, kwargs):
                 out = _fold_numpy(fn, args, kwargs)
                 if out is not None:
