@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 import janus_frame as jf
@@ -170,3 +171,49 @@ def test_math_domain_error_is_raised_like_eager():
         else:
             raise AssertionError("no error")
         assert err == "math domain error"
+
+
+def test_branches_on_the_flags_of_a_list_stop_recompiling_quickly():
+    # discounted returns over episode ends: each call's list of flags is a
+    # new combination; a recompile per combination would never settle
+    def returns(rewards, dones, x):
+        out, ret = [], 0.0
+        for r, d in zip(reversed(rewards), reversed(dones)):
+            ret = r + 0.99 * ret * (0.0 if d else 1.0)
+            out.append(ret)
+        return x * torch.tensor(out[::-1], dtype=torch.float64)
+
+    f = jf.compile(returns, backend=Recorder())
+    rec = _listening()
+    import random
+    rng = random.Random(0)
+    x = torch.ones(8, dtype=torch.float64)
+    try:
+        with pytest.warns(RuntimeWarning, match=r"items of L\['dones'\]"):
+            for i in range(20):
+                rec.call = i
+                rewards = [rng.random() for _ in range(8)]
+                dones = [rng.random() < 0.3 for _ in range(8)]
+                assert torch.equal(f(rewards, dones, x), returns(rewards, dones, x)), i
+    finally:
+        listeners.remove(rec)
+    # stopped after a few items' flags, well before the recompile limit (8)
+    assert rec.count("returns") <= 4, rec.log
+    assert rec.count("returns", since=6) == 0, rec.log
+
+
+def test_a_flag_argument_is_not_a_storm():
+    def f(x, flags):
+        return x * 2 if flags[0] else x - 1
+
+    cf = jf.compile(f, backend=Recorder())
+    rec = _listening()
+    try:
+        for i in range(10):
+            rec.call = i
+            flags = [i % 2 == 0, i % 3 == 0, True]
+            x = torch.full((2,), float(i))
+            assert torch.equal(cf(x, flags), f(x, flags))
+    finally:
+        listeners.remove(rec)
+    assert rec.count("f") == 2, rec.log  # one per value of the one flag read

@@ -379,13 +379,6 @@ def rerun_source(v: Const) -> Source | None:
     return None if e is None else ExprSource(e, _rerun_name(v))
 
 
-def leaf_sources(v: Const) -> list:
-    """The constants read from the frame that ``v`` is computed from."""
-    if isinstance(v, DerivedConst):
-        return [x for a in v.args for x in leaf_sources(a)]
-    return [v] if v.source is not None and v._guard is not None else []
-
-
 def fold_lazy(fn, a: Const, b: Const) -> Const:
     """Fold, keeping the operands' guards pending when they are (see
     DerivedConst)."""
