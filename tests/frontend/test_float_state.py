@@ -217,3 +217,32 @@ def test_a_flag_argument_is_not_a_storm():
     finally:
         listeners.remove(rec)
     assert rec.count("f") == 2, rec.log  # one per value of the one flag read
+
+
+def test_state_array_without_dtype_is_float64_and_exact():
+    class Osc:
+        def __init__(self):
+            self.state = (0.3, -0.1)
+
+        def step(self, x):
+            p, v = self.state
+            self.state = (p + 0.1 * v, v - 0.1 * math.sin(p))
+            a = np.asarray(self.state)  # float64, as numpy makes it
+            return torch.from_numpy(a) * x, self.state[0] * 2.0
+
+    ref, o = Osc(), Osc()
+    be = Recorder()
+    f = jf.compile(o.step, backend=be)
+    x = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    rec = _listening()
+    try:
+        for i in range(10):
+            rec.call = i
+            (t1, s1), (t2, s2) = ref.step(x), f(x)
+            assert t1.dtype == t2.dtype and torch.equal(t1, t2), i
+            assert type(s1) is type(s2) and s1 == s2, i
+            assert o.state == ref.state, i
+    finally:
+        listeners.remove(rec)
+    assert be.graphs
+    assert rec.count("Osc.step", since=4) == 0, rec.log

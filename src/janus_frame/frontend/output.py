@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import math
 import operator
 import os
 import re
@@ -528,6 +529,8 @@ class OutputGraph(ShapeMixin):
         srcs = []
         for c in items:
             if c._guard is None:
+                if not math.isfinite(c._value):
+                    return None  # (no literal for it)
                 srcs.append(None)  # a literal or a value already guarded
                 continue
             src = c.source if c.source is not None else _rerun(c)

@@ -391,16 +391,8 @@ def _unwrap(tx, v: Value):
         raise GraphBreak("JF015", "a torch tensor passed to numpy (converted through "
                          "__array__)")
     if isinstance(v, (TupleV, ListV)):
-        if any(_varying_number(x) for x in v.items):
-            # floats that vary between calls: one vector input (an array of
-            # them has numpy's float64 dtype, as the vector has)
-            vec = tx.output.float_list_input(list(v.items))
-            if vec is not None:
-                return vec
         items = [_unwrap(tx, x) for x in v.items]
         return TupleV(items) if isinstance(v, TupleV) else ListV(items)
-    if _varying_number(v):
-        return tx.output.int_input(v)  # its value as a graph input, recomputed natively
     py = v.as_python()
     if isinstance(py, np.dtype):
         return Const(py.name)
@@ -492,12 +484,20 @@ def numpy_function(name: str, fn):
             if name in ("asarray", "asanyarray") and not kwargs and len(args) == 1:
                 return arr
             args = [arr] + list(args[1:])
-        flat = _flat(list(args) + list(kwargs.values()))
-        if not any(isinstance(a, (NdarrayV, TensorV)) for a in flat) and \
-                not any(_varying_number(a) for a in flat):
-            # (an array of numbers that vary between calls, a simulator's
-            # state, is made by the graph from them as inputs: folding it
-            # would specialise them and recompile at every new value)
+        if name in _ARRAY_MAKERS and args and isinstance(args[0], (ListV, TupleV)) and \
+                any(_varying_number(x) for x in args[0].items):
+            # an array of floats that vary between calls (a simulator's
+            # state): folding it would specialise them and recompile at every
+            # new value. The floats are one float64 vector input, computed
+            # natively (numpy makes float64 of Python floats too); only the
+            # conversion (a dtype= cast) is the graph's. Other numpy functions
+            # of varying floats still fold: torch's kernels need not round
+            # as numpy's do.
+            vec = tx.output.float_list_input(list(args[0].items))
+            if vec is not None:
+                args = [NdarrayV(vec, False)] + list(args[1:])
+        if not any(isinstance(a, (NdarrayV, TensorV)) for a in
+                   _flat(list(args) + list(kwargs.values()))):
             if _all_const(args, kwargs):
                 out = _fold_numpy(fn, args, kwargs)
                 if out is not None:
