@@ -521,8 +521,6 @@ class OutputGraph(ShapeMixin):
         derived ones with Python's arithmetic: bitwise what the program
         makes of them). None when an item cannot be recomputed or is not a
         float (then the values are specialised)."""
-        from .values.constants import rerun_source as _rerun
-
         if not items or not all(isinstance(c, Const) and type(c._value) is float
                                 for c in items):
             return None
@@ -533,7 +531,7 @@ class OutputGraph(ShapeMixin):
                     return None  # (no literal for it)
                 srcs.append(None)  # a literal or a value already guarded
                 continue
-            src = c.source if c.source is not None else _rerun(c)
+            src = c.source if c.source is not None else rerun_source(c)
             if src is None:
                 return None
             srcs.append(src)
