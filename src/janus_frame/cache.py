@@ -79,7 +79,8 @@ class CodeState:
     Stored in the code object's extra slot (freed with it, dropped by reset()).
     """
 
-    __slots__ = ("entries", "recompiles", "limit_warned", "dynamic", "__weakref__")
+    __slots__ = ("entries", "recompiles", "limit_warned", "dynamic", "flag_items",
+                 "__weakref__")
 
     def __init__(self) -> None:
         # automatic dynamic: names of int sources traced as graph inputs, and
@@ -88,6 +89,9 @@ class CodeState:
         self.entries: list[tuple[Any, CompiledEntry]] = []  # (owner compiler, entry)
         self.recompiles: list[str] = []
         self.limit_warned = False
+        # container source name -> its items whose bool/None value made an
+        # entry fail (hook.FrameCompiler._value_storm)
+        self.flag_items: dict[str, set] = {}
 
 
 # Every code object janus_frame keeps state for (weakly): what clear_all

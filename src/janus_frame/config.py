@@ -108,6 +108,12 @@ class Config:
     recompile_limit: int = dataclasses.field(
         default_factory=lambda: _env_int("JANUS_RECOMPILE_LIMIT", 8)
     )
+    # distinct items of one container (``dones[3]``, ``dones[7]``, ...) whose
+    # bool or None values may each force a recompile of a frame before it
+    # runs natively: per-element data, not a configuration flag
+    flag_item_limit: int = dataclasses.field(
+        default_factory=lambda: _env_int("JANUS_FLAG_ITEM_LIMIT", 3)
+    )
     unroll_limit: int = dataclasses.field(default_factory=lambda: _env_int("JANUS_UNROLL_LIMIT", 1000))
     inline_depth: int = dataclasses.field(default_factory=lambda: _env_int("JANUS_INLINE_DEPTH", 32))
     # activations of one function on one receiver a trace may hold at once

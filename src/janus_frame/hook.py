@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import sys
 import threading
 import time
@@ -36,6 +37,9 @@ from .config import Config, config
 from .context import CompileContext, PerCodeStore
 from .diagnostics.logs import artifact_logger
 from .trace_rules import skip_reason, skips_callees
+
+# the name of a source that is an item of a sequence: (container)[index]
+_ITEM = re.compile(r"(.+)\[-?\d+\]")
 
 DEFAULT, SKIP, RUN_ONLY = _C.DEFAULT, _C.SKIP, _C.RUN_ONLY
 
@@ -139,6 +143,8 @@ class FrameCompiler:
             return None
         if mine:
             self._note_recompile(func, st, mine, args)
+            if self._value_storm(code, st, cfg):
+                return None
         with compile_lock:
             t0 = time.perf_counter()
             kept = _TorchState()
@@ -218,6 +224,30 @@ class FrameCompiler:
         for fn in tuple(listeners):
             fn(event, code, payload)
 
+    def _value_storm(self, code, st: CodeState, cfg) -> bool:
+        """Whether ``code`` keeps recompiling on the bool or None values of
+        the items of one container (``0.0 if dones[t] else 1.0`` over a list
+        made each call): no recompile can generalise a flag, and the items
+        take new combinations every call, so the frame stops compiling and
+        runs from its cached entries or natively (as at the recompile limit,
+        without spending the limit's compiles)."""
+        items = max(st.flag_items.values(), key=len, default=())
+        if len(items) < cfg.flag_item_limit:
+            return False
+        if not st.limit_warned:
+            st.limit_warned = True
+            container = next(k for k, v in st.flag_items.items() if v is items)
+            warnings.warn(
+                f"janus_frame: {code.co_qualname} ({code.co_filename}:{code.co_firstlineno}) "
+                f"recompiled for the values of {len(items)} items of {container} "
+                f"({', '.join(sorted(items))}); it now runs from its cached entries "
+                f"or natively",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        _C.set_code_strategy(code, RUN_ONLY, DEFAULT)
+        return True
+
     def _note_recompile(self, func, st: CodeState, mine, args) -> None:
         code = func.__code__
         reasons = []
@@ -229,6 +259,10 @@ class FrameCompiler:
                 continue
             if getattr(why, "dynamic_source", None):  # automatic dynamic: one recompile
                 st.dynamic.add(why.dynamic_source)
+            flag = getattr(why, "value_source", None)
+            m = _ITEM.fullmatch(flag) if flag else None
+            if m is not None:  # a flag read from an item of a container
+                st.flag_items.setdefault(m.group(1), set()).add(flag)
             st.dynamic.update(getattr(why, "dynamic_dims", ()))
         msg = "; ".join(reasons)
         st.recompiles.append(msg)

@@ -27,7 +27,7 @@ from .values import (
     SymV, TensorListV, TensorV, TupleV, Value,
 )
 from .values.containers import dedup, sort_order
-from .values.constants import fold
+from .values.constants import fold, fold_call_lazy
 from .values.dicts import dict_key
 from .values.objects import callable_value
 from .values.numpy import array_as_tensor, numpy_callables, numpy_function
@@ -462,6 +462,8 @@ def _abs(tx, args, kwargs):
     v = args[0]
     if isinstance(v, TensorV):
         return tx.output.call("call_function", operator.abs, (v,), {})
+    if isinstance(v, Const) and not kwargs:
+        return fold_call_lazy(abs, [v])  # a float from the frame stays unspecialised
     return fold(abs, _const(v))
 
 

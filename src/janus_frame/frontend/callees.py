@@ -40,7 +40,7 @@ from .sources import AttrSource, CellContentsSource, ItemSource, PinnedSource
 from .values import (
     NO, Const, CtxV, DictObjV, DictV, ListV, NewObjV, ObjV, SymV, TensorV, TupleV, Value,
 )
-from .values.constants import fold
+from .values.constants import fold, fold_call_lazy
 from .values.contexts import set_grad_mode, traceable_class
 from .values.dicts import builtin_entry
 from .values.modes import traced_mode_class
@@ -298,7 +298,15 @@ def _autograd_function_apply(tx, cls: type, args, kwargs) -> Value:
     return result
 
 
+# pure functions of numbers whose result may stay a function of the operands
+# (constants.fold_call_lazy) instead of specialising them
+_NUMERIC_PURE = (abs, round, pow)
+
+
 def _fold_call(fn, args, kwargs) -> Value:
+    if not kwargs and args and all(isinstance(a, Const) for a in args) and (
+            fn in _NUMERIC_PURE or getattr(fn, "__module__", None) == "math"):
+        return fold_call_lazy(fn, list(args))
     pa = [a.as_python() for a in args]
     pk = {k: v.as_python() for k, v in kwargs.items()}
     if any(isinstance(a, TensorV) for a in args) or any(

@@ -35,6 +35,7 @@ class Guards:
         self.fb = FunctionBuilder(orig_code, nargs)
         self._clauses: dict[str, str] = {}  # expression -> readable description
         self._dynamic_ok: dict[str, str] = {}  # int-value clause -> its source's name
+        self._value_only: dict[str, str] = {}  # bool/None clause -> its source's name
         self._tensor_shapes: dict[str, tuple] = {}  # tensor clause -> (name, expr, shape)
         # class -> {(name, start): what its MRO lookup found} (see class_attr)
         self._classes: dict[type, dict[tuple, object]] = {}
@@ -108,7 +109,10 @@ class Guards:
         """Type and value of a specialised Python constant."""
         e = src.expr()
         if value is None or isinstance(value, bool):
-            self.add(f"{e} is {value!r}", f"{src.name()} is {value!r}")
+            expr = f"{e} is {value!r}"
+            self.add(expr, f"{src.name()} is {value!r}")
+            # a flag no recompile can generalise (see FailedGuard.value_source)
+            self._value_only[expr] = src.name()
             return
         t = type(value)
         tc = self.fb.const(t)
@@ -246,6 +250,7 @@ class Guards:
         verbose_code = self.fb.build_later("__jf_guard_verbose", vbody, lineno, "guard")
         descs = list(self._clauses.values())
         dyn = [self._dynamic_ok.get(ex) for ex in exprs]
+        flags = [self._value_only.get(ex) for ex in exprs]
         shapes = [self._tensor_shapes.get(ex) for ex in exprs]
 
         def explain_failure(func, args) -> str | None:
@@ -280,7 +285,8 @@ class Guards:
                     text += f" (now sizes {tuple(new_shape)})"
                 texts.append(text)
             return FailedGuard("; ".join(texts), dyn[failed[first][0]] if first is not None else None,
-                               tuple(dims))
+                               tuple(dims),
+                               flags[failed[first][0]] if first is not None else None)
 
         return guard, explain_failure
 
@@ -403,10 +409,16 @@ class FailedGuard(str):
 
     dynamic_source: str | None
     dynamic_dims: tuple  # (source name, dim) of tensor sizes that changed
+    # the bool or None whose value decided the failure (a branch on a flag:
+    # no recompile makes it a graph input); the hook watches for storms of
+    # them over the items of one container (hook.FrameCompiler._value_storm)
+    value_source: str | None
 
-    def __new__(cls, text: str, dynamic_source: str | None, dynamic_dims: tuple = ()):
+    def __new__(cls, text: str, dynamic_source: str | None, dynamic_dims: tuple = (),
+                value_source: str | None = None):
         self = super().__new__(cls, text)
         self.dynamic_source = dynamic_source
+        self.value_source = value_source
         self.dynamic_dims = dynamic_dims
         return self
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import math
 import operator
 import os
 import re
@@ -43,6 +44,7 @@ from .values.containers import is_named_tuple_cls
 from .whole_step import refuse_new_history
 from .values.dicts import VIEW_TYPES, wrap_dict_view
 from .values.environ import EnvironV
+from .values.constants import rerun_source, varies
 from .values.numpy import wrap_numpy
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
@@ -455,6 +457,17 @@ class OutputGraph(ShapeMixin):
         float would: a 0-d tensor of another category would promote)."""
         if not isinstance(v, Const) or v._guard is None:
             return None
+        g = self._graph_number_arith(v, floats_ok)
+        if g is None and varies(v) and not isinstance(v, (DynInt, DynFloat)) and \
+                (type(v._value) is int or type(v._value) is float and floats_ok):
+            # computed from varying numbers by operations the graph does
+            # not model (math.cos, division, abs, ...): computed natively
+            # before the graph, with Python's own arithmetic, and handed to
+            # it as a 0-d input (never a constant that would recompile)
+            g = self.int_input(v)
+        return g
+
+    def _graph_number_arith(self, v: Const, floats_ok: bool) -> TensorV | None:
         if isinstance(v, DynInt) and type(v._value) is int:
             return self.int_input(v)
         if isinstance(v, DynFloat) and floats_ok:
@@ -480,13 +493,21 @@ class OutputGraph(ShapeMixin):
         return None
 
     def int_input(self, c: "DynInt", vector: bool = False) -> TensorV:
+        """A number that varies between calls as a graph input: read from
+        its source, or (a number computed from such, ``DerivedConst``)
+        recomputed from its operands' sources by the same Python operations."""
         v = self._int_inputs.get((id(c), vector))
         if v is None:
             floating = type(c._value) is float
-            src = IntTensorSource(c.source, vector, floating)
-            self.guards.type_is(c.source, c._value)
+            base = c.source if c.source is not None else rerun_source(c)
+            if base is None:
+                raise GraphBreak("JF015", "a number computed from values the graph "
+                                 "cannot recompute")
+            src = IntTensorSource(base, vector, floating)
+            # (a derived number: its type, as computed, e.g. int ** -1 is a float)
+            self.guards.type_is(base, c._value)
             node = self.root_graph.placeholder(self._unique_name(
-                re.sub(r"\W+", "_", c.source.name()).strip("_") +
+                re.sub(r"\W+", "_", c.source.name() if c.source else "derived").strip("_") +
                 ("_float" if floating else "_int")))
             real = torch.tensor([c._value] if vector else c._value,
                                 dtype=torch.float64 if floating else None)
@@ -495,6 +516,42 @@ class OutputGraph(ShapeMixin):
             v = TensorV(node, fake, src)
             self.inputs.append((v, real))
             self._int_inputs[(id(c), vector)] = v
+        return v
+
+    def float_list_input(self, items: list) -> TensorV | None:
+        """A list of Python floats, some varying between calls (a
+        simulator's state handed to ``np.asarray``), as one float64 vector
+        input computed natively from the values' sources (recomputing the
+        derived ones with Python's arithmetic: bitwise what the program
+        makes of them). None when an item cannot be recomputed or is not a
+        float (then the values are specialised)."""
+        if not items or not all(isinstance(c, Const) and type(c._value) is float
+                                for c in items):
+            return None
+        srcs = []
+        for c in items:
+            if c._guard is None:
+                if not math.isfinite(c._value):
+                    return None  # (no literal for it)
+                srcs.append(None)  # a literal or a value already guarded
+                continue
+            src = c.source if c.source is not None else rerun_source(c)
+            if src is None:
+                return None
+            srcs.append(src)
+        for c, src in zip(items, srcs):
+            if src is not None:
+                self.guards.type_is(src, c._value)
+        exprs = [repr(c._value) if src is None else src.expr() for c, src in zip(items, srcs)]
+        names = [repr(c._value) if src is None else src.name() for c, src in zip(items, srcs)]
+        src = ExprSource(f"__jf_torch.tensor([{', '.join(exprs)}], dtype=__jf_torch.float64)",
+                         f"tensor([{', '.join(names)}])")
+        node = self.root_graph.placeholder(self._unique_name("floats"))
+        real = torch.tensor([c._value for c in items], dtype=torch.float64)
+        fake = data_unknown(self.fake_mode.from_tensor(real, static_shapes=True))
+        node.meta["example_value"] = fake
+        v = TensorV(node, fake, src)
+        self.inputs.append((v, real))
         return v
 
     def _call(self, kind: str, target, args: tuple, kwargs: dict) -> Value:

@@ -109,6 +109,8 @@ class Const(Value):
         return super().dict_items(tx)
 
     def unary_op(self, tx, fn) -> Value:
+        if fn in (operator.neg, operator.pos):
+            return fold_call_lazy(fn, [self])
         return fold(fn, self.value)
 
     def binary_op(self, tx, fn, a: Value, b: Value):
@@ -332,6 +334,49 @@ def fold(fn, *args) -> Const:
     except Exception as e:  # noqa: BLE001 - Python's own exception: exact
         raise would_raise(type(e), f"{getattr(fn, '__name__', fn)}: {e}", exc=e) from None
     return folded(out)
+
+
+def _number(v) -> bool:
+    return isinstance(v, Const) and not isinstance(v, SymV) and \
+        type(v._value) in (int, float, bool)
+
+
+def fold_call_lazy(fn, args: list) -> Const:
+    """``fn(*args)`` of a pure numeric function (``math.cos``, ``abs``, unary
+    minus) on numbers, keeping the operands' guards pending like
+    :func:`fold_lazy`: a float read from mutable state (a simulator's
+    ``self.state``) that only flows through Python arithmetic, comparisons
+    (guarded as relations) and values recomputed after the graph is never
+    specialised to its value, so a new value each call costs no recompile.
+    Anything else folds now (and guards the operands)."""
+    if args and all(_number(a) for a in args) and any(unguarded(a) for a in args):
+        try:
+            return DerivedConst(fn, list(args))
+        except Exception:  # noqa: BLE001 - e.g. math domain error: fold reports it
+            pass
+    return fold(fn, *[a.value for a in args])
+
+
+def varies(v) -> bool:
+    """A number from the frame that varied between calls (automatic
+    dynamic: a DynInt/DynFloat), or computed from one, whose value the trace
+    has not used: a graph operation gets it as an input rather than a
+    constant (output.py)."""
+    if not unguarded(v):
+        return False
+    if isinstance(v, (DynInt, DynFloat)):
+        return True
+    return isinstance(v, DerivedConst) and any(varies(a) for a in v.args)
+
+
+def rerun_source(v: Const) -> Source | None:
+    """A source that recomputes the unguarded number ``v`` at run time from
+    the frame, with Python's own operations (so a float derived by Python
+    arithmetic is bitwise what the program computes), or None."""
+    from ..sources import ExprSource, PinnedSource
+
+    e = _rerun_expr(v, lambda obj: PinnedSource(obj).expr())
+    return None if e is None else ExprSource(e, _rerun_name(v))
 
 
 def fold_lazy(fn, a: Const, b: Const) -> Const:

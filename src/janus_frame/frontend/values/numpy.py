@@ -31,7 +31,7 @@ from torch.utils import _pytree as pytree
 from ..breaks import GraphBreak, would_raise
 from ..sources import ExprSource, Source
 from .base import NO, Value, read_before_effects
-from .constants import FOLDED_KINDS, Const
+from .constants import FOLDED_KINDS, Const, varies
 from .containers import ListV, TupleV
 from .methods import MethodV
 from .tensors import CONVERSIONS as TENSOR_CONVERSIONS, TensorV, check_static
@@ -401,6 +401,10 @@ def _unwrap(tx, v: Value):
     return v
 
 
+def _varying_number(v: Value) -> bool:
+    return varies(v) and type(v._value) in (int, float)
+
+
 def _record(tx, target: NumpyCall, args: list, kwargs: dict) -> Value:
     return tx.output.call("call_function", target, tuple(_unwrap(tx, a) for a in args),
                           {k: _unwrap(tx, v) for k, v in kwargs.items()})
@@ -480,6 +484,18 @@ def numpy_function(name: str, fn):
             if name in ("asarray", "asanyarray") and not kwargs and len(args) == 1:
                 return arr
             args = [arr] + list(args[1:])
+        if name in _ARRAY_MAKERS and args and isinstance(args[0], (ListV, TupleV)) and \
+                any(_varying_number(x) for x in args[0].items):
+            # an array of floats that vary between calls (a simulator's
+            # state): folding it would specialise them and recompile at every
+            # new value. The floats are one float64 vector input, computed
+            # natively (numpy makes float64 of Python floats too); only the
+            # conversion (a dtype= cast) is the graph's. Other numpy functions
+            # of varying floats still fold: torch's kernels need not round
+            # as numpy's do.
+            vec = tx.output.float_list_input(list(args[0].items))
+            if vec is not None:
+                args = [NdarrayV(vec, False)] + list(args[1:])
         if not any(isinstance(a, (NdarrayV, TensorV)) for a in
                    _flat(list(args) + list(kwargs.values()))):
             if _all_const(args, kwargs):

@@ -1,0 +1,248 @@
+"""Python floats read from mutable state are not specialised to their values.
+
+A simulator that keeps its state as Python floats on an object (a cart-pole
+environment) changes every float at every call. A trace that guarded those
+values would recompile at every call until the recompile limit. The floats
+flow through Python arithmetic and ``math`` functions (kept as functions of
+the values read, recomputed natively), through comparisons (guarded as
+relations, not values) and into arrays and tensor operations (graph inputs
+computed natively, so bitwise what Python computes in double precision).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import janus_frame as jf
+from janus_frame.cache import listeners
+from jfutil import Recorder
+
+
+class _Entries:
+    """Entries compiled per code name, and at which call."""
+
+    def __init__(self):
+        self.call = 0
+        self.log: list[tuple[int, str]] = []
+
+    def __call__(self, event, code, payload):
+        if event == "entry":
+            self.log.append((self.call, code.co_qualname))
+
+    def count(self, name: str, since: int = 0) -> int:
+        return sum(1 for c, n in self.log if n.endswith(name) and c >= since)
+
+
+def _listening():
+    rec = _Entries()
+    listeners.append(rec)
+    return rec
+
+
+class Pole:
+    """Cart-pole dynamics in Python floats (no reset: the episode goes on)."""
+
+    def __init__(self):
+        self.state = [0.01, -0.02, 0.03, 0.015]
+
+    def step(self, action: int):
+        x, x_dot, theta, theta_dot = self.state
+        force = 10.0 if action == 1 else -10.0
+        cos, sin = math.cos(theta), math.sin(theta)
+        temp = (force + 0.05 * theta_dot ** 2 * sin) / 1.1
+        theta_acc = (9.8 * sin - cos * temp) / (0.5 * (4.0 / 3.0 - 0.1 * cos ** 2 / 1.1))
+        x_acc = temp - 0.05 * theta_acc * cos / 1.1
+        tau = 0.02
+        self.state = [x + tau * x_dot, x_dot + tau * x_acc, theta + tau * theta_dot,
+                      theta_dot + tau * theta_acc]
+        done = abs(self.state[0]) > 2.4 or abs(self.state[2]) > 12 * 2 * math.pi / 360
+        obs = np.asarray(self.state, dtype=np.float32)
+        return obs, 1.0, done
+
+
+def test_cartpole_step_with_changing_float_state_does_not_recompile_per_call():
+    ref, env = Pole(), Pole()
+    be = Recorder()
+    step = jf.compile(env.step, backend=be)
+    rec = _listening()
+    dones = set()
+    try:
+        for i in range(30):
+            rec.call = i
+            action = (i * 7) % 3 % 2
+            want, got = ref.step(action), step(action)
+            # bitwise: the state is Python double arithmetic in both
+            assert env.state == ref.state, i
+            assert got[0].dtype == want[0].dtype and np.array_equal(got[0], want[0]), i
+            assert got[1:] == want[1:], i
+            dones.add(got[2])
+    finally:
+        listeners.remove(rec)
+    # the array is made by a graph (the state floats are its inputs)
+    assert be.graphs
+    assert dones == {False, True}  # the pole fell: both outcomes of the relation ran
+    # per action (a branch on it): the first entry specialised, one more once
+    # the floats turned out to vary, one when the pole fell; never one per call
+    assert rec.count("Pole.step") <= 6, rec.log
+    assert rec.count("Pole.step", since=15) == 0, rec.log
+
+
+def test_relation_on_derived_floats_is_guarded_not_the_values():
+    class Ball:
+        def __init__(self):
+            self.h, self.v = 10.0, 0.0
+
+        def step(self, x):
+            self.v = self.v - 9.81 * 0.01
+            self.h = self.h + self.v * 0.01
+            if abs(self.h - 5.0) > math.sqrt(2.0):  # the branch needs only the relation
+                return x * 2.0
+            return x - 1.0
+
+    ref, ball = Ball(), Ball()
+    f = jf.compile(ball.step, backend=Recorder())
+    rec = _listening()
+    try:
+        for i in range(120):
+            rec.call = i
+            x = torch.full((3,), float(i))
+            assert torch.equal(f(x), ref.step(x)), i
+            assert (ball.h, ball.v) == (ref.h, ref.v), i
+    finally:
+        listeners.remove(rec)
+    # the outcome flips once (h falls below 5 + sqrt 2): one entry per side
+    assert rec.count("Ball.step") <= 3, rec.log
+
+
+def test_floats_mixed_with_tensors_are_graph_inputs_bitwise_equal():
+    class Scaled:
+        def __init__(self):
+            self.scale, self.a, self.b, self.n = 0.5, 3.0, 7.0, 5
+
+        def __call__(self, x):
+            return (x * self.scale + x * math.exp(self.scale) - x / (self.a / self.b)
+                    + x * (self.n // 2) + x * -self.a)
+
+    ref, m = Scaled(), Scaled()
+    be = Recorder()
+    f = jf.compile(m.__call__, backend=be)
+    rec = _listening()
+    g = torch.Generator().manual_seed(0)
+    try:
+        for i in range(12):
+            rec.call = i
+            for o in (ref, m):
+                o.scale = 0.5 + 0.37 * i
+                o.a, o.b, o.n = 3.0 + i / 3, 7.0 - i / 7, 5 + i
+            x = torch.randn(16, generator=g)
+            assert torch.equal(f(x), ref(x)), i
+    finally:
+        listeners.remove(rec)
+    # one recompile per number found varying (automatic dynamic), then none
+    assert rec.count("Scaled.__call__") <= 5, rec.log
+    assert rec.count("Scaled.__call__", since=5) == 0, rec.log
+    # the last graph takes the varying numbers as 0-d float64 inputs
+    ph = be.graphs[-1].graph.find_nodes(op="placeholder")
+    assert sum(1 for n in ph if n.meta["example_value"].dim() == 0) >= 4
+
+
+def test_math_domain_error_is_raised_like_eager():
+    class Root:
+        def __init__(self):
+            self.v = 4.0
+
+        def __call__(self, x):
+            self.v = self.v - 1.5
+            return x * math.sqrt(self.v)
+
+    ref, r = Root(), Root()
+    f = jf.compile(r.__call__, backend=Recorder())
+    x = torch.ones(2)
+    for _ in range(2):
+        assert torch.equal(f(x), ref(x))
+    for o in (ref, r):
+        try:
+            (f if o is r else ref)(x)
+        except ValueError as e:
+            err = str(e)
+        else:
+            raise AssertionError("no error")
+        assert err == "math domain error"
+
+
+def test_branches_on_the_flags_of_a_list_stop_recompiling_quickly():
+    # discounted returns over episode ends: each call's list of flags is a
+    # new combination; a recompile per combination would never settle
+    def returns(rewards, dones, x):
+        out, ret = [], 0.0
+        for r, d in zip(reversed(rewards), reversed(dones)):
+            ret = r + 0.99 * ret * (0.0 if d else 1.0)
+            out.append(ret)
+        return x * torch.tensor(out[::-1], dtype=torch.float64)
+
+    f = jf.compile(returns, backend=Recorder())
+    rec = _listening()
+    import random
+    rng = random.Random(0)
+    x = torch.ones(8, dtype=torch.float64)
+    try:
+        with pytest.warns(RuntimeWarning, match=r"items of L\['dones'\]"):
+            for i in range(20):
+                rec.call = i
+                rewards = [rng.random() for _ in range(8)]
+                dones = [rng.random() < 0.3 for _ in range(8)]
+                assert torch.equal(f(rewards, dones, x), returns(rewards, dones, x)), i
+    finally:
+        listeners.remove(rec)
+    # stopped after a few items' flags, well before the recompile limit (8)
+    assert rec.count("returns") <= 4, rec.log
+    assert rec.count("returns", since=6) == 0, rec.log
+
+
+def test_a_flag_argument_is_not_a_storm():
+    def f(x, flags):
+        return x * 2 if flags[0] else x - 1
+
+    cf = jf.compile(f, backend=Recorder())
+    rec = _listening()
+    try:
+        for i in range(10):
+            rec.call = i
+            flags = [i % 2 == 0, i % 3 == 0, True]
+            x = torch.full((2,), float(i))
+            assert torch.equal(cf(x, flags), f(x, flags))
+    finally:
+        listeners.remove(rec)
+    assert rec.count("f") == 2, rec.log  # one per value of the one flag read
+
+
+def test_state_array_without_dtype_is_float64_and_exact():
+    class Osc:
+        def __init__(self):
+            self.state = (0.3, -0.1)
+
+        def step(self, x):
+            p, v = self.state
+            self.state = (p + 0.1 * v, v - 0.1 * math.sin(p))
+            a = np.asarray(self.state)  # float64, as numpy makes it
+            return torch.from_numpy(a) * x, self.state[0] * 2.0
+
+    ref, o = Osc(), Osc()
+    be = Recorder()
+    f = jf.compile(o.step, backend=be)
+    x = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    rec = _listening()
+    try:
+        for i in range(10):
+            rec.call = i
+            (t1, s1), (t2, s2) = ref.step(x), f(x)
+            assert t1.dtype == t2.dtype and torch.equal(t1, t2), i
+            assert type(s1) is type(s2) and s1 == s2, i
+            assert o.state == ref.state, i
+    finally:
+        listeners.remove(rec)
+    assert be.graphs
+    assert rec.count("Osc.step", since=4) == 0, rec.log
