@@ -171,9 +171,11 @@ def _train_step_world():
     return types.SimpleNamespace(fn=fn, m=m)
 
 
+# torch.compile: 2 graphs, a break at backward(); janus_frame traces the
+# backward into the graph (whole_step.py) until the hook appears
 P(name="tensor_hook_on_param_after_first_call", build=_train_step_world, args=xin,
   between=_backward_hook,
-  graphs=2, breaks=1)
+  graphs=(1, 2), breaks=None)
 
 
 # ---------------------------------------------------------------- train / eval, parameters replaced

@@ -17,7 +17,7 @@ import torch
 from .. import _C
 from ..diagnostics.logs import artifact_logger
 from .ddp import compile_bucketed
-from .whole_step import has_backward, lower, without_grad
+from .whole_step import consumed_outputs, has_backward, lower, without_grad
 
 
 def compile_graph(seg, ctx):
@@ -36,10 +36,13 @@ def compile_graph(seg, ctx):
     if has_backward(seg.graph):
         # forward, backward and update in one graph: traced to aten ops with
         # the backward written out, compiled and run with grad mode off
-        with _tracing(seg.output):
-            gm = lower(seg.graph, example, seg.output.initial_grad_enabled)
-        with _tracing(seg.output), torch.no_grad():
-            return _C.Wrapper(without_grad(ctx.backend(gm, example)), None)
+        out = seg.output
+        with _tracing(out):
+            gm = lower(seg.graph, example, out.initial_grad_enabled)
+        with _tracing(out), torch.no_grad():
+            fn = ctx.backend(gm, example)
+        return _C.Wrapper(without_grad(fn, consumed_outputs(seg.graph, out), out.backward_error),
+                          None)
     with _tracing(seg.output):
         # inside a DistributedDataParallel forward: pieces of one gradient
         # bucket each, so that DDP's all-reduces overlap backward (ddp.py)

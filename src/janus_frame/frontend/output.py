@@ -88,6 +88,7 @@ class OutputGraph(ShapeMixin):
         # ids of the autograd nodes a backward traced into this graph consumed
         # (whole_step.py); None while none was traced
         self.backward_consumed: set[int] | None = None
+        self.backward_error = ""  # eager's error for a second backward through it
         self._wrapped: dict[int, tuple[Value, Source, object]] = {}  # id(obj) -> value
         self._lazy_real: dict[int, object] = {}  # id(lazy container value) -> its object
         self._names: set[str] = set()

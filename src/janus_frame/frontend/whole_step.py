@@ -34,10 +34,13 @@ guard built by ``_guard``):
   nodes, which cannot be seen from Python), anomaly mode off, no saved-tensor
   hooks, no torch-function mode or autocast in the segment.
 
-What differs from eager, by design: tensors the segment returns carry no
-autograd history (the graph that made them was consumed by the backward, as
-in eager after a backward without ``retain_graph``; a second backward
-through them raises in both, with different messages).
+Outputs of the step whose history the backward consumed (the loss, its
+intermediates) keep a history whose backward raises eager's "backward
+through the graph a second time" error; the backward is refused when the
+loss's own history saved nothing (eager could differentiate it again).
+What differs: an output that is an intermediate whose own part of the
+history saved nothing can be differentiated again in eager; from the step
+graph it raises.
 """
 from __future__ import annotations
 
@@ -91,6 +94,15 @@ def trace_backward(tx, loss: TensorV, args: list, kwargs: dict):
         return None
     if not isinstance(grads, TupleV):
         return None
+    # a second backward through the consumed history: eager raises when the
+    # history saved tensors (freed by the first); outputs of the step then
+    # raise the same (``reconsumed``).  History with nothing saved could be
+    # differentiated again, which the step graph cannot: refused.
+    again = _second_backward_error(out, loss, leaves)
+    if again is None:
+        raise GraphBreak("JF002", "Tensor.backward() on a history that saved no tensors "
+                         "(a second backward through it works): runs natively")
+    out.backward_error = again
     _guard(out, [v for v, _ in leaves])
     counts["traced"] += 1
     out.backward_consumed = (out.backward_consumed or set()) | consumed
@@ -137,6 +149,52 @@ def refuse_new_history(val, what: str) -> None:
     if _live_history(val, set()):
         raise GraphBreak("JF002", f"{what} builds autograd history after a backward "
                          "traced into the graph")
+
+
+def _second_backward_error(out, loss: TensorV, leaves) -> str | None:
+    try:
+        with out.fake_mode, torch.enable_grad():
+            torch.autograd.grad(loss.fake, [v.fake for v, _ in leaves], allow_unused=True)
+    except RuntimeError as e:
+        return str(e)
+    return None
+
+
+class _Consumed(torch.autograd.Function):
+    """The history of a step output whose graph the step's backward consumed:
+    differentiating it again raises eager's error."""
+
+    @staticmethod
+    def forward(ctx, t, anchor, message):
+        ctx.message = message
+        return t.detach()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError(ctx.message)
+
+
+_ANCHOR = None
+
+
+def _anchor():
+    global _ANCHOR
+    if _ANCHOR is None:
+        _ANCHOR = torch.empty(0, requires_grad=True)
+    return _ANCHOR
+
+
+def consumed_outputs(gm: torch.fx.GraphModule, output) -> tuple:
+    """Positions of the graph's outputs that have autograd history in eager,
+    history the traced backward consumed."""
+    consumed = output.backward_consumed or set()
+    (outs,) = [n.args[0] for n in gm.graph.nodes if n.op == "output"]
+    pos = []
+    for i, n in enumerate(outs if isinstance(outs, (tuple, list)) else (outs,)):
+        val = n.meta.get("example_value") if isinstance(n, torch.fx.Node) else None
+        if isinstance(val, torch.Tensor) and val.grad_fn is not None and id(val.grad_fn) in consumed:
+            pos.append(i)
+    return tuple(pos)
 
 
 def _plain_call(args, kwargs) -> bool:
@@ -243,14 +301,22 @@ def lower(gm: torch.fx.GraphModule, example, grad_enabled: bool) -> torch.fx.Gra
                        _allow_non_fake_inputs=True)(*vals)
 
 
-def without_grad(fn):
+def without_grad(fn, reconsumed: tuple = (), message: str = ""):
     """``fn`` called with grad mode off: the step's gradients are computed by
-    the graph itself; autograd must record nothing around it."""
-    no_grad = torch.no_grad
+    the graph itself; autograd must record nothing around it.  Outputs at
+    ``reconsumed`` get a history whose backward raises ``message``, as
+    eager's consumed history does."""
+    no_grad, enable_grad, apply = torch.no_grad, torch.enable_grad, _Consumed.apply
 
     def run(*args):
         with no_grad():
-            return fn(*args)
+            outs = fn(*args)
+        if reconsumed:
+            outs = list(outs)
+            with enable_grad():
+                for i in reconsumed:
+                    outs[i] = apply(outs[i], _anchor(), message)
+        return outs
 
     run.__wrapped__ = fn
     return run
