@@ -560,3 +560,52 @@ def test_tracing_state_query_bound_by_pybind11_folds(jit):
         return x * 2 if torch._C._get_tracing_state() is None else x
 
     jit(f, torch.randn(3))
+
+
+def test_stateless_modules_built_in_forward(jit):
+    """``nn.ReLU()(x)`` inside forward (DistilBERT's classifier head): built
+    while tracing, its forward inlined, one graph; training-mode dropout as
+    eager has it (a module built in forward is in training mode)."""
+    lin = nn.Linear(4, 4)
+
+    def f(x):
+        y = lin(x)
+        return (nn.ReLU()(y) + nn.GELU(approximate="tanh")(y) + nn.Softmax(dim=-1)(y)
+                + nn.Dropout(p=0.0)(y) + nn.LeakyReLU(0.2, inplace=False)(y))
+    jit(f, torch.randn(2, 4))
+
+
+def test_stateless_module_built_in_forward_escapes_as_a_new_object():
+    rec = Recorder()
+
+    def f(x):
+        act = nn.Tanh()
+        return act(x), act
+
+    cf = jf.compile(f, backend=rec, fullgraph=True)
+    x = torch.randn(3)
+    (y1, a1), (y2, a2) = cf(x), cf(x)
+    torch.testing.assert_close(y1, torch.tanh(x))
+    assert type(a1) is nn.Tanh and a1 is not a2 and a1.training
+    assert len(rec.graphs) == 1
+
+
+def test_module_built_in_forward_then_changed_breaks():
+    """Changing a module made in the frame (an attribute stored, a hook
+    registered) is not modelled: a graph break, still eager's result."""
+    def f(x):
+        act = nn.ReLU()
+        act.register_forward_hook(lambda m, i, o: o + 1)
+        return act(x)
+
+    def g(x):
+        act = nn.Dropout(0.5)
+        act.p = 0.0
+        return act(x)
+
+    for fn in (f, g):
+        x = torch.randn(5)
+        r = jf.explain(fn)(x)
+        assert r.break_count >= 1 and r.breaks[0].id in ("JF023", "JF011"), \
+            [(b.id, b.reason) for b in r.breaks]
+        torch.testing.assert_close(jf.compile(fn, backend="eager")(x), fn(x))
