@@ -17,12 +17,15 @@
  * tree_same(state, roots) / tree_record(state, roots, mods): the module-tree
  *     fast path of a guard. tree_record, called after the guard's full check
  *     passed, pins mods (the nn.Modules the trace read, in order) with their
- *     types, instance dicts and the _modules, _parameters and _buffers dicts
- *     in them, and the versions of those dicts. tree_same is true while roots
- *     are the roots recorded and none of those dicts changed (and no module's
- *     class or instance dict was replaced): every attribute, submodule and
- *     parameter reached through them is then the object the full check saw,
- *     so the checks that only depend on that need not run again.
+ *     types, instance dicts (with their items: 3.13 does not give a new
+ *     version to an instance dict changed through its object's inline
+ *     values) and the _modules, _parameters and _buffers dicts in them with
+ *     their versions. tree_same is true while roots are the roots recorded,
+ *     every instance dict holds the same items in the same order and no
+ *     table changed (and no module's class or instance dict was replaced):
+ *     every attribute, submodule and parameter reached through them is then
+ *     the object the full check saw, so the checks that only depend on that
+ *     need not run again.
  */
 #include "compat.h"
 
@@ -175,14 +178,42 @@ static PyObject *py_modules_plain(PyObject *self, PyObject *args) {
     Py_RETURN_TRUE;
 }
 
-/* state: a list of 5 items, [roots, mods, types, dicts, versions] as
- * tree_record left them, or all None. Borrows both. */
+/* state: a list of 6 items, [roots, mods, types, dicts, versions, items]
+ * as tree_record left them, or all None. Borrows state. */
 static int tree_state_ok(PyObject *state) {
-    if (!PyList_Check(state) || PyList_GET_SIZE(state) != 5) {
-        PyErr_SetString(PyExc_TypeError, "module tree state: a list of 5 items");
+    if (!PyList_Check(state) || PyList_GET_SIZE(state) != 6) {
+        PyErr_SetString(PyExc_TypeError, "module tree state: a list of 6 items");
         return 0;
     }
     return 1;
+}
+
+/* 1 if dict d holds the keys and values of items (k0, v0, k1, v1, ...: the
+ * same objects, in the same order), else 0. Borrows both. */
+static int same_items(PyObject *d, PyObject *items) {
+    Py_ssize_t n = PyTuple_GET_SIZE(items), pos = 0, i = 0;
+    PyObject *k, *v;
+    if (PyDict_GET_SIZE(d) * 2 != n) return 0;
+    while (PyDict_Next(d, &pos, &k, &v)) {
+        if (i + 1 >= n || PyTuple_GET_ITEM(items, i) != k || PyTuple_GET_ITEM(items, i + 1) != v)
+            return 0;
+        i += 2;
+    }
+    return i == n;
+}
+
+/* A new tuple (k0, v0, k1, v1, ...) of dict d, or NULL with an exception
+ * set. Borrows d. */
+static PyObject *items_of(PyObject *d) {
+    PyObject *out = PyTuple_New(2 * PyDict_GET_SIZE(d)), *k, *v;
+    Py_ssize_t pos = 0, i = 0;
+    if (out == NULL) return NULL;
+    while (PyDict_Next(d, &pos, &k, &v) && i + 1 < PyTuple_GET_SIZE(out)) {
+        PyTuple_SET_ITEM(out, i, Py_NewRef(k));
+        PyTuple_SET_ITEM(out, i + 1, Py_NewRef(v));
+        i += 2;
+    }
+    return out;
 }
 
 /* Stores v (stolen) as item i of list l (borrowed, long enough), dropping
@@ -200,7 +231,7 @@ static PyObject *py_tree_same(PyObject *self, PyObject *args) {
     if (!tree_state_ok(state)) return NULL;
     PyObject *want = PyList_GET_ITEM(state, 0), *mods = PyList_GET_ITEM(state, 1);
     PyObject *types = PyList_GET_ITEM(state, 2), *dicts = PyList_GET_ITEM(state, 3);
-    PyObject *versions = PyList_GET_ITEM(state, 4);
+    PyObject *versions = PyList_GET_ITEM(state, 4), *items = PyList_GET_ITEM(state, 5);
     if (!PyTuple_Check(want)) Py_RETURN_FALSE; /* not recorded (yet) */
     Py_ssize_t n = PyTuple_GET_SIZE(want);
     if (PyTuple_GET_SIZE(roots) != n) Py_RETURN_FALSE;
@@ -217,8 +248,10 @@ static PyObject *py_tree_same(PyObject *self, PyObject *args) {
         }
         Py_DECREF(d); /* (the pinned dict keeps it alive: only compared) */
         if (d != PyTuple_GET_ITEM(dicts, 4 * i)) Py_RETURN_FALSE;
+        if (!same_items(d, PyTuple_GET_ITEM(items, i))) Py_RETURN_FALSE;
     }
     for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(dicts); j++) {
+        if (j % 4 == 0) continue; /* an instance dict: its items are compared above */
         uint64_t was;
         memcpy(&was, v + sizeof(uint64_t) * j, sizeof(uint64_t));
         if (jf_dict_version(PyTuple_GET_ITEM(dicts, j)) != was) Py_RETURN_FALSE;
@@ -237,7 +270,8 @@ static PyObject *py_tree_record(PyObject *self, PyObject *args) {
     list_put(state, 0, Py_NewRef(Py_None)); /* unrecorded until complete */
     Py_ssize_t n = PyTuple_GET_SIZE(mods);
     PyObject *types = PyTuple_New(n), *dicts = PyTuple_New(4 * n), *versions = NULL;
-    if (types == NULL || dicts == NULL) goto error;
+    PyObject *items = PyTuple_New(n);
+    if (types == NULL || dicts == NULL || items == NULL) goto error;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *m = PyTuple_GET_ITEM(mods, i);
         PyTuple_SET_ITEM(types, i, Py_NewRef((PyObject *)Py_TYPE(m)));
@@ -248,6 +282,9 @@ static PyObject *py_tree_record(PyObject *self, PyObject *args) {
         }
         PyTuple_SET_ITEM(dicts, 4 * i, d); /* steals d */
         if (!PyDict_Check(d)) goto unrecorded;
+        PyObject *its = items_of(d);
+        if (its == NULL) goto error;
+        PyTuple_SET_ITEM(items, i, its);
         for (int k = 0; k < 3; k++) {
             PyObject *t = PyDict_GetItemWithError(d, table_names[k]);
             if (t == NULL && PyErr_Occurred()) goto error;
@@ -266,15 +303,18 @@ static PyObject *py_tree_record(PyObject *self, PyObject *args) {
     list_put(state, 2, types);
     list_put(state, 3, dicts);
     list_put(state, 4, versions);
+    list_put(state, 5, items);
     list_put(state, 0, Py_NewRef(roots));
     Py_RETURN_TRUE;
 unrecorded:
     Py_XDECREF(types);
     Py_XDECREF(dicts);
+    Py_XDECREF(items);
     Py_RETURN_TRUE;
 error:
     Py_XDECREF(types);
     Py_XDECREF(dicts);
+    Py_XDECREF(items);
     return NULL;
 }
 

@@ -88,7 +88,7 @@ def test_fast_path_skips_module_checks(setup):
     # the full check ran once and recorded the tree: later calls take the fast path
     guard = entry[0]
     states = [c for c in guard.__code__.co_consts
-              if type(c) is list and len(c) == 5 and type(c[4]) is bytes]
+              if type(c) is list and len(c) == 6 and type(c[4]) is bytes]
     assert len(states) == 1 and states[0][0] == (net,)
     assert _C.tree_same(states[0], (net,))
     net.blocks[0].act.note = "unread"  # an attribute the trace never read: a new version

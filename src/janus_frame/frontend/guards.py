@@ -19,8 +19,10 @@ Module trees: the checks that only depend on which objects a frame's
 number or a string, a name absent from the instance dict, the keys of
 ``_parameters``) are skipped while none of the dicts they were read from
 changed since the last call that ran them all. One C call compares those
-dicts' versions (CPython gives a dict a new one at every change: a submodule
-or parameter replaced, an attribute set, ``training`` flipped); after any
+dicts: the versions of the tables (CPython gives a dict a new one at every
+change: a submodule or parameter replaced), the items of the instance dicts
+(an attribute set, ``training`` flipped; 3.13 does not give an instance
+dict a new version when its object's inline values change); after any
 change the full check runs once more and, if it passes, records the new
 versions. Tensor metadata (a parameter's shape, dtype, ``requires_grad``,
 changed in place by ``p.data = ...`` or ``model.half()``), hooks, classes
@@ -415,7 +417,7 @@ class Guards:
         k = self.fb.const
         skip = set(implied)
         self.tree_skipped = len(skip)
-        state = [None] * 5
+        state = [None] * 6
         root_tuple = "(" + "".join(f"{r.expr()}, " for r in roots) + ")"
         out = [f"((__jf_t := {k(_C.tree_same)}({k(state)}, {root_tuple})) or True)"]
         run: list[str] = []
