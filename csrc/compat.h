@@ -235,4 +235,20 @@ static inline PyObject *jf_type_dict(PyTypeObject *t) {
 #endif
 }
 
+/* The version of dict d. CPython 3.11 to 3.13 give a dict a new version,
+ * unique in the process, whenever it changes (an item added, deleted, set to
+ * another object, the dict cleared); 3.12 and 3.13 keep watcher bits in its
+ * low bits and mark the field deprecated, 3.14 stops counting (compat gates
+ * refuse it above). Borrows d, which must be a dict. */
+static inline uint64_t jf_dict_version(PyObject *d) {
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    return ((PyDictObject *)d)->ma_version_tag;
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+}
+
 #endif

@@ -338,6 +338,70 @@ def test_generators_with_yield_from(jit):
     jit(f, torch.randn(3), torch.randn(3))
 
 
+def _inner_logged(log, n):
+    for i in range(n):
+        log.append(("inner", i))
+        yield i
+    return "done"
+
+
+def _outer_logged(log, n):
+    r = yield from _inner_logged(log, n)
+    log.append(("outer", r))
+    yield r
+
+
+def test_yield_from_is_lazy(jit):
+    """``yield from`` a generator resumes it one item at a time: a consumer
+    that stops early leaves the rest of the delegate unrun (its side effects
+    too), items and side effects interleave as in Python, and the
+    delegate's return value is the expression's value."""
+    from jfutil import opnames
+
+    assert {"GET_YIELD_FROM_ITER", "SEND"} <= opnames(_outer_logged)
+
+    def first(x, log):
+        for i in _outer_logged(log, 4):
+            log.append(("got", i))
+            if i == 1:
+                return x + i
+        return x
+
+    def all_items(x, log):
+        out = []
+        for i in _outer_logged(log, 2):
+            log.append(("got", i))
+            out.append(i)
+        return x * len(out), out
+
+    jit(first, torch.randn(3), [])
+    Jit()(all_items, torch.randn(3), [])
+
+
+def test_parameters_walk_stops_with_its_consumer():
+    """``next(iter(m.parameters()))`` (transformers' ``dtype``) walks the
+    module tree only up to the first parameter: the entry guards the
+    modules visited, not every parameter of the model."""
+    from janus_frame.cache import code_state
+
+    class Deep(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first = torch.nn.Linear(3, 3)
+            self.rest = torch.nn.Sequential(*[torch.nn.Linear(3, 3) for _ in range(6)])
+
+        def forward(self, x):
+            for p in self.parameters():
+                return x.to(p.dtype) + 1
+
+    m = Deep()
+    cm = jf.compile(m, backend="eager", fullgraph=True)
+    x = torch.randn(3)
+    torch.testing.assert_close(cm(x), m(x))
+    lines = code_state(Deep.forward.__code__).entries[0][1].guard_lines
+    assert not [l for l in lines if "_modules['rest']._modules" in l], lines
+
+
 class _Layer(abc.ABC):
     @abc.abstractmethod
     def scale(self): ...
@@ -496,3 +560,52 @@ def test_tracing_state_query_bound_by_pybind11_folds(jit):
         return x * 2 if torch._C._get_tracing_state() is None else x
 
     jit(f, torch.randn(3))
+
+
+def test_stateless_modules_built_in_forward(jit):
+    """``nn.ReLU()(x)`` inside forward (DistilBERT's classifier head): built
+    while tracing, its forward inlined, one graph; training-mode dropout as
+    eager has it (a module built in forward is in training mode)."""
+    lin = nn.Linear(4, 4)
+
+    def f(x):
+        y = lin(x)
+        return (nn.ReLU()(y) + nn.GELU(approximate="tanh")(y) + nn.Softmax(dim=-1)(y)
+                + nn.Dropout(p=0.0)(y) + nn.LeakyReLU(0.2, inplace=False)(y))
+    jit(f, torch.randn(2, 4))
+
+
+def test_stateless_module_built_in_forward_escapes_as_a_new_object():
+    rec = Recorder()
+
+    def f(x):
+        act = nn.Tanh()
+        return act(x), act
+
+    cf = jf.compile(f, backend=rec, fullgraph=True)
+    x = torch.randn(3)
+    (y1, a1), (y2, a2) = cf(x), cf(x)
+    torch.testing.assert_close(y1, torch.tanh(x))
+    assert type(a1) is nn.Tanh and a1 is not a2 and a1.training
+    assert len(rec.graphs) == 1
+
+
+def test_module_built_in_forward_then_changed_breaks():
+    """Changing a module made in the frame (an attribute stored, a hook
+    registered) is not modelled: a graph break, still eager's result."""
+    def f(x):
+        act = nn.ReLU()
+        act.register_forward_hook(lambda m, i, o: o + 1)
+        return act(x)
+
+    def g(x):
+        act = nn.Dropout(0.5)
+        act.p = 0.0
+        return act(x)
+
+    for fn in (f, g):
+        x = torch.randn(5)
+        r = jf.explain(fn)(x)
+        assert r.break_count >= 1 and r.breaks[0].id in ("JF023", "JF011"), \
+            [(b.id, b.reason) for b in r.breaks]
+        torch.testing.assert_close(jf.compile(fn, backend="eager")(x), fn(x))

@@ -171,6 +171,26 @@ def test_condition_on_a_size_is_a_guard_not_a_specialisation():
     assert entries(f) == 3  # static 2, even sizes, odd sizes
 
 
+_TAG = "a"
+
+
+def _expand(mask, tgt_len=None):
+    _, n = mask.shape
+    # transformers' mask helpers: a size passed on, tested against None
+    tgt_len = tgt_len if tgt_len is not None else n
+    return mask[:, None, None, :].expand(mask.shape[0], 1, tgt_len, n).float()
+
+
+def test_size_compared_to_none_by_identity_stays_symbolic():
+    def f(x, mask):
+        b, t = x.shape
+        return _expand(mask, tgt_len=t) + x.sum(), (t is None), (t is not _TAG)
+
+    cf = jf.compile(f, backend=Recorder())
+    run_sizes(f, cf, lambda n: (torch.randn(2, n), torch.ones(2, n)), [8, 9, 10, 11, 12])
+    assert recompiles(f) == 1 and entries(f) == 2
+
+
 def test_loop_over_a_dynamic_size_compiles_its_body_once():
     def f(x):
         acc = x.new_zeros(x.shape[1])

@@ -49,6 +49,7 @@ from .values.exceptions import construct as construct_exception
 from .values.functions import bind_args
 from .values.methods import is_logging
 from .values.objects import MISSING, NAMESPACE_NEW, lookup
+from .values.new_modules import STATELESS as STATELESS_MODULES, construct as construct_module
 
 # torch functions that must not be run at trace time nor put in a graph
 _TORCH_DENY = {
@@ -510,6 +511,11 @@ def _call_class(tx, fnv: Value, cls: type, args, kwargs) -> Value:
         if isinstance(fnv, ObjV) and fnv.source is not None:
             return _BuiltTupleV(items, cls=cls, cls_value=fnv)
         return TupleV(items, cls=cls)
+    if issubclass(cls, torch.nn.Module) and cls in STATELESS_MODULES:
+        # a parameter-free torch module with constant arguments (nn.ReLU())
+        built = construct_module(tx, cls, args, kwargs, lookup(tx, cls, "__init__"))
+        if built is not None:
+            return built
     if issubclass(cls, torch.nn.Module) or issubclass(cls, torch.Tensor):
         raise GraphBreak("JF023", f"constructing {cls.__name__} inside a compiled frame")
     if cls.__module__ == "builtins" or _is_torch_op(cls):

@@ -13,6 +13,20 @@ check (for recompile logs), and readable guard lines.
 Class resolutions and plain modules are checked in C (``janus_frame._C``),
 each kind by one call per entry: a class costs a version-tag comparison
 while it is unchanged, a module a few dict lookups.
+
+Module trees: the checks that only depend on which objects a frame's
+``nn.Module``s hold (a submodule's type and identity, an attribute that is a
+number or a string, a name absent from the instance dict, the keys of
+``_parameters``) are skipped while none of the dicts they were read from
+changed since the last call that ran them all. One C call compares those
+dicts: the versions of the tables (CPython gives a dict a new one at every
+change: a submodule or parameter replaced), the items of the instance dicts
+(an attribute set, ``training`` flipped; 3.13 does not give an instance
+dict a new version when its object's inline values change); after any
+change the full check runs once more and, if it passes, records the new
+versions. Tensor metadata (a parameter's shape, dtype, ``requires_grad``,
+changed in place by ``p.data = ...`` or ``model.half()``), hooks, classes
+and everything outside the modules are checked at every call.
 """
 from __future__ import annotations
 
@@ -25,9 +39,17 @@ import torch
 from .. import _C
 from ..torch_compat import len_torch_dispatch_stack, len_torch_function_stack
 from .codegen import FunctionBuilder
-from .sources import Source
+from .sources import ArgSource, AttrSource, ClosureSource, GlobalSource, ItemSource, Source
 
 MISSING = _C.MISSING  # what a class lookup finds for an absent name
+
+# the dicts of a module that _C.tree_record pins beside its instance dict
+_TABLES = ("_modules", "_parameters", "_buffers")
+# sources a module tree may start from: read without running user code
+_ROOTS = (ArgSource, GlobalSource, ClosureSource)
+# a constant of these types is the same value while it is the same object
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None))
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: only instances of such classes can change class
 
 
 class Guards:
@@ -40,11 +62,26 @@ class Guards:
         # class -> {(name, start): what its MRO lookup found} (see class_attr)
         self._classes: dict[type, dict[tuple, object]] = {}
         self._modules: dict[str, str] = {}  # expression of a plain module -> its name
+        # module trees (see the module docstring): module source -> module,
+        # what each clause needs to be implied by them (expr -> condition),
+        # objects whose sources' items may be implied (immutable tuples)
+        self._tree: dict[Source, object] = {}
+        self._conds: dict[str, tuple] = {}
+        self._objs: dict[Source, object] = {}
+        self.tree_skipped = 0  # clauses the fast path skips (set by build)
         self._finished = False
 
-    def add(self, expr: str, desc: str) -> None:
+    def add(self, expr: str, desc: str, cond: tuple | None = None) -> None:
+        """``cond``: when the clause holds as long as the module trees are
+        unchanged (see :meth:`_implied`)."""
         if expr not in self._clauses:
             self._clauses[expr] = desc
+        if cond is not None:
+            self._conds.setdefault(expr, cond)
+
+    def module_seen(self, src: Source, module) -> None:
+        """An ``nn.Module`` read at ``src``: a node of a module tree."""
+        self._tree.setdefault(src, module)
 
     def __len__(self) -> int:
         return len(self._clauses)
@@ -58,12 +95,13 @@ class Guards:
 
     def type_is(self, src: Source, obj) -> None:
         t = type(obj)
+        self._objs.setdefault(src, obj)
         self.add(f"__jf_h_type({src.expr()}) is {self.fb.const(t)}",
-                 f"type({src.name()}) is {t.__qualname__}")
+                 f"type({src.name()}) is {t.__qualname__}", ("type", src, obj))
 
     def identity(self, src: Source, obj) -> None:
         self.add(f"{src.expr()} is {self.fb.const(obj)}",
-                 f"{src.name()} is the same object ({_short(obj)})")
+                 f"{src.name()} is the same object ({_short(obj)})", ("det", src))
 
     def class_attr(self, cls: type, name: str, found, start: type | None = None) -> None:
         """The trace relied on ``cls``'s MRO (after ``start``: a ``super()``
@@ -76,12 +114,12 @@ class Guards:
         """``name`` is not in the instance dict at ``src`` (so the class's
         attribute is what a lookup finds)."""
         self.add(f"({name!r} not in {src.expr()}.__dict__)",
-                 f"{name!r} not set on the instance {src.name()}")
+                 f"{name!r} not set on the instance {src.name()}", ("module", src))
 
     def instance_has(self, src: Source, name: str) -> None:
         """``name`` is in the instance dict at ``src``."""
         self.add(f"({name!r} in {src.expr()}.__dict__)",
-                 f"{name!r} set on the instance {src.name()}")
+                 f"{name!r} set on the instance {src.name()}", ("module", src))
 
     def module_plain(self, src: Source) -> None:
         """The ``nn.Module`` at ``src`` has no hooks and no ``forward`` of its
@@ -103,28 +141,30 @@ class Guards:
         return True
 
     def same_object(self, src: Source, other: Source) -> None:
-        self.add(f"{src.expr()} is {other.expr()}", f"{src.name()} is {other.name()}")
+        self.add(f"{src.expr()} is {other.expr()}", f"{src.name()} is {other.name()}",
+                 ("det", src, other))
 
     def constant(self, src: Source, value) -> None:
         """Type and value of a specialised Python constant."""
         e = src.expr()
+        cond = ("det", src) if type(value) in _IMMUTABLE else None
         if value is None or isinstance(value, bool):
             expr = f"{e} is {value!r}"
-            self.add(expr, f"{src.name()} is {value!r}")
+            self.add(expr, f"{src.name()} is {value!r}", cond)
             # a flag no recompile can generalise (see FailedGuard.value_source)
             self._value_only[expr] = src.name()
             return
         t = type(value)
         tc = self.fb.const(t)
         if isinstance(value, float) and math.isnan(value):
-            self.add(f"(__jf_h_type({e}) is {tc} and {e} != {e})", f"{src.name()} is nan")
+            self.add(f"(__jf_h_type({e}) is {tc} and {e} != {e})", f"{src.name()} is nan", cond)
             return
         # repr of inf (and of complex infinities) is not a Python literal
         literal = t in (int, str, bytes) or t is float and math.isfinite(value) or \
             t is complex and math.isfinite(value.real) and math.isfinite(value.imag)
         lit = repr(value) if literal else self.fb.const(value)
         expr = f"(__jf_h_type({e}) is {tc} and {e} == {lit})"
-        self.add(expr, f"{src.name()} == {value!r} ({t.__name__})")
+        self.add(expr, f"{src.name()} == {value!r} ({t.__name__})", cond)
         if t in (int, float):  # if this fails, the recompile may make it a graph input
             self._dynamic_ok[expr] = src.name()
 
@@ -133,7 +173,7 @@ class Guards:
         if typed:
             self.type_is(src, obj)
         expr = f"__jf_h_len({src.expr()}) == {len(obj)}"
-        self.add(expr, f"len({src.name()}) == {len(obj)}")
+        self.add(expr, f"len({src.name()}) == {len(obj)}", ("len", src, obj))
         if type(obj) is list:  # a list of tensors whose length varies: stacked (output.py)
             self._dynamic_ok[expr] = src.name()
 
@@ -141,7 +181,7 @@ class Guards:
         self.type_is(src, obj)
         keys = list(obj.keys())
         self.add(f"__jf_h_list({src.expr()}) == {self.fb.const(keys)}",
-                 f"keys of {src.name()} == {keys!r}")
+                 f"keys of {src.name()} == {keys!r}", ("table", src))
 
     def tensor(self, src: Source, t: torch.Tensor, dynamic: list[int] = ()) -> None:
         """Type, dtype, sizes, strides, requires_grad and device of an input.
@@ -216,18 +256,101 @@ class Guards:
                      f"no module hooks and no instance forward: "
                      f"{', '.join(self._modules.values())}")
 
+    # -- module trees ----------------------------------------------------------
+
+    def _tree_plan(self):
+        """(roots, mods, implied): the module sources the fast path pins (each
+        reached from a root through dicts it pins: see _fixed), the roots
+        among them, and the clauses they imply. Registers the class
+        resolutions the fast path relies on (``_finish`` checks them)."""
+        memo: dict = {}
+        self._tree = {s: m for s, m in self._tree.items() if _generic_module(type(m))}
+        mods = [s for s in self._tree if self._fixed(s, memo)]
+        # (what _fixed may start from: a pinned module's parent is pinned)
+        self._tree = {s: self._tree[s] for s in mods}
+        fixed_mods = set(mods)
+        memo.clear()
+        implied = [ex for ex, cond in self._conds.items()
+                   if ex in self._clauses and self._holds(cond, fixed_mods, memo)]
+        roots = [s for s in mods if isinstance(s, _ROOTS)]
+        if not roots or not implied:
+            return [], [], []
+        for cls in {type(self._tree[s]) for s in mods}:
+            # a class that gains a __getattribute__ or a data descriptor for
+            # an attribute read from the instance dict would read otherwise
+            found = self._classes.setdefault(cls, {})
+            for key in [("__getattribute__", None)] + [(n, None) for n in _TABLES]:
+                found.setdefault(key, _C.type_lookup(cls, key[0]))
+        for src in memo:
+            if memo[src] and isinstance(src, AttrSource) and src.base in self._tree:
+                cls = type(self._tree[src.base])
+                self._classes.setdefault(cls, {}).setdefault(
+                    (src.attr, None), _C.type_lookup(cls, src.attr))
+        return roots, mods, implied
+
+    def _fixed(self, src: Source, memo: dict) -> bool:
+        """Is the object at ``src`` the same one while the module trees are
+        unchanged? A root (its identity is compared), an entry of a pinned
+        module's ``_modules``/``_parameters``/``_buffers``, an attribute in a
+        pinned module's instance dict (no data descriptor on its class), its
+        ``__class__``, or an item of such an immutable tuple."""
+        if src in memo:
+            return memo[src]
+        memo[src] = False  # (a cycle is not fixed)
+        ok = False
+        if isinstance(src, _ROOTS):
+            ok = src in self._tree
+        elif isinstance(src, AttrSource):
+            m = self._tree.get(src.base, None)
+            if m is not None and self._fixed(src.base, memo):
+                d = getattr(m, "__dict__", None)
+                if src.attr == "__class__":
+                    ok = True
+                elif isinstance(d, dict) and src.attr in d:
+                    found = _C.type_lookup(type(m), src.attr)
+                    ok = found is MISSING or not _data_descriptor(found)
+        elif isinstance(src, ItemSource):
+            base = src.base
+            if isinstance(base, AttrSource) and base.attr in _TABLES and base.base in self._tree:
+                ok = self._fixed(base, memo)
+            elif type(self._objs.get(base)) is tuple:
+                ok = self._fixed(base, memo)
+        memo[src] = ok
+        return ok
+
+    def _holds(self, cond: tuple, mods: set, memo: dict) -> bool:
+        kind, src = cond[0], cond[1]
+        if kind == "module":  # the instance dict of a pinned module
+            return src in mods and self._fixed(src, memo)
+        if not self._fixed(src, memo):
+            return False
+        if kind == "det":
+            return len(cond) == 2 or self._fixed(cond[2], memo)
+        if kind == "type":  # the C check compares a pinned module's class
+            return src in mods or not type(cond[2]).__flags__ & _HEAPTYPE
+        if kind == "len":
+            return type(cond[2]) is tuple or _is_table(src, mods)
+        if kind == "table":
+            return _is_table(src, mods)
+        return False
+
     def lines(self) -> list[str]:
         self._finish()
-        return list(self._clauses.values())
+        out = list(self._clauses.values())
+        if self.tree_skipped:
+            out.append(f"({self.tree_skipped} of the checks above are skipped while the "
+                       f"module trees are unchanged since the last call that ran them all)")
+        return out
 
     def build(self, lineno: int, globals_: dict, closure: tuple | None = None):
         """Returns (guard_fn, explain_failure(func, args) -> str | None)."""
+        roots, mods, implied = ([], [], []) if self._finished else self._tree_plan()
         self._finish()
         exprs = list(self._clauses)
         # a check that cannot be evaluated (an attribute or key gone) is a
         # failed check, never an exception at the user's call
-        body = ["try:", f"    return {shared_reads(exprs)}" if exprs else "    return True",
-                "except Exception:", "    return False"]
+        body = ["try:", f"    return {shared_reads(self._fast_path(exprs, roots, mods, implied))}"
+                if exprs else "    return True", "except Exception:", "    return False"]
         guard = self.fb.build("__jf_guard", body, lineno, "guard", globals_, closure)
         # (guard codes are never compiled: codegen marks every "guard" build)
         # Failing tensor checks are all collected with the new sizes (every
@@ -289,6 +412,51 @@ class Guards:
                                flags[failed[first][0]] if first is not None else None)
 
         return guard, explain_failure
+
+
+    def _fast_path(self, exprs: list[str], roots: list, mods: list, implied: list) -> list:
+        """``exprs`` in their order, the implied ones grouped in runs that
+        run only when the module trees changed (``__jf_t`` false); the last
+        clause records the trees after a call that checked everything."""
+        if not implied:
+            return exprs
+        k = self.fb.const
+        skip = set(implied)
+        self.tree_skipped = len(skip)
+        state = [None] * 6
+        root_tuple = "(" + "".join(f"{r.expr()}, " for r in roots) + ")"
+        out = [f"((__jf_t := {k(_C.tree_same)}({k(state)}, {root_tuple})) or True)"]
+        run: list[str] = []
+        for ex in exprs:
+            if ex in skip:
+                run.append(f"({ex})")
+                continue
+            if run:
+                out.append(f"(__jf_t or ({' and '.join(run)}))")
+                run = []
+            out.append(ex)
+        if run:
+            out.append(f"(__jf_t or ({' and '.join(run)}))")
+        mod_tuple = "(" + "".join(f"{m.expr()}, " for m in mods) + ")"
+        out.append(f"(__jf_t or {k(_C.tree_record)}({k(state)}, {root_tuple}, {mod_tuple}))")
+        return out
+
+
+def _is_table(src: Source, mods: set) -> bool:
+    """``m._modules`` (``_parameters``, ``_buffers``) of a pinned module."""
+    return isinstance(src, AttrSource) and src.attr in _TABLES and src.base in mods
+
+
+def _data_descriptor(obj) -> bool:
+    t = type(obj)
+    return hasattr(t, "__set__") or hasattr(t, "__delete__")
+
+
+def _generic_module(cls: type) -> bool:
+    """A module class whose attribute reads are Python's generic ones (the
+    fast path reads instance dicts as they are)."""
+    return isinstance(cls, type) and issubclass(cls, torch.nn.Module) and \
+        _C.type_lookup(cls, "__getattribute__") is object.__dict__["__getattribute__"]
 
 
 _NAMEDTUPLE_KEYS = frozenset((

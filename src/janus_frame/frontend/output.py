@@ -342,6 +342,8 @@ class OutputGraph(ShapeMixin):
             # type, hooks and the attributes, parameters and submodules read.
             # Any other use of the object itself guards its identity (ObjV.obj).
             self.guards.type_is(source, obj)
+            if isinstance(obj, torch.nn.Module):
+                self.guards.module_seen(source, obj)
             return ObjV(obj, source, identity=functools.partial(self.guards.identity, source, obj))
         if isinstance(obj, type) and source is not None and self._from_before_break(source) \
                 and self.guards.namedtuple_class(source, obj):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..breaks import GraphBreak
 from ..pyversion import VERSION
 from ..values import Const, IterV
+from ..values.generators import GeneratorV
 from .registry import handler
 
 
@@ -29,7 +30,11 @@ def GET_YIELD_FROM_ITER(tx, ins):
     if tx.yields is None:
         raise GraphBreak("JF013", "yield from")
     v = tx.stack.pop()
-    tx.stack.append(v if isinstance(v, IterV) else IterV(v.iterate(tx)))
+    # a traced generator stays lazy: SEND resumes it one item at a time, as
+    # Python does, so a consumer that stops early (``for p in
+    # m.parameters(): return p.dtype``) runs (and guards) only what Python
+    # runs, and the delegate's side effects interleave with the caller's
+    tx.stack.append(v if isinstance(v, (IterV, GeneratorV)) else IterV(v.iterate(tx)))
 
 
 @handler("SEND")
@@ -37,8 +42,23 @@ def SEND(tx, ins):
     """``yield from``: the next item of the delegate, or its end."""
     if tx.yields is None:
         raise GraphBreak("JF013", "send")
-    tx.stack.pop()  # the value sent in: always None when run to exhaustion
+    sent = tx.stack.pop()
     it = tx.stack[-1]
+    if isinstance(it, GeneratorV):
+        out = it.resume(tx, sent)
+        if it.state == "suspended":
+            tx.yields.delegate = it  # a throw() now belongs to the delegate
+            tx.stack.append(out)
+            return
+        tx.yields.delegate = None
+        ret = it.frame.return_value
+        ret = Const(None) if ret is None else ret
+        if VERSION >= (3, 12):
+            tx.stack.append(ret)  # END_SEND drops the delegate
+        else:
+            tx.stack[-1] = ret
+        tx.jump(ins.arg)
+        return
     if it.pos < len(it.items):
         tx.stack.append(it.items[it.pos])
         it.pos += 1

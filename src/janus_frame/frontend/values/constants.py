@@ -234,6 +234,15 @@ class SymV(Const):
             return tx.output.sym_call(_SIZE_ARITH[fn], a, b)
         return super().binary_op(tx, fn, a, b)
 
+    def identical(self, tx, other: Value):
+        """``size is None`` (``tgt_len if tgt_len is not None else ...``):
+        a size is an int, never the same object as a value of another type,
+        so the answer needs no value and the size stays symbolic."""
+        if isinstance(other, Const) and not isinstance(other, SymV) and \
+                type(other.value) is not int and not isinstance(other.value, int):
+            return False
+        return super().identical(tx, other)
+
     def compare_op(self, tx, fn, a: Value, b: Value):
         if int_like(a) and int_like(b):
             # a condition on sizes: the shape environment guards it

@@ -33,7 +33,7 @@ class GeneratorV(Value):
     compiled frame's instruction during which it was made (None if that
     cannot be a graph break's place)."""
 
-    __slots__ = ("frame", "state", "value", "count", "created_at", "source")
+    __slots__ = ("frame", "state", "value", "count", "created_at", "source", "delegate")
 
     def __init__(self, frame, created_at: int | None) -> None:
         self.frame = frame
@@ -42,6 +42,7 @@ class GeneratorV(Value):
         self.count = 0
         self.created_at = created_at
         self.source = None
+        self.delegate = None  # the generator a ``yield from`` of the frame is suspended in
         frame.yields = self
 
     def python_type(self) -> type:
@@ -120,6 +121,8 @@ class GeneratorV(Value):
 
         if self.state == "running":
             raise GraphBreak("JF013", "a generator resumed while it runs")
+        if self.delegate is not None and self.state == "suspended":
+            raise GraphBreak("JF013", "throw() into a generator suspended in yield from")
         if self.state != "suspended":  # not started or finished: raised here
             self.state = "closed"
             raise raising(tx, exc, reraise=True)
@@ -127,6 +130,23 @@ class GeneratorV(Value):
         if out is None and self.state == "closed":
             raise self._stop(tx)
         return out
+
+    def resume(self, tx, value: Value) -> Value | None:
+        """``yield from`` this generator (the SEND handler): ``value`` sent
+        in, the next value yielded, or None once the frame returned (its
+        ``frame.return_value``); an exception leaving the frame is raised
+        where it was resumed."""
+        if self.state == "closed":
+            return None
+        if self.state == "running":
+            raise GraphBreak("JF013", "a generator resumed while it runs")
+        if self.state == "created":
+            if not (isinstance(value, Const) and value.value is None):
+                return self.send(tx, value)  # raises Python's TypeError
+        else:
+            self.frame.stack.append(value)
+        out = self._run(tx)
+        return out if self.state == "suspended" else None
 
     def next_item(self, tx) -> Value | None:
         """FOR_ITER: the frame run to its next yield, as the loop asks for
