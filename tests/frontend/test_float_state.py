@@ -246,3 +246,33 @@ def test_state_array_without_dtype_is_float64_and_exact():
         listeners.remove(rec)
     assert be.graphs
     assert rec.count("Osc.step", since=4) == 0, rec.log
+
+
+def test_varying_int_index_takes_a_view():
+    # x[i] with an int that changes between calls: a view (a 0-d tensor
+    # index would copy, and the in-place update would be lost)
+    def g(x):
+        for i in range(x.shape[0]):
+            x[i].mul_(2)
+        return x * 1
+
+    cg = jf.compile(g, backend="eager")
+    for n in range(4, 8):
+        a = torch.arange(float(n * 2)).view(n, 2)
+        b = a.clone()
+        torch.testing.assert_close(cg(a), g(b))
+        torch.testing.assert_close(a, b)
+
+
+def test_varying_float_beside_a_zero_dim_tensor_keeps_its_dtype():
+    # a float32 0-d loss plus a Python float: float32 in eager; a float64 0-d
+    # input in its place would promote the result
+    def f(x, s):
+        return x.sum() + 0.5 * s
+
+    cf = jf.compile(f, backend="eager")
+    for k in range(5):
+        x, s = torch.randn(3), 0.1 * k + 0.05
+        got, want = cf(x, s), f(x, s)
+        assert got.dtype == want.dtype == torch.float32
+        torch.testing.assert_close(got, want)

@@ -119,11 +119,13 @@ class TensorV(Value):
         out = tx.output
         if isinstance(key, DynInt) and key._guard is not None and key._value >= 0 \
                 and self.fake.dim() > 0:
-            # an int that varies between calls indexes through a graph input
+            # an int that varies between calls indexes through a graph input:
+            # a narrow at that offset, a view as x[i] is (a gather would copy,
+            # and in-place updates through the row would not reach x)
             src = key.source
             out.guards.add(f"{src.expr()} >= 0", f"{src.name()} >= 0")
-            idx = out.int_input(key, vector=True)
-            sel = out.call("call_function", torch.index_select, (self, Const(0), idx), {})
+            idx = out.int_input(key)
+            sel = out.call("call_function", torch.narrow, (self, Const(0), idx, Const(1)), {})
             return out.call("call_method", "squeeze", (sel, Const(0)), {})
         return out.call("call_function", operator.getitem, (self, key), {})
 
