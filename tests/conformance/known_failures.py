@@ -53,7 +53,11 @@ KNOWN: dict[str, str] = {
         "context-managers: breaks: JF016 context manager run natively: ExitStack",
     "torch::inference_mode_block":
         "context-managers: breaks: JF016 context manager run natively: inference_mode",
-    # ---- graph-breaks (49)
+    # ---- graph-breaks (51)
+    "siblings::vars_of_slotted_object_raises":
+        "graph-breaks: breaks: JF011 mutation of Python state: assignment through the descriptor SlotBox.a",
+    "siblings::zip_longest_and_accumulate":
+        "graph-breaks: breaks: JF023 unsupported call: class accumulate has a custom __new__ or metaclass",
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":

@@ -470,7 +470,7 @@ class NewObjV(Value):
     after the graph if it escapes, with the builtin ``__new__`` and the
     attributes it ended with (none of the class's methods runs again)."""
 
-    __slots__ = ("cls", "attrs", "source", "new")
+    __slots__ = ("cls", "attrs", "source", "new", "_dict_view")
     # super().__setattr__, object.__setattr__(self, ...), SimpleNamespace's
     # __init__: SuperV binds the builtin method to this value (call_method)
     builtin_methods = True
@@ -480,12 +480,23 @@ class NewObjV(Value):
         self.attrs: dict[str, Value] = {}
         self.source = None
         self.new = new  # the builtin __new__ the class resolves to
+        self._dict_view = None
 
     def python_type(self) -> type:
         return self.cls
 
     def _repr(self) -> str:
         return f"{self.cls.__qualname__} attrs {list(self.attrs)}"
+
+    def instance_dict(self) -> Value:
+        """``obj.__dict__`` / ``vars(obj)``: one live dict over ``attrs``
+        (the same storage, so a store through either is seen by the other;
+        the same value each time, so ``vars(o) is o.__dict__``)."""
+        if self._dict_view is None:
+            if INSTANCE_DICT is None:
+                raise GraphBreak("JF022", "instance dict of an object created while tracing")
+            self._dict_view = INSTANCE_DICT(self)
+        return self._dict_view
 
     def truth(self, tx) -> bool:
         if hasattr(self.cls, "__bool__") or hasattr(self.cls, "__len__"):
@@ -513,6 +524,8 @@ class NewObjV(Value):
     def _generic_getattr(self, tx, name: str) -> Value:
         cls = self.cls
         found = lookup(tx, cls, name)
+        if name == "__dict__" and is_instance_dict_descriptor(found):
+            return self.instance_dict()
         if found is not MISSING and is_data_descriptor(found):
             return class_attr(tx, self, cls, name, found)
         if name in self.attrs:
@@ -756,11 +769,28 @@ def _object_init(self):
 def _build_object(new, cls, attrs: dict):
     """Rebuild an object created while tracing with the builtin ``new`` its
     class resolved to (its __init__ already ran symbolically, so only the
-    resulting attributes are set, bypassing the class's own __setattr__)."""
+    resulting attributes are set, bypassing the class's own __setattr__ --
+    and its data descriptors: ``attrs`` is what the instance dict held,
+    which a store through ``obj.__dict__`` may fill under a property's name)."""
     obj = new(cls)
+    descr = next((k.__dict__["__dict__"] for k in cls.__mro__ if "__dict__" in k.__dict__), None)
+    if is_instance_dict_descriptor(descr):
+        descr.__get__(obj, cls).update(attrs)
+        return obj
     for k, x in attrs.items():
         object.__setattr__(obj, k, x)
     return obj
+
+
+def is_instance_dict_descriptor(found) -> bool:
+    """Is ``found`` (a class's ``__dict__`` entry) the builtin descriptor of
+    the instance dict (not a property or other override of ``__dict__``)?"""
+    return type(found) in (types.GetSetDescriptorType, types.MemberDescriptorType) and \
+        getattr(found, "__name__", None) == "__dict__"
+
+
+# dicts.InstanceDictV, set by dicts.py (which imports this module)
+INSTANCE_DICT = None
 
 
 def lookup_succeeds(get, tx, name: str) -> bool:
