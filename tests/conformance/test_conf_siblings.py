@@ -119,6 +119,50 @@ def vars_of_slotted_object_raises(x):
     return x
 
 
+# instance dicts of objects read from the frame: the object's attributes and
+# its __dict__ are one storage (a change through one is seen through the other)
+@P(args=lambda k: (T(4), Box(T(4))))
+def argument_dict_store_then_attribute_read(x, o):
+    d = o.__dict__
+    d["a"] = x * 3
+    return o.a + 1
+
+
+@P(args=lambda k: (T(4), Box(T(4))))
+def argument_attribute_store_then_dict_read(x, o):
+    o.a = x * 5
+    return o.__dict__["a"] + 1
+
+
+@P(args=lambda k: (T(4), Box(T(4))))
+def vars_of_argument_store_then_attribute_read(x, o):
+    d = vars(o)
+    d["a"] = x * 3
+    return o.a + 1
+
+
+def _obj_and_dict(k):
+    o = Box(T(4))
+    return (T(4), o, o.__dict__ if k % 2 else {"a": T(4)})
+
+
+@P(args=_obj_and_dict, calls=4)
+def object_and_its_dict_as_two_arguments(x, o, d):
+    d["a"] = x * 7
+    return o.a + 1
+
+
+def _obj_and_dict_first_aliased(k):
+    o = Box(T(4))
+    return (T(4), o, {"a": T(4)} if k % 2 else o.__dict__)
+
+
+@P(args=_obj_and_dict_first_aliased, calls=4)
+def object_and_its_dict_attribute_store_then_dict_read(x, o, d):
+    o.a = x * 7
+    return d["a"] + 1
+
+
 # ---------------------------------------------------------------- layouts after a dynamic size
 def _layouts(k):
     n = 3 + k

@@ -276,6 +276,8 @@ class ObjV(Value):
         inst_dict = getattr(obj, "__dict__", None)
         if not isinstance(inst_dict, dict):
             inst_dict = None
+        if inst_dict is not None:
+            out.instance_dict_aliasing(obj, attr_read=True)
         if inst_dict is not None and name in inst_dict:
             return out.wrap(inst_dict[name], AttrSource(src, name) if src is not None else None)
         if inst_dict is not None and src is not None:
@@ -309,6 +311,7 @@ class ObjV(Value):
         if src is None or isinstance(obj, (type, types.ModuleType, types.FunctionType)):
             return super().delete_attr(tx, name)
         effects = out.effects
+        out.instance_dict_aliasing(obj, attr_read=False)
         pending = effects.pending_attr(obj, name)
         if pending is None:
             inst_dict = getattr(obj, "__dict__", None)
@@ -399,6 +402,7 @@ class ObjV(Value):
     def store_attr(self, tx, name: str, value: Value) -> None:
         if self.source is not None and not isinstance(
                 self._obj, (type, types.ModuleType, types.FunctionType)):
+            tx.output.instance_dict_aliasing(self._obj, attr_read=False)
             tx.output.effects.store_attr(self._obj, self.source, name, value)
             return
         super().store_attr(tx, name, value)
