@@ -359,4 +359,114 @@ def numpy_array_from_list_of_floats(x):
     return x * torch.from_numpy(a)
 
 
+
+# ---------------------------------------------------------------- a second batch
+@P(args=x1)
+def new_object_dict_setdefault_list_append(x):
+    o = Box(x)
+    o.__dict__.setdefault("log", []).append(1)
+    o.log.append(2)
+    return x * len(o.log), o.log
+
+
+@P(args=x1)
+def namespace_vars_roundtrip(x):
+    import types as _t
+    ns = _t.SimpleNamespace(a=x, b=3)
+    d = vars(ns)
+    d["c"] = x + 1
+    return ns.c * ns.b, sorted(d)
+
+
+@P(args=lambda k: (T(4), Box(T(4))))
+def argument_attribute_read_only_and_dict_read(x, o):
+    return o.a + o.__dict__["b"] + x
+
+
+@P(args=x1)
+def exception_in_inlined_call_caught_outside(x):
+    def inner(t):
+        if t.dim() == 1:
+            raise KeyError("dim")
+        return t
+    try:
+        return inner(x)
+    except KeyError as e:
+        return x + 1, e.args
+
+
+@P(args=x1)
+def try_else_branch_runs(x):
+    try:
+        y = x + 1
+    except ValueError:
+        y = x - 1
+    else:
+        y = y * 2
+    finally:
+        y = y + 0.5
+    return y
+
+
+@P(args=x1)
+def raise_in_finally_replaces(x):
+    try:
+        try:
+            raise KeyError("a")
+        finally:
+            raise ValueError("b")
+    except ValueError as e:
+        return x * 2, str(e), type(e.__context__).__name__
+
+
+@P(args=lambda k: (T(3, 4),))
+def named_tuple_min_indices_and_values(x):
+    r = x.min(dim=0)
+    v, i = r
+    return r.values + v, i, r.indices
+
+
+@P(args=lambda k: (T(6),))
+def input_view_returned_after_in_place(x):
+    x.add_(1)
+    return x[1:4], x.view(2, 3)
+
+
+@P(args=lambda k: (T(2, 3), T(2, 3)))
+def out_argument_writes_into_input(x, y):
+    torch.add(x, 1, out=y)
+    return y * 2
+
+
+@P(args=x1, graphs=(1, 2), breaks=1, why="ndarray.item() needs the array's data")
+def numpy_array_of_constants_times_tensor(x):
+    a = np.arange(4, dtype=np.float32) * 2
+    return x * torch.as_tensor(a), a.sum().item()
+
+
+@P(args=x1)
+def dict_views_live_after_mutation(x):
+    d = {"a": 1}
+    items = d.items()
+    vals = d.values()
+    d["b"] = 2
+    return x * len(items), sorted(vals), ("b", 2) in items
+
+
+def _module_world():
+    torch.manual_seed(0)
+
+    class W:
+        pass
+    w = W()
+    w.m = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
+    w.seen = []
+    w.m[0].register_forward_hook(lambda mod, a, out: w.seen.append(tuple(out.shape)))
+    w.fn = lambda x: w.m(x).sum()
+    return w
+
+
+P(name="forward_hook_appends_to_a_list", build=_module_world, args=lambda k: (T(2 + k, 3),))
+
+
 test_program = P.tests()
