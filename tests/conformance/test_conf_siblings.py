@@ -469,4 +469,16 @@ def _module_world():
 P(name="forward_hook_appends_to_a_list", build=_module_world, args=lambda k: (T(2 + k, 3),))
 
 
+
+@P(args=lambda k: (T(3),))
+def unsqueeze_in_place_on_input(x):
+    x.unsqueeze_(0)
+    return x.shape, x * 2
+
+
+@P(args=lambda k: (T(2, 3),))
+def unsqueezed_views_returned(x):
+    return x.unsqueeze(0), x.unsqueeze(-1), x[:, None, :], x.t().unsqueeze(1)
+
+
 test_program = P.tests()
