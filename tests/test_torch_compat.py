@@ -56,3 +56,29 @@ def test_a_fake_made_data_unknown_does_not_know_its_value():
     fake = torch_compat.data_unknown(mode.from_tensor(torch.tensor(3), static_shapes=True))
     with mode, pytest.raises(torch_compat.DataDependentOutputException):
         torch.ones(fake)
+
+
+def test_shape_env_private_methods_only_through_the_compat_module():
+    # ShapeEnv's private methods change between releases as torch's own do
+    for path in ROOT.rglob("*.py"):
+        if path.name != "torch_compat.py":
+            assert "_maybe_evaluate_static" not in path.read_text(), path
+
+
+def test_evaluate_static_decides_from_ranges_or_answers_none():
+    import sympy
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    env = ShapeEnv()
+    fake = FakeTensorMode(shape_env=env).from_tensor(torch.randn(5, 3), symbolic_context=(
+        StatelessSymbolicContext(dynamic_sizes=[DimDynamic.DYNAMIC, DimDynamic.STATIC])))
+    s = fake.shape[0].node.expr
+    assert torch_compat.evaluate_static(env, sympy.Lt(-s, 0)) == sympy.true  # sizes are >= 2
+    assert torch_compat.evaluate_static(env, sympy.Lt(s, 7)) is None  # only the hint says so
+
+    class Old:  # a release whose method takes other arguments
+        def _maybe_evaluate_static(self, expr, extra):
+            raise AssertionError
+    assert torch_compat.evaluate_static(Old(), sympy.Lt(-s, 0)) is None
+    assert torch_compat.evaluate_static(object(), sympy.Lt(-s, 0)) is None

@@ -182,6 +182,24 @@ def check_supported() -> str | None:
             f"{lo[0]}.{lo[1]} to {hi[0]}.{hi[1]})")
 
 
+def evaluate_static(shape_env, expr):
+    """``expr`` (a sympy relation or expression over ``shape_env``'s size
+    symbols) decided from what the environment knows -- ranges, replacements,
+    facts found while tracing -- without adding a guard; None where it cannot
+    be decided.  ``ShapeEnv._maybe_evaluate_static(expr, *, ...)`` in every
+    supported release (2.11 to 2.15 take ``expr`` positionally; only the
+    keyword-only options after it changed): a release without it, or with
+    another signature, answers None, and callers fall back to the sizes'
+    hints or a library call."""
+    fn = getattr(shape_env, "_maybe_evaluate_static", None)
+    if fn is None:
+        return None
+    try:
+        return fn(expr)
+    except TypeError:
+        return None
+
+
 # torch 2.11 and 2.12 run composite operations (linear on a 3-D input, ...)
 # through their C++ kernels on fake tensors, which read sizes as plain ints:
 # a dynamic size is specialised (guarded to its value) by merely passing

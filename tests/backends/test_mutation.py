@@ -239,3 +239,20 @@ def test_input_updated_in_a_reduction_kernel_then_read(shape):
     for a, b in zip(got, want):
         assert _rel_err(a, b) < 1e-5
     assert _rel_err(rm_c, rm_e) < 1e-6
+
+
+def test_unsqueeze_in_place_on_an_input_keeps_eager_strides():
+    # the new dimension's stride is eager's (size * stride of the next
+    # dimension), not 0: the input's metadata change shows it
+    import janus_frame as jf
+
+    def f(x):
+        x.unsqueeze_(0)
+        return x * 2
+
+    cf = jf.compile(f)
+    for shape in ((3,), (2, 3)):
+        x, y = torch.randn(shape), None
+        y = x.clone()
+        torch.testing.assert_close(cf(x), f(y))
+        assert x.shape == y.shape and x.stride() == y.stride(), (x.stride(), y.stride())

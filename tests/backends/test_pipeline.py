@@ -172,3 +172,57 @@ def test_an_input_traced_strided_with_symbolic_sizes_is_read_as_it_arrives():
         assert_close(cg(g, h), ref)
         assert_close(cg(g.contiguous(), h), ref)
         assert_close(cg(gates.t().contiguous().t()[:, 16:32], h), ref)
+
+
+def _fake_with_symbolic_strides(real):
+    """``real`` as a fake input with symbolic sizes: a stride that no size
+    product gives (``x[::2]``'s row stride) becomes a symbol of its own."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import (DimDynamic, ShapeEnv,
+                                                       StatelessSymbolicContext)
+
+    mode = FakeTensorMode(shape_env=ShapeEnv())
+    fake = mode.from_tensor(real, symbolic_context=StatelessSymbolicContext(
+        dynamic_sizes=[DimDynamic.DYNAMIC] * real.dim()))
+    return mode, fake
+
+
+def test_an_input_with_a_stride_symbol_arriving_in_another_layout_is_made_contiguous():
+    # Its stride symbol is read off the input itself, so the check used to be
+    # skipped: a transposed input arriving for a graph traced with x[::2]
+    # (strides (s, 1)) was read row-major -- wrong values.
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def f(x, y):
+        return torch.sin(x) * 2 + y
+
+    mode, x = _fake_with_symbolic_strides(torch.randn(8, 5)[::2])
+    assert isinstance(x.stride()[0], torch.SymInt) and x.stride()[1] == 1
+    with mode:
+        gm = make_fx(f, tracing_mode="fake")(x, torch.empty(x.shape))
+    cg = pipeline.compile_graph(gm)
+    for real in (torch.randn(8, 5)[::2], torch.randn(18, 6)[::3], torch.randn(5, 4).t(),
+                 torch.randn(4, 5), torch.randn(1, 5).expand(4, 5),
+                 torch.randn(40)[7:27].view(4, 5), torch.randn(4, 10)[:, 1:6]):
+        y = torch.randn(real.shape)
+        assert_close(cg(real, y), f(real, y))
+
+
+@pytest.mark.expect_fallback
+def test_a_stride_symbol_layout_no_contiguous_copy_fits_is_refused():
+    # strides (s, 2): a contiguous copy has (n, 1), which (s, 2) never is;
+    # the graph runs as captured rather than read a copy wrongly
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def f(x):
+        return torch.sin(x) + 1
+
+    mode, x = _fake_with_symbolic_strides(torch.randn(8, 10)[::2, ::2])
+    assert isinstance(x.stride()[0], torch.SymInt) and x.stride()[1] == 2
+    with mode:
+        gm = make_fx(f, tracing_mode="fake")(x)
+    before = len(stats.fallbacks)
+    fn = janus_backend(gm, [x], options=config.merged(strict=False))
+    assert len(stats.fallbacks) == before + 1 and "no contiguous copy" in stats.fallbacks[-1].reason
+    for real in (torch.randn(8, 10)[::2, ::2], torch.randn(5, 4).t()):
+        assert_close(fn(real), f(real))

@@ -53,7 +53,19 @@ KNOWN: dict[str, str] = {
         "context-managers: breaks: JF016 context manager run natively: ExitStack",
     "torch::inference_mode_block":
         "context-managers: breaks: JF016 context manager run natively: inference_mode",
-    # ---- graph-breaks (49)
+    # ---- graph-breaks (55)
+    "siblings::argument_dict_store_then_attribute_read":
+        "graph-breaks: breaks: JF011 attributes of Box used together with its __dict__, one changed",
+    "siblings::argument_attribute_store_then_dict_read":
+        "graph-breaks: breaks: JF011 reading an object's __dict__ after changing its attributes",
+    "siblings::vars_of_argument_store_then_attribute_read":
+        "graph-breaks: breaks: JF002 call to an untraceable function: vars (of an object read from the frame)",
+    "siblings::object_and_its_dict_attribute_store_then_dict_read":
+        "graph-breaks: breaks: JF011 reading an object's __dict__ after changing its attributes (whole frame)",
+    "siblings::vars_of_slotted_object_raises":
+        "graph-breaks: breaks: JF011 mutation of Python state: assignment through the descriptor SlotBox.a",
+    "siblings::zip_longest_and_accumulate":
+        "graph-breaks: breaks: JF023 unsupported call: class accumulate has a custom __new__ or metaclass",
     "containers::chainmap_lookup":
         "graph-breaks: breaks: JF009 unsupported object or operation: subscript of ChainMap with str",
     "containers::dataclass_asdict_replace":

@@ -504,6 +504,23 @@ def _hasattr_handler(tx, args, kwargs):
     return Const(_hasattr(tx, args[0], _const(args[1])))
 
 
+@handles(vars)
+def _vars(tx, args, kwargs):
+    """``vars(obj)`` of an object created while tracing: its instance dict,
+    a live view of its attributes (``NewObjV.instance_dict``). Anything else
+    (a real object's dict, ``vars()`` of the frame) runs natively."""
+    if len(args) == 1 and not kwargs and isinstance(args[0], NewObjV):
+        obj = args[0]
+        try:
+            return obj.get_attr(tx, "__dict__")
+        except GraphBreak as e:
+            if getattr(e, "exc_type", None) is not AttributeError:  # vars raises TypeError
+                raise
+        msg = "vars() argument must have __dict__ attribute"
+        raise would_raise(TypeError, msg, exc=TypeError(msg))
+    raise GraphBreak("JF002", "vars")
+
+
 @handles(setattr)
 def _setattr(tx, args, kwargs):
     obj, name, value = args

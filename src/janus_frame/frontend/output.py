@@ -223,12 +223,57 @@ class OutputGraph(ShapeMixin):
                 if seen[1] != source:
                     self.guards.same_object(source, seen[1])
                 return seen[0]
+        if type(obj) is dict and self.effects._attrs:
+            for real, _, _ in self.effects._attrs.values():
+                if instance_dict(real) is obj:
+                    # its attributes were changed in this trace (replayed
+                    # after the graph): the dict read now would be stale
+                    raise GraphBreak("JF011", "reading an object's __dict__ after changing "
+                                     "its attributes")
         v = self._wrap_new(obj, source)
         if source is not None:
             self._wrapped[id(obj)] = (v, source, obj)
             if getattr(v, "_lazy", None) is not None:
                 self._lazy_real[id(v)] = obj
         return v
+
+    def instance_dict_aliasing(self, obj, attr_read: bool) -> None:
+        """Before the trace reads (``attr_read``) or changes an attribute of
+        the real object ``obj``: a graph break where its instance dict is
+        also a dict the trace holds -- changed (a read of the attribute would
+        miss the change, replayed only after the graph) or, for a change,
+        read at all (the dict would not show it)."""
+        d = instance_dict(obj)
+        if d is None:
+            return
+        seen = self._wrapped.get(id(d))
+        if seen is None or seen[2] is not d:
+            return
+        if not attr_read or id(seen[0]) in self.effects._containers:
+            raise GraphBreak("JF011", f"attributes of {type(obj).__name__} used together with "
+                             "its __dict__, one of them changed")
+
+    def instance_dict_guards(self) -> None:
+        """Run-time guards for what :meth:`instance_dict_aliasing` checked at
+        trace time: a dict from the frame the trace changed is not the
+        instance dict of an object it read, and a dict it read is not that of
+        an object whose attributes it changed (``o, o.__dict__`` passed as
+        two arguments, a resume function's locals after ``d = vars(o)``)."""
+        eff = self.effects
+        if not eff._containers and not eff._attrs:
+            return
+        dicts, objs = [], []
+        for v, src, obj in self._wrapped.values():
+            if type(obj) is dict:
+                dicts.append((src, id(v) in eff._containers))
+            elif instance_dict(obj) is not None:
+                objs.append((src, id(obj) in eff._attrs))
+        k = self.guards.fb.const
+        for dsrc, dict_changed in dicts:
+            for osrc, obj_changed in objs:
+                if dict_changed or obj_changed:
+                    self.guards.add(f"{k(not_instance_dict)}({dsrc.expr()}, {osrc.expr()})",
+                                    f"{dsrc.name()} is not {osrc.name()}.__dict__")
 
     def lazy_length(self, v: Value) -> Const | None:
         """``len(v)`` of a list, tuple, dict or set read from the frame and
@@ -746,3 +791,21 @@ def _target_name(target) -> str:
     if isinstance(target, str):
         return f".{target}()"
     return getattr(target, "__qualname__", None) or getattr(target, "__name__", repr(target))
+
+
+def instance_dict(obj):
+    """The instance dict of a user object or module (None for other
+    objects: functions, classes, modules of code, builtins)."""
+    if isinstance(obj, (type, types.FunctionType, types.ModuleType, types.BuiltinFunctionType,
+                        types.MethodType)):
+        return None
+    try:
+        d = object.__getattribute__(obj, "__dict__")
+    except (AttributeError, TypeError):
+        return None
+    return d if type(d) is dict else None
+
+
+def not_instance_dict(d, obj) -> bool:
+    """Guard helper: ``d`` is not ``obj``'s instance dict."""
+    return instance_dict(obj) is not d

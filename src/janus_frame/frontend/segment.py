@@ -166,6 +166,7 @@ class Segment:
             # a condition the break depends on (calls.stand_in)
             g.add(f"{g.fb.const(fn)}({src.expr()}) is {expected!r}", desc)
         output.shape_guards()  # after the backend: it may have added conditions
+        output.instance_dict_guards()
         return g.build(code.co_firstlineno, func.__globals__, func.__closure__)
 
 

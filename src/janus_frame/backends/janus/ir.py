@@ -615,6 +615,10 @@ class Program:
         # symbols an extern's result defines (data-dependent sizes): known
         # only once that call has run
         self.unbacked: set = set()
+        # the index range checks done on graph inputs, by placeholder name
+        # (Lowering.check_index): a backward graph reading the same saved
+        # tensor need not check it again
+        self.input_checks: set = set()
 
     def new_buffer(self, prefix, shape, strides, dtype, kind, **kw):
         name = f"{prefix}{len(self.buffers)}"

@@ -156,9 +156,12 @@ def graph_device(gm, example_inputs=()) -> torch.device:
 
 
 @not_traced
-def compile_graph(gm: torch.fx.GraphModule, device: str | None = None, options=None):
+def compile_graph(gm: torch.fx.GraphModule, device: str | None = None, options=None,
+                  prechecked=frozenset()):
     """Compile one functional, decomposed aten graph (meta['val'] on every
-    placeholder) into a :class:`runtime.graph.CompiledGraph`."""
+    placeholder) into a :class:`runtime.graph.CompiledGraph`.  ``prechecked``:
+    index range checks the forward of this backward graph did on the saved
+    inputs it reads (``prog.input_checks`` of the forward)."""
     opts = config if options is None else options
     t0 = time.perf_counter()
     dev = graph_device(gm)
@@ -169,7 +172,7 @@ def compile_graph(gm: torch.fx.GraphModule, device: str | None = None, options=N
         with stage("verify passes"):
             verify.graph_passes(gm, g)
     with stage("lower"):
-        prog = lower(g)
+        prog = lower(g, prechecked)
     with stage("verify lowering"):
         verify.loop_ir(prog)
     with stage("schedule"):

@@ -26,6 +26,7 @@ from .base import NO, Value, read_before_effects
 from .constants import LITERAL_TYPES, Const, fold
 from .containers import Container, IterV, ListV, SetV, TupleV, same_or_equal
 from .methods import MethodV
+from . import objects as _objects
 from .objects import (
     BUILTIN_BASES, MISSING, ObjV, builtin_entry, class_attr, generic_attr_method,
     is_data_descriptor, lookup,
@@ -196,6 +197,49 @@ class DictV(Container, Value):
         src = self.source.expr()
         items = ", ".join(f"{rb.fb.const(k)}: {rb.snapshot(x)}" for k, x in self.items.items())
         return [f"{src}.clear()", f"{src}.update({{{items}}})"]
+
+
+class InstanceDictV(DictV):
+    """``obj.__dict__`` / ``vars(obj)`` of an object created while tracing
+    (a ``NewObjV``): a dict whose storage *is* the object's attributes, so a
+    store, deletion or update through it is an attribute change and an
+    attribute store is seen through it. Rebuilt after the graph as the
+    rebuilt object's own ``__dict__`` (the same dict, still live)."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner) -> None:
+        super().__init__({})
+        self._items = owner.attrs
+        self.owner = owner
+
+    def _check_keys(self, keys) -> None:
+        # attribute names are strings; a dict key of another type stays out
+        # of the traced object (it could not be read as an attribute anyway)
+        if any(not isinstance(k, str) for k in keys):
+            raise GraphBreak("JF021", "a non-string key in an instance dict")
+
+    def store_item(self, tx, key: Value, value: Value) -> None:
+        self._check_keys([key.as_python()])
+        super().store_item(tx, key, value)
+
+    def call_method(self, tx, name: str, args: list, kwargs: dict) -> Value:
+        if name in ("__setitem__", "setdefault") and args:
+            self._check_keys([args[0].as_python()])
+        elif name == "update":
+            self._check_keys([k for a in args for k in a.dict_items(tx)] + list(kwargs))
+        return super().call_method(tx, name, args, kwargs)
+
+    def binary_op(self, tx, fn, a: Value, b: Value):
+        if fn is operator.ior and a is self and isinstance(b, DictV):
+            self._check_keys(list(b.dict_items(tx)))
+        return super().binary_op(tx, fn, a, b)
+
+    def reconstruct(self, rb) -> tuple[str, bool]:
+        return f"{rb.expr(self.owner)}.__dict__", True
+
+
+_objects.INSTANCE_DICT = InstanceDictV
 
 
 class DictObjV(DictV):

@@ -276,6 +276,8 @@ class ObjV(Value):
         inst_dict = getattr(obj, "__dict__", None)
         if not isinstance(inst_dict, dict):
             inst_dict = None
+        if inst_dict is not None:
+            out.instance_dict_aliasing(obj, attr_read=True)
         if inst_dict is not None and name in inst_dict:
             return out.wrap(inst_dict[name], AttrSource(src, name) if src is not None else None)
         if inst_dict is not None and src is not None:
@@ -309,6 +311,7 @@ class ObjV(Value):
         if src is None or isinstance(obj, (type, types.ModuleType, types.FunctionType)):
             return super().delete_attr(tx, name)
         effects = out.effects
+        out.instance_dict_aliasing(obj, attr_read=False)
         pending = effects.pending_attr(obj, name)
         if pending is None:
             inst_dict = getattr(obj, "__dict__", None)
@@ -399,6 +402,7 @@ class ObjV(Value):
     def store_attr(self, tx, name: str, value: Value) -> None:
         if self.source is not None and not isinstance(
                 self._obj, (type, types.ModuleType, types.FunctionType)):
+            tx.output.instance_dict_aliasing(self._obj, attr_read=False)
             tx.output.effects.store_attr(self._obj, self.source, name, value)
             return
         super().store_attr(tx, name, value)
@@ -470,7 +474,7 @@ class NewObjV(Value):
     after the graph if it escapes, with the builtin ``__new__`` and the
     attributes it ended with (none of the class's methods runs again)."""
 
-    __slots__ = ("cls", "attrs", "source", "new")
+    __slots__ = ("cls", "attrs", "source", "new", "_dict_view")
     # super().__setattr__, object.__setattr__(self, ...), SimpleNamespace's
     # __init__: SuperV binds the builtin method to this value (call_method)
     builtin_methods = True
@@ -480,12 +484,23 @@ class NewObjV(Value):
         self.attrs: dict[str, Value] = {}
         self.source = None
         self.new = new  # the builtin __new__ the class resolves to
+        self._dict_view = None
 
     def python_type(self) -> type:
         return self.cls
 
     def _repr(self) -> str:
         return f"{self.cls.__qualname__} attrs {list(self.attrs)}"
+
+    def instance_dict(self) -> Value:
+        """``obj.__dict__`` / ``vars(obj)``: one live dict over ``attrs``
+        (the same storage, so a store through either is seen by the other;
+        the same value each time, so ``vars(o) is o.__dict__``)."""
+        if self._dict_view is None:
+            if INSTANCE_DICT is None:
+                raise GraphBreak("JF022", "instance dict of an object created while tracing")
+            self._dict_view = INSTANCE_DICT(self)
+        return self._dict_view
 
     def truth(self, tx) -> bool:
         if hasattr(self.cls, "__bool__") or hasattr(self.cls, "__len__"):
@@ -513,6 +528,8 @@ class NewObjV(Value):
     def _generic_getattr(self, tx, name: str) -> Value:
         cls = self.cls
         found = lookup(tx, cls, name)
+        if name == "__dict__" and is_instance_dict_descriptor(found):
+            return self.instance_dict()
         if found is not MISSING and is_data_descriptor(found):
             return class_attr(tx, self, cls, name, found)
         if name in self.attrs:
@@ -756,11 +773,28 @@ def _object_init(self):
 def _build_object(new, cls, attrs: dict):
     """Rebuild an object created while tracing with the builtin ``new`` its
     class resolved to (its __init__ already ran symbolically, so only the
-    resulting attributes are set, bypassing the class's own __setattr__)."""
+    resulting attributes are set, bypassing the class's own __setattr__ --
+    and its data descriptors: ``attrs`` is what the instance dict held,
+    which a store through ``obj.__dict__`` may fill under a property's name)."""
     obj = new(cls)
+    descr = next((k.__dict__["__dict__"] for k in cls.__mro__ if "__dict__" in k.__dict__), None)
+    if is_instance_dict_descriptor(descr):
+        descr.__get__(obj, cls).update(attrs)
+        return obj
     for k, x in attrs.items():
         object.__setattr__(obj, k, x)
     return obj
+
+
+def is_instance_dict_descriptor(found) -> bool:
+    """Is ``found`` (a class's ``__dict__`` entry) the builtin descriptor of
+    the instance dict (not a property or other override of ``__dict__``)?"""
+    return type(found) in (types.GetSetDescriptorType, types.MemberDescriptorType) and \
+        getattr(found, "__name__", None) == "__dict__"
+
+
+# dicts.InstanceDictV, set by dicts.py (which imports this module)
+INSTANCE_DICT = None
 
 
 def lookup_succeeds(get, tx, name: str) -> bool:

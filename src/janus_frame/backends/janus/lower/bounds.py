@@ -51,7 +51,9 @@ def less(ctx, a, b) -> bool:
     env = _shape_env(ctx)
     if env is None:
         raise NotImplementedError
-    static = env._maybe_evaluate_static(rel)
+    from ....torch_compat import evaluate_static
+
+    static = evaluate_static(env, rel)
     if static in (sympy.true, sympy.false):
         return bool(static)
     hinted = rel.xreplace(env.var_to_val)

@@ -38,8 +38,12 @@ aten = torch.ops.aten
 class Lowering:
     """Walks an fx graph in order and fills a Program."""
 
-    def __init__(self, gm: torch.fx.GraphModule):
+    def __init__(self, gm: torch.fx.GraphModule, prechecked=frozenset()):
         self.gm = gm
+        # checks (``prog.input_checks`` keys) the forward of this backward
+        # graph already did on the saved tensors it reads (see check_index)
+        self.prechecked = prechecked
+        self.input_names = {}  # input buffer name -> its placeholder's name
         self.lowerings = LOWERINGS
         self.prog = ir.Program()
         self.env = {}
@@ -49,6 +53,7 @@ class Lowering:
         self.order = {}  # fx node -> position (liveness across mutations)
         self.storage_of = {}  # input buffer name -> its placeholder's storage
         self.inputs_written = set()  # input buffers a kernel stores into
+        self.checked = set()  # the index range checks put in (check_index)
 
     # ----------------------------------------------------------- buffers
     def realize(self, tv, out=None, copy=False):
@@ -122,7 +127,7 @@ class Lowering:
         tv = self.realize(tv)
         return ir.BufArg(tv.buf, tv.shape, tv.strides, tv.offset)
 
-    def check_index(self, index, size, dim, op):
+    def check_index(self, index, size, dim, op, ignore=None):
         """Put the run-time range check of ``index`` (a TV of indices into
         dimension ``dim`` of an operand of shape ``size``, for ``op``:
         ``index_select``, ``gather`` or ``scatter``) into the program and
@@ -135,8 +140,13 @@ class Lowering:
         program allows -- right after the last node writing something they
         read, usually at the very start for an input's indices -- rather than
         here: placed here, the barrier would split the kernel computing the
-        operand (a log-softmax row) from the one gathering from it."""
-        from .checks import CHECK_INDEX
+        operand (a log-softmax row) from the one gathering from it.
+
+        ``ignore`` (an int): ``index`` holds ``nll_loss``'s class targets as
+        given, ``ignore`` among them allowed (``checks.check_target``).  The
+        same check of the same view against the same bound is put in once
+        (the forward's gather and the backward's scatter of one loss)."""
+        from .checks import CHECK_INDEX, CHECK_TARGET
 
         nodes = self.prog.nodes
         n0 = len(nodes)
@@ -159,8 +169,30 @@ class Lowering:
                 if any(o is not None and o.name in reads for o in outs):
                     pos = j + 1
         arg = ir.BufArg(index.buf, index.shape, index.strides, index.offset)
-        size = [x if isinstance(x, int) else ir.SymArg(x) for x in size]
-        check = ir.Extern(f"n{n0 + len(new)}", CHECK_INDEX, [arg, size, dim, op], {}, [None], False)
+        # (the elements read: size-1 dimensions do not count, so t and
+        # t.unsqueeze(1) are one check)
+        dims = tuple((str(n), str(s)) for n, s in zip(index.shape, index.strides) if n != 1)
+        key = (index.buf.name, dims, str(index.offset), str(size[dim]),
+               op if ignore is None else ("target", ignore))
+        placeholder = self.input_names.get(index.buf.name)
+        # A backward graph reading a saved input its forward checked against
+        # the same bound skips the check: the tensor is the one checked,
+        # unchanged -- saved with save_for_backward, whose version check
+        # raises (as eager's does) had it been changed in place in between.
+        if key in self.checked or (placeholder, *key[1:]) in self.prechecked:
+            nodes[n0:n0] = new
+            return index
+        self.checked.add(key)
+        if placeholder is not None:
+            self.prog.input_checks.add((placeholder, *key[1:]))
+        if ignore is not None:
+            n = size[dim] if isinstance(size[dim], int) else ir.SymArg(size[dim])
+            check = ir.Extern(f"n{n0 + len(new)}", CHECK_TARGET, [arg, n, ignore], {}, [None],
+                              False)
+        else:
+            size = [x if isinstance(x, int) else ir.SymArg(x) for x in size]
+            check = ir.Extern(f"n{n0 + len(new)}", CHECK_INDEX, [arg, size, dim, op], {}, [None],
+                              False)
         nodes[pos:pos] = [*new, check]
         return index
 
@@ -252,6 +284,7 @@ class Lowering:
             if isinstance(s, sympy.Symbol):
                 self.sym_sources.setdefault(s, ("stride", i, d))
         b = self.prog.new_buffer("in", shape, strides, val.dtype, "input", index=i)
+        self.input_names[b.name] = n.name
         self.storage_of[b.name] = _storage(val)
         self.env[n] = view_of(b)
         return b
@@ -695,5 +728,5 @@ def _dense_symbolic(shape, strides):
     return True
 
 
-def lower(gm) -> ir.Program:
-    return Lowering(gm).run()
+def lower(gm, prechecked=frozenset()) -> ir.Program:
+    return Lowering(gm, prechecked).run()

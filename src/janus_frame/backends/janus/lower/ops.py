@@ -643,20 +643,45 @@ def _safe_index(iv, n):
     return E(Op.MINIMUM, torch.int64, (E(Op.MAXIMUM, torch.int64, (iv, ir.const(0, torch.int64))), hi))
 
 
-def _is_nll_target(node):
-    """Is this gather torch's decomposition of ``nll_loss`` (the class
-    targets, ignored ones replaced by 0, gathered from the log-probabilities:
-    ``gather(x, 1, unsqueeze(where(ne(t, ignore), t, 0), 1))``)?  Eager's
-    loss raises its own error for a target out of range."""
-    idx = node.args[2] if len(node.args) > 2 else None
-    if not (isinstance(idx, torch.fx.Node) and idx.target is aten.unsqueeze.default):
-        return False
-    w = idx.args[0]
-    if not (isinstance(w, torch.fx.Node) and w.target is aten.where.self):
-        return False
-    cond, t = w.args[0], w.args[1]
-    return (isinstance(cond, torch.fx.Node) and cond.target is aten.ne.Scalar
-            and cond.args[0] is t)
+def _nll_target(idx):
+    """``(t, ignore)`` where the index ``idx`` (an fx node) is torch's
+    decomposition of ``nll_loss``'s class targets ``t`` with ignored ones
+    replaced by 0 -- ``unsqueeze(where(ne(t, ignore), t, 0), d)`` as the loss
+    gathers with it, ``where(ne(u, ignore), u, 0)`` of ``u = unsqueeze(t, d)``
+    as its backward scatters with it; else None.  Eager's loss raises its
+    own error for a target out of range."""
+    w = idx
+    if isinstance(w, torch.fx.Node) and w.target is aten.unsqueeze.default:
+        w = w.args[0]
+    if not (isinstance(w, torch.fx.Node) and w.target is aten.where.self and len(w.args) == 3):
+        return None
+    cond, t, zero = w.args
+    if not (isinstance(cond, torch.fx.Node) and cond.target is aten.ne.Scalar
+            and cond.args[0] is t and isinstance(t, torch.fx.Node)):
+        return None
+    ignore = cond.args[1]
+    if type(ignore) is not int:
+        return None
+    if isinstance(zero, torch.fx.Node):  # a scalar tensor 0
+        if zero.target is not aten.scalar_tensor.default or zero.args[0] != 0:
+            return None
+    elif zero != 0:
+        return None
+    return t, ignore
+
+
+def _check_index(ctx, index, x, dim, op):
+    """``ctx.check_index`` for the index argument (``ctx.node.args[2]``) of
+    a gather or scatter: an ``nll_loss`` target index is checked on the
+    targets themselves (the index stays lazy: loaded as the ``where`` in the
+    consuming kernel, no index buffer of its own), else the index."""
+    nll = _nll_target(ctx.node.args[2] if len(ctx.node.args) > 2 else None)
+    if nll is not None:
+        t = ctx.env.get(nll[0])
+        if isinstance(t, TV) and t.is_view:
+            ctx.check_index(t, x.shape, dim, "nll_loss", ignore=nll[1])
+            return index
+    return ctx.check_index(index, x.shape, dim, op)
 
 
 @register(aten.gather.default)
@@ -665,7 +690,7 @@ def _gather(ctx, x, dim, index, sparse_grad=False):
     if not isinstance(x, TV) or not isinstance(index, TV) or x.ndim == 0:
         return None
     dim %= x.ndim
-    index = ctx.check_index(index, x.shape, dim, "nll_loss" if _is_nll_target(ctx.node) else "gather")
+    index = _check_index(ctx, index, x, dim, "gather")
 
     def fn(idx):
         iv = _safe_index(index.load(idx), x.shape[dim])
@@ -694,7 +719,7 @@ def _scatter_value(ctx, x, dim, index, value):
         return None
     v = ir.const(value, odt)
     # (an out-of-range index would only be missed by the comparisons; eager raises)
-    index = ctx.check_index(index, x.shape, dim, "scatter")
+    index = _check_index(ctx, index, x, dim, "scatter")
 
     def fn(idx):
         pos = E(Op.INDEX, torch.int64, (), idx[dim])

@@ -178,7 +178,11 @@ def select(tv, dim, index):
 def unsqueeze(tv, dim):
     shape = tv.shape[:dim] + (1,) + tv.shape[dim:]
     if tv.is_view:
-        strides = tv.strides[:dim] + (0,) + tv.strides[dim:]
+        # eager's stride for the new dimension (never read by an index, but
+        # a returned view or an input's unsqueeze_ shows it): size * stride
+        # of the dimension it goes before, 1 at the end
+        new = tv.strides[dim] * tv.shape[dim] if dim < tv.ndim else 1
+        strides = tuple(tv.strides[:dim]) + (new,) + tuple(tv.strides[dim:])
         return TV(shape, tv.dtype, buf=tv.buf, strides=strides, offset=tv.offset)
 
     def fn(idx):

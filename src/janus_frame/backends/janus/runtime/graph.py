@@ -91,6 +91,79 @@ def _tuple(xs):
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
+class LayoutUnsupported(Exception):
+    """An input's traced layout that the wrapper cannot restore."""
+
+    janus_stage = "wrapper"
+
+
+def _layout_checks(prog):
+    """The statements that bring each input into the layout its kernels
+    index it with (see the comment in :func:`make_wrapper`).
+
+    Kernels index an input with the strides it was traced with.  A caller
+    may hand over the same values laid out otherwise: AOTAutograd's backward
+    reads what the forward saved with the strides of the forward's fake
+    outputs (a chunk of the gates: [B, H] with row stride 4H), while a
+    forward kernel stores a non-dense output densely.  An input traced
+    non-contiguous is copied into its traced layout when it arrives in
+    another (a contiguous one traced as such costs no check: every caller
+    guards that).  Symbolic sizes and strides are checked too, with the
+    symbols bound before: a graph compiled for a new size reads its inputs
+    the same way.
+
+    A stride that is a symbol of its own (a strided input traced with
+    dynamic sizes: ``x[::2]`` has strides ``(s2, 1)``) is read off the input
+    itself, so it cannot tell a wrong layout by itself: the input's other
+    strides are compared with it bound, and an input laid out otherwise (the
+    transpose, ``(1, n)``) is made contiguous and its stride symbols read
+    again, which the traced strides must then agree with (checked here, at
+    compile time; a layout that no contiguous copy fits is refused, and the
+    graph runs as captured).  Sizes known only after a library call cannot
+    be checked here.
+    """
+    own = {}  # input index -> {dim: stride symbol read off that input}
+    late = set()  # symbols bound after the inputs arrive (library results)
+    for sym, src in prog.symbols:
+        if src[0] == "stride":
+            own.setdefault(src[1], {})[src[2]] = sym
+        elif src[0] != "arg" and src[0] != "size":
+            late.add(str(sym))
+    late_names = late | {str(s) for d in own.values() for s in d.values()}
+    L = []
+    for b in prog.inputs:
+        if b.kind != "input" or not b.shape:
+            continue
+        mine = own.get(b.index, {})
+        mine_names = {str(s) for s in mine.values()}
+
+        def free(x):
+            return set() if isinstance(x, int) else {str(f) for f in x.free_symbols}
+
+        used = set().union(*(free(x) for x in (*b.shape, *b.strides)))
+        if used & late:
+            continue  # known only after a library call
+        if used & (late_names - mine_names):
+            continue  # another input's stride symbol: that input is checked itself
+        contiguous = ir.contiguous_strides(b.shape)
+        st = _tuple(b.strides)
+        if not mine:
+            if all(_same_size(a, c) for a, c in zip(b.strides, contiguous)):
+                continue
+            L.append(f"    if {b.name}.stride() != {st}: {b.name} = _restride({b.name}, {st})")
+            continue
+        # the stride symbols read off this input, as a contiguous copy binds them
+        subst = {s: contiguous[d] for d, s in mine.items()}
+        if not all(_same_size(sympy.sympify(a).subs(subst) if not isinstance(a, int) else a, c)
+                   for a, c in zip(b.strides, contiguous)):
+            raise LayoutUnsupported(f"input {b.name} with strides {tuple(b.strides)}: "
+                              "no contiguous copy has that layout")
+        rebind = "; ".join(f"{s} = {b.name}.stride({d})" for d, s in sorted(mine.items()))
+        L.append(f"    if {b.name}.stride() != {st}: "
+                 f"{b.name} = {b.name}.contiguous(); {rebind}")
+    return L
+
+
 class CompiledGraph:
     """A compiled graph: call it with the graph's inputs (positional)."""
 
@@ -174,20 +247,7 @@ def make_wrapper(prog, sched, csource, lib, ns, triton_kernels, owner):
     # graph compiled for a new size reads its inputs the same way.  (Sizes
     # known only after a library call cannot be checked here.)
     ns["_restride"] = _restride
-    # (nor can strides read off the input itself: the kernels index it with
-    # whatever it arrives with)
-    late = {str(sym) for sym, src in prog.symbols if src[0] not in ("arg", "size")}
-
-    def checkable(x):
-        return isinstance(x, int) or not ({str(f) for f in x.free_symbols} & late)
-
-    for b in prog.inputs:
-        if b.kind != "input" or len(b.shape) < 2 \
-                or not all(checkable(x) for x in (*b.shape, *b.strides)) \
-                or all(_same_size(a, c) for a, c in zip(b.strides, ir.contiguous_strides(b.shape))):
-            continue
-        st = _tuple(b.strides)
-        L.append(f"    if {b.name}.stride() != {st}: {b.name} = _restride({b.name}, {st})")
+    L.extend(_layout_checks(prog))
     # dtypes used
     for b in prog.buffers.values():
         ns[f"_dt_{str(b.dtype).replace('torch.', '')}"] = b.dtype

@@ -295,7 +295,14 @@ def compile_lean(gm, example_inputs, compile_graph, device, options, on_error):
     graphs = [fw]
     plan.fw = stand_aside(fw.__call__)
 
+    # a saved input the forward range-checked is read by the backward as
+    # the same tensor (saved with save_for_backward: version-checked)
+    prechecked = frozenset(k for k in getattr(fw.prog, "input_checks", ())
+                           if k[0] in saved_names)
+
     def build(g):
+        if prechecked:
+            return compile_graph(g, device, prechecked=prechecked)
         return compile_graph(g, device)
 
     def make_bw():
