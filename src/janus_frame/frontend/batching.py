@@ -60,10 +60,12 @@ class Plan:
     (run as is for a call left alone), the captured graph (batched by vmap)
     and its outputs' metadata (the placeholders' form)."""
 
-    __slots__ = ("compiled", "gm", "out_meta", "batched", "name")
+    __slots__ = ("compiled", "gm", "out_meta", "batched", "name", "backend", "pool")
 
-    def __init__(self, gm: torch.fx.GraphModule, out_meta: list, name: str) -> None:
+    def __init__(self, gm: torch.fx.GraphModule, out_meta: list, name: str, backend) -> None:
         self.compiled = None
+        self.pool = {True: [], False: []}  # grad mode -> placeholder lists (Recorder.record)
+        self.backend = backend
         self.gm = gm
         self.out_meta = out_meta
         self.batched: dict = {}  # (in_dims, per-call metadata, n) -> aten graph or None
@@ -90,6 +92,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.active = False
+        self.used: dict = {}  # id(a plan's placeholder pool) -> placeholders handed out
         self.calls: list[_Call] = []
         self.handles: dict = {}  # id(placeholder) -> (call, output index)
         self.resolved: dict = {}  # id(call) -> its outputs: tensors or (batch, row)
@@ -98,7 +101,7 @@ class Recorder:
 
     def reset(self) -> None:
         self.active = False
-        self.calls, self.handles, self.resolved = [], {}, {}
+        self.calls, self.handles, self.resolved, self.used = [], {}, {}, {}
 
     def forget(self) -> None:
         """What was learned about recursions (jf.reset())."""
@@ -115,12 +118,19 @@ class Recorder:
                 depth = h[0].depth + 1
         grad = torch.is_grad_enabled()
         call = _Call(plan, inputs, depth, grad, len(self.calls))
-        outs = []
-        for k, (size, stride, dtype, device, rg) in enumerate(plan.out_meta):
-            t = torch.empty_strided(size, stride, dtype=dtype, device=device,
-                                    requires_grad=rg and grad)
+        # placeholders are reused from one recording to the next (made and
+        # freed per call, they cost as much as the graph call they stand
+        # for): none is reachable once a recording is flushed or dropped
+        pool = plan.pool[grad]
+        used = self.used.get(id(pool), 0)
+        if used == len(pool):
+            pool.append([torch.empty_strided(size, stride, dtype=dtype, device=device,
+                                             requires_grad=rg and grad)
+                         for size, stride, dtype, device, rg in plan.out_meta])
+        outs = pool[used]
+        self.used[id(pool)] = used + 1
+        for k, t in enumerate(outs):
             hs[id(t)] = (call, k)
-            outs.append(t)
         call.outs = outs
         self.calls.append(call)
         if len(self.calls) > _MAX_CALLS:
@@ -159,6 +169,13 @@ class Recorder:
     def _run_batched(self, calls: list) -> bool:
         plan = calls[0].plan
         n = len(calls)
+        # the batched graph is compiled for a power of two of rows (a bounded
+        # number of compiles over any trees): the rows past n repeat the
+        # first call's inputs, and their results are not used
+        nb = 2
+        while nb < n:
+            nb *= 2
+        pad = nb - n
         in_dims, args, metas = [], [], []
         for j, first in enumerate(calls[0].inputs):
             if self.handles.get(id(first)) is None and all(c.inputs[j] is first for c in calls):
@@ -172,24 +189,29 @@ class Recorder:
             v0 = vals[0]
             if type(v0) is tuple and all(type(v) is tuple and v[0] is v0[0] for v in vals):
                 rows = [v[1] for v in vals]
-                if rows == list(range(rows[0], rows[0] + n)):
-                    arg = v0[0].narrow(0, rows[0], n)
+                src = v0[0]
+                if rows == list(range(rows[0], rows[0] + n)) and rows[0] + nb <= src.shape[0]:
+                    # (padding rows: other calls' results, as good as any)
+                    arg = src.narrow(0, rows[0], nb)
                 else:
-                    arg = v0[0].index_select(0, torch.tensor(rows, device=v0[0].device))
+                    rows += rows[:1] * pad
+                    arg = src.index_select(0, torch.tensor(rows, device=src.device))
             else:
                 parts = [v[0][v[1]] if type(v) is tuple else v for v in vals]
                 m = parts[0]
                 if any(p.shape != m.shape or p.dtype != m.dtype or p.device != m.device
                        for p in parts):
                     return False
-                arg = torch.stack(parts)
+                arg = torch.stack(parts + parts[:1] * pad)
             in_dims.append(0)
             args.append(arg)
             metas.append((tuple(arg.shape[1:]), arg.dtype, arg.requires_grad))
-        key = (tuple(in_dims), tuple(metas), n)
+        key = (tuple(in_dims), tuple(metas), nb, torch.is_grad_enabled())
         fn = plan.batched.get(key, False)
         if fn is False:
-            fn = plan.batched[key] = _derive(plan, in_dims, args)
+            # with janus_frame off: its own and torch's tracing are not the
+            # user's frames
+            fn = plan.batched[key] = _C.Wrapper(_derive, None)(plan, in_dims, args)
         if fn is None:
             return False
         outs = fn(*args)
@@ -321,7 +343,15 @@ def _derive(plan: Plan, in_dims: list, args: list):
         return None
     if not _pure(traced):
         return None
-    return traced
+    fn = traced
+    if plan.backend is not None:
+        # the segment's own backend compiles the batched graph (forward and
+        # backward); where it cannot, the aten graph runs as traced
+        try:
+            fn = plan.backend(traced, list(args))
+        except Exception:  # noqa: BLE001
+            fn = traced
+    return _C.Wrapper(fn, None)
 
 
 def _pure(gm: torch.fx.GraphModule) -> bool:
@@ -391,11 +421,12 @@ def _out_meta(gm):
     return meta
 
 
-def plan_for(seg):
+def plan_for(seg, backend):
     """The plan of a recordable segment (before the backend sees its graph:
-    the captured graph is copied, a backend may rewrite it in place)."""
+    the captured graph is copied, a backend may rewrite it in place).
+    ``backend`` compiles the batched graphs too."""
     if segment_mode(seg) != "record":
         return None
     gm = seg.graph
     return Plan(torch.fx.GraphModule(gm, copy.deepcopy(gm.graph)), _out_meta(gm),
-                seg.code.co_qualname)
+                seg.code.co_qualname, backend)
