@@ -292,11 +292,14 @@ def recursive_call(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     finally:
         R.active = False
+    ncalls = len(R.calls)
     R.reset()
-    if not batched:
-        R.failures[code] = R.failures.get(code, 0) + 1
-    else:
+    if batched:
         R.failures.pop(code, None)
+    elif ncalls >= 4:
+        # calls recorded, none batched (a chain): twice that for giving up,
+        # since while the cache warms up some kinds still run one by one
+        R.failures[code] = R.failures.get(code, 0) + 0.5
     return result
 
 
