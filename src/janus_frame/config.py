@@ -116,7 +116,7 @@ class Config:
         default_factory=lambda: _env_int("JANUS_INLINE_RECURSION", 2)
     )
     # the calls of one entry at one depth of a recursion run as one batched
-    # graph call (frontend/batching.py)
+    # graph call (batching.py)
     batch_recursion: bool = dataclasses.field(
         default_factory=lambda: _env_bool("JANUS_BATCH_RECURSION", True)
     )

@@ -28,7 +28,7 @@ import warnings
 from typing import Any, Callable
 
 from . import _C, faults, torch_compat
-from .frontend import batching
+from . import batching
 from .cache import (
     CodeSet, CodeState, CompiledEntry, FrameFallback, SkipFrame, code_state, listeners,
     positional_code, stats,

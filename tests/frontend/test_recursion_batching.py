@@ -1,4 +1,4 @@
-"""Recursion batching (frontend/batching.py): the graph calls of a recursive
+"""Recursion batching (janus_frame/batching.py): the graph calls of a recursive
 function's entries are recorded while the outermost recursive call runs and
 then run one batched call per (entry, depth). Differential against eager:
 losses, gradients and parameters after SGD steps; the batched-call counter

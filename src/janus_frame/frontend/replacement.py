@@ -24,6 +24,7 @@ from .. import _C, faults
 from ..cache import CompiledEntry, positional_code, stats
 from ..diagnostics.logs import artifact_logger
 from ..diagnostics.probe import PROBE
+from .. import batching as runtime_batching
 from . import batching
 from .codegen import nargs_of
 from .guards import Guards, user_modes_active
@@ -62,12 +63,12 @@ def print_replacement(seg: Segment, compiled, plan=None):
     fb, rb, brk = seg.fb, seg.rb, seg.brk
     p = fb.const(PROBE)
     body: list[str] = []
-    rec = fb.const(batching.RECORDER)
+    rec = fb.const(runtime_batching.RECORDER)
     if plan is None and batching.segment_mode(seg) == "abort":
         # while a recursion is recorded, an entry that cannot be deferred
-        # drops the recording before it does anything (batching.py)
+        # drops the recording before it does anything (janus_frame/batching.py)
         why = f"{seg.code.co_qualname}: {batching.segment_mode(seg, why=True)}"
-        body.append(f"if {rec}.active: {fb.const(batching.abort)}(False, {why!r})")
+        body.append(f"if {rec}.active: {fb.const(runtime_batching.abort)}(False, {why!r})")
     if seg.graph is not None:
         # inputs are loaded before the guarded call: their sources were just
         # validated by the guard, so a failure there is a bug to surface, not

@@ -13,7 +13,7 @@ In/out: the frame's stack.
 """
 from __future__ import annotations
 
-from .. import batching
+from ... import batching
 from ..breaks import GraphBreak, would_raise
 from ..pyversion import VERSION, split_call, split_call_ex, with_null
 from ..values import CellV, Const, FunctionV, ObjV
@@ -231,7 +231,7 @@ def _call_native(tx, emit, stack: list, n: int, kwn: tuple) -> list[str]:
     callee = e(fn)
     if tx.break_id == "JF018" and not emit.protected:
         # a recursive call: the outermost one batches the recursion's graph
-        # calls by depth (frontend/batching.py); not inside a try, whose
+        # calls by depth (janus_frame/batching.py); not inside a try, whose
         # handler would take the recording's Abort for the user's exception
         call_args.insert(0, callee)
         callee = emit.const(batching.recursive_call)
