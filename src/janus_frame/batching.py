@@ -67,12 +67,11 @@ class Plan:
     (run as is for a call left alone), the captured graph (batched by vmap)
     and its outputs' metadata (the placeholders' form)."""
 
-    __slots__ = ("compiled", "gm", "out_meta", "batched", "name", "backend", "pool")
+    __slots__ = ("compiled", "gm", "out_meta", "batched", "name", "pool")
 
-    def __init__(self, gm, out_meta: list, name: str, backend) -> None:
+    def __init__(self, gm, out_meta: list, name: str) -> None:
         self.compiled = None
         self.pool = {True: [], False: []}  # grad mode -> placeholder lists (Recorder.record)
-        self.backend = backend
         self.gm = gm
         self.out_meta = out_meta
         self.batched: dict = {}  # (in_dims, per-call metadata, n) -> aten graph or None
@@ -179,9 +178,9 @@ class Recorder:
         torch = _torch()
         plan = calls[0].plan
         n = len(calls)
-        # the batched graph is compiled for a power of two of rows (a bounded
-        # number of compiles over any trees): the rows past n repeat the
-        # first call's inputs, and their results are not used
+        # the batched graph is traced for a power of two of rows (a bounded
+        # number of traces over any trees): the rows past n repeat the first
+        # call's inputs, and their results are not used
         nb = 2
         while nb < n:
             nb *= 2
@@ -359,15 +358,10 @@ def _derive(plan: Plan, in_dims: list, args: list):
         return None
     if not _pure(traced):
         return None
-    fn = traced
-    if plan.backend is not None:
-        # the segment's own backend compiles the batched graph (forward and
-        # backward); where it cannot, the aten graph runs as traced
-        try:
-            fn = plan.backend(traced, list(args))
-        except Exception:  # noqa: BLE001
-            fn = traced
-    return _C.Wrapper(fn, None)
+    # The aten graph runs as traced (one aten call per op and level, autograd
+    # as usual): compiled by the fusing backend instead it measured no faster
+    # on the TreeLSTMs here (2 cores, busy) and cost a compile per size class
+    return _C.Wrapper(traced, None)
 
 
 def _pure(gm: torch.fx.GraphModule) -> bool:

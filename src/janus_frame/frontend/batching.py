@@ -1,7 +1,7 @@
 """Which segments a recursion's batching may record (the run-time side is
 janus_frame/batching.py).
 
-In: a closed segment (segment.py) and its backend.
+In: a closed segment (segment.py).
 Out: ``segment_mode`` -- ``record`` (a pure graph call whose only exit is a
 return or a recursive call), ``transit`` (no graph, the same exits) or
 ``abort`` (anything else: its replacement drops a recording that reaches
@@ -53,12 +53,11 @@ def _out_meta(gm):
     return meta
 
 
-def plan_for(seg, backend):
+def plan_for(seg):
     """The plan of a recordable segment (before the backend sees its graph:
-    the captured graph is copied, a backend may rewrite it in place).
-    ``backend`` compiles the batched graphs too."""
+    the captured graph is copied, a backend may rewrite it in place)."""
     if segment_mode(seg) != "record":
         return None
     gm = seg.graph
     return Plan(torch.fx.GraphModule(gm, copy.deepcopy(gm.graph)), _out_meta(gm),
-                seg.code.co_qualname, backend)
+                seg.code.co_qualname)

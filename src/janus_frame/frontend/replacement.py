@@ -82,7 +82,8 @@ def print_replacement(seg: Segment, compiled, plan=None):
         lines.append(f"if __jf_t: __jf_t = {p}.graph_done({fb.const(seg.site)}, __jf_t)")
         if plan is not None:
             plan.compiled = compiled
-            body.append(f"if {rec}.active: __jf_o = {fb.const(plan.record)}(({inputs},))")
+            args = f"({inputs},)" if inputs else "()"
+            body.append(f"if {rec}.active: __jf_o = {fb.const(plan.record)}({args})")
             body.append("else:")
             lines = ["    " + line for line in lines]
         body += lines
