@@ -36,6 +36,7 @@ calls to batch (a chain), stops being recorded.
 from __future__ import annotations
 
 import sys
+import threading
 import types
 
 from . import _C
@@ -92,9 +93,9 @@ class _Call:
         self.outs = None
 
 
-class Recorder:
-    """The thread's recording (recursion in one thread only: the frame hook
-    runs one callback per thread, and a recording never spans threads)."""
+class Recorder(threading.local):
+    """The thread's recording: per thread (another thread's entries, while
+    this one records, run as usual), and a recording never spans threads."""
 
     def __init__(self) -> None:
         self.active = False
@@ -282,6 +283,7 @@ def recursive_call(fn, *args, **kwargs):
             or R.native_resume \
             or _modes_active() or torch.is_autocast_enabled():
         return fn(*args, **kwargs)
+    R.reset()  # (nothing left over from a recording a KeyboardInterrupt ended)
     R.active = True
     try:
         result = fn(*args, **kwargs)

@@ -330,3 +330,31 @@ def test_an_exception_in_the_recursion_is_eager_s():
         f(bad)
     ok = _no_zero(balanced_tree(rng, 8))
     close(f(ok), model(ok))
+
+
+def test_recordings_are_per_thread():
+    import threading
+
+    torch.manual_seed(0)
+    model = ModuleTreeLSTM()
+    f = jf.compile(model, backend="eager")
+    rng = random.Random(7)
+    trees = [balanced_tree(rng, 8) for _ in range(6)]
+    for t in trees[:3]:
+        close(f(t), model(t))  # warm
+    errors = []
+
+    def run(k):
+        try:
+            for _ in range(10):
+                for t in trees[k::2]:
+                    close(f(t), model(t))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
