@@ -169,6 +169,11 @@ class Stats:
     # graph breaks whose segment was traced a second time, up to the break
     # (the first trace's record could not be reused; frontend/convert.py)
     break_retraces: int = 0
+    # recursion batching (batching.py): batched graph calls, the
+    # recorded calls they ran, recordings dropped (the recursion reran natively)
+    batched_calls: int = 0
+    batched_rows: int = 0
+    batch_aborts: int = 0
 
     def clear(self) -> None:
         for f in dataclasses.fields(self):

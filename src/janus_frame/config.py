@@ -47,6 +47,8 @@ ENVIRONMENT = {
     "JANUS_INLINE_DEPTH": "maximum depth of inlined user calls (bounds recursion)",
     "JANUS_INLINE_RECURSION": "activations of one function on one receiver a trace may hold "
                               "(deeper recursion runs natively)",
+    "JANUS_BATCH_RECURSION": "0: run a recursion's per-node graphs one call each instead of "
+                             "batching the calls of one kind at one depth (default 1)",
     "JANUS_COMPILE_MODULES": "comma list of module prefixes compiled in global mode even if installed "
     "in site-packages",
     "JANUS_SKIP_SITE_PACKAGES": "0: in global mode, also compile code in site-packages",
@@ -120,6 +122,11 @@ class Config:
     # (1: no re-entry); recursion deeper than that runs natively
     inline_recursion: int = dataclasses.field(
         default_factory=lambda: _env_int("JANUS_INLINE_RECURSION", 2)
+    )
+    # the calls of one entry at one depth of a recursion run as one batched
+    # graph call (batching.py)
+    batch_recursion: bool = dataclasses.field(
+        default_factory=lambda: _env_bool("JANUS_BATCH_RECURSION", True)
     )
     compile_modules: tuple[str, ...] = dataclasses.field(
         default_factory=lambda: _env_list("JANUS_COMPILE_MODULES")

@@ -29,6 +29,7 @@ import warnings
 from typing import Any, Callable
 
 from . import _C, faults, torch_compat
+from . import batching
 from .cache import (
     CodeSet, CodeState, CompiledEntry, FrameFallback, SkipFrame, code_state, listeners,
     positional_code, stats,
@@ -59,6 +60,7 @@ def reset_stats() -> None:
     stats.clear()
     for c in list(_compilers.values()):
         c.speculation.clear()
+    batching.RECORDER.forget()
 
 
 class FrameCompiler:
@@ -126,6 +128,11 @@ class FrameCompiler:
                 _C.set_code_strategy(code, SKIP, SKIP if skips_callees(code) else DEFAULT)
                 stats.frames_skipped += 1
                 return None
+        if batching.RECORDER.active:
+            # a frame with no entry for these inputs while a recursion is
+            # recorded: the inputs may be placeholders, which a trace must
+            # not read; the recursion reruns natively and compiles this then
+            batching.abort(miss=True)
         st = code_state(code)
         mine = [e for owner, e in st.entries if owner is self]
         if len(mine) >= cfg.recompile_limit:
@@ -140,6 +147,7 @@ class FrameCompiler:
                     stacklevel=2,
                 )
             _C.set_code_strategy(code, RUN_ONLY, DEFAULT)
+            batching.went_native(code)
             return None
         if mine:
             self._note_recompile(func, st, mine, args)
@@ -161,6 +169,7 @@ class FrameCompiler:
                     st.entries.append((self, _kept(entry)))
                     return (entry.guard, entry.replacement)
                 _C.set_code_strategy(code, SKIP, DEFAULT)
+                batching.went_native(code)
                 return None
             except FrameFallback as e:
                 stats.frames_failed += 1
@@ -189,6 +198,7 @@ class FrameCompiler:
                     stacklevel=2,
                 )
                 _C.set_code_strategy(code, SKIP, DEFAULT)
+                batching.went_native(code)
                 return None
             finally:
                 kept.restore()
@@ -329,9 +339,15 @@ def native_entry(func) -> CompiledEntry:
     native = positional_code(code)
     rep = types.FunctionType(native, func.__globals__, code.co_name, None, func.__closure__)
     ns: dict = {}
+    # not while a recursion is recorded: the miss drops the recording
+    # (batching.py) before the native frame could see a placeholder (the
+    # recorder is a constant: a guard runs with the frame's globals)
     exec(f"def always({', '.join(f'a{i}' for i in range(native.co_argcount))}):\n"
-         "    return True", ns)
-    return CompiledEntry(guard=ns["always"], replacement=rep, guard_lines=["(runs natively)"])
+         "    return not '__jf_rec'.active", ns)
+    guard = ns["always"]
+    guard.__code__ = guard.__code__.replace(co_consts=tuple(
+        batching.RECORDER if c == "__jf_rec" else c for c in guard.__code__.co_consts))
+    return CompiledEntry(guard=guard, replacement=rep, guard_lines=["(runs natively)"])
 
 
 def typed_native_entry(func, args: tuple) -> CompiledEntry:
@@ -356,7 +372,8 @@ def typed_native_entry(func, args: tuple) -> CompiledEntry:
             checks.append(f"{k(tuple)}({k(map)}({k(type)}, a{i}.values())) == "
                           f"{k(tuple(map(type, a.values())))}")
     params = ", ".join(f"a{i}" for i in range(len(args)))
-    src = f"def typed({params}):\n    return {' and '.join(checks) or 'True'}\n"
+    checks.append(f"not {k(batching.RECORDER)}.active")  # see native_entry
+    src = f"def typed({params}):\n    return {' and '.join(checks)}\n"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SyntaxWarning)  # "'str' object is not callable"
         code = compile(src, "<janus_frame guard>", "exec").co_consts[0]

@@ -37,6 +37,7 @@ import logging
 
 from .. import faults, torch_compat
 from ..cache import CompiledEntry
+from . import batching
 from .backend_call import compile_graph
 from .breaks import GraphBreak, NoPredication
 from .guards import user_modes_active
@@ -145,6 +146,7 @@ def _entry(seg: Segment, ctx) -> CompiledEntry:
     faults.point("frontend.traced")
     seg.close()
     faults.point("frontend.closed")
+    plan = batching.plan_for(seg)  # before the backend: it may rewrite the graph
     compiled = compile_graph(seg, ctx)
     faults.point("frontend.compiled")
-    return compiled_entry(seg, compiled)
+    return compiled_entry(seg, compiled, plan)

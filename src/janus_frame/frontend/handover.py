@@ -114,6 +114,11 @@ class _Emit:
         self._func, self._tx, self._rb = func, tx, rb
         self._protected = protected
 
+    @property
+    def protected(self) -> bool:
+        """Does the native step run under an exception handler of the frame?"""
+        return self._protected
+
     def expr(self, v) -> str:
         """An expression rebuilding ``v`` after the graph."""
         return self._rb.expr(v)

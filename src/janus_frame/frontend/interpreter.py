@@ -62,7 +62,7 @@ class Translator:
     __slots__ = ("output", "code", "f_globals", "f_builtins", "instrs", "labels", "ip", "stack",
                  "locals", "cells", "kw_names", "parent", "depth", "fn_source", "lineno",
                  "backedges", "return_value", "lazy_args", "yields", "stop_at", "stopped",
-                 "handled", "origins", "before")
+                 "handled", "origins", "before", "break_id", "batchable_call")
 
     def __init__(self, output: OutputGraph, code: types.CodeType, f_globals: dict,
                  locals_: dict[str, Value], cells: dict[str, CellV], *,
@@ -92,6 +92,10 @@ class Translator:
         self.yields = None  # the GeneratorV this is the frame of
         self.stop_at: int | None = None  # root frame: stop before this instruction
         self.stopped = False
+        # the root's break (segment.close) and whether its native step is a
+        # recursive call recording the recursion (handlers/calls.py, batching.py)
+        self.break_id: str | None = None
+        self.batchable_call = False
         # exceptions this frame's handlers are handling (PUSH_EXC_INFO pushes,
         # POP_EXCEPT pops), innermost last
         self.handled: list[Value] = []

@@ -24,6 +24,8 @@ from .. import _C, faults
 from ..cache import CompiledEntry, positional_code, stats
 from ..diagnostics.logs import artifact_logger
 from ..diagnostics.probe import PROBE
+from .. import batching as runtime_batching
+from . import batching
 from .codegen import nargs_of
 from .guards import Guards, user_modes_active
 from .rebuild import function_expr
@@ -31,10 +33,12 @@ from .segment import Segment, Undo
 from .sources import AttrSource, ExprSource, ItemSource
 
 
-def compiled_entry(seg: Segment, compiled) -> CompiledEntry:
+def compiled_entry(seg: Segment, compiled, plan=None) -> CompiledEntry:
     """The cache entry of ``seg``: its replacement and its guard (built after
-    the backend, which may have added conditions on symbolic sizes)."""
-    replacement = print_replacement(seg, compiled)
+    the backend, which may have added conditions on symbolic sizes).
+    ``plan``: the segment's graph call can be recorded by a recursion's
+    batching (batching.py)."""
+    replacement = print_replacement(seg, compiled, plan)
     guard, explain_failure = seg.guard()
     faults.point("frontend.guarded")
     if seg.rb.loop_guard is not None:
@@ -53,12 +57,18 @@ def compiled_entry(seg: Segment, compiled) -> CompiledEntry:
     )
 
 
-def print_replacement(seg: Segment, compiled):
+def print_replacement(seg: Segment, compiled, plan=None):
     """The replacement function of ``seg``; ``compiled`` is the backend's
     callable for ``seg.graph`` (None when there is no graph)."""
     fb, rb, brk = seg.fb, seg.rb, seg.brk
     p = fb.const(PROBE)
     body: list[str] = []
+    rec = fb.const(runtime_batching.RECORDER)
+    if plan is None and batching.segment_mode(seg) == "abort":
+        # while a recursion is recorded, an entry that cannot be deferred
+        # drops the recording before it does anything (janus_frame/batching.py)
+        why = f"{seg.code.co_qualname}: {batching.segment_mode(seg, why=True)}"
+        body.append(f"if {rec}.active: {fb.const(runtime_batching.abort)}(False, {why!r})")
     if seg.graph is not None:
         # inputs are loaded before the guarded call: their sources were just
         # validated by the guard, so a failure there is a bug to surface, not
@@ -66,10 +76,17 @@ def print_replacement(seg: Segment, compiled):
         body += load_inputs([v.source for v, _ in seg.inputs])
         inputs = ", ".join(f"__jf_i{i}" for i in range(len(seg.inputs)))
         call = f"__jf_o = {fb.const(compiled)}({inputs})"
-        body.append(f"__jf_t = {p}.clock() if {p}.active else 0.0")
+        lines = [f"__jf_t = {p}.clock() if {p}.active else 0.0"]
         input_exprs = {v.node.name: f"__jf_i{i}" for i, (v, _) in enumerate(seg.inputs)}
-        body += _guarded_call(seg, call, input_exprs)
-        body.append(f"if __jf_t: __jf_t = {p}.graph_done({fb.const(seg.site)}, __jf_t)")
+        lines += _guarded_call(seg, call, input_exprs)
+        lines.append(f"if __jf_t: __jf_t = {p}.graph_done({fb.const(seg.site)}, __jf_t)")
+        if plan is not None:
+            plan.compiled = compiled
+            args = f"({inputs},)" if inputs else "()"
+            body.append(f"if {rec}.active: __jf_o = {fb.const(plan.record)}({args})")
+            body.append("else:")
+            lines = ["    " + line for line in lines]
+        body += lines
     elif brk is not None:
         body.append(f"__jf_t = {p}.clock() if {p}.active else 0.0")
     tail = seg.tail

@@ -128,6 +128,8 @@ class Segment:
                 raise SkipFrame("no tensor operations")
             self.tail = [f"return {rb.expr(self.result)}"]
         else:
+            # a recursive call's native step records the recursion (batching.py)
+            self.frame.break_id = self.brk.id
             self.tail = break_tail(self.func, self.frame, rb)
         rb.set_grad_mode(output.grad_enabled)  # the mode the frame is in at this point
         self.replay = output.effects.replay(rb)  # before finish: it may need graph outputs

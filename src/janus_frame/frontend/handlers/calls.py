@@ -13,6 +13,7 @@ In/out: the frame's stack.
 """
 from __future__ import annotations
 
+from ... import batching
 from ..breaks import GraphBreak, would_raise
 from ..pyversion import VERSION, split_call, split_call_ex, with_null
 from ..values import CellV, Const, FunctionV, ObjV
@@ -227,7 +228,15 @@ def _call_native(tx, emit, stack: list, n: int, kwn: tuple) -> list[str]:
     pos = pos[:len(pos) - len(kwn)] if kwn else pos
     call_args = [e(x) for x in pos] + [f"{k}={e(x)}" for k, x in zip(kwn, kw)]
     emit.call_hand_over(fn, pos)
-    lines = [f"__jf_r = {e(fn)}({', '.join(call_args)})"]
+    callee = e(fn)
+    if tx.break_id == "JF018" and not emit.protected:
+        # a recursive call: the outermost one batches the recursion's graph
+        # calls by depth (janus_frame/batching.py); not inside a try, whose
+        # handler would take the recording's Abort for the user's exception
+        call_args.insert(0, callee)
+        callee = emit.const(batching.recursive_call)
+        tx.batchable_call = True
+    lines = [f"__jf_r = {callee}({', '.join(call_args)})"]
     return lines + emit.cont(stack[:len(stack) - n - 2] + [emit.result("__jf_r")],
                              tx.stop_at + 1)
 
