@@ -276,3 +276,19 @@ def test_varying_float_beside_a_zero_dim_tensor_keeps_its_dtype():
         got, want = cf(x, s), f(x, s)
         assert got.dtype == want.dtype == torch.float32
         torch.testing.assert_close(got, want)
+
+
+def test_varying_int_row_of_a_parameter_written_in_place_raises_as_eager():
+    w = torch.nn.Parameter(torch.randn(6, 3))
+
+    def f(i):
+        r = w[i]
+        r.mul_(2)
+        return r
+
+    cf = jf.compile(f, backend="eager")
+    for i in range(4):
+        with pytest.raises(RuntimeError, match="a view of a leaf Variable"):
+            f(i)
+        with pytest.raises(RuntimeError, match="a view of a leaf Variable"):
+            cf(i)

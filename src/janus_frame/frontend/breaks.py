@@ -303,3 +303,29 @@ class NoPredication(Exception):
         self.site.predicated = False
         logging.getLogger("janus_frame.speculation").debug(
             "%s:%s: not predicated: %s", self.site.filename, self.site.lineno, self)
+
+
+class LeafRowWritten(Exception):
+    """A parameter's row gathered for a varying index (values/tensors.py) is
+    written in place: eager raises there (a view of a leaf that requires
+    grad), which only a true view reproduces.  Trace the frame again with
+    such rows taken as views in this code."""
+
+    # code objects whose varying-index rows of parameters are views
+    codes: "weakref.WeakSet" = None  # set below
+
+    def __init__(self, code) -> None:
+        super().__init__(code.co_qualname)
+        self.code = code
+
+    def settle(self) -> None:
+        LeafRowWritten.codes.add(self.code)
+
+
+def _leaf_row_codes():
+    import weakref
+
+    return weakref.WeakSet()
+
+
+LeafRowWritten.codes = _leaf_row_codes()

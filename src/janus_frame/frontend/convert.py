@@ -39,7 +39,7 @@ from .. import faults, torch_compat
 from ..cache import CompiledEntry
 from . import batching
 from .backend_call import compile_graph
-from .breaks import GraphBreak, NoPredication
+from .breaks import GraphBreak, LeafRowWritten, NoPredication
 from .guards import user_modes_active
 from .handover import not_resumable, record_break
 from .replacement import compiled_entry, native_while_modes_active
@@ -72,7 +72,7 @@ def _compile_frame(func, args: tuple, ctx) -> CompiledEntry:
             return _compile(func, args, ctx, symbolic)
         except NeedsShapeEnv:
             symbolic = True
-        except (UnsafeSpeculation, NoPredication) as e:
+        except (UnsafeSpeculation, NoPredication, LeafRowWritten) as e:
             e.settle()  # the sites break the graph from now on
     raise GraphBreak("JF009", "could not settle the frame's speculation")
 
@@ -92,7 +92,8 @@ def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
             brk.detail += f" (the frame then runs natively: {e.reason})"
             raise brk from None
         raise
-    except (NeedsShapeEnv, UnsafeSpeculation, NoPredication, ReusedRecordMismatch):
+    except (NeedsShapeEnv, UnsafeSpeculation, NoPredication, LeafRowWritten,
+            ReusedRecordMismatch):
         raise
     except Exception as e:  # noqa: BLE001
         # no resume function could be made here (e.g. bytecode whose stack

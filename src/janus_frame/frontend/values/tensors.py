@@ -17,7 +17,7 @@ import types
 import torch
 
 from ... import _C
-from ..breaks import GraphBreak, would_raise
+from ..breaks import GraphBreak, LeafRowWritten, would_raise
 from ..sources import AttrSource
 from .base import Value, read_before_effects
 from .constants import Const, DynInt, fold
@@ -124,6 +124,17 @@ class TensorV(Value):
             # and in-place updates through the row would not reach x)
             src = key.source
             out.guards.add(f"{src.expr()} >= 0", f"{src.name()} >= 0")
+            if self.fake.requires_grad and self.fake.is_leaf and out.grad_enabled \
+                    and tx.code not in LeafRowWritten.codes:
+                # a row of a parameter with grad mode on (an embedding lookup):
+                # gathered, which recursion batching can stack.  Writing
+                # through it raises in eager (a view of a leaf that requires
+                # grad): then the frame is traced again with a view here.
+                idx = out.int_input(key, vector=True)
+                sel = out.call("call_function", torch.index_select, (self, Const(0), idx), {})
+                row = out.call("call_method", "squeeze", (sel, Const(0)), {})
+                row.fake._janus_leaf_row = tx.code
+                return row
             idx = out.int_input(key)
             sel = out.call("call_function", torch.narrow, (self, Const(0), idx, Const(1)), {})
             return out.call("call_method", "squeeze", (sel, Const(0)), {})
@@ -186,6 +197,9 @@ class TensorV(Value):
                     self.fake.numel() == 1 and not self.fake.is_complex():
                 return ItemV(self)
             raise GraphBreak("JF004", f"Tensor.{name}()")
+        if name.endswith("_") and not name.endswith("__") and _leaf_row(self.fake) \
+                and out.grad_enabled:
+            raise LeafRowWritten(_leaf_row(self.fake))
         if name in _AUTOGRAD_METHODS:
             if name == "backward":
                 from ..whole_step import trace_backward
@@ -319,6 +333,13 @@ def _getter(name: str):
 def _method(name: str):
     """``t.name(*args, **kwargs)`` as an operation."""
     return lambda t, *args, **kwargs: getattr(t, name)(*args, **kwargs)
+
+
+def _leaf_row(fake):
+    """The code that gathered ``fake`` (or the tensor it views) as a
+    parameter's row for a varying index (``TensorV._get_item``), or None."""
+    return getattr(fake, "_janus_leaf_row", None) or \
+        getattr(getattr(fake, "_base", None), "_janus_leaf_row", None)
 
 
 def check_static(t: TensorV) -> None:
