@@ -493,7 +493,9 @@ def scalar_tensor_math(x):
 
 
 # ---------------------------------------------------------------- autograd inside the function
-@P(args=lambda k: (T(3, requires_grad=True),), graphs=2, breaks=1)
+# torch.compile: 2 graphs, a break at backward(); janus_frame traces the
+# backward into the graph (whole_step.py)
+@P(args=lambda k: (T(3, requires_grad=True),), graphs=(1, 2), breaks=None)
 def backward_inside(x):
     y = (x * x).sum()
     y.backward()
