@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..breaks import GraphBreak
 from ..pyversion import VERSION
 from ..values import Const, IterV
+from ..values.generators import GeneratorV
 from .registry import handler
 
 
@@ -29,7 +30,20 @@ def GET_YIELD_FROM_ITER(tx, ins):
     if tx.yields is None:
         raise GraphBreak("JF013", "yield from")
     v = tx.stack.pop()
-    tx.stack.append(v if isinstance(v, IterV) else IterV(v.iterate(tx)))
+    # a generator delegate is resumed item by item (SEND), so that what is
+    # sent or thrown into the delegating generator reaches it (values/generators.py)
+    tx.stack.append(v if isinstance(v, (IterV, GeneratorV)) else IterV(v.iterate(tx)))
+
+
+def send_exhausted(tx, send, value) -> None:
+    """``yield from``'s delegate returned ``value``: go on where ``send`` (the
+    SEND instruction) jumps then, with the stack it leaves (3.11: the value
+    replaces the delegate; 3.12+: END_SEND there drops the delegate)."""
+    if VERSION >= (3, 12):
+        tx.stack.append(value)
+    else:
+        tx.stack[-1] = value
+    tx.jump(send.arg)
 
 
 @handler("SEND")
@@ -37,17 +51,23 @@ def SEND(tx, ins):
     """``yield from``: the next item of the delegate, or its end."""
     if tx.yields is None:
         raise GraphBreak("JF013", "send")
-    tx.stack.pop()  # the value sent in: always None when run to exhaustion
+    sent = tx.stack.pop()
     it = tx.stack[-1]
+    if isinstance(it, GeneratorV):
+        yielded, value = it.resume(tx, sent)
+        if yielded:
+            tx.stack.append(value)
+        else:
+            send_exhausted(tx, ins, value)
+        return
+    if not (isinstance(sent, Const) and sent.value is None):
+        # (Python would call the iterator's send(), which a materialised one has not)
+        raise GraphBreak("JF013", "a value sent to an iterator delegated to by yield from")
     if it.pos < len(it.items):
         tx.stack.append(it.items[it.pos])
         it.pos += 1
-    elif VERSION >= (3, 12):
-        tx.stack.append(Const(None))  # its return value; END_SEND drops the delegate
-        tx.jump(ins.arg)
     else:
-        tx.stack[-1] = Const(None)  # the delegate's return value
-        tx.jump(ins.arg)
+        send_exhausted(tx, ins, Const(None))
 
 
 @handler("YIELD_VALUE")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import types
 
 from ..breaks import GraphBreak
+from ..pyversion import VERSION
 from .base import Value
 from .constants import Const
 from .methods import MethodV
@@ -96,7 +97,26 @@ class GeneratorV(Value):
         args = [] if ret is None or isinstance(ret, Const) and ret.value is None else [ret]
         return raising(tx, construct(tx, StopIteration, args, {}))
 
-    def send(self, tx, value: Value) -> Value:
+    def resume(self, tx, value: Value, throw: Value | None = None) -> tuple[bool, Value]:
+        """``send(value)`` (or ``throw(throw)``) as ``yield from`` resumes its
+        delegate: (True, the value yielded), or (False, the value returned)
+        instead of raising StopIteration; any other exception is raised."""
+        if self.state == "closed":
+            if throw is not None:
+                from ..handlers.exceptions import raising
+
+                raise raising(tx, throw, reraise=True)
+            return False, Const(None)
+        if throw is not None:
+            out = self.throw(tx, throw, stop=False)
+        else:
+            out = self.send(tx, value, stop=False)
+        if self.state == "closed":
+            ret = self.frame.return_value
+            return False, ret if ret is not None else Const(None)
+        return True, out
+
+    def send(self, tx, value: Value, stop: bool = True) -> Value:
         if self.state == "closed":
             raise self._stop(tx)
         if self.state == "running":
@@ -111,11 +131,11 @@ class GeneratorV(Value):
         else:
             self.frame.stack.append(value)
         out = self._run(tx)
-        if out is None and self.state == "closed":
+        if out is None and self.state == "closed" and stop:
             raise self._stop(tx)
         return out
 
-    def throw(self, tx, exc: Value) -> Value:
+    def throw(self, tx, exc: Value, stop: bool = True) -> Value:
         from ..handlers.exceptions import raising
 
         if self.state == "running":
@@ -123,10 +143,66 @@ class GeneratorV(Value):
         if self.state != "suspended":  # not started or finished: raised here
             self.state = "closed"
             raise raising(tx, exc, reraise=True)
-        out = self._run(tx, throw=exc)
-        if out is None and self.state == "closed":
+        delegate = self._delegate()
+        if isinstance(delegate, GeneratorV):
+            out = self._throw_delegating(tx, delegate, exc)
+        else:
+            # (a materialised iterator has no throw(): raised at the yield
+            # from, as Python does)
+            out = self._run(tx, throw=exc)
+        if out is None and self.state == "closed" and stop:
             raise self._stop(tx)
         return out
+
+    def _delegate(self) -> Value | None:
+        """The iterator ``yield from`` delegates to, where the frame is
+        suspended in one: the yield is followed by a RESUME whose operand
+        says 'after yield from' (2; 3: after await; 3.13 adds a flag in bit
+        2), and the delegate is on top of the stack (how CPython's
+        ``_PyGen_yf`` finds it)."""
+        frame = self.frame
+        if frame.ip >= len(frame.instrs) or not frame.stack:
+            return None
+        ins = frame.instrs[frame.ip]
+        if ins.name != "RESUME" or (ins.arg & 3) != 2:
+            return None
+        return frame.stack[-1]
+
+    def _throw_delegating(self, tx, delegate: "GeneratorV", exc: Value) -> Value | None:
+        """``throw()`` into a generator suspended in ``yield from delegate``:
+        thrown into the delegate first (CPython's ``_gen_throw``). Its next
+        item is this generator's; its return is the ``yield from``'s value;
+        any other exception it raises is raised here at the ``yield from``."""
+        if isinstance(exc, Value) and issubclass(exc.python_type(), GeneratorExit):
+            raise GraphBreak("JF013", "GeneratorExit thrown into a generator in yield from")
+        self.state = "running"  # (as Python marks it while the delegate runs)
+        try:
+            yielded, value = delegate.resume(tx, Const(None), throw=exc)
+        except GraphBreak as gb:
+            self.state = "suspended"
+            if gb.exc_value is None:
+                raise
+            if VERSION < (3, 12):
+                # 3.11 pops the delegate before raising here; 3.12+ leaves
+                # it to the CLEANUP_THROW handler around the yield from
+                self.frame.stack.pop()
+            return self._run(tx, throw=gb.exc_value)
+        self.state = "suspended"
+        if yielded:
+            self.value = value
+            return value
+        # the delegate returned: go on after the yield from with its value
+        # (where the SEND of the yield-from loop goes then: the JUMP after
+        # the RESUME leads back to it)
+        from ..handlers.generators import send_exhausted
+
+        frame = self.frame
+        back = frame.instrs[frame.ip + 1]
+        send = frame.instrs[frame.labels[back.arg]]
+        if send.name != "SEND":
+            raise GraphBreak("JF013", "a yield from of an unexpected shape")
+        send_exhausted(frame, send, value)
+        return self._run(tx)
 
     def next_item(self, tx) -> Value | None:
         """FOR_ITER: the frame run to its next yield, as the loop asks for
