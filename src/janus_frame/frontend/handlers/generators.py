@@ -10,9 +10,8 @@ In/out: the frame's stack and ``tx.yields``, the frame's GeneratorV.
 from __future__ import annotations
 
 from ..breaks import GraphBreak
-from ..pyversion import VERSION
 from ..values import Const, IterV
-from ..values.generators import GeneratorV
+from ..values.generators import GeneratorV, send_exhausted
 from .registry import handler
 
 
@@ -33,17 +32,6 @@ def GET_YIELD_FROM_ITER(tx, ins):
     # a generator delegate is resumed item by item (SEND), so that what is
     # sent or thrown into the delegating generator reaches it (values/generators.py)
     tx.stack.append(v if isinstance(v, (IterV, GeneratorV)) else IterV(v.iterate(tx)))
-
-
-def send_exhausted(tx, send, value) -> None:
-    """``yield from``'s delegate returned ``value``: go on where ``send`` (the
-    SEND instruction) jumps then, with the stack it leaves (3.11: the value
-    replaces the delegate; 3.12+: END_SEND there drops the delegate)."""
-    if VERSION >= (3, 12):
-        tx.stack.append(value)
-    else:
-        tx.stack[-1] = value
-    tx.jump(send.arg)
 
 
 @handler("SEND")

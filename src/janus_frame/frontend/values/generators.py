@@ -194,8 +194,6 @@ class GeneratorV(Value):
         # the delegate returned: go on after the yield from with its value
         # (where the SEND of the yield-from loop goes then: the JUMP after
         # the RESUME leads back to it)
-        from ..handlers.generators import send_exhausted
-
         frame = self.frame
         back = frame.instrs[frame.ip + 1]
         send = frame.instrs[frame.labels[back.arg]]
@@ -256,6 +254,17 @@ class GeneratorV(Value):
         gb = GraphBreak("JF025", "a generator made in compiled code")
         gb.retry_at = self.created_at
         raise gb
+
+
+def send_exhausted(tx, send, value) -> None:
+    """``yield from``'s delegate returned ``value``: go on where ``send`` (the
+    SEND instruction) jumps then, with the stack it leaves (3.11: the value
+    replaces the delegate; 3.12+: END_SEND there drops the delegate)."""
+    if VERSION >= (3, 12):
+        tx.stack.append(value)
+    else:
+        tx.stack[-1] = value
+    tx.jump(send.arg)
 
 
 def _thrown(tx, args: list) -> Value:
