@@ -125,6 +125,24 @@ def test_triton_math_added_for_the_tables_matches_eager(dtype, triton_kernels):
         assert torch.equal(torch.signbit(a)[finite], torch.signbit(e)[finite]), name
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_triton_negation_keeps_the_sign_of_zero(dtype, triton_kernels):
+    """-x of +0.0 is -0.0, in neg, atan2 and copysign alike (Triton 3.6 lowers
+    unary minus to 0 - x, which is +0.0)."""
+    x = torch.tensor([0.0, -0.0, 1.5, -2.0, float("inf"), float("nan")], dtype=dtype)
+    y = torch.tensor([-1.0, -1.0, -0.0, 0.0, -3.0, 1.0], dtype=dtype)
+
+    def f(x, y):
+        return -x, torch.neg(x * 2), torch.atan2(x, y.abs()), torch.copysign(x, y)
+
+    got, want = jcompile(f)(x, y), f(x, y)
+    assert graphs()[-1].backend == "triton"
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, equal_nan=True)
+        num = ~e.isnan()  # (a NaN's sign bit is not specified)
+        assert torch.equal(torch.signbit(a)[num], torch.signbit(e)[num])
+
+
 def test_triton_integer_pow_and_fmod_match_eager(triton_kernels):
     a = torch.tensor([0, 1, -1, 2, -2, 3, 5, -7, 10, 2, -3, 7], dtype=torch.int64)
     b = torch.tensor([0, 5, 3, 10, 3, -1, 0, 2, 3, 62, 4, -2], dtype=torch.int64)

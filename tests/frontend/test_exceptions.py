@@ -24,7 +24,7 @@ from janus_frame.frontend.bytecode_info import (
     exception_handlers, live_locals, load_instructions,
 )
 from janus_frame.frontend.resume import resume_code
-from jfutil import Recorder, assert_same
+from jfutil import Recorder, assert_same, missing_opcodes
 
 
 class MyError(Exception):
@@ -350,6 +350,82 @@ def test_generator_send_and_throw(jit):
             log.append(("stop", e.value))
         return x + a + b, log
     jit(f, torch.randn(3), opcodes={"YIELD_VALUE"})
+
+
+def _delegating(log):
+    """A generator delegating to a sub-generator with ``yield from``, which
+    handles some exceptions thrown into it and returns a value."""
+    def sub(n):
+        try:
+            for i in range(n):
+                try:
+                    got = yield i
+                    log.append(("sub got", got))
+                except ValueError as e:
+                    log.append(("sub caught", str(e)))
+                    yield 100 + i
+        except KeyError:
+            log.append("sub returns on KeyError")
+            return "early"
+        finally:
+            log.append("sub finally")
+        return "done"
+
+    def outer():
+        try:
+            r = yield from sub(3)
+            log.append(("outer got", r))
+            r2 = yield from [7, 8]
+            log.append(("outer got", r2))
+        except TypeError as e:
+            log.append(("outer caught", str(e)))
+            yield -1
+        yield 50
+    return outer()
+
+
+def test_throw_into_a_generator_suspended_in_yield_from(jit):
+    """``throw()`` reaches the sub-generator ``yield from`` delegates to: it
+    handles it and yields, returns (the ``yield from``'s value), or raises
+    (into the delegating generator's handler); the delegate runs item by
+    item, interleaved with its caller, and gets what is sent."""
+    def f(x):
+        log = []
+        g = _delegating(log)
+        a = next(g)
+        log.append(("caller", a))
+        b = g.send("s1")
+        c = g.throw(ValueError("v"))  # caught in sub, which yields
+        d = next(g)
+        e = g.throw(KeyError("k"))  # sub returns: the yield from's value; outer goes on
+        h = g.throw(TypeError("t"))  # thrown at yield from a list: outer's handler
+        i = next(g)
+        try:
+            next(g)
+        except StopIteration:
+            log.append("stop")
+        return x * a + b + c + d + e + h + i, log
+    assert not missing_opcodes(_delegating, {"SEND", "YIELD_VALUE"})
+    jit(f, torch.randn(3))
+
+
+def test_throw_into_yield_from_not_handled_by_the_delegate(jit):
+    """An exception the sub-generator does not handle leaves it (its finally
+    runs) and is raised at the ``yield from`` in the delegating generator."""
+    def f(x):
+        log = []
+        g = _delegating(log)
+        next(g)
+        try:
+            g.throw(RuntimeError("r"))
+        except RuntimeError as e:
+            log.append(("caller caught", str(e)))
+        try:
+            next(g)
+        except StopIteration:
+            log.append("closed")
+        return x + 1, log
+    jit(f, torch.randn(3))
 
 
 def test_for_loop_over_a_generator_interleaves_with_the_body(jit):

@@ -10,9 +10,8 @@ In/out: the frame's stack and ``tx.yields``, the frame's GeneratorV.
 from __future__ import annotations
 
 from ..breaks import GraphBreak
-from ..pyversion import VERSION
 from ..values import Const, IterV
-from ..values.generators import GeneratorV
+from ..values.generators import GeneratorV, send_exhausted
 from .registry import handler
 
 
@@ -30,10 +29,8 @@ def GET_YIELD_FROM_ITER(tx, ins):
     if tx.yields is None:
         raise GraphBreak("JF013", "yield from")
     v = tx.stack.pop()
-    # a traced generator stays lazy: SEND resumes it one item at a time, as
-    # Python does, so a consumer that stops early (``for p in
-    # m.parameters(): return p.dtype``) runs (and guards) only what Python
-    # runs, and the delegate's side effects interleave with the caller's
+    # a generator delegate is resumed item by item (SEND), so that what is
+    # sent or thrown into the delegating generator reaches it (values/generators.py)
     tx.stack.append(v if isinstance(v, (IterV, GeneratorV)) else IterV(v.iterate(tx)))
 
 
@@ -45,29 +42,20 @@ def SEND(tx, ins):
     sent = tx.stack.pop()
     it = tx.stack[-1]
     if isinstance(it, GeneratorV):
-        out = it.resume(tx, sent)
-        if it.state == "suspended":
-            tx.yields.delegate = it  # a throw() now belongs to the delegate
-            tx.stack.append(out)
-            return
-        tx.yields.delegate = None
-        ret = it.frame.return_value
-        ret = Const(None) if ret is None else ret
-        if VERSION >= (3, 12):
-            tx.stack.append(ret)  # END_SEND drops the delegate
+        yielded, value = it.resume(tx, sent)
+        if yielded:
+            tx.stack.append(value)
         else:
-            tx.stack[-1] = ret
-        tx.jump(ins.arg)
+            send_exhausted(tx, ins, value)
         return
+    if not (isinstance(sent, Const) and sent.value is None):
+        # (Python would call the iterator's send(), which a materialised one has not)
+        raise GraphBreak("JF013", "a value sent to an iterator delegated to by yield from")
     if it.pos < len(it.items):
         tx.stack.append(it.items[it.pos])
         it.pos += 1
-    elif VERSION >= (3, 12):
-        tx.stack.append(Const(None))  # its return value; END_SEND drops the delegate
-        tx.jump(ins.arg)
     else:
-        tx.stack[-1] = Const(None)  # the delegate's return value
-        tx.jump(ins.arg)
+        send_exhausted(tx, ins, Const(None))
 
 
 @handler("YIELD_VALUE")

@@ -30,11 +30,9 @@ unsupported("JF001", "IMPORT_STAR", "PRINT_EXPR", detail="{name} is not supporte
 # never yielded by the bytecode package (inline caches, folded arguments)
 unsupported("JF001", "CACHE", "EXTENDED_ARG", detail="{name} is not supported")
 
-# 3.12 and 3.13. Class bodies and annotation scopes; a generator's cleanup
-# when thrown into (an exceptional path)
+# 3.12 and 3.13. Class bodies and annotation scopes
 unsupported("JF001", "LOAD_LOCALS", "LOAD_FROM_DICT_OR_GLOBALS", "LOAD_FROM_DICT_OR_DEREF",
             detail="{name} is not supported", since=(3, 12))
-unsupported("JF012", "CLEANUP_THROW", since=(3, 12))
 # Never in a code object's co_code: the interpreter's own (instrumented
 # forms under sys.monitoring, tier-2 executors, internal entry and exit)
 unsupported("JF001", "INTERPRETER_EXIT", "RESERVED", "INSTRUMENTED_CALL",

@@ -3,7 +3,7 @@ containers.py, control.py and generators.py (the loads, stores and calls 3.12
 and 3.13 added are beside their 3.11 forms in variables.py and calls.py):
 two-operand slices, ``END_FOR``, ``RETURN_CONST``, the intrinsics that
 replaced several 3.11 opcodes (and the exception handler around a
-generator's body), and ``yield from``'s ``END_SEND``.
+generator's body), and ``yield from``'s ``END_SEND`` and ``CLEANUP_THROW``.
 
 Semantics are shared with the 3.11 forms, never copied: a slice is
 ``BUILD_SLICE`` + subscript, an intrinsic is the operator it replaced.
@@ -19,6 +19,7 @@ from bytecode import Intrinsic1Op, Intrinsic2Op
 from ..breaks import GraphBreak
 from ..pyversion import VERSION
 from ..values import Const, SliceV, TupleV
+from .exceptions import raising
 from .registry import FrameReturn, handler, native_step
 
 # -- slices (3.11: BUILD_SLICE 2, then BINARY_SUBSCR / STORE_SUBSCR) ------------------
@@ -83,6 +84,20 @@ def END_SEND(tx, ins):
     """The end of ``yield from``: the delegate's return value replaces it."""
     value = tx.stack.pop()
     tx.stack[-1] = value
+
+
+@handler("CLEANUP_THROW", since=(3, 12))
+def CLEANUP_THROW(tx, ins):
+    """The handler around ``yield from``'s yield, reached by an exception
+    thrown into the generator there (values/generators.py): a StopIteration
+    ends the ``yield from`` with its value (an END_SEND follows); any other
+    exception goes on to the frame's enclosing handler."""
+    exc = tx.stack.pop()
+    if not issubclass(exc.python_type(), StopIteration):
+        raise raising(tx, exc, reraise=True)
+    del tx.stack[-2:]  # the delegate and the value last sent to it
+    tx.stack.append(Const(None))
+    tx.stack.append(exc.get_attr(tx, "value"))
 
 # -- intrinsics ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import types
 
 from ..breaks import GraphBreak
+from ..pyversion import VERSION
 from .base import Value
 from .constants import Const
 from .methods import MethodV
@@ -33,7 +34,7 @@ class GeneratorV(Value):
     compiled frame's instruction during which it was made (None if that
     cannot be a graph break's place)."""
 
-    __slots__ = ("frame", "state", "value", "count", "created_at", "source", "delegate")
+    __slots__ = ("frame", "state", "value", "count", "created_at", "source")
 
     def __init__(self, frame, created_at: int | None) -> None:
         self.frame = frame
@@ -42,7 +43,6 @@ class GeneratorV(Value):
         self.count = 0
         self.created_at = created_at
         self.source = None
-        self.delegate = None  # the generator a ``yield from`` of the frame is suspended in
         frame.yields = self
 
     def python_type(self) -> type:
@@ -97,7 +97,26 @@ class GeneratorV(Value):
         args = [] if ret is None or isinstance(ret, Const) and ret.value is None else [ret]
         return raising(tx, construct(tx, StopIteration, args, {}))
 
-    def send(self, tx, value: Value) -> Value:
+    def resume(self, tx, value: Value, throw: Value | None = None) -> tuple[bool, Value]:
+        """``send(value)`` (or ``throw(throw)``) as ``yield from`` resumes its
+        delegate: (True, the value yielded), or (False, the value returned)
+        instead of raising StopIteration; any other exception is raised."""
+        if self.state == "closed":
+            if throw is not None:
+                from ..handlers.exceptions import raising
+
+                raise raising(tx, throw, reraise=True)
+            return False, Const(None)
+        if throw is not None:
+            out = self.throw(tx, throw, stop=False)
+        else:
+            out = self.send(tx, value, stop=False)
+        if self.state == "closed":
+            ret = self.frame.return_value
+            return False, ret if ret is not None else Const(None)
+        return True, out
+
+    def send(self, tx, value: Value, stop: bool = True) -> Value:
         if self.state == "closed":
             raise self._stop(tx)
         if self.state == "running":
@@ -112,41 +131,76 @@ class GeneratorV(Value):
         else:
             self.frame.stack.append(value)
         out = self._run(tx)
-        if out is None and self.state == "closed":
+        if out is None and self.state == "closed" and stop:
             raise self._stop(tx)
         return out
 
-    def throw(self, tx, exc: Value) -> Value:
+    def throw(self, tx, exc: Value, stop: bool = True) -> Value:
         from ..handlers.exceptions import raising
 
         if self.state == "running":
             raise GraphBreak("JF013", "a generator resumed while it runs")
-        if self.delegate is not None and self.state == "suspended":
-            raise GraphBreak("JF013", "throw() into a generator suspended in yield from")
         if self.state != "suspended":  # not started or finished: raised here
             self.state = "closed"
             raise raising(tx, exc, reraise=True)
-        out = self._run(tx, throw=exc)
-        if out is None and self.state == "closed":
+        delegate = self._delegate()
+        if isinstance(delegate, GeneratorV):
+            out = self._throw_delegating(tx, delegate, exc)
+        else:
+            # (a materialised iterator has no throw(): raised at the yield
+            # from, as Python does)
+            out = self._run(tx, throw=exc)
+        if out is None and self.state == "closed" and stop:
             raise self._stop(tx)
         return out
 
-    def resume(self, tx, value: Value) -> Value | None:
-        """``yield from`` this generator (the SEND handler): ``value`` sent
-        in, the next value yielded, or None once the frame returned (its
-        ``frame.return_value``); an exception leaving the frame is raised
-        where it was resumed."""
-        if self.state == "closed":
+    def _delegate(self) -> Value | None:
+        """The iterator ``yield from`` delegates to, where the frame is
+        suspended in one: the yield is followed by a RESUME whose operand
+        says 'after yield from' (2; 3: after await; 3.13 adds a flag in bit
+        2), and the delegate is on top of the stack (how CPython's
+        ``_PyGen_yf`` finds it)."""
+        frame = self.frame
+        if frame.ip >= len(frame.instrs) or not frame.stack:
             return None
-        if self.state == "running":
-            raise GraphBreak("JF013", "a generator resumed while it runs")
-        if self.state == "created":
-            if not (isinstance(value, Const) and value.value is None):
-                return self.send(tx, value)  # raises Python's TypeError
-        else:
-            self.frame.stack.append(value)
-        out = self._run(tx)
-        return out if self.state == "suspended" else None
+        ins = frame.instrs[frame.ip]
+        if ins.name != "RESUME" or (ins.arg & 3) != 2:
+            return None
+        return frame.stack[-1]
+
+    def _throw_delegating(self, tx, delegate: "GeneratorV", exc: Value) -> Value | None:
+        """``throw()`` into a generator suspended in ``yield from delegate``:
+        thrown into the delegate first (CPython's ``_gen_throw``). Its next
+        item is this generator's; its return is the ``yield from``'s value;
+        any other exception it raises is raised here at the ``yield from``."""
+        if isinstance(exc, Value) and issubclass(exc.python_type(), GeneratorExit):
+            raise GraphBreak("JF013", "GeneratorExit thrown into a generator in yield from")
+        self.state = "running"  # (as Python marks it while the delegate runs)
+        try:
+            yielded, value = delegate.resume(tx, Const(None), throw=exc)
+        except GraphBreak as gb:
+            self.state = "suspended"
+            if gb.exc_value is None:
+                raise
+            if VERSION < (3, 12):
+                # 3.11 pops the delegate before raising here; 3.12+ leaves
+                # it to the CLEANUP_THROW handler around the yield from
+                self.frame.stack.pop()
+            return self._run(tx, throw=gb.exc_value)
+        self.state = "suspended"
+        if yielded:
+            self.value = value
+            return value
+        # the delegate returned: go on after the yield from with its value
+        # (where the SEND of the yield-from loop goes then: the JUMP after
+        # the RESUME leads back to it)
+        frame = self.frame
+        back = frame.instrs[frame.ip + 1]
+        send = frame.instrs[frame.labels[back.arg]]
+        if send.name != "SEND":
+            raise GraphBreak("JF013", "a yield from of an unexpected shape")
+        send_exhausted(frame, send, value)
+        return self._run(tx)
 
     def next_item(self, tx) -> Value | None:
         """FOR_ITER: the frame run to its next yield, as the loop asks for
@@ -200,6 +254,17 @@ class GeneratorV(Value):
         gb = GraphBreak("JF025", "a generator made in compiled code")
         gb.retry_at = self.created_at
         raise gb
+
+
+def send_exhausted(tx, send, value) -> None:
+    """``yield from``'s delegate returned ``value``: go on where ``send`` (the
+    SEND instruction) jumps then, with the stack it leaves (3.11: the value
+    replaces the delegate; 3.12+: END_SEND there drops the delegate)."""
+    if VERSION >= (3, 12):
+        tx.stack.append(value)
+    else:
+        tx.stack[-1] = value
+    tx.jump(send.arg)
 
 
 def _thrown(tx, args: list) -> Value:

@@ -46,7 +46,7 @@ def _jf_tanh(x):
     small = x + x * z * p
     e = tl.exp(2.0 * tl.minimum(a, 44.0))
     big = 1.0 - 2.0 / (e + 1.0)
-    big = tl.where(x < 0, -big, big)
+    big = tl.where(x < 0, big * -1.0, big)
     small = tl.where(x == 0, x, small)  # odd: tanh(-0) = -0
     return tl.where(x != x, x, tl.where(a < 0.625, small, big))
 
@@ -82,7 +82,7 @@ def _jf_pow(a, b):
     bint = bt == b
     half = b * 0.5
     bodd = bint & ((tl.where(half < 0, tl.ceil(half), tl.floor(half))) != half)
-    r = tl.where((a < 0) & bodd, -r, r)
+    r = tl.where((a < 0) & bodd, r * -1.0, r)
     r = tl.where((a < 0) & (bint == 0) & (aa != float("inf")), float("nan"), r)
     r = tl.where((a != a) | (b != b), float("nan"), r)
     r = tl.where(b == 0, 1.0, r)
@@ -112,7 +112,7 @@ def _jf_atan(x):  # float32: Cephes' atanf, within 2 ulp
     p = (((8.05374449538e-2 * z - 1.38776856032e-1) * z + 1.99777106478e-1) * z
          - 3.33329491539e-1) * z * xr + xr
     r = y0 + p
-    return tl.where(x < 0, -r, tl.where(x == 0, x, r))
+    return tl.where(x < 0, r * -1.0, tl.where(x == 0, x, r))
 ''',
     "_jf_atan64": '''
 @triton.jit
@@ -138,7 +138,7 @@ def _jf_atan64(x):  # float64: Cephes' atan, within 2 ulp
     qd = qd * z + tl.full([1], 485.3903996359137, tl.float64)
     qd = qd * z + tl.full([1], 194.5506571482614, tl.float64)
     r = y0 + ((xr * (z * pn / qd) + xr) + lo)
-    return tl.where(x < 0, -r, tl.where(x == 0, x, r))
+    return tl.where(x < 0, r * -1.0, tl.where(x == 0, x, r))
 ''',
     "_jf_atan2": '''
 @triton.jit
@@ -149,7 +149,7 @@ def _jf_atan2(y, x, t, pi, ys, xs):
     t = tl.where((ax == 0) & (ay == 0), 0.0, t)
     t = tl.where((ax == float("inf")) & (ay == float("inf")), pi * 0.25, t)
     t = tl.where(xs, pi - t, t)
-    return tl.where(ys, -t, t)
+    return tl.where(ys, t * -1.0, t)
 ''',
     "_jf_sinh": '''
 @triton.jit
@@ -158,7 +158,7 @@ def _jf_sinh(x):
     s = (_jf_expm1(a) - _jf_expm1(-a)) * 0.5
     e = tl.exp(a * 0.5)
     s = tl.where(a > 20.0, (e * 0.5) * e, s)  # (e^a / 2 without overflowing first)
-    return tl.where(x < 0, -s, tl.where(x == 0, x, s))
+    return tl.where(x < 0, s * -1.0, tl.where(x == 0, x, s))
 ''',
     "_jf_cosh": '''
 @triton.jit
@@ -174,7 +174,7 @@ def _jf_asinh(x, ln2):
     a = tl.abs(x)
     y = _jf_log1p(a + a * a / (1.0 + tl.sqrt(1.0 + a * a)))
     y = tl.where(a > 1e18, tl.log(a) + ln2, y)
-    return tl.where(x < 0, -y, tl.where(x == 0, x, y))
+    return tl.where(x < 0, y * -1.0, tl.where(x == 0, x, y))
 ''',
     "_jf_acosh": '''
 @triton.jit
@@ -341,8 +341,19 @@ def _with_ln2(helper):
     return render
 
 
+def _neg(dtype, a, adt):
+    """``-x``: Triton 3.6 (torch 2.11's) lowers unary minus to ``0 - x``, +0.0
+    for +0.0 (3.9 negates), and folds the literal ``-0.0`` to +0.0 too;
+    ``x * -1.0`` is the exact negation of every float (zeros, NaN and
+    infinities included). Integers keep ``-x``."""
+    if dtype.is_floating_point:
+        return f"({a[0]} * -1.0)"
+    return f"(-{a[0]})"
+
+
 TRITON_OPS = {
     **SAME_TEXT,
+    Op.NEG: _neg,
     Op.DIV: _div,
     Op.TRUNCDIV: _int_only(_Q),
     Op.FLOORDIV: _int_only(f"({_Q} - ((({{0}} % tl.where({{1}} == 0, 1, {{1}})) != 0) & "
@@ -406,7 +417,7 @@ TRITON_OPS = {
     Op.ATANH: "_jf_atanh({0})",
     Op.HYPOT: "_jf_hypot({0}, {1})",
     Op.COPYSIGN: lambda dtype, a, adt: (
-        f"tl.where({_sign_bit(a[1], adt[1])}, -tl.abs({a[0]}), tl.abs({a[0]}))"),
+        f"tl.where({_sign_bit(a[1], adt[1])}, tl.abs({a[0]}) * -1.0, tl.abs({a[0]}))"),
 }
 
 
