@@ -43,6 +43,7 @@ from .output import OutputGraph
 from .values import CellV, Const, ObjV, Value, modes
 from .values.exceptions import CALLER_EXCEPTION, ExcV, TracebackV, from_real
 from .values.generators import GeneratorV
+from .whole_step import trace_backward
 
 _ASYNC = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
@@ -323,6 +324,11 @@ class Translator:
     def call_object(self, fnv: Value, obj, args: list, kwargs: dict) -> Value:
         """Call the real object ``obj``, read as ``fnv`` (callees.py)."""
         return callees.call_object(self, fnv, obj, args, kwargs)
+
+    def trace_backward(self, loss, args: list, kwargs: dict):
+        """``loss.backward(*args, **kwargs)`` traced into the graph
+        (whole_step.py): Const(None), or None when it runs natively."""
+        return trace_backward(self, loss, args, kwargs)
 
     def through_modes(self, op, args: list, kwargs: dict, native, at_entry=None):
         """``op(*args, **kwargs)`` with the torch-function modes the trace

@@ -202,9 +202,7 @@ class TensorV(Value):
             raise LeafRowWritten(_leaf_row(self.fake))
         if name in _AUTOGRAD_METHODS:
             if name == "backward":
-                from ..whole_step import trace_backward
-
-                done = trace_backward(tx, self, args, kwargs)
+                done = tx.trace_backward(self, args, kwargs)
                 if done is not None:
                     return done
             raise GraphBreak("JF002", f"Tensor.{name}() runs outside any graph")
