@@ -57,40 +57,6 @@ class Events:
         self.out.flush()
 
 
-
-def _double(x):
-    import torch
-
-    if isinstance(x, torch.Tensor) and x.is_floating_point():
-        return x.double()
-    if isinstance(x, (list, tuple)):
-        return type(x)(_double(v) for v in x)
-    if isinstance(x, dict):
-        return {k: _double(v) for k, v in x.items()}
-    return x
-
-
-def _float64_noise(w, n_check, ref) -> dict:
-    """Per-leaf distance of float32 eager from the same steps in float64
-    (empty when the workload cannot run in float64)."""
-    import torch
-
-    from . import measure
-
-    old = torch.get_default_dtype()
-    try:
-        torch.set_default_dtype(torch.float64)
-        inst = w.instance()
-        outs = [measure.snapshot(inst.step(*_double(inst.args(i)))) for i in range(n_check)]
-        out = measure.leaf_errors(outs, ref.check_outs, "output")
-        out.update(measure.leaf_errors(measure.snapshot(inst.state()), ref.check_state, "state"))
-        return {k: v for k, v in out.items() if v == v and v != float("inf")}
-    except Exception:  # noqa: BLE001 -- a workload fixed to float32 inside: no such reference
-        return {}
-    finally:
-        torch.set_default_dtype(old)
-
-
 def _json_default(o):
     if isinstance(o, float) and not math.isfinite(o):
         return str(o)
@@ -325,12 +291,6 @@ def run(args, ev: Events) -> None:
     finally:
         torch.set_num_threads(args.threads)
     del ninst
-    # ... and the same steps in float64: where float32 eager is far from its
-    # own float64 run (a parameter whose gradient is zero in exact arithmetic,
-    # an attention key bias, is moved by rounding noise that Adam scales up
-    # to a fraction of the learning rate), any other reduction order is too
-    for k, v in _float64_noise(w, n_check, ref).items():
-        noise[k] = max(noise.get(k, 0.0), v)
     for r in runs:
         if r is ref or not r.alive:
             continue
@@ -547,4 +507,3 @@ def explain(frontend: str, w) -> dict:
 
 if __name__ == "__main__":
     sys.exit(main())
-
