@@ -346,7 +346,7 @@ def _derive(plan: Plan, in_dims: list, args: list):
     None where the graph is not batchable (no batching rule, random draws,
     mutations, outputs that are views of inputs)."""
     torch = _torch()
-    from torch.fx.experimental.proxy_tensor import make_fx
+    from .torch_compat import make_fx
 
     gm = plan.gm
 
