@@ -75,6 +75,14 @@ def trace_backward(tx, loss: TensorV, args: list, kwargs: dict):
     if out.tf_modes or out.autocast or out.native_autocast or not _ambient_ok():
         return None
     consumed = _history(fake.grad_fn)
+    # a second backward through the consumed history: eager raises when the
+    # history saved tensors (freed by the first); outputs of the step then
+    # raise the same (``reconsumed``).  History with nothing saved could be
+    # differentiated again, which the step graph cannot: refused.  (Read off
+    # the nodes before the backward frees them: provoking the error instead
+    # throws a C++ exception, which some environments cannot unwind.)
+    if not _saves_tensors(fake.grad_fn):
+        return None
     if any(_live_history(n.meta.get("example_value"), consumed) for n in out.graph.nodes):
         return None  # a value with autograd history the backward leaves alive
     leaves = []
@@ -94,15 +102,7 @@ def trace_backward(tx, loss: TensorV, args: list, kwargs: dict):
         return None
     if not isinstance(grads, TupleV):
         return None
-    # a second backward through the consumed history: eager raises when the
-    # history saved tensors (freed by the first); outputs of the step then
-    # raise the same (``reconsumed``).  History with nothing saved could be
-    # differentiated again, which the step graph cannot: refused.
-    again = _second_backward_error(out, loss, leaves)
-    if again is None:
-        raise GraphBreak("JF002", "Tensor.backward() on a history that saved no tensors "
-                         "(a second backward through it works): runs natively")
-    out.backward_error = again
+    out.backward_error = SECOND_BACKWARD
     _guard(out, [v for v, _ in leaves])
     counts["traced"] += 1
     out.backward_consumed = (out.backward_consumed or set()) | consumed
@@ -151,13 +151,36 @@ def refuse_new_history(val, what: str) -> None:
                          "traced into the graph")
 
 
-def _second_backward_error(out, loss: TensorV, leaves) -> str | None:
-    try:
-        with out.fake_mode, torch.enable_grad():
-            torch.autograd.grad(loss.fake, [v.fake for v, _ in leaves], allow_unused=True)
-    except RuntimeError as e:
-        return str(e)
-    return None
+# autograd's error for a backward through freed saved tensors (engine.cpp /
+# saved_variable.cpp, the same text from torch 2.11 to 2.15)
+SECOND_BACKWARD = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed "
+    "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+    "backward through the graph a second time or if you need to access saved tensors after "
+    "calling backward.")
+
+
+def _saves_tensors(fn) -> bool:
+    """Does the history from ``fn`` hold saved tensors (``_saved_*`` of the
+    generated nodes, ``saved_tensors`` of custom Functions)?"""
+    seen, stack = set(), [fn]
+    while stack:
+        f = stack.pop()
+        if f is None or id(f) in seen:
+            continue
+        seen.add(id(f))
+        for name in dir(f):
+            if name.startswith("_saved_") or name == "saved_tensors":
+                try:
+                    v = getattr(f, name)
+                except Exception:  # noqa: BLE001 -- already freed: it did save
+                    return True
+                vals = v if isinstance(v, (tuple, list)) else (v,)
+                if any(isinstance(t, torch.Tensor) for t in vals):
+                    return True
+        stack.extend(nf for nf, _ in f.next_functions)
+    return False
 
 
 class _Consumed(torch.autograd.Function):
