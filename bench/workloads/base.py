@@ -34,6 +34,9 @@ class Instance:
     args: Callable[[int], tuple]
     state: Callable[[], dict[str, Any]]
     var_args: list[tuple] | None = None
+    # the trained module (training_instance): eager's float64 reference
+    # converts it in place (bench/worker.py)
+    model: Any = None
 
 
 class Workload:
@@ -66,7 +69,7 @@ class Workload:
         return Instance(step=fresh_function(step),
                         args=lambda i: self.data[i % len(self.data)],
                         state=lambda: params_state(model),
-                        var_args=getattr(self, "var", None))
+                        var_args=getattr(self, "var", None), model=model)
 
 
 def fresh_function(fn: Callable) -> Callable:
