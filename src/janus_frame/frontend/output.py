@@ -126,9 +126,9 @@ class OutputGraph(ShapeMixin):
         self.guards = Guards(code, nargs)
         self.guards.global_state()
         self.inputs: list[tuple[TensorV, torch.Tensor]] = []
-        # ids of the autograd nodes a backward traced into this graph consumed
-        # (whole_step.py); None while none was traced
-        self.backward_consumed: set[int] | None = None
+        # the autograd nodes (whole_step.node_key) a backward traced into
+        # this graph consumed; None while none was traced
+        self.backward_consumed: set | None = None
         self.backward_error = ""  # eager's error for a second backward through it
         self._wrapped: dict[int, tuple[Value, Source, object]] = {}  # id(obj) -> value
         self._lazy_real: dict[int, object] = {}  # id(lazy container value) -> its object

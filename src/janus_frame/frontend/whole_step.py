@@ -123,14 +123,20 @@ def trace_backward(tx, loss: TensorV, args: list, kwargs: dict):
     return Const(None)
 
 
-def _history(fn) -> set[int]:
-    """ids of the autograd nodes reachable from ``fn``."""
+def node_key(f) -> tuple:
+    """An autograd node's identity: its Python object is made anew at each
+    access on some torch versions (2.11), so ``id()`` of it is not one."""
+    return (type(f).__name__, f._sequence_nr(), len(f.next_functions))
+
+
+def _history(fn) -> set:
+    """Keys of the autograd nodes reachable from ``fn``."""
     seen, stack = set(), [fn]
     while stack:
         f = stack.pop()
-        if f is None or id(f) in seen:
+        if f is None or node_key(f) in seen:
             continue
-        seen.add(id(f))
+        seen.add(node_key(f))
         stack.extend(nf for nf, _ in f.next_functions)
     return seen
 
@@ -138,7 +144,7 @@ def _history(fn) -> set[int]:
 def _live_history(val, consumed) -> bool:
     vals = val if isinstance(val, (tuple, list)) else (val,)
     return any(isinstance(t, torch.Tensor) and t.grad_fn is not None
-               and id(t.grad_fn) not in consumed for t in vals)
+               and node_key(t.grad_fn) not in consumed for t in vals)
 
 
 def refuse_new_history(val, what: str) -> None:
@@ -167,9 +173,9 @@ def _saves_tensors(fn) -> bool:
     seen, stack = set(), [fn]
     while stack:
         f = stack.pop()
-        if f is None or id(f) in seen:
+        if f is None or node_key(f) in seen:
             continue
-        seen.add(id(f))
+        seen.add(node_key(f))
         for name in dir(f):
             if name.startswith("_saved_") or name == "saved_tensors":
                 try:
@@ -215,7 +221,8 @@ def consumed_outputs(gm: torch.fx.GraphModule, output) -> tuple:
     pos = []
     for i, n in enumerate(outs if isinstance(outs, (tuple, list)) else (outs,)):
         val = n.meta.get("example_value") if isinstance(n, torch.fx.Node) else None
-        if isinstance(val, torch.Tensor) and val.grad_fn is not None and id(val.grad_fn) in consumed:
+        if isinstance(val, torch.Tensor) and val.grad_fn is not None \
+                and node_key(val.grad_fn) in consumed:
             pos.append(i)
     return tuple(pos)
 
