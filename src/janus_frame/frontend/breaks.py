@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import linecache
 import logging
+import weakref
 
 from ..cache import FrameFallback
 from ..trace_rules import is_internal_file
@@ -312,7 +313,7 @@ class LeafRowWritten(Exception):
     such rows taken as views in this code."""
 
     # code objects whose varying-index rows of parameters are views
-    codes: "weakref.WeakSet" = None  # set below
+    codes: weakref.WeakSet = weakref.WeakSet()
 
     def __init__(self, code) -> None:
         super().__init__(code.co_qualname)
@@ -320,12 +321,3 @@ class LeafRowWritten(Exception):
 
     def settle(self) -> None:
         LeafRowWritten.codes.add(self.code)
-
-
-def _leaf_row_codes():
-    import weakref
-
-    return weakref.WeakSet()
-
-
-LeafRowWritten.codes = _leaf_row_codes()

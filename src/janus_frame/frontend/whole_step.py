@@ -45,6 +45,7 @@ graph it raises.
 from __future__ import annotations
 
 import collections
+import contextlib
 
 import torch
 import torch.fx
@@ -323,8 +324,6 @@ def lower(gm: torch.fx.GraphModule, example, grad_enabled: bool) -> torch.fx.Gra
     def step(*args):
         with torch.set_grad_enabled(grad_enabled):
             return gm(*args)
-
-    import contextlib
 
     with fake_mode if fake_mode is not None else contextlib.nullcontext():
         return make_fx(step, tracing_mode="symbolic" if symbolic else "fake",

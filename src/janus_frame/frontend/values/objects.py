@@ -25,7 +25,6 @@ defaults and cells are guarded where they are read.
 """
 from __future__ import annotations
 
-import collections
 import enum
 import inspect
 import operator
@@ -40,6 +39,9 @@ from ..breaks import GraphBreak, would_raise
 from ..sources import (
     AttrSource, ExprSource, ItemSource, KeyedItemSource, PinnedSource, Source, key_expr,
 )
+from .attr_protocol import (  # noqa: F401 -- re-exported: callers import them from here
+    BUILTIN_BASES, builtin_entry, generic_attr_method, is_instance_dict_descriptor,
+    lookup_succeeds)
 from .base import NO, Value, read_before_effects
 from .constants import Const, fold
 from .methods import MethodV
@@ -741,25 +743,6 @@ def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
     return tx.output.wrap(static, src)
 
 
-BUILTIN_BASES = (object, dict, collections.OrderedDict, collections.defaultdict)
-# the types whose builtin entries builtin_entry accepts: SimpleNamespace's are
-# its generic attribute methods, its __init__ (NewObjV.namespace_init), and
-# methods no kind models (__repr__, __eq__ ...: calling them breaks)
-_BUILTIN_OWNERS = BUILTIN_BASES + (types.SimpleNamespace,)
-_BUILTIN_KINDS = (types.WrapperDescriptorType, types.MethodDescriptorType,
-                  types.BuiltinFunctionType, types.ClassMethodDescriptorType)
-
-
-def builtin_entry(found) -> bool:
-    """Is the class-dict entry ``found`` a builtin method of ``object``,
-    ``dict``, ``OrderedDict``, ``defaultdict`` (which DictObjV models) or
-    ``types.SimpleNamespace`` (NewObjV)?"""
-    if not isinstance(found, _BUILTIN_KINDS):
-        return False
-    owner = getattr(found, "__objclass__", None) or getattr(found, "__self__", None)
-    return any(owner is b for b in _BUILTIN_OWNERS)
-
-
 def is_data_descriptor(attr) -> bool:
     return attr is not MISSING and hasattr(type(attr), "__set__") and \
         hasattr(type(attr), "__get__")
@@ -786,40 +769,5 @@ def _build_object(new, cls, attrs: dict):
     return obj
 
 
-def is_instance_dict_descriptor(found) -> bool:
-    """Is ``found`` (a class's ``__dict__`` entry) the builtin descriptor of
-    the instance dict (not a property or other override of ``__dict__``)?"""
-    return type(found) in (types.GetSetDescriptorType, types.MemberDescriptorType) and \
-        getattr(found, "__name__", None) == "__dict__"
-
-
 # dicts.InstanceDictV, set by dicts.py (which imports this module)
 INSTANCE_DICT = None
-
-
-def lookup_succeeds(get, tx, name: str) -> bool:
-    """``hasattr`` through ``get(tx, name)``: an AttributeError the lookup
-    would raise answers False; anything else it cannot decide breaks."""
-    try:
-        get(tx, name)
-    except GraphBreak as gb:
-        if getattr(gb, "exc_type", None) is AttributeError:
-            return False
-        raise
-    return True
-
-
-def generic_attr_method(v: Value, tx, name: str, args: list, kwargs: dict, name_of):
-    """``object.__getattribute__/__setattr__/__delattr__(v, ...)`` applied by
-    ``v``'s kind (its ``_generic_*`` methods), or None for any other call."""
-    if kwargs:
-        return None
-    if name == "__getattribute__" and len(args) == 1:
-        return v._generic_getattr(tx, name_of(args[0]))
-    if name == "__setattr__" and len(args) == 2:
-        v._generic_setattr(tx, name_of(args[0]), args[1])
-        return Const(None)
-    if name == "__delattr__" and len(args) == 1:
-        v._generic_delattr(tx, name_of(args[0]))
-        return Const(None)
-    return None
