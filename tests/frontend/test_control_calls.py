@@ -609,3 +609,22 @@ def test_module_built_in_forward_then_changed_breaks():
         assert r.break_count >= 1 and r.breaks[0].id in ("JF023", "JF011"), \
             [(b.id, b.reason) for b in r.breaks]
         torch.testing.assert_close(jf.compile(fn, backend="eager")(x), fn(x))
+
+
+def test_stateless_module_built_in_forward_after_torch_compile_patched_module_init():
+    # torch.compile, once run, wraps nn.Module.__init__ for the whole process
+    # (a generation tag); the module is still built in the graph, not a break,
+    # whether janus_frame read the constructors before or after that
+    import janus_frame.frontend.values.new_modules  # noqa: F401
+    torch.compile(lambda x: nn.Tanh()(x) + 1, backend="eager")(torch.randn(2))
+    rec = Recorder()
+
+    def f(x):
+        act = nn.Tanh()
+        return act(x), act
+
+    cf = jf.compile(f, backend=rec, fullgraph=True)
+    x = torch.randn(3)
+    (y1, a1), (y2, a2) = cf(x), cf(x)
+    assert type(a1) is nn.Tanh and a1 is not a2
+    assert torch.equal(y1, torch.tanh(x)) and len(rec.graphs) == 1

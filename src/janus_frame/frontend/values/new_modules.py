@@ -30,10 +30,25 @@ STATELESS = frozenset(c for c in (
     _nn.Softsign, _nn.Tanhshrink, _nn.LogSigmoid, _nn.Softmax, _nn.LogSoftmax, _nn.Softmin,
     _nn.Identity, _nn.Dropout, _nn.Dropout1d, _nn.Dropout2d, _nn.Dropout3d, _nn.AlphaDropout,
     _nn.Flatten))
-# each class's own __init__ when janus_frame was imported (a patched one is not built here)
-_INITS = {c: next(k.__dict__["__init__"] for k in c.__mro__ if "__init__" in k.__dict__)
-          for c in STATELESS}
 _ATOMS = (int, float, bool, str, type(None))
+
+
+def _unwrap_tagging(init):
+    """torch.compile, once used in the process, replaces ``Module.__init__``
+    by a wrapper that calls the original and tags the new module with a
+    generation number (torch._dynamo.mutation_guard). That wrapper changes
+    nothing these modules' construction does, so it stands for the
+    original; any other replacement does not."""
+    if getattr(init, "__module__", None) == "torch._dynamo.mutation_guard" and \
+            getattr(init, "__code__", None) is not None and \
+            init.__code__.co_freevars == ("init",):
+        return init.__closure__[0].cell_contents
+    return init
+
+
+# each class's own __init__ when janus_frame was imported (a patched one is not built here)
+_INITS = {c: _unwrap_tagging(next(k.__dict__["__init__"] for k in c.__mro__
+                                  if "__init__" in k.__dict__)) for c in STATELESS}
 
 
 def _constant(v):
@@ -48,7 +63,7 @@ def construct(tx, cls: type, args: list, kwargs: dict, init) -> "NewModuleV | No
     (another class, a patched ``__init__``, an argument that is not a
     constant). ``init``: what the class's ``__init__`` resolves to (guarded
     by the caller's lookup)."""
-    if cls not in STATELESS or init is not _INITS[cls] or init is None:
+    if cls not in STATELESS or init is None or _unwrap_tagging(init) is not _INITS[cls]:
         return None
     pargs = [_constant(a) for a in args]
     pkw = {k: _constant(v) for k, v in kwargs.items()}
