@@ -292,3 +292,34 @@ def test_varying_int_row_of_a_parameter_written_in_place_raises_as_eager():
             f(i)
         with pytest.raises(RuntimeError, match="a view of a leaf Variable"):
             cf(i)
+
+
+@pytest.mark.parametrize("spelling", ["row", "row_slice", "row_unsqueezed", "in_list"])
+@pytest.mark.parametrize("backend", ["recorder", "default"])
+def test_varying_int_row_of_a_parameter_that_escapes_aliases_the_parameter(spelling, backend):
+    # a row gathered for a varying index is a copy; returned (or a view of
+    # it, or inside a container), later writes through it must reach the
+    # parameter, as they do through eager's view
+    w = torch.nn.Parameter(torch.zeros(6, 3))
+    view = {"row": lambda r: r, "row_slice": lambda r: r[1:],
+            "row_unsqueezed": lambda r: r.unsqueeze(0), "in_list": lambda r: [r]}[spelling]
+
+    def f(i):
+        return (w[i] * 2).sum(), view(w[i])
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec if backend == "recorder" else None)
+    for i in range(1, 5):
+        for fn in (f, cf):
+            with torch.no_grad():
+                w.zero_()
+            s, r = fn(i)
+            r = r[0] if spelling == "in_list" else r
+            assert r._base is w
+            s.backward()
+            with torch.no_grad():
+                r.fill_(7.0)
+            assert (w[i, 1:] == 7).all() and w.grad[i].eq(2).all()
+            w.grad = None
+    if backend == "recorder":
+        assert rec.graphs

@@ -33,7 +33,7 @@ import torch
 
 from ..cache import SkipFrame
 from ..diagnostics.probe import Site
-from .breaks import GraphBreak
+from .breaks import GraphBreak, LeafRowWritten
 from .codegen import FunctionBuilder, nargs_of, slot_names
 from .handover import break_tail
 from .interpreter import Translator
@@ -41,6 +41,7 @@ from .output import OutputGraph
 from .rebuild import Rebuilder
 from .sources import ArgSource, ClosureSource, pins_kept
 from .values import Value
+from .values.tensors import leaf_row as _leaf_row
 
 _RANDOM_HINTS = ("rand", "dropout", "bernoulli", "normal", "multinomial", "uniform",
                  "exponential", "cauchy", "geometric", "poisson")
@@ -133,6 +134,9 @@ class Segment:
             self.tail = break_tail(self.func, self.frame, rb)
         rb.set_grad_mode(output.grad_enabled)  # the mode the frame is in at this point
         self.replay = output.effects.replay(rb)  # before finish: it may need graph outputs
+        escaped_row = next((r for r in map(_leaf_row, (v.fake for v in rb.outputs)) if r), None)
+        if escaped_row is not None:  # a parameter's row leaves the graph: it must be a view
+            raise LeafRowWritten(escaped_row)
         gm, self.inputs = output.finish(rb.outputs)
         if output.op_count or rb.outputs:
             self.graph = gm

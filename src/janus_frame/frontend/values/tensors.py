@@ -129,11 +129,13 @@ class TensorV(Value):
                 # a row of a parameter with grad mode on (an embedding lookup):
                 # gathered, which recursion batching can stack.  Writing
                 # through it raises in eager (a view of a leaf that requires
-                # grad): then the frame is traced again with a view here.
+                # grad), and one that escapes the graph must alias the
+                # parameter: then the frame is traced again with a view here.
                 idx = out.int_input(key, vector=True)
                 sel = out.call("call_function", torch.index_select, (self, Const(0), idx), {})
                 row = out.call("call_method", "squeeze", (sel, Const(0)), {})
-                row.fake._janus_leaf_row = tx.code
+                # (marked on both: a view of the row has the gathered tensor as base)
+                row.fake._janus_leaf_row = sel.fake._janus_leaf_row = tx.code
                 return row
             idx = out.int_input(key)
             sel = out.call("call_function", torch.narrow, (self, Const(0), idx, Const(1)), {})
@@ -197,9 +199,9 @@ class TensorV(Value):
                     self.fake.numel() == 1 and not self.fake.is_complex():
                 return ItemV(self)
             raise GraphBreak("JF004", f"Tensor.{name}()")
-        if name.endswith("_") and not name.endswith("__") and _leaf_row(self.fake) \
+        if name.endswith("_") and not name.endswith("__") and leaf_row(self.fake) \
                 and out.grad_enabled:
-            raise LeafRowWritten(_leaf_row(self.fake))
+            raise LeafRowWritten(leaf_row(self.fake))
         if name in _AUTOGRAD_METHODS:
             if name == "backward":
                 done = tx.trace_backward(self, args, kwargs)
@@ -333,7 +335,7 @@ def _method(name: str):
     return lambda t, *args, **kwargs: getattr(t, name)(*args, **kwargs)
 
 
-def _leaf_row(fake):
+def leaf_row(fake):
     """The code that gathered ``fake`` (or the tensor it views) as a
     parameter's row for a varying index (``TensorV._get_item``), or None."""
     return getattr(fake, "_janus_leaf_row", None) or \
