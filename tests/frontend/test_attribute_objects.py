@@ -224,3 +224,68 @@ def test_deletion_that_breaks_runs_natively_between_graphs():
     assert not hasattr(m, "tag")
     assert_same(got, (torch.ones(2) * 2 + 1, False))
     assert len(rec.graphs) == 2
+
+
+class Config:
+    """transformers' PretrainedConfig's protocol: aliases mapped in both
+    directions, every store through object.__setattr__ in the end."""
+    attribute_map = {"n_labels": "num_labels"}
+
+    def __init__(self):
+        self.num_labels = 2
+        self.problem_type = None
+
+    def __setattr__(self, key, value):
+        if key in super().__getattribute__("attribute_map"):
+            key = super().__getattribute__("attribute_map")[key]
+        super().__setattr__(key, value)
+
+    def __getattribute__(self, key):
+        if key != "attribute_map" and key in super().__getattribute__("attribute_map"):
+            key = super().__getattribute__("attribute_map")[key]
+        return super().__getattribute__(key)
+
+
+STORES = []
+
+
+class Counted:
+    """A __setattr__ with its own effect, and object.__setattr__ called directly."""
+
+    def __init__(self):
+        object.__setattr__(self, "v", 1.0)
+
+    def __setattr__(self, key, value):
+        STORES.append(key)
+        object.__setattr__(self, key, value * 2)
+
+
+def test_input_object_with_its_own_setattr_and_getattribute_is_traced():
+    def f(x, cfg):
+        if cfg.problem_type is None:
+            cfg.problem_type = "single" if cfg.n_labels > 1 else "regression"
+        cfg.n_labels = 3                   # stored as num_labels
+        y = x * cfg.num_labels             # read back through the alias map
+        if cfg.problem_type == "single":
+            y = y + 1
+        return y, cfg.n_labels
+
+    Jit()(f, torch.randn(3), Config(), calls=2)
+
+
+def test_input_object_setattr_with_an_effect_runs_once_per_store():
+    def f(x, c):
+        c.v = c.v + 1.0
+        c.w = x.sum()
+        return x * c.v, c.w
+
+    cf = jf.compile(f, backend=Recorder(), fullgraph=True)
+    a, b = Counted(), Counted()
+    x = torch.randn(3)
+    for fn, obj in ((f, a), (cf, b)):
+        STORES.clear()
+        out = fn(x, obj)
+        assert STORES == ["v", "w"]
+        assert_same(out, (x * obj.v, obj.w))
+    assert a.v == b.v == 4.0 and "w" in vars(b)
+    torch.testing.assert_close(a.w, b.w)

@@ -628,3 +628,42 @@ def test_stateless_module_built_in_forward_after_torch_compile_patched_module_in
     (y1, a1), (y2, a2) = cf(x), cf(x)
     assert type(a1) is nn.Tanh and a1 is not a2
     assert torch.equal(y1, torch.tanh(x)) and len(rec.graphs) == 1
+
+
+@pytest.mark.parametrize("make,target", [
+    (lambda: nn.CrossEntropyLoss(), lambda: torch.tensor([1, 0, 3, 2])),
+    (lambda: nn.CrossEntropyLoss(ignore_index=0, label_smoothing=0.1),
+     lambda: torch.tensor([1, 0, 3, 2])),
+    (lambda: nn.NLLLoss(reduction="sum"), lambda: torch.tensor([1, 0, 3, 2])),
+    (lambda: nn.MSELoss(), lambda: torch.randn(4, 5)),
+    (lambda: nn.BCEWithLogitsLoss(), lambda: torch.rand(4, 5)),
+    (lambda: nn.SmoothL1Loss(beta=0.5), lambda: torch.randn(4, 5)),
+])
+def test_loss_module_built_in_forward_is_in_the_graph(make, target):
+    # transformers' heads build their loss module inside forward
+    w = torch.randn(3, 5, requires_grad=True)
+
+    def f(x, t):
+        loss_fct = make()
+        return loss_fct(x @ w, t)
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec, fullgraph=True)
+    x, t = torch.randn(4, 3), target()
+    want = f(x, t)
+    gw, = torch.autograd.grad(want, w)
+    got = cf(x, t)
+    gg, = torch.autograd.grad(got, w)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(gg, gw)
+    assert len(rec.graphs) == 1
+
+
+def test_loss_module_built_with_a_weight_tensor_breaks_and_stays_correct():
+    def f(x, t, cw):
+        return nn.CrossEntropyLoss(weight=cw)(x, t)
+
+    x, t, cw = torch.randn(4, 3), torch.tensor([0, 2, 1, 1]), torch.rand(3)
+    r = jf.explain(f)(x, t, cw)
+    assert r.break_count >= 1 and r.breaks[0].id == "JF023"
+    torch.testing.assert_close(jf.compile(f, backend="eager")(x, t, cw), f(x, t, cw))

@@ -321,3 +321,20 @@ class LeafRowWritten(Exception):
 
     def settle(self) -> None:
         LeafRowWritten.codes.add(self.code)
+
+
+class LoggingKept(Exception):
+    """A segment with print/logging calls moved to its end
+    (methods.defer_logging) cannot be rolled back: were its graph to raise,
+    the frame could not rerun natively, and the messages eager prints before
+    the error would be lost. Trace the frame again with those calls
+    breaking the graph where they are."""
+
+    codes: weakref.WeakSet = weakref.WeakSet()
+
+    def __init__(self, code) -> None:
+        super().__init__(code.co_qualname)
+        self.code = code
+
+    def settle(self) -> None:
+        LoggingKept.codes.add(self.code)

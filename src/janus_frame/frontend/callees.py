@@ -47,7 +47,7 @@ from .values.modes import traced_mode_class
 from .values.transforms import VMAP_FUNCTIONS, make_vmap
 from .values.exceptions import construct as construct_exception
 from .values.functions import bind_args
-from .values.methods import is_logging
+from .values.methods import defer_logging, is_logging
 from .values.objects import MISSING, NAMESPACE_NEW, lookup
 from .values.new_modules import STATELESS as STATELESS_MODULES, construct as construct_module
 
@@ -121,8 +121,7 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
         return handler(tx, args, kwargs)
     if obj is print or (isinstance(obj, types.MethodType) and
                          isinstance(obj.__self__, logging.Logger)):
-        if tx.config.reorder_logging:
-            tx.output.effects.defer_call(fnv, list(args), dict(kwargs))
+        if defer_logging(tx, fnv, args, kwargs, is_print=obj is print):
             return Const(None)
         raise GraphBreak("JF003", f"{getattr(obj, '__qualname__', 'print')}()")
     if isinstance(obj, torch.nn.Module):
@@ -160,10 +159,17 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
         # object.__setattr__(self, ...), dict.__setitem__(self, ...) on an
         # instance made while tracing: its kind applies the builtin method
         return args[0].call_method(tx, obj.__name__, list(args[1:]), kwargs)
+    if obj is object.__setattr__ and len(args) == 3 and isinstance(args[0], ObjV) and \
+            args[0]._plain_object():
+        # object.__setattr__(obj, key, value) on an object read from the
+        # frame (frozen dataclasses, a class's own __setattr__)
+        return args[0].call_method(tx, "__setattr__", list(args[1:]), kwargs)
     if obj in PURE_FUNCTIONS or getattr(obj, "__module__", None) == "math":
         return _fold_call(obj, args, kwargs)
     if isinstance(obj, types.FunctionType):
         if is_logging(obj):
+            if defer_logging(tx, fnv, args, kwargs):
+                return Const(None)
             raise GraphBreak("JF003", obj.__qualname__)
         return inline_function(tx, obj, args, kwargs, fnv.source)
     if isinstance(obj, (types.BuiltinFunctionType, types.BuiltinMethodType,
@@ -214,6 +220,8 @@ def _call_bound_method(tx, fnv: Value, obj: types.MethodType, args, kwargs) -> V
         return self_v.stand_in(tx, obj.__name__, func)
     if isinstance(func, types.FunctionType):
         if is_logging(func):
+            if defer_logging(tx, fnv, args, kwargs):
+                return Const(None)
             raise GraphBreak("JF003", func.__qualname__)
         return inline_function(tx, func, [self_v] + list(args), kwargs,
                                AttrSource(fnv.source, "__func__")

@@ -43,6 +43,8 @@ class SideEffects:
         self._containers: dict[int, Value] = {}
         # id(real object) -> (the object, its source, {name: value written})
         self._attrs: dict[int, tuple[object, Source, dict[str, Value]]] = {}
+        # (id(object), name) whose last write was object.__setattr__'s
+        self._generic_writes: set[tuple[int, str]] = set()
         self._globals: dict[str, Value] = {}
         self._cells: dict[int, CellV] = {}
         self._calls: list[tuple] = []  # deferred (fn, args, kwargs)
@@ -60,13 +62,14 @@ class SideEffects:
             self._order.append(("container", id(v)))
 
     def store_attr(self, real, source: Source, name: str, value: Value,
-                   through_descriptor: bool = False) -> None:
+                   through_descriptor: bool = False, generic: bool = False) -> None:
         """``real.name = value`` on an object read from ``source``;
         ``through_descriptor``: the caller knows the descriptor's setter is
-        a plain store (Tensor.grad)."""
+        a plain store (Tensor.grad); ``generic``: ``object.__setattr__``
+        itself (a class's own ``__setattr__`` calling it), replayed as such."""
         self.version += 1
         cls = type(real)
-        if not _generic(cls.__setattr__, _module_setattr):
+        if not generic and not _generic(cls.__setattr__, _module_setattr):
             raise GraphBreak("JF011", f"{cls.__name__} customises attribute assignment")
         descr = getattr(cls, name, None)
         if descr is not None and hasattr(type(descr), "__set__") and not through_descriptor:
@@ -78,6 +81,7 @@ class SideEffects:
         if entry is None:
             entry = self._attrs[id(real)] = (real, source, {})
         entry[2][name] = value
+        (self._generic_writes.add if generic else self._generic_writes.discard)((id(real), name))
         self._order.append(("attr", (id(real), name)))
 
     def delete_attr(self, real, source: Source, name: str) -> None:
@@ -96,6 +100,11 @@ class SideEffects:
         entry[2][name] = DELETED
         self._order.append(("attr", (id(real), name)))
 
+    def pending_attrs_of(self, real) -> bool:
+        """Was an attribute of ``real`` written or deleted in this trace?"""
+        entry = self._attrs.get(id(real))
+        return entry is not None and entry[0] is real and bool(entry[2])
+
     def pending_attr(self, real, name: str) -> Value | None:
         entry = self._attrs.get(id(real))
         if entry is not None and entry[0] is real:
@@ -109,6 +118,10 @@ class SideEffects:
 
     def pending_global(self, name: str) -> Value | None:
         return self._globals.get(name)
+
+    @property
+    def deferred_calls(self) -> bool:
+        return bool(self._calls)
 
     def defer_call(self, fn: Value, args: list, kwargs: dict) -> None:
         """A call (print, logging) moved to after the graph (reorder_logging)."""
@@ -144,7 +157,9 @@ class SideEffects:
                     stmts.append(f"__jf_h_vars({source.expr()}).pop({key[1]!r}, None)")
                     continue
                 val = rb.snapshot(last)
-                stmts.append(f"__jf_h_setattr({source.expr()}, {key[1]!r}, {val})")
+                store = rb.fb.const(object.__setattr__) if key in self._generic_writes \
+                    else "__jf_h_setattr"
+                stmts.append(f"{store}({source.expr()}, {key[1]!r}, {val})")
             elif kind == "global":
                 val = rb.snapshot(self._globals[key])
                 stmts.append(f"__jf_h_globals()[{key!r}] = {val}")

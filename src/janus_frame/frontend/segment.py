@@ -33,7 +33,7 @@ import torch
 
 from ..cache import SkipFrame
 from ..diagnostics.probe import Site
-from .breaks import GraphBreak, LeafRowWritten
+from .breaks import GraphBreak, LeafRowWritten, LoggingKept
 from .codegen import FunctionBuilder, nargs_of, slot_names
 from .handover import break_tail
 from .interpreter import Translator
@@ -141,6 +141,9 @@ class Segment:
         if output.op_count or rb.outputs:
             self.graph = gm
             self.undo = _undo(gm, bool(self.checks), self.spec_sites)
+            if self.undo is None and output.effects.deferred_calls and \
+                    not output.ctx.config.reorder_logging:
+                raise LoggingKept(code)  # (see methods.defer_logging)
         self.site = _site(code, output, self.brk)
         return self
 

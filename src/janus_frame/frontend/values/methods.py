@@ -9,10 +9,13 @@ logging call after the graph, or inlines the function.
 """
 from __future__ import annotations
 
+import dis
+import inspect
+import logging
 import types
 from typing import Any
 
-from ..breaks import GraphBreak
+from ..breaks import GraphBreak, LoggingKept
 from .base import Value
 from .constants import Const
 
@@ -44,11 +47,11 @@ class MethodV(Value):
             out = recv.stand_in(tx, self.name, func)
             if out is not None:
                 return out
-        if is_logging(func):
-            if tx.config.reorder_logging:
-                tx.output.effects.defer_call(self, list(args), dict(kwargs))
+        if is_logging(func) or isinstance(getattr(recv, "_obj", None), logging.Logger):
+            # (a method of a Logger is logging: transformers' warning_once)
+            if defer_logging(tx, self, args, kwargs):
                 return Const(None)
-            raise GraphBreak("JF003", func.__qualname__)
+            raise GraphBreak("JF003", f"{getattr(func, '__qualname__', self.name)}()")
         return tx.inline_function(func, [recv] + list(args), kwargs, None)
 
     def reconstruct(self, rb) -> tuple[str, bool]:
@@ -59,6 +62,68 @@ class MethodV(Value):
             return f"{fb.const(types.MethodType)}({fb.const(self.func)}, " \
                    f"{rb.expr(self.receiver)})", False
         return f"__jf_h_getattr({rb.expr(self.receiver)}, {self.name!r})", False
+
+
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def defer_logging(tx, fn: Value, args: list, kwargs: dict, is_print: bool = False) -> bool:
+    """Move the print/logging call ``fn(*args, **kwargs)`` to the end of
+    the segment (effects.defer_call), in program order with the other
+    effects; False: it breaks the graph where it is.
+
+    Always with ``reorder_logging``; otherwise a logging call (not print,
+    which marks where a program wants its graph to end) when every
+    argument is a constant atom (a message), which nothing in the graph can
+    change: transformers' warnings in model code. The
+    call then only moves past graph operations, which raise nothing (their
+    errors rerun the frame natively, replacement.py) unless the segment
+    cannot be rolled back: such a frame is traced again with the call
+    breaking the graph (breaks.LoggingKept)."""
+    if not is_print and not _emits_only(fn):
+        return False  # (getMessage, isEnabledFor...: their results matter)
+    if not tx.config.reorder_logging:
+        if is_print or tx.output.code in LoggingKept.codes:
+            return False
+        if not all(isinstance(a, Const) and type(a._value) in _ATOMS
+                   for a in [*args, *kwargs.values()]):
+            return False
+    tx.output.effects.defer_call(fn, list(args), dict(kwargs))
+    return True
+
+
+_EMITTERS = frozenset("debug info warning warn error exception critical fatal log".split())
+
+
+def _emits_only(fn: Value) -> bool:
+    """Is ``fn`` a call whose result is None and whose only effect is to
+    log: a Logger's or the logging module's emitting functions, or another
+    method of a Logger (transformers' warning_once, through a cache) whose
+    code returns nothing?"""
+    func = fn.func if isinstance(fn, MethodV) else getattr(fn, "_obj", None)
+    func = getattr(func, "__func__", func)
+    name = getattr(func, "__name__", "")
+    if getattr(func, "__module__", "") == "logging" or (
+            isinstance(func, types.FunctionType) and func.__globals__.get("__name__") == "logging"):
+        return name in _EMITTERS
+    inner = getattr(func, "__wrapped__", func)
+    return isinstance(inner, types.FunctionType) and _returns_none(inner.__code__)
+
+
+def _returns_none(code: types.CodeType) -> bool:
+    """Every return of ``code`` returns the constant None (not a generator)."""
+    if code.co_flags & (inspect.CO_GENERATOR | inspect.CO_COROUTINE |
+                        inspect.CO_ASYNC_GENERATOR):
+        return False
+    prev = None
+    for ins in dis.get_instructions(code):
+        if ins.opname == "RETURN_CONST" and ins.argval is not None:
+            return False
+        if ins.opname == "RETURN_VALUE" and not (
+                prev is not None and prev.opname == "LOAD_CONST" and prev.argval is None):
+            return False
+        prev = ins
+    return True
 
 
 def is_logging(fn) -> bool:

@@ -1,8 +1,9 @@
 """Stateless ``torch.nn`` modules constructed in traced code.
 
-In: ``nn.ReLU()``, ``nn.GELU(approximate="tanh")``, ``nn.Dropout(0.1)`` and
-the like called inside a compiled frame (transformers' DistilBERT builds
-``nn.ReLU()`` in its forward) with constant arguments; the class exactly one
+In: ``nn.ReLU()``, ``nn.GELU(approximate="tanh")``, ``nn.Dropout(0.1)``,
+``nn.CrossEntropyLoss()`` and the like called inside a compiled frame
+(transformers' DistilBERT builds ``nn.ReLU()`` in its forward, its models'
+heads build their loss there) with constant arguments; the class exactly one
 of torch's parameter-free modules below, its ``__init__`` torch's own.
 Out: ``NewModuleV``: the module built for real at trace time (its
 ``__init__`` only stores the arguments and Module's empty tables), called
@@ -29,7 +30,13 @@ STATELESS = frozenset(c for c in (
     _nn.Hardsigmoid, _nn.Hardswish, _nn.LeakyReLU, _nn.ELU, _nn.CELU, _nn.SELU, _nn.Softplus,
     _nn.Softsign, _nn.Tanhshrink, _nn.LogSigmoid, _nn.Softmax, _nn.LogSoftmax, _nn.Softmin,
     _nn.Identity, _nn.Dropout, _nn.Dropout1d, _nn.Dropout2d, _nn.Dropout3d, _nn.AlphaDropout,
-    _nn.Flatten))
+    _nn.Flatten,
+    # losses: their weight buffers (None unless given, and a tensor is not a
+    # constant argument) are read as None
+    _nn.L1Loss, _nn.MSELoss, _nn.CrossEntropyLoss, _nn.NLLLoss, _nn.BCELoss,
+    _nn.BCEWithLogitsLoss, _nn.SmoothL1Loss, _nn.HuberLoss, _nn.KLDivLoss, _nn.SoftMarginLoss,
+    _nn.MultiLabelSoftMarginLoss, _nn.PoissonNLLLoss, _nn.GaussianNLLLoss,
+    _nn.MarginRankingLoss, _nn.HingeEmbeddingLoss, _nn.CosineEmbeddingLoss))
 _ATOMS = (int, float, bool, str, type(None))
 
 
@@ -87,6 +94,8 @@ class NewModuleV(ObjV):
         d = self._obj.__dict__
         if name in d and _constant(Const(d[name])) is not NO:
             return Const(d[name])
+        if name not in d and d["_buffers"].get(name, 0) is None:
+            return Const(None)  # an absent weight (Module.__getattr__ finds the None)
         raise GraphBreak("JF023", f"attribute {name!r} of a {type(self._obj).__name__} "
                          "constructed inside a compiled frame")
 

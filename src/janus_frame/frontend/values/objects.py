@@ -26,7 +26,9 @@ defaults and cells are guarded where they are read.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
+import logging
 import operator
 import types
 from typing import Any
@@ -247,6 +249,8 @@ class ObjV(Value):
         obj, src = self._obj, self.source
         out = tx.output
         pending = out.effects.pending_attr(obj, name)
+        if pending is not None and self._custom_getattribute(tx):
+            pending = None  # the class's own lookup decides (_custom_attr)
         if pending is DELETED:  # deleted earlier in this trace: the class decides
             return self._attr_after_delete(tx, name)
         if pending is not None:  # written earlier in this trace
@@ -371,6 +375,14 @@ class ObjV(Value):
         obj, cls = self._obj, type(self._obj)
         if self.source is None:
             raise GraphBreak("JF022", f"{cls.__name__} customises attribute access")
+        if tx.output.effects.pending_attrs_of(obj):
+            # written in this trace: the class's own lookup, traced, sees the
+            # writes (object.__getattribute__ in it reads them, call_method)
+            fn = lookup(tx, cls, "__getattribute__")
+            if not isinstance(fn, types.FunctionType):
+                raise GraphBreak("JF022", f"{cls.__name__} customises attribute access and "
+                                 "was written in this frame")
+            return tx.inline_function(fn, [self, Const(name)], {}, None)
         try:
             value = getattr(obj, name)
         except Exception as e:  # noqa: BLE001
@@ -387,6 +399,11 @@ class ObjV(Value):
             # __getattribute__ (transformers' PretrainedConfig): the generic
             # lookup, read now and re-read the same way by the guards
             key = args[0].as_python()
+            pending = tx.output.effects.pending_attr(self._obj, key)
+            if pending is DELETED:
+                return self._attr_after_delete(tx, key)
+            if pending is not None:  # written earlier in this trace
+                return pending
             try:
                 value = object.__getattribute__(self._obj, key)
             except Exception as e:  # noqa: BLE001
@@ -399,9 +416,34 @@ class ObjV(Value):
             src = ExprSource(f"{getter.expr()}({self.source.expr()}, {key!r})",
                              f"object.__getattribute__({self.source.name()}, {key!r})")
             return tx.output.wrap(value, src)
+        if name == "__setattr__" and len(args) == 2 and not kwargs and self._plain_object() \
+                and isinstance(args[0].as_python(), str):
+            # object.__setattr__(self, key, value), mostly inside a class's
+            # own __setattr__ (transformers' PretrainedConfig): the generic store
+            tx.output.instance_dict_aliasing(self._obj, attr_read=False)
+            tx.output.effects.store_attr(self._obj, self.source, args[0].as_python(), args[1],
+                                         generic=True)
+            return Const(None)
         return super().call_method(tx, name, args, kwargs)
 
+    def _plain_object(self) -> bool:
+        """An instance read from the frame (not a class, module, function or
+        nn.Module), whose attribute writes are recorded and replayed."""
+        return self.source is not None and not isinstance(
+            self._obj, (type, types.ModuleType, types.FunctionType, torch.nn.Module))
+
+    def _custom_getattribute(self, tx) -> bool:
+        return self._plain_object() and \
+            not _generic_getattribute(lookup(tx, type(self._obj), "__getattribute__"))
+
     def store_attr(self, tx, name: str, value: Value) -> None:
+        if self._plain_object():
+            setattr_fn = lookup(tx, type(self._obj), "__setattr__")
+            if isinstance(setattr_fn, types.FunctionType):
+                # the class's own __setattr__, traced (it stores through
+                # object.__setattr__ in the end: call_method)
+                tx.inline_function(setattr_fn, [self, Const(name), value], {}, None)
+                return
         if self.source is not None and not isinstance(
                 self._obj, (type, types.ModuleType, types.FunctionType)):
             tx.output.instance_dict_aliasing(self._obj, attr_read=False)
@@ -732,6 +774,11 @@ def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
             return ObjV(getattr(v._obj, name),
                         AttrSource(v.source, name) if v.source is not None else None)
         raise GraphBreak("JF022", f"builtin method {name!r} of {cls.__name__}")
+    if isinstance(static, functools._lru_cache_wrapper) and isinstance(v, ObjV) and \
+            isinstance(v._obj, logging.Logger):
+        # a cached function installed as a Logger method binds like one
+        # (transformers' warning_once): a logging call (MethodV.call)
+        return MethodV(v, name, static)
     if hasattr(static, "__get__") and not isinstance(static, (int, float, str, tuple)):
         raise GraphBreak("JF022", f"descriptor {type(static).__name__} {name!r}")
     # a plain class attribute (shared by all instances): its contents are

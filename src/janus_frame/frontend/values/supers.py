@@ -60,6 +60,8 @@ class SuperV(Value):
             return tx.output.wrap(attr.__func__, PinnedSource(attr.__func__))
         if attr is _OBJECT_GETATTRIBUTE and isinstance(self.obj, ObjV):
             return MethodV(self.obj, name)  # ObjV.call_method
+        if attr is object.__setattr__ and isinstance(self.obj, ObjV) and self.obj._plain_object():
+            return MethodV(self.obj, name)  # ObjV.call_method: the generic store
         if getattr(self.obj, "builtin_methods", False) and builtin_entry(attr):
             # dict.__setitem__, object.__setattr__ ... on an instance whose
             # kind models them (a dict subclass made while tracing)
