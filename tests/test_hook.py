@@ -933,3 +933,27 @@ def test_empty_hook_for_benchmarks():
     assert info()["eval_frame"] == "default"
     with pytest.raises(RuntimeError):
         _C._empty_hook(False)
+
+
+def test_internal_error_warning_leaves_the_callers_module_unchanged(use_transform):
+    # warnings.warn would create __warningregistry__ in the calling module:
+    # an attribute the program never made
+    def broken(func, args, compiler):
+        raise RuntimeError("internal compiler error")
+
+    use_transform(broken)
+    mod = types.ModuleType("user_mod_for_warning")
+    src = "def call(g, x):\n    return g(x)\n"
+    exec(compile(src, "user_mod_for_warning.py", "exec"), mod.__dict__)
+    before = set(vars(mod))
+
+    def f(x):
+        return x * 3
+
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter("default")
+        assert mod.call(jf.compile(f, backend="eager"), 2) == 6
+    hits = [w for w in ws if "internal error" in str(w.message)]
+    assert len(hits) == 1 and hits[0].filename == "user_mod_for_warning.py" and \
+        hits[0].lineno == 2 and hits[0].category is RuntimeWarning
+    assert set(vars(mod)) == before

@@ -54,6 +54,24 @@ __all__ = ["CodeState", "CompiledEntry", "FrameCompiler", "SkipFrame", "code_sta
            "get_compiler", "stats", "reset_stats"]
 
 
+# warnings' registries (what was already shown, per module), kept here:
+# warnings.warn would create ``__warningregistry__`` in the module of the
+# frame it names -- the user's -- a change the program did not make
+_WARNING_REGISTRIES: dict[str, dict] = {}
+
+
+def _warn(message: str, stacklevel: int) -> None:
+    """``warnings.warn(message, RuntimeWarning, stacklevel)`` as the caller
+    of this function would have made it: the same line, filters and
+    once-per-location rule, the registry kept out of the user's module."""
+    frame = sys._getframe(stacklevel)
+    g = frame.f_globals
+    module = g.get("__name__", "<string>")
+    warnings.warn_explicit(message, RuntimeWarning, frame.f_code.co_filename, frame.f_lineno,
+                           module=module, registry=_WARNING_REGISTRIES.setdefault(module, {}),
+                           module_globals=g)
+
+
 def reset_stats() -> None:
     """Statistics and every compiler's learned state (branch-site profiles go
     with the caches they shaped)."""
@@ -139,11 +157,10 @@ class FrameCompiler:
             if not st.limit_warned:
                 st.limit_warned = True
                 last = st.recompiles[-1] if st.recompiles else "unknown"
-                warnings.warn(
+                _warn(
                     f"janus_frame: {code.co_qualname} ({code.co_filename}:{code.co_firstlineno}) "
                     f"reached the recompile limit ({cfg.recompile_limit}); it now runs "
                     f"from its cached entries or natively. Last guard failure: {last}",
-                    RuntimeWarning,
                     stacklevel=2,
                 )
             _C.set_code_strategy(code, RUN_ONLY, DEFAULT)
@@ -190,11 +207,10 @@ class FrameCompiler:
                 stats.internal_errors += 1
                 if self.strict:
                     raise
-                warnings.warn(
+                _warn(
                     f"janus_frame: internal error while compiling {code.co_qualname} "
                     f"({code.co_filename}:{code.co_firstlineno}); running it natively: "
                     f"{type(e).__name__}: {e}",
-                    RuntimeWarning,
                     stacklevel=2,
                 )
                 _C.set_code_strategy(code, SKIP, DEFAULT)
@@ -247,12 +263,11 @@ class FrameCompiler:
         if not st.limit_warned:
             st.limit_warned = True
             container = next(k for k, v in st.flag_items.items() if v is items)
-            warnings.warn(
+            _warn(
                 f"janus_frame: {code.co_qualname} ({code.co_filename}:{code.co_firstlineno}) "
                 f"recompiled for the values of {len(items)} items of {container} "
                 f"({', '.join(sorted(items))}); it now runs from its cached entries "
                 f"or natively",
-                RuntimeWarning,
                 stacklevel=3,
             )
         _C.set_code_strategy(code, RUN_ONLY, DEFAULT)

@@ -203,15 +203,19 @@ def evaluate_static(shape_env, expr):
 # torch 2.11 and 2.12 run composite operations (linear on a 3-D input, ...)
 # through their C++ kernels on fake tensors, which read sizes as plain ints:
 # a dynamic size is specialised (guarded to its value) by merely passing
-# through them. Python's dispatcher decomposes them on symbolic sizes, as
-# torch 2.13 and later do on their own.
+# through them. Python's dispatcher decomposes them on symbolic sizes.
+# torch 2.13 and later do so for most of them on their own, but not all:
+# constant_pad_nd (F.pad, as transformers' causal-LM loss pads its labels)
+# still specialises, so symbolic traces take the Python dispatcher on every
+# release (as TorchDynamo does); static ones need it only before 2.13.
 _FAKE_NEEDS_PYTHON_DISPATCHER = TORCH_VERSION < (2, 13)
 
 
-def fake_execution(stack: contextlib.ExitStack) -> None:
+def fake_execution(stack: contextlib.ExitStack, symbolic: bool = False) -> None:
     """Enter on ``stack`` what running operations on fake tensors needs
-    besides the fake mode itself (see above)."""
-    if _FAKE_NEEDS_PYTHON_DISPATCHER:
+    besides the fake mode itself (see above); ``symbolic``: some inputs
+    have symbolic sizes."""
+    if _FAKE_NEEDS_PYTHON_DISPATCHER or symbolic:
         stack.enter_context(__getattr__("enable_python_dispatcher")())
 
 

@@ -563,3 +563,29 @@ def test_size_pinned_by_the_backend_is_an_explained_guard():
     pinned = [g for g in guard_lines(f) if "specialised by the backend" in g]
     assert pinned and "size(1) == 6" in pinned[0], guard_lines(f)
     assert "specialised by the backend" in hook.code_state(f.__code__).recompiles[-1]
+
+
+@pytest.mark.parametrize("backend", ["eager", "default"])
+def test_padded_labels_over_sequence_lengths_recompile_once(backend):
+    # transformers' causal-LM loss pads its labels by one and shifts them:
+    # constant_pad_nd on fake tensors specialises the length unless it is
+    # decomposed (the Python dispatcher)
+    torch.manual_seed(0)
+    head = nn.Linear(8, 11)
+
+    def f(h, labels):
+        labels = nn.functional.pad(labels, (0, 1), value=-100)
+        shift = labels[..., 1:].contiguous()
+        logits = head(h).float()
+        return nn.functional.cross_entropy(logits.view(-1, 11), shift.view(-1),
+                                           ignore_index=-100)
+
+    cf = jf.compile(f, backend=backend)
+    for n in [16, 20, 24, 28]:
+        h = torch.randn(2, n, 8, requires_grad=True)
+        labels = torch.randint(0, 11, (2, n))
+        got, want = cf(h, labels), f(h, labels)
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(torch.autograd.grad(got, h)[0], torch.autograd.grad(want, h)[0])
+    assert entries(f) == 2 and recompiles(f) == 1
+    assert not [g for g in guard_lines(f) if re.search(r"size\(1\) (==|<=) \d", g)], guard_lines(f)

@@ -611,7 +611,7 @@ class OutputGraph(ShapeMixin):
         try:
             with contextlib.ExitStack() as stack:
                 stack.enter_context(self.fake_mode)
-                fake_execution(stack)
+                fake_execution(stack, symbolic=bool(self.sym_inputs))
                 stack.enter_context(torch.set_grad_enabled(self.grad_enabled))
                 for dev, dtype, enabled, cache in self.native_autocast + [
                         a for a, _ in self.autocast]:
