@@ -333,9 +333,8 @@ class _LSTMLM(nn.Module):
 
 
 # (the step index over a dynamic length is a varying int: x[t] is traced as
-# a narrow at a graph-input offset, a view as eager's; the fusing backend does
-# not lower its data-dependent offset yet and runs such graphs as captured)
-@pytest.mark.expect_fallback
+# a narrow at a graph-input offset, a view as eager's; the fusing backend
+# lowers the offset read from that input, no fallback)
 @pytest.mark.parametrize("backend", ["eager", "default"])
 def test_lstm_lm_over_sequence_lengths_recompiles_at_most_once(backend):
     torch.manual_seed(0)

@@ -73,7 +73,6 @@ class _Compiles:
 
 
 @pytest.mark.reruns_ok  # mispredictions rerun natively, by design
-@pytest.mark.expect_fallback  # x[t] at a varying t: see test_dynamic's LSTM LM
 def test_rnn_with_tensor_if_and_while_over_five_lengths_recompiles_at_most_once_per_code():
     torch.manual_seed(0)
     ref = ControlRNN()

@@ -318,7 +318,8 @@ class Lowering:
             seq = self.arg(n.args[0])
             return seq[n.args[1]]
         if target in (operator.add, operator.sub, operator.mul, operator.floordiv, operator.neg,
-                      torch.sym_max, torch.sym_min) or getattr(target, "__module__", "") == "_operator":
+                      torch.sym_max, torch.sym_min, torch.sym_ite) or \
+                getattr(target, "__module__", "") == "_operator":
             args = [self.arg(a) for a in n.args]
             return n.meta.get("val", target(*args)) if not any(isinstance(a, TV) for a in args) else self._unsupported(n)
         if target in (aten.sym_size.int, aten.sym_stride.int, aten.sym_numel.default):
