@@ -67,9 +67,10 @@ def _warn(message: str, stacklevel: int) -> None:
     frame = sys._getframe(stacklevel)
     g = frame.f_globals
     module = g.get("__name__", "<string>")
+    # (no module_globals: a module built in memory, without a loader, makes
+    # 3.13's warn_explicit raise where warn itself would not)
     warnings.warn_explicit(message, RuntimeWarning, frame.f_code.co_filename, frame.f_lineno,
-                           module=module, registry=_WARNING_REGISTRIES.setdefault(module, {}),
-                           module_globals=g)
+                           module=module, registry=_WARNING_REGISTRIES.setdefault(module, {}))
 
 
 def reset_stats() -> None:
