@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import janus_frame as jf
+from janus_frame import hook
 from janus_frame.cache import listeners
 from jfutil import Recorder
 
@@ -338,3 +339,85 @@ def test_varying_int_row_read_and_reduced_in_the_fusing_backend():
     x = torch.randn(6, 4)
     for i, j in [(0, 1), (2, 5), (5, 0), (3, 3)]:
         torch.testing.assert_close(cf(x, i, j), f(x, i, j))
+
+
+class NumpyPole(Pole):
+    """The same dynamics written with numpy's functions: the state becomes
+    numpy float64 scalars after the first step (as gym's environments keep it)."""
+
+    def step(self, action: int):
+        x, x_dot, theta, theta_dot = self.state
+        force = 10.0 if action == 1 else -10.0
+        cos, sin = np.cos(theta), np.sin(theta)
+        temp = (force + 0.05 * theta_dot ** 2 * sin) / 1.1
+        theta_acc = (9.8 * sin - cos * temp) / (0.5 * (4.0 / 3.0 - 0.1 * cos ** 2 / 1.1))
+        x_acc = temp - 0.05 * theta_acc * cos / 1.1
+        tau = 0.02
+        self.state = [x + tau * x_dot, x_dot + tau * x_acc, theta + tau * theta_dot,
+                      theta_dot + tau * theta_acc]
+        done = abs(self.state[0]) > 2.4 or abs(self.state[2]) > 12 * 2 * math.pi / 360
+        obs = np.asarray(self.state, dtype=np.float32)
+        return obs, np.float64(1.0) * np.exp(-abs(theta)), done
+
+
+def test_numpy_float_state_keeps_its_type_and_does_not_recompile_per_call():
+    ref, env = NumpyPole(), NumpyPole()
+    be = Recorder()
+    step = jf.compile(env.step, backend=be)
+    rec = _listening()
+    try:
+        for i in range(30):
+            rec.call = i
+            action = (i * 7) % 3 % 2
+            want, got = ref.step(action), step(action)
+            assert env.state == ref.state, i
+            assert [type(v) for v in env.state] == [type(v) for v in ref.state], i
+            assert np.array_equal(got[0], want[0]) and got[0].dtype == want[0].dtype, i
+            assert got[1] == want[1] and type(got[1]) is type(want[1]), i
+            assert got[2] == want[2], i
+    finally:
+        listeners.remove(rec)
+    assert be.graphs
+    assert type(env.state[1]) is np.float64
+    assert rec.count("NumpyPole.step", since=15) == 0, rec.log
+
+
+def test_tensor_scaled_by_a_numpy_float_from_state_is_an_input_not_a_constant():
+    class Sim:
+        def __init__(self):
+            self.theta, self.v = 0.1, 0.0
+
+    def f(x, s):
+        s.v = s.v + 0.01 * np.sin(s.theta)
+        s.theta = s.theta + s.v
+        return x * np.cos(s.theta)
+
+    cf = jf.compile(f, backend=Recorder())
+    a, b = Sim(), Sim()
+    x = torch.ones(3)
+    for k in range(12):
+        torch.testing.assert_close(cf(x, a), f(x, b), rtol=0, atol=0)
+        assert (a.theta, a.v) == (b.theta, b.v) and type(a.v) is type(b.v) is np.float64
+    assert len(hook.code_state(f.__code__).recompiles) <= 1
+
+
+def test_numpy_float64_from_state_keeps_numpys_promotion_with_arrays():
+    # numpy 2 promotes a float32 array with a float64 scalar to float64 (the
+    # scalar's type counts): the scalar stays numpy's in numpy operations
+    class S:
+        k = np.float64(1.5)
+
+    def f(x, s):
+        a = x.numpy() * s.k
+        b = np.float32(2) * s.k
+        return torch.from_numpy(a) + 1, b, s.k * 3, np.add(x.numpy(), s.k).dtype
+
+    cf = jf.compile(f, backend=Recorder())
+    s = S()
+    for k in range(4):
+        s.k = np.float64(1.5 + k)
+        x = torch.ones(3)
+        want, got = f(x, s), cf(x, s)
+        assert got[0].dtype == want[0].dtype == torch.float64
+        torch.testing.assert_close(got[0], want[0])
+        assert got[1:] == want[1:] and [type(v) for v in got[1:]] == [type(v) for v in want[1:]]

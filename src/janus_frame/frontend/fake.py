@@ -9,6 +9,7 @@ cannot be an operator argument is a graph break (JF015).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .breaks import GraphBreak
@@ -23,7 +24,13 @@ def _unwrap(v, tensor):
     if isinstance(v, SymV):
         return v.node if tensor is _node_of else v.sym
     if isinstance(v, Const):
-        return v.value
+        x = v.value
+        if type(x) is np.float64 and tensor is _node_of:
+            # as a Python float in the graph's code (its repr, np.float64(...),
+            # names a module the generated code does not import); torch and
+            # torch._numpy take both alike
+            return float(x)
+        return x
     if isinstance(v, TupleV):
         return tuple(_unwrap(x, tensor) for x in v.items)
     if isinstance(v, ListV):

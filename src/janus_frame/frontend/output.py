@@ -45,7 +45,7 @@ from .number_operands import number_operands_ok
 from .whole_step import refuse_new_history
 from .values.dicts import VIEW_TYPES, wrap_dict_view
 from .values.environ import EnvironV
-from .values.constants import rerun_source, varies
+from .values.constants import FLOAT_TYPES, NUMBER_TYPES, rerun_source, varies
 from .values.numpy import wrap_numpy
 
 _CONST_TYPES = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
@@ -164,14 +164,15 @@ class OutputGraph(ShapeMixin):
         """A symbolic value for a real object found at ``source``; installs
         the guards that make later uses of it valid."""
         t = type(obj)
-        if t in _CONST_TYPES or isinstance(obj, _TORCH_CONST_TYPES) or t in (slice, range):
+        if t in _CONST_TYPES or isinstance(obj, _TORCH_CONST_TYPES) or t in (slice, range) or \
+                t is np.float64:  # (a float: values/constants.py, NUMBER_TYPES)
             if source is None:
                 return Const(obj)
             if isinstance(obj, (torch.dtype, torch.layout, torch.memory_format)):
                 guard = functools.partial(self.guards.identity, source, obj)
             else:
                 guard = functools.partial(self.guards.constant, source, obj)
-            if t in (int, float) and (source.name() in self.dynamic or
+            if t in NUMBER_TYPES and (source.name() in self.dynamic or
                                       self.dynamic_all is True and is_argument(source)):
                 return (DynInt if t is int else DynFloat)(obj, source, guard=guard)
             return Const(obj, source, guard=guard)
@@ -508,7 +509,7 @@ class OutputGraph(ShapeMixin):
             return None
         g = self._graph_number_arith(v, floats_ok)
         if g is None and varies(v) and not isinstance(v, (DynInt, DynFloat)) and \
-                (type(v._value) is int or type(v._value) is float and floats_ok):
+                (type(v._value) is int or type(v._value) in FLOAT_TYPES and floats_ok):
             # computed from varying numbers by operations the graph does
             # not model (math.cos, division, abs, ...): computed natively
             # before the graph, with Python's own arithmetic, and handed to
@@ -522,7 +523,7 @@ class OutputGraph(ShapeMixin):
         if isinstance(v, DynFloat) and floats_ok:
             return self.int_input(v)
         if isinstance(v, DerivedConst) and v.fn in _GRAPH_ARITH and \
-                type(v._value) in ((int, float) if floats_ok else (int,)):
+                type(v._value) in (NUMBER_TYPES if floats_ok else (int,)):
             ops = []
             for a in v.args:
                 if type(a._value) is not type(v._value):
@@ -547,7 +548,7 @@ class OutputGraph(ShapeMixin):
         recomputed from its operands' sources by the same Python operations."""
         v = self._int_inputs.get((id(c), vector))
         if v is None:
-            floating = type(c._value) is float
+            floating = type(c._value) in FLOAT_TYPES
             base = c.source if c.source is not None else rerun_source(c)
             if base is None:
                 raise GraphBreak("JF015", "a number computed from values the graph "
@@ -574,7 +575,7 @@ class OutputGraph(ShapeMixin):
         derived ones with Python's arithmetic: bitwise what the program
         makes of them). None when an item cannot be recomputed or is not a
         float (then the values are specialised)."""
-        if not items or not all(isinstance(c, Const) and type(c._value) is float
+        if not items or not all(isinstance(c, Const) and type(c._value) in FLOAT_TYPES
                                 for c in items):
             return None
         srcs = []
@@ -591,8 +592,10 @@ class OutputGraph(ShapeMixin):
         for c, src in zip(items, srcs):
             if src is not None:
                 self.guards.type_is(src, c._value)
-        exprs = [repr(c._value) if src is None else src.expr() for c, src in zip(items, srcs)]
-        names = [repr(c._value) if src is None else src.name() for c, src in zip(items, srcs)]
+        exprs = [repr(float(c._value)) if src is None else src.expr()
+                 for c, src in zip(items, srcs)]
+        names = [repr(float(c._value)) if src is None else src.name()
+                 for c, src in zip(items, srcs)]
         src = ExprSource(f"__jf_torch.tensor([{', '.join(exprs)}], dtype=__jf_torch.float64)",
                          f"tensor([{', '.join(names)}])")
         node = self.root_graph.placeholder(self._unique_name("floats"))

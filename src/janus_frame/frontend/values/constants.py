@@ -17,6 +17,7 @@ import operator
 import types
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..breaks import GraphBreak, would_raise
@@ -271,7 +272,7 @@ def relation(tx, fn, a: Const, b: Const) -> Const | None:
     if op is None or not (unguarded(a) or unguarded(b)) or isinstance(a, SymV) or \
             isinstance(b, SymV):
         return None
-    if not all(type(x._value) in (int, float) for x in (a, b)):
+    if not all(type(x._value) in NUMBER_TYPES for x in (a, b)):
         return None
     k = tx.output.guards.fb.const
     ea, eb = _rerun_expr(a, k), _rerun_expr(b, k)
@@ -281,9 +282,18 @@ def relation(tx, fn, a: Const, b: Const) -> Const | None:
     guards = tx.output.guards
 
     def guard() -> None:
-        guards.add(f"(({ea}) {op} ({eb})) is {result!r}",
+        # (bool(): numpy's float64 compares to a numpy bool, never `is` True)
+        guards.add(f"__jf_h_bool(({ea}) {op} ({eb})) is {result!r}",
                    f"({_rerun_name(a)} {op} {_rerun_name(b)}) is {result!r}")
     return Const(result, None, guard=guard)
+
+
+# numbers the trace keeps as Python values: numpy's float64 scalar (what
+# numpy's functions of Python floats return: a simulator's state) counts as
+# a float -- a subclass of float, whose arithmetic the recomputation (the
+# same Python operations, run natively) reproduces with its type
+NUMBER_TYPES = (int, float, np.float64)
+FLOAT_TYPES = (float, np.float64)
 
 
 def _rerun_expr(v: Const, k) -> str | None:
@@ -291,6 +301,8 @@ def _rerun_expr(v: Const, k) -> str | None:
     x = v._value
     if v._guard is None and (type(x) is int or type(x) is float and math.isfinite(x)):
         return repr(x)  # a literal, or a value already guarded
+    if v._guard is None and type(x) is np.float64:
+        return k(x)  # (the object itself: its type matters to what it computes)
     if isinstance(v, DerivedConst):
         parts = [_rerun_expr(a, k) for a in v.args]
         if any(p is None for p in parts):
@@ -347,7 +359,7 @@ def fold(fn, *args) -> Const:
 
 def _number(v) -> bool:
     return isinstance(v, Const) and not isinstance(v, SymV) and \
-        type(v._value) in (int, float, bool)
+        type(v._value) in (*NUMBER_TYPES, bool)
 
 
 def fold_call_lazy(fn, args: list) -> Const:

@@ -31,7 +31,7 @@ from torch.utils import _pytree as pytree
 from ..breaks import GraphBreak, would_raise
 from ..sources import ExprSource, Source
 from .base import NO, Value, read_before_effects
-from .constants import FOLDED_KINDS, Const, varies
+from .constants import FOLDED_KINDS, NUMBER_TYPES, Const, fold_call_lazy, unguarded, varies
 from .containers import ListV, TupleV
 from .methods import MethodV
 from .tensors import CONVERSIONS as TENSOR_CONVERSIONS, TensorV, check_static
@@ -348,7 +348,7 @@ def _apply(fn, *args):
 def _const_value(x) -> Value:
     """A folded value: numpy scalars stay numpy values (a graph operation
     needs them as tensors, never as fx literals)."""
-    if isinstance(x, np.generic):
+    if isinstance(x, np.generic) and type(x) is not np.float64:
         return NdarrayV(None, True, const=x)
     if isinstance(x, np.ndarray):
         raise AssertionError("a mutable ndarray is never a constant")
@@ -382,18 +382,23 @@ def _fold_numpy(fn, args, kwargs) -> Value | None:
     return _const_value(out)
 
 
-def _unwrap(tx, v: Value):
+def _unwrap(tx, v: Value, item: bool = False):
     """An argument of a numpy call as a graph argument: arrays as their
-    tensors, numpy dtypes and scalar types as their names."""
+    tensors, numpy dtypes and scalar types as their names. ``item``: inside
+    a list or tuple (which numpy makes an array of its own dtype)."""
     if isinstance(v, NdarrayV):
         return v.graph_tensor(tx)
     if isinstance(v, TensorV):
         raise GraphBreak("JF015", "a torch tensor passed to numpy (converted through "
                          "__array__)")
     if isinstance(v, (TupleV, ListV)):
-        items = [_unwrap(tx, x) for x in v.items]
+        items = [_unwrap(tx, x, item=True) for x in v.items]
         return TupleV(items) if isinstance(v, TupleV) else ListV(items)
     py = v.as_python()
+    if type(py) is np.float64 and not item:
+        # a float64 scalar kept as a number (constants.NUMBER_TYPES): numpy's
+        # own scalar here, whose type takes part in numpy's promotion
+        return NdarrayV(None, True, const=py)
     if isinstance(py, np.dtype):
         return Const(py.name)
     if isinstance(py, type) and issubclass(py, np.generic):
@@ -402,7 +407,7 @@ def _unwrap(tx, v: Value):
 
 
 def _varying_number(v: Value) -> bool:
-    return varies(v) and type(v._value) in (int, float)
+    return varies(v) and type(v._value) in NUMBER_TYPES
 
 
 def _record(tx, target: NumpyCall, args: list, kwargs: dict) -> Value:
@@ -496,6 +501,13 @@ def numpy_function(name: str, fn):
             vec = tx.output.float_list_input(list(args[0].items))
             if vec is not None:
                 args = [NdarrayV(vec, False)] + list(args[1:])
+        if is_ufunc and not kwargs and args and all(
+                isinstance(a, Const) and type(a._value) in NUMBER_TYPES for a in args) and \
+                any(unguarded(a) for a in args):
+            # np.sin of a float from mutable state: kept a function of the
+            # values read, recomputed natively by numpy itself (exact), so a
+            # new value each call costs no recompile
+            return fold_call_lazy(fn, list(args))
         if not any(isinstance(a, (NdarrayV, TensorV)) for a in
                    _flat(list(args) + list(kwargs.values()))):
             if _all_const(args, kwargs):
@@ -548,7 +560,7 @@ def wrap_numpy(output, obj, source: Source) -> Value | None:
     strides: used as an opaque object)."""
     g = output.guards
     if isinstance(obj, np.generic):
-        if not isinstance(obj, (np.number, np.bool_)):
+        if not isinstance(obj, (np.number, np.bool_)) or type(obj) is np.float64:
             return None
         g.constant(source, obj)
         return NdarrayV(None, True, const=obj, source=source)
@@ -577,4 +589,6 @@ def _tensor_numpy(tx, t: TensorV, args: list, kwargs: dict) -> Value:
 
 
 TENSOR_CONVERSIONS["numpy"] = _tensor_numpy
-FOLDED_KINDS.append((np.generic, lambda x: NdarrayV(None, True, const=x)))
+# (numpy's float64 scalars are numbers: constants.NUMBER_TYPES)
+FOLDED_KINDS.append((np.generic, lambda x: Const(x) if type(x) is np.float64 else
+                     NdarrayV(None, True, const=x)))
