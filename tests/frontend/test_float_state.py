@@ -421,3 +421,39 @@ def test_numpy_float64_from_state_keeps_numpys_promotion_with_arrays():
         assert got[0].dtype == want[0].dtype == torch.float64
         torch.testing.assert_close(got[0], want[0])
         assert got[1:] == want[1:] and [type(v) for v in got[1:]] == [type(v) for v in want[1:]]
+
+
+class _Node:
+    __slots__ = ("word",)
+
+    def __init__(self, word):
+        self.word = word
+
+
+@pytest.mark.parametrize("backend", ["recorder", "eager"])
+def test_window_at_a_varying_offset_is_a_view_and_does_not_recompile_per_offset(backend):
+    # x[i:i + k] with an int that changes between calls (a tree node's word):
+    # a narrow at an offset read from the node, guarded in range
+    emb = torch.nn.Parameter(torch.randn(50, 4))
+
+    def lookup(node):
+        return (emb[node.word:node.word + 1] * 2).sum()
+
+    def scale(x, node):
+        x[node.word:node.word + 3].mul_(2)
+        return x[node.word:node.word + 3] + 1
+
+    be = Recorder() if backend == "recorder" else backend
+    cl, cs = jf.compile(lookup, backend=be), jf.compile(scale, backend=be)
+    for w in [3, 7, 11, 2, 40, 0, 49]:
+        got, want = cl(_Node(w)), lookup(_Node(w))
+        assert torch.equal(got, want)
+        assert torch.equal(torch.autograd.grad(got, emb)[0], torch.autograd.grad(want, emb)[0])
+    for w in [0, 3, 7, 5, 2, 8, 9]:   # 8 and 9: past the end, Python's slice clamps
+        a = torch.arange(20.0).view(10, 2)
+        b = a.clone()
+        torch.testing.assert_close(cs(a, _Node(w)), scale(b, _Node(w)))
+        assert torch.equal(a, b), w
+    assert len(hook.code_state(lookup.__code__).recompiles) <= 1
+    # one to a dynamic offset, then one per clamped offset past the end
+    assert len(hook.code_state(scale.__code__).recompiles) <= 3

@@ -20,7 +20,7 @@ from ... import _C
 from ..breaks import GraphBreak, LeafRowWritten, would_raise
 from ..sources import AttrSource
 from .base import Value, read_before_effects
-from .constants import Const, DynInt, fold
+from .constants import Const, DerivedConst, DynInt, fold
 from .methods import MethodV
 
 # Tensor attributes that are metadata (constants under the static-shape guards)
@@ -140,6 +140,24 @@ class TensorV(Value):
             idx = out.int_input(key)
             sel = out.call("call_function", torch.narrow, (self, Const(0), idx, Const(1)), {})
             return out.call("call_method", "squeeze", (sel, Const(0)), {})
+        window = _varying_window(key)
+        if window is not None and self.fake.dim() > 0 and isinstance(self.fake.shape[0], int) \
+                and 0 <= window[0]._value <= self.fake.shape[0] - window[1]:
+            # x[i:i + k] with an int that varies between calls: a narrow at
+            # that offset (guarded in range, where it is the slice exactly),
+            # not a new constant slice per value of i
+            start, k = window
+            src, last = start.source, self.fake.shape[0] - k
+            out.guards.add(f"0 <= {src.expr()} <= {last}", f"0 <= {src.name()} <= {last}")
+            if k == 1 and self.fake.requires_grad and self.fake.is_leaf and out.grad_enabled \
+                    and tx.code not in LeafRowWritten.codes:
+                # a parameter's row: gathered, as x[i] is above
+                sel = out.call("call_function", torch.index_select,
+                               (self, Const(0), out.int_input(start, vector=True)), {})
+                sel.fake._janus_leaf_row = tx.code
+                return sel
+            return out.call("call_function", torch.narrow,
+                            (self, Const(0), out.int_input(start), Const(k)), {})
         return out.call("call_function", operator.getitem, (self, key), {})
 
     def store_item(self, tx, key: Value, value: Value) -> None:
@@ -333,6 +351,31 @@ def _getter(name: str):
 def _method(name: str):
     """``t.name(*args, **kwargs)`` as an operation."""
     return lambda t, *args, **kwargs: getattr(t, name)(*args, **kwargs)
+
+
+def _varying_window(key):
+    """``(i, k)`` for the slice ``i:i + k`` (no step) where ``i`` is an int
+    that varies between calls, read from the frame, and ``k`` a literal
+    count; else None."""
+    if key.python_type() is not slice or not (isinstance(key.step, Const) and key.step._guard is None
+                                           and key.step._value in (None, 1)):
+        return None
+    start, stop = key.start, key.stop
+    if not (isinstance(start, DynInt) and start._guard is not None and start.source is not None
+            and type(start._value) is int):
+        return None
+    if not (isinstance(stop, DerivedConst) and stop._guard is not None and
+            stop.fn in (operator.add, operator.iadd) and len(stop.args) == 2):
+        return None
+    name = start.source.name()
+    same = [isinstance(a, DynInt) and a.source is not None and a.source.name() == name
+            for a in stop.args]
+    if sum(same) != 1:
+        return None
+    k = stop.args[same.index(False)]
+    if not (isinstance(k, Const) and k._guard is None and type(k._value) is int and k._value >= 0):
+        return None
+    return start, k._value
 
 
 def leaf_row(fake):
