@@ -12,6 +12,8 @@ from __future__ import annotations
 import collections
 import types
 
+from ... import _C
+
 from ..breaks import GraphBreak
 from .constants import Const
 from .base import Value
@@ -68,3 +70,30 @@ def generic_attr_method(v: Value, tx, name: str, args: list, kwargs: dict, name_
         v._generic_delattr(tx, name_of(args[0]))
         return Const(None)
     return None
+
+
+MISSING = _C.MISSING  # what a failed MRO lookup returns
+
+_OBJECT_GETATTRIBUTE = object.__dict__["__getattribute__"]
+
+
+def _generic_getattribute(found) -> bool:
+    """Is the ``__getattribute__`` a class resolves to the generic lookup
+    (object's, or a builtin attribute bag's own copy of it, see
+    builtin_entry)?"""
+    return found is _OBJECT_GETATTRIBUTE or (
+        builtin_entry(found) and getattr(found, "__objclass__", None) is types.SimpleNamespace)
+
+
+def lookup(tx, cls: type, name: str, start: type | None = None):
+    """What ``cls``'s MRO holds for ``name`` (after ``start``, for
+    ``super()``): the raw class-dict entry, or MISSING. The entry guards
+    that the resolution still holds."""
+    found = _C.type_lookup(cls, name, start)
+    tx.output.guards.class_attr(cls, name, found, start)
+    return found
+
+
+def is_data_descriptor(attr) -> bool:
+    return attr is not MISSING and hasattr(type(attr), "__set__") and \
+        hasattr(type(attr), "__get__")

@@ -35,14 +35,14 @@ from typing import Any
 
 import torch
 
-from ... import _C
 from .. import polyfills
 from ..breaks import GraphBreak, would_raise
 from ..sources import (
     AttrSource, ExprSource, ItemSource, KeyedItemSource, PinnedSource, Source, key_expr,
 )
 from .attr_protocol import (  # noqa: F401 -- re-exported: callers import them from here
-    BUILTIN_BASES, builtin_entry, generic_attr_method, is_instance_dict_descriptor,
+    _OBJECT_GETATTRIBUTE, BUILTIN_BASES, MISSING, _generic_getattribute, builtin_entry,
+    generic_attr_method, is_data_descriptor, is_instance_dict_descriptor, lookup,
     lookup_succeeds)
 from .base import NO, Value, read_before_effects
 from .constants import Const, fold
@@ -711,28 +711,8 @@ NAMESPACE_POSITIONAL = _namespace_positional()
 _GENERIC_METHODS = ("__getattribute__", "__setattr__", "__delattr__", "__init__")
 
 
-MISSING = _C.MISSING
-
-_OBJECT_GETATTRIBUTE = object.__dict__["__getattribute__"]
 # what effects.pending_attr answers for an attribute deleted in this trace
 DELETED = object()
-
-
-def _generic_getattribute(found) -> bool:
-    """Is the ``__getattribute__`` a class resolves to the generic lookup
-    (object's, or a builtin attribute bag's own copy of it, see
-    builtin_entry)?"""
-    return found is _OBJECT_GETATTRIBUTE or (
-        builtin_entry(found) and getattr(found, "__objclass__", None) is types.SimpleNamespace)
-
-
-def lookup(tx, cls: type, name: str, start: type | None = None):
-    """What ``cls``'s MRO holds for ``name`` (after ``start``, for
-    ``super()``): the raw class-dict entry, or MISSING. The entry guards
-    that the resolution still holds."""
-    found = _C.type_lookup(cls, name, start)
-    tx.output.guards.class_attr(cls, name, found, start)
-    return found
 
 
 def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
@@ -788,11 +768,6 @@ def class_attr(tx, v: Value, cls: type, name: str, static=None) -> Value:
     else:
         src = AttrSource(PinnedSource(cls), name)
     return tx.output.wrap(static, src)
-
-
-def is_data_descriptor(attr) -> bool:
-    return attr is not MISSING and hasattr(type(attr), "__set__") and \
-        hasattr(type(attr), "__get__")
 
 
 def _object_init(self):
