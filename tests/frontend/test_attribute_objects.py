@@ -289,3 +289,23 @@ def test_input_object_setattr_with_an_effect_runs_once_per_store():
         assert_same(out, (x * obj.v, obj.w))
     assert a.v == b.v == 4.0 and "w" in vars(b)
     torch.testing.assert_close(a.w, b.w)
+
+
+class Doubling:
+    """Reads through object.__getattribute__ called directly."""
+
+    def __init__(self):
+        self.scale = 2.0
+
+    def __getattribute__(self, name):
+        if name == "scale":
+            return object.__getattribute__(self, "scale") * 2
+        return object.__getattribute__(self, name)
+
+
+def test_input_object_getattribute_calling_object_getattribute_directly_sees_writes():
+    def f(x, d):
+        d.scale = 3.0          # written in the trace: the class's lookup is traced
+        return x * d.scale, d.scale
+
+    Jit()(f, torch.randn(3), Doubling(), calls=2)

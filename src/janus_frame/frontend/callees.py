@@ -159,11 +159,13 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
         # object.__setattr__(self, ...), dict.__setitem__(self, ...) on an
         # instance made while tracing: its kind applies the builtin method
         return args[0].call_method(tx, obj.__name__, list(args[1:]), kwargs)
-    if obj is object.__setattr__ and len(args) == 3 and isinstance(args[0], ObjV) and \
-            args[0]._plain_object():
-        # object.__setattr__(obj, key, value) on an object read from the
-        # frame (frozen dataclasses, a class's own __setattr__)
-        return args[0].call_method(tx, "__setattr__", list(args[1:]), kwargs)
+    if (obj is object.__setattr__ and len(args) == 3 or
+            obj is object.__getattribute__ and len(args) == 2) and \
+            isinstance(args[0], ObjV) and args[0]._plain_object():
+        # object.__setattr__(obj, key, value), object.__getattribute__(obj,
+        # key) on an object read from the frame (frozen dataclasses, a
+        # class's own __setattr__ / __getattribute__): the generic protocol
+        return args[0].call_method(tx, obj.__name__, list(args[1:]), kwargs)
     if obj in PURE_FUNCTIONS or getattr(obj, "__module__", None) == "math":
         return _fold_call(obj, args, kwargs)
     if isinstance(obj, types.FunctionType):
