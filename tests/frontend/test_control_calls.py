@@ -575,7 +575,7 @@ def test_stateless_modules_built_in_forward(jit):
     jit(f, torch.randn(2, 4))
 
 
-def test_stateless_module_built_in_forward_escapes_as_a_new_object():
+def _tanh_built_in_forward_escapes():
     rec = Recorder()
 
     def f(x):
@@ -588,6 +588,10 @@ def test_stateless_module_built_in_forward_escapes_as_a_new_object():
     torch.testing.assert_close(y1, torch.tanh(x))
     assert type(a1) is nn.Tanh and a1 is not a2 and a1.training
     assert len(rec.graphs) == 1
+
+
+def test_stateless_module_built_in_forward_escapes_as_a_new_object():
+    _tanh_built_in_forward_escapes()
 
 
 def test_module_built_in_forward_then_changed_breaks():
@@ -617,17 +621,7 @@ def test_stateless_module_built_in_forward_after_torch_compile_patched_module_in
     # whether janus_frame read the constructors before or after that
     import janus_frame.frontend.values.new_modules  # noqa: F401
     torch.compile(lambda x: nn.Tanh()(x) + 1, backend="eager")(torch.randn(2))
-    rec = Recorder()
-
-    def f(x):
-        act = nn.Tanh()
-        return act(x), act
-
-    cf = jf.compile(f, backend=rec, fullgraph=True)
-    x = torch.randn(3)
-    (y1, a1), (y2, a2) = cf(x), cf(x)
-    assert type(a1) is nn.Tanh and a1 is not a2
-    assert torch.equal(y1, torch.tanh(x)) and len(rec.graphs) == 1
+    _tanh_built_in_forward_escapes()
 
 
 @pytest.mark.parametrize("make,target", [

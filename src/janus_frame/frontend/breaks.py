@@ -306,7 +306,21 @@ class NoPredication(Exception):
             "%s:%s: not predicated: %s", self.site.filename, self.site.lineno, self)
 
 
-class LeafRowWritten(Exception):
+class RetraceCode(Exception):
+    """Trace the frame again with its code recorded in the subclass's
+    ``codes``, which the trace then consults (one question settled)."""
+
+    codes: weakref.WeakSet
+
+    def __init__(self, code) -> None:
+        super().__init__(code.co_qualname)
+        self.code = code
+
+    def settle(self) -> None:
+        type(self).codes.add(self.code)
+
+
+class LeafRowWritten(RetraceCode):
     """A parameter's row gathered for a varying index (values/tensors.py) is
     written in place: eager raises there (a view of a leaf that requires
     grad), which only a true view reproduces.  Trace the frame again with
@@ -315,26 +329,13 @@ class LeafRowWritten(Exception):
     # code objects whose varying-index rows of parameters are views
     codes: weakref.WeakSet = weakref.WeakSet()
 
-    def __init__(self, code) -> None:
-        super().__init__(code.co_qualname)
-        self.code = code
 
-    def settle(self) -> None:
-        LeafRowWritten.codes.add(self.code)
-
-
-class LoggingKept(Exception):
+class LoggingKept(RetraceCode):
     """A segment with print/logging calls moved to its end
     (methods.defer_logging) cannot be rolled back: were its graph to raise,
     the frame could not rerun natively, and the messages eager prints before
     the error would be lost. Trace the frame again with those calls
     breaking the graph where they are."""
 
+    # code objects whose logging calls break the graph where they are
     codes: weakref.WeakSet = weakref.WeakSet()
-
-    def __init__(self, code) -> None:
-        super().__init__(code.co_qualname)
-        self.code = code
-
-    def settle(self) -> None:
-        LoggingKept.codes.add(self.code)

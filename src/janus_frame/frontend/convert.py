@@ -39,7 +39,7 @@ from .. import faults, torch_compat
 from ..cache import CompiledEntry
 from . import batching
 from .backend_call import compile_graph
-from .breaks import GraphBreak, LeafRowWritten, LoggingKept, NoPredication
+from .breaks import GraphBreak, NoPredication, RetraceCode
 from .guards import user_modes_active
 from .handover import not_resumable, record_break
 from .replacement import compiled_entry, native_while_modes_active
@@ -72,7 +72,7 @@ def _compile_frame(func, args: tuple, ctx) -> CompiledEntry:
             return _compile(func, args, ctx, symbolic)
         except NeedsShapeEnv:
             symbolic = True
-        except (UnsafeSpeculation, NoPredication, LeafRowWritten, LoggingKept) as e:
+        except (UnsafeSpeculation, NoPredication, RetraceCode) as e:
             e.settle()  # the sites break the graph from now on
     raise GraphBreak("JF009", "could not settle the frame's speculation")
 
@@ -92,7 +92,7 @@ def _compile(func, args, ctx, symbolic: bool) -> CompiledEntry:
             brk.detail += f" (the frame then runs natively: {e.reason})"
             raise brk from None
         raise
-    except (NeedsShapeEnv, UnsafeSpeculation, NoPredication, LeafRowWritten, LoggingKept,
+    except (NeedsShapeEnv, UnsafeSpeculation, NoPredication, RetraceCode,
             ReusedRecordMismatch):
         raise
     except Exception as e:  # noqa: BLE001

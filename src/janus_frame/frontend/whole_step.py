@@ -130,16 +130,21 @@ def node_key(f) -> tuple:
     return (type(f).__name__, f._sequence_nr(), len(f.next_functions))
 
 
-def _history(fn) -> set:
-    """Keys of the autograd nodes reachable from ``fn``."""
+def _nodes(fn):
+    """The autograd nodes reachable from ``fn``, each once."""
     seen, stack = set(), [fn]
     while stack:
         f = stack.pop()
         if f is None or node_key(f) in seen:
             continue
         seen.add(node_key(f))
+        yield f
         stack.extend(nf for nf, _ in f.next_functions)
-    return seen
+
+
+def _history(fn) -> set:
+    """Keys of the autograd nodes reachable from ``fn``."""
+    return {node_key(f) for f in _nodes(fn)}
 
 
 def _live_history(val, consumed) -> bool:
@@ -171,12 +176,7 @@ SECOND_BACKWARD = (
 def _saves_tensors(fn) -> bool:
     """Does the history from ``fn`` hold saved tensors (``_saved_*`` of the
     generated nodes, ``saved_tensors`` of custom Functions)?"""
-    seen, stack = set(), [fn]
-    while stack:
-        f = stack.pop()
-        if f is None or node_key(f) in seen:
-            continue
-        seen.add(node_key(f))
+    for f in _nodes(fn):
         for name in dir(f):
             if name.startswith("_saved_") or name == "saved_tensors":
                 try:
@@ -186,7 +186,6 @@ def _saves_tensors(fn) -> bool:
                 vals = v if isinstance(v, (tuple, list)) else (v,)
                 if any(isinstance(t, torch.Tensor) for t in vals):
                     return True
-        stack.extend(nf for nf, _ in f.next_functions)
     return False
 
 
