@@ -29,6 +29,7 @@ from . import batching
 from .codegen import nargs_of
 from .guards import Guards, user_modes_active
 from .rebuild import function_expr
+from .run_errors import in_range
 from .segment import Segment, Undo
 from .sources import AttrSource, ExprSource, ItemSource
 
@@ -168,15 +169,26 @@ def _guarded_call(seg: Segment, call: str, input_exprs: dict) -> list[str]:
         undo.append(f"{fb.const(torch.set_rng_state)}(__jf_rng)")
     saving = bool(undo_set.inputs)
     if saving and undo_set.safe_if_disjoint and not seg.checks:
-        # nothing to restore unless the inputs share memory (see Undo)
+        # nothing to restore unless the inputs share memory or an index
+        # input is out of range (see Undo)
         every = ", ".join(input_exprs.values())
-        lines.append(f"__jf_keep = not {fb.const(_disjoint)}(({every},))")
+        keep = f"not {fb.const(_disjoint)}(({every},))"
+        if undo_set.ranges:
+            ranges = ", ".join(f"({input_exprs[name]}, {bound}, {ignore})"
+                               for name, bound, ignore in undo_set.ranges)
+            keep += f" or not {fb.const(in_range)}(({ranges},))"
+        lines.append(f"__jf_keep = {keep}")
         guard = "if __jf_keep: "
     else:
         guard = ""
     for i, name in enumerate(undo_set.inputs):
         lines.append(f"{guard}__jf_saved{i} = {input_exprs[name]}.clone()")
-        undo.append(f"{input_exprs[name]}.copy_(__jf_saved{i})")
+    if saving:
+        # (with grad mode off: a parameter is a leaf that requires grad, which
+        # eager lets no one update in place with it on)
+        pairs = "".join(f"({input_exprs[name]}, __jf_saved{i}), "
+                        for i, name in enumerate(undo_set.inputs))
+        undo.append(f"{fb.const(_restore)}(({pairs}))")
     lines += ["try:", f"    {call}", "except Exception:"]
     if guard:
         # inputs apart: the graph raised before touching them, or on an
@@ -194,6 +206,13 @@ def _guarded_call(seg: Segment, call: str, input_exprs: dict) -> list[str]:
     for site in seg.spec_sites:
         lines.append(f"{fb.const(site)}.hit()")
     return lines
+
+
+def _restore(pairs) -> None:
+    """Copy each saved tensor back into the input it was taken from."""
+    with torch.no_grad():
+        for tensor, saved in pairs:
+            tensor.copy_(saved)
 
 
 def _disjoint(tensors) -> bool:

@@ -39,6 +39,7 @@ from .handover import break_tail
 from .interpreter import Translator
 from .output import OutputGraph
 from .rebuild import Rebuilder
+from .run_errors import run_time_errors
 from .sources import ArgSource, ClosureSource, pins_kept
 from .values import Value
 from .values.tensors import leaf_row as _leaf_row
@@ -82,10 +83,10 @@ class Undo:
     inputs: list[str]
     random: bool
     # the graph cannot raise once its inputs are known not to share memory
-    # (only operations of _SAFE_OPS: the errors left at run time are overlaps
-    # of the memory an in-place update reads and writes): the copies are
-    # taken only on calls whose inputs do share memory
+    # and its index inputs (``ranges``) to be in range (run_errors.py): the
+    # copies are taken only on calls where they are not
     safe_if_disjoint: bool = False
+    ranges: tuple = ()  # (placeholder name, bound, ignored value or None)
 
 
 @dataclasses.dataclass
@@ -241,55 +242,9 @@ def _undo(gm, speculates: bool, sites: list) -> Undo | None:
         return None
     names = [n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
              for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
+    checks = run_time_errors(gm) if direct else None
     return Undo(direct, any(h in n.lower() for n in names for h in _RANDOM_HINTS),
-                bool(direct) and _raises_only_on_overlap(gm))
-
-
-# Operations that raise nothing at run time once shapes, dtypes and devices
-# are those the trace saw (fake tensors raised any error those decide) and
-# no two inputs share memory: floating-point arithmetic has no error values
-# (inf and nan instead), so only integer division is kept out; indexing only
-# with ints and slices (an index tensor may be out of range), no losses (a
-# class target may be out of range), nothing reading data to decide.
-_SAFE_OPS = frozenset("""
-add sub mul neg abs sqrt rsqrt exp log sigmoid tanh relu gelu silu clamp clamp_min clamp_max
-maximum minimum lerp addcmul addcdiv sign square reciprocal copy zero fill
-iadd isub imul
-matmul mm bmm linear addmm sum mean amax amin softmax log_softmax layer_norm
-view reshape transpose permute t unsqueeze squeeze flatten contiguous expand expand_as
-detach clone
-""".split())
-_BASIC_INDEX = (int, slice, type(None), type(Ellipsis))
-_FLOAT_ONLY = frozenset("div true_divide truediv itruediv pow ipow".split())
-
-
-def _raises_only_on_overlap(gm) -> bool:
-    for n in gm.graph.nodes:
-        if n.op in ("placeholder", "output", "get_attr"):
-            continue
-        if n.op not in ("call_function", "call_method"):
-            return False
-        name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
-        if name == "_set_grad_enabled":
-            continue
-        base = name.strip("_") if name.startswith("__") else name.rstrip("_")
-        if base.startswith("_foreach_"):
-            base = base[len("_foreach_"):]
-        if base in _SAFE_OPS:
-            continue
-        if name == "getitem" and len(n.args) == 2:
-            # basic indexing (ints, slices): a tensor index may be out of range
-            idx = n.args[1] if isinstance(n.args[1], tuple) else (n.args[1],)
-            if all(isinstance(i, _BASIC_INDEX) for i in idx):
-                continue
-        val = n.meta.get("example_value")
-        vals = val if isinstance(val, (list, tuple)) else [val]
-        if base in _FLOAT_ONLY and vals and all(
-                isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())
-                for v in vals):
-            continue
-        return False
-    return True
+                checks is not None, checks or ())
 
 
 def _storage(node):
