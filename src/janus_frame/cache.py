@@ -173,6 +173,7 @@ class Stats:
     # recorded calls they ran, recordings dropped (the recursion reran natively)
     batched_calls: int = 0
     batched_rows: int = 0
+    batched_compiled: int = 0  # batched graphs the fusing backend compiled
     batch_aborts: int = 0
 
     def clear(self) -> None:

@@ -37,6 +37,11 @@ def default(gm, example_inputs, *, options=None):
 BACKENDS: dict[str, Callable] = {"eager": eager, "inductor": inductor, "default": default}
 
 
+def is_fusing(fn) -> bool:
+    """Is ``fn`` (from :func:`lookup_backend`) janus_frame's fusing backend?"""
+    return fn is default or (isinstance(fn, functools.partial) and fn.func is default)
+
+
 def lookup_backend(spec, options=None) -> Callable:
     """The backend function for ``spec``: a name from ``BACKENDS`` or a callable.
 

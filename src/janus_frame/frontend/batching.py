@@ -13,6 +13,7 @@ import copy
 
 import torch
 
+from ..backends import is_fusing
 from ..batching import Plan
 
 
@@ -53,11 +54,13 @@ def _out_meta(gm):
     return meta
 
 
-def plan_for(seg):
+def plan_for(seg, backend):
     """The plan of a recordable segment (before the backend sees its graph:
-    the captured graph is copied, a backend may rewrite it in place)."""
+    the captured graph is copied, a backend may rewrite it in place).
+    ``backend``: the segment's; the fusing backend also compiles the batched
+    graphs."""
     if segment_mode(seg) != "record":
         return None
     gm = seg.graph
     return Plan(torch.fx.GraphModule(gm, copy.deepcopy(gm.graph)), _out_meta(gm),
-                seg.code.co_qualname)
+                seg.code.co_qualname, backend if is_fusing(backend) else None)

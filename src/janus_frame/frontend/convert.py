@@ -147,7 +147,7 @@ def _entry(seg: Segment, ctx) -> CompiledEntry:
     faults.point("frontend.traced")
     seg.close()
     faults.point("frontend.closed")
-    plan = batching.plan_for(seg)  # before the backend: it may rewrite the graph
+    plan = batching.plan_for(seg, ctx.backend)  # before the backend: it may rewrite the graph
     compiled = compile_graph(seg, ctx)
     faults.point("frontend.compiled")
     return compiled_entry(seg, compiled, plan)
