@@ -224,3 +224,36 @@ def test_what_decides_the_errors_of_a_graph():
     # integer division by a tensor
     g = _graph(lambda a, b: a // b, tok, tok)
     assert run_time_errors(g) is None
+
+
+@pytest.mark.reruns_ok
+def test_a_graph_failing_in_its_backend_before_it_ever_ran_is_rolled_back():
+    # a backend whose compiled callable updates the inputs and then fails
+    # on its first call (a kernel that does not run on this machine): the
+    # copies are taken until the graph has run once, so the frame reruns
+    # natively with its inputs as they were, and the error never reaches
+    # the program
+    calls = []
+
+    def flaky(gm, example):
+        def run(*args):
+            calls.append(1)
+            if len(calls) == 1:
+                for a in args:  # (what the graph updates: m)
+                    if isinstance(a, torch.Tensor) and a.data_ptr() == m.data_ptr():
+                        a.data.add_(100.0)
+                raise RuntimeError("kernel failed")
+            return gm(*args)
+        return run
+
+    def f(x, m):
+        m.mul_(0.5).add_(x)  # updated in place; only shape-decided ops
+        return (x * 2).sum()
+
+    x, m = torch.randn(4), torch.ones(4)
+    x2, m2 = x.clone(), m.clone()
+    cf = jf.compile(f, backend=flaky)
+    for _ in range(3):
+        torch.testing.assert_close(cf(x, m), f(x2, m2))
+        torch.testing.assert_close((x, m), (x2, m2))
+    assert len(calls) == 3  # the failed call, then two that ran compiled

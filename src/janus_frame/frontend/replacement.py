@@ -172,7 +172,11 @@ def _guarded_call(seg: Segment, call: str, input_exprs: dict) -> list[str]:
         # nothing to restore unless the inputs share memory or an index
         # input is out of range (see Undo)
         every = ", ".join(input_exprs.values())
-        keep = f"not {fb.const(_disjoint)}(({every},))"
+        # ... and once the graph has run: until then it may still fail
+        # inside its backend (a kernel that does not run here), which the
+        # copies turn into a native rerun instead of an error for the user
+        ran = fb.const([False])
+        keep = f"not {ran}[0] or not {fb.const(_disjoint)}(({every},))"
         if undo_set.ranges:
             ranges = ", ".join(f"({input_exprs[name]}, {bound}, {ignore})"
                                for name, bound, ignore in undo_set.ranges)
@@ -191,12 +195,14 @@ def _guarded_call(seg: Segment, call: str, input_exprs: dict) -> list[str]:
         undo.append(f"{fb.const(_restore)}(({pairs}))")
     lines += ["try:", f"    {call}", "except Exception:"]
     if guard:
-        # inputs apart: the graph raised before touching them, or on an
-        # error no rerun can avoid (out of memory): as it stands
+        # a graph that ran before, inputs apart: it raised before touching
+        # them, or on an error no rerun can avoid (out of memory): as it stands
         lines.append("    if not __jf_keep: raise")
     lines += ["    " + u for u in undo]
     lines.append(f"    {fb.const(_note_rerun)}({fb.const(seg.site)})")
     lines.append(f"    return {fn}({slots})")
+    if guard:
+        lines.append(f"{ran}[0] = True")
     for check, site in zip(seg.checks, seg.spec_sites):
         k = fb.const(site)
         lines.append(f"if {check}:")
