@@ -312,3 +312,106 @@ def test_recompile_explained_through_a_pinned_object_after_later_traces():
         assert ".K == 2.0" in why and "not explained" not in why, why
     finally:
         del sys.modules[mod.__name__]
+
+
+@pytest.fixture
+def patched_clone():
+    """torch.Tensor.clone replaced by a Python function that counts its
+    calls and calls the original C method; restored afterwards."""
+    orig = torch.Tensor.clone
+    calls = []
+
+    def counting_clone(self, *args, **kwargs):
+        calls.append(1)
+        return orig(self, *args, **kwargs)
+
+    torch.Tensor.clone = counting_clone
+    try:
+        yield orig, calls
+    finally:
+        torch.Tensor.clone = orig
+
+
+@pytest.mark.parametrize("backend", ["recorder", "janus"])
+def test_a_tensor_method_the_program_replaced_is_traced_and_called_once(patched_clone, backend):
+    _, calls = patched_clone
+
+    def f(x):
+        return x.clone() * 2 + 1
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec if backend == "recorder" else jf.backend, strict=True)
+    x = torch.randn(5)
+    for i in range(3):
+        before = len(calls)
+        torch.testing.assert_close(cf(x), x * 2 + 1)
+        if i or backend == "recorder":
+            # eager calls it once per call: so does the compiled function
+            # (the fusing backend's first call traces the graph to aten under
+            # make_fx's torch-function mode, which torch hands the attribute)
+            assert len(calls) == before + 1
+    if backend == "recorder":
+        assert len(rec.graphs) == 1
+        # the replacement was inlined: the graph calls the C method, never
+        # the attribute (which would dispatch to the Python function again)
+        assert "clone" not in [n.target for n in rec.graphs[0].graph.nodes
+                               if n.op == "call_method"]
+
+
+def test_a_tensor_method_replaced_after_compiling_recompiles():
+    def f(x):
+        return x.clone() + 1
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec, strict=True)
+    x = torch.randn(4)
+    torch.testing.assert_close(cf(x), x + 1)
+    orig = torch.Tensor.clone
+    torch.Tensor.clone = lambda self: orig(self) * 10
+    try:
+        torch.testing.assert_close(cf(x), f(x))
+        torch.testing.assert_close(cf(x), x * 10 + 1)
+    finally:
+        torch.Tensor.clone = orig
+    torch.testing.assert_close(cf(x), x + 1)
+    assert len(rec.graphs) == 2
+
+
+@pytest.mark.parametrize("backend", ["recorder", "janus"])
+def test_the_original_tensor_method_kept_apart_is_called_in_the_graph(patched_clone, backend):
+    orig, calls = patched_clone
+
+    def f(x):
+        return orig(x) * 2
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec if backend == "recorder" else jf.backend, strict=True)
+    x = torch.randn(3, requires_grad=True)
+    out = cf(x)
+    torch.testing.assert_close(out, x * 2)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, torch.full((3,), 2.0))
+    calls.clear()  # (the fusing backend's compile: see above)
+    torch.testing.assert_close(cf(x), x * 2)
+    assert calls == []  # the replacement is never called: eager does not call it
+    if backend == "recorder":
+        assert len(rec.graphs) == 1 and len(rec.ops()) == 2
+
+
+def test_an_in_place_tensor_method_kept_apart_breaks_the_graph_and_writes():
+    orig = torch.Tensor.add_
+    torch.Tensor.add_ = lambda self, other: orig(self, other * 100)
+    try:
+        def f(x):
+            y = x * 1
+            orig(y, 1)
+            return y * 2
+
+        cf = jf.compile(f, backend="eager")
+        x = torch.randn(3)
+        with jf.profile() as prof:
+            torch.testing.assert_close(cf(x), (x + 1) * 2)
+        assert [s.break_id for s in prof.report().sites if s.break_id] == ["JF022"]
+        torch.testing.assert_close(cf(x), f(x))
+    finally:
+        torch.Tensor.add_ = orig

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import random
+import warnings
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import janus_frame as jf
+from janus_frame import batching
 from janus_frame.cache import stats
 from janus_frame.config import config
 
@@ -361,3 +363,44 @@ def test_recordings_are_per_thread():
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_a_program_wrapping_the_batching_runtime_runs_it_natively(monkeypatch):
+    # the wrapper is the program's own code and is compiled when the
+    # replacement calls it; what it calls of janus_frame's run time is not
+    # traced (its state is not the program's), so it runs as it is
+    flushes = []
+    original = batching.Recorder.flush
+
+    def timed_flush(self):
+        flushes.append(len(self.calls))
+        return original(self)
+
+    monkeypatch.setattr(batching.Recorder, "flush", timed_flush)
+    torch.manual_seed(0)
+    model = ModuleTreeLSTM()
+    f = jf.compile(model, backend="eager")
+    tree = balanced_tree(random.Random(0), 8)
+    internal = stats.internal_errors
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no internal-error warning
+        for _ in range(4):
+            close(f(tree), model(tree))
+    assert stats.internal_errors == internal
+    assert flushes and stats.batched_calls > 0
+
+
+def test_janus_frames_own_functions_are_not_traced():
+    from janus_frame import trace_rules
+
+    def f(x):
+        return x + 1, trace_rules.is_internal_file(__file__)
+
+    cf = jf.compile(f, backend="eager")
+    x = torch.randn(3)
+    with jf.profile() as prof:
+        out, internal = cf(x)
+    close(out, x + 1)
+    assert internal is False
+    assert [(s.break_id, "janus_frame's own" in s.reason) for s in prof.report().sites
+            if s.break_id] == [("JF002", True)]

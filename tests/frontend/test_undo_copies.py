@@ -11,7 +11,7 @@ takes the copies only on a call that could raise.
 Differential: the compiled and the plain step run on copies of one model and
 optimizer; losses, parameters and the optimizer state are compared after
 every step, and so are the exception and the state after a call whose index
-is out of range.  ``torch.Tensor.clone`` is counted on the steady calls: the
+is out of range.  The copies taken are counted on the steady calls: the
 copies must be gone where the indices decide every error, and kept where
 they cannot be checked before the graph runs.
 """
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import janus_frame as jf
-from janus_frame.frontend import whole_step
+from janus_frame.frontend import replacement, whole_step
 from janus_frame.frontend.run_errors import in_range, run_time_errors
 
 BACKENDS = ["default", "eager"]
@@ -85,19 +85,19 @@ def _same(a, oa, b, ob):
 
 @contextlib.contextmanager
 def _counting_clones():
+    """The copies the replacements take (``replacement._save``), counted."""
     calls = []
-    orig = torch.Tensor.clone
+    orig = replacement._CLONE
 
-    @jf.disable  # (counted, not compiled: it runs inside the replacement)
-    def clone(self, *args, **kwargs):
-        calls.append(tuple(self.shape))
-        return orig(self, *args, **kwargs)
+    def clone(tensor):
+        calls.append(tuple(tensor.shape))
+        return orig(tensor)
 
-    torch.Tensor.clone = clone
+    replacement._CLONE = clone
     try:
         yield calls
     finally:
-        torch.Tensor.clone = orig
+        replacement._CLONE = orig
 
 
 def _steady(compiled, plain, a, oa, b, ob, ignored=False):

@@ -64,6 +64,7 @@ _TORCH_DENY_MODULES = ("torch.autograd", "torch.utils", "torch.distributed", "to
 
 # Python functions of these packages are never inlined: they run natively
 # (optimizers, autograd, distributed, compiler entry points, ...)
+_FRONTEND = __name__.rsplit(".", 1)[0] + "."  # janus_frame.frontend.
 _NO_INLINE_MODULES = ("torch.optim", "torch.autograd", "torch._compile", "torch._dynamo",
                       "torch.distributed", "torch.cuda", "torch.jit", "torch.fx",
                       "torch.profiler", "torch.serialization", "torch.hub", "torch.onnx",
@@ -354,9 +355,38 @@ def _call_torch(tx, fn, args, kwargs) -> Value:
             # getter of ``t.shape`` (what a torch-function mode's handler
             # is given to call): what the tensor's kind does for the method
             return method(tx, args[0], list(args[1:]), kwargs)
+    target = _fx_target(fn)
     return tx.through_modes(fn, list(args), dict(kwargs),
-                            lambda: tx.output.call("call_function", fn, tuple(args), kwargs),
+                            lambda: tx.output.call("call_function", target, tuple(args), kwargs),
                             lambda func: func is fn or isinstance(fn, _C_CALLABLES))
+
+
+_NAMED: dict = {}  # method descriptor -> the named function that calls it
+
+
+def _fx_target(fn):
+    """``fn`` as an fx ``call_function`` target. fx names a target by where
+    it is defined, and a method of the C tensor base has no module: it knows
+    it only as ``torch.Tensor.<name>``. One the program holds apart from
+    torch.Tensor (it replaced the attribute and kept the original) is called
+    through a named function; an in-place one breaks the graph (the write
+    would not be seen as one)."""
+    if not isinstance(fn, (types.MethodDescriptorType, types.WrapperDescriptorType)) or \
+            hasattr(fn, "__module__") or getattr(torch.Tensor, fn.__name__, None) is fn:
+        return fn
+    name = fn.__name__
+    if name.endswith("_") and not name.endswith("__"):
+        raise GraphBreak("JF022", f"{fn.__qualname__}(): an in-place tensor method held apart "
+                         "from torch.Tensor")
+    named = _NAMED.get(fn)
+    if named is None:
+        def named(*args, **kwargs):
+            return fn(*args, **kwargs)
+
+        named.__module__ = __name__
+        named.__name__ = named.__qualname__ = f"{fn.__objclass__.__name__}_{name}"
+        named = _NAMED.setdefault(fn, named)
+    return named
 
 
 # what torch answers about its torch-function state (modes counted in)
@@ -634,6 +664,12 @@ def inline_function(tx, fn: types.FunctionType, args, kwargs, fn_source,
         library_ok = True  # an override of apply: part of the Function's definition
     if mod.startswith(_NO_INLINE_MODULES) and not library_ok:
         raise GraphBreak("JF002", f"{fn.__qualname__} ({mod}) runs natively")
+    if (mod == "janus_frame" or mod.startswith("janus_frame.")) and not library_ok and \
+            not mod.startswith(_FRONTEND):
+        # its own run-time machinery (a program that wraps or patches it):
+        # state the trace does not model, run as it is (the frontend's
+        # stand-ins, polyfills.py and NoGradCtx, are written to be traced)
+        raise GraphBreak("JF002", f"{fn.__qualname__} (janus_frame's own) runs natively")
     if getattr(fn, "_janus_disabled", False):
         raise GraphBreak("JF010", fn.__qualname__)
     if is_ddp_forward(fn):  # (called as a method: see call_object)

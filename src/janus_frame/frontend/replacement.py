@@ -24,6 +24,7 @@ from .. import _C, faults
 from ..cache import CompiledEntry, positional_code, stats
 from ..diagnostics.logs import artifact_logger
 from ..diagnostics.probe import PROBE
+from ..torch_compat import TensorBase
 from .. import batching as runtime_batching
 from . import batching
 from .codegen import nargs_of
@@ -186,7 +187,7 @@ def _guarded_call(seg: Segment, call: str, input_exprs: dict) -> list[str]:
     else:
         guard = ""
     for i, name in enumerate(undo_set.inputs):
-        lines.append(f"{guard}__jf_saved{i} = {input_exprs[name]}.clone()")
+        lines.append(f"{guard}__jf_saved{i} = {fb.const(_save)}({input_exprs[name]})")
     if saving:
         # (with grad mode off: a parameter is a leaf that requires grad, which
         # eager lets no one update in place with it on)
@@ -218,7 +219,16 @@ def _restore(pairs) -> None:
     """Copy each saved tensor back into the input it was taken from."""
     with torch.no_grad():
         for tensor, saved in pairs:
-            tensor.copy_(saved)
+            _COPY(tensor, saved)
+
+
+def _save(tensor):
+    """A copy of ``tensor`` to restore it from."""
+    return _CLONE(tensor)
+
+
+# (the C methods: what a program put on torch.Tensor is not run)
+_CLONE, _COPY = TensorBase.clone, TensorBase.copy_
 
 
 def _disjoint(tensors) -> bool:

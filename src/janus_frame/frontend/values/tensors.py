@@ -17,10 +17,12 @@ import types
 import torch
 
 from ... import _C
+from ...torch_compat import TensorBase
 from ..breaks import GraphBreak, LeafRowWritten, would_raise
 from ..sources import AttrSource
 from .base import Value, read_before_effects
 from .constants import Const, DerivedConst, DynInt, fold
+from .attr_protocol import lookup
 from .methods import MethodV
 
 # Tensor attributes that are metadata (constants under the static-shape guards)
@@ -191,7 +193,15 @@ class TensorV(Value):
         if attr is None:
             raise would_raise(AttributeError, f"Tensor has no attribute {name!r}")
         if callable(attr) or isinstance(attr, types.MethodDescriptorType):
-            return MethodV(self, name)
+            # the resolution is guarded (a method replaced after this trace
+            # recompiles); one the program replaced is what it calls
+            entry = lookup(tx, torch.Tensor, name)
+            if torch_own(entry):
+                return MethodV(self, name)
+            if isinstance(entry, types.FunctionType):
+                return MethodV(self, name, entry)
+            raise GraphBreak("JF022", f"torch.Tensor.{name} replaced by a "
+                             f"{type(entry).__name__}")
         raise GraphBreak("JF022", f"tensor attribute {name}")
 
     def store_attr(self, tx, name: str, value: Value) -> None:
@@ -413,3 +423,15 @@ def _specialise(x):
 
 def _is_none(v: Value) -> bool:
     return isinstance(v, Const) and v.value is None
+
+
+def torch_own(entry) -> bool:
+    """``entry`` (a raw class-dict entry of torch.Tensor's MRO) is torch's
+    own: a method of the C tensor base, or a function, property or
+    classmethod defined in torch; anything else the program put there."""
+    objclass = getattr(entry, "__objclass__", None)
+    if isinstance(objclass, type) and issubclass(TensorBase, objclass):
+        return True
+    fn = entry.fget if isinstance(entry, property) else getattr(entry, "__func__", entry)
+    mod = getattr(fn, "__module__", None) or ""
+    return mod == "torch" or mod.startswith("torch.")
