@@ -486,6 +486,27 @@ def test_recompile_limit_warns_once(use_transform):
     assert _C.get_code_strategy(f.__code__)[0] == hook.RUN_ONLY
 
 
+def test_under_warnings_as_errors_the_recompile_limit_is_logged_not_raised(use_transform,
+                                                                          caplog):
+    def failing_guard_transform(func, args, compiler):
+        new = relayout(func.__code__, name_suffix="__r")
+        repl = types.FunctionType(new, func.__globals__, new.co_name, None, func.__closure__)
+        ns: dict = {}
+        exec("def guard(a0):\n    return False\n", ns)
+        return hook.CompiledEntry(guard=ns["guard"], replacement=repl)
+
+    use_transform(failing_guard_transform)
+
+    def f(x):
+        return x + 1
+
+    g = jf.compile(f, backend="eager", recompile_limit=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # python -W error, pytest's filterwarnings = error
+        assert [g(i) for i in range(5)] == [i + 1 for i in range(5)]
+    assert any("recompile limit" in r.getMessage() for r in caplog.records)
+
+
 def test_reset_clears_every_cache(identity_transform):
     def f(x):
         return x + 1

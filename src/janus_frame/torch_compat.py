@@ -36,6 +36,7 @@ import importlib
 import linecache
 import re
 import sys
+import warnings
 import weakref
 
 
@@ -314,3 +315,18 @@ def clear_fake_tensor_cache() -> None:
     cls = _fake_mode_class()
     if hasattr(cls, "cache_clear"):
         cls.cache_clear()
+
+
+@contextlib.contextmanager
+def internal_warnings_hidden():
+    """Warnings torch's own machinery issues while janus_frame compiles, and
+    hides only when they are shown (``torch._logging.hide_warnings``): made
+    errors (``-W error``), they would fail the compile of a frame that has
+    nothing wrong with it. Used around the frontend's trace and the backend."""
+    with warnings.catch_warnings():
+        # fake-tensor conversion (meta_utils.safe_grad) of a non-leaf input
+        warnings.filterwarnings("ignore", _NON_LEAF_GRAD, UserWarning)
+        yield
+
+
+_NON_LEAF_GRAD = r"The \.grad attribute of a Tensor that is not a leaf"

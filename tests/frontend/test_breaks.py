@@ -323,3 +323,34 @@ def test_catch_all_ids_are_capped():
     for bid, cap in _CATCH_ALL.items():
         assert len(sites[bid]) <= cap, f"{bid} raised at {len(sites[bid])} sites (cap {cap}): " \
             f"{sites[bid]}"
+
+
+@pytest.mark.parametrize("backend", ["eager", "default"])
+def test_a_break_compiles_under_warnings_as_errors(backend):
+    # the resume function takes a non-leaf tensor that requires grad; making
+    # its fake copy reads .grad, on which torch warns and hides the warning
+    # only when shown: made an error, it must not stop the compile
+    import warnings
+
+    from janus_frame.cache import stats
+
+    def f(x, w):
+        y = (x * w).tanh()
+        print("between the graphs")
+        return (y * w).sum()
+
+    cf = jf.compile(f, backend=backend)
+    x = torch.randn(4, 3)
+    w1 = torch.randn(3, requires_grad=True)
+    w2 = w1.detach().clone().requires_grad_()
+    failed = stats.frames_failed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(2):
+            out, ref = cf(x, w1), f(x, w2)
+            torch.testing.assert_close(out, ref)
+            out.backward()
+            ref.backward()
+            torch.testing.assert_close(w1.grad, w2.grad)
+    assert stats.frames_failed == failed
+    assert stats.frames_compiled >= 2  # the function and its resume function

@@ -46,6 +46,7 @@ import torch
 import torch.fx
 
 from ...config import config
+from ...torch_compat import internal_warnings_hidden
 from . import verify
 from .build import Build, cache_dir
 from .lower import lower
@@ -67,6 +68,11 @@ warn_log = logging.getLogger("janus_frame.backend")
 def janus_backend(gm: torch.fx.GraphModule, example_inputs, *, options=None):
     """The torch.compile backend protocol; never rejects a graph (under
     ``options.strict`` an internal error raises instead)."""
+    with internal_warnings_hidden():
+        return _janus_backend(gm, example_inputs, options)
+
+
+def _janus_backend(gm, example_inputs, options):
     opts = config if options is None else options
     name = graph_name(gm)
     device = device_of(gm, example_inputs)
