@@ -156,11 +156,6 @@ KNOWN: dict[str, str] = {
         "graph-breaks: breaks: JF002 call to an untraceable function: manual_seed (torch._compile) runs nat",
     "torch::no_grad_decorator_callee":
         "graph-breaks: breaks: JF009 unsupported object or operation: call of object (the frame then runs n",
-    # ---- autograd (2)
-    "torch::autograd_grad_inside[default]":
-        "autograd: fusing backend: create_graph=True gradient does not backpropagate to the input",
-    "torch::requires_grad_set_inside[default]":
-        "autograd: fusing backend: output of a graph with a requires_grad constant loses requires_grad",
 }
 
 

@@ -75,6 +75,13 @@ def janus_backend(gm: torch.fx.GraphModule, example_inputs, *, options=None):
 def _janus_backend(gm, example_inputs, options):
     opts = config if options is None else options
     name = graph_name(gm)
+    if torch.is_grad_enabled() and _makes_leaves(gm):
+        # a tensor made inside the graph that requires grad (``torch.ones(3,
+        # requires_grad=True)``) is a leaf of its own: the outputs computed
+        # from it carry its history, which the compiled graphs (whose
+        # leaves are their inputs) would drop; as captured, they keep it
+        log.debug("%s: runs as captured (it makes tensors that require grad)", name)
+        return gm.forward
     device = device_of(gm, example_inputs)
     training = _needs_grad(example_inputs)
     compile_ = _compile_training if training else _compile_inference
@@ -244,6 +251,16 @@ def _layouts(gm, opts, name):
         refuse(e, name, opts, "captured layout")
         return [gm]
     return [gm] if nhwc is gm else [nhwc, gm]
+
+
+def _makes_leaves(gm) -> bool:
+    """Does a node other than an input make a leaf tensor that requires grad?"""
+    for n in gm.graph.nodes:
+        v = n.meta.get("example_value", n.meta.get("val"))
+        if n.op != "placeholder" and isinstance(v, torch.Tensor) and v.requires_grad and \
+                v.grad_fn is None:
+            return True
+    return False
 
 
 def _needs_grad(example_inputs):

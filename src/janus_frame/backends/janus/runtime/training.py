@@ -32,7 +32,7 @@ import logging
 import torch
 import torch.fx
 
-from ....torch_compat import DelayedError, are_functorch_transforms_active
+from ....torch_compat import DelayedError, OpOverload, are_functorch_transforms_active
 from .grad_accumulation import plan as plan_deferred, stash, usable
 from .graph import _restride
 from .untraced import never_traced, stand_aside
@@ -45,11 +45,15 @@ class _Plan:
 
     __slots__ = ("fw", "bw", "make_bw", "n_out", "saved", "syms", "non_diff",
                  "gather", "params", "deferred", "bw_deferred",
-                 "make_bw_deferred", "n_grads", "edges", "options")
+                 "make_bw_deferred", "n_grads", "edges", "options", "rerun")
 
     def __init__(self, options):
         self.options = options  # read per backward call (defer_grads)
         self.bw = None
+        # the captured graph, when running it again gives the same outputs
+        # (no input updated in place, no random draws): a backward that must
+        # itself be differentiable differentiates a re-run of it
+        self.rerun = None
         self.params = ()
         self.deferred = None
         self.bw_deferred = None
@@ -69,6 +73,8 @@ class _Compiled(torch.autograd.Function):
     def forward(ctx, plan, *args):
         outs = plan.fw(*args)
         ctx.plan = plan
+        if plan.rerun is not None:
+            ctx.inputs = args
         ctx.save_for_backward(*outs[plan.saved])
         if plan.syms is not None:
             ctx.syms = outs[plan.syms]
@@ -95,11 +101,34 @@ class _Compiled(torch.autograd.Function):
         bw = plan.bw or _build_backward(plan)
         if not torch.is_grad_enabled():
             return (None, *bw(*args))
-        # create_graph=True: the compiled backward has no derivative of its
-        # own, so its results carry a node that raises when differentiated
+        if plan.rerun is not None:
+            # create_graph=True: the gradients must carry history; the
+            # captured graph's ops, run again on the inputs, have it
+            return (None, *_differentiable_grads(plan.rerun, ctx.inputs, grads))
+        # the compiled backward has no derivative of its own, so its results
+        # carry a node that raises when differentiated
         with torch.no_grad():
             res = bw(*args)
         return (None, *_not_differentiable(res))
+
+
+def _differentiable_grads(gm, inputs, grads) -> list:
+    """The gradients of ``gm``'s outputs at ``inputs`` for the output
+    gradients ``grads``, with history (``create_graph=True``)."""
+    wrt = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad]
+    with torch.enable_grad():
+        outs = gm(*inputs)
+    if not isinstance(outs, (tuple, list)):
+        outs = (outs,)
+    pairs = [(o, g) for o, g in zip(outs, grads)
+             if isinstance(o, torch.Tensor) and o.requires_grad and g is not None]
+    res = [None] * len(inputs)
+    if wrt and pairs:
+        got = torch.autograd.grad([o for o, _ in pairs], [inputs[i] for i in wrt],
+                                  [g for _, g in pairs], create_graph=True, allow_unused=True)
+        for i, g in zip(wrt, got):
+            res[i] = g
+    return res
 
 
 _DOUBLE = (b"janus_frame: the backward of a compiled graph cannot be differentiated again "
@@ -258,6 +287,11 @@ def compile_lean(gm, example_inputs, compile_graph, device, options, on_error):
         return None
     plan = _Plan(options)
     plan.n_out = n_out
+    if not any(i.mutates_data or i.mutates_metadata for i in meta.input_info) and not any(
+            n.op == "call_function" and isinstance(n.target, OpOverload)
+            and torch.Tag.nondeterministic_seeded in n.target.tags
+            for n in joint.graph.nodes):
+        plan.rerun = gm
     plan.saved = slice(n_out, n_out + n_tensors)
     plan.syms = slice(n_out + n_tensors, len(fw_outs)) if n_tensors < len(saved_vals) else None
     plan.non_diff = tuple(i for i, (o, info) in enumerate(zip(fw_outs[:n_out], meta.output_info))
