@@ -251,3 +251,82 @@ def test_split_reduction_over_dynamic_rows():
 
 if __name__ == "__main__":
     raise SystemExit(pytest.main([os.path.abspath(__file__), "-q"]))
+
+
+def _conv_backward_layouts():
+    """Per convolution_backward node of the compiled graphs: are the
+    gradient of its output and its input read channels-last?"""
+    out = []
+    for g in graphs():
+        for node in g.prog.nodes:
+            if getattr(node, "op", None) is torch.ops.aten.convolution_backward.default:
+                out.append(all(_nhwc(a.shape, a.strides) for a in node.args[:2]))
+    return out
+
+
+class FlatNet(Net):
+    """The same network pooled through a flatten (a view of the NHWC data)."""
+
+    def forward(self, x):
+        y = F.relu(self.b1(self.c1(x)))
+        y = F.relu(self.b2(self.c2(y)) + y)
+        return self.fc(y.flatten(2).mean(-1))
+
+
+@pytest.mark.parametrize("model_cls", [Net, FlatNet])
+def test_whole_training_step_graph_reads_channels_last(model_cls):
+    # the step's backward and update traced into the graph (aten ops): its
+    # convolutions, forward and backward, read NHWC as the forward graph's do
+    import janus_frame as jf
+    from janus_frame.frontend import whole_step
+
+    torch.manual_seed(0)
+    ref, net = model_cls(), model_cls()
+    net.load_state_dict(ref.state_dict())
+
+    def make(m):
+        opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.cross_entropy(m(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+
+    ref_step = make(ref)
+    before = whole_step.counts["traced"]
+    cstep = jf.compile(make(net), strict=False)  # (the first step breaks at opt.step)
+    for i in range(4):
+        x, y = torch.randn(4, 3, 12, 12), torch.randint(0, 5, (4,))
+        assert_close(cstep(x, y), ref_step(x, y), rtol=1e-4, atol=1e-5)
+    assert whole_step.counts["traced"] > before
+    for (name, p), q in zip(net.named_parameters(), ref.parameters()):
+        assert_close(p, q, rtol=1e-4, atol=1e-5)
+        assert p.grad.stride() == q.grad.stride(), name
+    for b, rb in zip(net.buffers(), ref.buffers()):
+        assert_close(b, rb, rtol=1e-4, atol=1e-5)
+    assert _conv_layouts() and all(_conv_layouts())
+    assert _conv_backward_layouts() and all(_conv_backward_layouts())
+
+
+def test_a_view_written_through_keeps_the_captured_layout():
+    # a view of conv output that is written in place: a reshape (a copy)
+    # would lose the write, so the graph keeps its layout
+    from janus_frame.backends.janus.passes.layout import channels_last_convs
+
+    torch.manual_seed(0)
+    w = torch.randn(4, 3, 3, 3)
+
+    def f(x):
+        y = torch.ops.aten.convolution.default(x, w, None, [1, 1], [0, 0], [1, 1], False,
+                                                [0, 0], 1)
+        v = torch.ops.aten.view.default(y, [2, 4, 36])
+        v.mul_(2)
+        return y.sum(), v
+
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    gm = make_fx(f)(torch.randn(2, 3, 8, 8))
+    assert channels_last_convs(gm) is gm

@@ -34,9 +34,17 @@ from __future__ import annotations
 import torch
 import torch.fx
 
-_CONV2D = (torch.conv2d, torch.convolution)
+from ....torch_compat import OpOverload
+
+_aten = torch.ops.aten
+# (aten.convolution takes torch.convolution's arguments: a graph with the
+# backward traced into it, frontend/whole_step.py, is aten)
+_CONV2D = (torch.conv2d, torch.convolution, _aten.convolution.default)
+_CONV2D_BACKWARD = _aten.convolution_backward.default
 _VIEWS = ("view", "view_as", "as_strided")
-_VIEW_FUNCS = (torch.Tensor.view, torch.Tensor.view_as, torch.Tensor.as_strided, torch.as_strided)
+_VIEW_FUNCS = (torch.Tensor.view, torch.Tensor.view_as, torch.Tensor.as_strided, torch.as_strided,
+               _aten.view.default, _aten._unsafe_view.default, _aten.as_strided.default,
+               _aten.as_strided_.default, _aten._reshape_alias.default)
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -47,19 +55,28 @@ def _value(n):
 
 
 def _conv_operands(n):
-    """(input, weight) nodes of a 2-D convolution node, or None."""
-    if n.op != "call_function" or n.target not in _CONV2D:
+    """((position, keyword, node), ...) of the operands a 2-D convolution
+    node (or its backward) reads channels-last, or None."""
+    if n.op != "call_function":
         return None
-    if n.target is torch.convolution and (len(n.args) < 7 or n.args[6]):
-        return None  # transposed convolutions keep their layout
-    x = n.args[0] if n.args else n.kwargs.get("input")
-    w = n.args[1] if len(n.args) > 1 else n.kwargs.get("weight")
-    xv, wv = _value(x), _value(w)
-    if not all(isinstance(v, torch.Tensor) for v in (xv, wv)):
+    if n.target is _CONV2D_BACKWARD:
+        if len(n.args) < 8 or n.args[7]:
+            return None  # transposed convolutions keep their layout
+        ops = ((0, "grad_output", n.args[0]), (1, "input", n.args[1]), (2, "weight", n.args[2]))
+    elif n.target in _CONV2D:
+        if n.target is not torch.conv2d and (len(n.args) < 7 or n.args[6]):
+            return None
+        ops = ((0, "input", n.args[0] if n.args else n.kwargs.get("input")),
+               (1, "weight", n.args[1] if len(n.args) > 1 else n.kwargs.get("weight")))
+    else:
         return None
-    if xv.dim() != 4 or wv.dim() != 4 or xv.device.type != "cpu" or xv.dtype not in _FLOATS:
+    vals = [_value(node) for _, _, node in ops]
+    if not all(isinstance(v, torch.Tensor) for v in vals):
         return None
-    return x, w
+    if any(v.dim() != 4 for v in vals) or vals[0].device.type != "cpu" or \
+            vals[0].dtype not in _FLOATS:
+        return None
+    return ops
 
 
 def channels_last_convs(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -79,7 +96,7 @@ def channels_last_convs(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
         if ops is not None:
             args = list(new.args)
             kwargs = dict(new.kwargs)
-            for pos, name, src in ((0, "input", ops[0]), (1, "weight", ops[1])):
+            for pos, name, src in ops:
                 # one conversion per use: the operand may be updated in place
                 # between two convolutions (a no-op when it is NHWC already)
                 with g.inserting_before(new):
@@ -92,8 +109,11 @@ def channels_last_convs(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
             new.args, new.kwargs = tuple(args), kwargs
             downstream.add(n)
         elif any(a in downstream for a in n.all_input_nodes):
-            if _is_view(n):
-                return gm
+            if _is_view(n) and _strided(n.args[0] if n.args else None):
+                if not _reshape_is_view(n):
+                    return gm
+                # the view may not fit the new strides: a reshape copies then
+                new.target = _aten.reshape.default
             downstream.add(n)
         env[n] = new
     out = torch.fx.GraphModule(gm, g)
@@ -105,6 +125,44 @@ def _is_view(n):
     if n.op == "call_method":
         return n.target in _VIEWS
     return n.op == "call_function" and any(n.target is f for f in _VIEW_FUNCS)
+
+
+def _reshape_is_view(n) -> bool:
+    """Can a reshape stand in for the aten view node ``n``, aliasing or not:
+    nothing writes in place to it, to what it views or to their views, and
+    it is no output (where the two could share memory, a copy would not see
+    the writes)?"""
+    if n.target not in (_aten.view.default, _aten._unsafe_view.default):
+        return False
+    base = n.args[0]
+    return isinstance(base, torch.fx.Node) and _unwritten(base, skip=n, output_ok=True) \
+        and _unwritten(n, skip=None, output_ok=False)
+
+
+def _unwritten(m, skip, output_ok: bool) -> bool:
+    for user in m.users:
+        if user is skip:
+            continue
+        if user.op == "output":
+            if not output_ok:
+                return False
+            continue
+        if user.op != "call_function" or not isinstance(user.target, OpOverload) or \
+                user.target._schema.is_mutable:
+            return False
+        if user.target.is_view and not _unwritten(user, None, output_ok):
+            return False
+    return True
+
+
+def _strided(node) -> bool:
+    """Could a view of ``node``'s value depend on its strides, which may
+    change once convolutions read channels-last? Not when at most one of its
+    dimensions has more than one element (a bias gradient, ``[1, 10]``)."""
+    v = _value(node)
+    if not isinstance(v, torch.Tensor):
+        return True
+    return sum(1 for size in v.shape if not (isinstance(size, int) and size == 1)) >= 2
 
 
 def _restore(g, a, env, downstream):
