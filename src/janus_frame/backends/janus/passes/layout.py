@@ -1,7 +1,8 @@
 """Memory layout of 2-D convolutions on CPU.
 
-In: the graph handed to the backend (torch-level ops, ``example_value`` or
-``val`` on its nodes) and its example inputs.  Out: the same module when
+In: the graph handed to the backend (torch-level ops, or aten ops with the
+backward traced in: ``aten.convolution`` and ``aten.convolution_backward``;
+``example_value`` or ``val`` on its nodes) and its example inputs.  Out: the same module when
 nothing applies, else a rewritten copy in which every 2-D convolution of a
 floating-point CPU tensor reads its input and weight channels-last
 (``.contiguous(memory_format=torch.channels_last)``, a no-op for tensors
