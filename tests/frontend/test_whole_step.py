@@ -334,3 +334,39 @@ def test_history_left_alive_by_the_backward_keeps_the_backward_native():
         torch.testing.assert_close(ra, rb)
         _same(a, oa, b, ob)
     assert whole_step.counts["traced"] == before
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_compiled_model_inside_a_compiled_step_is_one_graph(backend):
+    # model = jf.compile(model), then the step compiled around it: the
+    # wrapper's forward is not traced (janus_frame's own code), the module
+    # it wraps is, into the step's graph with the backward and the update
+    torch.manual_seed(0)
+    ref = MLP()
+    model = copy.deepcopy(ref)
+    cmodel = jf.compile(model, backend=backend)
+
+    def make(m, params):
+        opt = torch.optim.SGD(params, lr=0.1, momentum=0.9)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.mse_loss(m(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+
+    ref_step, step = make(ref, ref.parameters()), jf.compile(make(cmodel, model.parameters()),
+                                                           backend=backend)
+    before = whole_step.counts["traced"]
+    with jf.profile() as prof:
+        for i in range(4):
+            x, y = torch.randn(5, 6), torch.randn(5, 6)
+            torch.testing.assert_close(step(x, y), ref_step(x, y), rtol=1e-5, atol=1e-6)
+    assert whole_step.counts["traced"] > before
+    for p, q in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    # the only break: the first optimizer step, which makes its momentum natively
+    assert [s.reason for s in prof.report().sites if s.break_id
+            and "janus_frame" in (s.reason or "")] == []

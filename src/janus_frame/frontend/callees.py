@@ -126,6 +126,12 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
             return Const(None)
         raise GraphBreak("JF003", f"{getattr(obj, '__qualname__', 'print')}()")
     if isinstance(obj, torch.nn.Module):
+        if "_janus_compiler" in obj.__dict__ and "_orig_mod" in obj._modules:
+            # a janus_frame.compile(module) called from compiled code: the
+            # module it wraps, traced into this graph
+            inner = obj._modules["_orig_mod"]
+            src = AttrSource(fnv.source, "_orig_mod") if fnv.source is not None else None
+            return call_object(tx, tx.output.wrap(inner, src), inner, args, kwargs)
         if is_ddp(obj):
             # DDP's forward drives its reducer (C++ state the trace cannot
             # hold); run natively, it calls the module it wraps, whose
