@@ -370,3 +370,25 @@ def test_a_compiled_model_inside_a_compiled_step_is_one_graph(backend):
     # the only break: the first optimizer step, which makes its momentum natively
     assert [s.reason for s in prof.report().sites if s.break_id
             and "janus_frame" in (s.reason or "")] == []
+
+
+def test_a_hook_on_the_compiled_module_wrapper_still_runs():
+    torch.manual_seed(0)
+    model = MLP()
+    cmodel = jf.compile(model, backend="eager")
+    seen = []
+
+    def f(x):
+        return cmodel(x).sum()
+
+    cf = jf.compile(f, backend="eager")
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(cf(x), model(x).sum())
+    h = cmodel.register_forward_hook(lambda mod, args, out: seen.append(out.shape))
+    try:
+        torch.testing.assert_close(cf(x), model(x).sum())  # the guard saw the hook
+        assert seen == [torch.Size([3, 6])]
+    finally:
+        h.remove()
+    torch.testing.assert_close(cf(x), model(x).sum())
+    assert seen == [torch.Size([3, 6])]

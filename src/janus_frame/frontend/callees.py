@@ -126,11 +126,13 @@ def call_object(tx, fnv: Value, obj, args: list, kwargs: dict) -> Value:
             return Const(None)
         raise GraphBreak("JF003", f"{getattr(obj, '__qualname__', 'print')}()")
     if isinstance(obj, torch.nn.Module):
-        if "_janus_compiler" in obj.__dict__ and "_orig_mod" in obj._modules:
-            # a janus_frame.compile(module) called from compiled code: the
-            # module it wraps, traced into this graph
+        if "_janus_compiler" in obj.__dict__ and "_orig_mod" in obj._modules and \
+                fnv.source is not None and _plain_module(obj):
+            # a janus_frame.compile(module) called from compiled code, with
+            # no hooks of its own: the module it wraps, traced into this graph
+            tx.output.guards.module_plain(fnv.source)
             inner = obj._modules["_orig_mod"]
-            src = AttrSource(fnv.source, "_orig_mod") if fnv.source is not None else None
+            src = AttrSource(fnv.source, "_orig_mod")
             return call_object(tx, tx.output.wrap(inner, src), inner, args, kwargs)
         if is_ddp(obj):
             # DDP's forward drives its reducer (C++ state the trace cannot
@@ -422,6 +424,17 @@ def _tensor_method(fn, nargs: int):
     if name == "__setitem__":
         return lambda tx, t, rest, kw: (t.store_item(tx, *rest), Const(None))[1]
     return lambda tx, t, rest, kw: t.call_method(tx, name, rest, kw)
+
+
+def _plain_module(mod: torch.nn.Module) -> bool:
+    """No hooks (its own or global) and no instance ``forward``: calling
+    ``mod`` is calling its class's ``forward`` (``guards.module_plain``)."""
+    from torch.nn.modules import module as M
+
+    d = mod.__dict__
+    return all(isinstance(d.get(n), dict) and not d[n] for n in _HOOK_DICTS) and \
+        "forward" not in d and not M._global_forward_pre_hooks and \
+        not M._global_forward_hooks and not _backward_hooks(mod, M)
 
 
 def _call_module(tx, fnv: Value, mod: torch.nn.Module, args, kwargs) -> Value:
