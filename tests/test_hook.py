@@ -459,10 +459,10 @@ def test_run_only_strategy(marking_transform):
         _C.set_code_strategy(fresh.__code__, 7, 0)
 
 
-def test_recompile_limit_warns_once(use_transform):
-    calls = []
-
-    def failing_guard_transform(func, args, compiler):
+def _failing_guard_transform(calls: list):
+    """A transform whose entries' guards always fail (every call recompiles);
+    ``calls`` counts its calls."""
+    def transform(func, args, compiler):
         calls.append(1)
         new = relayout(func.__code__, name_suffix="__r")
         repl = types.FunctionType(new, func.__globals__, new.co_name, None, func.__closure__)
@@ -470,7 +470,12 @@ def test_recompile_limit_warns_once(use_transform):
         exec("def guard(a0):\n    return False\n", ns)
         return hook.CompiledEntry(guard=ns["guard"], replacement=repl)
 
-    use_transform(failing_guard_transform)
+    return transform
+
+
+def test_recompile_limit_warns_once(use_transform):
+    calls = []
+    use_transform(_failing_guard_transform(calls))
 
     def f(x):
         return x + 1
@@ -488,14 +493,7 @@ def test_recompile_limit_warns_once(use_transform):
 
 def test_under_warnings_as_errors_the_recompile_limit_is_logged_not_raised(use_transform,
                                                                           caplog):
-    def failing_guard_transform(func, args, compiler):
-        new = relayout(func.__code__, name_suffix="__r")
-        repl = types.FunctionType(new, func.__globals__, new.co_name, None, func.__closure__)
-        ns: dict = {}
-        exec("def guard(a0):\n    return False\n", ns)
-        return hook.CompiledEntry(guard=ns["guard"], replacement=repl)
-
-    use_transform(failing_guard_transform)
+    use_transform(_failing_guard_transform([]))
 
     def f(x):
         return x + 1

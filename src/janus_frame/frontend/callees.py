@@ -369,9 +369,6 @@ def _call_torch(tx, fn, args, kwargs) -> Value:
                             lambda func: func is fn or isinstance(fn, _C_CALLABLES))
 
 
-_NAMED: dict = {}  # method descriptor -> the named function that calls it
-
-
 def _fx_target(fn):
     """``fn`` as an fx ``call_function`` target. fx names a target by where
     it is defined, and a method of the C tensor base has no module: it knows
@@ -382,18 +379,20 @@ def _fx_target(fn):
     if not isinstance(fn, (types.MethodDescriptorType, types.WrapperDescriptorType)) or \
             hasattr(fn, "__module__") or getattr(torch.Tensor, fn.__name__, None) is fn:
         return fn
-    name = fn.__name__
-    if name.endswith("_") and not name.endswith("__"):
+    if fn.__name__.endswith("_") and not fn.__name__.endswith("__"):
         raise GraphBreak("JF022", f"{fn.__qualname__}(): an in-place tensor method held apart "
                          "from torch.Tensor")
-    named = _NAMED.get(fn)
-    if named is None:
-        def named(*args, **kwargs):
-            return fn(*args, **kwargs)
+    return _named_call(fn)
 
-        named.__module__ = __name__
-        named.__name__ = named.__qualname__ = f"{fn.__objclass__.__name__}_{name}"
-        named = _NAMED.setdefault(fn, named)
+
+@functools.cache
+def _named_call(fn):
+    """A function of this module calling the method descriptor ``fn``."""
+    def named(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    named.__module__ = __name__
+    named.__name__ = named.__qualname__ = f"{fn.__objclass__.__name__}_{fn.__name__}"
     return named
 
 
@@ -467,7 +466,7 @@ def _call_module(tx, fnv: Value, mod: torch.nn.Module, args, kwargs) -> Value:
         if not isinstance(fwd, types.FunctionType):
             raise GraphBreak("JF002", f"{cls.__name__}.forward is not a Python function")
         fwd_v = None
-    if not pre and not post and "forward" not in d and not _backward_hooks(mod, M):
+    if _plain_module(mod):
         out.guards.module_plain(src)
         return inline_function(tx, fwd, [fnv] + list(args), kwargs, None)
     # hooks (or an instance forward): what _call_impl reads, guarded as is

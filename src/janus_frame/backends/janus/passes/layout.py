@@ -111,7 +111,7 @@ def channels_last_convs(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
             downstream.add(n)
         elif any(a in downstream for a in n.all_input_nodes):
             if _is_view(n) and _strided(n.args[0] if n.args else None):
-                if not _reshape_is_view(n):
+                if not _reshape_can_replace(n):
                     return gm
                 # the view may not fit the new strides: a reshape copies then
                 new.target = _aten.reshape.default
@@ -128,7 +128,7 @@ def _is_view(n):
     return n.op == "call_function" and any(n.target is f for f in _VIEW_FUNCS)
 
 
-def _reshape_is_view(n) -> bool:
+def _reshape_can_replace(n) -> bool:
     """Can a reshape stand in for the aten view node ``n``, aliasing or not:
     nothing writes in place to it, to what it views or to their views, and
     it is no output (where the two could share memory, a copy would not see

@@ -115,15 +115,16 @@ class _Compiled(torch.autograd.Function):
 def _differentiable_grads(gm, inputs, grads) -> list:
     """The gradients of ``gm``'s outputs at ``inputs`` for the output
     gradients ``grads``, with history (``create_graph=True``)."""
-    wrt = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad]
     with torch.enable_grad():
         # each input through an alias of its own: the gradient with respect
         # to the alias is this graph's part alone (with respect to the input
         # itself, it would also count the paths through the history of the
         # other inputs: a parameter used by an earlier step too), and the
         # alias links it back to the input for the next differentiation
-        inputs = [x.view_as(x) if i in wrt else x for i, x in enumerate(inputs)]
+        inputs = [x.view_as(x) if isinstance(x, torch.Tensor) and x.requires_grad else x
+                  for x in inputs]
         outs = gm(*inputs)
+    wrt = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad]
     if not isinstance(outs, (tuple, list)):
         outs = (outs,)
     pairs = [(o, g) for o, g in zip(outs, grads)
