@@ -33,10 +33,22 @@ call per node. A graph that cannot be batched (no vmap rule, random draws,
 mutation, outputs aliasing inputs) runs call by call at the flush, in
 depth order. A recursion whose recordings keep aborting, or never find two
 calls to batch (a chain), stops being recorded.
+
+A recording whose whole schedule repeats -- the same entries called in the
+same order on the same data flow, over inputs of the same metadata (a fixed
+tree) -- is keyed by that signature. Seen twice, its levels are traced
+together into one aten graph (the gathers, the batched graphs and the calls
+left alone, in depth order) and compiled by the fusing backend: later
+flushes of that schedule are one graph call and one autograd node, with
+kernels fused across levels, instead of a call, a gather and an autograd
+node per level. The tree's structure is in the signature and in the graph's
+gather indices, never in a guard: a new tree is a new key (a dictionary
+miss), and runs level by level; no frame is compiled for it.
 """
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 import threading
 import types
@@ -51,6 +63,15 @@ from . import torch_compat
 # flushes that found nothing to batch
 _GIVE_UP = 3
 _MAX_CALLS = 1 << 16  # recorded calls held before the recording is abandoned
+# a schedule is compiled as one graph the second time it is flushed, when it
+# has at most this many levels (the graph grows with them, not with the
+# calls); compiled schedules and schedules seen once are kept per thread,
+# the oldest dropped past these counts
+_SCHEDULE_AFTER = 2
+_SCHEDULE_LEVELS = 256
+_SCHEDULES_KEPT = 8
+_SCHEDULES_SEEN = 64
+_CONSTANT_TYPES = (int, float, bool, str, type(None))
 
 
 def _torch():
@@ -109,26 +130,57 @@ class Recorder(threading.local):
         self.resolved: dict = {}  # id(call) -> its outputs: tensors or (batch, row)
         self.failures: dict = {}  # code -> aborted recordings / unbatched flushes
         self.native_resume = False  # a resume function runs natively on a miss
+        # the recording's signature: per call (plan id, grad mode, inputs as
+        # (call index, output index) of a placeholder, an index into
+        # ``ext`` for any other tensor, or a constant); None when an input
+        # is neither
+        self.sig: list | None = []
+        self.ext: list = []  # the tensors the recorded calls took from outside
+        self.ext_index: dict = {}  # id(tensor) -> its index in ext
+        self.schedules: dict = {}  # signature -> _Schedule, or None (not compilable)
+        self.seen: dict = {}  # signatures flushed once
+        self.reruns = 0  # recursions running again after a dropped recording
 
     def reset(self) -> None:
         self.active = False
         self.calls, self.handles, self.resolved, self.used = [], {}, {}, {}
+        self.sig, self.ext, self.ext_index = [], [], {}
 
     def forget(self) -> None:
         """What was learned about recursions (jf.reset())."""
         self.reset()
         self.failures.clear()
+        self.schedules.clear()
+        self.seen.clear()
         self.native_resume = False
 
     def record(self, plan: Plan, inputs: tuple) -> list:
         torch = _torch()
         hs = self.handles
         depth = 0
+        sig = self.sig
+        descs = []
         for x in inputs:
             h = hs.get(id(x))
-            if h is not None and h[0].depth >= depth:
-                depth = h[0].depth + 1
+            if h is not None:
+                if h[0].depth >= depth:
+                    depth = h[0].depth + 1
+                descs.append((h[0].index, h[1]))
+            elif sig is None:
+                pass
+            elif isinstance(x, torch.Tensor):
+                j = self.ext_index.get(id(x))
+                if j is None:
+                    j = self.ext_index[id(x)] = len(self.ext)
+                    self.ext.append(x)
+                descs.append(j)
+            elif type(x) in _CONSTANT_TYPES:
+                descs.append((type(x), x))
+            else:
+                self.sig = sig = None
         grad = torch.is_grad_enabled()
+        if sig is not None:
+            sig.append((id(plan), grad, tuple(descs)))
         call = _Call(plan, inputs, depth, grad, len(self.calls))
         # placeholders are reused from one recording to the next (made and
         # freed per call, they cost as much as the graph call they stand
@@ -164,13 +216,23 @@ class Recorder(threading.local):
 
     def flush(self) -> bool:
         torch = _torch()
-        buckets: dict = {}
-        for c in self.calls:
-            buckets.setdefault((c.depth, id(c.plan), c.grad), []).append(c)
+        key = self._signature() if not self.reruns else None
+        if key is not None:
+            sch = self.schedules.get(key, False)
+            if sch:
+                return self._run_schedule(sch)
+            if sch is False:
+                if self.seen.pop(key, 0) + 1 >= _SCHEDULE_AFTER:
+                    sch = self._compile_schedule(key)
+                    if sch is not None:
+                        return self._run_schedule(sch)
+                else:
+                    if len(self.seen) >= _SCHEDULES_SEEN:
+                        del self.seen[next(iter(self.seen))]
+                    self.seen[key] = 1
         batched_any = False
-        for key in sorted(buckets, key=lambda k: (k[0], buckets[k][0].index)):
-            calls = buckets[key]
-            with torch.set_grad_enabled(key[2]):
+        for calls in self._levels():
+            with torch.set_grad_enabled(calls[0].grad):
                 if len(calls) > 1 and self._run_batched(calls):
                     batched_any = True
                     continue
@@ -178,6 +240,14 @@ class Recorder(threading.local):
                     outs = c.plan.compiled(*[self._real(x) for x in c.inputs])
                     self.resolved[id(c)] = list(outs)
         return batched_any
+
+    def _levels(self) -> list:
+        """The recorded calls by (depth, entry, grad mode), in depth order,
+        ties in recording order."""
+        buckets: dict = {}
+        for c in self.calls:
+            buckets.setdefault((c.depth, id(c.plan), c.grad), []).append(c)
+        return sorted(buckets.values(), key=lambda b: (b[0].depth, b[0].index))
 
     def _run_batched(self, calls: list) -> bool:
         torch = _torch()
@@ -189,37 +259,10 @@ class Recorder(threading.local):
         nb = 2
         while nb < n:
             nb *= 2
-        pad = nb - n
-        in_dims, args, metas = [], [], []
-        for j, first in enumerate(calls[0].inputs):
-            if self.handles.get(id(first)) is None and all(c.inputs[j] is first for c in calls):
-                in_dims.append(None)
-                args.append(first)
-                metas.append(None)
-                continue
-            if not isinstance(first, torch.Tensor):
-                return False  # a per-call Python value: not batchable here
-            vals = [self._value(c.inputs[j]) for c in calls]
-            v0 = vals[0]
-            if type(v0) is tuple and all(type(v) is tuple and v[0] is v0[0] for v in vals):
-                rows = [v[1] for v in vals]
-                src = v0[0]
-                if rows == list(range(rows[0], rows[0] + n)) and rows[0] + nb <= src.shape[0]:
-                    # (padding rows: other calls' results, as good as any)
-                    arg = src.narrow(0, rows[0], nb)
-                else:
-                    rows += rows[:1] * pad
-                    arg = src.index_select(0, torch.tensor(rows, device=src.device))
-            else:
-                parts = [v[0][v[1]] if type(v) is tuple else v for v in vals]
-                m = parts[0]
-                if any(p.shape != m.shape or p.dtype != m.dtype or p.device != m.device
-                       for p in parts):
-                    return False
-                arg = torch.stack(parts + parts[:1] * pad)
-            in_dims.append(0)
-            args.append(arg)
-            metas.append((tuple(arg.shape[1:]), arg.dtype, arg.requires_grad))
+        gathered = _gather(calls, self.handles, self._value, nb)
+        if gathered is None:
+            return False
+        in_dims, args, metas = gathered
         key = (tuple(in_dims), tuple(metas), nb, torch.is_grad_enabled())
         fn = plan.batched.get(key, False)
         if fn is False:
@@ -234,6 +277,48 @@ class Recorder(threading.local):
         for i, c in enumerate(calls):
             self.resolved[id(c)] = [(o, i) for o in outs]
         return True
+
+    # -- a repeated schedule as one graph -------------------------------------------
+
+    def _signature(self):
+        """The recording's schedule and its outside inputs' metadata (what a
+        graph traced over them specialises on), or None."""
+        sig = self.sig
+        if sig is None or not self.calls:
+            return None
+        grad = sig[0][1]
+        if any(c[1] is not grad for c in sig):
+            return None  # (the compiled graph runs under one grad mode)
+        return (tuple(sig), tuple((type(x), x.shape, x.stride(), x.dtype, x.device,
+                                   x.requires_grad, x.is_leaf) for x in self.ext))
+
+    def _compile_schedule(self, key):
+        """The recording's levels as one compiled graph over ``self.ext``
+        (a :class:`_Schedule`), or None where they cannot be (remembered)."""
+        sch = _C.Wrapper(_trace_schedule, None)(self)
+        if sch is not None:
+            stats.schedules_compiled += 1
+            if len(self.schedules) >= _SCHEDULES_KEPT:
+                del self.schedules[next(iter(self.schedules))]
+        self.schedules[key] = sch
+        return sch
+
+    def _run_schedule(self, sch) -> bool:
+        torch = _torch()
+        calls, resolved = self.calls, self.resolved
+        with torch.set_grad_enabled(calls[0].grad):
+            outs = sch.fn(*self.ext, *sch.consts)
+        for idx, off, k, batched in sch.layout:
+            o = outs[off:off + k]
+            if batched:
+                for i, ci in enumerate(idx):
+                    resolved[id(calls[ci])] = [(t, i) for t in o]
+            else:
+                resolved[id(calls[idx[0]])] = list(o)
+        stats.schedule_calls += 1
+        stats.batched_calls += sch.batched_calls
+        stats.batched_rows += sch.batched_rows
+        return sch.batched_calls > 0
 
     def substitute(self, value):
         """``value`` (the outermost call's result) with its placeholders
@@ -299,14 +384,14 @@ def recursive_call(fn, *args, **kwargs):
         R.reset()
         stats.batch_aborts += 1
         R.failures[code] = R.failures.get(code, 0) + 1
-        return fn(*args, **kwargs)
+        return _rerun(R, fn, args, kwargs)
     except Abort as e:
         _note("aborted", code, e)
         R.reset()
         stats.batch_aborts += 1
         if not (len(e.args) > 1 and e.args[1]):
             R.failures[code] = R.failures.get(code, 0) + 1
-        return fn(*args, **kwargs)
+        return _rerun(R, fn, args, kwargs)
     finally:
         R.active = False
     ncalls = len(R.calls)
@@ -318,6 +403,18 @@ def recursive_call(fn, *args, **kwargs):
         # since while the cache warms up some kinds still run one by one
         R.failures[code] = R.failures.get(code, 0) + 0.5
     return result
+
+
+def _rerun(R: Recorder, fn, args, kwargs):
+    """The recursion run again natively after its recording was dropped.
+    Its nested recursive calls record and batch their own subtrees, but
+    those schedules (one per subtree while the cache warms up) are not the
+    program's: none of them is compiled as one graph."""
+    R.reruns += 1
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        R.reruns -= 1
 
 
 def _note(what: str, code, e) -> None:
@@ -345,6 +442,204 @@ def _modes_active() -> bool:
 # -- deriving the batched graph ----------------------------------------------------------
 
 
+def _gather(calls: list, handles: dict, value, nb: int, strided: bool = False):
+    """The arguments of one batched call of ``calls`` (one entry, one
+    depth): an input that is the same object in every call, and no
+    placeholder, is passed once (in_dim None); the others are stacked, or
+    taken as rows of the level below's batch (a narrow where they are
+    consecutive, an index_select otherwise), padded to ``nb`` rows with the
+    first call's. ``strided``: rows at equal steps (a balanced tree's left
+    or right children) are a strided slice, no index -- for a graph traced
+    over one schedule; a compiled level graph is keyed by its inputs' sizes,
+    not their strides. ``value`` maps a recorded input to a tensor or
+    (batch, row). (in_dims, args, metas), or None where an input is a
+    per-call Python value or the calls' inputs differ in shape."""
+    torch = _torch()
+    n = len(calls)
+    pad = nb - n
+    in_dims, args, metas = [], [], []
+    for j, first in enumerate(calls[0].inputs):
+        if handles.get(id(first)) is None and all(c.inputs[j] is first for c in calls):
+            in_dims.append(None)
+            args.append(value(first))
+            metas.append(None)
+            continue
+        if not isinstance(first, torch.Tensor):
+            return None  # a per-call Python value: not batchable here
+        vals = [value(c.inputs[j]) for c in calls]
+        v0 = vals[0]
+        if type(v0) is tuple and all(type(v) is tuple and v[0] is v0[0] for v in vals):
+            rows = [v[1] for v in vals]
+            src = v0[0]
+            step = rows[1] - rows[0] if n > 1 else 1
+            if rows == list(range(rows[0], rows[0] + n)) and rows[0] + nb <= src.shape[0]:
+                # (padding rows: other calls' results, as good as any)
+                arg = src.narrow(0, rows[0], nb)
+            elif strided and nb == n and step > 1 and \
+                    rows == list(range(rows[0], rows[0] + step * n, step)):
+                arg = src[rows[0]:rows[0] + step * (n - 1) + 1:step]
+            else:
+                rows += rows[:1] * pad
+                arg = src.index_select(0, torch.tensor(rows, device=src.device))
+        else:
+            parts = [v[0][v[1]] if type(v) is tuple else v for v in vals]
+            m = parts[0]
+            if any(p.shape != m.shape or p.dtype != m.dtype or p.device != m.device
+                   for p in parts):
+                return None
+            arg = torch.stack(parts + parts[:1] * pad)
+        in_dims.append(0)
+        args.append(arg)
+        metas.append((tuple(arg.shape[1:]), arg.dtype, arg.requires_grad))
+    return in_dims, args, metas
+
+
+class _Schedule:
+    """A recording's levels compiled as one graph: ``fn`` over the outside
+    inputs and ``consts`` (the gathers' row indices) returns every level's
+    outputs; ``layout`` says which are whose: per level (call indices,
+    offset, output count, batched)."""
+
+    __slots__ = ("fn", "layout", "plans", "consts", "batched_calls", "batched_rows")
+
+    def __init__(self, fn, layout, plans, consts) -> None:
+        self.fn, self.layout, self.consts = fn, layout, consts
+        self.plans = plans  # (the signature names them by id: kept alive)
+        batched = [lv for lv in layout if lv[3]]
+        self.batched_calls = len(batched)
+        self.batched_rows = sum(len(lv[0]) for lv in batched)
+
+
+def _trace_schedule(R: Recorder):
+    """``R``'s recording, levels in depth order as the flush runs them, traced
+    into one aten graph over ``R.ext`` and compiled by the entries' fusing
+    backend: a :class:`_Schedule`, or None where it cannot be (the entries'
+    backends differ or are the eager one, a level's vmap fails, the graph is
+    not pure, the backend refuses it)."""
+    torch = _torch()
+    from .torch_compat import make_fx
+
+    calls, handles = R.calls, R.handles
+    levels = R._levels()
+    if len(levels) > _SCHEDULE_LEVELS:
+        return None
+    plans = {id(c.plan): c.plan for c in calls}
+    backend = calls[0].plan.backend
+    if backend is None or any(not _same_backend(p.backend, backend) for p in plans.values()):
+        return None
+    layout: list = []
+
+    def replay(*xs):
+        outside = {id(e): t for e, t in zip(R.ext, xs)}
+        resolved: dict = {}
+
+        def value(x):
+            h = handles.get(id(x))
+            if h is None:
+                return outside.get(id(x), x)
+            return resolved[h[0].index][h[1]]
+
+        def real(x):
+            v = value(x)
+            return v[0][v[1]] if type(v) is tuple else v
+
+        flat: list = []
+        layout.clear()
+        for lv in levels:
+            gm = lv[0].plan.gm
+            gathered = _gather(lv, handles, value, len(lv), True) if len(lv) > 1 else None
+            if gathered is not None:
+                in_dims, args, _ = gathered
+                outs = tuple(torch.vmap(lambda *a: tuple(gm(*a)), in_dims=tuple(in_dims),
+                                        randomness="error")(*args))
+                for i, c in enumerate(lv):
+                    resolved[c.index] = [(o, i) for o in outs]
+                layout.append((tuple(c.index for c in lv), len(flat), len(outs), True))
+                flat.extend(outs)
+                continue
+            for c in lv:
+                outs = tuple(gm(*[real(x) for x in c.inputs]))
+                resolved[c.index] = list(outs)
+                layout.append(((c.index,), len(flat), len(outs), False))
+                flat.extend(outs)
+        return tuple(flat)
+
+    try:
+        with torch.set_grad_enabled(calls[0].grad):
+            traced = make_fx(replay)(*R.ext)
+    except Exception as e:  # noqa: BLE001 - the levels run one by one
+        _perf_note("schedule of %d calls not traced (its levels run one by one): %r",
+                   len(calls), e)
+        return None
+    _direct_gathers(traced)
+    if not _pure(traced):
+        return None
+    gm = _unmarked(traced)
+    consts = _lift_constants(gm)
+    try:
+        fn = backend(gm, [*R.ext, *consts])
+    except Exception as e:  # noqa: BLE001 - the levels run one by one
+        _perf_note("schedule of %d calls not compiled (its levels run one by one): %r",
+                   len(calls), e)
+        return None
+    return _Schedule(_C.Wrapper(fn, None), tuple(layout), tuple(plans.values()), consts)
+
+
+def _lift_constants(gm) -> tuple:
+    """The tensors make_fx kept as attributes of ``gm`` (the gathers' row
+    indices) made inputs after the others, returned in their order: the
+    fusing backend's lean training runtime takes no attributes."""
+    torch = _torch()
+    last = [n for n in gm.graph.nodes if n.op == "placeholder"][-1]
+    consts = []
+    for n in list(gm.graph.nodes):
+        if n.op != "get_attr":
+            continue
+        with gm.graph.inserting_after(last):
+            p = gm.graph.placeholder(f"const_{len(consts)}")
+        last = p
+        n.replace_all_uses_with(p)
+        gm.graph.erase_node(n)
+        consts.append(getattr(gm, n.target))
+        # make_fx copies a constant on its first use (a tensor built while
+        # tracing is "fresh"); these are inputs now, never written
+        for u in list(p.users):
+            if u.target is torch.ops.aten.lift_fresh_copy.default:
+                u.replace_all_uses_with(p)
+                gm.graph.erase_node(u)
+    gm.recompile()
+    return tuple(consts)
+
+
+def _same_backend(a, b) -> bool:
+    """Whether two entries' backends are one: each entry holds its own
+    ``functools.partial`` of the backend over the compile options."""
+    if isinstance(a, functools.partial) and isinstance(b, functools.partial):
+        return a.func is b.func and a.args == b.args and a.keywords == b.keywords
+    return a is b
+
+
+def _unmarked(traced):
+    """A copy of make_fx's graph without its placeholders' metadata: make_fx
+    records them as not requiring grad, which would send a training graph
+    through AOTAutograd's runtime instead of the fusing backend's lean one
+    (the inputs themselves say it)."""
+    torch = _torch()
+    gm = torch.fx.GraphModule(traced, copy.deepcopy(traced.graph))
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            n.meta.pop("val", None)
+            n.meta.pop("example_value", None)
+    return gm
+
+
+def _perf_note(msg: str, *args) -> None:
+    lg = artifact_logger("perf")
+    if lg is not None:
+        lg.info(msg, *args)
+
+
+
 def _derive(plan: Plan, in_dims: list, args: list):
     """The aten graph of ``plan``'s graph under vmap over ``in_dims``, or
     None where the graph is not batchable (no batching rule, random draws,
@@ -362,31 +657,68 @@ def _derive(plan: Plan, in_dims: list, args: list):
         traced = make_fx(batched)(*args)
     except Exception:  # noqa: BLE001 - not batchable: the calls run one by one
         return None
+    _direct_gathers(traced)
     if not _pure(traced):
         return None
     if plan.backend is not None:
         # The fusing backend compiles it (one autograd node per level and
         # entry, its forward and backward fused kernels): on the bench's
         # TreeLSTMs 20-25% less time per step than the aten graph run op by
-        # op, for a compile per size class. Its placeholders' metadata goes:
-        # make_fx records them as not requiring grad, which would send a
-        # training graph through AOTAutograd's runtime instead of the
-        # backend's lean one (the inputs themselves say it)
-        gm = torch.fx.GraphModule(traced, copy.deepcopy(traced.graph))
-        for n in gm.graph.nodes:
-            if n.op == "placeholder":
-                n.meta.pop("val", None)
-                n.meta.pop("example_value", None)
+        # op, for a compile per size class
         try:
-            fn = plan.backend(gm, list(args))
+            fn = plan.backend(_unmarked(traced), list(args))
         except Exception as e:  # noqa: BLE001 - the aten graph runs as traced
-            lg = artifact_logger("perf")
-            if lg is not None:
-                lg.info("batched graph of %s not compiled (it runs as traced): %r", plan.name, e)
+            _perf_note("batched graph of %s not compiled (it runs as traced): %r", plan.name, e)
         else:
             stats.batched_compiled += 1
             return _C.Wrapper(fn, None)
     return _C.Wrapper(traced, None)
+
+
+def _direct_gathers(gm) -> None:
+    """vmap's rule for indexing a tensor that every row shares with per-row
+    indices (``weight[word]`` in a leaf) gathers from that tensor expanded
+    over the rows: ``gather(expand(W, [*B, *W.shape]), len(B), I)``. Its
+    gradient is then a buffer B times W's size, summed over B. Each such
+    gather reads W itself, the leading dimensions of I and the gathered one
+    made one: ``out[b, a, r] = W[I[b, a, r], r]`` either way."""
+    torch = _torch()
+    aten = torch.ops.aten
+    graph = gm.graph
+    changed = False
+    for n in list(graph.nodes):
+        if n.op != "call_function" or n.target is not aten.gather.default \
+                or len(n.args) != 3 or n.kwargs:
+            continue
+        src, dim, idx = n.args
+        if not isinstance(src, torch.fx.Node) or src.target is not aten.expand.default \
+                or not isinstance(idx, torch.fx.Node):
+            continue
+        w = src.args[0]
+        wv = w.meta.get("val") if isinstance(w, torch.fx.Node) else None
+        iv = idx.meta.get("val")
+        if not isinstance(wv, torch.Tensor) or not isinstance(iv, torch.Tensor):
+            continue
+        sizes = list(src.args[1])
+        k = len(sizes) - wv.dim()
+        shape = list(iv.shape)
+        if k < 1 or dim != k or not all(type(d) is int for d in sizes + shape) \
+                or any(d not in (-1, e) for d, e in zip(sizes[k:], wv.shape)):
+            continue
+        merged = 1
+        for d in shape[:k + 1]:
+            merged *= d
+        with graph.inserting_before(n):
+            flat = graph.call_function(aten.reshape.default, (idx, [merged, *shape[k + 1:]]))
+            got = graph.call_function(aten.gather.default, (w, 0, flat))
+            out = graph.call_function(aten.reshape.default, (got, shape))
+        out.meta["val"] = n.meta.get("val")
+        n.replace_all_uses_with(out)
+        graph.erase_node(n)
+        changed = True
+    if changed:
+        graph.eliminate_dead_code()
+        gm.recompile()
 
 
 def _pure(gm: torch.fx.GraphModule) -> bool:

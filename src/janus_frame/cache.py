@@ -175,6 +175,10 @@ class Stats:
     batched_rows: int = 0
     batched_compiled: int = 0  # batched graphs the fusing backend compiled
     batch_aborts: int = 0
+    # a recursion whose whole schedule repeats (a fixed tree) runs as one
+    # graph of all its levels: those compiled, and the flushes they ran
+    schedules_compiled: int = 0
+    schedule_calls: int = 0
 
     def clear(self) -> None:
         for f in dataclasses.fields(self):

@@ -1,6 +1,7 @@
 """Recursion batching (janus_frame/batching.py): the graph calls of a recursive
 function's entries are recorded while the outermost recursive call runs and
-then run one batched call per (entry, depth). Differential against eager:
+then run one batched call per (entry, depth); a schedule that repeats (a
+fixed tree) runs as one compiled graph of all its levels. Differential against eager:
 losses, gradients and parameters after SGD steps; the batched-call counter
 shows the batching happened; recursions that cannot be batched (side
 effects, data-dependent recursion, exceptions) give eager's results."""
@@ -111,7 +112,7 @@ def _batching_on():
     jf.reset()
 
 
-def _train(model_cls, trees, backend):
+def _train(model_cls, trees, backend, on_step=None):
     torch.manual_seed(0)
     ref = model_cls()
     model = copy.deepcopy(ref)
@@ -136,6 +137,8 @@ def _train(model_cls, trees, backend):
         close(loss, rloss)
         for g, r in zip(grads, rgrads):
             close(g, r)
+        if on_step is not None:
+            on_step()
     for p, q in zip(model.parameters(), ref.parameters()):
         close(p, q)
 
@@ -404,3 +407,137 @@ def test_janus_frames_own_functions_are_not_traced():
     assert internal is False
     assert [(s.break_id, "janus_frame's own" in s.reason) for s in prof.report().sites
             if s.break_id] == [("JF002", True)]
+
+
+# -- a repeated schedule: one compiled graph of all its levels ------------------------
+
+
+@pytest.mark.parametrize("model_cls", [ModuleTreeLSTM, FunctionalTreeLSTM])
+def test_a_repeated_tree_runs_as_one_compiled_schedule(model_cls):
+    rng = random.Random(8)
+    first, second = balanced_tree(rng, 8), random_tree(rng, 9)
+    ran = []
+    seen = [stats.schedule_calls]
+
+    def on_step():
+        ran.append(stats.schedule_calls - seen[0])
+        seen[0] = stats.schedule_calls
+
+    # losses, gradients and parameters against eager at every step
+    _train(model_cls, [first] * 6 + [second] * 6, "default", on_step)
+    assert stats.schedules_compiled == 2  # one per tree
+    # once each tree's frames are compiled and its schedule seen, every step
+    # is one call of the compiled schedule
+    assert ran[3:6] == [1, 1, 1] and ran[9:] == [1, 1, 1], ran
+
+
+def test_new_trees_compile_no_schedule():
+    rng = random.Random(9)
+    trees = [random_tree(rng, n) for n in range(6, 18)]
+    _train(ModuleTreeLSTM, trees, "default")
+    assert stats.schedules_compiled == 0 and stats.schedule_calls == 0
+    assert stats.batched_calls > 0  # (level by level)
+
+
+def test_a_schedule_follows_the_tree_it_is_given():
+    torch.manual_seed(0)
+    ref = ModuleTreeLSTM()
+    model = copy.deepcopy(ref)
+    f = jf.compile(model)
+    tree = balanced_tree(random.Random(10), 8)
+    for _ in range(5):
+        close(f(tree), ref(tree))
+    assert stats.schedules_compiled == 1
+    calls = stats.schedule_calls
+    # the same shape over other words: the words are the graph's inputs
+    leaf = tree.left.left.left
+    leaf.word = (leaf.word + 1) % 40
+    close(f(tree), ref(tree))
+    assert stats.schedule_calls == calls + 1
+    # another shape: level by level, then its own schedule from its second
+    # call on
+    tree.right.right.right = Node(Node(word=3), Node(word=4))
+    for _ in range(3):
+        close(f(tree), ref(tree))
+    assert stats.schedules_compiled == 2
+    assert stats.schedule_calls == calls + 1 + 2
+
+
+class FeatureTree(nn.Module):
+    """Leaves hold their own feature rows (tensors the recursion reads off
+    the tree, stacked per level), inner nodes a gated sum of the children."""
+
+    def __init__(self, feat=6, hidden=8):
+        super().__init__()
+        self.leaf = nn.Linear(feat, hidden)
+        self.mix = nn.Linear(2 * hidden, 2 * hidden)
+
+    def node(self, tree):
+        if tree.word is not None:
+            return torch.tanh(self.leaf(tree.h))
+        a, b = self.node(tree.left), self.node(tree.right)
+        gate, cand = self.mix(torch.cat([a, b], 1)).chunk(2, dim=1)
+        return torch.sigmoid(gate) * torch.tanh(cand) + (a + b) / 2
+
+    def forward(self, tree):
+        return self.node(tree)
+
+
+def _with_features(tree, rng):
+    if tree.word is not None:
+        tree.h = torch.randn(1, 6, generator=rng)
+    else:
+        _with_features(tree.left, rng)
+        _with_features(tree.right, rng)
+    return tree
+
+
+def test_a_schedule_without_grad_is_its_own():
+    torch.manual_seed(0)
+    ref = FeatureTree()
+    f = jf.compile(copy.deepcopy(ref))
+    tree = _with_features(balanced_tree(random.Random(11), 8), torch.Generator().manual_seed(0))
+    for _ in range(4):
+        with torch.no_grad():
+            out = f(tree)
+        assert not out.requires_grad
+        close(out, ref(tree))
+        out = f(tree)
+        assert out.requires_grad
+        close(out, ref(tree))
+    assert stats.schedules_compiled == 2  # one per grad mode
+    calls = stats.schedule_calls
+    # new feature values at the same leaves: inputs of the same schedule
+    _with_features(tree, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        close(f(tree), ref(tree))
+    assert stats.schedule_calls == calls + 1
+
+
+def test_a_gather_from_an_expanded_table_reads_the_table():
+    from janus_frame.torch_compat import make_fx
+
+    aten = torch.ops.aten
+    table = torch.randn(30, 6, requires_grad=True)
+    words = torch.tensor([[3], [7], [3], [29]])
+
+    def lookup(w, i):  # a leaf's embedding row (as traced), vmapped over the leaves
+        return torch.index_select(w, 0, i) * 2
+
+    traced = make_fx(torch.vmap(lookup, in_dims=(None, 0)))(table, words)
+
+    def gathers_from_expanded():
+        return [n for n in traced.graph.nodes if n.target is aten.gather.default
+                and n.args[0].target is aten.expand.default]
+
+    assert gathers_from_expanded()  # (vmap's rule; else this test shows nothing)
+    batching._direct_gathers(traced)
+    assert not gathers_from_expanded()
+    assert not any(n.target is aten.expand.default and n.args[0].op == "placeholder"
+                   for n in traced.graph.nodes)
+    out = traced(table, words)
+    ref = table[words.view(-1)].view(4, 1, 6) * 2
+    close(out, ref)
+    weights = torch.randn_like(ref)
+    close(torch.autograd.grad((out * weights).sum(), table)[0],
+          torch.autograd.grad((ref * weights).sum(), table)[0])
