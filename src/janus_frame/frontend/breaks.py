@@ -330,6 +330,18 @@ class LeafRowWritten(RetraceCode):
     codes: weakref.WeakSet = weakref.WeakSet()
 
 
+class RowAliased(RetraceCode):
+    """A tensor's row for a varying index, gathered (a copy: ``x[i]`` with
+    ``i`` a graph input has no view form without the value of ``i``), is
+    written in place, outlives the graph, or its tensor is written after it
+    was read: there eager's row is a view of the tensor, which a copy is
+    not. Trace the frame again with such rows taken by ``narrow`` in this
+    code (which needs the index's value: the graph breaks there)."""
+
+    # code objects whose varying-index rows are views
+    codes: weakref.WeakSet = weakref.WeakSet()
+
+
 class LoggingKept(RetraceCode):
     """A segment with print/logging calls moved to its end
     (methods.defer_logging) cannot be rolled back: were its graph to raise,

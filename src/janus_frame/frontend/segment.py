@@ -33,7 +33,7 @@ import torch
 
 from ..cache import SkipFrame
 from ..diagnostics.probe import Site
-from .breaks import GraphBreak, LeafRowWritten, LoggingKept
+from .breaks import GraphBreak, LeafRowWritten, LoggingKept, RowAliased
 from .codegen import FunctionBuilder, nargs_of, slot_names
 from .handover import break_tail
 from .interpreter import Translator
@@ -138,6 +138,9 @@ class Segment:
         escaped_row = next((r for r in map(_leaf_row, (v.fake for v in rb.outputs)) if r), None)
         if escaped_row is not None:  # a parameter's row leaves the graph: it must be a view
             raise LeafRowWritten(escaped_row)
+        aliased = aliased_row(output.root_graph, rb.outputs)
+        if aliased is not None:
+            raise RowAliased(aliased)
         gm, self.inputs = output.finish(rb.outputs)
         if output.op_count or rb.outputs:
             self.graph = gm
@@ -256,6 +259,43 @@ def _storage(node):
         return v.untyped_storage()._cdata
     except Exception:  # a value without storage (sparse, nested): unknown
         return None
+
+
+def aliased_row(graph, outputs) -> types.CodeType | None:
+    """The code of a row gathered for a varying index (``x[i]``,
+    values/tensors.py) whose copy would differ from eager's view: the row
+    (or a view of it) is written in place, is a graph output (Python keeps
+    it past the graph), or the tensor it was read from (any view of that
+    memory) is written after the read. None when every such row is safe."""
+    rows: dict = {}  # fake storage of a gathered row -> its code
+    sources: dict = {}  # fake storage its tensor reads -> the row's code
+    for n in graph.nodes:
+        v = n.meta.get("example_value")
+        mark = getattr(v, "_janus_row_of", None)
+        if mark is not None:
+            key = _storage(n)
+            try:
+                src = mark[0].untyped_storage()._cdata
+            except Exception:  # noqa: BLE001 - memory of unknown origin: a view
+                return mark[1]
+            if key is None:
+                return mark[1]
+            rows[key] = sources[src] = mark[1]
+            continue
+        if not rows or n.op not in ("call_function", "call_method"):
+            continue
+        for target in _written(n):
+            key = _storage(target) if isinstance(target, torch.fx.Node) else None
+            if key is None:
+                return next(iter(rows.values()))  # written memory unknown
+            code = rows.get(key) or sources.get(key)
+            if code is not None:
+                return code
+    for v in outputs:
+        key = _storage(v.node) if hasattr(v, "node") else None
+        if key is not None and key in rows:
+            return rows[key]
+    return None
 
 
 def _mutations(gm) -> tuple[list[str], bool]:

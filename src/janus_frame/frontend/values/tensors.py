@@ -18,7 +18,7 @@ import torch
 
 from ... import _C
 from ...torch_compat import TensorBase
-from ..breaks import GraphBreak, LeafRowWritten, would_raise
+from ..breaks import GraphBreak, LeafRowWritten, RowAliased, would_raise
 from ..sources import AttrSource
 from .base import Value, read_before_effects
 from .constants import Const, DerivedConst, DynInt, fold
@@ -139,6 +139,16 @@ class TensorV(Value):
                 # (marked on both: a view of the row has the gathered tensor as base)
                 row.fake._janus_leaf_row = sel.fake._janus_leaf_row = tx.code
                 return row
+            if tx.code not in RowAliased.codes:
+                # any other tensor's row: gathered too (narrow with a tensor
+                # offset reads its value: a break on every call), a copy
+                # whose uses the segment checks when it closes (see
+                # segment.aliased_row); where eager's view shows, the frame
+                # is traced again with the narrow
+                sel = out.call("call_function", torch.index_select,
+                               (self, Const(0), out.int_input(key, vector=True)), {})
+                sel.fake._janus_row_of = (self.fake, tx.code)
+                return out.call("call_method", "squeeze", (sel, Const(0)), {})
             idx = out.int_input(key)
             sel = out.call("call_function", torch.narrow, (self, Const(0), idx, Const(1)), {})
             return out.call("call_method", "squeeze", (sel, Const(0)), {})
