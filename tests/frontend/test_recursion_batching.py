@@ -541,3 +541,18 @@ def test_a_gather_from_an_expanded_table_reads_the_table():
     weights = torch.randn_like(ref)
     close(torch.autograd.grad((out * weights).sum(), table)[0],
           torch.autograd.grad((ref * weights).sum(), table)[0])
+
+
+def test_an_inference_recursion_over_word_ids_is_batched():
+    # leaves index an embedding table with their word (an int that differs
+    # per leaf): under no_grad the row is a gather in the leaf's graph, as
+    # with grad on, so the leaves batch instead of breaking each
+    torch.manual_seed(0)
+    ref = FunctionalTreeLSTM()
+    f = jf.compile(copy.deepcopy(ref))
+    rng = random.Random(12)
+    fixed = balanced_tree(rng, 8)
+    with torch.no_grad():
+        for tree in [fixed] * 4 + [random_tree(rng, n) for n in (5, 9, 12)]:
+            close(f(tree), ref(tree))
+    assert stats.batched_calls > 0 and stats.schedules_compiled == 1
