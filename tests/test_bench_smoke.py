@@ -165,3 +165,15 @@ def test_judge_tolerates_only_eager_own_noise():
     # a Python-side effect that differs is wrong whatever the noise
     errs = leaf_errors({**close, "steps": 6}, ref)
     assert judge(errs, 1e-4, {"bias": 0.05, "steps": 1.0})["ok"] is False
+
+
+def test_interleaved_timing_writes_its_table(tmp_path):
+    from bench import interleaved
+
+    assert interleaved.main(["--only", "mlp", "--steps", "3", "--quick",
+                             "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("*-interleaved.md")
+    text = path.read_text()
+    assert "python -m bench.interleaved --only mlp --steps 3 --quick" in text
+    row = next(line for line in text.splitlines() if line.startswith("| mlp |"))
+    assert row.count(" ms |") == 3 and "×" in row
