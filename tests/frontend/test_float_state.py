@@ -417,6 +417,52 @@ def test_varying_int_row_out_of_range_raises_eager_s_error(backend):
     torch.testing.assert_close(cf(x, 2), f(x, 2))
 
 
+@pytest.mark.parametrize("backend", ["recorder", "default"])
+def test_window_at_a_varying_offset_of_a_tensor_is_read_in_the_graph(backend):
+    # x[i:i + k] for an int that changes every call, on a tensor that is no
+    # parameter with grad on: gathered in the graph, where it was a narrow
+    # needing the int's value (a break per call)
+    def f(x, node):
+        w = x[node.word:node.word + 3]
+        return (w * 2).sum(0) + w[1], w.exp()
+
+    rec = Recorder()
+    cf = jf.compile(f, backend=rec if backend == "recorder" else None)
+    x = torch.randn(10, 4, requires_grad=True)
+    with jf.profile() as prof:
+        for word in [0, 4, 7, 2, 5]:
+            got, want = cf(x, _Node(word)), f(x, _Node(word))
+            for g, w in zip(got, want):
+                torch.testing.assert_close(g, w)
+            torch.testing.assert_close(torch.autograd.grad(got[0].sum() + got[1].sum(), x)[0],
+                                       torch.autograd.grad(want[0].sum() + want[1].sum(), x)[0])
+    assert _breaks(prof) == []
+
+
+def _window_written(x, i):
+    w = x[i:i + 2]
+    w.mul_(3)
+    return x * 1
+
+
+def _window_returned(x, i):
+    return x[i:i + 2]
+
+
+@pytest.mark.parametrize("f", [_window_written, _window_returned])
+def test_window_at_a_varying_offset_keeps_eager_view_semantics(f):
+    cf = jf.compile(f)
+    for i in range(5):
+        xa = torch.arange(40.0).view(8, 5)
+        xb = xa.clone()
+        got, want = cf(xa, i), f(xb, i)
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(xa, xb)
+        got.fill_(-1)
+        want.fill_(-1)
+        torch.testing.assert_close(xa, xb)
+
+
 def _written(x, i):
     r = x[i]
     r.add_(1)

@@ -168,6 +168,16 @@ class TensorV(Value):
                                (self, Const(0), out.int_input(start, vector=True)), {})
                 sel.fake._janus_leaf_row = tx.code
                 return sel
+            if k >= 1 and tx.code not in RowAliased.codes:
+                # any other tensor's window: row i of its windows of k rows
+                # (views), gathered as x[i] is above, the window's rows put
+                # back first
+                wins = out.call("call_method", "unfold", (self, Const(0), Const(k), Const(1)), {})
+                sel = out.call("call_function", torch.index_select,
+                               (wins, Const(0), out.int_input(start, vector=True)), {})
+                sel.fake._janus_row_of = (self.fake, tx.code)
+                row = out.call("call_method", "squeeze", (sel, Const(0)), {})
+                return out.call("call_method", "movedim", (row, Const(-1), Const(0)), {})
             return out.call("call_function", torch.narrow,
                             (self, Const(0), out.int_input(start), Const(k)), {})
         return out.call("call_function", operator.getitem, (self, key), {})
